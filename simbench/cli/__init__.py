@@ -1,0 +1,71 @@
+"""The ``simbench`` command line.
+
+Each command group lives in its own module exposing ``register(subparsers)``; heavy imports
+happen inside the handlers, so ``simbench --help`` and ``simbench measures`` start fast.
+Errors a user can fix print as one message without a traceback, and the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from simbench.errors import SimbenchError
+
+COMMAND_MODULES = (
+    "simbench.cli.core",
+    "simbench.cli.tasks",
+    "simbench.cli.zoo",
+    "simbench.cli.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simbench",
+        description="Do two neural systems solve a task the same way? Score causal (MAS, "
+        "CLMAS, DAS, stitching) and correlative (RSA, CKA) similarity measures.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command group not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.handler(args, extra) or 0)
+    except SimbenchError as exc:
+        print(f"simbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `simbench measures | head`
+        return 0
+
+
+def _version() -> str:
+    from simbench import __version__
+
+    return f"simbench {__version__}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Core commands: ``measures``, ``plugins``, ``score`` and ``validate``."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from typing import Any
+
+from simbench.cli.output import table
+from simbench.errors import ParameterError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measures", help="list every registered measure and its parameters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_measures)
+
+    p = sub.add_parser("plugins", help="list loaded plugins and those that failed to load")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser(
+        "score",
+        help="score systems with one measure",
+        description="Score systems (recording files, zoo ids, checkpoints) with a measure. "
+        "Measure parameters are passed as --NAME VALUE (see `simbench measures`); a "
+        "comma-separated value sweeps that parameter, e.g. --k 1,2,4,8.",
+    )
+    p.add_argument("measure")
+    p.add_argument("systems", nargs="+", metavar="SYSTEM")
+    p.add_argument("--site", required=True, help="site to compare, e.g. hidden or embedding")
+    p.add_argument("--task", help="task name (default: the systems' own task)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--intersect", action="store_true",
+                   help="use only the stimuli both recordings share")
+    p.add_argument("--json", action="store_true", help="print the score(s) as JSON")
+    p.add_argument("--plot", metavar="PNG", help="with a sweep: plot the value against it")
+    p.set_defaults(handler=cmd_score, accepts_extra=True)
+
+    p = sub.add_parser("validate", help="check recording files against the schema")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(handler=cmd_validate)
+
+
+def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.registry import get_registry
+
+    reg = get_registry()
+    described = []
+    for name in sorted(reg.measures):
+        d = reg.measures[name].describe()
+        info = reg.plugin_of(name)
+        d["plugin"] = {"name": info.name, "dist": info.dist, "version": info.version}
+        described.append(d)
+    if args.json:
+        print(json.dumps(described, indent=2, default=str))
+        return 0
+    rows = [(d["name"], d["family"], " x ".join(d["access"]) + ("..." if d["systems"][1] != len(
+        d["access"]) else ""), "yes" if d["symmetric"] else "no",
+        "higher" if d["higher_is_better"] else "lower",
+        f"[{d['range'][0]:g}, {d['range'][1]:g}]", f"{d['plugin']['dist']}:{d['plugin']['name']}")
+        for d in described]
+    print(table(["measure", "family", "access", "symmetric", "better", "range", "plugin"], rows))
+    for d in described:
+        print(f"\n{d['name']}: {d['description']}")
+        if d["citation"]:
+            print(f"  cite: {d['citation']}")
+        for p in d["params"]:
+            print(f"  --{p['name']} ({p['type']}, default {p['default']!r}): {p['help']}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.registry import get_registry
+
+    reg = get_registry()
+    if args.json:
+        print(json.dumps([vars(p) for p in reg.plugins], indent=2))
+        return 0
+    rows = [(p.name, f"{p.dist} {p.version}", p.module, "FAILED: " + p.error if p.error else "ok",
+             ", ".join(p.measures + p.tasks) or "-") for p in reg.plugins]
+    print(table(["plugin", "distribution", "module", "status", "provides"], rows))
+    return 0
+
+
+def parse_extra(extra: list[str]) -> dict[str, str]:
+    """``--k 16 --stepwise --eps 0.5,0.9`` -> {"k": "16", "stepwise": "true", "eps": "0.5,0.9"}."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--") or token == "--":
+            raise ParameterError(f"unexpected argument '{token}'",
+                                 fix="measure parameters are given as --NAME VALUE")
+        key, _, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if not value:
+            if i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+                value = extra[i + 1]
+                i += 1
+            else:
+                value = "true"
+        out[key] = value
+        i += 1
+    return out
+
+
+def expand_sweep(measure: Any, raw: dict[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Split comma-separated values of non-string parameters into a grid of parameter sets."""
+    swept: list[str] = []
+    axes: list[list[tuple[str, Any]]] = []
+    for key, value in raw.items():
+        param = measure.param(key)
+        values = value.split(",") if "," in value and param.type is not str else [value]
+        if len(values) > 1:
+            swept.append(key)
+        axes.append([(key, param.parse(v, measure=measure.name)) for v in values])
+    grid = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+    return swept, grid
+
+
+def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.api import score
+    from simbench.registry import get_registry
+
+    measure = get_registry().measure(args.measure)
+    raw = parse_extra(extra)
+    if args.intersect:
+        raw["intersect"] = "true"
+    swept, grid = expand_sweep(measure, raw)
+    results = []
+    for params in grid:
+        result = score(args.measure, *args.systems, site=args.site, task=args.task,
+                       seed=args.seed, device=args.device, **params)
+        results.append((params, result))
+        if not args.json:
+            print(render_score(result, params if swept else None))
+            sys.stdout.flush()
+    if args.json:
+        payload = [r.to_dict() for _, r in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+    elif swept:
+        rows = [(*[p[k] for k in swept], r.value, *(r.ci or (None, None)), r.n_samples)
+                for p, r in results]
+        print("\nsweep:")
+        print(table([*swept, "value", "ci_low", "ci_high", "n"], rows))
+    if args.plot and swept:
+        plot_sweep(results, swept[0], args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
+    """A score as a few human-readable lines, its 1-D/2-D breakdowns as tables."""
+    label = ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+    head = f"{result.measure}({', '.join(result.systems)})"
+    if result.site:
+        head += f" at site '{result.site}'"
+    if label:
+        head += f" [{label}]"
+    ci = f"  95% CI [{result.ci[0]:.4f}, {result.ci[1]:.4f}]" if result.ci else ""
+    lines = [f"{head}: {result.value:.4f}{ci}  (n = {result.n_samples} samples)"]
+    for name, da in result.breakdown.items():
+        if da.ndim == 2:
+            r, c = da.dims
+            rows = [(str(rv), *[float(x) for x in da.sel({r: rv}).values])
+                    for rv in da[r].values]
+            lines.append(f"\n{name} ({r} x {c}):")
+            lines.append(table([f"{r} \\ {c}", *[str(v) for v in da[c].values]], rows))
+        elif da.ndim == 1:
+            (d,) = da.dims
+            lines.append(f"\n{name}:")
+            lines.append(table([d, name], [(str(k), float(v)) for k, v in
+                                           zip(da[d].values, da.values)]))
+        elif da.ndim == 0:
+            lines.append(f"  {name}: {float(da):.4f}")
+    return "\n".join(lines)
+
+
+def plot_sweep(results: list, key: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [p[key] for p, _ in results]
+    ys = [r.value for _, r in results]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(xs, ys, marker="o")
+    lows = [r.ci[0] if r.ci else y for (_, r), y in zip(results, ys)]
+    highs = [r.ci[1] if r.ci else y for (_, r), y in zip(results, ys)]
+    ax.fill_between(xs, lows, highs, alpha=0.2)
+    if all(isinstance(x, (int, float)) and x > 0 for x in xs) and max(xs) / min(xs) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(key)
+    ax.set_ylabel(results[0][1].measure)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.recording import recording_problems
+
+    failed = 0
+    for path in args.files:
+        problems = recording_problems(path)
+        if problems:
+            failed += 1
+            print(f"{path}: {len(problems)} problem(s)")
+            for p in problems:
+                print(f"  - {p}")
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0

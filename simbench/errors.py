@@ -1,0 +1,82 @@
+"""One exception family for everything a user can get wrong.
+
+Every error names where the problem is (file, site, field) and how to fix it, so the CLI can
+print it without a traceback and a user can act on it.
+"""
+
+from __future__ import annotations
+
+
+class SimbenchError(Exception):
+    """Base of all simbench errors: a message plus where it happened and what to do."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: object | None = None,
+        site: str | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = None if file is None else str(file)
+        self.site = site
+        self.field = field
+        self.fix = fix
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.file:
+            where.append(f"file {self.file}")
+        if self.site:
+            where.append(f"site '{self.site}'")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        text = self.message
+        if where:
+            text = f"{', '.join(where)}: {text}"
+        if self.fix:
+            text = f"{text}\n  fix: {self.fix}"
+        return text
+
+
+class RecordingError(SimbenchError):
+    """A recording file does not follow the schema, or two recordings cannot be paired."""
+
+
+class RegistryError(SimbenchError):
+    """An unknown measure/task, or a duplicate name between plugins."""
+
+
+class PluginError(SimbenchError):
+    """A plugin failed while loading or while computing a measure."""
+
+
+class AccessError(SimbenchError):
+    """A measure was asked of systems it cannot handle (e.g. a causal measure on recordings)."""
+
+
+class TaskError(SimbenchError):
+    """Bad task input: unknown task, token outside the vocabulary, unknown variable."""
+
+
+class SiteError(SimbenchError):
+    """A site that does not exist in a system, or that cannot be read or patched."""
+
+
+class CheckpointError(SimbenchError):
+    """A checkpoint that is not safetensors, or whose sha256 does not match its manifest."""
+
+
+class ParameterError(SimbenchError):
+    """A measure parameter that is unknown or out of range."""
+
+
+class SpecError(SimbenchError):
+    """A benchmark spec that does not parse or names unknown things."""
+
+
+class StoreError(SimbenchError):
+    """A results store that is not a simbench store, or has a newer schema."""

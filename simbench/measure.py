@@ -1,0 +1,160 @@
+"""The measure contract: what a similarity measure declares about itself, as data.
+
+A measure is an object with metadata the harness and CLI can read (family, the access it needs
+of each system, symmetry, direction, range, parameters, citation) and one method, ``score``.
+Plugins return measure instances from the ``simbench_measures`` hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from simbench.errors import ParameterError
+
+if TYPE_CHECKING:
+    from simbench.score import Score
+    from simbench.systems import System
+
+Access = Literal["accessible", "recording"]
+Family = Literal["causal", "correlative"]
+
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One tunable parameter of a measure, with its default and meaning.
+
+    ``kind`` is inferred from the default when not given; ``None`` defaults need an explicit kind.
+    """
+
+    name: str
+    default: Any
+    help: str
+    kind: type | None = None
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+
+    @property
+    def type(self) -> type:
+        return self.kind or type(self.default)
+
+    def parse(self, value: Any, *, measure: str = "?") -> Any:
+        """Convert a CLI string (or a Python value) to this parameter's type and check it."""
+        kind = self.type
+        try:
+            if value is None:
+                parsed = None
+            elif kind is bool and isinstance(value, str):
+                parsed = _BOOL_WORDS[value.strip().lower()]
+            elif kind is bool:
+                parsed = bool(value)
+            elif kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            else:
+                parsed = kind(value)
+        except (KeyError, TypeError, ValueError):
+            raise ParameterError(
+                f"measure '{measure}': parameter '{self.name}' expects {kind.__name__}, got {value!r}",
+                field=self.name,
+                fix=f"pass e.g. --{self.name} {self.default!r}",
+            ) from None
+        if parsed is None:
+            return None
+        if self.choices is not None and parsed not in self.choices:
+            raise ParameterError(
+                f"measure '{measure}': parameter '{self.name}' must be one of {list(self.choices)}, got {parsed!r}",
+                field=self.name,
+            )
+        too_low = self.low is not None and parsed < self.low
+        too_high = self.high is not None and (parsed >= self.high if self.high_open else parsed > self.high)
+        if too_low or too_high:
+            bracket = ")" if self.high_open else "]"
+            raise ParameterError(
+                f"measure '{measure}': parameter '{self.name}' = {parsed!r} is outside "
+                f"[{self.low}, {self.high}{bracket}",
+                field=self.name,
+            )
+        return parsed
+
+
+class Measure:
+    """Base class of every similarity measure.
+
+    Subclasses set the class attributes below and implement :meth:`score`. ``access`` lists the
+    access needed of each system slot: ``"accessible"`` (a network we can run and patch) or
+    ``"recording"`` (recorded activity is enough; any system can provide it). When a measure
+    takes a variable number of systems (``max_systems`` greater than ``len(access)``), the last
+    entry applies to the extra systems.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    access: ClassVar[tuple[Access, ...]]
+    min_systems: ClassVar[int] = 2
+    max_systems: ClassVar[int | None] = 2
+    symmetric: ClassVar[bool] = True
+    higher_is_better: ClassVar[bool] = True
+    range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    params: ClassVar[tuple[Param, ...]] = ()
+    citation: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs_task: ClassVar[bool] = False
+
+    def score(
+        self,
+        systems: Sequence[System],
+        *,
+        site: str,
+        task: str | None,
+        seed: int,
+        device: str,
+        **params: Any,
+    ) -> Score:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # ---- helpers shared by every measure -------------------------------------------------
+    def access_for(self, index: int) -> Access:
+        """The access needed of the system in slot ``index``."""
+        return self.access[min(index, len(self.access) - 1)]
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        import difflib
+
+        close = difflib.get_close_matches(name, [p.name for p in self.params], n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {[p.name for p in self.params]}"
+        raise ParameterError(f"measure '{self.name}' has no parameter '{name}'", field=name, fix=hint)
+
+    def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each parsed and checked."""
+        out = {p.name: p.default for p in self.params}
+        for key, value in given.items():
+            out[key] = self.param(key).parse(value, measure=self.name)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """The measure's metadata as plain data (for `simbench measures --json` and the harness)."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "access": list(self.access),
+            "systems": [self.min_systems, self.max_systems],
+            "symmetric": self.symmetric,
+            "higher_is_better": self.higher_is_better,
+            "range": list(self.range),
+            "needs_task": self.needs_task,
+            "params": [
+                {"name": p.name, "default": p.default, "type": p.type.__name__, "help": p.help}
+                for p in self.params
+            ],
+            "citation": self.citation,
+            "description": self.description,
+        }

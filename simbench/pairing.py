@@ -1,0 +1,85 @@
+"""Pairing two systems' activity sample by sample, so a measure compares like with like.
+
+Samples are matched on ``stimulus_id`` and time step. Stimuli present in only one system are an
+error unless the caller asks for the intersection; steps marked invalid (padding) in either
+system never enter a measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import xarray as xr
+
+from simbench.errors import RecordingError
+
+
+@dataclasses.dataclass
+class Paired:
+    """Row-aligned activity of two systems at one site."""
+
+    x: np.ndarray  # [n_samples, units_a]
+    y: np.ndarray  # [n_samples, units_b]
+    stimulus: np.ndarray  # [n_samples] index of each sample's stimulus (0..n_stimuli-1)
+    stimulus_ids: np.ndarray  # [n_stimuli]
+    time: np.ndarray | None  # [n_samples] time step of each sample, None for static data
+
+    @property
+    def n_stimuli(self) -> int:
+        return len(self.stimulus_ids)
+
+
+def pair_sites(
+    a: xr.Dataset,
+    b: xr.Dataset,
+    *,
+    intersect: bool = False,
+    names: tuple[str, str] = ("A", "B"),
+    dtype: type = np.float64,
+) -> Paired:
+    """Match two site datasets on stimulus id and time step; drop padding."""
+    ids_a = a["stimulus_id"].values
+    ids_b = b["stimulus_id"].values
+    common, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
+    only_a, only_b = len(ids_a) - len(common), len(ids_b) - len(common)
+    where = f"{names[0]} vs {names[1]}"
+    if len(common) == 0:
+        raise RecordingError(
+            f"{where}: no shared stimulus ids ({len(ids_a)} vs {len(ids_b)} stimuli, e.g. "
+            f"{list(ids_a[:2])} vs {list(ids_b[:2])})", field="stimulus_id",
+            fix="record both systems on the same stimuli (same task and seed)")
+    if (only_a or only_b) and not intersect:
+        raise RecordingError(
+            f"{where}: stimulus sets differ ({only_a} only in {names[0]}, {only_b} only in "
+            f"{names[1]}, {len(common)} shared)", field="stimulus_id",
+            fix="pass intersect=True (CLI: --intersect) to use the shared stimuli only")
+    ia, ib = ia[np.argsort(ia)], ib[np.argsort(ia)]
+    xa = a["activity"].isel(stimulus=ia)
+    xb = b["activity"].isel(stimulus=ib)
+    has_time = "time" in xa.dims
+    if has_time != ("time" in xb.dims):
+        raise RecordingError(f"{where}: one recording has a time dim and the other not",
+                             field="time")
+    if not has_time:
+        return Paired(np.asarray(xa.values, dtype=dtype), np.asarray(xb.values, dtype=dtype),
+                      np.arange(len(ia)), ids_a[ia], None)
+    steps = min(xa.sizes["time"], xb.sizes["time"])
+    valid = np.ones((len(ia), steps), dtype=bool)
+    for ds, idx in ((a, ia), (b, ib)):
+        if "valid" in ds.coords:
+            valid &= ds["valid"].values[idx, :steps]
+    if "token" in a.coords and "token" in b.coords:
+        ta = a["token"].values[ia, :steps]
+        tb = b["token"].values[ib, :steps]
+        mismatch = (ta != tb) & valid
+        if mismatch.any():
+            s, t = np.argwhere(mismatch)[0]
+            raise RecordingError(
+                f"{where}: stimulus '{ids_a[ia][s]}' has different tokens at step {t} "
+                f"({ta[s, t]!r} vs {tb[s, t]!r}): the recordings are of different stimuli",
+                field="token", fix="record both systems on the same stimuli")
+    stim, time = np.nonzero(valid)
+    x = np.asarray(xa.values[:, :steps][stim, time], dtype=dtype)
+    y = np.asarray(xb.values[:, :steps][stim, time], dtype=dtype)
+    return Paired(x, y, stim, ids_a[ia], time)

@@ -1,0 +1,333 @@
+"""The task contract shared by every task, and the one vocabulary all tasks use.
+
+A task is a symbolic program (its *causal model*) over token sequences. It knows how to
+
+- sample stimuli (seeded, with held-out counts kept out of training),
+- run its causal model on any token array (the value of every causal variable after every token),
+- build counterfactual sequences (set a variable at one position to another run's value and let
+  the causal model continue), and
+- score generated sequences against those counterfactuals (trial- and token-level).
+
+Everything here is numpy: importing a task never imports torch, so the CLI starts fast.
+
+Why one shared vocabulary: every zoo model has the same input and output space, so a GRU trained on
+Modulo and one trained on Multi-Object can be compared (and intervened across) token for token.
+
+Conventions used throughout (all arrays are batched, padded on the right with ``PAD``):
+
+- ``tokens`` int64 [n, T]; position 0 is ``BOS``.
+- ``variables[name]`` int64 [n, T]: the variable's value *after* reading the token at that
+  position; ``UNDEFINED`` (-1) on padding and where the variable has no value yet.
+- ``response_mask`` bool [n, T]: True at positions whose *token* is determined by the causal
+  model (responses and ``EOS``). A model predicts the token at position t from its output at
+  t - 1, so the loss for position t uses logits[:, t - 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from simbench.errors import TaskError
+
+PAD, BOS, EOS, TRIGGER = 0, 1, 2, 3
+VOCAB: tuple[str, ...] = (
+    "PAD", "BOS", "EOS", "T", "D0", "D1", "D2", "C", "R",
+    *(str(i) for i in range(21)),
+    "+", "-", "=", ",",
+)
+TOKEN_ID: dict[str, int] = {tok: i for i, tok in enumerate(VOCAB)}
+DEMO = tuple(TOKEN_ID[t] for t in ("D0", "D1", "D2"))
+SAME = TOKEN_ID["C"]
+RESP = TOKEN_ID["R"]
+NUM0 = TOKEN_ID["0"]  # number k has id NUM0 + k
+PLUS, MINUS, EQUALS, COMMA = (TOKEN_ID[t] for t in ("+", "-", "=", ","))
+UNDEFINED = -1
+HELD_OUT_COUNTS: tuple[int, ...] = (4, 9, 14, 17)
+ALL_COUNTS: tuple[int, ...] = tuple(range(1, 21))
+
+
+@dataclasses.dataclass
+class Stimuli:
+    """A batch of task sequences with everything a model or a measure needs about them.
+
+    ``counts`` is the object count n of each sequence (for Arithmetic: the starting value v0),
+    ``trigger_pos`` the position of the trigger ``T`` (Arithmetic: the position of ``v0``, after
+    which the first response is computed).
+    """
+
+    task: str
+    tokens: np.ndarray
+    lengths: np.ndarray
+    ids: np.ndarray
+    variables: dict[str, np.ndarray]
+    response_mask: np.ndarray
+    trigger_pos: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool [n, T]: False on padding."""
+        return self.tokens != PAD
+
+    def subset(self, index: Any) -> Stimuli:
+        """The stimuli at ``index`` (anything numpy can index the first axis with)."""
+        return Stimuli(
+            task=self.task, tokens=self.tokens[index], lengths=self.lengths[index],
+            ids=self.ids[index], variables={k: v[index] for k, v in self.variables.items()},
+            response_mask=self.response_mask[index], trigger_pos=self.trigger_pos[index],
+            counts=self.counts[index],
+        )
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
+    """Right-pad integer sequences with PAD into an int64 [n, width] array."""
+    width = max((len(s) for s in seqs), default=0) if width is None else width
+    out = np.full((len(seqs), width), PAD, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+class Task:
+    """Base class of every task (built-in or from a plugin).
+
+    Subclasses set ``name``, ``title``, ``variables`` and implement :meth:`sample`,
+    :meth:`causal_model`, :meth:`counterfactual` and :meth:`intervenable_positions`.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    variables: ClassVar[tuple[str, ...]] = ()
+    vocab: ClassVar[tuple[str, ...]] = VOCAB
+    held_out_counts: ClassVar[tuple[int, ...]] = HELD_OUT_COUNTS
+    all_counts: ClassVar[tuple[int, ...]] = ALL_COUNTS
+    #: longest sequence :meth:`sample` can produce (models size nothing on it; it is a hint)
+    max_len: ClassVar[int] = 64
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # ---- vocabulary -----------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, seqs: str | Sequence[str] | Sequence[Sequence[str] | str]) -> np.ndarray:
+        """Token strings to an int64 [n, T] array (PAD-padded).
+
+        Accepts one sequence as a space-separated string (``"BOS D0 T R EOS"``) or a list of
+        token strings, or a list of such sequences. ``D`` alone stands for ``D0``. Unknown
+        tokens raise :class:`TaskError` naming the token.
+        """
+        if isinstance(seqs, str) or (
+            len(seqs) > 0 and all(isinstance(s, str) and " " not in s for s in seqs)
+        ):
+            seqs = [seqs]  # one sequence: a string, or a flat list of token strings
+        out = []
+        for seq in seqs:
+            toks = seq.split() if isinstance(seq, str) else list(seq)
+            ids = []
+            for tok in toks:
+                tok = "D0" if tok == "D" else tok
+                if tok not in TOKEN_ID:
+                    raise TaskError(
+                        f"token {tok!r} is not in the {self.name or 'task'} vocabulary",
+                        field="tokens", fix=f"use one of: {' '.join(self.vocab[1:])}")
+                ids.append(TOKEN_ID[tok])
+            out.append(ids)
+        return pad_sequences(out)
+
+    def decode(self, tokens: np.ndarray | Sequence[int]) -> list[list[str]]:
+        """An int array [n, T] (or one sequence [T]) back to token strings, padding dropped."""
+        arr = self.check_tokens(tokens)
+        return [[self.vocab[t] for t in row if t != PAD] for row in arr]
+
+    def check_tokens(self, tokens: Any) -> np.ndarray:
+        """Validate and return tokens as int64 [n, T]; out-of-vocabulary ids raise TaskError."""
+        arr = np.asarray(tokens.cpu() if hasattr(tokens, "cpu") else tokens)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise TaskError(f"tokens must be an integer array [n, T], got {arr.dtype} {arr.shape}",
+                            field="tokens", fix="encode token strings with task.encode(...)")
+        bad = (arr < 0) | (arr >= len(self.vocab))
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            raise TaskError(
+                f"token id {int(arr[i, t])} at sequence {int(i)}, position {int(t)} is outside "
+                f"the vocabulary (ids 0..{len(self.vocab) - 1})", field="tokens",
+                fix="encode token strings with task.encode(...); see task.vocab")
+        return arr.astype(np.int64, copy=False)
+
+    # ---- sampling -------------------------------------------------------------------------
+    def resolve_counts(self, counts: Iterable[int] | str | None, held_out: bool) -> np.ndarray:
+        """The counts to sample from: explicit ``counts``; ``"all"``; held-out ones; or training."""
+        if isinstance(counts, str):
+            if counts != "all":
+                raise TaskError(f"counts={counts!r} is not understood",
+                                fix="pass 'all', a list of counts, or None")
+            return np.array(self.all_counts)
+        if counts is not None:
+            arr = np.array(sorted(set(int(c) for c in counts)))
+            bad = [int(c) for c in arr if c not in self.all_counts]
+            if bad or arr.size == 0:
+                raise TaskError(f"counts {bad or '[]'} are outside {self.name}'s range "
+                                f"{self.all_counts[0]}..{self.all_counts[-1]}", field="counts")
+            return arr
+        if held_out:
+            return np.array(self.held_out_counts)
+        return np.array([c for c in self.all_counts if c not in self.held_out_counts])
+
+    def sample(self, n: int, seed: int, *, counts: Iterable[int] | str | None = None,
+               held_out: bool = False) -> Stimuli:
+        """``n`` seeded stimuli.
+
+        By default counts come from the training set (``all_counts`` minus ``held_out_counts``);
+        ``held_out=True`` draws only held-out counts; ``counts="all"`` (what alignment data uses)
+        or an explicit list overrides both.
+        """
+        raise NotImplementedError
+
+    def _stimuli(self, tokens: np.ndarray, counts: np.ndarray, trigger_pos: np.ndarray,
+                 seed: int, tag: str) -> Stimuli:
+        ids = np.array([f"{self.name}-{tag}{seed}-{i}" for i in range(len(tokens))])
+        return Stimuli(
+            task=self.name, tokens=tokens, lengths=(tokens != PAD).sum(1), ids=ids,
+            variables=self.causal_model(tokens), response_mask=self.response_mask(tokens),
+            trigger_pos=trigger_pos, counts=counts,
+        )
+
+    # ---- causal model ---------------------------------------------------------------------
+    def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
+        """Each causal variable's value after every token (int64 [n, T]; -1 where undefined)."""
+        raise NotImplementedError
+
+    def response_mask(self, tokens: Any) -> np.ndarray:
+        """bool [n, T]: positions whose token the causal model determines."""
+        raise NotImplementedError
+
+    def intervenable_positions(self, tokens: Any) -> np.ndarray:
+        """bool [n, T]: positions where an interchange intervention may be placed."""
+        raise NotImplementedError
+
+    def counterfactual(
+        self,
+        target_tokens: Any,
+        target_pos: Any,
+        source_tokens: Any = None,
+        source_pos: Any = None,
+        variable: str | Sequence[str] = "count",
+        *,
+        source_value: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Counterfactual sequences for a batch of (target, source) pairs.
+
+        The counterfactual sequence is the target's prefix up to and including ``target_pos``,
+        then the causal model's continuation after ``variable`` (a name, or several) has been set
+        to the source's value at ``source_pos``. ``source_value`` (an int array [n] for one
+        variable, or a mapping name -> [n]) replaces the source run, so a caller can carry a value
+        across tasks. Returns ``(cf_tokens [n, T'], cf_response_mask [n, T'])``; the mask is True
+        exactly at the positions after ``target_pos`` whose token the causal model determines
+        (inputs that merely continue the target, e.g. remaining demo tokens, are False).
+        """
+        raise NotImplementedError
+
+    def _resolve_values(self, target_tokens: Any, target_pos: Any, source_tokens: Any,
+                        source_pos: Any, variable: str | Sequence[str],
+                        source_value: Any) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray],
+                                                    dict[str, np.ndarray]]:
+        """Shared argument handling of :meth:`counterfactual`.
+
+        Returns target tokens, target positions, the target's variables at target_pos and the
+        new values (target's values with the chosen variables replaced).
+        """
+        tgt = self.check_tokens(target_tokens)
+        n = tgt.shape[0]
+        tpos = np.broadcast_to(np.asarray(target_pos, dtype=np.int64), (n,)).copy()
+        names = (variable,) if isinstance(variable, str) else tuple(variable)
+        unknown = [v for v in names if v not in self.variables]
+        if unknown or not names:
+            raise TaskError(f"{self.name} has no causal variable {unknown or names}",
+                            field="variable", fix=f"variables of {self.name}: "
+                            f"{', '.join(self.variables)}")
+        ok = self.intervenable_positions(tgt)[np.arange(n), np.clip(tpos, 0, tgt.shape[1] - 1)]
+        ok &= (tpos >= 0) & (tpos < tgt.shape[1])
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise TaskError(f"target position {int(tpos[i])} of pair {i} is not intervenable "
+                            "(padding, BOS, EOS or trigger)", field="target_pos",
+                            fix="sample positions where task.intervenable_positions(...) is True")
+        tvars = self.causal_model(tgt)
+        cur = {k: v[np.arange(n), tpos] for k, v in tvars.items()}
+        new = {k: v.copy() for k, v in cur.items()}
+        if source_value is not None:
+            if not isinstance(source_value, Mapping):
+                if len(names) != 1:
+                    raise TaskError("source_value must map each variable to values when "
+                                    "several variables are set", field="source_value")
+                source_value = {names[0]: source_value}
+            for name in names:
+                if name not in source_value:
+                    raise TaskError(f"source_value has no value for {name!r}",
+                                    field="source_value")
+                new[name] = np.broadcast_to(np.asarray(source_value[name], dtype=np.int64),
+                                            (n,)).copy()
+        else:
+            if source_tokens is None or source_pos is None:
+                raise TaskError("counterfactual needs source_tokens and source_pos, or "
+                                "source_value", field="source_tokens")
+            src = self.check_tokens(source_tokens)
+            if src.shape[0] != n:
+                raise TaskError(f"{n} targets but {src.shape[0]} sources", field="source_tokens")
+            spos = np.broadcast_to(np.asarray(source_pos, dtype=np.int64), (n,))
+            sok = self.intervenable_positions(src)[np.arange(n),
+                                                   np.clip(spos, 0, src.shape[1] - 1)]
+            if not sok.all():
+                i = int(np.flatnonzero(~sok)[0])
+                raise TaskError(f"source position {int(spos[i])} of pair {i} is not "
+                                "intervenable (padding, BOS, EOS or trigger)", field="source_pos",
+                                fix="sample positions where task.intervenable_positions(...) "
+                                "is True")
+            svars = self.causal_model(src)
+            for name in names:
+                new[name] = svars[name][np.arange(n), spos]
+        return tgt, tpos, cur, new
+
+    # ---- scoring --------------------------------------------------------------------------
+    def score(self, pred_tokens: Any, cf_tokens: Any,
+              cf_response_mask: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Compare generated sequences with counterfactual ones on the response positions.
+
+        Returns ``(trial_correct bool [n], token_acc float [n])``: a trial is correct only when
+        every response token and the EOS are right; token accuracy is the mean over those
+        positions. Predictions shorter than the counterfactual count as wrong where missing.
+        """
+        pred = self.check_tokens(pred_tokens)
+        cf = self.check_tokens(cf_tokens)
+        mask = np.asarray(cf_response_mask, dtype=bool)
+        if mask.shape != cf.shape or pred.shape[0] != cf.shape[0]:
+            raise TaskError(f"shapes disagree: pred {pred.shape}, cf {cf.shape}, mask "
+                            f"{mask.shape}", field="cf_response_mask")
+        width = cf.shape[1]
+        if pred.shape[1] < width:
+            pred = np.pad(pred, ((0, 0), (0, width - pred.shape[1])), constant_values=PAD)
+        hit = (pred[:, :width] == cf) | ~mask
+        n_resp = mask.sum(1)
+        trial = hit.all(1)
+        token_acc = np.where(n_resp > 0, (hit & mask).sum(1) / np.maximum(n_resp, 1), 1.0)
+        return trial, token_acc.astype(np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (what `simbench tasks` prints)."""
+        return {"name": self.name, "title": self.title, "variables": list(self.variables),
+                "description": self.description,
+                "held_out_counts": list(self.held_out_counts)}
+

@@ -1,0 +1,174 @@
+"""The counting tasks' shared causal model (Multi-Object, Same-Object, Modulo, Rounding).
+
+Sequences are ``BOS, D x n, T, R x f(n), EOS``. Causal variables:
+
+- ``count``: in the demo phase, the number of demo tokens seen so far; the trigger ``T`` sets it
+  to ``f(count)``; afterwards, the number of response tokens still to emit (each response lowers
+  it by one, and ``EOS`` comes when it reaches 0). After ``BOS`` it is 0.
+- ``phase``: 0 in the demo phase (``BOS`` and demo tokens), 1 from the trigger on.
+
+Response positions (determined by the causal model): every token after ``T`` (the responses and
+``EOS``). Intervenable positions: demo and response tokens (never padding, ``BOS``, ``EOS``, ``T``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from simbench.errors import TaskError
+from simbench.tasks.base import (
+    BOS,
+    EOS,
+    PAD,
+    TRIGGER,
+    UNDEFINED,
+    VOCAB,
+    Stimuli,
+    Task,
+    pad_sequences,
+)
+
+
+class CountingTask(Task):
+    """A numeric-equivalence task: reproduce f(n) responses after seeing n demo tokens.
+
+    Subclasses set ``demo_tokens``, ``response_token`` and :meth:`f`.
+    """
+
+    variables: ClassVar[tuple[str, ...]] = ("count", "phase")
+    demo_tokens: ClassVar[tuple[int, ...]] = ()
+    response_token: ClassVar[int] = 0
+
+    @staticmethod
+    def f(n: np.ndarray) -> np.ndarray:
+        """The number of responses owed for ``n`` demo tokens."""
+        raise NotImplementedError
+
+    @classmethod
+    def max_response(cls) -> int:
+        return int(cls.f(np.array(cls.all_counts)).max())
+
+    def _items(self) -> np.ndarray:
+        return np.array(sorted(set(self.demo_tokens) | {self.response_token}))
+
+    def _check_grammar(self, arr: np.ndarray) -> None:
+        allowed = np.concatenate([[PAD, BOS, EOS, TRIGGER], self._items()])
+        bad = ~np.isin(arr, allowed)
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            raise TaskError(
+                f"token {VOCAB[arr[i, t]]!r} (sequence {int(i)}, position {int(t)}) is not used "
+                f"by {self.name}", field="tokens",
+                fix=f"{self.name} uses: " + " ".join(VOCAB[int(t)] for t in allowed[1:]))
+
+    # ---- sampling -------------------------------------------------------------------------
+    def sample(self, n: int, seed: int, *, counts: Iterable[int] | str | None = None,
+               held_out: bool = False) -> Stimuli:
+        rng = np.random.default_rng(seed)
+        pool = self.resolve_counts(counts, held_out)
+        ns = rng.choice(pool, size=n)
+        fs = self.f(ns)
+        width = int((ns + fs).max()) + 3 if n else 3
+        demo = rng.choice(np.array(self.demo_tokens), size=(n, width))
+        j = np.arange(width)[None, :]
+        nn, ff = ns[:, None], fs[:, None]
+        tokens = np.where(
+            j == 0, BOS, np.where(
+                j <= nn, demo, np.where(
+                    j == nn + 1, TRIGGER, np.where(
+                        j <= nn + 1 + ff, self.response_token,
+                        np.where(j == nn + ff + 2, EOS, PAD))))).astype(np.int64)
+        tag = "h" if held_out and counts is None else "s"
+        return self._stimuli(tokens, ns.astype(np.int64), ns.astype(np.int64) + 1, seed, tag)
+
+    # ---- causal model ---------------------------------------------------------------------
+    def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
+        arr = self.check_tokens(tokens)
+        self._check_grammar(arr)
+        n, width = arr.shape
+        items = self._items()
+        count = np.zeros(n, dtype=np.int64)
+        phase = np.zeros(n, dtype=np.int64)
+        out_c = np.full((n, width), UNDEFINED, dtype=np.int64)
+        out_p = np.full((n, width), UNDEFINED, dtype=np.int64)
+        for t in range(width):
+            tok = arr[:, t]
+            is_item = np.isin(tok, items)
+            bos = tok == BOS
+            count[bos] = 0
+            phase[bos] = 0
+            up = is_item & (phase == 0)
+            down = is_item & (phase == 1)
+            count[up] += 1
+            count[down] = np.maximum(count[down] - 1, 0)
+            trig = (tok == TRIGGER) & (phase == 0)
+            count[trig] = self.f(count[trig])
+            phase[trig] = 1
+            real = tok != PAD
+            out_c[real, t] = count[real]
+            out_p[real, t] = phase[real]
+        return {"count": out_c, "phase": out_p}
+
+    def response_mask(self, tokens: Any) -> np.ndarray:
+        arr = self.check_tokens(tokens)
+        phase = self.causal_model(arr)["phase"]
+        before = np.zeros_like(phase)
+        before[:, 1:] = phase[:, :-1]
+        return (before == 1) & (arr != PAD)
+
+    def intervenable_positions(self, tokens: Any) -> np.ndarray:
+        arr = self.check_tokens(tokens)
+        return np.isin(arr, self._items())
+
+    # ---- counterfactuals ------------------------------------------------------------------
+    def counterfactual(self, target_tokens: Any, target_pos: Any, source_tokens: Any = None,
+                       source_pos: Any = None, variable: str | Sequence[str] = "count", *,
+                       source_value: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Counterfactual sequences (see :meth:`Task.counterfactual`).
+
+        With the new (count c, phase p) at the target position:
+
+        - p = 1 (response phase): the continuation is ``R x c, EOS``.
+        - p = 0 and the target is still in its demo phase: its remaining demo tokens and ``T``
+          follow unchanged (teacher-forced inputs, not in the mask); the trigger sets
+          count := f(c + remaining), then ``R x f(c + remaining), EOS``.
+        - p = 0 but the target is already past its trigger (only when ``phase`` is swapped): no
+          demo inputs remain, so ``T`` follows at once (an input, not in the mask), then
+          ``R x f(c), EOS``.
+
+        Swapping ``phase`` alone can produce sequences off the task's grammar (responses without
+        a trigger); they are still well-defined continuations of the causal model.
+        """
+        tgt, tpos, cur, new = self._resolve_values(target_tokens, target_pos, source_tokens,
+                                                   source_pos, variable, source_value)
+        seqs: list[list[int]] = []
+        masks: list[list[bool]] = []
+        resp = self.response_token
+        for i in range(tgt.shape[0]):
+            t = int(tpos[i])
+            row = tgt[i]
+            c = max(int(new["count"][i]), 0)
+            prefix = row[: t + 1].tolist()
+            mask = [False] * len(prefix)
+            if int(new["phase"][i]) == 1:
+                cont, cmask = [resp] * c + [EOS], [True] * (c + 1)
+            else:
+                trig = np.flatnonzero(row == TRIGGER)
+                if cur["phase"][i] == 0 and trig.size and trig[0] > t:
+                    inputs = row[t + 1: trig[0] + 1].tolist()
+                    c += len(inputs) - 1
+                else:
+                    inputs = [TRIGGER]
+                fc = int(self.f(np.array([c]))[0])
+                cont = inputs + [resp] * fc + [EOS]
+                cmask = [False] * len(inputs) + [True] * (fc + 1)
+            seqs.append(prefix + cont)
+            masks.append(mask + cmask)
+        cf = pad_sequences(seqs)
+        m = np.zeros(cf.shape, dtype=bool)
+        for i, mk in enumerate(masks):
+            m[i, : len(mk)] = mk
+        return cf, m
