@@ -1,0 +1,218 @@
+"""What every causal measure shares: parameters, building parties, running the engine, scoring.
+
+MAS, DAS, CLMAS and both stitches differ only in their intervention map, their directions and
+their extra losses; everything else (variable mapping across tasks, k checks, device, save and
+load, the Score with its IIA matrices) lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simbench.errors import ParameterError, SimbenchError, TaskError
+from simbench.measure import Param
+
+# Parameters every engine-based measure takes (each measure adds its own).
+ENGINE_PARAMS: tuple[Param, ...] = (
+    Param("variable", "", "causal variable to align; 'a:b' maps system 1's a onto system 2's b "
+          "(default: the task's first variable, e.g. count)", kind=str),
+    Param("values", "", "restrict intervened values to 'lo:hi' (e.g. 1:10)", kind=str),
+    Param("stepwise", False, "intervene at every position up to a sampled step (needed for "
+          "transformers, which recompute from context)"),
+    Param("lr", 1e-3, "Adam learning rate (paper: 1e-3)", low=0.0),
+    Param("batch_size", 128, "interventions per direction per step", low=1),
+    Param("n_train", 10_000, "training interventions per direction (paper: 10,000)", low=1),
+    Param("n_val", 1_000, "validation interventions per direction (paper: 1,000)", low=1),
+    Param("n_test", 1_000, "held-out test interventions per direction, for the score", low=1),
+    Param("max_steps", 2_000, "step cap", low=1),
+    Param("eval_every", 25, "steps between validations", low=1),
+    Param("patience", 8, "validations without gain before early stopping", low=1),
+    Param("pool_size", 2_000, "stimuli per system in the training pool", low=16),
+    Param("save", "", "write the trained alignment here (.safetensors + .json)", kind=str),
+    Param("load", "", "load a trained alignment instead of training", kind=str),
+    Param("progress", True, "show a progress bar"),
+)
+
+
+def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> list[str]:
+    """One variable per system from '' (task default), 'v' (shared) or 'a:b[:c...]'."""
+    if not spec:
+        chosen = [tasks[0].variables[0]] * len(tasks)
+    elif ":" in spec:
+        chosen = spec.split(":")
+        if len(chosen) != len(tasks):
+            raise ParameterError(f"--variable {spec} names {len(chosen)} variables for "
+                                 f"{len(tasks)} systems", field="variable",
+                                 fix="give one variable per system, e.g. count:rem_ops")
+    else:
+        chosen = [spec] * len(tasks)
+    for var, task, name in zip(chosen, tasks, names):
+        if var not in task.variables:
+            others = {t.name for t in tasks}
+            if len(others) > 1 and ":" not in spec:
+                raise TaskError(
+                    f"systems are trained on different tasks ({', '.join(sorted(others))}) and "
+                    f"'{name}' ({task.name}) has no variable '{var}'", field="variable",
+                    fix="map the variables per system, e.g. --variable " + ":".join(
+                        t.variables[0] for t in tasks))
+            raise TaskError(f"task '{task.name}' of '{name}' has no causal variable '{var}'",
+                            field="variable",
+                            fix=f"variables of {task.name}: {', '.join(task.variables)}")
+    return chosen
+
+
+def parse_values(spec: str) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    try:
+        lo, hi = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise ParameterError(f"--values {spec!r} is not 'lo:hi'", field="values",
+                             fix="e.g. --values 1:10") from None
+    if lo > hi:
+        raise ParameterError(f"--values {spec}: lo > hi", field="values")
+    return lo, hi
+
+
+def engine_config(params: dict[str, Any], seed: int, device: str) -> Any:
+    from simbench.interventions.engine import EngineConfig
+
+    return EngineConfig(
+        lr=params["lr"], batch_size=params["batch_size"], n_train=params["n_train"],
+        n_val=params["n_val"], n_test=params["n_test"], max_steps=params["max_steps"],
+        eval_every=params["eval_every"], patience=params["patience"],
+        stepwise=params["stepwise"], pool_size=params["pool_size"], seed=seed, device=device,
+        values=parse_values(params["values"]))
+
+
+def system_task(system: Any, task: str | None) -> Any:
+    """The task a system's counterfactuals come from (its own unless overridden)."""
+    from simbench.tasks import task_by_name
+
+    name = task or getattr(system, "task", None)
+    if name is None:
+        raise TaskError(f"system '{system.system_id}' names no task", field="task",
+                        fix="pass --task NAME (see `simbench tasks`)")
+    return task_by_name(name if isinstance(name, str) else name.name)
+
+
+def accessible_model(system: Any, device: str) -> Any:
+    """The frozen torch model behind an accessible system, on ``device``."""
+    model = getattr(system, "model", None) or getattr(system, "module", None)
+    target = model if model is not None and hasattr(model, "run") else system
+    if hasattr(target, "to"):
+        target = target.to(device)
+    if hasattr(target, "eval"):
+        target.eval()
+    for p in getattr(target, "parameters", lambda: [])():
+        p.requires_grad_(False)
+    return target
+
+
+def build_parties(systems: Sequence[Any], *, site: str, task: str | None, variable: str,
+                  k: int | None, device: str, accessible: Sequence[bool] | None = None) -> list:
+    """One engine Party per system: its task, variable, runner and site width."""
+    from simbench.interventions.engine import Party
+    from simbench.interventions.runners import make_runner
+
+    tasks = [system_task(s, task) for s in systems]
+    names = [s.system_id for s in systems]
+    variables = parse_variables(variable, tasks, names)
+    parties = []
+    for i, (system, t, var) in enumerate(zip(systems, tasks, variables)):
+        runnable = accessible[i] if accessible is not None else True
+        if runnable:
+            runner = make_runner(accessible_model(system, device), site)
+            width = runner.width
+        else:
+            runner, width = None, 0
+        if k is not None and width and k > width:
+            raise ParameterError(f"k = {k} is larger than the width of site '{site}' of "
+                                 f"'{system.system_id}' ({width})", site=site, field="k",
+                                 fix=f"use --k {width} or less")
+        parties.append(Party(system.system_id, t, var, width, runner))
+    return parties
+
+
+def save_alignment(engine: Any, path: str, meta: dict[str, Any]) -> None:
+    """The trained map as safetensors plus a JSON sidecar that says what it aligns."""
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in engine.imap.state_dict().items()}
+    save_file(state, str(target))
+    target.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def load_alignment(engine: Any, path: str, meta: dict[str, Any]) -> None:
+    """Load a saved map, refusing one trained for other systems, site or k."""
+    from safetensors.torch import load_file
+
+    target = Path(path)
+    if not target.exists():
+        raise SimbenchError("no such alignment file", file=target, field="load",
+                            fix="train with --save PATH first")
+    sidecar = target.with_suffix(".json")
+    saved = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    for key in ("measure", "systems", "site", "k", "rank"):
+        if key in saved and key in meta and saved[key] != meta[key]:
+            raise SimbenchError(f"alignment was trained with {key} = {saved[key]!r}, "
+                                f"this run has {meta[key]!r}", file=target, field=key,
+                                fix=f"score with the same {key}, or train a new alignment")
+    try:
+        state = load_file(str(target), device=str(engine.cfg.device))
+    except Exception as exc:
+        raise SimbenchError(f"not a safetensors alignment ({exc})", file=target,
+                            field="load") from None
+    engine.imap.load_state_dict(state)
+
+
+def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
+    """Source x target DataArrays of trial and token IIA (NaN where not measured)."""
+    import numpy as np
+    import xarray as xr
+
+    n = len(names)
+    out = {}
+    for level in ("trial", "token"):
+        m = np.full((n, n), np.nan)
+        for (s, t), r in results.items():
+            m[s, t] = r[level]
+        labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
+        out[f"iia_{level}"] = xr.DataArray(m, dims=("source", "target"),
+                                           coords={"source": labels, "target": labels})
+    return out
+
+
+def pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple[float, float], int]:
+    """Mean trial IIA over ``keys`` with a Wilson interval on the pooled trials."""
+    from simbench.score import binomial_ci
+
+    hits = sum(results[k]["hits"] for k in keys)
+    n = sum(results[k]["n"] for k in keys)
+    value = sum(results[k]["trial"] for k in keys) / len(keys)
+    return value, binomial_ci(hits, n), n
+
+
+def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
+    """Train (or load) then evaluate; returns (train log or None, test results)."""
+    log = None
+    if params.get("load"):
+        load_alignment(engine, params["load"], meta)
+    else:
+        log = engine.train(progress=params.get("progress", True), label=label)
+        if params.get("save"):
+            save_alignment(engine, params["save"], {**meta, "train": train_summary(log)})
+    return log, engine.evaluate("test")
+
+
+def train_summary(log: Any) -> dict[str, Any]:
+    if log is None:
+        return {"loaded": True}
+    return {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
+            "best_step": log.best_step, "best_val_iia": log.best_val,
+            "interventions_per_s": round(log.interventions_per_s, 1)}

@@ -1,0 +1,46 @@
+"""Distributed Alignment Search: align one network with its task's causal model.
+
+MAS with a single system: within-model interventions only, the counterfactual label from the
+causal model. Same engine, N = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from simbench import hookimpl
+from simbench.measure import Measure, Param
+from simbench.score import Score
+from simbench_plugins import _causal
+from simbench_plugins.mas import align_subspaces
+
+
+class DAS(Measure):
+    name = "das"
+    family = "causal"
+    access = ("accessible",)
+    min_systems = 1
+    max_systems = 1
+    symmetric = True
+    higher_is_better = True
+    range = (0.0, 1.0)
+    needs_task = True
+    citation = "Geiger et al. (2023), Finding Alignments Between Interpretable Causal " \
+               "Variables and Distributed Neural Representations"
+    description = "IIA of a k-dimensional subspace aligned with the task's causal variable"
+    params = (
+        Param("k", 16, "aligned subspace size", low=1),
+        Param("control", False, "score a random, untrained subspace instead"),
+        *_causal.ENGINE_PARAMS,
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
+              device: str, **params: Any) -> Score:
+        return align_subspaces(self, systems, site=site, task=task, seed=seed, device=device,
+                               params=params, within=True)
+
+
+@hookimpl
+def simbench_measures() -> list[Measure]:
+    return [DAS()]

@@ -1,0 +1,84 @@
+"""Model Alignment Search: one aligned subspace per frozen network, trained so that patching it
+across networks (and within each) makes the target behave as the causal model predicts.
+
+The score of a pair is the mean trial-level IIA of the cross-model directions on held-out
+counterfactuals; within-model IIA and token-level IIA come alongside in the breakdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from simbench import hookimpl
+from simbench.measure import Measure, Param
+from simbench.score import Score
+from simbench_plugins import _causal
+
+
+class MAS(Measure):
+    name = "mas"
+    family = "causal"
+    access = ("accessible",)
+    min_systems = 2
+    max_systems = None
+    symmetric = True
+    higher_is_better = True
+    range = (0.0, 1.0)
+    needs_task = True
+    citation = "Grant (2025), Model Alignment Search, arXiv:2501.06164"
+    description = ("cross-model interchange intervention accuracy after aligning one "
+                   "k-dimensional subspace per network (N networks, N matrices)")
+    params = (
+        Param("k", 16, "aligned subspace size (sweep with --k 1,2,4,8,16,32)", low=1),
+        Param("within", True, "train the within-model directions too (keeps the subspace "
+              "causal rather than a stitch through the null space)"),
+        Param("control", False, "score a random, untrained subspace instead (the measure "
+              "can fail: IIA near chance)"),
+        *_causal.ENGINE_PARAMS,
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
+              device: str, **params: Any) -> Score:
+        return align_subspaces(self, systems, site=site, task=task, seed=seed, device=device,
+                               params=params, within=params["within"])
+
+
+def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
+                    seed: int, device: str, params: dict[str, Any], within: bool) -> Score:
+    """Train one subspace per system over every direction; score the cross directions."""
+    from simbench.interventions.engine import Engine, directions_for
+    from simbench.interventions.maps import SubspaceMap
+    from simbench.interventions.subspace import random_subspace
+
+    k = params["k"]
+    parties = _causal.build_parties(systems, site=site, task=task, variable=params["variable"],
+                                    k=k, device=device)
+    n = len(parties)
+    directions = directions_for(n, within=within or n == 1)
+    imap = SubspaceMap([p.width for p in parties], k, seed=seed)
+    engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
+    meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
+            "k": k, "variables": [p.variable for p in parties]}
+    if params.get("control"):
+        for i, p in enumerate(parties):
+            imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
+        log, results = None, engine.evaluate("test")
+    else:
+        log, results = _causal.run_engine(engine, params, meta, f"{measure.name} k={k}")
+    cross = [d for d in directions if d[0] != d[1]] or directions
+    value, ci, n_samples = _causal.pooled(results, cross)
+    names = [p.system_id for p in parties]
+    breakdown = _causal.iia_matrices(results, names)
+    within_dirs = [d for d in directions if d[0] == d[1]]
+    attrs = {"k": k, "variables": meta["variables"], "directions": len(directions),
+             "train": _causal.train_summary(log), "control": bool(params.get("control")),
+             "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
+                            if within_dirs else None),
+             "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
+    return Score(measure.name, value, tuple(names), site, ci, n_samples, breakdown, attrs)
+
+
+@hookimpl
+def simbench_measures() -> list[Measure]:
+    return [MAS()]

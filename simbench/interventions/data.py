@@ -1,0 +1,166 @@
+"""Counterfactual intervention sets: which latent goes where, and what behaviour should follow.
+
+A *pool* is a seeded set of stimuli from one system's task with its causal variable's value at
+every step. An *intervention set* for a direction (source s -> target t) pairs a target
+position with a source position and carries the counterfactual sequence the target's causal
+model predicts once the variable takes the source's value. Values travel across tasks by
+variable mapping (``count`` of Multi-Object into ``rem_ops`` of Arithmetic): the target task
+builds the counterfactual from the value alone.
+
+Counterfactuals whose variable leaves the range the task itself produces (e.g. a count of 25 in
+a task that counts to 20) are resampled: no network trained on the task could follow them, so
+they would measure the task's range, not the alignment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from simbench.errors import TaskError
+from simbench.tasks.base import Stimuli, Task
+
+
+@dataclasses.dataclass
+class Pool:
+    """A system's stimuli, its variable's values, and where interventions may go."""
+
+    task: Task
+    variable: str
+    stimuli: Stimuli
+    values: np.ndarray  # [n, T] the variable after each token (-1 undefined)
+    allowed: np.ndarray  # [n, T] intervenable positions
+    value_range: tuple[int, int]
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self.stimuli.tokens
+
+    def __len__(self) -> int:
+        return len(self.stimuli)
+
+
+def make_pool(task: Task, variable: str, n: int, seed: int, *,
+              values: tuple[int, int] | None = None) -> Pool:
+    """``n`` stimuli with all counts (alignment data uses every count, held-out ones too)."""
+    if variable not in task.variables:
+        raise TaskError(f"task '{task.name}' has no causal variable '{variable}'",
+                        field="variable", fix=f"variables of {task.name}: "
+                        f"{', '.join(task.variables)}")
+    stim = task.sample(n, seed, counts="all")
+    vals = stim.variables[variable]
+    allowed = task.intervenable_positions(stim.tokens) & (vals >= 0)
+    defined = vals[allowed]
+    lo, hi = int(defined.min()), int(defined.max())
+    if values is not None:
+        allowed &= (vals >= values[0]) & (vals <= values[1])
+        if not allowed.any():
+            raise TaskError(f"no position of task '{task.name}' has '{variable}' in "
+                            f"{values[0]}..{values[1]}", field="values",
+                            fix=f"'{variable}' ranges over {lo}..{hi} in this task")
+    return Pool(task, variable, stim, vals, allowed, (lo, hi))
+
+
+@dataclasses.dataclass
+class Interventions:
+    """One direction's interventions (numpy; the engine moves them to the device)."""
+
+    source: int
+    target: int
+    tgt_idx: np.ndarray  # [n] target stimulus in the target pool
+    tpos: np.ndarray  # [n] patched position (stepwise: the last patched position)
+    src_idx: np.ndarray  # [n] source stimulus in the source pool
+    spos: np.ndarray  # [n] source position
+    cf_tokens: np.ndarray  # [n, W] counterfactual sequence
+    cf_mask: np.ndarray  # [n, W] positions whose token the causal model determines
+    stepwise: bool = False
+
+    def __len__(self) -> int:
+        return len(self.tgt_idx)
+
+    def take(self, index: np.ndarray) -> Interventions:
+        return dataclasses.replace(
+            self, tgt_idx=self.tgt_idx[index], tpos=self.tpos[index],
+            src_idx=self.src_idx[index], spos=self.spos[index],
+            cf_tokens=self.cf_tokens[index], cf_mask=self.cf_mask[index])
+
+
+def _pick_positions(allowed: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One uniformly drawn allowed position per row (every row must have one)."""
+    a = allowed[rows]
+    counts = a.sum(1)
+    k = (rng.random(len(rows)) * counts).astype(np.int64)
+    cum = np.cumsum(a, axis=1)
+    return (cum <= k[:, None]).sum(1)
+
+
+def sample_interventions(
+    source: Pool,
+    target: Pool,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    source_index: int = 0,
+    target_index: int = 0,
+    stepwise: bool = False,
+    max_tries: int = 50,
+) -> Interventions:
+    """``n`` interventions from ``source`` into ``target`` with their counterfactuals."""
+    lo, hi = target.value_range
+    src_ok_rows = np.flatnonzero(source.allowed.any(1))
+    tgt_ok_rows = np.flatnonzero(target.allowed.any(1))
+    if not len(src_ok_rows) or not len(tgt_ok_rows):
+        raise TaskError("no intervenable positions in the stimulus pools", field="values")
+    out_t, out_tp, out_s, out_sp = (np.empty(0, np.int64) for _ in range(4))
+    cf_rows: list[np.ndarray] = []
+    mask_rows: list[np.ndarray] = []
+    need = n
+    for _ in range(max_tries):
+        m = max(2 * need, 64)
+        t_idx = rng.choice(tgt_ok_rows, size=m)
+        t_pos = _pick_positions(target.allowed, t_idx, rng)
+        if stepwise:
+            s_idx = rng.choice(src_ok_rows, size=m)
+            width = source.allowed.shape[1]
+            inside = t_pos < width
+            ok = inside.copy()
+            ok[inside] = source.allowed[s_idx[inside], t_pos[inside]]
+            s_pos = np.where(ok, t_pos, 0)
+        else:
+            s_idx = rng.choice(src_ok_rows, size=m)
+            s_pos = _pick_positions(source.allowed, s_idx, rng)
+            ok = np.ones(m, dtype=bool)
+        value = source.values[s_idx, s_pos]
+        ok &= (value >= lo) & (value <= hi)
+        if not ok.any():
+            continue
+        t_idx, t_pos, s_idx, s_pos, value = (a[ok] for a in (t_idx, t_pos, s_idx, s_pos, value))
+        cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos, variable=target.variable,
+                                               source_value=value)
+        cf_vals = target.task.causal_model(cf)[target.variable]
+        in_range = np.where(cf_vals >= 0, (cf_vals >= lo) & (cf_vals <= hi), True).all(1)
+        keep = np.flatnonzero(in_range)[:need]
+        out_t = np.concatenate([out_t, t_idx[keep]])
+        out_tp = np.concatenate([out_tp, t_pos[keep]])
+        out_s = np.concatenate([out_s, s_idx[keep]])
+        out_sp = np.concatenate([out_sp, s_pos[keep]])
+        cf_rows.extend(cf[keep])
+        mask_rows.extend(cmask[keep])
+        need = n - len(out_t)
+        if need <= 0:
+            break
+    if need > 0:
+        raise TaskError(
+            f"could draw only {n - need} of {n} counterfactuals from '{source.task.name}' "
+            f"({source.variable}) into '{target.task.name}' ({target.variable}) whose values stay "
+            f"in {lo}..{hi}", field="values",
+            fix="widen --values, or map variables whose value ranges overlap")
+    width = max(len(r) for r in cf_rows)
+    cf_tokens = np.zeros((n, width), dtype=np.int64)
+    cf_mask = np.zeros((n, width), dtype=bool)
+    for i, (r, mk) in enumerate(zip(cf_rows, mask_rows)):
+        cf_tokens[i, : len(r)] = r
+        cf_mask[i, : len(mk)] = mk
+    return Interventions(source_index, target_index, out_t, out_tp, out_s, out_sp, cf_tokens,
+                         cf_mask, stepwise)

@@ -1,0 +1,376 @@
+"""Training and evaluating intervention maps between frozen systems.
+
+One :class:`Engine` serves every causal measure: it draws counterfactual intervention sets for
+each direction, caches each system's latents over its stimulus pools once, and trains the map's
+parameters (the systems never change). A training step runs all directions into one target as
+one batch; a single-position intervention on a recurrent network runs only the continuation.
+
+Behaviour is scored on the response tokens (and EOS) of the counterfactual sequence. Trial-level
+IIA from a teacher-forced pass equals free-running IIA exactly: a trial counts only when every
+response token is right, and while they are right the generated prefix *is* the
+counterfactual prefix. Token-level IIA differs after the first error, so it is computed by real
+free-running generation (:meth:`Engine.evaluate`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils import parametrize
+
+from simbench.interventions.data import Interventions, Pool, make_pool, sample_interventions
+from simbench.interventions.maps import InterventionMap
+from simbench.interventions.runners import Continuation, Runner
+from simbench.tasks.base import Task
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class Party:
+    """One system in an alignment: its task and variable, and how to run it (if we can)."""
+
+    system_id: str
+    task: Task
+    variable: str
+    width: int
+    runner: Runner | None = None  # None: recording-only, never run
+    pools: dict[str, Pool] = dataclasses.field(default_factory=dict)
+    latents: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    @property
+    def accessible(self) -> bool:
+        return self.runner is not None
+
+
+@dataclasses.dataclass
+class EngineConfig:
+    """Training settings; defaults follow the paper plus plateau early stopping."""
+
+    lr: float = 1e-3
+    batch_size: int = 128  # per direction and step
+    n_train: int = 10_000  # interventions per direction
+    n_val: int = 1_000
+    n_test: int = 1_000
+    max_steps: int = 2_000
+    eval_every: int = 25
+    patience: int = 8  # validations without improvement before stopping
+    min_delta: float = 0.002
+    stop_at: float = 1.0  # stop once every trained direction reaches this validation IIA
+    stepwise: bool = False
+    pool_size: int = 2_000
+    seed: int = 0
+    device: str = "cpu"
+    values: tuple[int, int] | None = None
+
+
+@dataclasses.dataclass
+class DirectionData:
+    """One direction's interventions for one split, on the device."""
+
+    iv: Interventions
+    tgt_idx: Tensor
+    tpos: Tensor
+    src_idx: Tensor
+    spos: Tensor
+    cf: Tensor
+    cf_mask: Tensor
+
+    @classmethod
+    def from_numpy(cls, iv: Interventions, device: str) -> DirectionData:
+        def t(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(a, device=device)
+
+        return cls(iv, t(iv.tgt_idx), t(iv.tpos), t(iv.src_idx), t(iv.spos), t(iv.cf_tokens),
+                   t(iv.cf_mask))
+
+
+@dataclasses.dataclass
+class TrainLog:
+    steps: int = 0
+    seconds: float = 0.0
+    best_step: int = 0
+    best_val: float = float("nan")
+    stopped: str = ""
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    interventions: int = 0
+
+    @property
+    def interventions_per_s(self) -> float:
+        return self.interventions / self.seconds if self.seconds else float("nan")
+
+
+class Engine:
+    """Trains ``imap`` so interventions along ``directions`` make targets follow the
+    counterfactuals of their task's causal model."""
+
+    def __init__(self, parties: Sequence[Party], imap: InterventionMap,
+                 directions: Sequence[tuple[int, int]], config: EngineConfig, *,
+                 trained: Sequence[tuple[int, int]] | None = None) -> None:
+        self.parties = list(parties)
+        self.imap = imap.to(config.device)
+        self.directions = list(directions)
+        self.trained = list(trained) if trained is not None else [
+            d for d in self.directions if self.parties[d[1]].accessible]
+        self.cfg = config
+        self.rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x1A5]))
+        torch.manual_seed(config.seed)
+        self.data: dict[str, dict[tuple[int, int], DirectionData]] = {}
+        self._prepare()
+
+    # ---- data -------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg = self.cfg
+        sizes = {"train": cfg.pool_size, "val": max(cfg.pool_size // 4, 200),
+                 "test": max(cfg.pool_size // 4, 200)}
+        for p in self.parties:
+            for i, split in enumerate(SPLITS):
+                if split not in p.pools:
+                    p.pools[split] = make_pool(p.task, p.variable, sizes[split],
+                                               seed=cfg.seed * 7919 + 1000 * i + 17,
+                                               values=cfg.values)
+                if split not in p.latents and p.runner is not None:
+                    tokens = torch.as_tensor(p.pools[split].tokens, device=cfg.device)
+                    p.latents[split] = p.runner.cache(split, tokens)
+        counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+        for split in SPLITS:
+            self.data[split] = {}
+            for s, t in self.directions:
+                iv = sample_interventions(self.parties[s].pools[split], self.parties[t].pools[split],
+                                          counts[split], self.rng, source_index=s, target_index=t,
+                                          stepwise=cfg.stepwise)
+                self.data[split][(s, t)] = DirectionData.from_numpy(iv, cfg.device)
+
+    # ---- one patched pass -------------------------------------------------------------------
+    def patched_logits(self, split: str, target: int,
+                       chunks: Sequence[tuple[int, Tensor]],
+                       cf_override: Tensor | None = None) -> tuple[Tensor, Continuation]:
+        """Continuation logits of ``target`` for rows of several directions into it, batched.
+
+        ``chunks`` lists (source, row indices into that direction's data). ``cf_override``
+        replaces the counterfactual tokens (free-running generation feeds its own tokens).
+        """
+        party = self.parties[target]
+        runner = party.runner
+        assert runner is not None, "behaviour needs an accessible target"
+        parts = [(s, self.data[split][(s, target)], rows) for s, rows in chunks]
+        width = max(d.cf.shape[1] for _, d, _ in parts)
+        cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for _, d, r in parts])
+        cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
+                             for _, d, r in parts])
+        tpos = torch.cat([d.tpos[r] for _, d, r in parts])
+        tgt_idx = torch.cat([d.tgt_idx[r] for _, d, r in parts])
+        if cf_override is not None:
+            cf = cf_override
+        cont = Continuation.build(cf, cf_mask, tpos)
+        if not self.cfg.stepwise:
+            h_t = party.latents[split][tgt_idx, tpos]
+            news, start = [], 0
+            for s, d, r in parts:
+                n = len(r)
+                h_s = self.parties[s].latents[split][d.src_idx[r], d.spos[r]]
+                news.append(self.imap.apply(target, h_t[start: start + n],
+                                            self.imap.code(s, target, h_s)))
+                start += n
+            return runner.single(cont, torch.cat(news), split, tgt_idx), cont
+        codes = []
+        for s, d, r in parts:
+            lat = self.parties[s].latents[split][d.src_idx[r]]  # [n, T_s, d_s]
+            z = self.imap.code(s, target, lat)
+            codes.append(F.pad(z, (0, 0, 0, max(width - z.shape[1], 0)))[:, :width])
+        z_all = torch.cat(codes)
+
+        def patch(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
+            return self.imap.apply(target, h, z_all[b, t])
+
+        return runner.stepwise(cont, patch), cont
+
+    # ---- losses and accuracy ------------------------------------------------------------------
+    @staticmethod
+    def behaviour_loss(logits: Tensor, cont: Continuation) -> Tensor:
+        """Cross-entropy on the causally determined tokens, averaged per row then over rows."""
+        ce = F.cross_entropy(logits.transpose(1, 2), cont.targets, reduction="none")
+        mask = cont.mask.to(ce.dtype)
+        return ((ce * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+    @staticmethod
+    def correct(logits: Tensor, cont: Continuation) -> tuple[Tensor, Tensor]:
+        """Per row: all response tokens right (trial) and the fraction right (token)."""
+        hit = logits.argmax(-1) == cont.targets
+        trial = (hit | ~cont.mask).all(1)
+        token = (hit & cont.mask).sum(1) / cont.mask.sum(1).clamp(min=1)
+        return trial, token
+
+    def step_loss(self, batches: dict[tuple[int, int], Tensor]) -> Tensor:
+        """The training objective for one step: behaviour loss averaged over directions.
+
+        Subclasses (CLMAS) add terms for directions into recording-only systems.
+        """
+        losses = []
+        for target in sorted({t for _, t in batches}):
+            if not self.parties[target].accessible:
+                continue
+            chunks = [(s, rows) for (s, t), rows in batches.items() if t == target]
+            logits, cont = self.patched_logits("train", target, chunks)
+            losses.append(self.behaviour_loss(logits, cont) * len(chunks))
+        n_dirs = sum(1 for (_, t) in batches if self.parties[t].accessible)
+        return torch.stack(losses).sum() / max(n_dirs, 1)
+
+    @torch.no_grad()
+    def iia(self, split: str = "val", directions: Sequence[tuple[int, int]] | None = None,
+            chunk: int = 2048) -> dict[tuple[int, int], float]:
+        """Trial-level IIA per direction (teacher-forced; equal to free-running, see module)."""
+        out = {}
+        with parametrize.cached():
+            for s, t in directions or self.directions:
+                if not self.parties[t].accessible:
+                    continue
+                n = len(self.data[split][(s, t)].iv)
+                hits = 0
+                for i in range(0, n, chunk):
+                    rows = torch.arange(i, min(i + chunk, n), device=self.cfg.device)
+                    logits, cont = self.patched_logits(split, t, [(s, rows)])
+                    hits += int(self.correct(logits, cont)[0].sum())
+                out[(s, t)] = hits / n
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", chunk: int = 1024) -> dict[tuple[int, int], dict]:
+        """Trial- and token-level IIA per direction with free-running generation."""
+        out = {}
+        with parametrize.cached():
+            for s, t in self.directions:
+                if not self.parties[t].accessible:
+                    continue
+                d = self.data[split][(s, t)]
+                n = len(d.iv)
+                trials, tokens = [], []
+                for i in range(0, n, chunk):
+                    rows = torch.arange(i, min(i + chunk, n), device=self.cfg.device)
+                    trial, token = self._free_run(split, s, t, rows)
+                    trials.append(trial)
+                    tokens.append(token)
+                trial_all = torch.cat(trials).float()
+                out[(s, t)] = {"trial": float(trial_all.mean()),
+                               "token": float(torch.cat(tokens).mean()),
+                               "n": n, "hits": int(trial_all.sum())}
+        return out
+
+    def _free_run(self, split: str, s: int, t: int, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Generate greedily after the patch: responses are the model's own tokens."""
+        d = self.data[split][(s, t)]
+        cf = d.cf[rows].clone()
+        cont = Continuation.build(cf, d.cf_mask[rows], d.tpos[rows])
+        gen = cf.clone()
+        preds = torch.zeros_like(cont.targets)
+        for i in range(cont.targets.shape[1]):
+            logits, _ = self.patched_logits(split, t, [(s, rows)], cf_override=gen)
+            pred = logits[:, i].argmax(-1)
+            preds[:, i] = pred
+            write = cont.mask[:, i]
+            col = cont.index[:, i]
+            cur = gen.gather(1, col[:, None])[:, 0]
+            gen.scatter_(1, col[:, None], torch.where(write, pred, cur)[:, None])
+        hit = preds == cont.targets
+        trial = (hit | ~cont.mask).all(1)
+        token = (hit & cont.mask).sum(1) / cont.mask.sum(1).clamp(min=1)
+        return trial, token
+
+    # ---- training ---------------------------------------------------------------------------
+    def train(self, *, progress: bool = True, label: str = "align") -> TrainLog:
+        """Adam on the map's parameters; keep the best validation IIA; stop on a plateau."""
+        cfg = self.cfg
+        log = TrainLog()
+        params = [p for p in self.imap.parameters() if p.requires_grad]
+        if not params or not self.trained:
+            log.stopped = "nothing to train"
+            return log
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
+        cursor = dict.fromkeys(self.trained, 0)
+        best_state = copy.deepcopy(self.imap.state_dict())
+        best, bad = -1.0, 0
+        bar = _progress(cfg.max_steps, label, progress)
+        start = time.perf_counter()
+        try:
+            for step in range(1, cfg.max_steps + 1):
+                batches = {}
+                for d in self.trained:
+                    n = len(orders[d])
+                    if cursor[d] + cfg.batch_size > n:
+                        orders[d] = self._perm(n)
+                        cursor[d] = 0
+                    batches[d] = orders[d][cursor[d]: cursor[d] + cfg.batch_size]
+                    cursor[d] += cfg.batch_size
+                with parametrize.cached():
+                    loss = self.step_loss(batches)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                log.steps = step
+                log.interventions += cfg.batch_size * len(self.trained)
+                if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                    val = self.validation_score()
+                    mean_val = float(np.mean(list(val.values()))) if val else 0.0
+                    log.history.append({"step": step, "loss": float(loss), "val": mean_val,
+                                        **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{float(loss):.3f}", val_iia=f"{mean_val:.3f}",
+                                        **{f"{s}>{t}": f"{v:.2f}" for (s, t), v in val.items()})
+                    if mean_val > best + cfg.min_delta or best < 0:
+                        best, bad = mean_val, 0
+                        best_state = copy.deepcopy(self.imap.state_dict())
+                        log.best_step, log.best_val = step, mean_val
+                    else:
+                        bad += 1
+                    if val and min(val.values()) >= cfg.stop_at:
+                        log.stopped = f"validation IIA reached {cfg.stop_at}"
+                        break
+                    if bad >= cfg.patience:
+                        log.stopped = f"plateau ({cfg.patience} validations without gain)"
+                        break
+                if bar is not None:
+                    bar.update(1)
+            else:
+                log.stopped = f"step cap ({cfg.max_steps})"
+        except KeyboardInterrupt:
+            log.stopped = "interrupted (best checkpoint kept)"
+        finally:
+            if bar is not None:
+                bar.close()
+            log.seconds = time.perf_counter() - start
+            self.imap.load_state_dict(best_state)
+        return log
+
+    def validation_score(self) -> dict[tuple[int, int], float]:
+        """What early stopping watches: validation IIA of the trained directions."""
+        return self.iia("val", self.trained)
+
+    def _perm(self, n: int) -> Tensor:
+        return torch.as_tensor(self.rng.permutation(n), device=self.cfg.device)
+
+
+def _progress(total: int, label: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="step", leave=False, dynamic_ncols=True)
+
+
+def directions_for(n: int, *, within: bool = True) -> list[tuple[int, int]]:
+    """All ordered pairs (s, t) of n systems; within-model pairs (s == t) when ``within``."""
+    return [(s, t) for s in range(n) for t in range(n) if within or s != t]
+
+
+def nan_to_none(x: float) -> float | None:
+    return None if math.isnan(x) else x

@@ -1,0 +1,110 @@
+"""Intervention maps: how a source latent becomes a patched target latent.
+
+Every causal measure is the same engine with a different map:
+
+- :class:`SubspaceMap` (MAS, DAS, CLMAS): one U_i per system; the target keeps everything
+  outside its aligned subspace (``h_t + (h_s U_s - h_t U_t) U_t^T``).
+- :class:`StitchMap` (model stitching): per direction a rank-k linear map (optional bias) that
+  *replaces* the target latent with ``h_s A B (+ b)``.
+- :class:`OrthogonalStitchMap` (latent stitching): per direction one orthogonal map that replaces
+  the target latent with ``h_s Q``.
+
+A map splits into ``code(s, t, h_s)`` (what the source contributes) and ``apply(t, h_t, z)``
+so the engine can precompute source codes once per step, including at every step of a stepwise
+intervention.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations
+
+from simbench.interventions.subspace import Subspace
+
+
+class InterventionMap(nn.Module):
+    """Base: ``apply(t, h_t, code(s, t, h_s))`` is the patched target latent."""
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class SubspaceMap(InterventionMap):
+    """One orthonormal d_i x k matrix per system: O(N) parameters for N systems."""
+
+    def __init__(self, widths: list[int], k: int, *, seed: int = 0,
+                 orthogonal_map: str | None = None) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.k = k
+        self.subspaces = nn.ModuleList(Subspace(d, k, generator=g, orthogonal_map=orthogonal_map)
+                                       for d in widths)
+        self._fixed: list[Tensor | None] = [None] * len(widths)
+
+    def U(self, i: int) -> Tensor:  # noqa: N802 - the paper's name
+        fixed = self._fixed[i]
+        return fixed if fixed is not None else self.subspaces[i].U
+
+    def fix(self, i: int, u: Tensor) -> None:
+        """Use a fixed matrix for system i (the untrained random control)."""
+        self._fixed[i] = u
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        return h_s @ self.U(s)
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        u = self.U(t)
+        return h_t + (z - h_t @ u) @ u.T
+
+
+class StitchMap(InterventionMap):
+    """Rank-k linear stitch per direction: h'_t = h_s A B (+ b), replacing h_t entirely."""
+
+    def __init__(self, widths: list[int], directions: list[tuple[int, int]], rank: int, *,
+                 bias: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.maps = nn.ModuleDict()
+        for s, t in directions:
+            down = nn.Linear(widths[s], rank, bias=False)
+            up = nn.Linear(rank, widths[t], bias=bias)
+            with torch.no_grad():
+                down.weight.copy_(torch.randn(rank, widths[s], generator=g) / widths[s] ** 0.5)
+                up.weight.copy_(torch.randn(widths[t], rank, generator=g) / rank ** 0.5)
+                if bias:
+                    up.bias.zero_()
+            self.maps[f"{s}->{t}"] = nn.Sequential(down, up)
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        return self.maps[f"{s}->{t}"](h_s)
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        return z.to(h_t.dtype)
+
+
+class OrthogonalStitchMap(InterventionMap):
+    """One orthogonal map per direction (d_s x d_t, semi-orthogonal when widths differ)."""
+
+    def __init__(self, widths: list[int], directions: list[tuple[int, int]], *,
+                 seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.maps = nn.ModuleDict()
+        for s, t in directions:
+            lin = nn.Linear(widths[s], widths[t], bias=False)
+            with torch.no_grad():
+                q = torch.linalg.qr(torch.randn(max(widths[s], widths[t]),
+                                                min(widths[s], widths[t]), generator=g)).Q
+                lin.weight.copy_(q if widths[t] >= widths[s] else q.T)
+            parametrizations.orthogonal(lin, "weight")
+            self.maps[f"{s}->{t}"] = lin
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        return self.maps[f"{s}->{t}"](h_s)
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        return z.to(h_t.dtype)

@@ -1,0 +1,52 @@
+"""Aligned subspaces: one matrix U_i with orthonormal columns per system.
+
+With row vectors, an intervention from source s into target t replaces the part of h_t that
+lies in span(U_t) by the source's coordinates in its own subspace:
+
+    h'_t = h_t + (h_s U_s - h_t U_t) U_t^T
+
+This equals the full-rotation form ``((1 - m) * (h_t R_t) + m * (h_s R_s)) R_t^T`` with
+U = R[:, :k], but costs O(d k) instead of a d x d matrix exponential per step. Widths may differ
+across systems (U_s is d_s x k, U_t is d_t x k).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+
+class Subspace(nn.Module):
+    """A d x k matrix with orthonormal columns, trained through torch's orthogonal map."""
+
+    def __init__(self, d: int, k: int, *, generator: torch.Generator | None = None,
+                 orthogonal_map: str | None = None) -> None:
+        super().__init__()
+        if not 1 <= k <= d:
+            raise ValueError(f"subspace size k={k} must be between 1 and the site width {d}")
+        self.d, self.k = d, k
+        self.proj = nn.Linear(k, d, bias=False)  # weight: [d, k]
+        with torch.no_grad():
+            init = torch.randn(d, k, generator=generator)
+            self.proj.weight.copy_(torch.linalg.qr(init).Q)
+        parametrizations.orthogonal(self.proj, "weight", orthogonal_map=orthogonal_map)
+
+    @property
+    def U(self) -> torch.Tensor:  # noqa: N802 - the paper's name
+        return self.proj.weight
+
+    def extra_repr(self) -> str:
+        return f"d={self.d}, k={self.k}"
+
+
+def interchange(h_t: torch.Tensor, h_s: torch.Tensor, u_t: torch.Tensor,
+                u_s: torch.Tensor) -> torch.Tensor:
+    """Replace h_t's coordinates in span(U_t) by h_s's coordinates in span(U_s)."""
+    return h_t + (h_s @ u_s - h_t @ u_t) @ u_t.T
+
+
+def random_subspace(d: int, k: int, seed: int) -> torch.Tensor:
+    """A fixed random d x k orthonormal matrix (the untrained control: IIA near chance)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(d, k, generator=g)).Q
