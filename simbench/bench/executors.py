@@ -1,0 +1,125 @@
+"""Executors: where jobs run. Both hand outcomes back to the submitting process, which alone
+writes the store.
+
+- :class:`LocalExecutor` (the default) runs jobs one after another in this process.
+- :class:`DaskExecutor` runs them on a ``dask.distributed`` cluster: an existing one
+  (``scheduler="tcp://HOST:8786"``) or a ``LocalCluster`` of ``workers`` processes started for
+  the run. Workers need simbench, the measures' plugins and the recordings at the same paths
+  (a shared file system), exactly as the submitting machine sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from simbench.bench.jobs import Job
+from simbench.bench.worker import run_job
+from simbench.errors import SimbenchError
+
+OnStart = Callable[[Job | None, int], None]
+
+
+class LocalExecutor:
+    """Runs each job in this process, in order."""
+
+    name = "local"
+
+    def run(self, jobs: Sequence[Job], device: str, on_start: OnStart | None = None
+            ) -> Iterator[tuple[Job, dict[str, Any]]]:
+        for job in jobs:
+            if on_start is not None:
+                on_start(job, 1)
+            yield job, run_job(job, device)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Runs jobs on a Dask cluster; outcomes come back to this process as they finish."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, *, workers: int | None = None,
+                 connect_timeout: float = 8.0) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise SimbenchError(f"dask.distributed is not installed: {exc}",
+                                fix="pip install 'dask[distributed]'") from None
+        self.cluster = None
+        self.futures: dict[Any, Job] = {}
+        if scheduler:
+            start = time.monotonic()
+            try:
+                self.client = Client(scheduler, timeout=f"{connect_timeout}s",
+                                     set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                took = time.monotonic() - start
+                raise SimbenchError(
+                    f"cannot reach the Dask scheduler at {scheduler} (gave up after "
+                    f"{took:.0f} s: {type(exc).__name__}: {exc})", field="scheduler",
+                    fix="start one with `dask scheduler` and `dask worker tcp://HOST:8786`, "
+                    "check the address and port, or drop --scheduler to run locally") from None
+            self.where = scheduler
+        else:
+            n = workers or 2
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self.cluster, set_as_default=False)
+            self.where = f"LocalCluster({n} workers)"
+
+    def run(self, jobs: Sequence[Job], device: str, on_start: OnStart | None = None
+            ) -> Iterator[tuple[Job, dict[str, Any]]]:
+        from distributed import as_completed
+
+        order: list[Any] = []
+        for job in jobs:
+            fut = self.client.submit(run_job, job, device, key=f"simbench-{job.key}",
+                                     retries=0)
+            self.futures[fut] = job
+            order.append(fut)
+        pending = set(order)
+
+        def announce() -> None:
+            if on_start is not None:
+                oldest = next((f for f in order if f in pending), None)
+                on_start(self.futures[oldest] if oldest is not None else None, len(pending))
+
+        announce()
+        for fut in as_completed(order):
+            job = self.futures.pop(fut)
+            pending.discard(fut)
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # the worker died, or the job was cancelled
+                outcome = {"key": job.key, "status": "failed",
+                           "error": f"{type(exc).__name__}: {exc}", "runtime_s": None,
+                           "device": device, "host": None}
+            fut.release()
+            yield job, outcome
+            announce()
+
+    def close(self) -> None:
+        """Cancel what is still queued, then shut the client (and our LocalCluster) down."""
+        with contextlib.suppress(Exception):
+            if self.futures:
+                self.client.cancel(list(self.futures))
+            self.futures.clear()
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+def make_executor(scheduler: str | None = None, workers: int | None = None
+                  ) -> LocalExecutor | DaskExecutor:
+    """``--scheduler`` -> an existing Dask cluster; ``--workers N`` -> a LocalCluster; else local."""
+    if scheduler or (workers is not None and workers > 0):
+        return DaskExecutor(scheduler, workers=workers)
+    return LocalExecutor()

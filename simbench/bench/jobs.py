@@ -1,0 +1,266 @@
+"""Jobs: one measure variant x one system tuple x one site x one seed, with a stable key.
+
+The key is a sha256 over what determines the result: the measure, its *resolved* parameters
+(defaults filled in, so writing a default explicitly changes nothing), the systems' identities
+(a recording's content hash, a zoo id), the site, the task, the seed and the code version
+(simbench's and the measure plugin's). Aliases, categories and tags are *not* in the key:
+renaming a system or adding an expectation reuses every stored result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from simbench.bench.spec import MeasureSpec, PairGroup, Spec
+from simbench.errors import SimbenchError, SpecError
+
+
+@dataclasses.dataclass
+class Job:
+    """Everything a worker needs to compute one score; plain data, so it pickles to Dask."""
+
+    key: str
+    label: str
+    measure: str
+    params: dict[str, Any]
+    swept: dict[str, Any]
+    systems: tuple[str, ...]  # aliases, in slot order
+    sources: tuple[str, ...]  # zoo ids or absolute recording paths
+    site: str
+    task: str | None
+    seed: int
+    code_version: str
+    categories: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    group: int = 0  # index of the first [[pairs]] entry that produced it (for error lines)
+
+    @property
+    def variant(self) -> str:
+        """The measure label plus swept parameters, e.g. ``mas[k=4]``: one leaderboard row."""
+        if not self.swept:
+            return self.label
+        return f"{self.label}[{','.join(f'{k}={v}' for k, v in sorted(self.swept.items()))}]"
+
+    def describe(self) -> str:
+        return f"{self.variant} {' ~ '.join(self.systems)} @{self.site} seed {self.seed}"
+
+
+# ---- identities ----------------------------------------------------------------------------
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, cached on (path, size, mtime) so a rerun does not rehash."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise SimbenchError(f"recording '{p}' does not exist", file=p,
+                            fix="check the path in the spec (relative to the spec file)") from None
+    cache_key = (str(p), st.st_size, st.st_mtime_ns)
+    if cache_key not in _DIGESTS:
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[cache_key] = h.hexdigest()
+    return _DIGESTS[cache_key]
+
+
+def system_identity(kind: str, source: str) -> str:
+    """What a result depends on in a system: a recording's bytes, or a zoo model's id."""
+    if kind == "recording":
+        return f"recording:sha256:{file_digest(source)}"
+    return f"zoo:{source}"
+
+
+def code_version(registry: Any, measure: str) -> str:
+    """simbench's version and the version of the plugin providing ``measure``."""
+    from simbench import __version__
+
+    info = registry.plugin_of(measure)
+    return f"simbench {__version__}; {info.dist} {info.version}"
+
+
+def job_key(payload: dict[str, Any]) -> str:
+    """A stable hash of canonical JSON (sorted keys; no Python hash randomisation involved)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---- expansion -----------------------------------------------------------------------------
+def _sites(spec: Spec, group: PairGroup, mspec: MeasureSpec) -> list[str]:
+    if group.sites and mspec.sites:
+        return [s for s in group.sites if s in mspec.sites]
+    return list(group.sites or mspec.sites or spec.sites)
+
+
+def _task(spec: Spec, group: PairGroup, aliases: tuple[str, ...], registry: Any) -> str | None:
+    if group.task or spec.task:
+        return group.task or spec.task
+    for a in aliases:
+        tag = spec.systems[a].task
+        if tag is not None and tag in registry.tasks:
+            return tag
+    return None
+
+
+def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> list[Job]:
+    """Every job the spec asks for, de-duplicated by key (categories merged), in spec order.
+
+    ``skip`` names system aliases to leave out (systems that could not be resolved in lenient
+    mode).
+    """
+    if registry is None:
+        from simbench.registry import get_registry
+
+        registry = get_registry()
+    skip = set(skip)
+    jobs: dict[str, Job] = {}
+    identities = {a: system_identity(s.kind, s.source) for a, s in spec.systems.items()
+                  if a not in skip and _used(spec, a)}
+    for group in spec.pair_groups:
+        labels = group.measures if group.measures is not None else tuple(spec.measures)
+        for label in labels:
+            mspec = spec.measures[label]
+            measure = registry.measure(mspec.measure)
+            version = code_version(registry, mspec.measure)
+            for tup in group.tuples:
+                if any(a in skip for a in tup):
+                    continue
+                n = len(tup)
+                fits = n >= measure.min_systems and (measure.max_systems is None
+                                                     or n <= measure.max_systems)
+                if not fits:
+                    if group.measures is not None:
+                        raise spec.error(
+                            f"measure '{label}' takes {measure.min_systems}"
+                            f"{'+' if measure.max_systems is None else ''} systems; "
+                            f"[[pairs]] '{group.name}' gives {n}",
+                            ("pairs", group.index, "measures"), value=label)
+                    continue
+                orders = [tup]
+                if group.kind == "within" and not measure.symmetric:
+                    orders.append(tup[::-1])
+                sites = _sites(spec, group, mspec)
+                if not sites:
+                    raise spec.error(f"no sites for measure '{label}' on [[pairs]] "
+                                     f"'{group.name}'", ("pairs", group.index),
+                                     fix='set sites = ["hidden", ...] at the top of the spec, '
+                                     "in the measure's table or in the [[pairs]] entry")
+                seeds = group.seeds or mspec.seeds or spec.seeds
+                task = _task(spec, group, tup, registry)
+                for order in orders:
+                    for given in mspec.grid():
+                        params = measure.resolve_params(given)
+                        swept = {k: given[k] for k in mspec.swept}
+                        for site in sites:
+                            for seed in seeds:
+                                payload = {"measure": mspec.measure, "params": params,
+                                           "systems": [identities[a] for a in order],
+                                           "site": site, "task": task, "seed": seed,
+                                           "code": version}
+                                key = job_key(payload)
+                                if key in jobs:
+                                    old = jobs[key]
+                                    if group.name not in old.categories:
+                                        old.categories = (*old.categories, group.name)
+                                    continue
+                                jobs[key] = Job(
+                                    key=key, label=label, measure=mspec.measure, params=params,
+                                    swept=swept, systems=tuple(order),
+                                    sources=tuple(spec.systems[a].source for a in order),
+                                    site=site, task=task, seed=seed, code_version=version,
+                                    categories=(group.name,), plugins=spec.plugins,
+                                    group=group.index)
+    return list(jobs.values())
+
+
+def _used(spec: Spec, alias: str) -> bool:
+    return any(alias in tup for g in spec.pair_groups for tup in g.tuples)
+
+
+# ---- checking before running ---------------------------------------------------------------
+def prepare(spec: Spec, registry: Any = None) -> list[Job]:
+    """Resolve every system, expand the jobs, and check sites and access before anything runs.
+
+    In a lenient spec (the demo), systems that cannot be resolved and jobs a measure cannot do
+    are dropped with a note in ``spec.notes``; otherwise the first problem is a SpecError that
+    names the line, the system and the pair.
+    """
+    from simbench.bench.worker import resolve_cached
+
+    if registry is None:
+        from simbench.registry import get_registry
+
+        registry = get_registry()
+    resolved: dict[str, Any] = {}
+    skip: set[str] = set()
+    for alias, sys_spec in spec.systems.items():
+        if not _used(spec, alias):
+            continue
+        try:
+            resolved[alias] = resolve_cached(sys_spec.source, sys_spec.task
+                                             if sys_spec.task in registry.tasks else None)
+        except SimbenchError as exc:
+            if spec.lenient:
+                spec.notes.append(f"system '{alias}' ({sys_spec.source}) unavailable: "
+                                  f"{exc.message}")
+                skip.add(alias)
+                continue
+            raise spec.error(f"system '{alias}' ({sys_spec.kind} '{sys_spec.source}') cannot be "
+                             f"loaded: {exc.message}", ("systems", alias), fix=exc.fix) from None
+    jobs = expand(spec, registry, skip=skip)
+    keep: list[Job] = []
+    checked: dict[tuple[str, tuple[str, ...], str], str | None] = {}
+    for job in jobs:
+        probe = (job.label, job.systems, job.site)
+        if probe not in checked:
+            checked[probe] = _problem(spec, registry, job, resolved)
+        problem = checked[probe]
+        if problem is None:
+            keep.append(job)
+        elif spec.lenient:
+            note = f"skipped {job.label} on {' ~ '.join(job.systems)} @{job.site}: {problem}"
+            if note not in spec.notes:
+                spec.notes.append(note)
+        else:
+            mspec = spec.measures[job.label]
+            path: tuple[Any, ...] = ("pairs", job.group)
+            if "site" in problem and mspec.sites:
+                path = ("measures", job.label, "sites")
+            raise SpecError(problem, file=_where(spec, path), field=".".join(map(str, path)))
+    if not keep and spec.lenient:
+        raise SpecError("nothing left to run: " + "; ".join(spec.notes[-5:]), file=spec.path,
+                        fix="install the zoo and the measures the spec names, or edit the spec")
+    return keep
+
+
+def _where(spec: Spec, path: tuple[Any, ...]) -> str:
+    line = spec.locator.line(*path)
+    return f"{spec.path}:{line}" if line else str(spec.path)
+
+
+def _problem(spec: Spec, registry: Any, job: Job, resolved: dict[str, Any]) -> str | None:
+    """Why this job cannot run (a missing site, an access the measure needs), or None."""
+    group = spec.pair_groups[job.group]
+    systems = [resolved[a] for a in job.systems]
+    for alias, system in zip(job.systems, systems):
+        sites = tuple(system.sites)
+        if job.site not in sites:
+            return (f"site '{job.site}' does not exist in system '{alias}' "
+                    f"(its sites: {', '.join(sites) or 'none'}); pair "
+                    f"{' vs '.join(job.systems)} of [[pairs]] '{group.name}'")
+    measure = registry.measure(job.measure)
+    try:
+        registry.check_access(measure, systems)
+    except SimbenchError as exc:
+        return (f"measure '{job.label}' cannot score the pair {' vs '.join(job.systems)} "
+                f"([[pairs]] '{group.name}'): {exc.message}" + (f" ({exc.fix})" if exc.fix else ""))
+    return None
+

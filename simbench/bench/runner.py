@@ -1,0 +1,125 @@
+"""Running a spec: skip what the store has, run the rest, write each outcome as it arrives.
+
+The loop is the same for every executor: outcomes come back to this process, which writes each
+in its own transaction. A job that raises is stored as ``failed`` (with its error text) and the
+run goes on; failed jobs are retried only with ``retry_failed``. Ctrl-C stops the run between
+two writes: everything finished so far is in the store and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from simbench.bench.executors import LocalExecutor, make_executor
+from simbench.bench.jobs import Job, prepare
+from simbench.bench.spec import Spec
+from simbench.bench.store import Store
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a run did, for the message at its end."""
+
+    total: int = 0
+    already_done: int = 0
+    skipped_failed: int = 0
+    ran: int = 0
+    done: int = 0
+    failed: list[tuple[Job, str]] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+    store: str = ""
+    executor: str = "local"
+    per_measure: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+    def render(self) -> str:
+        lines = [f"{self.total} jobs: {self.already_done} already in the store, ran {self.ran} "
+                 f"({self.done} done, {len(self.failed)} failed) in {self.wall_s:.1f} s on "
+                 f"{self.executor}; store: {self.store}"]
+        if self.per_measure:
+            total = sum(sum(v) for v in self.per_measure.values()) or 1.0
+            parts = [f"{k} {sum(v):.1f} s ({100 * sum(v) / total:.0f}%, {len(v)} jobs)"
+                     for k, v in sorted(self.per_measure.items(), key=lambda kv: -sum(kv[1]))]
+            lines.append("measure time (all stored results of this spec): " + "; ".join(parts))
+        if self.skipped_failed:
+            lines.append(f"{self.skipped_failed} previously failed jobs not retried "
+                         "(rerun with --retry-failed)")
+        if self.failed:
+            lines.append("failures:")
+            for job, error in self.failed:
+                first = (error or "").strip().splitlines()[0] if error else "?"
+                lines.append(f"  - {job.describe()}: {first}")
+        if self.interrupted:
+            lines.append("interrupted: finished results are kept; run the same command again "
+                         "to resume")
+        return "\n".join(lines)
+
+
+def run_spec(
+    spec: Spec,
+    store: Store,
+    *,
+    jobs: list[Job] | None = None,
+    executor: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    retry_failed: bool = False,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run every job of ``spec`` not yet done in ``store``; return what happened."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    if jobs is None:
+        jobs = prepare(spec)
+    status = store.statuses(j.key for j in jobs)
+    todo = [j for j in jobs if status.get(j.key) != "done"
+            and (retry_failed or status.get(j.key) != "failed")]
+    summary = RunSummary(total=len(jobs),
+                         already_done=sum(1 for s in status.values() if s == "done"),
+                         skipped_failed=0 if retry_failed else
+                         sum(1 for s in status.values() if s == "failed"),
+                         store=str(store.path))
+    store.record_spec(spec.name, None if spec.path is None else str(spec.path), spec.text)
+    own = executor is None
+    if own and todo:
+        executor = make_executor(scheduler, workers)
+    elif executor is None:
+        executor = LocalExecutor()
+    summary.executor = getattr(executor, "where", executor.name)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not show,
+               file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def on_start(job: Job | None, in_flight: int) -> None:
+        if job is not None:
+            extra = f" (+{in_flight - 1} queued)" if in_flight > 1 else ""
+            bar.set_postfix_str(f"now: {job.describe()}{extra}", refresh=True)
+
+    try:
+        for job, outcome in executor.run(todo, device, on_start):
+            store.write(job, outcome, spec=spec.name)
+            summary.ran += 1
+            if outcome["status"] == "done":
+                summary.done += 1
+            else:
+                summary.failed.append((job, outcome.get("error") or "?"))
+            bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        if own:
+            executor.close()
+    summary.wall_s = time.perf_counter() - start
+    per: dict[str, list[float]] = defaultdict(list)
+    for row in store.rows((j.key for j in jobs), status="done"):
+        if row["runtime_s"] is not None:
+            per[row["measure"]].append(float(row["runtime_s"]))
+    summary.per_measure = dict(per)
+    return summary

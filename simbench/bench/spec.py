@@ -1,0 +1,556 @@
+"""Benchmark specs: what to score, written as TOML, checked before anything runs.
+
+A spec names
+
+- ``[systems]``: aliases for zoo ids or recording files, each with free-form tags
+  (``arch``, ``task``, ...) that pair groups and expectations select on;
+- ``[groups]``: named selections of systems (a list of aliases, or a table of tags);
+- ``[measures.LABEL]``: a measure variant (``measure = NAME``, default ``LABEL``) with its
+  parameters; a list value is a sweep (one job per value);
+- ``[[pairs]]``: which systems to compare (``pairs`` explicit, ``within`` a selection,
+  ``between`` two selections, ``each`` for one-system measures), each entry a named *category*;
+- top-level ``task``, ``seeds``, ``sites``, ``plugins``, ``store``, ``target``;
+- ``[[expect]]``: the orderings a valid measure should reproduce (see :mod:`.leaderboard`).
+
+Every error names the spec file, the line and the key (:class:`~simbench.errors.SpecError`).
+Parsing checks names against the registry (measures, parameters, tasks); resolving systems and
+checking sites and access happens in :func:`simbench.bench.jobs.prepare`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from simbench.bench.locate import Locator, PathPart, dotted
+from simbench.errors import ParameterError, SimbenchError, SpecError
+
+TOP_KEYS = ("name", "description", "task", "seeds", "sites", "plugins", "store", "target",
+            "systems", "groups", "measures", "pairs", "expect")
+SYSTEM_KEYS = ("zoo", "recording", "source")
+MEASURE_KEYS = ("measure", "sites", "seeds", "params")
+PAIR_KINDS = ("pairs", "within", "between", "each")
+PAIR_KEYS = ("name", *PAIR_KINDS, "measures", "sites", "seeds", "task")
+EXPECT_KEYS = ("finding", "site", "measures", "higher", "lower", "pairs", "above", "below",
+               "margin", "mode", "note")
+PAIR_SELECTOR_KEYS = ("category", "a", "b", "same", "differ", "systems")
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemSpec:
+    """One system of a spec: its alias, where it comes from, and its tags."""
+
+    alias: str
+    source: str  # a zoo id, or an absolute recording path
+    kind: str  # "zoo" or "recording"
+    tags: Mapping[str, str]
+
+    @property
+    def task(self) -> str | None:
+        return self.tags.get("task")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSpec:
+    """A measure variant: a registered measure plus parameters (lists are sweeps)."""
+
+    label: str
+    measure: str
+    params: Mapping[str, tuple[Any, ...]]  # each axis already parsed and checked
+    sites: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every parameter combination of the sweep (one dict per job)."""
+        keys = sorted(self.params)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.params[k] for k in keys))]
+
+    @property
+    def swept(self) -> list[str]:
+        return sorted(k for k, v in self.params.items() if len(v) > 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairGroup:
+    """One ``[[pairs]]`` entry: a category name and the system tuples it stands for."""
+
+    index: int
+    name: str
+    kind: str
+    tuples: tuple[tuple[str, ...], ...]
+    measures: tuple[str, ...] | None = None
+    sites: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    task: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Expectation:
+    """One ``[[expect]]`` entry: an ordering or a bound a valid measure should satisfy."""
+
+    index: int
+    finding: str
+    site: str | None
+    measures: tuple[str, ...] | None  # labels, measure names or families; None = all
+    higher: Any = None
+    lower: Any = None
+    pairs: Any = None
+    above: float | None = None
+    below: float | None = None
+    margin: float = 0.0
+    mode: str = "mean"
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Spec:
+    """A parsed, name-checked spec."""
+
+    name: str
+    path: Path | None
+    text: str
+    description: str = ""
+    task: str | None = None
+    seeds: tuple[int, ...] = (0,)
+    sites: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    store: str | None = None
+    target: str | None = None
+    systems: dict[str, SystemSpec] = dataclasses.field(default_factory=dict)
+    groups: dict[str, Any] = dataclasses.field(default_factory=dict)
+    measures: dict[str, MeasureSpec] = dataclasses.field(default_factory=dict)
+    pair_groups: list[PairGroup] = dataclasses.field(default_factory=list)
+    expectations: list[Expectation] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    lenient: bool = False
+    _dropped: set[str] = dataclasses.field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self.locator = Locator(self.text)
+
+    # ---- errors that say where ----------------------------------------------------------
+    def error(self, message: str, path: Sequence[PathPart] = (), *, value: str | None = None,
+              fix: str | None = None) -> SpecError:
+        """A SpecError naming this spec's file, the line of ``path`` (or of ``value``) and the key."""
+        line = (self.locator.value_line(value, *path) if value is not None
+                else self.locator.line(*path) if path else None)
+        where = str(self.path) if self.path is not None else "<spec>"
+        if line is not None:
+            where = f"{where}:{line}"
+        return SpecError(f"line {line}: {message}" if line is not None else message,
+                         file=where, field=dotted(path) or None, fix=fix)
+
+    # ---- selections ---------------------------------------------------------------------
+    def select(self, selector: Any, path: Sequence[PathPart], _depth: int = 0) -> list[str]:
+        """Aliases chosen by a system selector: an alias, a group name, ``"*"``, a list of those,
+        or a table of tags (a list value matches any of its items)."""
+        if _depth > 20:
+            raise self.error("groups refer to each other in a cycle", path)
+        if isinstance(selector, str):
+            if selector == "*":
+                return list(self.systems)
+            if selector in self.systems:
+                return [selector]
+            if selector in self.groups:
+                return self.select(self.groups[selector], ("groups", selector), _depth + 1)
+            if self.lenient and selector in self._dropped:
+                return []
+            known = [*self.systems, *self.groups]
+            raise self.error(f"unknown system or group '{selector}'", path, value=selector,
+                             fix=_suggest(selector, known))
+        if isinstance(selector, list):
+            out: list[str] = []
+            for item in selector:
+                out += [a for a in self.select(item, path, _depth + 1) if a not in out]
+            return out
+        if isinstance(selector, dict):
+            for key, want in selector.items():
+                if not any(key in s.tags for s in self.systems.values()):
+                    tags = sorted({t for s in self.systems.values() for t in s.tags})
+                    raise self.error(f"no system has the tag '{key}'", [*path, key],
+                                     fix=f"tags in this spec: {', '.join(tags) or '(none)'}")
+            return [a for a, s in self.systems.items()
+                    if all(_tag_match(s.tags.get(k), v) for k, v in selector.items())]
+        raise self.error(f"a system selector is an alias, a group, a list or a table of tags, "
+                         f"not {selector!r}", path)
+
+
+def _tag_match(have: str | None, want: Any) -> bool:
+    if isinstance(want, list):
+        return any(_tag_match(have, w) for w in want)
+    return have is not None and have == _tag_str(want)
+
+
+def _tag_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    known = sorted(set(known))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    head = f"did you mean '{close[0]}'? " if close else ""
+    return f"{head}known: {', '.join(known) or '(none)'}"
+
+
+# ---- loading -------------------------------------------------------------------------------
+def load_spec(path: str | Path, *, registry: Any = None, lenient: bool = False) -> Spec:
+    """Read and parse a spec file (see :func:`parse_spec`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("no such spec file", file=path, fix="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the spec: {exc}", file=path) from None
+    return parse_spec(text, path=path, registry=registry, lenient=lenient)
+
+
+def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = None,
+               lenient: bool = False) -> Spec:
+    """Parse spec text; unknown keys, measures, parameters, tasks and aliases are errors.
+
+    ``lenient`` (used by ``simbench demo``) drops measures the registry lacks, with a note in
+    ``spec.notes``, instead of failing: the demo then runs with whatever is installed.
+    """
+    path = None if path is None else Path(path).resolve()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"not valid TOML: {exc}", file=path,
+                        fix="see https://toml.io for the syntax") from None
+    if registry is None:
+        from simbench.registry import get_registry
+
+        registry = get_registry()
+    spec = Spec(name=str(data.get("name") or (path.stem if path else "spec")), path=path,
+                text=text, lenient=lenient)
+    base = path.parent if path is not None else Path.cwd()
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise spec.error(f"unknown key '{key}'", (key,), fix=_suggest(key, TOP_KEYS))
+    spec.description = _typed(spec, data, "description", str, "")
+    spec.plugins = tuple(_plugin_ref(p, base) for p in _str_list(spec, data, ("plugins",)) or ())
+    if spec.plugins:
+        from simbench.bench.plugins import ensure_plugins
+
+        try:
+            ensure_plugins(spec.plugins, registry=registry)
+        except SimbenchError as exc:
+            raise spec.error(str(exc.message), ("plugins",)) from None
+    spec.task = _task(spec, data.get("task"), ("task",), registry)
+    spec.seeds = _seeds(spec, data.get("seeds", [0]), ("seeds",)) or (0,)
+    spec.sites = tuple(_str_list(spec, data, ("sites",)) or ())
+    spec.store = _typed(spec, data, "store", str, None)
+    if spec.store is not None and not Path(spec.store).is_absolute():
+        spec.store = str(base / spec.store)
+
+    _parse_systems(spec, data.get("systems", {}), base)
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        raise spec.error("[groups] must be a table of name = selector", ("groups",))
+    for name in groups:
+        if name in spec.systems:
+            raise spec.error(f"group '{name}' has the same name as a system", ("groups", name))
+    spec.groups = dict(groups)
+    for name, selector in groups.items():
+        spec.select(selector, ("groups", name))  # unknown aliases fail here, with their line
+
+    target = _typed(spec, data, "target", str, None)
+    if target is not None and target not in spec.systems:
+        raise spec.error(f"target '{target}' is not a system of this spec", ("target",),
+                         fix=_suggest(target, spec.systems))
+    spec.target = target
+    _parse_measures(spec, data.get("measures", {}), registry)
+    _parse_pairs(spec, data.get("pairs", []), registry)
+    _parse_expect(spec, data.get("expect", []))
+    if not spec.measures:
+        raise spec.error("the spec names no measures (none available)" if lenient
+                         else "the spec names no measures", ("measures",),
+                         fix="add e.g. [measures.cka] (see `simbench measures`)")
+    if not spec.pair_groups:
+        raise spec.error("the spec names no pairs", ("pairs",),
+                         fix='add e.g. [[pairs]] name = "all" within = "*"')
+    return spec
+
+
+def _plugin_ref(ref: str, base: Path) -> str:
+    """A plugin given as a ``.py`` file is made absolute (relative to the spec); a module stays."""
+    if ref.endswith(".py"):
+        p = Path(ref)
+        return str(p if p.is_absolute() else (base / p).resolve())
+    return ref
+
+
+def _typed(spec: Spec, table: Mapping[str, Any], key: str, kind: type, default: Any,
+           path: Sequence[PathPart] = ()) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise spec.error(f"'{key}' must be a {kind.__name__}, got {value!r}", (*path, key))
+    return value
+
+
+def _str_list(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]) -> list[str] | None:
+    key = path[-1]
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise spec.error(f"'{key}' must be a string or a list of strings, got {value!r}", path)
+    return list(value)
+
+
+def _seeds(spec: Spec, value: Any, path: Sequence[PathPart]) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                              for v in value):
+        raise spec.error(f"seeds must be an integer or a list of integers, got {value!r}", path)
+    return tuple(value)
+
+
+def _task(spec: Spec, value: Any, path: Sequence[PathPart], registry: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise spec.error(f"task must be a string, got {value!r}", path)
+    if value not in registry.tasks:
+        raise spec.error(f"unknown task '{value}'", path, fix=_suggest(value, registry.tasks))
+    return value
+
+
+def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
+    if not isinstance(table, dict) or not table:
+        raise spec.error("the spec needs a [systems] table: alias = zoo id or recording path, "
+                         "or alias = { zoo = ID | recording = PATH, tag = value, ... }",
+                         ("systems",))
+    for alias, entry in table.items():
+        path = ("systems", alias)
+        if isinstance(entry, str):
+            entry = {"source": entry}
+        if not isinstance(entry, dict):
+            raise spec.error(f"system '{alias}' must be a string or a table", path)
+        given = [k for k in SYSTEM_KEYS if k in entry]
+        if len(given) != 1:
+            raise spec.error(f"system '{alias}' needs exactly one of zoo = ID, recording = PATH "
+                             f"or source = ID-OR-PATH (got {given or 'none'})", path)
+        where = entry[given[0]]
+        if not isinstance(where, str):
+            raise spec.error(f"'{given[0]}' must be a string", (*path, given[0]))
+        kind = given[0]
+        if kind == "source":
+            looks_like_file = Path(where).suffix in (".nc", ".nc4", ".cdf", ".h5") or (
+                base / where).exists()
+            kind = "recording" if looks_like_file else "zoo"
+        if kind == "recording":
+            where = str((base / where).resolve()) if not Path(where).is_absolute() else where
+        tags: dict[str, str] = {}
+        for key, value in entry.items():
+            if key in SYSTEM_KEYS:
+                continue
+            if not isinstance(value, (str, int, float, bool)):
+                raise spec.error(f"tag '{key}' of system '{alias}' must be a string or a number",
+                                 (*path, key))
+            tags[key] = _tag_str(value)
+        spec.systems[alias] = SystemSpec(alias, where, kind, tags)
+
+
+def _parse_measures(spec: Spec, table: Any, registry: Any) -> None:
+    if not isinstance(table, dict):
+        raise spec.error("[measures] must hold one table per measure, e.g. [measures.cka]",
+                         ("measures",))
+    for label, entry in table.items():
+        path: tuple[PathPart, ...] = ("measures", label)
+        if not isinstance(entry, dict):
+            raise spec.error(f"measure '{label}' must be a table ([measures.{label}])", path)
+        name = entry.get("measure", label)
+        if not isinstance(name, str):
+            raise spec.error("'measure' must be a string", (*path, "measure"))
+        if name not in registry.measures:
+            if spec.lenient:
+                spec.notes.append(f"measure '{name}' is not installed; skipped")
+                spec._dropped.add(label)
+                continue
+            raise spec.error(f"unknown measure '{name}'",
+                             (*path, "measure") if "measure" in entry else path,
+                             fix=_suggest(name, registry.measures) + " (see `simbench measures`)")
+        measure = registry.measures[name]
+        raw: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key == "params":
+                if not isinstance(value, dict):
+                    raise spec.error("'params' must be a table", (*path, key))
+                raw.update({k: (v, (*path, "params", k)) for k, v in value.items()})
+            elif key not in MEASURE_KEYS:
+                raw[key] = (value, (*path, key))
+        params: dict[str, tuple[Any, ...]] = {}
+        for key, (value, kpath) in raw.items():
+            try:
+                param = measure.param(key)
+                values = value if isinstance(value, list) else [value]
+                if not values:
+                    raise spec.error(f"the sweep '{key}' is empty", kpath)
+                params[key] = tuple(param.parse(v, measure=name) for v in values)
+            except ParameterError as exc:
+                raise spec.error(exc.message if "no parameter" not in exc.message else
+                                 f"unknown key '{key}': {exc.message}", kpath,
+                                 fix=exc.fix) from None
+        sites = _str_list(spec, entry, (*path, "sites"))
+        seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
+        spec.measures[label] = MeasureSpec(label, name, params,
+                                           tuple(sites) if sites else None, seeds)
+
+
+def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        raise spec.error("pairs must be [[pairs]] tables", ("pairs",))
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        path: tuple[PathPart, ...] = ("pairs", i)
+        if not isinstance(entry, dict):
+            raise spec.error("each [[pairs]] entry must be a table", path)
+        for key in entry:
+            if key not in PAIR_KEYS:
+                raise spec.error(f"unknown key '{key}' in [[pairs]]", (*path, key),
+                                 fix=_suggest(key, PAIR_KEYS))
+        kinds = [k for k in PAIR_KINDS if k in entry]
+        if len(kinds) != 1:
+            raise spec.error("each [[pairs]] entry needs exactly one of pairs = [[A, B], ...], "
+                             "within = SELECTOR, between = [SELECTOR, SELECTOR], each = SELECTOR "
+                             f"(got {kinds or 'none'})", path)
+        kind = kinds[0]
+        name = entry.get("name", f"pairs{i}")
+        if not isinstance(name, str):
+            raise spec.error("'name' must be a string", (*path, "name"))
+        if name in names:
+            raise spec.error(f"two [[pairs]] entries are called '{name}'", (*path, "name"))
+        names.add(name)
+        kpath = (*path, kind)
+        value = entry[kind]
+        tuples: list[tuple[str, ...]] = []
+        if kind == "pairs":
+            if not isinstance(value, list) or not all(isinstance(p, list) for p in value):
+                raise spec.error("pairs must be a list of lists of aliases, e.g. "
+                                 '[["gru1", "gru2"]]', kpath)
+            for tup in value:
+                members = [spec.select(a, kpath) for a in tup]
+                if any(len(m) != 1 for m in members) and not any(len(m) == 0 for m in members):
+                    raise spec.error(f"explicit pairs list single systems, got {tup!r}", kpath)
+                if all(len(m) == 1 for m in members):
+                    tuples.append(tuple(m[0] for m in members))
+        elif kind == "within":
+            chosen = spec.select(value, kpath)
+            tuples = list(itertools.combinations(chosen, 2))
+        elif kind == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise spec.error("between needs two selectors: between = [X, Y]", kpath)
+            xs, ys = spec.select(value[0], kpath), spec.select(value[1], kpath)
+            seen: set[frozenset[str]] = set()
+            for x in xs:
+                for y in ys:
+                    if x != y and frozenset((x, y)) not in seen:
+                        seen.add(frozenset((x, y)))
+                        tuples.append((x, y))
+        else:
+            tuples = [(a,) for a in spec.select(value, kpath)]
+        if not tuples and not spec.lenient:
+            raise spec.error(f"[[pairs]] '{name}' selects no system pairs", kpath)
+        measures = _str_list(spec, entry, (*path, "measures"))
+        if measures:
+            for label in measures:
+                if label not in spec.measures and label not in spec._dropped:
+                    raise spec.error(f"unknown measure label '{label}'", (*path, "measures"),
+                                     value=label, fix=_suggest(label, spec.measures))
+            measures = [m for m in measures if m in spec.measures]
+        sites = _str_list(spec, entry, (*path, "sites"))
+        seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
+        task = _task(spec, entry.get("task"), (*path, "task"), registry)
+        spec.pair_groups.append(PairGroup(i, name, kind, tuple(tuples),
+                                          tuple(measures) if measures is not None else None,
+                                          tuple(sites) if sites else None, seeds, task))
+
+
+def _parse_expect(spec: Spec, entries: Any) -> None:
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        raise spec.error("expectations must be [[expect]] tables", ("expect",))
+    categories = {g.name for g in spec.pair_groups}
+    for i, entry in enumerate(entries):
+        path: tuple[PathPart, ...] = ("expect", i)
+        if not isinstance(entry, dict):
+            raise spec.error("each [[expect]] entry must be a table", path)
+        for key in entry:
+            if key not in EXPECT_KEYS:
+                raise spec.error(f"unknown key '{key}' in [[expect]]", (*path, key),
+                                 fix=_suggest(key, EXPECT_KEYS))
+        ordering = "higher" in entry or "lower" in entry
+        bound = "pairs" in entry
+        if ordering == bound or (ordering and not ("higher" in entry and "lower" in entry)):
+            raise spec.error("an [[expect]] entry is either an ordering (higher = SELECTOR, "
+                             "lower = SELECTOR) or a bound (pairs = SELECTOR with above = X "
+                             "and/or below = X)", path)
+        if bound and "above" not in entry and "below" not in entry:
+            raise spec.error("a bound needs above = X and/or below = X", path)
+        for key in ("higher", "lower", "pairs"):
+            if key in entry:
+                _check_pair_selector(spec, entry[key], (*path, key), categories)
+        measures = _str_list(spec, entry, (*path, "measures"))
+        mode = _typed(spec, entry, "mode", str, "mean", path)
+        if mode not in ("mean", "all"):
+            raise spec.error(f"mode must be 'mean' or 'all', got {mode!r}", (*path, "mode"))
+        spec.expectations.append(Expectation(
+            index=i,
+            finding=_typed(spec, entry, "finding", str, f"expectation {i + 1}", path),
+            site=_typed(spec, entry, "site", str, None, path),
+            measures=tuple(measures) if measures else None,
+            higher=entry.get("higher"), lower=entry.get("lower"), pairs=entry.get("pairs"),
+            above=_typed(spec, entry, "above", float, None, path),
+            below=_typed(spec, entry, "below", float, None, path),
+            margin=_typed(spec, entry, "margin", float, 0.0, path),
+            mode=mode, note=_typed(spec, entry, "note", str, "", path),
+        ))
+
+
+def _check_pair_selector(spec: Spec, sel: Any, path: Sequence[PathPart],
+                         categories: set[str]) -> None:
+    """A pair selector: a category name, a list of them, or a table of conditions."""
+    if isinstance(sel, str):
+        sel = {"category": sel}
+    if isinstance(sel, list) and all(isinstance(s, str) for s in sel):
+        sel = {"category": sel}
+    if not isinstance(sel, dict):
+        raise spec.error("a pair selector is a [[pairs]] name, a list of names, or a table "
+                         f"with keys {', '.join(PAIR_SELECTOR_KEYS)}", path)
+    for key, value in sel.items():
+        if key not in PAIR_SELECTOR_KEYS:
+            raise spec.error(f"unknown key '{key}' in a pair selector", (*path, key),
+                             fix=_suggest(key, PAIR_SELECTOR_KEYS))
+        if key == "category":
+            for c in [value] if isinstance(value, str) else value:
+                if c not in categories:
+                    raise spec.error(f"unknown pair category '{c}'", path, value=c,
+                                     fix=_suggest(c, categories))
+        elif key in ("a", "b", "systems"):
+            spec.select(value, (*path, key))
+        elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise spec.error(f"'{key}' must be a list of tag names", (*path, key))

@@ -1,0 +1,111 @@
+"""Small deterministic measures for the harness tests, loaded as a spec plugin file.
+
+Specs in the tests name this file in ``plugins = [...]``; the harness registers it through
+``Registry.add_plugin`` in the test process and again in every Dask worker, the same path a
+user's own measure file takes. Nothing here is a mock: the measures read real recordings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import simbench
+from simbench.measure import Measure, Param
+from simbench.pairing import pair_sites
+from simbench.score import Score, bootstrap_ci
+
+
+def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    num = np.linalg.norm(x.T @ y) ** 2
+    den = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+    return float(num / den) if den > 0 else float("nan")
+
+
+class BenchLinear(Measure):
+    """Linear CKA over paired samples (test-only copy, so tests do not depend on plugins/)."""
+
+    name = "bench_linear"
+    family = "correlative"
+    access = ("recording", "recording")
+    description = "test-only linear CKA with optional sleep and failure"
+    params = (
+        Param("n_boot", 20, "bootstrap resamples", low=0),
+        Param("sleep", 0.0, "seconds to sleep first (for kill tests)", low=0.0),
+        Param("fail", False, "raise instead of scoring"),
+        Param("fail_on", "", "raise when this system id is scored"),
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
+              device: str, n_boot: int, sleep: float, fail: bool, fail_on: str) -> Score:
+        if sleep:
+            time.sleep(sleep)
+        ids = [s.system_id for s in systems]
+        if fail or (fail_on and fail_on in ids):
+            raise RuntimeError(f"asked to fail on {ids}")
+        paired = pair_sites(systems[0].site_data(site), systems[1].site_data(site))
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(paired.n_stimuli, size=max(2, paired.n_stimuli * 3 // 4),
+                                  replace=False))
+        rows = np.isin(paired.stimulus, keep)
+        x, y, stim = paired.x[rows], paired.y[rows], paired.stimulus[rows]
+        value = _linear_cka(x, y)
+        uniq = np.unique(stim)
+
+        def stat(idx: np.ndarray) -> float:
+            sel = np.concatenate([np.flatnonzero(stim == uniq[i]) for i in idx])
+            return _linear_cka(x[sel], y[sel])
+
+        ci = bootstrap_ci(stat, len(uniq), n_boot=n_boot, seed=seed)
+        return Score(self.name, value, tuple(ids), site=site, ci=ci, n_samples=len(x))
+
+
+class BenchCausal(Measure):
+    """Needs two networks: a spec asking it of a recording must be refused before running."""
+
+    name = "bench_causal"
+    family = "causal"
+    access = ("accessible", "accessible")
+    description = "test-only causal measure"
+
+    def score(self, systems: Sequence[Any], **kw: Any) -> Score:  # pragma: no cover
+        raise AssertionError("the spec check must refuse this before it runs")
+
+
+class BenchConst(Measure):
+    """Does nothing: what remains of a job's time is the harness's overhead."""
+
+    name = "bench_const"
+    family = "correlative"
+    access = ("recording", "recording")
+    description = "test-only trivial measure"
+    params = (Param("value", 0.5, "the value to return"),)
+
+    def score(self, systems: Sequence[Any], *, site: str, seed: int, value: float,
+              **kw: Any) -> Score:
+        return Score(self.name, value, tuple(s.system_id for s in systems), site=site,
+                     ci=(value - 0.1, value + 0.1), n_samples=1)
+
+
+class BenchDistance(Measure):
+    """A distance (lower is more similar): the leaderboard must flip its orderings."""
+
+    name = "bench_distance"
+    family = "correlative"
+    access = ("recording", "recording")
+    higher_is_better = False
+    range = (0.0, 1.0)
+    description = "test-only distance"
+
+    def score(self, systems: Sequence[Any], *, site: str, **kw: Any) -> Score:
+        return Score(self.name, 0.0, tuple(s.system_id for s in systems), site=site)
+
+
+@simbench.hookimpl
+def simbench_measures() -> list[Measure]:
+    return [BenchLinear(), BenchCausal(), BenchConst(), BenchDistance()]
