@@ -100,14 +100,13 @@ def _sites(spec: Spec, group: PairGroup, mspec: MeasureSpec) -> list[str]:
     return list(group.sites or mspec.sites or spec.sites)
 
 
-def _task(spec: Spec, group: PairGroup, aliases: tuple[str, ...], registry: Any) -> str | None:
-    if group.task or spec.task:
-        return group.task or spec.task
-    for a in aliases:
-        tag = spec.systems[a].task
-        if tag is not None and tag in registry.tasks:
-            return tag
-    return None
+def _task(spec: Spec, group: PairGroup) -> str | None:
+    """The task a job names: the pair entry's, else the spec's, else None.
+
+    None lets each system use its own task (a measure comparing a Multi-Object GRU with a
+    Rounding GRU needs both), so system tags never force a task on a job.
+    """
+    return group.task or spec.task
 
 
 def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> list[Job]:
@@ -154,7 +153,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
                                      fix='set sites = ["hidden", ...] at the top of the spec, '
                                      "in the measure's table or in the [[pairs]] entry")
                 seeds = group.seeds or mspec.seeds or spec.seeds
-                task = _task(spec, group, tup, registry)
+                task = _task(spec, group)
                 for order in orders:
                     for given in mspec.grid():
                         params = measure.resolve_params(given)

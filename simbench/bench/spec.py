@@ -173,7 +173,7 @@ class Spec:
                 out += [a for a in self.select(item, path, _depth + 1) if a not in out]
             return out
         if isinstance(selector, dict):
-            for key, want in selector.items():
+            for key in selector:
                 if not any(key in s.tags for s in self.systems.values()):
                     tags = sorted({t for s in self.systems.values() for t in s.tags})
                     raise self.error(f"no system has the tag '{key}'", [*path, key],

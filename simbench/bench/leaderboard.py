@@ -1,0 +1,362 @@
+"""Leaderboards: queries over the results store, driven by the spec and by measure metadata.
+
+Three boards:
+
+- **Measure validity**: each ``[[expect]]`` entry of the spec is a finding turned into a check
+  (an *ordering*: pairs matching ``higher`` should be more similar than pairs matching
+  ``lower``; or a *bound*: pairs matching ``pairs`` should score ``above``/``below`` a level).
+  Each measure variant gets the fraction of applicable checks it satisfies, with the violated
+  ones listed. "More similar" reads each measure's ``higher_is_better``; bounds are on the
+  similarity normalised by the measure's declared ``range`` (0 = least, 1 = most similar), so
+  one threshold fits every bounded measure.
+- **Similarity matrices**: per measure variant and site, systems x systems.
+- **Against a target**: every system ranked by each measure variant against one system.
+
+Scores of several seeds of one (variant, systems, site) are averaged; the interval shown is the
+average of the per-seed intervals. Nothing here knows any measure by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from simbench.bench.jobs import expand
+from simbench.bench.spec import Expectation, Spec
+from simbench.bench.store import Store
+
+
+@dataclasses.dataclass
+class Entry:
+    """One (measure variant, systems, site): the seed-averaged score."""
+
+    variant: str
+    label: str
+    measure: str
+    systems: tuple[str, ...]
+    site: str
+    categories: tuple[str, ...]
+    value: float
+    ci: tuple[float, float] | None
+    n_seeds: int
+
+
+@dataclasses.dataclass
+class Check:
+    """One expectation applied to one measure variant at one site."""
+
+    expectation: int
+    finding: str
+    variant: str
+    site: str
+    status: str  # "ok", "violated" or "n/a"
+    detail: str
+
+
+@dataclasses.dataclass
+class ValidityRow:
+    variant: str
+    measure: str
+    family: str
+    passed: int
+    total: int
+    checks: list[Check]
+
+    @property
+    def fraction(self) -> float:
+        return self.passed / self.total if self.total else math.nan
+
+    @property
+    def violated(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "violated"]
+
+
+@dataclasses.dataclass
+class Matrix:
+    variant: str
+    site: str
+    systems: list[str]
+    values: np.ndarray
+    higher_is_better: bool
+    value_range: tuple[float, float]
+
+
+@dataclasses.dataclass
+class Ranking:
+    variant: str
+    site: str
+    target: str
+    higher_is_better: bool
+    rows: list[tuple[int, str, float, tuple[float, float] | None, int]]  # rank, system, value, ci, seeds
+
+
+@dataclasses.dataclass
+class Leaderboard:
+    spec: Spec
+    entries: list[Entry]
+    validity: list[ValidityRow]
+    matrices: list[Matrix]
+    rankings: list[Ranking]
+    target: str | None
+    done: int
+    failed: int
+    total: int
+    failures: list[dict[str, Any]]
+    meta: dict[str, dict[str, Any]]
+
+
+# ---- loading -------------------------------------------------------------------------------
+def load_entries(spec: Spec, store: Store, registry: Any = None) -> tuple[list[Entry], dict]:
+    """Seed-averaged entries for the spec's jobs found in the store, and coverage counts."""
+    jobs = expand(spec, registry)
+    by_key = {j.key: j for j in jobs}
+    rows = store.rows(by_key)
+    groups: dict[tuple[str, tuple[str, ...], str], list[tuple[Any, dict]]] = defaultdict(list)
+    failures = []
+    for row in rows:
+        job = by_key[row["key"]]
+        if row["status"] != "done":
+            failures.append({"job": job.describe(), "error": row["error"]})
+            continue
+        groups[(job.variant, job.systems, job.site)].append((job, row))
+    entries = []
+    for (variant, systems, site), items in groups.items():
+        job0 = items[0][0]
+        values = [r["value"] for _, r in items if r["value"] is not None]
+        value = float(np.mean(values)) if values else math.nan
+        cis = [(r["ci_low"], r["ci_high"]) for _, r in items]
+        ci = None
+        if cis and all(lo is not None and hi is not None for lo, hi in cis):
+            ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis])))
+        cats = tuple(dict.fromkeys(c for j, _ in items for c in j.categories))
+        entries.append(Entry(variant, job0.label, job0.measure, systems, site, cats, value, ci,
+                             len(items)))
+    order = {a: i for i, a in enumerate(spec.systems)}
+    entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
+    coverage = {"done": sum(1 for r in rows if r["status"] == "done"),
+                "failed": len(failures), "total": len(jobs), "failures": failures}
+    return entries, coverage
+
+
+def measure_meta(registry: Any, names: set[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in names:
+        m = registry.measure(name)
+        out[name] = {"family": m.family, "higher_is_better": bool(m.higher_is_better),
+                     "range": tuple(float(x) for x in m.range), "symmetric": bool(m.symmetric)}
+    return out
+
+
+def build(spec: Spec, store: Store, *, target: str | None = None, registry: Any = None
+          ) -> Leaderboard:
+    """Every board for ``spec`` from ``store``."""
+    if registry is None:
+        from simbench.registry import get_registry
+
+        registry = get_registry()
+    entries, cov = load_entries(spec, store, registry)
+    meta = measure_meta(registry, {m.measure for m in spec.measures.values()})
+    target = target or spec.target
+    if target is not None and target not in spec.systems:
+        from simbench.errors import SpecError
+
+        raise SpecError(f"target '{target}' is not a system of spec '{spec.name}'",
+                        field="target", fix=f"systems: {', '.join(spec.systems)}")
+    return Leaderboard(spec=spec, entries=entries, validity=validity(spec, entries, meta),
+                       matrices=matrices(spec, entries, meta),
+                       rankings=rankings(entries, meta, target) if target else [],
+                       target=target, done=cov["done"], failed=cov["failed"],
+                       total=cov["total"], failures=cov["failures"], meta=meta)
+
+
+# ---- selecting pairs -----------------------------------------------------------------------
+def pair_matches(spec: Spec, selector: Any, entry: Entry) -> bool:
+    """Does ``entry`` fall in the pair category ``selector`` describes?"""
+    if isinstance(selector, str):
+        return selector in entry.categories
+    if isinstance(selector, list):
+        return any(c in entry.categories for c in selector)
+    systems = entry.systems
+    tags = [spec.systems[a].tags for a in systems]
+    for key, value in selector.items():
+        if key == "category":
+            if not pair_matches(spec, value, entry):
+                return False
+        elif key == "systems":
+            if set(systems) != set(spec.select(value, ("expect",))):
+                return False
+        elif key in ("a", "b") and "a" in selector and "b" in selector:
+            if key == "b":
+                continue
+            left = set(spec.select(selector["a"], ("expect",)))
+            right = set(spec.select(selector["b"], ("expect",)))
+            if len(systems) != 2:
+                return False
+            x, y = systems
+            if not ((x in left and y in right) or (y in left and x in right)):
+                return False
+        elif key in ("a", "b"):
+            if not set(systems) & set(spec.select(value, ("expect",))):
+                return False
+        elif key == "same":
+            for tag in value:
+                vals = {t.get(tag) for t in tags}
+                if len(vals) != 1 or None in vals:
+                    return False
+        elif key == "differ":
+            for tag in value:
+                vals = [t.get(tag) for t in tags]
+                if len(set(vals)) != len(vals):
+                    return False
+    return True
+
+
+def _applies(exp: Expectation, variant: str, label: str, measure: str, family: str) -> bool:
+    if exp.measures is None:
+        return True
+    return any(m in (variant, label, measure, family) for m in exp.measures)
+
+
+def similarity(value: float, meta: dict[str, Any]) -> float:
+    """Oriented so that larger always means more similar."""
+    return value if meta["higher_is_better"] else -value
+
+
+def normalised(value: float, meta: dict[str, Any]) -> float:
+    """Similarity on [0, 1] by the measure's declared range; NaN for an unbounded range."""
+    lo, hi = meta["range"]
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return math.nan
+    s = (value - lo) / (hi - lo)
+    return s if meta["higher_is_better"] else 1.0 - s
+
+
+# ---- the boards ----------------------------------------------------------------------------
+def validity(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]
+             ) -> list[ValidityRow]:
+    """Each measure variant against each applicable expectation, best first."""
+    by_variant: dict[str, list[Entry]] = defaultdict(list)
+    for e in entries:
+        by_variant[e.variant].append(e)
+    out = []
+    for variant, items in by_variant.items():
+        e0 = items[0]
+        m = meta[e0.measure]
+        checks: list[Check] = []
+        for exp in spec.expectations:
+            if not _applies(exp, variant, e0.label, e0.measure, m["family"]):
+                continue
+            sites = [exp.site] if exp.site else sorted({e.site for e in items})
+            for site in sites:
+                here = [e for e in items if e.site == site and math.isfinite(e.value)]
+                checks.append(_check(spec, exp, variant, site, here, m))
+        counted = [c for c in checks if c.status != "n/a"]
+        passed = sum(1 for c in counted if c.status == "ok")
+        out.append(ValidityRow(variant, e0.measure, m["family"], passed, len(counted), checks))
+    out.sort(key=lambda r: (-(r.fraction if r.total else -1), r.variant))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[Entry],
+           m: dict[str, Any]) -> Check:
+    def make(status: str, detail: str) -> Check:
+        return Check(exp.index, exp.finding, variant, site, status, detail)
+
+    if exp.pairs is not None:
+        chosen = [e for e in entries if pair_matches(spec, exp.pairs, e)]
+        if not chosen:
+            return make("n/a", "no scored pairs match")
+        vals = [normalised(e.value, m) for e in chosen]
+        if not all(math.isfinite(v) for v in vals):
+            return make("n/a", "the measure declares no bounded range")
+        tested = vals if exp.mode == "all" else [float(np.mean(vals))]
+        ok = all((exp.above is None or v > exp.above + exp.margin)
+                 and (exp.below is None or v < exp.below - exp.margin) for v in tested)
+        bound = " and ".join(x for x in (f"above {exp.above}" if exp.above is not None else "",
+                                         f"below {exp.below}" if exp.below is not None else "")
+                             if x)
+        what = "each" if exp.mode == "all" else "mean"
+        detail = (f"{what} normalised similarity of {len(chosen)} pair(s) "
+                  f"{', '.join(map(_fmt, tested))}: expected {bound}")
+        return make("ok" if ok else "violated", detail)
+    high = [e for e in entries if pair_matches(spec, exp.higher, e)]
+    low = [e for e in entries if pair_matches(spec, exp.lower, e)]
+    if not high or not low:
+        return make("n/a", f"no scored pairs for the {'higher' if not high else 'lower'} side")
+    sh = [similarity(e.value, m) for e in high]
+    sl = [similarity(e.value, m) for e in low]
+    raw_h, raw_l = [e.value for e in high], [e.value for e in low]
+    if exp.mode == "all":
+        holds = sum(1 for a in sh for b in sl if a > b + exp.margin)
+        n = len(sh) * len(sl)
+        ok = holds == n
+        detail = f"{holds}/{n} pair orderings hold"
+    else:
+        ok = float(np.mean(sh)) > float(np.mean(sl)) + exp.margin
+        arrow = ">" if m["higher_is_better"] else "<"
+        detail = (f"{_name(exp.higher)} {_fmt(float(np.mean(raw_h)))} should be {arrow} "
+                  f"{_name(exp.lower)} {_fmt(float(np.mean(raw_l)))}")
+    return make("ok" if ok else "violated", detail)
+
+
+def _name(selector: Any) -> str:
+    if isinstance(selector, str):
+        return selector
+    if isinstance(selector, list):
+        return "|".join(map(str, selector))
+    return "{" + ", ".join(f"{k}={v}" for k, v in selector.items()) + "}"
+
+
+def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) -> list[Matrix]:
+    """Per variant and site, systems x systems (two-system entries; symmetric ones mirrored)."""
+    cells: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
+    measure_of: dict[str, str] = {}
+    for e in entries:
+        if len(e.systems) != 2:
+            continue
+        measure_of[e.variant] = e.measure
+        cells[(e.variant, e.site)][e.systems] = e.value
+    out = []
+    order = list(spec.systems)
+    for (variant, site), vals in cells.items():
+        m = meta[measure_of[variant]]
+        present = {s for pair in vals for s in pair}
+        names = [a for a in order if a in present]
+        idx = {a: i for i, a in enumerate(names)}
+        arr = np.full((len(names), len(names)), np.nan)
+        for (a, b), v in vals.items():
+            arr[idx[a], idx[b]] = v
+            if m["symmetric"] and math.isnan(arr[idx[b], idx[a]]):
+                arr[idx[b], idx[a]] = v
+        out.append(Matrix(variant, site, names, arr, m["higher_is_better"], m["range"]))
+    out.sort(key=lambda x: (x.variant, x.site))
+    return out
+
+
+def rankings(entries: list[Entry], meta: dict[str, dict[str, Any]], target: str
+             ) -> list[Ranking]:
+    """Every system scored against ``target``, per variant and site, most similar first."""
+    groups: dict[tuple[str, str], list[Entry]] = defaultdict(list)
+    for e in entries:
+        if len(e.systems) == 2 and target in e.systems:
+            groups[(e.variant, e.site)].append(e)
+    out = []
+    for (variant, site), items in sorted(groups.items()):
+        m = meta[items[0].measure]
+        best: dict[str, Entry] = {}
+        for e in items:
+            other = e.systems[1] if e.systems[0] == target else e.systems[0]
+            best.setdefault(other, e)
+        ordered = sorted(best.items(), key=lambda kv: -similarity(kv[1].value, m)
+                         if math.isfinite(kv[1].value) else math.inf)
+        rows = [(i + 1, other, e.value, e.ci, e.n_seeds) for i, (other, e) in enumerate(ordered)]
+        out.append(Ranking(variant, site, target, m["higher_is_better"], rows))
+    return out

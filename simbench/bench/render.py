@@ -1,0 +1,287 @@
+"""Drawing a :class:`~simbench.bench.leaderboard.Leaderboard`: terminal text, CSV, PNG, HTML.
+
+The HTML page is one self-contained file: tables as HTML, plots embedded as base64 PNG, no
+scripts and no external resources, so it opens from disk or an e-mail attachment.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simbench.bench.leaderboard import Leaderboard, Matrix, Ranking
+from simbench.cli.output import table
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    if ci is None or not all(math.isfinite(x) for x in ci):
+        return "-"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _num(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+# ---- terminal ------------------------------------------------------------------------------
+def validity_text(board: Leaderboard, *, violations: bool = True) -> str:
+    rows = [(r.variant, r.family, f"{r.passed}/{r.total}",
+             "-" if not r.total else f"{100 * r.fraction:.0f}%") for r in board.validity]
+    out = [f"Measure validity: the spec's expected orderings ({len(board.spec.expectations)} "
+           f"findings), fraction each measure gets right",
+           table(["measure", "family", "right", "score"], rows)]
+    if violations:
+        for r in board.validity:
+            if r.violated:
+                out.append(f"\n{r.variant} violates:")
+                out += [f"  - [{c.site}] {c.finding}: {c.detail}" for c in r.violated]
+    return "\n".join(out)
+
+
+def matrix_text(m: Matrix) -> str:
+    better = "higher" if m.higher_is_better else "lower"
+    rows = [(a, *[_num(v) for v in m.values[i]]) for i, a in enumerate(m.systems)]
+    return (f"{m.variant} at '{m.site}' ({better} = more similar)\n"
+            + table(["", *m.systems], rows))
+
+
+def ranking_text(r: Ranking) -> str:
+    rows = [(rank, name, _num(v), _ci(ci), n) for rank, name, v, ci, n in r.rows]
+    return (f"{r.variant} at '{r.site}' against '{r.target}'\n"
+            + table(["rank", "system", "value", "95% CI", "seeds"], rows))
+
+
+def coverage_text(board: Leaderboard) -> str:
+    text = (f"spec '{board.spec.name}': {board.done}/{board.total} jobs scored"
+            + (f", {board.failed} failed" if board.failed else ""))
+    if board.done < board.total:
+        text += " (run `simbench bench run` to fill in the rest)"
+    return text
+
+
+def text(board: Leaderboard, boards: tuple[str, ...] = ("validity", "matrices", "target")
+         ) -> str:
+    parts = [coverage_text(board)]
+    if "validity" in boards:
+        parts.append(validity_text(board) if board.spec.expectations else
+                     "Measure validity: the spec declares no [[expect]] entries")
+    if "matrices" in boards:
+        parts += [matrix_text(m) for m in board.matrices]
+    if "target" in boards:
+        if board.target is None:
+            parts.append("Against a target: pass --target SYSTEM (or set target = in the spec)")
+        parts += [ranking_text(r) for r in board.rankings]
+    return "\n\n".join(parts)
+
+
+# ---- CSV -----------------------------------------------------------------------------------
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(parts)).strip("_")
+
+
+def write_csv(board: Leaderboard, out: Path) -> list[Path]:
+    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def dump(name: str, header: list[str], rows: list[list[Any]]) -> None:
+        path = out / name
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+        written.append(path)
+
+    dump("validity.csv", ["measure", "base_measure", "family", "right", "applicable", "fraction"],
+         [[r.variant, r.measure, r.family, r.passed, r.total, r.fraction] for r in board.validity])
+    dump("checks.csv", ["measure", "expectation", "finding", "site", "status", "detail"],
+         [[c.variant, c.expectation, c.finding, c.site, c.status, c.detail]
+          for r in board.validity for c in r.checks])
+    dump("entries.csv", ["measure", "systems", "site", "categories", "value", "ci_low",
+                         "ci_high", "seeds"],
+         [[e.variant, " ~ ".join(e.systems), e.site, " ".join(e.categories), e.value,
+           *(e.ci or (None, None)), e.n_seeds] for e in board.entries])
+    for m in board.matrices:
+        dump(f"matrix_{_slug(m.variant, m.site)}.csv", ["", *m.systems],
+             [[a, *m.values[i].tolist()] for i, a in enumerate(m.systems)])
+    for r in board.rankings:
+        dump(f"target_{_slug(r.target, r.variant, r.site)}.csv",
+             ["rank", "system", "value", "ci_low", "ci_high", "seeds"],
+             [[rank, name, v, *(ci or (None, None)), n] for rank, name, v, ci, n in r.rows])
+    return written
+
+
+# ---- PNG -----------------------------------------------------------------------------------
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def validity_figure(board: Leaderboard) -> Any:
+    plt = _plt()
+    rows = [r for r in board.validity if r.total]
+    fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(rows), 2) + 1.2))
+    colours = ["#2b8cbe" if r.family == "causal" else "#f0a202" for r in rows]
+    ax.barh([r.variant for r in rows][::-1], [r.fraction for r in rows][::-1],
+            color=colours[::-1])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of expected orderings satisfied")
+    ax.set_title(f"Measure validity ({board.spec.name})")
+    fig.tight_layout()
+    return fig
+
+
+def matrix_figure(m: Matrix) -> Any:
+    plt = _plt()
+    n = len(m.systems)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.55 * n))
+    lo, hi = m.value_range
+    vmin, vmax = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else (None, None)
+    cmap = "viridis" if m.higher_is_better else "viridis_r"
+    im = ax.imshow(np.ma.masked_invalid(m.values), cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(n), m.systems, rotation=45, ha="right")
+    ax.set_yticks(range(n), m.systems)
+    for i in range(n):
+        for j in range(n):
+            v = m.values[i, j]
+            if math.isfinite(v):
+                lo_, hi_ = im.get_clim()
+                t = (v - lo_) / (hi_ - lo_) if hi_ > lo_ else 0.5
+                bright = t > 0.6 if m.higher_is_better else t < 0.4
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="k" if bright else "w")
+    ax.set_title(f"{m.variant} @ {m.site}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def ranking_figure(r: Ranking) -> Any:
+    plt = _plt()
+    names = [row[1] for row in r.rows][::-1]
+    vals = np.array([row[2] for row in r.rows][::-1], dtype=float)
+    lows = np.array([row[3][0] if row[3] else row[2] for row in r.rows][::-1], dtype=float)
+    highs = np.array([row[3][1] if row[3] else row[2] for row in r.rows][::-1], dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 0.4 * max(len(names), 2) + 1.2))
+    err = np.vstack([np.clip(vals - lows, 0, None), np.clip(highs - vals, 0, None)])
+    ax.barh(names, vals, xerr=np.nan_to_num(err), color="#74a9cf", capsize=3)
+    ax.set_xlabel(f"{r.variant} ({'higher' if r.higher_is_better else 'lower'} = more similar)")
+    ax.set_title(f"against {r.target} @ {r.site}")
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def figures(board: Leaderboard) -> list[tuple[str, str, bytes]]:
+    """(file name, caption, PNG bytes) for every plot of the board."""
+    out = []
+    if any(r.total for r in board.validity):
+        out.append(("validity.png", "Measure validity", _png(validity_figure(board))))
+    for m in board.matrices:
+        out.append((f"matrix_{_slug(m.variant, m.site)}.png", f"{m.variant} at {m.site}",
+                    _png(matrix_figure(m))))
+    for r in board.rankings:
+        out.append((f"target_{_slug(r.target, r.variant, r.site)}.png",
+                    f"{r.variant} at {r.site} against {r.target}", _png(ranking_figure(r))))
+    return out
+
+
+def write_png(board: Leaderboard, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, _caption, data in figures(board):
+        (out / name).write_bytes(data)
+        paths.append(out / name)
+    return paths
+
+
+# ---- HTML ----------------------------------------------------------------------------------
+def _table_html(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(data: bytes, alt: str) -> str:
+    return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
+            f'{base64.b64encode(data).decode()}">')
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;
+text-align:left;font-variant-numeric:tabular-nums}th{background:#eee}img{max-width:100%}
+.violated{color:#b00}.ok{color:#070}section{margin-bottom:2em}"""
+
+
+def html_page(board: Leaderboard) -> str:
+    """One self-contained HTML page with every table and plot of the board."""
+    figs = {name: (cap, data) for name, cap, data in figures(board)}
+    spec = board.spec
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>simbench leaderboard: {html.escape(spec.name)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>simbench leaderboard: {html.escape(spec.name)}</h1>",
+             f"<p>{html.escape(spec.description)}</p>" if spec.description else "",
+             f"<p>{html.escape(coverage_text(board))}</p>"]
+    parts.append("<section><h2>Measure validity</h2>")
+    parts.append(_table_html(["measure", "family", "right", "score"],
+                             [[r.variant, r.family, f"{r.passed}/{r.total}",
+                               "-" if not r.total else f"{100 * r.fraction:.0f}%"]
+                              for r in board.validity]))
+    if "validity.png" in figs:
+        parts.append(_img(figs["validity.png"][1], "measure validity"))
+    checks = [[c.variant, c.site, c.finding, c.status, c.detail]
+              for r in board.validity for c in r.checks]
+    if checks:
+        parts.append("<h3>Every check</h3>")
+        parts.append(_table_html(["measure", "site", "finding", "status", "detail"], checks))
+    parts.append("</section><section><h2>Similarity matrices</h2>")
+    for m in board.matrices:
+        parts.append(f"<h3>{html.escape(m.variant)} at {html.escape(m.site)}</h3>")
+        parts.append(_table_html(["", *m.systems], [[a, *[_num(v) for v in m.values[i]]]
+                                                    for i, a in enumerate(m.systems)]))
+        name = f"matrix_{_slug(m.variant, m.site)}.png"
+        parts.append(_img(figs[name][1], figs[name][0]))
+    parts.append("</section>")
+    if board.rankings:
+        parts.append(f"<section><h2>Against {html.escape(str(board.target))}</h2>")
+        for r in board.rankings:
+            parts.append(f"<h3>{html.escape(r.variant)} at {html.escape(r.site)}</h3>")
+            parts.append(_table_html(["rank", "system", "value", "95% CI", "seeds"],
+                                     [[rank, n, _num(v), _ci(ci), s]
+                                      for rank, n, v, ci, s in r.rows]))
+            name = f"target_{_slug(r.target, r.variant, r.site)}.png"
+            parts.append(_img(figs[name][1], figs[name][0]))
+        parts.append("</section>")
+    if board.failures:
+        parts.append("<section><h2>Failed jobs</h2>")
+        parts.append(_table_html(["job", "error"], [[f["job"], f["error"]]
+                                                   for f in board.failures]))
+        parts.append("</section>")
+    parts.append("</body></html>\n")
+    return "\n".join(p for p in parts if p)
+
+
+def write_html(board: Leaderboard, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html_page(board), encoding="utf-8")
+    return path

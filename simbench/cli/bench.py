@@ -1,0 +1,203 @@
+"""Harness commands: ``bench run``, ``leaderboard`` and ``demo``.
+
+Where results go: ``--store PATH``, else ``$SIMBENCH_STORE``, else the spec's ``store = ...``,
+else ``./simbench-results/results.sqlite`` (the demo: ``./simbench-results/demo.sqlite``).
+Results are work products, not a cache, so they live next to the work, in plain sight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from simbench.errors import SpecError
+
+DEFAULT_DIR = Path("simbench-results")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="run benchmark specs into a results store")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+    bench.set_defaults(handler=lambda a, e: (bench.print_help(), 0)[1])
+
+    p = bsub.add_parser(
+        "run", help="score every job of a spec that the store does not have yet",
+        description="Score every measure x system pair x site x seed a spec lists. Finished "
+        "jobs are skipped, so rerunning (also after a crash or kill) resumes. Jobs run in this "
+        "process, on a LocalCluster (--workers N) or on an existing Dask cluster (--scheduler).")
+    p.add_argument("spec", help="the spec file (TOML), e.g. benchmarks/specs/paper.toml")
+    _store_arg(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster, e.g. tcp://HOST:8786")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="start a local Dask cluster of N worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (for causal measures)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the spec and list what would run, without running it")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="skip measures that are not installed, systems that cannot be loaded "
+                   "and jobs a measure cannot do (with a note) instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "leaderboard", help="measure validity, similarity matrices and rankings from a store",
+        description="Query a results store. SPEC (a file, or the name of a spec run into the "
+        "store; default: the last one run) supplies the systems, categories and expectations.")
+    p.add_argument("spec", nargs="?", help="spec file or stored spec name")
+    _store_arg(p)
+    p.add_argument("--target", help="rank every system against this one (a spec alias)")
+    p.add_argument("--board", default="validity,matrices,target",
+                   help="which boards to print: any of validity, matrices, target")
+    p.add_argument("--csv", metavar="DIR", help="write the boards as CSV files into DIR")
+    p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into DIR")
+    p.add_argument("--html", metavar="FILE", help="write one self-contained HTML page")
+    p.set_defaults(handler=cmd_leaderboard)
+
+    p = sub.add_parser(
+        "demo", help="run the small demo spec on the shipped zoo and print measure validity",
+        description="Runs benchmarks/specs/demo.toml (measures and zoo systems that are not "
+        "installed are skipped, with a note) and prints the measure-validity leaderboard.")
+    p.add_argument("--spec", help="another spec to run the same way")
+    p.add_argument("--store", help=f"results store (default {DEFAULT_DIR / 'demo.sqlite'})")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--workers", type=int, metavar="N", help="run on a LocalCluster of N workers")
+    p.add_argument("--html", metavar="FILE",
+                   help=f"HTML page to write (default {DEFAULT_DIR / 'demo.html'})")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_demo)
+
+
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="PATH",
+                   help="results store (default: $SIMBENCH_STORE, the spec's store, or "
+                   f"{DEFAULT_DIR / 'results.sqlite'})")
+
+
+def store_path(given: str | None, spec: Any = None, default: str = "results.sqlite") -> Path:
+    """--store, then $SIMBENCH_STORE, then the spec's ``store``, then ./simbench-results/."""
+    if given:
+        return Path(given)
+    if os.environ.get("SIMBENCH_STORE"):
+        return Path(os.environ["SIMBENCH_STORE"])
+    if spec is not None and getattr(spec, "store", None):
+        return Path(spec.store)
+    return DEFAULT_DIR / default
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.bench.jobs import prepare
+    from simbench.bench.runner import run_spec
+    from simbench.bench.spec import load_spec
+    from simbench.bench.store import Store
+
+    spec = load_spec(args.spec, lenient=args.skip_missing)
+    jobs = prepare(spec)
+    for note in spec.notes:
+        print(f"note: {note}", file=sys.stderr)
+    path = store_path(args.store, spec)
+    if args.dry_run:
+        store = Store(path, create=False) if path.exists() else None
+        status = store.statuses(j.key for j in jobs) if store else {}
+        todo = [j for j in jobs if status.get(j.key) != "done"]
+        print(f"spec '{spec.name}': {len(jobs)} jobs, {len(jobs) - len(todo)} already in "
+              f"{path}, {len(todo)} to run")
+        for job in todo[:50]:
+            print(f"  {job.describe()}")
+        if len(todo) > 50:
+            print(f"  ... and {len(todo) - 50} more")
+        return 0
+    with Store(path) as store:
+        summary = run_spec(spec, store, jobs=jobs, scheduler=args.scheduler,
+                           workers=args.workers, device=args.device,
+                           retry_failed=args.retry_failed,
+                           progress=False if args.no_progress else None)
+    print(summary.render())
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed else 0
+
+
+def _load_for_board(spec_arg: str | None, store: Any) -> Any:
+    from simbench.bench.spec import load_spec, parse_spec
+
+    if spec_arg and Path(spec_arg).is_file():
+        return load_spec(spec_arg)
+    stored = store.spec_text(spec_arg)
+    if stored is None:
+        raise SpecError(f"no spec {'called ' + repr(spec_arg) + ' ' if spec_arg else ''}"
+                        f"in the store {store.path}", file=store.path,
+                        fix="pass the spec file: simbench leaderboard SPEC --store PATH")
+    _name, path, text = stored
+    return parse_spec(text, path=path)
+
+
+def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.bench.spec import load_spec
+    from simbench.bench.store import Store
+
+    spec_hint = load_spec(args.spec) if args.spec and Path(args.spec).is_file() else None
+    with Store(store_path(args.store, spec_hint), create=False) as store:
+        spec = spec_hint or _load_for_board(args.spec, store)
+        show_board(spec, store, target=args.target, boards=tuple(args.board.split(",")),
+                   csv_dir=args.csv, png_dir=args.png, html=args.html)
+    return 0
+
+
+def show_board(spec: Any, store: Any, *, target: str | None = None,
+               boards: tuple[str, ...] = ("validity", "matrices", "target"),
+               csv_dir: str | None = None, png_dir: str | None = None,
+               html: str | None = None) -> Any:
+    from simbench.bench import render
+    from simbench.bench.leaderboard import build
+
+    board = build(spec, store, target=target)
+    print(render.text(board, boards))
+    if csv_dir:
+        files = render.write_csv(board, Path(csv_dir))
+        print(f"\n{len(files)} CSV files written to {csv_dir}")
+    if png_dir:
+        files = render.write_png(board, Path(png_dir))
+        print(f"{len(files)} PNG plots written to {png_dir}")
+    if html:
+        render.write_html(board, Path(html))
+        print(f"HTML leaderboard written to {html}")
+    return board
+
+
+def demo_spec_path() -> Path:
+    """benchmarks/specs/demo.toml of the source tree simbench runs from."""
+    import simbench
+
+    path = Path(simbench.__file__).resolve().parents[1] / "benchmarks" / "specs" / "demo.toml"
+    if not path.exists():
+        raise SpecError("the demo spec is not installed with this copy of simbench",
+                        file=path, fix="run from a source checkout, or pass --spec FILE")
+    return path
+
+
+def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.bench.jobs import prepare
+    from simbench.bench.runner import run_spec
+    from simbench.bench.spec import load_spec
+    from simbench.bench.store import Store
+
+    spec = load_spec(args.spec or demo_spec_path(), lenient=True)
+    jobs = prepare(spec)
+    for note in spec.notes:
+        print(f"note: {note}", file=sys.stderr)
+    path = store_path(args.store, None, default="demo.sqlite")
+    print(f"demo: {len(jobs)} jobs from {spec.path} into {path}", file=sys.stderr)
+    with Store(path) as store:
+        summary = run_spec(spec, store, jobs=jobs, workers=args.workers, device=args.device,
+                           progress=False if args.no_progress else None)
+        print(summary.render(), file=sys.stderr)
+        print()
+        html = args.html or str(DEFAULT_DIR / "demo.html")
+        show_board(spec, store, boards=("validity",), html=html)
+    return 130 if summary.interrupted else 0
