@@ -31,12 +31,15 @@ def score(
     resolved: list[System] = [resolve_system(s, task=task) for s in systems]
     reg.check_access(m, resolved)
     resolved_params = m.resolve_params(params)
+    # Check the task name when the user gave one or the measure needs one; a recording's own
+    # task attr (e.g. Brain-Score data) need not be a registered task for a correlative measure.
+    check_task = task is not None or m.needs_task
     if task is None:
         task = next((s.task for s in resolved if s.task), None)
     if m.needs_task and task is None:
         raise SimbenchError(f"measure '{measure}' needs a task and none of the systems names one",
                             field="task", fix="pass --task NAME (see `simbench tasks`)")
-    if task is not None:
+    if task is not None and check_task:
         reg.task(task)  # unknown task names fail here, with suggestions
     dev = device
     if m.family == "causal" or device != "auto":

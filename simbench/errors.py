@@ -80,3 +80,7 @@ class SpecError(SimbenchError):
 
 class StoreError(SimbenchError):
     """A results store that is not a simbench store, or has a newer schema."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load; simbench carries on without it (see ``simbench plugins``)."""

@@ -8,11 +8,14 @@ system never enter a measure.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from simbench.errors import RecordingError
+
+if TYPE_CHECKING:  # xarray costs ~0.4 s to import; plugins import this module at load time
+    import xarray as xr
 
 
 @dataclasses.dataclass
@@ -44,15 +47,19 @@ def pair_sites(
     common, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
     only_a, only_b = len(ids_a) - len(common), len(ids_b) - len(common)
     where = f"{names[0]} vs {names[1]}"
+    # Name the files and the site in every error (load_recording records the source file).
+    sources = [str(ds.encoding["source"]) for ds in (a, b) if ds.encoding.get("source")]
+    loc = {"file": " and ".join(dict.fromkeys(sources)) or None,
+           "site": a.attrs.get("site") or b.attrs.get("site")}
     if len(common) == 0:
         raise RecordingError(
             f"{where}: no shared stimulus ids ({len(ids_a)} vs {len(ids_b)} stimuli, e.g. "
-            f"{list(ids_a[:2])} vs {list(ids_b[:2])})", field="stimulus_id",
+            f"{list(ids_a[:2])} vs {list(ids_b[:2])})", field="stimulus_id", **loc,
             fix="record both systems on the same stimuli (same task and seed)")
     if (only_a or only_b) and not intersect:
         raise RecordingError(
             f"{where}: stimulus sets differ ({only_a} only in {names[0]}, {only_b} only in "
-            f"{names[1]}, {len(common)} shared)", field="stimulus_id",
+            f"{names[1]}, {len(common)} shared)", field="stimulus_id", **loc,
             fix="pass intersect=True (CLI: --intersect) to use the shared stimuli only")
     ia, ib = ia[np.argsort(ia)], ib[np.argsort(ia)]
     xa = a["activity"].isel(stimulus=ia)
@@ -60,7 +67,7 @@ def pair_sites(
     has_time = "time" in xa.dims
     if has_time != ("time" in xb.dims):
         raise RecordingError(f"{where}: one recording has a time dim and the other not",
-                             field="time")
+                             field="time", **loc)
     if not has_time:
         return Paired(np.asarray(xa.values, dtype=dtype), np.asarray(xb.values, dtype=dtype),
                       np.arange(len(ia)), ids_a[ia], None)
@@ -78,7 +85,7 @@ def pair_sites(
             raise RecordingError(
                 f"{where}: stimulus '{ids_a[ia][s]}' has different tokens at step {t} "
                 f"({ta[s, t]!r} vs {tb[s, t]!r}): the recordings are of different stimuli",
-                field="token", fix="record both systems on the same stimuli")
+                field="token", fix="record both systems on the same stimuli", **loc)
     stim, time = np.nonzero(valid)
     x = np.asarray(xa.values[:, :steps][stim, time], dtype=dtype)
     y = np.asarray(xb.values[:, :steps][stim, time], dtype=dtype)

@@ -218,6 +218,8 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
     if not sites and ACTIVITY in root.data_vars:  # a flat single-site file
         site_name = str(attrs.get("site", "default"))
         sites[site_name] = _normalise_strings(root)
+    for ds in sites.values():  # so later errors (e.g. pairing) can name the file
+        ds.encoding["source"] = str(path)
     tree.close()
     system_id = str(attrs.pop("system_id", path.stem))
     task = attrs.pop("task", None)

@@ -19,7 +19,13 @@ from typing import Any
 import pluggy
 
 from simbench import hookspecs
-from simbench.errors import AccessError, PluginError, RegistryError, SimbenchError
+from simbench.errors import (
+    AccessError,
+    PluginError,
+    PluginWarning,
+    RegistryError,
+    SimbenchError,
+)
 from simbench.measure import Measure
 
 GROUP = "simbench"
@@ -113,7 +119,8 @@ class Registry:
         info.error = error
         if info not in self.plugins:
             self.plugins.append(info)
-        warnings.warn(f"simbench plugin '{info.label}' failed to load: {error}", stacklevel=3)
+        warnings.warn(f"simbench plugin '{info.label}' failed to load: {error}", PluginWarning,
+                      stacklevel=3)
 
     # ---- lookups ------------------------------------------------------------------------
     def measure(self, name: str) -> Measure:

@@ -6,11 +6,15 @@ import dataclasses
 import json
 import math
 import platform
+import sys
+import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:  # xarray costs ~0.4 s to import; plugins import this module at load time
+    import xarray as xr
 
 
 @dataclasses.dataclass
@@ -54,12 +58,14 @@ class Score:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Score:
+        import xarray as xr
+
         return cls(
             measure=data["measure"],
-            value=float("nan") if data["value"] is None else float(data["value"]),
+            value=_float(data["value"]),
             systems=tuple(data["systems"]),
             site=data.get("site"),
-            ci=None if data.get("ci") is None else (float(data["ci"][0]), float(data["ci"][1])),
+            ci=None if data.get("ci") is None else (_float(data["ci"][0]), _float(data["ci"][1])),
             n_samples=int(data.get("n_samples", 0)),
             breakdown={k: xr.DataArray.from_dict(v) for k, v in data.get("breakdown", {}).items()},
             attrs=dict(data.get("attrs", {})),
@@ -67,6 +73,8 @@ class Score:
 
     def to_dataset(self) -> xr.Dataset:
         """The score as an xarray Dataset (value, ci and breakdown variables, attrs)."""
+        import xarray as xr
+
         data = {"value": xr.DataArray(self.value)}
         if self.ci is not None:
             data["ci"] = xr.DataArray(np.array(self.ci), dims=["bound"],
@@ -133,6 +141,11 @@ def provenance(device: str | None = None) -> dict[str, Any]:
     return out
 
 
+def _float(x: float | None) -> float:
+    """Inverse of :func:`_num`: JSON null (a non-finite value) back to NaN."""
+    return math.nan if x is None else float(x)
+
+
 def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -149,3 +162,20 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`simbench.api.score`.
+
+    Importing ``simbench.score`` sets the package attribute ``simbench.score`` to this module,
+    which would shadow the lazily exported function ``simbench.score(...)``. Calling the module
+    forwards to the function, so both spellings work whatever was imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Score:
+        from simbench.api import score
+
+        return score(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any, TextIO
 
-from simbench.errors import SimbenchError
+from simbench.errors import PluginWarning, SimbenchError
 
 COMMAND_MODULES = (
     "simbench.cli.core",
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
@@ -59,6 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `simbench measures | head`
         return 0
+
+
+_ORIGINAL_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None, **_: Any) -> None:
+    """Print a failed plugin as one clean line (no source path, no code echo); others as usual."""
+    if issubclass(category, PluginWarning):
+        text = " ".join(str(message).split())
+        print(f"simbench: warning: {text}", file=file or sys.stderr)
+        return
+    _ORIGINAL_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def _version() -> str:

@@ -1,0 +1,243 @@
+"""The recording schema on real netCDF files: exact round trips, Brain-Score renaming, and
+one test per kind of bad input, each a ``SimbenchError`` that names the file, site and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from conftest import make_site, write_raw, write_recording
+
+from simbench.errors import RecordingError, SimbenchError, SiteError
+from simbench.recording import (
+    SCHEMA,
+    Recording,
+    from_brainscore,
+    load_recording,
+    recording_problems,
+    save_recording,
+    site_dataset,
+)
+
+
+def assert_names(err: SimbenchError, path: Path, site: str | None, field: str | None) -> None:
+    """The rendered message says where the problem is: file, site and field."""
+    message = str(err)
+    assert str(path) in message
+    if site is not None:
+        assert f"site '{site}'" in message
+    if field is not None:
+        assert f"field '{field}'" in message
+
+
+# ---- round trips --------------------------------------------------------------------------
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    hidden = make_site("net", pad_last=2)
+    embed = make_site("net", site="embedding", n_unit=3, seed=5)
+    rec = Recording("net", {"hidden": hidden, "embedding": embed}, task="counting",
+                    attrs={"seed": 7, "source": "unit test"})
+    path = save_recording(rec, tmp_path / "net.nc")
+    back = load_recording(path)
+    assert back.system_id == "net" and back.task == "counting"
+    assert back.attrs == {"seed": 7, "source": "unit test"}
+    assert set(back.sites) == {"hidden", "embedding"}
+    for name in rec.sites:
+        xr.testing.assert_identical(back.sites[name], rec.sites[name])
+    assert back.sites["hidden"]["token"].dtype.kind == "U"  # strings come back as str
+    assert back.variables("hidden") == ["count"]
+
+
+def test_static_site_round_trips(tmp_path: Path) -> None:
+    ds = site_dataset(np.arange(12.0).reshape(4, 3), stimulus_ids=list("abcd"), site="out",
+                      system_id="s")
+    back = load_recording(save_recording(Recording("s", {"out": ds}), tmp_path / "s.nc"))
+    xr.testing.assert_identical(back.site("out"), ds)
+    assert back.site("out")["activity"].dims == ("stimulus", "unit")
+
+
+def test_save_refuses_invalid_data_and_writes_nothing(tmp_path: Path) -> None:
+    ds = make_site("a")
+    ds["activity"][0, 0, 0] = np.nan
+    target = tmp_path / "a.nc"
+    with pytest.raises(RecordingError) as err:
+        save_recording(Recording("a", {"hidden": ds}), target)
+    assert_names(err.value, target, "hidden", "activity")
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_flat_single_site_file_loads(tmp_path: Path) -> None:
+    ds = make_site("flat")
+    path = tmp_path / "flat.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    rec = load_recording(path)
+    assert list(rec.sites) == ["hidden"]  # named by the dataset's `site` attr
+    np.testing.assert_array_equal(rec.site("hidden")["activity"].values, ds["activity"].values)
+
+
+# ---- Brain-Score ---------------------------------------------------------------------------
+def _assembly(with_time: bool = True) -> xr.DataArray:
+    """A Brain-Score style NeuroidAssembly: MultiIndex presentation and neuroid coordinates."""
+    pres = pd.MultiIndex.from_arrays(
+        [[f"img{i}" for i in range(8)], ["cat", "dog"] * 4], names=["stimulus_id", "object_name"])
+    neu = pd.MultiIndex.from_arrays([[f"n{i}" for i in range(5)], ["IT"] * 5],
+                                    names=["neuroid_id", "region"])
+    coords = xr.Coordinates.from_pandas_multiindex(pres, "presentation").merge(
+        xr.Coordinates.from_pandas_multiindex(neu, "neuroid"))
+    dims: tuple[str, ...] = ("presentation", "neuroid")
+    shape: tuple[int, ...] = (8, 5)
+    if with_time:
+        tb = pd.MultiIndex.from_arrays([[70, 90, 110], [90, 110, 130]],
+                                       names=["time_bin_start", "time_bin_end"])
+        coords = coords.merge(xr.Coordinates.from_pandas_multiindex(tb, "time_bin"))
+        dims, shape = (*dims, "time_bin"), (*shape, 3)
+    data = np.random.default_rng(0).normal(size=shape)
+    return xr.DataArray(data, dims=dims, coords=coords.coords)
+
+
+def test_brainscore_assembly_is_renamed_and_round_trips(tmp_path: Path) -> None:
+    assembly = _assembly()
+    rec = from_brainscore(assembly, system_id="monkey", site="IT")
+    ds = rec.site("IT")
+    assert ds["activity"].dims == ("stimulus", "time", "unit")
+    assert list(ds["stimulus_id"].values) == [f"img{i}" for i in range(8)]
+    # presentation x neuroid x time_bin -> stimulus x time x unit, values unchanged
+    np.testing.assert_array_equal(ds["activity"].values,
+                                  assembly.transpose("presentation", "time_bin", "neuroid").values)
+    back = load_recording(save_recording(rec, tmp_path / "monkey.nc"))
+    xr.testing.assert_identical(back.site("IT"), ds)
+
+
+def test_static_brainscore_assembly_keeps_presentation_metadata() -> None:
+    ds = from_brainscore(_assembly(with_time=False), system_id="monkey", site="IT").site("IT")
+    assert ds["activity"].dims == ("stimulus", "unit")
+    assert list(ds["object_name"].values[:2]) == ["cat", "dog"]
+
+
+def test_brainscore_without_stimulus_ids_names_the_field() -> None:
+    assembly = _assembly().rename(stimulus_id="image_id")
+    with pytest.raises(RecordingError, match=r"site 'IT', field 'stimulus_id'"):
+        from_brainscore(assembly, system_id="monkey", site="IT")
+    ds = from_brainscore(assembly, system_id="monkey", site="IT", stimulus_id_coord="image_id")
+    assert ds.site("IT").sizes["stimulus"] == 8
+
+
+# ---- bad input, one test each --------------------------------------------------------------
+def test_not_a_netcdf_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.nc"
+    path.write_text("stimulus,unit,value\n")
+    with pytest.raises(RecordingError, match="not a netCDF file") as err:
+        load_recording(path)
+    assert_names(err.value, path, None, None)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="no such file"):
+        load_recording(tmp_path / "absent.nc")
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "a.nc", make_site("a"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RecordingError, match="truncated or corrupt") as err:
+        load_recording(path)
+    assert_names(err.value, path, None, None)
+
+
+def test_missing_activity(tmp_path: Path) -> None:
+    ds = make_site("a").rename(activity="rates")
+    path = write_raw(tmp_path / "a.nc", {"hidden": ds})
+    with pytest.raises(RecordingError, match=r"no data variable 'activity'.*found: rates") as err:
+        load_recording(path)
+    assert_names(err.value, path, "hidden", "activity")
+
+
+def test_missing_required_dim(tmp_path: Path) -> None:
+    ds = make_site("a").rename(unit="neuron")
+    path = write_raw(tmp_path / "a.nc", {"hidden": ds})
+    with pytest.raises(RecordingError, match="no 'unit' dim") as err:
+        load_recording(path)
+    assert_names(err.value, path, "hidden", "unit")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values(tmp_path: Path, bad: float) -> None:
+    ds = make_site("a")
+    ds["activity"][3, 2, 1] = bad
+    path = write_raw(tmp_path / "a.nc", {"hidden": ds})
+    with pytest.raises(RecordingError, match=r"1 NaN/Inf values \(first at index \(3, 2, 1\)\)") as err:
+        load_recording(path)
+    assert_names(err.value, path, "hidden", "activity")
+
+
+def test_nan_in_padding_is_allowed(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "a.nc", make_site("a", pad_last=2))
+    assert np.isnan(load_recording(path).site("hidden")["activity"].values).any()
+
+
+def test_duplicate_stimulus_ids(tmp_path: Path) -> None:
+    ids = [f"s{i:03d}" for i in range(24)]
+    ids[5] = ids[9] = "s_twice"
+    path = write_raw(tmp_path / "a.nc", {"hidden": make_site("a", ids=ids)})
+    with pytest.raises(RecordingError, match=r"1 duplicate stimulus ids, e.g. \['s_twice'\]") as err:
+        load_recording(path)
+    assert_names(err.value, path, "hidden", "stimulus_id")
+
+
+def test_coordinate_on_wrong_dims(tmp_path: Path) -> None:
+    ds = make_site("a")
+    ds = ds.assign_coords(count=("stimulus", np.arange(ds.sizes["stimulus"])))
+    path = write_raw(tmp_path / "a.nc", {"hidden": ds})
+    with pytest.raises(RecordingError, match="expected \\('stimulus', 'time'\\)") as err:
+        load_recording(path)
+    assert_names(err.value, path, "hidden", "count")
+
+
+def test_no_site_groups(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "empty.nc", {})
+    with pytest.raises(RecordingError, match="no site groups") as err:
+        load_recording(path)
+    assert_names(err.value, path, None, "activity")
+
+
+def test_site_that_does_not_exist_lists_the_ones_that_do(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "a.nc", make_site("a"), make_site("a", site="embedding"))
+    with pytest.raises(SiteError) as err:
+        load_recording(path).site("hiden")
+    assert_names(err.value, path, "hiden", None)
+    assert "sites in this recording: embedding, hidden" in str(err.value)
+
+
+def test_problems_are_all_listed_without_raising(tmp_path: Path) -> None:
+    ids = ["x"] * 24
+    ds = make_site("a", ids=ids)
+    ds["activity"][0, 0, 0] = np.inf
+    path = write_raw(tmp_path / "a.nc", {"hidden": ds})
+    problems = recording_problems(path)
+    assert len(problems) == 2
+    assert all(p.startswith(f"file {path}, site 'hidden', field ") for p in problems)
+    assert recording_problems(write_recording(tmp_path / "ok.nc", make_site("a"))) == []
+
+
+def test_schema_attrs_are_written(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "a.nc", make_site("a"))
+    tree = xr.open_datatree(path, engine="netcdf4")
+    assert tree.attrs["schema"] == SCHEMA and tree.attrs["system_id"] == "a"
+    assert tree["hidden"].attrs["site"] == "hidden"
+    tree.close()
+
+
+def test_readme_schema_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "write a recording" snippet works as printed."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Recordings: the schema", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "README.md", "exec"), {})
+    rec = load_recording(tmp_path / "my_gru.nc")
+    assert rec.site("hidden")["activity"].shape == (100, 8, 32)
+    assert rec.variables("hidden") == ["count"]

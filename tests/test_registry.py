@@ -1,0 +1,248 @@
+"""The plugin registry: loading, isolation of broken plugins, name clashes, filtering, lookups.
+
+Plugins are registered the two ways a real one can be: through ``Registry.add_plugin`` (what
+``load_entry_points`` calls for each entry point) and through genuine entry points, either
+from a ``.dist-info`` placed on ``sys.path`` or, in the last test, from a real ``pip install``
+of ``tests/example_plugin`` into a temporary environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import (
+    EXAMPLE_PLUGIN,
+    GOOD_PLUGIN,
+    Broken,
+    Causal,
+    ToyPlugin,
+    info,
+    make_site,
+    write_recording,
+)
+
+import simbench
+import simbench.registry as registry_module
+from simbench.errors import AccessError, PluginError, PluginWarning, RegistryError
+from simbench.measure import Measure
+from simbench.recording import load_recording
+from simbench.registry import Registry, get_registry
+
+
+# ---- the example plugin, in process ---------------------------------------------------------
+def test_example_plugin_scores_rotated_copy_as_one(registry: Registry, pair_files: Any) -> None:
+    a, b = pair_files
+    result = simbench.score("procrustes", a, b, site="hidden", n_boot=50)
+    assert result.value == pytest.approx(1.0, abs=1e-9)
+    assert result.n_samples == 24 * 5
+    assert result.ci is not None and result.ci[0] == pytest.approx(1.0, abs=1e-9)
+    assert result.systems == ("a", "b")
+    assert result.attrs["plugin"] == "simbench-example-plugin:procrustes"
+    assert result.attrs["params"] == {"n_boot": 50, "intersect": False}
+
+
+def test_example_plugin_unrelated_systems_score_below_one(
+        registry: Registry, tmp_path: Path) -> None:
+    a = write_recording(tmp_path / "a.nc", make_site("a", seed=0))
+    b = write_recording(tmp_path / "b.nc", make_site("b", seed=1))
+    result = simbench.score("procrustes", a, b, site="hidden", n_boot=20, seed=3)
+    assert 0.0 < result.value < 0.9
+    assert result.ci[0] < result.ci[1]
+    again = simbench.score("procrustes", a, b, site="hidden", n_boot=20, seed=3)
+    assert again.ci == result.ci  # same seed, same interval
+
+
+def test_registration_records_provider(registry: Registry) -> None:
+    assert registry.plugin_of("procrustes").dist == "simbench-example-plugin"
+    described = registry.measure("procrustes").describe()
+    assert described["family"] == "correlative"
+    assert described["access"] == ["recording", "recording"]
+    assert {p["name"]: p["default"] for p in described["params"]} == {
+        "n_boot": 200, "intersect": False}
+
+
+# ---- broken plugins --------------------------------------------------------------------------
+def test_plugin_raising_on_import_is_a_warning_and_others_still_load(fake_dists: Any) -> None:
+    fake_dists("good-dist", "sbtest_goodplug", GOOD_PLUGIN.format(name="const_good"))
+    fake_dists("bad-dist", "sbtest_badplug", "raise RuntimeError('cannot find my weights')\n")
+    reg = Registry()
+    with pytest.warns(PluginWarning, match=r"bad-dist:sbtest_badplug.*cannot find my weights"):
+        reg.load_entry_points(only=["sbtest_goodplug", "sbtest_badplug"])
+    status = {p.name: p.error for p in reg.plugins}
+    assert status["sbtest_goodplug"] is None
+    assert "import failed: RuntimeError: cannot find my weights" in status["sbtest_badplug"]
+    assert "const_good" in reg.measures
+
+
+def test_own_plugins_load_before_third_party(fake_dists: Any) -> None:
+    fake_dists("aaa-dist", "sbtest_first", GOOD_PLUGIN.format(name="const_first"))
+    reg = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # other plugins may be failing meanwhile; not our concern
+        reg.load_entry_points()
+    dists = [p.dist for p in reg.plugins]
+    assert "aaa-dist" in dists
+    own = [i for i, d in enumerate(dists) if d == "simbench"]
+    assert own and max(own) < dists.index("aaa-dist")
+
+
+def test_hook_that_raises_marks_plugin_failed(registry: Registry) -> None:
+    class Exploding:
+        @simbench.hookimpl
+        def simbench_measures(self) -> list[Measure]:
+            raise KeyError("config")
+
+    with pytest.warns(PluginWarning, match=r"explode-dist:explode.*hook raised KeyError"):
+        got = registry.add_plugin(Exploding(), info("explode"))
+    assert got.error is not None and got in registry.plugins
+    assert not registry.pm.has_plugin(got.label)
+    assert "procrustes" in registry.measures  # the others are untouched
+
+
+def test_hook_returning_a_non_measure_is_refused(registry: Registry) -> None:
+    class Sloppy:
+        @simbench.hookimpl
+        def simbench_measures(self) -> list[Any]:
+            return ["cka"]
+
+    with pytest.warns(PluginWarning, match="not a simbench.Measure"):
+        got = registry.add_plugin(Sloppy(), info("sloppy"))
+    assert "not a simbench.Measure" in got.error
+
+
+def test_measure_raising_during_scoring_names_the_plugin(
+        registry: Registry, pair_files: Any) -> None:
+    with pytest.raises(PluginError, match=r"toy_broken.*toys-dist:toys.*ZeroDivisionError") as err:
+        simbench.score("toy_broken", *pair_files, site="hidden")
+    assert isinstance(err.value.__cause__, ZeroDivisionError)
+    assert "toys-dist" in err.value.fix
+
+
+def test_duplicate_measure_names_name_both_plugins(registry: Registry, example_module: Any) -> None:
+    with pytest.raises(RegistryError) as err:
+        registry.add_plugin(ToyPlugin(example_module.Procrustes()), info("copycat"))
+    message = str(err.value)
+    assert "duplicate measure name 'procrustes'" in message
+    assert "simbench-example-plugin:procrustes" in message
+    assert "copycat-dist:copycat" in message
+
+
+def test_simbench_plugins_restricts_loading(fake_dists: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dists("one-dist", "sbtest_one", GOOD_PLUGIN.format(name="const_one"))
+    fake_dists("two-dist", "sbtest_two", GOOD_PLUGIN.format(name="const_two"))
+    monkeypatch.setattr(registry_module, "_REGISTRY", None)  # restored after the test
+    monkeypatch.setenv("SIMBENCH_PLUGINS", "sbtest_one")  # by entry-point name
+    reg = get_registry(refresh=True)
+    assert [p.name for p in reg.plugins] == ["sbtest_one"]
+    assert list(reg.measures) == ["const_one"]
+    monkeypatch.setenv("SIMBENCH_PLUGINS", " two-dist , nothing-such")  # by distribution name
+    reg = get_registry(refresh=True)
+    assert [p.dist for p in reg.plugins] == ["two-dist"]
+
+
+# ---- lookups and access ----------------------------------------------------------------------
+def test_unknown_measure_suggests_the_closest_name(registry: Registry) -> None:
+    with pytest.raises(RegistryError, match=r"(?s)unknown measure 'procrustez'.*did you mean 'procrustes'"):
+        registry.measure("procrustez")
+    with pytest.raises(RegistryError, match="did you mean 'toy_causal'"):
+        simbench.score("toy_casual", "a.nc", "b.nc", site="hidden")
+
+
+def test_causal_measure_on_two_recordings_is_refused(registry: Registry, pair_files: Any) -> None:
+    with pytest.raises(AccessError) as err:
+        simbench.score("toy_causal", *pair_files, site="hidden")
+    message = str(err.value)
+    assert "toy_causal" in message and "recording and cannot be run" in message
+    assert str(pair_files[0]) in message  # names the file
+
+
+def test_wrong_number_of_systems_is_refused(registry: Registry, pair_files: Any) -> None:
+    with pytest.raises(AccessError, match="takes 2 systems, got 1"):
+        simbench.score("procrustes", pair_files[0], site="hidden")
+
+
+def test_unknown_parameter_suggests(registry: Registry, pair_files: Any) -> None:
+    from simbench.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="did you mean 'n_boot'"):
+        simbench.score("procrustes", *pair_files, site="hidden", n_bot=3)
+
+
+def test_recording_objects_are_systems_too(registry: Registry, pair_files: Any) -> None:
+    a, b = (load_recording(p) for p in pair_files)
+    assert simbench.score("procrustes", a, b, site="hidden", n_boot=0).value == pytest.approx(1.0)
+
+
+def test_broken_measure_helper_is_registered(registry: Registry) -> None:
+    assert isinstance(registry.measure("toy_broken"), Broken)
+    assert isinstance(registry.measure("toy_causal"), Causal)
+
+
+# ---- the example plugin, pip-installed for real -----------------------------------------------
+def test_example_plugin_pip_installs_and_runs(tmp_path: Path, pair_files: Any) -> None:
+    """`pip install` the README's example into a fresh venv; its CLI lists and scores with it.
+
+    The venv is created from this interpreter without pip (fast); a ``.pth`` file makes the
+    project's venv a site directory of it, so simbench, pip and setuptools are importable
+    there while the plugin lands in the new venv only. The install is offline.
+    """
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    (Path(purelib) / "_simbench_parent.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
+    source = tmp_path / "example_plugin"  # build outside the repo: no build/ or egg-info there
+    shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("__pycache__", "build",
+                                                                          "*.egg-info"))
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("SIMBENCH_PLUGINS", None)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", str(source)], check=True, env=env, cwd=tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "import sys; from simbench.cli import main; sys.exit(main())"
+        return subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=120)
+
+    listed = cli("measures", "--json")
+    assert listed.returncode == 0, listed.stderr
+    measures = {m["name"]: m for m in json.loads(listed.stdout)}
+    assert measures["procrustes"]["plugin"]["dist"] == "simbench-example-plugin"
+    assert measures["procrustes"]["family"] == "correlative"
+
+    a, b = pair_files
+    scored = cli("score", "procrustes", str(a), str(b), "--site", "hidden", "--json",
+                 "--n_boot", "20")
+    assert scored.returncode == 0, scored.stderr
+    payload = json.loads(scored.stdout)
+    assert payload["value"] == pytest.approx(1.0, abs=1e-9)
+    assert payload["n_samples"] == 24 * 5 and len(payload["ci"]) == 2
+    assert payload["attrs"]["plugin"] == "simbench-example-plugin:procrustes"
+    assert np.isfinite(payload["ci"]).all()
+
+    missing = cli("score", "procrustes", str(a), str(b), "--site", "nope")
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr
+    assert "site 'nope'" in missing.stderr and "sites in this recording: hidden" in missing.stderr
+
+
+
+def test_readme_embeds_the_example_plugin_verbatim() -> None:
+    """The README's plugin guide shows exactly the code the install test runs."""
+    readme = (EXAMPLE_PLUGIN.parents[1] / "README.md").read_text()
+    for path in ("pyproject.toml", "simbench_example_plugin/__init__.py"):
+        code = (EXAMPLE_PLUGIN / path).read_text()
+        assert f"\n{code}```" in readme, f"README is out of date with tests/example_plugin/{path}"
