@@ -87,3 +87,14 @@ def write_spec(root: Path, text: str | None = None, name: str = "spec.toml") -> 
     path = root / name
     path.write_text(text if text is not None else spec_text())
     return path
+
+
+def fresh_registry(monkeypatch: object) -> object:
+    """Replace the process-wide registry by an empty one, so the spec's plugin file is the only
+    source of measures (other plugins may be mid-change) and nothing leaks into other tests."""
+    import simbench.registry as registry_module
+    from simbench.registry import Registry
+
+    reg = Registry()
+    monkeypatch.setattr(registry_module, "_REGISTRY", reg)  # type: ignore[attr-defined]
+    return reg
