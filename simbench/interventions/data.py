@@ -7,9 +7,10 @@ model predicts once the variable takes the source's value. Values travel across 
 variable mapping (``count`` of Multi-Object into ``rem_ops`` of Arithmetic): the target task
 builds the counterfactual from the value alone.
 
-Counterfactuals whose variable leaves the range the task itself produces (e.g. a count of 25 in
-a task that counts to 20) are resampled: no network trained on the task could follow them, so
-they would measure the task's range, not the alignment.
+Counterfactuals that leave what the task itself produces (an intervened value outside the
+variable's range, or more determined tokens than any stimulus of the task has, e.g. 25
+responses in a task that counts to 20) are resampled: no network trained on the task could
+follow them, so they would measure the task's range, not the alignment.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Pool:
     values: np.ndarray  # [n, T] the variable after each token (-1 undefined)
     allowed: np.ndarray  # [n, T] intervenable positions
     value_range: tuple[int, int]
+    max_determined: int  # most causally determined tokens any stimulus has
+
 
     @property
     def tokens(self) -> np.ndarray:
@@ -59,7 +62,8 @@ def make_pool(task: Task, variable: str, n: int, seed: int, *,
             raise TaskError(f"no position of task '{task.name}' has '{variable}' in "
                             f"{values[0]}..{values[1]}", field="values",
                             fix=f"'{variable}' ranges over {lo}..{hi} in this task")
-    return Pool(task, variable, stim, vals, allowed, (lo, hi))
+    return Pool(task, variable, stim, vals, allowed, (lo, hi),
+                int(stim.response_mask.sum(1).max()))
 
 
 @dataclasses.dataclass
@@ -138,9 +142,7 @@ def sample_interventions(
         t_idx, t_pos, s_idx, s_pos, value = (a[ok] for a in (t_idx, t_pos, s_idx, s_pos, value))
         cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos, variable=target.variable,
                                                source_value=value)
-        cf_vals = target.task.causal_model(cf)[target.variable]
-        in_range = np.where(cf_vals >= 0, (cf_vals >= lo) & (cf_vals <= hi), True).all(1)
-        keep = np.flatnonzero(in_range)[:need]
+        keep = np.flatnonzero(cmask.sum(1) <= target.max_determined)[:need]
         out_t = np.concatenate([out_t, t_idx[keep]])
         out_tp = np.concatenate([out_tp, t_pos[keep]])
         out_s = np.concatenate([out_s, s_idx[keep]])

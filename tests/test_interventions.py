@@ -1,0 +1,168 @@
+"""The intervention engine's mechanics, on freshly built (untrained) networks.
+
+Findings on trained networks live in tests/test_mas_findings.py; here we check the algebra and
+that every fast path computes exactly what the plain patched forward pass computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simbench.errors import TaskError
+from simbench.interventions.data import make_pool, sample_interventions
+from simbench.interventions.engine import Engine, EngineConfig, Party, directions_for
+from simbench.interventions.maps import StitchMap, SubspaceMap
+from simbench.interventions.runners import GenericRunner, make_runner
+from simbench.interventions.subspace import Subspace, interchange
+from simbench.tasks import Arithmetic, MultiObject, Rounding
+from simbench.zoo.models import ModelConfig, build_model
+
+
+def frozen(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    m = build_model(ModelConfig(arch=arch)).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def small_engine(models, site="hidden", *, stepwise=False, k=8, imap=None, task=None):
+    task = task or MultiObject()
+    parties = [Party(f"m{i}", task, "count", 128, make_runner(m, site))
+               for i, m in enumerate(models)]
+    cfg = EngineConfig(n_train=256, n_val=64, n_test=48, pool_size=128, max_steps=4,
+                       eval_every=2, stepwise=stepwise, seed=3)
+    dirs = directions_for(len(models))
+    return Engine(parties, imap or SubspaceMap([128] * len(models), k, seed=1), dirs, cfg)
+
+
+def test_subspace_has_orthonormal_columns():
+    sub = Subspace(32, 5, generator=torch.Generator().manual_seed(0))
+    u = sub.U.detach()
+    assert u.shape == (32, 5)
+    torch.testing.assert_close(u.T @ u, torch.eye(5), atol=1e-5, rtol=0)
+
+
+def test_low_rank_interchange_equals_full_rotation_form():
+    g = torch.Generator().manual_seed(0)
+    d, k = 12, 4
+    r_t = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q
+    r_s = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q
+    h_t = torch.randn(7, d, generator=g, dtype=torch.float64)
+    h_s = torch.randn(7, d, generator=g, dtype=torch.float64)
+    m = torch.zeros(d, dtype=torch.float64)
+    m[:k] = 1
+    full = ((1 - m) * (h_t @ r_t) + m * (h_s @ r_s)) @ r_t.T
+    low = interchange(h_t, h_s, r_t[:, :k], r_s[:, :k])
+    torch.testing.assert_close(low, full, atol=1e-12, rtol=0)
+
+
+def test_interchange_with_itself_changes_nothing():
+    u = torch.linalg.qr(torch.randn(16, 3)).Q
+    h = torch.randn(5, 16)
+    torch.testing.assert_close(interchange(h, h, u, u), h)
+
+
+@pytest.mark.parametrize("arch,site", [("gru", "hidden"), ("gru", "embedding"),
+                                       ("lstm", "hidden"), ("lstm", "embedding")])
+def test_recurrent_fast_path_equals_patched_forward(arch, site):
+    models = [frozen(arch, 0), frozen(arch, 1)]
+    eng = small_engine(models, site)
+    rows = torch.arange(32)
+    fast, cont = eng.patched_logits("val", 1, [(0, rows)])
+    d = eng.data["val"][(0, 1)]
+    h_t = eng.parties[1].latents["val"][d.tgt_idx[rows], d.tpos[rows]]
+    h_s = eng.parties[0].latents["val"][d.src_idx[rows], d.spos[rows]]
+    h_new = eng.imap.apply(1, h_t, eng.imap.code(0, 1, h_s))
+    slow = GenericRunner(models[1], site, 128).single(cont, h_new, "val", d.tgt_idx[rows])
+    m = cont.mask[..., None]
+    assert m.sum() > 0
+    torch.testing.assert_close(fast * m, slow * m, atol=1e-5, rtol=0)
+
+
+def test_stepwise_patches_every_position_up_to_t():
+    models = [frozen("gru", 0), frozen("gru", 1)]
+    eng = small_engine(models, stepwise=True)
+    d = eng.data["val"][(0, 1)]
+    assert (d.iv.tpos == d.iv.spos).all()  # step j of the target gets step j of the source
+    rows = torch.arange(8)
+    logits, cont = eng.patched_logits("val", 1, [(0, rows)])
+    assert logits.shape[:2] == cont.targets.shape
+
+
+def test_counterfactual_sets_stay_in_the_tasks_range():
+    rng = np.random.default_rng(0)
+    mo = make_pool(MultiObject(), "count", 200, seed=0)
+    iv = sample_interventions(mo, mo, 500, rng)
+    n_determined = iv.cf_mask.sum(1)  # responses + EOS
+    assert n_determined.max() <= 21 and n_determined.min() >= 1
+    # every counterfactual starts with the target's own prefix
+    for i in range(20):
+        t = iv.tpos[i]
+        assert (iv.cf_tokens[i, : t + 1] == mo.tokens[iv.tgt_idx[i], : t + 1]).all()
+
+
+def test_values_carry_across_tasks():
+    rng = np.random.default_rng(1)
+    src = make_pool(MultiObject(), "count", 200, seed=0)
+    tgt = make_pool(Rounding(), "count", 200, seed=1)
+    iv = sample_interventions(src, tgt, 300, rng)
+    value = src.values[iv.src_idx, iv.spos]
+    # a target already responding emits exactly `value` more responses, then EOS
+    responding = tgt.stimuli.variables["phase"][iv.tgt_idx, iv.tpos] == 1
+    assert responding.sum() > 20
+    np.testing.assert_array_equal(iv.cf_mask[responding].sum(1), value[responding] + 1)
+
+
+def test_value_restriction_and_unknown_variable():
+    pool = make_pool(Arithmetic(), "cumu_val", 300, seed=0, values=(1, 10))
+    vals = pool.values[pool.allowed]
+    assert vals.min() >= 1 and vals.max() <= 10
+    with pytest.raises(TaskError, match="no causal variable 'count'"):
+        make_pool(Arithmetic(), "count", 10, seed=0)
+
+
+def test_training_reduces_the_loss_and_keeps_the_best_state():
+    models = [frozen("gru", 0), frozen("gru", 1)]
+    eng = small_engine(models)
+    batches = {d: torch.arange(32) for d in eng.trained}
+    before = float(eng.step_loss(batches))
+    opt = torch.optim.Adam(eng.imap.parameters(), lr=3e-2)
+    for _ in range(8):
+        loss = eng.step_loss(batches)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(eng.step_loss(batches)) < before
+
+
+def test_same_seed_same_result():
+    def run():
+        eng = small_engine([frozen("gru", 0), frozen("gru", 1)])
+        eng.cfg.max_steps = 2
+        eng.train(progress=False)
+        return eng.iia("test"), eng.imap.state_dict()["subspaces.0.proj.parametrizations.weight.original"]
+
+    (iia_a, u_a), (iia_b, u_b) = run(), run()
+    assert iia_a == iia_b
+    torch.testing.assert_close(u_a, u_b, atol=0, rtol=0)
+
+
+def test_free_running_trial_iia_equals_teacher_forced():
+    eng = small_engine([frozen("gru", 0), frozen("gru", 1)], k=64)
+    eng.data["test"] = {d: v for d, v in eng.data["test"].items() if d == (0, 1)}
+    eng.directions = [(0, 1)]
+    free = eng.evaluate("test")[(0, 1)]
+    assert free["trial"] == eng.iia("test", [(0, 1)])[(0, 1)]
+    assert 0.0 <= free["trial"] <= free["token"] <= 1.0
+
+
+
+def test_stitch_map_replaces_the_target_latent():
+    smap = StitchMap([128, 128], [(0, 1)], rank=2, bias=True)
+    h_s, h_t = torch.randn(4, 128), torch.randn(4, 128)
+    z = smap.code(0, 1, h_s)
+    torch.testing.assert_close(smap.apply(1, h_t, z), z)
+    assert torch.linalg.matrix_rank(smap.maps["0->1"][1].weight @ smap.maps["0->1"][0].weight) <= 2
