@@ -45,7 +45,7 @@ class DaskExecutor:
     name = "dask"
 
     def __init__(self, scheduler: str | None = None, *, workers: int | None = None,
-                 connect_timeout: float = 8.0) -> None:
+                 connect_timeout: float = 5.0) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - a dependency
@@ -56,9 +56,10 @@ class DaskExecutor:
         if scheduler:
             start = time.monotonic()
             try:
+                _probe(scheduler, connect_timeout)
                 self.client = Client(scheduler, timeout=f"{connect_timeout}s",
                                      set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:
+            except Exception as exc:
                 took = time.monotonic() - start
                 raise SimbenchError(
                     f"cannot reach the Dask scheduler at {scheduler} (gave up after "
@@ -91,7 +92,7 @@ class DaskExecutor:
                 on_start(self.futures[oldest] if oldest is not None else None, len(pending))
 
         announce()
-        for fut in as_completed(order):
+        for fut in as_completed(order, loop=self.client.loop):
             job = self.futures.pop(fut)
             pending.discard(fut)
             try:
@@ -115,6 +116,34 @@ class DaskExecutor:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Ask the scheduler who it is, with a hard deadline, before a Client is made.
+
+    A Dask ``Client`` pointed at a blackholed address, or at a port where something else
+    listens, can hang well past its own timeout (and again when it is garbage-collected); a
+    bare ``identity`` call on a private event loop fails within ``timeout`` seconds instead.
+    """
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def identity() -> dict[str, Any]:
+        r = rpc(address, timeout=timeout)
+        try:
+            return await asyncio.wait_for(r.identity(), timeout)
+        finally:
+            await r.close_rpc()
+
+    try:
+        info = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise OSError(f"no answer within {timeout:.0f} s") from None
+    except MemoryError:
+        raise OSError("something that is not a Dask scheduler answered") from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        raise OSError(f"something that is not a Dask scheduler answered ({str(info)[:80]})")
 
 
 def make_executor(scheduler: str | None = None, workers: int | None = None

@@ -1,0 +1,130 @@
+"""The Dask executor on a real ``distributed.LocalCluster`` (2 worker processes, one per module):
+the same results bit for bit as the local executor, written by the submitting process only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+
+from simbench.bench.executors import DaskExecutor
+from simbench.bench.jobs import prepare
+from simbench.bench.runner import run_spec
+from simbench.bench.spec import load_spec
+from simbench.bench.store import Store
+from simbench.errors import SimbenchError
+
+distributed = pytest.importorskip("distributed")
+
+MEASURES = '[measures.lin]\nmeasure = "bench_linear"\nn_boot = [10, 30]\nfail_on = "gru_round"'
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+        yield c
+
+
+@pytest.fixture
+def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    fresh_registry(monkeypatch)
+    make_recordings(tmp_path)
+    return tmp_path
+
+
+def _results(store: Store) -> dict[str, tuple]:
+    out = {}
+    for row in store.rows():
+        score = json.loads(row["score"]) if row["score"] else {}
+        out[row["key"]] = (row["status"], row["value"], row["ci_low"], row["ci_high"],
+                           row["n_samples"], json.dumps(score.get("breakdown")),
+                           (row["error"] or "").splitlines()[:1])
+    return out
+
+
+def test_dask_matches_local_bit_for_bit(recs: Path, cluster: object) -> None:
+    spec = load_spec(write_spec(recs, spec_text(measures=MEASURES, seeds="[0, 1]")))
+    jobs = prepare(spec)
+    with Store(recs / "local.sqlite") as local:
+        s_local = run_spec(spec, local, jobs=jobs, progress=False)
+        want = _results(local)
+    executor = DaskExecutor(cluster.scheduler_address)  # type: ignore[attr-defined]
+    try:
+        with Store(recs / "dask.sqlite") as remote:
+            s_dask = run_spec(spec, remote, jobs=jobs, executor=executor, progress=False)
+            got = _results(remote)
+            hosts = {r["host"] for r in remote.rows(status="done")}
+            assert hosts  # outcomes carry the worker's host; the store is written here
+    finally:
+        executor.close()
+    assert s_local.ran == s_dask.ran == len(jobs) == 72
+    assert len(s_dask.failed) == len(s_local.failed) == 24  # gru_round pairs fail, run goes on
+    assert got == want
+
+
+def test_dask_run_resumes_and_skips_done(recs: Path, cluster: object) -> None:
+    spec = load_spec(write_spec(recs))
+    with Store(recs / "s.sqlite") as store:
+        executor = DaskExecutor(cluster.scheduler_address)  # type: ignore[attr-defined]
+        try:
+            first = run_spec(spec, store, executor=executor, progress=False)
+            second = run_spec(spec, store, executor=executor, progress=False)
+        finally:
+            executor.close()
+        assert first.ran == 18 and second.ran == 0 and second.already_done == 18
+        assert store.count() == 18
+
+
+def test_unreachable_scheduler_fails_fast_and_clearly() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(SimbenchError) as info:
+        DaskExecutor(f"tcp://127.0.0.1:{port}", connect_timeout=1.5)
+    took = time.monotonic() - start
+    assert took < 10
+    text = str(info.value)
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in text
+    assert "dask scheduler" in text  # says how to start one
+
+
+@pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4, None],
+                         ids=["not-dask", "silent"])
+def test_a_port_that_is_not_a_scheduler_fails_within_10_s(reply: bytes | None) -> None:
+    """Something else listens there (it answers junk, or never answers)."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+            conns.append(conn)
+            if reply:
+                conn.sendall(reply)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(SimbenchError, match="cannot reach the Dask scheduler"):
+            DaskExecutor(f"tcp://127.0.0.1:{port}", connect_timeout=2)
+    finally:
+        server.close()
+        for c in conns:
+            c.close()
+    assert time.monotonic() - start < 10
