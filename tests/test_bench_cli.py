@@ -1,0 +1,77 @@
+"""The harness commands end to end: `bench run` (with --dry-run), errors without tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+
+from simbench.cli import main
+
+
+@pytest.fixture
+def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    fresh_registry(monkeypatch)
+    monkeypatch.delenv("SIMBENCH_STORE", raising=False)
+    make_recordings(tmp_path)
+    return tmp_path
+
+
+def test_bench_run_then_rerun(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(recs)
+    store = recs / "out" / "s.sqlite"
+    assert main(["bench", "run", str(spec), "--store", str(store), "--dry-run"]) == 0
+    assert "18 jobs, 0 already in" in capsys.readouterr().out and not store.exists()
+    assert main(["bench", "run", str(spec), "--store", str(store), "--no-progress"]) == 0
+    assert "ran 18 (18 done, 0 failed)" in capsys.readouterr().out
+    assert main(["bench", "run", str(spec), "--store", str(store), "--no-progress"]) == 0
+    assert "18 already in the store, ran 0" in capsys.readouterr().out
+
+
+def test_store_from_environment_and_failures_exit_1(recs: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SIMBENCH_STORE", str(recs / "env.sqlite"))
+    measures = '[measures.lin]\nmeasure = "bench_linear"\nfail_on = "tf1"'
+    spec = write_spec(recs, spec_text(measures=measures))
+    assert main(["bench", "run", str(spec), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "6 failed" in out and "lin gru1 ~ tf1 @embedding seed 0: PluginError" in out
+    assert "raised RuntimeError: asked to fail on ['gru1', 'tf1']" in out
+    assert (recs / "env.sqlite").exists()
+
+
+def test_bad_spec_is_one_message_and_exit_2(recs: Path, capsys: pytest.CaptureFixture[str]
+                                            ) -> None:
+    spec = write_spec(recs, spec_text(measures='[measures.x]\nmeasure = "no_such_measure"'))
+    assert main(["bench", "run", str(spec), "--store", str(recs / "s.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown measure 'no_such_measure'" in err and "Traceback" not in err
+    assert f"{spec}:" in err
+
+
+def test_store_that_is_not_a_store(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = recs / "bogus.sqlite"
+    bogus.write_text("not sqlite")
+    assert main(["bench", "run", str(write_spec(recs)), "--store", str(bogus)]) == 2
+    assert "not a simbench results store" in capsys.readouterr().err
+
+
+def test_demo_with_nothing_installed_says_what_is_missing(
+        recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = spec_text(systems={"zoo1": '{ zoo = "no_such_model", arch = "gru" }'}).replace(
+        'within = "seed_grus"', 'pairs = [["zoo1", "gru1"]]')
+    spec = write_spec(recs, text.split("[[pairs]]\nname = \"gru_vs_tf\"")[0])
+    assert main(["demo", "--spec", str(spec), "--store", str(recs / "d.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing left to run" in err and "no_such_model" in err
+
+
+def test_demo_runs_what_is_installed(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extra = '[[expect]]\nhigher = "seeds"\nlower = "gru_vs_tf"'
+    spec = write_spec(recs, spec_text(extra=extra))
+    html = recs / "demo.html"
+    assert main(["demo", "--spec", str(spec), "--store", str(recs / "d.sqlite"),
+                 "--html", str(html), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Measure validity" in out and "lin" in out and html.exists()

@@ -1,0 +1,259 @@
+"""Leaderboards on a store filled with known values: orderings, bounds, distances, matrices,
+rankings, and the renderers (CSV, PNG, a valid self-contained HTML page)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+
+from simbench.bench import render
+from simbench.bench.jobs import expand
+from simbench.bench.leaderboard import build
+from simbench.bench.spec import load_spec
+from simbench.bench.store import Store
+from simbench.cli import main
+from simbench.score import Score
+
+MEASURES = """
+[measures.good]
+measure = "bench_const"
+[measures.bad]
+measure = "bench_const"
+value = 0.25
+[measures.dist]
+measure = "bench_distance"
+"""
+
+EXPECT = """
+[[expect]]
+finding = "e1 seeds above gru_vs_tf"
+site = "hidden"
+higher = "seeds"
+lower = "gru_vs_tf"
+
+[[expect]]
+finding = "e2 within-task above cross-task"
+higher = "seeds"
+lower = "cross_task"
+
+[[expect]]
+finding = "e3 seeds near ceiling"
+pairs = "seeds"
+above = 0.8
+
+[[expect]]
+finding = "e4 gru vs transformer low"
+pairs = "gru_vs_tf"
+site = "hidden"
+below = 0.5
+measures = ["good", "bad"]
+
+[[expect]]
+finding = "e5 same arch and task above different arch"
+site = "hidden"
+higher = { same = ["arch", "task"] }
+lower = { differ = ["arch"] }
+
+[[expect]]
+finding = "e6 every seed pair above every cross-task pair"
+site = "embedding"
+higher = "seeds"
+lower = "cross_task"
+mode = "all"
+"""
+
+KNOWN = {  # label -> category -> value
+    "good": {"seeds": 0.9, "gru_vs_tf": 0.2, "cross_task": 0.5},
+    "bad": {"seeds": 0.3, "gru_vs_tf": 0.8, "cross_task": 0.5},
+    "dist": {"seeds": 0.1, "gru_vs_tf": 0.7, "cross_task": 0.4},
+}
+
+
+def known_value(job) -> float:  # type: ignore[no-untyped-def]
+    if job.label == "good" and job.site == "embedding" and job.systems == ("gru1", "gru_round"):
+        return 0.95  # the mean ordering holds at embedding, but not every pair ordering
+    base = KNOWN[job.label][job.categories[0]]
+    return base + (0.01 if job.seed else -0.01)  # seeds 0 and 1 average to the base value
+
+
+@pytest.fixture
+def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    fresh_registry(monkeypatch)
+    make_recordings(tmp_path)
+    spec_path = write_spec(tmp_path, spec_text(measures=MEASURES, extra=EXPECT, seeds="[0, 1]"))
+    spec = load_spec(spec_path)
+    jobs = expand(spec)
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path) as store:
+        store.record_spec(spec.name, str(spec_path), spec.text)
+        for job in jobs:
+            v = known_value(job)
+            score = Score(job.measure, v, job.systems, job.site, ci=(v - 0.05, v + 0.05),
+                          n_samples=10)
+            store.write(job, {"status": "done", "score": score.to_dict(), "runtime_s": 0.01})
+    return spec_path, store_path
+
+
+def _board(spec_path: Path, store_path: Path, target: str | None = None):  # type: ignore[no-untyped-def]
+    with Store(store_path, create=False) as store:
+        return build(load_spec(spec_path), store, target=target)
+
+
+def test_validity_fractions_and_violations(filled: tuple[Path, Path]) -> None:
+    board = _board(*filled)
+    rows = {r.variant: r for r in board.validity}
+    assert [r.variant for r in board.validity] == ["dist", "good", "bad"]
+    assert (rows["dist"].passed, rows["dist"].total) == (7, 7)  # e4 does not apply to it
+    assert (rows["good"].passed, rows["good"].total) == (7, 8)
+    assert (rows["bad"].passed, rows["bad"].total) == (0, 8)
+    (violated,) = rows["good"].violated
+    assert violated.finding.startswith("e6") and violated.detail == "6/9 pair orderings hold"
+    e1 = next(c for c in rows["bad"].checks if c.finding.startswith("e1"))
+    assert e1.status == "violated"
+    assert e1.detail == "seeds 0.300 should be > gru_vs_tf 0.800"
+    dist_e1 = next(c for c in rows["dist"].checks if c.finding.startswith("e1"))
+    assert dist_e1.status == "ok" and "should be <" in dist_e1.detail
+    assert board.done == board.total == 3 * 9 * 2 * 2 and board.failed == 0
+
+
+def test_matrices_are_mirrored_and_seed_averaged(filled: tuple[Path, Path]) -> None:
+    board = _board(*filled)
+    m = next(x for x in board.matrices if x.variant == "good" and x.site == "hidden")
+    assert m.systems == ["gru1", "gru2", "gru3", "tf1", "gru_round"]
+    i = {a: k for k, a in enumerate(m.systems)}
+    assert m.values[i["gru1"], i["gru2"]] == pytest.approx(0.9)
+    assert m.values[i["gru2"], i["gru1"]] == pytest.approx(0.9)
+    assert m.values[i["tf1"], i["gru3"]] == pytest.approx(0.2)
+    assert math.isnan(m.values[i["tf1"], i["gru_round"]]) and math.isnan(m.values[0, 0])
+
+
+def test_ranking_against_a_target_respects_direction(filled: tuple[Path, Path]) -> None:
+    board = _board(*filled, target="gru1")
+    good = next(r for r in board.rankings if r.variant == "good" and r.site == "hidden")
+    assert [row[1] for row in good.rows] == ["gru2", "gru3", "gru_round", "tf1"]
+    assert good.rows[0][3] == pytest.approx((0.85, 0.95)) and good.rows[0][4] == 2
+    dist = next(r for r in board.rankings if r.variant == "dist" and r.site == "hidden")
+    assert [row[1] for row in dist.rows][-1] == "tf1"  # the largest distance ranks last
+    assert [row[2] for row in dist.rows] == sorted(row[2] for row in dist.rows)
+
+
+def test_failed_and_missing_jobs_are_reported(filled: tuple[Path, Path]) -> None:
+    spec_path, store_path = filled
+    spec = load_spec(spec_path)
+    extra = spec_text(measures=MEASURES + '[measures.more]\nmeasure = "bench_linear"\n',
+                      extra=EXPECT, seeds="[0, 1]")
+    spec_path.write_text(extra)
+    spec = load_spec(spec_path)
+    job = next(j for j in expand(spec) if j.label == "more")
+    with Store(store_path) as store:
+        store.write(job, {"status": "failed", "error": "RuntimeError: nope"})
+        board = build(spec, store)
+    assert board.failed == 1 and board.done == 108 and board.total == 108 + 36
+    assert "1 failed" in render.coverage_text(board)
+    assert board.failures[0]["error"] == "RuntimeError: nope"
+
+
+class _Checker(HTMLParser):
+    """Fails on mis-nested tags; collects images and links."""
+
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        for key in ("src", "href"):
+            if a.get(key) and not str(a[key]).startswith("data:"):
+                self.external.append(str(a[key]))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
+        self.stack.pop()
+
+
+def test_html_page_is_valid_and_self_contained(filled: tuple[Path, Path], tmp_path: Path) -> None:
+    import matplotlib.image
+
+    board = _board(*filled, target="gru1")
+    page = render.html_page(board)
+    assert page.startswith("<!DOCTYPE html>")
+    checker = _Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.stack == [] and not checker.external
+    assert {"html", "head", "body", "table", "img", "h2"} <= checker.tags
+    n_figs = 1 + len(board.matrices) + len(board.rankings)
+    assert len(checker.images) == n_figs == 1 + 6 + 6
+    for src in checker.images:
+        assert src.startswith("data:image/png;base64,")
+        data = base64.b64decode(src.split(",", 1)[1])
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(io.BytesIO(data)).ndim == 3
+    for text in ("Measure validity", "Similarity matrices", "Against gru1", "e6 every seed"):
+        assert text in page
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()),
+                    reason="Chromium is not installed: no headless-browser check")
+def test_html_page_renders_in_a_headless_browser(filled: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or "/usr/bin/chromium"
+    page = render.write_html(_board(*filled, target="gru1"), tmp_path / "board.html")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox",
+                    f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()],
+                   check=True, capture_output=True, timeout=60)
+    assert shot.stat().st_size > 10_000
+
+
+def test_csv_and_png_files(filled: tuple[Path, Path], tmp_path: Path) -> None:
+    board = _board(*filled, target="gru1")
+    files = render.write_csv(board, tmp_path / "csv")
+    names = {f.name for f in files}
+    assert {"validity.csv", "checks.csv", "entries.csv",
+            "matrix_good_hidden.csv", "target_gru1_dist_embedding.csv"} <= names
+    with (tmp_path / "csv" / "validity.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["measure"], r["right"], r["applicable"]) for r in rows] == [
+        ("dist", "7", "7"), ("good", "7", "8"), ("bad", "0", "8")]
+    pngs = render.write_png(board, tmp_path / "png")
+    assert len(pngs) == 13 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_terminal_text(filled: tuple[Path, Path]) -> None:
+    out = render.text(_board(*filled, target="gru1"))
+    assert re.search(r"dist\s+correlative\s+7/7\s+100%", out)
+    assert re.search(r"bad\s+correlative\s+0/8\s+0%", out)
+    assert "bad violates:" in out and "good at 'hidden' against 'gru1'" in out
+
+
+def test_cli_leaderboard_from_the_store_alone(filled: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _spec_path, store_path = filled
+    assert main(["leaderboard", "--store", str(store_path), "--target", "gru2",
+                 "--csv", str(tmp_path / "csv")]) == 0
+    out = capsys.readouterr().out
+    assert "Measure validity" in out and "against 'gru2'" in out
+    assert (tmp_path / "csv" / "validity.csv").exists()
+    assert main(["leaderboard", "--store", str(store_path), "--target", "nobody"]) == 2
+    assert "target 'nobody' is not a system" in capsys.readouterr().err
