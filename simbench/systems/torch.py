@@ -1,0 +1,275 @@
+"""TorchSystem: any ``torch.nn.Module`` as an accessible system, sites addressed by module path.
+
+A TorchSystem pairs a module with a task. Its sites are read and patched with forward hooks on
+named submodules (module paths as ``named_modules()`` spells them, e.g. ``layers.0``), as pyvene
+does; the zoo's models are TorchSystems whose native fast API (``run``/``generate`` with sites
+``embedding``, ``hidden``, ...) is used directly.
+
+What a user module must do: take a LongTensor of token ids [B, T] (the task's shared vocabulary)
+and return next-token logits [B, T, V] (a tensor, a tuple whose first item is the logits, or an
+object with ``.logits`` as Hugging Face models return). A site's module must output [B, T, d] (or a
+tuple whose first item is). A hook patch replaces the module's output, so every module *called
+after it* sees the patch; a recurrent module that is called once on the whole sequence (nn.GRU)
+cannot feed a patch back into its own recurrence: patch a per-step cell, or use the zoo's
+native models, whose ``hidden`` patches continue the recurrence.
+
+Example::
+
+    system = TorchSystem(my_module, "multi_object", sites={"hidden": "layers.0"})
+    rec = system.record(n=1000, seed=0)      # a simbench Recording, every site
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from simbench.errors import SiteError
+from simbench.recording import Recording, site_dataset
+from simbench.tasks import VOCAB, Stimuli, Task, task_by_name
+from simbench.zoo.models import _crop, _finish, _Patch, _widen
+
+
+class HookedModel(nn.Module):
+    """A user module with the zoo models' uniform API (``run``, ``generate``, ``site_dims``),
+    sites patched and read through forward hooks on module paths."""
+
+    def __init__(self, module: nn.Module, sites: Mapping[str, str]) -> None:
+        super().__init__()
+        self.module = module
+        paths = dict(module.named_modules())
+        missing = [p for p in sites.values() if p not in paths]
+        if missing:
+            avail = [p for p in paths if p]
+            shown = ", ".join(avail[:60]) + (" ..." if len(avail) > 60 else "")
+            raise SiteError(f"module path {missing[0]!r} does not exist in "
+                            f"{type(module).__name__}", site=missing[0],
+                            fix=f"module paths that exist: {shown or '(no submodules)'}")
+        self.site_paths = dict(sites)
+        self.sites = tuple(sites)
+        self._dims: dict[str, int] | None = None
+
+    @property
+    def site_dims(self) -> dict[str, int]:
+        """Width of each site, found by one probe forward pass the first time it is asked."""
+        if self._dims is None:
+            probe = torch.tensor([[1, 4, 3, 8, 2]], device=self._device())
+            with torch.no_grad():
+                _, rec = self.run(probe, record=self.sites)
+            self._dims = {s: int(v.shape[-1]) for s, v in rec.items()}
+        return self._dims
+
+    def _device(self) -> torch.device:
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.run(tokens)[0]
+
+    def run(self, tokens: Tensor, *, edits: Mapping[str, Any] | None = None,
+            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """Run the module with hook patches and reads at the named sites (see the zoo API)."""
+        for s in [*record, *(edits or {})]:
+            if s not in self.site_paths:
+                raise SiteError(f"no site {s!r}", site=s,
+                                fix=f"sites of this system: {', '.join(self.sites)}")
+        patches = {s: _Patch(s, e, tuple(tokens.shape), tokens.device)
+                   for s, e in (edits or {}).items()}
+        rec: dict[str, Tensor] = {}
+        modules = dict(self.module.named_modules())
+        handles = []
+
+        def make_hook(site: str):
+            def hook(mod: nn.Module, inp: Any, out: Any) -> Any:
+                h = out[0] if isinstance(out, tuple) else out
+                if not (isinstance(h, Tensor) and h.dim() == 3):
+                    raise SiteError(f"module {self.site_paths[site]!r} outputs "
+                                    f"{type(h).__name__} {getattr(h, 'shape', '')}, not "
+                                    "[B, T, d]", site=site,
+                                    fix="choose a module whose output is [batch, time, units]")
+                if site in patches:
+                    h = patches[site].apply_seq(h)
+                if site in record:
+                    rec[site] = h
+                if site in patches:
+                    return (h, *out[1:]) if isinstance(out, tuple) else h
+                return None
+            return hook
+
+        for site in dict.fromkeys([*record, *patches]):
+            handles.append(modules[self.site_paths[site]].register_forward_hook(make_hook(site)))
+        try:
+            out = self.module(tokens)
+        finally:
+            for h in handles:
+                h.remove()
+        logits = getattr(out, "logits", None)
+        if logits is None:
+            logits = out[0] if isinstance(out, tuple | list) else out
+        return logits, rec
+
+    @torch.no_grad()
+    def generate(self, tokens: Tensor, start: int | Tensor, max_new: int | None = None, *,
+                 response_mask: Tensor | None = None,
+                 edits: Mapping[str, Any] | None = None) -> Tensor:
+        """Greedy generation, one full forward per generated step (same contract as the zoo)."""
+        from simbench.zoo.models import EOS_ID, PAD_ID
+
+        tokens = torch.as_tensor(tokens)
+        bsz, width = tokens.shape
+        dev = tokens.device
+        start_t = torch.as_tensor(start, device=dev).long().expand(bsz)
+        out_w = width if max_new is None else int(start_t.max()) + int(max_new)
+        out = torch.full((bsz, out_w), PAD_ID, dtype=torch.long, device=dev)
+        out[:, : min(width, out_w)] = tokens[:, :out_w]
+        pos = torch.arange(out_w, device=dev)[None, :]
+        gen = pos >= start_t[:, None]
+        if response_mask is not None:
+            rm = torch.zeros((bsz, out_w), dtype=torch.bool, device=dev)
+            rm[:, : min(width, out_w)] = torch.as_tensor(response_mask, device=dev)[:, :out_w]
+            gen &= rm | (pos >= width)
+        if edits:
+            edits = {k: _widen(v, bsz, out_w, dev) for k, v in edits.items()}
+        done = torch.zeros(bsz, dtype=torch.bool, device=dev)
+        for t in range(max(int(start_t.min()), 1) - 1, out_w - 1):
+            logits, _ = self.run(out[:, : t + 1], edits=_crop(edits, t + 1))
+            done = done | ((out[:, t] == EOS_ID) & gen[:, t])
+            _finish(out, t + 1, logits[:, -1].argmax(-1), gen, done)
+            done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+            if bool(done.all()):
+                out[:, t + 2:] = PAD_ID
+                break
+        return out
+
+
+class TorchSystem:
+    """An accessible system: a torch module, a task, and named sites.
+
+    ``sites`` maps site names to module paths (``{"hidden": "encoder.layers.0"}``); for a zoo
+    model it defaults to the model's native sites. ``model`` is what measures run: the zoo model
+    itself, or a :class:`HookedModel` around a user's module; both offer
+    ``run(tokens, *, edits, record)``, ``generate(...)`` and ``site_dims``.
+    """
+
+    access = "accessible"
+
+    def __init__(self, module: nn.Module, task: str | Task, *,
+                 sites: Mapping[str, str] | None = None, system_id: str | None = None,
+                 meta: Mapping[str, Any] | None = None) -> None:
+        self.task_def: Task = task_by_name(task)
+        self.task: str = self.task_def.name
+        self.module = module.eval()
+        self.meta = dict(meta or {})
+        native = getattr(module, "sites", None)
+        if sites is None and native and hasattr(module, "run"):
+            self.model: nn.Module = module
+        elif sites is None:
+            raise SiteError(f"{type(module).__name__} has no native sites; name them",
+                            fix="pass sites={'name': 'module.path', ...}; module paths: "
+                            + ", ".join(p for p, _ in module.named_modules() if p)[:800])
+        else:
+            self.model = HookedModel(module, sites)
+        self.system_id = system_id or self.meta.get("id") or type(module).__name__.lower()
+
+    # ---- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_zoo(cls, zoo_id: str, *, directory: str | Path | None = None,
+                 device: str = "cpu") -> TorchSystem:
+        """A shipped zoo model (sha256-verified) as a TorchSystem with id ``zoo_id``."""
+        from simbench.zoo import load_model
+
+        model, meta = load_model(zoo_id, directory=directory, device=device)
+        return cls(model, meta["task"], system_id=zoo_id, meta=meta)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, task: str | None = None,
+                        device: str = "cpu") -> TorchSystem:
+        """A zoo-format checkpoint (safetensors + JSON sidecar) as a TorchSystem."""
+        from simbench.zoo.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path, device=device)
+        return cls(model, task or meta["task"], system_id=Path(path).stem, meta=meta)
+
+    # ---- the System protocol --------------------------------------------------------------
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(self.model.sites)
+
+    @property
+    def site_dims(self) -> dict[str, int]:
+        return dict(self.model.site_dims)
+
+    def run(self, tokens: Any, *, edits: Mapping[str, Any] | None = None,
+            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """Patched teacher-forced pass (see :mod:`simbench.zoo.models` for the edit forms)."""
+        return self.model.run(self._tensor(tokens), edits=edits, record=record)
+
+    def generate(self, tokens: Any, start: Any, max_new: int | None = None, *,
+                 response_mask: Any = None, edits: Mapping[str, Any] | None = None) -> Tensor:
+        return self.model.generate(self._tensor(tokens), start, max_new,
+                                   response_mask=response_mask, edits=edits)
+
+    def _tensor(self, tokens: Any) -> Tensor:
+        if isinstance(tokens, Tensor):
+            return tokens
+        arr = self.task_def.check_tokens(tokens)
+        return torch.as_tensor(arr, device=self._device())
+
+    def _device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @torch.no_grad()
+    def record(self, stimuli: Stimuli | None = None, *, n: int = 1000, seed: int = 0,
+               sites: Sequence[str] | None = None, batch_size: int = 1000,
+               counts: Any = "all") -> Recording:
+        """Record every site (or ``sites``) over ``stimuli`` (default: ``n`` stimuli drawn with
+        ``seed`` over all counts) into a :class:`~simbench.recording.Recording` whose causal
+        variables are coordinates."""
+        stim = stimuli if stimuli is not None else self.task_def.sample(n, seed, counts=counts)
+        sites = tuple(sites) if sites is not None else self.sites
+        for s in sites:
+            if s not in self.sites:
+                raise SiteError(f"{self.system_id} has no site {s!r}", site=s,
+                                fix=f"sites: {', '.join(self.sites)}")
+        tokens = torch.as_tensor(stim.tokens, device=self._device())
+        parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
+        was_training = self.model.training
+        self.model.eval()
+        for i in range(0, len(stim), batch_size):
+            _, rec = self.model.run(tokens[i: i + batch_size], record=sites)
+            for s in sites:
+                parts[s].append(rec[s].float().cpu().numpy())
+        self.model.train(was_training)
+        tok_str = np.asarray(VOCAB)[stim.tokens]
+        valid = stim.tokens != 0
+        attrs = {"n_stimuli": len(stim), "seed": seed if stimuli is None else -1,
+                 "generator": "simbench.systems.torch.TorchSystem.record"}
+        for key in ("arch", "sha256", "accuracy"):
+            if key in self.meta:
+                attrs[key] = self.meta[key]
+        datasets = {}
+        for s in sites:
+            act = np.concatenate(parts[s]).astype(np.float32)
+            act[~valid] = 0.0  # padding is not activity; zero it so files compress and compare
+            datasets[s] = site_dataset(act, stimulus_ids=stim.ids, site=s,
+                                       system_id=self.system_id, task=self.task,
+                                       tokens=tok_str, valid=valid, variables=stim.variables,
+                                       attrs=attrs)
+        return Recording(system_id=self.system_id, sites=datasets, task=self.task,
+                         attrs={"access": "accessible", **attrs})
+
+    def site_data(self, site: str, *, n_stimuli: int | None = None, seed: int = 0) -> Any:
+        """One site's dataset over ``n_stimuli`` (default 1000) stimuli drawn with ``seed``."""
+        return self.record(n=n_stimuli or 1000, seed=seed, sites=[site]).site(site)
+
+    def __repr__(self) -> str:
+        return f"TorchSystem({self.system_id!r}, task={self.task!r}, sites={list(self.sites)})"
+
+
+__all__ = ["HookedModel", "TorchSystem"]

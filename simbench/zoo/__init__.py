@@ -1,0 +1,153 @@
+"""The model zoo: trained GRUs, LSTMs and RoPE transformers for the task suite.
+
+Shipped checkpoints live in ``recordings/zoo/`` (safetensors + JSON sidecar each) with a
+``manifest.json`` of sha256 sums; :func:`load_model` verifies them. Ids read
+``{arch}_{task}_s{seed}`` with arch in gru/lstm/tf and task in multi/same/modulo/rounding/arith,
+e.g. ``gru_multi_s1``. Importing this package does not import torch; the functions do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simbench.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from simbench.zoo.models import ZooModel
+
+ZOO_DIR = Path(__file__).resolve().parents[2] / "recordings" / "zoo"
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "simbench-zoo/1"
+TASK_SHORT = {"multi_object": "multi", "same_object": "same", "modulo": "modulo",
+              "rounding": "rounding", "arithmetic": "arith"}
+ARCH_SHORT = {"gru": "gru", "lstm": "lstm", "transformer": "tf"}
+
+#: (task, arch, seed) of every shipped model, in build order
+ZOO_SPEC: tuple[tuple[str, str, int], ...] = (
+    ("multi_object", "gru", 1), ("multi_object", "lstm", 1), ("multi_object", "gru", 2),
+    ("multi_object", "lstm", 2), ("multi_object", "gru", 3),
+    ("same_object", "gru", 1), ("same_object", "gru", 2),
+    ("modulo", "gru", 1), ("modulo", "gru", 2),
+    ("rounding", "gru", 1), ("rounding", "gru", 2),
+    ("arithmetic", "gru", 1), ("arithmetic", "gru", 2),
+    ("multi_object", "transformer", 1), ("multi_object", "transformer", 2),
+)
+
+
+def zoo_id(task: str, arch: str, seed: int) -> str:
+    """``gru_multi_s1`` style id of a (task, arch, seed)."""
+    return f"{ARCH_SHORT.get(arch, arch)}_{TASK_SHORT.get(task, task)}_s{seed}"
+
+
+def zoo_dir(directory: str | Path | None = None) -> Path:
+    return Path(directory) if directory is not None else ZOO_DIR
+
+
+def read_manifest(directory: str | Path | None = None) -> dict[str, Any]:
+    path = zoo_dir(directory) / MANIFEST
+    if not path.exists():
+        return {"schema": MANIFEST_SCHEMA, "models": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"manifest is not valid JSON: {exc}", file=path,
+                              fix="restore it (git checkout) or `simbench zoo rebuild`") from None
+
+
+def write_manifest(entries: dict[str, Any], directory: str | Path | None = None) -> Path:
+    path = zoo_dir(directory) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"schema": MANIFEST_SCHEMA, "models": dict(sorted(entries.items()))}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def list_models(directory: str | Path | None = None) -> list[dict[str, Any]]:
+    """One dict per shipped model: id, task, arch, seed, sites, accuracy, n_params, sha256."""
+    return [{"id": k, **v} for k, v in read_manifest(directory)["models"].items()]
+
+
+def load_model(zoo_id: str, *, directory: str | Path | None = None,
+               device: str = "cpu") -> tuple[ZooModel, dict[str, Any]]:
+    """Load a shipped model by id after verifying its sha256 against the manifest."""
+    from simbench.zoo.checkpoint import load_checkpoint
+
+    models = read_manifest(directory)["models"]
+    if zoo_id not in models:
+        raise CheckpointError(f"no zoo model {zoo_id!r}", field="zoo_id",
+                              fix=f"shipped ids: {', '.join(sorted(models)) or '(none)'}; "
+                              "see `simbench zoo list`")
+    entry = models[zoo_id]
+    path = zoo_dir(directory) / entry["file"]
+    model, meta = load_checkpoint(path, expected_sha256=entry["sha256"], device=device)
+    return model, {"id": zoo_id, **meta}
+
+
+def train(task: str, arch: str, seed: int, device: str = "auto", **kwargs: Any):
+    """Train one model (see :func:`simbench.zoo.train.train`)."""
+    from simbench.zoo.train import train as _train
+
+    return _train(task, arch, seed, device, **kwargs)
+
+
+def build_one(task: str, arch: str, seed: int, *, directory: str | Path | None = None,
+              device: str = "cpu", progress: bool = True, threads: int | None = 1,
+              log: Any = None, retries: int = 2) -> dict[str, Any]:
+    """Train, save, reload, re-evaluate and add one model to the manifest; returns its entry.
+
+    The recorded accuracy is measured on the weights as loaded back. If a model misses 0.99
+    after the float16 round trip, training continues from a later seed offset (at most
+    ``retries`` times), so the shipped model is always usable.
+    """
+    from simbench.zoo.checkpoint import load_checkpoint, save_model
+    from simbench.zoo.train import evaluate
+    from simbench.zoo.train import train as _train
+
+    out = zoo_dir(directory)
+    zid = zoo_id(task, arch, seed)
+    for attempt in range(retries + 1):
+        train_seed = seed + 1000 * attempt
+        model, meta = _train(task, arch, train_seed, device, progress=progress, threads=threads,
+                             log=log)
+        meta["seed"] = seed
+        meta["train_seed"] = train_seed
+        path = out / f"{zid}.safetensors"
+        save_model(model, path, meta)
+        loaded, _ = load_checkpoint(path)
+        final = evaluate(loaded, task)
+        meta.update(final, accuracy=final["heldout_trial_acc"])
+        side = save_model(loaded, path, meta)
+        if min(final["heldout_trial_acc"], final["all_trial_acc"]) >= 0.99:
+            break
+    entry = {"task": task, "arch": meta["arch"], "seed": seed, "file": path.name,
+             "sha256": side["sha256"], "accuracy": side["accuracy"],
+             "all_trial_acc": side["all_trial_acc"], "n_params": side["n_params"],
+             "sites": list(loaded.sites), "train_seconds": side["train_seconds"],
+             "steps": side["steps"]}
+    manifest = read_manifest(directory)["models"]
+    manifest[zid] = entry
+    write_manifest(manifest, directory)
+    return entry
+
+
+def rebuild(*, directory: str | Path | None = None, only: list[str] | None = None,
+            device: str = "cpu", progress: bool = True, log: Any = None,
+            skip_existing: bool = False) -> list[dict[str, Any]]:
+    """Regenerate the shipped zoo deterministically from its seeds (CPU, one thread)."""
+    entries = []
+    have = read_manifest(directory)["models"]
+    for task, arch, seed in ZOO_SPEC:
+        zid = zoo_id(task, arch, seed)
+        if only and zid not in only:
+            continue
+        if skip_existing and zid in have:
+            continue
+        entries.append(build_one(task, arch, seed, directory=directory, device=device,
+                                 progress=progress, log=log))
+    return entries
+
+
+__all__ = ["MANIFEST", "ZOO_DIR", "ZOO_SPEC", "build_one", "list_models", "load_model",
+           "read_manifest", "rebuild", "train", "write_manifest", "zoo_id"]

@@ -1,0 +1,543 @@
+"""The zoo's task models: one-layer GRU, one-layer LSTM, 2-layer pre-LayerNorm RoPE transformer.
+
+Every model offers the same API, which the intervention engine builds on:
+
+- ``forward(tokens) -> logits [B, T, V]`` (teacher-forced);
+- ``run(tokens, *, edits=None, record=()) -> (logits, {site: Tensor [B, T, d]})``: a forward pass
+  that patches sites (with downstream recomputation) and returns the sites asked for *as they
+  were after patching*;
+- ``generate(tokens, start, max_new=None, *, response_mask=None, edits=None) -> tokens``: greedy
+  free-running generation;
+- ``sites`` (names) and ``site_dims`` (name -> width).
+
+An *edit* of one site is one of
+
+- ``(mask, values)``: bool [B, T] and [B, T, d]: the site's vector at (b, t) becomes
+  ``values[b, t]`` wherever ``mask[b, t]``;
+- ``(mask, fn)``: ``fn(h [N, d], b [N], t [N]) -> [N, d]`` computes the new vectors of the N
+  masked entries from their current (already downstream-of-earlier-edits) vectors; this is what
+  a low-rank interchange ``h + (h_s U_s - h U) U^T`` needs, and it stays differentiable;
+- ``fn(t: int, h [B, d]) -> [B, d]``: called at every step (the slow, general path).
+
+Recurrent models also expose the pieces of a fast path: ``embed(tokens)``,
+``recur(x, state) -> (site_seq, state)`` (one fused nn.GRU / nn.LSTM call over a chunk),
+``site_to_state(v)``, ``state_to_site(state)``, ``init_state(B)`` and ``head(site_seq)``, so an
+engine can cache a prefix state and run only the continuation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simbench.errors import SiteError
+
+EOS_ID, PAD_ID = 2, 0
+
+EditFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+Edit = tuple[Tensor, Tensor | EditFn] | Callable[[int, Tensor], Tensor]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture hyper-parameters (stored in each checkpoint's sidecar)."""
+
+    arch: str = "gru"
+    vocab_size: int = 34
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 512
+    rope_base: float = 10000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Patch:
+    """An edit normalised to a mask plus a function of the masked entries."""
+
+    def __init__(self, site: str, edit: Any, shape: tuple[int, int], device: torch.device):
+        self.site = site
+        self.per_step: Callable[[int, Tensor], Tensor] | None = None
+        if callable(edit) and not isinstance(edit, tuple | list):
+            self.per_step = edit
+            self.mask = torch.ones(shape, dtype=torch.bool, device=device)
+            self.fn: EditFn | None = None
+            return
+        if not (isinstance(edit, tuple | list) and len(edit) == 2):
+            raise SiteError("an edit must be (mask, values), (mask, fn) or fn(t, h)", site=site,
+                            fix="see simbench.zoo.models for the edit forms")
+        mask, what = edit
+        mask = torch.as_tensor(mask, device=device).bool()
+        if tuple(mask.shape) != shape:
+            raise SiteError(f"edit mask has shape {tuple(mask.shape)}, tokens are {shape}",
+                            site=site, fix="give a bool mask [B, T] matching the tokens")
+        self.mask = mask
+        if callable(what):
+            self.fn = what
+        else:
+            values = what
+
+            def take(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
+                return values[b, t].to(h.dtype)
+
+            self.fn = take
+
+    def apply_seq(self, seq: Tensor, t0: int = 0) -> Tensor:
+        """Patch a whole [B, L, d] block covering positions t0 .. t0 + L - 1."""
+        length = seq.shape[1]
+        if self.per_step is not None:
+            steps = [self.per_step(t0 + j, seq[:, j]) for j in range(length)]
+            return torch.stack(steps, 1)
+        m = self.mask[:, t0: t0 + length]
+        if not bool(m.any()):
+            return seq
+        b, t = m.nonzero(as_tuple=True)
+        new = self.fn(seq[b, t], b, t + t0)
+        return seq.index_put((b, t), new.to(seq.dtype))
+
+    def apply_step(self, h: Tensor, t: int) -> Tensor:
+        """Patch one time step [B, d] at position t."""
+        if self.per_step is not None:
+            return self.per_step(t, h)
+        if t >= self.mask.shape[1]:
+            return h
+        col = self.mask[:, t]
+        if not bool(col.any()):
+            return h
+        b = col.nonzero(as_tuple=True)[0]
+        tt = torch.full_like(b, t)
+        return h.index_put((b,), self.fn(h[b], b, tt).to(h.dtype))
+
+    def times(self) -> list[int]:
+        """Positions with at least one patched entry."""
+        return self.mask.any(0).nonzero(as_tuple=True)[0].tolist()
+
+
+class ZooModel(nn.Module):
+    """Common base: site bookkeeping, edit normalisation and greedy generation."""
+
+    arch: ClassVar[str] = ""
+    sites: tuple[str, ...] = ()
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def site_dims(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def _patches(self, edits: Mapping[str, Edit] | None, tokens: Tensor) -> dict[str, _Patch]:
+        out = {}
+        for site, edit in (edits or {}).items():
+            self._check_site(site)
+            out[site] = _Patch(site, edit, tuple(tokens.shape), tokens.device)
+        return out
+
+    def _check_site(self, site: str) -> None:
+        if site not in self.sites:
+            raise SiteError(f"{self.arch} has no site {site!r}", site=site,
+                            fix=f"sites of this model: {', '.join(self.sites)}")
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.run(tokens)[0]
+
+    def run(self, tokens: Tensor, *, edits: Mapping[str, Edit] | None = None,
+            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, tokens: Tensor, start: int | Tensor, max_new: int | None = None, *,
+                 response_mask: Tensor | None = None,
+                 edits: Mapping[str, Edit] | None = None) -> Tensor:
+        """Greedy free-running generation.
+
+        ``tokens`` [B, T] holds the prefix and any inputs that are teacher-forced; from position
+        ``start`` (an int, or a LongTensor [B]) on, every position where ``response_mask`` is
+        True (default: all of them) gets the model's own prediction, the others keep the given
+        token. A sequence stops after it emits ``EOS`` (the rest becomes PAD). The output has
+        width ``max(start) + max_new`` (default: the width of ``tokens``). Edits apply as in
+        :meth:`run`, at their positions of the generated sequence.
+        """
+        tokens = torch.as_tensor(tokens)
+        bsz, width = tokens.shape
+        dev = tokens.device
+        start_t = torch.as_tensor(start, device=dev).long().expand(bsz)
+        out_w = width if max_new is None else int(start_t.max()) + int(max_new)
+        out = torch.full((bsz, out_w), PAD_ID, dtype=torch.long, device=dev)
+        out[:, : min(width, out_w)] = tokens[:, :out_w]
+        pos = torch.arange(out_w, device=dev)[None, :]
+        gen = pos >= start_t[:, None]
+        if response_mask is not None:
+            rm = torch.zeros((bsz, out_w), dtype=torch.bool, device=dev)
+            rm[:, : min(width, out_w)] = torch.as_tensor(response_mask, device=dev)[:, :out_w]
+            gen &= rm | (pos >= width)
+        if edits:
+            edits = {k: _widen(v, bsz, out_w, dev) for k, v in edits.items()}
+        return self._generate(out, start_t, gen, edits)
+
+    def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
+                  edits: Mapping[str, Edit] | None) -> Tensor:
+        raise NotImplementedError
+
+
+def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
+    """Pad an edit's mask (and values) to the generation width."""
+    if callable(edit) and not isinstance(edit, tuple | list):
+        return edit
+    mask, what = edit
+    mask = torch.as_tensor(mask, device=dev).bool()
+    if mask.shape[1] >= width:
+        return (mask[:, :width], what if callable(what) else what[:, :width])
+    m = torch.zeros((bsz, width), dtype=torch.bool, device=dev)
+    m[:, : mask.shape[1]] = mask
+    if callable(what):
+        return (m, what)
+    v = what.new_zeros((bsz, width, what.shape[-1]))
+    v[:, : what.shape[1]] = what
+    return (m, v)
+
+
+def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor) -> Tensor:
+    """Write the prediction for position t where it is generated; PAD after EOS."""
+    col = torch.where(gen[:, t], pred, out[:, t])
+    col = torch.where(done, torch.full_like(col, PAD_ID), col)
+    out[:, t] = col
+    return col
+
+
+# ---- recurrent models -------------------------------------------------------------------------
+class RecurrentModel(ZooModel):
+    """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``."""
+
+    sites = ("embedding", "hidden")
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+
+    # the fast-path pieces -------------------------------------------------------------------
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token ids [B, T] -> the vectors fed into the cell, [B, T, d_model] (site embedding)."""
+        return self.embed_tokens(tokens)
+
+    def init_state(self, batch: int, device: torch.device | None = None) -> Any:
+        raise NotImplementedError
+
+    def recur(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """Run the cell over a chunk: x [B, L, d_in] -> (site sequence [B, L, d_site], state)."""
+        raise NotImplementedError
+
+    def site_to_state(self, v: Tensor) -> Any:
+        raise NotImplementedError
+
+    def state_to_site(self, state: Any) -> Tensor:
+        raise NotImplementedError
+
+    def head(self, site_seq: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def site_dims(self) -> dict[str, int]:
+        return {"embedding": self.config.d_model, "hidden": self.config.d_model}
+
+    # runs -----------------------------------------------------------------------------------
+    def run(self, tokens: Tensor, *, edits: Mapping[str, Edit] | None = None,
+            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """Teacher-forced pass with patches; see the module docstring for edit forms.
+
+        A ``hidden`` patch at (b, t) replaces the cell's state after step t, so the recurrence
+        continues from the patched state (for the LSTM both h and c). The sequence is split
+        only at positions where some entry is patched, each chunk one fused call.
+        """
+        for s in record:
+            self._check_site(s)
+        patches = self._patches(edits, tokens)
+        x = self.embed(tokens)
+        if "embedding" in patches:
+            x = patches["embedding"].apply_seq(x)
+        hp = patches.get("hidden")
+        state = self.init_state(tokens.shape[0], tokens.device)
+        if hp is None:
+            seq, state = self.recur(x, state)
+        else:
+            cuts = list(range(tokens.shape[1])) if hp.per_step else hp.times()
+            chunks, t0 = [], 0
+            for t in [*cuts, tokens.shape[1] - 1]:
+                if t < t0:
+                    continue
+                part, state = self.recur(x[:, t0: t + 1], state)
+                if t in cuts:
+                    last = hp.apply_step(part[:, -1], t)
+                    part = torch.cat([part[:, :-1], last[:, None]], 1)
+                    state = self.site_to_state(last)
+                chunks.append(part)
+                t0 = t + 1
+            seq = torch.cat(chunks, 1)
+        logits = self.head(seq)
+        rec = {}
+        if "embedding" in record:
+            rec["embedding"] = x
+        if "hidden" in record:
+            rec["hidden"] = seq
+        return logits, rec
+
+    def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
+                  edits: Mapping[str, Edit] | None) -> Tensor:
+        bsz, width = out.shape
+        patches = self._patches(edits, out)
+        s0 = int(start.min())
+        # the shared prefix in one fused call (positions 0 .. s0 - 2)
+        state = self.init_state(bsz, out.device)
+        done = torch.zeros(bsz, dtype=torch.bool, device=out.device)
+        if s0 >= 2:
+            _, rec = self.run(out[:, : s0 - 1], edits=_crop(edits, s0 - 1), record=("hidden",))
+            state = self.site_to_state(rec["hidden"][:, -1])
+            done = (out[:, : s0 - 1] == EOS_ID).any(1)
+        for t in range(max(s0 - 1, 0), width - 1):
+            x = self.embed(out[:, t: t + 1])
+            if "embedding" in patches:
+                x = patches["embedding"].apply_seq(x, t)
+            h, state = self.recur(x, state)
+            h = h[:, 0]
+            if "hidden" in patches:
+                h = patches["hidden"].apply_step(h, t)
+                state = self.site_to_state(h)
+            done = done | (out[:, t] == EOS_ID) & gen[:, t]
+            pred = self.head(h[:, None])[:, 0].argmax(-1)
+            _finish(out, t + 1, pred, gen, done)
+            done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+            if bool(done.all()):
+                out[:, t + 2:] = PAD_ID
+                break
+        return out
+
+
+def _crop(edits: Mapping[str, Edit] | None, width: int) -> dict[str, Edit] | None:
+    if not edits:
+        return None
+    out = {}
+    for k, e in edits.items():
+        if callable(e) and not isinstance(e, tuple | list):
+            out[k] = e
+        else:
+            m, w = e
+            out[k] = (m[:, :width], w if callable(w) else w[:, :width])
+    return out
+
+
+class GRUModel(RecurrentModel):
+    """One-layer GRU, width 128; site ``hidden`` is h_t."""
+
+    arch = "gru"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.rnn = nn.GRU(d, d, batch_first=True)
+        self.readout = nn.Linear(d, config.vocab_size)
+
+    def init_state(self, batch: int, device: torch.device | None = None) -> Tensor:
+        return torch.zeros(1, batch, self.config.d_model, device=device)
+
+    def recur(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.rnn(x, state)
+
+    def site_to_state(self, v: Tensor) -> Tensor:
+        return v[None].contiguous()
+
+    def state_to_site(self, state: Tensor) -> Tensor:
+        return state[0]
+
+    def head(self, site_seq: Tensor) -> Tensor:
+        return self.readout(site_seq)
+
+
+class LSTMModel(RecurrentModel):
+    """One-layer LSTM with 64 units; site ``hidden`` is concat(h_t, c_t) (128 wide).
+
+    nn.LSTM returns only h per step; the cell states c_t are recomputed from the gates (which
+    depend only on x_t and h_{t-1}, both known) with an elementwise scan, so recording both
+    costs one extra matmul and no per-step matmuls.
+    """
+
+    arch = "lstm"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.units = config.d_model // 2
+        self.rnn = nn.LSTM(config.d_model, self.units, batch_first=True)
+        self.readout = nn.Linear(self.units, config.vocab_size)
+
+    def init_state(self, batch: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        z = torch.zeros(1, batch, self.units, device=device)
+        return (z, z.clone())
+
+    def recur(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
+              ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if state is None:
+            state = self.init_state(x.shape[0], x.device)
+        hs, (h_n, c_n) = self.rnn(x, state)
+        if x.shape[1] == 1:
+            return torch.cat([hs, c_n.transpose(0, 1)], -1), (h_n, c_n)
+        h_prev = torch.cat([state[0].transpose(0, 1), hs[:, :-1]], 1)
+        gates = (x @ self.rnn.weight_ih_l0.T + h_prev @ self.rnn.weight_hh_l0.T
+                 + self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
+        i, f, g, _ = gates.chunk(4, -1)
+        ig = torch.sigmoid(i) * torch.tanh(g)
+        f = torch.sigmoid(f)
+        c = state[1][0]
+        cs = []
+        for t in range(x.shape[1]):
+            c = f[:, t] * c + ig[:, t]
+            cs.append(c)
+        cseq = torch.stack(cs, 1)
+        return torch.cat([hs, cseq], -1), (h_n, c_n)
+
+    def site_to_state(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        return (v[None, :, : self.units].contiguous(), v[None, :, self.units:].contiguous())
+
+    def state_to_site(self, state: tuple[Tensor, Tensor]) -> Tensor:
+        return torch.cat([state[0][0], state[1][0]], -1)
+
+    def head(self, site_seq: Tensor) -> Tensor:
+        return self.readout(site_seq[..., : self.units])
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Teacher-forced logits without the c_t scan (what training uses)."""
+        hs, _ = self.rnn(self.embed(tokens))
+        return self.readout(hs)
+
+
+# ---- transformer ------------------------------------------------------------------------------
+def _rope(x: Tensor, base: float) -> Tensor:
+    """Rotary position encoding over the last dim of x [B, H, T, Dh] (pairs (i, i + Dh/2))."""
+    _, _, length, dh = x.shape
+    half = dh // 2
+    inv = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    ang = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm causal self-attention with RoPE, then a GELU feed-forward."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.n_heads = config.n_heads
+        self.base = config.rope_base
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, config.d_ff), nn.GELU(), nn.Linear(config.d_ff, d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        bsz, length, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(bsz, length, 3, self.n_heads, -1).permute(
+            2, 0, 3, 1, 4)
+        q, k = _rope(q, self.base), _rope(k, self.base)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(bsz, length, d))
+        return x + self.ff(self.ln2(x))
+
+
+class TransformerModel(ZooModel):
+    """2-layer pre-LN causal transformer with rotary positions (width 128, FF 512, GELU).
+
+    Sites: ``embedding`` (token embedding, the input of layer 0), ``resid.0`` (residual stream
+    after layer 0; alias ``hidden``) and ``resid.1`` (after layer 1, before the final norm).
+    """
+
+    arch = "transformer"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.readout = nn.Linear(d, config.vocab_size)
+        self.sites = ("embedding", "hidden", *(f"resid.{i}" for i in range(config.n_layers)))
+        nn.init.normal_(self.embed_tokens.weight, std=0.02)
+
+    @property
+    def site_dims(self) -> dict[str, int]:
+        return dict.fromkeys(self.sites, self.config.d_model)
+
+    def run(self, tokens: Tensor, *, edits: Mapping[str, Edit] | None = None,
+            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """One parallel pass; a patch at layer l's site changes every later position through
+        attention in the layers above it (exactly what a step-by-step run would compute)."""
+        for s in record:
+            self._check_site(s)
+        patches = self._patches(edits, tokens)
+        rec: dict[str, Tensor] = {}
+        x = self.embed_tokens(tokens)
+        if "embedding" in patches:
+            x = patches["embedding"].apply_seq(x)
+        if "embedding" in record:
+            rec["embedding"] = x
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            names = (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",)
+            for name in names:
+                if name in patches:
+                    x = patches[name].apply_seq(x)
+            for name in names:
+                if name in record:
+                    rec[name] = x
+        return self.readout(self.ln_f(x)), rec
+
+    def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
+                  edits: Mapping[str, Edit] | None) -> Tensor:
+        bsz, width = out.shape
+        done = torch.zeros(bsz, dtype=torch.bool, device=out.device)
+        s0 = max(int(start.min()), 1)
+        if s0 >= 2:
+            done = ((out[:, : s0 - 1] == EOS_ID) & gen[:, : s0 - 1]).any(1)
+        for t in range(s0 - 1, width - 1):
+            logits, _ = self.run(out[:, : t + 1], edits=_crop(edits, t + 1))
+            pred = logits[:, -1].argmax(-1)
+            done = done | ((out[:, t] == EOS_ID) & gen[:, t])
+            _finish(out, t + 1, pred, gen, done)
+            done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+            if bool(done.all()):
+                out[:, t + 2:] = PAD_ID
+                break
+        return out
+
+
+ARCHS: dict[str, type[ZooModel]] = {"gru": GRUModel, "lstm": LSTMModel,
+                                    "transformer": TransformerModel}
+ARCH_ALIASES = {"tf": "transformer"}
+
+
+def build_model(config: ModelConfig) -> ZooModel:
+    """A fresh model for ``config.arch`` (gru, lstm or transformer)."""
+    from simbench.errors import SimbenchError
+
+    arch = ARCH_ALIASES.get(config.arch, config.arch)
+    if arch not in ARCHS:
+        raise SimbenchError(f"unknown architecture {config.arch!r}", field="arch",
+                            fix=f"valid architectures: {', '.join(ARCHS)}")
+    config.arch = arch
+    return ARCHS[arch](config)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["ARCHS", "Edit", "GRUModel", "LSTMModel", "ModelConfig", "RecurrentModel",
+           "TransformerModel", "ZooModel", "build_model", "n_params"]
