@@ -109,8 +109,14 @@ def sample_interventions(
     target_index: int = 0,
     stepwise: bool = False,
     max_tries: int = 50,
+    carry: tuple[str, ...] = (),
 ) -> Interventions:
-    """``n`` interventions from ``source`` into ``target`` with their counterfactuals."""
+    """``n`` interventions from ``source`` into ``target`` with their counterfactuals.
+
+    ``carry`` names further variables (present in both tasks) that also take the source's
+    values: a stitch replaces the whole latent, so its counterfactual is the source's whole
+    state (e.g. ``count`` and ``phase``), not the target's state with one variable swapped.
+    """
     lo, hi = target.value_range
     src_ok_rows = np.flatnonzero(source.allowed.any(1))
     tgt_ok_rows = np.flatnonzero(target.allowed.any(1))
@@ -140,8 +146,14 @@ def sample_interventions(
         if not ok.any():
             continue
         t_idx, t_pos, s_idx, s_pos, value = (a[ok] for a in (t_idx, t_pos, s_idx, s_pos, value))
-        cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos, variable=target.variable,
-                                               source_value=value)
+        if carry:
+            setv = {target.variable: value, **{
+                c: source.stimuli.variables[c][s_idx, s_pos] for c in carry}}
+            cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
+                                                   variable=tuple(setv), source_value=setv)
+        else:
+            cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
+                                                   variable=target.variable, source_value=value)
         keep = np.flatnonzero(cmask.sum(1) <= target.max_determined)[:need]
         out_t = np.concatenate([out_t, t_idx[keep]])
         out_tp = np.concatenate([out_tp, t_pos[keep]])

@@ -71,6 +71,7 @@ class EngineConfig:
     seed: int = 0
     device: str = "cpu"
     values: tuple[int, int] | None = None
+    carry: tuple[str, ...] = ()  # variables also set to the source's values (full-state stitch)
 
 
 @dataclasses.dataclass
@@ -147,7 +148,7 @@ class Engine:
             for s, t in self.directions:
                 iv = sample_interventions(self.parties[s].pools[split], self.parties[t].pools[split],
                                           counts[split], self.rng, source_index=s, target_index=t,
-                                          stepwise=cfg.stepwise)
+                                          stepwise=cfg.stepwise, carry=cfg.carry)
                 self.data[split][(s, t)] = DirectionData.from_numpy(iv, cfg.device)
 
     # ---- one patched pass -------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""CLMAS (counterfactual-latent MAS): align a network with a system we can only record.
+
+System 1 (A) is a network; system 2 (B) is a recording (a netCDF file with ``token``, ``valid``
+and the task's causal variables as coordinates) and is never run. One aligned subspace per
+system, as in MAS, trained on
+
+- the behaviour loss in directions into A (A->A, B->A; B's recorded latents serve as sources);
+- the counterfactual-latent (CL) loss in directions into B (A->B, B->B): the intervened latent
+  of B, in B's native space, should equal a recorded latent of B at a state whose causal
+  variables equal the counterfactual ones: ``L_CL = 0.5 [(1 - cos) + MSE]``.
+
+``L = (1 - eps) L_MAS + eps L_CL`` (eps in [0, 1); the paper's lambda = eps / (1 - eps), so
+0.5, 0.89, 0.94 give lambda = 1, 8, ~16). eps = 0 is plain MAS with B used as a source only.
+
+Scores: the headline is IIA into A from B (behavioural, held-out); A->A IIA and the CL fit of
+the directions into B on held-out counterfactuals (cosine, R^2) come alongside.
+
+Evaluation protocol (``--inaccessible ZOO_ID``, or a network passed as system 2): B is in fact
+a network. CLMAS records it and trains treating it as recording-only, then intervenes on it
+after training to measure its true IIA (A->B, B->B), which checks CLMAS against the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from simbench_plugins import _causal
+
+from simbench import hookimpl
+from simbench.errors import ParameterError, SimbenchError
+from simbench.measure import Measure, Param
+from simbench.score import Score
+
+
+class CLMAS(Measure):
+    name = "clmas"
+    family = "causal"
+    access = ("accessible", "recording")
+    min_systems = 1
+    max_systems = 2
+    symmetric = False
+    higher_is_better = True
+    range = (0.0, 1.0)
+    needs_task = True
+    citation = "Grant (2025), Model Alignment Search, arXiv:2501.06164"
+    description = ("IIA into a network after aligning it with a recording-only system: "
+                   "behaviour loss into the network, counterfactual-latent loss into the "
+                   "recording, L = (1 - eps) L_MAS + eps L_CL")
+    params = (
+        Param("k", 16, "aligned subspace size", low=1),
+        Param("eps", 0.89, "convex weight of the counterfactual-latent loss: "
+              "L = (1 - eps) L_MAS + eps L_CL, eps in [0, 1); the paper's lambda is "
+              "eps / (1 - eps) (0.5, 0.89, 0.94 -> 1, 8, ~16); 0 = MAS with the recording "
+              "as source only", low=0.0, high=1.0, high_open=True),
+        Param("within", True, "train the within-system directions (A->A behaviour, B->B CL)"),
+        Param("inaccessible", "", "evaluation protocol: a network (zoo id or checkpoint) used "
+              "as system 2 and treated as recording-only for training; its true IIA is "
+              "measured after training", kind=str),
+        Param("record_n", 3000, "stimuli recorded from a network treated as inaccessible "
+              "(split 70/15/15)", low=30),
+        *_causal.ENGINE_PARAMS,
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
+              device: str, **params: Any) -> Score:
+        return align_with_recording(self, systems, site=site, task=task, seed=seed,
+                                    device=device, params=params)
+
+
+def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -> Any:
+    """System 2: the one passed, or the network named by ``--inaccessible``."""
+    from simbench.systems import resolve_system
+
+    if len(systems) == 2:
+        b = systems[1]
+        if inaccessible and inaccessible != b.system_id:
+            raise ParameterError(f"--inaccessible {inaccessible} names another system than "
+                                 f"system 2 ('{b.system_id}')", field="inaccessible",
+                                 fix="pass only system 1 with --inaccessible ZOO_ID, or drop "
+                                 "--inaccessible")
+        return b
+    if not inaccessible:
+        raise ParameterError("CLMAS needs a second system: a recording (.nc) or a network "
+                             "treated as inaccessible", field="systems",
+                             fix="pass RECORDING.nc as system 2, or --inaccessible ZOO_ID")
+    b = resolve_system(inaccessible, task=task)
+    if b.access != "accessible":
+        raise ParameterError(f"--inaccessible {inaccessible} is a recording, not a network",
+                             field="inaccessible",
+                             fix="pass a recording as system 2 instead")
+    return b
+
+
+def party_for(system: Any, *, site: str, task: Any, variable: str, seed: int, device: str,
+              values: tuple[int, int] | None, record_n: int) -> tuple[Any, Any]:
+    """A recording-only Party for ``system``, and the runner to test it with (or None).
+
+    A recording yields its own stimuli and activity; a network is recorded first (over
+    ``record_n`` seeded stimuli of all counts) and its runner is returned for the protocol.
+    """
+    from simbench.interventions.latent import party_from_arrays, recorded_party
+
+    if system.access != "accessible":
+        return recorded_party(system, site=site, task=task, variable=variable, seed=seed,
+                              values=values), None
+    import torch
+
+    from simbench.interventions.runners import make_runner
+
+    runner = make_runner(_causal.accessible_model(system, device), site)
+    stim = task.sample(record_n, seed * 7919 + 4242, counts="all")
+    act = runner.cache("record", torch.as_tensor(stim.tokens, device=device))
+    runner.latents.pop("record", None)
+    party = party_from_arrays(system.system_id, task, variable, stim.tokens,
+                              act.cpu().numpy(), stim.variables, seed=seed,
+                              stimulus_ids=stim.ids, values=values, site=site)
+    return party, runner
+
+
+
+def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
+                         task: str | None, seed: int, device: str,
+                         params: dict[str, Any]) -> Score:
+    """Train CLMAS on (A, B), evaluate, and, when B is a network, measure its true IIA."""
+    import xarray as xr
+
+    from simbench.interventions.latent import CLEngine
+    from simbench.interventions.maps import SubspaceMap
+
+    eps, k = params["eps"], params["k"]
+    if not 0.0 <= eps < 1.0:
+        raise ParameterError(f"eps = {eps} is outside [0, 1)", field="eps",
+                             fix="eps is a convex weight: L = (1 - eps) L_MAS + eps L_CL")
+    b_system = second_system(systems, params["inaccessible"], task)
+    a_system = systems[0]
+    (party_a,) = _causal.build_parties([a_system], site=site, task=task,
+                                       variable=params["variable"].split(":")[0], k=k,
+                                       device=device)
+    b_task = _causal.system_task(b_system, task)
+    b_var = _b_variable(params["variable"], party_a, b_task)
+    cfg = _causal.engine_config(params, seed, device)
+    party_b, runner_b = party_for(b_system, site=site, task=b_task, variable=b_var, seed=seed,
+                                  device=device, values=cfg.values, record_n=params["record_n"])
+    if k > party_b.width:
+        raise ParameterError(f"k = {k} is larger than the {party_b.width} units of "
+                             f"'{party_b.system_id}' at site '{site}'", field="k", site=site,
+                             fix=f"use --k {party_b.width} or less")
+    parties = [party_a, party_b]
+    behaviour = [(0, 0), (1, 0)] if params["within"] else [(1, 0)]
+    latent = [(0, 1), (1, 1)] if params["within"] else [(0, 1)]
+    imap = SubspaceMap([p.width for p in parties], k, seed=seed)
+    engine = CLEngine(parties, imap, [*behaviour, *latent], cfg, eps=eps, behaviour=behaviour,
+                      latent=latent)
+    meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
+            "k": k, "variables": [p.variable for p in parties]}
+    log = None
+    if params.get("load"):
+        _causal.load_alignment(engine, params["load"], meta)
+    else:
+        log = engine.train(progress=params.get("progress", True),
+                           label=f"{measure.name} k={k} eps={eps:g}")
+        if params.get("save"):
+            _causal.save_alignment(engine, params["save"],
+                                   {**meta, "train": _causal.train_summary(log)})
+    fit = engine.cl_fit("test")
+    protocol = runner_b is not None
+    if protocol:
+        engine.attach_runner(1, runner_b)
+    results = engine.evaluate("test")
+    value, ci, n = _causal.pooled(results, [(1, 0)])
+    names = [p.system_id for p in parties]
+    breakdown = _causal.iia_matrices(results, names)
+    labels = [f"{names[s]}->{names[t]}" for s, t in fit]
+    metrics = ["cosine", "r2", "r2_unpatched"]
+    breakdown["cl_fit"] = xr.DataArray([[fit[d][m] for m in metrics] for d in fit],
+                                       dims=("direction", "metric"),
+                                       coords={"direction": labels, "metric": metrics})
+    attrs: dict[str, Any] = {
+        "k": k, "eps": eps, "lambda": eps / (1 - eps), "variables": meta["variables"],
+        "mode": "protocol (network treated as inaccessible)" if protocol else "recording",
+        "iia_into_a": {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
+                       for s, t in behaviour},
+        "within_iia": results[(0, 0)]["trial"] if (0, 0) in results else None,
+        "cl_fit": {lab: {m: fit[d][m] for m in (*metrics, "mse", "n")}
+                   for lab, d in zip(labels, fit)},
+        "train": _causal.train_summary(log),
+        "recorded_stimuli": {s: len(party_b.pools[s]) for s in party_b.pools},
+        "token_iia": results[(1, 0)]["token"],
+    }
+    if protocol:
+        attrs["true_iia_into_b"] = {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
+                                    for s, t in latent}
+    return Score(measure.name, value, tuple(names), site, ci, n, breakdown, attrs)
+
+
+def _b_variable(spec: str, party_a: Any, b_task: Any) -> str:
+    parts = spec.split(":") if spec else []
+    var = parts[1] if len(parts) == 2 else (parts[0] if parts else party_a.variable)
+    if var not in b_task.variables:
+        raise SimbenchError(f"task '{b_task.name}' of system 2 has no variable '{var}'",
+                            field="variable", fix="map variables per system, e.g. --variable "
+                            f"{party_a.variable}:{b_task.variables[0]}")
+    return var
+
+
+@hookimpl
+def simbench_measures() -> list[Measure]:
+    return [CLMAS()]

@@ -1,0 +1,181 @@
+"""The stitching baselines of MAS: model stitching and latent stitching.
+
+- ``model_stitch``: a rank-k linear map (optional bias) from system 1's latents that *replaces*
+  system 2's latent, ``h'_2 = h_1 A B (+ b)``, trained only on system 2's behaviour in the
+  1 -> 2 direction. Score: IIA in that direction. It is near perfect already at rank 2 between
+  Multi-Object GRUs because it may route the variable through whatever the source encodes,
+  including dimensions the source's own behaviour never reads (its null space): a good stitch
+  does not show that two systems encode a variable the same way. ``--via_inverse`` trains the
+  stitch 2 -> 1 on system 1's behaviour and scores its pseudo-inverse 1 -> 2: a behavioural
+  stitch into system 2 obtained without access to system 2 (the baseline of the CLMAS
+  evaluation protocol).
+- ``latent_stitch``: one orthogonal map from system 1's latents to system 2's, trained only with
+  the counterfactual-latent loss (no behaviour). System 2 may be a recording; when it is a
+  network, IIA is still measured behaviourally into it (otherwise the score is the held-out CL
+  fit, R^2).
+
+A stitch replaces the whole latent, so its counterfactual is the source's whole state: every
+causal variable both tasks share (count *and* phase) takes the source's values
+(``--full_state``, default on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from simbench_plugins import _causal
+from simbench_plugins.clmas import party_for
+
+from simbench import hookimpl
+from simbench.measure import Measure, Param
+from simbench.score import Score
+
+FULL_STATE = Param("full_state", True, "the counterfactual sets every causal variable both "
+                   "tasks share to the source's values (a stitch replaces the whole latent); "
+                   "off: only --variable, keeping the target's others")
+
+
+class ModelStitch(Measure):
+    name = "model_stitch"
+    family = "causal"
+    access = ("accessible", "accessible")
+    symmetric = False
+    higher_is_better = True
+    range = (0.0, 1.0)
+    needs_task = True
+    citation = "Bansal, Nakkiran & Barak (2021), Revisiting Model Stitching; baseline in " \
+               "Grant (2025), arXiv:2501.06164"
+    description = ("IIA into system 2 after replacing its latent by a rank-k linear map of "
+                   "system 1's, trained on system 2's behaviour (1 -> 2)")
+    params = (
+        Param("rank", 2, "rank of the stitch (sweep with --rank 1,2,4,16)", low=1),
+        Param("bias", True, "add a bias to the stitch"),
+        Param("via_inverse", False, "train 2 -> 1 on system 1's behaviour and score the "
+              "pseudo-inverse 1 -> 2 (a stitch into system 2 without access to it)"),
+        FULL_STATE,
+        *_causal.ENGINE_PARAMS,
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
+              device: str, **params: Any) -> Score:
+        from simbench.interventions.engine import Engine
+        from simbench.interventions.maps import StitchMap
+
+        rank = params["rank"]
+        parties = _causal.build_parties(systems, site=site, task=task,
+                                        variable=params["variable"], k=None, device=device)
+        cfg = _causal.engine_config(params, seed, device)
+        cfg.carry = carried(parties[0], parties[1]) if params["full_state"] else ()
+        trained = (1, 0) if params["via_inverse"] else (0, 1)
+        widths = [p.width for p in parties]
+        imap = StitchMap(widths, [trained], rank, bias=params["bias"], seed=seed)
+        directions = [(0, 1), (1, 0)] if params["via_inverse"] else [(0, 1)]
+        engine = Engine(parties, imap, directions, cfg, trained=[trained])
+        meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
+                "rank": rank, "variables": [p.variable for p in parties]}
+        if params["via_inverse"]:
+            log = None
+            if params.get("load"):
+                _causal.load_alignment(engine, params["load"], meta)
+            else:
+                log = engine.train(progress=params.get("progress", True),
+                                   label=f"{self.name} 2->1 rank={rank}")
+                if params.get("save"):
+                    _causal.save_alignment(engine, params["save"], meta)
+            from simbench.interventions.latent import InverseStitch
+
+            engine.imap = InverseStitch(imap, 1, 0).to(cfg.device)
+            results = engine.evaluate("test")
+        else:
+            log, results = _causal.run_engine(engine, params, meta, f"{self.name} rank={rank}")
+        value, ci, n = _causal.pooled(results, [(0, 1)])
+        names = [p.system_id for p in parties]
+        attrs = {"rank": rank, "bias": params["bias"], "via_inverse": params["via_inverse"],
+                 "carried": list(cfg.carry), "variables": meta["variables"],
+                 "token_iia": results[(0, 1)]["token"], "train": _causal.train_summary(log)}
+        if params["via_inverse"]:
+            attrs["trained_iia_2_to_1"] = results[(1, 0)]["trial"]
+        return Score(self.name, value, tuple(names), site, ci, n,
+                     _causal.iia_matrices(results, names), attrs)
+
+
+class LatentStitch(Measure):
+    name = "latent_stitch"
+    family = "causal"
+    access = ("accessible", "recording")
+    symmetric = False
+    higher_is_better = True
+    range = (-1.0, 1.0)
+    needs_task = True
+    citation = "baseline in Grant (2025), Model Alignment Search, arXiv:2501.06164"
+    description = ("one orthogonal map from system 1's latents to system 2's, trained only on "
+                   "counterfactual latents; IIA into system 2 when it is a network, else the "
+                   "held-out CL fit (R^2)")
+    params = (
+        FULL_STATE,
+        Param("record_n", 3000, "stimuli recorded from system 2 when it is a network "
+              "(split 70/15/15)", low=30),
+        *_causal.ENGINE_PARAMS,
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
+              device: str, **params: Any) -> Score:
+        import xarray as xr
+
+        from simbench.interventions.latent import CLEngine
+        from simbench.interventions.maps import OrthogonalStitchMap
+
+        (party_a,) = _causal.build_parties([systems[0]], site=site, task=task,
+                                           variable=params["variable"].split(":")[0], k=None,
+                                           device=device)
+        b_task = _causal.system_task(systems[1], task)
+        spec = params["variable"].split(":")
+        b_var = spec[1] if len(spec) == 2 else party_a.variable
+        cfg = _causal.engine_config(params, seed, device)
+        party_b, runner_b = party_for(systems[1], site=site, task=b_task, variable=b_var,
+                                      seed=seed, device=device, values=cfg.values,
+                                      record_n=params["record_n"])
+        parties = [party_a, party_b]
+        cfg.carry = carried(party_a, party_b) if params["full_state"] else ()
+        imap = OrthogonalStitchMap([p.width for p in parties], [(0, 1)], seed=seed)
+        engine = CLEngine(parties, imap, [(0, 1)], cfg, eps=0.0, behaviour=[],
+                          latent=[(0, 1)])
+        meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
+                "variables": [p.variable for p in parties]}
+        log = None
+        if params.get("load"):
+            _causal.load_alignment(engine, params["load"], meta)
+        else:
+            log = engine.train(progress=params.get("progress", True), label=self.name)
+            if params.get("save"):
+                _causal.save_alignment(engine, params["save"], meta)
+        fit = engine.cl_fit("test")[(0, 1)]
+        names = [p.system_id for p in parties]
+        metrics = ["cosine", "r2", "r2_unpatched"]
+        breakdown = {"cl_fit": xr.DataArray([fit[m] for m in metrics], dims=("metric",),
+                                            coords={"metric": metrics})}
+        attrs: dict[str, Any] = {"carried": list(cfg.carry), "variables": meta["variables"],
+                                 "cl_fit": fit, "train": _causal.train_summary(log)}
+        if runner_b is not None:
+            engine.attach_runner(1, runner_b)
+            results = engine.evaluate("test")
+            value, ci, n = _causal.pooled(results, [(0, 1)])
+            breakdown.update(_causal.iia_matrices(results, names))
+            attrs["value_kind"] = "iia"
+            attrs["token_iia"] = results[(0, 1)]["token"]
+        else:
+            value, ci, n = fit["r2"], None, int(fit["n"])
+            attrs["value_kind"] = "cl_r2"
+        return Score(self.name, value, tuple(names), site, ci, n, breakdown, attrs)
+
+
+def carried(source: Any, target: Any) -> tuple[str, ...]:
+    """Variables besides the aligned one that both tasks have (a full-state counterfactual)."""
+    return tuple(v for v in target.task.variables
+                 if v != target.variable and v in source.task.variables)
+
+
+@hookimpl
+def simbench_measures() -> list[Measure]:
+    return [ModelStitch(), LatentStitch()]
