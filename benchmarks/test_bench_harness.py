@@ -17,12 +17,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec  # noqa: E402
+from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
 
-from simbench.bench.jobs import prepare  # noqa: E402
-from simbench.bench.runner import run_spec  # noqa: E402
-from simbench.bench.spec import load_spec  # noqa: E402
-from simbench.bench.store import Store  # noqa: E402
+from simbench.bench.jobs import prepare
+from simbench.bench.runner import run_spec
+from simbench.bench.spec import load_spec
+from simbench.bench.store import Store
 
 BUDGET_S = 0.050
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from simbench.bench.locate import dotted
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
 from simbench.errors import SimbenchError, SpecError
 
@@ -233,7 +234,7 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
             path: tuple[Any, ...] = ("pairs", job.group)
             if "site" in problem and mspec.sites:
                 path = ("measures", job.label, "sites")
-            raise SpecError(problem, file=_where(spec, path), field=".".join(map(str, path)))
+            raise SpecError(problem, file=_where(spec, path), field=dotted(path))
     if not keep and spec.lenient:
         raise SpecError("nothing left to run: " + "; ".join(spec.notes[-5:]), file=spec.path,
                         fix="install the zoo and the measures the spec names, or edit the spec")

@@ -146,8 +146,7 @@ class Spec:
         where = str(self.path) if self.path is not None else "<spec>"
         if line is not None:
             where = f"{where}:{line}"
-        return SpecError(f"line {line}: {message}" if line is not None else message,
-                         file=where, field=dotted(path) or None, fix=fix)
+        return SpecError(message, file=where, field=dotted(path) or None, fix=fix)
 
     # ---- selections ---------------------------------------------------------------------
     def select(self, selector: Any, path: Sequence[PathPart], _depth: int = 0) -> list[str]:
