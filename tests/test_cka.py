@@ -1,0 +1,240 @@
+"""CKA and cka_paper: invariances, forms, the debiased estimator, kernels, seeds, API and CLI.
+
+Reference values are computed here from the textbook formulas (numpy, written independently of
+the plugin), on real netCDF recordings where the measure is called through simbench.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import pdist, squareform
+from simbench_plugins._correlative import bootstrap_counts
+from simbench_plugins.cka import cka, distance_cka
+
+import simbench
+from simbench.errors import SimbenchError
+from simbench.recording import Recording, save_recording, site_dataset
+
+N_STIM, N_TIME = 40, 6
+
+
+def save(path: Path, system_id: str, activity: np.ndarray, site: str = "hidden") -> Path:
+    """Write [stimulus, time, unit] activity as a one-site recording."""
+    n_stim, n_time = activity.shape[:2]
+    ds = site_dataset(activity, stimulus_ids=[f"s{i:03d}" for i in range(n_stim)], site=site,
+                      system_id=system_id, task="counting",
+                      tokens=np.full((n_stim, n_time), "x"),
+                      valid=np.ones((n_stim, n_time), dtype=bool))
+    return save_recording(Recording(system_id, {site: ds}, task="counting"), path)
+
+
+def rotate(x: np.ndarray, seed: int = 1, scale: float = 2.5, shift: float = 4.0) -> np.ndarray:
+    """x rotated by a random orthogonal matrix, scaled isotropically and translated."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(x.shape[-1], x.shape[-1])))
+    return scale * x @ q + shift
+
+
+def textbook_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Kornblith et al. eq. (biased HSIC): tr(KHLH) / sqrt(tr(KHKH) tr(LHLH)), K = XX'."""
+    n = len(x)
+    H = np.eye(n) - np.ones((n, n)) / n
+    K, L = H @ x @ x.T @ H, H @ y @ y.T @ H
+    return float(np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L)))
+
+
+def textbook_hsic_u(K: np.ndarray, L: np.ndarray) -> float:
+    """The unbiased HSIC estimator of Song et al. (2012), eq. (5), literally."""
+    n = len(K)
+    Kt, Lt = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
+    one = np.ones(n)
+    return float((np.trace(Kt @ Lt) + (one @ Kt @ one) * (one @ Lt @ one) / ((n - 1) * (n - 2))
+                  - 2 / (n - 2) * (one @ Kt @ Lt @ one)) / (n * (n - 3)))
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N_STIM, N_TIME, 12))
+    y = np.concatenate([x[..., :4] @ rng.normal(size=(4, 9)), rng.normal(size=(N_STIM, N_TIME, 9))],
+                       axis=-1)
+    return {"x": x, "y": y, "stim": np.repeat(np.arange(N_STIM), N_TIME)}
+
+
+# ---- correctness ------------------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["feature", "gram"])
+@pytest.mark.parametrize("debiased", [False, True])
+def test_one_for_rotated_scaled_translated_copy(data, form, debiased):
+    x = data["x"].reshape(-1, 12)
+    assert cka(x, rotate(x), form=form, debiased=debiased).value == pytest.approx(1, abs=1e-10)
+    assert cka(x, data["y"].reshape(-1, 18), form=form).value < 0.9
+
+
+def test_one_end_to_end_on_recordings(tmp_path, data):
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", rotate(data["x"]))
+    s = simbench.score("cka", a, b, site="hidden")
+    assert s.value == pytest.approx(1, abs=1e-10)
+    assert s.n_samples == N_STIM * N_TIME and s.systems == ("a", "b")
+
+
+def test_linear_matches_textbook(data):
+    x, y = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18)
+    assert cka(x, y).value == pytest.approx(textbook_linear_cka(x, y), abs=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "cosine"])
+@pytest.mark.parametrize("debiased", [False, True])
+def test_feature_and_gram_forms_agree(data, kernel, debiased):
+    x, y = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18)
+    kw = {"kernel": kernel, "debiased": debiased, "stimulus": data["stim"], "n_boot": 20,
+          "seed": 5}
+    f, g = cka(x, y, form="feature", **kw), cka(x, y, form="gram", **kw)
+    assert (f.form, g.form) == ("feature", "gram")
+    assert abs(f.value - g.value) < 1e-6
+    np.testing.assert_allclose(f.replicates, g.replicates, atol=1e-6)  # bootstrap too
+
+
+def test_auto_form_picks_the_cheaper_one():
+    rng = np.random.default_rng(1)
+    assert cka(rng.normal(size=(500, 10)), rng.normal(size=(500, 10))).form == "feature"
+    assert cka(rng.normal(size=(20, 300)), rng.normal(size=(20, 300))).form == "gram"
+
+
+def test_debiased_matches_song_unbiased_hsic_by_hand():
+    # n = 6 samples, hand-sized: CKA_u = HSIC_u(K, L) / sqrt(HSIC_u(K, K) HSIC_u(L, L)).
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 1.0], [0.0, 0.0], [2.0, 3.0]])
+    y = np.array([[2.0], [1.0], [0.0], [4.0], [1.0], [3.0]])
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    K, L = xc @ xc.T, yc @ yc.T
+    want = textbook_hsic_u(K, L) / np.sqrt(textbook_hsic_u(K, K) * textbook_hsic_u(L, L))
+    for form in ("feature", "gram"):
+        assert cka(x, y, debiased=True, form=form).value == pytest.approx(want, abs=1e-12)
+    assert cka(x, y, debiased=True).value != pytest.approx(cka(x, y).value, abs=1e-3)
+
+
+def test_debiased_removes_the_pull_towards_one_of_many_units():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(60, 500)), rng.normal(size=(60, 500))  # independent
+    assert cka(x, y).value > 0.8  # biased CKA: high for unrelated data when d >> n
+    assert abs(cka(x, y, debiased=True).value) < 0.1
+
+
+def test_kernels(data):
+    x, y = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18)
+    rng = np.random.default_rng(3)
+    for kernel in ("linear", "cosine", "rbf"):
+        assert cka(x, x, kernel=kernel).value == pytest.approx(1, abs=1e-10)
+        assert 0 <= cka(x, y, kernel=kernel).value <= 1
+        assert cka(x, rng.normal(size=x.shape), kernel=kernel).value < 0.3
+    # cosine = linear kernel of unit rows; rotation and scaling (not translation) leave it at 1
+    assert cka(x, rotate(x, shift=0.0), kernel="cosine").value == pytest.approx(1, abs=1e-10)
+    # RBF as Kornblith et al.'s gram_rbf (sigma = threshold * sqrt(median squared distance))
+    def gram_rbf(a, threshold):
+        sq = squareform(pdist(a, "sqeuclidean"))
+        return np.exp(-sq / (2 * threshold**2 * np.median(sq)))
+
+    H = np.eye(len(x)) - 1 / len(x)
+    for sigma in (0.5, 2.0):
+        K, L = H @ gram_rbf(x, sigma) @ H, H @ gram_rbf(y, sigma) @ H
+        want = np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L))
+        assert cka(x, y, kernel="rbf", rbf_sigma=sigma).value == pytest.approx(want, abs=1e-10)
+
+
+def test_float32_close_to_float64(data):
+    x, y = data["x"].reshape(-1, 12) + 10, data["y"].reshape(-1, 18)  # offset: centring matters
+    v64 = cka(x, y).value
+    assert cka(x, y, dtype="float32").value == pytest.approx(v64, abs=1e-5)
+    assert cka(x, y, dtype="float32", form="gram").value == pytest.approx(v64, abs=1e-5)
+
+
+def test_a_bootstrap_replicate_is_cka_of_resampled_stimuli(data):
+    x, y, stim = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18), data["stim"]
+    res = cka(x, y, stimulus=stim, n_boot=3, seed=9)
+    counts = bootstrap_counts(N_STIM, 3, 9)
+    for b in range(3):
+        rows = np.concatenate([np.flatnonzero(stim == s) for s in range(N_STIM)
+                               for _ in range(int(counts[b, s]))])
+        assert res.replicates[b] == pytest.approx(textbook_linear_cka(x[rows], y[rows]), abs=1e-10)
+
+
+def test_many_stimuli_bootstrap_random_groups(monkeypatch, data):
+    import simbench_plugins.cka as mod
+
+    monkeypatch.setattr(mod, "MAX_UNITS", 8)
+    monkeypatch.setattr(mod, "MIN_UNITS", 4)
+    x, y, stim = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18), data["stim"]
+    res = cka(x, y, stimulus=stim, n_boot=30)
+    assert res.attrs["bootstrap_units"] == f"8 random groups of {N_STIM} stimuli"
+    assert res.value == pytest.approx(textbook_linear_cka(x, y), abs=1e-12)
+    assert np.std(res.replicates) > 0
+
+
+def test_seeds_change_only_the_sampling(tmp_path, data):
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", data["y"])
+    s0, s0b, s1 = (simbench.score("cka", a, b, site="hidden", seed=s, n_boot=50)
+                   for s in (0, 0, 1))
+    assert (s0.value, s0.ci) == (s0b.value, s0b.ci)
+    assert s1.value == s0.value and s1.ci != s0.ci  # the estimate has no randomness
+    assert s0.ci[0] < s0.value < s0.ci[1]
+    # the Gram form with a row subsample: the value itself depends on the seed
+    g0, g1 = (simbench.score("cka", a, b, site="hidden", seed=s, kernel="rbf", max_samples=100,
+                             n_boot=0) for s in (0, 1))
+    assert g0.value != g1.value and g0.n_samples == 100
+
+
+def test_constant_activity_is_a_clear_error(tmp_path, data):
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", np.ones_like(data["x"]))
+    with pytest.raises(SimbenchError, match="does not vary"):
+        simbench.score("cka", a, b, site="hidden", n_boot=0)
+
+
+# ---- cka_paper ----------------------------------------------------------------------------------
+def test_cka_paper(data):
+    x, y = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18)
+    z = lambda a: (a - a.mean(0)) / a.std(0, ddof=1)  # noqa: E731
+    # our reading of the paper's code, written out: align the centred distance matrices
+    H = np.eye(len(x)) - 1 / len(x)
+    Dx, Dy = H @ squareform(pdist(z(x))) @ H, H @ squareform(pdist(z(y))) @ H
+    want = np.sum(Dx * Dy) / np.sqrt(np.sum(Dx * Dx) * np.sum(Dy * Dy))
+    assert distance_cka(x, y).value == pytest.approx(want, abs=1e-10)
+    assert 0 < want < 1 and want != pytest.approx(cka(x, y).value, abs=1e-3)
+    # squared distances: exactly linear CKA of the z-scored data
+    assert distance_cka(x, y, metric="sqeuclidean").value == pytest.approx(
+        textbook_linear_cka(z(x), z(y)), abs=1e-10)
+    # z-scoring makes it blind to per-unit scale, shift and order
+    perm = np.random.default_rng(0).permutation(12)
+    assert distance_cka(x, x[:, perm] * np.arange(1, 13) - 3).value == pytest.approx(1, abs=1e-10)
+
+
+# ---- API, CLI and start-up ------------------------------------------------------------------------
+def test_api_and_cli_json(tmp_path, capsys, data):
+    from simbench.cli import main
+
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", data["y"])
+    s = simbench.score("cka", a, b, site="hidden", n_boot=30)
+    x, y = data["x"].reshape(-1, 12), data["y"].reshape(-1, 18)
+    assert s.value == pytest.approx(textbook_linear_cka(x, y), abs=1e-12)
+    assert s.attrs["form"] == "feature" and s.attrs["bootstrap_units"] == f"{N_STIM} stimuli"
+    assert main(["score", "cka", str(a), str(b), "--site", "hidden", "--json", "--n_boot", "30"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["measure"] == "cka" and out["n_samples"] == N_STIM * N_TIME
+    assert out["value"] == pytest.approx(s.value, abs=1e-12)
+    assert out["ci"] == pytest.approx(list(s.ci), abs=1e-12)
+    assert main(["score", "cka_paper", str(a), str(b), "--site", "hidden", "--n_boot", "0"]) == 0
+    assert "cka_paper(a, b) at site 'hidden'" in capsys.readouterr().out
+
+
+def test_plugin_import_is_light():
+    code = ("import sys, simbench_plugins.cka, simbench_plugins.rsa; "
+            "print('torch' in sys.modules, 'rsatoolbox' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
