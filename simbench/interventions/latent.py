@@ -352,6 +352,9 @@ class CLEngine(Engine):
                          trained=[*self.behaviour, *self.latent_trained])
 
     def _prepare(self) -> None:
+        for party in self.parties:  # recorded latents arrive on the CPU
+            for split, lat in party.latents.items():
+                party.latents[split] = lat.to(self.cfg.device)
         super()._prepare()
         rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, 0xC0FF]))
         for split in SPLITS:

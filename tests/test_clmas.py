@@ -1,0 +1,338 @@
+"""CLMAS: recorded parties, counterfactual-latent matching, the CL loss, bad recordings, and the
+findings (on the shipped zoo and the simulated population; skipped while they are missing).
+
+Mechanics run on freshly built (untrained) GRUs with tiny step caps; the findings use small
+versions of the benchmark runs (benchmarks/test_bench_clmas.py has the full-size figures).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simbench.errors import ParameterError, RecordingError, SimbenchError
+from simbench.interventions.engine import Engine, EngineConfig, Party
+from simbench.interventions.latent import (
+    CLEngine,
+    StateIndex,
+    cl_fit,
+    cl_loss,
+    counterfactual_states,
+    party_from_arrays,
+    recorded_party,
+)
+from simbench.interventions.maps import SubspaceMap
+from simbench.interventions.runners import make_runner
+from simbench.recording import Recording, site_dataset
+from simbench.systems import RecordedSystem
+from simbench.systems.torch import TorchSystem
+from simbench.tasks import VOCAB, Arithmetic, MultiObject
+from simbench.zoo.models import ModelConfig, build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+POPULATION = ROOT / "recordings" / "population_gru_multi.nc"
+TINY = dict(n_train=128, n_val=32, n_test=32, max_steps=2, eval_every=2, pool_size=96,
+            progress=False)
+
+
+def _make_population_module():
+    spec = importlib.util.spec_from_file_location("make_population",
+                                                  ROOT / "recordings" / "make_population.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def gru(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(arch="gru")).eval()
+
+
+def net(seed: int) -> TorchSystem:
+    return TorchSystem(gru(seed), "multi_object", system_id=f"gru{seed}")
+
+
+def recording_of(model: torch.nn.Module, n: int = 120, seed: int = 0, **changes) -> Recording:
+    """A schema recording of ``model``'s hidden state; ``changes`` edit coords before saving."""
+    task = MultiObject()
+    stim = task.sample(n, seed, counts="all")
+    with torch.no_grad():
+        _, rec = model.run(torch.as_tensor(stim.tokens), record=("hidden",))
+    tokens = np.asarray(VOCAB)[stim.tokens]
+    variables = dict(stim.variables)
+    for key, fn in changes.items():
+        if key == "tokens":
+            tokens = fn(tokens)
+        else:
+            variables = fn(variables)
+    ds = site_dataset(rec["hidden"].numpy(), stimulus_ids=stim.ids, site="hidden",
+                      system_id="rec", task="multi_object", tokens=tokens,
+                      valid=stim.tokens != 0, variables=variables)
+    return Recording("rec", {"hidden": ds}, task="multi_object")
+
+
+@pytest.fixture(scope="module")
+def population_module():
+    return _make_population_module()
+
+
+# ---- the loss and the matching ------------------------------------------------------------------
+def test_cl_loss_is_half_cosine_distance_plus_mse():
+    g = torch.Generator().manual_seed(0)
+    h, c = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    cos = torch.nn.functional.cosine_similarity(h, c, dim=-1)
+    want = (0.5 * ((1 - cos) + ((h - c) ** 2).mean(-1))).mean()
+    torch.testing.assert_close(cl_loss(h, c), want)
+    assert float(cl_loss(c, c)) == pytest.approx(0.0, abs=1e-6)
+    fit = cl_fit(c, c)
+    assert fit["r2"] == pytest.approx(1.0) and fit["cosine"] == pytest.approx(1.0)
+
+
+def test_matched_latents_have_the_counterfactual_state():
+    """Every matched recorded state has exactly the causal variables of the counterfactual:
+    the target's values at the patched step with count set to the source's."""
+    a, b = net(0), RecordedSystem(recording_of(gru(1), n=200))
+    eng = clmas_engine(a, b, eps=0.5)
+    for (s, t), m in eng.matches["train"].items():
+        iv = eng.data["train"][(s, t)].iv
+        want = counterfactual_states(eng.parties[s].pools["train"], eng.parties[t].pools["train"],
+                                     iv.src_idx, iv.spos, iv.tgt_idx, iv.tpos)
+        var = eng.parties[t].pools["train"].stimuli.variables
+        for name in ("count", "phase"):
+            np.testing.assert_array_equal(var[name][m.idx.numpy(), m.pos.numpy()], want[name])
+        # count really comes from the source, phase from the target
+        np.testing.assert_array_equal(want["count"],
+                                      eng.parties[s].pools["train"].values[iv.src_idx, iv.spos])
+
+
+def test_missing_states_are_counted():
+    pool = party_from_arrays("r", MultiObject(), "count",
+                             *_arrays(gru(0), n=60, counts=[1, 2, 3]), seed=0).pools["train"]
+    idx = StateIndex(pool, "train")
+    states = {"count": np.array([2, 9, 9, 12]), "phase": np.array([0, 0, 0, 1])}
+    with pytest.raises(RecordingError) as err:
+        idx.match(states, np.random.default_rng(0))
+    msg = str(err.value)
+    assert "3 of 4 counterfactuals" in msg and "count=9, phase=0 (2 counterfactuals)" in msg
+    assert "2 missing states" in msg and "stimuli" in msg
+
+
+def _arrays(model, n, counts="all", seed=0):
+    stim = MultiObject().sample(n, seed, counts=counts)
+    with torch.no_grad():
+        _, rec = model.run(torch.as_tensor(stim.tokens), record=("hidden",))
+    return stim.tokens, rec["hidden"].numpy(), stim.variables
+
+
+def clmas_engine(a, b, *, eps, **cfg_changes) -> CLEngine:
+    task = MultiObject()
+    pa = Party(a.system_id, task, "count", 128, make_runner(a.model, "hidden"))
+    pb = recorded_party(b, site="hidden", task=task, variable="count", seed=0)
+    cfg = EngineConfig(**{**dict(n_train=256, n_val=64, n_test=64, pool_size=128, max_steps=4,
+                                 eval_every=2, seed=0), **cfg_changes})
+    return CLEngine([pa, pb], SubspaceMap([128, pb.width], 8, seed=0),
+                    [(0, 0), (1, 0), (0, 1), (1, 1)], cfg, eps=eps,
+                    behaviour=[(0, 0), (1, 0)], latent=[(0, 1), (1, 1)])
+
+
+def test_eps_zero_is_mas_with_the_recording_as_source():
+    a, b = net(0), RecordedSystem(recording_of(gru(1)))
+    eng = clmas_engine(a, b, eps=0.0)
+    assert eng.trained == [(0, 0), (1, 0)]  # nothing into the recording is trained
+    batches = {d: torch.arange(16) for d in eng.trained}
+    torch.testing.assert_close(eng.step_loss(batches), Engine.step_loss(eng, batches))
+    eng5 = clmas_engine(a, b, eps=0.5)
+    both = {d: torch.arange(16) for d in eng5.trained}
+    l_mas = Engine.step_loss(eng5, {d: r for d, r in both.items() if d[1] == 0})
+    l_cl = torch.stack([cl_loss(*eng5.intervened_latents("train", d, r)[:2])
+                        for d, r in both.items() if d[1] == 1]).mean()
+    torch.testing.assert_close(eng5.step_loss(both), 0.5 * l_mas + 0.5 * l_cl)
+
+
+def test_clmas_scores_a_recording_without_running_it():
+    import simbench
+
+    a, b = net(0), RecordedSystem(recording_of(gru(1), n=120))
+    s = simbench.score("clmas", a, b, site="hidden", task="multi_object", eps=0.5, k=4,
+                       device="cpu", **TINY)
+    assert 0.0 <= s.value <= 1.0 and s.attrs["mode"] == "recording"
+    assert set(s.attrs["cl_fit"]) == {"gru0->rec", "rec->rec"}
+    assert s.breakdown["cl_fit"].dims == ("direction", "metric")
+    assert np.isnan(s.breakdown["iia_trial"].sel(source="gru0", target="rec"))
+    assert s.attrs["lambda"] == pytest.approx(1.0)
+
+
+def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
+    """--inaccessible: the network is recorded once, trained against as a recording, and run
+    only after training to measure its true IIA (into it: A->B and B->B)."""
+    import simbench
+    from simbench.interventions import latent
+
+    a, b = net(0), net(1)
+    calls = {"n": 0, "during": None}
+    real_run = b.model.run
+
+    def counting_run(*args, **kw):
+        calls["n"] += 1
+        return real_run(*args, **kw)
+
+    monkeypatch.setattr(b.model, "run", counting_run)
+    real_train = latent.CLEngine.train
+
+    def watched_train(self, **kw):
+        before = calls["n"]
+        out = real_train(self, **kw)
+        calls["during"] = calls["n"] - before
+        return out
+
+    monkeypatch.setattr(latent.CLEngine, "train", watched_train)
+    s = simbench.score("clmas", a, b, site="hidden", task="multi_object", eps=0.5, k=4,
+                       device="cpu", record_n=120, **TINY)
+    assert calls["during"] == 0 and calls["n"] > 1
+    assert set(s.attrs["true_iia_into_b"]) == {"gru0->gru1", "gru1->gru1"}
+    assert not np.isnan(s.breakdown["iia_trial"].sel(source="gru0", target="gru1"))
+
+
+def test_second_system_is_required_and_must_agree():
+    from simbench_plugins.clmas import second_system
+
+    with pytest.raises(ParameterError, match="needs a second system"):
+        second_system([net(0)], "", "multi_object")
+    with pytest.raises(ParameterError, match="names another system"):
+        second_system([net(0), net(1)], "gru_multi_s9", "multi_object")
+
+
+# ---- bad input -------------------------------------------------------------------------------
+def test_eps_outside_unit_interval():
+    from simbench.registry import get_registry
+
+    m = get_registry().measure("clmas")
+    for bad in ("1", "1.0", "-0.1", "2"):
+        with pytest.raises(ParameterError, match=r"eps.*outside \[0.0, 1.0\)"):
+            m.resolve_params({"eps": bad})
+    a, b = net(0), RecordedSystem(recording_of(gru(1)))
+    with pytest.raises(ParameterError, match="outside"):
+        clmas_engine(a, b, eps=1.0)
+
+
+def test_recording_missing_variable_coordinates_names_them():
+    rec = recording_of(gru(1))
+    rec.sites["hidden"] = rec.sites["hidden"].drop_vars(["phase"])
+    with pytest.raises(RecordingError, match="'phase'") as err:
+        recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(), variable="count",
+                       seed=0)
+    assert "causal variables: count, phase" in str(err.value)
+
+
+def test_values_the_task_cannot_produce():
+    def bump(v):
+        c = v["count"].copy()
+        c[c == 20] = 25
+        return {**v, "count": c}
+
+    rec = recording_of(gru(1), n=200, count=bump)
+    with pytest.raises(RecordingError, match=r"count = 25 \(\d+ steps\).*0\.\.20"):
+        recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                       variable="count", seed=0)
+
+
+def test_values_that_disagree_with_the_causal_model():
+    def off(v):
+        return {**v, "count": np.where(v["count"] > 3, v["count"] - 1, v["count"])}
+
+    rec = recording_of(gru(1), count=off)
+    with pytest.raises(RecordingError, match="disagrees with task 'multi_object'"):
+        recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                       variable="count", seed=0)
+
+
+def test_stimuli_from_another_task():
+    rec = recording_of(gru(1), tokens=lambda t: np.where(t == "D1", "+", t))
+    with pytest.raises(RecordingError, match=r"tokens task 'multi_object' never produces: '\+'"):
+        recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                       variable="count", seed=0)
+    with pytest.raises(SimbenchError):  # an arithmetic recording read as arithmetic: no count
+        recorded_party(RecordedSystem(rec), site="hidden", task=Arithmetic(),
+                       variable="cumu_val", seed=0)
+
+
+def test_too_few_stimuli_says_how_many():
+    rec = recording_of(gru(1), n=20)
+    with pytest.raises(RecordingError, match=r"has 20 stimuli.*at least 30"):
+        recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                       variable="count", seed=0)
+
+
+def test_too_few_states_for_matching_says_what_is_missing():
+    """A recording that starts after BOS lacks the state (count 0, phase 0) that counterfactuals
+    setting count to 0 in the demo phase need: the error counts them."""
+    rec = recording_of(gru(1), n=120)
+    ds = rec.sites["hidden"]
+    valid = ds["valid"].values.copy()
+    valid[:, 0] = False
+    rec.sites["hidden"] = ds.assign_coords(valid=(ds["valid"].dims, valid))
+    with pytest.raises(RecordingError, match=r"counterfactuals need a recorded state") as err:
+        clmas_engine(net(0), RecordedSystem(rec), eps=0.5)
+    assert "count=0, phase=0" in str(err.value) and "usable steps" in str(err.value)
+
+
+# ---- the simulated population ------------------------------------------------------------------
+def test_shipped_population_follows_the_schema():
+    if not POPULATION.exists():
+        pytest.skip("population not generated yet (recordings/make_population.py)")
+    from simbench.recording import load_recording
+
+    assert POPULATION.stat().st_size < 2e6
+    rec = load_recording(POPULATION)
+    ds = rec.site("hidden")
+    assert {"count", "phase", "token", "valid"} <= set(ds.coords)
+    assert ds["activity"].dtype == np.int16 and ds.sizes["unit"] == 200
+    assert rec.task == "multi_object" and rec.attrs["source_model"]
+    party = recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                           variable="count", seed=0)
+    assert sum(len(p) for p in party.pools.values()) == ds.sizes["stimulus"]
+
+
+def test_shuffled_control_keeps_labels_and_marginals(population_module):
+    rec = recording_of(gru(1), n=60)
+    shuf = population_module.shuffled(rec, seed=1)
+    a, b = rec.sites["hidden"], shuf.sites["hidden"]
+    valid = a["valid"].values
+    assert (a["count"].values == b["count"].values).all()
+    x, y = a["activity"].values[valid], b["activity"].values[valid]
+    np.testing.assert_allclose(np.sort(x.ravel()), np.sort(y.ravel()))
+    assert not np.allclose(x, y)
+
+
+def _zoo(*ids):
+    from simbench.zoo import read_manifest
+
+    have = read_manifest()["models"]
+    missing = [i for i in ids if i not in have]
+    if missing:
+        pytest.skip(f"zoo models {missing} not built yet")
+
+
+@pytest.mark.slow
+def test_population_fit_beats_the_shuffled_control(population_module):
+    """CLMAS against the simulated population fits counterfactual latents clearly better than
+    against the same activity with its state labels permuted."""
+    if not POPULATION.exists():
+        pytest.skip("population not generated yet")
+    _zoo("gru_multi_s1")
+    import simbench
+    from simbench.recording import load_recording
+
+    rec = load_recording(POPULATION)
+    cfg = dict(n_train=1000, n_val=200, n_test=300, max_steps=60, eval_every=20,
+               pool_size=300, progress=False, eps=0.89, k=8, device="cpu")
+    real = simbench.score("clmas", "gru_multi_s1", rec, site="hidden", **cfg)
+    ctrl = simbench.score("clmas", "gru_multi_s1", population_module.shuffled(rec, seed=0),
+                          site="hidden", **cfg)
+    r_real = real.attrs["cl_fit"]["gru_multi_s1->population_gru_multi"]["r2"]
+    r_ctrl = ctrl.attrs["cl_fit"]["gru_multi_s1->population_gru_multi_shuffled"]["r2"]
+    assert r_real > r_ctrl + 0.1, (r_real, r_ctrl)
