@@ -39,12 +39,20 @@ class BenchLinear(Measure):
         Param("sleep", 0.0, "seconds to sleep first (for kill tests)", low=0.0),
         Param("fail", False, "raise instead of scoring"),
         Param("fail_on", "", "raise when this system id is scored"),
+        Param("swallow", False, "catch Ctrl-C during the sleep and return -1 (as a training "
+              "loop that keeps its best state would)"),
     )
 
     def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
-              device: str, n_boot: int, sleep: float, fail: bool, fail_on: str) -> Score:
+              device: str, n_boot: int, sleep: float, fail: bool, fail_on: str,
+              swallow: bool) -> Score:
         if sleep:
-            time.sleep(sleep)
+            try:
+                time.sleep(sleep)
+            except KeyboardInterrupt:
+                if not swallow:
+                    raise
+                return Score(self.name, -1.0, tuple(s.system_id for s in systems), site=site)
         ids = [s.system_id for s in systems]
         if fail or (fail_on and fail_on in ids):
             raise RuntimeError(f"asked to fail on {ids}")

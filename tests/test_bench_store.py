@@ -128,6 +128,27 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(recs: Path) -> None:
         assert store.integrity() == "ok" and store.count() == kept
 
 
+def test_ctrl_c_swallowed_by_a_measure_is_not_stored_as_done(recs: Path) -> None:
+    spec_path = write_spec(recs, spec_text(
+        measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.3\nswallow = true'))
+    store_path = recs / "s.sqlite"
+    proc = subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
+                                 "--no-progress"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if store_path.exists() and len(_done_rows(store_path)) >= 1:
+            break
+        time.sleep(0.02)
+    time.sleep(0.1)  # inside the next job's sleep
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    with Store(store_path) as store:
+        assert store.count() >= 1
+        assert all(r["value"] != -1.0 for r in store.rows()), "a cut-short result was stored"
+
+
 def test_concurrent_readers_while_writing(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.03\nn_boot = 2'))

@@ -9,7 +9,9 @@ two writes: everything finished so far is in the store and a rerun resumes.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -59,6 +61,29 @@ class RunSummary:
         return "\n".join(lines)
 
 
+class _InterruptFlag:
+    """Notes every SIGINT during a run (then behaves as the default: KeyboardInterrupt).
+
+    A measure may catch KeyboardInterrupt itself and return early; the flag lets the runner
+    refuse to store such a cut-short result as done.
+    """
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def run_spec(
     spec: Spec,
     store: Store,
@@ -101,8 +126,14 @@ def run_spec(
             extra = f" (+{in_flight - 1} queued)" if in_flight > 1 else ""
             bar.set_postfix_str(f"now: {job.describe()}{extra}", refresh=True)
 
+    stop = _InterruptFlag()
     try:
         for job, outcome in executor.run(todo, device, on_start):
+            if stop.raised:
+                # Ctrl-C came while this job ran and something inside it (e.g. a training loop
+                # that keeps its best state) swallowed it: the result is not a finished one.
+                summary.interrupted = True
+                break
             store.write(job, outcome, spec=spec.name)
             summary.ran += 1
             if outcome["status"] == "done":
@@ -113,6 +144,7 @@ def run_spec(
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        stop.restore()
         bar.close()
         if own:
             executor.close()
