@@ -42,7 +42,8 @@ def test_expansion_counts_categories_and_sweeps(recs: Path) -> None:
     assert {j.categories for j in jobs} == {("seeds",), ("gru_vs_tf",), ("cross_task",)}
     assert len({j.key for j in jobs}) == len(jobs)
     first = jobs[0]
-    assert first.params == {"n_boot": 5, "sleep": 0.0, "fail": False, "fail_on": ""}
+    assert first.params == {"n_boot": 5, "sleep": 0.0, "fail": False, "fail_on": "",
+                            "swallow": False}
     assert first.sources[0] == str(recs / "gru1.nc")
 
 
