@@ -17,8 +17,9 @@ from simbench.measure import Param
 
 # Parameters every engine-based measure takes (each measure adds its own).
 ENGINE_PARAMS: tuple[Param, ...] = (
-    Param("variable", "", "causal variable to align; 'a:b' maps system 1's a onto system 2's b "
-          "(default: the task's first variable, e.g. count)", kind=str),
+    Param("variable", "", "causal variable(s) to align: 'count'; 'count+phase' jointly; "
+          "'a:b' maps system 1's a onto system 2's b (default: all of the task's variables "
+          "jointly, as the counterfactual of METHOD.md sets them all)", kind=str),
     Param("values", "", "restrict intervened values to 'lo:hi' (e.g. 1:10)", kind=str),
     Param("stepwise", False, "intervene at every position up to a sampled step (needed for "
           "transformers, which recompute from context)"),
@@ -37,10 +38,22 @@ ENGINE_PARAMS: tuple[Param, ...] = (
 )
 
 
-def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> list[str]:
-    """One variable per system from '' (task default), 'v' (shared) or 'a:b[:c...]'."""
+def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> list[Any]:
+    """The variables each system aligns: a name, or a tuple intervened on jointly.
+
+    ``''`` means every causal variable of the task, jointly (METHOD.md: a counterfactual sets
+    the target's variables to the source's values); ``'count'`` one shared variable;
+    ``'count+phase'`` several jointly; ``'count:rem_ops'`` one per system.
+    """
     if not spec:
-        chosen = [tasks[0].variables[0]] * len(tasks)
+        chosen: list[Any] = [tuple(t.variables) for t in tasks]
+        if len({len(c) for c in chosen}) > 1 or len({c for c in chosen}) > 1:
+            kinds = sorted({t.name for t in tasks})
+            raise TaskError(
+                f"systems are trained on different tasks ({', '.join(kinds)}) with different "
+                "causal variables", field="variable",
+                fix="map the variables per system, e.g. --variable " + ":".join(
+                    t.variables[0] for t in tasks))
     elif ":" in spec:
         chosen = spec.split(":")
         if len(chosen) != len(tasks):
@@ -49,16 +62,19 @@ def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> li
                                  fix="give one variable per system, e.g. count:rem_ops")
     else:
         chosen = [spec] * len(tasks)
+    chosen = [tuple(c.split("+")) if isinstance(c, str) and "+" in c else c for c in chosen]
     for var, task, name in zip(chosen, tasks, names):
-        if var not in task.variables:
+        for v in (var,) if isinstance(var, str) else var:
+            if v in task.variables:
+                continue
             others = {t.name for t in tasks}
             if len(others) > 1 and ":" not in spec:
                 raise TaskError(
                     f"systems are trained on different tasks ({', '.join(sorted(others))}) and "
-                    f"'{name}' ({task.name}) has no variable '{var}'", field="variable",
+                    f"'{name}' ({task.name}) has no variable '{v}'", field="variable",
                     fix="map the variables per system, e.g. --variable " + ":".join(
                         t.variables[0] for t in tasks))
-            raise TaskError(f"task '{task.name}' of '{name}' has no causal variable '{var}'",
+            raise TaskError(f"task '{task.name}' of '{name}' has no causal variable '{v}'",
                             field="variable",
                             fix=f"variables of {task.name}: {', '.join(task.variables)}")
     return chosen

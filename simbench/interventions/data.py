@@ -16,6 +16,7 @@ follow them, so they would measure the task's range, not the alignment.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,16 +26,28 @@ from simbench.tasks.base import Stimuli, Task
 
 @dataclasses.dataclass
 class Pool:
-    """A system's stimuli, its variable's values, and where interventions may go."""
+    """A system's stimuli, its aligned variables' values, and where interventions may go.
+
+    ``variable``/``values`` are the primary (first) variable; ``variables``/``joint`` hold every
+    variable intervened on together (e.g. ``count`` and ``phase``: a target then takes both of
+    the source's values, as METHOD.md's counterfactual does by default).
+    """
 
     task: Task
     variable: str
     stimuli: Stimuli
-    values: np.ndarray  # [n, T] the variable after each token (-1 undefined)
+    values: np.ndarray  # [n, T] the primary variable after each token (-1 undefined)
     allowed: np.ndarray  # [n, T] intervenable positions
     value_range: tuple[int, int]
     max_determined: int  # most causally determined tokens any stimulus has
+    variables: tuple[str, ...] = ()
+    joint: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.variables:
+            self.variables = (self.variable,)
+        if not self.joint:
+            self.joint = {self.variable: self.values}
 
     @property
     def tokens(self) -> np.ndarray:
@@ -44,26 +57,35 @@ class Pool:
         return len(self.stimuli)
 
 
-def make_pool(task: Task, variable: str, n: int, seed: int, *,
+def make_pool(task: Task, variable: str | Sequence[str], n: int, seed: int, *,
               values: tuple[int, int] | None = None) -> Pool:
-    """``n`` stimuli with all counts (alignment data uses every count, held-out ones too)."""
-    if variable not in task.variables:
-        raise TaskError(f"task '{task.name}' has no causal variable '{variable}'",
-                        field="variable", fix=f"variables of {task.name}: "
-                        f"{', '.join(task.variables)}")
+    """``n`` stimuli with all counts (alignment data uses every count, held-out ones too).
+
+    ``variable`` is one name or several intervened on jointly; ``values`` restricts the primary
+    (first) variable's intervened values.
+    """
+    names = (variable,) if isinstance(variable, str) else tuple(variable)
+    missing = [v for v in names if v not in task.variables]
+    if missing or not names:
+        raise TaskError(f"task '{task.name}' has no causal variable "
+                        f"'{missing[0] if missing else ''}'", field="variable",
+                        fix=f"variables of {task.name}: {', '.join(task.variables)}")
     stim = task.sample(n, seed, counts="all")
-    vals = stim.variables[variable]
-    allowed = task.intervenable_positions(stim.tokens) & (vals >= 0)
+    joint = {v: stim.variables[v] for v in names}
+    vals = joint[names[0]]
+    allowed = task.intervenable_positions(stim.tokens)
+    for v in joint.values():
+        allowed &= v >= 0
     defined = vals[allowed]
     lo, hi = int(defined.min()), int(defined.max())
     if values is not None:
         allowed &= (vals >= values[0]) & (vals <= values[1])
         if not allowed.any():
-            raise TaskError(f"no position of task '{task.name}' has '{variable}' in "
+            raise TaskError(f"no position of task '{task.name}' has '{names[0]}' in "
                             f"{values[0]}..{values[1]}", field="values",
-                            fix=f"'{variable}' ranges over {lo}..{hi} in this task")
-    return Pool(task, variable, stim, vals, allowed, (lo, hi),
-                int(stim.response_mask.sum(1).max()))
+                            fix=f"'{names[0]}' ranges over {lo}..{hi} in this task")
+    return Pool(task, names[0], stim, vals, allowed, (lo, hi),
+                int(stim.response_mask.sum(1).max()), names, joint)
 
 
 @dataclasses.dataclass
@@ -117,6 +139,10 @@ def sample_interventions(
     values: a stitch replaces the whole latent, so its counterfactual is the source's whole
     state (e.g. ``count`` and ``phase``), not the target's state with one variable swapped.
     """
+    if len(source.variables) != len(target.variables):
+        raise TaskError(f"source aligns {list(source.variables)} but target aligns "
+                        f"{list(target.variables)}", field="variable",
+                        fix="give both systems the same number of variables")
     lo, hi = target.value_range
     src_ok_rows = np.flatnonzero(source.allowed.any(1))
     tgt_ok_rows = np.flatnonzero(target.allowed.any(1))
@@ -145,15 +171,13 @@ def sample_interventions(
         ok &= (value >= lo) & (value <= hi)
         if not ok.any():
             continue
-        t_idx, t_pos, s_idx, s_pos, value = (a[ok] for a in (t_idx, t_pos, s_idx, s_pos, value))
-        if carry:
-            setv = {target.variable: value, **{
-                c: source.stimuli.variables[c][s_idx, s_pos] for c in carry}}
-            cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
-                                                   variable=tuple(setv), source_value=setv)
-        else:
-            cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
-                                                   variable=target.variable, source_value=value)
+        t_idx, t_pos, s_idx, s_pos = (a[ok] for a in (t_idx, t_pos, s_idx, s_pos))
+        carried = {tv: source.joint[sv][s_idx, s_pos]
+                   for sv, tv in zip(source.variables, target.variables)}
+        for c in carry:
+            carried.setdefault(c, source.stimuli.variables[c][s_idx, s_pos])
+        cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
+                                               variable=tuple(carried), source_value=carried)
         keep = np.flatnonzero(cmask.sum(1) <= target.max_determined)[:need]
         out_t = np.concatenate([out_t, t_idx[keep]])
         out_tp = np.concatenate([out_tp, t_pos[keep]])

@@ -322,10 +322,10 @@ class Engine:
                 if step % cfg.eval_every == 0 or step == cfg.max_steps:
                     val = self.validation_score()
                     mean_val = float(np.mean(list(val.values()))) if val else 0.0
-                    log.history.append({"step": step, "loss": float(loss), "val": mean_val,
+                    log.history.append({"step": step, "loss": loss.item(), "val": mean_val,
                                         **{f"{s}->{t}": v for (s, t), v in val.items()}})
                     if bar is not None:
-                        bar.set_postfix(loss=f"{float(loss):.3f}", val_iia=f"{mean_val:.3f}",
+                        bar.set_postfix(loss=f"{loss.item():.3f}", val_iia=f"{mean_val:.3f}",
                                         **{f"{s}>{t}": f"{v:.2f}" for (s, t), v in val.items()})
                     if mean_val > best + cfg.min_delta or best < 0:
                         best, bad = mean_val, 0
