@@ -31,6 +31,8 @@ ENGINE_PARAMS: tuple[Param, ...] = (
     Param("max_steps", 2_000, "step cap", low=1),
     Param("eval_every", 25, "steps between validations", low=1),
     Param("patience", 8, "validations without gain before early stopping", low=1),
+    Param("stop_at", 0.99, "stop once every trained direction reaches this validation IIA",
+          low=0.0, high=1.0),
     Param("pool_size", 2_000, "stimuli per system in the training pool", low=16),
     Param("save", "", "write the trained alignment here (.safetensors + .json)", kind=str),
     Param("load", "", "load a trained alignment instead of training", kind=str),
@@ -100,6 +102,7 @@ def engine_config(params: dict[str, Any], seed: int, device: str) -> Any:
         lr=params["lr"], batch_size=params["batch_size"], n_train=params["n_train"],
         n_val=params["n_val"], n_test=params["n_test"], max_steps=params["max_steps"],
         eval_every=params["eval_every"], patience=params["patience"],
+        stop_at=params.get("stop_at", 1.0),
         stepwise=params["stepwise"], pool_size=params["pool_size"], seed=seed, device=device,
         values=parse_values(params["values"]))
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from simbench_plugins import _causal
+from simbench_plugins.mas import align_subspaces
+
 from simbench import hookimpl
 from simbench.measure import Measure, Param
 from simbench.score import Score
-from simbench_plugins import _causal
-from simbench_plugins.mas import align_subspaces
 
 
 class DAS(Measure):

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from simbench_plugins import _causal
+
 from simbench import hookimpl
 from simbench.measure import Measure, Param
 from simbench.score import Score
-from simbench_plugins import _causal
 
 
 class MAS(Measure):

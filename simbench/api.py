@@ -33,14 +33,16 @@ def score(
     resolved_params = m.resolve_params(params)
     # Check the task name when the user gave one or the measure needs one; a recording's own
     # task attr (e.g. Brain-Score data) need not be a registered task for a correlative measure.
-    check_task = task is not None or m.needs_task
-    if task is None:
-        task = next((s.task for s in resolved if s.task), None)
-    if m.needs_task and task is None:
-        raise SimbenchError(f"measure '{measure}' needs a task and none of the systems names one",
+    # The measure gets the user's task override only: systems trained on different tasks keep
+    # their own (each side's counterfactuals come from its own task's causal model).
+    if m.needs_task and task is None and not all(s.task for s in resolved):
+        raise SimbenchError(f"measure '{measure}' needs a task and a system names none",
                             field="task", fix="pass --task NAME (see `simbench tasks`)")
-    if task is not None and check_task:
+    if task is not None:
         reg.task(task)  # unknown task names fail here, with suggestions
+    elif m.needs_task:
+        for s in resolved:
+            reg.task(s.task)
     dev = device
     if m.family == "causal" or device != "auto":
         from simbench.devices import resolve_device
@@ -58,7 +60,7 @@ def score(
                           fix=f"report it to the authors of '{plugin.dist}'") from exc
     result.attrs.setdefault("params", resolved_params)
     result.attrs.setdefault("seed", seed)
-    result.attrs.setdefault("task", task)
+    result.attrs.setdefault("task", task or ",".join(sorted({str(s.task) for s in resolved})))
     result.attrs.setdefault("runtime_s", time.perf_counter() - start)
     result.attrs.setdefault("plugin", reg.plugin_of(measure).label)
     for key, value in provenance(dev).items():

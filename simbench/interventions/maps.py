@@ -45,7 +45,7 @@ class SubspaceMap(InterventionMap):
                                        for d in widths)
         self._fixed: list[Tensor | None] = [None] * len(widths)
 
-    def U(self, i: int) -> Tensor:  # noqa: N802 - the paper's name
+    def U(self, i: int) -> Tensor:
         fixed = self._fixed[i]
         return fixed if fixed is not None else self.subspaces[i].U
 

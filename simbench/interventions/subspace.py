@@ -33,7 +33,7 @@ class Subspace(nn.Module):
         parametrizations.orthogonal(self.proj, "weight", orthogonal_map=orthogonal_map)
 
     @property
-    def U(self) -> torch.Tensor:  # noqa: N802 - the paper's name
+    def U(self) -> torch.Tensor:
         return self.proj.weight
 
     def extra_repr(self) -> str:
