@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
     task = task_by_name(args.task)
     arch = resolve_arch(args.arch)
-    cfg = default_train_config(arch)
+    cfg = default_train_config(arch, task.name)
     if args.max_steps:
         cfg.max_steps = args.max_steps
     if args.target:

@@ -102,15 +102,21 @@ def build_one(task: str, arch: str, seed: int, *, directory: str | Path | None =
     ``retries`` times), so the shipped model is always usable.
     """
     from simbench.zoo.checkpoint import load_checkpoint, save_model
-    from simbench.zoo.train import evaluate
+    from simbench.zoo.train import TrainConfig, evaluate
     from simbench.zoo.train import train as _train
 
     out = zoo_dir(directory)
     zid = zoo_id(task, arch, seed)
+    # reproduce a shipped model with the settings its sidecar recorded
+    shipped = ZOO_DIR / f"{zid}.json"
+    recorded = json.loads(shipped.read_text()) if shipped.exists() else {}
+    cfg = recorded.get("train_config")
+    first = int(recorded.get("train_seed", seed))
     for attempt in range(retries + 1):
-        train_seed = seed + 1000 * attempt
-        model, meta = _train(task, arch, train_seed, device, progress=progress, threads=threads,
-                             log=log)
+        train_seed = first + 1000 * attempt
+        config = TrainConfig(**cfg) if cfg else None
+        model, meta = _train(task, arch, train_seed, device, config=config, progress=progress,
+                             threads=threads, log=log)
         meta["seed"] = seed
         meta["train_seed"] = train_seed
         path = out / f"{zid}.safetensors"
