@@ -70,13 +70,13 @@ def test_interchange_with_itself_changes_nothing():
 def test_recurrent_fast_path_equals_patched_forward(arch, site):
     models = [frozen(arch, 0), frozen(arch, 1)]
     eng = small_engine(models, site)
-    rows = torch.arange(32)
-    fast, cont = eng.patched_logits("val", 1, [(0, rows)])
-    d = eng.data["val"][(0, 1)]
-    h_t = eng.parties[1].latents["val"][d.tgt_idx[rows], d.tpos[rows]]
-    h_s = eng.parties[0].latents["val"][d.src_idx[rows], d.spos[rows]]
+    rows = torch.arange(200)  # enough rows for the length buckets
+    fast, cont = eng.patched_logits("train", 1, [(0, rows)])
+    d = eng.data["train"][(0, 1)]
+    h_t = eng.parties[1].latents["train"][d.tgt_idx[rows], d.tpos[rows]]
+    h_s = eng.parties[0].latents["train"][d.src_idx[rows], d.spos[rows]]
     h_new = eng.imap.apply(1, h_t, eng.imap.code(0, 1, h_s))
-    slow = GenericRunner(models[1], site, 128).single(cont, h_new, "val", d.tgt_idx[rows])
+    slow = GenericRunner(models[1], site, 128).single(cont, h_new, "train", d.tgt_idx[rows])
     m = cont.mask[..., None]
     assert m.sum() > 0
     torch.testing.assert_close(fast * m, slow * m, atol=1e-5, rtol=0)

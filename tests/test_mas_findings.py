@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import simbench
 from simbench.errors import AccessError, ParameterError, SiteError, TaskError
@@ -139,3 +140,29 @@ def test_site_that_cannot_be_patched():
 def test_variable_the_task_does_not_have():
     with pytest.raises(TaskError, match="cumu_val"):
         simbench.score("das", "gru_multi_s1", site="hidden", variable="cumu_val", progress=False)
+
+
+class CausalMixer(torch.nn.Module):
+    """A user's own language-model-like network: any width, sites named by module path."""
+
+    def __init__(self, width: int, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.emb = torch.nn.Embedding(34, width)
+        self.mix = torch.nn.Linear(width, width)
+        self.out = torch.nn.Linear(width, 34)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.mix(self.emb(tokens).cumsum(1))))
+
+
+def test_user_modules_of_different_widths_align_stepwise():
+    from simbench.systems.torch import TorchSystem
+
+    a = TorchSystem(CausalMixer(16, 0), "multi_object", sites={"hidden": "mix"}, system_id="a")
+    b = TorchSystem(CausalMixer(24, 1), "multi_object", sites={"hidden": "mix"}, system_id="b")
+    s = simbench.score("mas", a, b, site="hidden", k=4, stepwise=True, seed=0, n_train=64,
+                       n_val=16, n_test=16, pool_size=64, max_steps=3, eval_every=3,
+                       progress=False)
+    assert s.breakdown["iia_trial"].shape == (2, 2)
+    assert s.systems == ("a", "b")

@@ -90,10 +90,7 @@ def test_bad_site_path_lists_the_module_paths():
 
 
 def test_recording_1000_stimuli_is_fast():
-    import time
-
+    # timing lives in benchmarks/test_bench_zoo.py; here: 1,000 stimuli in one batched call
     system = TorchSystem.from_zoo("gru_multi_s2")
-    t0 = time.perf_counter()
     rec = system.record(n=1000, seed=0)
     assert rec.site("hidden")["activity"].shape[0] == 1000
-    assert time.perf_counter() - t0 < 10  # < 2 s on an idle 2-core machine; CI slack

@@ -120,13 +120,40 @@ class RecurrentRunner(Runner):
             self.states[key] = rec["hidden"]
         return self.latents[key]
 
+    #: rows per length bucket below which one padded call is cheaper than several
+    bucket_min_rows: int = 32
+    buckets: int = 4
+
     def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor) -> Tensor:
+        """Run each row only as far as its last determined token.
+
+        Rows are sorted by continuation length and run in a few buckets, each padded only to
+        its own longest row: continuations range from one token to the whole response, so one
+        padded call would spend most of its time on padding.
+        """
+        bsz, length = cont.targets.shape
+        needed = torch.where(cont.mask, torch.arange(1, length + 1, device=cont.mask.device),
+                             torch.zeros_like(cont.targets)).amax(1).clamp(min=1)
+        n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
+        if n_buckets == 1:
+            return self._continue(cont.inputs, h_new, key, tgt_idx, cont.tpos)
+        order = torch.argsort(needed)
+        parts = []
+        for rows in order.chunk(n_buckets):
+            steps = int(needed[rows].max())
+            logits = self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,
+                                    tgt_idx[rows], cont.tpos[rows])
+            parts.append(torch.nn.functional.pad(logits, (0, 0, 0, length - steps)))
+        return torch.cat(parts)[torch.argsort(order)]
+
+    def _continue(self, inputs: Tensor, h_new: Tensor, key: str, tgt_idx: Tensor,
+                  tpos: Tensor) -> Tensor:
         m = self.model
-        x = m.embed(cont.inputs)
+        x = m.embed(inputs)
         if self.site == "hidden":
             seq, _ = m.recur(x, m.site_to_state(h_new))
             return m.head(torch.cat([h_new[:, None], seq], 1))
-        prev = self.states[key][tgt_idx, cont.tpos - 1]
+        prev = self.states[key][tgt_idx, tpos - 1]
         seq, _ = m.recur(torch.cat([h_new[:, None].to(x.dtype), x], 1), m.site_to_state(prev))
         return m.head(seq)
 
