@@ -43,7 +43,10 @@ FULL = dict(n_train=10_000, n_val=1000, n_test=1000, max_steps=STEPS, eval_every
             patience=8, pool_size=2000, progress=False, device=DEVICE)
 if os.environ.get("SIMBENCH_BENCH_SMALL"):  # a smoke run of the whole file (minutes on a CPU)
     FULL.update(n_train=256, n_val=64, n_test=64, pool_size=128)
-REC = {"record_n": 300 if os.environ.get("SIMBENCH_BENCH_SMALL") else 3000}
+if os.environ.get("SIMBENCH_BENCH_MEDIUM"):  # what 2 shared CPU cores finish in ~20 minutes
+    FULL.update(n_train=2000, n_val=200, n_test=400, pool_size=500, patience=6, lr=3e-3)
+REC = {"record_n": 300 if os.environ.get("SIMBENCH_BENCH_SMALL") else
+       1000 if os.environ.get("SIMBENCH_BENCH_MEDIUM") else 3000}
 SAVE = os.environ.get("SIMBENCH_BENCH_SAVE", "")  # write the trained maps the tests load
 STITCH_LR = 1e-2  # rank-k stitches train ~10x faster at 1e-2 than at MAS's 1e-3
 
@@ -99,15 +102,17 @@ def test_protocol_baselines(benchmark: Any, which: str) -> None:
                                                                                target=A)),
              train=s.attrs["train"])
     elif which == "latent_stitch":
+        save = f"{SAVE}/latent_stitch.safetensors" if SAVE else ""
         s = _once(benchmark, lambda: simbench.score("latent_stitch", A, B, site="hidden",
-                                                    **REC, **FULL))
+                                                    save=save, **REC, **FULL))
         _log("baseline", which=which, iia_a_to_b=s.value, cl_fit=s.attrs["cl_fit"],
              train=s.attrs["train"])
     else:
         for rank in (2, 16):
             def go(r: int = rank) -> Any:
+                save = f"{SAVE}/stitch_inverse_rank{r}.safetensors" if SAVE else ""
                 return simbench.score("model_stitch", A, B, site="hidden", rank=r,
-                                      via_inverse=True, **{**FULL, "lr": STITCH_LR})
+                                      via_inverse=True, save=save, **{**FULL, "lr": STITCH_LR})
 
             s = _once(benchmark, go) if rank == 2 else go()
             _log("baseline", which=which, rank=rank, iia_a_to_b=s.value,
@@ -228,8 +233,10 @@ def test_population(benchmark: Any) -> None:
     rec = load_recording(pop)
     benchmark.group = "clmas-population"
     for label, r in (("population", rec), ("shuffled", mp.shuffled(rec, seed=0))):
-        def go(r: Any = r) -> Any:
-            return simbench.score("clmas", A, r, site="hidden", eps=0.89, k=16, **FULL)
+        def go(r: Any = r, label: str = label) -> Any:
+            save = f"{SAVE}/clmas_{label}.safetensors" if SAVE else ""
+            return simbench.score("clmas", A, r, site="hidden", eps=0.89, k=16, save=save,
+                                  **FULL)
 
         s = _once(benchmark, go) if label == "population" else go()
         for d, fit in s.attrs["cl_fit"].items():

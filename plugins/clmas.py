@@ -28,7 +28,7 @@ from typing import Any
 from simbench_plugins import _causal
 
 from simbench import hookimpl
-from simbench.errors import ParameterError, SimbenchError
+from simbench.errors import ParameterError
 from simbench.measure import Measure, Param
 from simbench.score import Score
 
@@ -134,11 +134,12 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
                              fix="eps is a convex weight: L = (1 - eps) L_MAS + eps L_CL")
     b_system = second_system(systems, params["inaccessible"], task)
     a_system = systems[0]
+    var_a, b_var = _causal.parse_variables(
+        params["variable"], [_causal.system_task(s, task) for s in (a_system, b_system)],
+        [a_system.system_id, b_system.system_id])
     (party_a,) = _causal.build_parties([a_system], site=site, task=task,
-                                       variable=params["variable"].split(":")[0], k=k,
-                                       device=device)
+                                       variable=_spec(var_a), k=k, device=device)
     b_task = _causal.system_task(b_system, task)
-    b_var = _b_variable(params["variable"], party_a, b_task)
     cfg = _causal.engine_config(params, seed, device)
     party_b, runner_b = party_for(b_system, site=site, task=b_task, variable=b_var, seed=seed,
                                   device=device, values=cfg.values, record_n=params["record_n"])
@@ -194,14 +195,9 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     return Score(measure.name, value, tuple(names), site, ci, n, breakdown, attrs)
 
 
-def _b_variable(spec: str, party_a: Any, b_task: Any) -> str:
-    parts = spec.split(":") if spec else []
-    var = parts[1] if len(parts) == 2 else (parts[0] if parts else party_a.variable)
-    if var not in b_task.variables:
-        raise SimbenchError(f"task '{b_task.name}' of system 2 has no variable '{var}'",
-                            field="variable", fix="map variables per system, e.g. --variable "
-                            f"{party_a.variable}:{b_task.variables[0]}")
-    return var
+def _spec(var: str | tuple[str, ...]) -> str:
+    """A parsed variable back in --variable syntax (a tuple is joint: 'count+phase')."""
+    return var if isinstance(var, str) else "+".join(var)
 
 
 @hookimpl

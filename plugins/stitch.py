@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench_plugins import _causal
-from simbench_plugins.clmas import party_for
+from simbench_plugins.clmas import _spec, party_for
 
 from simbench import hookimpl
 from simbench.measure import Measure, Param
@@ -126,12 +126,12 @@ class LatentStitch(Measure):
         from simbench.interventions.latent import CLEngine
         from simbench.interventions.maps import OrthogonalStitchMap
 
+        var_a, b_var = _causal.parse_variables(
+            params["variable"], [_causal.system_task(s, task) for s in systems],
+            [s.system_id for s in systems])
         (party_a,) = _causal.build_parties([systems[0]], site=site, task=task,
-                                           variable=params["variable"].split(":")[0], k=None,
-                                           device=device)
+                                           variable=_spec(var_a), k=None, device=device)
         b_task = _causal.system_task(systems[1], task)
-        spec = params["variable"].split(":")
-        b_var = spec[1] if len(spec) == 2 else party_a.variable
         cfg = _causal.engine_config(params, seed, device)
         party_b, runner_b = party_for(systems[1], site=site, task=b_task, variable=b_var,
                                       seed=seed, device=device, values=cfg.values,
@@ -172,8 +172,9 @@ class LatentStitch(Measure):
 
 def carried(source: Any, target: Any) -> tuple[str, ...]:
     """Variables besides the aligned one that both tasks have (a full-state counterfactual)."""
+    aligned = (target.variable,) if isinstance(target.variable, str) else target.variable
     return tuple(v for v in target.task.variables
-                 if v != target.variable and v in source.task.variables)
+                 if v not in aligned and v in source.task.variables)
 
 
 @hookimpl

@@ -44,7 +44,8 @@ _PROBE_N = 2000  # stimuli sampled from a task to learn which tokens/values it c
 
 
 # ---- recorded parties -------------------------------------------------------------------------
-def recorded_party(system: Any, *, site: str, task: Task, variable: str, seed: int,
+def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequence[str],
+                   seed: int,
                    values: tuple[int, int] | None = None) -> Party:
     """A recording-only Party from a :class:`~simbench.systems.RecordedSystem` at ``site``.
 
@@ -90,7 +91,8 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str, seed: i
                              values=values, file=file, site=site)
 
 
-def party_from_arrays(system_id: str, task: Task, variable: str, tokens: np.ndarray,
+def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
+                      tokens: np.ndarray,
                       activity: np.ndarray, variables: Mapping[str, np.ndarray], *, seed: int,
                       valid: np.ndarray | None = None, stimulus_ids: np.ndarray | None = None,
                       values: tuple[int, int] | None = None, file: Any = None,
@@ -200,18 +202,22 @@ def _stimuli(task: Task, tokens: np.ndarray, ids: np.ndarray,
                    trigger_pos=trig, counts=np.zeros(len(tokens), dtype=np.int64))
 
 
-def _pool(task: Task, variable: str, stim: Stimuli, values: tuple[int, int] | None,
-          file: Any, site: str | None) -> Pool:
-    vals = stim.variables[variable]
-    allowed = task.intervenable_positions(stim.tokens) & (vals >= 0)
+def _pool(task: Task, variable: str | Sequence[str], stim: Stimuli,
+          values: tuple[int, int] | None, file: Any, site: str | None) -> Pool:
+    names = (variable,) if isinstance(variable, str) else tuple(variable)
+    joint = {v: stim.variables[v] for v in names}
+    vals = joint[names[0]]
+    allowed = task.intervenable_positions(stim.tokens)
+    for v in joint.values():
+        allowed &= v >= 0
     if not allowed.any():
-        raise RecordingError(f"no intervenable step with a defined '{variable}'", file=file,
-                             site=site, field=variable)
+        raise RecordingError(f"no intervenable step with a defined '{names[0]}'", file=file,
+                             site=site, field=names[0])
     lo, hi = int(vals[allowed].min()), int(vals[allowed].max())
     if values is not None:
         allowed &= (vals >= values[0]) & (vals <= values[1])
-    return Pool(task, variable, stim, vals, allowed, (lo, hi),
-                int(stim.response_mask.sum(1).max()))
+    return Pool(task, names[0], stim, vals, allowed, (lo, hi),
+                int(stim.response_mask.sum(1).max()), names, joint)
 
 
 # ---- counterfactual latents -------------------------------------------------------------------
@@ -225,7 +231,8 @@ def counterfactual_states(source: Pool, target: Pool, src_idx: np.ndarray, spos:
     """
     tv = target.stimuli.variables
     out = {k: v[tgt_idx, tpos].copy() for k, v in tv.items()}
-    out[target.variable] = source.values[src_idx, spos]
+    for sv, tvar in zip(source.variables, target.variables):
+        out[tvar] = source.joint[sv][src_idx, spos]
     for name in carry:
         out[name] = source.stimuli.variables[name][src_idx, spos]
     return out
