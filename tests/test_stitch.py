@@ -115,8 +115,7 @@ def test_rank_two_stitch_from_the_benchmark_map():
 
     path = Path(__file__).resolve().parents[1] / "recordings" / "alignments" / \
         "stitch_rank2.safetensors"
-    if not path.exists() or "gru_multi_s2" not in read_manifest()["models"]:
-        pytest.skip("benchmark map or zoo GRUs missing")
+    assert path.exists() and "gru_multi_s2" in read_manifest()["models"]
     s = simbench.score("model_stitch", "gru_multi_s1", "gru_multi_s2", site="hidden", rank=2,
                        load=str(path), n_train=64, n_val=32, n_test=400, pool_size=400,
                        progress=False, device="cpu")

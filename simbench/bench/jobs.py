@@ -148,6 +148,8 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
                 if group.kind == "within" and not measure.symmetric:
                     orders.append(tup[::-1])
                 sites = _sites(spec, group, mspec)
+                if not sites and group.sites and mspec.sites:
+                    continue  # the measure and this pair entry name disjoint sites
                 if not sites:
                     raise spec.error(f"no sites for measure '{label}' on [[pairs]] "
                                      f"'{group.name}'", ("pairs", group.index),
