@@ -82,6 +82,11 @@ def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> li
     return chosen
 
 
+def variables_of(parties: Sequence[Any]) -> list[Any]:
+    """Each party's aligned variable(s), JSON-shaped (a name, or a list of names)."""
+    return [list(p.variable) if isinstance(p.variable, tuple) else p.variable for p in parties]
+
+
 def parse_values(spec: str) -> tuple[int, int] | None:
     if not spec:
         return None

@@ -154,7 +154,7 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     engine = CLEngine(parties, imap, [*behaviour, *latent], cfg, eps=eps, behaviour=behaviour,
                       latent=latent)
     meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
-            "k": k, "variables": [p.variable for p in parties]}
+            "k": k, "variables": _causal.variables_of(parties)}
     log = None
     if params.get("load"):
         _causal.load_alignment(engine, params["load"], meta)

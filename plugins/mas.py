@@ -60,7 +60,7 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
     imap = SubspaceMap([p.width for p in parties], k, seed=seed)
     engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
     meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
-            "k": k, "variables": [p.variable for p in parties]}
+            "k": k, "variables": _causal.variables_of(parties)}
     if params.get("control"):
         for i, p in enumerate(parties):
             imap.fix(i, random_subspace(p.width, k, seed + i).to(device))

@@ -73,7 +73,7 @@ class ModelStitch(Measure):
         directions = [(0, 1), (1, 0)] if params["via_inverse"] else [(0, 1)]
         engine = Engine(parties, imap, directions, cfg, trained=[trained])
         meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
-                "rank": rank, "variables": [p.variable for p in parties]}
+                "rank": rank, "variables": _causal.variables_of(parties)}
         if params["via_inverse"]:
             log = None
             if params.get("load"):
@@ -142,7 +142,7 @@ class LatentStitch(Measure):
         engine = CLEngine(parties, imap, [(0, 1)], cfg, eps=0.0, behaviour=[],
                           latent=[(0, 1)])
         meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
-                "variables": [p.variable for p in parties]}
+                "variables": _causal.variables_of(parties)}
         log = None
         if params.get("load"):
             _causal.load_alignment(engine, params["load"], meta)

@@ -25,7 +25,7 @@ def reload(name: str, measure: str, systems: tuple[str, ...], site: str, k: int,
            **extra) -> simbench.Score:
     """Score a shipped alignment on counterfactuals it was never trained or selected on."""
     return simbench.score(measure, *systems, site=site, seed=101, k=k, device="cpu",
-                          load=str(ALIGN / f"{name}.safetensors"), **FAST, **extra)
+                          load=str(ALIGN / f"{name}.safetensors"), **{**FAST, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def test_gru_seeds_align_at_hidden(gru_hidden):
 
 def test_gru_seeds_align_at_embedding_stepwise():
     stepwise = reload("mas_gru_gru_embedding_stepwise", "mas", GRUS, "embedding", 16,
-                      stepwise=True)
-    single = reload("mas_gru_gru_embedding", "mas", GRUS, "embedding", 16)
+                      stepwise=True, n_test=200)
+    single = reload("mas_gru_gru_embedding", "mas", GRUS, "embedding", 16, n_test=200)
     assert stepwise.value >= 0.9
     # one position's input vector cannot carry a count: single-position stays far lower
     assert single.value < stepwise.value - 0.3
@@ -59,7 +59,8 @@ def test_mas_reaches_das_with_four_dimensions():
 
 
 def test_transformer_hidden_does_not_align_with_gru(gru_hidden):
-    tf = reload("mas_gru_tf_hidden", "mas", ("gru_multi_s1", "tf_multi_s1"), "hidden", 16)
+    tf = reload("mas_gru_tf_hidden", "mas", ("gru_multi_s1", "tf_multi_s1"), "hidden", 16,
+                n_test=150)
     assert tf.value <= gru_hidden.value - 0.3
 
 
