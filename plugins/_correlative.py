@@ -51,7 +51,13 @@ def paired_activity(
     if dtype not in DTYPES:
         raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
     a, b = systems
-    data = [s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
+    if _both_networks_on_different_tasks(a, b):
+        # Networks trained on different tasks see the same inputs: the first system's stimuli
+        # (a correlative measure compares responses to identical sequences).
+        stim = a.task_def.sample(n_stimuli or 1000, seed, counts="all")
+        data = [s.record(stim, sites=[site]).site(site) for s in (a, b)]
+    else:
+        data = [s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
     names = (str(a.system_id), str(b.system_id))
     try:
         return pair_sites(data[0], data[1], intersect=intersect, names=names,
@@ -61,6 +67,11 @@ def paired_activity(
             exc.site = site
             exc.args = (exc._render(),)
         raise
+
+
+def _both_networks_on_different_tasks(a: Any, b: Any) -> bool:
+    return all(hasattr(s, "record") and hasattr(s, "task_def") for s in (a, b)) and \
+        a.task != b.task
 
 
 def subsample_rows(n: int, max_samples: int, seed: int) -> np.ndarray | None:

@@ -238,3 +238,16 @@ def test_plugin_import_is_light():
             "print('torch' in sys.modules, 'rsatoolbox' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_networks_on_different_tasks_are_recorded_on_the_same_stimuli():
+    """A Multi-Object GRU and a Rounding GRU see the same input sequences, so CKA pairs them
+    (each task names its stimuli differently; recorded separately they would share none)."""
+    import simbench
+
+    score = simbench.score("cka", "gru_multi_s1", "gru_rounding_s1", site="hidden",
+                           n_stimuli=60, n_boot=0)
+    same = simbench.score("cka", "gru_multi_s1", "gru_multi_s2", site="hidden", n_stimuli=60,
+                          n_boot=0)
+    assert score.n_samples == same.n_samples  # identical sequences, identical valid steps
+    assert 0.0 < score.value < 1.0

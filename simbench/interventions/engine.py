@@ -267,24 +267,36 @@ class Engine:
         return out
 
     def _free_run(self, split: str, s: int, t: int, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Generate greedily after the patch: responses are the model's own tokens."""
+        """Generate greedily after the patch: responses are the model's own tokens.
+
+        A row whose teacher-forced pass is right everywhere generates exactly the
+        counterfactual (its own tokens *are* the teacher's), so only rows with an error are
+        generated step by step.
+        """
+        logits, cont = self.patched_logits(split, t, [(s, rows)])
+        trial, token = self.correct(logits, cont)
+        wrong = (~trial).nonzero(as_tuple=True)[0]
+        if len(wrong) == 0:
+            return trial, torch.ones_like(token)
+        token = torch.ones_like(token)
+        token[wrong] = self._generate(split, s, t, rows[wrong])
+        return trial, token
+
+    def _generate(self, split: str, s: int, t: int, rows: Tensor) -> Tensor:
+        """Token-level accuracy of free-running generation for ``rows``."""
         d = self.data[split][(s, t)]
-        cf = d.cf[rows].clone()
-        cont = Continuation.build(cf, d.cf_mask[rows], d.tpos[rows])
-        gen = cf.clone()
+        cont = Continuation.build(d.cf[rows], d.cf_mask[rows], d.tpos[rows])
+        gen = d.cf[rows].clone()
         preds = torch.zeros_like(cont.targets)
         for i in range(cont.targets.shape[1]):
             logits, _ = self.patched_logits(split, t, [(s, rows)], cf_override=gen)
             pred = logits[:, i].argmax(-1)
             preds[:, i] = pred
-            write = cont.mask[:, i]
             col = cont.index[:, i]
             cur = gen.gather(1, col[:, None])[:, 0]
-            gen.scatter_(1, col[:, None], torch.where(write, pred, cur)[:, None])
+            gen.scatter_(1, col[:, None], torch.where(cont.mask[:, i], pred, cur)[:, None])
         hit = preds == cont.targets
-        trial = (hit | ~cont.mask).all(1)
-        token = (hit & cont.mask).sum(1) / cont.mask.sum(1).clamp(min=1)
-        return trial, token
+        return (hit & cont.mask).sum(1) / cont.mask.sum(1).clamp(min=1)
 
     # ---- training ---------------------------------------------------------------------------
     def train(self, *, progress: bool = True, label: str = "align") -> TrainLog:
