@@ -199,5 +199,5 @@ def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         print(summary.render(), file=sys.stderr)
         print()
         html = args.html or str(DEFAULT_DIR / "demo.html")
-        show_board(spec, store, boards=("validity",), html=html)
+        show_board(spec, store, boards=("matrices", "validity"), html=html)
     return 130 if summary.interrupted else 0
