@@ -222,15 +222,20 @@ def pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple
     return value, binomial_ci(hits, n), n
 
 
-def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
-    """Train (or load) then evaluate; returns (train log or None, test results)."""
-    log = None
+def train_or_load(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
+    """Load the alignment named by ``--load``, or train (and ``--save``); the train log or None."""
     if params.get("load"):
         load_alignment(engine, params["load"], meta)
-    else:
-        log = engine.train(progress=params.get("progress", True), label=label)
-        if params.get("save"):
-            save_alignment(engine, params["save"], {**meta, "train": train_summary(log)})
+        return None
+    log = engine.train(progress=params.get("progress", True), label=label)
+    if params.get("save"):
+        save_alignment(engine, params["save"], {**meta, "train": train_summary(log)})
+    return log
+
+
+def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
+    """Train (or load) then evaluate; returns (train log or None, test results)."""
+    log = train_or_load(engine, params, meta, label)
     return log, engine.evaluate("test")
 
 

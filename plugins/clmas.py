@@ -155,15 +155,7 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
                       latent=latent)
     meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
             "k": k, "variables": _causal.variables_of(parties)}
-    log = None
-    if params.get("load"):
-        _causal.load_alignment(engine, params["load"], meta)
-    else:
-        log = engine.train(progress=params.get("progress", True),
-                           label=f"{measure.name} k={k} eps={eps:g}")
-        if params.get("save"):
-            _causal.save_alignment(engine, params["save"],
-                                   {**meta, "train": _causal.train_summary(log)})
+    log = _causal.train_or_load(engine, params, meta, f"{measure.name} k={k} eps={eps:g}")
     fit = engine.cl_fit("test")
     protocol = runner_b is not None
     if protocol:

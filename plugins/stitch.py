@@ -75,14 +75,7 @@ class ModelStitch(Measure):
         meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
                 "rank": rank, "variables": _causal.variables_of(parties)}
         if params["via_inverse"]:
-            log = None
-            if params.get("load"):
-                _causal.load_alignment(engine, params["load"], meta)
-            else:
-                log = engine.train(progress=params.get("progress", True),
-                                   label=f"{self.name} 2->1 rank={rank}")
-                if params.get("save"):
-                    _causal.save_alignment(engine, params["save"], meta)
+            log = _causal.train_or_load(engine, params, meta, f"{self.name} 2->1 rank={rank}")
             from simbench.interventions.latent import InverseStitch
 
             engine.imap = InverseStitch(imap, 1, 0).to(cfg.device)
@@ -143,13 +136,7 @@ class LatentStitch(Measure):
                           latent=[(0, 1)])
         meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
                 "variables": _causal.variables_of(parties)}
-        log = None
-        if params.get("load"):
-            _causal.load_alignment(engine, params["load"], meta)
-        else:
-            log = engine.train(progress=params.get("progress", True), label=self.name)
-            if params.get("save"):
-                _causal.save_alignment(engine, params["save"], meta)
+        log = _causal.train_or_load(engine, params, meta, self.name)
         fit = engine.cl_fit("test")[(0, 1)]
         names = [p.system_id for p in parties]
         metrics = ["cosine", "r2", "r2_unpatched"]

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from simbench.errors import SiteError
 from simbench.recording import Recording, site_dataset
 from simbench.tasks import VOCAB, Stimuli, Task, task_by_name
-from simbench.zoo.models import _crop, _finish, _Patch, _widen
+from simbench.zoo.models import _Patch
 
 
 class HookedModel(nn.Module):
@@ -118,33 +118,10 @@ class HookedModel(nn.Module):
                  response_mask: Tensor | None = None,
                  edits: Mapping[str, Any] | None = None) -> Tensor:
         """Greedy generation, one full forward per generated step (same contract as the zoo)."""
-        from simbench.zoo.models import EOS_ID, PAD_ID
+        from simbench.zoo.models import generate_by_full_passes, prepare_generation
 
-        tokens = torch.as_tensor(tokens)
-        bsz, width = tokens.shape
-        dev = tokens.device
-        start_t = torch.as_tensor(start, device=dev).long().expand(bsz)
-        out_w = width if max_new is None else int(start_t.max()) + int(max_new)
-        out = torch.full((bsz, out_w), PAD_ID, dtype=torch.long, device=dev)
-        out[:, : min(width, out_w)] = tokens[:, :out_w]
-        pos = torch.arange(out_w, device=dev)[None, :]
-        gen = pos >= start_t[:, None]
-        if response_mask is not None:
-            rm = torch.zeros((bsz, out_w), dtype=torch.bool, device=dev)
-            rm[:, : min(width, out_w)] = torch.as_tensor(response_mask, device=dev)[:, :out_w]
-            gen &= rm | (pos >= width)
-        if edits:
-            edits = {k: _widen(v, bsz, out_w, dev) for k, v in edits.items()}
-        done = torch.zeros(bsz, dtype=torch.bool, device=dev)
-        for t in range(max(int(start_t.min()), 1) - 1, out_w - 1):
-            logits, _ = self.run(out[:, : t + 1], edits=_crop(edits, t + 1))
-            done = done | ((out[:, t] == EOS_ID) & gen[:, t])
-            _finish(out, t + 1, logits[:, -1].argmax(-1), gen, done)
-            done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
-            if bool(done.all()):
-                out[:, t + 2:] = PAD_ID
-                break
-        return out
+        return generate_by_full_passes(
+            self.run, *prepare_generation(tokens, start, max_new, response_mask, edits))
 
 
 class TorchSystem:

@@ -166,26 +166,33 @@ class ZooModel(nn.Module):
         width ``max(start) + max_new`` (default: the width of ``tokens``). Edits apply as in
         :meth:`run`, at their positions of the generated sequence.
         """
-        tokens = torch.as_tensor(tokens)
-        bsz, width = tokens.shape
-        dev = tokens.device
-        start_t = torch.as_tensor(start, device=dev).long().expand(bsz)
-        out_w = width if max_new is None else int(start_t.max()) + int(max_new)
-        out = torch.full((bsz, out_w), PAD_ID, dtype=torch.long, device=dev)
-        out[:, : min(width, out_w)] = tokens[:, :out_w]
-        pos = torch.arange(out_w, device=dev)[None, :]
-        gen = pos >= start_t[:, None]
-        if response_mask is not None:
-            rm = torch.zeros((bsz, out_w), dtype=torch.bool, device=dev)
-            rm[:, : min(width, out_w)] = torch.as_tensor(response_mask, device=dev)[:, :out_w]
-            gen &= rm | (pos >= width)
-        if edits:
-            edits = {k: _widen(v, bsz, out_w, dev) for k, v in edits.items()}
-        return self._generate(out, start_t, gen, edits)
+        return self._generate(*prepare_generation(tokens, start, max_new, response_mask, edits))
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
                   edits: Mapping[str, Edit] | None) -> Tensor:
         raise NotImplementedError
+
+
+def prepare_generation(tokens: Any, start: int | Tensor, max_new: int | None,
+                       response_mask: Tensor | None, edits: Mapping[str, Edit] | None
+                       ) -> tuple[Tensor, Tensor, Tensor, dict[str, Edit] | None]:
+    """The output buffer, per-row start, which positions are generated, and widened edits
+    (the contract every ``generate`` shares; see :meth:`ZooModel.generate`)."""
+    tokens = torch.as_tensor(tokens)
+    bsz, width = tokens.shape
+    dev = tokens.device
+    start_t = torch.as_tensor(start, device=dev).long().expand(bsz)
+    out_w = width if max_new is None else int(start_t.max()) + int(max_new)
+    out = torch.full((bsz, out_w), PAD_ID, dtype=torch.long, device=dev)
+    out[:, : min(width, out_w)] = tokens[:, :out_w]
+    pos = torch.arange(out_w, device=dev)[None, :]
+    gen = pos >= start_t[:, None]
+    if response_mask is not None:
+        rm = torch.zeros((bsz, out_w), dtype=torch.bool, device=dev)
+        rm[:, : min(width, out_w)] = torch.as_tensor(response_mask, device=dev)[:, :out_w]
+        gen &= rm | (pos >= width)
+    widened = {k: _widen(v, bsz, out_w, dev) for k, v in edits.items()} if edits else None
+    return out, start_t, gen, widened
 
 
 def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
@@ -501,21 +508,27 @@ class TransformerModel(ZooModel):
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
                   edits: Mapping[str, Edit] | None) -> Tensor:
-        bsz, width = out.shape
-        done = torch.zeros(bsz, dtype=torch.bool, device=out.device)
-        s0 = max(int(start.min()), 1)
-        if s0 >= 2:
-            done = ((out[:, : s0 - 1] == EOS_ID) & gen[:, : s0 - 1]).any(1)
-        for t in range(s0 - 1, width - 1):
-            logits, _ = self.run(out[:, : t + 1], edits=_crop(edits, t + 1))
-            pred = logits[:, -1].argmax(-1)
-            done = done | ((out[:, t] == EOS_ID) & gen[:, t])
-            _finish(out, t + 1, pred, gen, done)
-            done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
-            if bool(done.all()):
-                out[:, t + 2:] = PAD_ID
-                break
-        return out
+        return generate_by_full_passes(self.run, out, start, gen, edits)
+
+
+def generate_by_full_passes(run: Callable[..., tuple[Tensor, Any]], out: Tensor, start: Tensor,
+                            gen: Tensor, edits: Mapping[str, Edit] | None) -> Tensor:
+    """Greedy generation for models without a recurrence to step: one full pass per token."""
+    bsz, width = out.shape
+    done = torch.zeros(bsz, dtype=torch.bool, device=out.device)
+    s0 = max(int(start.min()), 1)
+    if s0 >= 2:
+        done = ((out[:, : s0 - 1] == EOS_ID) & gen[:, : s0 - 1]).any(1)
+    for t in range(s0 - 1, width - 1):
+        logits, _ = run(out[:, : t + 1], edits=_crop(edits, t + 1))
+        pred = logits[:, -1].argmax(-1)
+        done = done | ((out[:, t] == EOS_ID) & gen[:, t])
+        _finish(out, t + 1, pred, gen, done)
+        done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+        if bool(done.all()):
+            out[:, t + 2:] = PAD_ID
+            break
+    return out
 
 
 ARCHS: dict[str, type[ZooModel]] = {"gru": GRUModel, "lstm": LSTMModel,
