@@ -34,6 +34,18 @@ RUNS: dict[str, dict] = {
                               site="hidden", k=16),
     "mas_gru_tf_hidden_stepwise": dict(measure="mas", systems=("gru_multi_s1", "tf_multi_s1"),
                                        site="hidden", k=16, stepwise=True),
+    # finding 4: numeric subspaces across tasks
+    "mas_multi_rounding": dict(measure="mas", systems=("gru_multi_s1", "gru_rounding_s1"),
+                               site="hidden", k=16),
+    "mas_multi_modulo": dict(measure="mas", systems=("gru_multi_s1", "gru_modulo_s1"),
+                             site="hidden", k=16),
+    "mas_count_rem_ops": dict(measure="mas", systems=("gru_multi_s1", "gru_arith_s1"),
+                              site="hidden", k=16, variable="count:rem_ops"),
+    "mas_count_cumu_val": dict(measure="mas", systems=("gru_multi_s1", "gru_arith_s1"),
+                               site="hidden", k=16, variable="count:cumu_val"),
+    "mas_count_cumu_val_1_10": dict(measure="mas", systems=("gru_multi_s1", "gru_arith_s1"),
+                                    site="hidden", k=16, variable="count:cumu_val",
+                                    values="1:10"),
 }
 
 

@@ -16,6 +16,7 @@ the quick part). Ratios print at the end (benchmarks/conftest.py).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -83,7 +84,7 @@ def test_step(benchmark: Any, pair_engine, impl: str) -> None:
 def test_parity(benchmark: Any, pair_engine) -> None:
     """Same data, same steps: the engine and the baseline reach the same IIA."""
     benchmark.group = "mas-parity"
-    steps = 300
+    steps = int(os.environ.get("SIMBENCH_PARITY_STEPS", "1000"))
 
     def train_both() -> dict:
         torch.manual_seed(0)
