@@ -69,16 +69,17 @@ def coverage_text(board: Leaderboard) -> str:
 
 def text(board: Leaderboard, boards: tuple[str, ...] = ("validity", "matrices", "target")
          ) -> str:
+    sections: dict[str, list[str]] = {
+        "validity": [validity_text(board) if board.spec.expectations else
+                     "Measure validity: the spec declares no [[expect]] entries"],
+        "matrices": [matrix_text(m) for m in board.matrices],
+        "target": ([] if board.target is not None else
+                   ["Against a target: pass --target SYSTEM (or set target = in the spec)"])
+        + [ranking_text(r) for r in board.rankings],
+    }
     parts = [coverage_text(board)]
-    if "validity" in boards:
-        parts.append(validity_text(board) if board.spec.expectations else
-                     "Measure validity: the spec declares no [[expect]] entries")
-    if "matrices" in boards:
-        parts += [matrix_text(m) for m in board.matrices]
-    if "target" in boards:
-        if board.target is None:
-            parts.append("Against a target: pass --target SYSTEM (or set target = in the spec)")
-        parts += [ranking_text(r) for r in board.rankings]
+    for name in boards:  # in the order asked for
+        parts += sections.get(name, [])
     return "\n\n".join(parts)
 
 
