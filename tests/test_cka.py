@@ -9,29 +9,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from recording_helpers import save
 from scipy.spatial.distance import pdist, squareform
 from simbench_plugins._correlative import bootstrap_counts
 from simbench_plugins.cka import cka, distance_cka
 
 import simbench
 from simbench.errors import SimbenchError
-from simbench.recording import Recording, save_recording, site_dataset
 
 N_STIM, N_TIME = 40, 6
 
 
-def save(path: Path, system_id: str, activity: np.ndarray, site: str = "hidden") -> Path:
-    """Write [stimulus, time, unit] activity as a one-site recording."""
-    n_stim, n_time = activity.shape[:2]
-    ds = site_dataset(activity, stimulus_ids=[f"s{i:03d}" for i in range(n_stim)], site=site,
-                      system_id=system_id, task="counting",
-                      tokens=np.full((n_stim, n_time), "x"),
-                      valid=np.ones((n_stim, n_time), dtype=bool))
-    return save_recording(Recording(system_id, {site: ds}, task="counting"), path)
 
 
 def rotate(x: np.ndarray, seed: int = 1, scale: float = 2.5, shift: float = 4.0) -> np.ndarray:

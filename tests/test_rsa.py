@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rsatoolbox
+from recording_helpers import save
 from rsatoolbox.rdm import RDMs, compare
 from scipy.spatial.distance import pdist
 from simbench_plugins.rsa import rdm_vector, rsa
 
 import simbench
-from simbench.recording import Recording, save_recording, site_dataset
 
 N_STIM, N_TIME = 30, 5
 
 
-def save(path: Path, system_id: str, activity: np.ndarray, site: str = "hidden") -> Path:
-    """Write [stimulus, time, unit] activity as a one-site recording."""
-    n_stim, n_time = activity.shape[:2]
-    ds = site_dataset(activity, stimulus_ids=[f"s{i:03d}" for i in range(n_stim)], site=site,
-                      system_id=system_id, task="counting",
-                      tokens=np.full((n_stim, n_time), "x"),
-                      valid=np.ones((n_stim, n_time), dtype=bool))
-    return save_recording(Recording(system_id, {site: ds}, task="counting"), path)
 
 
 def direct(x: np.ndarray, y: np.ndarray, rdm_method: str, compare_method: str) -> float:
