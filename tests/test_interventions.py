@@ -176,3 +176,17 @@ def test_stitch_map_replaces_the_target_latent():
     z = smap.code(0, 1, h_s)
     torch.testing.assert_close(smap.apply(1, h_t, z), z)
     assert torch.linalg.matrix_rank(smap.maps["0->1"][1].weight @ smap.maps["0->1"][0].weight) <= 2
+
+
+def test_a_continuation_of_one_determined_token():
+    """When only the patched step's own prediction is determined there is nothing to run."""
+    from simbench.interventions.runners import Continuation, RecurrentRunner
+
+    model = frozen("gru", 0)
+    runner = RecurrentRunner(model, "hidden", 128)
+    cf = torch.tensor([[1, 4, 2], [1, 5, 2]])
+    mask = torch.tensor([[False, False, True], [False, False, True]])
+    cont = Continuation.build(cf, mask, torch.tensor([1, 1]))
+    h = torch.randn(2, 128)
+    logits = runner.single(cont, h, "train", torch.tensor([0, 1]))
+    torch.testing.assert_close(logits, model.head(h[:, None]))

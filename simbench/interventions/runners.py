@@ -151,6 +151,8 @@ class RecurrentRunner(Runner):
         m = self.model
         x = m.embed(inputs)
         if self.site == "hidden":
+            if x.shape[1] == 0:  # only the patched step's own prediction is determined
+                return m.head(h_new[:, None])
             seq, _ = m.recur(x, m.site_to_state(h_new))
             return m.head(torch.cat([h_new[:, None], seq], 1))
         prev = self.states[key][tgt_idx, tpos - 1]
