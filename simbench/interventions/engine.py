@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -383,7 +382,3 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
 def directions_for(n: int, *, within: bool = True) -> list[tuple[int, int]]:
     """All ordered pairs (s, t) of n systems; within-model pairs (s == t) when ``within``."""
     return [(s, t) for s in range(n) for t in range(n) if within or s != t]
-
-
-def nan_to_none(x: float) -> float | None:
-    return None if math.isnan(x) else x

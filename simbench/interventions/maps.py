@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
-from simbench.interventions.subspace import Subspace
+from simbench.interventions.subspace import Subspace, patch_subspace
 
 
 class InterventionMap(nn.Module):
@@ -57,8 +57,7 @@ class SubspaceMap(InterventionMap):
         return h_s @ self.U(s)
 
     def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        u = self.U(t)
-        return h_t + (z - h_t @ u) @ u.T
+        return patch_subspace(h_t, z, self.U(t))
 
 
 class StitchMap(InterventionMap):

@@ -40,10 +40,15 @@ class Subspace(nn.Module):
         return f"d={self.d}, k={self.k}"
 
 
+def patch_subspace(h_t: torch.Tensor, z: torch.Tensor, u_t: torch.Tensor) -> torch.Tensor:
+    """Replace h_t's coordinates in span(U_t) by ``z`` (a source's coordinates, h_s U_s)."""
+    return h_t + (z - h_t @ u_t) @ u_t.T
+
+
 def interchange(h_t: torch.Tensor, h_s: torch.Tensor, u_t: torch.Tensor,
                 u_s: torch.Tensor) -> torch.Tensor:
     """Replace h_t's coordinates in span(U_t) by h_s's coordinates in span(U_s)."""
-    return h_t + (h_s @ u_s - h_t @ u_t) @ u_t.T
+    return patch_subspace(h_t, h_s @ u_s, u_t)
 
 
 def random_subspace(d: int, k: int, seed: int) -> torch.Tensor:
