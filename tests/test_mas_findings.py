@@ -167,3 +167,19 @@ def test_user_modules_of_different_widths_align_stepwise():
                        progress=False)
     assert s.breakdown["iia_trial"].shape == (2, 2)
     assert s.systems == ("a", "b")
+
+
+def test_cli_sweeps_k_and_plots(tmp_path, capsys):
+    import json
+
+    from simbench.cli import main
+
+    png = tmp_path / "k.png"
+    code = main(["score", "das", "gru_multi_s1", "--site", "hidden", "--k", "1,2", "--json",
+                 "--max_steps", "2", "--n_train", "100", "--n_val", "20", "--n_test", "40",
+                 "--pool_size", "100", "--progress", "false", "--plot", str(png)])
+    assert code == 0
+    out = capsys.readouterr().out
+    scores = json.loads(out[: out.rindex("]") + 1])
+    assert [s["attrs"]["k"] for s in scores] == [1, 2]
+    assert png.stat().st_size > 1000
