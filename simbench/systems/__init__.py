@@ -8,16 +8,13 @@ hand a correlative measure its activity at a site; only accessible ones can be i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import xarray as xr
 
 from simbench.errors import RecordingError, SimbenchError
 from simbench.measure import Access
 from simbench.recording import Recording, load_recording
-
-if TYPE_CHECKING:
-    pass
 
 
 @runtime_checkable
