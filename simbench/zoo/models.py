@@ -212,6 +212,17 @@ def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
     return (m, v)
 
 
+def _step(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor) -> Tensor:
+    """Write the prediction for position t + 1 and return which rows have finished; once all
+    have, everything after the last written position becomes PAD."""
+    done = done | ((out[:, t] == EOS_ID) & gen[:, t])
+    _finish(out, t + 1, pred, gen, done)
+    done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+    if bool(done.all()):
+        out[:, t + 2:] = PAD_ID
+    return done
+
+
 def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor) -> Tensor:
     """Write the prediction for position t where it is generated; PAD after EOS."""
     col = torch.where(gen[:, t], pred, out[:, t])
@@ -317,12 +328,8 @@ class RecurrentModel(ZooModel):
             if "hidden" in patches:
                 h = patches["hidden"].apply_step(h, t)
                 state = self.site_to_state(h)
-            done = done | (out[:, t] == EOS_ID) & gen[:, t]
-            pred = self.head(h[:, None])[:, 0].argmax(-1)
-            _finish(out, t + 1, pred, gen, done)
-            done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+            done = _step(out, t, self.head(h[:, None])[:, 0].argmax(-1), gen, done)
             if bool(done.all()):
-                out[:, t + 2:] = PAD_ID
                 break
         return out
 
@@ -521,12 +528,8 @@ def generate_by_full_passes(run: Callable[..., tuple[Tensor, Any]], out: Tensor,
         done = ((out[:, : s0 - 1] == EOS_ID) & gen[:, : s0 - 1]).any(1)
     for t in range(s0 - 1, width - 1):
         logits, _ = run(out[:, : t + 1], edits=_crop(edits, t + 1))
-        pred = logits[:, -1].argmax(-1)
-        done = done | ((out[:, t] == EOS_ID) & gen[:, t])
-        _finish(out, t + 1, pred, gen, done)
-        done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+        done = _step(out, t, logits[:, -1].argmax(-1), gen, done)
         if bool(done.all()):
-            out[:, t + 2:] = PAD_ID
             break
     return out
 
