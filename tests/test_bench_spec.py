@@ -186,3 +186,18 @@ def test_lenient_spec_drops_what_is_missing(recs: Path) -> None:
     assert jobs and all(j.label == "lin" and "zoo1" not in j.systems for j in jobs)
     assert any("'nope' is not installed" in n for n in spec.notes)
     assert any("system 'zoo1'" in n for n in spec.notes)
+
+
+def test_shipped_specs_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`simbench bench run paper` works from any directory; a local file of that name wins."""
+    monkeypatch.chdir(tmp_path)
+    paper = load_spec("paper")
+    assert paper.name == "paper" and paper.path.name == "paper.toml"
+    assert len(prepare(paper)) == 168
+    (tmp_path / "paper").write_text('name = "local"\n')
+    with pytest.raises(SpecError) as info:  # the local file is read, and it lacks [systems]
+        load_spec("paper")
+    assert str(tmp_path / "paper") in str(info.value)
+    with pytest.raises(SpecError) as info:
+        load_spec("papr")
+    assert "demo, paper" in info.value.fix

@@ -204,12 +204,23 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 # ---- loading -------------------------------------------------------------------------------
 def load_spec(path: str | Path, *, registry: Any = None, lenient: bool = False) -> Spec:
-    """Read and parse a spec file (see :func:`parse_spec`)."""
+    """Read and parse a spec file (see :func:`parse_spec`).
+
+    A bare name that is not a file (``paper``, ``demo``) means the spec of that name shipped with
+    simbench, so an installed copy runs its benchmarks without a source checkout.
+    """
+    from simbench.resources import shipped_specs
+
     path = Path(path)
+    shipped = shipped_specs()
+    if not path.exists() and str(path) in shipped:
+        path = shipped[str(path)]
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError("no such spec file", file=path, fix="check the path") from None
+        raise SpecError("no such spec file", file=path,
+                        fix="check the path, or name a shipped spec: "
+                        + ", ".join(shipped)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the spec: {exc}", file=path) from None
     return parse_spec(text, path=path, registry=registry, lenient=lenient)

@@ -171,10 +171,10 @@ def show_board(spec: Any, store: Any, *, target: str | None = None,
 
 
 def demo_spec_path() -> Path:
-    """benchmarks/specs/demo.toml of the source tree simbench runs from."""
-    import simbench
+    """The shipped demo spec (benchmarks/specs/demo.toml, installed with simbench)."""
+    from simbench.resources import specs_dir
 
-    path = Path(simbench.__file__).resolve().parents[1] / "benchmarks" / "specs" / "demo.toml"
+    path = specs_dir() / "demo.toml"
     if not path.exists():
         raise SpecError("the demo spec is not installed with this copy of simbench",
                         file=path, fix="run from a source checkout, or pass --spec FILE")

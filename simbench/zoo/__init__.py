@@ -1,6 +1,6 @@
 """The model zoo: trained GRUs, LSTMs and RoPE transformers for the task suite.
 
-Shipped checkpoints live in ``recordings/zoo/`` (safetensors + JSON sidecar each) with a
+Shipped checkpoints live in ``recordings/zoo/`` (installed with simbench; safetensors + JSON sidecar each) with a
 ``manifest.json`` of sha256 sums; :func:`load_model` verifies them. Ids read
 ``{arch}_{task}_s{seed}`` with arch in gru/lstm/tf and task in multi/same/modulo/rounding/arith,
 e.g. ``gru_multi_s1``. Importing this package does not import torch; the functions do.
@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simbench.errors import CheckpointError
+from simbench.resources import recordings_dir
 
 if TYPE_CHECKING:
     from simbench.zoo.models import ZooModel
 
-ZOO_DIR = Path(__file__).resolve().parents[2] / "recordings" / "zoo"
+ZOO_DIR = recordings_dir() / "zoo"
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "simbench-zoo/1"
 TASK_SHORT = {"multi_object": "multi", "same_object": "same", "modulo": "modulo",
