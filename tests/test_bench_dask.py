@@ -128,3 +128,20 @@ def test_a_port_that_is_not_a_scheduler_fails_within_10_s(reply: bytes | None) -
         for c in conns:
             c.close()
     assert time.monotonic() - start < 10
+
+
+def _worker_env() -> dict[str, str | None]:
+    import os
+
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_workers_flag_cluster_keeps_adaptive_malloc() -> None:
+    """`--workers N` starts its own LocalCluster without Dask's 64 KiB malloc trim (which makes
+    torch fault every freed buffer back in), but still with one BLAS thread per worker."""
+    executor = DaskExecutor(workers=1)
+    try:
+        envs = list(executor.client.run(_worker_env).values())
+    finally:
+        executor.close()
+    assert envs == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]

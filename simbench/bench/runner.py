@@ -36,6 +36,7 @@ class RunSummary:
     wall_s: float = 0.0
     store: str = ""
     executor: str = "local"
+    #: seconds of each finished job, by the spec's measure label (``mas_k (mas)``)
     per_measure: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     def render(self) -> str:
@@ -152,6 +153,8 @@ def run_spec(
     per: dict[str, list[float]] = defaultdict(list)
     for row in store.rows((j.key for j in jobs), status="done"):
         if row["runtime_s"] is not None:
-            per[row["measure"]].append(float(row["runtime_s"]))
+            label, measure = row["label"] or row["measure"], row["measure"]
+            per[label if label == measure else f"{label} ({measure})"].append(
+                float(row["runtime_s"]))
     summary.per_measure = dict(per)
     return summary
