@@ -75,3 +75,25 @@ def test_demo_runs_what_is_installed(recs: Path, capsys: pytest.CaptureFixture[s
                  "--html", str(html), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Measure validity" in out and "lin" in out and html.exists()
+
+
+def test_bench_status_counts_and_estimates(recs: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    import sqlite3
+
+    measures = '[measures.lin]\nmeasure = "bench_linear"\nfail_on = "tf1"'
+    spec = write_spec(recs, spec_text(measures=measures))
+    store = recs / "s.sqlite"
+    assert main(["bench", "run", str(spec), "--store", str(store), "--no-progress"]) == 1
+    capsys.readouterr()
+    with sqlite3.connect(store) as conn:  # known runtimes; three done jobs "lost" to a kill
+        conn.execute("UPDATE results SET runtime_s = 2.0 WHERE status = 'done'")
+        conn.execute("DELETE FROM results WHERE key IN (SELECT key FROM results "
+                     "WHERE status = 'done' LIMIT 3)")
+    conn.close()
+    assert main(["bench", "status", str(spec), "--store", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in lines if line.startswith("lin (bench_linear)"))
+    # label, measure: jobs, done, failed, to run, measure s, mean s, to run s
+    assert row[2:] == ["18", "9", "6", "3", "18", "2.0", "6"]
+    assert lines[-1].split() == ["all", "18", "9", "6", "3", "18", "6"]

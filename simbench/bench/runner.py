@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
 from typing import Any
 
 from simbench.bench.executors import LocalExecutor, make_executor
@@ -36,17 +35,18 @@ class RunSummary:
     wall_s: float = 0.0
     store: str = ""
     executor: str = "local"
-    #: seconds of each finished job, by the spec's measure label (``mas_k (mas)``)
-    per_measure: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    by_label: dict[str, LabelProgress] = dataclasses.field(default_factory=dict)
 
     def render(self) -> str:
         lines = [f"{self.total} jobs: {self.already_done} already in the store, ran {self.ran} "
                  f"({self.done} done, {len(self.failed)} failed) in {self.wall_s:.1f} s on "
                  f"{self.executor}; store: {self.store}"]
-        if self.per_measure:
-            total = sum(sum(v) for v in self.per_measure.values()) or 1.0
-            parts = [f"{k} {sum(v):.1f} s ({100 * sum(v) / total:.0f}%, {len(v)} jobs)"
-                     for k, v in sorted(self.per_measure.items(), key=lambda kv: -sum(kv[1]))]
+        timed = [p for p in self.by_label.values() if p.seconds]
+        if timed:
+            total = sum(sum(p.seconds) for p in timed) or 1.0
+            parts = [f"{p.label} {sum(p.seconds):.1f} s ({100 * sum(p.seconds) / total:.0f}%, "
+                     f"{len(p.seconds)} jobs)"
+                     for p in sorted(timed, key=lambda p: -sum(p.seconds))]
             lines.append("measure time (all stored results of this spec): " + "; ".join(parts))
         if self.skipped_failed:
             lines.append(f"{self.skipped_failed} previously failed jobs not retried "
@@ -150,11 +150,69 @@ def run_spec(
         if own:
             executor.close()
     summary.wall_s = time.perf_counter() - start
-    per: dict[str, list[float]] = defaultdict(list)
-    for row in store.rows((j.key for j in jobs), status="done"):
-        if row["runtime_s"] is not None:
-            label, measure = row["label"] or row["measure"], row["measure"]
-            per[label if label == measure else f"{label} ({measure})"].append(
-                float(row["runtime_s"]))
-    summary.per_measure = dict(per)
+    summary.by_label = progress_by_label(jobs, store)
     return summary
+
+
+@dataclasses.dataclass
+class LabelProgress:
+    """How far one measure label of a spec has got, and what its finished jobs cost."""
+
+    label: str  # ``mas`` or, for a label naming another measure, ``mas_k (mas)``
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    seconds: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def todo(self) -> int:
+        return self.total - self.done - self.failed
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds the jobs still to run would take at this label's mean so far (None: no data)."""
+        if not self.todo:
+            return 0.0
+        return sum(self.seconds) / len(self.seconds) * self.todo if self.seconds else None
+
+
+def _label_of(job: Job) -> str:
+    return job.label if job.label == job.measure else f"{job.label} ({job.measure})"
+
+
+def progress_by_label(jobs: list[Job], store: Store) -> dict[str, LabelProgress]:
+    """Per measure label of ``jobs``: counts by status and the stored runtime of each done job."""
+    by_key = {j.key: j for j in jobs}
+    out: dict[str, LabelProgress] = {}
+    for job in jobs:
+        out.setdefault(_label_of(job), LabelProgress(_label_of(job))).total += 1
+    for row in store.rows(by_key):
+        progress = out[_label_of(by_key[row["key"]])]
+        if row["status"] != "done":
+            progress.failed += 1
+            continue
+        progress.done += 1
+        if row["runtime_s"] is not None:
+            progress.seconds.append(float(row["runtime_s"]))
+    return out
+
+
+def render_progress(progress: dict[str, LabelProgress]) -> str:
+    """A table of :func:`progress_by_label`, with totals; ETAs are measure time, not wall time."""
+    def fmt(seconds: float | None, digits: int = 0) -> str:
+        return "?" if seconds is None else f"{seconds:.{digits}f}"
+
+    head = ("label", "jobs", "done", "failed", "to run", "measure s", "mean s", "to run s")
+    rows = [head]
+    for p in progress.values():
+        mean = sum(p.seconds) / len(p.seconds) if p.seconds else None
+        rows.append((p.label, str(p.total), str(p.done), str(p.failed), str(p.todo),
+                     fmt(sum(p.seconds)), fmt(mean, 1), fmt(p.eta_s)))
+    etas = [p.eta_s for p in progress.values()]
+    rows.append(("all", *(str(sum(getattr(p, a) for p in progress.values()))
+                          for a in ("total", "done", "failed", "todo")),
+                 fmt(sum(sum(p.seconds) for p in progress.values())), "",
+                 fmt(None if None in etas else sum(etas))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows)

@@ -1,4 +1,4 @@
-"""Harness commands: ``bench run``, ``leaderboard`` and ``demo``.
+"""Harness commands: ``bench run``, ``bench status``, ``leaderboard`` and ``demo``.
 
 Where results go: ``--store PATH``, else ``$SIMBENCH_STORE``, else the spec's ``store = ...``,
 else ``./simbench-results/results.sqlite`` (the demo: ``./simbench-results/demo.sqlite``).
@@ -44,6 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "and jobs a measure cannot do (with a note) instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_run)
+
+    p = bsub.add_parser(
+        "status", help="how far a spec has got in a store, and what each measure costs",
+        description="Per measure label: jobs done, failed and still to run, the measure time "
+        "the finished ones took, and an estimate of the rest at that mean. Reads the store "
+        "only, so it is safe while a run is writing.")
+    p.add_argument("spec", help="the spec file (TOML) or a shipped spec's name")
+    _store_arg(p)
+    p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser(
         "leaderboard", help="measure validity, similarity matrices and rankings from a store",
@@ -121,6 +130,20 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if summary.interrupted:
         return 130
     return 1 if summary.failed else 0
+
+
+def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.bench.jobs import prepare
+    from simbench.bench.runner import progress_by_label, render_progress
+    from simbench.bench.spec import load_spec
+    from simbench.bench.store import Store
+
+    spec = load_spec(args.spec, lenient=True)
+    jobs = prepare(spec)
+    with Store(store_path(args.store, spec), create=False) as store:
+        print(f"spec '{spec.name}' in {store.path}:")
+        print(render_progress(progress_by_label(jobs, store)))
+    return 0
 
 
 def _load_for_board(spec_arg: str | None, store: Any) -> Any:
