@@ -136,9 +136,11 @@ def _worker_env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
 
 
-def test_workers_flag_cluster_keeps_adaptive_malloc() -> None:
+def test_workers_flag_cluster_keeps_adaptive_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--workers N` starts its own LocalCluster without Dask's 64 KiB malloc trim (which makes
     torch fault every freed buffer back in), but still with one BLAS thread per worker."""
+    # a Nanny copies its spawn variables into its parent's environment: undo the module cluster's
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     executor = DaskExecutor(workers=1)
     try:
         envs = list(executor.client.run(_worker_env).values())
