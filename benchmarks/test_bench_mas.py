@@ -81,6 +81,47 @@ def test_step(benchmark: Any, pair_engine, impl: str) -> None:
     benchmark.extra_info["interventions_per_step"] = 128 * len(batches)
 
 
+@pytest.fixture(scope="module")
+def gru_tf_engine():
+    return engine_for((GRUS[0], "tf_multi_s1"), k=16, n_train=2048, n_val=256, n_test=500,
+                      pool_size=1000)
+
+
+@pytest.mark.parametrize("impl", ["baseline_one_pass", "length_buckets"])
+def test_step_transformer(benchmark: Any, gru_tf_engine, impl: str) -> None:
+    """GRU vs transformer (the paper's finding 2): the transformer has no recurrence to continue
+    from, so each patched row is a full pass; length buckets cut each pass after the last token
+    its rows need. The baseline is one padded pass over all rows (what the runner did before)."""
+    from simbench.interventions.runners import Runner
+
+    benchmark.group = "mas-step-gru-tf-k16-b128-4dirs"
+    batches = batches_of(gru_tf_engine)
+    params = list(gru_tf_engine.imap.parameters())
+    runners = [p.runner for p in gru_tf_engine.parties]
+
+    def one_pass(self, cont, run):  # the whole width, all rows at once
+        return run(torch.arange(cont.cf.shape[0]), cont.targets.shape[1])
+
+    def step() -> None:
+        with parametrize.cached():
+            loss = gru_tf_engine.step_loss(batches)
+        loss.backward()
+        for p in params:
+            p.grad = None
+
+    saved = Runner.in_buckets
+    try:
+        if impl == "baseline_one_pass":
+            Runner.in_buckets = one_pass  # type: ignore[method-assign]
+            for r in runners:
+                r._truncated = lambda cont, rows, steps: cont.cf[rows]  # no cut
+        benchmark.pedantic(step, rounds=5, warmup_rounds=1, iterations=1)
+    finally:
+        Runner.in_buckets = saved  # type: ignore[method-assign]
+        for r in runners:
+            r.__dict__.pop("_truncated", None)
+
+
 def test_parity(benchmark: Any, pair_engine) -> None:
     """Same data, same steps: the engine and the baseline reach the same IIA."""
     benchmark.group = "mas-parity"

@@ -14,7 +14,7 @@ from simbench.errors import TaskError
 from simbench.interventions.data import make_pool, sample_interventions
 from simbench.interventions.engine import Engine, EngineConfig, Party, directions_for
 from simbench.interventions.maps import StitchMap, SubspaceMap
-from simbench.interventions.runners import GenericRunner, make_runner
+from simbench.interventions.runners import make_runner
 from simbench.interventions.subspace import Subspace, interchange
 from simbench.tasks import Arithmetic, MultiObject, Rounding
 from simbench.zoo.models import ModelConfig, build_model
@@ -65,9 +65,19 @@ def test_interchange_with_itself_changes_nothing():
     torch.testing.assert_close(interchange(h, h, u, u), h)
 
 
+def plain_patched_pass(model, site, cont, edit):
+    """The reference: one patched pass over the whole counterfactual, no buckets, no cut."""
+    logits = model.run(cont.cf, edits={site: edit})[0]
+    index = (cont.index - 1)[..., None].expand(-1, -1, logits.shape[-1])
+    return logits.gather(1, index)
+
+
 @pytest.mark.parametrize("arch,site", [("gru", "hidden"), ("gru", "embedding"),
-                                       ("lstm", "hidden"), ("lstm", "embedding")])
-def test_recurrent_fast_path_equals_patched_forward(arch, site):
+                                       ("lstm", "hidden"), ("lstm", "embedding"),
+                                       ("transformer", "hidden"),
+                                       ("transformer", "embedding")])
+def test_fast_paths_equal_the_plain_patched_pass(arch, site):
+    """Recurrent continuation and length buckets (cut sequences) change no determined logit."""
     models = [frozen(arch, 0), frozen(arch, 1)]
     eng = small_engine(models, site)
     rows = torch.arange(200)  # enough rows for the length buckets
@@ -76,9 +86,29 @@ def test_recurrent_fast_path_equals_patched_forward(arch, site):
     h_t = eng.parties[1].latents["train"][d.tgt_idx[rows], d.tpos[rows]]
     h_s = eng.parties[0].latents["train"][d.src_idx[rows], d.spos[rows]]
     h_new = eng.imap.apply(1, h_t, eng.imap.code(0, 1, h_s))
-    slow = GenericRunner(models[1], site, 128).single(cont, h_new, "train", d.tgt_idx[rows])
+    mask = torch.zeros(cont.cf.shape, dtype=torch.bool)
+    mask[torch.arange(len(rows)), cont.tpos] = True
+    slow = plain_patched_pass(models[1], site, cont, (mask, lambda h, b, t: h_new[b]))
     m = cont.mask[..., None]
     assert m.sum() > 0
+    torch.testing.assert_close(fast * m, slow * m, atol=1e-5, rtol=0)
+    assert len(set(cont.mask.sum(1).tolist())) > 3  # the buckets really differ in length
+
+
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_stepwise_buckets_equal_the_plain_patched_pass(arch):
+    models = [frozen(arch, 0), frozen(arch, 1)]
+    eng = small_engine(models, stepwise=True)
+    rows = torch.arange(200)
+    fast, cont = eng.patched_logits("train", 1, [(0, rows)])
+    d = eng.data["train"][(0, 1)]
+    z = eng.imap.code(0, 1, eng.parties[0].latents["train"][d.src_idx[rows]])
+    z = torch.nn.functional.pad(z, (0, 0, 0, max(cont.cf.shape[1] - z.shape[1], 0)))
+    pos = torch.arange(cont.cf.shape[1])[None, :]
+    mask = pos <= cont.tpos[:, None]
+    slow = plain_patched_pass(models[1], "hidden", cont,
+                              (mask, lambda h, b, t: eng.imap.apply(1, h, z[b, t])))
+    m = cont.mask[..., None]
     torch.testing.assert_close(fast * m, slow * m, atol=1e-5, rtol=0)
 
 
@@ -150,12 +180,13 @@ def test_same_seed_same_result():
     torch.testing.assert_close(u_a, u_b, atol=0, rtol=0)
 
 
-def test_free_running_trial_iia_equals_teacher_forced():
+@pytest.mark.parametrize("zid", ["gru_multi_s1", "tf_multi_s1"])
+def test_free_running_trial_iia_equals_teacher_forced(zid):
     """Generating every row step by step gives a fully right row exactly when the one
     teacher-forced pass does: what lets evaluation generate only the rows with an error."""
     from simbench.zoo import load_model
 
-    trained = load_model("gru_multi_s1")[0].eval()
+    trained = load_model(zid)[0].eval()
     for p in trained.parameters():
         p.requires_grad_(False)
     eng = small_engine([trained, trained], k=100)  # a random 100-dim subspace: some rows right

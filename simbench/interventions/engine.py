@@ -153,11 +153,13 @@ class Engine:
     # ---- one patched pass -------------------------------------------------------------------
     def patched_logits(self, split: str, target: int,
                        chunks: Sequence[tuple[int, Tensor]],
-                       cf_override: Tensor | None = None) -> tuple[Tensor, Continuation]:
+                       cf_override: Tensor | None = None, upto: int | None = None
+                       ) -> tuple[Tensor, Continuation]:
         """Continuation logits of ``target`` for rows of several directions into it, batched.
 
         ``chunks`` lists (source, row indices into that direction's data). ``cf_override``
-        replaces the counterfactual tokens (free-running generation feeds its own tokens).
+        replaces the counterfactual tokens (free-running generation feeds its own tokens);
+        ``upto`` computes only the first that many continuation logits (the rest are zeros).
         """
         party = self.parties[target]
         runner = party.runner
@@ -181,7 +183,7 @@ class Engine:
                 news.append(self.imap.apply(target, h_t[start: start + n],
                                             self.imap.code(s, target, h_s)))
                 start += n
-            return runner.single(cont, torch.cat(news), split, tgt_idx), cont
+            return runner.single(cont, torch.cat(news), split, tgt_idx, upto), cont
         codes = []
         for s, d, r in parts:
             lat = self.parties[s].latents[split][d.src_idx[r]]  # [n, T_s, d_s]
@@ -192,7 +194,7 @@ class Engine:
         def patch(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
             return self.imap.apply(target, h, z_all[b, t])
 
-        return runner.stepwise(cont, patch), cont
+        return runner.stepwise(cont, patch, upto), cont
 
     # ---- losses and accuracy ------------------------------------------------------------------
     @staticmethod
@@ -288,7 +290,9 @@ class Engine:
         gen = d.cf[rows].clone()
         preds = torch.zeros_like(cont.targets)
         for i in range(cont.targets.shape[1]):
-            logits, _ = self.patched_logits(split, t, [(s, rows)], cf_override=gen)
+            if not bool(cont.mask[:, i:].any()):
+                break
+            logits, _ = self.patched_logits(split, t, [(s, rows)], cf_override=gen, upto=i + 1)
             pred = logits[:, i].argmax(-1)
             preds[:, i] = pred
             col = cont.index[:, i]

@@ -7,8 +7,11 @@ runs only what follows the patch:
 - :class:`RecurrentRunner` (zoo GRU/LSTM): starts the recurrence from the patched state and runs
   the rest of the counterfactual sequence in one fused nn.GRU/nn.LSTM call; the prefix is never
   run again.
-- :class:`GenericRunner` (transformers, any model with ``run(tokens, edits=, record=)``): one
-  parallel pass with the patch applied where it belongs.
+- :class:`GenericRunner` (transformers, any autoregressive model with
+  ``run(tokens, edits=, record=)``): one parallel pass with the patch applied where it belongs.
+
+Both run rows in a few buckets of similar continuation length, each only as far as it needs
+(:meth:`Runner.in_buckets`).
 
 Both return *continuation logits* [B, L, V]: entry i predicts the counterfactual token at
 position ``tpos + 1 + i``; :class:`Continuation` holds the matching targets and mask.
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 PatchFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -79,31 +83,80 @@ class Runner:
         self.latents[key] = self._record(tokens, (self.site,), batch)[self.site]
         return self.latents[key]
 
-    def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor) -> Tensor:
+    #: rows per length bucket below which one padded call is cheaper than several
+    bucket_min_rows: int = 32
+    buckets: int = 4
+
+    def in_buckets(self, cont: Continuation, run: Callable[[Tensor, int], Tensor],
+                   upto: int | None = None) -> Tensor:
+        """Continuation logits [B, L, V], computed a few buckets of rows at a time.
+
+        Continuations range from one token to the whole response, so one padded call would
+        spend most of its time on padding: rows are sorted by how many continuation logits
+        they need and each bucket runs only as far as its longest row. ``run(rows, steps)``
+        returns the first ``steps`` continuation logits of ``rows``; ``upto`` asks for no more
+        than that many (generation needs one more each step), the rest come back as zeros.
+        """
+        bsz, length = cont.targets.shape
+        needed = torch.where(cont.mask, torch.arange(1, length + 1, device=cont.mask.device),
+                             torch.zeros_like(cont.targets)).amax(1).clamp(min=1)
+        if upto is not None:
+            needed = needed.clamp(max=max(upto, 1))
+        n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
+        order = torch.argsort(needed)
+        parts = []
+        for rows in order.chunk(n_buckets):
+            steps = int(needed[rows].max())
+            parts.append(F.pad(run(rows, steps), (0, 0, 0, length - steps)))
+        return torch.cat(parts)[torch.argsort(order)]
+
+    def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor,
+               upto: int | None = None) -> Tensor:
         """Logits after replacing the site at ``cont.tpos`` by ``h_new`` [B, d]."""
-        bsz, width = cont.cf.shape
-        mask = torch.zeros((bsz, width), dtype=torch.bool, device=cont.cf.device)
-        mask[torch.arange(bsz, device=mask.device), cont.tpos] = True
+        def run(rows: Tensor, steps: int) -> Tensor:
+            tokens, tpos, h = self._truncated(cont, rows, steps), cont.tpos[rows], h_new[rows]
+            mask = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+            mask[torch.arange(len(rows), device=mask.device), tpos] = True
 
-        def put(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
-            return h_new[b].to(h.dtype)
+            def put(old: Tensor, b: Tensor, t: Tensor) -> Tensor:
+                return h[b].to(old.dtype)
 
-        return self._gather(self.model.run(cont.cf, edits={self.site: (mask, put)})[0], cont)
+            logits = self.model.run(tokens, edits={self.site: (mask, put)})[0]
+            return self._gather(logits, cont, rows, steps)
 
-    def stepwise(self, cont: Continuation, fn: PatchFn) -> Tensor:
+        return self.in_buckets(cont, run, upto)
+
+    def stepwise(self, cont: Continuation, fn: PatchFn, upto: int | None = None) -> Tensor:
         """Logits after patching every position 0..tpos with ``fn(h, b, t)``."""
-        pos = torch.arange(cont.cf.shape[1], device=cont.cf.device)[None, :]
-        mask = pos <= cont.tpos[:, None]
-        return self._gather(self.model.run(cont.cf, edits={self.site: (mask, fn)})[0], cont)
+        def run(rows: Tensor, steps: int) -> Tensor:
+            tokens = self._truncated(cont, rows, steps)
+            pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+            mask = pos <= cont.tpos[rows, None]
+
+            def patch(h: Tensor, b: Tensor, t: Tensor) -> Tensor:  # b indexes the bucket
+                return fn(h, rows[b], t)
+
+            logits = self.model.run(tokens, edits={self.site: (mask, patch)})[0]
+            return self._gather(logits, cont, rows, steps)
+
+        return self.in_buckets(cont, run, upto)
 
     @staticmethod
-    def _gather(logits: Tensor, cont: Continuation) -> Tensor:
-        index = (cont.index - 1)[..., None].expand(-1, -1, logits.shape[-1])
+    def _truncated(cont: Continuation, rows: Tensor, steps: int) -> Tensor:
+        """The counterfactual tokens of ``rows``, cut after the last one their first ``steps``
+        continuation logits read (the models are autoregressive: later tokens change nothing)."""
+        width = min(cont.cf.shape[1], int((cont.tpos[rows] + steps).max()))
+        return cont.cf[rows, :width]
+
+    @staticmethod
+    def _gather(logits: Tensor, cont: Continuation, rows: Tensor, steps: int) -> Tensor:
+        index = (cont.index[rows, :steps] - 1)[..., None].expand(-1, -1, logits.shape[-1])
         return logits.gather(1, index)
 
 
 class GenericRunner(Runner):
-    """Any model with ``run(tokens, edits=..., record=...)``: one parallel patched pass."""
+    """Any autoregressive model with ``run(tokens, edits=..., record=...)``: one parallel
+    patched pass per length bucket."""
 
 
 class RecurrentRunner(Runner):
@@ -120,31 +173,14 @@ class RecurrentRunner(Runner):
             self.states[key] = rec["hidden"]
         return self.latents[key]
 
-    #: rows per length bucket below which one padded call is cheaper than several
-    bucket_min_rows: int = 32
-    buckets: int = 4
+    def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor,
+               upto: int | None = None) -> Tensor:
+        """Continue each row from its patched state, only as far as its last determined token."""
+        def run(rows: Tensor, steps: int) -> Tensor:
+            return self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,
+                                  tgt_idx[rows], cont.tpos[rows])
 
-    def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor) -> Tensor:
-        """Run each row only as far as its last determined token.
-
-        Rows are sorted by continuation length and run in a few buckets, each padded only to
-        its own longest row: continuations range from one token to the whole response, so one
-        padded call would spend most of its time on padding.
-        """
-        bsz, length = cont.targets.shape
-        needed = torch.where(cont.mask, torch.arange(1, length + 1, device=cont.mask.device),
-                             torch.zeros_like(cont.targets)).amax(1).clamp(min=1)
-        n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
-        if n_buckets == 1:
-            return self._continue(cont.inputs, h_new, key, tgt_idx, cont.tpos)
-        order = torch.argsort(needed)
-        parts = []
-        for rows in order.chunk(n_buckets):
-            steps = int(needed[rows].max())
-            logits = self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,
-                                    tgt_idx[rows], cont.tpos[rows])
-            parts.append(torch.nn.functional.pad(logits, (0, 0, 0, length - steps)))
-        return torch.cat(parts)[torch.argsort(order)]
+        return self.in_buckets(cont, run, upto)
 
     def _continue(self, inputs: Tensor, h_new: Tensor, key: str, tgt_idx: Tensor,
                   tpos: Tensor) -> Tensor:
