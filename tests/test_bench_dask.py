@@ -140,7 +140,9 @@ def test_workers_flag_cluster_keeps_adaptive_malloc(monkeypatch: pytest.MonkeyPa
     """`--workers N` starts its own LocalCluster without Dask's 64 KiB malloc trim (which makes
     torch fault every freed buffer back in), but still with one BLAS thread per worker."""
     # a Nanny copies its spawn variables into its parent's environment: undo the module cluster's
+    # (and the caller's own OMP_NUM_THREADS would win over Dask's default of 1)
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     executor = DaskExecutor(workers=1)
     try:
         envs = list(executor.client.run(_worker_env).values())

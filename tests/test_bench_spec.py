@@ -193,7 +193,7 @@ def test_shipped_specs_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(tmp_path)
     paper = load_spec("paper")
     assert paper.name == "paper" and paper.path.name == "paper.toml"
-    assert len(prepare(paper)) == 168
+    assert len(prepare(paper)) == 158
     (tmp_path / "paper").write_text('name = "local"\n')
     with pytest.raises(SpecError) as info:  # the local file is read, and it lacks [systems]
         load_spec("paper")
