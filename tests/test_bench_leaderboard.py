@@ -257,3 +257,20 @@ def test_cli_leaderboard_from_the_store_alone(filled: tuple[Path, Path], tmp_pat
     assert (tmp_path / "csv" / "validity.csv").exists()
     assert main(["leaderboard", "--store", str(store_path), "--target", "nobody"]) == 2
     assert "target 'nobody' is not a system" in capsys.readouterr().err
+
+
+def test_the_shipped_paper_run_matches_the_spec_and_the_paper() -> None:
+    """benchmarks/results/paper.sqlite is the measured run of benchmarks/specs/paper.toml: every
+    job of the spec is in it (a changed spec must be rerun), and its validity board shows what
+    the paper found: MAS keeps every finding where CKA and RSA lose some."""
+    root = Path(__file__).resolve().parents[1]
+    spec = load_spec(root / "benchmarks" / "specs" / "paper.toml")
+    with Store(root / "benchmarks" / "results" / "paper.sqlite", create=False) as store:
+        board = build(spec, store)
+    assert (board.done, board.failed, board.total) == (158, 0, 158)
+    score = {row.variant: (row.passed, row.total) for row in board.validity}
+    assert score["mas"] == (6, 6) and score["mas_stepwise"] == (1, 1)
+    for variant in ("cka", "cka_paper", "rsa"):
+        passed, total = score[variant]
+        assert 0 < passed < total, variant
+    assert score["mas_k[k=1]"] == (0, 1) and score["mas_k[k=4]"] == (2, 2)
