@@ -13,7 +13,7 @@ import torch
 from simbench.errors import TaskError
 from simbench.interventions.data import make_pool, sample_interventions
 from simbench.interventions.engine import Engine, EngineConfig, Party, directions_for
-from simbench.interventions.maps import StitchMap, SubspaceMap
+from simbench.interventions.maps import OrthogonalStitchMap, StitchMap, SubspaceMap
 from simbench.interventions.runners import make_runner
 from simbench.interventions.subspace import Subspace, interchange
 from simbench.tasks import Arithmetic, MultiObject, Rounding
@@ -178,6 +178,22 @@ def test_same_seed_same_result():
     (iia_a, u_a), (iia_b, u_b) = run(), run()
     assert iia_a == iia_b
     torch.testing.assert_close(u_a, u_b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SubspaceMap([128, 96], 8, seed=5),
+    lambda: OrthogonalStitchMap([128, 96], [(0, 1), (1, 0)], seed=5),
+], ids=["subspace", "orthogonal_stitch"])
+def test_maps_do_not_depend_on_the_global_rng(make):
+    """torch completes a non-square orthogonal weight with the global RNG; a map must not
+    follow it (a harness worker's earlier jobs would change later scores)."""
+    torch.manual_seed(0)
+    a = make().state_dict()
+    torch.randn(1000)  # what an earlier job in the same process might have drawn
+    b = make().state_dict()
+    assert a.keys() == b.keys() and any("base" in k for k in a)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("zid", ["gru_multi_s1", "tf_multi_s1"])

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrizations
 
-from simbench.interventions.subspace import Subspace, patch_subspace
+from simbench.interventions.subspace import Subspace, patch_subspace, seeded_orthogonal
 
 
 class InterventionMap(nn.Module):
@@ -99,7 +98,7 @@ class OrthogonalStitchMap(InterventionMap):
                 q = torch.linalg.qr(torch.randn(max(widths[s], widths[t]),
                                                 min(widths[s], widths[t]), generator=g)).Q
                 lin.weight.copy_(q if widths[t] >= widths[s] else q.T)
-            parametrizations.orthogonal(lin, "weight")
+            seeded_orthogonal(lin, g)
             self.maps[f"{s}->{t}"] = lin
 
     def code(self, s: int, t: int, h_s: Tensor) -> Tensor:

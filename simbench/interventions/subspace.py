@@ -17,6 +17,21 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 
+def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None, *,
+                      orthogonal_map: str | None = None) -> None:
+    """``parametrizations.orthogonal`` on ``module.weight``, reproducibly.
+
+    For a non-square weight torch completes it to a square orthogonal base with the *global*
+    RNG; that base steers every later step, so a score would depend on whatever used the
+    global RNG before (earlier jobs in the same worker, model construction). The completion is
+    drawn here under a seed taken from ``generator`` instead, leaving the global RNG as it was.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        parametrizations.orthogonal(module, "weight", orthogonal_map=orthogonal_map)
+
+
 class Subspace(nn.Module):
     """A d x k matrix with orthonormal columns, trained through torch's orthogonal map."""
 
@@ -30,7 +45,7 @@ class Subspace(nn.Module):
         with torch.no_grad():
             init = torch.randn(d, k, generator=generator)
             self.proj.weight.copy_(torch.linalg.qr(init).Q)
-        parametrizations.orthogonal(self.proj, "weight", orthogonal_map=orthogonal_map)
+        seeded_orthogonal(self.proj, generator, orthogonal_map=orthogonal_map)
 
     @property
     def U(self) -> torch.Tensor:
