@@ -55,19 +55,26 @@ def batches_of(engine, size: int = 128) -> dict:
             for d in engine.trained}
 
 
+def training_step(engine, batches: dict):
+    """One optimiser-free training step of ``engine`` (loss, backward, clear gradients)."""
+    params = list(engine.imap.parameters())
+
+    def step() -> None:
+        with parametrize.cached():
+            loss = engine.step_loss(batches)
+        loss.backward()
+        for p in params:
+            p.grad = None
+
+    return step
+
+
 @pytest.mark.parametrize("impl", ["baseline_naive", "engine"])
 def test_step(benchmark: Any, pair_engine, impl: str) -> None:
     benchmark.group = "mas-step-k32-b128-4dirs"
     batches = batches_of(pair_engine)
     if impl == "engine":
-        params = list(pair_engine.imap.parameters())
-
-        def step() -> None:
-            with parametrize.cached():
-                loss = pair_engine.step_loss(batches)
-            loss.backward()
-            for p in params:
-                p.grad = None
+        step = training_step(pair_engine, batches)
     else:
         models = [p.runner.model for p in pair_engine.parties]
         naive = NaiveMAS(models, "hidden", 32, 128)
@@ -95,19 +102,11 @@ def test_step_transformer(benchmark: Any, gru_tf_engine, impl: str) -> None:
     from simbench.interventions.runners import Runner
 
     benchmark.group = "mas-step-gru-tf-k16-b128-4dirs"
-    batches = batches_of(gru_tf_engine)
-    params = list(gru_tf_engine.imap.parameters())
+    step = training_step(gru_tf_engine, batches_of(gru_tf_engine))
     runners = [p.runner for p in gru_tf_engine.parties]
 
-    def one_pass(self, cont, run):  # the whole width, all rows at once
+    def one_pass(self, cont, run, upto=None):  # the whole width, all rows at once
         return run(torch.arange(cont.cf.shape[0]), cont.targets.shape[1])
-
-    def step() -> None:
-        with parametrize.cached():
-            loss = gru_tf_engine.step_loss(batches)
-        loss.backward()
-        for p in params:
-            p.grad = None
 
     saved = Runner.in_buckets
     try:
