@@ -78,18 +78,29 @@ def test_rerun_skips_done_and_failed_unless_retried(recs: Path) -> None:
         assert "Traceback" in row["traceback"]
 
 
+def _start_run(spec_path: Path, store_path: Path, *, capture: bool = False
+               ) -> subprocess.Popen:
+    """`simbench bench run` in a subprocess of its own, to be killed or interrupted."""
+    pipe = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
+                                 "--no-progress"), stdout=pipe, stderr=pipe, text=True)
+
+
+def _wait_for_done(store_path: Path, n: int, poll: float = 0.05) -> None:
+    """Until the store holds ``n`` finished results (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if store_path.exists() and len(_done_rows(store_path)) >= n:
+            return
+        time.sleep(poll)
+
+
 def test_resume_after_kill_9_loses_and_duplicates_nothing(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(measures=SLOW))
     store_path = recs / "s.sqlite"
-    proc = subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
-                                 "--no-progress"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    proc = _start_run(spec_path, store_path)
     try:
-        while time.monotonic() < deadline:
-            if store_path.exists() and len(_done_rows(store_path)) >= 4:
-                break
-            time.sleep(0.05)
+        _wait_for_done(store_path, 4)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
@@ -110,14 +121,8 @@ def test_resume_after_kill_9_loses_and_duplicates_nothing(recs: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_keeps_results(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(measures=SLOW))
     store_path = recs / "s.sqlite"
-    proc = subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
-                                 "--no-progress"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if store_path.exists() and len(_done_rows(store_path)) >= 2:
-            break
-        time.sleep(0.05)
+    proc = _start_run(spec_path, store_path, capture=True)
+    _wait_for_done(store_path, 2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
@@ -132,14 +137,8 @@ def test_ctrl_c_swallowed_by_a_measure_is_not_stored_as_done(recs: Path) -> None
     spec_path = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.3\nswallow = true'))
     store_path = recs / "s.sqlite"
-    proc = subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
-                                 "--no-progress"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if store_path.exists() and len(_done_rows(store_path)) >= 1:
-            break
-        time.sleep(0.02)
+    proc = _start_run(spec_path, store_path, capture=True)
+    _wait_for_done(store_path, 1, poll=0.02)
     time.sleep(0.1)  # inside the next job's sleep
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=20)
@@ -154,9 +153,7 @@ def test_concurrent_readers_while_writing(recs: Path) -> None:
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.03\nn_boot = 2'))
     store_path = recs / "s.sqlite"
     Store(store_path).close()  # created, so readers can open it at once
-    proc = subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
-                                 "--no-progress"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = _start_run(spec_path, store_path)
     seen: list[int] = []
     errors: list[BaseException] = []
 
