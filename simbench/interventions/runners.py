@@ -103,7 +103,7 @@ class Runner:
         if upto is not None:
             needed = needed.clamp(max=max(upto, 1))
         n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
-        order = torch.argsort(needed)
+        order = torch.argsort(needed, stable=True)  # ties: same buckets on every device
         parts = []
         for rows in order.chunk(n_buckets):
             steps = int(needed[rows].max())
