@@ -6,10 +6,11 @@ variables were). Measures need ``activity`` [stimulus, time, unit]: :func:`from_
 bins each trial's window into fixed-width bins, one stimulus per trial, and pads trials of
 different lengths to the longest with ``valid`` false past each trial's end.
 
-The binning is vectorised: each unit's spikes are located among the trial windows with
-``searchsorted``, turned into a flat (trial, bin, unit) index and counted with ``bincount``,
-a block of trials at a time, so memory beyond the output array stays at a few tens of MB
-whatever the number of spikes.
+The binning is vectorised: a block of trials at a time, each unit's spikes in it are located
+among the trial windows with ``searchsorted`` and given their bin; since each unit's spikes
+are sorted, equal (unit, trial, bin) keys are adjacent and counting is a run-length encoding
+added into the output. Memory beyond the output array stays at about 80 bytes per spike of
+one group (at most 2**20 spikes, 80 MB) whatever the number of spikes.
 
 Bins are half-open, ``[t0 + j * bin_width, t0 + (j + 1) * bin_width)`` with the edges computed
 exactly that way, so a spike on an edge counts in the later bin, as with ``np.histogram``.
@@ -27,9 +28,13 @@ from simbench.errors import RecordingError
 from simbench.recording import Recording, site_dataset
 
 UNDEFINED = -1  # a causal variable's value on padding and where it has none
-# Cells of the (trial, bin, unit) block counted at once: bincount's int64 scratch is 8 bytes a
-# cell, so 2**21 cells keep it at 16 MB (cache-friendly) whatever the size of the output.
-CHUNK_CELLS = 1 << 21
+# Output cells filled per block of trials: 2**21 cells (8 MB of int32) stay in cache while
+# counts are added into them.
+BLOCK_CELLS = 1 << 21
+# Spikes binned at once: the scratch arrays take about 80 bytes a spike, so at most 2**20
+# spikes (80 MB) and at most one 64th of the output's cells (well under the output's size).
+MAX_GROUP_SPIKES = 1 << 20
+MIN_GROUP_SPIKES = 1 << 14
 RESERVED_NAMES = ("stimulus", "time", "unit", "stimulus_id", "token", "valid")
 WHOLE_TOL = 1e-6  # in bins: a duration within this of a whole number of bins is whole
 
@@ -130,73 +135,20 @@ def from_spike_times(
         dtype = np.float64 if rates else np.int32
     dtype = np.dtype(dtype)
 
-    # Where every unit's spikes lie relative to the (sorted) windows: [lo, hi) per window.
-    per_chunk = max(1, CHUNK_CELLS // (n_time * n_units))
-    starts = np.arange(0, n_trials, per_chunk)
-    ends = np.minimum(starts + per_chunk, n_trials)
-    seg_lo = np.empty((len(starts), n_units), dtype=np.int64)
-    seg_hi = np.empty((len(starts), n_units), dtype=np.int64)
-    n_in = np.empty(n_units, dtype=np.int64)
-    before = np.empty(n_units, dtype=np.int64)
-    after = np.empty(n_units, dtype=np.int64)
-    for u, t in enumerate(units):
-        lo = np.searchsorted(t, win.t0s, side="left")
-        hi = np.searchsorted(t, win.t1s, side="left")
-        n_in[u] = int((hi - lo).sum())
-        before[u] = lo[0]
-        after[u] = len(t) - hi[-1]
-        seg_lo[:, u] = lo[starts]
-        seg_hi[:, u] = hi[ends - 1]
-    n_spikes = int(sum(len(t) for t in units))
-    n_out = n_spikes - int(n_in.sum())
-    if n_out:
-        _outside(n_out, n_spikes, int(before.sum()), int(after.sum()), n_in, units, ids, win,
-                 outside, site)
-
     out = np.zeros((n_trials, n_time, n_units), dtype=dtype)
-    flat = out.reshape(n_trials, -1)
-    identity = bool((win.order == np.arange(n_trials)).all())
-    limit = None if rates or dtype.kind == "f" else np.iinfo(dtype).max
-    n_tail = 0
-    unit_arange = np.arange(n_units, dtype=np.int64)
-    for c, (k0, k1) in enumerate(zip(starts, ends)):
-        lens = seg_hi[c] - seg_lo[c]
-        if not lens.any():
-            continue
-        times = np.concatenate([t[a:b] for t, a, b in zip(units, seg_lo[c], seg_hi[c])])
-        unit = np.repeat(unit_arange, lens)
-        ct0, ct1 = win.t0s[k0:k1], win.t1s[k0:k1]
-        k = np.searchsorted(ct0, times, side="right") - 1
-        keep = times < ct1[k]  # between windows inside this block of trials
-        if not keep.all():
-            times, unit, k = times[keep], unit[keep], k[keep]
-        start = ct0[k]
-        b = ((times - start) / bw).astype(np.int64)
-        b -= times < start + b * bw  # edges exactly at start + j * bw, as np.histogram has them
-        b += times >= start + (b + 1) * bw
-        nb = win.n_bins_s[k0:k1][k]
-        np.minimum(b, win.cap_s[k0:k1][k], out=b)  # float noise at a whole trial's last edge
-        ok = b < nb
-        if not ok.all():  # the dropped partial last bins
-            n_tail += int((~ok).sum())
-            b, unit, k = b[ok], unit[ok], k[ok]
-        idx = (k * n_time + b) * n_units + unit
-        counts = np.bincount(idx, minlength=(k1 - k0) * n_time * n_units)
-        counts = counts.reshape(k1 - k0, n_time * n_units)
-        if limit is not None and counts.max(initial=0) > limit:
-            raise RecordingError(f"a bin holds {int(counts.max())} spikes, more than dtype "
-                                 f"{dtype} holds", site=site, field="dtype",
-                                 fix="pass a wider dtype (the default int32)")
-        if identity:
-            if rates:
-                np.divide(counts, bw, out=flat[k0:k1], casting="unsafe")
-            else:
-                np.copyto(flat[k0:k1], counts, casting="unsafe")
-        else:
-            flat[win.order[k0:k1]] = counts / bw if rates else counts
+    stats = _bin_into(out, units, win, bw, rates)
+    n_spikes = int(sum(len(t) for t in units))
+    n_out = int(stats.outside.sum())
+    if n_out:
+        _outside(n_out, n_spikes, stats.before, stats.after, stats.outside, ids, win, outside,
+                 site)
+    if stats.overflow:
+        raise RecordingError(f"a bin holds more spikes than dtype {dtype} holds", site=site,
+                             field="dtype", fix="pass a wider dtype (the default is int32)")
+    n_tail = stats.tail
     if n_tail:
-        warnings.warn(f"dropped {n_tail:,} spikes in the incomplete last bins of trials "
-                      "(partial_bins='drop')", SpikeWarning, stacklevel=2)
+        warnings.warn(f"site '{site}': dropped {n_tail:,} spikes in the incomplete last bins "
+                      "of trials (partial_bins='drop')", SpikeWarning, stacklevel=2)
 
     valid = np.arange(n_time)[None, :] < win.n_bins[:, None]
     token_arr = None if tokens is None else _tokens(tokens, win, blank, pad_token, site)
@@ -222,6 +174,102 @@ def from_spike_times(
     )
     return Recording(system_id=system_id, sites={site: ds}, task=task,
                      attrs={"generator": info["generator"], **dict(attrs or {})})
+
+
+class _BinStats:
+    """What binning left out: spikes outside every window (per unit, before the first window,
+    after the last) and spikes in dropped partial last bins; ``overflow`` if a narrow integer
+    dtype could not hold a count."""
+
+    def __init__(self, n_units: int) -> None:
+        self.outside = np.zeros(n_units, dtype=np.int64)
+        self.before = self.after = self.tail = 0
+        self.overflow = False
+
+
+def _bin_into(out: np.ndarray, units: list[np.ndarray], win: _Windows, bw: float,
+              rates: bool) -> _BinStats:
+    """Add every unit's spikes into ``out`` [trial, bin, unit], a block of trials at a time.
+
+    A block of trials is a contiguous stretch of the output that fits in cache, so adding
+    counts into it stays cheap; its spikes are each unit's slice between the block's first
+    window start and the next block's (``searchsorted`` per unit). Within a unit the spikes
+    are sorted and the windows do not overlap, so along the unit-by-unit concatenation the key
+    (unit, trial, bin) never decreases: equal keys are adjacent, and counting is a run-length
+    encoding (no sort, no dense scratch array) added into the output with one fancy ``+=``.
+    """
+    n_trials, n_time, n_units = out.shape
+    flat = out.reshape(-1)
+    stats = _BinStats(n_units)
+    limit = np.iinfo(out.dtype).max if out.dtype.kind in "iu" and out.dtype.itemsize < 4 else None
+    per_block = max(1, BLOCK_CELLS // (n_time * n_units))
+    block_starts = np.arange(0, n_trials, per_block)
+    # bounds[u, c]: first spike of unit u at or after block c's first window start; the last
+    # column is the first spike at or after the last window's end.
+    edges = np.append(win.t0s[block_starts], win.t1s[-1])
+    bounds = np.empty((n_units, len(edges)), dtype=np.int64)
+    for u, t in enumerate(units):
+        bounds[u] = np.searchsorted(t, edges, side="left")
+    lengths = np.array([len(t) for t in units], dtype=np.int64)
+    stats.before = int(bounds[:, 0].sum())
+    stats.after = int((lengths - bounds[:, -1]).sum())
+    stats.outside += bounds[:, 0] + lengths - bounds[:, -1]
+    group = int(np.clip(out.size // 64, MIN_GROUP_SPIKES, MAX_GROUP_SPIKES))
+    for c, k0 in enumerate(block_starts):
+        k1 = min(int(k0) + per_block, n_trials)
+        pieces: list[tuple[int, np.ndarray]] = []
+        size = 0
+        for u, t in enumerate(units):
+            lo, hi = int(bounds[u, c]), int(bounds[u, c + 1])
+            for a in range(lo, hi, group):  # a long stretch is split; += adds the parts
+                piece = t[a:min(a + group, hi)]
+                pieces.append((u, piece))
+                size += len(piece)
+                if size >= group:
+                    _bin_group(pieces, flat, win, int(k0), k1, bw, rates, n_time, n_units,
+                               limit, stats)
+                    pieces, size = [], 0
+        if pieces:
+            _bin_group(pieces, flat, win, int(k0), k1, bw, rates, n_time, n_units, limit,
+                       stats)
+    return stats
+
+
+def _bin_group(pieces: list[tuple[int, np.ndarray]], flat: np.ndarray, win: _Windows, k0: int,
+               k1: int, bw: float, rates: bool, n_time: int, n_units: int, limit: int | None,
+               stats: _BinStats) -> None:
+    """Count one group of spikes, all within sorted trials [k0, k1) and their gaps."""
+    lens = np.array([len(p) for _, p in pieces], dtype=np.int64)
+    times = np.concatenate([p for _, p in pieces])
+    unit = np.repeat(np.array([u for u, _ in pieces], dtype=np.int64), lens)
+    t0s, t1s = win.t0s[k0:k1], win.t1s[k0:k1]
+    k = np.searchsorted(t0s, times, side="right") - 1  # >= 0: no spike precedes t0s[0]
+    inside = times < t1s[k]
+    if not inside.all():  # in the gaps between windows
+        stats.outside += np.bincount(unit[~inside], minlength=n_units)
+        times, unit, k = times[inside], unit[inside], k[inside]
+    start = t0s[k]
+    b = ((times - start) / bw).astype(np.int64)
+    b -= times < start + b * bw  # edges exactly at start + j * bw, as np.histogram has them
+    b += times >= start + (b + 1) * bw
+    np.minimum(b, win.cap_s[k0:k1][k], out=b)  # float noise at a whole trial's last edge
+    ok = b < win.n_bins_s[k0:k1][k]
+    if not ok.all():  # spikes in dropped partial last bins
+        stats.tail += int((~ok).sum())
+        b, unit, k = b[ok], unit[ok], k[ok]
+    if not len(b):
+        return
+    key = (unit * (k1 - k0) + k) * n_time + b  # non-decreasing: see _bin_into
+    first = np.empty(len(key), dtype=bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    run = np.flatnonzero(first)
+    counts = np.diff(run, append=len(key))
+    pos = (win.order[k0 + k[run]] * n_time + b[run]) * n_units + unit[run]
+    if limit is not None and (flat[pos] + counts).max() > limit:
+        stats.overflow = True
+        return
+    flat[pos] = flat[pos] + (counts / bw if rates else counts)  # assignment casts to dtype
 
 
 # ---- trial windows --------------------------------------------------------------------------
@@ -447,11 +495,9 @@ def _check_unit(t: np.ndarray, uid: str, site: str) -> None:
             "start; shift them all by the same offset so none is negative")
 
 
-def _outside(n_out: int, n_spikes: int, before: int, after: int, n_in: np.ndarray,
-             units: list[np.ndarray], ids: list[str], win: _Windows, policy: str,
-             site: str) -> None:
+def _outside(n_out: int, n_spikes: int, before: int, after: int, per_unit: np.ndarray,
+             ids: list[str], win: _Windows, policy: str, site: str) -> None:
     """Refuse (or warn about) spikes outside every trial window, saying where they are."""
-    per_unit = np.array([len(t) for t in units]) - n_in
     worst = np.argsort(-per_unit, kind="stable")[:3]
     worst_text = ", ".join(f"'{ids[u]}' ({int(per_unit[u]):,})" for u in worst
                            if per_unit[u] > 0)
