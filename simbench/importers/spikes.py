@@ -134,6 +134,11 @@ def from_spike_times(
     if dtype is None:
         dtype = np.float64 if rates else np.int32
     dtype = np.dtype(dtype)
+    # the per-trial inputs first: their mistakes surface before the binning work
+    ids_arr = _stimulus_ids(stimulus_ids, n_trials, site)
+    valid = np.arange(n_time)[None, :] < win.n_bins[:, None]
+    token_arr = None if tokens is None else _tokens(tokens, win, blank, pad_token, site)
+    var_arrs = {} if variables is None else _variables(variables, win, valid, site)
 
     out = np.zeros((n_trials, n_time, n_units), dtype=dtype)
     stats = _bin_into(out, units, win, bw, rates)
@@ -150,10 +155,6 @@ def from_spike_times(
         warnings.warn(f"site '{site}': dropped {n_tail:,} spikes in the incomplete last bins "
                       "of trials (partial_bins='drop')", SpikeWarning, stacklevel=2)
 
-    valid = np.arange(n_time)[None, :] < win.n_bins[:, None]
-    token_arr = None if tokens is None else _tokens(tokens, win, blank, pad_token, site)
-    var_arrs = {} if variables is None else _variables(variables, win, valid, site)
-    ids_arr = _stimulus_ids(stimulus_ids, n_trials, site)
     info = {
         "generator": "simbench.importers.from_spike_times",
         "bin_width_s": bw,
@@ -509,7 +510,8 @@ def _outside(n_out: int, n_spikes: int, before: int, after: int, per_unit: np.nd
         raise RecordingError(text, site=site, field="spike_times",
                              fix="pass outside='drop' to drop them (with a warning), or widen "
                              "the trial windows (trial_ends / trial_duration) to cover them")
-    warnings.warn(f"site '{site}': dropped {text}", SpikeWarning, stacklevel=3)
+    warnings.warn(f"site '{site}': {text}; dropped them (outside='drop')", SpikeWarning,
+                  stacklevel=3)
 
 
 # ---- tokens, variables, ids -----------------------------------------------------------------
