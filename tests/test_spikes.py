@@ -157,6 +157,7 @@ def test_tokens_and_variables_in_every_form(session: dict) -> None:
     n, nb = 6, 20
     events = [[(s + 0.01, "fix"), (s + 0.42, "L" if i % 2 else "R")]
               for i, s in enumerate(starts)]
+    events[5] = []  # a trial without events: all blank
     per_bin = np.tile(np.arange(nb), (n, 1))
     ragged = [np.arange(nb) * 2 for _ in range(n)]
     table = pd.DataFrame({"choice": [0, 1, 1, 0, 1, 0], "coh": [1.0, 2.0, np.nan, 4, 5, 6]})
@@ -165,7 +166,7 @@ def test_tokens_and_variables_in_every_form(session: dict) -> None:
     ds = rec.site("units")
     assert ds["token"].values[0, 0] == "fix" and ds["token"].values[0, 8] == "R"
     assert ds["token"].values[1, 8] == "L" and ds["token"].values[0, 1] == "-"
-    assert (ds["token"].values == "-").sum() == n * (nb - 2)
+    assert (ds["token"].values == "-").sum() == (n - 1) * (nb - 2) + nb
     assert ds["choice"].dtype == np.int64 and list(ds["choice"].values[:, 0]) == [0, 1, 1, 0, 1, 0]
     assert (ds["coh"].values[2] == -1).all() and (ds["coh"].values[3] == 4).all()  # NaN -> -1
     assert sorted(rec.variables("units")) == ["choice", "coh"]

@@ -446,7 +446,7 @@ def _is_flat_pair(spike_times: Any) -> bool:
         return False
     times, index = (np.asarray(x) for x in spike_times)
     return (times.ndim == 1 and index.ndim == 1 and len(times) == len(index)
-            and index.dtype.kind in "iu" and times.dtype.kind == "f")
+            and index.dtype.kind in "iu" and times.dtype.kind in "iuf")
 
 
 def _split_flat(pair: tuple[Any, Any], unit_ids: Sequence[Any] | None, site: str
@@ -539,7 +539,7 @@ def _tokens(tokens: Any, win: _Windows, blank: str, pad_token: str, site: str) -
             row[:nb] = str(entry)
         else:
             items = list(entry)
-            if items and not isinstance(items[0], (str, np.str_)):
+            if not items or not isinstance(items[0], (str, np.str_)):  # events (maybe none)
                 row[:nb] = blank
                 _bin_events(items, i, win, row, site)
             else:
