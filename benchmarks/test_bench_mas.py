@@ -30,6 +30,8 @@ GRUS = ("gru_multi_s1", "gru_multi_s2", "gru_multi_s3")
 
 
 def engine_for(names: tuple[str, ...], k: int = 32, device: str = "cpu", **cfg: Any):
+    from contextlib import ExitStack
+
     from simbench_plugins import _causal
 
     from simbench.interventions.engine import Engine, EngineConfig, directions_for
@@ -37,8 +39,8 @@ def engine_for(names: tuple[str, ...], k: int = 32, device: str = "cpu", **cfg: 
     from simbench.systems.torch import TorchSystem
 
     systems = [TorchSystem.from_zoo(z) for z in names]
-    parties = _causal.build_parties(systems, site="hidden", task=None, variable="", k=k,
-                                    device=device)
+    nets = _causal.Networks(device, ExitStack())  # the benchmark's own systems: frozen for good
+    parties = _causal.build_parties(systems, nets, site="hidden", task=None, variable="")
     config = EngineConfig(seed=0, device=device, **cfg)
     return Engine(parties, SubspaceMap([p.width for p in parties], k), directions_for(
         len(parties)), config)

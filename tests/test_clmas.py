@@ -15,18 +15,13 @@ import pytest
 import torch
 
 from simbench.errors import ParameterError, RecordingError, SimbenchError
+from simbench.interventions.cl_engine import CLEngine
+from simbench.interventions.cl_loss import cl_fit, cl_loss
 from simbench.interventions.engine import Engine, EngineConfig, Party
-from simbench.interventions.latent import (
-    CLEngine,
-    StateIndex,
-    cl_fit,
-    cl_loss,
-    counterfactual_states,
-    party_from_arrays,
-    recorded_party,
-)
 from simbench.interventions.maps import SubspaceMap
+from simbench.interventions.recorded import party_from_arrays, recorded_party
 from simbench.interventions.runners import make_runner
+from simbench.interventions.states import StateIndex, counterfactual_states
 from simbench.recording import Recording, site_dataset
 from simbench.systems import RecordedSystem
 from simbench.systems.torch import TorchSystem
@@ -183,7 +178,7 @@ def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
     """--inaccessible: the network is recorded once, trained against as a recording, and run
     only after training to measure its true IIA (into it: A->B and B->B)."""
     import simbench
-    from simbench.interventions import latent
+    from simbench.interventions import cl_engine
 
     a, b = net(0), net(1)
     calls = {"n": 0, "during": None}
@@ -194,7 +189,7 @@ def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
         return real_run(*args, **kw)
 
     monkeypatch.setattr(b.model, "run", counting_run)
-    real_train = latent.CLEngine.train
+    real_train = cl_engine.CLEngine.train
 
     def watched_train(self, **kw):
         before = calls["n"]
@@ -202,7 +197,7 @@ def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
         calls["during"] = calls["n"] - before
         return out
 
-    monkeypatch.setattr(latent.CLEngine, "train", watched_train)
+    monkeypatch.setattr(cl_engine.CLEngine, "train", watched_train)
     s = simbench.score("clmas", a, b, site="hidden", task="multi_object", eps=0.5, k=4,
                        device="cpu", record_n=120, **TINY)
     assert calls["during"] == 0 and calls["n"] > 1

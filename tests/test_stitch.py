@@ -9,8 +9,7 @@ import torch
 
 import simbench
 from simbench.interventions.data import make_pool, sample_interventions
-from simbench.interventions.latent import InverseStitch
-from simbench.interventions.maps import StitchMap
+from simbench.interventions.maps import InverseStitch, StitchMap
 from simbench.recording import Recording, site_dataset
 from simbench.systems import RecordedSystem
 from simbench.systems.torch import TorchSystem
