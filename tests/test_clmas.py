@@ -18,7 +18,7 @@ from simbench.errors import ParameterError, RecordingError, SimbenchError
 from simbench.interventions.cl_engine import CLEngine
 from simbench.interventions.cl_loss import cl_fit, cl_loss
 from simbench.interventions.engine import Engine, EngineConfig, Party
-from simbench.interventions.maps import SubspaceMap
+from simbench.interventions.maps import OrthogonalStitchMap, SubspaceMap
 from simbench.interventions.recorded import party_from_arrays, recorded_party
 from simbench.interventions.runners import make_runner
 from simbench.interventions.states import StateIndex, counterfactual_states
@@ -159,6 +159,28 @@ def test_eps_zero_is_mas_with_the_recording_as_source():
     l_cl = torch.stack([cl_loss(*eng5.intervened_latents("train", d, r)[:2])
                         for d, r in both.items() if d[1] == 1]).mean()
     torch.testing.assert_close(eng5.step_loss(both), 0.5 * l_mas + 0.5 * l_cl)
+
+
+def test_negative_r2_keeps_the_best_state_and_stops_on_a_plateau():
+    """The latent stitch validates on R^2, here negative (untrained networks) and going up and
+    down (a large learning rate): training keeps the state of the best validation and stops on
+    the plateau (old code kept the last state and ran to the step cap)."""
+    a, b = net(0), RecordedSystem(recording_of(gru(1), n=120))
+    task = MultiObject()
+    pa = Party(a.system_id, task, "count", 128, make_runner(a.model, "hidden"))
+    pb = recorded_party(b, site="hidden", task=task, variable="count", seed=0)
+    cfg = EngineConfig(n_train=256, n_val=64, n_test=64, pool_size=128, max_steps=12,
+                       eval_every=1, patience=3, lr=0.3, seed=0)
+    eng = CLEngine([pa, pb], OrthogonalStitchMap([128, pb.width], [(0, 1)], seed=0), [(0, 1)],
+                   cfg, eps=0.0, behaviour=[], latent=[(0, 1)])
+    log = eng.train(progress=False)
+    vals = [h["val"] for h in log.history]
+    assert max(vals) < 0 and vals != sorted(vals)  # the case this test is about
+    assert log.metric == "r2"
+    assert log.stopped.startswith("plateau") and log.steps < cfg.max_steps
+    assert log.best_val == max(vals)
+    assert log.best_step == log.history[vals.index(max(vals))]["step"]
+    assert eng.validation_score()[(0, 1)] == pytest.approx(max(vals), abs=1e-6)
 
 
 def test_clmas_scores_a_recording_without_running_it():
