@@ -10,7 +10,6 @@ different maps and directions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from simbench.errors import ParameterError
 from simbench.interventions.cl_loss import cl_fit, cl_loss
 from simbench.interventions.engine import SPLITS, Engine, EngineConfig, Party
 from simbench.interventions.maps import InterventionMap
+from simbench.interventions.runners import Runner
 from simbench.interventions.states import Match, StateIndex, counterfactual_states
 
 
@@ -150,7 +150,7 @@ class CLEngine(Engine):
         kinds = [k for k, dirs in (("iia", self.behaviour), ("r2", self.latent_trained)) if dirs]
         return "+".join(kinds) or "iia"
 
-    def attach_runner(self, index: int, runner: Any) -> None:
+    def attach_runner(self, index: int, runner: Runner) -> None:
         """Make a recording-only party runnable after training (the evaluation protocol).
 
         The runner records the party's own pool stimuli, so patched runs continue exactly the
