@@ -285,3 +285,28 @@ def test_a_continuation_of_one_determined_token():
     h = torch.randn(2, 128)
     logits = runner.single(cont, h, "train", torch.tensor([0, 1]))
     torch.testing.assert_close(logits, model.head(h[:, None]))
+
+
+def test_what_the_engine_runs_is_typed_by_protocol():
+    """Zoo GRUs continue their recurrence from a patched state (the fast runner); a transformer
+    is only patchable; a recording is not an accessible system, and a causal measure says so."""
+    from simbench_plugins import _causal
+
+    from simbench.errors import AccessError
+    from simbench.interventions.runners import GenericRunner, RecurrentRunner
+    from simbench.recording import Recording
+    from simbench.systems import RecordedSystem
+    from simbench.systems.accessible import AccessibleSystem, ContinuableModel, PatchableModel
+    from simbench.systems.torch import TorchSystem
+
+    gru = TorchSystem(frozen("gru", 0), "multi_object")
+    tf = TorchSystem(frozen("transformer", 0), "multi_object")
+    rec = RecordedSystem(Recording("rec", {}, task="multi_object"))
+    assert isinstance(gru, AccessibleSystem) and isinstance(tf, AccessibleSystem)
+    assert isinstance(gru.model, ContinuableModel)
+    assert isinstance(tf.model, PatchableModel) and not isinstance(tf.model, ContinuableModel)
+    assert not isinstance(rec, AccessibleSystem)
+    assert type(make_runner(gru.model, "hidden")) is RecurrentRunner
+    assert type(make_runner(tf.model, "hidden")) is GenericRunner
+    with _causal.networks_on("cpu") as nets, pytest.raises(AccessError, match="cannot be run"):
+        nets.model(rec)
