@@ -1,4 +1,4 @@
-"""Full-size figures for CLMAS, the stitches and the simulated population (issue 5).
+"""Full-size figures for CLMAS, the stitches and the simulated population.
 
 - ``test_eps_table``: the evaluation protocol on a GRU pair (gru_multi_s1 accessible,
   gru_multi_s2 held out as if inaccessible): for eps in {0, 0.5, 0.89, 0.94}, IIA into the

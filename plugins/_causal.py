@@ -3,23 +3,33 @@
 MAS, DAS, CLMAS and both stitches differ only in their intervention map, their directions and
 their extra losses; everything else (variable mapping across tasks, k checks, device, save and
 load, the Score with its IIA matrices) lives here once.
+
+A measure borrows the caller's networks: it opens :func:`networks_on` around its whole work and
+takes each network's model through it (:meth:`Networks.model`), so every network runs frozen on
+the measure's device and is handed back exactly as it was when the measure returns or raises.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simbench.errors import ParameterError, SimbenchError, TaskError
+from simbench.errors import AccessError, ParameterError, SimbenchError, TaskError
 from simbench.measure import Param
+
+if TYPE_CHECKING:  # simbench.systems loads xarray: plugins import it only when they run
+    from simbench.interventions.engine import Party
+    from simbench.systems.accessible import PatchableModel
 
 # Parameters every engine-based measure takes (each measure adds its own).
 ENGINE_PARAMS: tuple[Param, ...] = (
     Param("variable", "", "causal variable(s) to align: 'count'; 'count+phase' jointly; "
           "'a:b' maps system 1's a onto system 2's b (default: all of the task's variables "
-          "jointly, as the counterfactual of METHOD.md sets them all)", kind=str),
+          "jointly: the counterfactual sets every one of them to the source's values)",
+          kind=str),
     Param("values", "", "restrict intervened values to 'lo:hi' (e.g. 1:10)", kind=str),
     Param("stepwise", False, "intervene at every position up to a sampled step (needed for "
           "transformers, which recompute from context)"),
@@ -43,7 +53,7 @@ ENGINE_PARAMS: tuple[Param, ...] = (
 def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> list[Any]:
     """The variables each system aligns: a name, or a tuple intervened on jointly.
 
-    ``''`` means every causal variable of the task, jointly (METHOD.md: a counterfactual sets
+    ``''`` means every causal variable of the task, jointly (the counterfactual sets all of
     the target's variables to the source's values); ``'count'`` one shared variable;
     ``'count+phase'`` several jointly; ``'count:rem_ops'`` one per system.
     """
@@ -116,29 +126,58 @@ def system_task(system: Any, task: str | None) -> Any:
     """The task a system's counterfactuals come from (its own unless overridden)."""
     from simbench.tasks import task_by_name
 
-    name = task or getattr(system, "task", None)
+    name = task or system.task
     if name is None:
         raise TaskError(f"system '{system.system_id}' names no task", field="task",
                         fix="pass --task NAME (see `simbench tasks`)")
     return task_by_name(name if isinstance(name, str) else name.name)
 
 
-def accessible_model(system: Any, device: str) -> Any:
-    """The frozen torch model behind an accessible system, on ``device``."""
-    model = getattr(system, "model", None) or getattr(system, "module", None)
-    target = model if model is not None and hasattr(model, "run") else system
-    if hasattr(target, "to"):
-        target = target.to(device)
-    if hasattr(target, "eval"):
-        target.eval()
-    for p in getattr(target, "parameters", lambda: [])():
-        p.requires_grad_(False)
-    return target
+class Networks:
+    """The networks one causal measure runs, each frozen on the measure's device.
+
+    Made by :func:`networks_on`; a model taken through :meth:`model` stays frozen (eval mode,
+    no gradients, on the device) until that block ends, then is restored as it was.
+    """
+
+    def __init__(self, device: str, stack: ExitStack) -> None:
+        self.device = device
+        self._stack = stack
+        self._held: set[int] = set()
+
+    def model(self, system: Any) -> PatchableModel:
+        """``system``'s patchable model, frozen on the device for the rest of the block."""
+        from simbench.systems.accessible import AccessibleSystem, PatchableModel
+
+        model = system.model if isinstance(system, AccessibleSystem) else None
+        if not isinstance(model, PatchableModel):
+            raise AccessError(
+                f"system '{getattr(system, 'system_id', system)}' cannot be run and patched: a "
+                "causal measure needs a system whose .model has run(tokens, edits=, record=) "
+                "and site_dims", field="systems",
+                fix="wrap a torch module as simbench.TorchSystem(module, task, sites={...}), "
+                "or pass a zoo id or checkpoint")
+        if id(model) not in self._held:
+            from torch import nn
+
+            from simbench.interventions.frozen import frozen_on
+
+            if isinstance(model, nn.Module):
+                self._stack.enter_context(frozen_on(model, self.device))
+            self._held.add(id(model))
+        return model
 
 
-def build_parties(systems: Sequence[Any], *, site: str, task: str | None, variable: str,
-                  k: int | None, device: str, accessible: Sequence[bool] | None = None) -> list:
-    """One engine Party per system: its task, variable, runner and site width."""
+@contextmanager
+def networks_on(device: str) -> Iterator[Networks]:
+    """A :class:`Networks` for one measure; its networks are restored when the block ends."""
+    with ExitStack() as stack:
+        yield Networks(device, stack)
+
+
+def build_parties(systems: Sequence[Any], nets: Networks, *, site: str, task: str | None,
+                  variable: str) -> list[Party]:
+    """One engine Party per accessible system: its task, variable, runner and site width."""
     from simbench.interventions.engine import Party
     from simbench.interventions.runners import make_runner
 
@@ -146,19 +185,19 @@ def build_parties(systems: Sequence[Any], *, site: str, task: str | None, variab
     names = [s.system_id for s in systems]
     variables = parse_variables(variable, tasks, names)
     parties = []
-    for i, (system, t, var) in enumerate(zip(systems, tasks, variables)):
-        runnable = accessible[i] if accessible is not None else True
-        if runnable:
-            runner = make_runner(accessible_model(system, device), site)
-            width = runner.width
-        else:
-            runner, width = None, 0
-        if k is not None and width and k > width:
-            raise ParameterError(f"k = {k} is larger than the width of site '{site}' of "
-                                 f"'{system.system_id}' ({width})", site=site, field="k",
-                                 fix=f"use --k {width} or less")
-        parties.append(Party(system.system_id, t, var, width, runner))
+    for system, t, var in zip(systems, tasks, variables):
+        runner = make_runner(nets.model(system), site)
+        parties.append(Party(system.system_id, t, var, runner.width, runner))
     return parties
+
+
+def check_k(k: int, parties: Sequence[Party], site: str) -> None:
+    """An aligned subspace of size ``k`` must fit in every party's site."""
+    for p in parties:
+        if k > p.width:
+            raise ParameterError(f"k = {k} is larger than the width of site '{site}' of "
+                                 f"'{p.system_id}' ({p.width})", site=site, field="k",
+                                 fix=f"use --k {p.width} or less")
 
 
 def save_alignment(engine: Any, path: str, meta: dict[str, Any]) -> None:
@@ -240,8 +279,10 @@ def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label:
 
 
 def train_summary(log: Any) -> dict[str, Any]:
+    """The train log as plain data: ``best_val`` is the best validation score, measured in
+    ``val_metric`` (``iia``, ``r2`` or ``iia+r2``: see the engine's ``TrainLog``)."""
     if log is None:
         return {"loaded": True}
     return {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
-            "best_step": log.best_step, "best_val_iia": log.best_val,
+            "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
             "interventions_per_s": round(log.interventions_per_s, 1)}

@@ -23,7 +23,7 @@ after training to measure its true IIA (A->B, B->B), which checks CLMAS against 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simbench_plugins import _causal
 
@@ -31,6 +31,10 @@ from simbench import hookimpl
 from simbench.errors import ParameterError
 from simbench.measure import Measure, Param
 from simbench.score import Score
+
+if TYPE_CHECKING:
+    from simbench.interventions.engine import Party
+    from simbench.interventions.runners import Runner
 
 
 class CLMAS(Measure):
@@ -92,14 +96,15 @@ def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -
     return b
 
 
-def party_for(system: Any, *, site: str, task: Any, variable: str, seed: int, device: str,
-              values: tuple[int, int] | None, record_n: int) -> tuple[Any, Any]:
+def party_for(system: Any, nets: _causal.Networks, *, site: str, task: Any, variable: str,
+              seed: int, values: tuple[int, int] | None,
+              record_n: int) -> tuple[Party, Runner | None]:
     """A recording-only Party for ``system``, and the runner to test it with (or None).
 
     A recording yields its own stimuli and activity; a network is recorded first (over
     ``record_n`` seeded stimuli of all counts) and its runner is returned for the protocol.
     """
-    from simbench.interventions.latent import party_from_arrays, recorded_party
+    from simbench.interventions.recorded import party_from_arrays, recorded_party
 
     if system.access != "accessible":
         return recorded_party(system, site=site, task=task, variable=variable, seed=seed,
@@ -108,15 +113,14 @@ def party_for(system: Any, *, site: str, task: Any, variable: str, seed: int, de
 
     from simbench.interventions.runners import make_runner
 
-    runner = make_runner(_causal.accessible_model(system, device), site)
+    runner = make_runner(nets.model(system), site)
     stim = task.sample(record_n, seed * 7919 + 4242, counts="all")
-    act = runner.cache("record", torch.as_tensor(stim.tokens, device=device))
+    act = runner.cache("record", torch.as_tensor(stim.tokens, device=nets.device))
     runner.latents.pop("record", None)
     party = party_from_arrays(system.system_id, task, variable, stim.tokens,
                               act.cpu().numpy(), stim.variables, seed=seed,
                               stimulus_ids=stim.ids, values=values, site=site)
     return party, runner
-
 
 
 def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
@@ -125,42 +129,37 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     """Train CLMAS on (A, B), evaluate, and, when B is a network, measure its true IIA."""
     import xarray as xr
 
-    from simbench.interventions.latent import CLEngine
+    from simbench.interventions.cl_engine import CLEngine
     from simbench.interventions.maps import SubspaceMap
 
     eps, k = params["eps"], params["k"]
-    if not 0.0 <= eps < 1.0:
-        raise ParameterError(f"eps = {eps} is outside [0, 1)", field="eps",
-                             fix="eps is a convex weight: L = (1 - eps) L_MAS + eps L_CL")
     b_system = second_system(systems, params["inaccessible"], task)
     a_system = systems[0]
     var_a, b_var = _causal.parse_variables(
         params["variable"], [_causal.system_task(s, task) for s in (a_system, b_system)],
         [a_system.system_id, b_system.system_id])
-    (party_a,) = _causal.build_parties([a_system], site=site, task=task,
-                                       variable=_spec(var_a), k=k, device=device)
-    b_task = _causal.system_task(b_system, task)
     cfg = _causal.engine_config(params, seed, device)
-    party_b, runner_b = party_for(b_system, site=site, task=b_task, variable=b_var, seed=seed,
-                                  device=device, values=cfg.values, record_n=params["record_n"])
-    if k > party_b.width:
-        raise ParameterError(f"k = {k} is larger than the {party_b.width} units of "
-                             f"'{party_b.system_id}' at site '{site}'", field="k", site=site,
-                             fix=f"use --k {party_b.width} or less")
-    parties = [party_a, party_b]
-    behaviour = [(0, 0), (1, 0)] if params["within"] else [(1, 0)]
-    latent = [(0, 1), (1, 1)] if params["within"] else [(0, 1)]
-    imap = SubspaceMap([p.width for p in parties], k, seed=seed)
-    engine = CLEngine(parties, imap, [*behaviour, *latent], cfg, eps=eps, behaviour=behaviour,
-                      latent=latent)
-    meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
-            "k": k, "variables": _causal.variables_of(parties)}
-    log = _causal.train_or_load(engine, params, meta, f"{measure.name} k={k} eps={eps:g}")
-    fit = engine.cl_fit("test")
-    protocol = runner_b is not None
-    if protocol:
-        engine.attach_runner(1, runner_b)
-    results = engine.evaluate("test")
+    with _causal.networks_on(device) as nets:
+        (party_a,) = _causal.build_parties([a_system], nets, site=site, task=task,
+                                           variable=_spec(var_a))
+        party_b, runner_b = party_for(b_system, nets, site=site,
+                                      task=_causal.system_task(b_system, task), variable=b_var,
+                                      seed=seed, values=cfg.values, record_n=params["record_n"])
+        parties = [party_a, party_b]
+        _causal.check_k(k, parties, site)
+        behaviour = [(0, 0), (1, 0)] if params["within"] else [(1, 0)]
+        latent = [(0, 1), (1, 1)] if params["within"] else [(0, 1)]
+        imap = SubspaceMap([p.width for p in parties], k, seed=seed)
+        engine = CLEngine(parties, imap, [*behaviour, *latent], cfg, eps=eps,
+                          behaviour=behaviour, latent=latent)
+        meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
+                "site": site, "k": k, "variables": _causal.variables_of(parties)}
+        log = _causal.train_or_load(engine, params, meta, f"{measure.name} k={k} eps={eps:g}")
+        fit = engine.cl_fit("test")
+        protocol = runner_b is not None
+        if protocol:
+            engine.attach_runner(1, runner_b)
+        results = engine.evaluate("test")
     value, ci, n = _causal.pooled(results, [(1, 0)])
     names = [p.system_id for p in parties]
     breakdown = _causal.iia_matrices(results, names)

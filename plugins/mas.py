@@ -53,20 +53,22 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
     from simbench.interventions.subspace import random_subspace
 
     k = params["k"]
-    parties = _causal.build_parties(systems, site=site, task=task, variable=params["variable"],
-                                    k=k, device=device)
-    n = len(parties)
-    directions = directions_for(n, within=within or n == 1)
-    imap = SubspaceMap([p.width for p in parties], k, seed=seed)
-    engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
-    meta = {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
-            "k": k, "variables": _causal.variables_of(parties)}
-    if params.get("control"):
-        for i, p in enumerate(parties):
-            imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
-        log, results = None, engine.evaluate("test")
-    else:
-        log, results = _causal.run_engine(engine, params, meta, f"{measure.name} k={k}")
+    with _causal.networks_on(device) as nets:
+        parties = _causal.build_parties(systems, nets, site=site, task=task,
+                                        variable=params["variable"])
+        _causal.check_k(k, parties, site)
+        n = len(parties)
+        directions = directions_for(n, within=within or n == 1)
+        imap = SubspaceMap([p.width for p in parties], k, seed=seed)
+        engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
+        meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
+                "site": site, "k": k, "variables": _causal.variables_of(parties)}
+        if params.get("control"):
+            for i, p in enumerate(parties):
+                imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
+            log, results = None, engine.evaluate("test")
+        else:
+            log, results = _causal.run_engine(engine, params, meta, f"{measure.name} k={k}")
     cross = [d for d in directions if d[0] != d[1]] or directions
     value, ci, n_samples = _causal.pooled(results, cross)
     names = [p.system_id for p in parties]

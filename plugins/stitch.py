@@ -60,28 +60,29 @@ class ModelStitch(Measure):
     def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
         from simbench.interventions.engine import Engine
-        from simbench.interventions.maps import StitchMap
+        from simbench.interventions.maps import InverseStitch, StitchMap
 
         rank = params["rank"]
-        parties = _causal.build_parties(systems, site=site, task=task,
-                                        variable=params["variable"], k=None, device=device)
         cfg = _causal.engine_config(params, seed, device)
-        cfg.carry = carried(parties[0], parties[1]) if params["full_state"] else ()
-        trained = (1, 0) if params["via_inverse"] else (0, 1)
-        widths = [p.width for p in parties]
-        imap = StitchMap(widths, [trained], rank, bias=params["bias"], seed=seed)
-        directions = [(0, 1), (1, 0)] if params["via_inverse"] else [(0, 1)]
-        engine = Engine(parties, imap, directions, cfg, trained=[trained])
-        meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
-                "rank": rank, "variables": _causal.variables_of(parties)}
-        if params["via_inverse"]:
-            log = _causal.train_or_load(engine, params, meta, f"{self.name} 2->1 rank={rank}")
-            from simbench.interventions.latent import InverseStitch
-
-            engine.imap = InverseStitch(imap, 1, 0).to(cfg.device)
-            results = engine.evaluate("test")
-        else:
-            log, results = _causal.run_engine(engine, params, meta, f"{self.name} rank={rank}")
+        with _causal.networks_on(device) as nets:
+            parties = _causal.build_parties(systems, nets, site=site, task=task,
+                                            variable=params["variable"])
+            cfg.carry = carried(parties[0], parties[1]) if params["full_state"] else ()
+            trained = (1, 0) if params["via_inverse"] else (0, 1)
+            widths = [p.width for p in parties]
+            imap = StitchMap(widths, [trained], rank, bias=params["bias"], seed=seed)
+            directions = [(0, 1), (1, 0)] if params["via_inverse"] else [(0, 1)]
+            engine = Engine(parties, imap, directions, cfg, trained=[trained])
+            meta = {"measure": self.name, "systems": [p.system_id for p in parties],
+                    "site": site, "rank": rank, "variables": _causal.variables_of(parties)}
+            if params["via_inverse"]:
+                log = _causal.train_or_load(engine, params, meta,
+                                            f"{self.name} 2->1 rank={rank}")
+                engine.imap = InverseStitch(imap, 1, 0).to(cfg.device)
+                results = engine.evaluate("test")
+            else:
+                log, results = _causal.run_engine(engine, params, meta,
+                                                  f"{self.name} rank={rank}")
         value, ci, n = _causal.pooled(results, [(0, 1)])
         names = [p.system_id for p in parties]
         attrs = {"rank": rank, "bias": params["bias"], "via_inverse": params["via_inverse"],
@@ -116,37 +117,40 @@ class LatentStitch(Measure):
               device: str, **params: Any) -> Score:
         import xarray as xr
 
-        from simbench.interventions.latent import CLEngine
+        from simbench.interventions.cl_engine import CLEngine
         from simbench.interventions.maps import OrthogonalStitchMap
 
         var_a, b_var = _causal.parse_variables(
             params["variable"], [_causal.system_task(s, task) for s in systems],
             [s.system_id for s in systems])
-        (party_a,) = _causal.build_parties([systems[0]], site=site, task=task,
-                                           variable=_spec(var_a), k=None, device=device)
-        b_task = _causal.system_task(systems[1], task)
         cfg = _causal.engine_config(params, seed, device)
-        party_b, runner_b = party_for(systems[1], site=site, task=b_task, variable=b_var,
-                                      seed=seed, device=device, values=cfg.values,
-                                      record_n=params["record_n"])
-        parties = [party_a, party_b]
-        cfg.carry = carried(party_a, party_b) if params["full_state"] else ()
-        imap = OrthogonalStitchMap([p.width for p in parties], [(0, 1)], seed=seed)
-        engine = CLEngine(parties, imap, [(0, 1)], cfg, eps=0.0, behaviour=[],
-                          latent=[(0, 1)])
-        meta = {"measure": self.name, "systems": [p.system_id for p in parties], "site": site,
-                "variables": _causal.variables_of(parties)}
-        log = _causal.train_or_load(engine, params, meta, self.name)
-        fit = engine.cl_fit("test")[(0, 1)]
+        with _causal.networks_on(device) as nets:
+            (party_a,) = _causal.build_parties([systems[0]], nets, site=site, task=task,
+                                               variable=_spec(var_a))
+            party_b, runner_b = party_for(systems[1], nets, site=site,
+                                          task=_causal.system_task(systems[1], task),
+                                          variable=b_var, seed=seed, values=cfg.values,
+                                          record_n=params["record_n"])
+            parties = [party_a, party_b]
+            cfg.carry = carried(party_a, party_b) if params["full_state"] else ()
+            imap = OrthogonalStitchMap([p.width for p in parties], [(0, 1)], seed=seed)
+            engine = CLEngine(parties, imap, [(0, 1)], cfg, eps=0.0, behaviour=[],
+                              latent=[(0, 1)])
+            meta = {"measure": self.name, "systems": [p.system_id for p in parties],
+                    "site": site, "variables": _causal.variables_of(parties)}
+            log = _causal.train_or_load(engine, params, meta, self.name)
+            fit = engine.cl_fit("test")[(0, 1)]
+            results = None
+            if runner_b is not None:
+                engine.attach_runner(1, runner_b)
+                results = engine.evaluate("test")
         names = [p.system_id for p in parties]
         metrics = ["cosine", "r2", "r2_unpatched"]
         breakdown = {"cl_fit": xr.DataArray([fit[m] for m in metrics], dims=("metric",),
                                             coords={"metric": metrics})}
         attrs: dict[str, Any] = {"carried": list(cfg.carry), "variables": meta["variables"],
                                  "cl_fit": fit, "train": _causal.train_summary(log)}
-        if runner_b is not None:
-            engine.attach_runner(1, runner_b)
-            results = engine.evaluate("test")
+        if results is not None:
             value, ci, n = _causal.pooled(results, [(0, 1)])
             breakdown.update(_causal.iia_matrices(results, names))
             attrs["value_kind"] = "iia"

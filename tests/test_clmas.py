@@ -15,18 +15,13 @@ import pytest
 import torch
 
 from simbench.errors import ParameterError, RecordingError, SimbenchError
+from simbench.interventions.cl_engine import CLEngine
+from simbench.interventions.cl_loss import cl_fit, cl_loss
 from simbench.interventions.engine import Engine, EngineConfig, Party
-from simbench.interventions.latent import (
-    CLEngine,
-    StateIndex,
-    cl_fit,
-    cl_loss,
-    counterfactual_states,
-    party_from_arrays,
-    recorded_party,
-)
-from simbench.interventions.maps import SubspaceMap
+from simbench.interventions.maps import OrthogonalStitchMap, SubspaceMap
+from simbench.interventions.recorded import party_from_arrays, recorded_party
 from simbench.interventions.runners import make_runner
+from simbench.interventions.states import StateIndex, counterfactual_states
 from simbench.recording import Recording, site_dataset
 from simbench.systems import RecordedSystem
 from simbench.systems.torch import TorchSystem
@@ -50,6 +45,9 @@ def _saved(name: str) -> str:
 
 TINY = dict(n_train=128, n_val=32, n_test=32, max_steps=2, eval_every=2, pool_size=96,
             progress=False)
+# twenty steps on zoo GRUs: seconds, and far enough for CLMAS to beat its shuffled control
+ZOO_BUDGET = dict(n_train=512, n_val=64, n_test=64, pool_size=200, batch_size=64, lr=1e-2,
+                  max_steps=20, eval_every=20, progress=False, device="cpu", seed=0)
 
 
 def _make_population_module():
@@ -166,24 +164,57 @@ def test_eps_zero_is_mas_with_the_recording_as_source():
     torch.testing.assert_close(eng5.step_loss(both), 0.5 * l_mas + 0.5 * l_cl)
 
 
-def test_clmas_scores_a_recording_without_running_it():
+def test_negative_r2_keeps_the_best_state_and_stops_on_a_plateau():
+    """The latent stitch validates on R^2, here negative (untrained networks) and going up and
+    down (a large learning rate): training keeps the state of the best validation and stops on
+    the plateau (old code kept the last state and ran to the step cap)."""
+    a, b = net(0), RecordedSystem(recording_of(gru(1), n=120))
+    task = MultiObject()
+    pa = Party(a.system_id, task, "count", 128, make_runner(a.model, "hidden"))
+    pb = recorded_party(b, site="hidden", task=task, variable="count", seed=0)
+    cfg = EngineConfig(n_train=256, n_val=64, n_test=64, pool_size=128, max_steps=12,
+                       eval_every=1, patience=3, lr=0.3, seed=0)
+    eng = CLEngine([pa, pb], OrthogonalStitchMap([128, pb.width], [(0, 1)], seed=0), [(0, 1)],
+                   cfg, eps=0.0, behaviour=[], latent=[(0, 1)])
+    log = eng.train(progress=False)
+    vals = [h["val"] for h in log.history]
+    assert max(vals) < 0 and vals != sorted(vals)  # the case this test is about
+    assert log.metric == "r2"
+    assert log.stopped.startswith("plateau") and log.steps < cfg.max_steps
+    assert log.best_val == max(vals)
+    assert log.best_step == log.history[vals.index(max(vals))]["step"]
+    assert eng.validation_score()[(0, 1)] == pytest.approx(max(vals), abs=1e-6)
+
+
+def test_clmas_scores_a_recording_without_running_it(population_module):
+    """CLMAS between a zoo GRU and a recording of another (never run), twenty steps: IIA into
+    the network from the recorded latents and the recording's own counterfactual-latent fit
+    clearly beat the same activity with its states' labels permuted (the shuffled control)."""
     import simbench
 
-    a, b = net(0), RecordedSystem(recording_of(gru(1), n=120))
-    s = simbench.score("clmas", a, b, site="hidden", task="multi_object", eps=0.5, k=4,
-                       device="cpu", **TINY)
-    assert 0.0 <= s.value <= 1.0 and s.attrs["mode"] == "recording"
-    assert set(s.attrs["cl_fit"]) == {"gru0->rec", "rec->rec"}
-    assert s.breakdown["cl_fit"].dims == ("direction", "metric")
-    assert np.isnan(s.breakdown["iia_trial"].sel(source="gru0", target="rec"))
-    assert s.attrs["lambda"] == pytest.approx(1.0)
+    _zoo("gru_multi_s1", "gru_multi_s2")
+    rec = TorchSystem.from_zoo("gru_multi_s2").record(n=300, seed=0)
+    real, ctrl = (simbench.score("clmas", "gru_multi_s1", RecordedSystem(r), site="hidden",
+                                 eps=0.5, k=16, **ZOO_BUDGET)
+                  for r in (rec, population_module.shuffled(rec, seed=0)))
+    a, b = "gru_multi_s1", "gru_multi_s2"
+    assert real.attrs["mode"] == "recording" and real.attrs["lambda"] == pytest.approx(1.0)
+    assert set(real.attrs["cl_fit"]) == {f"{a}->{b}", f"{b}->{b}"}
+    assert real.breakdown["cl_fit"].dims == ("direction", "metric")
+    assert np.isnan(real.breakdown["iia_trial"].sel(source=a, target=b))
+    assert real.value == float(real.breakdown["iia_trial"].sel(source=b, target=a))
+    assert real.attrs["train"]["val_metric"] == "iia+r2"
+    assert real.value > ctrl.value + 0.15, (real.value, ctrl.value)
+    fit_real = real.attrs["cl_fit"][f"{b}->{b}"]["r2"]
+    fit_ctrl = ctrl.attrs["cl_fit"][f"{b}_shuffled->{b}_shuffled"]["r2"]
+    assert fit_real > fit_ctrl + 0.5, (fit_real, fit_ctrl)
 
 
 def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
     """--inaccessible: the network is recorded once, trained against as a recording, and run
     only after training to measure its true IIA (into it: A->B and B->B)."""
     import simbench
-    from simbench.interventions import latent
+    from simbench.interventions import cl_engine
 
     a, b = net(0), net(1)
     calls = {"n": 0, "during": None}
@@ -194,7 +225,7 @@ def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
         return real_run(*args, **kw)
 
     monkeypatch.setattr(b.model, "run", counting_run)
-    real_train = latent.CLEngine.train
+    real_train = cl_engine.CLEngine.train
 
     def watched_train(self, **kw):
         before = calls["n"]
@@ -202,7 +233,7 @@ def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
         calls["during"] = calls["n"] - before
         return out
 
-    monkeypatch.setattr(latent.CLEngine, "train", watched_train)
+    monkeypatch.setattr(cl_engine.CLEngine, "train", watched_train)
     s = simbench.score("clmas", a, b, site="hidden", task="multi_object", eps=0.5, k=4,
                        device="cpu", record_n=120, **TINY)
     assert calls["during"] == 0 and calls["n"] > 1

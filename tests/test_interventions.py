@@ -6,6 +6,8 @@ that every fast path computes exactly what the plain patched forward pass comput
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -155,17 +157,63 @@ def test_value_restriction_and_unknown_variable():
 
 
 def test_training_reduces_the_loss_and_keeps_the_best_state():
-    models = [frozen("gru", 0), frozen("gru", 1)]
-    eng = small_engine(models)
+    """Engine.train itself: the loss on a fixed batch falls, and the map ends in the state of
+    its best validation (re-validating it gives the logged best, the best of the history)."""
+    eng = small_engine([frozen("gru", 0), frozen("gru", 1)])
+    eng.cfg.lr, eng.cfg.max_steps, eng.cfg.eval_every, eng.cfg.patience = 3e-2, 8, 2, 10
+    eng.cfg.batch_size = 32
     batches = {d: torch.arange(32) for d in eng.trained}
-    before = float(eng.step_loss(batches))
-    opt = torch.optim.Adam(eng.imap.parameters(), lr=3e-2)
-    for _ in range(8):
-        loss = eng.step_loss(batches)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert float(eng.step_loss(batches)) < before
+    with torch.no_grad():
+        before = float(eng.step_loss(batches))
+    log = eng.train(progress=False)
+    assert log.steps == 8 and [h["step"] for h in log.history] == [2, 4, 6, 8]
+    vals = [h["val"] for h in log.history]
+    assert log.metric == "iia" and log.best_val >= max(vals) - eng.cfg.min_delta
+    kept = eng.validation_score()
+    assert float(np.mean(list(kept.values()))) == pytest.approx(log.best_val, abs=1e-9)
+    with torch.no_grad():
+        assert float(eng.step_loss(batches)) < before
+
+
+class ScriptedValidation(Engine):
+    """The real engine, its validation metric a fixed sequence (an R^2 that stays negative and
+    goes up and down); each validation records the map's state at that moment."""
+
+    def __init__(self, *args, scores, **kwargs):
+        self.scores, self.seen = list(scores), []
+        super().__init__(*args, **kwargs)
+
+    def validation_score(self):
+        value = self.scores[len(self.seen)]
+        self.seen.append((value, copy.deepcopy(self.imap.state_dict())))
+        return dict.fromkeys(self.trained, value)
+
+    @property
+    def validation_metric(self):
+        return "r2"
+
+
+def test_negative_validation_scores_keep_the_best_state_and_stop_on_a_plateau():
+    """Scores below zero are scores: the best one (-0.5, second validation) is kept and four
+    validations without gain stop training (old code: every negative score replaced the best,
+    so training ran to the step cap and kept the last state)."""
+    task = MultiObject()
+    models = [frozen("gru", 0), frozen("gru", 1)]
+    parties = [Party(f"m{i}", task, "count", 128, make_runner(m, "hidden"))
+               for i, m in enumerate(models)]
+    cfg = EngineConfig(n_train=256, n_val=16, n_test=16, pool_size=128, max_steps=20,
+                       eval_every=1, patience=4, lr=1e-2, batch_size=16, seed=3)
+    scores = [-3.0, -0.5, -2.0, -1.0, -4.0, -2.5, *([-0.1] * 14)]
+    eng = ScriptedValidation(parties, SubspaceMap([128, 128], 8, seed=1), directions_for(2),
+                             cfg, scores=scores)
+    log = eng.train(progress=False)
+    assert log.metric == "r2"
+    assert log.stopped.startswith("plateau") and log.steps == 6
+    assert (log.best_step, log.best_val) == (2, -0.5)
+    kept, best, last = eng.imap.state_dict(), eng.seen[1][1], eng.seen[-1][1]
+    assert any(not torch.equal(best[k], last[k]) for k in best)  # the states do differ
+    for key in best:
+        torch.testing.assert_close(kept[key], best[key], atol=0, rtol=0)
 
 
 def test_same_seed_same_result():
@@ -237,3 +285,28 @@ def test_a_continuation_of_one_determined_token():
     h = torch.randn(2, 128)
     logits = runner.single(cont, h, "train", torch.tensor([0, 1]))
     torch.testing.assert_close(logits, model.head(h[:, None]))
+
+
+def test_what_the_engine_runs_is_typed_by_protocol():
+    """Zoo GRUs continue their recurrence from a patched state (the fast runner); a transformer
+    is only patchable; a recording is not an accessible system, and a causal measure says so."""
+    from simbench_plugins import _causal
+
+    from simbench.errors import AccessError
+    from simbench.interventions.runners import GenericRunner, RecurrentRunner
+    from simbench.recording import Recording
+    from simbench.systems import RecordedSystem
+    from simbench.systems.accessible import AccessibleSystem, ContinuableModel, PatchableModel
+    from simbench.systems.torch import TorchSystem
+
+    gru = TorchSystem(frozen("gru", 0), "multi_object")
+    tf = TorchSystem(frozen("transformer", 0), "multi_object")
+    rec = RecordedSystem(Recording("rec", {}, task="multi_object"))
+    assert isinstance(gru, AccessibleSystem) and isinstance(tf, AccessibleSystem)
+    assert isinstance(gru.model, ContinuableModel)
+    assert isinstance(tf.model, PatchableModel) and not isinstance(tf.model, ContinuableModel)
+    assert not isinstance(rec, AccessibleSystem)
+    assert type(make_runner(gru.model, "hidden")) is RecurrentRunner
+    assert type(make_runner(tf.model, "hidden")) is GenericRunner
+    with _causal.networks_on("cpu") as nets, pytest.raises(AccessError, match="cannot be run"):
+        nets.model(rec)

@@ -30,7 +30,8 @@ class Pool:
 
     ``variable``/``values`` are the primary (first) variable; ``variables``/``joint`` hold every
     variable intervened on together (e.g. ``count`` and ``phase``: a target then takes both of
-    the source's values, as METHOD.md's counterfactual does by default).
+    the source's values, which is the default counterfactual: every causal variable of the
+    target set to the source's values).
     """
 
     task: Task
@@ -64,18 +65,37 @@ def make_pool(task: Task, variable: str | Sequence[str], n: int, seed: int, *,
     ``variable`` is one name or several intervened on jointly; ``values`` restricts the primary
     (first) variable's intervened values.
     """
+    names = _names(task, variable)
+    return pool_from_stimuli(task, names, task.sample(n, seed, counts="all"), values=values)
+
+
+def _names(task: Task, variable: str | Sequence[str]) -> tuple[str, ...]:
     names = (variable,) if isinstance(variable, str) else tuple(variable)
     missing = [v for v in names if v not in task.variables]
     if missing or not names:
         raise TaskError(f"task '{task.name}' has no causal variable "
                         f"'{missing[0] if missing else ''}'", field="variable",
                         fix=f"variables of {task.name}: {', '.join(task.variables)}")
-    stim = task.sample(n, seed, counts="all")
+    return names
+
+
+def pool_from_stimuli(task: Task, variable: str | Sequence[str], stim: Stimuli, *,
+                      values: tuple[int, int] | None = None) -> Pool:
+    """The pool of given stimuli (sampled from the task, or read from a recording).
+
+    Intervenable positions are those the task allows where every aligned variable is defined;
+    the value range is taken over them before ``values`` restricts them further.
+    """
+    names = _names(task, variable)
     joint = {v: stim.variables[v] for v in names}
     vals = joint[names[0]]
     allowed = task.intervenable_positions(stim.tokens)
     for v in joint.values():
         allowed &= v >= 0
+    if not allowed.any():
+        raise TaskError(f"no intervenable step of the {len(stim)} stimuli has a defined "
+                        f"'{names[0]}'", field=names[0],
+                        fix="use stimuli that reach the variable's defined steps")
     defined = vals[allowed]
     lo, hi = int(defined.min()), int(defined.max())
     if values is not None:
@@ -104,12 +124,6 @@ class Interventions:
 
     def __len__(self) -> int:
         return len(self.tgt_idx)
-
-    def take(self, index: np.ndarray) -> Interventions:
-        return dataclasses.replace(
-            self, tgt_idx=self.tgt_idx[index], tpos=self.tpos[index],
-            src_idx=self.src_idx[index], spos=self.spos[index],
-            cf_tokens=self.cf_tokens[index], cf_mask=self.cf_mask[index])
 
 
 def _pick_positions(allowed: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -96,10 +96,18 @@ class DirectionData:
 
 @dataclasses.dataclass
 class TrainLog:
+    """What a training did: steps, time, why it stopped, and the validations it watched.
+
+    ``metric`` names what ``best_val`` and each history entry's ``val`` are: ``"iia"``
+    (validation IIA), ``"r2"`` (held-out R^2 of counterfactual latents, which can be negative)
+    or ``"iia+r2"`` (the mean over directions of both kinds).
+    """
+
     steps: int = 0
     seconds: float = 0.0
     best_step: int = 0
     best_val: float = float("nan")
+    metric: str = "iia"
     stopped: str = ""
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     interventions: int = 0
@@ -303,9 +311,16 @@ class Engine:
 
     # ---- training ---------------------------------------------------------------------------
     def train(self, *, progress: bool = True, label: str = "align") -> TrainLog:
-        """Adam on the map's parameters; keep the best validation IIA; stop on a plateau."""
+        """Adam on the map's parameters; keep the best validation score; stop on a plateau.
+
+        The score (:meth:`validation_score`, averaged over directions) may be any real number:
+        the first validation always sets the best, a later one only when it beats it by
+        ``min_delta``; ``patience`` validations without that stop training. The map ends in the
+        best state seen (the initial state when no validation ran).
+        """
         cfg = self.cfg
-        log = TrainLog()
+        metric = self.validation_metric
+        log = TrainLog(metric=metric)
         params = [p for p in self.imap.parameters() if p.requires_grad]
         if not params or not self.trained:
             log.stopped = "nothing to train"
@@ -314,7 +329,8 @@ class Engine:
         orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
         cursor = dict.fromkeys(self.trained, 0)
         best_state = copy.deepcopy(self.imap.state_dict())
-        best, bad = -1.0, 0
+        best: float | None = None
+        bad = 0
         bar = _progress(cfg.max_steps, label, progress)
         start = time.perf_counter()
         try:
@@ -340,16 +356,17 @@ class Engine:
                     log.history.append({"step": step, "loss": loss.item(), "val": mean_val,
                                         **{f"{s}->{t}": v for (s, t), v in val.items()}})
                     if bar is not None:
-                        bar.set_postfix(loss=f"{loss.item():.3f}", val_iia=f"{mean_val:.3f}",
+                        bar.set_postfix(loss=f"{loss.item():.3f}",
+                                        **{f"val_{metric}": f"{mean_val:.3f}"},
                                         **{f"{s}>{t}": f"{v:.2f}" for (s, t), v in val.items()})
-                    if mean_val > best + cfg.min_delta or best < 0:
+                    if best is None or mean_val > best + cfg.min_delta:
                         best, bad = mean_val, 0
                         best_state = copy.deepcopy(self.imap.state_dict())
                         log.best_step, log.best_val = step, mean_val
                     else:
                         bad += 1
                     if val and min(val.values()) >= cfg.stop_at:
-                        log.stopped = f"validation IIA reached {cfg.stop_at}"
+                        log.stopped = f"validation {metric} reached {cfg.stop_at}"
                         break
                     if bad >= cfg.patience:
                         log.stopped = f"plateau ({cfg.patience} validations without gain)"
@@ -370,6 +387,11 @@ class Engine:
     def validation_score(self) -> dict[tuple[int, int], float]:
         """What early stopping watches: validation IIA of the trained directions."""
         return self.iia("val", self.trained)
+
+    @property
+    def validation_metric(self) -> str:
+        """The name of what :meth:`validation_score` returns (``"iia"`` here)."""
+        return "iia"
 
     def _perm(self, n: int) -> Tensor:
         return torch.as_tensor(self.rng.permutation(n), device=self.cfg.device)

@@ -16,6 +16,8 @@ intervention.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -103,6 +105,33 @@ class OrthogonalStitchMap(InterventionMap):
 
     def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
         return self.maps[f"{s}->{t}"](h_s)
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        return z.to(h_t.dtype)
+
+
+class InverseStitch(InterventionMap):
+    """The Moore-Penrose inverse of a trained stitch ``s -> t``, used as a stitch ``t -> s``.
+
+    ``h'_s = (h_t - b) W^+`` with ``W = A B`` the trained map (rank k, so h'_s lies in a
+    k-dimensional subspace of the source's space). Keeps the trained direction working too.
+    """
+
+    def __init__(self, stitch: Any, s: int, t: int) -> None:
+        super().__init__()
+        self.stitch, self.s, self.t = stitch, s, t
+        seq = stitch.maps[f"{s}->{t}"]
+        with torch.no_grad():
+            w = seq[0].weight.T @ seq[1].weight.T  # [d_s, d_t]
+            self.register_buffer("pinv", torch.linalg.pinv(w.double()).float())  # [d_t, d_s]
+            b = seq[1].bias
+            self.register_buffer("bias", b.detach().clone() if b is not None
+                                 else torch.zeros(w.shape[1]))
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        if (s, t) == (self.t, self.s):
+            return (h_s - self.bias) @ self.pinv
+        return self.stitch.code(s, t, h_s)
 
     def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
         return z.to(h_t.dtype)

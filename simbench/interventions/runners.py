@@ -7,8 +7,9 @@ runs only what follows the patch:
 - :class:`RecurrentRunner` (zoo GRU/LSTM): starts the recurrence from the patched state and runs
   the rest of the counterfactual sequence in one fused nn.GRU/nn.LSTM call; the prefix is never
   run again.
-- :class:`GenericRunner` (transformers, any autoregressive model with
-  ``run(tokens, edits=, record=)``): one parallel pass with the patch applied where it belongs.
+- :class:`GenericRunner` (transformers, any autoregressive
+  :class:`~simbench.systems.accessible.PatchableModel`): one parallel pass with the patch
+  applied where it belongs.
 
 Both run rows in a few buckets of similar continuation length, each only as far as it needs
 (:meth:`Runner.in_buckets`).
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from simbench.errors import SiteError
+from simbench.systems.accessible import ContinuableModel, PatchableModel
 
 PatchFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -65,7 +68,7 @@ class Runner:
     that pool's stimuli.
     """
 
-    def __init__(self, model: Any, site: str, width: int) -> None:
+    def __init__(self, model: PatchableModel, site: str, width: int) -> None:
         self.model, self.site, self.width = model, site, width
         self.latents: dict[str, Tensor] = {}
 
@@ -155,14 +158,16 @@ class Runner:
 
 
 class GenericRunner(Runner):
-    """Any autoregressive model with ``run(tokens, edits=..., record=...)``: one parallel
+    """Any autoregressive :class:`~simbench.systems.accessible.PatchableModel`: one parallel
     patched pass per length bucket."""
 
 
 class RecurrentRunner(Runner):
     """Zoo GRU/LSTM: continue the recurrence from the patched state over the continuation only."""
 
-    def __init__(self, model: Any, site: str, width: int) -> None:
+    model: ContinuableModel
+
+    def __init__(self, model: ContinuableModel, site: str, width: int) -> None:
         super().__init__(model, site, width)
         self.states: dict[str, Tensor] = {}
 
@@ -196,15 +201,13 @@ class RecurrentRunner(Runner):
         return m.head(seq)
 
 
-def make_runner(model: Any, site: str) -> Runner:
+def make_runner(model: PatchableModel, site: str) -> Runner:
     """The fastest runner the model supports at ``site``."""
-    dims = getattr(model, "site_dims", {})
+    dims = model.site_dims
     width = dims.get(site)
     if width is None:
-        from simbench.errors import SiteError
-
         raise SiteError(f"model has no patchable site '{site}'", site=site,
                         fix=f"sites: {', '.join(dims) or '(none)'}")
-    if hasattr(model, "recur") and site in ("hidden", "embedding"):
+    if isinstance(model, ContinuableModel) and site in ("hidden", "embedding"):
         return RecurrentRunner(model, site, width)
     return GenericRunner(model, site, width)

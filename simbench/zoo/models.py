@@ -10,19 +10,14 @@ Every model offers the same API, which the intervention engine builds on:
   free-running generation;
 - ``sites`` (names) and ``site_dims`` (name -> width).
 
-An *edit* of one site is one of
-
-- ``(mask, values)``: bool [B, T] and [B, T, d]: the site's vector at (b, t) becomes
-  ``values[b, t]`` wherever ``mask[b, t]``;
-- ``(mask, fn)``: ``fn(h [N, d], b [N], t [N]) -> [N, d]`` computes the new vectors of the N
-  masked entries from their current (already downstream-of-earlier-edits) vectors; this is what
-  a low-rank interchange ``h + (h_s U_s - h U) U^T`` needs, and it stays differentiable;
-- ``fn(t: int, h [B, d]) -> [B, d]``: called at every step (the slow, general path).
+Edits follow the protocol of :mod:`simbench.interventions.patch`. Generation stops a sequence
+after its end token and pads the rest; both ids default to the task vocabulary's ``EOS`` and
+``PAD`` (:mod:`simbench.tasks.base`) and can be passed per call.
 
 Recurrent models also expose the pieces of a fast path: ``embed(tokens)``,
 ``recur(x, state) -> (site_seq, state)`` (one fused nn.GRU / nn.LSTM call over a chunk),
-``site_to_state(v)``, ``state_to_site(state)``, ``init_state(B)`` and ``head(site_seq)``, so an
-engine can cache a prefix state and run only the continuation.
+``site_to_state(v)``, ``init_state(B)`` and ``head(site_seq)``, so an engine can cache a prefix
+state and run only the continuation.
 """
 
 from __future__ import annotations
@@ -36,11 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simbench.errors import SiteError
+from simbench.interventions.patch import Edit, Patch, is_per_step
+from simbench.tasks.base import EOS, PAD
 
-EOS_ID, PAD_ID = 2, 0
-
-EditFn = Callable[[Tensor, Tensor, Tensor], Tensor]
-Edit = tuple[Tensor, Tensor | EditFn] | Callable[[int, Tensor], Tensor]
+# Kept for simbench/systems/torch.py, which imports the patch class under this name; drop it
+# once that import reads ``from simbench.interventions.patch import Patch``.
+_Patch = Patch
 
 
 @dataclasses.dataclass
@@ -59,67 +55,6 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-class _Patch:
-    """An edit normalised to a mask plus a function of the masked entries."""
-
-    def __init__(self, site: str, edit: Any, shape: tuple[int, int], device: torch.device):
-        self.site = site
-        self.per_step: Callable[[int, Tensor], Tensor] | None = None
-        if callable(edit) and not isinstance(edit, tuple | list):
-            self.per_step = edit
-            self.mask = torch.ones(shape, dtype=torch.bool, device=device)
-            self.fn: EditFn | None = None
-            return
-        if not (isinstance(edit, tuple | list) and len(edit) == 2):
-            raise SiteError("an edit must be (mask, values), (mask, fn) or fn(t, h)", site=site,
-                            fix="see simbench.zoo.models for the edit forms")
-        mask, what = edit
-        mask = torch.as_tensor(mask, device=device).bool()
-        if tuple(mask.shape) != shape:
-            raise SiteError(f"edit mask has shape {tuple(mask.shape)}, tokens are {shape}",
-                            site=site, fix="give a bool mask [B, T] matching the tokens")
-        self.mask = mask
-        if callable(what):
-            self.fn = what
-        else:
-            values = what
-
-            def take(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
-                return values[b, t].to(h.dtype)
-
-            self.fn = take
-
-    def apply_seq(self, seq: Tensor, t0: int = 0) -> Tensor:
-        """Patch a whole [B, L, d] block covering positions t0 .. t0 + L - 1."""
-        length = seq.shape[1]
-        if self.per_step is not None:
-            steps = [self.per_step(t0 + j, seq[:, j]) for j in range(length)]
-            return torch.stack(steps, 1)
-        m = self.mask[:, t0: t0 + length]
-        if not bool(m.any()):
-            return seq
-        b, t = m.nonzero(as_tuple=True)
-        new = self.fn(seq[b, t], b, t + t0)
-        return seq.index_put((b, t), new.to(seq.dtype))
-
-    def apply_step(self, h: Tensor, t: int) -> Tensor:
-        """Patch one time step [B, d] at position t."""
-        if self.per_step is not None:
-            return self.per_step(t, h)
-        if t >= self.mask.shape[1]:
-            return h
-        col = self.mask[:, t]
-        if not bool(col.any()):
-            return h
-        b = col.nonzero(as_tuple=True)[0]
-        tt = torch.full_like(b, t)
-        return h.index_put((b,), self.fn(h[b], b, tt).to(h.dtype))
-
-    def times(self) -> list[int]:
-        """Positions with at least one patched entry."""
-        return self.mask.any(0).nonzero(as_tuple=True)[0].tolist()
-
-
 class ZooModel(nn.Module):
     """Common base: site bookkeeping, edit normalisation and greedy generation."""
 
@@ -134,11 +69,11 @@ class ZooModel(nn.Module):
     def site_dims(self) -> dict[str, int]:
         raise NotImplementedError
 
-    def _patches(self, edits: Mapping[str, Edit] | None, tokens: Tensor) -> dict[str, _Patch]:
+    def _patches(self, edits: Mapping[str, Edit] | None, tokens: Tensor) -> dict[str, Patch]:
         out = {}
         for site, edit in (edits or {}).items():
             self._check_site(site)
-            out[site] = _Patch(site, edit, tuple(tokens.shape), tokens.device)
+            out[site] = Patch(site, edit, tuple(tokens.shape), tokens.device)
         return out
 
     def _check_site(self, site: str) -> None:
@@ -156,25 +91,28 @@ class ZooModel(nn.Module):
     @torch.no_grad()
     def generate(self, tokens: Tensor, start: int | Tensor, max_new: int | None = None, *,
                  response_mask: Tensor | None = None,
-                 edits: Mapping[str, Edit] | None = None) -> Tensor:
+                 edits: Mapping[str, Edit] | None = None, eos: int = EOS,
+                 pad: int = PAD) -> Tensor:
         """Greedy free-running generation.
 
         ``tokens`` [B, T] holds the prefix and any inputs that are teacher-forced; from position
         ``start`` (an int, or a LongTensor [B]) on, every position where ``response_mask`` is
         True (default: all of them) gets the model's own prediction, the others keep the given
-        token. A sequence stops after it emits ``EOS`` (the rest becomes PAD). The output has
-        width ``max(start) + max_new`` (default: the width of ``tokens``). Edits apply as in
+        token. A sequence stops after it emits ``eos`` (the rest becomes ``pad``). The output
+        has width ``max(start) + max_new`` (default: the width of ``tokens``). Edits apply as in
         :meth:`run`, at their positions of the generated sequence.
         """
-        return self._generate(*prepare_generation(tokens, start, max_new, response_mask, edits))
+        return self._generate(*prepare_generation(tokens, start, max_new, response_mask, edits,
+                                                  pad=pad), eos=eos, pad=pad)
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
-                  edits: Mapping[str, Edit] | None) -> Tensor:
+                  edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:
         raise NotImplementedError
 
 
 def prepare_generation(tokens: Any, start: int | Tensor, max_new: int | None,
-                       response_mask: Tensor | None, edits: Mapping[str, Edit] | None
+                       response_mask: Tensor | None, edits: Mapping[str, Edit] | None, *,
+                       pad: int = PAD
                        ) -> tuple[Tensor, Tensor, Tensor, dict[str, Edit] | None]:
     """The output buffer, per-row start, which positions are generated, and widened edits
     (the contract every ``generate`` shares; see :meth:`ZooModel.generate`)."""
@@ -183,7 +121,7 @@ def prepare_generation(tokens: Any, start: int | Tensor, max_new: int | None,
     dev = tokens.device
     start_t = torch.as_tensor(start, device=dev).long().expand(bsz)
     out_w = width if max_new is None else int(start_t.max()) + int(max_new)
-    out = torch.full((bsz, out_w), PAD_ID, dtype=torch.long, device=dev)
+    out = torch.full((bsz, out_w), pad, dtype=torch.long, device=dev)
     out[:, : min(width, out_w)] = tokens[:, :out_w]
     pos = torch.arange(out_w, device=dev)[None, :]
     gen = pos >= start_t[:, None]
@@ -197,7 +135,7 @@ def prepare_generation(tokens: Any, start: int | Tensor, max_new: int | None,
 
 def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
     """Pad an edit's mask (and values) to the generation width."""
-    if callable(edit) and not isinstance(edit, tuple | list):
+    if is_per_step(edit):
         return edit
     mask, what = edit
     mask = torch.as_tensor(mask, device=dev).bool()
@@ -212,21 +150,23 @@ def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
     return (m, v)
 
 
-def _step(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor) -> Tensor:
+def _step(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *, eos: int,
+          pad: int) -> Tensor:
     """Write the prediction for position t + 1 and return which rows have finished; once all
-    have, everything after the last written position becomes PAD."""
-    done = done | ((out[:, t] == EOS_ID) & gen[:, t])
-    _finish(out, t + 1, pred, gen, done)
-    done = done | ((out[:, t + 1] == EOS_ID) & gen[:, t + 1])
+    have, everything after the last written position becomes ``pad``."""
+    done = done | ((out[:, t] == eos) & gen[:, t])
+    _finish(out, t + 1, pred, gen, done, pad=pad)
+    done = done | ((out[:, t + 1] == eos) & gen[:, t + 1])
     if bool(done.all()):
-        out[:, t + 2:] = PAD_ID
+        out[:, t + 2:] = pad
     return done
 
 
-def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor) -> Tensor:
-    """Write the prediction for position t where it is generated; PAD after EOS."""
+def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *,
+            pad: int) -> Tensor:
+    """Write the prediction for position t where it is generated; ``pad`` after the end."""
     col = torch.where(gen[:, t], pred, out[:, t])
-    col = torch.where(done, torch.full_like(col, PAD_ID), col)
+    col = torch.where(done, torch.full_like(col, pad), col)
     out[:, t] = col
     return col
 
@@ -254,9 +194,7 @@ class RecurrentModel(ZooModel):
         raise NotImplementedError
 
     def site_to_state(self, v: Tensor) -> Any:
-        raise NotImplementedError
-
-    def state_to_site(self, state: Any) -> Tensor:
+        """A site vector [B, d_site] as the cell state to continue the recurrence from."""
         raise NotImplementedError
 
     def head(self, site_seq: Tensor) -> Tensor:
@@ -308,7 +246,7 @@ class RecurrentModel(ZooModel):
         return logits, rec
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
-                  edits: Mapping[str, Edit] | None) -> Tensor:
+                  edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:
         bsz, width = out.shape
         patches = self._patches(edits, out)
         s0 = int(start.min())
@@ -318,7 +256,7 @@ class RecurrentModel(ZooModel):
         if s0 >= 2:
             _, rec = self.run(out[:, : s0 - 1], edits=_crop(edits, s0 - 1), record=("hidden",))
             state = self.site_to_state(rec["hidden"][:, -1])
-            done = (out[:, : s0 - 1] == EOS_ID).any(1)
+            done = (out[:, : s0 - 1] == eos).any(1)
         for t in range(max(s0 - 1, 0), width - 1):
             x = self.embed(out[:, t: t + 1])
             if "embedding" in patches:
@@ -328,7 +266,8 @@ class RecurrentModel(ZooModel):
             if "hidden" in patches:
                 h = patches["hidden"].apply_step(h, t)
                 state = self.site_to_state(h)
-            done = _step(out, t, self.head(h[:, None])[:, 0].argmax(-1), gen, done)
+            done = _step(out, t, self.head(h[:, None])[:, 0].argmax(-1), gen, done, eos=eos,
+                         pad=pad)
             if bool(done.all()):
                 break
         return out
@@ -339,7 +278,7 @@ def _crop(edits: Mapping[str, Edit] | None, width: int) -> dict[str, Edit] | Non
         return None
     out = {}
     for k, e in edits.items():
-        if callable(e) and not isinstance(e, tuple | list):
+        if is_per_step(e):
             out[k] = e
         else:
             m, w = e
@@ -366,9 +305,6 @@ class GRUModel(RecurrentModel):
 
     def site_to_state(self, v: Tensor) -> Tensor:
         return v[None].contiguous()
-
-    def state_to_site(self, state: Tensor) -> Tensor:
-        return state[0]
 
     def head(self, site_seq: Tensor) -> Tensor:
         return self.readout(site_seq)
@@ -417,9 +353,6 @@ class LSTMModel(RecurrentModel):
 
     def site_to_state(self, v: Tensor) -> tuple[Tensor, Tensor]:
         return (v[None, :, : self.units].contiguous(), v[None, :, self.units:].contiguous())
-
-    def state_to_site(self, state: tuple[Tensor, Tensor]) -> Tensor:
-        return torch.cat([state[0][0], state[1][0]], -1)
 
     def head(self, site_seq: Tensor) -> Tensor:
         return self.readout(site_seq[..., : self.units])
@@ -514,21 +447,22 @@ class TransformerModel(ZooModel):
         return self.readout(self.ln_f(x)), rec
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
-                  edits: Mapping[str, Edit] | None) -> Tensor:
-        return generate_by_full_passes(self.run, out, start, gen, edits)
+                  edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:
+        return generate_by_full_passes(self.run, out, start, gen, edits, eos=eos, pad=pad)
 
 
 def generate_by_full_passes(run: Callable[..., tuple[Tensor, Any]], out: Tensor, start: Tensor,
-                            gen: Tensor, edits: Mapping[str, Edit] | None) -> Tensor:
+                            gen: Tensor, edits: Mapping[str, Edit] | None, *, eos: int = EOS,
+                            pad: int = PAD) -> Tensor:
     """Greedy generation for models without a recurrence to step: one full pass per token."""
     bsz, width = out.shape
     done = torch.zeros(bsz, dtype=torch.bool, device=out.device)
     s0 = max(int(start.min()), 1)
     if s0 >= 2:
-        done = ((out[:, : s0 - 1] == EOS_ID) & gen[:, : s0 - 1]).any(1)
+        done = ((out[:, : s0 - 1] == eos) & gen[:, : s0 - 1]).any(1)
     for t in range(s0 - 1, width - 1):
         logits, _ = run(out[:, : t + 1], edits=_crop(edits, t + 1))
-        done = _step(out, t, logits[:, -1].argmax(-1), gen, done)
+        done = _step(out, t, logits[:, -1].argmax(-1), gen, done, eos=eos, pad=pad)
         if bool(done.all()):
             break
     return out

@@ -1,0 +1,108 @@
+"""The edit protocol: how a caller asks a runnable model to patch one of its sites.
+
+Every model simbench can patch (the zoo's GRU, LSTM and transformer, and a user's module
+wrapped by :class:`~simbench.systems.torch.HookedModel`) takes ``edits={site: edit}`` in
+``run`` and ``generate``. An *edit* of one site is one of
+
+- ``(mask, values)``: bool [B, T] and [B, T, d]: the site's vector at (b, t) becomes
+  ``values[b, t]`` wherever ``mask[b, t]``;
+- ``(mask, fn)``: ``fn(h [N, d], b [N], t [N]) -> [N, d]`` computes the new vectors of the N
+  masked entries from their current (already downstream-of-earlier-edits) vectors; this is
+  what a low-rank interchange ``h + (h_s U_s - h U) U^T`` needs, and it stays differentiable;
+- ``fn(t: int, h [B, d]) -> [B, d]``: called at every step (the slow, general path).
+
+:class:`Patch` normalises any of them to a mask plus a function of the masked entries, and
+applies it to a whole block of steps (parallel models) or to one step (recurrent models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from simbench.errors import SiteError
+
+EditFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``fn(h [N, d], b [N], t [N]) -> [N, d]``: new vectors for the N masked entries."""
+
+Edit = tuple[Tensor, Tensor | EditFn] | Callable[[int, Tensor], Tensor]
+"""One site's edit: ``(mask, values)``, ``(mask, fn)`` or a per-step ``fn(t, h)``."""
+
+
+def is_per_step(edit: Any) -> bool:
+    """Whether ``edit`` is the per-step form ``fn(t, h)`` (not a (mask, ...) pair)."""
+    return callable(edit) and not isinstance(edit, tuple | list)
+
+
+class Patch:
+    """One site's edit normalised to a mask plus a function of the masked entries.
+
+    ``shape`` is the token batch's (B, T); the mask must match it. A per-step edit gets an
+    all-True mask and is called at every position.
+    """
+
+    def __init__(self, site: str, edit: Edit, shape: tuple[int, int],
+                 device: torch.device) -> None:
+        self.site = site
+        self.per_step: Callable[[int, Tensor], Tensor] | None = None
+        self.fn: EditFn | None = None
+        if is_per_step(edit):
+            self.per_step = edit  # type: ignore[assignment]
+            self.mask = torch.ones(shape, dtype=torch.bool, device=device)
+            return
+        if not (isinstance(edit, tuple | list) and len(edit) == 2):
+            raise SiteError("an edit must be (mask, values), (mask, fn) or fn(t, h)", site=site,
+                            fix="see simbench.interventions.patch for the edit forms")
+        mask, what = edit
+        mask = torch.as_tensor(mask, device=device).bool()
+        if tuple(mask.shape) != shape:
+            raise SiteError(f"edit mask has shape {tuple(mask.shape)}, tokens are {shape}",
+                            site=site, fix="give a bool mask [B, T] matching the tokens")
+        self.mask = mask
+        if callable(what):
+            self.fn = what
+        else:
+            values = what
+
+            def take(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
+                return values[b, t].to(h.dtype)
+
+            self.fn = take
+
+    def apply_seq(self, seq: Tensor, t0: int = 0) -> Tensor:
+        """Patch a whole [B, L, d] block covering positions t0 .. t0 + L - 1."""
+        length = seq.shape[1]
+        if self.per_step is not None:
+            steps = [self.per_step(t0 + j, seq[:, j]) for j in range(length)]
+            return torch.stack(steps, 1)
+        assert self.fn is not None
+        m = self.mask[:, t0: t0 + length]
+        if not bool(m.any()):
+            return seq
+        b, t = m.nonzero(as_tuple=True)
+        new = self.fn(seq[b, t], b, t + t0)
+        return seq.index_put((b, t), new.to(seq.dtype))
+
+    def apply_step(self, h: Tensor, t: int) -> Tensor:
+        """Patch one time step [B, d] at position t."""
+        if self.per_step is not None:
+            return self.per_step(t, h)
+        assert self.fn is not None
+        if t >= self.mask.shape[1]:
+            return h
+        col = self.mask[:, t]
+        if not bool(col.any()):
+            return h
+        b = col.nonzero(as_tuple=True)[0]
+        tt = torch.full_like(b, t)
+        return h.index_put((b,), self.fn(h[b], b, tt).to(h.dtype))
+
+    def times(self) -> list[int]:
+        """Positions with at least one patched entry."""
+        return self.mask.any(0).nonzero(as_tuple=True)[0].tolist()
+
+
+__all__ = ["Edit", "EditFn", "Patch", "is_per_step"]

@@ -1,0 +1,197 @@
+"""Recording-only systems as engine parties: a recording turned into pools and latents.
+
+A recording-only system is never run. What it offers is recorded activity labelled with the
+causal variables at every step. :func:`recorded_party` (from a
+:class:`~simbench.systems.RecordedSystem`) and :func:`party_from_arrays` (from plain arrays)
+turn that into an engine :class:`~simbench.interventions.engine.Party` whose pools and latents
+come from the recording itself: its stimuli, its tokens mapped to ids with the task vocabulary,
+its variable coordinates, split about 70/15/15 into train/val/test stimuli (seeded, stratified
+by sequence length so every split sees every length).
+
+Every check a recording made by someone else can fail is here, with messages that name the
+file, the site and what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from simbench.errors import RecordingError, TaskError
+from simbench.interventions.data import Pool, pool_from_stimuli
+from simbench.interventions.engine import SPLITS, Party
+from simbench.tasks.base import PAD, TOKEN_ID, TRIGGER, UNDEFINED, Stimuli, Task
+
+MIN_PER_SPLIT = 10  # fewer stimuli than this in a split cannot cover the task's states
+_PROBE_N = 2000  # stimuli sampled from a task to learn which tokens/values it can produce
+
+
+def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequence[str],
+                   seed: int,
+                   values: tuple[int, int] | None = None) -> Party:
+    """A recording-only Party from a :class:`~simbench.systems.RecordedSystem` at ``site``.
+
+    Needs, at that site: ``activity`` (stimulus, time, unit), ``token`` (stimulus, time; token
+    strings of the task's vocabulary), optionally ``valid`` (bool; default: token not PAD or
+    empty), and one coordinate (stimulus, time) per causal variable of the task.
+    """
+    rec = system.recording
+    ds = rec.site(site)
+    file = rec.path
+    act = ds["activity"]
+    if "time" not in act.dims:
+        raise RecordingError("activity has no 'time' dim; counterfactual latents need the "
+                             "activity after every step (stimulus, time, unit)", file=file,
+                             site=site, field="activity")
+    missing = [v for v in ("token", *task.variables) if v not in ds.coords]
+    if missing:
+        have = [str(c) for c in ds.coords if c not in ds.dims and c != "stimulus_id"]
+        raise RecordingError(
+            f"recording lacks the coordinate(s) {', '.join(repr(m) for m in missing)} "
+            f"(stimulus, time) that matching counterfactual latents on task '{task.name}' "
+            f"needs (its causal variables: {', '.join(task.variables)}, plus 'token'); "
+            f"coordinates present: {', '.join(have) or '(none)'}", file=file, site=site,
+            field=missing[0], fix="add one integer coordinate per causal variable holding its "
+            "value after each step (see the README's recording schema)")
+    act = act.transpose("stimulus", "time", "unit")
+    tok_str = np.asarray(ds["token"].transpose("stimulus", "time").values, dtype=str)
+    if "valid" in ds.coords:
+        valid = np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
+    else:
+        valid = (tok_str != "PAD") & (tok_str != "")
+    unknown = sorted(set(np.unique(tok_str[valid]).tolist()) - set(TOKEN_ID))
+    if unknown:
+        raise RecordingError(f"tokens {unknown[:8]} are not in the task vocabulary",
+                             file=file, site=site, field="token",
+                             fix=f"tokens are strings of: {' '.join(task.vocab[1:])}")
+    ids = np.vectorize(lambda s: TOKEN_ID.get(s, PAD), otypes=[np.int64])(tok_str)
+    ids[~valid] = PAD
+    variables = {v: np.asarray(ds[v].transpose("stimulus", "time").values) for v in task.variables}
+    stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
+    return party_from_arrays(system.system_id, task, variable, ids, np.asarray(act.values),
+                             variables, seed=seed, valid=valid, stimulus_ids=stim_ids,
+                             values=values, file=file, site=site)
+
+
+def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
+                      tokens: np.ndarray,
+                      activity: np.ndarray, variables: Mapping[str, np.ndarray], *, seed: int,
+                      valid: np.ndarray | None = None, stimulus_ids: np.ndarray | None = None,
+                      values: tuple[int, int] | None = None, file: Any = None,
+                      site: str | None = None) -> Party:
+    """A recording-only Party from plain arrays (tokens int [n, T], activity [n, T, d]).
+
+    Checks that the tokens are the task's, that every variable value is one the task produces
+    and agrees with the task's causal model on the recorded tokens, and that there are enough
+    stimuli for three splits.
+    """
+    tokens = np.asarray(tokens, dtype=np.int64)
+    n = tokens.shape[0]
+    valid = tokens != PAD if valid is None else np.asarray(valid, dtype=bool) & (tokens != PAD)
+    need = MIN_PER_SPLIT * len(SPLITS)
+    if n < need:
+        raise RecordingError(
+            f"recording has {n} stimuli; matching counterfactual latents needs at least {need} "
+            f"({MIN_PER_SPLIT} per train/val/test split), and about {40 * len(task.all_counts)}"
+            " to cover every state of the task in every split", file=file, site=site,
+            field="stimulus", fix="record more stimuli (all counts, e.g. task.sample(600, seed, "
+            "counts='all'))")
+    probe = task.sample(_PROBE_N, 12345, counts="all")
+    _check_tokens(task, tokens, valid, probe, file, site)
+    recorded = {v: np.where(valid, np.asarray(variables[v], dtype=np.int64), UNDEFINED)
+                for v in task.variables}
+    _check_values(task, tokens, valid, recorded, probe, file, site)
+    split_of = stratified_split(tokens, valid, seed)
+    act = torch.as_tensor(np.where(valid[..., None], activity, 0.0), dtype=torch.float32)
+    ids = (np.asarray(stimulus_ids, dtype=str) if stimulus_ids is not None
+           else np.array([f"{system_id}-{i}" for i in range(n)]))
+    party = Party(system_id, task, variable, int(act.shape[-1]), None)
+    for i, split in enumerate(SPLITS):
+        rows = np.flatnonzero(split_of == i)
+        stim = _stimuli(task, tokens[rows], ids[rows], {k: v[rows] for k, v in recorded.items()})
+        party.pools[split] = _pool(task, variable, stim, values, file, site)
+        party.latents[split] = act[rows]
+    return party
+
+
+def stratified_split(tokens: np.ndarray, valid: np.ndarray, seed: int) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) per stimulus, ~70/15/15, stratified by length.
+
+    Stimuli are ordered by (length, random) and dealt out in blocks of 20 (14/3/3), so every
+    sequence length (for counting tasks: every count) lands in every split when it has at
+    least ~7 stimuli.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC1A5]))
+    lengths = valid.sum(1)
+    order = np.lexsort((rng.random(len(tokens)), lengths))
+    slot = np.arange(len(tokens)) % 20
+    pattern = np.zeros(20, dtype=np.int64)
+    pattern[[3, 10, 16]] = 1
+    pattern[[6, 13, 19]] = 2
+    out = np.empty(len(tokens), dtype=np.int64)
+    out[order] = pattern[slot]
+    return out
+
+
+def _check_tokens(task: Task, tokens: np.ndarray, valid: np.ndarray, probe: Stimuli,
+                  file: Any, site: str | None) -> None:
+    used = set(np.unique(probe.tokens).tolist())
+    present, counts = np.unique(tokens[valid], return_counts=True)
+    foreign = [(int(t), int(c)) for t, c in zip(present, counts) if int(t) not in used]
+    if foreign:
+        names = ", ".join(f"'{task.vocab[t]}' ({c} steps)" for t, c in foreign[:6])
+        raise RecordingError(
+            f"the stimuli use tokens task '{task.name}' never produces: {names}; is this a "
+            "recording of another task?", file=file, site=site, field="token",
+            fix=f"{task.name} uses: {' '.join(task.vocab[t] for t in sorted(used) if t != PAD)}"
+            "; pass the recording's own task with --task")
+
+
+def _check_values(task: Task, tokens: np.ndarray, valid: np.ndarray,
+                  recorded: Mapping[str, np.ndarray], probe: Stimuli, file: Any,
+                  site: str | None) -> None:
+    truth = task.causal_model(tokens)
+    for name in task.variables:
+        rec = recorded[name]
+        possible = set(np.unique(probe.variables[name]).tolist()) | {UNDEFINED}
+        present, counts = np.unique(rec[valid], return_counts=True)
+        bad = [(int(v), int(c)) for v, c in zip(present, counts) if int(v) not in possible]
+        if bad:
+            lo, hi = min(possible - {UNDEFINED}), max(possible)
+            listed = ", ".join(f"{name} = {v} ({c} steps)" for v, c in bad[:6])
+            raise RecordingError(
+                f"values task '{task.name}' cannot produce: {listed}; it produces {name} in "
+                f"{lo}..{hi} (-1 = undefined)", file=file, site=site, field=name,
+                fix=f"check the '{name}' coordinate, or pass the recording's own task")
+        defined = valid & (rec != UNDEFINED)
+        wrong = defined & (rec != truth[name])
+        if wrong.any():
+            i, t = np.argwhere(wrong)[0]
+            raise RecordingError(
+                f"'{name}' disagrees with task '{task.name}''s causal model on the recorded "
+                f"tokens at {int(wrong.sum())} of {int(defined.sum())} steps (first: stimulus "
+                f"{int(i)}, step {int(t)}: recorded {int(rec[i, t])}, causal model "
+                f"{int(truth[name][i, t])})", file=file, site=site, field=name,
+                fix="the coordinate must hold the variable's value after each step; use -1 "
+                "where it is undefined")
+
+
+def _stimuli(task: Task, tokens: np.ndarray, ids: np.ndarray,
+             variables: dict[str, np.ndarray]) -> Stimuli:
+    trig = np.argmax(tokens == TRIGGER, axis=1)
+    return Stimuli(task=task.name, tokens=tokens, lengths=(tokens != PAD).sum(1), ids=ids,
+                   variables=variables, response_mask=task.response_mask(tokens),
+                   trigger_pos=trig, counts=np.zeros(len(tokens), dtype=np.int64))
+
+
+def _pool(task: Task, variable: str | Sequence[str], stim: Stimuli,
+          values: tuple[int, int] | None, file: Any, site: str | None) -> Pool:
+    """The shared pool builder, its errors naming the recording."""
+    try:
+        return pool_from_stimuli(task, variable, stim, values=values)
+    except TaskError as exc:
+        raise RecordingError(exc.message, file=file, site=site, field=exc.field,
+                             fix=exc.fix) from None
