@@ -48,7 +48,7 @@ def _common_params() -> tuple[Param, ...]:
               "0 = all); memory grows as its square", low=0),
         Param("n_boot", 200, "bootstrap replicates over stimuli for the confidence interval "
               "(0 = none)", low=0),
-        Param("boot_memory_mb", BOOT_MEMORY_MB, "memory (MB) the bootstrap may add to the "
+        Param("boot_memory_mb", BOOT_MEMORY_MB, "memory (MiB) the bootstrap may add to the "
               "estimate's; less memory, fewer bootstrap units (none below 16: ci_note says so)",
               low=1),
         Param("dtype", "float64", "precision of the matrix products (sums are always float64)",

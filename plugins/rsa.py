@@ -138,7 +138,7 @@ def rsa(
     return RSAResult(values, indices, int(x.shape[0] - len(pool)))
 
 
-def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 14) -> np.ndarray:
+def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.ndarray:
     """Rows whose distance is defined: non-zero norm (after removing the row mean for
     ``correlation``), computed in float64 a block of rows at a time."""
     out = np.empty(t.shape[0], dtype=bool)
