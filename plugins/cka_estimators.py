@@ -61,6 +61,7 @@ MAX_UNITS = 1024
 MIN_GROUPS = 64
 MIN_UNITS = 16  # fewer possible units than this: no bootstrap interval (ci_note says why)
 CHUNK_BYTES = 1 << 26  # working-set cap of the row buffers and the Gram form's row blocks
+GATHER_ROWS = 1024  # rows of random bootstrap groups gathered at a time (a small copy)
 
 # A bootstrap unit of the feature form: a contiguous row range, or the rows of random groups.
 _Rows = Union[tuple[int, int], "torch.Tensor"]
@@ -263,12 +264,22 @@ def distance_cka(
     return CKAResult(float(values[0]), values[1:], "gram", int(mats[0].shape[0]), attrs)
 
 
-def bootstrap_unit_bytes(dx: int, dy: int, debiased: bool) -> tuple[int, int]:
-    """Feature form: bytes of one bootstrap unit's moments, and of one replicate's work."""
+def bootstrap_unit_bytes(dx: int, dy: int, debiased: bool, itemsize: int = 8
+                         ) -> tuple[int, int]:
+    """Feature form: bytes of one bootstrap unit's moments, and the bootstrap's fixed work.
+
+    The fixed work is one replicate's sums plus one block of gathered rows (``GATHER_ROWS``
+    rows of data stored at ``itemsize`` bytes); ``boot_memory_mb`` holds the units' moments
+    and at least the fixed work.
+    """
     elems = dx * dx + dy * dy + dx * dy
     unit = 8 * (elems + dx + dy + 1 + (3 + 2 * (dx + dy) if debiased else 0))
-    replicate = 8 * (elems + max(dx * dx, dy * dy, dx * dy) + 4 * (dx + dy))
-    return unit, replicate
+    return unit, _replicate_bytes(dx, dy) + GATHER_ROWS * (dx + dy) * itemsize
+
+
+def _replicate_bytes(dx: int, dy: int) -> int:
+    """One bootstrap replicate's work in the feature form: its moments and a d x d square."""
+    return 8 * (dx * dx + dy * dy + dx * dy + max(dx * dx, dy * dy, dx * dy) + 4 * (dx + dy))
 
 
 # ---- the estimator from sums over samples -------------------------------------------------
@@ -327,25 +338,28 @@ def _feature_cka(tx: torch.Tensor, ty: torch.Tensor, stim: np.ndarray, *, cdtype
     dx, dy = tx.shape[1], ty.shape[1]
     n_units: int = 1
     units: list[_Rows] = [(0, tx.shape[0])]
-    unit_bytes, rep_bytes = bootstrap_unit_bytes(dx, dy, debiased)
+    itemsize = max(tx.element_size(), ty.element_size())
+    unit_bytes, fixed_bytes = bootstrap_unit_bytes(dx, dy, debiased, itemsize)
+    rep_bytes = _replicate_bytes(dx, dy)
     chunk = max(1, CHUNK_BYTES // rep_bytes)
     if n_boot > 0:
         elems = dx * dx + dy * dy + dx * dy  # float64 entries summed per unit and replicate
         by_cost = min(MAX_UNITS, max(MIN_GROUPS, BOOT_FLOPS // (2 * n_boot * elems)))
-        max_units = min(by_cost, (boot_bytes - rep_bytes) // unit_bytes)
+        max_units = min(by_cost, (boot_bytes - fixed_bytes) // unit_bytes)
         n_stim = int(np.max(stim)) + 1
         need = min(MIN_UNITS, n_stim)
         if max_units < need:
-            want_mb = math.ceil((need * unit_bytes + rep_bytes) / 2**20)
+            want_mb = math.ceil((need * unit_bytes + fixed_bytes) / 2**20)
             attrs["ci_note"] = (
-                f"no interval: the bootstrap over {need} units needs {want_mb} MB of moments "
+                f"no interval: the bootstrap over {need} units needs {want_mb} MiB of moments "
                 f"for {dx} x {dy} units, over boot_memory_mb = {boot_bytes / 2**20:g}; raise "
                 f"boot_memory_mb to {want_mb}, or use form=gram (with max_samples)")
             n_boot = 0
         else:
             group, n_units = stimulus_groups(stim, n_stim, max_units, seed)
             units = _unit_rows_of(group, n_units, tx.device)
-            chunk = max(1, (boot_bytes - n_units * unit_bytes) // rep_bytes)
+            spare = boot_bytes - n_units * unit_bytes - (fixed_bytes - rep_bytes)
+            chunk = max(1, spare // rep_bytes)
             attrs["bootstrap_units"] = (f"{n_units} stimuli" if n_units == n_stim else
                                         f"{n_units} random groups of {n_stim} stimuli")
     stacks = _unit_moments(tx, ty, units, debiased, cdtype=cdtype, cosine=cosine)
@@ -378,11 +392,13 @@ def _unit_rows_of(group: np.ndarray, n_units: int, device: torch.device) -> list
 
 
 def _blocks(t: torch.Tensor, rows: _Rows, size: int) -> Iterator[torch.Tensor]:
-    """The rows of one unit of ``t``, ``size`` at a time (views for ranges, gathers else)."""
+    """The rows of one unit of ``t``: views of ``size`` rows for a range, else copies of at
+    most ``GATHER_ROWS`` gathered rows (so a gather never costs more than the budget holds)."""
     if isinstance(rows, tuple):
         for start in range(rows[0], rows[1], size):
             yield t[start:min(start + size, rows[1])]
     else:
+        size = min(size, GATHER_ROWS)
         for start in range(0, len(rows), size):
             yield t.index_select(0, rows[start:start + size])
 

@@ -316,10 +316,10 @@ def test_the_bootstrap_stays_in_its_memory_budget(tmp_path):
     y = (x + rng.normal(size=x.shape)).astype(np.float32)
     a, b = save(tmp_path / "a.nc", "a", x), save(tmp_path / "b.nc", "b", y)
     kw = {"site": "hidden", "form": "feature", "n_boot": 20}
-    unit, rep = bootstrap_unit_bytes(512, 512, False)
+    unit, fixed = bootstrap_unit_bytes(512, 512, False, itemsize=4)
     assert unit > 6 * 2**20  # each unit's moments: three 512 x 512 float64 matrices
     s = simbench.score("cka", a, b, boot_memory_mb=160, **kw)
-    fits = (160 * 2**20 - rep) // unit
+    fits = (160 * 2**20 - fixed) // unit
     assert MIN_UNITS <= fits < 40
     assert s.attrs["bootstrap_units"] == f"{fits} random groups of 40 stimuli" and s.ci
     small = simbench.score("cka", a, b, boot_memory_mb=16, **kw)
@@ -327,7 +327,7 @@ def test_the_bootstrap_stays_in_its_memory_budget(tmp_path):
     note = small.attrs["ci_note"]
     assert note.startswith("no interval") and "boot_memory_mb = 16" in note
     need = int(note.split("raise boot_memory_mb to ")[1].split(",")[0])
-    assert need == -(-(MIN_UNITS * unit + rep) // 2**20)
+    assert need == -(-(MIN_UNITS * unit + fixed) // 2**20)
     enough = simbench.score("cka", a, b, boot_memory_mb=need, **kw)
     assert enough.ci is not None
     assert enough.attrs["bootstrap_units"] == f"{MIN_UNITS} random groups of 40 stimuli"

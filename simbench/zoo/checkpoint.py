@@ -77,7 +77,8 @@ def refuse_pickled(path: str | Path) -> None:
     """
     path = Path(path)
     kind = _sniff(path) if path.is_file() else "unknown"
-    if path.suffix.lower() not in PICKLE_SUFFIXES and kind not in ("pickle", "zip"):
+    if kind == "safetensors" or (path.suffix.lower() not in PICKLE_SUFFIXES
+                                 and kind not in ("pickle", "zip")):
         return
     what = {"pickle": "a Python pickle",
             "zip": "a torch.save archive (a pickle inside)"}.get(kind, "a pickled checkpoint")
