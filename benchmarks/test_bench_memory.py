@@ -112,7 +112,8 @@ def test_cka_bootstrap_within_its_budget(recordings: Path) -> None:
     assert fig["ci"] is not None
     assert fig["score_cost"] < 2 * DATA_MB + BOOT_MEMORY_MB
     small = _measure(recordings, "cka", {"boot_memory_mb": 128})
-    assert small["ci"] is not None and small["value"] == fig["value"]
+    assert small["ci"] is not None
+    assert small["value"] == pytest.approx(fig["value"], abs=1e-12)  # sums grouped otherwise
     assert small["score_cost"] < 2 * DATA_MB + 128
 
 
