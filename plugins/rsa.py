@@ -13,7 +13,11 @@ equal rsatoolbox's own to 1e-10. Every other method goes through ``rsatoolbox.rd
 Comparison always goes through ``rsatoolbox.rdm.compare``.
 
 Confidence interval: the 2.5 and 97.5 percentiles of the per-draw values, i.e. the spread over
-the random subsets of samples (each draw is one application of the paper's protocol).
+the random subsets of samples (each draw is one application of the paper's protocol). With one
+draw there is none, and ``attrs["ci_note"]`` says why.
+
+Memory: the activity is converted to float64 only for the rows a draw uses, so a large
+recording is held once (as stored), not again as float64.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from simbench_plugins._correlative import (
-    DRAWS,
+    PAIRING_PARAMS,
     make_score,
+    no_interval_note,
     paired_activity,
-    percentile_interval,
-    rng,
 )
+from simbench_plugins.resampling import DRAWS, percentile_interval, rng
 
 from simbench import hookimpl
 from simbench.errors import ParameterError, SimbenchError
@@ -110,8 +114,7 @@ def rsa(
     variance over units for correlation) are excluded first. When every usable row fits in one
     draw, all draws would be the same, so there is one draw.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x, y = np.asarray(x), np.asarray(y)
     if x.shape[0] != y.shape[0]:
         raise SimbenchError(f"RSA needs the same samples in both systems, got {x.shape[0]} and "
                             f"{y.shape[0]} rows")
@@ -119,8 +122,7 @@ def rsa(
     if rdm_method in OWN_RDMS:
         usable = np.ones(len(pool), dtype=bool)
         for t in (x, y):
-            t = t - t.mean(axis=1, keepdims=True) if rdm_method == "correlation" else t
-            usable &= np.einsum("ij,ij->i", t, t) > 0
+            usable &= _has_direction(t, rdm_method)
         pool = pool[usable]
     if len(pool) < 3:
         raise SimbenchError(f"RSA needs at least 3 usable samples, got {len(pool)} "
@@ -134,6 +136,18 @@ def rsa(
     values = np.array([compare_rdms(rdm_vector(x[i], rdm_method), rdm_vector(y[i], rdm_method),
                                     rdm_method, compare_method) for i in indices])
     return RSAResult(values, indices, int(x.shape[0] - len(pool)))
+
+
+def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.ndarray:
+    """Rows whose distance is defined: non-zero norm (after removing the row mean for
+    ``correlation``), computed in float64 a block of rows at a time."""
+    out = np.empty(t.shape[0], dtype=bool)
+    for lo in range(0, t.shape[0], block):
+        b = np.asarray(t[lo:lo + block], dtype=np.float64)
+        if rdm_method == "correlation":
+            b = b - b.mean(axis=1, keepdims=True)
+        out[lo:lo + block] = np.einsum("ij,ij->i", b, b) > 0
+    return out
 
 
 class RSA(Measure):
@@ -156,9 +170,7 @@ class RSA(Measure):
               ", ".join(COMPARE_METHODS), choices=COMPARE_METHODS),
         Param("n_vectors", 1000, "samples per draw (same rows in both systems)", low=3),
         Param("n_draws", 10, "random draws averaged", low=1),
-        Param("n_stimuli", 1000, "stimuli a network (TorchSystem) records; recordings use "
-              "all theirs", low=1),
-        Param("intersect", False, "use only the stimuli both systems share"),
+        *PAIRING_PARAMS,
     )
 
     def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
@@ -180,11 +192,24 @@ class RSA(Measure):
                  "n_excluded": result.n_excluded,
                  "rdm_source": ("simbench (BLAS), checked against rsatoolbox"
                                 if params["rdm_method"] in OWN_RDMS else "rsatoolbox.calc_rdm"),
-                 "ci_method": ("2.5-97.5 percentile of the per-draw values" if draws > 1
-                               else "none (one draw holds every sample)")}
-        return make_score(self.name, systems, site, value=result.value,
-                          ci=percentile_interval(result.values), n_samples=len(result.indices[0]),
-                          breakdown={"per_draw": per_draw}, attrs=attrs)
+                 "device": "cpu"}
+        ci = percentile_interval(result.values)
+        if ci is not None:
+            attrs["ci_method"] = "2.5-97.5 percentile of the per-draw values"
+        else:
+            attrs["ci_method"] = "none"
+            usable = int(pair.x.shape[0]) - result.n_excluded
+            if draws == 1 and params["n_draws"] > 1:
+                attrs["ci_note"] = (f"no interval: one draw holds every usable sample ({usable}"
+                                    f" <= n_vectors = {params['n_vectors']}); set n_vectors "
+                                    f"below {usable} for several draws")
+            else:
+                attrs["ci_note"] = no_interval_note(
+                    n_boot=draws, n_units=usable, n_finite=int(np.isfinite(result.values).sum()),
+                    boot="n_draws", unit="samples")
+        return make_score(self.name, systems, site, value=result.value, ci=ci,
+                          n_samples=len(result.indices[0]), breakdown={"per_draw": per_draw},
+                          attrs=attrs)
 
 
 @hookimpl

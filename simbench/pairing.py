@@ -20,7 +20,12 @@ if TYPE_CHECKING:  # xarray costs ~0.4 s to import; plugins import this module a
 
 @dataclasses.dataclass
 class Paired:
-    """Row-aligned activity of two systems at one site."""
+    """Row-aligned activity of two systems at one site.
+
+    ``x`` and ``y`` are read-only: when both systems hold the same stimuli in the same order
+    and no step is padding, they are views of the recordings' own arrays (no copy), so a measure
+    must not write into them.
+    """
 
     x: np.ndarray  # [n_samples, units_a]
     y: np.ndarray  # [n_samples, units_b]
@@ -39,9 +44,14 @@ def pair_sites(
     *,
     intersect: bool = False,
     names: tuple[str, str] = ("A", "B"),
-    dtype: type = np.float64,
+    dtype: type | None = None,
 ) -> Paired:
-    """Match two site datasets on stimulus id and time step; drop padding."""
+    """Match two site datasets on stimulus id and time step; drop padding.
+
+    ``dtype`` None keeps floating-point activity in its stored dtype (other numbers become
+    float64); a dtype converts. Rows are gathered from the stored arrays at most once, and not
+    at all when the stimuli already line up and nothing is padding.
+    """
     ids_a = a["stimulus_id"].values
     ids_b = b["stimulus_id"].values
     common, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
@@ -61,17 +71,17 @@ def pair_sites(
             f"{where}: stimulus sets differ ({only_a} only in {names[0]}, {only_b} only in "
             f"{names[1]}, {len(common)} shared)", field="stimulus_id", **loc,
             fix="pass intersect=True (CLI: --intersect) to use the shared stimuli only")
-    ia, ib = ia[np.argsort(ia)], ib[np.argsort(ia)]
-    xa = a["activity"].isel(stimulus=ia)
-    xb = b["activity"].isel(stimulus=ib)
-    has_time = "time" in xa.dims
-    if has_time != ("time" in xb.dims):
+    order = np.argsort(ia)
+    ia, ib = ia[order], ib[order]
+    va, vb = a["activity"].values, b["activity"].values
+    has_time = "time" in a["activity"].dims
+    if has_time != ("time" in b["activity"].dims):
         raise RecordingError(f"{where}: one recording has a time dim and the other not",
                              field="time", **loc)
     if not has_time:
-        return Paired(np.asarray(xa.values, dtype=dtype), np.asarray(xb.values, dtype=dtype),
-                      np.arange(len(ia)), ids_a[ia], None)
-    steps = min(xa.sizes["time"], xb.sizes["time"])
+        return Paired(_rows(va, ia, dtype), _rows(vb, ib, dtype), np.arange(len(ia)),
+                      ids_a[ia], None)
+    steps = min(va.shape[1], vb.shape[1])
     valid = np.ones((len(ia), steps), dtype=bool)
     for ds, idx in ((a, ia), (b, ib)):
         if "valid" in ds.coords:
@@ -86,7 +96,36 @@ def pair_sites(
                 f"{where}: stimulus '{ids_a[ia][s]}' has different tokens at step {t} "
                 f"({ta[s, t]!r} vs {tb[s, t]!r}): the recordings are of different stimuli",
                 field="token", fix="record both systems on the same stimuli", **loc)
-    stim, time = np.nonzero(valid)
-    x = np.asarray(xa.values[:, :steps][stim, time], dtype=dtype)
-    y = np.asarray(xb.values[:, :steps][stim, time], dtype=dtype)
+    if valid.all():
+        stim = np.repeat(np.arange(len(ia)), steps)
+        time = np.tile(np.arange(steps), len(ia))
+        x, y = (_rows(v, idx, dtype, steps) for v, idx in ((va, ia), (vb, ib)))
+    else:
+        stim, time = np.nonzero(valid)
+        x, y = (_readonly(_cast(v[idx[stim], time], dtype)) for v, idx in ((va, ia), (vb, ib)))
     return Paired(x, y, stim, ids_a[ia], time)
+
+
+def _rows(values: np.ndarray, idx: np.ndarray, dtype: type | None,
+          steps: int | None = None) -> np.ndarray:
+    """``values[idx]`` (every step up to ``steps``) as [rows, units]; a view when possible."""
+    if len(idx) == len(values) and np.array_equal(idx, np.arange(len(idx))):
+        picked = values if steps is None else values[:, :steps]
+    else:
+        picked = values[idx] if steps is None else values[idx, :steps]
+    return _readonly(_cast(picked.reshape(-1, values.shape[-1]), dtype))
+
+
+def _cast(values: np.ndarray, dtype: type | None) -> np.ndarray:
+    if dtype is not None:
+        return np.asarray(values, dtype=dtype)
+    if np.issubdtype(values.dtype, np.floating):
+        return values
+    return np.asarray(values, dtype=np.float64)
+
+
+def _readonly(values: np.ndarray) -> np.ndarray:
+    """A read-only view, so a measure cannot write into a recording through a pairing."""
+    view = values.view()
+    view.flags.writeable = False
+    return view

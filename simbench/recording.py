@@ -12,11 +12,19 @@ static data) and coordinates:
 The root group's attrs hold ``schema`` (``simbench-recording/1``), ``system_id`` and ``task``.
 Brain-Score style assemblies (``presentation``, ``neuroid``, ``time_bin``) load through
 :func:`from_brainscore`.
+
+Memory: before reading any data, :func:`load_recording` adds up the sizes the file *declares*
+(every variable's shape times its dtype, from the netCDF metadata) and refuses a file whose data
+would not fit in the memory available (:func:`available_memory`, with headroom), naming the
+largest variable. A small file can declare a huge dimension (unwritten data takes no disk
+space), and reading it would otherwise try to allocate all of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,12 +32,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from simbench.errors import RecordingError, SiteError
+from simbench.errors import RecordingError, SimbenchError, SiteError
 
 SCHEMA = "simbench-recording/1"
 ACTIVITY = "activity"
 RESERVED_COORDS = ("stimulus_id", "token", "valid")
 BRAINSCORE_RENAMING = {"presentation": "stimulus", "neuroid": "unit", "time_bin": "time"}
+#: Share of the available memory a recording's declared data may take (the rest is headroom
+#: for validation, pairing and the measure's own work).
+MEMORY_FRACTION = 0.75
+#: Bytes counted per element of a variable-length string variable (a Python str and pointer).
+STRING_BYTES = 64
+#: Environment variable: the memory (MiB) simbench may assume, when less than the machine's.
+MEMORY_ENV = "SIMBENCH_MEMORY_MB"
 
 
 @dataclasses.dataclass
@@ -114,16 +129,11 @@ def site_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
     if not np.issubdtype(act.dtype, np.number):
         problems.append((ACTIVITY, f"activity has dtype {act.dtype}, expected numbers"))
     else:
-        values = act.values
         valid = ds["valid"].values if "valid" in ds.coords else None
-        bad = ~np.isfinite(values)
-        if valid is not None and valid.shape == values.shape[:-1]:
-            bad &= valid[..., None]
-        if bad.any():
-            where = np.argwhere(bad)[0]
-            problems.append((ACTIVITY, f"{int(bad.sum())} NaN/Inf values (first at index "
-                             f"{tuple(int(i) for i in where)}); remove them or mark the steps "
-                             "invalid"))
+        n_bad, first = _non_finite(act.values, valid)
+        if n_bad:
+            problems.append((ACTIVITY, f"{n_bad} NaN/Inf values (first at index {first}); "
+                             "remove them or mark the steps invalid"))
     if "stimulus_id" not in ds.coords:
         problems.append(("stimulus_id", "no 'stimulus_id' coordinate on the stimulus dim"))
     else:
@@ -145,6 +155,30 @@ def site_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
     return problems
 
 
+def _non_finite(values: np.ndarray, valid: np.ndarray | None
+                ) -> tuple[int, tuple[int, ...] | None]:
+    """How many entries are NaN/Inf where ``valid``, and the first one's index.
+
+    Checked a block of stimuli at a time, so the mask never costs more than a block.
+    """
+    if values.ndim == 0 or values.shape[0] == 0:
+        return 0, None
+    per_stim = max(1, values[0].size)
+    step = max(1, (1 << 24) // per_stim)
+    use_valid = valid is not None and valid.shape == values.shape[:-1]
+    total, first = 0, None
+    for lo in range(0, values.shape[0], step):
+        bad = ~np.isfinite(values[lo:lo + step])
+        if use_valid:
+            bad &= valid[lo:lo + step, ..., None]
+        count = int(bad.sum())
+        if count and first is None:
+            where = np.argwhere(bad)[0]
+            first = (int(where[0]) + lo, *(int(i) for i in where[1:]))
+        total += count
+    return total, first
+
+
 def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = None) -> None:
     """Raise a RecordingError listing every problem of one site dataset."""
     problems = site_problems(ds)
@@ -159,7 +193,7 @@ def recording_problems(path: str | Path) -> list[str]:
     """Every problem of a recording file, one sentence each (empty when it is valid)."""
     try:
         rec = load_recording(path, validate=False)
-    except RecordingError as exc:
+    except SimbenchError as exc:  # e.g. a RecordingError, or a pickled checkpoint refused
         return [str(exc)]
     out = []
     if not rec.sites:
@@ -199,9 +233,13 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
     with path.open("rb") as fh:
         magic = fh.read(8)
     if not (magic.startswith(b"\x89HDF") or magic.startswith(b"CDF")):
+        from simbench.zoo.checkpoint import refuse_pickled
+
+        refuse_pickled(path)  # a .pt/.pkl passed as a recording: say what it is
         raise RecordingError("not a netCDF file (wrong magic bytes)", file=path,
                              fix="write recordings with simbench.save_recording or xarray's "
                              "to_netcdf (netCDF-4)")
+    check_declared_size(path)
     try:
         tree = xr.open_datatree(path, engine="netcdf4")
         tree.load()
@@ -213,11 +251,11 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
     attrs = dict(root.attrs)
     sites = {}
     for name, node in tree.children.items():
-        ds = _normalise_strings(node.to_dataset(inherit=False))
+        ds = _normalise_strings(node.to_dataset(inherit=False), path)
         sites[name] = ds
     if not sites and ACTIVITY in root.data_vars:  # a flat single-site file
         site_name = str(attrs.get("site", "default"))
-        sites[site_name] = _normalise_strings(root)
+        sites[site_name] = _normalise_strings(root, path)
     for ds in sites.values():  # so later errors (e.g. pairing) can name the file
         ds.encoding["source"] = str(path)
     tree.close()
@@ -233,6 +271,96 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
         for name, ds in sites.items():
             validate_site(ds, file=path, site=name)
     return rec
+
+
+def available_memory() -> int:
+    """Bytes of memory available now: the OS's figure, capped by a cgroup limit and by the
+    ``SIMBENCH_MEMORY_MB`` environment variable when either is lower."""
+    import psutil
+
+    avail = int(psutil.virtual_memory().available)
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            cap, used = Path(limit).read_text().strip(), Path(usage).read_text().strip()
+        except OSError:
+            continue
+        if cap.isdigit() and used.isdigit():
+            avail = min(avail, max(0, int(cap) - int(used)))
+        break
+    env = os.environ.get(MEMORY_ENV, "").strip()
+    if env:
+        try:
+            avail = min(avail, int(float(env) * 2**20))
+        except ValueError:
+            raise RecordingError(f"{MEMORY_ENV}={env!r} is not a number of megabytes",
+                                 field=MEMORY_ENV, fix=f"e.g. {MEMORY_ENV}=4096") from None
+    return avail
+
+
+def declared_variables(path: str | Path) -> list[tuple[str, dict[str, int], str, int]]:
+    """Every variable of a netCDF file as (path, {dim: size}, dtype, bytes), from metadata only.
+
+    Nothing is read but the headers, so this is fast whatever the file declares. Variable-length
+    strings count ``STRING_BYTES`` per element.
+    """
+    import netCDF4
+
+    out = []
+    with netCDF4.Dataset(path, "r") as nc:
+        groups = [nc]
+        while groups:
+            group = groups.pop()
+            for name, var in group.variables.items():
+                try:
+                    dtype = np.dtype(var.dtype)
+                    item = STRING_BYTES if dtype.kind in "OSU" else dtype.itemsize
+                except TypeError:  # variable-length and compound types
+                    dtype, item = np.dtype(object), STRING_BYTES
+                label = "str" if var.dtype is str else str(dtype)
+                where = f"{group.path.rstrip('/')}/{name}"
+                out.append((where, dict(zip(var.dimensions, var.shape)), label,
+                            math.prod(var.shape) * item))
+            groups.extend(group.groups.values())
+    return out
+
+
+def check_declared_size(path: str | Path) -> None:
+    """Refuse a file whose declared data would not fit in the available memory, before reading.
+
+    The limit is ``MEMORY_FRACTION`` of :func:`available_memory`; the error names the declared
+    total, the largest variable and its dims.
+    """
+    try:
+        variables = declared_variables(path)
+    except Exception:  # unreadable headers: load_recording's own open reports it
+        return
+    total = sum(v[3] for v in variables)
+    avail = available_memory()
+    limit = int(avail * MEMORY_FRACTION)
+    if total <= limit:
+        return
+    name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])
+    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    raise RecordingError(
+        f"the file declares {_size(total)} of data (largest: '{name}' [{shape}] {dtype}, "
+        f"{_size(nbytes)}), more than the {_size(limit)} it may use "
+        f"({MEMORY_FRACTION:.0%} of {_size(avail)} available); nothing was read",
+        file=path, field=name.rsplit("/", 1)[-1],
+        fix="if those sizes are wrong the file is damaged or was written with a wrong "
+        "dimension (see `ncdump -h FILE`); if they are right, use a machine with more memory "
+        f"or split the recording into files by site or by stimuli ({MEMORY_ENV} sets the "
+        "memory simbench assumes)")
+
+
+def _size(nbytes: float) -> str:
+    """A byte count in binary units (1 MiB = 2**20 bytes, as ``SIMBENCH_MEMORY_MB`` counts)."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024:
+            return f"{nbytes:,.0f} {unit}" if unit == "bytes" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:,.1f} TiB"
 
 
 def from_brainscore(
@@ -273,11 +401,27 @@ def from_brainscore(
     return Recording(system_id=system_id, sites={site: ds}, task=task)
 
 
-def _normalise_strings(ds: xr.Dataset) -> xr.Dataset:
-    """netCDF returns variable-length strings as objects; give them back their str dtype."""
+def _normalise_strings(ds: xr.Dataset, path: Path | None = None) -> xr.Dataset:
+    """netCDF returns variable-length strings as objects; give them back their str dtype.
+
+    A fixed-width str array takes 4 bytes per character of the longest string, per element:
+    one long string in a large variable is refused before the conversion allocates it.
+    """
     for name in list(ds.variables):
         var = ds[name]
         if var.dtype == object:
+            try:
+                longest = max(map(len, var.values.flat), default=0)
+            except TypeError:  # not all str/bytes
+                longest = max((len(str(v)) for v in var.values.flat), default=0)
+            need = 4 * max(1, longest) * var.size
+            limit = int(available_memory() * MEMORY_FRACTION)
+            if need > limit:
+                raise RecordingError(
+                    f"string variable of {var.size:,} entries up to {longest:,} characters "
+                    f"long needs {_size(need)} as fixed-width text, more than the "
+                    f"{_size(limit)} it may use", file=path, field=str(name),
+                    fix="shorten the strings (ids and tokens are short labels)")
             ds[name] = var.astype(str)
     return ds
 

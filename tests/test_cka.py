@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from recording_helpers import save
 from scipy.spatial.distance import pdist, squareform
-from simbench_plugins._correlative import bootstrap_counts
-from simbench_plugins.cka import cka, distance_cka
+from simbench_plugins.cka_estimators import cka, distance_cka
+from simbench_plugins.resampling import bootstrap_counts
 
 import simbench
 from simbench.errors import SimbenchError
@@ -155,7 +155,7 @@ def test_a_bootstrap_replicate_is_cka_of_resampled_stimuli(data):
 
 
 def test_many_stimuli_bootstrap_random_groups(monkeypatch, data):
-    import simbench_plugins.cka as mod
+    import simbench_plugins.cka_estimators as mod
 
     monkeypatch.setattr(mod, "MAX_UNITS", 8)
     monkeypatch.setattr(mod, "MIN_UNITS", 4)
@@ -242,3 +242,138 @@ def test_networks_on_different_tasks_are_recorded_on_the_same_stimuli():
                           n_boot=0)
     assert score.n_samples == same.n_samples  # identical sequences, identical valid steps
     assert 0.0 < score.value < 1.0
+
+
+# ---- memory: no copies, a bootstrap budget, the same numbers --------------------------------
+def _float32_pair(tmp_path):
+    """Float32 recordings (what networks record); the old path copied them to float64."""
+    rng = np.random.default_rng(42)
+    x = rng.normal(size=(120, 5, 24)).astype(np.float32) + 3
+    y = (np.tanh(x @ rng.normal(size=(24, 16))) + 0.5 * rng.normal(size=(120, 5, 16))
+         ).astype(np.float32)
+    return save(tmp_path / "a.nc", "a", x), save(tmp_path / "b.nc", "b", y), x, y
+
+
+# Values and intervals of the path that copied both systems to float64 before estimating
+# (simbench before the estimators read float32 data a block at a time).
+COPYING_PATH = [
+    ("cka", {}, 0.17479407080571888, (0.16078999977724626, 0.19158991717332727)),
+    ("cka", {"kernel": "cosine"}, 0.17870847534313272, (0.16609361095907316, 0.19608337437910772)),
+    ("cka", {"debiased": True}, 0.1529080397387231, (0.13797100149189384, 0.1702000266148727)),
+    ("cka", {"kernel": "rbf", "max_samples": 300}, 0.22624822171018133,
+     (0.20500494491616206, 0.2548814458138656)),
+    ("cka", {"form": "gram", "max_samples": 0}, 0.17479407080571896,
+     (0.16078999977724637, 0.19158991717332738)),
+    ("cka", {"dtype": "float32"}, 0.1747940709554807, (0.16078999895012724, 0.1915899151587015)),
+    ("cka_paper", {"max_samples": 400}, 0.23388813185626126,
+     (0.2063422349729086, 0.2614905296770902)),
+]
+
+
+@pytest.mark.parametrize(("measure", "kw", "value", "ci"), COPYING_PATH)
+def test_values_equal_the_copying_path(tmp_path, measure, kw, value, ci):
+    a, b, _, _ = _float32_pair(tmp_path)
+    s = simbench.score(measure, a, b, site="hidden", **kw)
+    tol = 1e-6 if kw.get("dtype") == "float32" else 1e-12
+    assert s.value == pytest.approx(value, abs=tol)
+    assert s.ci == pytest.approx(ci, abs=tol)
+
+
+def test_random_groups_gather_rows_without_reordering_the_data(monkeypatch, tmp_path):
+    """Random groups of stimuli are read by index, not by a reordered copy: same replicates as
+    the copying path (percentiles frozen from it) and each one the textbook CKA of its rows."""
+    import simbench_plugins.cka_estimators as mod
+    from simbench_plugins.resampling import stimulus_groups
+
+    monkeypatch.setattr(mod, "MAX_UNITS", 16)
+    _, _, x, y = _float32_pair(tmp_path)
+    x, y, stim = x.reshape(-1, 24), y.reshape(-1, 16), np.repeat(np.arange(120), 5)
+    frozen = {"linear": [0.17494266, 0.19326806, 0.21935245],
+              "cosine": [0.17934002, 0.19633011, 0.2203924]}
+    for kernel, want in frozen.items():
+        res = cka(x, y, stimulus=stim, n_boot=50, seed=3, kernel=kernel)
+        assert res.attrs["bootstrap_units"] == "16 random groups of 120 stimuli"
+        np.testing.assert_allclose(np.percentile(res.replicates, [2.5, 50, 97.5]), want,
+                                   atol=1e-8)
+    res = cka(x, y, stimulus=stim, n_boot=3, seed=3)
+    group, _ = stimulus_groups(stim, 120, 16, 3)
+    counts = bootstrap_counts(16, 3, 3)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    for b in range(3):
+        rows = np.concatenate([np.flatnonzero(group == g) for g in range(16)
+                               for _ in range(int(counts[b, g]))])
+        assert res.replicates[b] == pytest.approx(textbook_linear_cka(x64[rows], y64[rows]),
+                                                  abs=1e-10)
+
+
+def test_the_bootstrap_stays_in_its_memory_budget(tmp_path):
+    """Fewer bootstrap units under a small budget; none below MIN_UNITS, and then ci_note
+    names the budget that would do, which does."""
+    from simbench_plugins.cka_estimators import MIN_UNITS, bootstrap_unit_bytes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3, 512)).astype(np.float32)
+    y = (x + rng.normal(size=x.shape)).astype(np.float32)
+    a, b = save(tmp_path / "a.nc", "a", x), save(tmp_path / "b.nc", "b", y)
+    kw = {"site": "hidden", "form": "feature", "n_boot": 20}
+    unit, fixed = bootstrap_unit_bytes(512, 512, False, itemsize=4)
+    assert unit > 6 * 2**20  # each unit's moments: three 512 x 512 float64 matrices
+    s = simbench.score("cka", a, b, boot_memory_mb=160, **kw)
+    fits = (160 * 2**20 - fixed) // unit
+    assert MIN_UNITS <= fits < 40
+    assert s.attrs["bootstrap_units"] == f"{fits} random groups of 40 stimuli" and s.ci
+    small = simbench.score("cka", a, b, boot_memory_mb=16, **kw)
+    assert small.ci is None and small.value == s.value
+    note = small.attrs["ci_note"]
+    assert note.startswith("no interval") and "boot_memory_mb = 16" in note
+    need = int(note.split("raise boot_memory_mb to ")[1].split(",")[0])
+    assert need == -(-(MIN_UNITS * unit + fixed) // 2**20)
+    enough = simbench.score("cka", a, b, boot_memory_mb=need, **kw)
+    assert enough.ci is not None
+    assert enough.attrs["bootstrap_units"] == f"{MIN_UNITS} random groups of 40 stimuli"
+
+
+def test_every_missing_interval_says_why(tmp_path, data):
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", data["y"])
+    for measure in ("cka", "cka_paper"):
+        s = simbench.score(measure, a, b, site="hidden", n_boot=0)
+        assert s.ci is None and "n_boot = 0" in s.attrs["ci_note"]
+    one_a = save(tmp_path / "one_a.nc", "a", data["x"][:1])  # one stimulus, six steps
+    one_b = save(tmp_path / "one_b.nc", "b", data["y"][:1])
+    s = simbench.score("cka", one_a, one_b, site="hidden")
+    assert s.ci is None and "there is 1; record more stimuli" in s.attrs["ci_note"]
+    s = simbench.score("cka", a, b, site="hidden", n_boot=30)
+    assert s.ci is not None and "ci_note" not in s.attrs
+
+
+def test_the_device_it_ran_on_is_recorded(tmp_path, data):
+    """``auto`` is resolved: attrs name the device the products ran on."""
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", data["y"])
+    for measure in ("cka", "cka_paper"):
+        s = simbench.score(measure, a, b, site="hidden", n_boot=0, device="auto")
+        assert s.attrs["device"] == "cpu"  # this machine has no GPU visible to the tests
+    cpu = simbench.score("cka", a, b, site="hidden", n_boot=0, device="cpu")
+    assert cpu.attrs["device"] == "cpu"
+
+
+@pytest.mark.gpu
+def test_cuda_is_recorded_with_its_index(tmp_path, data):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", data["y"])
+    for form in ("feature", "gram"):
+        gpu = simbench.score("cka", a, b, site="hidden", n_boot=20, device="auto", form=form)
+        cpu = simbench.score("cka", a, b, site="hidden", n_boot=20, device="cpu", form=form)
+        assert gpu.attrs["device"] == f"cuda:{torch.cuda.current_device()}"
+        assert gpu.value == pytest.approx(cpu.value, abs=1e-6)
+
+
+def test_estimators_need_nothing_from_simbench():
+    code = ("import sys, simbench_plugins.cka_estimators, simbench_plugins.resampling; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('simbench', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -101,3 +101,33 @@ def test_time_against_static_is_refused() -> None:
 def test_dtype_is_honoured() -> None:
     a = make_site("a")
     assert pair_sites(a, a, dtype=np.float32).x.dtype == np.float32
+
+
+def test_aligned_recordings_are_paired_without_a_copy(tmp_path: Path) -> None:
+    """Same stimuli in the same order, no padding: the rows are views of the loaded arrays,
+    in their stored dtype, and read-only (a measure cannot write into a recording)."""
+    a32, b32 = (make_site(s, seed=i) for i, s in enumerate("ab"))
+    for ds in (a32, b32):
+        ds["activity"] = ds["activity"].astype(np.float32)
+    a, b = _loaded(tmp_path, ("a", a32), ("b", b32))
+    paired = pair_sites(a, b)
+    assert paired.x.dtype == np.float32 and paired.x.shape == (24 * 5, 6)
+    assert np.shares_memory(paired.x, a["activity"].values)
+    assert np.shares_memory(paired.y, b["activity"].values)
+    with pytest.raises(ValueError, match="read-only"):
+        paired.x[0, 0] = 1.0
+    np.testing.assert_array_equal(paired.x, a["activity"].values.reshape(-1, 6))
+
+
+def test_reordered_or_padded_stimuli_are_gathered_once_in_the_stored_dtype() -> None:
+    a = make_site("a", pad_last=2)
+    a["activity"] = a["activity"].astype(np.float32)
+    b = a.isel(stimulus=np.random.default_rng(0).permutation(24))
+    paired = pair_sites(a, b)
+    assert paired.x.dtype == paired.y.dtype == np.float32
+    assert not np.shares_memory(paired.y, b["activity"].values)
+    np.testing.assert_array_equal(paired.x, paired.y)
+    np.testing.assert_array_equal(paired.x, a["activity"].values[paired.stimulus, paired.time])
+    ints = make_site("c")
+    ints["activity"] = (ints["activity"] * 10).astype(np.int16)
+    assert pair_sites(ints, ints).x.dtype == np.float64  # numbers that are not floats

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from conftest import make_site, write_raw, write_recording
+from recording_helpers import write_declared
 
 from simbench.errors import RecordingError, SimbenchError, SiteError
 from simbench.recording import (
@@ -241,3 +242,75 @@ def test_readme_schema_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     rec = load_recording(tmp_path / "my_gru.nc")
     assert rec.site("hidden")["activity"].shape == (100, 8, 32)
     assert rec.variables("hidden") == ["count"]
+
+
+# ---- declared sizes: refused before any data is read ---------------------------------------
+def test_a_huge_declared_dimension_is_refused_before_reading(tmp_path: Path) -> None:
+    """A 51 KB file that declares 3.7 TiB of activity: a RecordingError in well under a second,
+    naming the declared size and the variable, from load_recording and from validate."""
+    import time
+
+    path = write_declared(tmp_path / "huge.nc", 10**9, 10, 100)
+    assert path.stat().st_size < 100_000
+    start = time.perf_counter()
+    with pytest.raises(RecordingError, match=r"declares 3\.7 TiB of data") as err:
+        load_recording(path)
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert "'/hidden/activity' [stimulus=1,000,000,000, time=10, unit=100] float32" in message
+    assert "nothing was read" in message and "ncdump -h" in message
+    assert_names(err.value, path, None, "activity")
+    problems = recording_problems(path)
+    assert len(problems) == 1 and "declares 3.7 TiB" in problems[0]
+
+
+def test_the_memory_check_bounds_a_real_process(tmp_path: Path) -> None:
+    """`simbench validate` on a file declaring 800 MB, in a process told it has 256 MB:
+    refused, and the process never holds the data (peak RSS well under 800 MB)."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads the peak from /proc (Linux)")
+    import subprocess
+    import sys
+
+    path = write_declared(tmp_path / "mid.nc", 200_000, 10, 100)  # 800 MB of float32
+    # VmHWM: this process's own peak (ru_maxrss would include the parent's at fork time)
+    code = ("import re, sys; from simbench.cli import main; rc = main(['validate', "
+            f"{str(path)!r}]); print('MAXRSS_KB', re.search(r'VmHWM:\\s+(\\d+)', "
+            "open('/proc/self/status').read()).group(1)); sys.exit(rc)")
+    env = {**__import__("os").environ, "SIMBENCH_MEMORY_MB": "256"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "declares 775.1 MiB of data" in out.stdout and "192.0 MiB it may use" in out.stdout
+    peak_mb = int(out.stdout.split("MAXRSS_KB")[1].split()[0]) / 1024
+    assert peak_mb < 500, out.stdout  # imports only; the data would be 800 MB
+
+
+def test_the_memory_check_passes_ordinary_files(tmp_path: Path, monkeypatch) -> None:
+    path = write_recording(tmp_path / "a.nc", make_site("a"))
+    from simbench.recording import declared_variables
+
+    sizes = {name: nbytes for name, _, _, nbytes in declared_variables(path)}
+    assert sizes["/hidden/activity"] == 24 * 5 * 6 * 8  # float64 [stimulus, time, unit]
+    monkeypatch.setenv("SIMBENCH_MEMORY_MB", "1")  # 786 KB may be used; the file needs ~10 KB
+    assert load_recording(path).site("hidden").sizes["stimulus"] == 24
+    monkeypatch.setenv("SIMBENCH_MEMORY_MB", "lots")
+    with pytest.raises(RecordingError, match="SIMBENCH_MEMORY_MB='lots' is not a number"):
+        load_recording(path)
+
+
+def test_a_pickled_checkpoint_passed_as_a_recording_says_so(tmp_path: Path) -> None:
+    import pickle
+
+    import simbench
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+    for call in (lambda: load_recording(path),
+                 lambda: simbench.score("cka", path, path, site="hidden")):
+        with pytest.raises(SimbenchError, match="pickled checkpoints") as err:
+            call()
+        message = str(err.value)
+        assert str(path) in message and "not a netCDF" not in message
+        assert "safetensors.torch.save_file" in message and "weights_only=True" in message
+    assert "pickled checkpoints" in recording_problems(path)[0]

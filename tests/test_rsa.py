@@ -111,3 +111,28 @@ def test_cli_json(tmp_path, capsys, data):
     assert out["n_samples"] == 50 and out["attrs"]["n_draws"] == 10
     assert out["attrs"]["rdm_method"] == "correlation"
     assert len(out["breakdown"]["per_draw"]["data"]) == 10
+
+
+def test_no_interval_says_why_and_the_device_is_named(tmp_path, data):
+    a = save(tmp_path / "A.nc", "a", data["x"])
+    b = save(tmp_path / "B.nc", "b", data["y"])
+    full = simbench.score("rsa", a, b, site="hidden", device="auto")  # 150 rows < 1,000
+    assert full.ci is None and full.attrs["device"] == "cpu"
+    assert "one draw holds every usable sample (150 <= n_vectors = 1000)" in \
+        full.attrs["ci_note"] and "set n_vectors below 150" in full.attrs["ci_note"]
+    one = simbench.score("rsa", a, b, site="hidden", n_vectors=50, n_draws=1)
+    assert one.ci is None and "n_draws = 1" in one.attrs["ci_note"]
+    many = simbench.score("rsa", a, b, site="hidden", n_vectors=50, n_draws=4)
+    assert many.ci is not None and "ci_note" not in many.attrs
+
+
+def test_float32_rows_give_the_float64_values(data):
+    """Rows are converted to float64 per draw, not as a whole copy: same numbers."""
+    x, y = data["x"].reshape(-1, 10).astype(np.float32), data["y"].reshape(-1, 7)
+    x[[3, 7]] = 0.0
+    for method in ("cosine", "correlation", "euclidean"):
+        r32 = rsa(x, y.astype(np.float32), rdm_method=method, n_vectors=40, n_draws=3)
+        r64 = rsa(x.astype(np.float64), y.astype(np.float32).astype(np.float64),
+                  rdm_method=method, n_vectors=40, n_draws=3)
+        np.testing.assert_array_equal(r32.values, r64.values)
+        assert r32.n_excluded == (2 if method != "euclidean" else 0)

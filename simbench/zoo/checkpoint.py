@@ -1,30 +1,51 @@
 """Checkpoints: safetensors weights plus a JSON sidecar, verified by sha256 on every load.
 
 A checkpoint ``NAME.safetensors`` has a sidecar ``NAME.json`` holding the model config, task,
-architecture, seed, accuracy, parameter count and the sha256 of the ``.safetensors`` file.
-Loading refuses anything that is not safetensors (pickles, ``torch.save`` zips) without ever
-unpickling it, and refuses weights whose sha256 differs from the sidecar's (or the manifest's).
+architecture, seed, accuracy, parameter count, the dtype of the stored tensors and the sha256
+of the ``.safetensors`` file. Loading refuses, each with a :class:`CheckpointError` naming the
+file and the fix:
+
+- anything that is not safetensors (pickles, ``torch.save`` files), without ever unpickling it;
+- weights with no sha256 to check against (neither the sidecar nor a manifest gives one): an
+  unverified file is never loaded. The error shows the file's current sha256, so a user who
+  trusts the file adds it to the sidecar deliberately (no silent trust on first use);
+- weights whose sha256 differs from the sidecar's (or the manifest's);
+- a malformed safetensors header, a sidecar without ``config``, tensors whose dtype differs
+  from the sidecar's ``dtype``, weights that do not fit the config.
+
 Weights are stored as float16 to keep the zoo small; the recorded accuracy is measured on the
-weights as loaded back (float32 compute), so it is what a user gets.
+weights as loaded back (float32 compute), so it is what a user gets. Importing this module does
+not import torch (recordings use :func:`refuse_pickled` to name pickled checkpoints).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from simbench.errors import CheckpointError
-from simbench.zoo.models import ModelConfig, ZooModel, build_model, n_params
+
+if TYPE_CHECKING:
+    import torch
+
+    from simbench.zoo.models import ZooModel
 
 SIDECAR_SCHEMA = "simbench-checkpoint/1"
-STORE_DTYPE = torch.float16
+STORE_DTYPE = "float16"
+#: Suffixes of pickled checkpoints (torch.save, pickle): refused by name before reading a byte.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+#: safetensors header dtype codes of the dtypes a sidecar may declare.
+SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64"}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+CONVERT = ("import torch, safetensors.torch; safetensors.torch.save_file({{k: v.contiguous() "
+           "for k, v in torch.load('{src}', weights_only=True).items()}}, '{dst}')")
 
 
 def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file, read 1 MiB at a time."""
     h = hashlib.sha256()
     with Path(path).open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -38,7 +59,7 @@ def _sniff(path: Path) -> str:
         head = fh.read(16)
     if len(head) >= 9:
         n = int.from_bytes(head[:8], "little")
-        if 0 < n < 100_000_000 and head[8:9] == b"{":
+        if 0 < n < MAX_HEADER_BYTES and head[8:9] == b"{":
             return "safetensors"
     if head[:1] == b"\x80":
         return "pickle"
@@ -47,25 +68,54 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
+def refuse_pickled(path: str | Path) -> None:
+    """Raise a :class:`CheckpointError` if ``path`` is a pickled checkpoint; else return.
+
+    Pickled checkpoints are recognised by suffix (``.pt``, ``.pth``, ``.pkl``, ...) or by their
+    first bytes (a pickle, or the zip that ``torch.save`` writes); nothing is unpickled. The
+    error says how to convert the file to safetensors where it is trusted.
+    """
+    path = Path(path)
+    kind = _sniff(path) if path.is_file() else "unknown"
+    if kind == "safetensors" or (path.suffix.lower() not in PICKLE_SUFFIXES
+                                 and kind not in ("pickle", "zip")):
+        return
+    what = {"pickle": "a Python pickle",
+            "zip": "a torch.save archive (a pickle inside)"}.get(kind, "a pickled checkpoint")
+    dst = path.with_suffix(".safetensors").name
+    raise CheckpointError(
+        f"refusing {what}: pickled checkpoints (.pt, .pth, .pkl) are never loaded, since "
+        "unpickling can run arbitrary code; simbench reads safetensors checkpoints and netCDF "
+        "recordings", file=path,
+        fix=f"convert it once where you trust it: {CONVERT.format(src=path.name, dst=dst)} ; "
+        f"then write {path.with_suffix('.json').name} (config, task, sha256) as `simbench zoo "
+        "train` does, or wrap your own module in Python with "
+        "simbench.systems.torch.TorchSystem")
+
+
 def save_model(model: ZooModel, path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Write ``path`` (.safetensors, float16) and its JSON sidecar; returns the sidecar dict."""
+    import torch
     from safetensors.torch import save_file
+
+    from simbench.zoo.models import n_params
 
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", STORE_DTYPE).contiguous()
+    tensors = {k: v.detach().to("cpu", getattr(torch, STORE_DTYPE)).contiguous()
                for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={"format": "pt", "arch": model.config.arch})
     side = {"schema": SIDECAR_SCHEMA, **meta, "config": model.config.to_dict(),
-            "arch": model.config.arch, "n_params": n_params(model), "dtype": "float16",
+            "arch": model.config.arch, "n_params": n_params(model), "dtype": STORE_DTYPE,
             "file": path.name, "sha256": sha256_file(path)}
     path.with_suffix(".json").write_text(json.dumps(side, indent=1, sort_keys=True) + "\n")
     return side
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of checkpoint ``path`` (``NAME.json`` next to ``NAME.safetensors``)."""
     path = Path(path)
     side = path.with_suffix(".json")
     if not side.exists():
@@ -73,46 +123,166 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
                               fix="keep NAME.json next to NAME.safetensors (written by "
                               "simbench zoo train)")
     try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"sidecar is not valid JSON: {exc}", file=side) from None
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"sidecar is not valid JSON: {exc}", file=side,
+                              fix="restore the sidecar, or rewrite it as JSON") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError("sidecar is not a JSON object", file=side,
+                              fix="the sidecar is an object with config, task and sha256")
+    return meta
 
 
-def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
-                    device: str | torch.device = "cpu") -> tuple[ZooModel, dict[str, Any]]:
-    """Load a safetensors checkpoint after checking its format and sha256.
+def check_sidecar(meta: dict[str, Any], path: Path) -> None:
+    """Refuse a sidecar without a usable ``config``, or with a ``dtype`` simbench cannot check."""
+    from simbench.zoo.models import ModelConfig
 
-    Raises :class:`CheckpointError` for a missing file, a pickle or ``torch.save`` archive (never
-    unpickled), a sha256 that differs from the sidecar's or ``expected_sha256``, or weights that do
-    not fit the sidecar's config.
-    """
-    from safetensors.torch import load_file
+    side = path.with_suffix(".json")
+    keys = ", ".join(ModelConfig.__dataclass_fields__)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError("sidecar has no 'config' object (the model's architecture and "
+                              "sizes)", file=side, field="config",
+                              fix=f"add \"config\": {{...}} with the keys {keys}, as `simbench "
+                              "zoo train` writes it")
+    unknown = sorted(set(config) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        raise CheckpointError(f"sidecar config has unknown keys {unknown}", file=side,
+                              field="config", fix=f"config keys are {keys}")
+    dtype = meta.get("dtype")
+    if dtype is not None and dtype not in SAFETENSORS_DTYPES:
+        raise CheckpointError(f"sidecar dtype {dtype!r} is not a float dtype simbench stores",
+                              file=side, field="dtype",
+                              fix=f"use one of {', '.join(SAFETENSORS_DTYPES)}")
 
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError("no such checkpoint", file=path,
-                              fix="check the path, or `simbench zoo list` for shipped ids")
-    kind = _sniff(path)
-    if kind != "safetensors":
-        what = {"pickle": "a Python pickle", "zip": "a torch.save archive (pickle inside)"}.get(
-            kind, "not a safetensors file")
-        raise CheckpointError(
-            f"refusing to load {what}: only safetensors checkpoints are accepted (a pickle can "
-            "run arbitrary code)", file=path,
-            fix="convert it where you trust it: safetensors.torch.save_file(model.state_dict(), "
-            "'model.safetensors'), and write a JSON sidecar with its config")
-    meta = read_sidecar(path)
+
+def verify_sha256(path: Path, meta: dict[str, Any], expected_sha256: str | None) -> str:
+    """Check the file's sha256 against the sidecar's and the manifest's; at least one needed."""
     digest = sha256_file(path)
-    for label, want in (("sidecar", meta.get("sha256")), ("manifest", expected_sha256)):
+    side_sha = meta.get("sha256")
+    if side_sha is not None and not (isinstance(side_sha, str)
+                                     and re.fullmatch(r"[0-9a-f]{64}", side_sha)):
+        raise CheckpointError(f"sidecar sha256 {side_sha!r} is not 64 lowercase hex digits",
+                              file=path.with_suffix(".json"), field="sha256",
+                              fix=f"if you trust {path.name}, set \"sha256\": \"{digest}\"")
+    if side_sha is None and expected_sha256 is None:
+        raise CheckpointError(
+            "the sidecar has no sha256, so the weights cannot be verified; unverified "
+            "checkpoints are not loaded", file=path.with_suffix(".json"), field="sha256",
+            fix=f"if you trust {path.name}, add \"sha256\": \"{digest}\" to "
+            f"{path.with_suffix('.json').name} (its sha256 now; `sha256sum {path.name}` shows "
+            "the same)")
+    for label, want in (("sidecar", side_sha), ("manifest", expected_sha256)):
         if want is not None and want != digest:
             raise CheckpointError(
                 f"sha256 mismatch: the {label} expects {want[:16]}..., the file is "
                 f"{digest[:16]}...; the weights were changed or corrupted", file=path,
                 fix="restore the file (git checkout recordings/zoo) or rebuild it with "
                 "`simbench zoo rebuild`")
-    cfg = ModelConfig(**meta["config"])
-    model = build_model(cfg)
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    return digest
+
+
+def safetensors_header(path: str | Path) -> dict[str, Any]:
+    """The tensor entries of a safetensors file's header, checked against the file's size.
+
+    A safetensors file is an 8-byte little-endian header length, a JSON header mapping each
+    tensor name to its dtype, shape and byte range, then the bytes. Anything else raises a
+    :class:`CheckpointError` (the safetensors library would raise an untyped error).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    fix = ("the file is corrupt or truncated: restore it, or write it again with "
+           "safetensors.torch.save_file")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n <= min(size - 8, MAX_HEADER_BYTES):
+            raise CheckpointError(f"malformed safetensors header: it declares {n} header bytes "
+                                  f"in a {size}-byte file", file=path, fix=fix)
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"malformed safetensors header: not valid JSON ({exc})",
+                              file=path, fix=fix) from None
+    if not isinstance(header, dict):
+        raise CheckpointError("malformed safetensors header: not a JSON object", file=path,
+                              fix=fix)
+    data = size - 8 - n
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    for name, entry in tensors.items():
+        ok = (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
+              and isinstance(entry.get("shape"), list)
+              and all(isinstance(d, int) and d >= 0 for d in entry["shape"])
+              and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
+              and all(isinstance(o, int) for o in entry["data_offsets"])
+              and 0 <= entry["data_offsets"][0] <= entry["data_offsets"][1] <= data)
+        if not ok:
+            raise CheckpointError(f"malformed safetensors header: tensor {name!r} has no valid "
+                                  f"dtype, shape and byte range within the {data} data bytes",
+                                  file=path, fix=fix)
+    return tensors
+
+
+def check_dtype(path: Path, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
+    """Refuse tensors stored in another dtype than the sidecar's ``dtype`` says."""
+    want = meta.get("dtype")
+    if want is None:
+        return
+    code = SAFETENSORS_DTYPES[want]
+    wrong = {name: e["dtype"] for name, e in tensors.items() if e["dtype"] != code}
+    if wrong:
+        name, got = next(iter(sorted(wrong.items())))
+        found = {v: k for k, v in SAFETENSORS_DTYPES.items()}.get(got, got)
+        raise CheckpointError(
+            f"dtype mismatch: the sidecar says {want}, but {len(wrong)} of {len(tensors)} "
+            f"tensors are stored otherwise (e.g. {name!r} is {found})", file=path,
+            field="dtype", fix=f"set \"dtype\": \"{found}\" in {path.with_suffix('.json').name}"
+            " if the weights are right, or restore the checkpoint")
+
+
+def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
+                    device: str | torch.device = "cpu") -> tuple[ZooModel, dict[str, Any]]:
+    """Load a safetensors checkpoint after checking its format, sidecar, sha256 and dtype.
+
+    Raises :class:`CheckpointError` for a missing file, a pickle or ``torch.save`` archive (never
+    unpickled), a sidecar without ``config``, weights with no sha256 to verify against (neither
+    the sidecar nor ``expected_sha256``) or a different one, a malformed header, tensors whose
+    dtype is not the sidecar's, or weights that do not fit the sidecar's config.
+    """
+    from safetensors.torch import load_file
+
+    from simbench.zoo.models import ModelConfig, build_model
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError("no such checkpoint", file=path,
+                              fix="check the path, or `simbench zoo list` for shipped ids")
+    refuse_pickled(path)
+    if _sniff(path) != "safetensors" and path.suffix != ".safetensors":
+        raise CheckpointError(
+            "refusing to load a file that is not safetensors: only safetensors checkpoints "
+            "are accepted", file=path,
+            fix="convert it where you trust it with safetensors.torch.save_file(state_dict, "
+            "'model.safetensors'), and write a JSON sidecar with its config")
+    meta = read_sidecar(path)
+    check_sidecar(meta, path)
+    verify_sha256(path, meta, expected_sha256)
+    tensors = safetensors_header(path)
+    check_dtype(path, meta, tensors)
+    try:
+        cfg = ModelConfig(**meta["config"])
+        model = build_model(cfg)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"sidecar config does not build a model: {exc}",
+                              file=path.with_suffix(".json"), field="config",
+                              fix="restore the sidecar written with the checkpoint") from None
+    try:
+        state = {k: v.float() for k, v in load_file(str(path)).items()}
+    except Exception as exc:  # the library's SafetensorError is untyped
+        raise CheckpointError(f"cannot read the weights: {str(exc).splitlines()[0]}",
+                              file=path, fix="restore the file, or write it again with "
+                              "safetensors.torch.save_file") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
