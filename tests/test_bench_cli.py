@@ -94,6 +94,6 @@ def test_bench_status_counts_and_estimates(recs: Path, capsys: pytest.CaptureFix
     assert main(["bench", "status", str(spec), "--store", str(store)]) == 0
     lines = capsys.readouterr().out.splitlines()
     row = next(line.split() for line in lines if line.startswith("lin (bench_linear)"))
-    # label, measure: jobs, done, failed, to run, measure s, mean s, to run s
-    assert row[2:] == ["18", "9", "6", "3", "18", "2.0", "6"]
-    assert lines[-1].split() == ["all", "18", "9", "6", "3", "18", "6"]
+    # label, measure: jobs, done, failed, stale, to run, measure s, mean s, to run s
+    assert row[2:] == ["18", "9", "6", "0", "3", "18", "2.0", "6"]
+    assert lines[-1].split() == ["all", "18", "9", "6", "0", "3", "18", "6"]
