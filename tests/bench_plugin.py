@@ -7,6 +7,8 @@ user's own measure file takes. Nothing here is a mock: the measures read real re
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -41,11 +43,20 @@ class BenchLinear(Measure):
         Param("fail_on", "", "raise when this system id is scored"),
         Param("swallow", False, "catch Ctrl-C during the sleep and return -1 (as a training "
               "loop that keeps its best state would)"),
+        Param("hang_on", "", "sleep forever on this job, written 'A~B@SITE' (timeout tests)"),
+        Param("exit_on", "", "call sys.exit(3) on this job, written 'A~B@SITE'"),
+        Param("log", "", "append one line per finished score to this file (counts executions)"),
     )
 
     def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
               device: str, n_boot: int, sleep: float, fail: bool, fail_on: str,
-              swallow: bool) -> Score:
+              swallow: bool, hang_on: str, exit_on: str, log: str) -> Score:
+        job = f"{'~'.join(s.system_id for s in systems)}@{site}"
+        if job == hang_on:
+            while True:
+                time.sleep(3600)
+        if job == exit_on:
+            sys.exit(3)
         if sleep:
             try:
                 time.sleep(sleep)
@@ -70,6 +81,9 @@ class BenchLinear(Measure):
             return _linear_cka(x[sel], y[sel])
 
         ci = bootstrap_ci(stat, len(uniq), n_boot=n_boot, seed=seed)
+        if log:
+            with open(log, "a") as fh:  # one short O_APPEND write: lines never interleave
+                fh.write(f"{job} seed {seed} pid {os.getpid()}\n")
         return Score(self.name, value, tuple(ids), site=site, ci=ci, n_samples=len(x))
 
 

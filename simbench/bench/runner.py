@@ -274,8 +274,9 @@ def label_text(label: str, measure: str) -> str:
 def tally(entries: list[tuple[str, str, str | None]], rows: list[dict[str, Any]]
           ) -> dict[str, LabelProgress]:
     """Per label: jobs, done, failed and stale, from (key, label, current fingerprint) entries
-    and the stored rows of those keys. A row counts as stale when its fingerprint differs from
-    the current one (None as current: unknown, nothing is stale)."""
+    and the stored rows of those keys. A row is stale when it has no fingerprint (written before
+    simbench recorded one) or one that differs from the current one (None: not known, so only
+    rows without a fingerprint are stale)."""
     want = {key: (label, fprint) for key, label, fprint in entries}
     out: dict[str, LabelProgress] = {}
     for _key, label, _f in entries:
@@ -285,14 +286,16 @@ def tally(entries: list[tuple[str, str, str | None]], rows: list[dict[str, Any]]
             continue
         label, fprint = want[row["key"]]
         progress = out[label]
-        if fprint is not None and row.get("code_fingerprint") != fprint:
+        have = row.get("code_fingerprint")
+        if have is None or (fprint is not None and have != fprint):
             progress.stale += 1
         elif row["status"] != "done":
             progress.failed += 1
+            continue
         else:
             progress.done += 1
-            if row["runtime_s"] is not None:
-                progress.seconds.append(float(row["runtime_s"]))
+        if row["status"] == "done" and row["runtime_s"] is not None:
+            progress.seconds.append(float(row["runtime_s"]))  # stale ones still time the job
     return out
 
 
