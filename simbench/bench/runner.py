@@ -13,7 +13,8 @@ and is taken over.
 
 A job's time limit: ``job_timeout`` (``--job-timeout``) if given, else the spec's
 ``job_timeout``, else one hour for causal measures and none for correlative ones; 0 means no
-limit. A job over its limit is killed and stored as failed ("timed out after N s").
+limit. A job over its limit is killed and stored as failed ("timed out after N s"); the limit
+counts the measure's own computation, not loading its plugins and systems.
 """
 
 from __future__ import annotations

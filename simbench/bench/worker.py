@@ -9,9 +9,11 @@ loads each recording or model once.
 
 A job with a timeout runs in a :class:`JobProcess`: one persistent child process per executor
 (per thread on a Dask worker) that runs jobs one after another and keeps its cache of systems.
-When a job overruns its timeout the child is killed, the job is reported failed ("timed out
-after N s") and the next job starts a fresh child. Jobs without a timeout run in the calling
-process, which costs nothing extra.
+The clock starts when the measure starts (loading plugins and systems has its own limit of
+five minutes, so a cold process does not eat a job's time). When a job overruns its timeout
+the child is killed, the job is reported failed ("timed out after N s") and the next job
+starts a fresh child. Jobs without a timeout run in the calling process, which costs nothing
+extra.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ def resolve_cached(source: str, task: str | None) -> Any:
     return _SYSTEMS[key]
 
 
-def run_job(job: Any, device: str = "auto") -> dict[str, Any]:
-    """Compute one job; return ``{"key", "status", "score" | "error", "runtime_s", ...}``."""
+def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, Any]:
+    """Compute one job; return ``{"key", "status", "score" | "error", "runtime_s", ...}``.
+
+    ``on_ready`` (if given) is called once the plugins are loaded and the systems resolved,
+    just before the measure runs: a job process's time limit starts there.
+    """
     from simbench.api import score
 
     started = time.time()
@@ -68,6 +74,8 @@ def run_job(job: Any, device: str = "auto") -> dict[str, Any]:
 
             ensure_plugins(job.plugins)
         systems = [resolve_cached(src, job.task) for src in job.sources]
+        if on_ready is not None:
+            on_ready()
         result = score(job.measure, *systems, site=job.site, task=job.task, seed=job.seed,
                        device=device, **job.params)
         runtime = time.perf_counter() - t0
@@ -145,6 +153,14 @@ class JobProcess:
         t0 = time.perf_counter()
         try:
             self._send.send((job, device))
+            # loading the plugins and the systems has its own, generous limit; then the job's
+            if not self._recv.poll(READY_TIMEOUT_S):
+                self.kill()
+                return failed(job, f"TimeoutError: loading the plugins and systems took over "
+                              f"{READY_TIMEOUT_S:.0f} s; the job's process was killed",
+                              runtime_s=time.perf_counter() - t0, device=device)
+            self._recv.recv()  # "running"
+            t0 = time.perf_counter()
             ready = self._recv.poll(timeout)
         except (BrokenPipeError, EOFError, OSError):
             ready = True  # it died: reported below
@@ -219,12 +235,22 @@ def child_main(read_fd: int, write_fd: int) -> None:
 
     get_registry()
     send.send("ready")
+    told: list[bool] = []
+
+    def ready() -> None:
+        told.append(True)
+        send.send("running")
+
     while True:
         try:
             job, device = recv.recv()
         except (EOFError, OSError):
             return
-        send.send(run_job(job, device))
+        told.clear()
+        outcome = run_job(job, device, ready)
+        if not told:  # it failed while loading: nothing left to time
+            send.send("running")
+        send.send(outcome)
 
 
 def machine() -> str:
