@@ -11,10 +11,10 @@ Runs that share a store share the work: each job is claimed in the store just be
 another live run has claimed are waited for, then counted; a claim of a run that died expires
 and is taken over.
 
-A job's time limit: ``job_timeout`` (``--job-timeout``) if given, else the spec's
-``job_timeout``, else one hour for causal measures and none for correlative ones; 0 means no
-limit. A job over its limit is killed and stored as failed ("timed out after N s"); the limit
-counts the measure's own computation, not loading its plugins and systems.
+A job's time limit: ``job_timeout`` (``--job-timeout``) if given, else the ``job_timeout`` of
+its measure table or of the spec, else one hour for causal measures and none for correlative
+ones; 0 means no limit. A job over its limit is killed and stored as failed ("timed out after
+N s"); the limit counts the measure's own computation, not loading its plugins and systems.
 """
 
 from __future__ import annotations
@@ -107,11 +107,20 @@ class _InterruptFlag:
 
 def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec | None = None
                  ) -> None:
-    """Give each job its time limit (see the module docstring); 0 means none."""
+    """Give each job its time limit; 0 means none.
+
+    The first that is set wins: ``job_timeout`` (``--job-timeout``), the job's measure table
+    (``[measures.X] job_timeout``), the spec (top-level ``job_timeout``), the default of the
+    measure's family (:data:`DEFAULT_TIMEOUTS`).
+    """
     spec_value = getattr(spec, "job_timeout", None) if spec is not None else None
+    measures = getattr(spec, "measures", None) or {}
     for job in jobs:
+        table_value = getattr(measures.get(job.label), "job_timeout", None)
         if job_timeout is not None:
             limit: float | None = job_timeout
+        elif table_value is not None:
+            limit = table_value
         elif spec_value is not None:
             limit = spec_value
         else:
