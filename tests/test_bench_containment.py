@@ -105,3 +105,15 @@ def test_negative_job_timeout_is_refused(recs: Path, capsys: pytest.CaptureFixtu
         main(["bench", "run", str(_spec(recs, "")), "--job-timeout", "-1"])
     assert info.value.code == 2
     assert "a timeout is 0 (no limit) or a positive number" in capsys.readouterr().err
+
+
+def test_sys_exit_while_importing_a_spec_plugin_is_one_error(
+        recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = recs / "exits.py"
+    plugin.write_text("import sys\nsys.exit(7)\n")
+    text = spec_text().replace('plugins = ["', 'plugins = ["exits.py", "', 1)
+    spec = write_spec(recs, text)
+    assert main(["bench", "run", str(spec), "--store", str(recs / "s.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot import plugin" in err and "exits.py" in err
+    assert "it called sys.exit(7) while being imported" in err
