@@ -43,20 +43,11 @@ class BenchLinear(Measure):
         Param("fail_on", "", "raise when this system id is scored"),
         Param("swallow", False, "catch Ctrl-C during the sleep and return -1 (as a training "
               "loop that keeps its best state would)"),
-        Param("hang_on", "", "sleep forever on this job, written 'A~B@SITE' (timeout tests)"),
-        Param("exit_on", "", "call sys.exit(3) on this job, written 'A~B@SITE'"),
-        Param("log", "", "append one line per finished score to this file (counts executions)"),
     )
 
     def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
               device: str, n_boot: int, sleep: float, fail: bool, fail_on: str,
-              swallow: bool, hang_on: str, exit_on: str, log: str) -> Score:
-        job = f"{'~'.join(s.system_id for s in systems)}@{site}"
-        if job == hang_on:
-            while True:
-                time.sleep(3600)
-        if job == exit_on:
-            sys.exit(3)
+              swallow: bool) -> Score:
         if sleep:
             try:
                 time.sleep(sleep)
@@ -81,10 +72,37 @@ class BenchLinear(Measure):
             return _linear_cka(x[sel], y[sel])
 
         ci = bootstrap_ci(stat, len(uniq), n_boot=n_boot, seed=seed)
+        return Score(self.name, value, tuple(ids), site=site, ci=ci, n_samples=len(x))
+
+
+class BenchProbe(BenchLinear):
+    """``bench_linear`` that can misbehave on one job, for containment and concurrency tests.
+
+    A job is named ``A~B@SITE`` (system ids and site).
+    """
+
+    name = "bench_probe"
+    description = "test-only linear CKA that can hang, exit or log its executions"
+    params = (
+        *BenchLinear.params,
+        Param("hang_on", "", "sleep forever on this job (timeout tests)"),
+        Param("exit_on", "", "call sys.exit(3) on this job"),
+        Param("log", "", "append one line per finished score to this file (counts executions)"),
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, seed: int, hang_on: str,
+              exit_on: str, log: str, **kw: Any) -> Score:
+        job = f"{'~'.join(s.system_id for s in systems)}@{site}"
+        if job == hang_on:
+            while True:
+                time.sleep(3600)
+        if job == exit_on:
+            sys.exit(3)
+        result = super().score(systems, site=site, seed=seed, **kw)
         if log:
             with open(log, "a") as fh:  # one short O_APPEND write: lines never interleave
                 fh.write(f"{job} seed {seed} pid {os.getpid()}\n")
-        return Score(self.name, value, tuple(ids), site=site, ci=ci, n_samples=len(x))
+        return result
 
 
 class BenchCausal(Measure):
@@ -130,4 +148,4 @@ class BenchDistance(Measure):
 
 @simbench.hookimpl
 def simbench_measures() -> list[Measure]:
-    return [BenchLinear(), BenchCausal(), BenchConst(), BenchDistance()]
+    return [BenchLinear(), BenchProbe(), BenchCausal(), BenchConst(), BenchDistance()]

@@ -26,7 +26,7 @@ def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _spec(recs: Path, extra: str) -> Path:
-    measures = f'[measures.lin]\nmeasure = "bench_linear"\nn_boot = 2\n{extra}'
+    measures = f'[measures.lin]\nmeasure = "bench_probe"\nn_boot = 2\n{extra}'
     return write_spec(recs, spec_text(measures=measures))
 
 

@@ -197,7 +197,7 @@ def test_workers_flag_cluster_keeps_adaptive_malloc(monkeypatch: pytest.MonkeyPa
 def test_dask_kills_a_hanging_job_and_goes_on(recs: Path, cluster: object) -> None:
     """On a worker, a job with a timeout runs in a job process of that worker: killed when it
     overruns, stored failed, and the worker carries on with the next jobs."""
-    measures = '[measures.lin]\nmeasure = "bench_linear"\nn_boot = 2\nhang_on = "gru2~gru3@hidden"'
+    measures = '[measures.lin]\nmeasure = "bench_probe"\nn_boot = 2\nhang_on = "gru2~gru3@hidden"'
     spec = load_spec(write_spec(recs, spec_text(measures=measures)))
     executor = DaskExecutor(cluster.scheduler_address)  # type: ignore[attr-defined]
     try:

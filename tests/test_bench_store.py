@@ -370,7 +370,7 @@ def test_store_that_is_a_directory_or_cannot_be_created(recs: Path) -> None:
 
 # ---- runs sharing one store ------------------------------------------------------------------
 def _log_spec(recs: Path, log: Path, sleep: float) -> Path:
-    measures = (f'[measures.lin]\nmeasure = "bench_linear"\nsleep = {sleep}\nn_boot = 2\n'
+    measures = (f'[measures.lin]\nmeasure = "bench_probe"\nsleep = {sleep}\nn_boot = 2\n'
                 f'log = "{log}"')
     return write_spec(recs, spec_text(measures=measures))
 
