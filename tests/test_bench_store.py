@@ -396,13 +396,8 @@ def test_two_runs_on_one_store_compute_each_job_once(recs: Path) -> None:
         assert store.count("done") == 18 and store.leases() == []
 
 
-def test_claims_of_a_killed_run_are_taken_over_after_expiry(recs: Path) -> None:
-    """kill -9 leaves the killed run's claim in the store; another run waits for it to expire
-    (it is not renewed any more), then computes that job too."""
-    log = recs / "executions.log"
-    spec_path = _log_spec(recs, log, 0.6)
-    store_path = recs / "s.sqlite"
-    lease_s = 4.0
+def _kill_mid_job(spec_path: Path, store_path: Path, lease_s: float) -> dict:
+    """Start a run, kill -9 it inside its third job; return the claim it leaves behind."""
     proc = _start_run(spec_path, store_path, lease_s=lease_s)
     try:
         _wait_for_done(store_path, 2, poll=0.02)
@@ -410,18 +405,47 @@ def test_claims_of_a_killed_run_are_taken_over_after_expiry(recs: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
-    killed_at = time.time()
     with Store(store_path, create=False) as store:
         held = store.leases()
-        done_before = store.count("done")
     assert len(held) == 1 and held[0]["pid"] == proc.pid, held
-    orphan = held[0]["key"]
+    return held[0]
+
+
+def test_claims_of_a_killed_run_are_taken_over(recs: Path) -> None:
+    """kill -9 leaves the killed run's claim in the store; on the same host its process is
+    gone, so the next run takes the claim over at once and computes that job."""
+    spec_path = _log_spec(recs, recs / "executions.log", 0.6)
+    store_path = recs / "s.sqlite"
+    held = _kill_mid_job(spec_path, store_path, lease_s=60)
     with Store(store_path) as store:
+        done_before = store.count("done")
+        start = time.time()
+        summary = run_spec(load_spec(spec_path), store, progress=False, lease_s=60)
+        assert summary.already_done == done_before and summary.ran == 18 - done_before
+        assert time.time() - start < 30, "a dead process's claim must not make us wait"
+        row = store.rows([held["key"]])[0]
+        assert row["status"] == "done" and row["finished"] < held["expires"]
+        assert store.leases() == [] and store.count("done") == 18
+
+
+def test_claims_of_a_run_on_another_host_are_taken_over_after_expiry(recs: Path) -> None:
+    """A run on another machine sharing the store dies (kill -9, then its claim is made to
+    name another host, as it would): this run computes everything else, waits for the claim
+    to expire (nobody renews it any more), then computes that job too."""
+    spec_path = _log_spec(recs, recs / "executions.log", 0.6)
+    store_path = recs / "s.sqlite"
+    lease_s = 4.0
+    held = _kill_mid_job(spec_path, store_path, lease_s)
+    conn = sqlite3.connect(store_path)
+    with conn:
+        conn.execute("UPDATE leases SET host = 'other-host'")
+    conn.close()
+    with Store(store_path) as store:
+        done_before = store.count("done")
         summary = run_spec(load_spec(spec_path), store, progress=False, lease_s=lease_s)
         assert summary.already_done == done_before and summary.ran == 18 - done_before
-        row = store.rows([orphan])[0]
-        assert row["status"] == "done" and row["finished"] >= held[0]["expires"]
-        assert row["finished"] > killed_at
+        row = store.rows([held["key"]])[0]
+        assert row["status"] == "done" and row["finished"] >= held["expires"]
         assert store.leases() == [] and store.count("done") == 18
 
 

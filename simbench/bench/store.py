@@ -12,7 +12,8 @@ Several runs may share one store: a run *claims* a job (a row in ``leases`` with
 host and an expiry) in the same transaction that checks the job has no result, renews its
 claims while the jobs run, and drops each claim in the transaction that writes the result. A
 run that dies leaves claims that expire (after ``SIMBENCH_LEASE_S`` seconds, default 60), then
-another run takes them over.
+another run takes them over; on the same host, a claim whose process is gone is taken over at
+once.
 
 Readers (``bench status``, ``leaderboard``) open the file read-only (``mode=ro``) and never
 change it, not even its journal mode, so a store on a read-only disk or in someone else's
@@ -179,6 +180,20 @@ class Owner:
     def here(cls) -> Owner:
         host = socket.gethostname()
         return cls(f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}", os.getpid(), host)
+
+
+def _gone(host: str, pid: int) -> bool:
+    """True when a claim's process is known to be dead: it ran on this host and no process has
+    its pid any more. (A claim from another host can only expire.)"""
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:
@@ -429,7 +444,8 @@ class Store:
             now = time.time()
             lease = c.execute("SELECT owner, pid, host, expires FROM leases WHERE key = ?",
                               (job.key,)).fetchone()
-            if lease is not None and lease[0] != owner.id and lease[3] > now:
+            if (lease is not None and lease[0] != owner.id and lease[3] > now
+                    and not _gone(lease[2], lease[1])):
                 return "busy", {"owner": lease[0], "pid": lease[1], "host": lease[2],
                                 "expires": lease[3]}
             c.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
