@@ -332,6 +332,7 @@ def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
 
+    _announce_plugins(str(args.spec or demo_spec_path()))
     spec = load_spec(args.spec or demo_spec_path(), lenient=True)
     jobs = prepare(spec)
     for note in spec.notes:
