@@ -4,6 +4,10 @@ Overhead = (wall time of ``run_spec`` - the sum of the measure's own ``score`` t
 covers spec checks already done, the store look-up, resolving cached systems, the registry and
 parameter checks of ``simbench.score``, the Score's JSON and one SQLite transaction per result.
 Target: under 50 ms per job. Run: ``.venv/bin/pytest benchmarks/test_bench_harness.py -s``.
+
+Jobs without a time limit (correlative measures by default) run in the ``bench run`` process;
+jobs with one run in a persistent job process, which adds a round trip per job (measured by
+:func:`test_job_process_overhead_per_job`) and one process start per run.
 """
 
 from __future__ import annotations
@@ -49,6 +53,36 @@ def test_harness_overhead_per_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
           f"(wall {wall:.2f} s, measure {measure_s * 1000:.1f} ms); rerun skipping all: "
           f"{1000 * skip_wall / len(jobs):.3f} ms per job")
     assert again.ran == 0
+    assert per_job < BUDGET_S
+
+
+def test_job_process_overhead_per_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same jobs with a time limit, so each runs in the job process (its start excluded:
+    a first run of 4 jobs starts it and loads the plugin)."""
+    from simbench.bench.executors import LocalExecutor
+
+    fresh_registry(monkeypatch)
+    make_recordings(tmp_path)
+    values = ", ".join(f"{0.001 * i:.3f}" for i in range(1, 11))
+    measures = f'[measures.const]\nmeasure = "bench_const"\nvalue = [{values}]'
+    spec = load_spec(write_spec(tmp_path, spec_text(measures=measures)))
+    jobs = prepare(spec)
+    executor = LocalExecutor()
+    try:
+        with Store(tmp_path / "warm.sqlite") as store:
+            run_spec(spec, store, jobs=jobs[:4], executor=executor, progress=False,
+                     job_timeout=60)
+        with Store(tmp_path / "s.sqlite") as store:
+            start = time.perf_counter()
+            summary = run_spec(spec, store, jobs=jobs, executor=executor, progress=False,
+                               job_timeout=60)
+            wall = time.perf_counter() - start
+            measure_s = sum(json.loads(r["score"])["attrs"]["runtime_s"] for r in store.rows())
+    finally:
+        executor.close()
+    assert summary.done == len(jobs)
+    per_job = (wall - measure_s) / len(jobs)
+    print(f"\njob process: {1000 * per_job:.2f} ms overhead per job over {len(jobs)} jobs")
     assert per_job < BUDGET_S
 
 

@@ -7,6 +7,8 @@ user's own measure file takes. Nothing here is a mock: the measures read real re
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -73,6 +75,36 @@ class BenchLinear(Measure):
         return Score(self.name, value, tuple(ids), site=site, ci=ci, n_samples=len(x))
 
 
+class BenchProbe(BenchLinear):
+    """``bench_linear`` that can misbehave on one job, for containment and concurrency tests.
+
+    A job is named ``A~B@SITE`` (system ids and site).
+    """
+
+    name = "bench_probe"
+    description = "test-only linear CKA that can hang, exit or log its executions"
+    params = (
+        *BenchLinear.params,
+        Param("hang_on", "", "sleep forever on this job (timeout tests)"),
+        Param("exit_on", "", "call sys.exit(3) on this job"),
+        Param("log", "", "append one line per finished score to this file (counts executions)"),
+    )
+
+    def score(self, systems: Sequence[Any], *, site: str, seed: int, hang_on: str,
+              exit_on: str, log: str, **kw: Any) -> Score:
+        job = f"{'~'.join(s.system_id for s in systems)}@{site}"
+        if job == hang_on:
+            while True:
+                time.sleep(3600)
+        if job == exit_on:
+            sys.exit(3)
+        result = super().score(systems, site=site, seed=seed, **kw)
+        if log:
+            with open(log, "a") as fh:  # one short O_APPEND write: lines never interleave
+                fh.write(f"{job} seed {seed} pid {os.getpid()}\n")
+        return result
+
+
 class BenchCausal(Measure):
     """Needs two networks: a spec asking it of a recording must be refused before running."""
 
@@ -116,4 +148,4 @@ class BenchDistance(Measure):
 
 @simbench.hookimpl
 def simbench_measures() -> list[Measure]:
-    return [BenchLinear(), BenchCausal(), BenchConst(), BenchDistance()]
+    return [BenchLinear(), BenchProbe(), BenchCausal(), BenchConst(), BenchDistance()]

@@ -94,6 +94,36 @@ def test_bench_status_counts_and_estimates(recs: Path, capsys: pytest.CaptureFix
     assert main(["bench", "status", str(spec), "--store", str(store)]) == 0
     lines = capsys.readouterr().out.splitlines()
     row = next(line.split() for line in lines if line.startswith("lin (bench_linear)"))
-    # label, measure: jobs, done, failed, to run, measure s, mean s, to run s
-    assert row[2:] == ["18", "9", "6", "3", "18", "2.0", "6"]
-    assert lines[-1].split() == ["all", "18", "9", "6", "3", "18", "6"]
+    # label, measure: jobs, done, failed, stale, to run, measure s, mean s, to run s
+    assert row[2:] == ["18", "9", "6", "0", "3", "18", "2.0", "6"]
+    assert lines[-1].split() == ["all", "18", "9", "6", "0", "3", "18", "6"]
+
+
+def test_bench_status_imports_no_plugin(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store (or spec) someone sends must be safe to view: `bench status` works from stored
+    rows and stored job lists and never imports the plugins the spec names."""
+    import subprocess
+    import sys
+
+    from bench_helpers import PLUGIN
+
+    marker = recs / "IMPORTED"
+    plugin = recs / "marked_plugin.py"
+    plugin.write_text(PLUGIN.read_text().replace(
+        "\nimport os\n", f"\nimport os\nopen({str(marker)!r}, 'w').close()\n", 1))
+    spec = write_spec(recs, spec_text().replace(str(PLUGIN), "marked_plugin.py"))
+    store = recs / "s.sqlite"
+    assert main(["bench", "run", str(spec), "--store", str(store), "--no-progress"]) == 0
+    assert marker.exists()  # running a spec imports its plugins, as it must
+    capsys.readouterr()
+    marker.unlink()
+    code = "import sys; from simbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    for target in (str(spec), "test"):  # the spec file, then the spec's name in the store
+        proc = subprocess.run([sys.executable, "-c", code, "bench", "status", target,
+                               "--store", str(store)], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        row = next(line.split() for line in proc.stdout.splitlines()
+                   if line.startswith("lin (bench_linear)"))
+        assert row[2:7] == ["18", "18", "0", "0", "0"]
+        assert not marker.exists(), f"`bench status {target}` imported the spec's plugin"

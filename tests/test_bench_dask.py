@@ -192,3 +192,20 @@ def test_workers_flag_cluster_keeps_adaptive_malloc(monkeypatch: pytest.MonkeyPa
     finally:
         executor.close()
     assert envs == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]
+
+
+def test_dask_kills_a_hanging_job_and_goes_on(recs: Path, cluster: object) -> None:
+    """On a worker, a job with a timeout runs in a job process of that worker: killed when it
+    overruns, stored failed, and the worker carries on with the next jobs."""
+    measures = '[measures.lin]\nmeasure = "bench_probe"\nn_boot = 2\nhang_on = "gru2~gru3@hidden"'
+    spec = load_spec(write_spec(recs, spec_text(measures=measures)))
+    executor = DaskExecutor(cluster.scheduler_address)  # type: ignore[attr-defined]
+    try:
+        with Store(recs / "s.sqlite") as store:
+            summary = run_spec(spec, store, executor=executor, progress=False, job_timeout=4)
+            failed = store.rows(status="failed")
+    finally:
+        executor.close()
+    assert summary.ran == 18 and summary.done == 17, summary.render()
+    assert len(failed) == 1 and failed[0]["systems"] == ["gru2", "gru3"]
+    assert "timed out after 4 s" in failed[0]["error"]

@@ -78,12 +78,16 @@ def test_rerun_skips_done_and_failed_unless_retried(recs: Path) -> None:
         assert "Traceback" in row["traceback"]
 
 
-def _start_run(spec_path: Path, store_path: Path, *, capture: bool = False
-               ) -> subprocess.Popen:
+def _start_run(spec_path: Path, store_path: Path, *, capture: bool = False,
+               lease_s: float | None = None, args: tuple[str, ...] = ()) -> subprocess.Popen:
     """`simbench bench run` in a subprocess of its own, to be killed or interrupted."""
     pipe = subprocess.PIPE if capture else subprocess.DEVNULL
+    env = dict(os.environ)
+    if lease_s is not None:
+        env["SIMBENCH_LEASE_S"] = str(lease_s)
     return subprocess.Popen(_cli("bench", "run", str(spec_path), "--store", str(store_path),
-                                 "--no-progress"), stdout=pipe, stderr=pipe, text=True)
+                                 "--no-progress", *args), stdout=pipe, stderr=pipe, text=True,
+                            env=env)
 
 
 def _wait_for_done(store_path: Path, n: int, poll: float = 0.05) -> None:
@@ -249,3 +253,215 @@ def test_store_marks_itself(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+# ---- schema 2: old stores stay readable; read-only, damaged and misplaced stores -------------
+PAPER = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "paper.sqlite"
+
+
+def test_version_1_store_is_read_as_is_and_upgraded_by_a_writer(tmp_path: Path) -> None:
+    """The shipped paper store (schema 1) reads without being changed; a run upgrades it in
+    place, keeping every row, and marks its rows stale (no code fingerprint)."""
+    copy = tmp_path / "paper.sqlite"
+    copy.write_bytes(PAPER.read_bytes())
+    with Store(copy, create=False) as store:
+        rows = store.rows()
+        assert len(rows) == 158 and store.spec_jobs("paper") is None
+        assert all(r["code_fingerprint"] is None and r["measure_meta"] is None for r in rows)
+    assert sqlite3.connect(copy).execute("PRAGMA user_version").fetchone()[0] == 1
+    with Store(copy) as store:
+        assert store.count() == 158 and store.leases() == []
+    conn = sqlite3.connect(copy)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    assert {"code_fingerprint", "measure_meta"} <= cols
+    assert {"jobs", "leases"} <= {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+
+
+_AS_NOBODY = """
+import os, sys
+from simbench.bench.store import Store
+from simbench.cli import main
+import simbench.cli.bench, simbench.bench.runner, simbench.resources  # before losing /root
+if os.geteuid() == 0:  # root ignores permission bits: read as an unprivileged user
+    os.setgid(65534)
+    os.setuid(65534)
+store = Store(sys.argv[1], create=False)
+print("rows", len(store.rows()), "done", store.count("done"))
+store.close()
+sys.exit(main(["bench", "status", "paper", "--store", sys.argv[1]]))
+"""
+
+
+def test_read_only_store_can_be_read(tmp_path: Path) -> None:
+    """The shipped store in a directory nobody may write: readers open it with mode=ro, change
+    nothing and create nothing (no -wal or -shm file)."""
+    import tempfile
+
+    ro = Path(tempfile.mkdtemp(prefix="simbench-ro-"))
+    try:
+        store = ro / "paper.sqlite"
+        store.write_bytes(PAPER.read_bytes())
+        store.chmod(0o444)
+        ro.chmod(0o555)
+        proc = subprocess.run([sys.executable, "-c", _AS_NOBODY, str(store)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "rows 158 done 158" in proc.stdout
+        assert "spec 'paper' in" in proc.stdout and "158 stored results are stale" in proc.stdout
+        assert sorted(p.name for p in ro.iterdir()) == ["paper.sqlite"]
+        assert store.read_bytes() == PAPER.read_bytes()
+    finally:
+        ro.chmod(0o755)
+        for p in ro.iterdir():
+            p.unlink()
+        ro.rmdir()
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
+
+
+def test_damaged_store_is_a_one_line_error(recs: Path) -> None:
+    """Garbage inside the pages (the header intact): status and run say so, no traceback."""
+    spec_path = write_spec(recs)
+    path = recs / "s.sqlite"
+    with Store(path) as store:
+        run_spec(load_spec(spec_path), store, progress=False)
+    conn = sqlite3.connect(path)
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'results'").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())  # the schema and the meta table stay intact
+    data[(root - 1) * page:root * page] = os.urandom(page)
+    path.write_bytes(bytes(data))
+    for args in (("bench", "status", str(spec_path)), ("bench", "run", str(spec_path),
+                                                        "--no-progress")):
+        proc = _run_cli(*args, "--store", str(path))
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1, proc.stderr
+        first = errors[0]
+        assert first.startswith(f"simbench: error: file {path}: cannot ")
+        assert "malformed" in first or "not a database" in first
+        assert ".recover" in proc.stderr
+
+
+def test_store_that_is_a_directory_or_cannot_be_created(recs: Path) -> None:
+    spec_path = write_spec(recs)
+    folder = recs / "results"
+    folder.mkdir()
+    proc = _run_cli("bench", "run", str(spec_path), "--store", str(folder))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"file {folder}: this is a directory" in proc.stderr
+    assert f"--store {folder / 'results.sqlite'}" in proc.stderr
+    blocker = recs / "a-file"
+    blocker.write_text("x")
+    bad = blocker / "sub" / "s.sqlite"
+    proc = _run_cli("bench", "run", str(spec_path), "--store", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot create the store's directory {blocker / 'sub'}" in proc.stderr
+    proc = _run_cli("bench", "status", str(spec_path), "--store", str(folder))
+    assert proc.returncode == 2 and "this is a directory" in proc.stderr
+
+
+# ---- runs sharing one store ------------------------------------------------------------------
+def _log_spec(recs: Path, log: Path, sleep: float) -> Path:
+    measures = (f'[measures.lin]\nmeasure = "bench_probe"\nsleep = {sleep}\nn_boot = 2\n'
+                f'log = "{log}"')
+    return write_spec(recs, spec_text(measures=measures))
+
+
+def test_two_runs_on_one_store_compute_each_job_once(recs: Path) -> None:
+    """Two real `bench run`s started together on one store: they share the jobs (each claims
+    a job before running it), every job is computed exactly once, and both end complete."""
+    log = recs / "executions.log"
+    spec_path = _log_spec(recs, log, 0.15)
+    store_path = recs / "s.sqlite"
+    Store(store_path).close()
+    runs = [_start_run(spec_path, store_path, capture=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], outs
+    lines = log.read_text().splitlines()
+    jobs = [line.rsplit(" pid ", 1)[0] for line in lines]
+    assert len(jobs) == 18 and len(set(jobs)) == 18, lines
+    pids = {line.rsplit(" pid ", 1)[1] for line in lines}
+    assert len(pids) == 2, "both runs should have done part of the work"
+    ran = [int(out.split(", ran ")[1].split()[0]) for out, _err in outs]
+    assert sum(ran) == 18 and min(ran) > 0
+    with Store(store_path, create=False) as store:
+        assert store.count("done") == 18 and store.leases() == []
+
+
+def _kill_mid_job(spec_path: Path, store_path: Path, lease_s: float) -> dict:
+    """Start a run, kill -9 it inside its third job; return the claim it leaves behind."""
+    proc = _start_run(spec_path, store_path, lease_s=lease_s)
+    try:
+        _wait_for_done(store_path, 2, poll=0.02)
+        time.sleep(0.2)  # inside the next job's 0.6 s
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    with Store(store_path, create=False) as store:
+        held = store.leases()
+    assert len(held) == 1 and held[0]["pid"] == proc.pid, held
+    return held[0]
+
+
+def test_claims_of_a_killed_run_are_taken_over(recs: Path) -> None:
+    """kill -9 leaves the killed run's claim in the store; on the same host its process is
+    gone, so the next run takes the claim over at once and computes that job."""
+    spec_path = _log_spec(recs, recs / "executions.log", 0.6)
+    store_path = recs / "s.sqlite"
+    held = _kill_mid_job(spec_path, store_path, lease_s=60)
+    with Store(store_path) as store:
+        done_before = store.count("done")
+        start = time.time()
+        summary = run_spec(load_spec(spec_path), store, progress=False, lease_s=60)
+        assert summary.already_done == done_before and summary.ran == 18 - done_before
+        assert time.time() - start < 30, "a dead process's claim must not make us wait"
+        row = store.rows([held["key"]])[0]
+        assert row["status"] == "done" and row["finished"] < held["expires"]
+        assert store.leases() == [] and store.count("done") == 18
+
+
+def test_claims_of_a_run_on_another_host_are_taken_over_after_expiry(recs: Path) -> None:
+    """A run on another machine sharing the store dies (kill -9, then its claim is made to
+    name another host, as it would): this run computes everything else, waits for the claim
+    to expire (nobody renews it any more), then computes that job too."""
+    spec_path = _log_spec(recs, recs / "executions.log", 0.6)
+    store_path = recs / "s.sqlite"
+    lease_s = 4.0
+    held = _kill_mid_job(spec_path, store_path, lease_s)
+    conn = sqlite3.connect(store_path)
+    with conn:
+        conn.execute("UPDATE leases SET host = 'other-host'")
+    conn.close()
+    with Store(store_path) as store:
+        done_before = store.count("done")
+        summary = run_spec(load_spec(spec_path), store, progress=False, lease_s=lease_s)
+        assert summary.already_done == done_before and summary.ran == 18 - done_before
+        row = store.rows([held["key"]])[0]
+        assert row["status"] == "done" and row["finished"] >= held["expires"]
+        assert store.leases() == [] and store.count("done") == 18
+
+
+def test_a_live_claim_is_respected_and_an_expired_one_taken(recs: Path) -> None:
+    """Claims held by a run on another host: refused while live, taken once expired."""
+    from simbench.bench.store import Owner
+
+    jobs = prepare(load_spec(write_spec(recs)))
+    me, other = Owner.here(), Owner("elsewhere:1:x", 1, "elsewhere")
+    with Store(recs / "s.sqlite") as store:
+        assert store.claim(jobs[0], other, lease_s=30) == ("claimed", None)
+        state, holder = store.claim(jobs[0], me, lease_s=30)
+        assert state == "busy" and holder is not None and holder["host"] == "elsewhere"
+        assert store.claim(jobs[1], other, lease_s=0.2) == ("claimed", None)
+        time.sleep(0.3)
+        assert store.claim(jobs[1], me, lease_s=30) == ("claimed", None)
+        assert store.write(jobs[1], {"status": "done", "score": {"value": 0.5}}, owner=me)
+        assert store.claim(jobs[1], other, lease_s=30) == ("done", None)
+        assert [lease["key"] for lease in store.leases()] == [jobs[0].key]

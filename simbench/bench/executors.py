@@ -1,11 +1,17 @@
 """Executors: where jobs run. Both hand outcomes back to the submitting process, which alone
 writes the store.
 
-- :class:`LocalExecutor` (the default) runs jobs one after another in this process.
+- :class:`LocalExecutor` (the default) runs jobs one after another: in this process, or, for a
+  job with a timeout, in one persistent job process that is killed when a job overruns.
 - :class:`DaskExecutor` runs them on a ``dask.distributed`` cluster: an existing one
   (``scheduler="tcp://HOST:8786"``) or a ``LocalCluster`` of ``workers`` processes started for
   the run. Workers need simbench, the measures' plugins and the recordings at the same paths
-  (a shared file system), exactly as the submitting machine sees them.
+  (a shared file system), exactly as the submitting machine sees them. A job with a timeout
+  runs in a job process of its worker, killed the same way.
+
+Both take jobs from an iterator, lazily: the runner claims each job in the store just before
+it is handed over, so runs that share a store share the work. The Dask executor keeps at most
+two jobs per worker thread in flight.
 """
 
 from __future__ import annotations
@@ -13,30 +19,40 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from simbench.bench.jobs import Job
-from simbench.bench.worker import run_job
+from simbench.bench.worker import JobProcess, run_job, run_job_guarded
 from simbench.errors import SimbenchError
 
 OnStart = Callable[[Job | None, int], None]
 
 
 class LocalExecutor:
-    """Runs each job in this process, in order."""
+    """Runs each job in order: in this process, or in a job process when it has a timeout."""
 
     name = "local"
 
-    def run(self, jobs: Sequence[Job], device: str, on_start: OnStart | None = None
+    def __init__(self) -> None:
+        self._process: JobProcess | None = None
+
+    def run(self, jobs: Iterable[Job], device: str, on_start: OnStart | None = None
             ) -> Iterator[tuple[Job, dict[str, Any]]]:
         for job in jobs:
             if on_start is not None:
                 on_start(job, 1)
-            yield job, run_job(job, device)
+            if job.timeout is None:
+                yield job, run_job(job, device)
+                continue
+            if self._process is None:
+                self._process = JobProcess()
+            yield job, self._process.run(job, device, job.timeout)
 
     def close(self) -> None:
-        pass
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
 
 
 class DaskExecutor:
@@ -81,27 +97,47 @@ class DaskExecutor:
             self.client = Client(self.cluster, set_as_default=False)
             self.where = f"LocalCluster({n} workers)"
 
-    def run(self, jobs: Sequence[Job], device: str, on_start: OnStart | None = None
+    def _window(self) -> int:
+        """How many jobs to keep in flight: two per worker thread (at least two)."""
+        try:
+            threads = sum(self.client.nthreads().values())
+        except Exception:  # pragma: no cover - an old or odd scheduler
+            threads = 1
+        return max(2, 2 * threads)
+
+    def run(self, jobs: Iterable[Job], device: str, on_start: OnStart | None = None
             ) -> Iterator[tuple[Job, dict[str, Any]]]:
         from distributed import as_completed
 
+        source = iter(jobs)
+        window = self._window()
         order: list[Any] = []
-        for job in jobs:
-            fut = self.client.submit(run_job, job, device, key=f"simbench-{job.key}",
-                                     retries=0)
-            self.futures[fut] = job
-            order.append(fut)
-        pending = set(order)
+        pending: set[Any] = set()
+        done_ = as_completed(loop=self.client.loop)
+
+        def top_up() -> None:
+            while len(pending) < window:
+                job = next(source, None)
+                if job is None:
+                    return
+                fut = self.client.submit(run_job_guarded, job, device,
+                                         key=f"simbench-{job.key}", retries=0)
+                self.futures[fut] = job
+                order.append(fut)
+                pending.add(fut)
+                done_.add(fut)
 
         def announce() -> None:
             if on_start is not None:
                 oldest = next((f for f in order if f in pending), None)
                 on_start(self.futures[oldest] if oldest is not None else None, len(pending))
 
+        top_up()
         announce()
-        for fut in as_completed(order, loop=self.client.loop):
+        for fut in done_:
             job = self.futures.pop(fut)
             pending.discard(fut)
+            order.remove(fut)
             try:
                 outcome = fut.result()
             except Exception as exc:  # the worker died, or the job was cancelled
@@ -110,6 +146,7 @@ class DaskExecutor:
                            "device": device, "host": None}
             fut.release()
             yield job, outcome
+            top_up()
             announce()
 
     def close(self) -> None:

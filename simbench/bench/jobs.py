@@ -2,9 +2,15 @@
 
 The key is a sha256 over what determines the result: the measure, its *resolved* parameters
 (defaults filled in, so writing a default explicitly changes nothing), the systems' identities
-(a recording's content hash, a zoo id), the site, the task, the seed and the code version
-(simbench's and the measure plugin's). Aliases, categories and tags are *not* in the key:
-renaming a system or adding an expectation reuses every stored result.
+(a recording's or a checkpoint's content hash, a zoo id), the site, the task, the seed and the
+release versions (simbench's and the measure plugin's distribution). Aliases, categories and
+tags are *not* in the key: renaming a system or adding an expectation reuses every stored
+result.
+
+The code that computes a job is identified apart from the key, by a fingerprint of its source
+files (:mod:`simbench.bench.fingerprint`): a stored result whose fingerprint differs from the
+current one is *stale*. Keeping the fingerprint out of the key lets a store show stale results
+(marked) until ``bench run --rerun-stale`` replaces them, instead of silently orphaning them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ class Job:
     categories: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
     group: int = 0  # index of the first [[pairs]] entry that produced it (for error lines)
+    code_fingerprint: str = ""  # of the source files that compute it (see fingerprint.py)
+    code_root: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # the measure's metadata
+    timeout: float | None = None  # seconds before the job is killed; None: no limit
 
     @property
     def variant(self) -> str:
@@ -74,18 +84,66 @@ def file_digest(path: str | Path) -> str:
 
 
 def system_identity(kind: str, source: str) -> str:
-    """What a result depends on in a system: a recording's bytes, or a zoo model's id."""
+    """What a result depends on in a system: a recording's bytes, a checkpoint's bytes (weights
+    and the sidecar's config and task), or a zoo model's id.
+
+    A checkpoint is identified by content wherever the spec names it (``recording =``,
+    ``source =`` or ``zoo =`` with a ``.safetensors`` path), so copying or moving it keeps its
+    results.
+    """
+    if source.endswith(".safetensors") and Path(source).is_file():
+        return f"checkpoint:sha256:{checkpoint_digest(source)}"
     if kind == "recording":
         return f"recording:sha256:{file_digest(source)}"
     return f"zoo:{source}"
 
 
+def checkpoint_digest(path: str | Path) -> str:
+    """sha256 over a checkpoint's weights and what its sidecar says the model is."""
+    p = Path(path)
+    side = p.with_suffix(".json")
+    facts: Any = None
+    if side.is_file():
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+            facts = {k: data.get(k) for k in ("config", "task", "arch")}
+        except (OSError, ValueError, AttributeError):
+            facts = {"sidecar": file_digest(side)}
+    text = json.dumps({"weights": file_digest(p), "model": facts}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def code_version(registry: Any, measure: str) -> str:
-    """simbench's version and the version of the plugin providing ``measure``."""
+    """simbench's version and the release version of the plugin providing ``measure``.
+
+    A ``.py`` spec plugin has no release version: its code is tracked by the fingerprint only,
+    so editing the file marks its results stale rather than giving them new keys.
+    """
     from simbench import __version__
 
     info = registry.plugin_of(measure)
-    return f"simbench {__version__}; {info.dist} {info.version}"
+    version = "-" if info.dist == "spec-file" else info.version
+    return f"simbench {__version__}; {info.dist} {version}"
+
+
+def measure_code(measure: Any) -> tuple[dict[str, str | None], str]:
+    """(where the measure's code starts, the fingerprint of the code it runs)."""
+    from simbench.bench.fingerprint import fingerprint, measure_root
+
+    root = measure_root(measure)
+    return root, fingerprint(root)
+
+
+def measure_meta(measure: Any) -> dict[str, Any]:
+    """What a leaderboard needs of a measure, stored with each result so boards and status never
+    import the plugin."""
+    keys = ("name", "family", "access", "systems", "symmetric", "higher_is_better", "range",
+            "needs_task")
+    try:
+        info = measure.describe()
+    except Exception:  # a plugin's own describe() must not stop a run
+        info = {"name": getattr(measure, "name", "?"), "family": getattr(measure, "family", "?")}
+    return {k: info[k] for k in keys if k in info}
 
 
 def job_key(payload: dict[str, Any]) -> str:
@@ -122,6 +180,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
         registry = get_registry()
     skip = set(skip)
     jobs: dict[str, Job] = {}
+    code: dict[str, tuple[dict[str, str | None], str, dict[str, Any]]] = {}
     identities = {a: system_identity(s.kind, s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
     for group in spec.pair_groups:
@@ -130,6 +189,9 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
             mspec = spec.measures[label]
             measure = registry.measure(mspec.measure)
             version = code_version(registry, mspec.measure)
+            if mspec.measure not in code:
+                code[mspec.measure] = (*measure_code(measure), measure_meta(measure))
+            root, fprint, meta = code[mspec.measure]
             for tup in group.tuples:
                 if any(a in skip for a in tup):
                     continue
@@ -179,7 +241,8 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
                                     sources=tuple(spec.systems[a].source for a in order),
                                     site=site, task=task, seed=seed, code_version=version,
                                     categories=(group.name,), plugins=spec.plugins,
-                                    group=group.index)
+                                    group=group.index, code_fingerprint=fprint,
+                                    code_root=root, meta=meta)
     return list(jobs.values())
 
 

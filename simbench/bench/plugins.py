@@ -3,8 +3,11 @@
 A spec may bring measures that are not installed as entry points: a module name or a ``.py``
 file (relative to the spec). They are registered through :meth:`Registry.add_plugin`, the path
 entry points take, once per process: in the submitting process and again in every Dask worker,
-because each job carries the spec's plugin list. A file plugin's version is its sha256 prefix,
-so editing the file changes the job keys and its results are recomputed.
+because each job carries the spec's plugin list. A file plugin's version (shown by
+``simbench plugins``) is its sha256 prefix; its code enters a job through the code
+fingerprint, so editing the file marks its stored results stale (see
+:mod:`simbench.bench.fingerprint`). A plugin that raises, or calls ``sys.exit``, while it is
+imported is a :class:`~simbench.errors.PluginError` naming it.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ def _measure_names(module: Any) -> list[str]:
     impl = getattr(module, "simbench_measures", None)
     try:
         return [m.name for m in impl()] if callable(impl) else []
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # the registry reports the hook's failure when it calls it
         return []
 
 
@@ -85,7 +90,9 @@ def _import(ref: str) -> Any:
             sys.modules.pop(name, None)
             raise
         return module
-    except PluginError:
+    except (PluginError, KeyboardInterrupt):
         raise
-    except Exception as exc:
-        raise PluginError(f"cannot import plugin '{ref}': {type(exc).__name__}: {exc}") from None
+    except BaseException as exc:  # SystemExit at import is the plugin's failure, not ours
+        what = (f"it called sys.exit({exc.code!r}) while being imported"
+                if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}")
+        raise PluginError(f"cannot import plugin '{ref}': {what}") from None

@@ -2,8 +2,19 @@
 
 The loop is the same for every executor: outcomes come back to this process, which writes each
 in its own transaction. A job that raises is stored as ``failed`` (with its error text) and the
-run goes on; failed jobs are retried only with ``retry_failed``. Ctrl-C stops the run between
-two writes: everything finished so far is in the store and a rerun resumes.
+run goes on; failed jobs are retried only with ``retry_failed``, stale ones (computed by other
+code) are recomputed only with ``rerun_stale``. Ctrl-C stops the run between two writes:
+everything finished so far is in the store and a rerun resumes.
+
+Runs that share a store share the work: each job is claimed in the store just before it runs
+(:meth:`Store.claim`), claims are renewed while jobs run and dropped with each result. Jobs
+another live run has claimed are waited for, then counted; a claim of a run that died expires
+and is taken over.
+
+A job's time limit: ``job_timeout`` (``--job-timeout``) if given, else the ``job_timeout`` of
+its measure table or of the spec, else one hour for causal measures and none for correlative
+ones; 0 means no limit. A job over its limit is killed and stored as failed ("timed out after
+N s"); the limit counts the measure's own computation, not loading its plugins and systems.
 """
 
 from __future__ import annotations
@@ -18,7 +29,9 @@ from typing import Any
 from simbench.bench.executors import LocalExecutor, make_executor
 from simbench.bench.jobs import Job, prepare
 from simbench.bench.spec import Spec
-from simbench.bench.store import Store
+from simbench.bench.store import LeaseKeeper, Owner, Store, lease_seconds
+
+DEFAULT_TIMEOUTS = {"causal": 3600.0}  # seconds, by measure family; others: no limit
 
 
 @dataclasses.dataclass
@@ -28,8 +41,10 @@ class RunSummary:
     total: int = 0
     already_done: int = 0
     skipped_failed: int = 0
+    stale: int = 0  # stored results of this spec computed by other code, not rerun
     ran: int = 0
     done: int = 0
+    by_others: int = 0  # jobs another run computed while this one was going
     failed: list[tuple[Job, str]] = dataclasses.field(default_factory=list)
     interrupted: bool = False
     wall_s: float = 0.0
@@ -38,9 +53,10 @@ class RunSummary:
     by_label: dict[str, LabelProgress] = dataclasses.field(default_factory=dict)
 
     def render(self) -> str:
+        others = f", {self.by_others} done by another run" if self.by_others else ""
         lines = [f"{self.total} jobs: {self.already_done} already in the store, ran {self.ran} "
-                 f"({self.done} done, {len(self.failed)} failed) in {self.wall_s:.1f} s on "
-                 f"{self.executor}; store: {self.store}"]
+                 f"({self.done} done, {len(self.failed)} failed){others} in {self.wall_s:.1f} s "
+                 f"on {self.executor}; store: {self.store}"]
         timed = [p for p in self.by_label.values() if p.seconds]
         if timed:
             total = sum(sum(p.seconds) for p in timed) or 1.0
@@ -51,6 +67,10 @@ class RunSummary:
         if self.skipped_failed:
             lines.append(f"{self.skipped_failed} previously failed jobs not retried "
                          "(rerun with --retry-failed)")
+        if self.stale:
+            lines.append(f"{self.stale} stored results are stale (computed by other code: "
+                         "simbench or the measure's files changed); they are kept, marked "
+                         "stale, until you rerun with --rerun-stale")
         if self.failed:
             lines.append("failures:")
             for job, error in self.failed:
@@ -85,6 +105,43 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
+def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec | None = None
+                 ) -> None:
+    """Give each job its time limit; 0 means none.
+
+    The first that is set wins: ``job_timeout`` (``--job-timeout``), the job's measure table
+    (``[measures.X] job_timeout``), the spec (top-level ``job_timeout``), the default of the
+    measure's family (:data:`DEFAULT_TIMEOUTS`).
+    """
+    spec_value = getattr(spec, "job_timeout", None) if spec is not None else None
+    measures = getattr(spec, "measures", None) or {}
+    for job in jobs:
+        table_value = getattr(measures.get(job.label), "job_timeout", None)
+        if job_timeout is not None:
+            limit: float | None = job_timeout
+        elif table_value is not None:
+            limit = table_value
+        elif spec_value is not None:
+            limit = spec_value
+        else:
+            limit = DEFAULT_TIMEOUTS.get(job.meta.get("family", ""))
+        job.timeout = float(limit) if limit else None
+
+
+def _state(job: Job, stored: tuple[str, str | None] | None, retry_failed: bool,
+           rerun_stale: bool) -> str:
+    """'todo', 'done', 'failed' (not retried) or 'stale' (not rerun) for one job."""
+    if stored is None:
+        return "todo"
+    status, fprint = stored
+    current = fprint == job.code_fingerprint
+    if status == "failed" and retry_failed:
+        return "todo"
+    if not current:
+        return "todo" if rerun_stale else "stale"
+    return status if status in ("done", "failed") else "todo"
+
+
 def run_spec(
     spec: Spec,
     store: Store,
@@ -95,6 +152,9 @@ def run_spec(
     workers: int | None = None,
     device: str = "auto",
     retry_failed: bool = False,
+    rerun_stale: bool = False,
+    job_timeout: float | None = None,
+    lease_s: float | None = None,
     progress: bool | None = None,
 ) -> RunSummary:
     """Run every job of ``spec`` not yet done in ``store``; return what happened."""
@@ -103,15 +163,18 @@ def run_spec(
     start = time.perf_counter()
     if jobs is None:
         jobs = prepare(spec)
-    status = store.statuses(j.key for j in jobs)
-    todo = [j for j in jobs if status.get(j.key) != "done"
-            and (retry_failed or status.get(j.key) != "failed")]
+    set_timeouts(jobs, job_timeout, spec)
+    lease = lease_seconds() if lease_s is None else lease_s
+    stored = store.states(j.key for j in jobs)
+    states = {j.key: _state(j, stored.get(j.key), retry_failed, rerun_stale) for j in jobs}
+    todo = [j for j in jobs if states[j.key] == "todo"]
     summary = RunSummary(total=len(jobs),
-                         already_done=sum(1 for s in status.values() if s == "done"),
-                         skipped_failed=0 if retry_failed else
-                         sum(1 for s in status.values() if s == "failed"),
+                         already_done=sum(1 for s in states.values() if s == "done"),
+                         skipped_failed=sum(1 for s in states.values() if s == "failed"),
+                         stale=sum(1 for s in states.values() if s == "stale"),
                          store=str(store.path))
     store.record_spec(spec.name, None if spec.path is None else str(spec.path), spec.text)
+    store.record_jobs(spec.name, jobs)
     own = executor is None
     if own and todo:
         executor = make_executor(scheduler, workers)
@@ -127,28 +190,60 @@ def run_spec(
             extra = f" (+{in_flight - 1} queued)" if in_flight > 1 else ""
             bar.set_postfix_str(f"now: {job.describe()}{extra}", refresh=True)
 
+    owner = Owner.here()
+    keeper = LeaseKeeper(store.path, owner, lease) if todo else None
+    busy: list[tuple[Job, dict[str, Any] | None]] = []
+
+    def claimed(candidates: list[Job]) -> Any:
+        """The jobs of ``candidates`` this run claims, one at a time, as the executor asks."""
+        for job in candidates:
+            state, holder = store.claim(job, owner, lease_s=lease, retry_failed=retry_failed,
+                                        rerun_stale=rerun_stale)
+            if state == "claimed":
+                yield job
+            elif state == "busy":
+                busy.append((job, holder))
+            else:  # another run finished it meanwhile
+                summary.by_others += 1
+                bar.update(1)
+
     stop = _InterruptFlag()
+    pending = todo
     try:
-        for job, outcome in executor.run(todo, device, on_start):
-            if stop.raised:
-                # Ctrl-C came while this job ran and something inside it (e.g. a training loop
-                # that keeps its best state) swallowed it: the result is not a finished one.
-                summary.interrupted = True
+        while pending:
+            busy.clear()
+            for job, outcome in executor.run(claimed(pending), device, on_start):
+                if stop.raised:
+                    # Ctrl-C came while this job ran and something inside it (e.g. a training
+                    # loop that keeps its best state) swallowed it: not a finished result.
+                    summary.interrupted = True
+                    break
+                store.write(job, outcome, spec=spec.name, owner=owner)
+                summary.ran += 1
+                if outcome["status"] == "done":
+                    summary.done += 1
+                else:
+                    summary.failed.append((job, outcome.get("error") or "?"))
+                bar.update(1)
+            if summary.interrupted:
                 break
-            store.write(job, outcome, spec=spec.name)
-            summary.ran += 1
-            if outcome["status"] == "done":
-                summary.done += 1
-            else:
-                summary.failed.append((job, outcome.get("error") or "?"))
-            bar.update(1)
+            pending = [job for job, _ in busy]
+            if pending:
+                holders = sorted({f"pid {h['pid']} on {h['host']}" for _, h in busy if h})
+                bar.set_postfix_str(f"waiting for {len(pending)} jobs another run is computing "
+                                    f"({', '.join(holders)})", refresh=True)
+                time.sleep(min(1.0, lease / 4))
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         stop.restore()
         bar.close()
+        if keeper is not None:
+            keeper.stop()
         if own:
             executor.close()
+        if todo:
+            store.release(owner)
     summary.wall_s = time.perf_counter() - start
     summary.by_label = progress_by_label(jobs, store)
     return summary
@@ -162,11 +257,12 @@ class LabelProgress:
     total: int = 0
     done: int = 0
     failed: int = 0
+    stale: int = 0  # stored, but computed by other code (not counted in done or failed)
     seconds: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def todo(self) -> int:
-        return self.total - self.done - self.failed
+        return self.total - self.done - self.failed - self.stale
 
     @property
     def eta_s(self) -> float | None:
@@ -180,21 +276,43 @@ def _label_of(job: Job) -> str:
     return job.label if job.label == job.measure else f"{job.label} ({job.measure})"
 
 
-def progress_by_label(jobs: list[Job], store: Store) -> dict[str, LabelProgress]:
-    """Per measure label of ``jobs``: counts by status and the stored runtime of each done job."""
-    by_key = {j.key: j for j in jobs}
+def label_text(label: str, measure: str) -> str:
+    """``mas`` or, for a label naming another measure, ``mas_k (mas)``."""
+    return label if label == measure else f"{label} ({measure})"
+
+
+def tally(entries: list[tuple[str, str, str | None]], rows: list[dict[str, Any]]
+          ) -> dict[str, LabelProgress]:
+    """Per label: jobs, done, failed and stale, from (key, label, current fingerprint) entries
+    and the stored rows of those keys. A row is stale when it has no fingerprint (written before
+    simbench recorded one) or one that differs from the current one (None: not known, so only
+    rows without a fingerprint are stale)."""
+    want = {key: (label, fprint) for key, label, fprint in entries}
     out: dict[str, LabelProgress] = {}
-    for job in jobs:
-        out.setdefault(_label_of(job), LabelProgress(_label_of(job))).total += 1
-    for row in store.rows(by_key):
-        progress = out[_label_of(by_key[row["key"]])]
-        if row["status"] != "done":
+    for _key, label, _f in entries:
+        out.setdefault(label, LabelProgress(label)).total += 1
+    for row in rows:
+        if row["key"] not in want:
+            continue
+        label, fprint = want[row["key"]]
+        progress = out[label]
+        have = row.get("code_fingerprint")
+        if have is None or (fprint is not None and have != fprint):
+            progress.stale += 1
+        elif row["status"] != "done":
             progress.failed += 1
             continue
-        progress.done += 1
-        if row["runtime_s"] is not None:
-            progress.seconds.append(float(row["runtime_s"]))
+        else:
+            progress.done += 1
+        if row["status"] == "done" and row["runtime_s"] is not None:
+            progress.seconds.append(float(row["runtime_s"]))  # stale ones still time the job
     return out
+
+
+def progress_by_label(jobs: list[Job], store: Store) -> dict[str, LabelProgress]:
+    """Per measure label of ``jobs``: counts by status and the stored runtime of each done job."""
+    entries = [(j.key, _label_of(j), j.code_fingerprint or None) for j in jobs]
+    return tally(entries, store.rows({j.key for j in jobs}))
 
 
 def render_progress(progress: dict[str, LabelProgress]) -> str:
@@ -202,15 +320,16 @@ def render_progress(progress: dict[str, LabelProgress]) -> str:
     def fmt(seconds: float | None, digits: int = 0) -> str:
         return "?" if seconds is None else f"{seconds:.{digits}f}"
 
-    head = ("label", "jobs", "done", "failed", "to run", "measure s", "mean s", "to run s")
+    head = ("label", "jobs", "done", "failed", "stale", "to run", "measure s", "mean s",
+            "to run s")
     rows = [head]
     for p in progress.values():
         mean = sum(p.seconds) / len(p.seconds) if p.seconds else None
-        rows.append((p.label, str(p.total), str(p.done), str(p.failed), str(p.todo),
-                     fmt(sum(p.seconds)), fmt(mean, 1), fmt(p.eta_s)))
+        rows.append((p.label, str(p.total), str(p.done), str(p.failed), str(p.stale),
+                     str(p.todo), fmt(sum(p.seconds)), fmt(mean, 1), fmt(p.eta_s)))
     etas = [p.eta_s for p in progress.values()]
     rows.append(("all", *(str(sum(getattr(p, a) for p in progress.values()))
-                          for a in ("total", "done", "failed", "todo")),
+                          for a in ("total", "done", "failed", "stale", "todo")),
                  fmt(sum(sum(p.seconds) for p in progress.values())), "",
                  fmt(None if None in etas else sum(etas))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

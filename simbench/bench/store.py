@@ -3,19 +3,54 @@
 Why SQLite: embedded, one file to copy, concurrent readers while one process writes (WAL
 mode), and atomic transactions, so a ``kill -9`` or a full disk leaves either the whole result
 or nothing. Each result is written in its own transaction; the job key is the primary key, so
-nothing is written twice. A finished (``done``) row is never overwritten; a ``failed`` row is
-replaced only when the run asks to retry failures.
+nothing is written twice. A finished (``done``) row is never overwritten by the same code; a
+``failed`` row is replaced only when the run asks to retry failures, and a *stale* row (computed
+by code with another fingerprint, see :mod:`simbench.bench.fingerprint`) only when the run asks
+to rerun stale results.
+
+Several runs may share one store: a run *claims* a job (a row in ``leases`` with its owner, pid,
+host and an expiry) in the same transaction that checks the job has no result, renews its
+claims while the jobs run, and drops each claim in the transaction that writes the result. A
+run that dies leaves claims that expire (after ``SIMBENCH_LEASE_S`` seconds, default 60), then
+another run takes them over; on the same host, a claim whose process is gone is taken over at
+once.
+
+Readers (``bench status``, ``leaderboard``) open the file read-only (``mode=ro``) and never
+change it, not even its journal mode, so a store on a read-only disk or in someone else's
+directory can be viewed. Writers use ``synchronous = NORMAL`` in WAL mode: a crashed or killed
+process loses nothing that was committed; a power loss or an operating-system crash can lose
+the last results committed before it (never corrupt the file), and a rerun recomputes them.
 
 The schema version lives in ``PRAGMA user_version`` and the file is marked as a simbench store
 by ``PRAGMA application_id`` and a ``meta`` row; a file that is not a simbench store, or that a
-newer simbench wrote, is refused with a :class:`~simbench.errors.StoreError`.
+newer simbench wrote, is refused with a :class:`~simbench.errors.StoreError`. Version 1 stores
+are upgraded in place (new columns and tables only) when a run writes to them, and read as they
+are otherwise.
+
+Schema 2 (additions to version 1):
+
+- ``results.code_fingerprint``: the fingerprint of the code that computed the row (NULL in rows
+  written before fingerprints: those count as stale);
+- ``results.measure_meta``: JSON of the measure's metadata (family, access, systems, symmetric,
+  higher_is_better, range, needs_task), so boards need not import the plugin;
+- ``jobs``: per spec name, every job of its last run (key, label, variant, measure, systems,
+  site, seed, categories, code version and fingerprint, where the measure's code starts, the
+  metadata and the timeout), so ``bench status`` and boards work from the store alone;
+- ``leases``: one claim per job being computed (owner, pid, host, taken, expires).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +58,12 @@ from typing import Any
 
 from simbench.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53424E43  # "SBNC"
 APP = "simbench-results"
+DEFAULT_LEASE_S = 60.0
 
-_SCHEMA = """
+_RESULTS = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
     key          TEXT PRIMARY KEY,
@@ -57,7 +93,9 @@ CREATE TABLE IF NOT EXISTS results (
     host         TEXT,
     code_version TEXT NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 1,
-    finished     REAL NOT NULL
+    finished     REAL NOT NULL,
+    code_fingerprint TEXT,
+    measure_meta TEXT
 );
 CREATE INDEX IF NOT EXISTS results_measure ON results (measure, site);
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
@@ -67,22 +105,95 @@ CREATE TABLE IF NOT EXISTS specs (
 );
 """
 
+_V2_TABLES = """
+CREATE TABLE IF NOT EXISTS jobs (
+    spec             TEXT NOT NULL,
+    key              TEXT NOT NULL,
+    label            TEXT NOT NULL,
+    variant          TEXT NOT NULL,
+    measure          TEXT NOT NULL,
+    systems          TEXT NOT NULL,
+    site             TEXT NOT NULL,
+    task             TEXT,
+    seed             INTEGER NOT NULL,
+    categories       TEXT NOT NULL,
+    code_version     TEXT NOT NULL,
+    code_fingerprint TEXT NOT NULL,
+    code_root        TEXT NOT NULL,
+    measure_meta     TEXT,
+    timeout          REAL,
+    PRIMARY KEY (spec, key)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    key     TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    pid     INTEGER NOT NULL,
+    host    TEXT NOT NULL,
+    taken   REAL NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_owner ON leases (owner);
+"""
+
 _UPSERT = """
 INSERT INTO results (key, status, spec, label, variant, measure, params, systems, sources,
     system_a, system_b, site, task, seed, categories, value, ci_low, ci_high, n_samples, score,
-    error, traceback, runtime_s, device, host, code_version, attempts, finished)
+    error, traceback, runtime_s, device, host, code_version, attempts, finished,
+    code_fingerprint, measure_meta)
 VALUES (:key, :status, :spec, :label, :variant, :measure, :params, :systems, :sources,
     :system_a, :system_b, :site, :task, :seed, :categories, :value, :ci_low, :ci_high,
     :n_samples, :score, :error, :traceback, :runtime_s, :device, :host, :code_version, 1,
-    :finished)
+    :finished, :code_fingerprint, :measure_meta)
 ON CONFLICT (key) DO UPDATE SET
     status = excluded.status, value = excluded.value, ci_low = excluded.ci_low,
     ci_high = excluded.ci_high, n_samples = excluded.n_samples, score = excluded.score,
     error = excluded.error, traceback = excluded.traceback, runtime_s = excluded.runtime_s,
     device = excluded.device, host = excluded.host, attempts = results.attempts + 1,
-    finished = excluded.finished
-WHERE results.status = 'failed'
+    finished = excluded.finished, code_version = excluded.code_version,
+    code_fingerprint = excluded.code_fingerprint, measure_meta = excluded.measure_meta
+WHERE results.status = 'failed' OR results.code_fingerprint IS NOT excluded.code_fingerprint
 """
+
+_DAMAGED_FIX = ("if the file is damaged (`sqlite3 FILE 'PRAGMA integrity_check'`), save what it "
+                "holds with `sqlite3 FILE .recover | sqlite3 NEW.sqlite`, or move it away and "
+                "rerun into a new store")
+
+
+def lease_seconds() -> float:
+    """How long a claim lasts without renewal: ``$SIMBENCH_LEASE_S`` or 60 s."""
+    try:
+        value = float(os.environ.get("SIMBENCH_LEASE_S", DEFAULT_LEASE_S))
+    except ValueError:
+        return DEFAULT_LEASE_S
+    return value if value > 0 else DEFAULT_LEASE_S
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """Who holds a claim: one run (a random id), its process id and its host."""
+
+    id: str
+    pid: int
+    host: str
+
+    @classmethod
+    def here(cls) -> Owner:
+        host = socket.gethostname()
+        return cls(f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}", os.getpid(), host)
+
+
+def _gone(host: str, pid: int) -> bool:
+    """True when a claim's process is known to be dead: it ran on this host and no process has
+    its pid any more. (A claim from another host can only expire.)"""
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:
@@ -90,34 +201,94 @@ def _disk_full(exc: sqlite3.Error) -> bool:
     return "full" in text or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
 
 
-class Store:
-    """A results store at ``path`` (created on first write unless ``create=False``)."""
+def _uri(path: Path, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"file:{urllib.parse.quote(str(path.resolve()))}?{query}"
 
-    def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0) -> None:
+
+class Store:
+    """A results store at ``path``.
+
+    ``create=True`` (a run) creates the file if needed and opens it for writing;
+    ``create=False`` (status, leaderboards) opens an existing store read-only (``mode=ro``),
+    changing nothing in the file or its directory. ``readonly`` overrides that choice.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool | None = None,
+                 timeout: float = 30.0) -> None:
         self.path = Path(path)
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            if not create:
-                raise StoreError("no results store here", file=self.path,
-                                 fix="run `simbench bench run SPEC` first, or pass --store PATH")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            with self.path.open("rb") as fh:
-                magic = fh.read(16)
-            if magic != b"SQLite format 3\x00":
-                raise StoreError("not a simbench results store (not an SQLite file)",
-                                 file=self.path, fix="pass --store with a new or existing "
-                                 "simbench store path")
+        self.readonly = (not create) if readonly is None else readonly
+        self._columns: set[str] | None = None
+        if self.path.is_dir():
+            raise StoreError("this is a directory, not a results store file", file=self.path,
+                             fix=f"pass a file path, e.g. --store {self.path / 'results.sqlite'}")
         try:
-            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                        check_same_thread=False)
-            self._init()
+            empty = not self.path.exists() or self.path.stat().st_size == 0
+            if empty:
+                if not create:
+                    raise StoreError("no results store here", file=self.path,
+                                     fix="run `simbench bench run SPEC` first, or pass "
+                                     "--store PATH")
+                _make_parent(self.path)
+            else:
+                with self.path.open("rb") as fh:
+                    magic = fh.read(16)
+                if magic != b"SQLite format 3\x00":
+                    raise StoreError("not a simbench results store (not an SQLite file)",
+                                     file=self.path, fix="pass --store with a new or existing "
+                                     "simbench store path")
+        except OSError as exc:
+            raise StoreError(f"cannot read the results store: {exc.strerror or exc}",
+                             file=self.path, fix="check the path and its permissions") from None
+        try:
+            if self.readonly:
+                self._open_readonly(timeout)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                            check_same_thread=False)
+                self._init()
+        except StoreError:
+            self._close_quietly()
+            raise
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the results store: {exc}", file=self.path) from None
+            self._close_quietly()
+            text = str(exc)
+            fix = _DAMAGED_FIX
+            if "readonly" in text or "unable to open" in text:
+                fix = ("results are written next to the store (its -wal and -shm files): run "
+                       "into a store in a directory you can write (--store PATH)")
+            raise StoreError(f"cannot open the results store: {text}", file=self.path,
+                             fix=fix) from None
 
     # ---- opening ------------------------------------------------------------------------
-    def _init(self) -> None:
+    def _open_readonly(self, timeout: float) -> None:
+        """``mode=ro``; where SQLite cannot even create the shared-memory file next to a WAL
+        store (a read-only directory) and no write-ahead log is pending, ``immutable=1``."""
+        self.conn = sqlite3.connect(_uri(self.path, mode="ro"), uri=True, timeout=timeout,
+                                    isolation_level=None, check_same_thread=False)
+        try:
+            self._check()
+        except sqlite3.OperationalError as exc:
+            self._close_quietly()
+            wal = Path(f"{self.path}-wal")
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreError(
+                    "cannot read the store: its -wal file holds results not yet in the main "
+                    "file, and SQLite cannot create the -shm file it needs next to it",
+                    file=self.path, fix="copy the store with its -wal file to a directory you "
+                    "can write, or ask its owner to run `sqlite3 FILE 'PRAGMA "
+                    "wal_checkpoint(TRUNCATE)'`") from None
+            self.conn = sqlite3.connect(_uri(self.path, mode="ro", immutable="1"), uri=True,
+                                        timeout=timeout, isolation_level=None,
+                                        check_same_thread=False)
+            self._check()
+
+    def _check(self) -> set[str]:
+        """Refuse files that are not simbench stores or come from a newer simbench."""
         c = self.conn
-        c.execute("PRAGMA busy_timeout = 30000")
+        c.execute(f"PRAGMA busy_timeout = {30000}")
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -134,17 +305,50 @@ class Store:
                     f"the store has schema version {version}; this simbench reads up to "
                     f"{SCHEMA_VERSION}", file=self.path,
                     fix="upgrade simbench (pip install -U simbench), or use another store")
+        elif self.readonly:
+            raise StoreError("no results store here (an empty SQLite file)", file=self.path,
+                             fix="run `simbench bench run SPEC` first, or pass --store PATH")
+        self.tables = tables
+        self.version = version
+        return tables
+
+    def _init(self) -> None:
+        c = self.conn
+        tables = self._check()
         c.execute("PRAGMA journal_mode = WAL")
-        c.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: safe against process crashes
+        # WAL + NORMAL: nothing committed is lost when a process dies; a power loss may lose
+        # the last few results (the file stays consistent). See the module docstring.
+        c.execute("PRAGMA synchronous = NORMAL")
         if not tables:
             with self.transaction():
-                for statement in _SCHEMA.split(";"):
+                for statement in (_RESULTS + _V2_TABLES).split(";"):
                     if statement.strip():
                         c.execute(statement)
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('app', ?)", (APP,))
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
                 c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif self.version < SCHEMA_VERSION:
+            self._migrate()
+        self.version = SCHEMA_VERSION
+
+    def _migrate(self) -> None:
+        """Version 1 -> 2: new columns and tables only, in one transaction."""
+        with self.transaction() as c:
+            have = {r[1] for r in c.execute("PRAGMA table_info(results)")}
+            for column in ("code_fingerprint", "measure_meta"):
+                if column not in have:
+                    c.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
+            for statement in _V2_TABLES.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def close(self) -> None:
         self.conn.close()
@@ -161,8 +365,9 @@ class Store:
         c = self.conn
         try:
             c.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot write to the store: {exc}", file=self.path) from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot write to the store: {exc}", file=self.path,
+                             fix=_DAMAGED_FIX if "malformed" in str(exc) else None) from None
         try:
             yield c
             c.execute("COMMIT")
@@ -174,8 +379,25 @@ class Store:
                     raise StoreError("the disk (or the store's size limit) is full; the store "
                                      "is intact up to the last finished result", file=self.path,
                                      fix="free space and rerun: finished jobs are kept") from None
-                raise StoreError(f"writing to the store failed: {exc}", file=self.path) from None
+                raise StoreError(f"writing to the store failed: {exc}", file=self.path,
+                                 fix=_DAMAGED_FIX if "malformed" in str(exc) else None) from None
             raise
+
+    def _read(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """A query whose SQLite error (a damaged page, a vanished file) is a StoreError."""
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the results store: {exc}", file=self.path,
+                             fix=_DAMAGED_FIX) from None
+
+    def _has(self, table: str, column: str | None = None) -> bool:
+        if column is None:
+            return table in {r[0] for r in self._read(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if self._columns is None:
+            self._columns = {r[1] for r in self._read("PRAGMA table_info(results)")}
+        return column in self._columns
 
     # ---- writing ------------------------------------------------------------------------
     def record_spec(self, name: str, path: str | None, text: str) -> None:
@@ -184,10 +406,75 @@ class Store:
             c.execute("INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?)",
                       (name, path, text, time.time()))
 
-    def write(self, job: Any, outcome: dict[str, Any], *, spec: str | None = None) -> bool:
-        """Write one job's outcome in one transaction; False when a done row already exists."""
+    def record_jobs(self, spec: str, jobs: Iterable[Any]) -> None:
+        """Replace the stored job list of spec ``spec`` (what ``bench status`` counts)."""
+        rows = [(spec, j.key, j.label, j.variant, j.measure, json.dumps(list(j.systems)),
+                 j.site, j.task, j.seed, json.dumps(list(j.categories)), j.code_version,
+                 j.code_fingerprint, json.dumps(j.code_root, sort_keys=True),
+                 json.dumps(j.meta, sort_keys=True) if j.meta else None, j.timeout)
+                for j in jobs]
+        with self.transaction() as c:
+            c.execute("DELETE FROM jobs WHERE spec = ?", (spec,))
+            c.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                          "?, ?, ?, ?)", rows)
+
+    def claim(self, job: Any, owner: Owner, *, lease_s: float | None = None,
+              retry_failed: bool = False, rerun_stale: bool = False
+              ) -> tuple[str, dict[str, Any] | None]:
+        """Claim ``job`` for ``owner`` unless it needs no run or another run holds it.
+
+        One transaction checks the stored result and the lease, and takes the lease, so two
+        runs never both claim a job. Returns ``("claimed", None)``, ``("done" | "failed" |
+        "stale", None)`` (a result this run must not replace) or ``("busy", lease)`` (another
+        run's live claim: owner, pid, host, expires).
+        """
+        ttl = lease_seconds() if lease_s is None else lease_s
+        with self.transaction() as c:
+            row = c.execute("SELECT status, code_fingerprint FROM results WHERE key = ?",
+                            (job.key,)).fetchone()
+            if row is not None:
+                status, fprint = row
+                current = fprint == job.code_fingerprint
+                if not current and not rerun_stale and not (status == "failed" and retry_failed):
+                    return "stale", None
+                if current and status == "done":
+                    return "done", None
+                if current and status == "failed" and not retry_failed:
+                    return "failed", None
+            now = time.time()
+            lease = c.execute("SELECT owner, pid, host, expires FROM leases WHERE key = ?",
+                              (job.key,)).fetchone()
+            if (lease is not None and lease[0] != owner.id and lease[3] > now
+                    and not _gone(lease[2], lease[1])):
+                return "busy", {"owner": lease[0], "pid": lease[1], "host": lease[2],
+                                "expires": lease[3]}
+            c.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
+                      (job.key, owner.id, owner.pid, owner.host, now, now + ttl))
+            return "claimed", None
+
+    def release(self, owner: Owner) -> None:
+        """Drop every claim ``owner`` still holds (a run's end, or its interruption)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM leases WHERE owner = ?", (owner.id,))
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Every claim in the store (live or expired)."""
+        if not self._has("leases"):
+            return []
+        cur = self._read("SELECT key, owner, pid, host, taken, expires FROM leases")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
+
+    def write(self, job: Any, outcome: dict[str, Any], *, spec: str | None = None,
+              owner: Owner | None = None) -> bool:
+        """Write one job's outcome (and drop ``owner``'s claim on it) in one transaction.
+
+        False when the row already holds a result this one must not replace: a done row of the
+        same code.
+        """
         score = outcome.get("score") or {}
         ci = score.get("ci") or (None, None)
+        meta = getattr(job, "meta", None)
         row = {
             "key": job.key, "status": outcome["status"], "spec": spec, "label": job.label,
             "variant": job.variant, "measure": job.measure,
@@ -203,48 +490,135 @@ class Store:
             "runtime_s": outcome.get("runtime_s"), "device": outcome.get("device"),
             "host": outcome.get("host"), "code_version": job.code_version,
             "finished": time.time(),
+            "code_fingerprint": getattr(job, "code_fingerprint", None) or None,
+            "measure_meta": json.dumps(meta, sort_keys=True) if meta else None,
         }
         with self.transaction() as c:
             cur = c.execute(_UPSERT, row)
+            if owner is not None:
+                c.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (job.key, owner.id))
             return cur.rowcount > 0
 
     # ---- reading ------------------------------------------------------------------------
     def statuses(self, keys: Iterable[str] | None = None) -> dict[str, str]:
         """key -> 'done' | 'failed' (all rows, or only ``keys``)."""
-        rows = self.conn.execute("SELECT key, status FROM results").fetchall()
-        out = dict(rows)
+        out = {k: s for k, (s, _f) in self.states(keys).items()}
+        return out
+
+    def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
+        """key -> (status, code fingerprint or None) (all rows, or only ``keys``)."""
+        column = "code_fingerprint" if self._has("results", "code_fingerprint") else "NULL"
+        rows = self._read(f"SELECT key, status, {column} FROM results").fetchall()
+        out = {k: (s, f) for k, s, f in rows}
         if keys is not None:
             wanted = set(keys)
             out = {k: v for k, v in out.items() if k in wanted}
         return out
 
-    def rows(self, keys: Iterable[str] | None = None, *, status: str | None = None
-             ) -> list[dict[str, Any]]:
-        """Result rows as dicts (JSON columns decoded)."""
-        cur = self.conn.execute("SELECT * FROM results" + (" WHERE status = ?" if status else ""),
-                                (status,) if status else ())
+    def rows(self, keys: Iterable[str] | None = None, *, status: str | None = None,
+             spec: str | None = None) -> list[dict[str, Any]]:
+        """Result rows as dicts (JSON columns decoded; ``code_fingerprint`` and
+        ``measure_meta`` are None in rows written before schema 2)."""
+        where, params = [], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if spec:
+            where.append("spec = ?")
+            params.append(spec)
+        cur = self._read("SELECT * FROM results" + (" WHERE " + " AND ".join(where)
+                                                    if where else ""), params)
         names = [d[0] for d in cur.description]
         wanted = None if keys is None else set(keys)
         out = []
+        try:
+            for values in cur:
+                row = dict(zip(names, values))
+                if wanted is not None and row["key"] not in wanted:
+                    continue
+                for col in ("params", "systems", "sources", "categories"):
+                    row[col] = json.loads(row[col])
+                row.setdefault("code_fingerprint", None)
+                meta = row.get("measure_meta")
+                row["measure_meta"] = json.loads(meta) if meta else None
+                out.append(row)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the results store: {exc}", file=self.path,
+                             fix=_DAMAGED_FIX) from None
+        return out
+
+    def spec_jobs(self, spec: str) -> list[dict[str, Any]] | None:
+        """The job list of the last run of spec ``spec`` (None: no run recorded one)."""
+        if not self._has("jobs"):
+            return None
+        cur = self._read("SELECT * FROM jobs WHERE spec = ?", (spec,))
+        names = [d[0] for d in cur.description]
+        out = []
         for values in cur:
             row = dict(zip(names, values))
-            if wanted is not None and row["key"] not in wanted:
-                continue
-            for col in ("params", "systems", "sources", "categories"):
+            for col in ("systems", "categories", "code_root"):
                 row[col] = json.loads(row[col])
+            row["measure_meta"] = json.loads(row["measure_meta"]) if row["measure_meta"] else None
             out.append(row)
-        return out
+        return out or None
 
     def count(self, status: str | None = None) -> int:
         q = "SELECT COUNT(*) FROM results" + (" WHERE status = ?" if status else "")
-        return self.conn.execute(q, (status,) if status else ()).fetchone()[0]
+        return self._read(q, (status,) if status else ()).fetchone()[0]
 
     def spec_text(self, name: str | None = None) -> tuple[str, str | None, str] | None:
         """(name, path, text) of the named spec, or of the one run last."""
         q = ("SELECT name, path, text FROM specs WHERE name = ?" if name else
              "SELECT name, path, text FROM specs ORDER BY updated DESC LIMIT 1")
-        row = self.conn.execute(q, (name,) if name else ()).fetchone()
+        row = self._read(q, (name,) if name else ()).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
+    def spec_names(self) -> list[str]:
+        """Names of the specs run into this store, the last one run first."""
+        return [r[0] for r in self._read("SELECT name FROM specs ORDER BY updated DESC")]
+
     def integrity(self) -> str:
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return self._read("PRAGMA integrity_check").fetchone()[0]
+
+
+def _make_parent(path: Path) -> None:
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store's directory {parent}: "
+                         f"{exc.strerror or exc}", file=path,
+                         fix="pass --store with a path in a directory you can create and "
+                         "write") from None
+
+
+class LeaseKeeper:
+    """Renews a run's claims from a thread with its own connection, while jobs run.
+
+    Every ``lease_s / 3`` seconds it pushes the expiry of every claim the owner holds to
+    ``now + lease_s``; a run that dies stops renewing, so its claims expire.
+    """
+
+    def __init__(self, path: Path, owner: Owner, lease_s: float) -> None:
+        self.path, self.owner, self.lease_s = path, owner, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="simbench-leases", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            while not self._stop.wait(self.lease_s / 3):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("UPDATE leases SET expires = ? WHERE owner = ?",
+                                 (time.time() + self.lease_s, self.owner.id))
+        except sqlite3.Error:  # pragma: no cover - the run itself reports store errors
+            pass
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

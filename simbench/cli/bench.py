@@ -8,6 +8,7 @@ Results are work products, not a cache, so they live next to the work, in plain 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="start a local Dask cluster of N worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (for causal measures)")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="recompute stored results that other code computed (simbench or the "
+                   "measure's source files changed since); without it they are kept and marked "
+                   "stale")
+    p.add_argument("--job-timeout", type=_seconds, metavar="SECONDS",
+                   help="kill a job that runs longer and store it as failed (default: the "
+                   "spec's job_timeout, else 3600 for causal measures and none for correlative "
+                   "ones; 0: no limit)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the spec and list what would run, without running it")
     p.add_argument("--skip-missing", action="store_true",
@@ -47,9 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = bsub.add_parser(
         "status", help="how far a spec has got in a store, and what each measure costs",
-        description="Per measure label: jobs done, failed and still to run, the measure time "
-        "the finished ones took, and an estimate of the rest at that mean. Reads the store "
-        "only, so it is safe while a run is writing.")
+        description="Per measure label: jobs done, failed, stale (computed by other code) and "
+        "still to run, the measure time the finished ones took, and an estimate of the rest at "
+        "that mean. Reads the store only (opened read-only), so it is safe while a run is "
+        "writing; it imports no plugin the spec names.")
     p.add_argument("spec", help="the spec file (TOML) or a shipped spec's name")
     _store_arg(p)
     p.set_defaults(handler=cmd_status)
@@ -88,6 +98,60 @@ def _store_arg(p: argparse.ArgumentParser) -> None:
                    f"{DEFAULT_DIR / 'results.sqlite'})")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError("a timeout is 0 (no limit) or a positive number")
+    return value
+
+
+def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any]]:
+    """(the spec file, its raw TOML) without parsing it as a spec: nothing is imported.
+
+    ``arg`` is a file or a shipped spec's name; anything else gives (None, {}). Invalid TOML
+    gives the file and {}, and the real parse reports it.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    from simbench.resources import shipped_specs
+
+    path = Path(arg)
+    if not path.is_file():
+        path = shipped_specs().get(arg)  # type: ignore[assignment]
+        if path is None or not path.is_file():
+            return None, {}
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return path, {}
+
+
+def _announce_plugins(spec_arg: str) -> None:
+    """Say which plugin files and modules a spec makes this run import, before importing them."""
+    path, data = _peek_spec(spec_arg)
+    refs = data.get("plugins")
+    if path is None or not refs:
+        return
+    refs = [refs] if isinstance(refs, str) else refs
+    shown = []
+    for ref in refs:
+        if not isinstance(ref, str):
+            continue
+        if ref.endswith(".py"):
+            file = Path(ref) if Path(ref).is_absolute() else (path.parent / ref)
+            shown.append(f"file {file.resolve()}")
+        else:
+            shown.append(f"module {ref}")
+    if shown:
+        print(f"note: spec {path} imports plugin code (a spec is trusted input): "
+              + "; ".join(shown), file=sys.stderr)
+
+
 def store_path(given: str | None, spec: Any = None, default: str = "results.sqlite") -> Path:
     """--store, then $SIMBENCH_STORE, then the spec's ``store``, then ./simbench-results/."""
     if given:
@@ -105,17 +169,26 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
 
+    _announce_plugins(args.spec)
     spec = load_spec(args.spec, lenient=args.skip_missing)
     jobs = prepare(spec)
     for note in spec.notes:
         print(f"note: {note}", file=sys.stderr)
     path = store_path(args.store, spec)
     if args.dry_run:
-        store = Store(path, create=False) if path.exists() else None
-        status = store.statuses(j.key for j in jobs) if store else {}
-        todo = [j for j in jobs if status.get(j.key) != "done"]
+        from simbench.bench.runner import _state
+
+        states: dict[str, tuple[str, str | None]] = {}
+        if path.exists():
+            with Store(path, create=False) as store:
+                states = store.states(j.key for j in jobs)
+        todo = [j for j in jobs if _state(j, states.get(j.key), args.retry_failed,
+                                          args.rerun_stale) == "todo"]
+        stale = sum(1 for j in jobs if _state(j, states.get(j.key), False, False) == "stale")
         print(f"spec '{spec.name}': {len(jobs)} jobs, {len(jobs) - len(todo)} already in "
-              f"{path}, {len(todo)} to run")
+              f"{path}, {len(todo)} to run"
+              + (f" ({stale} stored results are stale; --rerun-stale recomputes them)"
+                 if stale and not args.rerun_stale else ""))
         for job in todo[:50]:
             print(f"  {job.describe()}")
         if len(todo) > 50:
@@ -124,7 +197,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     with Store(path) as store:
         summary = run_spec(spec, store, jobs=jobs, scheduler=args.scheduler,
                            workers=args.workers, device=args.device,
-                           retry_failed=args.retry_failed,
+                           retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
+                           job_timeout=args.job_timeout,
                            progress=False if args.no_progress else None)
     print(summary.render())
     if summary.interrupted:
@@ -133,17 +207,65 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.bench.jobs import prepare
-    from simbench.bench.runner import progress_by_label, render_progress
-    from simbench.bench.spec import load_spec
+    """Progress of a spec from the store alone: no spec parsing, no plugin imports."""
+    import types
+
+    from simbench.bench.fingerprint import fingerprint
+    from simbench.bench.runner import label_text, render_progress, tally
     from simbench.bench.store import Store
 
-    spec = load_spec(args.spec, lenient=True)
-    jobs = prepare(spec)
-    with Store(store_path(args.store, spec), create=False) as store:
-        print(f"spec '{spec.name}' in {store.path}:")
-        print(render_progress(progress_by_label(jobs, store)))
+    spec_file, data = _peek_spec(args.spec)
+    name = str(data.get("name") or (spec_file.stem if spec_file else args.spec))
+    hint = None
+    if spec_file is not None and isinstance(data.get("store"), str):
+        given = Path(data["store"])
+        hint = types.SimpleNamespace(store=str(given if given.is_absolute()
+                                               else spec_file.parent / given))
+    notes = []
+    with Store(store_path(args.store, hint), create=False) as store:
+        jobs = store.spec_jobs(name)
+        if jobs is not None:
+            current: dict[str, str] = {}
+            entries = []
+            for job in jobs:
+                root = json.dumps(job["code_root"], sort_keys=True)
+                if root not in current:
+                    current[root] = fingerprint(job["code_root"])
+                entries.append((job["key"], label_text(job["label"], job["measure"]),
+                                current[root]))
+            rows = store.rows({j["key"] for j in jobs})
+        else:
+            rows = store.rows(spec=name)
+            if not rows:
+                known = store.spec_names()
+                raise SpecError(f"the store has no results of spec '{name}'", file=store.path,
+                                fix="run it first (simbench bench run SPEC --store PATH); "
+                                f"specs in this store: {', '.join(known) or 'none'}")
+            entries = [(r["key"], label_text(r["label"], r["measure"]), None) for r in rows]
+            notes.append("this store predates stored job lists: jobs not run yet are not "
+                         "counted (the next `bench run` records the list)")
+        stored = store.spec_text(name)
+        if spec_file is not None and stored is not None and stored[2] != _read(spec_file):
+            notes.append(f"{spec_file} differs from the spec last run into this store: the "
+                         "counts are for the jobs of that run")
+        progress = tally(entries, rows)
+        print(f"spec '{name}' in {store.path}:")
+        print(render_progress(progress))
+    stale = sum(p.stale for p in progress.values())
+    if stale:
+        notes.append(f"{stale} stored results are stale (computed by other code, or before "
+                     "simbench recorded which code computed a result); `simbench bench run "
+                     "SPEC --rerun-stale` recomputes them")
+    for note in notes:
+        print(f"note: {note}")
     return 0
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _load_for_board(spec_arg: str | None, store: Any) -> Any:
@@ -210,6 +332,7 @@ def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
 
+    _announce_plugins(str(args.spec or demo_spec_path()))
     spec = load_spec(args.spec or demo_spec_path(), lenient=True)
     jobs = prepare(spec)
     for note in spec.notes:
