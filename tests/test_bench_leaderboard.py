@@ -19,6 +19,7 @@ from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
 from simbench.bench import render
 from simbench.bench.jobs import expand
 from simbench.bench.leaderboard import build
+from simbench.bench.meta import record_measures
 from simbench.bench.spec import load_spec
 from simbench.bench.store import Store
 from simbench.cli import main
@@ -96,6 +97,7 @@ def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
     store_path = tmp_path / "s.sqlite"
     with Store(store_path) as store:
         store.record_spec(spec.name, str(spec_path), spec.text)
+        record_measures(spec, store)  # as a run does
         for job in jobs:
             v = known_value(job)
             score = Score(job.measure, v, job.systems, job.site, ci=(v - 0.05, v + 0.05),
@@ -156,6 +158,7 @@ def test_failed_and_missing_jobs_are_reported(filled: tuple[Path, Path]) -> None
     spec = load_spec(spec_path)
     job = next(j for j in expand(spec) if j.label == "more")
     with Store(store_path) as store:
+        record_measures(spec, store)
         store.write(job, {"status": "failed", "error": "RuntimeError: nope"})
         board = build(spec, store)
     assert board.failed == 1 and board.done == 108 and board.total == 108 + 36

@@ -27,6 +27,13 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x53424E43  # "SBNC"
 APP = "simbench-results"
 
+# Measure metadata (JSON per measure name), so boards need no plugin code. It came after schema
+# version 1 without changing it: a store that lacks the table gets it on the first run that
+# records metadata, and older simbench versions ignore the extra table.
+_MEASURES_TABLE = """CREATE TABLE IF NOT EXISTS measures (
+    name TEXT PRIMARY KEY, meta TEXT NOT NULL, updated REAL NOT NULL
+)"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
@@ -65,7 +72,7 @@ CREATE INDEX IF NOT EXISTS results_systems ON results (system_a, system_b);
 CREATE TABLE IF NOT EXISTS specs (
     name TEXT PRIMARY KEY, path TEXT, text TEXT NOT NULL, updated REAL NOT NULL
 );
-"""
+""" + _MEASURES_TABLE + ";\n"
 
 _UPSERT = """
 INSERT INTO results (key, status, spec, label, variant, measure, params, systems, sources,
@@ -184,6 +191,15 @@ class Store:
             c.execute("INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?)",
                       (name, path, text, time.time()))
 
+    def record_measures(self, meta: dict[str, dict[str, Any]]) -> None:
+        """Remember each measure's metadata (family, direction, range, parameters, ...), so
+        the leaderboard draws a store without importing any measure's code."""
+        with self.transaction() as c:
+            c.execute(_MEASURES_TABLE)
+            for name, data in meta.items():
+                c.execute("INSERT OR REPLACE INTO measures VALUES (?, ?, ?)",
+                          (name, json.dumps(data, sort_keys=True, default=str), time.time()))
+
     def write(self, job: Any, outcome: dict[str, Any], *, spec: str | None = None) -> bool:
         """Write one job's outcome in one transaction; False when a done row already exists."""
         score = outcome.get("score") or {}
@@ -245,6 +261,14 @@ class Store:
              "SELECT name, path, text FROM specs ORDER BY updated DESC LIMIT 1")
         row = self.conn.execute(q, (name,) if name else ()).fetchone()
         return None if row is None else (row[0], row[1], row[2])
+
+    def measures(self) -> dict[str, dict[str, Any]]:
+        """Stored measure metadata by name; empty for a store written before it was kept."""
+        try:
+            rows = self.conn.execute("SELECT name, meta FROM measures").fetchall()
+        except sqlite3.OperationalError:  # no such table: an older store
+            return {}
+        return {name: json.loads(meta) for name, meta in rows}
 
     def integrity(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
