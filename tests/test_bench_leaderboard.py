@@ -491,3 +491,24 @@ def test_names_with_mathtext_render_as_plain_text(filled: tuple[Path, Path],
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+@pytest.mark.parametrize(("cell", "written"), [
+    ("=1+2", "'=1+2"), ("-1+2", "'-1+2"), ("+cmd", "'+cmd"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"), ("\r=1", "'\r=1"), (" =A1", "' =A1"), ("-inf", "'-inf"),
+    ("-0.5", "-0.5"), ("+1e-3", "+1e-3"), (-0.5, -0.5), ("gru1", "gru1"), ("", ""), (None, None),
+])
+def test_csv_cell(cell: object, written: object) -> None:
+    from simbench.bench.sanitize import csv_cell
+
+    assert csv_cell(cell) == written
+
+
+def test_terminal_safe_is_visible_and_idempotent() -> None:
+    from simbench.bench.sanitize import terminal_safe
+
+    raw = "a\x1b]0;t\x07b\u202ec\x9bd\ne\tf"
+    once = terminal_safe(raw)
+    assert once == r"a\x1b]0;t\x07b\u202ec\x9bd\x0ae\x09f"
+    assert terminal_safe(once) == once
+    assert terminal_safe(raw, newlines=True) == r"a\x1b]0;t\x07b\u202ec\x9bd" + "\n" + r"e\x09f"

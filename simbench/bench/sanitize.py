@@ -18,9 +18,9 @@ import re
 from typing import Any
 
 # C0 and C1 control characters, DEL, and the Unicode bidi controls ("Trojan source").
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CONTROL_BUT_NEWLINE = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -39,12 +39,12 @@ def terminal_safe(text: Any, *, newlines: bool = False) -> str:
     return pattern.sub(_visible, str(text))
 
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """A plain decimal number (``-0.5``, ``1e-3``): a spreadsheet reads it as a value."""
+    return _NUMBER.fullmatch(text) is not None
 
 
 def csv_cell(value: Any) -> Any:
