@@ -19,6 +19,7 @@ from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
 from simbench.bench import render
 from simbench.bench.jobs import expand
 from simbench.bench.leaderboard import build
+from simbench.bench.meta import record_measures
 from simbench.bench.spec import load_spec
 from simbench.bench.store import Store
 from simbench.cli import main
@@ -96,6 +97,7 @@ def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
     store_path = tmp_path / "s.sqlite"
     with Store(store_path) as store:
         store.record_spec(spec.name, str(spec_path), spec.text)
+        record_measures(spec, store)  # as a run does
         for job in jobs:
             v = known_value(job)
             score = Score(job.measure, v, job.systems, job.site, ci=(v - 0.05, v + 0.05),
@@ -156,6 +158,7 @@ def test_failed_and_missing_jobs_are_reported(filled: tuple[Path, Path]) -> None
     spec = load_spec(spec_path)
     job = next(j for j in expand(spec) if j.label == "more")
     with Store(store_path) as store:
+        record_measures(spec, store)
         store.write(job, {"status": "failed", "error": "RuntimeError: nope"})
         board = build(spec, store)
     assert board.failed == 1 and board.done == 108 and board.total == 108 + 36
@@ -274,3 +277,238 @@ def test_the_shipped_paper_run_matches_the_spec_and_the_paper() -> None:
         passed, total = score[variant]
         assert 0 < passed < total, variant
     assert score["mas_k[k=1]"] == (0, 1) and score["mas_k[k=4]"] == (2, 2)
+
+
+# ---- a store or spec from someone else is data, not code ---------------------------------------
+def _evil_plugins(root: Path) -> tuple[list[Path], Path, str]:
+    """A plugin file and a plugin module that each leave a marker file when imported (named
+    after ``root``, so no earlier test has imported them into this process already)."""
+    markers = [root / "file_plugin_ran.txt", root / "module_plugin_ran.txt"]
+    tag = re.sub(r"\W", "_", root.name)
+    (root / f"evil_{tag}.py").write_text(
+        f"from pathlib import Path\nPath({str(markers[0])!r}).write_text('ran')\n")
+    moddir = root / "mods"
+    moddir.mkdir(exist_ok=True)
+    (moddir / f"sb_evil_{tag}.py").write_text(
+        f"from pathlib import Path\nPath({str(markers[1])!r}).write_text('ran')\n")
+    from bench_helpers import PLUGIN
+
+    line = f'plugins = ["{PLUGIN}", "evil_{tag}.py", "sb_evil_{tag}", "os"]'
+    return markers, moddir, line
+
+
+def _leaderboard_process(args: list[str], moddir: Path, cwd: Path
+                         ) -> subprocess.CompletedProcess[str]:
+    """`simbench leaderboard ...` in a fresh interpreter that could import the evil module."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SIMBENCH_STORE"}
+    env["PYTHONPATH"] = str(moddir)
+    code = "import sys; from simbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, "leaderboard", *args],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_viewing_a_store_imports_no_plugin_it_names(filled: tuple[Path, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose spec names a .py plugin, a module and "os" draws from its rows and stored
+    metadata alone: nothing is imported, and the boards are right (a distance stays a
+    distance, which only the stored metadata says)."""
+    spec_path, store_path = filled
+    markers, moddir, line = _evil_plugins(tmp_path)
+    text = re.sub(r"^plugins = .*$", line, spec_path.read_text(), flags=re.M)
+    with Store(store_path) as store:
+        store.record_spec("test", str(spec_path), text)
+    evil_spec = write_spec(tmp_path, text, "evil_spec.toml")
+    for args in (["--store", str(store_path)], [str(evil_spec), "--store", str(store_path)]):
+        proc = _leaderboard_process([*args, "--csv", str(tmp_path / "csv")], moddir, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert not any(m.exists() for m in markers), args
+        out = proc.stdout
+        assert "spec 'test': 108/108 jobs scored" in out
+        assert re.search(r"dist\s+correlative\s+7/7\s+100%", out)
+        assert "dist at 'hidden' (lower = more similar)" in out and "note:" not in out
+    # in this process too: the (fresh) registry gets no plugin, "os" included
+    registry = fresh_registry(monkeypatch)
+    assert main(["leaderboard", "--store", str(store_path), "--board", "validity"]) == 0
+    assert registry.plugins == [] and not any(m.exists() for m in markers)  # type: ignore[attr-defined]
+    # the same spec, parsed to run it, does import them: the markers above could appear
+    monkeypatch.syspath_prepend(str(moddir))
+    load_spec(evil_spec)
+    assert all(m.exists() for m in markers)
+
+
+def test_a_spec_that_names_plugins_still_runs_and_its_store_views_safely(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fresh_registry(monkeypatch)
+    monkeypatch.delenv("SIMBENCH_STORE", raising=False)
+    make_recordings(tmp_path)
+    markers, moddir, line = _evil_plugins(tmp_path)
+    monkeypatch.syspath_prepend(str(moddir))
+    spec = write_spec(tmp_path, re.sub(r"^plugins = .*$", line, spec_text(), flags=re.M))
+    store = tmp_path / "run.sqlite"
+    assert main(["bench", "run", str(spec), "--store", str(store), "--no-progress"]) == 0
+    assert "ran 18 (18 done, 0 failed)" in capsys.readouterr().out
+    assert all(m.exists() for m in markers)  # running trusts the spec: its plugins ran
+    for m in markers:
+        m.unlink()
+    proc = _leaderboard_process(["--store", str(store)], moddir, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "spec 'test': 18/18 jobs scored" in proc.stdout
+    assert "lin at 'hidden'" in proc.stdout
+    assert not any(m.exists() for m in markers)
+
+
+def test_a_store_without_metadata_says_what_it_assumed(filled: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    """Stores written before measure metadata was kept (the shipped paper store) still draw:
+    simbench's own measures from its built-in registry, others on stated assumptions."""
+    spec_path, store_path = filled
+    with Store(store_path) as store:
+        store.conn.execute("DROP TABLE measures")
+    with Store(store_path, create=False) as store:
+        assert store.measures() == {}
+        board = build(load_spec(spec_path, trusted=False), store)
+    assert board.done == board.total == 108
+    assert board.meta["bench_distance"]["origin"] == "assumed"
+    assert board.meta["bench_distance"]["family"] == "unknown"
+    assert [n.split(":")[0] for n in board.notes] == ["measure 'bench_const'",
+                                                       "measure 'bench_distance'"]
+    assert "note: measure 'bench_distance': the store holds no metadata" in render.text(board)
+    # an old store gains the table on the first run that records metadata, rows intact
+    root = Path(__file__).resolve().parents[1]
+    old = tmp_path / "paper.sqlite"
+    shutil.copy(root / "benchmarks" / "results" / "paper.sqlite", old)
+    with Store(old) as store:
+        assert store.measures() == {}
+        store.record_measures({"x": {"family": "causal", "range": [0.0, None]}})
+    with Store(old, create=False) as store:
+        assert store.measures() == {"x": {"family": "causal", "range": [0.0, None]}}
+        assert store.count("done") == 158
+
+
+# ---- names that try to act: CSV formulas, terminal escapes, mathtext ---------------------------
+HOSTILE = {  # alias in the hostile spec -> (recording of the filled store, arch, task)
+    '=HYPERLINK("http://evil.example","x")': ("gru1", "gru", "count"),
+    "+1+cmd": ("gru2", "gru", "count"),
+    "@SUM(A1)": ("gru3", "gru", "count"),
+    r"$\undefinedmacro{x}$": ("tf1", "transformer", "count"),
+    "ansi\x1b]0;pwned\x07\x1b[2J": ("gru_round", "gru", "round"),
+}
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\x1b", "\\u001b").replace(
+        "\x07", "\\u0007") + '"'
+
+
+def _hostile_spec(root: Path) -> Path:
+    """The filled store's jobs under hostile names: aliases, labels, findings, the spec name.
+    Rows are matched by what they record, so these names reuse every stored result."""
+    from bench_helpers import PLUGIN
+
+    lines = [f"name = {_toml_str('=cmd|calc')}", f'plugins = ["{PLUGIN}"]',
+             'sites = ["embedding", "hidden"]', "seeds = [0, 1]", "", "[systems]"]
+    for alias, (rec, arch, task) in HOSTILE.items():
+        lines.append(f'{_toml_str(alias)} = {{ recording = "{rec}.nc", arch = "{arch}", '
+                     f'task = "{task}" }}')
+    grus = ", ".join(_toml_str(a) for a in list(HOSTILE)[:3])
+    lines += ["", "[groups]", f"seed_grus = [{grus}]", "",
+              '[measures."-good"]', 'measure = "bench_const"',
+              "[measures.bad]", 'measure = "bench_const"', "value = 0.25",
+              f"[measures.{_toml_str('$x^{2$')}]", 'measure = "bench_distance"', ""]
+    body = spec_text(measures="", extra=f"[[expect]]\nfinding = {_toml_str('=HYPERLINK(1)')}"
+                     '\nhigher = "seeds"\nlower = "gru_vs_tf"\n')
+    lines.append(body[body.index("[[pairs]]"):])
+    return write_spec(root, "\n".join(lines), "hostile.toml")
+
+
+def test_csv_cells_never_start_a_formula(filled: tuple[Path, Path], tmp_path: Path) -> None:
+    _spec, store_path = filled
+    with Store(store_path, create=False) as store:
+        board = build(load_spec(_hostile_spec(tmp_path), trusted=False), store,
+                      target='=HYPERLINK("http://evil.example","x")')
+    assert board.done == board.total == 108
+    board.entries[0].value = -0.5  # a negative number must stay a number
+    files = render.write_csv(board, tmp_path / "csv")
+    cells = []
+    for f in files:
+        with f.open(newline="", encoding="utf-8") as fh:
+            cells += [c for row in csv.reader(fh) for c in row]
+    risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    for c in risky:  # what a spreadsheet would evaluate is only ever a plain number
+        float(c)
+    assert "-0.5" in risky
+    for name in [*HOSTILE, "-good", "=HYPERLINK(1)"]:  # aliases, a label, a finding
+        if name[0] in "=+-@":
+            assert "'" + name in cells and name not in cells
+    with (tmp_path / "csv" / "entries.csv").open(newline="") as fh:
+        values = [float(r["value"]) for r in csv.DictReader(fh)]
+    assert values[0] == -0.5 and len(values) == len(board.entries)
+
+
+def test_terminal_text_shows_control_characters_escaped(
+        filled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _spec, store_path = filled
+    spec = _hostile_spec(tmp_path)
+    assert main(["leaderboard", str(spec), "--store", str(store_path), "--board", "matrices"]) == 0
+    out = capsys.readouterr().out
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", out)
+    shown = r"ansi\x1b]0;pwned\x07\x1b[2J"
+    assert shown in out
+    block = out[out.index("bad at 'hidden'"):].split("\n\n")[0].splitlines()
+    header, rule, *rows = block[1:]
+    width = len(rule.split("  ")[0])  # the first column, as wide as its widest name as shown
+    assert width == max([len(shown)] + [len(a) for a in HOSTILE if "\x1b" not in a])
+    assert any(r.startswith(shown) for r in rows)
+    assert all(r[width:width + 2] == "  " for r in [header, *rows])
+
+
+def test_names_with_mathtext_render_as_plain_text(filled: tuple[Path, Path],
+                                                  tmp_path: Path) -> None:
+    """`$\\undefinedmacro{x}$` as an alias, `$x^{2$` as a label: no mathtext parse, no LaTeX
+    run (even with usetex on in the user's matplotlib settings), the names shown as written."""
+    import matplotlib
+
+    _spec, store_path = filled
+    with Store(store_path, create=False) as store:
+        board = build(load_spec(_hostile_spec(tmp_path), trusted=False), store,
+                      target=r"$\undefinedmacro{x}$")
+    with matplotlib.rc_context({"text.usetex": True}):
+        page = render.html_page(board)
+        pngs = render.write_png(board, tmp_path / "png")
+    assert len(pngs) == 1 + len(board.matrices) + len(board.rankings) == 13
+    assert r"against $\undefinedmacro{x}$" in page and "$x^{2$ at hidden" in page
+    assert "=HYPERLINK(&quot;http://evil.example&quot;,&quot;x&quot;)" in page
+    fig = render.ranking_figure(board.rankings[0])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert r"\$\undefinedmacro{x}\$" not in labels  # the target is not ranked against itself
+    assert fig.axes[0].get_title() == r"against \$\undefinedmacro{x}\$ @ " + board.rankings[0].site
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(("cell", "written"), [
+    ("=1+2", "'=1+2"), ("-1+2", "'-1+2"), ("+cmd", "'+cmd"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"), ("\r=1", "'\r=1"), (" =A1", "' =A1"), ("-inf", "'-inf"),
+    ("-0.5", "-0.5"), ("+1e-3", "+1e-3"), (-0.5, -0.5), ("gru1", "gru1"), ("", ""), (None, None),
+])
+def test_csv_cell(cell: object, written: object) -> None:
+    from simbench.bench.sanitize import csv_cell
+
+    assert csv_cell(cell) == written
+
+
+def test_terminal_safe_is_visible_and_idempotent() -> None:
+    from simbench.bench.sanitize import terminal_safe
+
+    raw = "a\x1b]0;t\x07b\u202ec\x9bd\ne\tf"
+    once = terminal_safe(raw)
+    assert once == r"a\x1b]0;t\x07b\u202ec\x9bd\x0ae\x09f"
+    assert terminal_safe(once) == once
+    assert terminal_safe(raw, newlines=True) == r"a\x1b]0;t\x07b\u202ec\x9bd" + "\n" + r"e\x09f"

@@ -201,3 +201,121 @@ def test_shipped_specs_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(SpecError) as info:
         load_spec("papr")
     assert "demo, paper" in info.value.fix
+
+
+# ---- strict value types ----------------------------------------------------------------------
+def _measure_error(recs: Path, lines: str) -> tuple[SpecError, str, Path]:
+    text = spec_text(measures=f'[measures.lin]\nmeasure = "bench_linear"\n{lines}')
+    path = write_spec(recs, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return info.value, text, path
+
+
+@pytest.mark.parametrize(("line", "key", "kind"), [
+    ("n_boot = true", "n_boot", "an integer"),          # a boolean is not an integer (was 1)
+    ("n_boot = 2.5", "n_boot", "an integer"),
+    ('n_boot = "5"', "n_boot", "an integer"),
+    ("fail_on = 3", "fail_on", "a string"),             # a number is not a string (was "3")
+    ("fail = 1", "fail", "a boolean"),                  # an integer is not a boolean
+    ('fail = "yes"', "fail", "a boolean"),
+    ("sleep = false", "sleep", "a number"),
+    ("n_boot = [5, true]", "n_boot", "an integer"),     # sweeps: every item
+    ('fail_on = ["tf1", 2]', "fail_on", "a string"),
+])
+def test_spec_values_have_the_parameter_type(recs: Path, line: str, key: str,
+                                             kind: str) -> None:
+    err, text, path = _measure_error(recs, line)
+    assert f"parameter '{key}' of measure 'bench_linear' must be {kind}" in err.message
+    assert err.file == f"{path}:{_line_of(text, line)}"
+    assert err.field == f"measures.lin.{key}"
+    assert f"file {path}:{_line_of(text, line)}, field 'measures.lin.{key}':" in str(err)
+
+
+def test_integers_are_accepted_where_a_number_is_expected(recs: Path) -> None:
+    measures = ('[measures.lin]\nmeasure = "bench_linear"\nsleep = 0\n'
+                '[measures.c]\nmeasure = "bench_const"\nvalue = [1, 0.5]\n')
+    spec = load_spec(write_spec(recs, spec_text(measures=measures)))
+    assert spec.measures["lin"].params["sleep"] == (0.0,)
+    assert spec.measures["c"].params["value"] == (1.0, 0.5)
+    assert all(type(v) is float for v in spec.measures["c"].params["value"])
+
+
+def test_top_level_strings_are_strings(recs: Path) -> None:
+    text = spec_text().replace('name = "test"', "name = 3")
+    path = write_spec(recs, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert "'name' must be a str, got 3" in info.value.message
+    assert info.value.file == f"{path}:1"
+
+
+def test_unknown_keys_in_every_table_say_where(recs: Path) -> None:
+    """One check serves the top level, measures (and their params table), [[pairs]],
+    [[expect]] and pair selectors: each names the key, its line and the closest known key."""
+    cases = [
+        (spec_text(measures='[measures.lin]\nmeasure = "bench_linear"\n'
+                   '[measures.lin.params]\nn_bootz = 3'), "n_bootz", "n_boot",
+         "in [measures.lin.params]"),
+        (spec_text(extra='[[expect]]\nhigher = "seeds"\nlowr = "gru_vs_tf"'), "lowr", "lower",
+         "in [[expect]]"),
+        (spec_text(extra='[[expect]]\nhigher = { categry = "seeds" }\nlower = "gru_vs_tf"'),
+         "categry", "category", "in a pair selector"),
+    ]
+    for text, key, close, where in cases:
+        path = write_spec(recs, text)
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        assert f"unknown key '{key}' {where}" in info.value.message
+        assert f"did you mean '{close}'" in str(info.value)
+        assert info.value.file == f"{path}:{_line_of(text, key)}"
+
+
+# ---- job_timeout -------------------------------------------------------------------------------
+def test_job_timeout_top_level_and_per_measure(recs: Path) -> None:
+    measures = ('[measures.lin]\nmeasure = "bench_linear"\njob_timeout = 0\n'
+                '[measures.c]\nmeasure = "bench_const"\n')
+    text = "job_timeout = 90\n" + spec_text(measures=measures)
+    spec = load_spec(write_spec(recs, text))
+    assert spec.job_timeout == 90.0 and spec.measures["c"].job_timeout is None
+    assert spec.measures["lin"].job_timeout == 0.0
+    assert spec.timeout_for("lin") == 0.0 and spec.timeout_for("c") == 90.0
+    assert load_spec(write_spec(recs, spec_text(), "plain.toml")).timeout_for("lin") is None
+    assert "job_timeout" not in spec.measures["lin"].params  # not a measure parameter
+
+
+@pytest.mark.parametrize("value", ["-1", "true", '"60"', "nan"])
+def test_job_timeout_must_be_seconds(recs: Path, value: str) -> None:
+    measures = f'[measures.lin]\nmeasure = "bench_linear"\njob_timeout = {value}\n'
+    text = spec_text(measures=measures)
+    path = write_spec(recs, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert "job_timeout" in info.value.message
+    assert info.value.file == f"{path}:{_line_of(text, 'job_timeout')}"
+    assert info.value.field == "measures.lin.job_timeout"
+
+
+# ---- parsing to view -----------------------------------------------------------------------------
+def test_a_spec_parsed_to_view_imports_nothing(recs: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    """The plugins a spec names (a .py file, a module) are listed, never imported, and the
+    registry is not consulted: measures and tasks it does not know are taken as written."""
+    marker = recs / "imported.txt"
+    evil = recs / "evil.py"
+    evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    (recs / "evil_mod.py").write_text(evil.read_text())
+    monkeypatch.syspath_prepend(str(recs))
+    text = spec_text(measures='[measures.x]\nmeasure = "not_installed"\nk = [1, 2]\n'
+                     'kernel = "rbf"').replace(
+        f'plugins = ["{PLUGIN}"]', 'plugins = ["evil.py", "evil_mod", "os"]\ntask = "no_task"')
+    spec = parse_spec(text, path=recs / "s.toml", trusted=False)
+    assert not marker.exists() and "evil_mod" not in sys.modules
+    assert spec.plugins == (str(recs / "evil.py"), "evil_mod", "os") and not spec.trusted
+    assert spec.measures["x"].params == {"k": (1, 2), "kernel": ("rbf",)}
+    import simbench.registry as registry_module
+
+    assert registry_module._REGISTRY.plugins == []  # the fresh registry stayed empty
+    with pytest.raises(SpecError):  # the same spec, trusted, runs the file
+        parse_spec(text, path=recs / "s.toml")
+    assert marker.read_text() == "ran"

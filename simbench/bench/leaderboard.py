@@ -14,18 +14,28 @@ Three boards:
 
 Scores of several seeds of one (variant, systems, site) are averaged; the interval shown is the
 average of the per-seed intervals. Nothing here knows any measure by name.
+
+Drawing a board runs no plugin code: the measures' metadata comes from the store
+(:mod:`.meta`), and the spec's jobs are matched to stored rows by what the rows record (measure,
+resolved parameters, system sources, site, task, seed), not by the run keys, which need the
+measures' code and the recordings' bytes. Where a job was computed more than once (e.g. by two
+code versions), the newest row counts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from simbench.bench.jobs import expand
+from simbench.bench.jobs import Job, _sites, _task
+from simbench.bench.meta import board_meta
 from simbench.bench.spec import Expectation, Spec
 from simbench.bench.store import Store
 
@@ -107,21 +117,136 @@ class Leaderboard:
     total: int
     failures: list[dict[str, Any]]
     meta: dict[str, dict[str, Any]]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 # ---- loading -------------------------------------------------------------------------------
-def load_entries(spec: Spec, store: Store, registry: Any = None) -> tuple[list[Entry], dict]:
-    """Seed-averaged entries for the spec's jobs found in the store, and coverage counts."""
-    jobs = expand(spec, registry)
-    by_key = {j.key: j for j in jobs}
-    rows = store.rows(by_key)
-    groups: dict[tuple[str, tuple[str, ...], str], list[tuple[Any, dict]]] = defaultdict(list)
-    failures = []
+def _canonical(value: Any) -> Any:
+    """A value as the store's JSON gives it back (tuples become lists, odd types strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as parameter values: a boolean only equals a boolean; 2 equals 2.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b) or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+def _given(value: Any, name: str, m: Mapping[str, Any]) -> Any:
+    """A spec value as the measure parsed it: an integer where a float is declared is a float."""
+    kind = (m["params"] or {}).get(name, {}).get("type")
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _row_index(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    index: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        job = by_key[row["key"]]
+        index[(row["measure"], tuple(row["sources"]), row["site"], row["task"],
+               row["seed"])].append(row)
+    return index
+
+
+def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job]:
+    """Every job the spec asks for, as a board sees it, de-duplicated and in spec order.
+
+    The same expansion as :func:`simbench.bench.jobs.expand` (categories merged, both orders
+    of an asymmetric measure within a selection), but from stored metadata alone: a job's
+    ``key`` here identifies what a stored row records, and its ``params`` are the resolved
+    parameters when the measure's defaults are known (else only those the spec writes).
+    """
+    jobs: dict[str, Job] = {}
+    for group in spec.pair_groups:
+        labels = group.measures if group.measures is not None else tuple(spec.measures)
+        for label in labels:
+            mspec = spec.measures[label]
+            m = meta[mspec.measure]
+            lo, hi = m["systems"]
+            sites = _sites(spec, group, mspec)
+            seeds = group.seeds or mspec.seeds or spec.seeds
+            task = _task(spec, group)
+            for tup in group.tuples:
+                if len(tup) < lo or (hi is not None and len(tup) > hi):
+                    continue
+                orders = [tup]
+                if group.kind == "within" and not m["symmetric"]:
+                    orders.append(tup[::-1])
+                for order in orders:
+                    sources = tuple(spec.systems[a].source for a in order)
+                    for grid in mspec.grid():
+                        given = {k: _given(v, k, m) for k, v in grid.items()}
+                        params = {k: p["default"] for k, p in (m["params"] or {}).items()}
+                        params.update(given)
+                        params = _canonical(params)
+                        swept = {k: given[k] for k in mspec.swept}
+                        for site in sites:
+                            for seed in seeds:
+                                key = hashlib.sha256(json.dumps(
+                                    [mspec.measure, params, sources, site, task, seed],
+                                    sort_keys=True).encode()).hexdigest()
+                                if key in jobs:
+                                    old = jobs[key]
+                                    if group.name not in old.categories:
+                                        old.categories = (*old.categories, group.name)
+                                    continue
+                                jobs[key] = Job(
+                                    key=key, label=label, measure=mspec.measure, params=params,
+                                    swept=swept, systems=tuple(order), sources=sources,
+                                    site=site, task=task, seed=seed, code_version="",
+                                    categories=(group.name,), plugins=spec.plugins,
+                                    group=group.index)
+    return list(jobs.values())
+
+
+def match_rows(jobs: list[Job], rows: list[dict[str, Any]],
+               meta: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """job key -> the newest stored row that records that job (jobs without one are left out).
+
+    A row records a job when measure, system sources, site, task and seed are the same and
+    every parameter of the job has the row's value. A parameter the row lacks counts as equal
+    when the job has its default: the row predates the parameter, whose default is what ran.
+    """
+    index = _row_index(rows)
+    out = {}
+    for job in jobs:
+        declared = ((meta or {}).get(job.measure) or {}).get("params") or {}
+
+        def records(r: dict[str, Any], job: Job = job, declared: Mapping = declared) -> bool:
+            for k, v in job.params.items():
+                if k in r["params"]:
+                    if not _same(r["params"][k], v):
+                        return False
+                elif k not in declared or not _same(declared[k].get("default"), v):
+                    return False
+            return True
+
+        candidates = [r for r in index.get((job.measure, job.sources, job.site, job.task,
+                                            job.seed), []) if records(r)]
+        if candidates:
+            out[job.key] = max(candidates, key=lambda r: (r["finished"], r["status"] == "done"))
+    return out
+
+
+def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapping[str, Any]]
+                 ) -> tuple[list[Entry], dict[str, Any]]:
+    """Seed-averaged entries for the spec's jobs found in ``rows``, and coverage counts."""
+    jobs = expected_jobs(spec, meta)
+    found = match_rows(jobs, rows, meta)
+    groups: dict[tuple[str, tuple[str, ...], str], list[tuple[Job, dict]]] = defaultdict(list)
+    failures = []
+    done = 0
+    for job in jobs:
+        row = found.get(job.key)
+        if row is None:
+            continue
         if row["status"] != "done":
             failures.append({"job": job.describe(), "error": row["error"]})
             continue
+        done += 1
         groups[(job.variant, job.systems, job.site)].append((job, row))
     entries = []
     for (variant, systems, site), items in groups.items():
@@ -137,40 +262,39 @@ def load_entries(spec: Spec, store: Store, registry: Any = None) -> tuple[list[E
                              len(items)))
     order = {a: i for i, a in enumerate(spec.systems)}
     entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
-    coverage = {"done": sum(1 for r in rows if r["status"] == "done"),
-                "failed": len(failures), "total": len(jobs), "failures": failures}
+    coverage = {"done": done, "failed": len(failures), "total": len(jobs), "failures": failures}
     return entries, coverage
 
 
-def measure_meta(registry: Any, names: set[str]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name in names:
-        m = registry.measure(name)
-        out[name] = {"family": m.family, "higher_is_better": bool(m.higher_is_better),
-                     "range": tuple(float(x) for x in m.range), "symmetric": bool(m.symmetric)}
-    return out
+def build(spec: Spec, store: Store, *, target: str | None = None,
+          meta: Mapping[str, Mapping[str, Any]] | None = None) -> Leaderboard:
+    """Every board for ``spec`` from ``store``, importing no plugin.
 
-
-def build(spec: Spec, store: Store, *, target: str | None = None, registry: Any = None
-          ) -> Leaderboard:
-    """Every board for ``spec`` from ``store``."""
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
-    entries, cov = load_entries(spec, store, registry)
-    meta = measure_meta(registry, {m.measure for m in spec.measures.values()})
+    ``meta`` (measure name -> metadata as :func:`simbench.bench.meta.board_meta` gives it)
+    defaults to what the store holds, with the fallbacks described there.
+    """
+    rows = store.rows()
+    notes: list[str] = []
+    names = {m.measure for m in spec.measures.values()}
+    if meta is None:
+        meta, notes = board_meta(store.measures(), names, rows)
+    for label, mspec in spec.measures.items():
+        known = meta[mspec.measure]["params"]
+        if known is not None:
+            spec.check_keys(mspec.params, known, ("measures", label), f"[measures.{label}]")
+    entries, cov = load_entries(spec, rows, meta)
     target = target or spec.target
     if target is not None and target not in spec.systems:
         from simbench.errors import SpecError
 
         raise SpecError(f"target '{target}' is not a system of spec '{spec.name}'",
                         field="target", fix=f"systems: {', '.join(spec.systems)}")
+    meta = {k: dict(v) for k, v in meta.items()}
     return Leaderboard(spec=spec, entries=entries, validity=validity(spec, entries, meta),
                        matrices=matrices(spec, entries, meta),
                        rankings=rankings(entries, meta, target) if target else [],
                        target=target, done=cov["done"], failed=cov["failed"],
-                       total=cov["total"], failures=cov["failures"], meta=meta)
+                       total=cov["total"], failures=cov["failures"], meta=meta, notes=notes)
 
 
 # ---- selecting pairs -----------------------------------------------------------------------

@@ -2,23 +2,31 @@
 
 The HTML page is one self-contained file: tables as HTML, plots embedded as base64 PNG, no
 scripts and no external resources, so it opens from disk or an e-mail attachment.
+
+Every name on a board comes from a spec or a store, possibly someone else's, so it is shown as
+text and never acts: escaped in HTML, control characters made visible in terminal text, formula
+cells neutralised in CSV (:mod:`.sanitize`), and ``$`` escaped in plots so matplotlib never
+reads a name as mathtext (nor hands it to LaTeX).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import html
 import io
 import math
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simbench.bench.leaderboard import Leaderboard, Matrix, Ranking
-from simbench.cli.output import table
+from simbench.bench.sanitize import csv_cell, terminal_safe
+from simbench.cli import output
 
 
 def _ci(ci: tuple[float, float] | None) -> str:
@@ -32,6 +40,14 @@ def _num(x: float) -> str:
 
 
 # ---- terminal ------------------------------------------------------------------------------
+def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+    """A text table whose names cannot act on the terminal (and so keep their alignment)."""
+    def cell(v: Any) -> Any:
+        return terminal_safe(v) if isinstance(v, str) else v
+
+    return output.table([cell(h) for h in headers], [[cell(v) for v in row] for row in rows])
+
+
 def validity_text(board: Leaderboard, *, violations: bool = True) -> str:
     rows = [(r.variant, r.family, f"{r.passed}/{r.total}",
              "-" if not r.total else f"{100 * r.fraction:.0f}%") for r in board.validity]
@@ -77,10 +93,10 @@ def text(board: Leaderboard, boards: tuple[str, ...] = ("validity", "matrices", 
                    ["Against a target: pass --target SYSTEM (or set target = in the spec)"])
         + [ranking_text(r) for r in board.rankings],
     }
-    parts = [coverage_text(board)]
+    parts = [coverage_text(board), *(f"note: {n}" for n in board.notes)]
     for name in boards:  # in the order asked for
         parts += sections.get(name, [])
-    return "\n\n".join(parts)
+    return terminal_safe("\n\n".join(parts), newlines=True)
 
 
 # ---- CSV -----------------------------------------------------------------------------------
@@ -89,16 +105,20 @@ def _slug(*parts: str) -> str:
 
 
 def write_csv(board: Leaderboard, out: Path) -> list[Path]:
-    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv."""
+    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv.
+
+    Text cells that a spreadsheet would evaluate (``=...``, ``+...``, ``-...``, ``@...``) get a
+    leading single quote; numbers are written as numbers.
+    """
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
     def dump(name: str, header: list[str], rows: list[list[Any]]) -> None:
         path = out / name
-        with path.open("w", newline="") as fh:
+        with path.open("w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
+            w.writerow([csv_cell(c) for c in header])
+            w.writerows([csv_cell(c) for c in row] for row in rows)
         written.append(path)
 
     dump("validity.csv", ["measure", "base_measure", "family", "right", "applicable", "fraction"],
@@ -130,21 +150,39 @@ def _plt() -> Any:
     return plt
 
 
+@contextlib.contextmanager
+def _plain_text() -> Iterator[None]:
+    """Draw with LaTeX off, whatever the user's matplotlibrc says (names are not TeX)."""
+    with _plt().rc_context({"text.usetex": False}):
+        yield
+
+
+def _mpl(name: Any) -> str:
+    """A name as literal matplotlib text: ``$`` escaped (no mathtext), control characters shown."""
+    return terminal_safe(name).replace("$", r"\$")
+
+
 def validity_figure(board: Leaderboard) -> Any:
     plt = _plt()
     rows = [r for r in board.validity if r.total]
-    fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(rows), 2) + 1.2))
-    colours = ["#2b8cbe" if r.family == "causal" else "#f0a202" for r in rows]
-    ax.barh([r.variant for r in rows][::-1], [r.fraction for r in rows][::-1],
-            color=colours[::-1])
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("fraction of expected orderings satisfied")
-    ax.set_title(f"Measure validity ({board.spec.name})")
-    fig.tight_layout()
+    with _plain_text():
+        fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(rows), 2) + 1.2))
+        colours = ["#2b8cbe" if r.family == "causal" else "#f0a202" for r in rows]
+        ax.barh([_mpl(r.variant) for r in rows][::-1], [r.fraction for r in rows][::-1],
+                color=colours[::-1])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of expected orderings satisfied")
+        ax.set_title(f"Measure validity ({_mpl(board.spec.name)})")
+        fig.tight_layout()
     return fig
 
 
 def matrix_figure(m: Matrix) -> Any:
+    with _plain_text():
+        return _matrix_figure(m)
+
+
+def _matrix_figure(m: Matrix) -> Any:
     plt = _plt()
     n = len(m.systems)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.55 * n))
@@ -152,8 +190,8 @@ def matrix_figure(m: Matrix) -> Any:
     vmin, vmax = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else (None, None)
     cmap = "viridis" if m.higher_is_better else "viridis_r"
     im = ax.imshow(np.ma.masked_invalid(m.values), cmap=cmap, vmin=vmin, vmax=vmax)
-    ax.set_xticks(range(n), m.systems, rotation=45, ha="right")
-    ax.set_yticks(range(n), m.systems)
+    ax.set_xticks(range(n), [_mpl(a) for a in m.systems], rotation=45, ha="right")
+    ax.set_yticks(range(n), [_mpl(a) for a in m.systems])
     for i in range(n):
         for j in range(n):
             v = m.values[i, j]
@@ -163,31 +201,40 @@ def matrix_figure(m: Matrix) -> Any:
                 bright = t > 0.6 if m.higher_is_better else t < 0.4
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                         color="k" if bright else "w")
-    ax.set_title(f"{m.variant} @ {m.site}")
+    ax.set_title(f"{_mpl(m.variant)} @ {_mpl(m.site)}")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
 
 
 def ranking_figure(r: Ranking) -> Any:
+    with _plain_text():
+        return _ranking_figure(r)
+
+
+def _ranking_figure(r: Ranking) -> Any:
     plt = _plt()
-    names = [row[1] for row in r.rows][::-1]
+    names = [_mpl(row[1]) for row in r.rows][::-1]
     vals = np.array([row[2] for row in r.rows][::-1], dtype=float)
     lows = np.array([row[3][0] if row[3] else row[2] for row in r.rows][::-1], dtype=float)
     highs = np.array([row[3][1] if row[3] else row[2] for row in r.rows][::-1], dtype=float)
     fig, ax = plt.subplots(figsize=(5, 0.4 * max(len(names), 2) + 1.2))
     err = np.vstack([np.clip(vals - lows, 0, None), np.clip(highs - vals, 0, None)])
     ax.barh(names, vals, xerr=np.nan_to_num(err), color="#74a9cf", capsize=3)
-    ax.set_xlabel(f"{r.variant} ({'higher' if r.higher_is_better else 'lower'} = more similar)")
-    ax.set_title(f"against {r.target} @ {r.site}")
+    ax.set_xlabel(f"{_mpl(r.variant)} "
+                  f"({'higher' if r.higher_is_better else 'lower'} = more similar)")
+    ax.set_title(f"against {_mpl(r.target)} @ {_mpl(r.site)}")
     fig.tight_layout()
     return fig
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    _plt().close(fig)
+    try:
+        with _plain_text():
+            fig.savefig(buf, format="png", dpi=110)
+    finally:
+        _plt().close(fig)
     return buf.getvalue()
 
 
@@ -242,7 +289,8 @@ def html_page(board: Leaderboard) -> str:
              f"<style>{_CSS}</style></head><body>",
              f"<h1>simbench leaderboard: {html.escape(spec.name)}</h1>",
              f"<p>{html.escape(spec.description)}</p>" if spec.description else "",
-             f"<p>{html.escape(coverage_text(board))}</p>"]
+             f"<p>{html.escape(coverage_text(board))}</p>",
+             *(f"<p>note: {html.escape(n)}</p>" for n in board.notes)]
     parts.append("<section><h2>Measure validity</h2>")
     parts.append(_table_html(["measure", "family", "right", "score"],
                              [[r.variant, r.family, f"{r.passed}/{r.total}",

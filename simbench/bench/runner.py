@@ -28,6 +28,7 @@ from typing import Any
 
 from simbench.bench.executors import LocalExecutor, make_executor
 from simbench.bench.jobs import Job, prepare
+from simbench.bench.meta import record_measures
 from simbench.bench.spec import Spec
 from simbench.bench.store import LeaseKeeper, Owner, Store, lease_seconds
 
@@ -175,6 +176,7 @@ def run_spec(
                          store=str(store.path))
     store.record_spec(spec.name, None if spec.path is None else str(spec.path), spec.text)
     store.record_jobs(spec.name, jobs)
+    record_measures(spec, store)  # boards of this store then need no plugin code
     own = executor is None
     if own and todo:
         executor = make_executor(scheduler, workers)

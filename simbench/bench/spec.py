@@ -13,8 +13,14 @@ A spec names
 - ``[[expect]]``: the orderings a valid measure should reproduce (see :mod:`.leaderboard`).
 
 Every error names the spec file, the line and the key (:class:`~simbench.errors.SpecError`).
-Parsing checks names against the registry (measures, parameters, tasks); resolving systems and
-checking sites and access happens in :func:`simbench.bench.jobs.prepare`.
+Values are typed strictly: a boolean is not an integer and a number is not a string.
+
+A spec names code (``plugins``), so parsing it to *run* it is trusting it: that parse imports
+the plugins and checks names against the registry (measures, parameters, tasks); resolving
+systems and checking sites and access happens in :func:`simbench.bench.jobs.prepare`. Parsing
+to *view* results (``trusted=False``, what ``simbench leaderboard`` does with a spec that came
+with a store) imports nothing and checks only the spec's own structure, so a store or spec
+someone sends you is safe to look at.
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ from simbench.bench.locate import Locator, PathPart, dotted
 from simbench.errors import ParameterError, SimbenchError, SpecError
 
 TOP_KEYS = ("name", "description", "task", "seeds", "sites", "plugins", "store", "target",
-            "systems", "groups", "measures", "pairs", "expect")
+            "job_timeout", "systems", "groups", "measures", "pairs", "expect")
 SYSTEM_KEYS = ("zoo", "recording", "source")
-MEASURE_KEYS = ("measure", "sites", "seeds", "params")
+MEASURE_KEYS = ("measure", "sites", "seeds", "params", "job_timeout")
 PAIR_KINDS = ("pairs", "within", "between", "each")
 PAIR_KEYS = ("name", *PAIR_KINDS, "measures", "sites", "seeds", "task")
 EXPECT_KEYS = ("finding", "site", "measures", "higher", "lower", "pairs", "above", "below",
@@ -65,9 +71,10 @@ class MeasureSpec:
 
     label: str
     measure: str
-    params: Mapping[str, tuple[Any, ...]]  # each axis already parsed and checked
+    params: Mapping[str, tuple[Any, ...]]  # each axis parsed and checked (raw when not trusted)
     sites: tuple[str, ...] | None = None
     seeds: tuple[int, ...] | None = None
+    job_timeout: float | None = None  # seconds; None = not set here (0 = no limit)
 
     def grid(self) -> list[dict[str, Any]]:
         """Every parameter combination of the sweep (one dict per job)."""
@@ -125,6 +132,7 @@ class Spec:
     plugins: tuple[str, ...] = ()
     store: str | None = None
     target: str | None = None
+    job_timeout: float | None = None  # seconds; None = not set (0 = no limit)
     systems: dict[str, SystemSpec] = dataclasses.field(default_factory=dict)
     groups: dict[str, Any] = dataclasses.field(default_factory=dict)
     measures: dict[str, MeasureSpec] = dataclasses.field(default_factory=dict)
@@ -132,10 +140,19 @@ class Spec:
     expectations: list[Expectation] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     lenient: bool = False
+    trusted: bool = True  # False: parsed to view results; plugins not imported, names unchecked
     _dropped: set[str] = dataclasses.field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.locator = Locator(self.text)
+
+    def timeout_for(self, label: str) -> float | None:
+        """The ``job_timeout`` of measure ``label``: its own, else the spec's, else None (unset).
+
+        0 means no limit. Who runs the jobs decides what an unset timeout means.
+        """
+        own = self.measures[label].job_timeout if label in self.measures else None
+        return own if own is not None else self.job_timeout
 
     # ---- errors that say where ----------------------------------------------------------
     def error(self, message: str, path: Sequence[PathPart] = (), *, value: str | None = None,
@@ -147,6 +164,15 @@ class Spec:
         if line is not None:
             where = f"{where}:{line}"
         return SpecError(message, file=where, field=dotted(path) or None, fix=fix)
+
+    def check_keys(self, table: Mapping[str, Any], allowed: Iterable[str],
+                   path: Sequence[PathPart] = (), where: str = "") -> None:
+        """Refuse the first key of ``table`` not in ``allowed``, suggesting the closest one."""
+        allowed = tuple(allowed)
+        for key in table:
+            if key not in allowed:
+                raise self.error(f"unknown key '{key}'" + (f" in {where}" if where else ""),
+                                 (*path, key), fix=_suggest(key, allowed))
 
     # ---- selections ---------------------------------------------------------------------
     def select(self, selector: Any, path: Sequence[PathPart], _depth: int = 0) -> list[str]:
@@ -203,7 +229,8 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def load_spec(path: str | Path, *, registry: Any = None, lenient: bool = False) -> Spec:
+def load_spec(path: str | Path, *, registry: Any = None, lenient: bool = False,
+              trusted: bool = True) -> Spec:
     """Read and parse a spec file (see :func:`parse_spec`).
 
     A bare name that is not a file (``paper``, ``demo``) means the spec of that name shipped with
@@ -223,15 +250,20 @@ def load_spec(path: str | Path, *, registry: Any = None, lenient: bool = False) 
                         + ", ".join(shipped)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the spec: {exc}", file=path) from None
-    return parse_spec(text, path=path, registry=registry, lenient=lenient)
+    return parse_spec(text, path=path, registry=registry, lenient=lenient, trusted=trusted)
 
 
 def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = None,
-               lenient: bool = False) -> Spec:
+               lenient: bool = False, trusted: bool = True) -> Spec:
     """Parse spec text; unknown keys, measures, parameters, tasks and aliases are errors.
 
     ``lenient`` (used by ``simbench demo``) drops measures the registry lacks, with a note in
     ``spec.notes``, instead of failing: the demo then runs with whatever is installed.
+
+    ``trusted=False`` parses a spec only to *view* results: the ``plugins`` it names are listed
+    but never imported, the registry is not consulted (measure names, parameters and tasks are
+    taken as written, parameter values raw), and everything else is checked as usual. Such a
+    spec cannot be run.
     """
     path = None if path is None else Path(path).resolve()
     try:
@@ -239,20 +271,19 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"not valid TOML: {exc}", file=path,
                         fix="see https://toml.io for the syntax") from None
-    if registry is None:
+    if registry is None and trusted:
         from simbench.registry import get_registry
 
         registry = get_registry()
     spec = Spec(name=str(data.get("name") or (path.stem if path else "spec")), path=path,
-                text=text, lenient=lenient)
+                text=text, lenient=lenient and trusted, trusted=trusted)
     base = path.parent if path is not None else Path.cwd()
 
-    for key in data:
-        if key not in TOP_KEYS:
-            raise spec.error(f"unknown key '{key}'", (key,), fix=_suggest(key, TOP_KEYS))
+    spec.check_keys(data, TOP_KEYS)
+    spec.name = _typed(spec, data, "name", str, spec.name) or spec.name
     spec.description = _typed(spec, data, "description", str, "")
     spec.plugins = tuple(_plugin_ref(p, base) for p in _str_list(spec, data, ("plugins",)) or ())
-    if spec.plugins:
+    if spec.plugins and trusted:
         from simbench.bench.plugins import ensure_plugins
 
         try:
@@ -265,6 +296,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     spec.store = _typed(spec, data, "store", str, None)
     if spec.store is not None and not Path(spec.store).is_absolute():
         spec.store = str(base / spec.store)
+    spec.job_timeout = _timeout(spec, data, ())
 
     _parse_systems(spec, data.get("systems", {}), base)
     groups = data.get("groups", {})
@@ -286,7 +318,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     _parse_pairs(spec, data.get("pairs", []), registry)
     _parse_expect(spec, data.get("expect", []))
     if not spec.measures:
-        raise spec.error("the spec names no measures (none available)" if lenient
+        raise spec.error("the spec names no measures (none available)" if spec.lenient
                          else "the spec names no measures", ("measures",),
                          fix="add e.g. [measures.cka] (see `simbench measures`)")
     if not spec.pair_groups:
@@ -336,12 +368,21 @@ def _seeds(spec: Spec, value: Any, path: Sequence[PathPart]) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _timeout(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]) -> float | None:
+    """``job_timeout`` in seconds (a number >= 0; 0 = no limit), or None when not set."""
+    value = _typed(spec, table, "job_timeout", float, None, path)
+    if value is not None and not value >= 0:  # also refuses nan
+        raise spec.error(f"'job_timeout' must be a number of seconds >= 0 (0 = no limit), "
+                         f"got {value!r}", (*path, "job_timeout"))
+    return value
+
+
 def _task(spec: Spec, value: Any, path: Sequence[PathPart], registry: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise spec.error(f"task must be a string, got {value!r}", path)
-    if value not in registry.tasks:
+    if registry is not None and value not in registry.tasks:
         raise spec.error(f"unknown task '{value}'", path, fix=_suggest(value, registry.tasks))
     return value
 
@@ -393,16 +434,19 @@ def _parse_measures(spec: Spec, table: Any, registry: Any) -> None:
         name = entry.get("measure", label)
         if not isinstance(name, str):
             raise spec.error("'measure' must be a string", (*path, "measure"))
-        if name not in registry.measures:
-            if spec.lenient:
-                spec.notes.append(f"measure '{name}' is not installed; skipped")
-                spec._dropped.add(label)
-                continue
-            raise spec.error(f"unknown measure '{name}'",
-                             (*path, "measure") if "measure" in entry else path,
-                             fix=_suggest(name, registry.measures) + " (see `simbench measures`)")
-        measure = registry.measures[name]
-        raw: dict[str, Any] = {}
+        measure = None
+        if registry is not None:
+            if name not in registry.measures:
+                if spec.lenient:
+                    spec.notes.append(f"measure '{name}' is not installed; skipped")
+                    spec._dropped.add(label)
+                    continue
+                raise spec.error(f"unknown measure '{name}'",
+                                 (*path, "measure") if "measure" in entry else path,
+                                 fix=_suggest(name, registry.measures)
+                                 + " (see `simbench measures`)")
+            measure = registry.measures[name]
+        raw: dict[str, tuple[Any, tuple[PathPart, ...]]] = {}
         for key, value in entry.items():
             if key == "params":
                 if not isinstance(value, dict):
@@ -410,22 +454,78 @@ def _parse_measures(spec: Spec, table: Any, registry: Any) -> None:
                 raw.update({k: (v, (*path, "params", k)) for k, v in value.items()})
             elif key not in MEASURE_KEYS:
                 raw[key] = (value, (*path, key))
+        if measure is not None:
+            names = [p.name for p in measure.params]
+            spec.check_keys(entry, [*MEASURE_KEYS, *names], path, f"[measures.{label}]")
+            if isinstance(entry.get("params"), dict):
+                spec.check_keys(entry["params"], names, (*path, "params"),
+                                f"[measures.{label}.params]")
         params: dict[str, tuple[Any, ...]] = {}
         for key, (value, kpath) in raw.items():
+            values = value if isinstance(value, list) else [value]
+            if not values:
+                raise spec.error(f"the sweep '{key}' is empty", kpath)
+            if measure is None:
+                params[key] = tuple(_plain_value(spec, key, v, kpath) for v in values)
+                continue
+            param = measure.param(key)
+            for v in values:
+                _check_param_type(spec, name, param, v, kpath)
             try:
-                param = measure.param(key)
-                values = value if isinstance(value, list) else [value]
-                if not values:
-                    raise spec.error(f"the sweep '{key}' is empty", kpath)
                 params[key] = tuple(param.parse(v, measure=name) for v in values)
             except ParameterError as exc:
-                raise spec.error(exc.message if "no parameter" not in exc.message else
-                                 f"unknown key '{key}': {exc.message}", kpath,
-                                 fix=exc.fix) from None
+                raise spec.error(exc.message, kpath, fix=exc.fix) from None
         sites = _str_list(spec, entry, (*path, "sites"))
         seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
         spec.measures[label] = MeasureSpec(label, name, params,
-                                           tuple(sites) if sites else None, seeds)
+                                           tuple(sites) if sites else None, seeds,
+                                           _timeout(spec, entry, path))
+
+
+_KIND_WORDS = {bool: "a boolean (true or false)", int: "an integer", float: "a number",
+               str: "a string"}
+
+
+def _check_param_type(spec: Spec, measure: str, param: Any, value: Any,
+                      path: Sequence[PathPart]) -> None:
+    """TOML values must already have the parameter's type: no true -> 1, no 3 -> "3".
+
+    An integer is accepted where a number is expected; a list (a sweep) is checked item by item
+    by the caller. Kinds other than bool, int, float and str are left to ``Param.parse``.
+    """
+    kind = param.type
+    if kind not in _KIND_WORDS:
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        example = _toml(param.default) if isinstance(param.default, kind) else None
+        raise spec.error(f"parameter '{param.name}' of measure '{measure}' must be "
+                         f"{_KIND_WORDS[kind]}, got {_toml(value)}", path,
+                         fix=f"write e.g. {param.name} = {example}" if example else None)
+
+
+def _plain_value(spec: Spec, key: str, value: Any, path: Sequence[PathPart]) -> Any:
+    """A parameter value of a spec parsed for viewing: a TOML scalar, kept as written."""
+    if not isinstance(value, (bool, int, float, str)):
+        raise spec.error(f"parameter '{key}' must be a string, a number or a boolean (or a "
+                         f"list of them: a sweep), got {_toml(value)}", path)
+    return value
+
+
+def _toml(value: Any) -> str:
+    """A value as it would be written in TOML (true, 3, "3"), for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
 
 
 def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
@@ -438,10 +538,7 @@ def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
         path: tuple[PathPart, ...] = ("pairs", i)
         if not isinstance(entry, dict):
             raise spec.error("each [[pairs]] entry must be a table", path)
-        for key in entry:
-            if key not in PAIR_KEYS:
-                raise spec.error(f"unknown key '{key}' in [[pairs]]", (*path, key),
-                                 fix=_suggest(key, PAIR_KEYS))
+        spec.check_keys(entry, PAIR_KEYS, path, "[[pairs]]")
         kinds = [k for k in PAIR_KINDS if k in entry]
         if len(kinds) != 1:
             raise spec.error("each [[pairs]] entry needs exactly one of pairs = [[A, B], ...], "
@@ -509,10 +606,7 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
         path: tuple[PathPart, ...] = ("expect", i)
         if not isinstance(entry, dict):
             raise spec.error("each [[expect]] entry must be a table", path)
-        for key in entry:
-            if key not in EXPECT_KEYS:
-                raise spec.error(f"unknown key '{key}' in [[expect]]", (*path, key),
-                                 fix=_suggest(key, EXPECT_KEYS))
+        spec.check_keys(entry, EXPECT_KEYS, path, "[[expect]]")
         ordering = "higher" in entry or "lower" in entry
         bound = "pairs" in entry
         if ordering == bound or (ordering and not ("higher" in entry and "lower" in entry)):
@@ -551,10 +645,8 @@ def _check_pair_selector(spec: Spec, sel: Any, path: Sequence[PathPart],
     if not isinstance(sel, dict):
         raise spec.error("a pair selector is a [[pairs]] name, a list of names, or a table "
                          f"with keys {', '.join(PAIR_SELECTOR_KEYS)}", path)
+    spec.check_keys(sel, PAIR_SELECTOR_KEYS, path, "a pair selector")
     for key, value in sel.items():
-        if key not in PAIR_SELECTOR_KEYS:
-            raise spec.error(f"unknown key '{key}' in a pair selector", (*path, key),
-                             fix=_suggest(key, PAIR_SELECTOR_KEYS))
         if key == "category":
             for c in [value] if isinstance(value, str) else value:
                 if c not in categories:

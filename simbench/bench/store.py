@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -133,6 +134,9 @@ CREATE TABLE IF NOT EXISTS leases (
     expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS leases_owner ON leases (owner);
+CREATE TABLE IF NOT EXISTS measures (
+    name TEXT PRIMARY KEY, meta TEXT NOT NULL, updated REAL NOT NULL
+);
 """
 
 _UPSERT = """
@@ -577,8 +581,39 @@ class Store:
         """Names of the specs run into this store, the last one run first."""
         return [r[0] for r in self._read("SELECT name FROM specs ORDER BY updated DESC")]
 
+    def record_measures(self, meta: dict[str, dict[str, Any]]) -> None:
+        """Remember each measure's full metadata (family, direction, range, parameters, ...), so
+        the leaderboard draws a store without importing any measure's code."""
+        with self.transaction() as c:
+            for name, data in meta.items():
+                c.execute("INSERT OR REPLACE INTO measures VALUES (?, ?, ?)",
+                          (name, json.dumps(data, sort_keys=True, default=str), time.time()))
+
+    def measures(self) -> dict[str, dict[str, Any]]:
+        """Stored measure metadata by name: the ``measures`` table, else the metadata each
+        result row carries (the newest row per measure); empty for a store written before
+        simbench kept either."""
+        out: dict[str, dict[str, Any]] = {}
+        if self._has("results", "measure_meta"):
+            for name, meta in self._read(
+                    "SELECT measure, measure_meta FROM results WHERE measure_meta IS NOT NULL "
+                    "ORDER BY finished"):
+                out[name] = _finite_range(json.loads(meta))
+        if self._has("measures"):
+            for name, meta in self._read("SELECT name, meta FROM measures"):
+                out[name] = {**out.get(name, {}), **_finite_range(json.loads(meta))}
+        return out
+
     def integrity(self) -> str:
         return self._read("PRAGMA integrity_check").fetchone()[0]
+
+
+def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:
+    """Open range ends as ``None`` (JSON has no infinity)."""
+    rng = meta.get("range")
+    if isinstance(rng, list) and len(rng) == 2:
+        meta["range"] = [x if x is None or math.isfinite(x) else None for x in rng]
+    return meta
 
 
 def _make_parent(path: Path) -> None:

@@ -269,24 +269,27 @@ def _read(path: Path) -> str | None:
 
 
 def _load_for_board(spec_arg: str | None, store: Any) -> Any:
+    """The spec to draw, parsed for viewing only: its plugins are never imported."""
     from simbench.bench.spec import load_spec, parse_spec
 
     if spec_arg and Path(spec_arg).is_file():
-        return load_spec(spec_arg)
+        return load_spec(spec_arg, trusted=False)
     stored = store.spec_text(spec_arg)
     if stored is None:
         raise SpecError(f"no spec {'called ' + repr(spec_arg) + ' ' if spec_arg else ''}"
                         f"in the store {store.path}", file=store.path,
                         fix="pass the spec file: simbench leaderboard SPEC --store PATH")
     _name, path, text = stored
-    return parse_spec(text, path=path)
+    return parse_spec(text, path=path, trusted=False)
 
 
 def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
 
-    spec_hint = load_spec(args.spec) if args.spec and Path(args.spec).is_file() else None
+    # Viewing runs no code from the spec or the store: specs are parsed untrusted here.
+    spec_hint = (load_spec(args.spec, trusted=False)
+                 if args.spec and Path(args.spec).is_file() else None)
     with Store(store_path(args.store, spec_hint), create=False) as store:
         spec = spec_hint or _load_for_board(args.spec, store)
         show_board(spec, store, target=args.target, boards=tuple(args.board.split(",")),

@@ -1,0 +1,58 @@
+"""Names from a spec or a store are data: make them safe for a terminal and for spreadsheets.
+
+A store or spec someone sends you chooses the system aliases, measure labels and findings that
+the boards print. Two ways such text can act instead of being shown:
+
+- **Terminal escapes**: ESC, BEL and other control characters (and Unicode bidi overrides)
+  printed raw can retitle the window, rewrite what is on screen or hide text.
+  :func:`terminal_safe` shows each as a visible escape (``\\x1b``) instead.
+- **Spreadsheet formulas**: a CSV cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a CR
+  is a formula to Excel and LibreOffice (``=HYPERLINK(...)``). :func:`csv_cell` prefixes such a
+  cell with a single quote, as the OWASP guidance on CSV injection says; numbers (``-0.5``)
+  stay numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0 and C1 control characters, DEL, and the Unicode bidi controls ("Trojan source").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: Any, *, newlines: bool = False) -> str:
+    """``text`` with every control character shown as an escape; ``newlines`` keeps line breaks.
+
+    Idempotent: what it returns contains no control characters, so a second pass changes
+    nothing.
+    """
+    pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
+    return pattern.sub(_visible, str(text))
+
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _is_number(text: str) -> bool:
+    """A plain decimal number (``-0.5``, ``1e-3``): a spreadsheet reads it as a value."""
+    return _NUMBER.fullmatch(text) is not None
+
+
+def csv_cell(value: Any) -> Any:
+    """A value for a CSV cell: text that a spreadsheet would run as a formula gets a leading
+    single quote; numbers, empty cells and other text pass unchanged."""
+    if not isinstance(value, str):
+        return value
+    head = value.lstrip(" ")
+    if head.startswith(_FORMULA_START) and not _is_number(value):
+        return "'" + value
+    return value
