@@ -133,13 +133,31 @@ def thread_settings() -> ThreadSettings | None:
 
 
 def provenance() -> dict[str, Any]:
-    """``{"threads": {...}}`` for a score's attrs: who chose the count, the counts used."""
+    """``{"threads": {...}}`` for a score's attrs: who chose the count, the counts used since
+    the last :func:`configure_threads` (torch's count now, when nothing was recorded)."""
     settings = _settings if _settings is not None else configure_threads()
     torch = sys.modules.get("torch")
     if torch is not None:
         settings = _sync(settings, torch)
-        settings.used.add(torch.get_num_threads())
+        if not settings.used:
+            settings.used.add(torch.get_num_threads())
     return {"threads": settings.as_dict()}
+
+
+def restore_threads() -> None:
+    """Give torch back its default count if :func:`adapt_threads` changed it; call it when a
+    score ends, so that a notebook's own torch work afterwards runs as it did before. A count
+    the user chose is left alone."""
+    torch = sys.modules.get("torch")
+    settings = _settings
+    if torch is None or settings is None or not settings.adaptive or settings.threads is None:
+        return
+    now = torch.get_num_threads()
+    if _gov.set_to is not None and now != _gov.set_to:
+        return  # the user's torch.set_num_threads: _sync will record it
+    if now != settings.threads:
+        torch.set_num_threads(settings.threads)
+    _gov.set_to = settings.threads
 
 
 def adapt_threads() -> int | None:

@@ -192,6 +192,17 @@ def test_set_num_threads_between_calls_wins(fresh: None) -> None:
     assert runtime.configure_threads().source == "torch.set_num_threads"
 
 
+def test_restore_leaves_a_users_count_alone(fresh: None) -> None:
+    import torch
+
+    torch.set_num_threads(max(runtime._default_counts()))
+    runtime.configure_threads()
+    torch.set_num_threads(1)  # the user, after configuring
+    runtime.restore_threads()
+    assert torch.get_num_threads() == 1
+    assert runtime.provenance()["threads"]["source"] == "torch.set_num_threads"
+
+
 def test_provenance_is_plain_data_for_a_score(fresh: None) -> None:
     import torch
 
@@ -240,15 +251,18 @@ def test_adapts_to_one_thread_while_other_processes_use_every_core() -> None:
             while time.monotonic() < end:
                 counts.append(runtime.adapt_threads())
                 time.sleep(0.02)
-            print(json.dumps([start, counts[-1], runtime.provenance()["threads"]]))
+            prov = runtime.provenance()["threads"]
+            runtime.restore_threads()  # the score is over: torch's default again
+            print(json.dumps([start, counts[-1], prov, torch.get_num_threads(),
+                              runtime.provenance()["threads"]["used"]]))
         """)
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
-    start, last, prov = got
-    assert start >= 2 and last == 1
-    assert prov["used"] == [1, start]
+    start, last, prov, restored, used_after = got
+    assert start >= 2 and last == 1 and restored == start
+    assert prov["used"] == used_after == [1, start]
     assert prov["switches"] >= 1 and prov["adaptive"]
 
 
