@@ -3,30 +3,36 @@
 One run measures four figures for the ``benchmarks/test_bench_mas.py`` step (two Multi-Object
 GRUs, hidden site, k = 32, batch 128 per direction, all 4 directions):
 
-- ``today`` idle and ``new`` idle: torch's default threads and OpenMP wait policy, against the
-  settings :func:`simbench.runtime.configure_threads` picks;
-- ``today`` busy and ``new`` busy: the same while a competing process (a 2-thread torch matmul
+- ``today_idle`` and ``new_idle``: torch's default threads and OpenMP wait policy, against
+  :func:`simbench.runtime.configure_threads` before torch loads and
+  :func:`simbench.runtime.adapt_threads` before every step (as the engine's training loop does);
+- ``today_busy`` and ``new_busy``: the same while a competing process (a 2-thread torch matmul
   loop, as a second terminal or notebook would run) uses the same cores. The benchmark starts it
   before the busy phase and kills it after.
 
 Thread settings such as the OpenMP wait policy are read once, when torch loads, so each
-configuration runs in a child process of its own that sets them before it imports torch. The
-children build the engine once, then take turns: in each round every child runs a short burst
-of steps while the others wait on a pipe (asleep, using no CPU). Interleaving the bursts means
+configuration runs in a child process of its own that sets them up before it imports torch.
+The children build the engine once, then take turns: in each round every child runs a burst of
+steps while the others wait on a pipe (asleep, using no CPU). Interleaving the bursts means
 slow drifts of the machine's background load hit every configuration alike; each figure is the
-median over all its timed steps. ``extra_info`` also records how much CPU other processes used
-during each phase (``others_cores``): a figure taken while that is well above 0 is not an idle
-machine's figure.
+median over all its timed steps. Each burst starts with ``settle_s`` seconds of untimed steps,
+so that caches are warm again and the adaptive settings judge the load of this phase, not the
+other children's bursts. ``extra_info`` records the thread counts each configuration ran with
+(``*_threads``) and the cores used by processes outside the benchmark during each phase
+(``others_cores_idle``, ``others_cores_busy``; the competing process's own share is
+``hog_cores``): figures taken while ``others_cores`` is well above 0 are not an idle machine's.
 
-Targets: busy at most 2.5x idle for the new settings; new idle at most 1.1x today's idle.
+Targets: ``new_busy_over_idle`` at most 2.5, ``new_idle_over_today_idle`` at most 1.1.
 
-Run on an otherwise idle machine::
+Run on an otherwise idle machine (about 2 minutes with 2 cores)::
 
     .venv/bin/pytest benchmarks/test_bench_contention.py --benchmark-enable --benchmark-only -s
 
-``SIMBENCH_CONTENTION_ROUNDS`` (default 8) and ``SIMBENCH_CONTENTION_BURST`` (default 5 timed
-steps per round) set the number of steps; ``SIMBENCH_CONTENTION_ASSERT=1`` makes the run fail
-when a target is missed.
+``SIMBENCH_CONTENTION_ROUNDS`` (default 6), ``SIMBENCH_CONTENTION_BURST`` (default 6 timed steps
+per round) and ``SIMBENCH_CONTENTION_SETTLE_S`` (default 1.5) set the amount of work;
+``SIMBENCH_CONTENTION_ALL=1`` adds two fixed alternatives for comparison (one thread, and
+OpenMP's passive wait policy); ``SIMBENCH_CONTENTION_ASSERT=1`` fails the run when a target is
+missed.
 """
 
 from __future__ import annotations
@@ -46,8 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Variables that change torch's threads or OpenMP's waiting. Children and the competing process
 #: start without any of the caller's, so each configuration is exactly what it says.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-               "KMP_BLOCKTIME", "SIMBENCH_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DYNAMIC", "OMP_WAIT_POLICY",
+               "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 #: name -> how its child sets up: ``env`` is added to the child's environment, ``configure``
 #: calls ``simbench.runtime.configure_threads()`` before torch is imported.
@@ -64,7 +70,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 HOG = """
-import sys
 import torch
 torch.set_num_threads(2)
 a, b = torch.randn(384, 384), torch.randn(384, 384)
@@ -190,6 +195,7 @@ def ratios(out: dict[str, Any]) -> dict[str, float]:
     r = {f"{n}_busy_over_idle": out[f"{n}_busy_ms"] / out[f"{n}_idle_ms"]
          for n in ("today", "new")}
     r["new_idle_over_today_idle"] = out["new_idle_ms"] / out["today_idle_ms"]
+    r["new_busy_over_today_idle"] = out["new_busy_ms"] / out["today_idle_ms"]
     return {k: round(v, 2) for k, v in r.items()}
 
 
