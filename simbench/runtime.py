@@ -27,6 +27,7 @@ torch itself, so commands that do not need it stay fast.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 import time
@@ -102,8 +103,10 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
     there is none of them, lets :func:`adapt_threads` follow the machine's load. Later calls
     keep that choice, notice a ``torch.set_num_threads`` made in between (the user's call wins
     from then on), and start a new record of the counts used (for the next score's provenance).
-    An explicit count is set in the environment too, so torch starts with it if it is not loaded
-    yet and child processes (e.g. Dask workers) inherit it.
+    An explicit count is set in the environment too (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``
+    where set, and ``MKL_DYNAMIC=FALSE`` unless set, without which MKL caps it at the physical
+    cores), so torch starts with it if it is not loaded yet and child processes (e.g. Dask
+    workers) inherit it.
     """
     global _settings
     torch = sys.modules.get("torch")
@@ -119,7 +122,7 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
         _settings = ThreadSettings("threads argument", n, _wait_policy())
         _gov.set_to = None
     elif _settings is None:
-        _settings = _first_settings()
+        _settings = _first_settings(torch)
     settings = _sync(_settings, torch)
     restart_load_window()
     settings.used = set() if torch is None else {torch.get_num_threads()}
@@ -229,7 +232,7 @@ def dask_setup(worker: Any = None) -> None:
     configure_threads()
 
 
-def _first_settings() -> ThreadSettings:
+def _first_settings(torch: Any) -> ThreadSettings:
     policy = _wait_policy()
     env = {var: os.environ[var].strip() for var in THREAD_VARS
            if os.environ.get(var, "").strip()}
@@ -240,7 +243,12 @@ def _first_settings() -> ThreadSettings:
         n = _positive(_leading_int(env[var]), var,
                       f"set {var} to a whole number of threads >= 1, or unset it")
         return ThreadSettings(var, n, policy)
-    return ThreadSettings("auto", None, policy)
+    if torch is None:  # torch's count when it loads will be its default: the ceiling
+        return ThreadSettings("auto", None, policy)
+    now = torch.get_num_threads()  # loaded already: its default, or the user's choice?
+    _gov.set_to = now
+    return ThreadSettings("auto" if now in _default_counts() else "torch.set_num_threads", now,
+                          policy)
 
 
 def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
@@ -260,7 +268,7 @@ def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
             now = torch.get_num_threads()
         elif settings.source in THREAD_VARS:
             settings.threads = now  # what torch made of the variable (capped by MKL, say)
-        elif settings.adaptive and settings.threads is None and now in _default_counts():
+        elif settings.adaptive and settings.threads is None:
             settings.threads = now
         if now == settings.threads:
             _gov.set_to = now
@@ -299,10 +307,14 @@ def _leading_int(text: str) -> object:
 
 
 def _positive(value: object, name: str, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    try:
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        n = 0
+    if isinstance(value, bool) or n < 1:
         raise ParameterError(f"thread count {value!r} is not a whole number >= 1",
                              field=name, fix=fix)
-    return value
+    return n
 
 
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -29,14 +29,16 @@ CONTROLLED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DYNAMIC", "OMP_WAIT_POL
               "GOMP_SPINCOUNT")
 
 
-def child(code: str, **env: str) -> Any:
+def child(code: str, stderr: list[str] | None = None, **env: str) -> Any:
     """Run ``code`` in a fresh interpreter (no thread variables but ``env``); its last stdout
-    line, parsed as JSON."""
+    line, parsed as JSON (its stderr lines appended to ``stderr`` if given)."""
     full = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
     full.update(env)
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=full, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
+    if stderr is not None:
+        stderr.extend(line.strip() for line in done.stderr.splitlines())
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -95,6 +97,9 @@ def test_explicit_count_reaches_torch_and_child_processes() -> None:
 
 
 def test_environment_count_wins_and_wait_policy_is_recorded() -> None:
+    """The recorded wait policy is the one OpenMP started with: it reads its variables once,
+    when torch loads (``OMP_DISPLAY_ENV`` makes it print them then)."""
+    openmp: list[str] = []
     got = child("""
         import json
         from simbench import runtime
@@ -104,8 +109,9 @@ def test_environment_count_wins_and_wait_policy_is_recorded() -> None:
         counts = [runtime.adapt_threads() for _ in range(3)]
         print(json.dumps([s.source, s.threads, torch.get_num_threads(), counts,
                           runtime.provenance()["threads"]["omp_wait_policy"]]))
-    """, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    """, openmp, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", OMP_DISPLAY_ENV="TRUE")
     assert got == ["OMP_NUM_THREADS", 1, 1, [1, 1, 1], "PASSIVE"]
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in openmp and "OMP_NUM_THREADS = '1'" in openmp
 
 
 def test_mkl_variable_overrides_omp_variable_as_in_torch() -> None:
@@ -151,9 +157,11 @@ def test_bad_explicit_count_is_a_parameter_error(fresh: None, value: Any) -> Non
 
 
 def test_idempotent_and_explicit_choice_sticks(fresh: None) -> None:
+    import numpy as np
     import torch
 
-    first = runtime.configure_threads(1)
+    first = runtime.configure_threads(np.int64(1))  # any whole number, e.g. from a config
+    assert type(first.threads) is int
     env = dict(os.environ)
     again = [runtime.configure_threads() for _ in range(3)]
     assert all(s is first for s in again)
@@ -288,7 +296,7 @@ def test_dask_preload_configures_each_worker() -> None:
     import logging
 
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=logging.ERROR,
+                                  dashboard_address=":0", silence_logs=logging.ERROR,
                                   preload=["simbench.runtime"]) as cluster, \
             distributed.Client(cluster) as client:
         got = list(client.run(_worker_settings).values())
