@@ -295,11 +295,16 @@ def test_dask_preload_configures_each_worker() -> None:
     distributed = pytest.importorskip("distributed")
     import logging
 
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=logging.ERROR,
-                                  preload=["simbench.runtime"]) as cluster, \
-            distributed.Client(cluster) as client:
-        got = list(client.run(_worker_settings).values())
+    saved = dict(os.environ)  # a nanny copies its workers' variables into this process's
+    try:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0", silence_logs=logging.ERROR,
+                                      preload=["simbench.runtime"]) as cluster, \
+                distributed.Client(cluster) as client:
+            got = list(client.run(_worker_settings).values())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     assert got == [{"source": "OMP_NUM_THREADS", "threads": 1}]
 
 
