@@ -1,0 +1,355 @@
+"""Torch CPU thread settings that stay fast when other programs use the same cores.
+
+The networks simbench trains alignments on are small, so a training step is thousands of short
+kernels. With torch's default settings each kernel runs on every core, and OpenMP's idle worker
+threads spin for milliseconds at every barrier waiting for the next one. On an idle machine that
+is the fastest choice; once another process (a second terminal, a notebook, the harness beside a
+``simbench score``) wants the same cores, the spinning threads and the barriers that wait for a
+descheduled thread make each step several times to tens of times slower, far worse than the 2x
+a fair share of the cores would cost.
+
+:func:`configure_threads` runs at every entry point (the CLI, :func:`simbench.score`, harness
+jobs, Dask workers through :func:`dask_setup`) before anything else touches torch. Unless the
+user chose a thread count, it leaves torch's defaults alone and hands control to
+:func:`adapt_threads`, which the causal measures call once per training step: about once a
+second it reads how much CPU *other* processes used (``/proc/stat`` minus this process) and sets
+torch's intra-op threads to the cores they leave free (at least one, at most torch's default).
+Alone on the machine a step runs exactly as before; beside another busy process it runs on one
+thread, which needs no barriers and no spinning. The zoo's networks give bit-identical results
+on one thread and on two, so the choice changes speed, not scores.
+
+A user's choice always wins and turns the adaptation off: ``configure_threads(n)`` (the CLI's
+``--threads N``), ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in the environment, or a
+``torch.set_num_threads`` call made before or between simbench calls. This module never imports
+torch itself, so commands that do not need it stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simbench.errors import ParameterError
+
+#: Environment variables torch reads for its default thread count, in the order it reads them
+#: (a later one overrides an earlier one).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+#: Seconds between two looks at the machine's load in :func:`adapt_threads`.
+INTERVAL_S = 1.0
+#: A look older than this says nothing about the load now: start a new window instead.
+STALE_S = 10.0
+#: Other processes using more than this many cores (beyond whole cores already given up) take a
+#: core from torch ...
+DOWN_MARGIN = 0.25
+#: ... and it is given back once they use at most this much: the gap keeps a load near one
+#: threshold from switching the count at every look.
+UP_MARGIN = 0.10
+
+
+@dataclass
+class ThreadSettings:
+    """What :func:`configure_threads` decided for this process.
+
+    ``source`` says who chose: ``"auto"`` (simbench adapts to the load), ``"threads argument"``
+    (``configure_threads(n)`` or ``--threads N``), an environment variable's name, or
+    ``"torch.set_num_threads"``. ``threads`` is the fixed count, or torch's default (the most
+    :func:`adapt_threads` uses) when ``source`` is ``"auto"``; None until torch is loaded.
+    ``used`` holds every count torch ran with since the last :func:`configure_threads`.
+    """
+
+    source: str
+    threads: int | None
+    wait_policy: str | None
+    used: set[int] = field(default_factory=set)
+    switches: int = 0
+
+    @property
+    def adaptive(self) -> bool:
+        return self.source == "auto"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a score's provenance (``Score.attrs["threads"]``)."""
+        return {"source": self.source, "threads": self.threads, "adaptive": self.adaptive,
+                "used": sorted(self.used), "switches": self.switches,
+                "omp_wait_policy": self.wait_policy}
+
+
+@dataclass
+class _Governor:
+    """:func:`adapt_threads`'s memory: the last look at the machine and the count it set."""
+
+    last_t: float | None = None
+    last_all: int | None = None
+    last_own: int | None = None
+    set_to: int | None = None
+
+
+_settings: ThreadSettings | None = None
+_gov = _Governor()
+
+
+def configure_threads(explicit: int | None = None) -> ThreadSettings:
+    """Choose this process's torch thread settings; cheap, idempotent, never imports torch.
+
+    ``explicit`` (a ``--threads N`` flag) fixes the count. Otherwise the first call respects
+    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or an earlier ``torch.set_num_threads`` and, when
+    there is none of them, lets :func:`adapt_threads` follow the machine's load. Later calls
+    keep that choice, notice a ``torch.set_num_threads`` made in between (the user's call wins
+    from then on), and start a new record of the counts used (for the next score's provenance).
+    An explicit count is set in the environment too (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``
+    where set, and ``MKL_DYNAMIC=FALSE`` unless set, without which MKL caps it at the physical
+    cores), so torch starts with it if it is not loaded yet and child processes (e.g. Dask
+    workers) inherit it.
+    """
+    global _settings
+    torch = sys.modules.get("torch")
+    if explicit is not None:
+        n = _positive(explicit, "threads", "pass --threads N with N >= 1, or leave it out")
+        for var in THREAD_VARS:
+            if var == "OMP_NUM_THREADS" or var in os.environ:
+                os.environ[var] = str(n)
+        # else MKL caps the count torch starts with at the physical cores
+        os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+        if torch is not None:
+            torch.set_num_threads(n)
+        _settings = ThreadSettings("threads argument", n, _wait_policy())
+        _gov.set_to = None
+    elif _settings is None:
+        _settings = _first_settings(torch)
+    settings = _sync(_settings, torch)
+    restart_load_window()
+    settings.used = set() if torch is None else {torch.get_num_threads()}
+    settings.switches = 0
+    return settings
+
+
+def thread_settings() -> ThreadSettings | None:
+    """The settings :func:`configure_threads` chose, or None before its first call."""
+    return _settings
+
+
+def provenance() -> dict[str, Any]:
+    """``{"threads": {...}}`` for a score's attrs: who chose the count, the counts used since
+    the last :func:`configure_threads` (torch's count now, when nothing was recorded)."""
+    settings = _settings if _settings is not None else configure_threads()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        settings = _sync(settings, torch)
+        if not settings.used:
+            settings.used.add(torch.get_num_threads())
+    return {"threads": settings.as_dict()}
+
+
+def restore_threads() -> None:
+    """Give torch back its default count if :func:`adapt_threads` changed it; call it when a
+    score ends, so that a notebook's own torch work afterwards runs as it did before. A count
+    the user chose is left alone."""
+    torch = sys.modules.get("torch")
+    settings = _settings
+    if torch is None or settings is None or not settings.adaptive or settings.threads is None:
+        return
+    now = torch.get_num_threads()
+    if _gov.set_to is not None and now != _gov.set_to:
+        return  # the user's torch.set_num_threads: _sync will record it
+    if now != settings.threads:
+        torch.set_num_threads(settings.threads)
+    _gov.set_to = settings.threads
+
+
+def adapt_threads() -> int | None:
+    """Follow the machine's load; call it once per training step (cheap: a clock read).
+
+    About every :data:`INTERVAL_S` seconds, measure the cores other processes used since the
+    last look and give torch the cores they leave free: at least 1, at most torch's default.
+    Does nothing when the user fixed the count, before torch is loaded, or where ``/proc`` is
+    missing (not Linux). Returns the thread count in effect (None when torch is not loaded).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    settings = _sync(_settings if _settings is not None else configure_threads(), torch)
+    current = torch.get_num_threads()
+    settings.used.add(current)
+    if not settings.adaptive or settings.threads is None:
+        return current
+    now = time.monotonic()
+    if _gov.last_t is not None and now - _gov.last_t < INTERVAL_S:
+        return current
+    if _gov.last_t is not None and now - _gov.last_t > STALE_S:
+        restart_load_window()  # e.g. a notebook between two scores: old news
+    all_ticks, own_ticks = _machine_ticks(), _own_ticks()
+    if all_ticks is None or own_ticks is None:
+        return current
+    if _gov.last_t is not None and _gov.last_all is not None and _gov.last_own is not None:
+        others = ((all_ticks - _gov.last_all) - (own_ticks - _gov.last_own)) / _HZ
+        want = choose_threads(others / (now - _gov.last_t), current, settings.threads,
+                              _usable_cpus())
+        if want != current:
+            torch.set_num_threads(want)
+            settings.switches += 1
+            current = want
+        _gov.set_to = current
+        settings.used.add(current)
+    _gov.last_t, _gov.last_all, _gov.last_own = now, all_ticks, own_ticks
+    return current
+
+
+def restart_load_window() -> None:
+    """Make :func:`adapt_threads` judge the load from the next call on only (e.g. after this
+    process sat idle while others ran, which says nothing about the load to come)."""
+    _gov.last_t = _gov.last_all = _gov.last_own = None
+
+
+def choose_threads(others: float, current: int, ceiling: int, cpus: int) -> int:
+    """Threads for torch when other processes use ``others`` cores of ``cpus``.
+
+    Each core they occupy beyond :data:`DOWN_MARGIN` costs torch a thread; a thread comes back
+    once they leave it free within :data:`UP_MARGIN`. Never below 1 or above ``ceiling``.
+    """
+    down = cpus - math.ceil(max(0.0, others - DOWN_MARGIN))
+    up = cpus - math.ceil(max(0.0, others - UP_MARGIN))
+    if down < current:
+        current = down
+    elif up > current:
+        current = up
+    return max(1, min(ceiling, current))
+
+
+def dask_setup(worker: Any = None) -> None:
+    """Dask preload hook: ``dask worker tcp://HOST:8786 --preload simbench.runtime``.
+
+    Configures the worker process before any job loads torch (Dask's nanny sets
+    ``OMP_NUM_THREADS=1`` for its workers unless the environment says otherwise; that count
+    is respected like any other user setting).
+    """
+    configure_threads()
+
+
+def _first_settings(torch: Any) -> ThreadSettings:
+    policy = _wait_policy()
+    env = {var: os.environ[var].strip() for var in THREAD_VARS
+           if os.environ.get(var, "").strip()}
+    if env:
+        # torch lets MKL_NUM_THREADS override OMP_NUM_THREADS; name the one that decided
+        omp, mkl = env.get("OMP_NUM_THREADS"), env.get("MKL_NUM_THREADS")
+        var = "MKL_NUM_THREADS" if mkl is not None and mkl != omp else "OMP_NUM_THREADS"
+        n = _positive(_leading_int(env[var]), var,
+                      f"set {var} to a whole number of threads >= 1, or unset it")
+        return ThreadSettings(var, n, policy)
+    if torch is None:  # torch's count when it loads will be its default: the ceiling
+        return ThreadSettings("auto", None, policy)
+    now = torch.get_num_threads()  # loaded already: its default, or the user's choice?
+    _gov.set_to = now
+    return ThreadSettings("auto" if now in _default_counts() else "torch.set_num_threads", now,
+                          policy)
+
+
+def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
+    """Bring ``settings`` up to date with a loaded torch.
+
+    On first sight, torch's count is its own default (the ceiling for adapting) or the count
+    that was asked for, unless someone called ``torch.set_num_threads``; afterwards, any count
+    other than the one simbench left behind means the user did, and the user's count wins.
+    """
+    global _settings
+    if torch is None:
+        return settings
+    now = torch.get_num_threads()
+    if _gov.set_to is None:  # the first look at torch since this choice was made
+        if settings.source == "threads argument" and now != settings.threads:
+            torch.set_num_threads(settings.threads)
+            now = torch.get_num_threads()
+        elif settings.source in THREAD_VARS:
+            settings.threads = now  # what torch made of the variable (capped by MKL, say)
+        elif settings.adaptive and settings.threads is None:
+            settings.threads = now
+        if now == settings.threads:
+            _gov.set_to = now
+            return settings
+    elif now == _gov.set_to:
+        return settings
+    _settings = ThreadSettings("torch.set_num_threads", now, settings.wait_policy)
+    _gov.set_to = now
+    return _settings
+
+
+def _default_counts() -> set[int]:
+    """Counts torch may have picked by itself: its default is the physical cores (the logical
+    ones where it cannot tell)."""
+    counts = {os.cpu_count() or 1}
+    try:
+        import psutil
+
+        counts.add(psutil.cpu_count(logical=False) or 1)
+    except ImportError:  # pragma: no cover - installed with dask.distributed
+        pass
+    return counts
+
+
+def _wait_policy() -> str | None:
+    return os.environ.get("OMP_WAIT_POLICY") or None
+
+
+def _leading_int(text: str) -> object:
+    """``OMP_NUM_THREADS`` may list one count per nesting level ("4,2"): torch uses the first."""
+    first = text.split(",")[0].strip()
+    try:
+        return int(first)
+    except ValueError:
+        return text
+
+
+def _positive(value: object, name: str, fix: str) -> int:
+    try:
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        n = 0
+    if isinstance(value, bool) or n < 1:
+        raise ParameterError(f"thread count {value!r} is not a whole number >= 1",
+                             field=name, fix=fix)
+    return n
+
+
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _machine_ticks() -> int | None:
+    """CPU time (clock ticks) all processes have used, steal time included; None without /proc."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()[1:9]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+    except (OSError, ValueError):
+        return None
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_ticks() -> int | None:
+    """CPU time (clock ticks) this process's threads have used; None without /proc."""
+    try:
+        stat = Path("/proc/self/stat").read_bytes()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _reset_for_tests() -> None:
+    """Forget the settings (tests only: a process configures once)."""
+    global _settings
+    _settings = None
+    _gov.__init__()  # type: ignore[misc]
