@@ -1,0 +1,25 @@
+"""Calibration of scores: permutation nulls, small-sample bias, planted identities, separability.
+
+These pieces answer, for any similarity score, whether it is above what chance gives
+(:mod:`~simbench.calibration.permutation`), how biased the estimator is at small sample sizes
+(:mod:`~simbench.calibration.bias`), whether a measure recognises a network as identical to an
+exact re-parametrization of itself (:mod:`~simbench.calibration.planted`), and how well its scores
+separate same-task from different-task pairs (:mod:`~simbench.calibration.separability`).
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from simbench.calibration.permutation import (
+    NullError,
+    NullResult,
+    NullWarning,
+    StimulusPermutations,
+    linear_cka_null,
+    p_value,
+    permutation_null,
+    require_permutable,
+)
+
+__all__ = ["NullError", "NullResult", "NullWarning", "StimulusPermutations", "linear_cka_null",
+           "p_value", "permutation_null", "require_permutable"]
