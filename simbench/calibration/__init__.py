@@ -10,6 +10,7 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
+from simbench.calibration.bias import BIAS_NS, BiasTable, small_n_bias
 from simbench.calibration.permutation import (
     NullError,
     NullResult,
@@ -21,5 +22,5 @@ from simbench.calibration.permutation import (
     require_permutable,
 )
 
-__all__ = ["NullError", "NullResult", "NullWarning", "StimulusPermutations", "linear_cka_null",
-           "p_value", "permutation_null", "require_permutable"]
+__all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "StimulusPermutations", "linear_cka_null",
+           "p_value", "permutation_null", "require_permutable", "small_n_bias"]
