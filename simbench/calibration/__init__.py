@@ -21,6 +21,10 @@ from simbench.calibration.permutation import (
     permutation_null,
     require_permutable,
 )
+from simbench.calibration.planted import Reparametrized, reparametrize
+from simbench.calibration.separability import Separability, separability
 
-__all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "StimulusPermutations", "linear_cka_null",
-           "p_value", "permutation_null", "require_permutable", "small_n_bias"]
+__all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "Reparametrized",
+           "Separability", "StimulusPermutations", "linear_cka_null", "p_value",
+           "permutation_null", "reparametrize", "require_permutable", "separability",
+           "small_n_bias"]
