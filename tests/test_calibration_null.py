@@ -12,6 +12,7 @@ from simbench_plugins.cka import cka
 
 from simbench.calibration import (
     NullError,
+    NullResult,
     NullWarning,
     StimulusPermutations,
     linear_cka_null,
@@ -182,3 +183,22 @@ def test_p_value_counts_ties_and_orientation() -> None:
     assert math.isnan(p_value(math.nan, null))
     with pytest.raises(ParameterError, match="alternative"):
         p_value(0.1, null, "two-sided")
+
+
+def test_auto_form_picks_the_gram_matrices_for_few_samples_and_many_units() -> None:
+    x, y = _related(60, p=200, q=150)
+    auto = linear_cka_null(x, y, n_perm=10, seed=0)
+    feature = linear_cka_null(x, y, n_perm=10, seed=0, form="feature")
+    assert "gram form" in auto.method and "feature form" in feature.method
+    np.testing.assert_allclose(auto.samples, feature.samples, atol=1e-12)
+    assert "feature form" in linear_cka_null(*_related(600), n_perm=5).method
+
+
+def test_a_null_drawn_elsewhere_gets_the_same_summaries() -> None:
+    """E.g. a causal measure's untrained random subspaces over seeds, or a distance."""
+    res = NullResult.from_samples(0.9, [0.2, 0.4, 0.95, 0.3], "IIA of 4 random subspaces")
+    assert res.p_value == pytest.approx(2 / 5) and res.size == 4
+    assert res.null_mean == pytest.approx(0.4625)
+    assert res.attrs()["null_method"] == "IIA of 4 random subspaces"
+    dist = NullResult.from_samples(0.1, [0.5, 0.6, 0.05], "shuffled", alternative="less")
+    assert dist.p_value == pytest.approx(2 / 4)

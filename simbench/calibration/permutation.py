@@ -78,6 +78,15 @@ class NullResult:
         finite = self.samples[np.isfinite(self.samples)]
         return float(finite.std(ddof=1)) if finite.size > 1 else math.nan
 
+    @classmethod
+    def from_samples(cls, observed: float, samples: Any, method: str, *,
+                     alternative: str = "greater", notes: Sequence[str] = ()) -> NullResult:
+        """A null drawn some other way (e.g. a causal measure's untrained random subspaces over
+        seeds): the same p-value and summaries from the given samples."""
+        arr = np.asarray(samples, dtype=np.float64).ravel()
+        return cls(float(observed), arr, p_value(float(observed), arr, alternative),
+                   alternative, method, False, tuple(notes))
+
     def attrs(self) -> dict[str, Any]:
         """The fields a ``Score`` carries about its null (JSON-friendly)."""
         out: dict[str, Any] = {"null_mean": self.null_mean, "null_sd": self.null_sd,
@@ -179,7 +188,7 @@ class StimulusPermutations:
             out[:, rows.ravel()] = rows[p].reshape(n_maps, -1)
         return out
 
-    def plan(self, n_perm: int, seed: int) -> tuple[int, bool, list[str]]:
+    def plan(self, n_perm: int) -> tuple[int, bool, list[str]]:
         """(null size, exhaustive, notes) for ``n_perm`` requested permutations."""
         if n_perm < 1:
             raise ParameterError(f"the null needs at least one permutation, got {n_perm}",
@@ -199,7 +208,7 @@ class StimulusPermutations:
     def row_maps(self, n_perm: int, seed: int, batch: int) -> Iterator[np.ndarray]:
         """Row maps in batches of at most ``batch``: ``n_perm`` seeded uniform draws, or every
         non-identity permutation when that is fewer (see :meth:`plan`)."""
-        size, exhaustive, _ = self.plan(n_perm, seed)
+        size, exhaustive, _ = self.plan(n_perm)
         if exhaustive:
             yield from self._all_row_maps(batch)
             return
@@ -289,11 +298,12 @@ def permutation_null(
                              fix="pair the samples first (same stimuli and time steps)")
     perms = StimulusPermutations(np.arange(len(xa)) if stimulus is None else stimulus, time,
                                  n_rows=len(xa))
-    size, exhaustive, notes = perms.plan(n_perm, seed)
+    size, exhaustive, notes = perms.plan(n_perm)
     _warn_notes(notes)
     value = float(statistic(xa, ya)) if observed is None else float(observed)
+    batch = max(1, min(64, (1 << 24) // max(1, len(xa))))  # row maps are n int64 each
     samples = np.concatenate([[float(statistic(xa, ya[m])) for m in maps]
-                              for maps in perms.row_maps(n_perm, seed, 64)])
+                              for maps in perms.row_maps(n_perm, seed, batch)])
     return NullResult(value, samples, p_value(value, samples, alternative), alternative,
                       perms.describe(size, exhaustive, seed), exhaustive, tuple(notes))
 
@@ -346,11 +356,11 @@ def linear_cka_null(
                         field="x", fix="record more stimuli")
     perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
                                  n_rows=n)
-    size, exhaustive, notes = perms.plan(n_perm, seed)
+    size, exhaustive, notes = perms.plan(n_perm)
     _warn_notes(notes)
     if form == "auto":
         # a gathered Gram entry costs about as much as ~8 multiply-adds of a matrix product
-        form = "gram" if 8 * n < p * q and n * n * 8 <= 4 * BATCH_BYTES else "feature"
+        form = "gram" if 8 * n < p * q and n * n * 8 <= BATCH_BYTES else "feature"
 
     f64 = torch.float64
     xc = tx - tx.to(f64).mean(0).to(tdt)
