@@ -15,6 +15,7 @@ from simbench.calibration import (
     NullResult,
     NullWarning,
     StimulusPermutations,
+    gram_cka_null,
     linear_cka_null,
     p_value,
     permutation_null,
@@ -202,3 +203,39 @@ def test_a_null_drawn_elsewhere_gets_the_same_summaries() -> None:
     assert res.attrs()["null_method"] == "IIA of 4 random subspaces"
     dist = NullResult.from_samples(0.1, [0.5, 0.6, 0.05], "shuffled", alternative="less")
     assert dist.p_value == pytest.approx(2 / 4)
+
+
+def test_cosine_kernel_null_equals_recomputing() -> None:
+    x, y, stim, time = _timed(25, 2, seed=4)
+    fast = linear_cka_null(x, y, stimulus=stim, time=time, n_perm=20, seed=1, kernel="cosine")
+    slow = permutation_null(lambda a, b: cka(a, b, kernel="cosine").value, x, y,
+                            stimulus=stim, time=time, n_perm=20, seed=1)
+    assert fast.observed == pytest.approx(cka(x, y, kernel="cosine").value, abs=1e-12)
+    np.testing.assert_allclose(fast.samples, slow.samples, atol=1e-12)
+    with pytest.raises(ParameterError, match="gram_cka_null"):
+        linear_cka_null(x, y, kernel="rbf")
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_gram_null_for_any_kernel_equals_permuting_the_matrix(debiased: bool) -> None:
+    import torch
+    from simbench_plugins.cka import gram_cka
+
+    x, y = _related(40)
+
+    def rbf(z: np.ndarray) -> np.ndarray:
+        sq = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+        return np.exp(-sq / (2 * np.median(sq)))
+
+    K, L = rbf(x), rbf(y)
+    res = gram_cka_null(K, L, n_perm=30, seed=2, debiased=debiased)
+    one = np.zeros(40, dtype=int)
+    maps = next(StimulusPermutations(np.arange(40)).row_maps(30, seed=2, batch=30))
+
+    def by_hand(M: np.ndarray) -> float:
+        return float(gram_cka(torch.as_tensor(K), torch.as_tensor(M), one,
+                              debiased=debiased)[0])
+
+    assert res.observed == pytest.approx(by_hand(L), abs=1e-12)
+    np.testing.assert_allclose(res.samples, [by_hand(L[m][:, m]) for m in maps], atol=1e-12)
+    assert "kernel CKA" in res.method

@@ -16,6 +16,7 @@ from simbench.calibration.permutation import (
     NullResult,
     NullWarning,
     StimulusPermutations,
+    gram_cka_null,
     linear_cka_null,
     p_value,
     permutation_null,
@@ -25,6 +26,6 @@ from simbench.calibration.planted import Reparametrized, reparametrize
 from simbench.calibration.separability import Separability, separability
 
 __all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "Reparametrized",
-           "Separability", "StimulusPermutations", "linear_cka_null", "p_value",
+           "Separability", "StimulusPermutations", "gram_cka_null", "linear_cka_null", "p_value",
            "permutation_null", "reparametrize", "require_permutable", "separability",
            "small_n_bias"]

@@ -308,7 +308,90 @@ def permutation_null(
                       perms.describe(size, exhaustive, seed), exhaustive, tuple(notes))
 
 
-# ---- the fast route for linear CKA --------------------------------------------------------------
+# ---- the fast route for CKA --------------------------------------------------------------------
+def _hsic(g: dict[str, Any], n: float, debiased: bool) -> Any:
+    """HSIC from sums over samples, the estimator of simbench's ``cka`` (up to a common factor).
+
+    T = sum_pq K_pq L_pq, D = sum_p K_pp L_pp, R = sum_p (K1)_p (L1)_p, SK = 1'K1, SL = 1'L1,
+    dK = tr K, dL = tr L, E_KL = sum_p K_pp (L1)_p, E_LK = sum_p L_pp (K1)_p. Biased:
+    tr(KHLH) = T - 2R/n + SK SL / n^2; unbiased (Song et al. 2012):
+    [T - D + (SK - dK)(SL - dL) / ((n-1)(n-2)) - 2 (R - E_KL - E_LK + D) / (n-2)] / (n(n-3)).
+    """
+    if not debiased:
+        return g["T"] - 2 * g["R"] / n + g["SK"] * g["SL"] / (n * n)
+    ones = (g["SK"] - g["dK"]) * (g["SL"] - g["dL"]) / ((n - 1) * (n - 2))
+    cross = g["R"] - g["E_KL"] - g["E_LK"] + g["D"]
+    return (g["T"] - g["D"] + ones - 2 * cross / (n - 2)) / (n * (n - 3))
+
+
+class _Side:
+    """One system's per-sample vectors that CKA's sums need: diag of its kernel matrix (r),
+    the kernel matrix times ones (k), and the self sums 1'K1, tr K, ||K||_F^2."""
+
+    def __init__(self, r: Any, k: Any, frob2: Any) -> None:
+        self.r, self.k, self.frob2 = r, k, frob2
+        self.S, self.d = k.sum(), r.sum()
+
+    def self_hsic(self, n: float, debiased: bool) -> Any:
+        g = {"T": self.frob2, "D": self.r @ self.r, "R": self.k @ self.k, "SK": self.S,
+             "SL": self.S, "dK": self.d, "dL": self.d, "E_KL": self.r @ self.k,
+             "E_LK": self.r @ self.k}
+        return _hsic(g, n, debiased)
+
+
+def _cka_null_core(
+    perms: StimulusPermutations,
+    n_perm: int,
+    seed: int,
+    batch: int,
+    cross: Callable[[Any], Any],
+    a: _Side,
+    b: _Side,
+    debiased: bool,
+) -> tuple[float, np.ndarray]:
+    """Observed CKA and its null: ``cross(maps)`` gives sum_pq K_pq L_{m_p m_q} per row map."""
+    import torch
+
+    n = float(perms.n_rows)
+    denom = torch.sqrt(a.self_hsic(n, debiased) * b.self_hsic(n, debiased))
+    ok = bool(torch.isfinite(denom)) and float(denom) > 0
+    device = a.r.device
+
+    def cka_of(maps: Any) -> np.ndarray:
+        g = {"T": cross(maps), "D": (a.r[None, :] * b.r[maps]).sum(1),
+             "R": (a.k[None, :] * b.k[maps]).sum(1), "SK": a.S, "SL": b.S, "dK": a.d,
+             "dL": b.d, "E_KL": (a.r[None, :] * b.k[maps]).sum(1),
+             "E_LK": (a.k[None, :] * b.r[maps]).sum(1)}
+        out = (_hsic(g, n, debiased) / denom).cpu().numpy()
+        return np.where(np.isfinite(out) & ok, out, np.nan)
+
+    observed = float(cka_of(torch.arange(perms.n_rows, device=device)[None, :])[0])
+    chunks = [cka_of(torch.as_tensor(m, device=device))
+              for m in perms.row_maps(n_perm, seed, batch)]
+    return observed, np.concatenate(chunks)
+
+
+def _gram_parts(K: Any, L: Any) -> tuple[_Side, _Side, Callable[[Any], Any], int]:
+    import torch
+
+    K = K.to(torch.float64)
+    L = L.to(torch.float64)
+    n = K.shape[0]
+    a = _Side(torch.diagonal(K).clone(), K.sum(1), (K * K).sum())
+    b = _Side(torch.diagonal(L).clone(), L.sum(1), (L * L).sum())
+
+    def cross(maps: Any) -> Any:
+        return torch.stack([(K * L[m][:, m]).sum() for m in maps])
+
+    return a, b, cross, max(1, min(256, BATCH_BYTES // (8 * n)))
+
+
+def _method(perms: StimulusPermutations, size: int, exhaustive: bool, seed: int,
+            what: str, how: str) -> str:
+    return (f"{perms.describe(size, exhaustive, seed)}; {what} recomputed through the cross term "
+            f"only ({how})")
+
+
 def linear_cka_null(
     x: Any,
     y: Any,
@@ -317,12 +400,14 @@ def linear_cka_null(
     time: Any = None,
     n_perm: int = 1000,
     seed: int = 0,
+    kernel: str = "linear",
     debiased: bool = False,
     dtype: str = "float64",
     form: str = "auto",
     device: str = "cpu",
 ) -> NullResult:
-    """Permutation null of linear CKA (biased or debiased HSIC) reusing what does not change.
+    """Permutation null of linear (or cosine) CKA, biased or debiased HSIC, reusing what does
+    not change under a re-pairing.
 
     With centred X [n, p] and Y [n, q] (a row permutation P leaves column means, hence centring,
     unchanged), biased CKA under P is ||X'PY||^2 / (||X'X|| ||Y'Y||): only the cross term moves.
@@ -332,8 +417,9 @@ def linear_cka_null(
     - ``feature``: X'[Y gathered by a batch of row maps] as one [p, n] x [n, batch * q] matrix
       product per batch, O(n p q) per permutation;
     - ``gram``: sum(K * L[m][:, m]) with K = XX', L = YY' built once, O(n^2) per permutation;
-    - ``auto``: the cheaper of the two.
+    - ``auto``: the cheaper of the two (Gram only while its matrices stay small).
 
+    ``kernel="cosine"`` scales rows to unit length first (that too commutes with re-pairing).
     Sums are accumulated in float64; ``dtype`` is the precision of the products. The observed
     value is computed by the same formulas (it equals simbench's ``cka`` to rounding).
     """
@@ -341,9 +427,15 @@ def linear_cka_null(
 
     if form not in FORMS:
         raise ParameterError(f"form must be one of {FORMS}, got {form!r}", field="form")
+    if kernel not in ("linear", "cosine"):
+        raise ParameterError(f"the fast null covers the linear and cosine kernels, got "
+                             f"{kernel!r}", field="kernel",
+                             fix="for other kernels build the Gram matrices and use "
+                                 "gram_cka_null")
     if dtype not in ("float32", "float64"):
         raise ParameterError(f"dtype must be float32 or float64, got {dtype!r}", field="dtype")
     tdt = getattr(torch, dtype)
+    f64 = torch.float64
     tx = torch.as_tensor(np.asarray(x)).to(device=device, dtype=tdt)
     ty = torch.as_tensor(np.asarray(y)).to(device=device, dtype=tdt)
     if tx.ndim != 2 or ty.ndim != 2 or tx.shape[0] != ty.shape[0]:
@@ -351,9 +443,7 @@ def linear_cka_null(
                              f"{tuple(tx.shape)} and {tuple(ty.shape)}", field="y")
     n, p = tx.shape
     q = ty.shape[1]
-    if n < (4 if debiased else 2):
-        raise NullError(f"CKA needs at least {4 if debiased else 2} samples, got {n}",
-                        field="x", fix="record more stimuli")
+    _check_n(n, debiased)
     perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
                                  n_rows=n)
     size, exhaustive, notes = perms.plan(n_perm)
@@ -361,75 +451,81 @@ def linear_cka_null(
     if form == "auto":
         # a gathered Gram entry costs about as much as ~8 multiply-adds of a matrix product
         form = "gram" if 8 * n < p * q and n * n * 8 <= BATCH_BYTES else "feature"
-
-    f64 = torch.float64
+    if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
+        norms = [torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=f64) for t in (tx, ty)]
+        tx, ty = (t / torch.where(nr > 0, nr, torch.ones_like(nr)).to(tdt)
+                  for t, nr in zip((tx, ty), norms))
     xc = tx - tx.to(f64).mean(0).to(tdt)
     yc = ty - ty.to(f64).mean(0).to(tdt)
-    x64, y64 = xc.to(f64), yc.to(f64)
-    mx, my = x64.sum(0), y64.sum(0)  # ~0; kept so the formulas hold for any rounding
-    kx, ly = x64 @ mx, y64 @ my  # (K1), (L1)
-    rx, ry = (x64 * x64).sum(1), (y64 * y64).sum(1)  # diag K, diag L
-    n_t = torch.tensor(float(n), dtype=f64, device=tx.device)
-
-    def hsic(T: torch.Tensor, D: torch.Tensor, R: torch.Tensor, SK: torch.Tensor,
-             SL: torch.Tensor, dK: torch.Tensor, dL: torch.Tensor, E_KL: torch.Tensor,
-             E_LK: torch.Tensor) -> torch.Tensor:
-        # same estimator as simbench's cka: biased tr(KHLH), or Song et al.'s unbiased HSIC
-        if not debiased:
-            return T - 2 * R / n_t + SK * SL / (n_t * n_t)
-        ones = (SK - dK) * (SL - dL) / ((n_t - 1) * (n_t - 2))
-        cross = R - E_KL - E_LK + D
-        return (T - D + ones - 2 * cross / (n_t - 2)) / (n_t * (n_t - 3))
-
-    def self_hsic(z: torch.Tensor, r: torch.Tensor, k: torch.Tensor, m: torch.Tensor
-                  ) -> torch.Tensor:
-        g = z.T @ z
-        T = (g.to(f64) ** 2).sum()
-        return hsic(T, r @ r, k @ k, m @ m, m @ m, r.sum(), r.sum(), r @ k, r @ k)
-
-    denom = torch.sqrt(self_hsic(xc, rx, kx, mx) * self_hsic(yc, ry, ly, my))
-    SK, SL, dK, dL = mx @ mx, my @ my, rx.sum(), ry.sum()
-
-    def cka_of(T: torch.Tensor, maps: torch.Tensor) -> np.ndarray:
-        # maps [B, n]; every n-vector of Y is read through the map
-        D = (rx[None, :] * ry[maps]).sum(1)
-        R = (kx[None, :] * ly[maps]).sum(1)
-        E_KL = (rx[None, :] * ly[maps]).sum(1)
-        E_LK = (kx[None, :] * ry[maps]).sum(1)
-        out = (hsic(T, D, R, SK, SL, dK, dL, E_KL, E_LK) / denom).cpu().numpy()
-        return np.where(np.isfinite(out) & (float(denom) > 0), out, np.nan)
-
-    identity = torch.arange(n, device=tx.device)[None, :]
-    if form == "feature":
+    if form == "gram":
+        a, b, cross, batch = _gram_parts(xc @ xc.T, yc @ yc.T)
+    else:
+        x64, y64 = xc.to(f64), yc.to(f64)
+        mx, my = x64.sum(0), y64.sum(0)  # ~0; kept so the formulas hold for any rounding
+        a = _Side((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
+        b = _Side((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
         xt = xc.T.contiguous()
-        per_map = n * q * xc.element_size()
-        batch = max(1, min(256, BATCH_BYTES // per_map))
+        batch = max(1, min(256, BATCH_BYTES // (n * q * xc.element_size())))
 
-        def cross(maps: torch.Tensor) -> torch.Tensor:
+        def cross(maps: Any) -> Any:
             # [n, B, q] gathered directly, so one product serves the whole batch
             g = yc[maps.T.contiguous()].reshape(n, -1)
-            prod = (xt @ g).view(p, maps.shape[0], q)
-            return prod.square().sum((0, 2), dtype=f64)
-    else:
-        K = (xc @ xc.T).to(f64)
-        L = (yc @ yc.T).to(f64)
-        batch = max(1, min(256, BATCH_BYTES // (8 * n * n)))
+            return (xt @ g).view(p, maps.shape[0], q).square().sum((0, 2), dtype=f64)
 
-        def cross(maps: torch.Tensor) -> torch.Tensor:
-            return torch.stack([(K * L[m][:, m]).sum() for m in maps])
-
-    observed = float(cka_of(cross(identity), identity)[0])
-    chunks = []
-    for maps_np in perms.row_maps(n_perm, seed, batch):
-        maps = torch.as_tensor(maps_np, device=tx.device)
-        chunks.append(cka_of(cross(maps), maps))
-    samples = np.concatenate(chunks)
-    method = (f"{perms.describe(size, exhaustive, seed)}; linear CKA"
-              f"{' (debiased HSIC)' if debiased else ''} recomputed through the cross term "
-              f"only ({form} form, {dtype})")
+    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased)
+    what = f"{kernel} CKA{' (debiased HSIC)' if debiased else ''}"
     return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
-                      method, exhaustive, tuple(notes))
+                      _method(perms, size, exhaustive, seed, what, f"{form} form, {dtype}"),
+                      exhaustive, tuple(notes))
+
+
+def gram_cka_null(
+    K: Any,
+    L: Any,
+    *,
+    stimulus: Any = None,
+    time: Any = None,
+    n_perm: int = 1000,
+    seed: int = 0,
+    debiased: bool = False,
+    device: str = "cpu",
+) -> NullResult:
+    """Permutation null of CKA between two [n, n] kernel matrices (any kernel: RBF, or the
+    distance matrices of ``cka_paper``), O(n^2) per permutation.
+
+    A re-pairing permutes the rows and columns of one matrix: HSIC(K, P L P'). Kernels whose
+    parameters depend on the data (e.g. an RBF bandwidth from the median distance) are
+    unchanged by re-pairing, so the matrices are built once. The value equals simbench's
+    ``gram_cka`` on the same matrices.
+    """
+    import torch
+
+    tK = torch.as_tensor(np.asarray(K), device=device)
+    tL = torch.as_tensor(np.asarray(L), device=device)
+    if tK.ndim != 2 or tK.shape[0] != tK.shape[1] or tK.shape != tL.shape:
+        raise ParameterError(f"need two square kernel matrices of the same size, got shapes "
+                             f"{tuple(tK.shape)} and {tuple(tL.shape)}", field="L")
+    n = int(tK.shape[0])
+    _check_n(n, debiased)
+    perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
+                                 n_rows=n)
+    size, exhaustive, notes = perms.plan(n_perm)
+    _warn_notes(notes)
+    a, b, cross, batch = _gram_parts(tK, tL)
+    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased)
+    what = f"kernel CKA{' (debiased HSIC)' if debiased else ''}"
+    return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
+                      _method(perms, size, exhaustive, seed, what, "Gram form, float64"),
+                      exhaustive, tuple(notes))
+
+
+def _check_n(n: int, debiased: bool) -> None:
+    need = 4 if debiased else 2
+    if n < need:
+        raise NullError(f"CKA needs at least {need} samples, got {n}", field="x",
+                        fix="record more stimuli")
 
 
 __all__ = ["ALTERNATIVES", "NullError", "NullResult", "NullWarning", "StimulusPermutations",
-           "linear_cka_null", "p_value", "permutation_null", "require_permutable"]
+           "gram_cka_null", "linear_cka_null", "p_value", "permutation_null",
+           "require_permutable"]
