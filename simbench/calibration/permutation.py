@@ -41,6 +41,8 @@ ALTERNATIVES = ("greater", "less")
 #: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
 BATCH_BYTES = 1 << 27
 FORMS = ("auto", "feature", "gram")
+#: cost of one gathered Gram entry in multiply-adds of a matrix product (for ``form="auto"``)
+GRAM_ENTRY_COST = 256
 
 
 class NullError(SimbenchError):
@@ -380,8 +382,12 @@ def _gram_parts(K: Any, L: Any) -> tuple[_Side, _Side, Callable[[Any], Any], int
     a = _Side(torch.diagonal(K).clone(), K.sum(1), (K * K).sum())
     b = _Side(torch.diagonal(L).clone(), L.sum(1), (L * L).sum())
 
+    k_flat, l_flat = K.reshape(-1), L.reshape(-1)
+
     def cross(maps: Any) -> Any:
-        return torch.stack([(K * L[m][:, m]).sum() for m in maps])
+        # one flat gather of L's permuted entries per map, then a dot product with K
+        return torch.stack([k_flat @ l_flat[(m[:, None] * n + m[None, :]).reshape(-1)]
+                            for m in maps])
 
     return a, b, cross, max(1, min(256, BATCH_BYTES // (8 * n)))
 
@@ -417,7 +423,8 @@ def linear_cka_null(
     - ``feature``: X'[Y gathered by a batch of row maps] as one [p, n] x [n, batch * q] matrix
       product per batch, O(n p q) per permutation;
     - ``gram``: sum(K * L[m][:, m]) with K = XX', L = YY' built once, O(n^2) per permutation;
-    - ``auto``: the cheaper of the two (Gram only while its matrices stay small).
+    - ``auto``: the cheaper of the two (gathers are slow: Gram only for n < p q / 256, with
+      its matrices small).
 
     ``kernel="cosine"`` scales rows to unit length first (that too commutes with re-pairing).
     Sums are accumulated in float64; ``dtype`` is the precision of the products. The observed
@@ -449,8 +456,10 @@ def linear_cka_null(
     size, exhaustive, notes = perms.plan(n_perm)
     _warn_notes(notes)
     if form == "auto":
-        # a gathered Gram entry costs about as much as ~8 multiply-adds of a matrix product
-        form = "gram" if 8 * n < p * q and n * n * 8 <= BATCH_BYTES else "feature"
+        # a randomly gathered Gram entry costs about as much as GRAM_ENTRY_COST multiply-adds
+        # of a matrix product (measured on CPUs), so the Gram form wins only for few samples
+        form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= BATCH_BYTES
+                else "feature")
     if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
         norms = [torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=f64) for t in (tx, ty)]
         tx, ty = (t / torch.where(nr > 0, nr, torch.ones_like(nr)).to(tdt)
