@@ -51,3 +51,23 @@ def test_bad_arguments_are_named() -> None:
     table = small_n_bias({"a": lambda x, y: 0.0}, ns=(8,), draws=2)
     with pytest.raises(ParameterError, match="sample sizes: 8"):
         table.mean("a", 32)
+
+
+def test_registered_measures_run_through_the_public_api() -> None:
+    from simbench_plugins.cka import cka
+
+    from simbench.calibration._estimators import correlative_estimators, measure_estimator
+
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((40, 6)), rng.standard_normal((40, 5))
+    assert measure_estimator("cka", debiased=True)(x, y) == pytest.approx(
+        cka(x, y, debiased=True).value, abs=1e-12)
+    from simbench.calibration._estimators import default_estimators
+
+    assert list(default_estimators())[:2] == ["cka", "cka --debiased"]
+    names = set(correlative_estimators())
+    assert {"cka", "cka_paper", "rsa"} <= names and "mas" not in names
+    table = small_n_bias(correlative_estimators(), ns=(32,), units=8, draws=3, seed=0)
+    assert table.mean("cka", 32) > 0.1  # biased upward at n = 32
+    assert table.mean("cka", 32) == pytest.approx(
+        small_n_bias({"cka": linear_cka()}, ns=(32,), units=8, draws=3, seed=0).mean("cka", 32))

@@ -87,9 +87,10 @@ def small_n_bias(
 ) -> BiasTable:
     """Average of each estimator on independent Gaussian data [n, units] per system, per n.
 
-    ``estimators`` maps a name to a function of paired rows ``(x, y) -> float`` (default: the
-    built-in correlative measures: ``cka``, ``cka --debiased`` and ``rsa``). Every estimator sees
-    the same ``draws`` data sets per n, drawn from ``seed``.
+    ``estimators`` maps a name to a function of paired rows ``(x, y) -> float`` (default: every
+    registered correlative measure with its default parameters, run through ``simbench.score``,
+    plus ``cka --debiased``; see ``simbench.calibration._estimators.measure_estimator`` to add
+    parameters). Every estimator sees the same ``draws`` data sets per n, drawn from ``seed``.
     """
     if estimators is None:
         from simbench.calibration._estimators import default_estimators
