@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from simbench.calibration.separability import expected_auc_normal, separability
+from simbench.calibration.separation import expected_auc_normal, separability
 from simbench.errors import ParameterError
 
 
@@ -65,7 +65,7 @@ def test_bootstrap_matches_resampling_by_hand_and_is_seeded() -> None:
     c = separability(same, diff, n_boot=300, seed=10)
     assert a == b and a.auc_ci != c.auc_ci
     # the large-set route (ranking every replicate) gives the same replicates
-    import simbench.calibration.separability as sep
+    import simbench.calibration.separation as sep
 
     old = sep.MAX_COMPARISONS
     sep.MAX_COMPARISONS = 0
@@ -89,3 +89,24 @@ def test_bad_scores_are_named() -> None:
         separability([1.0, float("nan")], [0.0])
     with pytest.raises(ParameterError, match="level"):
         separability([1.0], [0.0], level=95)
+
+
+def test_table_and_plot_of_several_measures(tmp_path) -> None:
+    import matplotlib.image
+
+    from simbench.calibration.separation import format_separability, plot_separability
+
+    rng = np.random.default_rng(0)
+    results = {
+        "cka": separability(rng.normal(0.9, 0.05, 20), rng.normal(0.6, 0.1, 30), seed=0),
+        "mas_distance": separability(rng.normal(0.2, 0.1, 20), rng.normal(0.3, 0.1, 30),
+                                     higher_is_better=False, seed=0),
+    }
+    text = format_separability(results).splitlines()
+    assert text[0].split()[:2] == ["measure", "AUC"]
+    assert text[1].startswith("cka ") and f"{results['cka'].auc:.3f}" in text[1]
+    assert text[2].split()[-2:] == ["20", "30"]
+    png = plot_separability(results, tmp_path / "sep.png")
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # two panels side by side
+    assert image[..., :3].std() > 0.05  # something is drawn

@@ -4,7 +4,7 @@ These pieces answer, for any similarity score, whether it is above what chance g
 (:mod:`~simbench.calibration.permutation`), how biased the estimator is at small sample sizes
 (:mod:`~simbench.calibration.bias`), whether a measure recognises a network as identical to an
 exact re-parametrization of itself (:mod:`~simbench.calibration.planted`), and how well its scores
-separate same-task from different-task pairs (:mod:`~simbench.calibration.separability`).
+separate same-task from different-task pairs (:mod:`~simbench.calibration.separation`).
 Importing this package does not import torch.
 """
 
@@ -23,9 +23,14 @@ from simbench.calibration.permutation import (
     require_permutable,
 )
 from simbench.calibration.planted import Reparametrized, reparametrize
-from simbench.calibration.separability import Separability, separability
+from simbench.calibration.separation import (
+    Separability,
+    format_separability,
+    plot_separability,
+    separability,
+)
 
 __all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "Reparametrized",
-           "Separability", "StimulusPermutations", "gram_cka_null", "linear_cka_null", "p_value",
-           "permutation_null", "reparametrize", "require_permutable", "separability",
+           "Separability", "StimulusPermutations", "format_separability", "gram_cka_null", "linear_cka_null",
+           "p_value", "permutation_null", "plot_separability", "reparametrize", "require_permutable", "separability",
            "small_n_bias"]

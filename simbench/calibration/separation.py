@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,6 +162,48 @@ def _percentile(values: np.ndarray, level: float) -> tuple[float, float] | None:
     return (float(lo), float(hi))
 
 
+def format_separability(results: Mapping[str, Separability]) -> str:
+    """A text table, one row per measure: AUC and d' with their intervals and group sizes."""
+    def ci(v: tuple[float, float] | None) -> str:
+        return "" if v is None else f"[{v[0]:.2f}, {v[1]:.2f}]"
+
+    head = ["measure", "AUC", "95% CI", "d'", "95% CI", "same", "different"]
+    body = [[name, f"{r.auc:.3f}", ci(r.auc_ci), f"{r.d_prime:.2f}", ci(r.d_prime_ci),
+             str(r.n_same), str(r.n_different)] for name, r in results.items()]
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in [head, *body])
+
+
+def plot_separability(results: Mapping[str, Separability], path: str | Path) -> Path:
+    """AUC and d' per measure with their intervals, side by side, saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    pos = np.arange(len(names))
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 0.9 * len(names), 3.2), layout="constrained")
+    for ax, value, interval, label, chance in (
+            (axes[0], "auc", "auc_ci", "ROC-AUC (same vs different)", 0.5),
+            (axes[1], "d_prime", "d_prime_ci", "d'", 0.0)):
+        vals = np.array([getattr(results[n], value) for n in names], dtype=float)
+        cis = [getattr(results[n], interval) for n in names]
+        lo = np.array([v - c[0] if c else 0.0 for v, c in zip(vals, cis)])
+        hi = np.array([c[1] - v if c else 0.0 for v, c in zip(vals, cis)])
+        shown = np.where(np.isfinite(vals), vals, np.nan)
+        ax.errorbar(pos, shown, yerr=np.vstack([lo, hi]), fmt="o", capsize=3)
+        ax.axhline(chance, color="0.6", lw=0.8, ls="--")
+        ax.set_xticks(pos, names, rotation=30, ha="right")
+        ax.set_ylabel(label)
+    axes[0].set_ylim(0, 1.02)
+    out = Path(path)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def expected_auc_normal(shift: float, sd_same: float = 1.0, sd_different: float = 1.0) -> float:
     """AUC of two normal distributions whose means differ by ``shift``: Phi(shift / sqrt(sum of
     variances)). The reference for checking :func:`separability` on synthetic data."""
@@ -167,4 +211,5 @@ def expected_auc_normal(shift: float, sd_same: float = 1.0, sd_different: float 
     return 0.5 * (1 + math.erf(z / math.sqrt(2)))
 
 
-__all__ = ["Separability", "expected_auc_normal", "separability"]
+__all__ = ["Separability", "expected_auc_normal", "format_separability", "plot_separability",
+           "separability"]
