@@ -31,6 +31,6 @@ from simbench.calibration.separation import (
 )
 
 __all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "Reparametrized",
-           "Separability", "StimulusPermutations", "format_separability", "gram_cka_null", "linear_cka_null",
-           "p_value", "permutation_null", "plot_separability", "reparametrize", "require_permutable", "separability",
-           "small_n_bias"]
+           "Separability", "StimulusPermutations", "format_separability", "gram_cka_null",
+           "linear_cka_null", "p_value", "permutation_null", "plot_separability", "reparametrize",
+           "require_permutable", "separability", "small_n_bias"]
