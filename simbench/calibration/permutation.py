@@ -1,0 +1,540 @@
+"""Permutation nulls for correlative measures: is a score above what chance pairing gives?
+
+A correlative measure compares two systems' responses to the *same* stimuli. Under the null
+hypothesis that the systems' responses are unrelated, which stimulus of system B is paired with
+which stimulus of system A does not matter. So the null distribution of a score is its
+distribution over random re-pairings of whole stimuli: row (s, t) of A (stimulus s, time step t)
+is paired with row (pi(s), t) of B, all of a stimulus's time steps moving together (time steps of
+one stimulus are not independent samples). A stimulus is only ever paired with one that has the
+same time steps, so with stimuli of several lengths the permutation runs within each length.
+
+- :class:`StimulusPermutations` draws the permutations (seeded) and turns them into row maps;
+  when more permutations are asked for than a small stimulus set has, it enumerates all of them
+  (an exact permutation test) and says so.
+- :func:`permutation_null` is the general route: any statistic of paired samples, recomputed
+  from scratch on every re-pairing.
+- :func:`linear_cka_null` is the fast route for linear CKA (biased or debiased HSIC): centring
+  commutes with a row permutation and the self-similarity terms do not change, so a permutation
+  only changes the cross product X'PY; batches of permutations cost one matrix product each
+  (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix.
+- :class:`NullResult` carries the samples, their mean and spread, the p-value
+  ``(1 + #{null at least as extreme as observed}) / (1 + N)`` and how the null was drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from simbench.errors import ParameterError, SimbenchError
+
+#: random stream tag of the permutation null (independent of the bootstrap's stream)
+NULL_STREAM = 0x9E11
+#: ``alternative`` values: which tail counts as "at least as extreme"
+ALTERNATIVES = ("greater", "less")
+#: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
+BATCH_BYTES = 1 << 27
+FORMS = ("auto", "feature", "gram")
+#: cost of one gathered Gram entry in multiply-adds of a matrix product (for ``form="auto"``)
+GRAM_ENTRY_COST = 256
+
+
+class NullError(SimbenchError):
+    """A null distribution that cannot be drawn (measure cannot permute, too few stimuli)."""
+
+
+class NullWarning(UserWarning):
+    """The null was drawn differently from what was asked (e.g. all permutations were used)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NullResult:
+    """A score's null distribution and where the observed score falls in it."""
+
+    observed: float
+    samples: np.ndarray
+    p_value: float
+    alternative: str
+    method: str
+    exhaustive: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """How many null samples were drawn (finite ones)."""
+        return int(np.isfinite(self.samples).sum())
+
+    @property
+    def null_mean(self) -> float:
+        finite = self.samples[np.isfinite(self.samples)]
+        return float(finite.mean()) if finite.size else math.nan
+
+    @property
+    def null_sd(self) -> float:
+        finite = self.samples[np.isfinite(self.samples)]
+        return float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+
+    @classmethod
+    def from_samples(cls, observed: float, samples: Any, method: str, *,
+                     alternative: str = "greater", notes: Sequence[str] = ()) -> NullResult:
+        """A null drawn some other way (e.g. a causal measure's untrained random subspaces over
+        seeds): the same p-value and summaries from the given samples."""
+        arr = np.asarray(samples, dtype=np.float64).ravel()
+        return cls(float(observed), arr, p_value(float(observed), arr, alternative),
+                   alternative, method, False, tuple(notes))
+
+    def attrs(self) -> dict[str, Any]:
+        """The fields a ``Score`` carries about its null (JSON-friendly)."""
+        out: dict[str, Any] = {"null_mean": self.null_mean, "null_sd": self.null_sd,
+                               "p_value": self.p_value, "null_size": self.size,
+                               "null_method": self.method}
+        if self.notes:
+            out["null_notes"] = "; ".join(self.notes)
+        return out
+
+
+def p_value(observed: float, samples: np.ndarray, alternative: str = "greater") -> float:
+    """``(1 + #{null at least as extreme}) / (1 + N)``: never 0, valid for random draws.
+
+    ``greater``: large scores are evidence of similarity (CKA, RSA); ``less``: small ones are
+    (distances). Null values equal to the observed one up to floating-point noise count as at
+    least as extreme (conservative: a permutation that reproduces the pairing's value is a tie).
+    Non-finite null values are dropped.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ParameterError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}",
+                             field="alternative")
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if not math.isfinite(observed):
+        return math.nan
+    tol = 1e-12 * max(1.0, abs(observed))
+    hits = (s >= observed - tol) if alternative == "greater" else (s <= observed + tol)
+    return float((1 + int(hits.sum())) / (1 + s.size))
+
+
+def null_seed_rng(seed: int) -> np.random.Generator:
+    """The null's random stream for ``seed`` (same seed, same permutations)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), NULL_STREAM]))
+
+
+# ---- drawing permutations of stimuli ----------------------------------------------------------
+class StimulusPermutations:
+    """Permutations of whole stimuli, within groups of stimuli with the same time steps.
+
+    ``stimulus`` [n] names each row's stimulus (any hashable values); ``time`` [n] its time step
+    (optional: without it, the k-th row of a stimulus pairs with the k-th row of the stimulus it
+    is paired with, so stimuli are grouped by their number of rows). A permutation of stimuli
+    becomes a *row map* m: row i of system A is paired with row m[i] of system B.
+    """
+
+    def __init__(self, stimulus: Any, time: Any = None, *, n_rows: int | None = None) -> None:
+        stim = np.asarray(stimulus)
+        if stim.ndim != 1:
+            raise ParameterError(f"stimulus must be one label per row, got shape {stim.shape}",
+                                 field="stimulus")
+        if n_rows is not None and len(stim) != n_rows:
+            raise ParameterError(f"stimulus has {len(stim)} labels for {n_rows} rows",
+                                 field="stimulus", fix="give one stimulus label per row")
+        self.n_rows = len(stim)
+        _, inverse = np.unique(stim, return_inverse=True)
+        inverse = inverse.ravel()
+        if time is None:
+            step = np.zeros(self.n_rows, dtype=np.int64)
+            order = np.argsort(inverse, kind="stable")  # rows of a stimulus in order of appearance
+        else:
+            tarr = np.asarray(time)
+            if tarr.shape != stim.shape:
+                raise ParameterError(f"time has shape {tarr.shape}, stimulus {stim.shape}",
+                                     field="time", fix="give one time step per row")
+            step = np.unique(tarr, return_inverse=True)[1].ravel()
+            order = np.lexsort((step, inverse))
+        counts = np.bincount(inverse)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # stratum key: the stimulus's sequence of time steps (or just its row count)
+        keys: dict[tuple[int, ...], list[int]] = {}
+        for s, (lo, c) in enumerate(zip(starts.tolist(), counts.tolist())):
+            key = (c,) if time is None else tuple(step[order[lo:lo + c]].tolist())
+            keys.setdefault(key, []).append(s)
+        #: per stratum: a [stimuli, rows per stimulus] array of row indices
+        self.strata: list[np.ndarray] = []
+        for members in keys.values():
+            lengths = counts[members]
+            idx = starts[members][:, None] + np.arange(int(lengths[0]))[None, :]
+            self.strata.append(order[idx])
+        self.n_stimuli = len(counts)
+
+    @property
+    def log_n_distinct(self) -> float:
+        """log of the number of distinct permutations (product of the strata's factorials)."""
+        return float(sum(math.lgamma(len(s) + 1) for s in self.strata))
+
+    def n_distinct(self, cap: int = 10**7) -> int | None:
+        """Number of distinct permutations, or None when above ``cap``."""
+        if self.log_n_distinct > math.log(cap) + 1e-9:
+            return None
+        return math.prod(math.factorial(len(s)) for s in self.strata)
+
+    def _rows(self, perms: Sequence[np.ndarray]) -> np.ndarray:
+        """Row maps [N, n] for per-stratum stimulus permutations ``perms[k]`` [N, size_k]."""
+        n_maps = perms[0].shape[0] if perms else 0
+        out = np.empty((n_maps, self.n_rows), dtype=np.int64)
+        for rows, p in zip(self.strata, perms):
+            # stimulus j of the stratum (rows[j]) is paired with stimulus p[j] (rows[p[j]])
+            out[:, rows.ravel()] = rows[p].reshape(n_maps, -1)
+        return out
+
+    def plan(self, n_perm: int) -> tuple[int, bool, list[str]]:
+        """(null size, exhaustive, notes) for ``n_perm`` requested permutations."""
+        if n_perm < 1:
+            raise ParameterError(f"the null needs at least one permutation, got {n_perm}",
+                                 field="n_perm")
+        total = self.n_distinct(cap=max(n_perm + 1, 2))
+        if total is not None and total <= 1:
+            raise NullError(f"{self.n_stimuli} stimuli allow no re-pairing: every stimulus is "
+                            "the only one with its time steps", field="stimulus",
+                            fix="record more stimuli (of equal length) for a permutation null")
+        if total is not None and n_perm >= total - 1:
+            note = (f"asked for {n_perm} permutations but {self.n_stimuli} stimuli have only "
+                    f"{total} distinct pairings; used all {total - 1} non-identity ones "
+                    "(an exact permutation test)")
+            return total - 1, True, [note]
+        return n_perm, False, []
+
+    def row_maps(self, n_perm: int, seed: int, batch: int) -> Iterator[np.ndarray]:
+        """Row maps in batches of at most ``batch``: ``n_perm`` seeded uniform draws, or every
+        non-identity permutation when that is fewer (see :meth:`plan`)."""
+        size, exhaustive, _ = self.plan(n_perm)
+        if exhaustive:
+            yield from self._all_row_maps(batch)
+            return
+        gen = null_seed_rng(seed)
+        done = 0
+        while done < size:
+            b = min(batch, size - done)
+            perms = [gen.permuted(np.tile(np.arange(len(s)), (b, 1)), axis=1)
+                     for s in self.strata]
+            yield self._rows(perms)
+            done += b
+
+    def _all_row_maps(self, batch: int) -> Iterator[np.ndarray]:
+        per_stratum = [list(itertools.permutations(range(len(s)))) for s in self.strata]
+        buf: list[tuple[tuple[int, ...], ...]] = []
+        for combo in itertools.product(*per_stratum):
+            if all(p == tuple(range(len(p))) for p in combo):
+                continue  # the identity is the observed pairing
+            buf.append(combo)
+            if len(buf) == batch:
+                yield self._rows([np.array([c[k] for c in buf]) for k in range(len(combo))])
+                buf = []
+        if buf:
+            yield self._rows([np.array([c[k] for c in buf]) for k in range(len(buf[0]))])
+
+    def describe(self, size: int, exhaustive: bool, seed: int) -> str:
+        groups = len(self.strata)
+        within = "" if groups == 1 else f", within {groups} groups of equal time steps"
+        if exhaustive:
+            return (f"all {size} non-identity permutations of {self.n_stimuli} stimuli "
+                    f"between the systems{within}")
+        return (f"{size} uniform random permutations of {self.n_stimuli} stimuli between the "
+                f"systems (whole stimuli{within}; seed {seed})")
+
+
+def _warn_notes(notes: Sequence[str]) -> None:
+    for note in notes:
+        warnings.warn(note, NullWarning, stacklevel=3)
+
+
+# ---- which measures may be permuted -------------------------------------------------------------
+def require_permutable(measure: Any) -> None:
+    """Raise :class:`NullError` unless simbench may draw a permutation null for ``measure``.
+
+    A measure declares it with a boolean ``permutable`` attribute; without one, correlative
+    measures (scores of paired samples) may be permuted and others (e.g. causal measures, which
+    intervene on networks rather than compare paired samples) may not.
+    """
+    name = getattr(measure, "name", None) or getattr(measure, "__name__", repr(measure))
+    flag = getattr(measure, "permutable", None)
+    if flag is None:
+        flag = getattr(measure, "family", None) == "correlative"
+    if not flag:
+        raise NullError(f"measure '{name}' cannot be scored on re-paired stimuli and provides "
+                        "no null of its own", field="null",
+                        fix=f"drop the null for '{name}', or give the measure a null of its own")
+
+
+# ---- the general route ------------------------------------------------------------------------
+def permutation_null(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    x: Any,
+    y: Any,
+    *,
+    stimulus: Any = None,
+    time: Any = None,
+    n_perm: int = 1000,
+    seed: int = 0,
+    alternative: str = "greater",
+    observed: float | None = None,
+    name: str | None = None,
+) -> NullResult:
+    """Null of ``statistic(x, y)`` over re-pairings of whole stimuli (recomputed each time).
+
+    ``x`` [n, dx] and ``y`` [n, dy] are row-aligned; ``stimulus`` and ``time`` label the rows
+    (default: every row its own stimulus). ``observed`` skips recomputing the unpermuted value.
+    ``statistic`` must be a plain function of the paired rows; pass a measure object instead
+    and it is refused with a :class:`NullError` if it cannot be permuted.
+    """
+    if not callable(statistic) or hasattr(statistic, "score"):
+        require_permutable(statistic)
+        raise NullError(f"give the statistic of '{name or statistic}' as a function of the "
+                        "paired rows (x, y) -> float", field="statistic")
+    xa, ya = np.asarray(x), np.asarray(y)
+    if xa.shape[0] != ya.shape[0]:
+        raise ParameterError(f"x has {xa.shape[0]} rows, y {ya.shape[0]}", field="y",
+                             fix="pair the samples first (same stimuli and time steps)")
+    perms = StimulusPermutations(np.arange(len(xa)) if stimulus is None else stimulus, time,
+                                 n_rows=len(xa))
+    size, exhaustive, notes = perms.plan(n_perm)
+    _warn_notes(notes)
+    value = float(statistic(xa, ya)) if observed is None else float(observed)
+    batch = max(1, min(64, (1 << 24) // max(1, len(xa))))  # row maps are n int64 each
+    samples = np.concatenate([[float(statistic(xa, ya[m])) for m in maps]
+                              for maps in perms.row_maps(n_perm, seed, batch)])
+    return NullResult(value, samples, p_value(value, samples, alternative), alternative,
+                      perms.describe(size, exhaustive, seed), exhaustive, tuple(notes))
+
+
+# ---- the fast route for CKA --------------------------------------------------------------------
+def _hsic(g: dict[str, Any], n: float, debiased: bool) -> Any:
+    """HSIC from sums over samples, the estimator of simbench's ``cka`` (up to a common factor).
+
+    T = sum_pq K_pq L_pq, D = sum_p K_pp L_pp, R = sum_p (K1)_p (L1)_p, SK = 1'K1, SL = 1'L1,
+    dK = tr K, dL = tr L, E_KL = sum_p K_pp (L1)_p, E_LK = sum_p L_pp (K1)_p. Biased:
+    tr(KHLH) = T - 2R/n + SK SL / n^2; unbiased (Song et al. 2012):
+    [T - D + (SK - dK)(SL - dL) / ((n-1)(n-2)) - 2 (R - E_KL - E_LK + D) / (n-2)] / (n(n-3)).
+    """
+    if not debiased:
+        return g["T"] - 2 * g["R"] / n + g["SK"] * g["SL"] / (n * n)
+    ones = (g["SK"] - g["dK"]) * (g["SL"] - g["dL"]) / ((n - 1) * (n - 2))
+    cross = g["R"] - g["E_KL"] - g["E_LK"] + g["D"]
+    return (g["T"] - g["D"] + ones - 2 * cross / (n - 2)) / (n * (n - 3))
+
+
+class _Side:
+    """One system's per-sample vectors that CKA's sums need: diag of its kernel matrix (r),
+    the kernel matrix times ones (k), and the self sums 1'K1, tr K, ||K||_F^2."""
+
+    def __init__(self, r: Any, k: Any, frob2: Any) -> None:
+        self.r, self.k, self.frob2 = r, k, frob2
+        self.S, self.d = k.sum(), r.sum()
+
+    def self_hsic(self, n: float, debiased: bool) -> Any:
+        g = {"T": self.frob2, "D": self.r @ self.r, "R": self.k @ self.k, "SK": self.S,
+             "SL": self.S, "dK": self.d, "dL": self.d, "E_KL": self.r @ self.k,
+             "E_LK": self.r @ self.k}
+        return _hsic(g, n, debiased)
+
+
+def _cka_null_core(
+    perms: StimulusPermutations,
+    n_perm: int,
+    seed: int,
+    batch: int,
+    cross: Callable[[Any], Any],
+    a: _Side,
+    b: _Side,
+    debiased: bool,
+) -> tuple[float, np.ndarray]:
+    """Observed CKA and its null: ``cross(maps)`` gives sum_pq K_pq L_{m_p m_q} per row map."""
+    import torch
+
+    n = float(perms.n_rows)
+    denom = torch.sqrt(a.self_hsic(n, debiased) * b.self_hsic(n, debiased))
+    ok = bool(torch.isfinite(denom)) and float(denom) > 0
+    device = a.r.device
+
+    def cka_of(maps: Any) -> np.ndarray:
+        g = {"T": cross(maps), "D": (a.r[None, :] * b.r[maps]).sum(1),
+             "R": (a.k[None, :] * b.k[maps]).sum(1), "SK": a.S, "SL": b.S, "dK": a.d,
+             "dL": b.d, "E_KL": (a.r[None, :] * b.k[maps]).sum(1),
+             "E_LK": (a.k[None, :] * b.r[maps]).sum(1)}
+        out = (_hsic(g, n, debiased) / denom).cpu().numpy()
+        return np.where(np.isfinite(out) & ok, out, np.nan)
+
+    observed = float(cka_of(torch.arange(perms.n_rows, device=device)[None, :])[0])
+    chunks = [cka_of(torch.as_tensor(m, device=device))
+              for m in perms.row_maps(n_perm, seed, batch)]
+    return observed, np.concatenate(chunks)
+
+
+def _gram_parts(K: Any, L: Any) -> tuple[_Side, _Side, Callable[[Any], Any], int]:
+    import torch
+
+    K = K.to(torch.float64)
+    L = L.to(torch.float64)
+    n = K.shape[0]
+    a = _Side(torch.diagonal(K).clone(), K.sum(1), (K * K).sum())
+    b = _Side(torch.diagonal(L).clone(), L.sum(1), (L * L).sum())
+
+    k_flat, l_flat = K.reshape(-1), L.reshape(-1)
+
+    def cross(maps: Any) -> Any:
+        # one flat gather of L's permuted entries per map, then a dot product with K
+        return torch.stack([k_flat @ l_flat[(m[:, None] * n + m[None, :]).reshape(-1)]
+                            for m in maps])
+
+    return a, b, cross, max(1, min(256, BATCH_BYTES // (8 * n)))
+
+
+def _method(perms: StimulusPermutations, size: int, exhaustive: bool, seed: int,
+            what: str, how: str) -> str:
+    return (f"{perms.describe(size, exhaustive, seed)}; {what} recomputed through the cross term "
+            f"only ({how})")
+
+
+def linear_cka_null(
+    x: Any,
+    y: Any,
+    *,
+    stimulus: Any = None,
+    time: Any = None,
+    n_perm: int = 1000,
+    seed: int = 0,
+    kernel: str = "linear",
+    debiased: bool = False,
+    dtype: str = "float64",
+    form: str = "auto",
+    device: str = "cpu",
+) -> NullResult:
+    """Permutation null of linear (or cosine) CKA, biased or debiased HSIC, reusing what does
+    not change under a re-pairing.
+
+    With centred X [n, p] and Y [n, q] (a row permutation P leaves column means, hence centring,
+    unchanged), biased CKA under P is ||X'PY||^2 / (||X'X|| ||Y'Y||): only the cross term moves.
+    The debiased estimator needs, besides ||X'PY||^2, inner products of n-vectors (row norms,
+    X times the column sums) with permuted ones: O(n) each. The cross term is computed
+
+    - ``feature``: X'[Y gathered by a batch of row maps] as one [p, n] x [n, batch * q] matrix
+      product per batch, O(n p q) per permutation;
+    - ``gram``: sum(K * L[m][:, m]) with K = XX', L = YY' built once, O(n^2) per permutation;
+    - ``auto``: the cheaper of the two (gathers are slow: Gram only for n < p q / 256, with
+      its matrices small).
+
+    ``kernel="cosine"`` scales rows to unit length first (that too commutes with re-pairing).
+    Sums are accumulated in float64; ``dtype`` is the precision of the products. The observed
+    value is computed by the same formulas (it equals simbench's ``cka`` to rounding).
+    """
+    import torch
+
+    if form not in FORMS:
+        raise ParameterError(f"form must be one of {FORMS}, got {form!r}", field="form")
+    if kernel not in ("linear", "cosine"):
+        raise ParameterError(f"the fast null covers the linear and cosine kernels, got "
+                             f"{kernel!r}", field="kernel",
+                             fix="for other kernels build the Gram matrices and use "
+                                 "gram_cka_null")
+    if dtype not in ("float32", "float64"):
+        raise ParameterError(f"dtype must be float32 or float64, got {dtype!r}", field="dtype")
+    tdt = getattr(torch, dtype)
+    f64 = torch.float64
+    tx = torch.as_tensor(np.asarray(x)).to(device=device, dtype=tdt)
+    ty = torch.as_tensor(np.asarray(y)).to(device=device, dtype=tdt)
+    if tx.ndim != 2 or ty.ndim != 2 or tx.shape[0] != ty.shape[0]:
+        raise ParameterError(f"CKA needs row-aligned [samples, units] arrays, got shapes "
+                             f"{tuple(tx.shape)} and {tuple(ty.shape)}", field="y")
+    n, p = tx.shape
+    q = ty.shape[1]
+    _check_n(n, debiased)
+    perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
+                                 n_rows=n)
+    size, exhaustive, notes = perms.plan(n_perm)
+    _warn_notes(notes)
+    if form == "auto":
+        # a randomly gathered Gram entry costs about as much as GRAM_ENTRY_COST multiply-adds
+        # of a matrix product (measured on CPUs), so the Gram form wins only for few samples
+        form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= BATCH_BYTES
+                else "feature")
+    if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
+        norms = [torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=f64) for t in (tx, ty)]
+        tx, ty = (t / torch.where(nr > 0, nr, torch.ones_like(nr)).to(tdt)
+                  for t, nr in zip((tx, ty), norms))
+    xc = tx - tx.to(f64).mean(0).to(tdt)
+    yc = ty - ty.to(f64).mean(0).to(tdt)
+    if form == "gram":
+        a, b, cross, batch = _gram_parts(xc @ xc.T, yc @ yc.T)
+    else:
+        x64, y64 = xc.to(f64), yc.to(f64)
+        mx, my = x64.sum(0), y64.sum(0)  # ~0; kept so the formulas hold for any rounding
+        a = _Side((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
+        b = _Side((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
+        xt = xc.T.contiguous()
+        batch = max(1, min(256, BATCH_BYTES // (n * q * xc.element_size())))
+
+        def cross(maps: Any) -> Any:
+            # [n, B, q] gathered directly, so one product serves the whole batch
+            g = yc[maps.T.contiguous()].reshape(n, -1)
+            return (xt @ g).view(p, maps.shape[0], q).square().sum((0, 2), dtype=f64)
+
+    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased)
+    what = f"{kernel} CKA{' (debiased HSIC)' if debiased else ''}"
+    return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
+                      _method(perms, size, exhaustive, seed, what, f"{form} form, {dtype}"),
+                      exhaustive, tuple(notes))
+
+
+def gram_cka_null(
+    K: Any,
+    L: Any,
+    *,
+    stimulus: Any = None,
+    time: Any = None,
+    n_perm: int = 1000,
+    seed: int = 0,
+    debiased: bool = False,
+    device: str = "cpu",
+) -> NullResult:
+    """Permutation null of CKA between two [n, n] kernel matrices (any kernel: RBF, or the
+    distance matrices of ``cka_paper``), O(n^2) per permutation.
+
+    A re-pairing permutes the rows and columns of one matrix: HSIC(K, P L P'). Kernels whose
+    parameters depend on the data (e.g. an RBF bandwidth from the median distance) are
+    unchanged by re-pairing, so the matrices are built once. The value equals simbench's
+    ``gram_cka`` on the same matrices.
+    """
+    import torch
+
+    tK = torch.as_tensor(np.asarray(K), device=device)
+    tL = torch.as_tensor(np.asarray(L), device=device)
+    if tK.ndim != 2 or tK.shape[0] != tK.shape[1] or tK.shape != tL.shape:
+        raise ParameterError(f"need two square kernel matrices of the same size, got shapes "
+                             f"{tuple(tK.shape)} and {tuple(tL.shape)}", field="L")
+    n = int(tK.shape[0])
+    _check_n(n, debiased)
+    perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
+                                 n_rows=n)
+    size, exhaustive, notes = perms.plan(n_perm)
+    _warn_notes(notes)
+    a, b, cross, batch = _gram_parts(tK, tL)
+    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased)
+    what = f"kernel CKA{' (debiased HSIC)' if debiased else ''}"
+    return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
+                      _method(perms, size, exhaustive, seed, what, "Gram form, float64"),
+                      exhaustive, tuple(notes))
+
+
+def _check_n(n: int, debiased: bool) -> None:
+    need = 4 if debiased else 2
+    if n < need:
+        raise NullError(f"CKA needs at least {need} samples, got {n}", field="x",
+                        fix="record more stimuli")
+
+
+__all__ = ["ALTERNATIVES", "NullError", "NullResult", "NullWarning", "StimulusPermutations",
+           "gram_cka_null", "linear_cka_null", "p_value", "permutation_null",
+           "require_permutable"]
