@@ -368,7 +368,8 @@ def test_a_store_without_metadata_says_what_it_assumed(filled: tuple[Path, Path]
     simbench's own measures from its built-in registry, others on stated assumptions."""
     spec_path, store_path = filled
     with Store(store_path) as store:
-        store.conn.execute("DROP TABLE measures")
+        store.conn.execute("DROP TABLE measures")  # as in a store that predates both records
+        store.conn.execute("UPDATE results SET measure_meta = NULL")
     with Store(store_path, create=False) as store:
         assert store.measures() == {}
         board = build(load_spec(spec_path, trusted=False), store)
