@@ -21,7 +21,7 @@ import numpy as np
 
 from simbench.errors import ParameterError, SimbenchError
 from simbench.pairing import Paired, pair_sites
-from simbench.score import Score
+from simbench.result import Score
 
 # Stream tags for :func:`rng`: one independent random stream per purpose.
 SUBSAMPLE, BOOTSTRAP, GROUPS, DRAWS = 0x5B5A, 0xB007, 0x6E0B, 0x25A

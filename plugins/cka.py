@@ -50,7 +50,7 @@ from simbench.measure import Measure, Param
 if TYPE_CHECKING:
     import torch
 
-    from simbench.score import Score
+    from simbench.result import Score
     from simbench.systems import System
 
 KERNELS = ("linear", "cosine", "rbf")

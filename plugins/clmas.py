@@ -30,7 +30,7 @@ from simbench_plugins import _causal
 from simbench import hookimpl
 from simbench.errors import ParameterError
 from simbench.measure import Measure, Param
-from simbench.score import Score
+from simbench.result import Score
 
 
 class CLMAS(Measure):
@@ -70,7 +70,7 @@ class CLMAS(Measure):
 
 def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -> Any:
     """System 2: the one passed, or the network named by ``--inaccessible``."""
-    from simbench.systems import resolve_system
+    from simbench.api import resolve_system
 
     if len(systems) == 2:
         b = systems[1]

@@ -29,7 +29,7 @@ from simbench_plugins.clmas import _spec, party_for
 
 from simbench import hookimpl
 from simbench.measure import Measure, Param
-from simbench.score import Score
+from simbench.result import Score
 
 FULL_STATE = Param("full_state", True, "the counterfactual sets every causal variable both "
                    "tasks share to the source's values (a stitch replaces the whole latent); "

@@ -16,7 +16,8 @@ import numpy as np
 import simbench
 from simbench.measure import Measure, Param
 from simbench.pairing import pair_sites
-from simbench.score import Score, bootstrap_ci
+from simbench.result import Score
+from simbench.stats import bootstrap_ci
 
 
 def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from simbench.bench.leaderboard import build
 from simbench.bench.spec import load_spec
 from simbench.bench.store import Store
 from simbench.cli import main
-from simbench.score import Score
+from simbench.result import Score
 
 MEASURES = """
 [measures.good]

@@ -22,7 +22,7 @@ _SYSTEMS: dict[tuple[str, str | None, int], Any] = {}
 
 def resolve_cached(source: str, task: str | None) -> Any:
     """``resolve_system(source)``, cached on (source, task, file mtime)."""
-    from simbench.systems import resolve_system
+    from simbench.api import resolve_system
 
     try:
         stamp = os.stat(source).st_mtime_ns
