@@ -146,30 +146,33 @@ class Registry:
         ``info`` failed (a :class:`PluginWarning`) and returns it.
         """
         self.plugins.append(info)
-        stage = "registration failed: "
+        stage, registered = "registration failed:", False
         try:
             self.pm.register(plugin, name=info.label)
+            registered = True
             self.pm.check_pending()
             _refuse_unmarked_hooks(plugin)
-            stage = "hook "
+            stage = "hook"
             measures = self._call_hook("simbench_measures", plugin)
             tasks = self._call_hook("simbench_tasks", plugin)
-            stage = ""
+            stage = "checking its items"
             for m in measures:
                 _check_measure(m, info)
             for t in tasks:
                 _check_task(t, info)
             self._check_names("measure", [m.name for m in measures], self._measures, info)
             self._check_names("task", [t.name for t in tasks], self._tasks, info)
-        except NOT_CONTAINED:
-            self._unregister(info)
-            raise
         except BaseException as exc:
-            self._unregister(info)
+            if registered:  # never unregister another plugin that holds the same label
+                self.pm.unregister(name=info.label)
+            if isinstance(exc, NOT_CONTAINED):
+                raise
             if isinstance(exc, SimbenchError):
                 text = str(exc).replace("\n  fix: ", "; fix: ")
+            elif stage.endswith(":") and not isinstance(exc, SystemExit):
+                text = f"{stage} {_exc_text(exc)}"
             else:
-                text = f"{stage}{_describe(exc)}"
+                text = f"{stage} {_describe(exc)}"
             self._fail(info, text)
             return info
         for m in measures:
@@ -208,10 +211,6 @@ class Registry:
                     f"or skip one plugin: {DISABLE_VAR}={info.label} keeps "
                     f"'{other.label}', {DISABLE_VAR}={other.label} keeps '{info.label}'",
                 )
-
-    def _unregister(self, info: PluginInfo) -> None:
-        if self.pm.has_plugin(info.label):
-            self.pm.unregister(name=info.label)
 
     def _fail(self, info: PluginInfo, error: str) -> None:
         info.error = " ".join(error.split())

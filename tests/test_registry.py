@@ -150,6 +150,16 @@ def test_duplicate_name_fails_the_whole_plugin_and_leaves_the_registry_as_it_was
     assert registry.plugin_of("procrustes").label == "simbench-example-plugin:procrustes"
 
 
+def test_a_plugin_under_a_taken_label_leaves_the_first_one_registered(
+        registry: Registry) -> None:
+    with pytest.warns(PluginWarning, match="registration failed: ValueError"):
+        got = registry.add_plugin(ToyPlugin(_named("toy_label")),
+                                  info("procrustes", "simbench-example-plugin"))
+    assert got.error and "toy_label" not in registry.measures
+    assert registry.pm.has_plugin("simbench-example-plugin:procrustes")
+    assert registry.plugin_of("procrustes").error is None
+
+
 def test_a_plugin_naming_one_item_twice_is_refused(registry: Registry) -> None:
     with pytest.warns(PluginWarning, match="registers the measure name 'toy_twice' twice"):
         got = registry.add_plugin(ToyPlugin(_named("toy_twice"), _named("toy_twice")),
