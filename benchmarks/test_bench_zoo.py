@@ -9,7 +9,7 @@ import torch
 from simbench.systems.torch import TorchSystem
 from simbench.tasks import MultiObject
 from simbench.zoo.models import ModelConfig, build_model
-from simbench.zoo.train import default_train_config, response_loss
+from simbench.zoo.training import default_train_config, response_loss
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm", "transformer"])

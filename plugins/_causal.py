@@ -124,7 +124,7 @@ def engine_config(params: dict[str, Any], seed: int, device: str) -> Any:
 
 def system_task(system: Any, task: str | None) -> Any:
     """The task a system's counterfactuals come from (its own unless overridden)."""
-    from simbench.tasks import task_by_name
+    from simbench.registry import task_by_name
 
     name = task or system.task
     if name is None:
@@ -253,7 +253,7 @@ def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
 
 def pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple[float, float], int]:
     """Mean trial IIA over ``keys`` with a Wilson interval on the pooled trials."""
-    from simbench.score import binomial_ci
+    from simbench.stats import binomial_ci
 
     hits = sum(results[k]["hits"] for k in keys)
     n = sum(results[k]["n"] for k in keys)

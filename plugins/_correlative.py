@@ -21,7 +21,7 @@ import numpy as np
 from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Param
 from simbench.pairing import Paired, pair_sites
-from simbench.score import Score
+from simbench.result import Score
 
 DTYPES = ("float32", "float64")
 

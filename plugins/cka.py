@@ -35,7 +35,7 @@ from simbench.errors import SimbenchError
 from simbench.measure import Measure, Param
 
 if TYPE_CHECKING:
-    from simbench.score import Score
+    from simbench.result import Score
     from simbench.systems import System
 
 CITATION = ("Kornblith, Norouzi, Lee & Hinton (2019). Similarity of Neural Network "

@@ -30,7 +30,7 @@ from simbench_plugins import _causal
 from simbench import hookimpl
 from simbench.errors import ParameterError
 from simbench.measure import Measure, Param
-from simbench.score import Score
+from simbench.result import Score
 
 if TYPE_CHECKING:
     from simbench.interventions.engine import Party
@@ -74,7 +74,7 @@ class CLMAS(Measure):
 
 def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -> Any:
     """System 2: the one passed, or the network named by ``--inaccessible``."""
-    from simbench.systems import resolve_system
+    from simbench.api import resolve_system
 
     if len(systems) == 2:
         b = systems[1]
@@ -183,7 +183,8 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     if protocol:
         attrs["true_iia_into_b"] = {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
                                     for s, t in latent}
-    return Score(measure.name, value, tuple(names), site, ci, n, breakdown, attrs)
+    return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                 n_samples=n, breakdown=breakdown, attrs=attrs)
 
 
 def _spec(var: str | tuple[str, ...]) -> str:

@@ -14,7 +14,7 @@ from simbench_plugins.mas import align_subspaces
 
 from simbench import hookimpl
 from simbench.measure import Measure, Param
-from simbench.score import Score
+from simbench.result import Score
 
 
 class DAS(Measure):

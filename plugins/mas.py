@@ -14,7 +14,7 @@ from simbench_plugins import _causal
 
 from simbench import hookimpl
 from simbench.measure import Measure, Param
-from simbench.score import Score
+from simbench.result import Score
 
 
 class MAS(Measure):
@@ -79,7 +79,8 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
              "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
                             if within_dirs else None),
              "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
-    return Score(measure.name, value, tuple(names), site, ci, n_samples, breakdown, attrs)
+    return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                 n_samples=n_samples, breakdown=breakdown, attrs=attrs)
 
 
 @hookimpl

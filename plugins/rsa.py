@@ -40,7 +40,7 @@ from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
 
 if TYPE_CHECKING:
-    from simbench.score import Score
+    from simbench.result import Score
     from simbench.systems import System
 
 # RDM methods: ours (BLAS) and rsatoolbox's calc_rdm methods that need no cross-validation.

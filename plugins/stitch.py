@@ -29,7 +29,7 @@ from simbench_plugins.clmas import _spec, party_for
 
 from simbench import hookimpl
 from simbench.measure import Measure, Param
-from simbench.score import Score
+from simbench.result import Score
 
 FULL_STATE = Param("full_state", True, "the counterfactual sets every causal variable both "
                    "tasks share to the source's values (a stitch replaces the whole latent); "
@@ -90,8 +90,8 @@ class ModelStitch(Measure):
                  "token_iia": results[(0, 1)]["token"], "train": _causal.train_summary(log)}
         if params["via_inverse"]:
             attrs["trained_iia_2_to_1"] = results[(1, 0)]["trial"]
-        return Score(self.name, value, tuple(names), site, ci, n,
-                     _causal.iia_matrices(results, names), attrs)
+        return Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
+                     n_samples=n, breakdown=_causal.iia_matrices(results, names), attrs=attrs)
 
 
 class LatentStitch(Measure):
@@ -158,7 +158,8 @@ class LatentStitch(Measure):
         else:
             value, ci, n = fit["r2"], None, int(fit["n"])
             attrs["value_kind"] = "cl_r2"
-        return Score(self.name, value, tuple(names), site, ci, n, breakdown, attrs)
+        return Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
+                     n_samples=n, breakdown=breakdown, attrs=attrs)
 
 
 def carried(source: Any, target: Any) -> tuple[str, ...]:

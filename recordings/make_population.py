@@ -48,7 +48,8 @@ def simulate(model: Any, *, seed: int = 0, n: int = N_STIMULI, units: int = UNIT
     import torch
 
     from simbench.recording import Recording, site_dataset
-    from simbench.tasks import VOCAB, task_by_name
+    from simbench.registry import task_by_name
+    from simbench.tasks import VOCAB
 
     task = task_by_name(TASK)
     stim = task.sample(n, seed + 2025, counts="all")

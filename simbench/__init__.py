@@ -2,7 +2,8 @@
 
 Similarity measures (MAS, CLMAS, DAS, stitching, RSA, CKA) are pluggy plugins over
 xarray-labelled recordings stored as netCDF. Heavy libraries (torch, rsatoolbox) load only when
-a measure runs, so importing simbench and starting the CLI stay fast.
+a measure runs, so importing simbench and starting the CLI stay fast: every name below but the
+error base class and the plugin markers is imported on first use.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from importlib import import_module
 from typing import Any
 
 from simbench.errors import SimbenchError
-from simbench.hookspecs import hookimpl, hookspec
-
-__version__ = "0.1.0"
+from simbench.markers import hookimpl, hookspec
 
 _LAZY = {
     "score": "simbench.api",
-    "Score": "simbench.score",
+    "resolve_system": "simbench.api",
+    "Score": "simbench.result",
     "Measure": "simbench.measure",
     "Param": "simbench.measure",
     "Recording": "simbench.recording",
@@ -32,9 +32,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from simbench.version import package_version
+
+        return package_version()
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'simbench' has no attribute '{name}'")
 
 
-__all__ = ["SimbenchError", "hookimpl", "hookspec", *_LAZY]
+__all__ = ["SimbenchError", "__version__", "hookimpl", "hookspec", *_LAZY]

@@ -1,24 +1,43 @@
-"""Choosing where torch work runs: ``auto`` takes a GPU when there is one."""
+"""Choosing where torch work runs: the one device resolver every command and measure uses.
+
+``auto`` takes a CUDA GPU when torch sees one, else the CPU; ``cpu``, ``cuda`` and ``cuda:N``
+are taken as given (a CUDA device without a GPU is an error saying what to use instead).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from simbench.errors import SimbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise SimbenchError(f"unknown device '{device}'", field="device",
-                            fix=f"use one of {', '.join(DEVICES)}")
-    if device == "cpu":
+def resolve_device(device: str | torch.device | None = "auto") -> str:
+    """The concrete device for ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, never
+    ``"auto"``. ``None`` means ``auto``; a ``torch.device`` is accepted as its string."""
+    name = "auto" if device is None else str(device)
+    if name not in DEVICES and not _is_cuda_index(name):
+        raise SimbenchError(f"unknown device '{name}'", field="device",
+                            fix=f"use one of {', '.join(DEVICES)} (or cuda:N)")
+    if name == "cpu":
         return "cpu"
     import torch
 
-    if device == "auto":
+    if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available():
-        raise SimbenchError("--device cuda was asked for, but torch sees no CUDA device",
+        raise SimbenchError(f"--device {name} was asked for, but torch sees no CUDA device",
                             field="device", fix="use --device auto or --device cpu")
-    return device
+    return name
+
+
+def _is_cuda_index(name: str) -> bool:
+    prefix, _, index = name.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+__all__ = ["DEVICES", "resolve_device"]

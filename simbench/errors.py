@@ -6,6 +6,9 @@ print it without a traceback and a user can act on it.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class SimbenchError(Exception):
     """Base of all simbench errors: a message plus where it happened and what to do."""
@@ -47,7 +50,7 @@ class RecordingError(SimbenchError):
 
 
 class RegistryError(SimbenchError):
-    """An unknown measure/task, or a duplicate name between plugins."""
+    """An unknown measure, or a registry lookup that cannot be answered."""
 
 
 class PluginError(SimbenchError):
@@ -60,6 +63,10 @@ class AccessError(SimbenchError):
 
 class TaskError(SimbenchError):
     """Bad task input: unknown task, token outside the vocabulary, unknown variable."""
+
+
+class TrainingError(SimbenchError):
+    """A model that did not reach the accuracy it must have to be shipped or used."""
 
 
 class SiteError(SimbenchError):
@@ -84,3 +91,22 @@ class StoreError(SimbenchError):
 
 class PluginWarning(UserWarning):
     """A plugin failed to load; simbench carries on without it (see ``simbench plugins``)."""
+
+
+def did_you_mean(name: str, known: Iterable[str], *, command: str | None = None,
+                 sort: bool = True) -> str:
+    """The ``fix`` text for an unknown name: the closest known one, then every known one.
+
+    ``did_you_mean("procrustez", ["cka", "procrustes"], command="simbench measures")`` gives
+    ``"did you mean 'procrustes'? known: cka, procrustes (see `simbench measures`)"``. Names
+    keep the order given when ``sort`` is False (e.g. tasks in registration order).
+    """
+    names = [str(k) for k in dict.fromkeys(known)]
+    if sort:
+        names.sort()
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    text = f"did you mean '{close[0]}'? " if close else ""
+    text += f"known: {', '.join(names) or '(none)'}"
+    if command:
+        text += f" (see `{command}`)"
+    return text

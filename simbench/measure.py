@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from simbench.errors import ParameterError
+from simbench.access import Access, Family
+from simbench.errors import ParameterError, did_you_mean
 
 if TYPE_CHECKING:
-    from simbench.score import Score
+    from simbench.result import Score
     from simbench.systems import System
-
-Access = Literal["accessible", "recording"]
-Family = Literal["causal", "correlative"]
 
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
@@ -116,6 +114,28 @@ class Measure:
         device: str,
         **params: Any,
     ) -> Score:  # pragma: no cover - interface
+        """Compare ``systems`` at ``site`` and return a :class:`simbench.Score`.
+
+        What simbench guarantees before calling: ``systems`` are resolved systems whose number
+        and access match ``min_systems``/``max_systems``/``access``; ``params`` holds every
+        declared parameter, defaults filled in, parsed and range-checked; ``task`` is the
+        user's ``--task`` (``None``: each system's own ``task``); ``device`` is a concrete torch
+        device (``"cpu"``, ``"cuda"`` or ``"cuda:N"``, never ``"auto"``); ``seed`` is the
+        user's seed, and the same seed must give the same value on the CPU.
+
+        What the measure must do: return a ``Score`` (built with keyword arguments) whose
+        ``measure`` is ``self.name`` and whose ``systems`` are the systems' ids. ``ci`` is a
+        (low, high) pair or ``None``; when an interval is dropped, say why in
+        ``attrs["ci_note"]`` (the printed score shows it). Keys the measure sets in ``attrs``
+        win over the provenance simbench adds (e.g. set ``attrs["device"] = "cpu"`` if the
+        work did not run on ``device``). Leave the systems as you found them.
+
+        What it may raise: a :class:`simbench.SimbenchError` subclass for a problem the user
+        can fix (a site that cannot be patched, a task without the variable asked for); it
+        reaches the user as is. Anything else, a ``sys.exit`` included, or returning something
+        that is not a ``Score``, is reported as a :class:`~simbench.errors.PluginError` naming
+        the measure and its plugin.
+        """
         raise NotImplementedError
 
     # ---- helpers shared by every measure -------------------------------------------------
@@ -127,11 +147,8 @@ class Measure:
         for p in self.params:
             if p.name == name:
                 return p
-        import difflib
-
-        close = difflib.get_close_matches(name, [p.name for p in self.params], n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known: {[p.name for p in self.params]}"
-        raise ParameterError(f"measure '{self.name}' has no parameter '{name}'", field=name, fix=hint)
+        raise ParameterError(f"measure '{self.name}' has no parameter '{name}'", field=name,
+                             fix=did_you_mean(name, [p.name for p in self.params], sort=False))
 
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``given``, each parsed and checked."""

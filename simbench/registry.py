@@ -1,35 +1,63 @@
 """Finds and loads plugins: simbench's own entry points first, then everyone else's.
 
-Each entry point of the ``simbench`` group loads inside its own ``try``: a plugin that fails to
-import or whose hook raises becomes a warning and a line in ``simbench plugins``; the rest still
-load. Names must be unique across plugins. ``SIMBENCH_PLUGINS`` (comma-separated entry-point or
-distribution names) restricts which plugins load, as datasette's variable of the same idea does.
+Each entry point of the ``simbench`` group is imported and its hooks are called through pluggy
+inside its own guard: a plugin that fails to import, whose hook raises (or calls ``sys.exit``),
+that returns something that is not a measure or task class, or that claims a name another
+plugin already registered, fails *as a whole*: none of its items are registered, it becomes a
+warning and a ``FAILED`` row in ``simbench plugins``, and every other plugin still loads.
+
+Two environment variables choose what loads; each takes comma-separated selectors, a selector
+being an entry-point name (``cka``), a distribution name (``simbench-example-plugin``) or one
+plugin's label ``DIST:ENTRY_POINT`` (``simbench:cka``):
+
+- ``SIMBENCH_PLUGINS``: load only the plugins selected (as datasette's variable of that name);
+- ``SIMBENCH_DISABLE``: load every plugin except those selected (e.g. one of two plugins that
+  claim the same measure name).
+
+Tasks are plugins too (the built-in ones are the ``tasks`` entry point), so these variables mean
+the same for tasks as for measures, and every task lookup by name goes through
+:meth:`Registry.task` / :meth:`Registry.make_task`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
+import reprlib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
 from simbench import hookspecs
+from simbench.access import ACCESSIBLE, FAMILIES, RECORDING
 from simbench.errors import (
     AccessError,
     PluginError,
     PluginWarning,
     RegistryError,
     SimbenchError,
+    TaskError,
+    did_you_mean,
 )
+from simbench.markers import PROJECT
 from simbench.measure import Measure
 
-GROUP = "simbench"
+if TYPE_CHECKING:
+    from simbench.tasks.base import Task
+
+GROUP = PROJECT
 OWN_DIST = "simbench"
+ONLY_VAR = "SIMBENCH_PLUGINS"
+DISABLE_VAR = "SIMBENCH_DISABLE"
+
+#: exceptions a plugin must never turn into the end of a simbench command: everything except
+#: the user's Ctrl-C and generator shutdown (``SystemExit`` included)
+NOT_CONTAINED = (KeyboardInterrupt, GeneratorExit)
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -48,6 +76,19 @@ class PluginInfo:
     def label(self) -> str:
         return f"{self.dist}:{self.name}"
 
+    def selected_by(self, selectors: Iterable[str]) -> bool:
+        """True when a selector names this plugin (entry point, distribution or label)."""
+        return bool({self.name, self.dist, self.label} & set(selectors))
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration(Generic[T]):
+    """One registered item (a measure, or a task class) and the plugin that provided it."""
+
+    name: str
+    item: T
+    plugin: PluginInfo
+
 
 class Registry:
     """Every loaded measure and task, and which plugin provided it."""
@@ -55,92 +96,171 @@ class Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.measures: dict[str, Measure] = {}
-        self.tasks: dict[str, type] = {}
+        self._measures: dict[str, Registration[Measure]] = {}
+        self._tasks: dict[str, Registration[type[Task]]] = {}
         self.plugins: list[PluginInfo] = []
-        self.provider: dict[str, PluginInfo] = {}
+
+    # ---- what is registered -------------------------------------------------------------
+    @property
+    def measures(self) -> dict[str, Measure]:
+        """Name -> measure, in load order (a fresh dict: changing it changes nothing)."""
+        return {name: r.item for name, r in self._measures.items()}
+
+    @property
+    def tasks(self) -> dict[str, type[Task]]:
+        """Name -> task class, in load order (a fresh dict: changing it changes nothing)."""
+        return {name: r.item for name, r in self._tasks.items()}
 
     # ---- loading ------------------------------------------------------------------------
-    def load_entry_points(self, only: Iterable[str] | None = None) -> None:
+    def load_entry_points(self, only: Iterable[str] | None = None,
+                          disable: Iterable[str] = ()) -> None:
+        """Load every ``simbench`` entry point (own distribution first), each in isolation.
+
+        ``only``: selectors of the plugins to load (``None``: all); ``disable``: selectors of
+        plugins to skip. See the module docstring for what a selector is.
+        """
         eps = list(entry_points(group=GROUP))
         eps.sort(key=lambda ep: (_dist_name(ep) != OWN_DIST, _dist_name(ep), ep.name))
-        wanted = None if only is None else {w.strip() for w in only if w.strip()}
+        wanted = None if only is None else _selectors(only)
+        skipped = _selectors(disable)
         for ep in eps:
-            if wanted is not None and ep.name not in wanted and _dist_name(ep) not in wanted:
-                continue
             info = PluginInfo(ep.name, _dist_name(ep), _dist_version(ep), ep.value)
+            if (wanted is not None and not info.selected_by(wanted)) or info.selected_by(skipped):
+                continue
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not break simbench
-                self._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+            except NOT_CONTAINED:
+                raise
+            except BaseException as exc:  # a broken third-party plugin must not break simbench
+                what = _describe(exc) if isinstance(exc, SystemExit) else _exc_text(exc)
+                self._fail(info, f"import failed: {what}")
                 continue
             self.add_plugin(module, info)
 
     def add_plugin(self, plugin: Any, info: PluginInfo) -> PluginInfo:
-        """Register one plugin object and collect its registrations, isolated from the others."""
+        """Register one plugin object and its measures and tasks: all of them, or none.
+
+        Its hooks are called through pluggy, for this plugin alone. Every item is checked (type,
+        declared metadata, names unique among its own and everything already registered)
+        before any is inserted; a failure of any kind leaves the registry as it was, marks
+        ``info`` failed (a :class:`PluginWarning`) and returns it.
+        """
         self.plugins.append(info)
+        stage, registered = "registration failed:", False
         try:
             self.pm.register(plugin, name=info.label)
+            registered = True
             self.pm.check_pending()
-        except Exception as exc:
-            if self.pm.has_plugin(info.label):
-                self.pm.unregister(name=info.label)
-            self._fail(info, f"registration failed: {exc}")
-            return info
-        try:
-            measures = _call(plugin, "simbench_measures")
-            tasks = _call(plugin, "simbench_tasks")
+            _refuse_unmarked_hooks(plugin)
+            stage = "hook"
+            measures = self._call_hook("simbench_measures", plugin)
+            tasks = self._call_hook("simbench_tasks", plugin)
+            stage = "checking its items"
             for m in measures:
                 _check_measure(m, info)
-        except SimbenchError as exc:
-            self.pm.unregister(name=info.label)
-            self._fail(info, str(exc))
+            for t in tasks:
+                _check_task(t, info)
+            self._check_names("measure", [m.name for m in measures], self._measures, info)
+            self._check_names("task", [t.name for t in tasks], self._tasks, info)
+        except BaseException as exc:
+            if registered:  # never unregister another plugin that holds the same label
+                self.pm.unregister(name=info.label)
+            if isinstance(exc, NOT_CONTAINED):
+                raise
+            if isinstance(exc, SimbenchError):
+                text = str(exc).replace("\n  fix: ", "; fix: ")
+            elif stage.endswith(":") and not isinstance(exc, SystemExit):
+                text = f"{stage} {_exc_text(exc)}"
+            else:
+                text = f"{stage} {_describe(exc)}"
+            self._fail(info, text)
             return info
-        except Exception as exc:
-            self.pm.unregister(name=info.label)
-            self._fail(info, f"hook raised {type(exc).__name__}: {exc}")
-            return info
-        for kind, items, table in (("measure", measures, self.measures), ("task", tasks, self.tasks)):
-            for item in items:
-                if item.name in table:
-                    other = self.provider[f"{kind}:{item.name}"]
-                    raise RegistryError(
-                        f"duplicate {kind} name '{item.name}': provided by plugin "
-                        f"'{other.label}' and by plugin '{info.label}'",
-                        fix=f"uninstall one of them, or restrict loading with "
-                        f"SIMBENCH_PLUGINS={other.name} (or ={info.name})",
-                    )
-                table[item.name] = item
-                self.provider[f"{kind}:{item.name}"] = info
-                (info.measures if kind == "measure" else info.tasks).append(item.name)
+        for m in measures:
+            self._measures[m.name] = Registration(m.name, m, info)
+            info.measures.append(m.name)
+        for t in tasks:
+            self._tasks[t.name] = Registration(t.name, t, info)
+            info.tasks.append(t.name)
         return info
 
+    def _call_hook(self, hook: str, plugin: object) -> list[Any]:
+        """``hook`` of ``plugin`` alone, called through pluggy; its lists joined into one."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+        out: list[Any] = []
+        for result in caller():
+            if not isinstance(result, (list, tuple)):
+                raise PluginError(f"plugin hook {hook} returned {_short(result)}, not a list")
+            out.extend(result)
+        return out
+
+    def _check_names(self, kind: str, names: Sequence[str], table: dict[str, Registration[Any]],
+                     info: PluginInfo) -> None:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise RegistryError(f"plugin '{info.label}' registers the {kind} name "
+                                    f"'{name}' twice", fix="give each item its own name")
+            seen.add(name)
+            if name in table:
+                other = table[name].plugin
+                raise RegistryError(
+                    f"duplicate {kind} name '{name}': already provided by plugin "
+                    f"'{other.label}', so plugin '{info.label}' was not loaded",
+                    fix=f"uninstall one of the two distributions (pip uninstall {info.dist}), "
+                    f"or skip one plugin: {DISABLE_VAR}={info.label} keeps "
+                    f"'{other.label}', {DISABLE_VAR}={other.label} keeps '{info.label}'",
+                )
+
     def _fail(self, info: PluginInfo, error: str) -> None:
-        info.error = error
+        info.error = " ".join(error.split())
         if info not in self.plugins:
             self.plugins.append(info)
-        warnings.warn(f"simbench plugin '{info.label}' failed to load: {error}", PluginWarning,
-                      stacklevel=3)
+        warnings.warn(f"simbench plugin '{info.label}' failed to load: {info.error}",
+                      PluginWarning, stacklevel=3)
 
     # ---- lookups ------------------------------------------------------------------------
     def measure(self, name: str) -> Measure:
         """The measure called ``name``; an unknown name suggests the closest known one."""
-        if name not in self.measures:
+        if name not in self._measures:
             raise RegistryError(f"unknown measure '{name}'", field="measure",
-                                fix=_suggest(name, self.measures, "simbench measures"))
-        return self.measures[name]
-
-    def task(self, name: str) -> type:
-        """The task class called ``name``; an unknown name lists the known ones."""
-        if name not in self.tasks:
-            raise RegistryError(f"unknown task '{name}'", field="task",
-                                fix=_suggest(name, self.tasks, "simbench tasks"))
-        return self.tasks[name]
+                                fix=_with_filter_note(did_you_mean(name, self._measures,
+                                                                   command="simbench measures")))
+        return self._measures[name].item
 
     def plugin_of(self, measure: str) -> PluginInfo:
-        return self.provider[f"measure:{measure}"]
+        """The plugin that provided the measure called ``measure``."""
+        self.measure(measure)  # unknown names fail with suggestions
+        return self._measures[measure].plugin
 
-    def check_access(self, measure: Measure, systems: list) -> None:
+    def task(self, name: str) -> type[Task]:
+        """The task class called ``name``; an unknown name lists the known ones."""
+        if name not in self._tasks:
+            raise TaskError(f"unknown task '{name}'", field="task",
+                            fix=_with_filter_note(did_you_mean(name, self._tasks, sort=False,
+                                                               command="simbench tasks")))
+        return self._tasks[name].item
+
+    def task_plugin_of(self, task: str) -> PluginInfo:
+        """The plugin that provided the task called ``task``."""
+        self.task(task)
+        return self._tasks[task].plugin
+
+    def make_task(self, task: str | Task | type[Task]) -> Task:
+        """A task instance: ``task`` itself when it is one, else its class instantiated (a
+        name is looked up with :meth:`task`)."""
+        from simbench.tasks.base import Task
+
+        if isinstance(task, Task):
+            return task
+        if isinstance(task, type) and issubclass(task, Task):
+            return task()
+        if not isinstance(task, str):
+            raise TaskError(f"cannot use {_short(task)} as a task", field="task",
+                            fix="pass a task name (see `simbench tasks`) or a Task")
+        return self.task(task)()
+
+    def check_access(self, measure: Measure, systems: Sequence[Any]) -> None:
         """Refuse, with a message a user can act on, a measure asked of systems it cannot use."""
         n = len(systems)
         hi = measure.max_systems
@@ -151,9 +271,9 @@ class Registry:
                               field="systems")
         for i, system in enumerate(systems):
             need = measure.access_for(i)
-            if need == "accessible" and system.access != "accessible":
-                alternatives = [m.name for m in self.measures.values()
-                                if m.family == "causal" and "recording" in m.access]
+            if need == ACCESSIBLE and system.access != ACCESSIBLE:
+                alternatives = [r.item.name for r in self._measures.values()
+                                if r.item.family == "causal" and RECORDING in r.item.access]
                 hint = (f"'{alternatives[0]}' aligns a network with a recording-only system"
                         if alternatives else "use a correlative measure (cka, rsa)")
                 raise AccessError(
@@ -164,29 +284,83 @@ class Registry:
                 )
 
 
-def _call(plugin: Any, hook: str) -> list:
-    impl = getattr(plugin, hook, None)
-    return list(impl() or []) if callable(impl) else []
+def contained_call(what: str, fn: Callable[[], T], *, site: str | None = None,
+                   fix: str | None = None) -> T:
+    """``fn()``, with any failure but Ctrl-C turned into a :class:`PluginError` about ``what``.
+
+    A :class:`SimbenchError` passes through unchanged (it already says what to do); anything
+    else, ``sys.exit`` included, becomes ``PluginError("<what> raised ...")`` chained to it.
+    """
+    try:
+        return fn()
+    except (SimbenchError, *NOT_CONTAINED):
+        raise
+    except BaseException as exc:
+        raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``called sys.exit(7)`` for a ``SystemExit``, else ``raised TypeName: message``."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"raised {_exc_text(exc)}"
+
+
+def _exc_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short(obj: Any) -> str:
+    """A type and a short repr, for messages about what a plugin returned."""
+    return f"{type(obj).__name__} {reprlib.repr(obj)}"
+
+
+def _refuse_unmarked_hooks(plugin: Any) -> None:
+    """A hook-named function without ``@simbench.hookimpl`` would be ignored silently: refuse."""
+    for hook in ("simbench_measures", "simbench_tasks"):
+        impl = getattr(plugin, hook, None)
+        if callable(impl) and not hasattr(impl, f"{PROJECT}_impl"):
+            raise PluginError(f"{hook} is not decorated with @simbench.hookimpl",
+                              fix="add `@simbench.hookimpl` above it")
 
 
 def _check_measure(m: Any, info: PluginInfo) -> None:
     if not isinstance(m, Measure):
-        raise PluginError(f"plugin '{info.label}' returned {m!r} from simbench_measures, "
+        raise PluginError(f"plugin '{info.label}' returned {_short(m)} from simbench_measures, "
                           "which is not a simbench.Measure instance")
     for attr in ("name", "family", "access"):
         if not hasattr(m, attr):
             raise PluginError(f"measure {type(m).__name__} from plugin '{info.label}' "
                               f"does not declare '{attr}'")
-    if m.family not in ("causal", "correlative"):
+    if m.family not in FAMILIES:
         raise PluginError(f"measure '{m.name}' from plugin '{info.label}': family must be "
                           f"'causal' or 'correlative', not {m.family!r}")
 
 
-def _suggest(name: str, known: Iterable[str], command: str) -> str:
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    head = f"did you mean '{close[0]}'? " if close else ""
-    return f"{head}known: {', '.join(known) or '(none)'} (see `{command}`)"
+def _check_task(t: Any, info: PluginInfo) -> None:
+    from simbench.tasks.base import Task
+
+    if not (isinstance(t, type) and issubclass(t, Task)):
+        raise PluginError(f"plugin '{info.label}' returned {_short(t)} from simbench_tasks, "
+                          "which is not a subclass of simbench.tasks.base.Task")
+    if not isinstance(getattr(t, "name", None), str):
+        raise PluginError(f"task {t.__name__} from plugin '{info.label}' does not declare "
+                          "'name'")
+
+
+def _selectors(values: Iterable[str]) -> set[str]:
+    return {v.strip() for v in values if v.strip()}
+
+
+def _env_list(var: str) -> list[str] | None:
+    value = os.environ.get(var)
+    return None if value is None or not value.strip() else value.split(",")
+
+
+def _with_filter_note(fix: str) -> str:
+    """Say so when an environment variable kept some plugins (and their names) out."""
+    active = [f"{v}={os.environ[v]}" for v in (ONLY_VAR, DISABLE_VAR) if os.environ.get(v)]
+    return f"{fix}; note: {' and '.join(active)} limits which plugins load" if active else fix
 
 
 def _dist_name(ep: EntryPoint) -> str:
@@ -201,21 +375,22 @@ _REGISTRY: Registry | None = None
 
 
 def get_registry(*, refresh: bool = False) -> Registry:
-    """The process-wide registry, built on first use (``SIMBENCH_PLUGINS`` restricts it)."""
+    """The process-wide registry, built on first use (``SIMBENCH_PLUGINS`` and
+    ``SIMBENCH_DISABLE`` choose which plugins load)."""
     global _REGISTRY
     if _REGISTRY is None or refresh:
         reg = Registry()
-        only = os.environ.get("SIMBENCH_PLUGINS")
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            reg.load_entry_points(only.split(",") if only else None)
+            reg.load_entry_points(_env_list(ONLY_VAR), _env_list(DISABLE_VAR) or ())
         _REGISTRY = reg
     return _REGISTRY
 
 
-def get_measure(name: str) -> Measure:
-    return get_registry().measure(name)
+def task_by_name(task: str | Task | type[Task]) -> Task:
+    """A task instance by name (or the task itself), looked up in the process-wide registry."""
+    return get_registry().make_task(task)
 
 
-def get_task(name: str) -> type:
-    return get_registry().task(name)
+__all__ = ["DISABLE_VAR", "ONLY_VAR", "PluginInfo", "Registration", "Registry",
+           "contained_call", "get_registry", "task_by_name"]

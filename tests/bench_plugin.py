@@ -18,7 +18,8 @@ import numpy as np
 import simbench
 from simbench.measure import Measure, Param
 from simbench.pairing import pair_sites
-from simbench.score import Score, bootstrap_ci
+from simbench.result import Score
+from simbench.stats import bootstrap_ci
 
 
 def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -54,7 +55,8 @@ class BenchLinear(Measure):
             except KeyboardInterrupt:
                 if not swallow:
                     raise
-                return Score(self.name, -1.0, tuple(s.system_id for s in systems), site=site)
+                return Score(measure=self.name, value=-1.0,
+                             systems=tuple(s.system_id for s in systems), site=site)
         ids = [s.system_id for s in systems]
         if fail or (fail_on and fail_on in ids):
             raise RuntimeError(f"asked to fail on {ids}")
@@ -72,7 +74,8 @@ class BenchLinear(Measure):
             return _linear_cka(x[sel], y[sel])
 
         ci = bootstrap_ci(stat, len(uniq), n_boot=n_boot, seed=seed)
-        return Score(self.name, value, tuple(ids), site=site, ci=ci, n_samples=len(x))
+        return Score(measure=self.name, value=value, systems=tuple(ids), site=site, ci=ci,
+                     n_samples=len(x))
 
 
 class BenchProbe(BenchLinear):
@@ -128,7 +131,8 @@ class BenchConst(Measure):
 
     def score(self, systems: Sequence[Any], *, site: str, seed: int, value: float,
               **kw: Any) -> Score:
-        return Score(self.name, value, tuple(s.system_id for s in systems), site=site,
+        return Score(measure=self.name, value=value,
+                     systems=tuple(s.system_id for s in systems), site=site,
                      ci=(value - 0.1, value + 0.1), n_samples=1)
 
 
@@ -143,7 +147,8 @@ class BenchDistance(Measure):
     description = "test-only distance"
 
     def score(self, systems: Sequence[Any], *, site: str, **kw: Any) -> Score:
-        return Score(self.name, 0.0, tuple(s.system_id for s in systems), site=site)
+        return Score(measure=self.name, value=0.0,
+                     systems=tuple(s.system_id for s in systems), site=site)
 
 
 @simbench.hookimpl

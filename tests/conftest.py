@@ -8,6 +8,8 @@ defined below, registered through the same ``Registry.add_plugin`` path entry po
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
@@ -23,11 +25,21 @@ import simbench.registry as registry_module
 from simbench.measure import Measure, Param
 from simbench.recording import Recording, save_recording, site_dataset
 from simbench.registry import PluginInfo, Registry
-from simbench.score import Score
+from simbench.result import Score
 
 TESTS = Path(__file__).parent
 EXAMPLE_PLUGIN = TESTS / "example_plugin"
 N_STIM, N_TIME, N_UNIT = 24, 5, 6
+SIMBENCH = str(Path(sys.executable).parent / "simbench")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            drop: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it (``drop``: variables to unset)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in drop}
+    full_env.update(env or {})
+    return subprocess.run([SIMBENCH, *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd, timeout=120)
 
 
 # ---- recordings ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from simbench.bench.meta import record_measures
 from simbench.bench.spec import load_spec
 from simbench.bench.store import Store
 from simbench.cli import main
-from simbench.score import Score
+from simbench.result import Score
 
 MEASURES = """
 [measures.good]
@@ -100,8 +100,8 @@ def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
         record_measures(spec, store)  # as a run does
         for job in jobs:
             v = known_value(job)
-            score = Score(job.measure, v, job.systems, job.site, ci=(v - 0.05, v + 0.05),
-                          n_samples=10)
+            score = Score(measure=job.measure, value=v, systems=job.systems, site=job.site,
+                          ci=(v - 0.05, v + 0.05), n_samples=10)
             store.write(job, {"status": "done", "score": score.to_dict(), "runtime_s": 0.01})
     return spec_path, store_path
 

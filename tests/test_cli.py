@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import GOOD_PLUGIN, make_site, write_raw, write_recording
+from conftest import GOOD_PLUGIN, make_site, run_cli, write_raw, write_recording
 
 import simbench
 import simbench.registry as registry_module
@@ -24,17 +24,6 @@ from simbench.cli import main
 from simbench.errors import PluginWarning
 from simbench.measure import Measure
 from simbench.registry import Registry
-
-BIN = Path(sys.executable).parent
-SIMBENCH = str(BIN / "simbench")
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed console script, as a user runs it."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([SIMBENCH, *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd, timeout=60)
 
 
 # ---- help ----------------------------------------------------------------------------------
@@ -122,17 +111,26 @@ def test_broken_plugin_is_one_clean_warning_line(fake_dists: Any) -> None:
     assert [m["name"] for m in json.loads(listed.stdout)] == ["const_good"]
 
 
-def test_duplicate_measures_at_load_exit_with_both_names(
+def test_duplicate_measures_at_load_fail_the_second_plugin_only(
         fake_dists: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     fake_dists("one-dist", "sbtest_one", GOOD_PLUGIN.format(name="same"))
     fake_dists("two-dist", "sbtest_two", GOOD_PLUGIN.format(name="same"))
     monkeypatch.setattr(registry_module, "_REGISTRY", None)
     monkeypatch.setenv("SIMBENCH_PLUGINS", "sbtest_one,sbtest_two")
-    assert main(["measures"]) == 2
-    err = capsys.readouterr().err
-    assert "duplicate measure name 'same'" in err
-    assert "one-dist:sbtest_one" in err and "two-dist:sbtest_two" in err
+    assert main(["measures", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("simbench: warning: simbench plugin 'two-dist:sbtest_two' "
+                                   "failed to load: duplicate measure name 'same'")
+    listed = json.loads(captured.out)
+    assert [(m["name"], m["plugin"]["dist"]) for m in listed] == [("same", "one-dist")]
+    assert main(["plugins", "--json"]) == 0
+    plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert plugins["sbtest_one"]["error"] is None and plugins["sbtest_one"]["measures"] == ["same"]
+    error = plugins["sbtest_two"]["error"]
+    assert "duplicate measure name 'same'" in error
+    assert "one-dist:sbtest_one" in error and "two-dist:sbtest_two" in error
+    assert plugins["sbtest_two"]["measures"] == []
 
 
 # ---- score ---------------------------------------------------------------------------------
@@ -271,7 +269,8 @@ def test_plugin_facing_core_modules_import_without_xarray() -> None:
     """Plugins import these at load time; xarray (~0.4 s) would eat half the start-up budget."""
     code = (
         "import sys\n"
-        "import simbench.measure, simbench.pairing, simbench.registry, simbench.score\n"
+        "import simbench.measure, simbench.pairing, simbench.registry, simbench.result\n"
+        "import simbench.stats, simbench.hookspecs, simbench.markers, simbench.systems\n"
         "print(sorted(m for m in ('xarray', 'torch', 'rsatoolbox') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

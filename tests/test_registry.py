@@ -128,13 +128,108 @@ def test_measure_raising_during_scoring_names_the_plugin(
     assert "toys-dist" in err.value.fix
 
 
-def test_duplicate_measure_names_name_both_plugins(registry: Registry, example_module: Any) -> None:
-    with pytest.raises(RegistryError) as err:
-        registry.add_plugin(ToyPlugin(example_module.Procrustes()), info("copycat"))
-    message = str(err.value)
-    assert "duplicate measure name 'procrustes'" in message
-    assert "simbench-example-plugin:procrustes" in message
-    assert "copycat-dist:copycat" in message
+def test_duplicate_name_fails_the_whole_plugin_and_leaves_the_registry_as_it_was(
+        registry: Registry, example_module: Any) -> None:
+    """All or nothing: a plugin whose *second* item clashes registers none of its items."""
+    before = (dict(registry.measures), dict(registry.tasks), registry.pm.get_plugins())
+
+    class Fresh(Measure):
+        name = "fresh"
+        family = "correlative"
+        access = ("recording", "recording")
+
+    with pytest.warns(PluginWarning, match="duplicate measure name 'procrustes'") as warned:
+        got = registry.add_plugin(ToyPlugin(Fresh(), example_module.Procrustes()),
+                                  info("copycat"))
+    message = str(warned[0].message)
+    assert "simbench-example-plugin:procrustes" in message and "copycat-dist:copycat" in message
+    assert got.error is not None and "duplicate measure name 'procrustes'" in got.error
+    assert got.measures == [] and "fresh" not in registry.measures
+    assert not registry.pm.has_plugin(got.label)
+    assert (dict(registry.measures), dict(registry.tasks), registry.pm.get_plugins()) == before
+    assert registry.plugin_of("procrustes").label == "simbench-example-plugin:procrustes"
+
+
+def test_a_plugin_under_a_taken_label_leaves_the_first_one_registered(
+        registry: Registry) -> None:
+    with pytest.warns(PluginWarning, match="registration failed: ValueError"):
+        got = registry.add_plugin(ToyPlugin(_named("toy_label")),
+                                  info("procrustes", "simbench-example-plugin"))
+    assert got.error and "toy_label" not in registry.measures
+    assert registry.pm.has_plugin("simbench-example-plugin:procrustes")
+    assert registry.plugin_of("procrustes").error is None
+
+
+def test_a_plugin_naming_one_item_twice_is_refused(registry: Registry) -> None:
+    with pytest.warns(PluginWarning, match="registers the measure name 'toy_twice' twice"):
+        got = registry.add_plugin(ToyPlugin(_named("toy_twice"), _named("toy_twice")),
+                                  info("twice"))
+    assert got.error and "toy_twice" not in registry.measures
+
+
+def test_tasks_are_registered_all_or_nothing_too(registry: Registry) -> None:
+    from simbench.tasks import MultiObject, SameObject
+
+    class Tasks:
+        @simbench.hookimpl
+        def simbench_tasks(self) -> list[type]:
+            return [MultiObject]
+
+    class Clash:
+        @simbench.hookimpl
+        def simbench_measures(self) -> list[Measure]:
+            return [_named("toy_with_task")]
+
+        @simbench.hookimpl
+        def simbench_tasks(self) -> list[type]:
+            return [SameObject, MultiObject]
+
+    assert registry.add_plugin(Tasks(), info("tasks_a")).error is None
+    with pytest.warns(PluginWarning, match="duplicate task name 'multi_object'"):
+        got = registry.add_plugin(Clash(), info("tasks_b"))
+    assert got.error and list(registry.tasks) == ["multi_object"]
+    assert "toy_with_task" not in registry.measures
+    assert registry.task_plugin_of("multi_object").name == "tasks_a"
+
+
+def test_hooks_are_called_through_pluggy_for_each_plugin_alone(registry: Registry) -> None:
+    """Each plugin's results are attributed to it, however many plugins implement a hook."""
+    registry.add_plugin(ToyPlugin(_named("toy_one")), info("one"))
+    registry.add_plugin(ToyPlugin(_named("toy_two")), info("two"))
+    assert registry.plugin_of("toy_one").name == "one"
+    assert registry.plugin_of("toy_two").name == "two"
+    assert [p.name for p in registry.plugins if "toy_two" in p.measures] == ["two"]
+    # pluggy itself knows every plugin under its label
+    impls = registry.pm.hook.simbench_measures.get_hookimpls()
+    assert {i.plugin_name for i in impls} >= {"one-dist:one", "two-dist:two",
+                                              "simbench-example-plugin:procrustes"}
+
+
+def test_unmarked_hook_functions_are_refused_not_ignored(registry: Registry) -> None:
+    class Unmarked:
+        def simbench_measures(self) -> list[Measure]:
+            return [_named("toy_unmarked")]
+
+    with pytest.warns(PluginWarning, match=r"not decorated with @simbench.hookimpl"):
+        got = registry.add_plugin(Unmarked(), info("unmarked"))
+    assert got.error and "toy_unmarked" not in registry.measures
+
+
+def test_a_task_hook_returning_a_non_task_is_refused(registry: Registry) -> None:
+    class Sloppy:
+        @simbench.hookimpl
+        def simbench_tasks(self) -> list[Any]:
+            return ["multi_object"]
+
+    with pytest.warns(PluginWarning, match="not a subclass of simbench.tasks.base.Task"):
+        got = registry.add_plugin(Sloppy(), info("sloppy_tasks"))
+    assert got.error and registry.tasks == {}
+
+
+def _named(name: str) -> Measure:
+    cls = type(name, (Measure,), {"name": name, "family": "correlative",
+                                  "access": ("recording", "recording")})
+    return cls()
 
 
 def test_simbench_plugins_restricts_loading(fake_dists: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -214,11 +214,11 @@ def test_restore_leaves_a_users_count_alone(fresh: None) -> None:
 def test_provenance_is_plain_data_for_a_score(fresh: None) -> None:
     import torch
 
-    from simbench.score import Score
+    from simbench.result import Score
 
     torch.set_num_threads(max(runtime._default_counts()))
     runtime.configure_threads()
-    score = Score("m", 0.5, ("a", "b"), attrs=runtime.provenance())
+    score = Score(measure="m", value=0.5, systems=("a", "b"), attrs=runtime.provenance())
     back = Score.from_dict(json.loads(score.to_json()))
     assert back.attrs["threads"]["source"] == "auto"
     assert back.attrs["threads"]["used"] == [torch.get_num_threads()]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
 import simbench
-from simbench.score import Score, binomial_ci, bootstrap_ci, provenance
+from simbench.result import Score, provenance
+from simbench.stats import binomial_ci, bootstrap_ci
 
 
 def _score() -> Score:
     iia = xr.DataArray(np.array([[1.0, 0.5], [0.25, 0.75]]), dims=("source", "target"),
                        coords={"source": ["a", "b"], "target": ["a", "b"]})
-    return Score("mas", 0.625, ("a", "b"), site="hidden", ci=(0.5, 0.75), n_samples=40,
-                 breakdown={"iia": iia}, attrs={"params": {"k": 4}, "seed": np.int64(3)})
+    return Score(measure="mas", value=0.625, systems=("a", "b"), site="hidden", ci=(0.5, 0.75),
+                 n_samples=40, breakdown={"iia": iia},
+                 attrs={"params": {"k": 4}, "seed": np.int64(3)})
 
 
 def test_dict_round_trip_is_lossless() -> None:
@@ -30,7 +33,8 @@ def test_dict_round_trip_is_lossless() -> None:
 
 
 def test_non_finite_values_become_null_in_json() -> None:
-    score = Score("cka", math.nan, ("a", "b"), ci=(math.nan, math.inf), attrs={"x": math.inf})
+    score = Score(measure="cka", value=math.nan, systems=("a", "b"), ci=(math.nan, math.inf),
+                  attrs={"x": math.inf})
     data = json.loads(score.to_json())
     assert data["value"] is None and data["ci"] == [None, None] and data["attrs"]["x"] is None
     back = Score.from_dict(data)
@@ -71,16 +75,99 @@ def test_binomial_ci() -> None:
     assert all(math.isnan(v) for v in binomial_ci(0, 0))
 
 
+def test_score_fields_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        Score("mas", 0.5, ("a", "b"))  # type: ignore[misc]
+
+
+def test_a_dropped_interval_says_why_when_printed() -> None:
+    """A bootstrap dropped for size must be visible on the printed score, not only in attrs."""
+    note = "no bootstrap: 2048x2048 units need too much memory per replicate"
+    dropped = Score(measure="cka", value=0.5, systems=("a", "b"), n_samples=10,
+                    attrs={"ci_note": note})
+    assert str(dropped) == f"cka = 0.5000 (no CI: {note}) (n = 10)"
+    nan_ci = Score(measure="cka", value=0.5, systems=("a", "b"), ci=(math.nan, math.nan),
+                   attrs={"ci_note": note})
+    assert f"(no CI: {note})" in str(nan_ci) and "nan" not in str(nan_ci)
+    plain = Score(measure="cka", value=0.5, systems=("a", "b"), ci=None)
+    assert str(plain) == "cka = 0.5000 (n = 0)"
+
+
+def test_open_bounds_never_print_as_none() -> None:
+    one_sided = Score(measure="x", value=0.5, systems=("a",), ci=(0.25, math.inf))
+    assert str(one_sided) == "x = 0.5000 [0.2500, inf] (n = 0)"
+    missing = Score(measure="x", value=0.5, systems=("a",), ci=(0.25, None))  # type: ignore[arg-type]
+    assert "None" not in str(missing) and "[0.2500, nan]" in str(missing)
+
+
 def test_provenance_records_versions() -> None:
     info = provenance("cpu")
     assert info["simbench_version"] == simbench.__version__ and info["device"] == "cpu"
 
 
-def test_simbench_score_is_callable_even_after_importing_the_module(registry: object) -> None:
-    """``import simbench.score`` must not shadow the function ``simbench.score(...)``."""
-    import simbench.score as module
+def test_the_version_has_one_source(tmp_path: Path) -> None:
+    """``simbench.__version__``, ``--version`` and provenance all read pyproject.toml."""
+    import tomllib
 
-    assert module.Score is Score
-    assert callable(simbench.score)
+    from simbench.cli import main
+    from simbench.version import _source_version, package_version
+
+    pyproject = Path(simbench.__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert package_version() == declared == simbench.__version__
+    assert provenance()["simbench_version"] == declared
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    # a source tree whose pyproject says otherwise wins over stale installed metadata
+    other = tmp_path / "pyproject.toml"
+    other.write_text('[project]\nname = "simbench"\nversion = "9.8.7"\n')
+    assert _source_version(other) == "9.8.7"
+    other.write_text('[project]\nname = "someone-else"\nversion = "1.0"\n')
+    assert _source_version(other) is None
+
+
+def test_simbench_score_is_the_function_and_score_the_class(registry: object) -> None:
+    """``simbench.score`` is the function and ``simbench.Score`` the result class, whatever
+    was imported before (no module of that name shadows the function)."""
+    import importlib
+
+    import simbench.api
+    import simbench.result
+
+    assert importlib.util.find_spec("simbench.score") is None
+    assert simbench.score is simbench.api.score and simbench.Score is Score
+    assert simbench.result.Score is Score
     with pytest.raises(simbench.SimbenchError, match="unknown measure"):
         simbench.score("no_such_measure", "a.nc", "b.nc", site="hidden")
+
+
+def test_provenance_records_the_device_actually_used(registry: object, pair_files: object) -> None:
+    """``device="auto"`` is resolved once, for every measure family, before the measure runs."""
+    from simbench.devices import resolve_device
+
+    a, b = pair_files  # type: ignore[misc]
+    result = simbench.score("procrustes", a, b, site="hidden", n_boot=0)
+    assert result.attrs["device"] == resolve_device("auto") != "auto"
+    assert simbench.score("procrustes", a, b, site="hidden", n_boot=0,
+                          device="cpu").attrs["device"] == "cpu"
+
+
+def test_attrs_set_by_the_measure_win_over_provenance(registry: object,
+                                                      pair_files: object) -> None:
+    from conftest import ToyPlugin, info
+
+    from simbench.measure import Measure
+
+    class NumpyOnly(Measure):
+        name = "toy_numpy"
+        family = "correlative"
+        access = ("recording", "recording")
+
+        def score(self, systems: object, **kw: object) -> Score:
+            return Score(measure=self.name, value=0.5, systems=("a", "b"),
+                         attrs={"device": "cpu (numpy)", "seed": 99})
+
+    registry.add_plugin(ToyPlugin(NumpyOnly()), info("numpy_only"))  # type: ignore[attr-defined]
+    result = simbench.score("toy_numpy", *pair_files, site="hidden", seed=3)  # type: ignore[misc]
+    assert result.attrs["device"] == "cpu (numpy)" and result.attrs["seed"] == 99
+    assert result.attrs["plugin"] == "numpy_only-dist:numpy_only"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from simbench.errors import TaskError
+from simbench.registry import task_by_name
 from simbench.tasks import (
     Arithmetic,
     Modulo,
@@ -17,7 +18,6 @@ from simbench.tasks import (
     Rounding,
     SameObject,
     simbench_tasks,
-    task_by_name,
 )
 
 MULTI, SAME, MOD, ROUND, ARITH = MultiObject(), SameObject(), Modulo(), Rounding(), Arithmetic()
@@ -167,6 +167,17 @@ def test_out_of_vocabulary_tokens_are_named():
 def test_unknown_task_lists_valid_ones():
     with pytest.raises(TaskError, match="multi_object, same_object, modulo, rounding, arithmetic"):
         task_by_name("counting")
+    with pytest.raises(TaskError, match="did you mean 'modulo'"):
+        task_by_name("modulus")
+    assert task_by_name("rounding").name == "rounding" and task_by_name(MULTI) is MULTI
+    assert isinstance(task_by_name(Modulo), Modulo)
+
+
+def test_tasks_are_looked_up_only_through_the_registry():
+    """One lookup path: the tasks package keeps no name table of its own."""
+    import simbench.tasks
+
+    assert not hasattr(simbench.tasks, "task_by_name")
 
 
 def test_hook_and_lightweight_import():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from simbench.errors import SiteError
+from simbench.errors import SiteError, TaskError
 from simbench.recording import load_recording, save_recording
 from simbench.systems.torch import TorchSystem
 from simbench.tasks import Arithmetic, MultiObject
@@ -94,3 +94,37 @@ def test_recording_1000_stimuli_is_fast():
     system = TorchSystem.from_zoo("gru_multi_s2")
     rec = system.record(n=1000, seed=0)
     assert rec.site("hidden")["activity"].shape[0] == 1000
+
+
+class Pooled(nn.Module):
+    """A module whose ``pool`` site outputs [B, d], which a recording cannot use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(34, 4)
+        self.norm = nn.LayerNorm(4)
+        self.pool = nn.Identity()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.norm(self.emb(tokens)).mean(1))
+
+
+def test_record_that_raises_gives_back_each_modules_mode():
+    system = TorchSystem(Pooled(), MultiObject(), sites={"pooled": "pool"}, system_id="p")
+    system.module.train()
+    system.module.norm.eval()  # a mixed state, e.g. a frozen normalisation layer
+    with pytest.raises(SiteError, match="not \\[B, T, d\\]"):
+        system.record(n=4, seed=0)
+    assert system.module.training and system.module.emb.training
+    assert not system.module.norm.training
+
+
+def test_task_objects_and_names_give_the_same_system():
+    by_object = TorchSystem(TinyLM(), MultiObject(), sites={"hidden": "layers.0"})
+    by_name = TorchSystem(TinyLM(), "multi_object", sites={"hidden": "layers.0"})
+    assert by_object.task == by_name.task == "multi_object"
+    a = by_object.record(n=8, seed=2).site("hidden")["activity"].values
+    b = by_name.record(n=8, seed=2).site("hidden")["activity"].values
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(TaskError, match=r"(?s)unknown task .multi_objekt.*did you mean"):
+        TorchSystem(TinyLM(), "multi_objekt", sites={"hidden": "layers.0"})

@@ -13,10 +13,11 @@ import torch
 
 from simbench.cli import main
 from simbench.errors import CheckpointError, SimbenchError, SiteError
-from simbench.tasks import MultiObject, task_by_name
+from simbench.registry import task_by_name
+from simbench.tasks import MultiObject
 from simbench.zoo import ZOO_DIR, list_models, load_model
 from simbench.zoo.checkpoint import load_checkpoint
-from simbench.zoo.train import (
+from simbench.zoo.training import (
     EVAL_N,
     EVAL_SEED,
     TrainConfig,
@@ -224,3 +225,45 @@ def test_cli_train_writes_a_verified_checkpoint(capsys, tmp_path):
     assert meta["steps"] == 3 and meta["stopped"] == "step cap" and meta["task"] == "multi_object"
     assert np.isfinite(meta["heldout_trial_acc"])
     assert task_by_name(meta["task"]).name == "multi_object"
+
+
+def test_zoo_functions_survive_importing_every_zoo_module():
+    """``simbench.zoo.train`` stays the function once every zoo submodule has been imported
+    (a submodule of the same name used to replace it: "'module' object is not callable")."""
+    import importlib
+    import pkgutil
+    import types
+
+    import simbench.zoo as zoo
+
+    for module in pkgutil.iter_modules(zoo.__path__):
+        importlib.import_module(f"simbench.zoo.{module.name}")
+    shadowed = [name for name in zoo.__all__ if isinstance(getattr(zoo, name), types.ModuleType)]
+    assert shadowed == []
+    assert callable(zoo.train)
+
+
+def test_build_one_refuses_a_model_below_the_bar(tmp_path):
+    """Every attempt misses 0.99: a clear error, and no checkpoint or manifest written."""
+    import simbench.zoo as zoo
+    from simbench.errors import TrainingError
+
+    cfg = TrainConfig(max_steps=2, eval_every=2, batch_size=8)
+    with pytest.raises(TrainingError, match=r"gru_multi_s99 missed the zoo's bar of 0.99 trial "
+                       r"accuracy in all 2 attempts \(seed 99: .*; seed 1099: ") as err:
+        zoo.build_one("multi_object", "gru", 99, directory=tmp_path, config=cfg, retries=1,
+                      progress=False)
+    assert "nothing was written" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    assert zoo.list_models(tmp_path) == []
+    # the package function is still callable after build_one imported the training module
+    _, meta = zoo.train("multi_object", "gru", 0, "cpu", config=cfg, progress=False,
+                        final_eval=False)
+    assert meta["steps"] == 2 and meta["stopped"] == "step cap"
+
+
+def test_zoo_training_uses_the_one_device_resolver():
+    import simbench.zoo.training as training
+    from simbench.devices import resolve_device
+
+    assert training.resolve_device is resolve_device

@@ -47,8 +47,7 @@ def ensure_plugins(refs: Iterable[str], *, registry: Registry | None = None) -> 
             version = str(getattr(module, "__version__", "0"))
             info = PluginInfo(ref.rsplit(".", 1)[-1], "spec-module", version, ref)
         already = [m for m in _measure_names(module) if m in reg.measures
-                   and reg.provider.get(f"measure:{m}") is not None
-                   and reg.provider[f"measure:{m}"].module == info.module]
+                   and reg.plugin_of(m).module == info.module]
         if not already:
             reg.add_plugin(module, info)
             if info.error:

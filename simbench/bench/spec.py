@@ -26,7 +26,6 @@ someone sends you is safe to look at.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 
 try:
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from simbench.bench.locate import Locator, PathPart, dotted
-from simbench.errors import ParameterError, SimbenchError, SpecError
+from simbench.errors import ParameterError, SimbenchError, SpecError, did_you_mean
 
 TOP_KEYS = ("name", "description", "task", "seeds", "sites", "plugins", "store", "target",
             "job_timeout", "systems", "groups", "measures", "pairs", "expect")
@@ -172,7 +171,7 @@ class Spec:
         for key in table:
             if key not in allowed:
                 raise self.error(f"unknown key '{key}'" + (f" in {where}" if where else ""),
-                                 (*path, key), fix=_suggest(key, allowed))
+                                 (*path, key), fix=did_you_mean(key, allowed))
 
     # ---- selections ---------------------------------------------------------------------
     def select(self, selector: Any, path: Sequence[PathPart], _depth: int = 0) -> list[str]:
@@ -191,7 +190,7 @@ class Spec:
                 return []
             known = [*self.systems, *self.groups]
             raise self.error(f"unknown system or group '{selector}'", path, value=selector,
-                             fix=_suggest(selector, known))
+                             fix=did_you_mean(selector, known))
         if isinstance(selector, list):
             out: list[str] = []
             for item in selector:
@@ -219,13 +218,6 @@ def _tag_str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _suggest(name: str, known: Iterable[str]) -> str:
-    known = sorted(set(known))
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    head = f"did you mean '{close[0]}'? " if close else ""
-    return f"{head}known: {', '.join(known) or '(none)'}"
 
 
 # ---- loading -------------------------------------------------------------------------------
@@ -312,7 +304,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     target = _typed(spec, data, "target", str, None)
     if target is not None and target not in spec.systems:
         raise spec.error(f"target '{target}' is not a system of this spec", ("target",),
-                         fix=_suggest(target, spec.systems))
+                         fix=did_you_mean(target, spec.systems))
     spec.target = target
     _parse_measures(spec, data.get("measures", {}), registry)
     _parse_pairs(spec, data.get("pairs", []), registry)
@@ -383,7 +375,7 @@ def _task(spec: Spec, value: Any, path: Sequence[PathPart], registry: Any) -> st
     if not isinstance(value, str):
         raise spec.error(f"task must be a string, got {value!r}", path)
     if registry is not None and value not in registry.tasks:
-        raise spec.error(f"unknown task '{value}'", path, fix=_suggest(value, registry.tasks))
+        raise spec.error(f"unknown task '{value}'", path, fix=did_you_mean(value, registry.tasks))
     return value
 
 
@@ -443,7 +435,7 @@ def _parse_measures(spec: Spec, table: Any, registry: Any) -> None:
                     continue
                 raise spec.error(f"unknown measure '{name}'",
                                  (*path, "measure") if "measure" in entry else path,
-                                 fix=_suggest(name, registry.measures)
+                                 fix=did_you_mean(name, registry.measures)
                                  + " (see `simbench measures`)")
             measure = registry.measures[name]
         raw: dict[str, tuple[Any, tuple[PathPart, ...]]] = {}
@@ -586,7 +578,7 @@ def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
             for label in measures:
                 if label not in spec.measures and label not in spec._dropped:
                     raise spec.error(f"unknown measure label '{label}'", (*path, "measures"),
-                                     value=label, fix=_suggest(label, spec.measures))
+                                     value=label, fix=did_you_mean(label, spec.measures))
             measures = [m for m in measures if m in spec.measures]
         sites = _str_list(spec, entry, (*path, "sites"))
         seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
@@ -651,7 +643,7 @@ def _check_pair_selector(spec: Spec, sel: Any, path: Sequence[PathPart],
             for c in [value] if isinstance(value, str) else value:
                 if c not in categories:
                     raise spec.error(f"unknown pair category '{c}'", path, value=c,
-                                     fix=_suggest(c, categories))
+                                     fix=did_you_mean(c, categories))
         elif key in ("a", "b", "systems"):
             spec.select(value, (*path, key))
         elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):

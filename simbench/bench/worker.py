@@ -39,7 +39,7 @@ READY_TIMEOUT_S = 300.0  # a fresh job process imports simbench and loads the pl
 
 def resolve_cached(source: str, task: str | None) -> Any:
     """``resolve_system(source)``, cached on (source, task, file mtime)."""
-    from simbench.systems import resolve_system
+    from simbench.api import resolve_system
 
     try:
         stamp = os.stat(source).st_mtime_ns

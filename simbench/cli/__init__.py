@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command group not built yet
-                continue
-            raise
-        module.register(sub)
+        import_module(name).register(sub)
     return parser
 
 
@@ -78,9 +72,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def _version() -> str:
-    from simbench import __version__
+    from simbench.version import package_version
 
-    return f"simbench {__version__}"
+    return f"simbench {package_version()}"
 
 
 if __name__ == "__main__":  # pragma: no cover

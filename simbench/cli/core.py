@@ -161,7 +161,10 @@ def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
         head += f" at site '{result.site}'"
     if label:
         head += f" [{label}]"
-    ci = f"  95% CI [{result.ci[0]:.4f}, {result.ci[1]:.4f}]" if result.ci else ""
+    interval = result.interval_text()
+    ci = ""
+    if interval:
+        ci = f"  95% CI {interval}" if result.has_interval else f"  {interval}"
     lines = [f"{head}: {result.value:.4f}{ci}  (n = {result.n_samples} samples)"]
     for name, da in result.breakdown.items():
         if da.ndim == 2:

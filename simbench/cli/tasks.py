@@ -15,17 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _task_classes() -> list[type]:
-    from simbench.tasks import BUILTIN_TASKS
+    """Every registered task class (built-in and plugin), from the plugin registry."""
+    from simbench.registry import get_registry
 
-    classes = {cls.name: cls for cls in BUILTIN_TASKS}
-    try:
-        from simbench.registry import get_registry
-
-        for name, cls in get_registry().tasks.items():
-            classes.setdefault(name, cls)
-    except Exception:  # the built-ins are listed even if the registry cannot load
-        pass
-    return list(classes.values())
+    return list(get_registry().tasks.values())
 
 
 def cmd_tasks(args: argparse.Namespace, extra: list[str]) -> int:

@@ -70,10 +70,10 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.tasks import task_by_name
+    from simbench.registry import task_by_name
     from simbench.zoo import zoo_id
     from simbench.zoo.checkpoint import save_model
-    from simbench.zoo.train import default_train_config, resolve_arch, train
+    from simbench.zoo.training import default_train_config, resolve_arch, train
 
     task = task_by_name(args.task)
     arch = resolve_arch(args.arch)
@@ -117,8 +117,10 @@ def cmd_record(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         system = TorchSystem.from_zoo(spec, device=args.device)
     if args.task and args.task != system.task:
-        system = TorchSystem(system.module, args.task, system_id=system.system_id,
-                             meta=system.meta)
+        from simbench.registry import task_by_name
+
+        system = TorchSystem(system.module, task_by_name(args.task),
+                             system_id=system.system_id, meta=system.meta)
     sites = args.sites.split(",") if args.sites else None
     t0 = time.perf_counter()
     rec = system.record(n=args.n, seed=args.seed, sites=sites)

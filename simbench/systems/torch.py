@@ -15,8 +15,11 @@ native models, whose ``hidden`` patches continue the recurrence.
 
 Example::
 
-    system = TorchSystem(my_module, "multi_object", sites={"hidden": "layers.0"})
+    system = TorchSystem(my_module, MultiObject(), sites={"hidden": "layers.0"})
     rec = system.record(n=1000, seed=0)      # a simbench Recording, every site
+
+A task name (``"multi_object"``) works in place of the Task object; it is looked up in the
+plugin registry, as ``--task`` is.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from simbench.access import ACCESSIBLE, Access
 from simbench.errors import SiteError
 from simbench.recording import Recording, site_dataset
-from simbench.tasks import VOCAB, Stimuli, Task, task_by_name
+from simbench.tasks.base import VOCAB, Stimuli, Task
 from simbench.zoo.models import _Patch
 
 
@@ -131,14 +135,17 @@ class TorchSystem:
     model it defaults to the model's native sites. ``model`` is what measures run: the zoo model
     itself, or a :class:`HookedModel` around a user's module; both offer
     ``run(tokens, *, edits, record)``, ``generate(...)`` and ``site_dims``.
+
+    ``task`` is the :class:`~simbench.tasks.base.Task` whose stimuli the module reads (a task
+    name is accepted for convenience and looked up in the plugin registry).
     """
 
-    access = "accessible"
+    access: Access = ACCESSIBLE
 
-    def __init__(self, module: nn.Module, task: str | Task, *,
+    def __init__(self, module: nn.Module, task: Task | str, *,
                  sites: Mapping[str, str] | None = None, system_id: str | None = None,
                  meta: Mapping[str, Any] | None = None) -> None:
-        self.task_def: Task = task_by_name(task)
+        self.task_def: Task = task if isinstance(task, Task) else _lookup_task(task)
         self.task: str = self.task_def.name
         self.module = module.eval()
         self.meta = dict(meta or {})
@@ -161,16 +168,18 @@ class TorchSystem:
         from simbench.zoo import load_model
 
         model, meta = load_model(zoo_id, directory=directory, device=device)
-        return cls(model, meta["task"], system_id=zoo_id, meta=meta)
+        return cls(model, _lookup_task(meta["task"]), system_id=zoo_id, meta=meta)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, task: str | None = None,
+    def from_checkpoint(cls, path: str | Path, *, task: Task | str | None = None,
                         device: str = "cpu") -> TorchSystem:
-        """A zoo-format checkpoint (safetensors + JSON sidecar) as a TorchSystem."""
+        """A zoo-format checkpoint (safetensors + JSON sidecar) as a TorchSystem (``task``:
+        the task of its stimuli; default the one its sidecar records)."""
         from simbench.zoo.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path, device=device)
-        return cls(model, task or meta["task"], system_id=Path(path).stem, meta=meta)
+        chosen = task if isinstance(task, Task) else _lookup_task(task or meta["task"])
+        return cls(model, chosen, system_id=Path(path).stem, meta=meta)
 
     # ---- the System protocol --------------------------------------------------------------
     @property
@@ -216,13 +225,17 @@ class TorchSystem:
                                 fix=f"sites: {', '.join(self.sites)}")
         tokens = torch.as_tensor(stim.tokens, device=self._device())
         parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
-        was_training = self.model.training
+        # Record in eval mode; give every submodule back the mode it had, also on an error.
+        modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
-        for i in range(0, len(stim), batch_size):
-            _, rec = self.model.run(tokens[i: i + batch_size], record=sites)
-            for s in sites:
-                parts[s].append(rec[s].float().cpu().numpy())
-        self.model.train(was_training)
+        try:
+            for i in range(0, len(stim), batch_size):
+                _, rec = self.model.run(tokens[i: i + batch_size], record=sites)
+                for s in sites:
+                    parts[s].append(rec[s].float().cpu().numpy())
+        finally:
+            for m, mode in modes:
+                m.training = mode
         tok_str = np.asarray(VOCAB)[stim.tokens]
         valid = stim.tokens != 0
         attrs = {"n_stimuli": len(stim), "seed": seed if stimuli is None else -1,
@@ -247,6 +260,13 @@ class TorchSystem:
 
     def __repr__(self) -> str:
         return f"TorchSystem({self.system_id!r}, task={self.task!r}, sites={list(self.sites)})"
+
+
+def _lookup_task(name: str) -> Task:
+    """A task by name, from the plugin registry (the one place tasks are looked up)."""
+    from simbench.registry import get_registry
+
+    return get_registry().make_task(name)
 
 
 __all__ = ["HookedModel", "TorchSystem"]

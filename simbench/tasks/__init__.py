@@ -1,13 +1,15 @@
 """The built-in task suite: numeric-equivalence tasks with causal models (numpy only).
 
 Tasks are plugins: this module is registered through the ``simbench`` entry-point group and
-answers the ``simbench_tasks`` hook exactly as a third-party task package would. Importing it
-never imports torch.
+answers the ``simbench_tasks`` hook exactly as a third-party task package would. A task is looked
+up by name only through the plugin registry (:func:`simbench.registry.task_by_name`), so
+built-in and plugin tasks behave the same everywhere. Importing this package never imports
+torch.
 """
 
 from __future__ import annotations
 
-from simbench import hookimpl
+from simbench.markers import hookimpl
 from simbench.tasks.arithmetic import Arithmetic
 from simbench.tasks.base import (
     BOS,
@@ -35,36 +37,8 @@ def simbench_tasks() -> list[type[Task]]:
     return list(BUILTIN_TASKS)
 
 
-def task_by_name(name: str | Task | type[Task]) -> Task:
-    """An instance of a task by name: the built-ins first, then plugin tasks from the registry.
-
-    An unknown name raises :class:`TaskError` listing the valid ones.
-    """
-    from simbench.errors import TaskError
-
-    if isinstance(name, Task):
-        return name
-    if isinstance(name, type) and issubclass(name, Task):
-        return name()
-    for cls in BUILTIN_TASKS:
-        if cls.name == name:
-            return cls()
-    valid = [t.name for t in BUILTIN_TASKS]
-    try:
-        from simbench.registry import get_registry
-
-        tasks = get_registry().tasks
-        valid += [k for k in tasks if k not in valid]
-        if name in tasks:
-            task = tasks[name]
-            return task() if isinstance(task, type) else task
-    except Exception:  # a broken registry must not hide the built-ins
-        pass
-    raise TaskError(f"unknown task {name!r}", field="task", fix=f"valid tasks: {', '.join(valid)}")
-
-
 __all__ = [
     "BOS", "BUILTIN_TASKS", "EOS", "PAD", "TOKEN_ID", "TRIGGER", "UNDEFINED", "VOCAB",
     "Arithmetic", "CountingTask", "Modulo", "MultiObject", "Rounding", "SameObject", "Stimuli",
-    "Task", "simbench_tasks", "task_by_name",
+    "Task", "simbench_tasks",
 ]

@@ -16,7 +16,8 @@ import numpy as np
 import simbench
 from simbench.measure import Measure, Param
 from simbench.pairing import pair_sites
-from simbench.score import Score, bootstrap_ci
+from simbench.result import Score
+from simbench.stats import bootstrap_ci
 
 
 def procrustes_similarity(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -69,8 +70,8 @@ class Procrustes(Measure):
             return procrustes_similarity(paired.x, paired.y, counts[paired.stimulus])
 
         ci = bootstrap_ci(resampled, paired.n_stimuli, n_boot=n_boot, seed=seed)
-        return Score(self.name, value, (a.system_id, b.system_id), site=site, ci=ci,
-                     n_samples=len(paired.x))
+        return Score(measure=self.name, value=value, systems=(a.system_id, b.system_id),
+                     site=site, ci=ci, n_samples=len(paired.x))
 
 
 @simbench.hookimpl

@@ -1,4 +1,8 @@
-"""The result of a measure: a value, its uncertainty, and everything needed to reproduce it."""
+"""The result of a measure: a value, its uncertainty, and everything needed to reproduce it.
+
+:class:`Score` is what every ``Measure.score`` returns and what ``simbench.score(...)`` hands
+back; :func:`provenance` is the machine and version facts stored with it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ import dataclasses
 import json
 import math
 import platform
-import sys
-import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,14 +19,14 @@ if TYPE_CHECKING:  # xarray costs ~0.4 s to import; plugins import this module a
     import xarray as xr
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Score:
-    """One measure's verdict on a set of systems.
+    """One measure's verdict on a set of systems (build it with keyword arguments).
 
     ``value`` is the headline number; ``ci`` a (low, high) bootstrap interval over stimuli (or
-    over held-out interventions, for causal measures); ``breakdown`` holds labelled detail such
-    as the source x target IIA matrix of MAS; ``attrs`` holds parameters, seed, versions,
-    device and runtime.
+    over held-out interventions, for causal measures), ``None`` when there is none (a measure
+    says why in ``attrs["ci_note"]``); ``breakdown`` holds labelled detail such as the source x
+    target IIA matrix of MAS; ``attrs`` holds parameters, seed, versions, device and runtime.
     """
 
     measure: str
@@ -36,9 +38,23 @@ class Score:
     breakdown: dict[str, xr.DataArray] = dataclasses.field(default_factory=dict)
     attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def has_interval(self) -> bool:
+        """True when ``ci`` holds at least one finite bound."""
+        return self.ci is not None and any(_finite(b) for b in self.ci)
+
+    def interval_text(self) -> str:
+        """``[0.5000, 0.7500]``, or ``(no CI: <why>)`` when there is no interval and a measure
+        said why; ``""`` otherwise. A missing or non-finite bound prints as ``nan``/``inf``."""
+        if self.has_interval:
+            assert self.ci is not None
+            return f"[{_bound(self.ci[0])}, {_bound(self.ci[1])}]"
+        note = self.attrs.get("ci_note")
+        return f"(no CI: {note})" if note else ""
+
     def __str__(self) -> str:
-        ci = f" [{self.ci[0]:.4f}, {self.ci[1]:.4f}]" if self.ci else ""
-        return f"{self.measure} = {self.value:.4f}{ci} (n = {self.n_samples})"
+        ci = self.interval_text()
+        return f"{self.measure} = {_bound(self.value)}{' ' + ci if ci else ''} (n = {self.n_samples})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; :meth:`from_dict` inverts it."""
@@ -77,7 +93,7 @@ class Score:
 
         data = {"value": xr.DataArray(self.value)}
         if self.ci is not None:
-            data["ci"] = xr.DataArray(np.array(self.ci), dims=["bound"],
+            data["ci"] = xr.DataArray(np.array(self.ci, dtype=float), dims=["bound"],
                                       coords={"bound": ["low", "high"]})
         for k, v in self.breakdown.items():
             data[k] = v
@@ -87,58 +103,27 @@ class Score:
         return xr.Dataset(data, attrs=attrs)
 
 
-def bootstrap_ci(
-    statistic: Callable[[np.ndarray], float],
-    n_units: int,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(indices)`` over ``n_units`` resampled units.
-
-    ``statistic`` receives an index array (units drawn with replacement) and returns a float.
-    Units are stimuli: time steps of one stimulus are not independent, so they move together.
-    """
-    if n_boot <= 0 or n_units < 2:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB007]))
-    stats = np.array([statistic(rng.integers(0, n_units, n_units)) for _ in range(n_boot)])
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return (math.nan, math.nan)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
-
-
-def binomial_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson interval for an accuracy (e.g. IIA over n held-out interventions)."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + level / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def provenance(device: str | None = None) -> dict[str, Any]:
-    """Versions and machine facts stored with every score."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Versions and machine facts stored with every score (``device``: where it ran)."""
+    from simbench.version import package_version
 
-    try:
-        code = version("simbench")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        code = "0+unknown"
-    out = {"simbench_version": code, "python": platform.python_version(),
+    out = {"simbench_version": package_version(), "python": platform.python_version(),
            "numpy": np.__version__, "machine": platform.machine()}
     if device is not None:
         out["device"] = device
     return out
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def _bound(x: Any) -> str:
+    """A number for the terminal: 4 decimals, or nan/inf; a missing one (None) reads nan."""
+    if x is None:
+        return "nan"
+    x = float(x)
+    return f"{x:.4f}" if math.isfinite(x) else str(x)
 
 
 def _float(x: float | None) -> float:
@@ -146,7 +131,7 @@ def _float(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def _num(x: float) -> float | None:
+def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
@@ -164,18 +149,4 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`simbench.api.score`.
-
-    Importing ``simbench.score`` sets the package attribute ``simbench.score`` to this module,
-    which would shadow the lazily exported function ``simbench.score(...)``. Calling the module
-    forwards to the function, so both spellings work whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Score:
-        from simbench.api import score
-
-        return score(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+__all__ = ["Score", "provenance"]

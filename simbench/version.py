@@ -1,0 +1,53 @@
+"""The one source of simbench's version: ``pyproject.toml``.
+
+A source checkout (editable install included) reads the version from the ``pyproject.toml``
+beside the package, so a version bump there is seen at once even when the installed metadata
+is stale; an installed wheel has no such file and reads its own metadata, which the build wrote
+from the same ``pyproject.toml``. ``simbench.__version__``, ``simbench --version`` and the
+provenance of every score all call :func:`package_version`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+PACKAGE = "simbench"
+UNKNOWN = "0+unknown"
+_PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+@functools.cache
+def package_version() -> str:
+    """simbench's version (e.g. ``"0.1.0"``); ``"0+unknown"`` when nothing records it."""
+    return _source_version(_PYPROJECT) or _installed_version() or UNKNOWN
+
+
+def _source_version(path: Path) -> str | None:
+    """``project.version`` of ``path`` when it is simbench's own ``pyproject.toml``."""
+    if not path.is_file():
+        return None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        project = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if project.get("name") != PACKAGE or not isinstance(project.get("version"), str):
+        return None
+    return project["version"]
+
+
+def _installed_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        return None
+
+
+__all__ = ["package_version"]
