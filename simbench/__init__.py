@@ -25,6 +25,8 @@ _LAZY = {
     "save_recording": "simbench.recording",
     "site_dataset": "simbench.recording",
     "from_brainscore": "simbench.recording",
+    "from_spike_times": "simbench.importers",
+    "from_nwb": "simbench.importers",
     "get_registry": "simbench.registry",
     "RecordedSystem": "simbench.systems",
     "TorchSystem": "simbench.systems.torch",

@@ -22,7 +22,7 @@ from simbench.calibration import (
     require_permutable,
 )
 from simbench.errors import ParameterError
-from simbench.registry import get_measure
+from simbench.registry import get_registry
 
 
 def _related(n: int, p: int = 12, q: int = 9, noise: float = 2.0, seed: int = 0
@@ -160,13 +160,13 @@ def test_a_set_that_cannot_be_repaired_is_refused() -> None:
 
 
 def test_measures_that_cannot_permute_are_named() -> None:
-    require_permutable(get_measure("cka"))
-    require_permutable(get_measure("rsa"))
+    require_permutable(get_registry().measure("cka"))
+    require_permutable(get_registry().measure("rsa"))
     with pytest.raises(NullError, match="measure 'mas' cannot be scored on re-paired stimuli"):
-        require_permutable(get_measure("mas"))
+        require_permutable(get_registry().measure("mas"))
     x, y = _related(10)
     with pytest.raises(NullError, match="'das'"):
-        permutation_null(get_measure("das"), x, y)
+        permutation_null(get_registry().measure("das"), x, y)
 
     class Declared:
         name = "mine"

@@ -36,9 +36,9 @@ def measure_estimator(name: str, **params: object) -> Estimator:
     """
     from simbench.api import score
     from simbench.recording import Recording, site_dataset
-    from simbench.registry import get_measure
+    from simbench.registry import get_registry
 
-    measure = get_measure(name)
+    measure = get_registry().measure(name)
     if "n_boot" not in params and any(p.name == "n_boot" for p in measure.params):
         params = {**params, "n_boot": 0}
 
