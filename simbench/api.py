@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simbench import runtime
 from simbench.devices import resolve_device
 from simbench.errors import PluginError, RecordingError, SimbenchError
 from simbench.recording import Recording, load_recording
@@ -72,6 +73,7 @@ def score(
     set it. Unknown parameters, systems the measure cannot use and errors raised inside a
     plugin all come back as :class:`SimbenchError`.
     """
+    runtime.configure_threads()  # before anything here loads torch; a user's choice wins
     reg = get_registry()
     m = reg.measure(measure)
     resolved: list[System] = [resolve_system(s, task=task) for s in systems]
@@ -94,9 +96,12 @@ def score(
     what = f"measure '{measure}' (plugin '{plugin.label}')"
     fix = f"report it to the authors of '{plugin.dist}'"
     start = time.perf_counter()
-    result = contained_call(what, lambda: m.score(resolved, site=site, task=task, seed=seed,
-                                                  device=dev, **resolved_params),
-                            site=site, fix=fix)
+    try:
+        result = contained_call(what, lambda: m.score(resolved, site=site, task=task, seed=seed,
+                                                      device=dev, **resolved_params),
+                                site=site, fix=fix)
+    finally:
+        runtime.restore_threads()  # a notebook's own torch work runs as before
     if not isinstance(result, Score):
         raise PluginError(f"{what} returned {type(result).__name__} "
                           f"{reprlib.repr(result)} instead of a simbench.Score",
@@ -106,7 +111,7 @@ def score(
     result.attrs.setdefault("task", task or ",".join(sorted({str(s.task) for s in resolved})))
     result.attrs.setdefault("runtime_s", time.perf_counter() - start)
     result.attrs.setdefault("plugin", plugin.label)
-    for key, value in provenance(dev).items():
+    for key, value in {**provenance(dev), **runtime.provenance()}.items():
         result.attrs.setdefault(key, value)
     return result
 

@@ -233,7 +233,7 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
     with path.open("rb") as fh:
         magic = fh.read(8)
     if not (magic.startswith(b"\x89HDF") or magic.startswith(b"CDF")):
-        from simbench.zoo.checkpoint import refuse_pickled
+        from simbench.pickled import refuse_pickled
 
         refuse_pickled(path)  # a .pt/.pkl passed as a recording: say what it is
         raise RecordingError("not a netCDF file (wrong magic bytes)", file=path,

@@ -93,7 +93,8 @@ class DaskExecutor:
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
                                   None}):
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.ERROR)
+                                            dashboard_address=None, silence_logs=logging.ERROR,
+                                            preload=["simbench.runtime"])
             self.client = Client(self.cluster, set_as_default=False)
             self.where = f"LocalCluster({n} workers)"
 

@@ -64,7 +64,9 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
     just before the measure runs: a job process's time limit starts there.
     """
     from simbench.api import score
+    from simbench.runtime import configure_threads
 
+    configure_threads()  # before resolving systems loads torch
     started = time.time()
     t0 = time.perf_counter()
     host = socket.gethostname()

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         "CLMAS, DAS, stitching) and correlative (RSA, CKA) similarity measures.",
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--threads", type=int, metavar="N", dest="torch_threads",
+                        help="torch CPU threads (default: torch's own count while the machine "
+                        "is otherwise idle, fewer while other processes use the cores)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         import_module(name).register(sub)
@@ -47,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        from simbench.runtime import configure_threads
+
+        # before any command loads torch; `zoo train --threads N` counts as the user's choice too
+        threads = args.torch_threads
+        configure_threads(threads if threads is not None else getattr(args, "threads", None))
         return int(args.handler(args, extra) or 0)
     except SimbenchError as exc:
         print(f"simbench: error: {exc}", file=sys.stderr)

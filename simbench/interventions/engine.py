@@ -29,6 +29,7 @@ from torch.nn.utils import parametrize
 from simbench.interventions.data import Interventions, Pool, make_pool, sample_interventions
 from simbench.interventions.maps import InterventionMap
 from simbench.interventions.runners import Continuation, Runner
+from simbench.runtime import adapt_threads
 from simbench.tasks.base import Task
 
 SPLITS = ("train", "val", "test")
@@ -335,6 +336,7 @@ class Engine:
         start = time.perf_counter()
         try:
             for step in range(1, cfg.max_steps + 1):
+                adapt_threads()  # fewer threads while other processes use the cores
                 batches = {}
                 for d in self.trained:
                     n = len(orders[d])

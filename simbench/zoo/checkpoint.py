@@ -15,7 +15,7 @@ file and the fix:
 
 Weights are stored as float16 to keep the zoo small; the recorded accuracy is measured on the
 weights as loaded back (float32 compute), so it is what a user gets. Importing this module does
-not import torch (recordings use :func:`refuse_pickled` to name pickled checkpoints).
+not import torch.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simbench.errors import CheckpointError
+from simbench.pickled import MAX_HEADER_BYTES, PICKLE_SUFFIXES, refuse_pickled, sniff
+
+__all__ = ["MAX_HEADER_BYTES", "PICKLE_SUFFIXES", "refuse_pickled", "sha256_file"]
 
 if TYPE_CHECKING:
     import torch
@@ -35,13 +38,8 @@ if TYPE_CHECKING:
 
 SIDECAR_SCHEMA = "simbench-checkpoint/1"
 STORE_DTYPE = "float16"
-#: Suffixes of pickled checkpoints (torch.save, pickle): refused by name before reading a byte.
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 #: safetensors header dtype codes of the dtypes a sidecar may declare.
 SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64"}
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
-CONVERT = ("import torch, safetensors.torch; safetensors.torch.save_file({{k: v.contiguous() "
-           "for k, v in torch.load('{src}', weights_only=True).items()}}, '{dst}')")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -51,46 +49,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _sniff(path: Path) -> str:
-    """What a file is: 'safetensors', 'pickle', 'zip' (torch.save) or 'unknown'."""
-    with path.open("rb") as fh:
-        head = fh.read(16)
-    if len(head) >= 9:
-        n = int.from_bytes(head[:8], "little")
-        if 0 < n < MAX_HEADER_BYTES and head[8:9] == b"{":
-            return "safetensors"
-    if head[:1] == b"\x80":
-        return "pickle"
-    if head[:2] == b"PK":
-        return "zip"
-    return "unknown"
-
-
-def refuse_pickled(path: str | Path) -> None:
-    """Raise a :class:`CheckpointError` if ``path`` is a pickled checkpoint; else return.
-
-    Pickled checkpoints are recognised by suffix (``.pt``, ``.pth``, ``.pkl``, ...) or by their
-    first bytes (a pickle, or the zip that ``torch.save`` writes); nothing is unpickled. The
-    error says how to convert the file to safetensors where it is trusted.
-    """
-    path = Path(path)
-    kind = _sniff(path) if path.is_file() else "unknown"
-    if kind == "safetensors" or (path.suffix.lower() not in PICKLE_SUFFIXES
-                                 and kind not in ("pickle", "zip")):
-        return
-    what = {"pickle": "a Python pickle",
-            "zip": "a torch.save archive (a pickle inside)"}.get(kind, "a pickled checkpoint")
-    dst = path.with_suffix(".safetensors").name
-    raise CheckpointError(
-        f"refusing {what}: pickled checkpoints (.pt, .pth, .pkl) are never loaded, since "
-        "unpickling can run arbitrary code; simbench reads safetensors checkpoints and netCDF "
-        "recordings", file=path,
-        fix=f"convert it once where you trust it: {CONVERT.format(src=path.name, dst=dst)} ; "
-        f"then write {path.with_suffix('.json').name} (config, task, sha256) as `simbench zoo "
-        "train` does, or wrap your own module in Python with "
-        "simbench.systems.torch.TorchSystem")
 
 
 def save_model(model: ZooModel, path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +217,7 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
         raise CheckpointError("no such checkpoint", file=path,
                               fix="check the path, or `simbench zoo list` for shipped ids")
     refuse_pickled(path)
-    if _sniff(path) != "safetensors" and path.suffix != ".safetensors":
+    if sniff(path) != "safetensors" and path.suffix != ".safetensors":
         raise CheckpointError(
             "refusing to load a file that is not safetensors: only safetensors checkpoints "
             "are accepted", file=path,
