@@ -32,6 +32,7 @@ from simbench.interventions.runners import Continuation, Runner
 from simbench.tasks.base import Task
 
 SPLITS = ("train", "val", "test")
+_SHOWN = {"iia": "IIA", "r2": "R^2", "iia+r2": "IIA and R^2"}  # validation metrics, for people
 
 
 @dataclasses.dataclass
@@ -366,7 +367,7 @@ class Engine:
                     else:
                         bad += 1
                     if val and min(val.values()) >= cfg.stop_at:
-                        log.stopped = f"validation {metric} reached {cfg.stop_at}"
+                        log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
                         break
                     if bad >= cfg.patience:
                         log.stopped = f"plateau ({cfg.patience} validations without gain)"
