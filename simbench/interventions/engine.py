@@ -33,6 +33,7 @@ from simbench.runtime import adapt_threads
 from simbench.tasks.base import Task
 
 SPLITS = ("train", "val", "test")
+_SHOWN = {"iia": "IIA", "r2": "R^2", "iia+r2": "IIA and R^2"}  # validation metrics, for people
 
 
 @dataclasses.dataclass
@@ -368,7 +369,7 @@ class Engine:
                     else:
                         bad += 1
                     if val and min(val.values()) >= cfg.stop_at:
-                        log.stopped = f"validation {metric} reached {cfg.stop_at}"
+                        log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
                         break
                     if bad >= cfg.patience:
                         log.stopped = f"plateau ({cfg.patience} validations without gain)"
