@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from typing import Any
@@ -109,21 +108,12 @@ def parse_extra(extra: list[str]) -> dict[str, str]:
 
 
 def expand_sweep(measure: Any, raw: dict[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Split comma-separated values of non-string parameters into a grid of parameter sets."""
-    swept: list[str] = []
-    axes: list[list[tuple[str, Any]]] = []
-    for key, value in raw.items():
-        param = measure.param(key)
-        values = value.split(",") if "," in value and param.type is not str else [value]
-        if len(values) > 1:
-            swept.append(key)
-        axes.append([(key, param.parse(v, measure=measure.name)) for v in values])
-    grid = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-    return swept, grid
+    """Split comma-separated values into a grid of parameter sets (see ``Measure.sweep_grid``)."""
+    return measure.sweep_grid(raw)
 
 
 def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.api import score
+    from simbench.api import resolve_systems, score
     from simbench.registry import get_registry
 
     measure = get_registry().measure(args.measure)
@@ -131,9 +121,14 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
     if args.intersect:
         raw["intersect"] = "true"
     swept, grid = expand_sweep(measure, raw)
+    if args.plot and not swept:
+        raise ParameterError("--plot draws a sweep, and no parameter is swept",
+                             field="plot", fix="sweep a parameter with comma-separated values, "
+                             "e.g. --k 1,2,4,8 --plot k.png, or drop --plot")
+    systems = resolve_systems(args.measure, args.systems, task=args.task)
     results = []
     for params in grid:
-        result = score(args.measure, *args.systems, site=args.site, task=args.task,
+        result = score(args.measure, *systems, site=args.site, task=args.task,
                        seed=args.seed, device=args.device, **params)
         results.append((params, result))
         if not args.json:
@@ -143,11 +138,12 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
         payload = [r.to_dict() for _, r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     elif swept:
-        rows = [(*[p[k] for k in swept], r.value, *(r.ci or (None, None)), r.n_samples)
+        rows = [(*[p[k] for k in swept], r.value,
+                 *(r.ci if r.has_interval and r.ci else (None, None)), r.n_samples)
                 for p, r in results]
         print("\nsweep:")
         print(table([*swept, "value", "ci_low", "ci_high", "n"], rows))
-    if args.plot and swept:
+    if args.plot:
         plot_sweep(results, swept[0], args.plot)
         print(f"plot written to {args.plot}")
     return 0

@@ -1,0 +1,61 @@
+"""What a new user meets first: sweeps from Python and the CLI, validation against a task,
+recording errors before any network loads, and messages without numpy reprs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_site, rotated_copy, write_recording
+
+import simbench
+from simbench.cli import main
+from simbench.errors import ParameterError
+from simbench.registry import Registry
+
+
+# ---- sweeps ---------------------------------------------------------------------------------
+def test_python_sweep_matches_the_cli(registry: Registry, pair_files: Any) -> None:
+    from simbench.api import sweep
+
+    a, b = pair_files
+    listed = sweep("procrustes", a, b, site="hidden", n_boot=[0, 5])
+    texted = sweep("procrustes", a, b, site="hidden", n_boot="0,5")
+    assert [s.attrs["params"]["n_boot"] for s in listed] == [0, 5]
+    assert [s.attrs["params"]["n_boot"] for s in texted] == [0, 5]
+    assert listed[0].ci == texted[0].ci and not listed[0].has_interval
+    assert listed[1].has_interval and listed[1].ci == texted[1].ci
+
+
+def test_score_refuses_a_sweep_and_says_how(registry: Registry, pair_files: Any) -> None:
+    a, b = pair_files
+    for value in ([0, 5], "0,5"):
+        with pytest.raises(ParameterError) as err:
+            simbench.score("procrustes", a, b, site="hidden", n_boot=value)
+        assert "is a sweep" in str(err.value) and "simbench.api.sweep" in str(err.value)
+
+
+def test_string_parameters_sweep_with_choices_checked(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ds = make_site("a")
+    a = write_recording(tmp_path / "a.nc", ds)
+    b = write_recording(tmp_path / "b.nc", rotated_copy(ds, "b"))
+    args = ["score", "cka", str(a), str(b), "--site", "hidden", "--n_boot", "0"]
+    assert main([*args, "--kernel", "linear,cosine", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [p["attrs"]["params"]["kernel"] for p in payload] == ["linear", "cosine"]
+    assert payload[0]["value"] != pytest.approx(payload[1]["value"])
+    assert main([*args, "--kernel", "linear,cosin"]) == 2
+    captured = capsys.readouterr()
+    assert "must be one of linear, cosine, rbf, got 'cosin'" in captured.err
+    assert captured.out == ""  # refused before the first value ran
+
+
+def test_plot_without_a_sweep_is_refused(registry: Registry, pair_files: Any, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = map(str, pair_files)
+    png = tmp_path / "p.png"
+    assert main(["score", "procrustes", a, b, "--site", "hidden", "--plot", str(png)]) == 2
+    assert "--plot draws a sweep" in capsys.readouterr().err and not png.exists()
