@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_site, rotated_copy, write_recording
+from conftest import make_site, rotated_copy, run_cli, write_recording
 
 import simbench
 from simbench.cli import main
@@ -59,3 +59,27 @@ def test_plot_without_a_sweep_is_refused(registry: Registry, pair_files: Any, tm
     png = tmp_path / "p.png"
     assert main(["score", "procrustes", a, b, "--site", "hidden", "--plot", str(png)]) == 2
     assert "--plot draws a sweep" in capsys.readouterr().err and not png.exists()
+
+
+# ---- recordings are checked before any network loads ---------------------------------------
+def _imported(stderr: str) -> set[str]:
+    """Top-level module names from ``-X importtime`` lines (``import time: ... | name``)."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize(("measure", "order"), [("cka", "net-first"), ("mas", "rec-first")])
+def test_a_bad_recording_fails_before_torch_loads(tmp_path: Path, measure: str, order: str) -> None:
+    good = write_recording(tmp_path / "good.nc", make_site("a"))
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not a recording")
+    # cka: the zoo network comes first and the broken file second; mas: a recording where a
+    # network must be (an access error), before the network named after it.
+    args = ["gru_multi_s1", str(bad)] if order == "net-first" else [str(good), "gru_multi_s1"]
+    done = run_cli("score", measure, *args, "--site", "hidden",
+                   env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    message = [ln for ln in done.stderr.splitlines() if ln.startswith("simbench: error:")]
+    expected = "not a netCDF file" if order == "net-first" else "recording and cannot be run"
+    assert message and expected in message[0]
+    assert "torch" not in _imported(done.stderr)
