@@ -152,6 +152,12 @@ def score(
         raise PluginError(f"{what} returned {type(result).__name__} "
                           f"{reprlib.repr(result)} instead of a simbench.Score",
                           site=site, fix=fix)
+    if result.ci is not None and not result.has_interval:
+        # A (nan, nan) pair from a bootstrap with no resamples: no interval, and say why, as the
+        # built-in measures do, instead of printing "[nan, nan]".
+        result.ci = None
+        result.attrs.setdefault("ci_note", "the measure gave no finite interval (no bootstrap "
+                                "resamples, e.g. n_boot = 0, or too few stimuli)")
     result.attrs.setdefault("params", resolved_params)
     result.attrs.setdefault("seed", seed)
     tasks = sorted({str(s.task) for s in resolved if s.task is not None})

@@ -184,7 +184,8 @@ def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = Non
     problems = site_problems(ds)
     if problems:
         field = problems[0][0]
-        detail = "; ".join(f"{f}: {p}" for f, p in problems)
+        # The error names ``field`` already: repeat a field name only for the other problems.
+        detail = "; ".join(p if f == field else f"{f}: {p}" for f, p in problems)
         raise RecordingError(detail, file=file, site=site, field=field,
                              fix="see `simbench validate FILE` and the README's schema section")
 

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from conftest import make_site, rotated_copy, run_cli, write_recording
+from conftest import make_site, rotated_copy, run_cli, write_raw, write_recording
 
 import simbench
 from simbench.cli import main
-from simbench.errors import ParameterError
+from simbench.errors import ParameterError, RecordingError
+from simbench.recording import Recording, load_recording
 from simbench.registry import Registry
 
 
@@ -83,3 +85,47 @@ def test_a_bad_recording_fails_before_torch_loads(tmp_path: Path, measure: str, 
     expected = "not a netCDF file" if order == "net-first" else "recording and cannot be run"
     assert message and expected in message[0]
     assert "torch" not in _imported(done.stderr)
+
+
+# ---- messages -------------------------------------------------------------------------------
+def test_a_field_is_named_once(tmp_path: Path) -> None:
+    ds = make_site("a")
+    ds["activity"][3, 2, 1] = np.nan
+    path = write_raw(tmp_path / "a.nc", {"hidden": ds})
+    with pytest.raises(RecordingError) as err:
+        load_recording(path)
+    assert "field 'activity': 1 NaN/Inf values" in str(err.value)
+    assert "activity: 1 NaN" not in str(err.value)
+
+
+def test_an_open_bound_says_so(registry: Registry, pair_files: Any) -> None:
+    a, b = pair_files
+    with pytest.raises(ParameterError) as err:
+        simbench.score("procrustes", a, b, site="hidden", n_boot=-1)
+    assert "outside [0, no upper bound)" in str(err.value) and "None" not in str(err.value)
+
+
+def test_a_choice_error_shows_plain_strings() -> None:
+    from simbench.measure import Param
+
+    p = Param("kernel", "linear", "k", choices=("linear", "cosine"))
+    with pytest.raises(ParameterError) as err:
+        p.parse(np.str_("rbf"), measure="cka")
+    assert "must be one of linear, cosine, got 'rbf'" in str(err.value)
+    assert "np.str_" not in str(err.value)
+
+
+def test_no_task_is_null_not_the_string_none(registry: Registry) -> None:
+    a = Recording("a", {"hidden": make_site("a")})
+    b = Recording("b", {"hidden": rotated_copy(make_site("a"), "b")})
+    result = simbench.score("procrustes", a, b, site="hidden", n_boot=0)
+    assert result.attrs["task"] is None
+    assert json.loads(result.to_json())["attrs"]["task"] is None
+
+
+def test_the_readme_plugin_without_resamples_prints_no_nan_interval(
+        registry: Registry, pair_files: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = map(str, pair_files)
+    assert main(["score", "procrustes", a, b, "--site", "hidden", "--n_boot", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "(no CI: the measure gave no finite interval" in out
