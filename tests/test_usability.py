@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xarray as xr
 from conftest import make_site, rotated_copy, run_cli, write_raw, write_recording
 
 import simbench
@@ -129,3 +130,29 @@ def test_the_readme_plugin_without_resamples_prints_no_nan_interval(
     assert main(["score", "procrustes", a, b, "--site", "hidden", "--n_boot", "0"]) == 0
     out = capsys.readouterr().out
     assert "nan" not in out and "(no CI: the measure gave no finite interval" in out
+
+
+# ---- validate: the schema as the README states it -----------------------------------------
+def _bare_file(path: Path, ds: xr.Dataset, **root: Any) -> Path:
+    xr.DataTree.from_dict({"/": xr.Dataset(attrs=root), "/hidden": ds}).to_netcdf(
+        path, engine="netcdf4")
+    return path
+
+
+def test_validate_integer_tokens_and_a_foreign_schema(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ds = make_site("a")
+    ints = ds.assign_coords(token=(("stimulus", "time"), np.ones((24, 5), dtype=np.int64)))
+    bare = _bare_file(tmp_path / "bare.nc", ds)  # no root attrs at all: optional, valid
+    tokens = _bare_file(tmp_path / "ints.nc", ints)
+    foreign = _bare_file(tmp_path / "foreign.nc", ds, schema="other-format/2")
+    assert main(["validate", str(bare)]) == 0
+    assert capsys.readouterr().out == f"{bare}: ok\n"
+    assert load_recording(bare).system_id == "bare"  # the file name stands in
+    assert main(["validate", str(tokens), str(foreign)]) == 1
+    out = capsys.readouterr().out
+    assert f"file {tokens}, site 'hidden', field 'token': 'token' must hold the input tokens " \
+           "as strings" in out and "got int64" in out
+    assert f"file {foreign}, field 'schema': root attribute schema = 'other-format/2'" in out
+    with pytest.raises(RecordingError, match="expected 'simbench-recording/1'"):
+        load_recording(foreign)
