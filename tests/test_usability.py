@@ -156,3 +156,47 @@ def test_validate_integer_tokens_and_a_foreign_schema(tmp_path: Path,
     assert f"file {foreign}, field 'schema': root attribute schema = 'other-format/2'" in out
     with pytest.raises(RecordingError, match="expected 'simbench-recording/1'"):
         load_recording(foreign)
+
+
+# ---- validate --task --------------------------------------------------------------------------
+def _task_recording(path: Path, n: int = 600, *, counts: Any = "all", drop: str | None = None,
+                    tamper: bool = False) -> Path:
+    """A recording of task multi_object's own stimuli (random activity), optionally broken."""
+    from simbench.recording import save_recording, site_dataset
+    from simbench.registry import get_registry
+
+    task = get_registry().make_task("multi_object")
+    stim = task.sample(n, 0, counts=counts)
+    tokens = np.asarray(task.vocab)[stim.tokens]
+    variables = {k: v.copy() for k, v in stim.variables.items() if k != drop}
+    if tamper:
+        tokens[0, 1] = "ZZ"
+        tokens[1, 1] = "QQ"
+        variables["count"][2, 1] = 99
+    activity = np.random.default_rng(0).normal(size=(*stim.tokens.shape, 3))
+    ds = site_dataset(activity, stimulus_ids=stim.ids, site="hidden", system_id="brain",
+                      tokens=tokens, valid=stim.valid, variables=variables)
+    return save_recording(Recording("brain", {"hidden": ds}, task="multi_object"), path)
+
+
+def test_validate_against_a_task_lists_every_problem(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    good = _task_recording(tmp_path / "good.nc")
+    bad = _task_recording(tmp_path / "bad.nc", drop="phase", tamper=True)
+    short = _task_recording(tmp_path / "short.nc", counts=range(1, 17))
+    assert main(["validate", str(good), "--task", "multi_object"]) == 0
+    assert capsys.readouterr().out == f"{good}: ok for task 'multi_object'\n"
+    assert main(["validate", str(bad), "--task", "multi_object"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{bad}: 3 problem(s)\n")
+    assert "field 'token': 2 token(s) not in task 'multi_object''s vocabulary: 'QQ' (1 steps), " \
+           "'ZZ' (1 steps)" in out
+    assert "field 'count': values task 'multi_object' cannot produce: count = 99 (1 steps); " \
+           "it produces count in 0..20" in out
+    assert "field 'phase': no 'phase' coordinate" in out
+    assert main(["validate", str(short), "--task", "multi_object"]) == 1
+    assert "field 'count': never reached: count = 17..20" in capsys.readouterr().out
+    assert main(["validate", str(bad)]) == 0  # the schema alone is met
+    capsys.readouterr()
+    assert main(["validate", str(good), "--task", "multi_objekt"]) == 2
+    assert "did you mean 'multi_object'" in capsys.readouterr().err

@@ -39,8 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PNG", help="with a sweep: plot the value against it")
     p.set_defaults(handler=cmd_score, accepts_extra=True)
 
-    p = sub.add_parser("validate", help="check recording files against the schema")
+    p = sub.add_parser("validate", help="check recording files against the schema",
+                       description="List every schema problem of each file; with --task, also "
+                       "whether causal measures can match it to that task: tokens of its "
+                       "vocabulary, a coordinate per causal variable with values the task can "
+                       "produce, and enough stimuli reaching each value.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--task", help="also check each file against this task (see `simbench tasks`)")
     p.set_defaults(handler=cmd_validate)
 
 
@@ -202,16 +207,25 @@ def plot_sweep(results: list, key: str, path: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.recording import recording_problems
+    from simbench.recording import load_recording, recording_problems
 
+    task = None
+    if args.task:
+        from simbench.registry import get_registry
+
+        task = get_registry().make_task(args.task)  # an unknown name fails, with suggestions
     failed = 0
     for path in args.files:
         problems = recording_problems(path)
+        if task is not None and not problems:
+            from simbench.recording_task import task_problems
+
+            problems = task_problems(load_recording(path), task)
         if problems:
             failed += 1
             print(f"{path}: {len(problems)} problem(s)")
             for p in problems:
                 print(f"  - {p}")
         else:
-            print(f"{path}: ok")
+            print(f"{path}: ok" + (f" for task '{task.name}'" if task is not None else ""))
     return 1 if failed else 0
