@@ -20,10 +20,11 @@ from simbench.recording import Recording
 UNDEFINED = -1
 #: Stimuli sampled from a task to learn which variable values it can produce.
 PROBE_N = 2000
-#: Fewer stimuli than this reach a value of a causal variable: counterfactual states with that
-#: value are found too rarely (and not in every train/val/test split).
-MIN_STIMULI_PER_VALUE = 5
-#: What the README recommends per value: every split then holds several states of each.
+#: Fewer recorded states (valid steps) than this hold a value of a causal variable: counterfactual
+#: states with that value cannot be matched (nor found in every train/val/test split): refused.
+MIN_STATES_PER_VALUE = 5
+#: Stimuli reaching each value the README recommends (for a counting task: about 30 stimuli
+#: per count); fewer gives a warning with the numbers.
 GOOD_STIMULI_PER_VALUE = 30
 
 
@@ -47,8 +48,84 @@ def value_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
     out: dict[int, int] = {}
     for v in np.unique(arr):
         if int(v) != UNDEFINED:
-            out[int(v)] = int((arr == v).any(axis=-1).sum())
+            out[int(v)] = int((arr == v).reshape(len(arr), -1).any(axis=-1).sum())
     return out
+
+
+def state_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
+    """How many recorded states (valid steps) hold each defined value of one variable."""
+    arr = np.where(valid, np.asarray(values), UNDEFINED)
+    present, counts = np.unique(arr, return_counts=True)
+    return {int(v): int(c) for v, c in zip(present, counts) if int(v) != UNDEFINED}
+
+
+class CoverageWarning(UserWarning):
+    """A recording reaches some value of a causal variable with few stimuli: counterfactual
+    states with that value are matched from a handful of recorded states."""
+
+
+def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
+                   possible: Mapping[str, set[int]], *, task_name: str,
+                   restrict: Mapping[str, tuple[int, int]] | None = None, file: Any = None,
+                   site: str | None = None) -> dict[str, dict[str, Any]]:
+    """Refuse, or warn about, causal-variable values a recording reaches with too few stimuli.
+
+    For each variable, every value the task produces (``possible``; within ``restrict[name]``
+    when given, e.g. ``--values 1:16``) must be held by at least ``MIN_STATES_PER_VALUE``
+    recorded states, else a :class:`~simbench.errors.RecordingError` lists the values and their
+    numbers; a value reached by fewer than ``GOOD_STIMULI_PER_VALUE`` stimuli gives a
+    :class:`CoverageWarning` with the numbers. Returns, per variable, the values recorded, the
+    values needed and the fewest stimuli reaching a needed value (what a score records).
+    """
+    import warnings
+
+    from simbench.errors import RecordingError
+
+    restrict = restrict or {}
+    summary: dict[str, dict[str, Any]] = {}
+    refused: list[str] = []
+    thin: list[str] = []
+    for name, values in variables.items():
+        stimuli = value_coverage(values, valid)
+        states = state_coverage(values, valid)
+        needed = set(possible.get(name, set()))
+        if name in restrict:
+            lo, hi = restrict[name]
+            needed = {v for v in needed if lo <= v <= hi}
+        low = {v: states.get(v, 0) for v in sorted(needed)
+               if states.get(v, 0) < MIN_STATES_PER_VALUE}
+        few = {v: stimuli[v] for v in sorted(needed)
+               if v not in low and stimuli.get(v, 0) < GOOD_STIMULI_PER_VALUE}
+        if low:
+            absent = {v for v, n in low.items() if n == 0}
+            parts = [f"{name} = {v} ({n} states)" for v, n in low.items() if n][:8]
+            if absent:
+                parts.append(f"{name} = {_ranges(absent)} (none)")
+            refused.append(", ".join(parts))
+        if few:
+            thin.append(", ".join(f"{name} = {v} ({n})" for v, n in list(few.items())[:8])
+                        + (f" and {len(few) - 8} more" if len(few) > 8 else ""))
+        summary[name] = {
+            "recorded": _ranges(set(states)),
+            "needed": _ranges(needed),
+            "min_stimuli_per_value": min((stimuli.get(v, 0) for v in needed), default=0),
+        }
+    if refused:
+        raise RecordingError(
+            f"too few recorded states for some values of task '{task_name}''s causal "
+            f"variables: {'; '.join(refused)}; counterfactual latents are matched to recorded "
+            f"states with the same values, and each value needs at least "
+            f"{MIN_STATES_PER_VALUE}", file=file, site=site, field="stimulus",
+            fix=f"record more stimuli (about {GOOD_STIMULI_PER_VALUE} reaching each value, "
+            "e.g. each count), or restrict the intervened values to those recorded with "
+            "--values LO:HI")
+    if thin:
+        warnings.warn(
+            f"{file or 'the recording'}{f', site {site!r}' if site else ''}: few stimuli reach "
+            f"some values of task '{task_name}''s causal variables (stimuli per value: "
+            f"{'; '.join(thin)}); about {GOOD_STIMULI_PER_VALUE} each are recommended, and "
+            "the score's attrs['coverage'] records what was used", CoverageWarning, stacklevel=2)
+    return summary
 
 
 def site_task_problems(ds: Any, task: Any, *,
@@ -100,20 +177,23 @@ def site_task_problems(ds: Any, task: Any, *,
             listed = ", ".join(f"{name} = {v} ({c} steps)" for v, c in bad[:6])
             problems.append((name, f"values task '{task.name}' cannot produce: {listed}; it "
                              f"produces {name} in {_ranges(allowed)} (-1 = undefined)"))
-        coverage = value_coverage(raw, valid)
-        missing = sorted(allowed - set(coverage))
-        thin = {v: n for v, n in sorted(coverage.items())
-                if v in allowed and n < MIN_STIMULI_PER_VALUE}
-        if missing or thin:
+        states = state_coverage(raw, valid)
+        low = {v: states.get(v, 0) for v in sorted(allowed)
+               if states.get(v, 0) < MIN_STATES_PER_VALUE}
+        if low:
+            absent = {v for v, n in low.items() if n == 0}
             parts = []
-            if missing:
-                parts.append(f"never reached: {name} = {_ranges(set(missing))}")
-            if thin:
-                parts.append("too few stimuli: " + ", ".join(
-                    f"{name} = {v} ({n})" for v, n in list(thin.items())[:8]))
-            problems.append((name, f"{'; '.join(parts)}; counterfactual states are matched "
-                             f"per value, which needs at least {MIN_STIMULI_PER_VALUE} stimuli "
-                             f"reaching each value (about {GOOD_STIMULI_PER_VALUE} recommended)"))
+            if absent:
+                parts.append(f"never reached: {name} = {_ranges(absent)}")
+            rare = {v: n for v, n in low.items() if n}
+            if rare:
+                parts.append("too few states: " + ", ".join(
+                    f"{name} = {v} ({n})" for v, n in list(rare.items())[:8]))
+            problems.append((name, f"{'; '.join(parts)}; counterfactual latents are matched "
+                             f"to recorded states with the same values, which needs at least "
+                             f"{MIN_STATES_PER_VALUE} per value (about "
+                             f"{GOOD_STIMULI_PER_VALUE} stimuli reaching each value are "
+                             "recommended)"))
     return problems
 
 
@@ -141,4 +221,4 @@ def _ranges(values: set[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
 
-__all__ = ["producible_values", "site_task_problems", "task_problems", "value_coverage"]
+__all__ = ["CoverageWarning", "check_coverage", "producible_values", "site_task_problems", "task_problems", "value_coverage"]

@@ -200,3 +200,36 @@ def test_validate_against_a_task_lists_every_problem(tmp_path: Path,
     capsys.readouterr()
     assert main(["validate", str(good), "--task", "multi_objekt"]) == 2
     assert "did you mean 'multi_object'" in capsys.readouterr().err
+
+
+# ---- CLMAS: states per value ----------------------------------------------------------------
+def _party(n: int, counts: Any, **kw: Any) -> Any:
+    from simbench.interventions.recorded import party_from_arrays
+    from simbench.registry import get_registry
+
+    task = get_registry().make_task("multi_object")
+    stim = task.sample(n, 0, counts=counts)
+    activity = np.random.default_rng(0).normal(size=(*stim.tokens.shape, 4))
+    return party_from_arrays("brain", task, "count", stim.tokens, activity, stim.variables,
+                             seed=0, **kw)
+
+
+def test_clmas_refuses_values_never_recorded() -> None:
+    with pytest.raises(RecordingError) as err:
+        _party(400, list(range(1, 17)))
+    text = str(err.value)
+    assert "count = 17..20 (none)" in text and "at least 5" in text and "--values" in text
+    # restricted to what was recorded, it is accepted, and the score can say what was used
+    party = _party(400, list(range(1, 17)), values=(0, 16))
+    assert party.coverage["count"]["needed"] == "0..16"
+    assert party.coverage["count"]["recorded"] == "0..16"
+
+
+def test_clmas_warns_with_the_numbers_below_30_stimuli_per_count() -> None:
+    from simbench.recording_task import CoverageWarning
+
+    with pytest.warns(CoverageWarning, match=r"count = 20 \(\d\)") as caught:
+        party = _party(100, "all")  # about 5 stimuli per count
+    assert "about 30 each are recommended" in str(caught[0].message)
+    assert party.coverage["count"]["min_stimuli_per_value"] < 10
+    assert party.coverage["count"]["recorded"] == "0..20"
