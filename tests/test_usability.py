@@ -233,3 +233,32 @@ def test_clmas_warns_with_the_numbers_below_30_stimuli_per_count() -> None:
     assert "about 30 each are recommended" in str(caught[0].message)
     assert party.coverage["count"]["min_stimuli_per_value"] < 10
     assert party.coverage["count"]["recorded"] == "0..20"
+
+
+# ---- what a CLMAS printout means -------------------------------------------------------------
+def test_a_clmas_printout_explains_itself() -> None:
+    from simbench.cli.core import render_score
+    from simbench.result import Score
+
+    fit = xr.DataArray([[0.9, 0.41, -0.2]], dims=("direction", "metric"),
+                       coords={"direction": ["net->brain"], "metric": ["cosine", "r2",
+                                                                       "r2_unpatched"]})
+    train = {"steps": 2000, "stopped": "step cap (2000)", "best_step": 1975, "best_val": 0.62,
+             "val_metric": "iia+r2"}
+    score = Score(measure="clmas", value=0.8, systems=("net", "brain"), site="hidden",
+                  ci=(0.75, 0.85), n_samples=1000, breakdown={"cl_fit": fit},
+                  attrs={"train": train})
+    text = render_score(score)
+    assert "headline: IIA into 'net' with 'brain' as the source (brain->net)" in text
+    assert "Wilson interval over those interventions, not a bootstrap" in text
+    assert "chance: the IIA of a random, untrained subspace; measure it with --control true" in text
+    assert "best validation mean over trained directions of IIA (into networks) and R^2 " \
+           "(into recordings) = 0.6200 at step 1975" in text
+    assert "not converged: training hit the step cap" in text
+    assert "r2_unpatched = R^2 of the latent left unpatched" in text
+    plateau = Score(measure="mas", value=0.8, systems=("a", "b"), n_samples=10,
+                    attrs={"train": {**train, "stopped": "plateau (8 validations without gain)",
+                                     "val_metric": "iia"}})
+    text = render_score(plateau)
+    assert "best validation IIA = 0.6200" in text
+    assert "not converged" not in text and "headline" not in text and "cl_fit" not in text

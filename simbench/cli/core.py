@@ -181,7 +181,52 @@ def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
                                            zip(da[d].values, da.values)]))
         elif da.ndim == 0:
             lines.append(f"  {name}: {float(da):.4f}")
+    lines.extend(causal_notes(result))
     return "\n".join(lines)
+
+
+#: What ``attrs["train"]["val_metric"]`` measures, in words.
+VAL_METRICS = {
+    "iia": "IIA",
+    "r2": "R^2 of counterfactual latents",
+    "iia+r2": "mean over trained directions of IIA (into networks) and R^2 (into recordings)",
+}
+
+
+def causal_notes(result: Any) -> list[str]:
+    """A few lines saying what a causal score's numbers mean: the headline, its interval and
+    chance (CLMAS), how training ended, and the CL-fit columns."""
+    train = result.attrs.get("train")
+    lines: list[str] = []
+    if result.measure == "clmas" and len(result.systems) == 2:
+        a, b = result.systems
+        lines += [
+            f"\nheadline: IIA into '{a}' with '{b}' as the source ({b}->{a}): the share of "
+            f"{result.n_samples} held-out interventions after which '{a}' gives the task's "
+            "counterfactual response; the 95% CI is a Wilson interval over those "
+            "interventions, not a bootstrap over stimuli",
+            "chance: the IIA of a random, untrained subspace; measure it with --control true",
+        ]
+    if isinstance(train, dict) and train.get("loaded"):
+        lines.append("training: none (alignment loaded with --load)")
+    elif isinstance(train, dict) and "stopped" in train:
+        metric = VAL_METRICS.get(str(train.get("val_metric")), str(train.get("val_metric")))
+        best = train.get("best_val")
+        best_text = "nan" if best is None else f"{float(best):.4f}"
+        line = (f"training: {train.get('steps')} steps, stopped: {train.get('stopped')}; best "
+                f"validation {metric} = {best_text} at step {train.get('best_step')}")
+        if str(train.get("stopped", "")).startswith("step cap"):
+            line += ("\n  not converged: training hit the step cap while validation still "
+                     "improved; the score may be an underestimate (raise --max_steps)")
+        lines.append(line)
+    if "cl_fit" in result.breakdown:
+        lines.append(
+            "cl_fit (directions into the recording, held-out states): cosine = mean cosine of "
+            "the patched latent with the recorded counterfactual latent (1 = same direction); "
+            "r2 = R^2 of that fit (1 = exact, 0 = no better than the mean latent, negative = "
+            "worse); r2_unpatched = R^2 of the latent left unpatched, the baseline: r2 above "
+            "it is what the intervention explains")
+    return lines
 
 
 def plot_sweep(results: list, key: str, path: str) -> None:
