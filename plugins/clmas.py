@@ -178,6 +178,9 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
                    for lab, d in zip(labels, fit)},
         "train": _causal.train_summary(log),
         "recorded_stimuli": {s: len(party_b.pools[s]) for s in party_b.pools},
+        # per causal variable: the values recorded, those counterfactuals need, and the fewest
+        # stimuli reaching a needed value (counterfactual latents come only from these)
+        "coverage": getattr(party_b, "coverage", None),
         "token_iia": results[(1, 0)]["token"],
     }
     if protocol:

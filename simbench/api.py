@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import reprlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simbench import runtime
+from simbench.access import ACCESSIBLE
 from simbench.devices import resolve_device
 from simbench.errors import PluginError, RecordingError, SimbenchError
 from simbench.recording import Recording, load_recording
@@ -56,6 +58,53 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
     return TorchSystem.from_zoo(str(spec))
 
 
+class _PendingNetwork:
+    """A network named by a zoo id or checkpoint, not loaded yet (loading imports torch and
+    takes seconds): it stands in for the access check, so a measure asked of the wrong kinds of
+    system fails before anything heavy runs."""
+
+    access = ACCESSIBLE
+    task = None
+
+    def __init__(self, spec: str | Path) -> None:
+        self.spec = spec
+        self.system_id = str(spec)
+        self.path = spec if Path(spec).suffix == ".safetensors" else None
+
+
+def _names_network(spec: object) -> bool:
+    """True when :func:`resolve_system` would load a network for ``spec`` (a zoo id or a
+    ``.safetensors`` checkpoint), False for recordings, systems and anything it refuses."""
+    if not isinstance(spec, (str, Path)):
+        return False
+    path = Path(spec)
+    if path.suffix == ".safetensors":
+        return True
+    return not (path.suffix in RECORDING_SUFFIXES or path.exists())
+
+
+def resolve_systems(measure: str, systems: Sequence[object], *,
+                    task: str | None = None) -> list[System]:
+    """Resolve ``systems`` for ``measure``, cheapest checks first.
+
+    Recordings are loaded and validated, the number and access of the systems checked against
+    the measure and the task name looked up *before* any network (zoo id or checkpoint) is
+    loaded: a bad recording or a wrong measure fails in well under a second instead of after
+    torch and the zoo have loaded.
+    """
+    reg = get_registry()
+    m = reg.measure(measure)
+    early: list[Any] = [_PendingNetwork(s) if _names_network(s) else resolve_system(s, task=task)
+                        for s in systems]  # type: ignore[arg-type]
+    reg.check_access(m, early)
+    if task is not None:
+        reg.task(task)  # unknown task names fail here, with suggestions
+    resolved: list[System] = [resolve_system(s.spec, task=task)
+                              if isinstance(s, _PendingNetwork) else s for s in early]
+    reg.check_access(m, resolved)
+    return resolved
+
+
 def score(
     measure: str,
     *systems: object,
@@ -71,14 +120,18 @@ def score(
     :class:`~simbench.systems.System` objects. ``device`` is resolved once (``auto``: CUDA when
     torch sees a GPU) and the device used is recorded in ``attrs["device"]`` unless the measure
     set it. Unknown parameters, systems the measure cannot use and errors raised inside a
-    plugin all come back as :class:`SimbenchError`.
+    plugin all come back as :class:`SimbenchError`. Parameters and recordings are checked
+    before any network is loaded.
+
+    One value per parameter: a list or a comma-separated string (a sweep) is refused with a
+    :class:`~simbench.errors.ParameterError` pointing to :func:`sweep`, so ``score`` always
+    returns one :class:`Score`.
     """
     runtime.configure_threads()  # before anything here loads torch; a user's choice wins
     reg = get_registry()
     m = reg.measure(measure)
-    resolved: list[System] = [resolve_system(s, task=task) for s in systems]
-    reg.check_access(m, resolved)
     resolved_params = m.resolve_params(params)
+    resolved = resolve_systems(measure, systems, task=task)
     # Check the task name when the user gave one or the measure needs one; a recording's own
     # task attr (e.g. Brain-Score data) need not be a registered task for a correlative measure.
     # The measure gets the user's task override only: systems trained on different tasks keep
@@ -86,9 +139,7 @@ def score(
     if m.needs_task and task is None and not all(s.task for s in resolved):
         raise SimbenchError(f"measure '{measure}' needs a task and a system names none",
                             field="task", fix="pass --task NAME (see `simbench tasks`)")
-    if task is not None:
-        reg.task(task)  # unknown task names fail here, with suggestions
-    elif m.needs_task:
+    if task is None and m.needs_task:
         for s in resolved:
             reg.task(str(s.task))
     dev = resolve_device(device)
@@ -106,9 +157,16 @@ def score(
         raise PluginError(f"{what} returned {type(result).__name__} "
                           f"{reprlib.repr(result)} instead of a simbench.Score",
                           site=site, fix=fix)
+    if result.ci is not None and not result.has_interval:
+        # A (nan, nan) pair from a bootstrap with no resamples: no interval, and say why, as the
+        # built-in measures do, instead of printing "[nan, nan]".
+        result.ci = None
+        result.attrs.setdefault("ci_note", "the measure gave no finite interval (no bootstrap "
+                                "resamples, e.g. n_boot = 0, or too few stimuli)")
     result.attrs.setdefault("params", resolved_params)
     result.attrs.setdefault("seed", seed)
-    result.attrs.setdefault("task", task or ",".join(sorted({str(s.task) for s in resolved})))
+    tasks = sorted({str(s.task) for s in resolved if s.task is not None})
+    result.attrs.setdefault("task", task or (",".join(tasks) if tasks else None))
     result.attrs.setdefault("runtime_s", time.perf_counter() - start)
     result.attrs.setdefault("plugin", plugin.label)
     for key, value in {**provenance(dev), **runtime.provenance()}.items():
@@ -116,4 +174,29 @@ def score(
     return result
 
 
-__all__ = ["resolve_system", "score"]
+def sweep(
+    measure: str,
+    *systems: object,
+    site: str,
+    task: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    **params: Any,
+) -> list[Score]:
+    """Score ``systems`` once per parameter combination: the CLI's ``--k 1,2,4`` from Python.
+
+    A parameter sweeps when its value is a list (``alpha=[0.1, 1, 10]``) or a comma-separated
+    string (``"0.1,1,10"``, ``kernel="linear,cosine"``); several swept parameters give their
+    full product, the first varying slowest. Every value is checked before anything runs, the
+    systems are resolved once, and the result is a list of :class:`Score` in sweep order, each
+    with its parameters in ``attrs["params"]``. Parameters with one value are passed to every
+    run unchanged (a sweep of nothing returns one Score in a list).
+    """
+    m = get_registry().measure(measure)
+    _, grid = m.sweep_grid(params)
+    resolved = resolve_systems(measure, systems, task=task)
+    return [score(measure, *resolved, site=site, task=task, seed=seed, device=device, **combo)
+            for combo in grid]
+
+
+__all__ = ["resolve_system", "resolve_systems", "score", "sweep"]

@@ -8,6 +8,7 @@ Plugins return measure instances from the ``simbench_measures`` hook.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +21,22 @@ if TYPE_CHECKING:
 
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so messages show ``'x'``, not ``np.str_('x')``."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "ndim", None) == 0 else value
+
+
+def sweep_values(value: Any) -> list[Any]:
+    """The values a parameter takes in a sweep: a list/tuple's items, a string's comma-separated
+    parts (stripped), or the value alone."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and "," in value:
+        return [part.strip() for part in value.split(",")]
+    return [value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +59,13 @@ class Param:
     def type(self) -> type:
         return self.kind or type(self.default)
 
+    def bounds_text(self) -> str:
+        """The allowed range in words: ``[0, 1)``, ``[1, no upper bound)``, ``(no lower bound, 5]``."""
+        low = "(no lower bound" if self.low is None else f"[{self.low:g}"
+        if self.high is None:
+            return f"{low}, no upper bound)"
+        return f"{low}, {self.high:g}{')' if self.high_open else ']'}"
+
     def parse(self, value: Any, *, measure: str = "?") -> Any:
         """Convert a CLI string (or a Python value) to this parameter's type and check it."""
         kind = self.type
@@ -58,7 +82,7 @@ class Param:
                 parsed = kind(value)
         except (KeyError, TypeError, ValueError):
             raise ParameterError(
-                f"measure '{measure}': parameter '{self.name}' expects {kind.__name__}, got {value!r}",
+                f"measure '{measure}': parameter '{self.name}' expects {kind.__name__}, got {_plain(value)!r}",
                 field=self.name,
                 fix=f"pass e.g. --{self.name} {self.default!r}",
             ) from None
@@ -66,16 +90,15 @@ class Param:
             return None
         if self.choices is not None and parsed not in self.choices:
             raise ParameterError(
-                f"measure '{measure}': parameter '{self.name}' must be one of {list(self.choices)}, got {parsed!r}",
+                f"measure '{measure}': parameter '{self.name}' must be one of {', '.join(map(str, self.choices))}, got {_plain(parsed)!r}",
                 field=self.name,
             )
         too_low = self.low is not None and parsed < self.low
         too_high = self.high is not None and (parsed >= self.high if self.high_open else parsed > self.high)
         if too_low or too_high:
-            bracket = ")" if self.high_open else "]"
             raise ParameterError(
                 f"measure '{measure}': parameter '{self.name}' = {parsed!r} is outside "
-                f"[{self.low}, {self.high}{bracket}",
+                f"{self.bounds_text()}",
                 field=self.name,
             )
         return parsed
@@ -151,11 +174,47 @@ class Measure:
                              fix=did_you_mean(name, [p.name for p in self.params], sort=False))
 
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults overlaid with ``given``, each parsed and checked."""
+        """Defaults overlaid with ``given``, each parsed and checked.
+
+        One value per parameter: a list or a comma-separated string (a sweep) is refused with
+        the way to sweep, :func:`simbench.api.sweep`, rather than a confusing type error.
+        """
         out = {p.name: p.default for p in self.params}
         for key, value in given.items():
-            out[key] = self.param(key).parse(value, measure=self.name)
+            param = self.param(key)
+            values = sweep_values(value)
+            if len(values) > 1:
+                raise ParameterError(
+                    f"measure '{self.name}': parameter '{key}' = {value!r} is a sweep "
+                    f"({len(values)} values); score() takes one value per parameter",
+                    field=key,
+                    fix=f"sweep with simbench.api.sweep('{self.name}', ..., {key}={value!r}), "
+                    "which returns one Score per value, or call score() in a loop")
+            out[key] = param.parse(values[0] if values else value, measure=self.name)
         return out
+
+    def sweep_grid(self, given: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+        """The parameter sets a sweep runs: (names of the swept parameters, grid).
+
+        A value sweeps when it is a list/tuple or a string with commas (``"0.1,1,10"``, what
+        the CLI's ``--alpha 0.1,1,10`` gives); every parameter sweeps, strings included
+        (``kernel="linear,cosine"``), and each element is parsed and checked (type, choices,
+        bounds) before anything runs. Several swept parameters give their full product, in
+        order: the first parameter varies slowest.
+        """
+        swept: list[str] = []
+        axes: list[list[tuple[str, Any]]] = []
+        for key, value in given.items():
+            param = self.param(key)
+            values = sweep_values(value)
+            if not values:
+                raise ParameterError(f"measure '{self.name}': parameter '{key}' sweeps no values",
+                                     field=key, fix=f"give at least one value, e.g. {param.default!r}")
+            if len(values) > 1:
+                swept.append(key)
+            axes.append([(key, param.parse(v, measure=self.name)) for v in values])
+        grid = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+        return swept, grid
 
     def describe(self) -> dict[str, Any]:
         """The measure's metadata as plain data (for `simbench measures --json` and the harness)."""

@@ -9,7 +9,9 @@ static data) and coordinates:
 - ``valid`` (stimulus, time): bool, false on padding; padding never enters a measure.
 - causal variables, e.g. ``count``, ``phase`` (stimulus, time): their values after each step.
 
-The root group's attrs hold ``schema`` (``simbench-recording/1``), ``system_id`` and ``task``.
+The root group's attrs hold ``schema`` (``simbench-recording/1``), ``system_id`` and ``task``,
+all optional: ``system_id`` defaults to the file name's stem, ``task`` to none (causal measures
+then need ``--task``), and a ``schema`` other than this one is refused.
 Brain-Score style assemblies (``presentation``, ``neuroid``, ``time_bin``) load through
 :func:`from_brainscore`.
 
@@ -150,6 +152,10 @@ def site_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
             continue
         if coord.dims != step_dims:
             problems.append((str(name), f"coordinate has dims {coord.dims}, expected {step_dims}"))
+    if "token" in ds.coords and ds["token"].dtype.kind != "U":
+        problems.append(("token", f"'token' must hold the input tokens as strings (the task's "
+                         f"token names, e.g. 'A' or '<eos>'), got {ds['token'].dtype}; integer "
+                         "token ids do not say which vocabulary they index"))
     if "valid" in ds.coords and ds["valid"].dtype != bool:
         problems.append(("valid", f"'valid' must be bool, got {ds['valid'].dtype}"))
     return problems
@@ -184,7 +190,8 @@ def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = Non
     problems = site_problems(ds)
     if problems:
         field = problems[0][0]
-        detail = "; ".join(f"{f}: {p}" for f, p in problems)
+        # The error names ``field`` already: repeat a field name only for the other problems.
+        detail = "; ".join(p if f == field else f"{f}: {p}" for f, p in problems)
         raise RecordingError(detail, file=file, site=site, field=field,
                              fix="see `simbench validate FILE` and the README's schema section")
 
@@ -196,6 +203,10 @@ def recording_problems(path: str | Path) -> list[str]:
     except SimbenchError as exc:  # e.g. a RecordingError, or a pickled checkpoint refused
         return [str(exc)]
     out = []
+    declared = _declared_schema(path)
+    if declared is not None and declared != SCHEMA:
+        out.append(f"file {path}, field 'schema': root attribute schema = {declared!r}, "
+                   f"expected {SCHEMA!r} (or no schema attribute)")
     if not rec.sites:
         out.append(f"file {path}: no site groups; each site is a group holding 'activity'")
     for name, ds in rec.sites.items():
@@ -261,7 +272,12 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
     tree.close()
     system_id = str(attrs.pop("system_id", path.stem))
     task = attrs.pop("task", None)
-    attrs.pop("schema", None)
+    schema = attrs.pop("schema", None)
+    if validate and schema is not None and str(schema) != SCHEMA:
+        raise RecordingError(f"root attribute schema = {str(schema)!r}, expected {SCHEMA!r}",
+                             file=path, field="schema",
+                             fix=f"write the file in the {SCHEMA} schema (or drop the attribute "
+                             "if it names another format by mistake)")
     rec = Recording(system_id=system_id, sites=sites, task=None if task is None else str(task),
                     attrs=attrs, path=path)
     if validate:
@@ -271,6 +287,19 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
         for name, ds in sites.items():
             validate_site(ds, file=path, site=name)
     return rec
+
+
+def _declared_schema(path: str | Path) -> str | None:
+    """The root group's ``schema`` attribute, read from the headers only (None: none or
+    unreadable)."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path, "r") as nc:
+            value = nc.__dict__.get("schema")
+    except Exception:
+        return None
+    return None if value is None else str(value)
 
 
 def available_memory() -> int:

@@ -154,7 +154,8 @@ def test_score_sweeps_a_parameter(registry: Registry, pair_files: Any,
     assert main(["score", "procrustes", a, b, "--site", "hidden", "--n_boot", "0,5", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert [p["attrs"]["params"]["n_boot"] for p in payload] == [0, 5]
-    assert payload[0]["ci"] == [None, None]  # no resamples, no interval
+    assert payload[0]["ci"] is None  # no resamples, no interval, and a note says so
+    assert "n_boot = 0" in payload[0]["attrs"]["ci_note"]
 
 
 def test_score_intersect_flag(registry: Registry, tmp_path: Path,

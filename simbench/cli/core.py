@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from typing import Any
@@ -40,8 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PNG", help="with a sweep: plot the value against it")
     p.set_defaults(handler=cmd_score, accepts_extra=True)
 
-    p = sub.add_parser("validate", help="check recording files against the schema")
+    p = sub.add_parser("validate", help="check recording files against the schema",
+                       description="List every schema problem of each file; with --task, also "
+                       "whether causal measures can match it to that task: tokens of its "
+                       "vocabulary, a coordinate per causal variable with values the task can "
+                       "produce, and enough stimuli reaching each value.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--task", help="also check each file against this task (see `simbench tasks`)")
     p.set_defaults(handler=cmd_validate)
 
 
@@ -109,21 +113,12 @@ def parse_extra(extra: list[str]) -> dict[str, str]:
 
 
 def expand_sweep(measure: Any, raw: dict[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Split comma-separated values of non-string parameters into a grid of parameter sets."""
-    swept: list[str] = []
-    axes: list[list[tuple[str, Any]]] = []
-    for key, value in raw.items():
-        param = measure.param(key)
-        values = value.split(",") if "," in value and param.type is not str else [value]
-        if len(values) > 1:
-            swept.append(key)
-        axes.append([(key, param.parse(v, measure=measure.name)) for v in values])
-    grid = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-    return swept, grid
+    """Split comma-separated values into a grid of parameter sets (see ``Measure.sweep_grid``)."""
+    return measure.sweep_grid(raw)
 
 
 def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.api import score
+    from simbench.api import resolve_systems, score
     from simbench.registry import get_registry
 
     measure = get_registry().measure(args.measure)
@@ -131,9 +126,14 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
     if args.intersect:
         raw["intersect"] = "true"
     swept, grid = expand_sweep(measure, raw)
+    if args.plot and not swept:
+        raise ParameterError("--plot draws a sweep, and no parameter is swept",
+                             field="plot", fix="sweep a parameter with comma-separated values, "
+                             "e.g. --k 1,2,4,8 --plot k.png, or drop --plot")
+    systems = resolve_systems(args.measure, args.systems, task=args.task)
     results = []
     for params in grid:
-        result = score(args.measure, *args.systems, site=args.site, task=args.task,
+        result = score(args.measure, *systems, site=args.site, task=args.task,
                        seed=args.seed, device=args.device, **params)
         results.append((params, result))
         if not args.json:
@@ -143,11 +143,12 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
         payload = [r.to_dict() for _, r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     elif swept:
-        rows = [(*[p[k] for k in swept], r.value, *(r.ci or (None, None)), r.n_samples)
+        rows = [(*[p[k] for k in swept], r.value,
+                 *(r.ci if r.has_interval and r.ci else (None, None)), r.n_samples)
                 for p, r in results]
         print("\nsweep:")
         print(table([*swept, "value", "ci_low", "ci_high", "n"], rows))
-    if args.plot and swept:
+    if args.plot:
         plot_sweep(results, swept[0], args.plot)
         print(f"plot written to {args.plot}")
     return 0
@@ -180,7 +181,52 @@ def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
                                            zip(da[d].values, da.values)]))
         elif da.ndim == 0:
             lines.append(f"  {name}: {float(da):.4f}")
+    lines.extend(causal_notes(result))
     return "\n".join(lines)
+
+
+#: What ``attrs["train"]["val_metric"]`` measures, in words.
+VAL_METRICS = {
+    "iia": "IIA",
+    "r2": "R^2 of counterfactual latents",
+    "iia+r2": "mean over trained directions of IIA (into networks) and R^2 (into recordings)",
+}
+
+
+def causal_notes(result: Any) -> list[str]:
+    """A few lines saying what a causal score's numbers mean: the headline, its interval and
+    chance (CLMAS), how training ended, and the CL-fit columns."""
+    train = result.attrs.get("train")
+    lines: list[str] = []
+    if result.measure == "clmas" and len(result.systems) == 2:
+        a, b = result.systems
+        lines += [
+            f"\nheadline: IIA into '{a}' with '{b}' as the source ({b}->{a}): the share of "
+            f"{result.n_samples} held-out interventions after which '{a}' gives the task's "
+            "counterfactual response; the 95% CI is a Wilson interval over those "
+            "interventions, not a bootstrap over stimuli",
+            "chance: the IIA of a random, untrained subspace; measure it with --control true",
+        ]
+    if isinstance(train, dict) and train.get("loaded"):
+        lines.append("training: none (alignment loaded with --load)")
+    elif isinstance(train, dict) and "stopped" in train:
+        metric = VAL_METRICS.get(str(train.get("val_metric")), str(train.get("val_metric")))
+        best = train.get("best_val")
+        best_text = "nan" if best is None else f"{float(best):.4f}"
+        line = (f"training: {train.get('steps')} steps, stopped: {train.get('stopped')}; best "
+                f"validation {metric} = {best_text} at step {train.get('best_step')}")
+        if str(train.get("stopped", "")).startswith("step cap"):
+            line += ("\n  not converged: training hit the step cap while validation still "
+                     "improved; the score may be an underestimate (raise --max_steps)")
+        lines.append(line)
+    if "cl_fit" in result.breakdown:
+        lines.append(
+            "cl_fit (directions into the recording, held-out states): cosine = mean cosine of "
+            "the patched latent with the recorded counterfactual latent (1 = same direction); "
+            "r2 = R^2 of that fit (1 = exact, 0 = no better than the mean latent, negative = "
+            "worse); r2_unpatched = R^2 of the latent left unpatched, the baseline: r2 above "
+            "it is what the intervention explains")
+    return lines
 
 
 def plot_sweep(results: list, key: str, path: str) -> None:
@@ -206,16 +252,25 @@ def plot_sweep(results: list, key: str, path: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.recording import recording_problems
+    from simbench.recording import load_recording, recording_problems
 
+    task = None
+    if args.task:
+        from simbench.registry import get_registry
+
+        task = get_registry().make_task(args.task)  # an unknown name fails, with suggestions
     failed = 0
     for path in args.files:
         problems = recording_problems(path)
+        if task is not None and not problems:
+            from simbench.recording_task import task_problems
+
+            problems = task_problems(load_recording(path), task)
         if problems:
             failed += 1
             print(f"{path}: {len(problems)} problem(s)")
             for p in problems:
                 print(f"  - {p}")
         else:
-            print(f"{path}: ok")
+            print(f"{path}: ok" + (f" for task '{task.name}'" if task is not None else ""))
     return 1 if failed else 0

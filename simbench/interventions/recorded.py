@@ -23,6 +23,7 @@ import torch
 from simbench.errors import RecordingError, TaskError
 from simbench.interventions.data import Pool, pool_from_stimuli
 from simbench.interventions.engine import SPLITS, Party
+from simbench.recording_task import GOOD_STIMULI_PER_VALUE, check_coverage
 from simbench.tasks.base import PAD, TOKEN_ID, TRIGGER, UNDEFINED, Stimuli, Task
 
 MIN_PER_SPLIT = 10  # fewer stimuli than this in a split cannot cover the task's states
@@ -95,8 +96,10 @@ def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
     if n < need:
         raise RecordingError(
             f"recording has {n} stimuli; matching counterfactual latents needs at least {need} "
-            f"({MIN_PER_SPLIT} per train/val/test split), and about {40 * len(task.all_counts)}"
-            " to cover every state of the task in every split", file=file, site=site,
+            f"({MIN_PER_SPLIT} per train/val/test split), and about {GOOD_STIMULI_PER_VALUE} "
+            "reaching each value of each causal variable (for a counting task, about "
+            f"{GOOD_STIMULI_PER_VALUE} per count) to cover every state in every split",
+            file=file, site=site,
             field="stimulus", fix="record more stimuli (all counts, e.g. task.sample(600, seed, "
             "counts='all'))")
     probe = task.sample(_PROBE_N, 12345, counts="all")
@@ -104,17 +107,33 @@ def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
     recorded = {v: np.where(valid, np.asarray(variables[v], dtype=np.int64), UNDEFINED)
                 for v in task.variables}
     _check_values(task, tokens, valid, recorded, probe, file, site)
+    coverage = _check_coverage(task, variable, recorded, valid, probe, values, file, site)
     split_of = stratified_split(tokens, valid, seed)
     act = torch.as_tensor(np.where(valid[..., None], activity, 0.0), dtype=torch.float32)
     ids = (np.asarray(stimulus_ids, dtype=str) if stimulus_ids is not None
            else np.array([f"{system_id}-{i}" for i in range(n)]))
     party = Party(system_id, task, variable, int(act.shape[-1]), None)
+    party.coverage = coverage  # type: ignore[attr-defined]  # what CLMAS records as used
     for i, split in enumerate(SPLITS):
         rows = np.flatnonzero(split_of == i)
         stim = _stimuli(task, tokens[rows], ids[rows], {k: v[rows] for k, v in recorded.items()})
         party.pools[split] = _pool(task, variable, stim, values, file, site)
         party.latents[split] = act[rows]
     return party
+
+
+def _check_coverage(task: Task, variable: str | Sequence[str],
+                    recorded: Mapping[str, np.ndarray], valid: np.ndarray, probe: Stimuli,
+                    values: tuple[int, int] | None, file: Any,
+                    site: str | None) -> dict[str, dict[str, Any]]:
+    """Stimuli per value of each causal variable: refused below the minimum, warned below the
+    recommendation (see :func:`simbench.recording_task.check_coverage`)."""
+    possible = {v: set(np.unique(probe.variables[v]).tolist()) - {UNDEFINED}
+                for v in task.variables}
+    names = (variable,) if isinstance(variable, str) else tuple(variable)
+    restrict = {names[0]: values} if values is not None and names else None
+    return check_coverage(recorded, valid, possible, task_name=task.name, restrict=restrict,
+                          file=file, site=site)
 
 
 def stratified_split(tokens: np.ndarray, valid: np.ndarray, seed: int) -> np.ndarray:

@@ -1,0 +1,224 @@
+"""Check a recording against a task: what ``simbench validate FILE --task NAME`` reports.
+
+The schema check (:func:`simbench.recording.recording_problems`) says whether a file is a
+recording at all; this says whether a causal measure can match it to a task's causal model:
+tokens from the task's vocabulary, one coordinate per causal variable of the task, values the
+task can produce, and enough stimuli per value of each variable for counterfactual states to be
+found. It uses the task's public attributes only (``vocab``, ``variables``, ``sample``), so it
+works for a task plugin as for the built-in ones, and never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from simbench.recording import Recording
+
+UNDEFINED = -1
+#: Stimuli sampled from a task to learn which variable values it can produce.
+PROBE_N = 2000
+#: Fewer recorded states (valid steps) than this hold a value of a causal variable: counterfactual
+#: states with that value cannot be matched (nor found in every train/val/test split): refused.
+MIN_STATES_PER_VALUE = 5
+#: Stimuli reaching each value the README recommends (for a counting task: about 30 stimuli
+#: per count); fewer gives a warning with the numbers.
+GOOD_STIMULI_PER_VALUE = 30
+
+
+def producible_values(task: Any, *, seed: int = 12345) -> dict[str, set[int]]:
+    """Every value each causal variable of ``task`` takes on a probe of seeded stimuli (all of
+    the task's conditions where ``sample`` accepts ``counts="all"``), ``UNDEFINED`` excluded."""
+    try:
+        probe = task.sample(PROBE_N, seed, counts="all")
+    except TypeError:  # a task plugin whose sample takes no counts
+        probe = task.sample(PROBE_N, seed)
+    out = {}
+    for name in task.variables:
+        values = np.unique(np.asarray(probe.variables[name]))
+        out[name] = {int(v) for v in values if int(v) != UNDEFINED}
+    return out
+
+
+def value_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
+    """How many stimuli reach each defined value of one variable ([stimulus, time] arrays)."""
+    arr = np.where(valid, np.asarray(values), UNDEFINED)
+    out: dict[int, int] = {}
+    for v in np.unique(arr):
+        if int(v) != UNDEFINED:
+            out[int(v)] = int((arr == v).reshape(len(arr), -1).any(axis=-1).sum())
+    return out
+
+
+def state_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
+    """How many recorded states (valid steps) hold each defined value of one variable."""
+    arr = np.where(valid, np.asarray(values), UNDEFINED)
+    present, counts = np.unique(arr, return_counts=True)
+    return {int(v): int(c) for v, c in zip(present, counts) if int(v) != UNDEFINED}
+
+
+class CoverageWarning(UserWarning):
+    """A recording reaches some value of a causal variable with few stimuli: counterfactual
+    states with that value are matched from a handful of recorded states."""
+
+
+def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
+                   possible: Mapping[str, set[int]], *, task_name: str,
+                   restrict: Mapping[str, tuple[int, int]] | None = None, file: Any = None,
+                   site: str | None = None) -> dict[str, dict[str, Any]]:
+    """Refuse, or warn about, causal-variable values a recording reaches with too few stimuli.
+
+    For each variable, every value the task produces (``possible``; within ``restrict[name]``
+    when given, e.g. ``--values 1:16``) must be held by at least ``MIN_STATES_PER_VALUE``
+    recorded states, else a :class:`~simbench.errors.RecordingError` lists the values and their
+    numbers; a value reached by fewer than ``GOOD_STIMULI_PER_VALUE`` stimuli gives a
+    :class:`CoverageWarning` with the numbers. Returns, per variable, the values recorded, the
+    values needed and the fewest stimuli reaching a needed value (what a score records).
+    """
+    import warnings
+
+    from simbench.errors import RecordingError
+
+    restrict = restrict or {}
+    summary: dict[str, dict[str, Any]] = {}
+    refused: list[str] = []
+    thin: list[str] = []
+    for name, values in variables.items():
+        stimuli = value_coverage(values, valid)
+        states = state_coverage(values, valid)
+        needed = set(possible.get(name, set()))
+        if name in restrict:
+            lo, hi = restrict[name]
+            needed = {v for v in needed if lo <= v <= hi}
+        low = {v: states.get(v, 0) for v in sorted(needed)
+               if states.get(v, 0) < MIN_STATES_PER_VALUE}
+        few = {v: stimuli[v] for v in sorted(needed)
+               if v not in low and stimuli.get(v, 0) < GOOD_STIMULI_PER_VALUE}
+        if low:
+            absent = {v for v, n in low.items() if n == 0}
+            parts = [f"{name} = {v} ({n} states)" for v, n in low.items() if n][:8]
+            if absent:
+                parts.append(f"{name} = {_ranges(absent)} (none)")
+            refused.append(", ".join(parts))
+        if few:
+            thin.append(", ".join(f"{name} = {v} ({n})" for v, n in list(few.items())[:8])
+                        + (f" and {len(few) - 8} more" if len(few) > 8 else ""))
+        summary[name] = {
+            "recorded": _ranges(set(states)),
+            "needed": _ranges(needed),
+            "min_stimuli_per_value": min((stimuli.get(v, 0) for v in needed), default=0),
+        }
+    if refused:
+        raise RecordingError(
+            f"too few recorded states for some values of task '{task_name}''s causal "
+            f"variables: {'; '.join(refused)}; counterfactual latents are matched to recorded "
+            f"states with the same values, and each value needs at least "
+            f"{MIN_STATES_PER_VALUE}", file=file, site=site, field="stimulus",
+            fix=f"record more stimuli (about {GOOD_STIMULI_PER_VALUE} reaching each value, "
+            "e.g. each count), or restrict the intervened values to those recorded with "
+            "--values LO:HI")
+    if thin:
+        warnings.warn(
+            f"{file or 'the recording'}{f', site {site!r}' if site else ''}: few stimuli reach "
+            f"some values of task '{task_name}''s causal variables (stimuli per value: "
+            f"{'; '.join(thin)}); about {GOOD_STIMULI_PER_VALUE} each are recommended, and "
+            "the score's attrs['coverage'] records what was used", CoverageWarning, stacklevel=2)
+    return summary
+
+
+def site_task_problems(ds: Any, task: Any, *,
+                       possible: Mapping[str, set[int]] | None = None) -> list[tuple[str, str]]:
+    """Every problem of one site dataset for ``task``, as (field, explanation) pairs."""
+    problems: list[tuple[str, str]] = []
+    possible = producible_values(task) if possible is None else possible
+    vocab = [str(t) for t in task.vocab]
+    pad = vocab[0] if vocab else ""
+    step_dims = ("stimulus", "time") if "time" in ds["activity"].dims else ("stimulus",)
+    valid = (np.asarray(ds["valid"].transpose(*step_dims).values, dtype=bool)
+             if "valid" in ds.coords else None)
+    if "time" not in ds["activity"].dims:
+        problems.append(("activity", "no 'time' dim: causal measures match the activity after "
+                         "every step (stimulus, time, unit)"))
+    if "token" not in ds.coords:
+        problems.append(("token", f"no 'token' coordinate: add the input tokens, strings of "
+                         f"task '{task.name}''s vocabulary"))
+    else:
+        tokens = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
+        if valid is None:
+            valid = (tokens != pad) & (tokens != "")
+        present, counts = np.unique(tokens[valid], return_counts=True)
+        foreign = [(str(t), int(c)) for t, c in zip(present, counts) if str(t) not in vocab]
+        if foreign:
+            named = ", ".join(f"'{t}' ({c} steps)" for t, c in foreign[:6])
+            more = f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
+            problems.append(("token", f"{len(foreign)} token(s) not in task '{task.name}''s "
+                             f"vocabulary: {named}{more}; its vocabulary: {' '.join(vocab)}"))
+    if valid is None:
+        valid = np.ones(tuple(ds.sizes[d] for d in step_dims), dtype=bool)
+    for name in task.variables:
+        if name not in ds.coords:
+            problems.append((name, f"no '{name}' coordinate: task '{task.name}' has the causal "
+                             f"variables {', '.join(task.variables)}; add each as an integer "
+                             "coordinate (stimulus, time) holding its value after each step, "
+                             "-1 where undefined"))
+            continue
+        raw = np.asarray(ds[name].transpose(*step_dims).values)
+        if not np.issubdtype(raw.dtype, np.integer):
+            problems.append((name, f"'{name}' has dtype {raw.dtype}; causal variables are "
+                             "integers (-1 where undefined)"))
+            continue
+        allowed = possible.get(name, set())
+        present, counts = np.unique(raw[valid], return_counts=True)
+        bad = [(int(v), int(c)) for v, c in zip(present, counts)
+               if int(v) != UNDEFINED and int(v) not in allowed]
+        if bad:
+            listed = ", ".join(f"{name} = {v} ({c} steps)" for v, c in bad[:6])
+            problems.append((name, f"values task '{task.name}' cannot produce: {listed}; it "
+                             f"produces {name} in {_ranges(allowed)} (-1 = undefined)"))
+        states = state_coverage(raw, valid)
+        low = {v: states.get(v, 0) for v in sorted(allowed)
+               if states.get(v, 0) < MIN_STATES_PER_VALUE}
+        if low:
+            absent = {v for v, n in low.items() if n == 0}
+            parts = []
+            if absent:
+                parts.append(f"never reached: {name} = {_ranges(absent)}")
+            rare = {v: n for v, n in low.items() if n}
+            if rare:
+                parts.append("too few states: " + ", ".join(
+                    f"{name} = {v} ({n})" for v, n in list(rare.items())[:8]))
+            problems.append((name, f"{'; '.join(parts)}; counterfactual latents are matched "
+                             f"to recorded states with the same values, which needs at least "
+                             f"{MIN_STATES_PER_VALUE} per value (about "
+                             f"{GOOD_STIMULI_PER_VALUE} stimuli reaching each value are "
+                             "recommended)"))
+    return problems
+
+
+def task_problems(rec: Recording, task: Any) -> list[str]:
+    """Every problem of a recording for ``task``, one sentence each (empty: it fits)."""
+    possible = producible_values(task)
+    out = []
+    if rec.task is not None and rec.task != task.name:
+        out.append(f"file {rec.path}: recorded on task '{rec.task}', checked against "
+                   f"'{task.name}'")
+    for site, ds in rec.sites.items():
+        out.extend(f"file {rec.path}, site '{site}', field '{f}': {p}"
+                   for f, p in site_task_problems(ds, task, possible=possible))
+    return out
+
+
+def _ranges(values: set[int]) -> str:
+    """``{1, 2, 3, 7}`` -> ``1..3, 7``."""
+    runs: list[list[int]] = []
+    for v in sorted(values):
+        if runs and runs[-1][1] == v - 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+
+
+__all__ = ["CoverageWarning", "check_coverage", "producible_values", "site_task_problems", "task_problems", "value_coverage"]
