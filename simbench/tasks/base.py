@@ -354,18 +354,36 @@ class Task:
             pad=pad,
         )
 
-    def stimuli_from_tokens(self, tokens: Any, ids: Any = None) -> Stimuli:
-        """Stimuli of given token sequences (e.g. a recording's), with the causal model's
-        variables and content ids (or ``ids``). ``trigger_pos`` is the step before the first
-        causally determined token; ``counts`` are 0 (unknown)."""
+    def stimuli_from_tokens(self, tokens: Any, ids: Any = None, *,
+                            strict: bool = True) -> Stimuli:
+        """Stimuli of given token sequences (e.g. a recording's) with content ids (or ``ids``).
+
+        ``variables`` and ``response_mask`` come from the causal model; ``trigger_pos`` is the
+        step before the first causally determined token; ``counts`` are 0 (unknown). With
+        ``strict`` False, sequences the causal model refuses (another task's grammar) are kept
+        without variables (``variables`` empty, no response positions): enough to record a
+        network's activity on them.
+        """
         arr = self.check_tokens(tokens)
-        mask = self.response_mask(arr)
+        n = len(arr)
+        pad = self.pad
+        try:
+            variables = self.causal_model(arr)
+            mask = self.response_mask(arr)
+        except TaskError:
+            if strict:
+                raise
+            variables, mask = {}, np.zeros(arr.shape, dtype=bool)
+        if ids is not None and len(ids) != n:
+            raise TaskError(f"{len(ids)} stimulus ids for {n} sequences", field="ids",
+                            fix="give one id per sequence")
         first = np.where(mask.any(1), np.argmax(mask, axis=1) - 1, 0)
-        stim = self._stimuli(arr, np.zeros(len(arr), dtype=np.int64),
-                             np.maximum(first, 0).astype(np.int64))
-        if ids is not None:
-            stim.ids = np.asarray(ids, dtype=str)
-        return stim
+        return Stimuli(
+            task=self.name, tokens=arr, lengths=(arr != pad).sum(1),
+            ids=self.stimulus_ids(arr) if ids is None else np.asarray(ids, dtype=str),
+            variables=variables, response_mask=mask,
+            trigger_pos=np.maximum(first, 0).astype(np.int64),
+            counts=np.zeros(n, dtype=np.int64), pad=pad)
 
     # ---- causal model ---------------------------------------------------------------------
     def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
