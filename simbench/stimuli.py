@@ -63,7 +63,7 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
     if bad.any():
         names, counts = np.unique(tok[bad], return_counts=True)
         order = np.argsort(-counts, kind="stable")
-        listed = ", ".join(f"{names[i]!r} ({counts[i]} steps)" for i in order[:5])
+        listed = ", ".join(f"{str(names[i])!r} ({int(counts[i])} steps)" for i in order[:5])
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         raise RecordingError(
             f"{len(names)} token(s) are not in task '{task.name}''s vocabulary: {listed}{more}",
