@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from simbench.access import ACCESSIBLE, Access
 from simbench.errors import CheckpointError, SiteError
 from simbench.recording import Recording, site_dataset
-from simbench.tasks.base import Stimuli, Task
+from simbench.tasks.base import EOS, PAD, Stimuli, Task
 from simbench.zoo.models import _Patch
 
 
@@ -124,10 +124,11 @@ class HookedModel(nn.Module):
     @torch.no_grad()
     def generate(self, tokens: Tensor, start: int | Tensor, max_new: int | None = None, *,
                  response_mask: Tensor | None = None,
-                 edits: Mapping[str, Any] | None = None, eos: int = -1,
-                 pad: int = 0) -> Tensor:
+                 edits: Mapping[str, Any] | None = None, eos: int = EOS,
+                 pad: int = PAD) -> Tensor:
         """Greedy generation, one full forward per generated step (same contract as the zoo;
-        ``eos``/``pad``: the task's ids, which :class:`TorchSystem` passes)."""
+        ``eos``/``pad``: the task's ids, which :class:`TorchSystem` passes; the defaults are
+        the built-in vocabulary's)."""
         from simbench.zoo.models import generate_by_full_passes, prepare_generation
 
         return generate_by_full_passes(
