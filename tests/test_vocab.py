@@ -212,3 +212,31 @@ def test_simbench_record_accepts_a_stimulus_file(tmp_path, capsys):
     text.write_text("BOS D0 zap T R EOS\n")
     with pytest.raises(RecordingError, match="'zap'"):
         read_stimulus_file(text, MultiObject())
+
+
+class _Tiny(torch.nn.Module):
+    """A user's own module over a 7-token vocabulary (no zoo config)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(7, 5)
+        self.out = torch.nn.Linear(5, 7)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(tokens))
+
+
+def test_a_users_module_on_its_own_vocabulary_is_probed_and_generates_with_its_ids():
+    task = Flashes()
+    system = TorchSystem(_Tiny(), task, sites={"emb": "embed"}, system_id="tiny")
+    assert system.site_dims == {"emb": 5}  # probed with the task's own tokens (ids 0..6)
+    stim = task.sample(6, 3, counts="all")
+    gen = system.generate(stim.tokens, torch.as_tensor(stim.trigger_pos + 1),
+                          response_mask=torch.as_tensor(stim.response_mask)).numpy()
+    for row, n_prefix in zip(gen, stim.trigger_pos + 1):
+        tail = row[n_prefix:].tolist()
+        if 4 in tail:  # after the task's end token, only its pad id
+            assert set(tail[tail.index(4) + 1:]) <= {6}
+    ds = system.record(stim, sites=["emb"]).site("emb")
+    assert set(np.unique(ds["token"].values)) <= set(task.vocab)
