@@ -1,7 +1,8 @@
 """What the correlative measures (CKA, RSA) share on the simbench side, written once.
 
 - :data:`PAIRING_PARAMS`: the parameters every correlative measure takes to pair two systems.
-- :func:`paired_activity`: fetch both systems' activity at a site and pair it sample by sample.
+- :func:`paired_activity`: fetch both systems' activity at a site and pair it sample by sample
+  (a network paired with a recording is recorded on the recording's own stimuli).
 - :func:`no_interval_note`: the one wording of "no interval" (``ci=None`` and
   ``attrs["ci_note"]`` saying why and which parameter to change).
 - :func:`make_score`: turning a value, an interval and attrs into a ``Score``.
@@ -27,8 +28,9 @@ DTYPES = ("float32", "float64")
 
 #: Pairing parameters of every correlative measure.
 PAIRING_PARAMS = (
-    Param("n_stimuli", 1000, "stimuli a network (TorchSystem) records; recordings use all "
-          "theirs", low=1),
+    Param("n_stimuli", 1000, "stimuli a network (TorchSystem) records when paired with another "
+          "network; paired with a recording, a network is recorded on the recording's own "
+          "stimuli, and recordings use all theirs", low=1),
     Param("intersect", False, "use only the stimuli both systems share"),
 )
 
@@ -45,14 +47,29 @@ def paired_activity(
     """Both systems' activity at ``site``, row-aligned on (stimulus id, time step).
 
     ``n_stimuli`` and ``seed`` tell a network (TorchSystem) how many stimuli to record and which;
-    both systems get the same values, so their stimuli match. Recordings ignore them. ``dtype``
-    None keeps float activity as stored (the estimators convert a block at a time), so aligned
-    recordings are paired without a copy.
+    both systems get the same values, so their stimuli match. A network paired with a recording
+    whose site has a ``token`` coordinate is recorded on that recording's own token sequences
+    (decoded through the network's task vocabulary; its stimulus ids are kept), so the pair
+    shares every stimulus whatever ``n`` the recording was made with. Recordings ignore
+    ``n_stimuli`` and ``seed``. ``dtype`` None keeps float activity as stored (the estimators
+    convert a block at a time), so aligned recordings are paired without a copy.
     """
     if dtype is not None and dtype not in DTYPES:
         raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
     a, b = systems
-    if _both_networks_on_different_tasks(a, b):
+    recorded = [_recording_with_tokens(s, site) for s in (a, b)]
+    if _is_network(a) != _is_network(b) and any(r is not None for r in recorded):
+        from simbench.stimuli import stimuli_from_recording
+
+        rec = next(r for r in recorded if r is not None)
+        data = []
+        for s in (a, b):
+            if _is_network(s):
+                stim = stimuli_from_recording(rec, s.task_def, site=site)
+                data.append(s.record(stim, sites=[site]).site(site))
+            else:
+                data.append(s.site_data(site, n_stimuli=n_stimuli, seed=seed))
+    elif _both_networks_on_different_tasks(a, b):
         # Networks trained on different tasks see the same inputs: the first system's stimuli
         # (a correlative measure compares responses to identical sequences).
         stim = a.task_def.sample(n_stimuli or 1000, seed, counts="all")
@@ -70,9 +87,20 @@ def paired_activity(
         raise
 
 
+def _is_network(system: Any) -> bool:
+    return hasattr(system, "record") and hasattr(system, "task_def")
+
+
+def _recording_with_tokens(system: Any, site: str) -> Any:
+    """The system's Recording when it is recording-only and its ``site`` has tokens, else None."""
+    rec = getattr(system, "recording", None)
+    if rec is None or _is_network(system) or site not in rec.sites:
+        return None
+    return rec if "token" in rec.sites[site].coords else None
+
+
 def _both_networks_on_different_tasks(a: Any, b: Any) -> bool:
-    return all(hasattr(s, "record") and hasattr(s, "task_def") for s in (a, b)) and \
-        a.task != b.task
+    return _is_network(a) and _is_network(b) and a.task != b.task
 
 
 def no_interval_note(*, n_boot: int, n_units: int, n_finite: int, boot: str = "n_boot",

@@ -49,14 +49,13 @@ def simulate(model: Any, *, seed: int = 0, n: int = N_STIMULI, units: int = UNIT
 
     from simbench.recording import Recording, site_dataset
     from simbench.registry import task_by_name
-    from simbench.tasks import VOCAB
 
     task = task_by_name(TASK)
     stim = task.sample(n, seed + 2025, counts="all")
     with torch.no_grad():
         _, rec = model.run(torch.as_tensor(stim.tokens), record=(SITE,))
     h = rec[SITE].float().numpy().astype(np.float64)  # [n, T, d]
-    valid = stim.tokens != 0
+    valid = stim.tokens != task.pad
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x90B]))
     w = rng.standard_normal((h.shape[-1], units)) / np.sqrt(h.shape[-1])
     z = h @ w
@@ -68,7 +67,7 @@ def simulate(model: Any, *, seed: int = 0, n: int = N_STIMULI, units: int = UNIT
     spikes[~valid] = 0
     ds = site_dataset(
         spikes, stimulus_ids=np.array([f"pop-{i:04d}" for i in range(n)]), site=SITE,
-        system_id=system_id, task=TASK, tokens=np.asarray(VOCAB)[stim.tokens], valid=valid,
+        system_id=system_id, task=TASK, tokens=task.token_strings(stim.tokens), valid=valid,
         variables={k: v.astype(np.int16) for k, v in stim.variables.items()},
         attrs={"units": "spikes per bin (one bin per token)"})
     attrs = {"generator": "recordings/make_population.py", "seed": seed, "source_model": model_id,

@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .nc file")
     p.add_argument("--n", type=int, default=1000, help="number of stimuli (default 1000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stimuli", metavar="FILE",
+                   help="record on these stimuli instead of --n/--seed: a recording (.nc; its "
+                   "tokens and stimulus ids) or a text file with one sequence of "
+                   "space-separated tokens per line ('#' comments skipped)")
     p.add_argument("--sites", help="comma-separated sites (default: all)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_record)
@@ -122,9 +126,16 @@ def cmd_record(args: argparse.Namespace, extra: list[str]) -> int:
         system = TorchSystem(system.module, task_by_name(args.task),
                              system_id=system.system_id, meta=system.meta)
     sites = args.sites.split(",") if args.sites else None
+    stim = None
+    if args.stimuli:
+        from simbench.stimuli import read_stimulus_file
+
+        stim = read_stimulus_file(args.stimuli, system.task_def)
     t0 = time.perf_counter()
-    rec = system.record(n=args.n, seed=args.seed, sites=sites)
+    rec = system.record(stim, n=args.n, seed=args.seed, sites=sites)
     path = save_recording(rec, args.out)
-    print(f"recorded {args.n} stimuli of {system.system_id} ({system.task}) at sites "
+    n = len(stim) if stim is not None else args.n
+    source = f" from {args.stimuli}" if stim is not None else ""
+    print(f"recorded {n} stimuli{source} of {system.system_id} ({system.task}) at sites "
           f"{', '.join(rec.sites)} in {time.perf_counter() - t0:.1f} s -> {path}")
     return 0

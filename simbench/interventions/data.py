@@ -209,7 +209,7 @@ def sample_interventions(
             f"in {lo}..{hi}", field="values",
             fix="widen --values, or map variables whose value ranges overlap")
     width = max(len(r) for r in cf_rows)
-    cf_tokens = np.zeros((n, width), dtype=np.int64)
+    cf_tokens = np.full((n, width), target.task.pad, dtype=np.int64)
     cf_mask = np.zeros((n, width), dtype=bool)
     for i, (r, mk) in enumerate(zip(cf_rows, mask_rows)):
         cf_tokens[i, : len(r)] = r

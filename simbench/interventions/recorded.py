@@ -24,7 +24,8 @@ from simbench.errors import RecordingError, TaskError
 from simbench.interventions.data import Pool, pool_from_stimuli
 from simbench.interventions.engine import SPLITS, Party
 from simbench.recording_task import GOOD_STIMULI_PER_VALUE, check_coverage
-from simbench.tasks.base import PAD, TOKEN_ID, TRIGGER, UNDEFINED, Stimuli, Task
+from simbench.stimuli import token_ids_of_strings
+from simbench.tasks.base import UNDEFINED, Stimuli, Task
 
 MIN_PER_SPLIT = 10  # fewer stimuli than this in a split cannot cover the task's states
 _PROBE_N = 2000  # stimuli sampled from a task to learn which tokens/values it can produce
@@ -36,8 +37,9 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequen
     """A recording-only Party from a :class:`~simbench.systems.RecordedSystem` at ``site``.
 
     Needs, at that site: ``activity`` (stimulus, time, unit), ``token`` (stimulus, time; token
-    strings of the task's vocabulary), optionally ``valid`` (bool; default: token not PAD or
-    empty), and one coordinate (stimulus, time) per causal variable of the task.
+    strings of the task's vocabulary, turned into ids with it), optionally ``valid`` (bool;
+    default: token not the task's pad token or empty), and one coordinate (stimulus, time) per
+    causal variable of the task.
     """
     rec = system.recording
     ds = rec.site(site)
@@ -59,17 +61,9 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequen
             "value after each step (see the README's recording schema)")
     act = act.transpose("stimulus", "time", "unit")
     tok_str = np.asarray(ds["token"].transpose("stimulus", "time").values, dtype=str)
-    if "valid" in ds.coords:
-        valid = np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
-    else:
-        valid = (tok_str != "PAD") & (tok_str != "")
-    unknown = sorted(set(np.unique(tok_str[valid]).tolist()) - set(TOKEN_ID))
-    if unknown:
-        raise RecordingError(f"tokens {unknown[:8]} are not in the task vocabulary",
-                             file=file, site=site, field="token",
-                             fix=f"tokens are strings of: {' '.join(task.vocab[1:])}")
-    ids = np.vectorize(lambda s: TOKEN_ID.get(s, PAD), otypes=[np.int64])(tok_str)
-    ids[~valid] = PAD
+    valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
+             if "valid" in ds.coords else None)
+    ids, valid = token_ids_of_strings(task, tok_str, valid, file=file, site=site)
     variables = {v: np.asarray(ds[v].transpose("stimulus", "time").values) for v in task.variables}
     stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
     return party_from_arrays(system.system_id, task, variable, ids, np.asarray(act.values),
@@ -91,7 +85,8 @@ def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
     """
     tokens = np.asarray(tokens, dtype=np.int64)
     n = tokens.shape[0]
-    valid = tokens != PAD if valid is None else np.asarray(valid, dtype=bool) & (tokens != PAD)
+    pad = task.pad
+    valid = tokens != pad if valid is None else np.asarray(valid, dtype=bool) & (tokens != pad)
     need = MIN_PER_SPLIT * len(SPLITS)
     if n < need:
         raise RecordingError(
@@ -165,7 +160,8 @@ def _check_tokens(task: Task, tokens: np.ndarray, valid: np.ndarray, probe: Stim
         raise RecordingError(
             f"the stimuli use tokens task '{task.name}' never produces: {names}; is this a "
             "recording of another task?", file=file, site=site, field="token",
-            fix=f"{task.name} uses: {' '.join(task.vocab[t] for t in sorted(used) if t != PAD)}"
+            fix=f"{task.name} uses: "
+            f"{' '.join(task.vocab[t] for t in sorted(used) if t != task.pad)}"
             "; pass the recording's own task with --task")
 
 
@@ -200,10 +196,10 @@ def _check_values(task: Task, tokens: np.ndarray, valid: np.ndarray,
 
 def _stimuli(task: Task, tokens: np.ndarray, ids: np.ndarray,
              variables: dict[str, np.ndarray]) -> Stimuli:
-    trig = np.argmax(tokens == TRIGGER, axis=1)
-    return Stimuli(task=task.name, tokens=tokens, lengths=(tokens != PAD).sum(1), ids=ids,
-                   variables=variables, response_mask=task.response_mask(tokens),
-                   trigger_pos=trig, counts=np.zeros(len(tokens), dtype=np.int64))
+    """The recorded stimuli with the recorded variables (checked against the causal model)."""
+    stim = task.stimuli_from_tokens(tokens, ids)
+    stim.variables = variables
+    return stim
 
 
 def _pool(task: Task, variable: str | Sequence[str], stim: Stimuli,

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from simbench.errors import RecordingError
 from simbench.interventions.data import Pool
-from simbench.tasks.base import EOS, PAD
 
 
 def counterfactual_states(source: Pool, target: Pool, src_idx: np.ndarray, spos: np.ndarray,
@@ -49,7 +48,10 @@ class StateIndex:
         self.pool, self.label = pool, label
         self.names = tuple(pool.task.variables)
         var = pool.stimuli.variables
-        ok = (pool.tokens != PAD) & (pool.tokens != EOS)
+        task = pool.task
+        ok = pool.tokens != task.pad
+        if task.eos is not None:
+            ok &= pool.tokens != task.eos
         for name in self.names:
             ok &= var[name] >= 0
         self.rows, self.pos = np.nonzero(ok)

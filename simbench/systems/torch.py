@@ -5,8 +5,8 @@ named submodules (module paths as ``named_modules()`` spells them, e.g. ``layers
 does; the zoo's models are TorchSystems whose native fast API (``run``/``generate`` with sites
 ``embedding``, ``hidden``, ...) is used directly.
 
-What a user module must do: take a LongTensor of token ids [B, T] (the task's shared vocabulary)
-and return next-token logits [B, T, V] (a tensor, a tuple whose first item is the logits, or an
+What a user module must do: take a LongTensor of token ids [B, T] (ids of its task's vocabulary,
+``task.vocab``) and return next-token logits [B, T, V] (a tensor, a tuple whose first item is the logits, or an
 object with ``.logits`` as Hugging Face models return). A site's module must output [B, T, d] (or a
 tuple whose first item is). A hook patch replaces the module's output, so every module *called
 after it* sees the patch; a recurrent module that is called once on the whole sequence (nn.GRU)
@@ -33,9 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from simbench.access import ACCESSIBLE, Access
-from simbench.errors import SiteError
+from simbench.errors import CheckpointError, SiteError
 from simbench.recording import Recording, site_dataset
-from simbench.tasks.base import VOCAB, Stimuli, Task
+from simbench.tasks.base import EOS, PAD, Stimuli, Task
 from simbench.zoo.models import _Patch
 
 
@@ -43,9 +43,12 @@ class HookedModel(nn.Module):
     """A user module with the zoo models' uniform API (``run``, ``generate``, ``site_dims``),
     sites patched and read through forward hooks on module paths."""
 
-    def __init__(self, module: nn.Module, sites: Mapping[str, str]) -> None:
+    def __init__(self, module: nn.Module, sites: Mapping[str, str], *,
+                 probe: Any = None) -> None:
         super().__init__()
         self.module = module
+        #: one short token sequence [1, T] the site widths are probed with (its task's ids)
+        self.probe = probe
         paths = dict(module.named_modules())
         missing = [p for p in sites.values() if p not in paths]
         if missing:
@@ -62,7 +65,8 @@ class HookedModel(nn.Module):
     def site_dims(self) -> dict[str, int]:
         """Width of each site, found by one probe forward pass the first time it is asked."""
         if self._dims is None:
-            probe = torch.tensor([[1, 4, 3, 8, 2]], device=self._device())
+            probe = torch.as_tensor(self.probe if self.probe is not None
+                                    else [[1, 4, 3, 8, 2]], device=self._device())
             with torch.no_grad():
                 _, rec = self.run(probe, record=self.sites)
             self._dims = {s: int(v.shape[-1]) for s, v in rec.items()}
@@ -120,12 +124,16 @@ class HookedModel(nn.Module):
     @torch.no_grad()
     def generate(self, tokens: Tensor, start: int | Tensor, max_new: int | None = None, *,
                  response_mask: Tensor | None = None,
-                 edits: Mapping[str, Any] | None = None) -> Tensor:
-        """Greedy generation, one full forward per generated step (same contract as the zoo)."""
+                 edits: Mapping[str, Any] | None = None, eos: int = EOS,
+                 pad: int = PAD) -> Tensor:
+        """Greedy generation, one full forward per generated step (same contract as the zoo;
+        ``eos``/``pad``: the task's ids, which :class:`TorchSystem` passes; the defaults are
+        the built-in vocabulary's)."""
         from simbench.zoo.models import generate_by_full_passes, prepare_generation
 
         return generate_by_full_passes(
-            self.run, *prepare_generation(tokens, start, max_new, response_mask, edits))
+            self.run, *prepare_generation(tokens, start, max_new, response_mask, edits,
+                                          pad=pad), eos=eos, pad=pad)
 
 
 class TorchSystem:
@@ -137,7 +145,9 @@ class TorchSystem:
     ``run(tokens, *, edits, record)``, ``generate(...)`` and ``site_dims``.
 
     ``task`` is the :class:`~simbench.tasks.base.Task` whose stimuli the module reads (a task
-    name is accepted for convenience and looked up in the plugin registry).
+    name is accepted for convenience and looked up in the plugin registry); token ids are its
+    vocabulary's. A zoo model whose config records another vocabulary size or other special
+    ids than the task's is refused with a :class:`~simbench.errors.CheckpointError`.
     """
 
     access: Access = ACCESSIBLE
@@ -149,6 +159,9 @@ class TorchSystem:
         self.task: str = self.task_def.name
         self.module = module.eval()
         self.meta = dict(meta or {})
+        check_task_fits(getattr(module, "config", None), self.task_def,
+                        what=system_id or self.meta.get("id") or type(module).__name__,
+                        trained_on=self.meta.get("task"))
         native = getattr(module, "sites", None)
         if sites is None and native and hasattr(module, "run"):
             self.model: nn.Module = module
@@ -157,7 +170,8 @@ class TorchSystem:
                             fix="pass sites={'name': 'module.path', ...}; module paths: "
                             + ", ".join(p for p, _ in module.named_modules() if p)[:800])
         else:
-            self.model = HookedModel(module, sites)
+            probe = self.task_def.sample(1, 0, counts="all").tokens
+            self.model = HookedModel(module, sites, probe=probe)
         self.system_id = system_id or self.meta.get("id") or type(module).__name__.lower()
 
     # ---- constructors ---------------------------------------------------------------------
@@ -179,6 +193,8 @@ class TorchSystem:
 
         model, meta = load_checkpoint(path, device=device)
         chosen = task if isinstance(task, Task) else _lookup_task(task or meta["task"])
+        check_task_fits(model.config, chosen, what=f"checkpoint {Path(path).name}", file=path,
+                        trained_on=meta.get("task"))
         return cls(model, chosen, system_id=Path(path).stem, meta=meta)
 
     # ---- the System protocol --------------------------------------------------------------
@@ -197,8 +213,10 @@ class TorchSystem:
 
     def generate(self, tokens: Any, start: Any, max_new: int | None = None, *,
                  response_mask: Any = None, edits: Mapping[str, Any] | None = None) -> Tensor:
+        eos = self.task_def.eos
         return self.model.generate(self._tensor(tokens), start, max_new,
-                                   response_mask=response_mask, edits=edits)
+                                   response_mask=response_mask, edits=edits,
+                                   eos=-1 if eos is None else eos, pad=self.task_def.pad)
 
     def _tensor(self, tokens: Any) -> Tensor:
         if isinstance(tokens, Tensor):
@@ -216,7 +234,12 @@ class TorchSystem:
                counts: Any = "all") -> Recording:
         """Record every site (or ``sites``) over ``stimuli`` (default: ``n`` stimuli drawn with
         ``seed`` over all counts) into a :class:`~simbench.recording.Recording` whose causal
-        variables are coordinates."""
+        variables are coordinates.
+
+        ``stimuli`` may come from elsewhere, e.g. another recording's own sequences
+        (:func:`simbench.stimuli.stimuli_from_recording`): their ids are kept, so the two
+        recordings pair stimulus by stimulus.
+        """
         stim = stimuli if stimuli is not None else self.task_def.sample(n, seed, counts=counts)
         sites = tuple(sites) if sites is not None else self.sites
         for s in sites:
@@ -236,8 +259,8 @@ class TorchSystem:
         finally:
             for m, mode in modes:
                 m.training = mode
-        tok_str = np.asarray(VOCAB)[stim.tokens]
-        valid = stim.tokens != 0
+        tok_str = self.task_def.token_strings(stim.tokens)
+        valid = stim.tokens != self.task_def.pad
         attrs = {"n_stimuli": len(stim), "seed": seed if stimuli is None else -1,
                  "generator": "simbench.systems.torch.TorchSystem.record"}
         for key in ("arch", "sha256", "accuracy"):
@@ -262,6 +285,36 @@ class TorchSystem:
         return f"TorchSystem({self.system_id!r}, task={self.task!r}, sites={list(self.sites)})"
 
 
+def check_task_fits(config: Any, task: Task, *, what: str, file: Any = None,
+                    trained_on: str | None = None) -> None:
+    """Refuse a model whose config records another vocabulary than ``task``'s.
+
+    A zoo model's config holds its task's vocabulary size and pad/end ids (the built-in
+    vocabulary's when the sidecar predates those fields); a model without such a config (a
+    user's module) is not checked. Raises :class:`CheckpointError` naming both sizes.
+    """
+    size = getattr(config, "vocab_size", None)
+    if size is None:
+        return
+    origin = f" (trained on task '{trained_on}')" if trained_on else ""
+    if int(size) != len(task.vocab):
+        raise CheckpointError(
+            f"{what}{origin} was built for a vocabulary of {size} tokens, but task "
+            f"'{task.name}' has {len(task.vocab)} tokens", file=file, field="vocab_size",
+            fix=f"use the network with a task of {size} tokens (its own: "
+            f"{trained_on or 'see its sidecar'}), or train one for '{task.name}' with "
+            f"`simbench zoo train --task {task.name}`")
+    eos = task.eos
+    want = {"pad_id": task.pad, "eos_id": -1 if eos is None else eos}
+    for key, value in want.items():
+        have = getattr(config, key, None)
+        if have is not None and int(have) != value:
+            raise CheckpointError(
+                f"{what}{origin} uses {key} {have}, but task '{task.name}' has {value} "
+                f"('{task.pad_token if key == 'pad_id' else task.eos_token}')", file=file,
+                field=key, fix="use the network with the task it was trained on")
+
+
 def _lookup_task(name: str) -> Task:
     """A task by name, from the plugin registry (the one place tasks are looked up)."""
     from simbench.registry import get_registry
@@ -269,4 +322,4 @@ def _lookup_task(name: str) -> Task:
     return get_registry().make_task(name)
 
 
-__all__ = ["HookedModel", "TorchSystem"]
+__all__ = ["HookedModel", "TorchSystem", "check_task_fits"]

@@ -21,6 +21,7 @@ from simbench.tasks.base import (
     VOCAB,
     Stimuli,
     Task,
+    content_id,
 )
 from simbench.tasks.counting import CountingTask
 from simbench.tasks.modulo import Modulo
@@ -40,5 +41,5 @@ def simbench_tasks() -> list[type[Task]]:
 __all__ = [
     "BOS", "BUILTIN_TASKS", "EOS", "PAD", "TOKEN_ID", "TRIGGER", "UNDEFINED", "VOCAB",
     "Arithmetic", "CountingTask", "Modulo", "MultiObject", "Rounding", "SameObject", "Stimuli",
-    "Task", "simbench_tasks",
+    "Task", "content_id", "simbench_tasks",
 ]

@@ -92,6 +92,8 @@ class Arithmetic(Task):
     """Running value of a chain of additions and subtractions (see the module docstring)."""
 
     name = "arithmetic"
+    #: the built-in vocabulary (the grammar below reads its number, operator and special ids)
+    vocab: ClassVar[tuple[str, ...]] = VOCAB
     title = "Arithmetic"
     description = "BOS n_ops v0 (op a = v ,)* EOS; values 0..20, ops + and -"
     variables: ClassVar[tuple[str, ...]] = ("cumu_val", "rem_ops")
@@ -138,7 +140,7 @@ class Arithmetic(Task):
                     ok = False
                 if not ok:
                     raise TaskError(
-                        f"token {VOCAB[tok]!r} at sequence {i}, position {t} does not fit the "
+                        f"token {self.vocab[tok]!r} at sequence {i}, position {t} does not fit the "
                         "arithmetic grammar", field="tokens",
                         fix="sequences read BOS n_ops v0 op a = v1 , op a = v2 ... EOS")
                 cumu[i, t] = c if c >= 0 else UNDEFINED

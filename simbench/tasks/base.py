@@ -1,4 +1,4 @@
-"""The task contract shared by every task, and the one vocabulary all tasks use.
+"""The task contract shared by every task, and the vocabulary the built-in tasks share.
 
 A task is a symbolic program (its *causal model*) over token sequences. It knows how to
 
@@ -10,12 +10,27 @@ A task is a symbolic program (its *causal model*) over token sequences. It knows
 
 Everything here is numpy: importing a task never imports torch, so the CLI starts fast.
 
-Why one shared vocabulary: every zoo model has the same input and output space, so a GRU trained on
-Modulo and one trained on Multi-Object can be compared (and intervened across) token for token.
+The vocabulary is the task's: ``Task.vocab`` is a tuple of token strings (any strings), a token's
+id is its index there, and the special tokens a task needs are declared by the task as strings of
+its own vocabulary (``pad_token``, ``bos_token``, ``eos_token``; read as ids through
+``task.pad``, ``task.bos``, ``task.eos``). Everything that turns ids into strings or back, pads,
+or stops generation asks the task (or a model's config, which records the task's vocabulary size
+and special ids), never a global table.
 
-Conventions used throughout (all arrays are batched, padded on the right with ``PAD``):
+The built-in tasks share one vocabulary, :data:`VOCAB` (and the ids ``PAD``, ``BOS``, ``EOS``,
+``TRIGGER`` below are *its* ids): every zoo model then has the same input and output space, so a
+GRU trained on Modulo and one trained on Multi-Object can be compared (and intervened across)
+token for token.
 
-- ``tokens`` int64 [n, T]; position 0 is ``BOS``.
+Stimulus ids identify content: ``{task}-{hash}``, a 12-hex-digit BLAKE2b hash of the sequence's
+token strings (see :func:`content_id`), so the same tokens get the same id whatever ``n`` or seed
+drew them. The k-th repeat (k >= 2) of a sequence within one batch is ``{task}-{hash}-{k}``, in
+order of appearance, so ids stay unique and every stimulus is kept.
+
+Conventions used throughout (all arrays are batched, padded on the right with the task's pad
+id):
+
+- ``tokens`` int64 [n, T]; position 0 is the task's first token (``BOS`` for the built-ins).
 - ``variables[name]`` int64 [n, T]: the variable's value *after* reading the token at that
   position; ``UNDEFINED`` (-1) on padding and where the variable has no value yet.
 - ``response_mask`` bool [n, T]: True at positions whose *token* is determined by the causal
@@ -26,6 +41,8 @@ Conventions used throughout (all arrays are batched, padded on the right with ``
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -33,7 +50,10 @@ import numpy as np
 
 from simbench.errors import TaskError
 
+#: ids of the built-in vocabulary's special tokens (a task's own are ``task.pad`` etc.)
 PAD, BOS, EOS, TRIGGER = 0, 1, 2, 3
+#: the vocabulary the built-in tasks share (ids are indices; never reorder it: the zoo's
+#: checkpoints embed these ids)
 VOCAB: tuple[str, ...] = (
     "PAD", "BOS", "EOS", "T", "D0", "D1", "D2", "C", "R",
     *(str(i) for i in range(21)),
@@ -48,6 +68,51 @@ PLUS, MINUS, EQUALS, COMMA = (TOKEN_ID[t] for t in ("+", "-", "=", ","))
 UNDEFINED = -1
 HELD_OUT_COUNTS: tuple[int, ...] = (4, 9, 14, 17)
 ALL_COUNTS: tuple[int, ...] = tuple(range(1, 21))
+ID_HASH_BYTES = 6  # 12 hex digits: collisions need ~16 million distinct sequences to be likely
+
+
+def content_id(task: str, tokens: Sequence[str]) -> str:
+    """The stimulus id of a sequence of token strings (padding excluded): ``{task}-{hash}``.
+
+    The hash is BLAKE2b (6 bytes, hex) of the tokens joined by the unit separator ``\\x1f``, so
+    anyone can recompute an id from a recording's ``token`` coordinate.
+    """
+    digest = hashlib.blake2b("\x1f".join(tokens).encode(), digest_size=ID_HASH_BYTES)
+    return f"{task}-{digest.hexdigest()}"
+
+
+def unique_ids(ids: Iterable[str]) -> np.ndarray:
+    """``ids`` with the k-th repeat (k >= 2) of an id suffixed ``-k``, in order of appearance."""
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        k = seen.get(i, 0) + 1
+        seen[i] = k
+        out.append(i if k == 1 else f"{i}-{k}")
+    return np.array(out, dtype=str)
+
+
+@functools.lru_cache(maxsize=256)
+def _vocab_index(task: str, vocab: tuple[str, ...]) -> dict[str, int]:
+    """token -> id of a task's vocabulary, checked once per (task, vocabulary)."""
+    label = f"task '{task}'" if task else "the task"
+    if not isinstance(vocab, tuple) or not vocab:
+        raise TaskError(f"{label} declares no vocabulary (vocab = {vocab!r})", field="vocab",
+                        fix="set vocab to a tuple of token strings on the task class")
+    bad = [t for t in vocab if not isinstance(t, str) or not t]
+    if bad:
+        raise TaskError(f"{label}'s vocabulary holds {bad[:3]!r}, which are not non-empty "
+                        "strings", field="vocab", fix="every token is a non-empty string")
+    index: dict[str, int] = {}
+    dup = []
+    for i, tok in enumerate(vocab):
+        if tok in index:
+            dup.append(tok)
+        index.setdefault(tok, i)
+    if dup:
+        raise TaskError(f"{label}'s vocabulary repeats {sorted(set(dup))[:5]}", field="vocab",
+                        fix="list every token once (its id is its index)")
+    return index
 
 
 @dataclasses.dataclass
@@ -56,7 +121,7 @@ class Stimuli:
 
     ``counts`` is the object count n of each sequence (for Arithmetic: the starting value v0),
     ``trigger_pos`` the position of the trigger ``T`` (Arithmetic: the position of ``v0``, after
-    which the first response is computed).
+    which the first response is computed). ``pad`` is the task's pad id.
     """
 
     task: str
@@ -67,6 +132,7 @@ class Stimuli:
     response_mask: np.ndarray
     trigger_pos: np.ndarray
     counts: np.ndarray
+    pad: int = PAD
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -74,7 +140,7 @@ class Stimuli:
     @property
     def valid(self) -> np.ndarray:
         """bool [n, T]: False on padding."""
-        return self.tokens != PAD
+        return self.tokens != self.pad
 
     def subset(self, index: Any) -> Stimuli:
         """The stimuli at ``index`` (anything numpy can index the first axis with)."""
@@ -82,14 +148,15 @@ class Stimuli:
             task=self.task, tokens=self.tokens[index], lengths=self.lengths[index],
             ids=self.ids[index], variables={k: v[index] for k, v in self.variables.items()},
             response_mask=self.response_mask[index], trigger_pos=self.trigger_pos[index],
-            counts=self.counts[index],
+            counts=self.counts[index], pad=self.pad,
         )
 
 
-def pad_sequences(seqs: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
-    """Right-pad integer sequences with PAD into an int64 [n, width] array."""
+def pad_sequences(seqs: Sequence[Sequence[int]], width: int | None = None, *,
+                  pad: int = PAD) -> np.ndarray:
+    """Right-pad integer sequences with ``pad`` (a task's pad id) into int64 [n, width]."""
     width = max((len(s) for s in seqs), default=0) if width is None else width
-    out = np.full((len(seqs), width), PAD, dtype=np.int64)
+    out = np.full((len(seqs), width), pad, dtype=np.int64)
     for i, s in enumerate(seqs):
         out[i, : len(s)] = s
     return out
@@ -100,6 +167,13 @@ class Task:
 
     Subclasses set ``name``, ``title``, ``variables`` and implement :meth:`sample`,
     :meth:`causal_model`, :meth:`counterfactual` and :meth:`intervenable_positions`.
+
+    A task with its own tokens sets ``vocab`` (a tuple of distinct strings; a token's id is its
+    index) and names its special tokens in it: ``pad_token`` (required: fills sequences on the
+    right), ``bos_token`` and ``eos_token`` (``None`` when the task has none; generation stops
+    after ``eos``). ``token_aliases`` maps shorthand strings :meth:`encode` accepts to tokens
+    (``"D"`` for ``"D0"`` in the built-in vocabulary); an alias never shadows a real token. The
+    defaults are the built-in vocabulary and its specials.
     """
 
     name: ClassVar[str] = ""
@@ -107,6 +181,10 @@ class Task:
     description: ClassVar[str] = ""
     variables: ClassVar[tuple[str, ...]] = ()
     vocab: ClassVar[tuple[str, ...]] = VOCAB
+    pad_token: ClassVar[str] = "PAD"
+    bos_token: ClassVar[str | None] = "BOS"
+    eos_token: ClassVar[str | None] = "EOS"
+    token_aliases: ClassVar[Mapping[str, str]] = {"D": "D0"}
     held_out_counts: ClassVar[tuple[int, ...]] = HELD_OUT_COUNTS
     all_counts: ClassVar[tuple[int, ...]] = ALL_COUNTS
     #: longest sequence :meth:`sample` can produce (models size nothing on it; it is a hint)
@@ -120,12 +198,73 @@ class Task:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    @property
+    def token_index(self) -> dict[str, int]:
+        """token string -> id in this task's vocabulary (checked: distinct non-empty strings)."""
+        return _vocab_index(self.name, tuple(self.vocab))
+
+    def token_id(self, token: str) -> int:
+        """The id of one token string (or alias); unknown tokens raise :class:`TaskError`."""
+        index = self.token_index
+        if token not in index:
+            token = self.token_aliases.get(token, token)
+        if token not in index:
+            raise TaskError(f"token {token!r} is not in the {self.name or 'task'} vocabulary",
+                            field="tokens", fix=f"use one of: {self._listing()}")
+        return index[token]
+
+    def token_ids(self, tokens: Iterable[str]) -> np.ndarray:
+        """The ids (int64 [k]) of token strings; unknown ones raise :class:`TaskError` naming
+        up to five of them and listing the vocabulary."""
+        index = self.token_index
+        toks = [t if t in index else self.token_aliases.get(t, t) for t in tokens]
+        unknown = list(dict.fromkeys(t for t in toks if t not in index))
+        if unknown:
+            raise TaskError(f"{len(unknown)} token(s) are not in the {self.name or 'task'} "
+                            f"vocabulary: {', '.join(repr(t) for t in unknown[:5])}"
+                            + (" ..." if len(unknown) > 5 else ""), field="tokens",
+                            fix=f"use one of: {self._listing()}")
+        return np.array([index[t] for t in toks], dtype=np.int64)
+
+    def _listing(self) -> str:
+        return " ".join(t for t in self.vocab if t != self.pad_token)
+
+    def _special(self, attr: str) -> int | None:
+        token = getattr(self, attr)
+        if token is None:
+            return None
+        if token not in self.token_index:
+            raise TaskError(f"task '{self.name}' declares {attr} = {token!r}, which is not in "
+                            "its vocabulary", field=attr,
+                            fix=f"name one of its tokens: {' '.join(self.vocab)}")
+        return self.token_index[token]
+
+    @property
+    def pad(self) -> int:
+        """The pad id (fills sequences on the right; never a real step)."""
+        pad = self._special("pad_token")
+        if pad is None:
+            raise TaskError(f"task '{self.name}' declares no pad_token", field="pad_token",
+                            fix="set pad_token to a token of its vocabulary")
+        return pad
+
+    @property
+    def bos(self) -> int | None:
+        """The begin-of-sequence id, or None when the task has none."""
+        return self._special("bos_token")
+
+    @property
+    def eos(self) -> int | None:
+        """The end-of-sequence id (generation stops after it), or None when the task has none."""
+        return self._special("eos_token")
+
     def encode(self, seqs: str | Sequence[str] | Sequence[Sequence[str] | str]) -> np.ndarray:
-        """Token strings to an int64 [n, T] array (PAD-padded).
+        """Token strings to an int64 [n, T] array (padded with the task's pad id).
 
         Accepts one sequence as a space-separated string (``"BOS D0 T R EOS"``) or a list of
-        token strings, or a list of such sequences. ``D`` alone stands for ``D0``. Unknown
-        tokens raise :class:`TaskError` naming the token.
+        token strings, or a list of such sequences. Aliases in ``token_aliases`` are accepted
+        (``D`` stands for ``D0`` in the built-in vocabulary). Unknown tokens raise
+        :class:`TaskError` naming the token.
         """
         if isinstance(seqs, str) or (
             len(seqs) > 0 and all(isinstance(s, str) and " " not in s for s in seqs)
@@ -134,21 +273,28 @@ class Task:
         out = []
         for seq in seqs:
             toks = seq.split() if isinstance(seq, str) else list(seq)
-            ids = []
-            for tok in toks:
-                tok = "D0" if tok == "D" else tok
-                if tok not in TOKEN_ID:
-                    raise TaskError(
-                        f"token {tok!r} is not in the {self.name or 'task'} vocabulary",
-                        field="tokens", fix=f"use one of: {' '.join(self.vocab[1:])}")
-                ids.append(TOKEN_ID[tok])
-            out.append(ids)
-        return pad_sequences(out)
+            out.append([self.token_id(tok) for tok in toks])
+        return pad_sequences(out, pad=self.pad)
 
     def decode(self, tokens: np.ndarray | Sequence[int]) -> list[list[str]]:
         """An int array [n, T] (or one sequence [T]) back to token strings, padding dropped."""
         arr = self.check_tokens(tokens)
-        return [[self.vocab[t] for t in row if t != PAD] for row in arr]
+        pad = self.pad
+        return [[self.vocab[t] for t in row if t != pad] for row in arr]
+
+    def token_strings(self, tokens: Any) -> np.ndarray:
+        """Token ids [n, T] as a str array [n, T] of the task's token strings (what a
+        recording's ``token`` coordinate holds; padding is the pad token's string)."""
+        arr = self.check_tokens(tokens)
+        return np.asarray(self.vocab, dtype=str)[arr]
+
+    def stimulus_ids(self, tokens: Any) -> np.ndarray:
+        """Content ids of token sequences [n, T] (see :func:`content_id`); a sequence repeated
+        within the batch gets ``-2``, ``-3``, ... on its later copies, so ids stay unique."""
+        arr = self.check_tokens(tokens)
+        vocab, pad = self.vocab, self.pad
+        return unique_ids(content_id(self.name, [vocab[t] for t in row if t != pad])
+                          for row in arr.tolist())
 
     def check_tokens(self, tokens: Any) -> np.ndarray:
         """Validate and return tokens as int64 [n, T]; out-of-vocabulary ids raise TaskError."""
@@ -197,13 +343,47 @@ class Task:
         raise NotImplementedError
 
     def _stimuli(self, tokens: np.ndarray, counts: np.ndarray, trigger_pos: np.ndarray,
-                 seed: int, tag: str) -> Stimuli:
-        ids = np.array([f"{self.name}-{tag}{seed}-{i}" for i in range(len(tokens))])
+                 seed: int = 0, tag: str = "") -> Stimuli:
+        """Stimuli of sampled ``tokens`` with content ids (``seed``/``tag`` are not part of an
+        id: the same sequence has the same id whichever sample drew it)."""
+        pad = self.pad
         return Stimuli(
-            task=self.name, tokens=tokens, lengths=(tokens != PAD).sum(1), ids=ids,
-            variables=self.causal_model(tokens), response_mask=self.response_mask(tokens),
-            trigger_pos=trigger_pos, counts=counts,
+            task=self.name, tokens=tokens, lengths=(tokens != pad).sum(1),
+            ids=self.stimulus_ids(tokens), variables=self.causal_model(tokens),
+            response_mask=self.response_mask(tokens), trigger_pos=trigger_pos, counts=counts,
+            pad=pad,
         )
+
+    def stimuli_from_tokens(self, tokens: Any, ids: Any = None, *,
+                            strict: bool = True) -> Stimuli:
+        """Stimuli of given token sequences (e.g. a recording's) with content ids (or ``ids``).
+
+        ``variables`` and ``response_mask`` come from the causal model; ``trigger_pos`` is the
+        step before the first causally determined token; ``counts`` are 0 (unknown). With
+        ``strict`` False, sequences the causal model refuses (another task's grammar) are kept
+        without variables (``variables`` empty, no response positions): enough to record a
+        network's activity on them.
+        """
+        arr = self.check_tokens(tokens)
+        n = len(arr)
+        pad = self.pad
+        try:
+            variables = self.causal_model(arr)
+            mask = self.response_mask(arr)
+        except TaskError:
+            if strict:
+                raise
+            variables, mask = {}, np.zeros(arr.shape, dtype=bool)
+        if ids is not None and len(ids) != n:
+            raise TaskError(f"{len(ids)} stimulus ids for {n} sequences", field="ids",
+                            fix="give one id per sequence")
+        first = np.where(mask.any(1), np.argmax(mask, axis=1) - 1, 0)
+        return Stimuli(
+            task=self.name, tokens=arr, lengths=(arr != pad).sum(1),
+            ids=self.stimulus_ids(arr) if ids is None else np.asarray(ids, dtype=str),
+            variables=variables, response_mask=mask,
+            trigger_pos=np.maximum(first, 0).astype(np.int64),
+            counts=np.zeros(n, dtype=np.int64), pad=pad)
 
     # ---- causal model ---------------------------------------------------------------------
     def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
@@ -318,7 +498,7 @@ class Task:
                             f"{mask.shape}", field="cf_response_mask")
         width = cf.shape[1]
         if pred.shape[1] < width:
-            pred = np.pad(pred, ((0, 0), (0, width - pred.shape[1])), constant_values=PAD)
+            pred = np.pad(pred, ((0, 0), (0, width - pred.shape[1])), constant_values=self.pad)
         hit = (pred[:, :width] == cf) | ~mask
         n_resp = mask.sum(1)
         trial = hit.all(1)
@@ -329,5 +509,8 @@ class Task:
         """A JSON-able summary (what `simbench tasks` prints)."""
         return {"name": self.name, "title": self.title, "variables": list(self.variables),
                 "description": self.description,
-                "held_out_counts": list(self.held_out_counts)}
+                "held_out_counts": list(self.held_out_counts), "vocab_size": len(self.vocab),
+                "vocab": list(self.vocab),
+                "special_tokens": {"pad": self.pad_token, "bos": self.bos_token,
+                                   "eos": self.eos_token}}
 

@@ -9,6 +9,10 @@ Sequences are ``BOS, D x n, T, R x f(n), EOS``. Causal variables:
 
 Response positions (determined by the causal model): every token after ``T`` (the responses and
 ``EOS``). Intervenable positions: demo and response tokens (never padding, ``BOS``, ``EOS``, ``T``).
+
+The built-in counting tasks use the shared vocabulary; a subclass may declare its own (``vocab``,
+``pad_token``, ``bos_token``, ``eos_token``, ``trigger_token``, and demo/response tokens given
+as strings of that vocabulary or as ids).
 """
 
 from __future__ import annotations
@@ -19,28 +23,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from simbench.errors import TaskError
-from simbench.tasks.base import (
-    BOS,
-    EOS,
-    PAD,
-    TRIGGER,
-    UNDEFINED,
-    VOCAB,
-    Stimuli,
-    Task,
-    pad_sequences,
-)
+from simbench.tasks.base import UNDEFINED, Stimuli, Task, pad_sequences
 
 
 class CountingTask(Task):
     """A numeric-equivalence task: reproduce f(n) responses after seeing n demo tokens.
 
-    Subclasses set ``demo_tokens``, ``response_token`` and :meth:`f`.
+    Subclasses set ``demo_tokens``, ``response_token`` (ids, or token strings of ``vocab``) and
+    :meth:`f`; ``trigger_token`` names the trigger. The task needs ``bos_token`` and
+    ``eos_token``.
     """
 
     variables: ClassVar[tuple[str, ...]] = ("count", "phase")
-    demo_tokens: ClassVar[tuple[int, ...]] = ()
-    response_token: ClassVar[int] = 0
+    demo_tokens: ClassVar[tuple[int | str, ...]] = ()
+    response_token: ClassVar[int | str] = 0
+    trigger_token: ClassVar[str] = "T"
 
     @staticmethod
     def f(n: np.ndarray) -> np.ndarray:
@@ -51,36 +48,64 @@ class CountingTask(Task):
     def max_response(cls) -> int:
         return int(cls.f(np.array(cls.all_counts)).max())
 
+    def _id(self, token: int | str) -> int:
+        return self.token_id(token) if isinstance(token, str) else int(token)
+
+    @property
+    def demo_ids(self) -> np.ndarray:
+        """The demo tokens' ids."""
+        return np.array([self._id(t) for t in self.demo_tokens], dtype=np.int64)
+
+    @property
+    def response_id(self) -> int:
+        """The response token's id."""
+        return self._id(self.response_token)
+
+    @property
+    def trigger(self) -> int:
+        """The trigger's id."""
+        return self.token_id(self.trigger_token)
+
+    def _specials(self) -> tuple[int, int, int, int]:
+        """(pad, bos, eos, trigger) ids; a counting task needs all four."""
+        bos, eos = self.bos, self.eos
+        if bos is None or eos is None:
+            raise TaskError(f"counting task '{self.name}' needs a bos_token and an eos_token",
+                            field="bos_token" if bos is None else "eos_token",
+                            fix="name them in the task's vocabulary")
+        return self.pad, bos, eos, self.trigger
+
     def _items(self) -> np.ndarray:
-        return np.array(sorted(set(self.demo_tokens) | {self.response_token}))
+        return np.array(sorted(set(self.demo_ids.tolist()) | {self.response_id}))
 
     def _check_grammar(self, arr: np.ndarray) -> None:
-        allowed = np.concatenate([[PAD, BOS, EOS, TRIGGER], self._items()])
+        allowed = np.concatenate([self._specials(), self._items()])
         bad = ~np.isin(arr, allowed)
         if bad.any():
             i, t = np.argwhere(bad)[0]
             raise TaskError(
-                f"token {VOCAB[arr[i, t]]!r} (sequence {int(i)}, position {int(t)}) is not used "
-                f"by {self.name}", field="tokens",
-                fix=f"{self.name} uses: " + " ".join(VOCAB[int(t)] for t in allowed[1:]))
+                f"token {self.vocab[arr[i, t]]!r} (sequence {int(i)}, position {int(t)}) is not "
+                f"used by {self.name}", field="tokens",
+                fix=f"{self.name} uses: " + " ".join(self.vocab[int(t)] for t in allowed[1:]))
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(self, n: int, seed: int, *, counts: Iterable[int] | str | None = None,
                held_out: bool = False) -> Stimuli:
+        pad, bos, eos, trigger = self._specials()
         rng = np.random.default_rng(seed)
         pool = self.resolve_counts(counts, held_out)
         ns = rng.choice(pool, size=n)
         fs = self.f(ns)
         width = int((ns + fs).max()) + 3 if n else 3
-        demo = rng.choice(np.array(self.demo_tokens), size=(n, width))
+        demo = rng.choice(self.demo_ids, size=(n, width))
         j = np.arange(width)[None, :]
         nn, ff = ns[:, None], fs[:, None]
         tokens = np.where(
-            j == 0, BOS, np.where(
+            j == 0, bos, np.where(
                 j <= nn, demo, np.where(
-                    j == nn + 1, TRIGGER, np.where(
-                        j <= nn + 1 + ff, self.response_token,
-                        np.where(j == nn + ff + 2, EOS, PAD))))).astype(np.int64)
+                    j == nn + 1, trigger, np.where(
+                        j <= nn + 1 + ff, self.response_id,
+                        np.where(j == nn + ff + 2, eos, pad))))).astype(np.int64)
         tag = "h" if held_out and counts is None else "s"
         return self._stimuli(tokens, ns.astype(np.int64), ns.astype(np.int64) + 1, seed, tag)
 
@@ -88,6 +113,7 @@ class CountingTask(Task):
     def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
         arr = self.check_tokens(tokens)
         self._check_grammar(arr)
+        pad, bos_id, _, trigger = self._specials()
         n, width = arr.shape
         items = self._items()
         count = np.zeros(n, dtype=np.int64)
@@ -97,17 +123,17 @@ class CountingTask(Task):
         for t in range(width):
             tok = arr[:, t]
             is_item = np.isin(tok, items)
-            bos = tok == BOS
+            bos = tok == bos_id
             count[bos] = 0
             phase[bos] = 0
             up = is_item & (phase == 0)
             down = is_item & (phase == 1)
             count[up] += 1
             count[down] = np.maximum(count[down] - 1, 0)
-            trig = (tok == TRIGGER) & (phase == 0)
+            trig = (tok == trigger) & (phase == 0)
             count[trig] = self.f(count[trig])
             phase[trig] = 1
-            real = tok != PAD
+            real = tok != pad
             out_c[real, t] = count[real]
             out_p[real, t] = phase[real]
         return {"count": out_c, "phase": out_p}
@@ -117,7 +143,7 @@ class CountingTask(Task):
         phase = self.causal_model(arr)["phase"]
         before = np.zeros_like(phase)
         before[:, 1:] = phase[:, :-1]
-        return (before == 1) & (arr != PAD)
+        return (before == 1) & (arr != self.pad)
 
     def intervenable_positions(self, tokens: Any) -> np.ndarray:
         arr = self.check_tokens(tokens)
@@ -144,9 +170,10 @@ class CountingTask(Task):
         """
         tgt, tpos, cur, new = self._resolve_values(target_tokens, target_pos, source_tokens,
                                                    source_pos, variable, source_value)
+        _, _, eos, trigger = self._specials()
         seqs: list[list[int]] = []
         masks: list[list[bool]] = []
-        resp = self.response_token
+        resp = self.response_id
         for i in range(tgt.shape[0]):
             t = int(tpos[i])
             row = tgt[i]
@@ -154,20 +181,20 @@ class CountingTask(Task):
             prefix = row[: t + 1].tolist()
             mask = [False] * len(prefix)
             if int(new["phase"][i]) == 1:
-                cont, cmask = [resp] * c + [EOS], [True] * (c + 1)
+                cont, cmask = [resp] * c + [eos], [True] * (c + 1)
             else:
-                trig = np.flatnonzero(row == TRIGGER)
+                trig = np.flatnonzero(row == trigger)
                 if cur["phase"][i] == 0 and trig.size and trig[0] > t:
                     inputs = row[t + 1: trig[0] + 1].tolist()
                     c += len(inputs) - 1
                 else:
-                    inputs = [TRIGGER]
+                    inputs = [trigger]
                 fc = int(self.f(np.array([c]))[0])
-                cont = inputs + [resp] * fc + [EOS]
+                cont = inputs + [resp] * fc + [eos]
                 cmask = [False] * len(inputs) + [True] * (fc + 1)
             seqs.append(prefix + cont)
             masks.append(mask + cmask)
-        cf = pad_sequences(seqs)
+        cf = pad_sequences(seqs, pad=self.pad)
         m = np.zeros(cf.shape, dtype=bool)
         for i, mk in enumerate(masks):
             m[i, : len(mk)] = mk

@@ -11,8 +11,8 @@ Every model offers the same API, which the intervention engine builds on:
 - ``sites`` (names) and ``site_dims`` (name -> width).
 
 Edits follow the protocol of :mod:`simbench.interventions.patch`. Generation stops a sequence
-after its end token and pads the rest; both ids default to the task vocabulary's ``EOS`` and
-``PAD`` (:mod:`simbench.tasks.base`) and can be passed per call.
+after its end token and pads the rest; both ids default to the ones the model's config records
+(its task's ``eos`` and ``pad``, see :meth:`ModelConfig.for_task`) and can be passed per call.
 
 Recurrent models also expose the pieces of a fast path: ``embed(tokens)``,
 ``recur(x, state) -> (site_seq, state)`` (one fused nn.GRU / nn.LSTM call over a chunk),
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,9 @@ from simbench.errors import SiteError
 from simbench.interventions.patch import Edit, Patch, is_per_step
 from simbench.tasks.base import EOS, PAD
 
+if TYPE_CHECKING:
+    from simbench.tasks.base import Task
+
 # Kept for simbench/systems/torch.py, which imports the patch class under this name; drop it
 # once that import reads ``from simbench.interventions.patch import Patch``.
 _Patch = Patch
@@ -41,7 +44,13 @@ _Patch = Patch
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Architecture hyper-parameters (stored in each checkpoint's sidecar)."""
+    """Architecture hyper-parameters (stored in each checkpoint's sidecar).
+
+    ``vocab_size``, ``pad_id`` and ``eos_id`` are the task's (its vocabulary's size, pad and
+    end-of-sequence ids; ``eos_id`` -1 when the task has no end token); the defaults are the
+    built-in vocabulary's, which the shipped zoo's sidecars (written before these fields
+    existed) rely on.
+    """
 
     arch: str = "gru"
     vocab_size: int = 34
@@ -50,6 +59,16 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 512
     rope_base: float = 10000.0
+    pad_id: int = PAD
+    eos_id: int = EOS
+
+    @classmethod
+    def for_task(cls, task: Task, **kwargs: Any) -> ModelConfig:
+        """A config whose vocabulary size and special ids are ``task``'s (``kwargs``: the
+        other fields)."""
+        eos = task.eos
+        return cls(**{**kwargs, "vocab_size": len(task.vocab), "pad_id": task.pad,
+                      "eos_id": -1 if eos is None else eos})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,8 +110,8 @@ class ZooModel(nn.Module):
     @torch.no_grad()
     def generate(self, tokens: Tensor, start: int | Tensor, max_new: int | None = None, *,
                  response_mask: Tensor | None = None,
-                 edits: Mapping[str, Edit] | None = None, eos: int = EOS,
-                 pad: int = PAD) -> Tensor:
+                 edits: Mapping[str, Edit] | None = None, eos: int | None = None,
+                 pad: int | None = None) -> Tensor:
         """Greedy free-running generation.
 
         ``tokens`` [B, T] holds the prefix and any inputs that are teacher-forced; from position
@@ -100,8 +119,11 @@ class ZooModel(nn.Module):
         True (default: all of them) gets the model's own prediction, the others keep the given
         token. A sequence stops after it emits ``eos`` (the rest becomes ``pad``). The output
         has width ``max(start) + max_new`` (default: the width of ``tokens``). Edits apply as in
-        :meth:`run`, at their positions of the generated sequence.
+        :meth:`run`, at their positions of the generated sequence. ``eos``/``pad`` default to
+        the config's ``eos_id``/``pad_id``.
         """
+        eos = self.config.eos_id if eos is None else eos
+        pad = self.config.pad_id if pad is None else pad
         return self._generate(*prepare_generation(tokens, start, max_new, response_mask, edits,
                                                   pad=pad), eos=eos, pad=pad)
 

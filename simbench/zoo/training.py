@@ -123,7 +123,8 @@ def evaluate(model: ZooModel, task: Task | str, *, seed: int = EVAL_SEED, n: int
         tok = torch.as_tensor(stim.tokens, device=dev)
         start = torch.as_tensor(stim.trigger_pos + 1, device=dev)
         pred = model.generate(tok, start, response_mask=torch.as_tensor(stim.response_mask,
-                                                                        device=dev))
+                                                                        device=dev),
+                              eos=-1 if task.eos is None else task.eos, pad=task.pad)
         trial, token = task.score(pred.cpu().numpy(), stim.tokens, stim.response_mask)
         res[f"{key}_trial_acc"] = float(trial.mean())
         res[f"{key}_token_acc"] = float(token.mean())
@@ -136,7 +137,9 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
           log: Any = None, final_eval: bool = True) -> tuple[ZooModel, dict[str, Any]]:
     """Train one model from ``seed`` until held-out trial accuracy reaches ``config.target``.
 
-    Deterministic on the CPU for a given seed (and thread count). Returns the model (eval mode,
+    The model's vocabulary size and special ids are the task's (:meth:`ModelConfig.for_task`;
+    a given ``model_config`` keeps its other fields). Deterministic on the CPU for a given seed
+    (and thread count). Returns the model (eval mode,
     on the CPU) and a metadata dict (task, arch, seed, accuracies, steps, seconds, configs,
     ``stopped``: "target" or "step cap"). Writing a checkpoint is
     :func:`simbench.zoo.checkpoint.save_model`.
@@ -148,8 +151,9 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    mcfg = model_config or ModelConfig(arch=arch, vocab_size=len(task.vocab))
-    mcfg.arch = arch
+    base = model_config.to_dict() if model_config is not None else {}
+    base = {k: v for k, v in base.items() if k not in ("vocab_size", "pad_id", "eos_id")}
+    mcfg = ModelConfig.for_task(task, **{**base, "arch": arch})
     model = build_model(mcfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 

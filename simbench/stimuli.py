@@ -1,0 +1,149 @@
+"""Stimuli from outside a task's sampler: a recording's own token sequences, or a text file.
+
+A network can be recorded on exactly the stimuli of someone else's recording (the tokens are in
+the file), so a correlative measure compares responses to the same sequences with the same ids
+whatever ``n`` and seed the recording was made with. Token strings are turned into ids through
+the *network's* task vocabulary; a token that is not in it is an error naming a few of them and
+listing the vocabulary.
+
+Stimulus files (``simbench record --stimuli FILE``):
+
+- a recording (``.nc``): its ``token`` coordinate (steps where ``valid`` is false, or whose token
+  is the pad token or empty, are padding) and its stimulus ids;
+- any other file is text: one stimulus per line, its tokens separated by spaces
+  (``BOS D0 D1 T R R EOS``); blank lines and lines starting with ``#`` are skipped. Ids are the
+  task's content ids (``{task}-{hash}``, repeats suffixed ``-2``, ``-3``, ...).
+
+Importing this module does not import torch or xarray.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simbench.errors import RecordingError, TaskError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from simbench.recording import Recording
+    from simbench.tasks.base import Stimuli, Task
+
+RECORDING_SUFFIXES = (".nc", ".nc4", ".cdf", ".h5")
+
+
+def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | None = None, *,
+                         file: Any = None, site: str | None = None) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """Token strings [n, T] -> (ids int64 [n, T], valid bool [n, T]) in ``task``'s vocabulary.
+
+    Padding (``valid`` false, or, without ``valid``, the pad token or an empty string) becomes
+    the task's pad id. Tokens outside the vocabulary raise :class:`RecordingError` naming up to
+    five of them (with how many steps hold them) and listing the vocabulary.
+    """
+    tok = np.asarray(tokens, dtype=str)
+    if tok.ndim != 2:
+        raise RecordingError(f"tokens must be [stimulus, time], got shape {tok.shape}",
+                             file=file, site=site, field="token")
+    pad_str = task.pad_token
+    if valid is None:
+        valid = (tok != pad_str) & (tok != "")
+    else:
+        valid = np.asarray(valid, dtype=bool) & (tok != "")
+    index = task.token_index
+    uniq, inverse = np.unique(tok, return_inverse=True)
+    inverse = inverse.reshape(tok.shape)
+    lookup = np.array([index.get(u, index.get(task.token_aliases.get(u, u), -1)) for u in uniq],
+                      dtype=np.int64)
+    ids = lookup[inverse]
+    bad = valid & (ids < 0)
+    if bad.any():
+        names, counts = np.unique(tok[bad], return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        listed = ", ".join(f"{str(names[i])!r} ({int(counts[i])} steps)" for i in order[:5])
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise RecordingError(
+            f"{len(names)} token(s) are not in task '{task.name}''s vocabulary: {listed}{more}",
+            file=file, site=site, field="token",
+            fix=f"task '{task.name}' has the tokens: {' '.join(task.vocab)}; record a network "
+            "of the recording's own task, or pass that task with --task")
+    ids = np.where(valid, ids, task.pad)
+    return ids.astype(np.int64), valid
+
+
+def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
+                         site: str | None = None, strict: bool = False) -> Stimuli:
+    """The stimuli of one site dataset of a recording (its tokens and stimulus ids).
+
+    ``strict`` False keeps stimuli whose tokens ``task``'s causal model does not accept (a
+    correlative measure needs no causal variables; they are then left out).
+    """
+    if "token" not in ds.coords:
+        raise RecordingError("the recording has no 'token' coordinate, so a network cannot be "
+                             "run on its stimuli", file=file, site=site, field="token",
+                             fix="add the input tokens (stimulus, time) as strings, or record "
+                             "the network on the recording's stimuli yourself")
+    tokens = ds["token"]
+    dims = [d for d in ("stimulus", "time") if d in tokens.dims]
+    if len(dims) != 2:
+        raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
+                             "time)", file=file, site=site, field="token")
+    tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
+    valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
+             if "valid" in ds.coords else None)
+    ids, _ = token_ids_of_strings(task, tok, valid, file=file, site=site)
+    stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
+    return task.stimuli_from_tokens(ids, stim_ids, strict=strict)
+
+
+def stimuli_from_recording(recording: Recording, task: Task, *, site: str | None = None,
+                           strict: bool = False) -> Stimuli:
+    """The stimuli of a :class:`~simbench.recording.Recording` at ``site`` (default: its first
+    site with a ``token`` coordinate)."""
+    if site is None:
+        with_tokens = [s for s, ds in recording.sites.items() if "token" in ds.coords]
+        site = with_tokens[0] if with_tokens else next(iter(recording.sites), None)
+    if site is None:
+        raise RecordingError("the recording has no sites", file=recording.path)
+    return stimuli_from_dataset(recording.site(site), task, file=recording.path, site=site,
+                                strict=strict)
+
+
+def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None) -> Stimuli:
+    """Stimuli from a recording (``.nc``: its tokens and ids) or a text file (one sequence of
+    space-separated tokens per line; ``#`` comments and blank lines skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordingError("no such stimulus file", file=path, fix="check the path")
+    if path.suffix in RECORDING_SUFFIXES:
+        from simbench.recording import load_recording
+
+        return stimuli_from_recording(load_recording(path), task, site=site)
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise RecordingError("the stimulus file is neither a recording (.nc) nor text",
+                             file=path, fix="one sequence per line, tokens separated by "
+                             "spaces; or a .nc recording") from None
+    seqs = [(n, line.split()) for n, line in enumerate(lines, 1)
+            if line.strip() and not line.lstrip().startswith("#")]
+    if not seqs:
+        raise RecordingError("the stimulus file holds no sequences", file=path,
+                             fix="one sequence per line, tokens separated by spaces")
+    width = max(len(s) for _, s in seqs)
+    tok = np.full((len(seqs), width), "", dtype=object)
+    for i, (_, s) in enumerate(seqs):
+        tok[i, : len(s)] = s
+    ids, _ = token_ids_of_strings(task, tok.astype(str), file=path)
+    try:
+        return task.stimuli_from_tokens(ids, strict=True)
+    except TaskError as exc:
+        raise RecordingError(f"the sequences do not fit task '{task.name}': {exc.message}",
+                             file=path, field=exc.field, fix=exc.fix) from None
+
+
+__all__ = ["read_stimulus_file", "stimuli_from_dataset", "stimuli_from_recording",
+           "token_ids_of_strings"]
