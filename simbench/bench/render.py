@@ -44,8 +44,9 @@ def _marked(x: float, beats: bool | None) -> str:
     return _num(x) + (NULL_MARK if beats else "")
 
 
-def _beats(beats: bool | None) -> str:
-    return "-" if beats is None else ("yes" if beats else "no")
+def _beats(beats: bool | None, none: str = "-") -> str:
+    """yes / no, or ``none`` for a cell that drew no null (empty in CSV)."""
+    return none if beats is None else ("yes" if beats else "no")
 
 
 def _cell_marks(m: Matrix, i: int) -> list[bool | None]:
@@ -156,7 +157,7 @@ def write_csv(board: Leaderboard, out: Path) -> list[Path]:
     dump("entries.csv", ["measure", "systems", "site", "categories", "value", "ci_low",
                          "ci_high", "seeds", "p_value", "null_size", "beats_null"],
          [[e.variant, " ~ ".join(e.systems), e.site, " ".join(e.categories), e.value,
-           *(e.ci or (None, None)), e.n_seeds, e.p_value, e.null_size, _beats(e.beats_null)]
+           *(e.ci or (None, None)), e.n_seeds, e.p_value, e.null_size, _beats(e.beats_null, "")]
           for e in board.entries])
     for m in board.matrices:
         dump(f"matrix_{_slug(m.variant, m.site)}.csv", ["", *m.systems],
@@ -164,7 +165,7 @@ def write_csv(board: Leaderboard, out: Path) -> list[Path]:
     for r in board.rankings:
         dump(f"target_{_slug(r.target, r.variant, r.site)}.csv",
              ["rank", "system", "value", "ci_low", "ci_high", "seeds", "beats_null"],
-             [[rank, name, v, *(ci or (None, None)), n, _beats(b)]
+             [[rank, name, v, *(ci or (None, None)), n, _beats(b, "")]
               for (rank, name, v, ci, n), b in zip(r.rows, r.beats_null or [None] * len(r.rows))])
     return written
 
