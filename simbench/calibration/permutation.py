@@ -262,7 +262,12 @@ def require_permutable(measure: Any) -> None:
     from simbench.calibration.scoring import null_kind
 
     name = getattr(measure, "name", None) or getattr(measure, "__name__", repr(measure))
-    if null_kind(measure) != "permute":
+    kind = null_kind(measure)
+    if kind == "own":
+        raise NullError(f"measure '{name}' cannot be scored on re-paired stimuli; it draws a "
+                        "null of its own", field="null",
+                        fix=f"ask '{name}' for its null with its null parameter (--null N)")
+    if kind != "permute":
         raise NullError(f"measure '{name}' cannot be scored on re-paired stimuli and provides "
                         "no null of its own", field="null",
                         fix=f"drop the null for '{name}', or give the measure a null of its own")
