@@ -29,6 +29,7 @@ from simbench_plugins.cka_estimators import (
     distance_cka,
     kernel_matrices,
 )
+from simbench_plugins.cka_estimators import gram_cka as gram_cka  # re-exported for callers
 from simbench_plugins.resampling import recentred_interval, subsample_rows
 
 from simbench import hookimpl
