@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import math
 import re
 import shutil
@@ -573,3 +574,22 @@ def test_cells_that_beat_their_null_are_marked(with_nulls: tuple[Path, Path],
     assert target.splitlines()[0].endswith(",beats_null") and ",yes" in target
     page = render.html_page(board)
     assert "<th>beats null</th>" in page and "0.900*" in page
+
+
+def test_a_spec_asks_cka_for_a_null_and_the_board_shows_it(tmp_path: Path) -> None:
+    """``null = 39`` under [measures.cka]: every stored Score carries its null, and the seed
+    GRUs (recordings sharing structure) beat it on the board."""
+    make_recordings(tmp_path)
+    measures = '[measures.cka]\nmeasure = "cka"\nn_boot = 0\nnull = 39\n'
+    text = "\n".join(line for line in spec_text(measures=measures).splitlines()
+                     if not line.startswith("plugins"))  # the built-in cka only
+    spec_path = write_spec(tmp_path, text)
+    store = tmp_path / "s.sqlite"
+    assert main(["bench", "run", str(spec_path), "--store", str(store), "--no-progress"]) == 0
+    with Store(store, create=False) as s:
+        rows = s.rows()
+        assert rows and all(json.loads(r["score"])["null_size"] == 39 for r in rows)
+    board = _board(spec_path, store)
+    seeds = [e for e in board.entries if "seeds" in e.categories]
+    assert seeds and all(e.p_value is not None for e in board.entries)
+    assert all(e.beats_null and e.p_value == pytest.approx(1 / 40) for e in seeds)
