@@ -27,10 +27,13 @@ from simbench_plugins.cka_estimators import (
     EstimatorError,
     cka,
     distance_cka,
+    kernel_matrices,
 )
-from simbench_plugins.resampling import recentred_interval
+from simbench_plugins.cka_estimators import gram_cka as gram_cka  # re-exported for callers
+from simbench_plugins.resampling import recentred_interval, subsample_rows
 
 from simbench import hookimpl
+from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import SimbenchError
 from simbench.measure import Measure, Param
 
@@ -54,6 +57,7 @@ def _common_params() -> tuple[Param, ...]:
         Param("dtype", "float64", "precision of the matrix products (sums are always float64)",
               choices=DTYPES),
         *PAIRING_PARAMS,
+        null_param(),
     )
 
 
@@ -81,6 +85,44 @@ def _scored(measure: Measure, systems: Sequence[System], site: str, result: CKAR
                       n_samples=result.n, attrs=attrs)
 
 
+def _with_null(score: Score, pair: Any, result: CKAResult, params: dict[str, Any], seed: int,
+               device: str, *, kernel: str, debiased: bool = False,
+               metric: str | None = None) -> Score:
+    """``score`` with its permutation null when ``params["null"]`` > 0.
+
+    The null re-pairs whole stimuli between the systems on the rows the estimate used (the
+    Gram form's seeded subsample included). Linear and cosine CKA go through the fast route
+    (only the cross term is recomputed); the RBF kernel and the paper's distance matrices build
+    their two matrices once and permute one of them.
+    """
+    from simbench.calibration import gram_cka_null, linear_cka_null
+
+    n_perm = int(params.get("null", 0))
+    if n_perm <= 0:
+        return score
+    x, y, stim, time = pair.x, pair.y, pair.stimulus, pair.time
+    keep = None if result.form == "feature" else \
+        subsample_rows(x.shape[0], params["max_samples"], seed)
+    if keep is not None:
+        x, y, stim = x[keep], y[keep], stim[keep]
+        time = None if time is None else time[keep]
+    common = {"stimulus": stim, "time": time, "n_perm": n_perm, "seed": seed,
+              "debiased": debiased, "device": device}
+    try:
+        if metric is None and kernel in ("linear", "cosine"):
+            null = linear_cka_null(x, y, kernel=kernel, dtype=params["dtype"], **common)
+        else:
+            K, L = kernel_matrices(x, y, kernel=kernel, rbf_sigma=params.get("rbf_sigma", 1.0),
+                                   metric=metric, dtype=params["dtype"], device=device)
+            null = gram_cka_null(K, L, **common)
+    except SimbenchError as exc:
+        if exc.site is None:
+            exc.site = score.site
+            exc.args = (exc._render(),)
+        raise
+    return with_null(score, null)
+
+
 def _estimated(site: str, compute: Any, **kwargs: Any) -> CKAResult:
     """Run an estimator; its input errors become SimbenchErrors naming the site."""
     try:
@@ -100,6 +142,7 @@ class CKA(Measure):
 
     name = "cka"
     family = "correlative"
+    null = "permute"  # simbench may re-pair stimuli between the systems for a null
     access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
@@ -119,7 +162,8 @@ class CKA(Measure):
 
     def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
-        """CKA at ``site`` with a percentile bootstrap interval over stimuli.
+        """CKA at ``site`` with a percentile bootstrap interval over stimuli (and, with
+        ``null`` > 0, a permutation null and p-value).
 
         ``attrs["device"]`` is where the products ran (``cpu``, ``cuda:0``), never ``auto``.
         """
@@ -131,7 +175,9 @@ class CKA(Measure):
                             max_samples=params["max_samples"], dtype=params["dtype"],
                             n_boot=params["n_boot"], seed=seed, device=_device(device),
                             boot_memory_mb=params["boot_memory_mb"])
-        return _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
+        score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
+        return _with_null(score, pair, result, params, seed, _device(device),
+                          kernel=params["kernel"], debiased=params["debiased"])
 
 
 class CKAPaper(Measure):
@@ -148,6 +194,7 @@ class CKAPaper(Measure):
 
     name = "cka_paper"
     family = "correlative"
+    null = "permute"
     access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
@@ -170,7 +217,9 @@ class CKAPaper(Measure):
                             metric=params["metric"], max_samples=params["max_samples"],
                             dtype=params["dtype"], n_boot=params["n_boot"], seed=seed,
                             device=_device(device), boot_memory_mb=params["boot_memory_mb"])
-        return _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
+        score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
+        return _with_null(score, pair, result, params, seed, _device(device), kernel="gram",
+                          metric=params["metric"])
 
 
 @hookimpl

@@ -249,15 +249,7 @@ def distance_cka(
         idx = torch.as_tensor(keep, device=tx.device)
         tx, ty, stim = tx[idx], ty[idx], stim[keep]
         attrs["subsampled_rows"] = len(keep)
-    mats = []
-    for t in (tx, ty):
-        t64 = t.to(torch.float64)
-        mean, std = t64.mean(0), t64.std(0)
-        live = std > 0
-        z = ((t64[:, live] - mean[live]) / std[live]).to(cdtype)
-        del t64
-        sq = _sq_distances((z @ z.T).to(torch.float64))
-        mats.append(sq if metric == "sqeuclidean" else sq.sqrt_())
+    mats = [_distance_matrix(t, metric, cdtype) for t in (tx, ty)]
     del tx, ty
     values = gram_cka(mats[0], mats[1], stim, n_boot=n_boot, seed=seed, attrs=attrs,
                       boot_memory_mb=boot_memory_mb)
@@ -515,6 +507,46 @@ def _feature_ingredients(m: dict[str, torch.Tensor], debiased: bool
 
 
 # ---- Gram form ------------------------------------------------------------------------------
+def _distance_matrix(t: torch.Tensor, metric: str, cdtype: torch.dtype) -> torch.Tensor:
+    """The [n, n] float64 matrix of distances between the rows of ``t`` after z-scoring every
+    unit over the rows (constant units dropped), as the paper code's CKA."""
+    import torch
+
+    t64 = t.to(torch.float64)
+    mean, std = t64.mean(0), t64.std(0)
+    live = std > 0
+    z = ((t64[:, live] - mean[live]) / std[live]).to(cdtype)
+    del t64
+    sq = _sq_distances((z @ z.T).to(torch.float64))
+    return sq if metric == "sqeuclidean" else sq.sqrt_()
+
+
+def kernel_matrices(
+    x: Any,
+    y: Any,
+    *,
+    kernel: str = "rbf",
+    rbf_sigma: float = 1.0,
+    metric: str | None = None,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two [n, n] float64 matrices that :func:`cka` (Gram form, ``kernel``) or, with
+    ``metric`` given, :func:`distance_cka` align, built exactly as they build them.
+
+    A permutation null re-pairs rows of one matrix and columns alike, so it needs them once.
+    """
+    cdtype = _compute_dtype(dtype)
+    tx, ty = _as_tensor(x, device, cdtype), _as_tensor(y, device, cdtype)
+    _check_rows(tx, ty, False)
+    if metric is not None:
+        return _distance_matrix(tx, metric, cdtype), _distance_matrix(ty, metric, cdtype)
+    tx, ty = tx.to(cdtype), ty.to(cdtype)
+    if kernel == "cosine":
+        tx, ty = _unit_rows(tx), _unit_rows(ty)
+    return _gram(tx, kernel, rbf_sigma, {}, "x"), _gram(ty, kernel, rbf_sigma, {}, "y")
+
+
 def _gram(t: torch.Tensor, kernel: str, rbf_sigma: float, attrs: dict[str, Any],
           which: str) -> torch.Tensor:
     """The [n, n] float64 kernel matrix of rows ``t`` (cosine rows are already unit length)."""

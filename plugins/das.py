@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench_plugins import _causal
-from simbench_plugins.mas import align_subspaces
+from simbench_plugins.mas import NULL_HELP, align_subspaces
 
 from simbench import hookimpl
+from simbench.calibration.scoring import null_param
 from simbench.measure import Measure, Param
 from simbench.result import Score
 
@@ -20,6 +21,7 @@ from simbench.result import Score
 class DAS(Measure):
     name = "das"
     family = "causal"
+    null = "own"  # untrained random subspaces over seeds (see mas.align_subspaces)
     access = ("accessible",)
     min_systems = 1
     max_systems = 1
@@ -33,6 +35,7 @@ class DAS(Measure):
     params = (
         Param("k", 16, "aligned subspace size", low=1),
         Param("control", False, "score a random, untrained subspace instead"),
+        null_param(NULL_HELP),
         *_causal.ENGINE_PARAMS,
     )
 

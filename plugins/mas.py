@@ -13,13 +13,21 @@ from typing import Any
 from simbench_plugins import _causal
 
 from simbench import hookimpl
+from simbench.calibration.scoring import null_param, with_null
 from simbench.measure import Measure, Param
 from simbench.result import Score
+
+#: untrained random subspace ``j`` of a null for system ``i`` is drawn with seed
+#: ``seed + NULL_SEED_STRIDE * (j + 1) + i`` (apart from the control's ``seed + i``)
+NULL_SEED_STRIDE = 100_003
+
+NULL_HELP = "untrained random subspaces of the same k, scored on the same held-out counterfactuals"
 
 
 class MAS(Measure):
     name = "mas"
     family = "causal"
+    null = "own"  # a distribution over untrained random subspaces (see align_subspaces)
     access = ("accessible",)
     min_systems = 2
     max_systems = None
@@ -36,6 +44,7 @@ class MAS(Measure):
               "causal rather than a stitch through the null space)"),
         Param("control", False, "score a random, untrained subspace instead (the measure "
               "can fail: IIA near chance)"),
+        null_param(NULL_HELP),
         *_causal.ENGINE_PARAMS,
     )
 
@@ -47,7 +56,12 @@ class MAS(Measure):
 
 def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
                     seed: int, device: str, params: dict[str, Any], within: bool) -> Score:
-    """Train one subspace per system over every direction; score the cross directions."""
+    """Train one subspace per system over every direction; score the cross directions.
+
+    With ``params["null"]`` = N > 0 the score also carries a null: the same held-out
+    counterfactuals scored through N sets of untrained random subspaces of the same k (the
+    control, over N seeds), evaluated after the score itself.
+    """
     from simbench.interventions.engine import Engine, directions_for
     from simbench.interventions.maps import SubspaceMap
     from simbench.interventions.subspace import random_subspace
@@ -69,7 +83,13 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
             log, results = None, engine.evaluate("test")
         else:
             log, results = _causal.run_engine(engine, params, meta, f"{measure.name} k={k}")
-    cross = [d for d in directions if d[0] != d[1]] or directions
+        cross = [d for d in directions if d[0] != d[1]] or directions
+        null_values = []
+        for j in range(int(params.get("null", 0))):
+            for i, p in enumerate(parties):
+                sub = random_subspace(p.width, k, seed + NULL_SEED_STRIDE * (j + 1) + i)
+                imap.fix(i, sub.to(device))
+            null_values.append(_causal.pooled(engine.evaluate("test"), cross)[0])
     value, ci, n_samples = _causal.pooled(results, cross)
     names = [p.system_id for p in parties]
     breakdown = _causal.iia_matrices(results, names)
@@ -79,8 +99,16 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
              "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
                             if within_dirs else None),
              "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
-    return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
-                 n_samples=n_samples, breakdown=breakdown, attrs=attrs)
+    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                  n_samples=n_samples, breakdown=breakdown, attrs=attrs)
+    if null_values:
+        from simbench.calibration import NullResult
+
+        how = (f"{len(null_values)} sets of untrained random subspaces of k = {k} (seeds "
+               f"{seed} + {NULL_SEED_STRIDE} x draw + system), IIA on the same held-out "
+               "counterfactuals")
+        score = with_null(score, NullResult.from_samples(value, null_values, how))
+    return score
 
 
 @hookimpl

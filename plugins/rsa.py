@@ -36,6 +36,7 @@ from simbench_plugins._correlative import (
 from simbench_plugins.resampling import DRAWS, percentile_interval, rng
 
 from simbench import hookimpl
+from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
 
@@ -106,6 +107,7 @@ def rsa(
     n_vectors: int = 1000,
     n_draws: int = 10,
     seed: int = 0,
+    x_rdms: Any = None,
 ) -> RSAResult:
     """RSA between row-aligned ``x`` [n, dx] and ``y`` [n, dy], one value per draw.
 
@@ -133,9 +135,38 @@ def rsa(
     draws = 1 if k == len(pool) else n_draws
     indices = [np.sort(gen.choice(pool, size=k, replace=False)) if k < len(pool) else pool
                for _ in range(draws)]
-    values = np.array([compare_rdms(rdm_vector(x[i], rdm_method), rdm_vector(y[i], rdm_method),
+    x_rdm = rdm_vector if x_rdms is None else x_rdms
+    values = np.array([compare_rdms(x_rdm(x[i], rdm_method), rdm_vector(y[i], rdm_method),
                                     rdm_method, compare_method) for i in indices])
     return RSAResult(values, indices, int(x.shape[0] - len(pool)))
+
+
+class _CachedRDMs:
+    """``rdm_vector`` remembering its results by the rows' bytes: under a permutation null the
+    first system's rows (hence its RDMs) are the same on every re-pairing."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[bytes, str], np.ndarray] = {}
+
+    def __call__(self, rows: np.ndarray, method: str) -> np.ndarray:
+        key = (np.ascontiguousarray(rows).tobytes(), method)
+        if key not in self._cache:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[key] = rdm_vector(rows, method)
+        return self._cache[key]
+
+
+def rsa_null(x: np.ndarray, y: np.ndarray, *, stimulus: np.ndarray, time: np.ndarray | None,
+             n_perm: int, seed: int, **kw: Any) -> Any:
+    """Permutation null of :func:`rsa`: the whole protocol (same draws of rows, same seed)
+    recomputed with whole stimuli re-paired between the systems; the first system's RDMs are
+    built once."""
+    from simbench.calibration import permutation_null
+
+    cached = _CachedRDMs()
+    return permutation_null(lambda a, b: rsa(a, b, seed=seed, x_rdms=cached, **kw).value,
+                            x, y, stimulus=stimulus, time=time, n_perm=n_perm, seed=seed)
 
 
 def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.ndarray:
@@ -155,6 +186,7 @@ class RSA(Measure):
 
     name = "rsa"
     family = "correlative"
+    null = "permute"  # simbench may re-pair stimuli between the systems for a null
     access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
@@ -171,11 +203,14 @@ class RSA(Measure):
         Param("n_vectors", 1000, "samples per draw (same rows in both systems)", low=3),
         Param("n_draws", 10, "random draws averaged", low=1),
         *PAIRING_PARAMS,
+        null_param("permutations of whole stimuli between the two systems (each recomputes "
+                   "every draw's second RDM)"),
     )
 
     def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
-        """Mean RSA over the draws, with the draws' 95% percentile spread as the interval."""
+        """Mean RSA over the draws, with the draws' 95% percentile spread as the interval (and,
+        with ``null`` > 0, a permutation null and p-value)."""
         import xarray as xr
 
         pair = paired_activity(systems, site, n_stimuli=params["n_stimuli"], seed=seed,
@@ -207,9 +242,16 @@ class RSA(Measure):
                 attrs["ci_note"] = no_interval_note(
                     n_boot=draws, n_units=usable, n_finite=int(np.isfinite(result.values).sum()),
                     boot="n_draws", unit="samples")
-        return make_score(self.name, systems, site, value=result.value, ci=ci,
-                          n_samples=len(result.indices[0]), breakdown={"per_draw": per_draw},
-                          attrs=attrs)
+        score = make_score(self.name, systems, site, value=result.value, ci=ci,
+                           n_samples=len(result.indices[0]), breakdown={"per_draw": per_draw},
+                           attrs=attrs)
+        if params["null"] > 0:
+            null = rsa_null(pair.x, pair.y, stimulus=pair.stimulus, time=pair.time,
+                            n_perm=params["null"], seed=seed, rdm_method=params["rdm_method"],
+                            compare_method=params["compare_method"],
+                            n_vectors=params["n_vectors"], n_draws=params["n_draws"])
+            score = with_null(score, null)
+        return score
 
 
 @hookimpl

@@ -37,6 +37,29 @@ class Score:
     n_samples: int = 0
     breakdown: dict[str, xr.DataArray] = dataclasses.field(default_factory=dict)
     attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: mean and standard deviation of the score's null distribution (None: no null drawn)
+    null_mean: float | None = None
+    null_sd: float | None = None
+    #: (1 + #{null at least as extreme as the score}) / (1 + null_size); never 0
+    p_value: float | None = None
+    #: how many null samples were drawn, and how (e.g. "1000 uniform random permutations ...")
+    null_size: int | None = None
+    null_method: str | None = None
+
+    @property
+    def has_null(self) -> bool:
+        """True when a null distribution was drawn for this score (``p_value`` is set)."""
+        return self.p_value is not None
+
+    def null_text(self) -> str:
+        """``p = 0.0010 (null 0.1200 ± 0.0300, 1000 permutations)``, or ``""`` without a null."""
+        if not self.has_null:
+            return ""
+        size = self.null_size or 0
+        kind = "draws" if self.null_method and "permutation" not in self.null_method \
+            else "permutations"
+        return (f"p = {_pfmt(self.p_value)} (null {_bound(self.null_mean)} ± "
+                f"{_bound(self.null_sd)}, {size} {kind})")
 
     @property
     def has_interval(self) -> bool:
@@ -54,7 +77,9 @@ class Score:
 
     def __str__(self) -> str:
         ci = self.interval_text()
-        return f"{self.measure} = {_bound(self.value)}{' ' + ci if ci else ''} (n = {self.n_samples})"
+        null = self.null_text()
+        return (f"{self.measure} = {_bound(self.value)}{' ' + ci if ci else ''} "
+                f"(n = {self.n_samples}){'; ' + null if null else ''}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; :meth:`from_dict` inverts it."""
@@ -67,6 +92,10 @@ class Score:
             "site": self.site,
             "breakdown": {k: v.to_dict() for k, v in self.breakdown.items()},
             "attrs": _jsonable(self.attrs),
+            **({} if not self.has_null else {
+                "null_mean": _opt_num(self.null_mean), "null_sd": _opt_num(self.null_sd),
+                "p_value": _opt_num(self.p_value), "null_size": self.null_size,
+                "null_method": self.null_method}),
         }
 
     def to_json(self, **kw: Any) -> str:
@@ -85,6 +114,11 @@ class Score:
             n_samples=int(data.get("n_samples", 0)),
             breakdown={k: xr.DataArray.from_dict(v) for k, v in data.get("breakdown", {}).items()},
             attrs=dict(data.get("attrs", {})),
+            null_mean=_opt_float(data.get("null_mean"), data.get("p_value")),
+            null_sd=_opt_float(data.get("null_sd"), data.get("p_value")),
+            p_value=_opt_float(data.get("p_value"), data.get("p_value")),
+            null_size=None if data.get("null_size") is None else int(data["null_size"]),
+            null_method=data.get("null_method"),
         )
 
     def to_dataset(self) -> xr.Dataset:
@@ -100,6 +134,10 @@ class Score:
         attrs = {"measure": self.measure, "systems": json.dumps(list(self.systems)),
                  "site": self.site or "", "n_samples": self.n_samples,
                  "attrs": json.dumps(_jsonable(self.attrs))}
+        if self.has_null:
+            attrs.update(p_value=float(self.p_value or math.nan), null_size=self.null_size or 0,
+                         null_mean=_float(self.null_mean), null_sd=_float(self.null_sd),
+                         null_method=self.null_method or "")
         return xr.Dataset(data, attrs=attrs)
 
 
@@ -124,6 +162,24 @@ def _bound(x: Any) -> str:
         return "nan"
     x = float(x)
     return f"{x:.4f}" if math.isfinite(x) else str(x)
+
+
+def _pfmt(p: float | None) -> str:
+    """A p-value for the terminal: 4 significant digits (p is never 0 for a drawn null)."""
+    if p is None or not math.isfinite(float(p)):
+        return "nan"
+    return f"{float(p):.4g}"
+
+
+def _opt_num(x: float | None) -> float | None:
+    return None if x is None else _num(float(x))
+
+
+def _opt_float(x: float | None, present: Any) -> float | None:
+    """A null field back from JSON: None when no null was drawn, NaN when it was non-finite."""
+    if present is None:
+        return None
+    return _float(x)
 
 
 def _float(x: float | None) -> float:

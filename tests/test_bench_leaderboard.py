@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import math
 import re
 import shutil
@@ -513,3 +514,82 @@ def test_terminal_safe_is_visible_and_idempotent() -> None:
     assert once == r"a\x1b]0;t\x07b\u202ec\x9bd\x0ae\x09f"
     assert terminal_safe(once) == once
     assert terminal_safe(raw, newlines=True) == r"a\x1b]0;t\x07b\u202ec\x9bd" + "\n" + r"e\x09f"
+
+
+# ---- cells that beat their null ------------------------------------------------------------
+@pytest.fixture
+def with_nulls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The 'good' variant's scores carry a null: seed pairs beat it (p = 0.001 on both seeds),
+    gru_vs_tf pairs do not (p = 0.4); one seed of one seed-pair misses (p = 0.2)."""
+    fresh_registry(monkeypatch)
+    make_recordings(tmp_path)
+    spec_path = write_spec(tmp_path, spec_text(measures=MEASURES, extra=EXPECT, seeds="[0, 1]"))
+    spec = load_spec(spec_path)
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path) as store:
+        store.record_spec(spec.name, str(spec_path), spec.text)
+        record_measures(spec, store)
+        for job in expand(spec):
+            v = known_value(job)
+            null = {}
+            if job.label == "good":
+                p = 0.001 if job.categories[0] == "seeds" else 0.4
+                if job.systems == ("gru1", "gru3") and job.seed == 1:
+                    p = 0.2
+                null = {"p_value": p, "null_mean": 0.1, "null_sd": 0.02,
+                        "null_size": 999 if job.seed else 500, "null_method": "permutations"}
+            score = Score(measure=job.measure, value=v, systems=job.systems, site=job.site,
+                          ci=(v - 0.05, v + 0.05), n_samples=10, **null)
+            store.write(job, {"status": "done", "score": score.to_dict(), "runtime_s": 0.01})
+    return spec_path, store_path
+
+
+def test_cells_that_beat_their_null_are_marked(with_nulls: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    board = _board(*with_nulls, target="gru1")
+    entries = {(e.variant, e.systems, e.site): e for e in board.entries}
+    e = entries[("good", ("gru1", "gru2"), "hidden")]
+    assert (e.p_value, e.null_size, e.beats_null) == (0.001, 500, True)
+    assert entries[("good", ("gru1", "gru3"), "hidden")].beats_null is False  # one seed misses
+    assert entries[("good", ("gru1", "tf1"), "hidden")].beats_null is False
+    assert entries[("bad", ("gru1", "gru2"), "hidden")].beats_null is None  # no null drawn
+    m = next(x for x in board.matrices if x.variant == "good" and x.site == "hidden")
+    i = {a: k for k, a in enumerate(m.systems)}
+    assert m.beats_null is not None and m.beats_null[i["gru2"]][i["gru1"]] is True  # mirrored
+    bad = next(x for x in board.matrices if x.variant == "bad" and x.site == "hidden")
+    assert bad.beats_null is None
+    text = render.text(board)
+    assert "0.900*" in text and "0.300*" not in text and "beats its null" in text
+    out = tmp_path / "csv"
+    render.write_csv(board, out)
+    with (out / "entries.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    row = next(r for r in rows if r["measure"] == "good" and r["systems"] == "gru1 ~ gru2"
+               and r["site"] == "hidden")
+    assert (row["p_value"], row["null_size"], row["beats_null"]) == ("0.001", "500", "yes")
+    row = next(r for r in rows if r["measure"] == "bad" and r["systems"] == "gru1 ~ gru2"
+               and r["site"] == "hidden")
+    assert (row["p_value"], row["beats_null"]) == ("", "")
+    target = next(out.glob("target_gru1_good_hidden.csv")).read_text()
+    assert target.splitlines()[0].endswith(",beats_null") and ",yes" in target
+    page = render.html_page(board)
+    assert "<th>beats null</th>" in page and "0.900*" in page
+
+
+def test_a_spec_asks_cka_for_a_null_and_the_board_shows_it(tmp_path: Path) -> None:
+    """``null = 39`` under [measures.cka]: every stored Score carries its null, and the seed
+    GRUs (recordings sharing structure) beat it on the board."""
+    make_recordings(tmp_path)
+    measures = '[measures.cka]\nmeasure = "cka"\nn_boot = 0\nnull = 39\n'
+    text = "\n".join(line for line in spec_text(measures=measures).splitlines()
+                     if not line.startswith("plugins"))  # the built-in cka only
+    spec_path = write_spec(tmp_path, text)
+    store = tmp_path / "s.sqlite"
+    assert main(["bench", "run", str(spec_path), "--store", str(store), "--no-progress"]) == 0
+    with Store(store, create=False) as s:
+        rows = s.rows()
+        assert rows and all(json.loads(r["score"])["null_size"] == 39 for r in rows)
+    board = _board(spec_path, store)
+    seeds = [e for e in board.entries if "seeds" in e.categories]
+    assert seeds and all(e.p_value is not None for e in board.entries)
+    assert all(e.beats_null and e.p_value == pytest.approx(1 / 40) for e in seeds)

@@ -53,6 +53,22 @@ class Entry:
     value: float
     ci: tuple[float, float] | None
     n_seeds: int
+    #: the largest p-value over the seeds against the score's null (None: no seed drew a null)
+    p_value: float | None = None
+    #: null samples per seed (the smallest over the seeds)
+    null_size: int | None = None
+
+    @property
+    def beats_null(self) -> bool | None:
+        """True when every seed's score beats its null at :data:`NULL_ALPHA`; None without a
+        null."""
+        return None if self.p_value is None else self.p_value < NULL_ALPHA
+
+
+#: a cell "beats its null" when the p-value of every seed is below this
+NULL_ALPHA = 0.05
+#: the mark of such a cell in terminal tables
+NULL_MARK = "*"
 
 
 @dataclasses.dataclass
@@ -93,6 +109,8 @@ class Matrix:
     values: np.ndarray
     higher_is_better: bool
     value_range: tuple[float, float]
+    #: per cell: True beats its null, False does not, None no null drawn
+    beats_null: list[list[bool | None]] | None = None
 
 
 @dataclasses.dataclass
@@ -102,6 +120,8 @@ class Ranking:
     target: str
     higher_is_better: bool
     rows: list[tuple[int, str, float, tuple[float, float] | None, int]]  # rank, system, value, ci, seeds
+    #: per row: True beats its null, False does not, None no null drawn
+    beats_null: list[bool | None] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -258,12 +278,32 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
         if cis and all(lo is not None and hi is not None for lo, hi in cis):
             ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis])))
         cats = tuple(dict.fromkeys(c for j, _ in items for c in j.categories))
+        p, size = _null_of([r for _, r in items])
         entries.append(Entry(variant, job0.label, job0.measure, systems, site, cats, value, ci,
-                             len(items)))
+                             len(items), p, size))
     order = {a: i for i, a in enumerate(spec.systems)}
     entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
     coverage = {"done": done, "failed": len(failures), "total": len(jobs), "failures": failures}
     return entries, coverage
+
+
+def _null_of(rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
+    """The seeds' null as read from each row's Score JSON: the largest p-value (a cell beats
+    its null only when every seed does) and the smallest null size; (None, None) when some
+    seed drew no null."""
+    ps, sizes = [], []
+    for r in rows:
+        raw = r.get("score")
+        try:
+            score = json.loads(raw) if isinstance(raw, str) else (raw or {})
+        except ValueError:
+            return None, None
+        p = score.get("p_value")
+        if p is None:
+            return None, None
+        ps.append(float(p))
+        sizes.append(int(score.get("null_size") or 0))
+    return (max(ps), min(sizes)) if ps else (None, None)
 
 
 def build(spec: Spec, store: Store, *, target: str | None = None,
@@ -442,12 +482,14 @@ def _name(selector: Any) -> str:
 def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) -> list[Matrix]:
     """Per variant and site, systems x systems (two-system entries; symmetric ones mirrored)."""
     cells: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
+    beats: dict[tuple[str, str], dict[tuple[str, str], bool | None]] = defaultdict(dict)
     measure_of: dict[str, str] = {}
     for e in entries:
         if len(e.systems) != 2:
             continue
         measure_of[e.variant] = e.measure
         cells[(e.variant, e.site)][e.systems] = e.value
+        beats[(e.variant, e.site)][e.systems] = e.beats_null
     out = []
     order = list(spec.systems)
     for (variant, site), vals in cells.items():
@@ -456,11 +498,16 @@ def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) 
         names = [a for a in order if a in present]
         idx = {a: i for i, a in enumerate(names)}
         arr = np.full((len(names), len(names)), np.nan)
+        marks: list[list[bool | None]] = [[None] * len(names) for _ in names]
         for (a, b), v in vals.items():
             arr[idx[a], idx[b]] = v
+            marks[idx[a]][idx[b]] = beats[(variant, site)][(a, b)]
             if m["symmetric"] and math.isnan(arr[idx[b], idx[a]]):
                 arr[idx[b], idx[a]] = v
-        out.append(Matrix(variant, site, names, arr, m["higher_is_better"], m["range"]))
+                marks[idx[b]][idx[a]] = beats[(variant, site)][(a, b)]
+        has_null = any(b is not None for row in marks for b in row)
+        out.append(Matrix(variant, site, names, arr, m["higher_is_better"], m["range"],
+                          marks if has_null else None))
     out.sort(key=lambda x: (x.variant, x.site))
     return out
 
@@ -482,5 +529,6 @@ def rankings(entries: list[Entry], meta: dict[str, dict[str, Any]], target: str
         ordered = sorted(best.items(), key=lambda kv: -similarity(kv[1].value, m)
                          if math.isfinite(kv[1].value) else math.inf)
         rows = [(i + 1, other, e.value, e.ci, e.n_seeds) for i, (other, e) in enumerate(ordered)]
-        out.append(Ranking(variant, site, target, m["higher_is_better"], rows))
+        out.append(Ranking(variant, site, target, m["higher_is_better"], rows,
+                           [e.beats_null for _, e in ordered]))
     return out

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from simbench.bench.leaderboard import Leaderboard, Matrix, Ranking
+from simbench.bench.leaderboard import NULL_ALPHA, NULL_MARK, Leaderboard, Matrix, Ranking
 from simbench.bench.sanitize import csv_cell, terminal_safe
 from simbench.cli import output
 
@@ -37,6 +37,28 @@ def _ci(ci: tuple[float, float] | None) -> str:
 
 def _num(x: float) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def _marked(x: float, beats: bool | None) -> str:
+    """A number with :data:`NULL_MARK` when its cell beats its null."""
+    return _num(x) + (NULL_MARK if beats else "")
+
+
+def _beats(beats: bool | None, none: str = "-") -> str:
+    """yes / no, or ``none`` for a cell that drew no null (empty in CSV)."""
+    return none if beats is None else ("yes" if beats else "no")
+
+
+def _cell_marks(m: Matrix, i: int) -> list[bool | None]:
+    return [None] * len(m.systems) if m.beats_null is None else m.beats_null[i]
+
+
+def null_legend(board: Leaderboard) -> str:
+    """The line explaining the mark, or ``""`` when no cell drew a null."""
+    if not any(e.p_value is not None for e in board.entries):
+        return ""
+    return (f"{NULL_MARK} beats its null: p < {NULL_ALPHA} for every seed (cells without a "
+            "mark drew no null or did not beat it)")
 
 
 # ---- terminal ------------------------------------------------------------------------------
@@ -64,13 +86,16 @@ def validity_text(board: Leaderboard, *, violations: bool = True) -> str:
 
 def matrix_text(m: Matrix) -> str:
     better = "higher" if m.higher_is_better else "lower"
-    rows = [(a, *[_num(v) for v in m.values[i]]) for i, a in enumerate(m.systems)]
+    rows = [(a, *[_marked(v, b) for v, b in zip(m.values[i], _cell_marks(m, i))])
+            for i, a in enumerate(m.systems)]
     return (f"{m.variant} at '{m.site}' ({better} = more similar)\n"
             + table(["", *m.systems], rows))
 
 
 def ranking_text(r: Ranking) -> str:
-    rows = [(rank, name, _num(v), _ci(ci), n) for rank, name, v, ci, n in r.rows]
+    marks = r.beats_null or [None] * len(r.rows)
+    rows = [(rank, name, _marked(v, b), _ci(ci), n)
+            for (rank, name, v, ci, n), b in zip(r.rows, marks)]
     return (f"{r.variant} at '{r.site}' against '{r.target}'\n"
             + table(["rank", "system", "value", "95% CI", "seeds"], rows))
 
@@ -96,6 +121,9 @@ def text(board: Leaderboard, boards: tuple[str, ...] = ("validity", "matrices", 
     parts = [coverage_text(board), *(f"note: {n}" for n in board.notes)]
     for name in boards:  # in the order asked for
         parts += sections.get(name, [])
+    legend = null_legend(board)
+    if legend and any(n in boards for n in ("matrices", "target")):
+        parts.append(legend)
     return terminal_safe("\n\n".join(parts), newlines=True)
 
 
@@ -127,16 +155,18 @@ def write_csv(board: Leaderboard, out: Path) -> list[Path]:
          [[c.variant, c.expectation, c.finding, c.site, c.status, c.detail]
           for r in board.validity for c in r.checks])
     dump("entries.csv", ["measure", "systems", "site", "categories", "value", "ci_low",
-                         "ci_high", "seeds"],
+                         "ci_high", "seeds", "p_value", "null_size", "beats_null"],
          [[e.variant, " ~ ".join(e.systems), e.site, " ".join(e.categories), e.value,
-           *(e.ci or (None, None)), e.n_seeds] for e in board.entries])
+           *(e.ci or (None, None)), e.n_seeds, e.p_value, e.null_size, _beats(e.beats_null, "")]
+          for e in board.entries])
     for m in board.matrices:
         dump(f"matrix_{_slug(m.variant, m.site)}.csv", ["", *m.systems],
              [[a, *m.values[i].tolist()] for i, a in enumerate(m.systems)])
     for r in board.rankings:
         dump(f"target_{_slug(r.target, r.variant, r.site)}.csv",
-             ["rank", "system", "value", "ci_low", "ci_high", "seeds"],
-             [[rank, name, v, *(ci or (None, None)), n] for rank, name, v, ci, n in r.rows])
+             ["rank", "system", "value", "ci_low", "ci_high", "seeds", "beats_null"],
+             [[rank, name, v, *(ci or (None, None)), n, _beats(b, "")]
+              for (rank, name, v, ci, n), b in zip(r.rows, r.beats_null or [None] * len(r.rows))])
     return written
 
 
@@ -306,18 +336,23 @@ def html_page(board: Leaderboard) -> str:
     parts.append("</section><section><h2>Similarity matrices</h2>")
     for m in board.matrices:
         parts.append(f"<h3>{html.escape(m.variant)} at {html.escape(m.site)}</h3>")
-        parts.append(_table_html(["", *m.systems], [[a, *[_num(v) for v in m.values[i]]]
-                                                    for i, a in enumerate(m.systems)]))
+        parts.append(_table_html(["", *m.systems],
+                                 [[a, *[_marked(v, b) for v, b in zip(m.values[i],
+                                                                       _cell_marks(m, i))]]
+                                  for i, a in enumerate(m.systems)]))
         name = f"matrix_{_slug(m.variant, m.site)}.png"
         parts.append(_img(figs[name][1], figs[name][0]))
+    if null_legend(board):
+        parts.append(f"<p>{html.escape(null_legend(board))}</p>")
     parts.append("</section>")
     if board.rankings:
         parts.append(f"<section><h2>Against {html.escape(str(board.target))}</h2>")
         for r in board.rankings:
             parts.append(f"<h3>{html.escape(r.variant)} at {html.escape(r.site)}</h3>")
-            parts.append(_table_html(["rank", "system", "value", "95% CI", "seeds"],
-                                     [[rank, n, _num(v), _ci(ci), s]
-                                      for rank, n, v, ci, s in r.rows]))
+            parts.append(_table_html(["rank", "system", "value", "95% CI", "seeds", "beats null"],
+                                     [[rank, n, _num(v), _ci(ci), s, _beats(b)]
+                                      for (rank, n, v, ci, s), b in
+                                      zip(r.rows, r.beats_null or [None] * len(r.rows))]))
             name = f"target_{_slug(r.target, r.variant, r.site)}.png"
             parts.append(_img(figs[name][1], figs[name][0]))
         parts.append("</section>")

@@ -23,6 +23,13 @@ from simbench.calibration.permutation import (
     require_permutable,
 )
 from simbench.calibration.planted import Reparametrized, reparametrize
+from simbench.calibration.scoring import (
+    NULL_KINDS,
+    null_kind,
+    null_param,
+    require_null,
+    with_null,
+)
 from simbench.calibration.separation import (
     Separability,
     format_separability,
@@ -30,7 +37,28 @@ from simbench.calibration.separation import (
     separability,
 )
 
-__all__ = ["BIAS_NS", "BiasTable", "NullError", "NullResult", "NullWarning", "Reparametrized",
-           "Separability", "StimulusPermutations", "format_separability", "gram_cka_null",
-           "linear_cka_null", "p_value", "permutation_null", "plot_separability", "reparametrize",
-           "require_permutable", "separability", "small_n_bias"]
+__all__ = [
+    "BIAS_NS",
+    "NULL_KINDS",
+    "BiasTable",
+    "NullError",
+    "NullResult",
+    "NullWarning",
+    "Reparametrized",
+    "Separability",
+    "StimulusPermutations",
+    "format_separability",
+    "gram_cka_null",
+    "linear_cka_null",
+    "null_kind",
+    "null_param",
+    "p_value",
+    "permutation_null",
+    "plot_separability",
+    "reparametrize",
+    "require_null",
+    "require_permutable",
+    "separability",
+    "small_n_bias",
+    "with_null",
+]

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from simbench.errors import ParameterError, SimbenchError
+from simbench.errors import ParameterError
 
 #: random stream tag of the permutation null (independent of the bootstrap's stream)
 NULL_STREAM = 0x9E11
@@ -45,7 +45,7 @@ FORMS = ("auto", "feature", "gram")
 GRAM_ENTRY_COST = 256
 
 
-class NullError(SimbenchError):
+class NullError(ParameterError):
     """A null distribution that cannot be drawn (measure cannot permute, too few stimuli)."""
 
 
@@ -259,11 +259,15 @@ def require_permutable(measure: Any) -> None:
     measures (scores of paired samples) may be permuted and others (e.g. causal measures, which
     intervene on networks rather than compare paired samples) may not.
     """
+    from simbench.calibration.scoring import null_kind
+
     name = getattr(measure, "name", None) or getattr(measure, "__name__", repr(measure))
-    flag = getattr(measure, "permutable", None)
-    if flag is None:
-        flag = getattr(measure, "family", None) == "correlative"
-    if not flag:
+    kind = null_kind(measure)
+    if kind == "own":
+        raise NullError(f"measure '{name}' cannot be scored on re-paired stimuli; it draws a "
+                        "null of its own", field="null",
+                        fix=f"ask '{name}' for its null with its null parameter (--null N)")
+    if kind != "permute":
         raise NullError(f"measure '{name}' cannot be scored on re-paired stimuli and provides "
                         "no null of its own", field="null",
                         fix=f"drop the null for '{name}', or give the measure a null of its own")
