@@ -16,6 +16,7 @@ from simbench.markers import hookimpl, hookspec
 
 _LAZY = {
     "score": "simbench.api",
+    "sweep": "simbench.api",
     "resolve_system": "simbench.api",
     "Score": "simbench.result",
     "Measure": "simbench.measure",

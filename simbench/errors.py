@@ -93,6 +93,11 @@ class PluginWarning(UserWarning):
     """A plugin failed to load; simbench carries on without it (see ``simbench plugins``)."""
 
 
+class CoverageWarning(UserWarning):
+    """A recording reaches some value of a causal variable with few stimuli: counterfactual
+    states with that value are matched from a handful of recorded states."""
+
+
 def did_you_mean(name: str, known: Iterable[str], *, command: str | None = None,
                  sort: bool = True) -> str:
     """The ``fix`` text for an unknown name: the closest known one, then every known one.

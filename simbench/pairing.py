@@ -64,7 +64,7 @@ def pair_sites(
     if len(common) == 0:
         raise RecordingError(
             f"{where}: no shared stimulus ids ({len(ids_a)} vs {len(ids_b)} stimuli, e.g. "
-            f"{list(ids_a[:2])} vs {list(ids_b[:2])})", field="stimulus_id", **loc,
+            f"{[str(i) for i in ids_a[:2]]} vs {[str(i) for i in ids_b[:2]]})", field="stimulus_id", **loc,
             fix="record both systems on the same stimuli (same task and seed)")
     if (only_a or only_b) and not intersect:
         raise RecordingError(
@@ -94,7 +94,7 @@ def pair_sites(
             s, t = np.argwhere(mismatch)[0]
             raise RecordingError(
                 f"{where}: stimulus '{ids_a[ia][s]}' has different tokens at step {t} "
-                f"({ta[s, t]!r} vs {tb[s, t]!r}): the recordings are of different stimuli",
+                f"({str(ta[s, t])!r} vs {str(tb[s, t])!r}): the recordings are of different stimuli",
                 field="token", fix="record both systems on the same stimuli", **loc)
     if valid.all():
         stim = np.repeat(np.arange(len(ia)), steps)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from simbench.errors import CoverageWarning
 from simbench.recording import Recording
 
 UNDEFINED = -1
@@ -57,11 +58,6 @@ def state_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
     arr = np.where(valid, np.asarray(values), UNDEFINED)
     present, counts = np.unique(arr, return_counts=True)
     return {int(v): int(c) for v, c in zip(present, counts) if int(v) != UNDEFINED}
-
-
-class CoverageWarning(UserWarning):
-    """A recording reaches some value of a causal variable with few stimuli: counterfactual
-    states with that value are matched from a handful of recorded states."""
 
 
 def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
@@ -221,4 +217,5 @@ def _ranges(values: set[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
 
-__all__ = ["CoverageWarning", "check_coverage", "producible_values", "site_task_problems", "task_problems", "value_coverage"]
+__all__ = ["CoverageWarning", "check_coverage", "producible_values", "site_task_problems",
+           "task_problems", "value_coverage"]
