@@ -167,3 +167,15 @@ def test_a_bad_checkpoint_as_a_system_is_one_line_on_the_cli(ckpt: Path, capsys)
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert err.startswith(f"simbench: error: file {ckpt.with_suffix('.json')}, field 'config'")
+
+
+def test_a_sidecar_without_a_task_names_the_fix(ckpt: Path) -> None:
+    """No task in the sidecar and none given: one error naming the sidecar and the field (it
+    was a KeyError); giving the task works."""
+    from simbench.systems.torch import TorchSystem
+
+    edit_sidecar(ckpt, task=None)
+    with pytest.raises(CheckpointError, match="names no task") as err:
+        TorchSystem.from_checkpoint(ckpt)
+    assert err.value.field == "task" and "mine.json" in str(err.value)
+    assert TorchSystem.from_checkpoint(ckpt, task="multi_object").task == "multi_object"

@@ -192,7 +192,12 @@ class TorchSystem:
         from simbench.zoo.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path, device=device)
-        chosen = task if isinstance(task, Task) else _lookup_task(task or meta["task"])
+        name = task if task is not None else meta.get("task")
+        if name is None:
+            raise CheckpointError("the sidecar names no task and none was given",
+                                  file=Path(path).with_suffix(".json"), field="task",
+                                  fix='pass --task NAME, or add "task": NAME to the sidecar')
+        chosen = name if isinstance(name, Task) else _lookup_task(name)
         check_task_fits(model.config, chosen, what=f"checkpoint {Path(path).name}", file=path,
                         trained_on=meta.get("task"))
         return cls(model, chosen, system_id=Path(path).stem, meta=meta)

@@ -44,10 +44,6 @@ class CountingTask(Task):
         """The number of responses owed for ``n`` demo tokens."""
         raise NotImplementedError
 
-    @classmethod
-    def max_response(cls) -> int:
-        return int(cls.f(np.array(cls.all_counts)).max())
-
     def _id(self, token: int | str) -> int:
         return self.token_id(token) if isinstance(token, str) else int(token)
 
