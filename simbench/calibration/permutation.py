@@ -252,6 +252,26 @@ def _warn_notes(notes: Sequence[str]) -> None:
 
 
 # ---- which measures may be permuted -------------------------------------------------------------
+#: values of a measure's ``null`` attribute
+NULL_KINDS = ("permute", "own")
+_UNSET = object()
+
+
+def null_kind(measure: Any) -> str | None:
+    """``"permute"``, ``"own"`` or None: how a null may be drawn for ``measure``."""
+    kind = getattr(measure, "null", _UNSET)
+    if kind is not _UNSET:
+        if kind is not None and kind not in NULL_KINDS:
+            name = getattr(measure, "name", repr(measure))
+            raise ParameterError(f"measure '{name}' declares null = {kind!r}", field="null",
+                                 fix=f"declare null as one of {NULL_KINDS} or None")
+        return kind
+    flag = getattr(measure, "permutable", None)
+    if flag is None:
+        flag = getattr(measure, "family", None) == "correlative"
+    return "permute" if flag else None
+
+
 def require_permutable(measure: Any) -> None:
     """Raise :class:`NullError` unless simbench may draw a permutation null for ``measure``.
 
@@ -259,8 +279,6 @@ def require_permutable(measure: Any) -> None:
     measures (scores of paired samples) may be permuted and others (e.g. causal measures, which
     intervene on networks rather than compare paired samples) may not.
     """
-    from simbench.calibration.scoring import null_kind
-
     name = getattr(measure, "name", None) or getattr(measure, "__name__", repr(measure))
     kind = null_kind(measure)
     if kind == "own":

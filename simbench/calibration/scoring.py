@@ -23,32 +23,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from simbench.errors import ParameterError
+from simbench.calibration.permutation import NULL_KINDS, null_kind
 
 if TYPE_CHECKING:
     from simbench.calibration.permutation import NullResult
     from simbench.measure import Param
     from simbench.result import Score
-
-#: values of a measure's ``null`` attribute
-NULL_KINDS = ("permute", "own")
-_UNSET = object()
-
-
-def null_kind(measure: Any) -> str | None:
-    """``"permute"``, ``"own"`` or None: how a null may be drawn for ``measure``."""
-    kind = getattr(measure, "null", _UNSET)
-    if kind is not _UNSET:
-        if kind is not None and kind not in NULL_KINDS:
-            name = getattr(measure, "name", repr(measure))
-            raise ParameterError(f"measure '{name}' declares null = {kind!r}", field="null",
-                                 fix=f"declare null as one of {NULL_KINDS} or None")
-        return kind
-    flag = getattr(measure, "permutable", None)
-    if flag is None:
-        flag = getattr(measure, "family", None) == "correlative"
-    return "permute" if flag else None
-
 
 def require_null(measure: Any, n: int) -> None:
     """Raise a ``NullError`` (a ``ParameterError``) when ``n`` > 0 null samples are asked of a
