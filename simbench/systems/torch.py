@@ -34,9 +34,9 @@ from torch import Tensor, nn
 
 from simbench.access import ACCESSIBLE, Access
 from simbench.errors import CheckpointError, SiteError
+from simbench.interventions.patch import Patch
 from simbench.recording import Recording, site_dataset
 from simbench.tasks.base import EOS, PAD, Stimuli, Task
-from simbench.zoo.models import _Patch
 
 
 class HookedModel(nn.Module):
@@ -86,7 +86,7 @@ class HookedModel(nn.Module):
             if s not in self.site_paths:
                 raise SiteError(f"no site {s!r}", site=s,
                                 fix=f"sites of this system: {', '.join(self.sites)}")
-        patches = {s: _Patch(s, e, tuple(tokens.shape), tokens.device)
+        patches = {s: Patch(s, e, tuple(tokens.shape), tokens.device)
                    for s, e in (edits or {}).items()}
         rec: dict[str, Tensor] = {}
         modules = dict(self.module.named_modules())

@@ -37,10 +37,6 @@ from simbench.tasks.base import EOS, PAD
 if TYPE_CHECKING:
     from simbench.tasks.base import Task
 
-# Kept for simbench/systems/torch.py, which imports the patch class under this name; drop it
-# once that import reads ``from simbench.interventions.patch import Patch``.
-_Patch = Patch
-
 
 @dataclasses.dataclass
 class ModelConfig:
