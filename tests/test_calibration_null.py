@@ -239,3 +239,16 @@ def test_gram_null_for_any_kernel_equals_permuting_the_matrix(debiased: bool) ->
     assert res.observed == pytest.approx(by_hand(L), abs=1e-12)
     np.testing.assert_allclose(res.samples, [by_hand(L[m][:, m]) for m in maps], atol=1e-12)
     assert "kernel CKA" in res.method
+
+
+def test_a_seed_gives_the_same_permutations_whatever_the_batch() -> None:
+    """Stimuli of two lengths (two groups); the batch follows dtype and width, the draws not."""
+    stim = np.concatenate([np.repeat(np.arange(8), 2), np.arange(8, 20)])
+    perms = StimulusPermutations(stim)
+    small = np.concatenate(list(perms.row_maps(30, seed=1, batch=4)))
+    large = np.concatenate(list(perms.row_maps(30, seed=1, batch=30)))
+    np.testing.assert_array_equal(small, large)
+    x, y = _related(len(stim), noise=3.0)
+    a = linear_cka_null(x, y, stimulus=stim, n_perm=30, seed=1, dtype="float32")
+    b = permutation_null(lambda u, v: cka(u, v).value, x, y, stimulus=stim, n_perm=30, seed=1)
+    np.testing.assert_allclose(a.samples, b.samples, atol=1e-5)

@@ -119,11 +119,6 @@ def p_value(observed: float, samples: np.ndarray, alternative: str = "greater") 
     return float((1 + int(hits.sum())) / (1 + s.size))
 
 
-def null_seed_rng(seed: int) -> np.random.Generator:
-    """The null's random stream for ``seed`` (same seed, same permutations)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), NULL_STREAM]))
-
-
 # ---- drawing permutations of stimuli ----------------------------------------------------------
 class StimulusPermutations:
     """Permutations of whole stimuli, within groups of stimuli with the same time steps.
@@ -214,12 +209,15 @@ class StimulusPermutations:
         if exhaustive:
             yield from self._all_row_maps(batch)
             return
-        gen = null_seed_rng(seed)
+        # one stream per group of stimuli: the draws do not depend on the batch size (which
+        # follows the data's width and dtype), so a seed gives the same permutations everywhere
+        root = np.random.SeedSequence([int(seed), NULL_STREAM])
+        gens = [np.random.default_rng(child) for child in root.spawn(len(self.strata))]
         done = 0
         while done < size:
             b = min(batch, size - done)
             perms = [gen.permuted(np.tile(np.arange(len(s)), (b, 1)), axis=1)
-                     for s in self.strata]
+                     for gen, s in zip(gens, self.strata)]
             yield self._rows(perms)
             done += b
 
