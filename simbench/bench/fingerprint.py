@@ -148,11 +148,14 @@ def _absolute(ref: str, package: str) -> str:
 
 def _parse(path: str) -> tuple[str, tuple[str, ...]]:
     """(sha256 of the file's bytes, every module name it may import), cached on mtime."""
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key in _PARSED:
-        return _PARSED[key]
-    data = Path(path).read_bytes().replace(b"\r\n", b"\n")
+    try:
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key in _PARSED:
+            return _PARSED[key]
+        data = Path(path).read_bytes().replace(b"\r\n", b"\n")
+    except OSError:  # gone or unreadable (another user's install): it cannot match
+        return "unreadable", ()
     digest = hashlib.sha256(data).hexdigest()
     refs: list[str] = []
     try:
