@@ -211,3 +211,15 @@ GOOD_PLUGIN = '''
     def simbench_measures():
         return [Const()]
 '''
+
+
+@pytest.fixture
+def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory of small real recordings for harness tests, with a fresh plugin registry
+    and no results store named by the environment."""
+    from bench_helpers import fresh_registry, make_recordings
+
+    fresh_registry(monkeypatch)
+    monkeypatch.delenv("SIMBENCH_STORE", raising=False)
+    make_recordings(tmp_path)
+    return tmp_path

@@ -5,17 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import spec_text, write_spec
 
 from simbench.cli import main
-
-
-@pytest.fixture
-def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    fresh_registry(monkeypatch)
-    monkeypatch.delenv("SIMBENCH_STORE", raising=False)
-    make_recordings(tmp_path)
-    return tmp_path
 
 
 def test_bench_run_then_rerun(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,21 +8,13 @@ import types
 from pathlib import Path
 
 import pytest
-from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import spec_text, write_spec
 
 from simbench.bench.jobs import prepare
 from simbench.bench.runner import DEFAULT_TIMEOUTS, run_spec, set_timeouts
 from simbench.bench.spec import load_spec
 from simbench.bench.store import Store
 from simbench.cli import main
-
-
-@pytest.fixture
-def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    fresh_registry(monkeypatch)
-    monkeypatch.delenv("SIMBENCH_STORE", raising=False)
-    make_recordings(tmp_path)
-    return tmp_path
 
 
 def _spec(recs: Path, extra: str) -> Path:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import spec_text, write_spec
 
 from simbench.bench.executors import DaskExecutor
 from simbench.bench.jobs import prepare
@@ -30,13 +30,6 @@ def cluster() -> Iterator[object]:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, silence_logs=logging.ERROR) as c:
         yield c
-
-
-@pytest.fixture
-def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    fresh_registry(monkeypatch)
-    make_recordings(tmp_path)
-    return tmp_path
 
 
 def _results(store: Store) -> dict[str, tuple]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_helpers import PLUGIN, fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import PLUGIN, spec_text, write_spec
 
 from simbench.bench.fingerprint import code_files, fingerprint
 from simbench.bench.jobs import expand, prepare, system_identity
@@ -19,14 +19,6 @@ from simbench.bench.store import Store
 from simbench.cli import main
 
 ZOO = Path(__file__).resolve().parents[1] / "recordings" / "zoo"
-
-
-@pytest.fixture
-def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    fresh_registry(monkeypatch)
-    monkeypatch.delenv("SIMBENCH_STORE", raising=False)
-    make_recordings(tmp_path)
-    return tmp_path
 
 
 def _status_row(out: str, label: str) -> list[str]:

@@ -7,18 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_helpers import PLUGIN, fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import PLUGIN, make_recordings, spec_text, write_spec
 
 from simbench.bench.jobs import expand, prepare
 from simbench.bench.spec import load_spec, parse_spec
 from simbench.errors import SpecError
-
-
-@pytest.fixture
-def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    fresh_registry(monkeypatch)
-    make_recordings(tmp_path)
-    return tmp_path
 
 
 def _error(root: Path, text: str) -> SpecError:

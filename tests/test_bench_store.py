@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import spec_text, write_spec
 
 from simbench.bench.jobs import prepare
 from simbench.bench.runner import run_spec
@@ -22,13 +22,6 @@ from simbench.bench.store import SCHEMA_VERSION, Store
 from simbench.errors import StoreError
 
 SLOW = '[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.12\nn_boot = 2'
-
-
-@pytest.fixture
-def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    fresh_registry(monkeypatch)
-    make_recordings(tmp_path)
-    return tmp_path
 
 
 def _cli(*args: str) -> list[str]:
