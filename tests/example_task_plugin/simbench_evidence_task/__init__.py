@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 import simbench
-from simbench.errors import TaskError
 from simbench.tasks.base import UNDEFINED, Stimuli, Task, pad_sequences
 
 N_BINS = 6  # stimulus bins per trial
@@ -104,10 +103,7 @@ class Evidence(Task):
         tgt, tpos, _cur, new = self._resolve_values(target_tokens, target_pos, source_tokens,
                                                     source_pos, variable, source_value)
         names = {variable} if isinstance(variable, str) else set(variable)
-        if "diff" in names:
-            diff = new["diff"]
-        else:
-            diff = new["right"] - new["left"] + BALANCED
+        diff = new["diff"] if "diff" in names else new["right"] - new["left"] + BALANCED
         seqs, masks = [], []
         for i in range(len(tgt)):
             row, t = tgt[i], int(tpos[i])
