@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="step cap (default per architecture)")
     p.add_argument("--target", type=float, help="held-out trial accuracy to stop at (0.99)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--d-model", type=int, help="width of the hidden state (default 128)")
+    p.add_argument("--batch-size", type=int, help="sequences per step (default 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default per architecture)")
+    p.add_argument("--eval-every", type=int, help="steps between accuracy checks (50)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
     p = zsub.add_parser("rebuild", help="regenerate the shipped zoo from its seeds (CPU)")
@@ -77,16 +82,24 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.registry import task_by_name
     from simbench.zoo import zoo_id
     from simbench.zoo.checkpoint import save_model
+    from simbench.zoo.models import ModelConfig
     from simbench.zoo.training import default_train_config, resolve_arch, train
 
-    task = task_by_name(args.task)
+    task = task_by_name(args.task)  # a plugin task as well as a built-in one
     arch = resolve_arch(args.arch)
     cfg = default_train_config(arch, task.name)
     if args.max_steps:
         cfg.max_steps = args.max_steps
     if args.target:
         cfg.target = args.target
-    model, meta = train(task, arch, args.seed, args.device, config=cfg, threads=args.threads)
+    for field in ("batch_size", "lr", "eval_every"):
+        if getattr(args, field):
+            setattr(cfg, field, getattr(args, field))
+    model_config = ModelConfig(d_model=args.d_model) if args.d_model else None
+    if model_config is not None and arch == "transformer":
+        model_config.d_ff = 4 * args.d_model
+    model, meta = train(task, arch, args.seed, args.device, config=cfg, threads=args.threads,
+                        model_config=model_config, progress=not args.quiet)
     path = Path(args.out) / f"{zoo_id(task.name, arch, args.seed)}.safetensors"
     side = save_model(model, path, meta)
     verdict = ("reached the target" if meta["stopped"] == "target"
