@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="sequences per step (default 128)")
     p.add_argument("--lr", type=float, help="peak learning rate (default per architecture)")
     p.add_argument("--eval-every", type=int, help="steps between accuracy checks (50)")
+    p.add_argument("--all-counts", action="store_true",
+                   help="train on every condition, held-out ones included (their held-out "
+                   "accuracy is then on fresh sequences)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
@@ -95,6 +98,8 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     for field in ("batch_size", "lr", "eval_every"):
         if getattr(args, field):
             setattr(cfg, field, getattr(args, field))
+    if args.all_counts:
+        cfg.train_counts = "all"
     model_config = ModelConfig(d_model=args.d_model) if args.d_model else None
     if model_config is not None and arch == "transformer":
         model_config.d_ff = 4 * args.d_model
