@@ -63,6 +63,9 @@ class CLMAS(Measure):
               "measured after training", kind=str),
         Param("record_n", 3000, "stimuli recorded from a network treated as inaccessible "
               "(split 70/15/15)", low=30),
+        Param("n_boot", 0, "stimulus bootstrap of the headline's 95% CI: resample the "
+              "recording's held-out stimuli (the sources) this many times; 0 = a Wilson "
+              "interval over the held-out interventions", low=0),
         *_causal.ENGINE_PARAMS,
     )
 
@@ -160,7 +163,14 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
         if protocol:
             engine.attach_runner(1, runner_b)
         results = engine.evaluate("test")
-    value, ci, n = _causal.pooled(results, [(1, 0)])
+        value, ci, n = _causal.pooled(results, [(1, 0)])
+        ci_method = "Wilson interval over the held-out interventions"
+        if params.get("n_boot"):
+            ci = stimulus_bootstrap(engine, len(party_b.pools["test"]),
+                                    n_boot=params["n_boot"], seed=seed)
+            ci_method = (f"stimulus bootstrap: {params['n_boot']} resamples of "
+                         f"'{b_system.system_id}''s {len(party_b.pools['test'])} held-out "
+                         "stimuli (the sources), percentile interval")
     names = [p.system_id for p in parties]
     breakdown = _causal.iia_matrices(results, names)
     labels = [f"{names[s]}->{names[t]}" for s, t in fit]
@@ -182,12 +192,49 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
         # stimuli reaching a needed value (counterfactual latents come only from these)
         "coverage": getattr(party_b, "coverage", None),
         "token_iia": results[(1, 0)]["token"],
+        "ci_method": ci_method,
     }
     if protocol:
         attrs["true_iia_into_b"] = {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
                                     for s, t in latent}
     return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
                  n_samples=n, breakdown=breakdown, attrs=attrs)
+
+
+def stimulus_bootstrap(engine: Any, n_stimuli: int, *, n_boot: int,
+                       seed: int) -> tuple[float, float]:
+    """Percentile interval of IIA into system 1 from system 2 over system 2's stimuli.
+
+    The recorded stimuli (an animal's trials) are the experimental units, not the
+    interventions drawn from them: each resample draws the held-out source stimuli with
+    replacement and weights every held-out intervention by how often its source stimulus was
+    drawn. A trial counts as correct exactly as in the score (teacher-forced correctness at
+    every determined token, which is what free-running generation gets right).
+    """
+    import numpy as np
+    import torch
+
+    from simbench.stats import bootstrap_ci
+
+    d = engine.data["test"][(1, 0)]
+    n = len(d.iv)
+    hits = []
+    with torch.no_grad():
+        for i in range(0, n, 1024):
+            rows = torch.arange(i, min(i + 1024, n), device=d.src_idx.device)
+            trial, _ = engine.correct(*engine.patched_logits("test", 0, [(1, rows)]))
+            hits.append(trial.cpu().numpy())
+    hit = np.concatenate(hits).astype(np.float64)
+    src = np.asarray(d.iv.src_idx, dtype=np.int64)
+    per_hits = np.bincount(src, weights=hit, minlength=n_stimuli)
+    per_n = np.bincount(src, minlength=n_stimuli).astype(np.float64)
+
+    def iia(idx: np.ndarray) -> float:
+        w = np.bincount(idx, minlength=n_stimuli)
+        total = float(w @ per_n)
+        return float(w @ per_hits) / total if total else float("nan")
+
+    return bootstrap_ci(iia, n_stimuli, n_boot=n_boot, seed=seed)
 
 
 def _spec(var: str | tuple[str, ...]) -> str:

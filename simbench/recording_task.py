@@ -124,6 +124,77 @@ def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
     return summary
 
 
+class DerivedVariablesWarning(UserWarning):
+    """A recording lacked causal variables; simbench computed them from its tokens."""
+
+
+def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
+                     site: str | None = None) -> dict[str, np.ndarray]:
+    """The causal variables ``names`` (default: those the site lacks) computed from the site's
+    ``token`` coordinate by ``task``'s causal model, int64 [stimulus, time], -1 on padding.
+
+    A task's variables are functions of its tokens (that is what its causal model computes), so
+    a recording with the task's tokens does not need to store them. Raises
+    :class:`~simbench.errors.RecordingError` when it cannot: no ``token`` coordinate, tokens
+    outside the task's vocabulary, or sequences the causal model refuses (naming why).
+    """
+    from simbench.errors import RecordingError, SimbenchError
+    from simbench.stimuli import token_ids_of_strings
+
+    if names is None:
+        names = [v for v in task.variables if v not in ds.coords]
+    names = list(names)
+    if not names:
+        return {}
+    what = f"causal variable(s) {', '.join(repr(v) for v in names)} of task '{task.name}'"
+    if "token" not in ds.coords:
+        raise RecordingError(f"the recording has neither the {what} nor a 'token' coordinate "
+                             "to compute them from", file=file, site=site, field=names[0],
+                             fix="add the input tokens as a 'token' coordinate (stimulus, time), "
+                             "or each variable as an integer coordinate")
+    step_dims = ("stimulus", "time") if "time" in ds["token"].dims else ("stimulus",)
+    tok = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
+    if tok.ndim != 2:
+        raise RecordingError(f"cannot compute the {what}: 'token' has no time dim",
+                             file=file, site=site, field="token",
+                             fix="record the token at every step (stimulus, time)")
+    valid = (np.asarray(ds["valid"].transpose(*step_dims).values, dtype=bool)
+             if "valid" in ds.coords else None)
+    ids, valid = token_ids_of_strings(task, tok, valid, file=file, site=site)
+    try:
+        out = task.causal_model(ids)
+    except SimbenchError as exc:
+        raise RecordingError(f"cannot compute the {what} from the recorded tokens: task "
+                             f"'{task.name}''s causal model refuses them ({exc.message})",
+                             file=file, site=site, field=names[0],
+                             fix="add each variable as an integer coordinate (stimulus, time), "
+                             "or check the tokens with `simbench validate FILE --task "
+                             f"{task.name}`") from None
+    return {v: np.where(valid, np.asarray(out[v], dtype=np.int64), UNDEFINED) for v in names}
+
+
+def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None = None,
+                       warn: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every causal variable of ``task`` at one site, [stimulus, time] arrays: the recorded
+    coordinates, and those the site lacks computed from its tokens (:func:`derive_variables`).
+
+    Returns the variables and the names that were derived; with ``warn``, deriving any gives a
+    :class:`DerivedVariablesWarning` saying which (so a score says it did).
+    """
+    step_dims = ("stimulus", "time")
+    derived = derive_variables(ds, task, file=file, site=site)
+    out = {v: (derived[v] if v in derived else
+               np.asarray(ds[v].transpose(*step_dims).values)) for v in task.variables}
+    if derived and warn:
+        import warnings
+
+        warnings.warn(
+            f"{file or 'the recording'}{f', site {site!r}' if site else ''}: no coordinate for "
+            f"{', '.join(repr(v) for v in derived)}; computed from the recorded tokens by task "
+            f"'{task.name}''s causal model", DerivedVariablesWarning, stacklevel=2)
+    return out, list(derived)
+
+
 def site_task_problems(ds: Any, task: Any, *,
                        possible: Mapping[str, set[int]] | None = None) -> list[tuple[str, str]]:
     """Every problem of one site dataset for ``task``, as (field, explanation) pairs."""
@@ -153,14 +224,27 @@ def site_task_problems(ds: Any, task: Any, *,
                              f"vocabulary: {named}{more}; its vocabulary: {' '.join(vocab)}"))
     if valid is None:
         valid = np.ones(tuple(ds.sizes[d] for d in step_dims), dtype=bool)
+    derived: dict[str, np.ndarray] = {}
+    why = ""
+    missing = [v for v in task.variables if v not in ds.coords]
+    if missing and not any(f == "token" for f, _ in problems):
+        from simbench.errors import SimbenchError
+
+        try:
+            derived = derive_variables(ds, task, missing)
+        except SimbenchError as exc:
+            why = exc.message
     for name in task.variables:
-        if name not in ds.coords:
+        if name not in ds.coords and name not in derived:
+            cannot = (f" (it cannot be computed from the tokens: {why})"
+                      if why else "")
             problems.append((name, f"no '{name}' coordinate: task '{task.name}' has the causal "
                              f"variables {', '.join(task.variables)}; add each as an integer "
                              "coordinate (stimulus, time) holding its value after each step, "
-                             "-1 where undefined"))
+                             f"-1 where undefined{cannot}"))
             continue
-        raw = np.asarray(ds[name].transpose(*step_dims).values)
+        raw = derived[name] if name in derived else np.asarray(
+            ds[name].transpose(*step_dims).values)
         if not np.issubdtype(raw.dtype, np.integer):
             problems.append((name, f"'{name}' has dtype {raw.dtype}; causal variables are "
                              "integers (-1 where undefined)"))
@@ -206,6 +290,26 @@ def task_problems(rec: Recording, task: Any) -> list[str]:
     return out
 
 
+def task_notes(rec: Recording, task: Any) -> list[str]:
+    """What checking ``rec`` against ``task`` supplied rather than found: causal variables a
+    site lacks that the task computes from its tokens (one sentence per site)."""
+    from simbench.errors import SimbenchError
+
+    out = []
+    for site, ds in rec.sites.items():
+        missing = [v for v in task.variables if v not in ds.coords]
+        if not missing:
+            continue
+        try:
+            derive_variables(ds, task, missing)
+        except SimbenchError:
+            continue  # a problem, reported by task_problems
+        out.append(f"file {rec.path}, site '{site}': no coordinate for "
+                   f"{', '.join(repr(v) for v in missing)}; computed from the tokens by task "
+                   f"'{task.name}''s causal model")
+    return out
+
+
 def _ranges(values: set[int]) -> str:
     """``{1, 2, 3, 7}`` -> ``1..3, 7``."""
     runs: list[list[int]] = []
@@ -217,5 +321,6 @@ def _ranges(values: set[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
 
-__all__ = ["CoverageWarning", "check_coverage", "producible_values", "site_task_problems",
+__all__ = ["CoverageWarning", "DerivedVariablesWarning", "check_coverage", "derive_variables",
+           "producible_values", "recorded_variables", "site_task_problems", "task_notes",
            "task_problems", "value_coverage"]
