@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,6 @@ from simbench.recording_task import (
     task_problems,
 )
 from simbench.registry import task_by_name
-from simbench.resources import recordings_dir
 from simbench.stats import binomial_ci
 
 
@@ -38,6 +38,23 @@ def _recording(path: Path, task_name: str = "multi_object", n: int = 600, *,
                       tokens=tok, valid=stim.valid,
                       variables={k: v for k, v in stim.variables.items() if k in keep})
     return save_recording(Recording("brain", {"hidden": ds}, task=task_name), path)
+
+
+def _register_example(monkeypatch) -> Any:  # type: ignore[no-untyped-def]
+    """The example task plugin registered from its source directory (as an entry point would
+    register it) in a fresh process-wide registry; returns the task."""
+    import simbench.registry as registry_module
+
+    monkeypatch.syspath_prepend(str(EXAMPLE_TASK))
+    import simbench_evidence_task
+
+    reg = registry_module.Registry()
+    reg.load_entry_points()
+    reg.add_plugin(simbench_evidence_task,
+                   registry_module.PluginInfo("evidence", "simbench-evidence-task", "0.1.0",
+                                              "simbench_evidence_task"))
+    monkeypatch.setattr(registry_module, "_REGISTRY", reg)
+    return task_by_name("evidence")
 
 
 def test_variables_a_recording_lacks_are_computed_from_its_tokens(
@@ -103,22 +120,31 @@ def test_an_evidence_recording_from_spike_times_gets_its_variables(tmp_path: Pat
                                           [4, 5, 5, 5, 6, 6, 5, 5, 5, 5]]
 
 
-def test_clmas_offers_a_stimulus_bootstrap_of_its_headline() -> None:
-    population = recordings_dir() / "population_gru_multi.nc"
-    budget = {"k": 4, "n_train": 300, "n_val": 100, "n_test": 400, "max_steps": 20,
-              "eval_every": 10, "pool_size": 200, "progress": False, "site": "hidden"}
+def test_clmas_offers_a_stimulus_bootstrap_of_its_headline(tmp_path: Path,
+                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from byo_helpers import simulate_animal, train_tiny
+
+    from simbench.systems.torch import TorchSystem
+
+    task = _register_example(monkeypatch)
+    model, _ = train_tiny(task, 1, steps=150)
+    animal = save_recording(simulate_animal(model, task, task.sample(400, 7, counts="all"),
+                                            seed=0), tmp_path / "animal.nc")
+    net = TorchSystem(model, task, system_id="gru")
+    budget = {"k": 4, "n_train": 1000, "n_val": 100, "n_test": 400, "max_steps": 50,
+              "eval_every": 25, "pool_size": 300, "progress": False, "site": "hidden"}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wilson = simbench.score("clmas", "gru_multi_s1", str(population), **budget)
-        boot = simbench.score("clmas", "gru_multi_s1", str(population), n_boot=300, **budget)
+        warnings.simplefilter("ignore")  # coverage: 400 trials
+        wilson = simbench.score("clmas", net, str(animal), **budget)
+        boot = simbench.score("clmas", net, str(animal), n_boot=300, **budget)
     assert boot.value == wilson.value  # the same alignment and interventions
     hits = round(wilson.value * wilson.n_samples)
     assert wilson.ci == pytest.approx(binomial_ci(hits, wilson.n_samples))
     assert wilson.attrs["ci_method"] == "Wilson interval over the held-out interventions"
     n_test = boot.attrs["recorded_stimuli"]["test"]
     assert boot.attrs["ci_method"] == (
-        f"stimulus bootstrap: 300 resamples of 'population_gru_multi''s {n_test} held-out "
-        "stimuli (the sources), percentile interval")
+        f"stimulus bootstrap: 300 resamples of 'animal''s {n_test} held-out stimuli (the "
+        "sources), percentile interval")
     lo, hi = boot.ci
     assert lo < boot.value < hi and (lo, hi) != pytest.approx(wilson.ci)
-    assert 0.0 <= lo and hi <= 1.0
+    assert lo >= 0.0 and hi <= 1.0
