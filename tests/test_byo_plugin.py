@@ -226,3 +226,18 @@ def test_cli_check_reports_a_broken_plugin_task_and_exits_1(
     assert report == {"name": "multi_object", "plugin": "simbench:tasks", "ok": True,
                       "problems": []}
     monkeypatch.setattr(registry_module, "_REGISTRY", None)
+
+
+def test_a_task_whose_special_tokens_collide_is_refused_where_it_is_used() -> None:
+    """Padding that is also the end token would stop generation on padding (and pad with the
+    end token): refused with the task, the field and the fix, not only by --check."""
+    from simbench.errors import TaskError
+
+    task = PadIsEos()
+    with pytest.raises(TaskError, match=r"task 'pad_is_eos' declares pad_token and eos_token "
+                       r"as the same token '<pad>'") as err:
+        task.sample(4, 0)
+    assert err.value.field == "eos_token" and "simbench tasks --check" in err.value.fix
+    with pytest.raises(TaskError, match="same token"):
+        _ = task.eos
+    assert Evidence().eos == 9  # distinct specials are fine

@@ -115,6 +115,20 @@ def _vocab_index(task: str, vocab: tuple[str, ...]) -> dict[str, int]:
     return index
 
 
+@functools.lru_cache(maxsize=256)
+def _distinct_specials(task: str, pad: str | None, bos: str | None, eos: str | None) -> None:
+    """Refuse a task whose special tokens share a token: padding would read as the end of a
+    sequence (or its start), and generation would stop, or pad, in the wrong place."""
+    named = [(a, t) for a, t in (("pad_token", pad), ("bos_token", bos), ("eos_token", eos))
+             if t is not None]
+    for i, (a, t) in enumerate(named):
+        for b, u in named[i + 1:]:
+            if t == u:
+                raise TaskError(f"task '{task}' declares {a} and {b} as the same token {t!r}",
+                                field=b, fix="give each special token its own entry in the "
+                                "vocabulary (check a task with `simbench tasks --check NAME`)")
+
+
 @dataclasses.dataclass
 class Stimuli:
     """A batch of task sequences with everything a model or a measure needs about them.
@@ -237,6 +251,7 @@ class Task:
             raise TaskError(f"task '{self.name}' declares {attr} = {token!r}, which is not in "
                             "its vocabulary", field=attr,
                             fix=f"name one of its tokens: {' '.join(self.vocab)}")
+        _distinct_specials(self.name, self.pad_token, self.bos_token, self.eos_token)
         return self.token_index[token]
 
     @property
