@@ -50,13 +50,30 @@ control = {{ recording = "control.nc", arch = "brain" }}
 {CLMAS_BUDGET}
 [measures.cka]
 n_boot = 0
+[measures.mas]
+{CLMAS_BUDGET}
+[measures.das]
+{CLMAS_BUDGET}
+[measures.rsa]
+n_draws = 1
+n_vectors = 100
 
 [[pairs]]
 name = "networks_vs_animal"
 pairs = [["gru1", "animal"], ["gru2", "animal"]]
+measures = ["clmas", "cka"]
 [[pairs]]
 name = "networks_vs_control"
 pairs = [["gru1", "control"], ["gru2", "control"]]
+measures = ["clmas", "cka"]
+[[pairs]]
+name = "seeds"
+pairs = [["gru1", "gru2"]]
+measures = ["mas", "cka", "rsa"]
+[[pairs]]
+name = "task"
+each = {{ arch = "gru" }}
+measures = ["das"]
 
 [[expect]]
 finding = "the animal that encodes the flashes aligns better than its control"
@@ -96,7 +113,9 @@ def test_networks_on_a_users_task_align_with_its_animal_above_the_control(
     spec_path.write_text(SPEC)
     spec = load_spec(spec_path)
     jobs = prepare(spec)
-    assert len(jobs) == 8  # 2 measures x 4 pairs
+    # clmas and cka on 4 (network, population) pairs; mas, cka, rsa on the two networks; das
+    # of each network against the task's causal model
+    assert len(jobs) == 2 * 4 + 3 + 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # coverage warnings: 600 trials, ~19 reach the extremes
         with Store(tmp_path / "evidence.sqlite") as store:
@@ -120,6 +139,12 @@ def test_networks_on_a_users_task_align_with_its_animal_above_the_control(
     cka_animal, cka_control = scores(board, "cka"), scores(board_control, "cka")
     assert all(np.isfinite(v) for v, _ in (*cka_animal.values(), *cka_control.values()))
 
+    seeds = {v.variant: v for v in board.matrices if v.site == "hidden"}
+    for measure in ("mas", "rsa"):
+        assert measure in seeds
+    assert np.isfinite(seeds["mas"].values).any()
+    (das,) = [e for e in board.entries if e.measure == "das" and e.systems == ("gru1",)]
+    assert das.value > 0.5  # a trained network follows its task's causal model
     table = {net: {"animal": on_animal[net], "control": on_control[net]} for net in on_animal}
     (tmp_path / "table.json").write_text(json.dumps(table, indent=1))
     print(json.dumps(table))  # the README's table comes from this run (pytest -s)
