@@ -101,6 +101,41 @@ def write_raw(path: Path, sites: dict[str, xr.Dataset], **attrs: Any) -> Path:
     return path
 
 
+def pip_install_child(tmp_path: Path, package: Path, **env_extra: str
+                      ) -> tuple[Path, dict[str, str]]:
+    """`pip install` the package at ``package`` into a fresh venv, offline; its python and env.
+
+    The venv is created from this interpreter without pip (fast); a ``.pth`` file makes this
+    project's site directories (the venv's and the system's) site directories of it, so
+    simbench, pip and setuptools import there while the package lands in the new venv only.
+    The package is copied outside the repo first so no build/ or egg-info lands there.
+    """
+    import shutil
+    import site
+    import subprocess
+    import sys
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    parents = [sysconfig.get_path("purelib"), *site.getsitepackages()]
+    (Path(purelib) / "_simbench_parent.pth").write_text("".join(
+        f"import site; site.addsitedir({p!r})\n" for p in dict.fromkeys(parents)))
+    source = tmp_path / package.name
+    shutil.copytree(package, source, ignore=shutil.ignore_patterns("__pycache__", "build",
+                                                                   "*.egg-info"))
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", **env_extra}
+    for var in ("SIMBENCH_PLUGINS", "SIMBENCH_DISABLE", "PYTHONPATH"):
+        env.pop(var, None)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", str(source)], check=True, env=env, cwd=tmp_path)
+    return python, env
+
+
 @pytest.fixture
 def pair_files(tmp_path: Path) -> tuple[Path, Path]:
     """Two recordings, `a.nc` and `b.nc`, where b is a rotated, scaled, shifted copy of a."""

@@ -5,18 +5,15 @@ to it, and ``simbench tasks --check`` naming the method and the fix for each bro
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import site
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from byo_helpers import EXAMPLE_TASK
+from conftest import pip_install_child
 
 import simbench.registry as registry_module
 from simbench.cli import main
@@ -44,24 +41,7 @@ def test_example_task_pip_installs_lists_checks_trains_and_records(tmp_path: Pat
     venv a site directory (simbench, pip and setuptools importable) while the plugin lands in
     the new venv only; the install is offline.
     """
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    parents = [sysconfig.get_path("purelib"), *site.getsitepackages()]  # + system site
-    (Path(purelib) / "_simbench_parent.pth").write_text("".join(
-        f"import site; site.addsitedir({p!r})\n" for p in dict.fromkeys(parents)))
-    source = tmp_path / "example_task_plugin"
-    shutil.copytree(EXAMPLE_TASK, source, ignore=shutil.ignore_patterns(
-        "__pycache__", "build", "*.egg-info"))
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-           "OMP_NUM_THREADS": "1"}
-    for var in ("SIMBENCH_PLUGINS", "SIMBENCH_DISABLE", "PYTHONPATH"):
-        env.pop(var, None)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", str(source)], check=True, env=env, cwd=tmp_path)
+    python, env = pip_install_child(tmp_path, EXAMPLE_TASK, OMP_NUM_THREADS="1")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         code = "import sys; from simbench.cli import main; sys.exit(main())"

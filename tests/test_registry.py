@@ -9,11 +9,7 @@ of ``tests/example_plugin`` into a temporary environment.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ from conftest import (
     ToyPlugin,
     info,
     make_site,
+    pip_install_child,
     write_recording,
 )
 
@@ -291,21 +288,7 @@ def test_example_plugin_pip_installs_and_runs(tmp_path: Path, pair_files: Any) -
     project's venv a site directory of it, so simbench, pip and setuptools are importable
     there while the plugin lands in the new venv only. The install is offline.
     """
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    (Path(purelib) / "_simbench_parent.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
-    source = tmp_path / "example_plugin"  # build outside the repo: no build/ or egg-info there
-    shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("__pycache__", "build",
-                                                                          "*.egg-info"))
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    env.pop("SIMBENCH_PLUGINS", None)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", str(source)], check=True, env=env, cwd=tmp_path)
+    python, env = pip_install_child(tmp_path, EXAMPLE_PLUGIN)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         code = "import sys; from simbench.cli import main; sys.exit(main())"

@@ -203,8 +203,11 @@ def causal_notes(result: Any) -> list[str]:
         lines += [
             f"\nheadline: IIA into '{a}' with '{b}' as the source ({b}->{a}): the share of "
             f"{result.n_samples} held-out interventions after which '{a}' gives the task's "
-            "counterfactual response; the 95% CI is a Wilson interval over those "
-            "interventions, not a bootstrap over stimuli",
+            "counterfactual response; " + (
+                "the 95% CI is a stimulus bootstrap over the recording's held-out trials"
+                if str(result.attrs.get("ci_method", "")).startswith("stimulus bootstrap")
+                else "the 95% CI is a Wilson interval over those interventions, not a "
+                "bootstrap over stimuli (--n_boot N gives one)"),
             "chance: the IIA of a random, untrained subspace; measure it with --control true",
         ]
     if isinstance(train, dict) and train.get("loaded"):
@@ -273,4 +276,9 @@ def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
                 print(f"  - {p}")
         else:
             print(f"{path}: ok" + (f" for task '{task.name}'" if task is not None else ""))
+            if task is not None:
+                from simbench.recording_task import task_notes
+
+                for note in task_notes(load_recording(path), task):
+                    print(f"  note: {note}")
     return 1 if failed else 0
