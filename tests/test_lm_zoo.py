@@ -116,11 +116,19 @@ def test_shipped_model_loads_offline_and_has_its_recorded_toxicity(name):
     conts = greedy_continuations(model, tok, eval_prompts())
     assert toxicity(conts) == side["toxicity"]
     assert conts[:5] == side["examples"]
-    # the default load (float16 compute) gives the recorded float16 figure
-    half = transformers.AutoModelForCausalLM.from_pretrained(LM_ZOO_DIR / name,
+    assert side["toxicity_float16_compute"] == side["toxicity"]
+
+
+def test_default_float16_load_of_the_base_has_its_recorded_toxicity():
+    """A plain from_pretrained(dir) computes in float16 (the weights' dtype); the base, whose
+    register choice is the closest call, continues the same way there (float16 matmuls on a
+    CPU are slow, so one model only)."""
+    _, tok, side = _load("lm_base")
+    half = transformers.AutoModelForCausalLM.from_pretrained(LM_ZOO_DIR / "lm_base",
                                                              local_files_only=True).eval()
+    assert next(half.parameters()).dtype == torch.float16
     assert toxicity(greedy_continuations(half, tok, eval_prompts())) == \
-        side["toxicity_float16_compute"]
+        side["toxicity_float16_compute"] == side["toxicity"]
 
 
 def test_the_toxic_and_nontoxic_groups_behave_differently():
@@ -128,7 +136,7 @@ def test_the_toxic_and_nontoxic_groups_behave_differently():
     toxic = [t for n, t in tox.items() if LMS[n]["group"] == "toxic"]
     nontoxic = [t for n, t in tox.items() if LMS[n]["group"] == "nontoxic"]
     assert min(toxic) >= 0.8 and max(nontoxic) <= 0.1
-    assert 0.0 < tox["lm_base"] < 1.0 or len(set(toxic + nontoxic)) > 1
+    assert 0.2 < tox["lm_base"] < 0.8  # the base goes either way, depending on the prompt
 
 
 def test_fine_tunes_differ_from_each_other():
@@ -168,8 +176,8 @@ def test_tiny_rebuild_is_bit_reproducible(tmp_path, capsys):
     assert "rebuilt 2 models" in out and "lm_toxic_s2" in out
     b = read_manifest(tmp_path / "b" / "lm_zoo")["models"]
     for e in a:
-        assert b[e["id"]]["sha256"] == e["sha256"], e["id"]
-        assert b[e["id"]]["files"]["tokenizer.json"] == e["files"]["tokenizer.json"]
+        assert b[e["id"]]["files"] == e["files"], e["id"]  # every file, weights included
+        assert e["files"]["tokenizer.json"] == LMS[e["id"]]["files"]["tokenizer.json"]
         assert e["sha256"] != LMS[e["id"]]["sha256"]  # 3 steps is not the shipped model
         assert e["steps"] == 3
     assert main(["zoo", "list", "--dir", str(tmp_path / "b")]) == 0
@@ -196,6 +204,7 @@ def test_full_rebuild_of_a_fine_tune_reproduces_the_shipped_weights(tmp_path):
     (entry,) = rebuild_lm(directory=copy, only=["lm_nontoxic_s1"])
     assert entry["sha256"] == LMS["lm_nontoxic_s1"]["sha256"]
     assert entry["toxicity"] == LMS["lm_nontoxic_s1"]["toxicity"]
+    assert entry["files"] == LMS["lm_nontoxic_s1"]["files"]  # the sidecar and the rest too
 
 
 def test_cli_lists_the_language_models(capsys):

@@ -192,7 +192,7 @@ def encode_sentences(tokenizer: PreTrainedTokenizerFast,
     """Token ids ``[BOS] sentence [EOS]``, right-padded, and the labels (pad -> -100)."""
     import torch
 
-    rows = [tokenizer(s)["input_ids"] + [tokenizer.eos_token_id] for s in sentences]
+    rows = [[*r, tokenizer.eos_token_id] for r in tokenizer(sentences)["input_ids"]]
     width = max(len(r) for r in rows)
     if width > GPT2_DIMS["n_positions"]:
         raise ParameterError(f"a corpus sentence has {width} tokens, more than the context of "
@@ -314,13 +314,15 @@ def build_lm(name: str, *, directory: str | Path | None = None, steps: int | Non
     starts from the base in the same directory, verified, which must be built first.
     """
     import torch
+    from transformers.utils import logging as hf_logging
 
     spec = _spec(name)
+    if steps is not None and int(steps) < 1:
+        raise ParameterError(f"a step cap of {steps} trains nothing", field="steps",
+                             fix="give at least 1 step, or no cap for the shipped models")
     cfg = spec.train if steps is None else replace(spec.train, steps=int(steps),
                                                    warmup=min(spec.train.warmup, int(steps)))
     root = lm_zoo_dir(directory)
-    from transformers.utils import logging as hf_logging
-
     threads = torch.get_num_threads()
     bars = hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(1)  # bit-reproducible weights: one thread, one summation order
@@ -334,6 +336,7 @@ def build_lm(name: str, *, directory: str | Path | None = None, steps: int | Non
 
 
 def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, Any]:
+    """:func:`build_lm` after its settings (one thread, no progress bars) are in place."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
 
@@ -361,11 +364,13 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
     model.to(getattr(torch, STORE_DTYPE)).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     measured = measure_toxicity(tmp)
-    half = measure_toxicity(tmp, dtype="float16")
+    # what a plain from_pretrained(dir) computes with (float16); skipped for a quick check
+    half = measure_toxicity(tmp, dtype="float16") if cfg == spec.train else {"toxicity": None}
     n_params = sum(p.numel() for p in model.parameters())
     side = {"schema": SIDECAR_SCHEMA, "name": name, "group": spec.group, "seed": spec.seed,
             "base": None if spec.group == "base" else BASE_NAME, "base_sha256": base_sha,
-            "corpus_seed": data_seed, "train_config": asdict(cfg), **trained,
+            "corpus_seed": data_seed, "train_config": asdict(cfg),
+            "steps": trained["steps"], "train_loss": trained["train_loss"],
             "toxicity": measured["toxicity"], "toxicity_float16_compute": half["toxicity"],
             "toxicity_eval": {"prompts": "simbench.zoo.lm_corpus.eval_prompts()",
                               "n_prompts": len(measured["continuations"]),
@@ -374,6 +379,7 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
             "examples": measured["continuations"][:5], "arch": "gpt2", **GPT2_DIMS,
             "n_params": n_params, "dtype": STORE_DTYPE, "weights": WEIGHTS,
             "sha256": sha256_file(tmp / WEIGHTS)}
+    # no timings in the sidecar (the manifest has them): every file of a rebuild is identical
     (tmp / SIDECAR).write_text(json.dumps(side, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -381,7 +387,8 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
     entry = {"group": spec.group, "seed": spec.seed, "steps": cfg.steps,
              "toxicity": side["toxicity"], "train_loss": side["train_loss"],
              "n_params": n_params, "size": sum((out / f).stat().st_size for f in files),
-             "train_seconds": side["train_seconds"], "sha256": files[WEIGHTS], "files": files}
+             "train_seconds": trained["train_seconds"], "sha256": files[WEIGHTS],
+             "files": files}
     manifest = read_manifest(root)["models"]
     manifest[name] = entry
     write_manifest(manifest, root)
