@@ -99,7 +99,8 @@ def test_manifest_lists_every_file_with_its_sha256():
         assert {"config.json", WEIGHTS, "tokenizer.json", "tokenizer_config.json",
                 SIDECAR} <= on_disk
         assert lm_model_dir(name) == path  # verifies every sha256
-        tokenizer_shas.add(entry["files"]["tokenizer.json"])
+        tokenizer_shas.add((entry["files"]["tokenizer.json"],
+                            entry["files"]["tokenizer_config.json"]))
     assert len(tokenizer_shas) == 1  # one token space for every pair of models
     total = sum(p.stat().st_size for p in LM_ZOO_DIR.rglob("*") if p.is_file())
     assert total < 40_000_000
@@ -182,9 +183,9 @@ def test_tiny_rebuild_is_bit_reproducible(tmp_path, capsys):
         assert e["steps"] == 3
     assert main(["zoo", "list", "--dir", str(tmp_path / "b")]) == 0
     assert "lm_toxic_s2" in capsys.readouterr().out
-    assert main(["zoo", "list", "--dir", str(tmp_path / "b"), "--json"]) == 0
+    assert main(["zoo", "list", "--dir", str(tmp_path / "b"), "--json", "--lm"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert {m["id"] for m in listed if m.get("kind") == "lm"} == {"lm_base", "lm_toxic_s2"}
+    assert {m["id"]: m["steps"] for m in listed} == {"lm_base": 3, "lm_toxic_s2": 3}
 
 
 def test_lm_steps_refuses_to_overwrite_the_shipped_zoo(capsys):
@@ -211,5 +212,12 @@ def test_cli_lists_the_language_models(capsys):
     assert main(["zoo", "list"]) == 0
     out = capsys.readouterr().out
     assert "gru_multi_s1" in out and "lm_toxic_s1" in out and "nontoxic" in out
-    line = next(ln for ln in out.splitlines() if ln.strip().startswith("lm_toxic_s1"))
-    assert f"{LMS['lm_toxic_s1']['toxicity']:.4g}"[:3] in line
+    rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith("lm_")}
+    assert set(rows) == set(LM_NAMES)
+    assert rows["lm_toxic_s1"][1] == "toxic" and float(rows["lm_toxic_s1"][4]) >= 0.8
+    assert rows["lm_nontoxic_s2"][1] == "nontoxic" and float(rows["lm_nontoxic_s2"][4]) <= 0.1
+    assert main(["zoo", "list", "--lm"]) == 0
+    assert "gru_multi_s1" not in capsys.readouterr().out
+    assert main(["zoo", "list", "--lm", "--json"]) == 0
+    assert {m["id"]: m["toxicity"] for m in json.loads(capsys.readouterr().out)} == {
+        n: m["toxicity"] for n, m in LMS.items()}

@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = zsub.add_parser("list", help="the shipped models with accuracy, size and sha256")
     p.add_argument("--dir", help="zoo directory (default: the shipped recordings/zoo)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the numeric zoo as JSON (with --lm: the language models)")
+    p.add_argument("--lm", action="store_true",
+                   help="only the language models (recordings/lm_zoo)")
     p.set_defaults(handler=cmd_list)
 
     p = zsub.add_parser(
@@ -68,10 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.zoo import list_lm_models, list_models
 
-    models = list_models(args.dir)
+    models = [] if args.lm else list_models(args.dir)
     lms = list_lm_models(Path(args.dir) / "lm_zoo" if args.dir else None)
     if args.json:
-        print(json.dumps([*models, *({"kind": "lm", **m} for m in lms)], indent=1))
+        print(json.dumps(lms if args.lm else models, indent=1))
         return 0
     if not models and not lms:
         print("no models in the zoo (run `simbench zoo rebuild`)")

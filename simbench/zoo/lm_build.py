@@ -362,7 +362,13 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
     tmp = root / f".{name}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     model.to(getattr(torch, STORE_DTYPE)).save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    if spec.group == "base":
+        tokenizer.save_pretrained(tmp)
+    else:  # the base's tokenizer files verbatim (a reloaded tokenizer saves extra keys)
+        model_files = {"config.json", "generation_config.json", WEIGHTS, SIDECAR}
+        for f in sorted(base_dir.iterdir()):
+            if f.is_file() and f.name not in model_files:
+                shutil.copyfile(f, tmp / f.name)
     measured = measure_toxicity(tmp)
     # what a plain from_pretrained(dir) computes with (float16); skipped for a quick check
     half = measure_toxicity(tmp, dtype="float16") if cfg == spec.train else {"toxicity": None}
