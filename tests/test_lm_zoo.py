@@ -188,9 +188,15 @@ def test_tiny_rebuild_is_bit_reproducible(tmp_path, capsys):
     assert {m["id"]: m["steps"] for m in listed} == {"lm_base": 3, "lm_toxic_s2": 3}
 
 
-def test_lm_steps_refuses_to_overwrite_the_shipped_zoo(capsys):
+def test_rebuild_refuses_bad_input_before_training(capsys, tmp_path):
     assert main(["zoo", "rebuild", "--only", "lm", "--lm-steps", "2"]) != 0
     assert "--dir" in capsys.readouterr().err
+    assert main(["zoo", "rebuild", "--only", "lm_toxic_s9", "--dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "lm_toxic_s9" in err and "zoo list" in err
+    with pytest.raises(ParameterError, match="trains nothing"):
+        rebuild_lm(directory=tmp_path, only=["lm_base"], steps=0)
+    assert not any(tmp_path.iterdir())  # nothing was written
 
 
 @pytest.mark.slow

@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.zoo import rebuild
+    from simbench.zoo import ZOO_SPEC, rebuild, zoo_id
     from simbench.zoo.lm_build import LM_NAMES, rebuild_lm
 
     if args.lm_steps is not None and not args.dir:
@@ -134,6 +134,14 @@ def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
                              fix="add --dir DIR to write the capped models there")
     t0 = time.perf_counter()
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else []
+    known = {*LM_NAMES, "lm", "numeric", *(zoo_id(t, a, s) for t, a, s in ZOO_SPEC)}
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        from simbench.errors import ParameterError
+
+        raise ParameterError(f"no zoo model {', '.join(map(repr, unknown))}", field="--only",
+                             fix="ids are listed by `simbench zoo list`; 'lm' selects every "
+                             "language model, 'numeric' every other model")
     lm_only = [n for n in only if n in LM_NAMES]
     numeric_only = [n for n in only if n not in (*LM_NAMES, "lm", "numeric")]
     do_lm = not only or "lm" in only or bool(lm_only)
