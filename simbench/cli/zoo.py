@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = zsub.add_parser("list", help="the shipped models with accuracy, size and sha256")
     p.add_argument("--dir", help="zoo directory (default: the shipped recordings/zoo)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the numeric zoo as JSON (with --lm: the language models)")
+    p.add_argument("--lm", action="store_true",
+                   help="only the language models (recordings/lm_zoo)")
     p.set_defaults(handler=cmd_list)
 
     p = zsub.add_parser(
@@ -44,9 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
-    p = zsub.add_parser("rebuild", help="regenerate the shipped zoo from its seeds (CPU)")
-    p.add_argument("--dir", help="write here instead of the shipped recordings/zoo")
-    p.add_argument("--only", help="comma-separated zoo ids")
+    p = zsub.add_parser(
+        "rebuild", help="regenerate the shipped zoo from its seeds (CPU)",
+        description="Regenerates the numeric zoo (recordings/zoo) and the language-model zoo "
+        "(recordings/lm_zoo) deterministically on one CPU thread. --only lm rebuilds only the "
+        "language models (about 3 minutes); --only numeric only the others.")
+    p.add_argument("--dir", help="write here instead of the shipped recordings/zoo (the "
+                   "language models go to DIR/lm_zoo)")
+    p.add_argument("--only", help="comma-separated zoo ids, or 'lm' (every language model) or "
+                   "'numeric' (every other model)")
+    p.add_argument("--lm-steps", type=int, metavar="N",
+                   help="cap each language model's training at N steps: a quick check of the "
+                   "pipeline, not the shipped models (use with --dir)")
     p.set_defaults(handler=cmd_rebuild)
 
     p = sub.add_parser("record", help="record a zoo model's sites into a netCDF recording")
@@ -65,19 +77,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.zoo import list_models
+    from simbench.zoo import list_lm_models, list_models
 
-    models = list_models(args.dir)
+    models = [] if args.lm else list_models(args.dir)
+    lms = list_lm_models(Path(args.dir) / "lm_zoo" if args.dir else None)
     if args.json:
-        print(json.dumps(models, indent=1))
+        print(json.dumps(lms if args.lm else models, indent=1))
         return 0
-    if not models:
+    if not models and not lms:
         print("no models in the zoo (run `simbench zoo rebuild`)")
         return 0
-    rows = [(m["id"], m["task"], m["arch"], m["seed"], ",".join(m["sites"]),
-             float(m["accuracy"]), m["n_params"], m["sha256"][:12]) for m in models]
-    print(table(("id", "task", "arch", "seed", "sites", "heldout_acc", "params", "sha256"),
-                rows))
+    if models:
+        rows = [(m["id"], m["task"], m["arch"], m["seed"], ",".join(m["sites"]),
+                 float(m["accuracy"]), m["n_params"], m["sha256"][:12]) for m in models]
+        print(table(("id", "task", "arch", "seed", "sites", "heldout_acc", "params", "sha256"),
+                    rows))
+    if lms:
+        if models:
+            print()
+        print("language models (GPT-2 directories; toxicity: fraction of greedy continuations "
+              "of held-out prompts with a hostile word)")
+        rows = [(m["id"], m["group"], m["seed"], m["steps"], float(m["toxicity"]),
+                 float(m["train_loss"]), m["n_params"], f"{m['size'] / 1e6:.2f} MB",
+                 m["sha256"][:12]) for m in lms]
+        print(table(("id", "group", "seed", "steps", "toxicity", "train_loss", "params", "size",
+                     "sha256"), rows))
     return 0
 
 
@@ -117,15 +141,46 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.zoo import rebuild
+    from simbench.zoo import ZOO_SPEC, rebuild, zoo_id
+    from simbench.zoo.lm_build import LM_NAMES, rebuild_lm
 
+    if args.lm_steps is not None and not args.dir:
+        from simbench.errors import ParameterError
+
+        raise ParameterError("--lm-steps trains models that are not the shipped ones, so it "
+                             "does not write into the shipped zoo", field="--lm-steps",
+                             fix="add --dir DIR to write the capped models there")
     t0 = time.perf_counter()
-    only = args.only.split(",") if args.only else None
-    entries = rebuild(directory=args.dir, only=only, log=sys.stderr)
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else []
+    known = {*LM_NAMES, "lm", "numeric", *(zoo_id(t, a, s) for t, a, s in ZOO_SPEC)}
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        from simbench.errors import ParameterError
+
+        raise ParameterError(f"no zoo model {', '.join(map(repr, unknown))}", field="--only",
+                             fix="ids are listed by `simbench zoo list`; 'lm' selects every "
+                             "language model, 'numeric' every other model")
+    lm_only = [n for n in only if n in LM_NAMES]
+    numeric_only = [n for n in only if n not in (*LM_NAMES, "lm", "numeric")]
+    do_lm = not only or "lm" in only or bool(lm_only)
+    do_numeric = not only or "numeric" in only or bool(numeric_only)
+    entries = []
+    if do_numeric:
+        entries = rebuild(directory=args.dir, only=numeric_only or None, log=sys.stderr)
     for e in entries:
         print(f"{e['task']:13s} {e['arch']:11s} s{e['seed']}  acc {e['accuracy']:.4f}  "
               f"{e['train_seconds']:.0f} s")
-    print(f"rebuilt {len(entries)} models in {time.perf_counter() - t0:.0f} s")
+    lm_entries = []
+    if do_lm:
+        lm_dir = Path(args.dir) / "lm_zoo" if args.dir else None
+        lm_entries = rebuild_lm(directory=lm_dir, only=None if "lm" in only else lm_only or None,
+                                steps=args.lm_steps, log=sys.stderr)
+    for e in lm_entries:
+        print(f"{e['id']:15s} {e['group']:8s} s{e['seed']}  toxicity {e['toxicity']:.2f}  "
+              f"loss {e['train_loss']:.4f}  {e['train_seconds']:.0f} s  sha256 "
+              f"{e['sha256'][:12]}")
+    print(f"rebuilt {len(entries) + len(lm_entries)} models in "
+          f"{time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -3,7 +3,9 @@
 Shipped checkpoints live in ``recordings/zoo/`` (installed with simbench; safetensors + JSON sidecar each) with a
 ``manifest.json`` of sha256 sums; :func:`load_model` verifies them. Ids read
 ``{arch}_{task}_s{seed}`` with arch in gru/lstm/tf and task in multi/same/modulo/rounding/arith,
-e.g. ``gru_multi_s1``. Importing this package does not import torch; the functions do.
+e.g. ``gru_multi_s1``. The language-model zoo (tiny GPT-2 directories in ``recordings/lm_zoo/``,
+:mod:`simbench.zoo.lm_build`) is reached with :func:`lm_model_dir` and :func:`list_lm_models`.
+Importing this package does not import torch; the functions do.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simbench.errors import CheckpointError, TrainingError
-from simbench.resources import recordings_dir
+from simbench.zoo.lm_build import LM_ZOO_DIR, list_lm_models, lm_model_dir
+from simbench.zoo.manifest import (
+    MANIFEST,
+    MANIFEST_SCHEMA,
+    ZOO_DIR,
+    read_manifest,
+    write_manifest,
+    zoo_dir,
+)
 
 if TYPE_CHECKING:
     from simbench.tasks.base import Task
     from simbench.zoo.models import ZooModel
     from simbench.zoo.training import TrainConfig
 
-ZOO_DIR = recordings_dir() / "zoo"
-MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = "simbench-zoo/1"
 TASK_SHORT = {"multi_object": "multi", "same_object": "same", "modulo": "modulo",
               "rounding": "rounding", "arithmetic": "arith"}
 ARCH_SHORT = {"gru": "gru", "lstm": "lstm", "transformer": "tf"}
@@ -44,29 +51,6 @@ ZOO_SPEC: tuple[tuple[str, str, int], ...] = (
 def zoo_id(task: str, arch: str, seed: int) -> str:
     """``gru_multi_s1`` style id of a (task, arch, seed)."""
     return f"{ARCH_SHORT.get(arch, arch)}_{TASK_SHORT.get(task, task)}_s{seed}"
-
-
-def zoo_dir(directory: str | Path | None = None) -> Path:
-    return Path(directory) if directory is not None else ZOO_DIR
-
-
-def read_manifest(directory: str | Path | None = None) -> dict[str, Any]:
-    path = zoo_dir(directory) / MANIFEST
-    if not path.exists():
-        return {"schema": MANIFEST_SCHEMA, "models": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"manifest is not valid JSON: {exc}", file=path,
-                              fix="restore it (git checkout) or `simbench zoo rebuild`") from None
-
-
-def write_manifest(entries: dict[str, Any], directory: str | Path | None = None) -> Path:
-    path = zoo_dir(directory) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"schema": MANIFEST_SCHEMA, "models": dict(sorted(entries.items()))}
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
 
 
 def list_models(directory: str | Path | None = None) -> list[dict[str, Any]]:
@@ -182,5 +166,6 @@ def rebuild(*, directory: str | Path | None = None, only: list[str] | None = Non
     return entries
 
 
-__all__ = ["MANIFEST", "SHIP_ACCURACY", "ZOO_DIR", "ZOO_SPEC", "build_one", "list_models", "load_model",
-           "read_manifest", "rebuild", "train", "write_manifest", "zoo_id"]
+__all__ = ["LM_ZOO_DIR", "MANIFEST", "MANIFEST_SCHEMA", "SHIP_ACCURACY", "ZOO_DIR", "ZOO_SPEC",
+           "build_one", "list_lm_models", "list_models", "lm_model_dir", "load_model",
+           "read_manifest", "rebuild", "train", "write_manifest", "zoo_dir", "zoo_id"]
