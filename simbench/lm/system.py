@@ -119,6 +119,8 @@ class LMSystem:
     """
 
     access: Access = ACCESSIBLE
+    #: what :func:`simbench.lm.measure.is_language_model` looks for (no torch import needed)
+    is_language_model = True
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, system_id: str | None = None,
                  task: Continuation | None = None, path: str | Path | None = None) -> None:
@@ -145,6 +147,11 @@ class LMSystem:
         model, tokenizer = load_model_dir(path)
         return cls(model, tokenizer, task=task, path=path,
                    system_id=system_id or Path(path).resolve().name)
+
+    def with_task(self, task: Continuation) -> LMSystem:
+        """The same model and tokenizer with other prompts (a new system; this one is kept)."""
+        return type(self)(self.module, self.tokenizer, system_id=self.system_id, task=task,
+                          path=self.path)
 
     # ---- the System protocols ---------------------------------------------------------------
     @property
