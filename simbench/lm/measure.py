@@ -37,13 +37,17 @@ def check_same_tokenizer(systems: Sequence[Any]) -> None:
         theirs = other.vocab()
         if theirs == vocab:
             continue
-        differ = sorted(set(vocab.items()) ^ set(theirs.items()), key=str)
-        example = differ[0][0] if differ else "?"
+        only_a = sorted(set(vocab) - set(theirs))[:3]
+        only_b = sorted(set(theirs) - set(vocab))[:3]
+        moved = sorted(t for t in set(vocab) & set(theirs) if vocab[t] != theirs[t])[:3]
+        detail = "; ".join(part for part in (
+            f"only in '{first.system_id}': {', '.join(map(repr, only_a))}" if only_a else "",
+            f"only in '{other.system_id}': {', '.join(map(repr, only_b))}" if only_b else "",
+            f"other ids for {', '.join(map(repr, moved))}" if moved else "") if part)
         raise TaskError(
             f"'{first.system_id}' and '{other.system_id}' have different tokenizers "
-            f"({len(vocab)} vs {len(theirs)} tokens, {len(differ)} token/id pairs differ, "
-            f"e.g. {example!r}); the target must produce the source's tokens, which needs "
-            "one token space", field="tokenizer",
+            f"({len(vocab)} vs {len(theirs)} tokens; {detail}); the target must produce the "
+            "source's tokens, which needs one token space", field="tokenizer",
             fix="compare models that share a tokenizer (e.g. fine-tunes of one base)")
 
 
