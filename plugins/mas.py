@@ -50,7 +50,7 @@ class MAS(Measure):
 
     def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
-        from simbench.lm.measure import is_language_model
+        from simbench.lm.kind import is_language_model
 
         if any(is_language_model(s) for s in systems):  # stepwise MAS on their behaviour
             from simbench.lm.measure import score_mas

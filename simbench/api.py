@@ -105,7 +105,7 @@ def with_lm_task(systems: Sequence[System], task: Any) -> list[System]:
     model."""
     if task is None:
         return list(systems)
-    from simbench.lm.measure import is_language_model
+    from simbench.lm.kind import is_language_model
 
     if not any(is_language_model(s) for s in systems):
         raise ParameterError("prompts and new_tokens apply to language models, and no system "

@@ -15,17 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench.errors import ParameterError, SimbenchError, TaskError
+from simbench.lm.kind import is_language_model
 from simbench.result import Score
 from simbench.tasks.continuation import CONTINUATION, Continuation
 
 #: untrained random subspace ``j`` of a null for system ``i`` uses seed ``seed + STRIDE*(j+1)+i``
 NULL_SEED_STRIDE = 100_003
-
-
-def is_language_model(system: object) -> bool:
-    """Whether ``system`` is an :class:`~simbench.lm.system.LMSystem` (checked without
-    importing torch)."""
-    return bool(getattr(type(system), "is_language_model", False))
 
 
 def check_same_tokenizer(systems: Sequence[Any]) -> None:
