@@ -117,3 +117,15 @@ def test_importing_simbench_lm_needs_neither_torch_nor_transformers() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_a_model_directory_digest_follows_content_not_place(dirs: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    from simbench.lm.load import model_dir_digest
+
+    copy = shutil.copytree(dirs["gpt"], tmp_path / "moved")
+    assert model_dir_digest(copy) == model_dir_digest(dirs["gpt"])
+    (copy / "tokenizer_config.json").write_text("{}")
+    assert model_dir_digest(copy) != model_dir_digest(dirs["gpt"])

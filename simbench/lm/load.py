@@ -52,6 +52,31 @@ def hub_id_error(spec: str, *, also: str = "") -> SimbenchError:
                                                                   + "'"))
 
 
+def model_dir_digest(path: str | Path) -> str:
+    """sha256 over a model directory's config, weights and tokenizer files (names and bytes,
+    in name order): what a result on the model depends on, wherever the directory lies."""
+    import hashlib
+
+    root = Path(path)
+    check_model_dir(root)
+    names = [CONFIG, *WEIGHTS, *(f for files in TOKENIZER_SETS for f in files),
+             "tokenizer_config.json", "special_tokens_map.json"]
+    index = root / WEIGHTS[1]
+    if index.is_file():  # sharded weights: the shards the index lists
+        import json
+
+        names += sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+    h = hashlib.sha256()
+    for name in sorted(set(names)):
+        file = root / name
+        if file.is_file():
+            h.update(name.encode() + b"\0")
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
 def check_model_dir(path: str | Path) -> None:
     """Refuse a directory that lacks the config, the weights or the tokenizer, naming the file."""
     root = Path(path)
@@ -117,4 +142,4 @@ def _load(transformers: Any, root: Path) -> tuple[Any, Any]:
 
 
 __all__ = ["check_model_dir", "hub_id_error", "is_model_dir", "load_model_dir",
-           "looks_like_hub_id"]
+           "looks_like_hub_id", "model_dir_digest"]
