@@ -41,7 +41,11 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
     A :class:`~simbench.recording.Recording` or a recording path (``.nc``) becomes a
     :class:`~simbench.systems.RecordedSystem`; a ``.safetensors`` checkpoint or a zoo id a
     :class:`~simbench.systems.torch.TorchSystem` (``task``: the task of its stimuli, default its
-    own); a System is returned as is.
+    own); a directory (``save_pretrained``: config, safetensors weights, tokenizer) a
+    language model, :class:`~simbench.lm.system.LMSystem` (``task``: a
+    :class:`~simbench.tasks.continuation.Continuation` with its prompts); a System is returned
+    as is. A model id that is no local path (``gpt2``, ``org/name``) is refused: simbench
+    loads from disk only.
     """
     if isinstance(spec, Recording):
         return RecordedSystem(spec)

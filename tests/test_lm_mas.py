@@ -151,6 +151,9 @@ def test_recordings_pair_and_cka_rsa_score_them(lms: dict[str, Path], tmp_path: 
     same = simbench.score("cka", paths["gpt_a"], paths["gpt_a"], site="transformer.h.1")
     assert same.value == pytest.approx(1.0, abs=1e-6)
     assert 0.0 < cka.value < 1.0 and -1.0 <= rsa.value <= 1.0
+    direct = simbench.score("cka", str(lms["gpt_a"]), str(lms["gpt_b"]),
+                            site="transformer.h.1", prompts=lms["prompts"])
+    assert direct.value == pytest.approx(cka.value, abs=1e-6)  # model directories directly
     with pytest.raises(ParameterError, match="language models"):  # prompts need an LM
         simbench.score("cka", paths["gpt_a"], paths["gpt_b"], site="embedding",
                        prompts=PROMPTS)
