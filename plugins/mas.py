@@ -50,6 +50,12 @@ class MAS(Measure):
 
     def score(self, systems: Sequence[Any], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
+        from simbench.lm.kind import is_language_model
+
+        if any(is_language_model(s) for s in systems):  # stepwise MAS on their behaviour
+            from simbench.lm.measure import score_mas
+
+            return score_mas(self, systems, site=site, seed=seed, device=device, params=params)
         return align_subspaces(self, systems, site=site, task=task, seed=seed, device=device,
                                params=params, within=params["within"])
 

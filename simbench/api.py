@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from simbench import runtime
 from simbench.access import ACCESSIBLE
 from simbench.devices import resolve_device
-from simbench.errors import PluginError, RecordingError, SimbenchError
+from simbench.errors import (
+    CheckpointError,
+    ParameterError,
+    PluginError,
+    RecordingError,
+    SimbenchError,
+)
 from simbench.recording import Recording, load_recording
 from simbench.registry import contained_call, get_registry
 from simbench.result import Score, provenance
@@ -35,7 +41,11 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
     A :class:`~simbench.recording.Recording` or a recording path (``.nc``) becomes a
     :class:`~simbench.systems.RecordedSystem`; a ``.safetensors`` checkpoint or a zoo id a
     :class:`~simbench.systems.torch.TorchSystem` (``task``: the task of its stimuli, default its
-    own); a System is returned as is.
+    own); a directory (``save_pretrained``: config, safetensors weights, tokenizer) a
+    language model, :class:`~simbench.lm.system.LMSystem` (``task``: a
+    :class:`~simbench.tasks.continuation.Continuation` with its prompts); a System is returned
+    as is. A model id that is no local path (``gpt2``, ``org/name``) is refused: simbench
+    loads from disk only.
     """
     if isinstance(spec, Recording):
         return RecordedSystem(spec)
@@ -45,17 +55,68 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
         raise SimbenchError(f"cannot use {reprlib.repr(spec)} as a system",
                             fix="pass a recording path (.nc), a zoo id, a Recording or a System")
     path = Path(spec)
+    if path.is_dir():  # a save_pretrained directory: a language model
+        from simbench.lm.load import check_model_dir
+
+        check_model_dir(path)
+        from simbench.lm.system import LMSystem
+
+        return LMSystem.from_dir(path, task=_continuation(task))
     if path.suffix in RECORDING_SUFFIXES or path.exists():
         if path.suffix == ".safetensors":
             from simbench.systems.torch import TorchSystem
 
             return TorchSystem.from_checkpoint(path, task=task)
         return RecordedSystem(load_recording(path))
+    from simbench.lm.load import hub_id_error, looks_like_hub_id
+
+    if "/" in str(spec) and looks_like_hub_id(str(spec)):  # zoo ids have no '/'
+        raise hub_id_error(str(spec))
     try:
         from simbench.systems.torch import TorchSystem
     except ImportError as exc:  # pragma: no cover - torch is a dependency
         raise RecordingError(f"'{spec}' is not a file and torch is unavailable: {exc}") from None
-    return TorchSystem.from_zoo(str(spec))
+    try:
+        return TorchSystem.from_zoo(str(spec))
+    except CheckpointError as exc:
+        if exc.field == "zoo_id" and looks_like_hub_id(str(spec)):
+            raise hub_id_error(str(spec), also=" nor a zoo id (see `simbench zoo list`)"
+                               ) from None
+        raise
+
+
+def _continuation(task: object) -> Any:
+    """The language-model task a model directory is loaded with: ``task`` when it is a
+    :class:`~simbench.tasks.continuation.Continuation`, else one without prompts."""
+    from simbench.tasks.continuation import Continuation
+
+    return task if isinstance(task, Continuation) else Continuation()
+
+
+def lm_task(prompts: Any = None, new_tokens: int | None = None) -> Any:
+    """The :class:`~simbench.tasks.continuation.Continuation` that ``prompts`` (a file, a list
+    or a generator) and ``new_tokens`` ask for, or None when neither is given."""
+    if prompts is None and new_tokens is None:
+        return None
+    from simbench.tasks.continuation import DEFAULT_NEW_TOKENS, Continuation
+
+    return Continuation(prompts, new_tokens=DEFAULT_NEW_TOKENS if new_tokens is None
+                        else new_tokens)
+
+
+def with_lm_task(systems: Sequence[System], task: Any) -> list[System]:
+    """Language models given ``task`` (their prompts); refuses prompts without a language
+    model."""
+    if task is None:
+        return list(systems)
+    from simbench.lm.kind import is_language_model
+
+    if not any(is_language_model(s) for s in systems):
+        raise ParameterError("prompts and new_tokens apply to language models, and no system "
+                             "is one", field="prompts",
+                             fix="drop --prompts/--new-tokens, or pass model directories")
+    return [s.with_task(task) if is_language_model(s) else s  # type: ignore[attr-defined]
+            for s in systems]
 
 
 class _PendingNetwork:
@@ -78,19 +139,20 @@ def _names_network(spec: object) -> bool:
     if not isinstance(spec, (str, Path)):
         return False
     path = Path(spec)
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or path.is_dir():
         return True
     return not (path.suffix in RECORDING_SUFFIXES or path.exists())
 
 
 def resolve_systems(measure: str, systems: Sequence[object], *,
-                    task: str | None = None) -> list[System]:
+                    task: str | None = None, lm: Any = None) -> list[System]:
     """Resolve ``systems`` for ``measure``, cheapest checks first.
 
     Recordings are loaded and validated, the number and access of the systems checked against
     the measure and the task name looked up *before* any network (zoo id or checkpoint) is
     loaded: a bad recording or a wrong measure fails in well under a second instead of after
-    torch and the zoo have loaded.
+    torch and the zoo have loaded. ``lm`` (see :func:`lm_task`): the prompts language models
+    are given.
     """
     reg = get_registry()
     m = reg.measure(measure)
@@ -101,6 +163,7 @@ def resolve_systems(measure: str, systems: Sequence[object], *,
         reg.task(task)  # unknown task names fail here, with suggestions
     resolved: list[System] = [resolve_system(s.spec, task=task)
                               if isinstance(s, _PendingNetwork) else s for s in early]
+    resolved = with_lm_task(resolved, lm)
     reg.check_access(m, resolved)
     return resolved
 
@@ -112,6 +175,8 @@ def score(
     task: str | None = None,
     seed: int = 0,
     device: str = "auto",
+    prompts: Any = None,
+    new_tokens: int | None = None,
     **params: Any,
 ) -> Score:
     """Score ``systems`` with the measure called ``measure`` at ``site``.
@@ -123,6 +188,10 @@ def score(
     plugin all come back as :class:`SimbenchError`. Parameters and recordings are checked
     before any network is loaded.
 
+    Language models (``save_pretrained`` directories or :class:`~simbench.lm.LMSystem`) are
+    aligned on ``prompts`` (a text file with one prompt per line, a list, or a generator) and
+    continue each by ``new_tokens`` greedy tokens.
+
     One value per parameter: a list or a comma-separated string (a sweep) is refused with a
     :class:`~simbench.errors.ParameterError` pointing to :func:`sweep`, so ``score`` always
     returns one :class:`Score`.
@@ -131,7 +200,7 @@ def score(
     reg = get_registry()
     m = reg.measure(measure)
     resolved_params = m.resolve_params(params)
-    resolved = resolve_systems(measure, systems, task=task)
+    resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
     # Check the task name when the user gave one or the measure needs one; a recording's own
     # task attr (e.g. Brain-Score data) need not be a registered task for a correlative measure.
     # The measure gets the user's task override only: systems trained on different tasks keep
@@ -181,6 +250,8 @@ def sweep(
     task: str | None = None,
     seed: int = 0,
     device: str = "auto",
+    prompts: Any = None,
+    new_tokens: int | None = None,
     **params: Any,
 ) -> list[Score]:
     """Score ``systems`` once per parameter combination: the CLI's ``--k 1,2,4`` from Python.
@@ -194,9 +265,9 @@ def sweep(
     """
     m = get_registry().measure(measure)
     _, grid = m.sweep_grid(params)
-    resolved = resolve_systems(measure, systems, task=task)
+    resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
     return [score(measure, *resolved, site=site, task=task, seed=seed, device=device, **combo)
             for combo in grid]
 
 
-__all__ = ["resolve_system", "resolve_systems", "score", "sweep"]
+__all__ = ["lm_task", "resolve_system", "resolve_systems", "score", "sweep", "with_lm_task"]

@@ -182,8 +182,9 @@ def test_tasks_are_looked_up_only_through_the_registry():
 
 def test_hook_and_lightweight_import():
     names = [cls.name for cls in simbench_tasks()]
-    assert names == ["multi_object", "same_object", "modulo", "rounding", "arithmetic"]
-    assert [len(cls.variables) for cls in simbench_tasks()] == [2] * 5
+    assert names == ["multi_object", "same_object", "modulo", "rounding", "arithmetic",
+                     "continuation"]  # the language models' behavioural task
+    assert [len(cls.variables) for cls in simbench_tasks()] == [2] * 5 + [1]
     code = "import sys, simbench.tasks; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

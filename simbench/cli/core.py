@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score",
         help="score systems with one measure",
-        description="Score systems (recording files, zoo ids, checkpoints) with a measure. "
+        description="Score systems (recording files, zoo ids, checkpoints, language-model "
+        "directories) with a measure. "
         "Measure parameters are passed as --NAME VALUE (see `simbench measures`); a "
         "comma-separated value sweeps that parameter, e.g. --k 1,2,4,8.",
     )
@@ -37,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use only the stimuli both recordings share")
     p.add_argument("--json", action="store_true", help="print the score(s) as JSON")
     p.add_argument("--plot", metavar="PNG", help="with a sweep: plot the value against it")
+    p.add_argument("--prompts", metavar="FILE", help="language models (model directories): "
+                   "the prompts, one per line, each model greedily continues")
+    p.add_argument("--new-tokens", type=int, metavar="N", dest="new_tokens",
+                   help="language models: continuation length in tokens (default 8)")
     p.set_defaults(handler=cmd_score, accepts_extra=True)
 
     p = sub.add_parser("validate", help="check recording files against the schema",
@@ -118,7 +123,7 @@ def expand_sweep(measure: Any, raw: dict[str, str]) -> tuple[list[str], list[dic
 
 
 def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.api import resolve_systems, score
+    from simbench.api import lm_task, resolve_systems, score
     from simbench.registry import get_registry
 
     measure = get_registry().measure(args.measure)
@@ -130,7 +135,8 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
         raise ParameterError("--plot draws a sweep, and no parameter is swept",
                              field="plot", fix="sweep a parameter with comma-separated values, "
                              "e.g. --k 1,2,4,8 --plot k.png, or drop --plot")
-    systems = resolve_systems(args.measure, args.systems, task=args.task)
+    systems = resolve_systems(args.measure, args.systems, task=args.task,
+                              lm=lm_task(args.prompts, args.new_tokens))
     results = []
     for params in grid:
         result = score(args.measure, *systems, site=args.site, task=args.task,
@@ -282,3 +288,27 @@ def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
                 for note in task_notes(load_recording(path), task):
                     print(f"  note: {note}")
     return 1 if failed else 0
+
+
+def record_lm(args: argparse.Namespace) -> int:
+    """``simbench record DIR --prompts FILE --out X.nc``: a language model's sites over its
+    prompts as a recording (prompt, token position, unit)."""
+    import time
+
+    from simbench.errors import TaskError
+    from simbench.lm.system import LMSystem
+    from simbench.recording import save_recording
+    from simbench.tasks.continuation import Continuation
+
+    if not getattr(args, "prompts", None):
+        raise TaskError("recording a language model needs prompts", field="prompts",
+                        fix="pass --prompts FILE (one prompt per line)")
+    system = LMSystem.from_dir(args.system, task=Continuation(args.prompts))
+    sites = args.sites.split(",") if args.sites else None
+    t0 = time.perf_counter()
+    rec = system.record(sites=sites)
+    path = save_recording(rec, args.out)
+    print(f"recorded {len(system.task_def.prompts)} prompts from {args.prompts} of "
+          f"{system.system_id} at sites {', '.join(rec.sites)} in "
+          f"{time.perf_counter() - t0:.1f} s -> {path}")
+    return 0

@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_rebuild)
 
     p = sub.add_parser("record", help="record a zoo model's sites into a netCDF recording")
-    p.add_argument("system", metavar="ZOO_ID", help="zoo id (or a .safetensors checkpoint)")
+    p.add_argument("system", metavar="ZOO_ID", help="zoo id (or a .safetensors checkpoint, "
+                   "or a language model's directory)")
     p.add_argument("--task", help="task of the stimuli (default: the model's own)")
     p.add_argument("--out", required=True, help="output .nc file")
     p.add_argument("--n", type=int, default=1000, help="number of stimuli (default 1000)")
@@ -73,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "space-separated tokens per line ('#' comments skipped)")
     p.add_argument("--sites", help="comma-separated sites (default: all)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--prompts", metavar="FILE", help="a language-model directory: record it "
+                   "over these prompts (one per line)")
     p.set_defaults(handler=cmd_record)
 
 
@@ -189,6 +192,10 @@ def cmd_record(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.systems.torch import TorchSystem
 
     spec = args.system
+    if Path(spec).is_dir():  # a language model's save_pretrained directory
+        from simbench.cli.core import record_lm
+
+        return record_lm(args)
     if spec.endswith(".safetensors"):
         system = TorchSystem.from_checkpoint(spec, task=args.task, device=args.device)
     else:

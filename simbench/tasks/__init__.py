@@ -23,13 +23,15 @@ from simbench.tasks.base import (
     Task,
     content_id,
 )
+from simbench.tasks.continuation import Continuation
 from simbench.tasks.counting import CountingTask
 from simbench.tasks.modulo import Modulo
 from simbench.tasks.multi_object import MultiObject
 from simbench.tasks.rounding import Rounding
 from simbench.tasks.same_object import SameObject
 
-BUILTIN_TASKS: tuple[type[Task], ...] = (MultiObject, SameObject, Modulo, Rounding, Arithmetic)
+BUILTIN_TASKS: tuple[type[Task], ...] = (MultiObject, SameObject, Modulo, Rounding, Arithmetic,
+                                         Continuation)
 
 
 @hookimpl
@@ -40,6 +42,6 @@ def simbench_tasks() -> list[type[Task]]:
 
 __all__ = [
     "BOS", "BUILTIN_TASKS", "EOS", "PAD", "TOKEN_ID", "TRIGGER", "UNDEFINED", "VOCAB",
-    "Arithmetic", "CountingTask", "Modulo", "MultiObject", "Rounding", "SameObject", "Stimuli",
+    "Arithmetic", "Continuation", "CountingTask", "Modulo", "MultiObject", "Rounding", "SameObject", "Stimuli",
     "Task", "content_id", "simbench_tasks",
 ]
