@@ -6,11 +6,12 @@ are taken as given (a CUDA device without a GPU is an error saying what to use i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simbench.errors import SimbenchError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,4 +41,26 @@ def _is_cuda_index(name: str) -> bool:
     return prefix == "cuda" and index.isdigit()
 
 
-__all__ = ["DEVICES", "resolve_device"]
+def to_device(data: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``data`` (a host array or CPU tensor) as a tensor on ``device``.
+
+    For a CUDA device the copy goes through pinned (page-locked) memory without blocking, so
+    the host keeps queueing work while the copy runs; torch's pinned-memory allocator keeps
+    the staging buffer alive until the copy is done. On the CPU the array's memory is shared,
+    as ``torch.as_tensor`` would.
+    """
+    import torch
+
+    tensor = data if isinstance(data, torch.Tensor) else torch.as_tensor(data)
+    target = torch.device(device)
+    if target.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(target, non_blocking=True)
+    return tensor.to(target)
+
+
+def is_cuda(device: Any) -> bool:
+    """Whether ``device`` (a string or ``torch.device``) names a CUDA device."""
+    return str(device).startswith("cuda")
+
+
+__all__ = ["DEVICES", "is_cuda", "resolve_device", "to_device"]
