@@ -17,7 +17,8 @@
 #
 # SIMBENCH_GPU_CHECK_DEVICE (default cuda) names the device; with `cpu` the script checks its
 # own plumbing on a machine without a GPU (the CUDA-only parts skip). SIMBENCH_GPU_CHECK_WORKERS
-# (default 4 when dask is importable) runs the paper spec on that many local workers.
+# (default 4 when dask is importable; 0: in-process) runs the demo and the paper spec on that
+# many local workers sharing the GPU.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 
@@ -133,32 +134,34 @@ echo "env: done" >> "$SUMMARY"
 # ---- c. tests -----------------------------------------------------------------------------------
 TESTS="$OUT/gpu_tests.txt"
 : > "$TESTS"
-stage tests "$(cap 150 200)" "$TESTS" bash -c "$PY -m pytest -q -p no:cacheprovider -m gpu \
+stage tests "$(cap 180 150)" "$TESTS" bash -c "$PY -m pytest -q -p no:cacheprovider -m gpu \
     --continue-on-collection-errors tests; $PY -m pytest -q -p no:cacheprovider -m 'not gpu' \
     tests/test_device_path.py tests/test_devices.py"
 
 # ---- d. the MAS step benchmark ------------------------------------------------------------------
 BENCH="$OUT/bench_mas.txt"
 : > "$BENCH"
-SIMBENCH_BENCH_DEVICE=$DEVICE stage bench "$(cap 90 150)" "$BENCH" "$PY" -m pytest -q \
+SIMBENCH_BENCH_DEVICE=$DEVICE stage bench "$(cap 60 100)" "$BENCH" "$PY" -m pytest -q \
     -p no:cacheprovider benchmarks/test_bench_mas.py -k "test_step" \
     --benchmark-enable --benchmark-json "$OUT/bench_mas.json" --benchmark-columns=min,median,max
 
 # ---- e. the demo --------------------------------------------------------------------------------
+WORKERS=${SIMBENCH_GPU_CHECK_WORKERS:-}
+if [[ -z "$WORKERS" ]] && "$PY" -c "import dask.distributed" 2>/dev/null; then WORKERS=4; fi
+WORKER_ARGS=()
+[[ -n "$WORKERS" && "$WORKERS" != 0 ]] && WORKER_ARGS=(--workers "$WORKERS")
 DEMO="$OUT/demo.txt"
 : > "$DEMO"
 rm -f /tmp/gpu-check-demo.sqlite  # a fresh store: the demo's time is the whole demo
-stage demo "$(cap 120 90)" "$DEMO" bash -c "time simbench demo --device $DEVICE --no-progress \
-    --store /tmp/gpu-check-demo.sqlite --html /tmp/gpu-check-demo.html"
+stage demo "$(cap 90 40)" "$DEMO" bash -c "time simbench demo --device $DEVICE --no-progress \
+    ${WORKER_ARGS[*]} --store /tmp/gpu-check-demo.sqlite --html /tmp/gpu-check-demo.html"
 
 # ---- f. the paper spec --------------------------------------------------------------------------
 PAPER="$OUT/paper.txt"
 : > "$PAPER"
-WORKERS=${SIMBENCH_GPU_CHECK_WORKERS:-}
-if [[ -z "$WORKERS" ]] && "$PY" -c "import dask.distributed" 2>/dev/null; then WORKERS=4; fi
 PAPER_ARGS=(benchmarks/specs/paper.toml --store "$OUT/paper.sqlite" --device "$DEVICE"
             --no-progress --skip-missing)
-[[ -n "$WORKERS" && "$WORKERS" != 0 ]] && PAPER_ARGS+=(--workers "$WORKERS")
+PAPER_ARGS+=("${WORKER_ARGS[@]}")
 PAPER_START=$(date +%s)
 stage paper "$(cap 100000 15)" "$PAPER" simbench bench run "${PAPER_ARGS[@]}"
 echo "paper: wall $(( $(date +%s) - PAPER_START ))s, workers ${WORKERS:-in-process}" \

@@ -203,7 +203,7 @@ def test_validation_still_reads_back_and_matches_the_cpu_rows() -> None:
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 ZOO = ("gru_multi_s1", "gru_multi_s2")
-BUDGET = dict(n_train=512, n_val=128, n_test=256, pool_size=400, max_steps=40, eval_every=10,
+BUDGET = dict(n_train=512, n_val=128, n_test=256, pool_size=300, max_steps=30, eval_every=10,
               progress=False)
 GPU_TOLERANCE = 0.06  # float order differs on the GPU; training then drifts a little
 
@@ -236,14 +236,16 @@ def test_cuda_steps_stay_on_the_gpu_and_never_synchronise(name: str) -> None:
 @needs_cuda
 @pytest.mark.parametrize("measure,params", [
     ("mas", dict(k=16)),
-    ("das", dict(k=16)),
-    ("clmas", dict(k=16, eps=0.5, record_n=600)),
+    ("das", dict(k=16)),  # one network against its causal model
+    ("clmas", dict(k=16, eps=0.5, record_n=400)),
     ("model_stitch", dict(rank=2)),
-    ("latent_stitch", dict(record_n=600)),
+    ("latent_stitch", dict(record_n=400)),
 ])
 def test_cuda_scores_equal_the_cpu_scores(measure: str, params: dict[str, Any]) -> None:
-    cpu = simbench.score(measure, *ZOO, site="hidden", seed=0, device="cpu", **params, **BUDGET)
-    gpu = simbench.score(measure, *ZOO, site="hidden", seed=0, device="cuda", **params,
+    systems = ZOO[:1] if measure == "das" else ZOO
+    cpu = simbench.score(measure, *systems, site="hidden", seed=0, device="cpu", **params,
+                         **BUDGET)
+    gpu = simbench.score(measure, *systems, site="hidden", seed=0, device="cuda", **params,
                          **BUDGET)
     assert gpu.attrs["device"].startswith("cuda")
     assert gpu.value == pytest.approx(cpu.value, abs=GPU_TOLERANCE), (measure, gpu.value,
