@@ -103,6 +103,7 @@ ENGINES: dict[str, Callable[[str], Engine]] = {
     "mas-gru-transformer": lambda dev: mas_engine(dev, ("gru", "transformer")),
     "mas-lstm-embedding": lambda dev: mas_engine(dev, ("lstm", "gru"), site="embedding"),
     "mas-stepwise-gru-embedding": lambda dev: mas_engine(dev, site="embedding", stepwise=True),
+    "mas-stepwise-gru-hidden": lambda dev: mas_engine(dev, stepwise=True),
     "mas-stepwise-transformer": lambda dev: mas_engine(dev, ("transformer", "transformer"),
                                                        stepwise=True),
     "model-stitch": model_stitch_engine,
@@ -187,10 +188,13 @@ def test_no_device_less_tensor_and_no_read_back_per_step(name: str) -> None:
     assert watch.reads == [], "values read back in a training step: " + "; ".join(watch.reads)
 
 
-def test_validation_still_reads_back_and_matches_the_cpu_rows() -> None:
-    """Host-planned rows (numpy) and device rows (tensors) give the same logits: the plan made
-    on the host is the plan the device would have made."""
-    engine = mas_engine("cpu")
+@pytest.mark.parametrize("name", ["mas-gru-hidden", "mas-gru-transformer",
+                                  "mas-stepwise-gru-hidden", "mas-stepwise-gru-embedding",
+                                  "mas-stepwise-transformer"])
+def test_host_plan_equals_the_plan_read_back(name: str) -> None:
+    """Host-planned rows (numpy) and device rows (tensors) give the same logits bit for bit:
+    the plan made on the host (buckets, cuts, patched entries) is the one the device gives."""
+    engine = ENGINES[name]("cpu")
     rows = torch.arange(64)  # all of n_val: 128 rows in four length buckets
     planned, cont_h = engine.patched_logits("val", 1, [(0, rows.numpy()), (1, rows.numpy())])
     read, cont_d = engine.patched_logits("val", 1, [(0, rows), (1, rows)])

@@ -42,11 +42,14 @@ class IndexedEdit:
 
     ``b``, ``t``: the (row, position) of every True entry of the mask, row-major (what
     ``mask.nonzero(as_tuple=True)`` returns), on the mask's device; ``times``: the positions
-    with at least one entry, ascending, on the host (None: unknown). Calling it calls ``fn``.
+    with at least one entry, ascending, on the host (None: unknown); ``rows_at``: for each of
+    those positions, the rows with an entry there (what ``mask[:, t].nonzero()`` returns; for
+    models that patch one step at a time). Calling it calls ``fn``.
     """
 
-    def __init__(self, fn: EditFn, b: Tensor, t: Tensor, times: list[int] | None = None) -> None:
-        self.fn, self.b, self.t, self.times = fn, b, t, times
+    def __init__(self, fn: EditFn, b: Tensor, t: Tensor, times: list[int] | None = None,
+                 rows_at: dict[int, Tensor] | None = None) -> None:
+        self.fn, self.b, self.t, self.times, self.rows_at = fn, b, t, times, rows_at
 
     def __call__(self, h: Tensor, b: Tensor, t: Tensor) -> Tensor:
         return self.fn(h, b, t)
@@ -119,6 +122,12 @@ class Patch:
         assert self.fn is not None
         if t >= self.mask.shape[1]:
             return h
+        if self.index is not None and self.index.rows_at is not None:
+            rows = self.index.rows_at.get(t)  # known: no read-back
+            if rows is None:
+                return h
+            return h.index_put((rows,), self.fn(h[rows], rows, torch.full_like(rows, t))
+                               .to(h.dtype))
         col = self.mask[:, t]
         if not bool(col.any()):
             return h

@@ -208,8 +208,13 @@ class Runner:
                 counts = tpos_h + 1
                 b_h = np.repeat(np.arange(len(tpos_h)), counts)
                 t_h = np.arange(len(b_h)) - np.repeat(np.cumsum(counts) - counts, counts)
-                bt = to_device(np.stack([b_h, t_h]), tokens.device)
-                edit = IndexedEdit(patch, bt[0], bt[1], list(range(int(tpos_h.max()) + 1)))
+                times = list(range(int(tpos_h.max()) + 1))
+                at = [np.flatnonzero(tpos_h >= t) for t in times]  # rows patched at step t
+                moved = to_device(np.concatenate([b_h, t_h, *at]), tokens.device)
+                n = len(b_h)
+                bounds = np.cumsum([2 * n] + [len(a) for a in at])
+                rows_at = {t: moved[lo:hi] for t, lo, hi in zip(times, bounds[:-1], bounds[1:])}
+                edit = IndexedEdit(patch, moved[:n], moved[n: 2 * n], times, rows_at)
             logits = self.model.run(tokens, edits={self.site: (mask, edit)})[0]
             return self._gather(logits, cont, rows, steps)
 
