@@ -139,9 +139,9 @@ class Runner:
         spend most of its time on padding: rows are sorted by how many continuation logits
         they need and each bucket runs only as far as its longest row.
         ``run(rows, steps, width, tpos)`` returns the first ``steps`` continuation logits of
-        ``rows`` (reading tokens before ``width`` only; see :data:`RunFn`); ``upto`` asks for no more than that
-        many (generation needs one more each step), the rest come back as zeros. With
-        ``cont.host`` the plan is made on the host; otherwise the lengths are read back.
+        ``rows`` (see :data:`RunFn`); ``upto`` asks for no more than that many (generation
+        needs one more each step), the rest come back as zeros. With ``cont.host`` the plan is
+        made on the host; otherwise the lengths are read back from the device.
         """
         bsz, length = cont.targets.shape
         n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
@@ -151,7 +151,7 @@ class Runner:
             needed_h = cont.host.needed
             if upto is not None:
                 needed_h = np.minimum(needed_h, max(upto, 1))
-            order_h = np.argsort(needed_h, kind="stable")  # the same order torch's stable sort gives
+            order_h = np.argsort(needed_h, kind="stable")  # = torch's stable argsort
             moved = to_device(np.concatenate([order_h, np.argsort(order_h)]), cont.cf.device)
             order, back = moved[:bsz], moved[bsz:]
             for lo, hi in _chunk_bounds(bsz, n_buckets):
