@@ -2,11 +2,12 @@
 
 ``auto`` takes a CUDA GPU when torch sees one, else the CPU; ``cpu``, ``cuda`` and ``cuda:N``
 are taken as given (a CUDA device without a GPU is an error saying what to use instead).
+:func:`to_device` moves host data there (pinned and non-blocking on a GPU).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from simbench.errors import SimbenchError
 
@@ -58,9 +59,4 @@ def to_device(data: np.ndarray | torch.Tensor, device: str | torch.device) -> to
     return tensor.to(target)
 
 
-def is_cuda(device: Any) -> bool:
-    """Whether ``device`` (a string or ``torch.device``) names a CUDA device."""
-    return str(device).startswith("cuda")
-
-
-__all__ = ["DEVICES", "is_cuda", "resolve_device", "to_device"]
+__all__ = ["DEVICES", "resolve_device", "to_device"]

@@ -203,6 +203,21 @@ def test_host_plan_equals_the_plan_read_back(name: str) -> None:
     assert torch.equal(planned, read)
 
 
+def test_to_device_keeps_values_and_dtype() -> None:
+    import numpy as np
+
+    from simbench.devices import to_device
+
+    rows = np.array([3, 1, 2], dtype=np.int64)
+    on_cpu = to_device(rows, "cpu")
+    assert on_cpu.dtype == torch.int64 and on_cpu.tolist() == [3, 1, 2]
+    on_meta = to_device(rows, "meta")
+    assert on_meta.device.type == "meta" and on_meta.shape == (3,)
+    if torch.cuda.is_available():
+        on_gpu = to_device(rows, "cuda")
+        assert on_gpu.device.type == "cuda" and on_gpu.cpu().tolist() == [3, 1, 2]
+
+
 # ---- on a GPU ---------------------------------------------------------------------------------
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
