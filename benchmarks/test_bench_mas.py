@@ -11,7 +11,9 @@
   cross-model IIA both ways, and the cost (the paper's open question).
 
 Run: ``.venv/bin/pytest benchmarks/test_bench_mas.py --benchmark-enable`` (add ``-k step`` for
-the quick part). Ratios print at the end (benchmarks/conftest.py).
+the quick part). Ratios print at the end (benchmarks/conftest.py). ``SIMBENCH_BENCH_DEVICE``
+picks the engine's device (default ``cpu``; ``auto`` or ``cuda`` for the GPU: the step is then
+timed up to the GPU finishing it, and the CPU-only baseline is skipped).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ import torch
 from torch.nn.utils import parametrize
 
 from benchmarks.naive_mas import NaiveMAS
+from simbench.devices import resolve_device
 
 GRUS = ("gru_multi_s1", "gru_multi_s2", "gru_multi_s3")
 PARITY_TOLERANCE = 0.01  # largest test-IIA gap per direction between engine and baseline
+DEVICE = resolve_device(os.environ.get("SIMBENCH_BENCH_DEVICE", "cpu"))
+ON_CPU = DEVICE == "cpu"
 
 
-def engine_for(names: tuple[str, ...], k: int = 32, device: str = "cpu", **cfg: Any):
+def engine_for(names: tuple[str, ...], k: int = 32, device: str = DEVICE, **cfg: Any):
     from contextlib import ExitStack
 
     from simbench_plugins import _causal
@@ -53,14 +58,17 @@ def pair_engine():
 
 
 def batches_of(engine, size: int = 128) -> dict:
+    """Fixed rows per direction, on the host as the engine's own training loop draws them."""
     g = torch.Generator().manual_seed(0)
-    return {d: torch.randint(0, len(engine.data["train"][d].iv), (size,), generator=g)
+    return {d: torch.randint(0, len(engine.data["train"][d].iv), (size,), generator=g).numpy()
             for d in engine.trained}
 
 
 def training_step(engine, batches: dict):
-    """One optimiser-free training step of ``engine`` (loss, backward, clear gradients)."""
+    """One optimiser-free training step of ``engine`` (loss, backward, clear gradients); on a
+    GPU it returns once the GPU has finished the step."""
     params = list(engine.imap.parameters())
+    cuda = engine.cfg.device.startswith("cuda")
 
     def step() -> None:
         with parametrize.cached():
@@ -68,6 +76,8 @@ def training_step(engine, batches: dict):
         loss.backward()
         for p in params:
             p.grad = None
+        if cuda:
+            torch.cuda.synchronize()
 
     return step
 
@@ -75,7 +85,10 @@ def training_step(engine, batches: dict):
 @pytest.mark.parametrize("impl", ["baseline_naive", "engine"])
 def test_step(benchmark: Any, pair_engine, impl: str) -> None:
     benchmark.group = "mas-step-k32-b128-4dirs"
+    benchmark.extra_info["device"] = DEVICE
     batches = batches_of(pair_engine)
+    if impl != "engine" and not ON_CPU:
+        pytest.skip("the naive baseline runs on the CPU only")
     if impl == "engine":
         step = training_step(pair_engine, batches)
     else:
@@ -87,7 +100,8 @@ def test_step(benchmark: Any, pair_engine, impl: str) -> None:
             loss.backward()
             naive.zero_grad(set_to_none=True)
 
-    benchmark.pedantic(step, rounds=5, warmup_rounds=1, iterations=1)
+    rounds = 5 if ON_CPU else 30
+    benchmark.pedantic(step, rounds=rounds, warmup_rounds=1 if ON_CPU else 3, iterations=1)
     benchmark.extra_info["interventions_per_step"] = 128 * len(batches)
 
 
@@ -108,25 +122,27 @@ def test_step_transformer(benchmark: Any, gru_tf_engine, impl: str) -> None:
     step = training_step(gru_tf_engine, batches_of(gru_tf_engine))
     runners = [p.runner for p in gru_tf_engine.parties]
 
-    def one_pass(self, cont, run, upto=None):  # the whole width, all rows at once
-        return run(torch.arange(cont.cf.shape[0]), cont.targets.shape[1])
+    def one_pass(self, cont, run, upto=None):  # the whole width, all rows at once, no cut
+        rows = torch.arange(cont.cf.shape[0], device=cont.cf.device)
+        return run(rows, cont.targets.shape[1], cont.cf.shape[1], None)
 
     saved = Runner.in_buckets
     try:
         if impl == "baseline_one_pass":
-            Runner.in_buckets = one_pass  # type: ignore[method-assign]
             for r in runners:
-                r._truncated = lambda cont, rows, steps: cont.cf[rows]  # no cut
+                r.in_buckets = one_pass.__get__(r)  # type: ignore[method-assign]
         benchmark.pedantic(step, rounds=5, warmup_rounds=1, iterations=1)
     finally:
-        Runner.in_buckets = saved  # type: ignore[method-assign]
         for r in runners:
-            r.__dict__.pop("_truncated", None)
+            r.__dict__.pop("in_buckets", None)
+    assert Runner.in_buckets is saved
 
 
 def test_parity(benchmark: Any, pair_engine) -> None:
     """Same data, same steps: the engine and the baseline reach the same IIA."""
     benchmark.group = "mas-parity"
+    if not ON_CPU:
+        pytest.skip("the naive baseline runs on the CPU only")
     steps = int(os.environ.get("SIMBENCH_PARITY_STEPS", "1000"))
 
     def train_both() -> dict:

@@ -2,6 +2,7 @@
 
 ``auto`` takes a CUDA GPU when torch sees one, else the CPU; ``cpu``, ``cuda`` and ``cuda:N``
 are taken as given (a CUDA device without a GPU is an error saying what to use instead).
+:func:`to_device` moves host data there (pinned and non-blocking on a GPU).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from simbench.errors import SimbenchError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,4 +42,21 @@ def _is_cuda_index(name: str) -> bool:
     return prefix == "cuda" and index.isdigit()
 
 
-__all__ = ["DEVICES", "resolve_device"]
+def to_device(data: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``data`` (a host array or CPU tensor) as a tensor on ``device``.
+
+    For a CUDA device the copy goes through pinned (page-locked) memory without blocking, so
+    the host keeps queueing work while the copy runs; torch's pinned-memory allocator keeps
+    the staging buffer alive until the copy is done. On the CPU the array's memory is shared,
+    as ``torch.as_tensor`` would.
+    """
+    import torch
+
+    tensor = data if isinstance(data, torch.Tensor) else torch.as_tensor(data)
+    target = torch.device(device)
+    if target.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(target, non_blocking=True)
+    return tensor.to(target)
+
+
+__all__ = ["DEVICES", "resolve_device", "to_device"]

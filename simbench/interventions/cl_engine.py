@@ -16,9 +16,10 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
+from simbench.devices import to_device
 from simbench.errors import ParameterError
 from simbench.interventions.cl_loss import cl_fit, cl_loss
-from simbench.interventions.engine import SPLITS, Engine, EngineConfig, Party
+from simbench.interventions.engine import SPLITS, Engine, EngineConfig, Party, Rows
 from simbench.interventions.maps import InterventionMap
 from simbench.interventions.runners import Runner
 from simbench.interventions.states import Match, StateIndex, counterfactual_states
@@ -63,7 +64,7 @@ class CLEngine(Engine):
     def _prepare(self) -> None:
         for party in self.parties:  # recorded latents arrive on the CPU
             for split, lat in party.latents.items():
-                party.latents[split] = lat.to(self.cfg.device)
+                party.latents[split] = to_device(lat, self.cfg.device)
         super()._prepare()
         rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, 0xC0FF]))
         for split in SPLITS:
@@ -80,13 +81,13 @@ class CLEngine(Engine):
                                                iv.spos, iv.tgt_idx, iv.tpos, carry)
                 idx, pos = index[t].match(states, rng)
                 dev = self.cfg.device
-                self.matches[split][(s, t)] = Match(torch.as_tensor(idx, device=dev),
-                                                    torch.as_tensor(pos, device=dev))
+                self.matches[split][(s, t)] = Match(to_device(idx, dev), to_device(pos, dev))
 
     # ---- latents ---------------------------------------------------------------------------
     def intervened_latents(self, split: str, direction: tuple[int, int],
-                           rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                           rows: Rows) -> tuple[Tensor, Tensor, Tensor]:
         """(patched target latent h', counterfactual latent c, unpatched h_t) for ``rows``."""
+        (rows,) = self.device_rows([rows])
         s, t = direction
         d = self.data[split][direction]
         m = self.matches[split][direction]
@@ -96,7 +97,7 @@ class CLEngine(Engine):
         h_new = self.imap.apply(t, h_t, self.imap.code(s, t, h_s))
         return h_new, lat_t[m.idx[rows], m.pos[rows]], h_t
 
-    def step_loss(self, batches: dict[tuple[int, int], Tensor]) -> Tensor:
+    def step_loss(self, batches: dict[tuple[int, int], Rows]) -> Tensor:
         """Convex mix of the behaviour loss (directions into accessible systems) and L_CL."""
         beh = {d: r for d, r in batches.items() if d in self.behaviour}
         lat = [(d, r) for d, r in batches.items() if d in self.latent_trained]
@@ -159,5 +160,4 @@ class CLEngine(Engine):
         party = self.parties[index]
         party.runner = runner
         for split in SPLITS:
-            runner.cache(split, torch.as_tensor(party.pools[split].tokens,
-                                                device=self.cfg.device))
+            runner.cache(split, to_device(party.pools[split].tokens, self.cfg.device))

@@ -10,6 +10,11 @@ IIA from a teacher-forced pass equals free-running IIA exactly: a trial counts o
 response token is right, and while they are right the generated prefix *is* the
 counterfactual prefix. Token-level IIA differs after the first error, so it is computed by real
 free-running generation (:meth:`Engine.evaluate`).
+
+Everything runs on ``EngineConfig.device``. The rows of a training batch are drawn on the host
+(numpy) together with what shapes depend on (how long each row's continuation is), so a
+training step queues its work without ever waiting for the device; values are read back only
+at validation, every ``eval_every`` steps.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,14 +31,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils import parametrize
 
+from simbench.devices import to_device
 from simbench.interventions.data import Interventions, Pool, make_pool, sample_interventions
 from simbench.interventions.maps import InterventionMap
-from simbench.interventions.runners import Continuation, Runner
+from simbench.interventions.runners import Continuation, HostRows, Runner, continuation_needs
 from simbench.runtime import adapt_threads
 from simbench.tasks.base import Task
 
 SPLITS = ("train", "val", "test")
 _SHOWN = {"iia": "IIA", "r2": "R^2", "iia+r2": "IIA and R^2"}  # validation metrics, for people
+
+Rows = np.ndarray | Tensor
+"""Row indices into one direction's data: numpy (host-known: no read-back) or a tensor."""
 
 
 @dataclasses.dataclass
@@ -77,7 +86,8 @@ class EngineConfig:
 
 @dataclasses.dataclass
 class DirectionData:
-    """One direction's interventions for one split, on the device."""
+    """One direction's interventions for one split, on the device (``iv`` and ``need`` stay on
+    the host: ``need`` is each row's continuation length, what bucket shapes depend on)."""
 
     iv: Interventions
     tgt_idx: Tensor
@@ -86,14 +96,15 @@ class DirectionData:
     spos: Tensor
     cf: Tensor
     cf_mask: Tensor
+    need: np.ndarray
 
     @classmethod
     def from_numpy(cls, iv: Interventions, device: str) -> DirectionData:
         def t(a: np.ndarray) -> Tensor:
-            return torch.as_tensor(a, device=device)
+            return to_device(a, device)
 
         return cls(iv, t(iv.tgt_idx), t(iv.tpos), t(iv.src_idx), t(iv.spos), t(iv.cf_tokens),
-                   t(iv.cf_mask))
+                   t(iv.cf_mask), continuation_needs(iv.cf_mask, iv.tpos))
 
 
 @dataclasses.dataclass
@@ -149,7 +160,7 @@ class Engine:
                                                seed=cfg.seed * 7919 + 1000 * i + 17,
                                                values=cfg.values)
                 if split not in p.latents and p.runner is not None:
-                    tokens = torch.as_tensor(p.pools[split].tokens, device=cfg.device)
+                    tokens = to_device(p.pools[split].tokens, cfg.device)
                     p.latents[split] = p.runner.cache(split, tokens)
         counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
         for split in SPLITS:
@@ -161,20 +172,46 @@ class Engine:
                 self.data[split][(s, t)] = DirectionData.from_numpy(iv, cfg.device)
 
     # ---- one patched pass -------------------------------------------------------------------
+    def device_rows(self, rows: Sequence[Rows]) -> list[Tensor]:
+        """Row indices on the device: host arrays go in one (pinned, non-blocking) copy."""
+        if all(isinstance(r, Tensor) for r in rows):
+            return list(rows)  # type: ignore[arg-type]
+        host = [np.asarray(r, dtype=np.int64) if not isinstance(r, Tensor) else None
+                for r in rows]
+        moved = to_device(np.concatenate([h for h in host if h is not None]), self.cfg.device)
+        out, start = [], 0
+        for h, r in zip(host, rows):
+            if h is None:
+                out.append(r)
+            else:
+                out.append(moved[start: start + len(h)])
+                start += len(h)
+        return out
+
     def patched_logits(self, split: str, target: int,
-                       chunks: Sequence[tuple[int, Tensor]],
+                       chunks: Sequence[tuple[int, Rows]],
                        cf_override: Tensor | None = None, upto: int | None = None
                        ) -> tuple[Tensor, Continuation]:
         """Continuation logits of ``target`` for rows of several directions into it, batched.
 
-        ``chunks`` lists (source, row indices into that direction's data). ``cf_override``
-        replaces the counterfactual tokens (free-running generation feeds its own tokens);
-        ``upto`` computes only the first that many continuation logits (the rest are zeros).
+        ``chunks`` lists (source, row indices into that direction's data). Rows given as numpy
+        arrays let the whole pass be planned on the host (no read-back from the device);
+        tensors work too, at the cost of reading the continuation lengths back.
+        ``cf_override`` replaces the counterfactual tokens (free-running generation feeds its
+        own tokens); ``upto`` computes only the first that many continuation logits (the rest
+        are zeros).
         """
         party = self.parties[target]
         runner = party.runner
         assert runner is not None, "behaviour needs an accessible target"
-        parts = [(s, self.data[split][(s, target)], rows) for s, rows in chunks]
+        datas = [self.data[split][(s, target)] for s, _ in chunks]
+        host = None
+        if not any(isinstance(r, Tensor) for _, r in chunks):
+            host_rows = [np.asarray(r, dtype=np.int64) for _, r in chunks]
+            host = HostRows(np.concatenate([d.need[r] for d, r in zip(datas, host_rows)]),
+                            np.concatenate([d.iv.tpos[r] for d, r in zip(datas, host_rows)]))
+        dev_rows = self.device_rows([r for _, r in chunks])
+        parts = [(s, d, rows) for (s, _), d, rows in zip(chunks, datas, dev_rows)]
         width = max(d.cf.shape[1] for _, d, _ in parts)
         cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for _, d, r in parts])
         cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
@@ -183,7 +220,7 @@ class Engine:
         tgt_idx = torch.cat([d.tgt_idx[r] for _, d, r in parts])
         if cf_override is not None:
             cf = cf_override
-        cont = Continuation.build(cf, cf_mask, tpos)
+        cont = Continuation.build(cf, cf_mask, tpos, host)
         if not self.cfg.stepwise:
             h_t = party.latents[split][tgt_idx, tpos]
             news, start = [], 0
@@ -222,7 +259,7 @@ class Engine:
         token = (hit & cont.mask).sum(1) / cont.mask.sum(1).clamp(min=1)
         return trial, token
 
-    def step_loss(self, batches: dict[tuple[int, int], Tensor]) -> Tensor:
+    def step_loss(self, batches: dict[tuple[int, int], Rows]) -> Tensor:
         """The training objective for one step: behaviour loss averaged over directions.
 
         Subclasses (CLMAS) add terms for directions into recording-only systems.
@@ -248,10 +285,12 @@ class Engine:
                     continue
                 n = len(self.data[split][(s, t)].iv)
                 hits = 0
+                counts = []
                 for i in range(0, n, chunk):
-                    rows = torch.arange(i, min(i + chunk, n), device=self.cfg.device)
+                    rows = np.arange(i, min(i + chunk, n))
                     logits, cont = self.patched_logits(split, t, [(s, rows)])
-                    hits += int(self.correct(logits, cont)[0].sum())
+                    counts.append(self.correct(logits, cont)[0].sum())
+                hits = int(torch.stack(counts).sum())  # one read-back per direction
                 out[(s, t)] = hits / n
         return out
 
@@ -267,8 +306,7 @@ class Engine:
                 n = len(d.iv)
                 trials, tokens = [], []
                 for i in range(0, n, chunk):
-                    rows = torch.arange(i, min(i + chunk, n), device=self.cfg.device)
-                    trial, token = self._free_run(split, s, t, rows)
+                    trial, token = self._free_run(split, s, t, np.arange(i, min(i + chunk, n)))
                     trials.append(trial)
                     tokens.append(token)
                 trial_all = torch.cat(trials).float()
@@ -277,7 +315,7 @@ class Engine:
                                "n": n, "hits": int(trial_all.sum())}
         return out
 
-    def _free_run(self, split: str, s: int, t: int, rows: Tensor) -> tuple[Tensor, Tensor]:
+    def _free_run(self, split: str, s: int, t: int, rows: Rows) -> tuple[Tensor, Tensor]:
         """Generate greedily after the patch: responses are the model's own tokens.
 
         A row whose teacher-forced pass is right everywhere generates exactly the
@@ -290,7 +328,7 @@ class Engine:
         if len(wrong) == 0:
             return trial, torch.ones_like(token)
         token = torch.ones_like(token)
-        token[wrong] = self._generate(split, s, t, rows[wrong])
+        token[wrong] = self._generate(split, s, t, self.device_rows([rows])[0][wrong])
         return trial, token
 
     def _generate(self, split: str, s: int, t: int, rows: Tensor) -> Tensor:
@@ -328,8 +366,7 @@ class Engine:
             log.stopped = "nothing to train"
             return log
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
-        cursor = dict.fromkeys(self.trained, 0)
+        steps = self.training_steps(opt)
         best_state = copy.deepcopy(self.imap.state_dict())
         best: float | None = None
         bad = 0
@@ -337,20 +374,7 @@ class Engine:
         start = time.perf_counter()
         try:
             for step in range(1, cfg.max_steps + 1):
-                adapt_threads()  # fewer threads while other processes use the cores
-                batches = {}
-                for d in self.trained:
-                    n = len(orders[d])
-                    if cursor[d] + cfg.batch_size > n:
-                        orders[d] = self._perm(n)
-                        cursor[d] = 0
-                    batches[d] = orders[d][cursor[d]: cursor[d] + cfg.batch_size]
-                    cursor[d] += cfg.batch_size
-                with parametrize.cached():
-                    loss = self.step_loss(batches)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss = next(steps)
                 log.steps = step
                 log.interventions += cfg.batch_size * len(self.trained)
                 if step % cfg.eval_every == 0 or step == cfg.max_steps:
@@ -387,6 +411,31 @@ class Engine:
             self.imap.load_state_dict(best_state)
         return log
 
+    def training_steps(self, opt: torch.optim.Optimizer) -> Iterator[Tensor]:
+        """Endless training steps: each draws the next batch of every trained direction (a
+        seeded shuffle, reshuffled when used up), takes one optimiser step and yields the
+        loss, still on the device. Nothing here waits for the device (see the module
+        docstring); :meth:`train` reads values back only when it validates."""
+        cfg = self.cfg
+        orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
+        cursor = dict.fromkeys(self.trained, 0)
+        while True:
+            adapt_threads()  # fewer threads while other processes use the cores
+            batches: dict[tuple[int, int], Rows] = {}
+            for d in self.trained:
+                n = len(orders[d])
+                if cursor[d] + cfg.batch_size > n:
+                    orders[d] = self._perm(n)
+                    cursor[d] = 0
+                batches[d] = orders[d][cursor[d]: cursor[d] + cfg.batch_size]
+                cursor[d] += cfg.batch_size
+            with parametrize.cached():
+                loss = self.step_loss(batches)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            yield loss
+
     def validation_score(self) -> dict[tuple[int, int], float]:
         """What early stopping watches: validation IIA of the trained directions."""
         return self.iia("val", self.trained)
@@ -396,8 +445,9 @@ class Engine:
         """The name of what :meth:`validation_score` returns (``"iia"`` here)."""
         return "iia"
 
-    def _perm(self, n: int) -> Tensor:
-        return torch.as_tensor(self.rng.permutation(n), device=self.cfg.device)
+    def _perm(self, n: int) -> np.ndarray:
+        """A seeded shuffle of ``n`` rows, on the host (see the module docstring)."""
+        return self.rng.permutation(n)
 
 
 def _progress(total: int, label: str, enabled: bool) -> Any:

@@ -12,6 +12,9 @@ Every causal measure is the same engine with a different map:
 A map splits into ``code(s, t, h_s)`` (what the source contributes) and ``apply(t, h_t, z)``
 so the engine can precompute source codes once per step, including at every step of a stepwise
 intervention.
+
+Maps are initialised on the CPU from a seeded CPU generator, so a seed gives the same initial
+map on every device; the engine moves the map to its device.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ class InverseStitch(InterventionMap):
             self.register_buffer("pinv", torch.linalg.pinv(w.double()).float())  # [d_t, d_s]
             b = seq[1].bias
             self.register_buffer("bias", b.detach().clone() if b is not None
-                                 else torch.zeros(w.shape[1]))
+                                 else torch.zeros(w.shape[1], device=w.device))
 
     def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
         if (s, t) == (self.t, self.s):

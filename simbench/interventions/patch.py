@@ -13,6 +13,11 @@ wrapped by :class:`~simbench.systems.torch.HookedModel`) takes ``edits={site: ed
 
 :class:`Patch` normalises any of them to a mask plus a function of the masked entries, and
 applies it to a whole block of steps (parallel models) or to one step (recurrent models).
+
+Finding the masked entries (``mask.nonzero()``) makes the host wait for the device. A caller
+that already knows them passes the function as an :class:`IndexedEdit`, which carries the
+entries; it is still a plain ``fn(h, b, t)``, so a model that does not know the class works
+unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +37,24 @@ Edit = tuple[Tensor, Tensor | EditFn] | Callable[[int, Tensor], Tensor]
 """One site's edit: ``(mask, values)``, ``(mask, fn)`` or a per-step ``fn(t, h)``."""
 
 
+class IndexedEdit:
+    """An edit function ``fn(h, b, t)`` that also carries its mask's nonzero entries.
+
+    ``b``, ``t``: the (row, position) of every True entry of the mask, row-major (what
+    ``mask.nonzero(as_tuple=True)`` returns), on the mask's device; ``times``: the positions
+    with at least one entry, ascending, on the host (None: unknown); ``rows_at``: for each of
+    those positions, the rows with an entry there (what ``mask[:, t].nonzero()`` returns; for
+    models that patch one step at a time). Calling it calls ``fn``.
+    """
+
+    def __init__(self, fn: EditFn, b: Tensor, t: Tensor, times: list[int] | None = None,
+                 rows_at: dict[int, Tensor] | None = None) -> None:
+        self.fn, self.b, self.t, self.times, self.rows_at = fn, b, t, times, rows_at
+
+    def __call__(self, h: Tensor, b: Tensor, t: Tensor) -> Tensor:
+        return self.fn(h, b, t)
+
+
 def is_per_step(edit: Any) -> bool:
     """Whether ``edit`` is the per-step form ``fn(t, h)`` (not a (mask, ...) pair)."""
     return callable(edit) and not isinstance(edit, tuple | list)
@@ -49,6 +72,7 @@ class Patch:
         self.site = site
         self.per_step: Callable[[int, Tensor], Tensor] | None = None
         self.fn: EditFn | None = None
+        self.index: IndexedEdit | None = None
         if is_per_step(edit):
             self.per_step = edit  # type: ignore[assignment]
             self.mask = torch.ones(shape, dtype=torch.bool, device=device)
@@ -62,6 +86,8 @@ class Patch:
             raise SiteError(f"edit mask has shape {tuple(mask.shape)}, tokens are {shape}",
                             site=site, fix="give a bool mask [B, T] matching the tokens")
         self.mask = mask
+        if isinstance(what, IndexedEdit):
+            self.index = what
         if callable(what):
             self.fn = what
         else:
@@ -79,6 +105,9 @@ class Patch:
             steps = [self.per_step(t0 + j, seq[:, j]) for j in range(length)]
             return torch.stack(steps, 1)
         assert self.fn is not None
+        if self.index is not None and t0 == 0 and length == self.mask.shape[1]:
+            b, t = self.index.b, self.index.t  # the whole mask: its entries are known
+            return seq.index_put((b, t), self.fn(seq[b, t], b, t).to(seq.dtype))
         m = self.mask[:, t0: t0 + length]
         if not bool(m.any()):
             return seq
@@ -93,6 +122,12 @@ class Patch:
         assert self.fn is not None
         if t >= self.mask.shape[1]:
             return h
+        if self.index is not None and self.index.rows_at is not None:
+            rows = self.index.rows_at.get(t)  # known: no read-back
+            if rows is None:
+                return h
+            return h.index_put((rows,), self.fn(h[rows], rows, torch.full_like(rows, t))
+                               .to(h.dtype))
         col = self.mask[:, t]
         if not bool(col.any()):
             return h
@@ -102,7 +137,9 @@ class Patch:
 
     def times(self) -> list[int]:
         """Positions with at least one patched entry."""
+        if self.index is not None and self.index.times is not None:
+            return list(self.index.times)
         return self.mask.any(0).nonzero(as_tuple=True)[0].tolist()
 
 
-__all__ = ["Edit", "EditFn", "Patch", "is_per_step"]
+__all__ = ["Edit", "EditFn", "IndexedEdit", "Patch", "is_per_step"]

@@ -12,7 +12,10 @@ runs only what follows the patch:
   applied where it belongs.
 
 Both run rows in a few buckets of similar continuation length, each only as far as it needs
-(:meth:`Runner.in_buckets`).
+(:meth:`Runner.in_buckets`). Bucket sizes are shapes, so they must be known on the host: when
+the caller says how long each row's continuation is (:class:`HostRows`, from the intervention
+data the host drew), the plan is made on the host and a training step never waits for the
+device; without it the lengths are read back from the device (evaluation only).
 
 Both return *continuation logits* [B, L, V]: entry i predicts the counterfactual token at
 position ``tpos + 1 + i``; :class:`Continuation` holds the matching targets and mask.
@@ -23,14 +26,46 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from simbench.devices import to_device
 from simbench.errors import SiteError
+from simbench.interventions.patch import IndexedEdit
 from simbench.systems.accessible import ContinuableModel, PatchableModel
 
 PatchFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+RunFn = Callable[[Tensor, int, int, "np.ndarray | None"], Tensor]
+"""``run(rows, steps, width, tpos)``: the first ``steps`` continuation logits of ``rows``,
+reading no counterfactual token at or after position ``width``; ``tpos`` holds the rows'
+patched positions on the host (None when the plan was read back from the device)."""
+
+
+@dataclasses.dataclass
+class HostRows:
+    """What the host knows about a batch of rows, so no shape is read back from the device.
+
+    ``needed``: continuation logits each row needs (>= 1: its last determined position minus
+    its patched one); ``tpos``: each row's patched position. Both numpy, in batch order.
+    """
+
+    needed: np.ndarray
+    tpos: np.ndarray
+
+
+def continuation_needs(cf_mask: np.ndarray, tpos: np.ndarray) -> np.ndarray:
+    """Per row, how many continuation logits reach its last determined token (at least 1)."""
+    pos = np.arange(cf_mask.shape[1])
+    last = np.where(cf_mask, pos, 0).max(1) if cf_mask.shape[1] else np.zeros(len(tpos), int)
+    return np.maximum(last - tpos, 1).astype(np.int64)
+
+
+def _chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
+    """The (start, stop) of ``torch.chunk(range(n), chunks)``: equal parts but the last."""
+    size = -(-n // chunks)
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 @dataclasses.dataclass
@@ -42,17 +77,24 @@ class Continuation:
     index: Tensor  # [B, L] position in cf of each continuation target (clipped)
     targets: Tensor  # [B, L]
     mask: Tensor  # [B, L] True where the causal model determines the token
+    host: HostRows | None = None  # the rows' lengths, known without asking the device
 
     @classmethod
-    def build(cls, cf: Tensor, cf_mask: Tensor, tpos: Tensor) -> Continuation:
+    def build(cls, cf: Tensor, cf_mask: Tensor, tpos: Tensor,
+              host: HostRows | None = None) -> Continuation:
+        """The continuation of each row; ``host`` (when given) supplies the lengths, so the
+        device is never waited for."""
         width = cf.shape[1]
-        pos = torch.arange(width, device=cf.device)
-        last = torch.where(cf_mask, pos, torch.zeros_like(pos)).amax(1)
-        length = int((last - tpos).clamp(min=1).max())
+        if host is not None:
+            length = int(host.needed.max())
+        else:
+            pos = torch.arange(width, device=cf.device)
+            last = torch.where(cf_mask, pos, torch.zeros_like(pos)).amax(1)
+            length = int((last - tpos).clamp(min=1).max())  # reads back from the device
         index = tpos[:, None] + 1 + torch.arange(length, device=cf.device)[None, :]
         inside = index < width
         index = index.clamp(max=width - 1)
-        return cls(cf, tpos, index, cf.gather(1, index), cf_mask.gather(1, index) & inside)
+        return cls(cf, tpos, index, cf.gather(1, index), cf_mask.gather(1, index) & inside, host)
 
     @property
     def inputs(self) -> Tensor:
@@ -90,66 +132,93 @@ class Runner:
     bucket_min_rows: int = 32
     buckets: int = 4
 
-    def in_buckets(self, cont: Continuation, run: Callable[[Tensor, int], Tensor],
-                   upto: int | None = None) -> Tensor:
+    def in_buckets(self, cont: Continuation, run: RunFn, upto: int | None = None) -> Tensor:
         """Continuation logits [B, L, V], computed a few buckets of rows at a time.
 
         Continuations range from one token to the whole response, so one padded call would
         spend most of its time on padding: rows are sorted by how many continuation logits
-        they need and each bucket runs only as far as its longest row. ``run(rows, steps)``
-        returns the first ``steps`` continuation logits of ``rows``; ``upto`` asks for no more
-        than that many (generation needs one more each step), the rest come back as zeros.
+        they need and each bucket runs only as far as its longest row.
+        ``run(rows, steps, width, tpos)`` returns the first ``steps`` continuation logits of
+        ``rows`` (see :data:`RunFn`); ``upto`` asks for no more than that many (generation
+        needs one more each step), the rest come back as zeros. With ``cont.host`` the plan is
+        made on the host; otherwise the lengths are read back from the device.
         """
         bsz, length = cont.targets.shape
+        n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
+        cf_width = cont.cf.shape[1]
+        parts = []
+        if cont.host is not None:
+            needed_h = cont.host.needed
+            if upto is not None:
+                needed_h = np.minimum(needed_h, max(upto, 1))
+            order_h = np.argsort(needed_h, kind="stable")  # = torch's stable argsort
+            moved = to_device(np.concatenate([order_h, np.argsort(order_h)]), cont.cf.device)
+            order, back = moved[:bsz], moved[bsz:]
+            for lo, hi in _chunk_bounds(bsz, n_buckets):
+                rows_h = order_h[lo:hi]
+                steps = int(needed_h[rows_h].max())
+                tpos_h = cont.host.tpos[rows_h]
+                width = min(cf_width, int((tpos_h + steps).max()))
+                parts.append(F.pad(run(order[lo:hi], steps, width, tpos_h),
+                                   (0, 0, 0, length - steps)))
+            return torch.cat(parts)[back]
         needed = torch.where(cont.mask, torch.arange(1, length + 1, device=cont.mask.device),
                              torch.zeros_like(cont.targets)).amax(1).clamp(min=1)
         if upto is not None:
             needed = needed.clamp(max=max(upto, 1))
-        n_buckets = min(self.buckets, max(bsz // self.bucket_min_rows, 1))
         order = torch.argsort(needed, stable=True)  # ties: same buckets on every device
-        parts = []
         for rows in order.chunk(n_buckets):
-            steps = int(needed[rows].max())
-            parts.append(F.pad(run(rows, steps), (0, 0, 0, length - steps)))
+            steps = int(needed[rows].max())  # reads back from the device (evaluation only)
+            width = min(cf_width, int((cont.tpos[rows] + steps).max()))
+            parts.append(F.pad(run(rows, steps, width, None), (0, 0, 0, length - steps)))
         return torch.cat(parts)[torch.argsort(order)]
 
     def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor,
                upto: int | None = None) -> Tensor:
         """Logits after replacing the site at ``cont.tpos`` by ``h_new`` [B, d]."""
-        def run(rows: Tensor, steps: int) -> Tensor:
-            tokens, tpos, h = self._truncated(cont, rows, steps), cont.tpos[rows], h_new[rows]
+        def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
+            tokens, tpos, h = cont.cf[rows, :width], cont.tpos[rows], h_new[rows]
             mask = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
-            mask[torch.arange(len(rows), device=mask.device), tpos] = True
+            b = torch.arange(len(rows), device=mask.device)
+            mask[b, tpos] = True
 
             def put(old: Tensor, b: Tensor, t: Tensor) -> Tensor:
                 return h[b].to(old.dtype)
 
-            logits = self.model.run(tokens, edits={self.site: (mask, put)})[0]
+            # one entry per row, row-major: the mask's nonzero() without reading it back
+            times = None if tpos_h is None else np.unique(tpos_h).tolist()
+            edit = IndexedEdit(put, b, tpos, times) if tpos_h is not None else put
+            logits = self.model.run(tokens, edits={self.site: (mask, edit)})[0]
             return self._gather(logits, cont, rows, steps)
 
         return self.in_buckets(cont, run, upto)
 
     def stepwise(self, cont: Continuation, fn: PatchFn, upto: int | None = None) -> Tensor:
         """Logits after patching every position 0..tpos with ``fn(h, b, t)``."""
-        def run(rows: Tensor, steps: int) -> Tensor:
-            tokens = self._truncated(cont, rows, steps)
+        def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
+            tokens = cont.cf[rows, :width]
             pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
             mask = pos <= cont.tpos[rows, None]
 
             def patch(h: Tensor, b: Tensor, t: Tensor) -> Tensor:  # b indexes the bucket
                 return fn(h, rows[b], t)
 
-            logits = self.model.run(tokens, edits={self.site: (mask, patch)})[0]
+            edit: PatchFn = patch
+            if tpos_h is not None:  # the mask's nonzero(), row-major, made on the host
+                counts = tpos_h + 1
+                b_h = np.repeat(np.arange(len(tpos_h)), counts)
+                t_h = np.arange(len(b_h)) - np.repeat(np.cumsum(counts) - counts, counts)
+                times = list(range(int(tpos_h.max()) + 1))
+                at = [np.flatnonzero(tpos_h >= t) for t in times]  # rows patched at step t
+                moved = to_device(np.concatenate([b_h, t_h, *at]), tokens.device)
+                n = len(b_h)
+                bounds = np.cumsum([2 * n] + [len(a) for a in at])
+                rows_at = {t: moved[lo:hi] for t, lo, hi in zip(times, bounds[:-1], bounds[1:])}
+                edit = IndexedEdit(patch, moved[:n], moved[n: 2 * n], times, rows_at)
+            logits = self.model.run(tokens, edits={self.site: (mask, edit)})[0]
             return self._gather(logits, cont, rows, steps)
 
         return self.in_buckets(cont, run, upto)
-
-    @staticmethod
-    def _truncated(cont: Continuation, rows: Tensor, steps: int) -> Tensor:
-        """The counterfactual tokens of ``rows``, cut after the last one their first ``steps``
-        continuation logits read (the models are autoregressive: later tokens change nothing)."""
-        width = min(cont.cf.shape[1], int((cont.tpos[rows] + steps).max()))
-        return cont.cf[rows, :width]
 
     @staticmethod
     def _gather(logits: Tensor, cont: Continuation, rows: Tensor, steps: int) -> Tensor:
@@ -181,7 +250,7 @@ class RecurrentRunner(Runner):
     def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor,
                upto: int | None = None) -> Tensor:
         """Continue each row from its patched state, only as far as its last determined token."""
-        def run(rows: Tensor, steps: int) -> Tensor:
+        def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
             return self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,
                                   tgt_idx[rows], cont.tpos[rows])
 

@@ -67,6 +67,9 @@ def interchange(h_t: torch.Tensor, h_s: torch.Tensor, u_t: torch.Tensor,
 
 
 def random_subspace(d: int, k: int, seed: int) -> torch.Tensor:
-    """A fixed random d x k orthonormal matrix (the untrained control: IIA near chance)."""
+    """A fixed random d x k orthonormal matrix (the untrained control: IIA near chance).
+
+    Drawn on the CPU, so a seed gives the same matrix whatever the device; the caller moves it
+    to the engine's device."""
     g = torch.Generator().manual_seed(seed)
     return torch.linalg.qr(torch.randn(d, k, generator=g)).Q
