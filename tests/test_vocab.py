@@ -194,7 +194,7 @@ def test_simbench_record_accepts_a_stimulus_file(tmp_path, capsys):
     text.write_text("# two sequences\nBOS D0 D1 T R R EOS\n\nBOS D2 T R EOS\n")
     out = tmp_path / "rec.nc"
     assert main(["record", "gru_multi_s1", "--stimuli", str(text), "--out", str(out),
-                 "--sites", "hidden"]) == 0
+                 "--sites", "hidden", "--device", "auto"]) == 0  # auto: CUDA if present
     ds = load_recording(out).site("hidden")
     assert ds["token"].values[0].tolist() == ["BOS", "D0", "D1", "T", "R", "R", "EOS"]
     assert ds["token"].values[1, :5].tolist() == ["BOS", "D2", "T", "R", "EOS"]

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "tokens and stimulus ids) or a text file with one sequence of "
                    "space-separated tokens per line ('#' comments skipped)")
     p.add_argument("--sites", help="comma-separated sites (default: all)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--prompts", metavar="FILE", help="a language-model directory: record it "
                    "over these prompts (one per line)")
     p.set_defaults(handler=cmd_record)
@@ -188,6 +188,7 @@ def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_record(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.devices import resolve_device
     from simbench.recording import save_recording
     from simbench.systems.torch import TorchSystem
 
@@ -197,9 +198,10 @@ def cmd_record(args: argparse.Namespace, extra: list[str]) -> int:
 
         return record_lm(args)
     if spec.endswith(".safetensors"):
-        system = TorchSystem.from_checkpoint(spec, task=args.task, device=args.device)
+        system = TorchSystem.from_checkpoint(spec, task=args.task,
+                                              device=resolve_device(args.device))
     else:
-        system = TorchSystem.from_zoo(spec, device=args.device)
+        system = TorchSystem.from_zoo(spec, device=resolve_device(args.device))
     if args.task and args.task != system.task:
         from simbench.registry import task_by_name
 
