@@ -148,3 +148,30 @@ def test_clmas_offers_a_stimulus_bootstrap_of_its_headline(tmp_path: Path,
     lo, hi = boot.ci
     assert lo < boot.value < hi and (lo, hi) != pytest.approx(wilson.ci)
     assert lo >= 0.0 and hi <= 1.0
+
+
+def test_clmas_computes_the_variables_a_recording_lacks(tmp_path: Path,
+                                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CLMAS on a recording without its causal-variable coordinates derives them from the
+    tokens (with a warning) and scores as on the full recording."""
+    from byo_helpers import simulate_animal, train_tiny
+
+    from simbench.systems.torch import TorchSystem
+
+    task = _register_example(monkeypatch)
+    model, _ = train_tiny(task, 1, steps=150)
+    rec = simulate_animal(model, task, task.sample(400, 7, counts="all"), seed=0)
+    full = save_recording(rec, tmp_path / "full.nc")
+    ds = rec.site("hidden").drop_vars(list(task.variables))
+    bare = save_recording(Recording(rec.system_id, {"hidden": ds}, task=rec.task),
+                          tmp_path / "bare.nc")
+    net = TorchSystem(model, task, system_id="gru")
+    budget = {"k": 4, "n_train": 500, "n_val": 100, "n_test": 200, "max_steps": 25,
+              "eval_every": 25, "pool_size": 300, "progress": False, "site": "hidden"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", DerivedVariablesWarning)
+        want = simbench.score("clmas", net, str(full), **budget)
+    with pytest.warns(DerivedVariablesWarning, match="left"):
+        got = simbench.score("clmas", net, str(bare), **budget)
+    assert got.value == pytest.approx(want.value, abs=1e-12)

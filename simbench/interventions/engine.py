@@ -56,6 +56,7 @@ class Party:
     runner: Runner | None = None  # None: recording-only, never run
     pools: dict[str, Pool] = dataclasses.field(default_factory=dict)
     latents: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+    derived: list[str] = dataclasses.field(default_factory=list)  # variables computed from tokens
 
     @property
     def accessible(self) -> bool:

@@ -23,7 +23,11 @@ import torch
 from simbench.errors import RecordingError, TaskError
 from simbench.interventions.data import Pool, pool_from_stimuli
 from simbench.interventions.engine import SPLITS, Party
-from simbench.recording_task import GOOD_STIMULI_PER_VALUE, check_coverage
+from simbench.recording_task import (
+    GOOD_STIMULI_PER_VALUE,
+    check_coverage,
+    recorded_variables,
+)
 from simbench.stimuli import token_ids_of_strings
 from simbench.tasks.base import UNDEFINED, Stimuli, Task
 
@@ -50,7 +54,7 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequen
                              "activity after every step (stimulus, time, unit)", file=file,
                              site=site, field="activity")
     missing = [v for v in ("token", *task.variables) if v not in ds.coords]
-    if missing:
+    if "token" in missing:  # without tokens no variable can be derived from the task
         have = [str(c) for c in ds.coords if c not in ds.dims and c != "stimulus_id"]
         raise RecordingError(
             f"recording lacks the coordinate(s) {', '.join(repr(m) for m in missing)} "
@@ -64,11 +68,13 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequen
     valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
              if "valid" in ds.coords else None)
     ids, valid = token_ids_of_strings(task, tok_str, valid, file=file, site=site)
-    variables = {v: np.asarray(ds[v].transpose("stimulus", "time").values) for v in task.variables}
+    variables, derived = recorded_variables(ds, task, file=file, site=site)
     stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
-    return party_from_arrays(system.system_id, task, variable, ids, np.asarray(act.values),
-                             variables, seed=seed, valid=valid, stimulus_ids=stim_ids,
-                             values=values, file=file, site=site)
+    party = party_from_arrays(system.system_id, task, variable, ids, np.asarray(act.values),
+                              variables, seed=seed, valid=valid, stimulus_ids=stim_ids,
+                              values=values, file=file, site=site)
+    party.derived = derived
+    return party
 
 
 def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
