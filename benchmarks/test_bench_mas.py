@@ -45,11 +45,14 @@ def engine_for(names: tuple[str, ...], k: int = 32, device: str = DEVICE, **cfg:
     from simbench.systems.torch import TorchSystem
 
     systems = [TorchSystem.from_zoo(z) for z in names]
-    nets = _causal.Networks(device, ExitStack())  # the benchmark's own systems: frozen for good
+    stack = ExitStack()  # kept on the engine: dropping it would hand the networks back
+    nets = _causal.Networks(device, stack)  # the benchmark's own systems: frozen for good
     parties = _causal.build_parties(systems, nets, site="hidden", task=None, variable="")
     config = EngineConfig(seed=0, device=device, **cfg)
-    return Engine(parties, SubspaceMap([p.width for p in parties], k), directions_for(
+    engine = Engine(parties, SubspaceMap([p.width for p in parties], k), directions_for(
         len(parties)), config)
+    engine.networks = stack
+    return engine
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,23 @@ def test_a_measure_that_fails_on_its_device_moves_them_back():
         measure.score(list(systems), site="hidden", task=None, seed=0, device="meta", **params)
     for system, snap in zip(systems, before):
         assert_unchanged(system.module, snap)
+
+
+def test_recurrent_layers_are_made_ready_for_cudnn_backward_only_where_nothing_changes() -> None:
+    """cuDNN runs an RNN backward only in train mode: single-layer or dropout-free RNNs are put
+    in train mode (same computation), a multi-layer RNN with dropout is left for cuDNN off."""
+    import torch
+    from torch import nn
+
+    from simbench.interventions.frozen import cudnn_backward_ready
+
+    plain = nn.Sequential(nn.GRU(4, 8, batch_first=True), nn.Linear(8, 2), nn.Dropout(0.5)).eval()
+    assert cudnn_backward_ready(plain)
+    assert plain[0].training and not plain[1].training and not plain[2].training
+    x = torch.randn(3, 5, 4)
+    gru = plain[0]
+    out_train = gru(x)[0]
+    gru.eval()
+    torch.testing.assert_close(out_train, gru(x)[0], atol=0, rtol=0)
+    stacked = nn.LSTM(4, 8, num_layers=2, dropout=0.3).eval()
+    assert not cudnn_backward_ready(stacked) and not stacked.training

@@ -7,12 +7,17 @@ though: a harness worker keeps its systems between jobs, a notebook keeps traini
 exception), puts back every parameter and buffer tensor it held (same objects, so the same
 device and storage), each parameter's ``requires_grad`` and gradient, and every submodule's
 train/eval mode.
+
+One exception to eval mode: cuDNN runs an RNN's backward pass (through which the alignment's
+gradients flow) only in train mode, so on CUDA the recurrent layers are put in train mode where
+that computes exactly what eval mode does (no dropout between layers), and cuDNN is switched off
+for the block where it would not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
@@ -27,13 +32,17 @@ def frozen_on(module: nn.Module, device: str | torch.device) -> Iterator[nn.Modu
     params = [(m, key, p, p.data, p.requires_grad, p.grad,
                None if p.grad is None else p.grad.data)
               for m in modules for key, p in m._parameters.items() if p is not None]
+    stack = ExitStack()
     try:
         module.to(device)
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
+        if torch.device(device).type == "cuda" and not cudnn_backward_ready(module):
+            stack.enter_context(torch.backends.cudnn.flags(enabled=False))
         yield module
     finally:
+        stack.close()
         for m, key, b in buffers:
             m._buffers[key] = b
         for m, key, p, data, requires_grad, grad, grad_data in params:
@@ -47,4 +56,17 @@ def frozen_on(module: nn.Module, device: str | torch.device) -> Iterator[nn.Modu
             m.training = training
 
 
-__all__ = ["frozen_on"]
+def cudnn_backward_ready(module: nn.Module) -> bool:
+    """Put ``module``'s recurrent layers in train mode where that changes nothing (no dropout
+    between layers), so cuDNN can run their backward pass; False if some layer would change."""
+    ready = True
+    for m in module.modules():
+        if isinstance(m, nn.RNNBase):
+            if m.dropout == 0 or m.num_layers == 1:
+                m.train()
+            else:
+                ready = False
+    return ready
+
+
+__all__ = ["cudnn_backward_ready", "frozen_on"]
