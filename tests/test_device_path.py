@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 import simbench
 from simbench.interventions.cl_engine import CLEngine
 from simbench.interventions.engine import Engine, EngineConfig, Party, directions_for
+from simbench.interventions.frozen import cudnn_backward_ready
 from simbench.interventions.maps import OrthogonalStitchMap, StitchMap, SubspaceMap
 from simbench.interventions.recorded import party_from_arrays
 from simbench.interventions.runners import make_runner
@@ -45,6 +46,8 @@ def model(arch: str, seed: int, device: str) -> torch.nn.Module:
     m = build_model(ModelConfig(arch=arch)).eval().to(device)
     for p in m.parameters():
         p.requires_grad_(False)
+    if torch.device(device).type == "cuda":  # as frozen_on sets up a measure's networks
+        assert cudnn_backward_ready(m)
     return m
 
 
