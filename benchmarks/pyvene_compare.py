@@ -44,8 +44,9 @@ Differences that the step cannot avoid, stated rather than hidden:
    after its own j the "source" passed in is the target's own unpatched state there (the site's
    states of the counterfactual sequence, constant while the frozen model is aligned), where
    pyvene's interchange adds ``((h_t - h_t) R) R^T = 0``: those positions are left exactly as
-   they were. A check before the timing confirms that pyvene's patched logits equal simbench's
-   (to 1e-4) when simbench's U_s and U_t are set to pyvene's R_t.
+   they were. A check before the timing confirms that pyvene's patched logits and its gradient
+   with respect to R_t equal simbench's (to 1e-4; the script fails otherwise) when simbench's
+   U_s and U_t are set to pyvene's R_t.
 3. The source's states (and the padding states of 2.) are computed once, outside the timed
    step, for all three paths: the simbench engine caches them the same way.
 
@@ -201,27 +202,42 @@ class PyveneMAS:
         return float(loss.detach())
 
 
-@torch.no_grad()
 def check_equal(pyv: PyveneMAS, engines: dict[str, Any], batches: dict, k: int
-                ) -> dict[str, float]:
-    """Largest |logit difference| between pyvene's patched pass and each simbench path's,
-    per direction, with simbench's U_s = U_t = pyvene's R_t (the map they then share)."""
+                ) -> dict[str, dict[str, float]]:
+    """How far pyvene's step is from each simbench path's when simbench's U_s and U_t are set
+    to pyvene's R_t (the map they then share), per direction: the largest |difference| of the
+    patched logits, and of the gradient of the direction's cross-entropy with respect to R_t
+    (relative to the largest gradient entry)."""
     from simbench.interventions.maps import SubspaceMap
 
-    worst = dict.fromkeys(engines, 0.0)
+    worst = {"logits": dict.fromkeys(engines, 0.0), "grad": dict.fromkeys(engines, 0.0)}
     for (s, t), rows in batches.items():
-        x = pyv.inputs(t, [(s, rows)])
-        theirs = pyv.logits(t, x)
-        shared = SubspaceMap([p.width for p in pyv.engine.parties], k)
-        shared.fix(s, pyv.R(t))
-        shared.fix(t, pyv.R(t))
+        intervention = next(iter(pyv.models[t].interventions.values()))
+        with parametrize.cached():
+            r_t = intervention.rotate_layer.weight
+            r_t.retain_grad()
+            x = pyv.inputs(t, [(s, rows)])
+            theirs = pyv.logits(t, x)
+            F.cross_entropy(theirs, x["targets"]).backward()
+        their_grad = r_t.grad.detach().clone()
+        for p in pyv.params:
+            p.grad = None
         for name, engine in engines.items():
+            shared_r = r_t.detach().clone().requires_grad_(True)
+            shared = SubspaceMap([p.width for p in pyv.engine.parties], k)
+            shared.fix(s, shared_r)
+            shared.fix(t, shared_r)
             own_map, engine.imap = engine.imap, shared
             try:
-                ours = engine.lm_logits("train", t, [(s, rows)])[0]
+                ours, _, targets, _ = engine.lm_logits("train", t, [(s, rows)])
+                F.cross_entropy(ours, targets).backward()
             finally:
                 engine.imap = own_map
-            worst[name] = max(worst[name], float((ours - theirs).abs().max()))
+            assert shared_r.grad is not None
+            worst["logits"][name] = max(worst["logits"][name],
+                                        float((ours - theirs).detach().abs().max()))
+            worst["grad"][name] = max(worst["grad"][name], float(
+                (shared_r.grad - their_grad).abs().max() / their_grad.abs().max()))
     return worst
 
 
@@ -300,13 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         print(f"{name:<17}{r['median_s']:>14.4f}{r['min_s']:>12.4f}"
               f"{r['interventions_per_s']:>17.0f}{base / r['median_s']:>10.2f}x")
-    print("patched logits, pyvene vs simbench with U_s = U_t = R_t: max |diff| "
-          + ", ".join(f"{n} {v:.1e}" for n, v in check.items()))
+    for what, label in (("logits", "patched logits"), ("grad", "gradient wrt R_t (relative)")):
+        print(f"{label}, pyvene vs simbench with U_s = U_t = R_t: max |diff| "
+              + ", ".join(f"{n} {v:.1e}" for n, v in check[what].items()))
     if args.json:
         out = {"pair": names, "site": SITE, "k": args.k, "batch_per_direction": args.batch,
                "directions": [list(d) for d in batches], "new_tokens": args.new_tokens,
                "prompts": args.prompts, "threads": args.threads, "steps": args.steps,
-               "warmup": args.warmup, "results": rows, "logit_check_max_abs_diff": check,
+               "warmup": args.warmup, "results": rows, "check_max_abs_diff": check,
                "loadavg_before": load_before, "loadavg_after": load_after,
                "versions": {"python": platform.python_version(), "torch": torch.__version__,
                             "transformers": transformers.__version__,
@@ -314,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
         print(f"wrote {args.json}")
-    bad = {n: v for n, v in check.items() if v > CHECK_TOL}
+    bad = {f"{what} {n}": v for what, per in check.items() for n, v in per.items()
+           if v > CHECK_TOL}
     if bad:
         print(f"pyvene_compare: the patched passes differ by more than {CHECK_TOL}: {bad}",
               file=sys.stderr)
