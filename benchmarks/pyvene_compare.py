@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 K, BATCH, NEW_TOKENS, N_PROMPTS = 16, 64, 8, 96
-SITE, LAYER = "transformer.h.2", 2
+LAYER = 2  # GPT-2 decoder block: simbench site transformer.h.LAYER, pyvene layer LAYER
 SIZES = {"n_train": 512, "n_val": 64, "n_test": 256}
 CHECK_TOL = 1e-4
 
@@ -91,8 +91,13 @@ def need_pyvene() -> Any:
     return pyvene
 
 
-def make_engine(systems: list[Any], *, fast: bool, k: int, batch: int) -> Any:
-    """A simbench LM engine on the two systems at :data:`SITE` (all four directions)."""
+def site(layer: int) -> str:
+    """simbench's name of GPT-2 block ``layer``'s output (pyvene's ``block_output``)."""
+    return f"transformer.h.{layer}"
+
+
+def make_engine(systems: list[Any], *, fast: bool, k: int, batch: int, layer: int) -> Any:
+    """A simbench LM engine on the two systems at block ``layer`` (all four directions)."""
     from simbench.interventions.engine import EngineConfig, Party, directions_for
     from simbench.interventions.maps import SubspaceMap
     from simbench.lm.data import OwnBehaviour
@@ -106,7 +111,7 @@ def make_engine(systems: list[Any], *, fast: bool, k: int, batch: int) -> Any:
         ids = s.encode(task.prompts, task.new_tokens)
         conts = greedy_continue(s.module, ids, task.new_tokens, pad=s.pad, side=s.padding_side)
         behaviour.append(OwnBehaviour.build(ids, conts, s.pad))
-        runner = LMRunner(s, SITE, fast=fast)
+        runner = LMRunner(s, site(layer), fast=fast)
         parties.append(Party(s.system_id, task, "continuation", runner.width, runner))
     config = EngineConfig(seed=0, device="cpu", batch_size=batch, stepwise=True,
                           pool_size=len(task.prompts), **SIZES)
@@ -127,14 +132,14 @@ def simbench_step(engine: Any, opt: torch.optim.Optimizer, batches: dict) -> flo
 class PyveneMAS:
     """Stepwise MAS through pyvene: one IntervenableModel per target (see module)."""
 
-    def __init__(self, pv: Any, engine: Any, systems: list[Any], k: int) -> None:
+    def __init__(self, pv: Any, engine: Any, systems: list[Any], k: int, layer: int) -> None:
         self.engine = engine
         self.models = []
         for t, s in enumerate(systems):
             torch.manual_seed(t)
             d = engine.parties[t].width
             config = pv.IntervenableConfig(representations=[{
-                "layer": LAYER, "component": "block_output", "unit": "pos",
+                "layer": layer, "component": "block_output", "unit": "pos",
                 "intervention": pv.LowRankRotatedSpaceIntervention(
                     embed_dim=d, low_rank_dimension=k, keep_last_dim=True)}])
             model = pv.IntervenableModel(config, s.module)
@@ -245,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", default="lm_toxic_s1,lm_nontoxic_s1",
                         help="two LM zoo names or model directories, comma-separated")
+    parser.add_argument("--layer", type=int, default=LAYER,
+                        help="GPT-2 block whose output is aligned (transformer.h.LAYER)")
     parser.add_argument("--k", type=int, default=K)
     parser.add_argument("--batch", type=int, default=BATCH, help="interventions per direction")
     parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
@@ -272,14 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     systems = [load_lm(d, prompts=prompts, new_tokens=args.new_tokens) for d in dirs]
     load_before = os.getloadavg()
     with frozen_on(systems[0].module, "cpu"), frozen_on(systems[1].module, "cpu"):
-        engines = {"simbench": make_engine(systems, fast=True, k=args.k, batch=args.batch),
+        engines = {"simbench": make_engine(systems, fast=True, k=args.k, batch=args.batch,
+                                               layer=args.layer),
                    "simbench-hooked": make_engine(systems, fast=False, k=args.k,
-                                                  batch=args.batch)}
+                                                  batch=args.batch, layer=args.layer)}
         ref = engines["simbench"]
         g = torch.Generator().manual_seed(0)
         batches = {d: torch.randint(0, len(ref.data["train"][d]), (args.batch,), generator=g)
                    for d in ref.trained}
-        pyv = PyveneMAS(pv, ref, systems, args.k)
+        pyv = PyveneMAS(pv, ref, systems, args.k, args.layer)
         check = check_equal(pyv, engines, batches, args.k)
         opts = {name: torch.optim.Adam(e.imap.parameters(), lr=1e-3)
                 for name, e in engines.items()}
@@ -290,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
             "simbench-hooked": lambda: simbench_step(engines["simbench-hooked"],
                                                      opts["simbench-hooked"], batches)}
         times: dict[str, list[float]] = {name: [] for name in steps}
-        first_loss = {name: fn() for name, fn in steps.items()}
         for r in range(args.warmup + args.steps):
             for name, fn in steps.items():
                 start = time.perf_counter()
@@ -303,11 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, ts in times.items():
         med = statistics.median(ts)
-        rows[name] = {"median_s": med, "min_s": min(ts), "interventions_per_s": n_iv / med,
-                      "first_loss": first_loss[name]}
+        rows[name] = {"median_s": med, "min_s": min(ts), "interventions_per_s": n_iv / med}
     base = rows["pyvene"]["median_s"]
-    print(f"\none stepwise-MAS training step: {names[0]} <-> {names[1]}, {SITE} (block output), "
-          f"k = {args.k}, batch {args.batch} x {len(batches)} directions, "
+    print(f"\none stepwise-MAS training step: {names[0]} <-> {names[1]}, "
+          f"{site(args.layer)} (block output), k = {args.k}, batch {args.batch} x "
+          f"{len(batches)} directions, "
           f"{args.new_tokens} new tokens, {args.threads} thread(s), median of {args.steps} "
           f"steps after {args.warmup} warm-up (load average {load_before[0]:.2f} -> "
           f"{load_after[0]:.2f})")
@@ -320,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}, pyvene vs simbench with U_s = U_t = R_t: max |diff| "
               + ", ".join(f"{n} {v:.1e}" for n, v in check[what].items()))
     if args.json:
-        out = {"pair": names, "site": SITE, "k": args.k, "batch_per_direction": args.batch,
-               "directions": [list(d) for d in batches], "new_tokens": args.new_tokens,
+        out = {"pair": names, "site": site(args.layer), "k": args.k,
+               "batch_per_direction": args.batch, "directions": [list(d) for d in batches],
+               "new_tokens": args.new_tokens,
                "prompts": args.prompts, "threads": args.threads, "steps": args.steps,
                "warmup": args.warmup, "results": rows, "check_max_abs_diff": check,
                "loadavg_before": load_before, "loadavg_after": load_after,
