@@ -10,7 +10,7 @@ simbench's)::
 
 Every path times the same training step on the same interventions: the same two models
 (``lm_toxic_s1`` and ``lm_nontoxic_s1`` of the LM zoo by default), the same site (the output of
-decoder block ``transformer.h.2``), the same k, the same batch per direction (all four
+decoder block ``transformer.h.2``; ``--layer``), the same k, the same batch per direction (all four
 directions s -> t, within-model ones included, as ``simbench score mas`` trains them), the
 same sequences (each row a counterfactual sequence: the target's own tokens up to a sampled
 step j, the source's after it) and the same loss (cross-entropy to the source's continuation
@@ -19,14 +19,15 @@ step on the subspace parameters only (the models are frozen).
 
 - ``pyvene``: one ``IntervenableModel`` per target model, each with one
   ``LowRankRotatedSpaceIntervention`` (a d x k matrix R_t with orthonormal columns, torch's
-  orthogonal parametrisation) on ``block_output`` of layer 2. Rows of both directions into a
+  orthogonal parametrisation, evaluated at each use as pyvene does) on ``block_output`` of
+  the layer. Rows of both directions into a
   target go through one intervened forward of the *full* target model (hooks, every layer from
   the embeddings), with the source model's states passed as ``source_representations``
   (pyvene's way to patch in activations it did not compute). pyvene patches
   ``h_t + ((h_src - h_t) R_t) R_t^T``: one rotation shared by source and target.
 - ``simbench``: :class:`simbench.lm.engine.LMEngine` with the cached prefix (the target's
   states at the site are computed once per counterfactual sequence; a step patches them and
-  runs only blocks 3.. and the output head at the scored positions), all directions into a
+  runs only the blocks above it and the output head at the scored positions), all directions into a
   target in one pass, per-model subspaces ``h_t + (h_s U_s - h_t U_t) U_t^T``.
 - ``simbench-hooked``: the same engine with ``fast=False``: a forward hook on the full target
   model, every pass from the embeddings (what pyvene does too).
