@@ -14,7 +14,7 @@ from simbench.registry import get_registry
 
 ALIGN = Path(__file__).resolve().parents[1] / "recordings" / "alignments"
 GRUS = ("gru_multi_s1", "gru_multi_s2")
-FAST = dict(n_train=32, n_val=32, n_test=60, pool_size=200, progress=False, device="cpu")
+FAST = dict(n_train=32, n_val=32, n_test=30, pool_size=100, progress=False, device="cpu")
 
 
 def test_trained_mas_beats_its_shuffled_null_and_a_random_subspace_does_not() -> None:
@@ -52,7 +52,7 @@ def test_model_stitch_and_clmas_carry_a_shuffled_null() -> None:
     assert stitch.value >= 0.85
     assert stitch.p_value == pytest.approx(1 / 10) and stitch.null_mean < 0.5
     clmas = simbench.score("clmas", GRUS[0], site="hidden", inaccessible=GRUS[1], eps=0.89,
-                           k=16, seed=2, null=9, record_n=600,
+                           k=16, seed=2, null=9, record_n=300,
                            load=str(ALIGN / "clmas_eps0.89.safetensors"), **FAST)
     assert clmas.value > clmas.null_mean + 0.3
     assert clmas.p_value == pytest.approx(1 / 10)

@@ -85,3 +85,32 @@ def test_bad_shapes_are_named() -> None:
         chunked_cka(np.zeros((10, 3, 2)), np.zeros((10, 3, 2)))
     with pytest.raises(EstimatorError, match="not 'rbf'"):
         chunked_cka(np.zeros((10, 3)), np.zeros((10, 3)), kernel="rbf")
+
+
+@pytest.mark.parametrize("rdm_method", ["cosine", "correlation"])
+@pytest.mark.parametrize("compare_method", ["corr", "cosine"])
+def test_blocked_rsa_equals_rsatoolbox_on_the_whole_rdms(rdm_method: str,
+                                                         compare_method: str) -> None:
+    from simbench_plugins.rsa import blocked_rsa, compare_rdms, rdm_vector
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((301, 20))
+    y = x @ rng.standard_normal((20, 15)) * 0.3 + rng.standard_normal((301, 15))
+    full = compare_rdms(rdm_vector(x, rdm_method), rdm_vector(y, rdm_method), rdm_method,
+                        compare_method)
+    blocked = blocked_rsa(x, y, rdm_method=rdm_method, compare_method=compare_method,
+                          block_rows=37)
+    assert blocked == pytest.approx(full, abs=1e-10)
+    assert 0.05 < full < 0.99
+
+
+def test_blocked_rsa_refuses_rank_comparisons_and_shows_progress(capsys) -> None:
+    from simbench_plugins.rsa import blocked_rsa
+
+    from simbench.errors import ParameterError
+
+    x = np.random.default_rng(2).standard_normal((50, 4))
+    with pytest.raises(ParameterError, match="needs the ranks of every RDM entry"):
+        blocked_rsa(x, x, compare_method="spearman")
+    assert blocked_rsa(x, x, block_rows=10, progress=True) == pytest.approx(1.0, abs=1e-12)
+    assert "RSA blocks" in capsys.readouterr().err

@@ -125,7 +125,7 @@ def validity_board(
     ``bias_draws`` data sets per n drawn for the bias, and ``n_boot`` resamples give the
     separability intervals; everything is seeded with ``seed``.
     """
-    from simbench.bench.leaderboard import build, expected_jobs
+    from simbench.bench.leaderboard import build, expected_jobs, match_rows
 
     board = build(spec, store)
     site = site or (spec.sites[0] if spec.sites else "hidden")
@@ -134,9 +134,22 @@ def validity_board(
     measures = {j.variant: j.measure for j in jobs}
     params = {j.variant: dict(j.params) for j in jobs}
     labels = {j.variant: j.label for j in jobs}
-    failed: dict[str, list[str]] = defaultdict(list)
+    errors: dict[str, list[str]] = defaultdict(list)
     for f in board.failures:
-        failed[f["job"].split(" ", 1)[0]].append(f"{f['job']}: {f['error']}")
+        errors[f["job"].split(" ", 1)[0]].append(f"{f['job']}: {f['error']}")
+    found = match_rows(jobs, store.rows(), board.meta)
+    missing: dict[str, int] = defaultdict(int)
+    for j in jobs:
+        if j.key not in found:
+            missing[j.variant] += 1
+    # why a check may have had nothing to evaluate: jobs not run yet, jobs that failed
+    failed: dict[str, list[str]] = defaultdict(list)
+    for v in variants:
+        if missing.get(v):
+            failed[v].append(f"{missing[v]} job(s) of '{v}' are not in the store yet (run "
+                             f"`simbench bench run {spec.name}`)")
+        if errors.get(v):
+            failed[v].append(f"{len(errors[v])} job(s) failed, e.g. {errors[v][0]}")
     results: dict[tuple[str, str], CheckResult] = {}
     rows = {r.variant: r for r in board.validity}
     for v in variants:
@@ -155,11 +168,13 @@ def validity_board(
     for v in variants:
         if v in correlative:
             continue
-        why = (f"'{measures[v]}' is a {board.meta[measures[v]]['family']} measure: it compares "
-               "the same site of two networks, and bias is measured on independent activity, "
-               "which has no network to intervene on")
-        results[(v, "layer order")] = CheckResult(v, "layer order", NOT_RUN, why)
-        results[(v, "small-n bias")] = CheckResult(v, "small-n bias", NOT_RUN, why)
+        family = board.meta[measures[v]]["family"]
+        results[(v, "layer order")] = CheckResult(
+            v, "layer order", NOT_RUN, f"'{measures[v]}' is a {family} measure: it compares the "
+            "same site of two networks, so two sites of one network cannot be fed to it")
+        results[(v, "small-n bias")] = CheckResult(
+            v, "small-n bias", NOT_RUN, f"'{measures[v]}' is a {family} measure: it needs "
+            "networks to intervene on, not independent activity")
     table = None
     if layer_order:
         nets = _layer_networks(spec)
@@ -210,11 +225,8 @@ def _expect_check(variant: str, check: str, row: Any, failures: list[str], spec:
         skipped = len(checks) - len(ok)
         return CheckResult(variant, check, PASSED, f"{len(ok)} of {len(checks)} held"
                            + (f" ({skipped} not evaluable)" if skipped else ""))
-    if failures:
-        return CheckResult(variant, check, NOT_RUN, f"{len(failures)} job(s) failed, e.g. "
-                           + failures[0])
     reasons = sorted({c.detail for c in checks}) or ["no scores of this measure in the store"]
-    return CheckResult(variant, check, NOT_RUN, "; ".join(reasons))
+    return CheckResult(variant, check, NOT_RUN, "; ".join(reasons + failures))
 
 
 def _separability_check(variant: str, entries: list[Any], meta: Mapping[str, Any], site: str,
@@ -229,8 +241,7 @@ def _separability_check(variant: str, entries: list[Any], meta: Mapping[str, Any
         why = (f"needs 2 or more scored pairs of each kind at site '{site}' (same task: "
                f"{len(same)}, different task: {len(diff)}; categories "
                f"{'/'.join(SAME_CATEGORIES)} vs {'/'.join(DIFFERENT_CATEGORIES)})")
-        if failures:
-            why += f"; {len(failures)} job(s) failed, e.g. {failures[0]}"
+        why = "; ".join([why, *failures])
         return CheckResult(variant, "separability", NOT_RUN, why), None
     sep = separability(same, diff, higher_is_better=bool(meta["higher_is_better"]),
                        n_boot=n_boot, seed=seed)
