@@ -647,3 +647,142 @@ def _check_rows(tx: torch.Tensor, ty: torch.Tensor, debiased: bool) -> int:
         raise EstimatorError(f"CKA needs at least {need} paired samples, got {n}",
                              fix="record more stimuli")
     return n
+
+
+# ---- out of core: activity read a block of rows at a time ------------------------------------
+#: accumulator and buffer bytes per unit pair the chunked form needs beyond its row blocks
+_F64 = 8
+
+
+def chunked_memory_bytes(dx: int, dy: int, chunk_rows: int, *, debiased: bool = False,
+                         itemsize: int = 8) -> int:
+    """What :func:`chunked_cka` holds at once: float64 accumulators X'X, Y'Y, X'Y (and column
+    sums, row-norm moments), plus one block of rows of each system as read and as converted."""
+    acc = _F64 * (dx * dx + dy * dy + dx * dy + 4 * (dx + dy))
+    block = chunk_rows * (dx + dy) * (4 + itemsize)  # as read (float32 or narrower) + converted
+    return acc + block + (chunk_rows * 2 * _F64 if debiased else 0)
+
+
+def chunk_rows_for(dx: int, dy: int, memory_mb: float, *, debiased: bool = False,
+                   itemsize: int = 8) -> int:
+    """The largest block of rows :func:`chunked_cka` can read within ``memory_mb`` MiB.
+
+    Raises :class:`EstimatorError` saying what fits when even the accumulators do not.
+    """
+    budget = int(memory_mb * 2**20)
+    fixed = chunked_memory_bytes(dx, dy, 0, debiased=debiased, itemsize=itemsize)
+    per_row = chunked_memory_bytes(dx, dy, 1, debiased=debiased, itemsize=itemsize) - fixed
+    rows = (budget - fixed) // per_row
+    if rows < 1:
+        need = (fixed + 256 * per_row) / 2**20
+        raise EstimatorError(
+            f"memory_mb = {memory_mb:g} MiB does not hold the accumulators of {dx} x {dy} units "
+            f"({fixed / 2**20:.0f} MiB)", field="memory_mb",
+            fix=f"allow at least {math.ceil(need)} MiB (256 rows a block)")
+    return int(rows)
+
+
+def chunked_cka(
+    x: Any,
+    y: Any,
+    *,
+    debiased: bool = False,
+    kernel: str = "linear",
+    chunk_rows: int | None = None,
+    memory_mb: float = 1024,
+    dtype: str = "float64",
+    progress: bool = False,
+    device: str = "cpu",
+) -> CKAResult:
+    """Linear (or cosine) CKA of row-aligned ``x`` [n, dx] and ``y`` [n, dy] that are never held
+    whole: rows are read ``chunk_rows`` at a time (default: as many as ``memory_mb`` allows).
+
+    ``x`` and ``y`` are anything sliced by rows into arrays: a numpy array or memmap, an
+    ``xarray.DataArray`` opened from a netCDF file (lazy or dask-backed: a slice reads only
+    those rows), an h5py or netCDF4 variable. Two passes: column means, then float64 sums of
+    X'X, Y'Y, X'Y (and the debiased estimator's row-norm moments) over centred blocks; the
+    estimate is the same function of those sums as :func:`cka`'s feature form, so the two agree
+    to rounding. No bootstrap interval (it would need per-unit sums; use :func:`cka` on a
+    subsample for one). ``progress`` shows a tqdm bar over the blocks of both passes.
+    """
+    import torch
+
+    if kernel not in ("linear", "cosine"):
+        raise EstimatorError(f"the chunked form computes linear and cosine CKA, not {kernel!r}",
+                             field="kernel", fix="use cka(..., kernel='rbf') on a subsample")
+    if len(x.shape) != 2 or len(y.shape) != 2:
+        raise EstimatorError(f"chunked CKA takes [samples, units] arrays, got shapes "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}", field="x",
+                             fix="flatten stimulus and time into samples first")
+    n, dx = int(x.shape[0]), int(x.shape[1])
+    dy = int(y.shape[1])
+    if int(y.shape[0]) != n:
+        raise EstimatorError(f"x has {n} rows and y {y.shape[0]}: rows must be paired",
+                             field="y", fix="pass the same samples of both systems")
+    if n < (4 if debiased else 2):
+        raise EstimatorError(f"{n} samples are too few", field="x")
+    cdtype = _compute_dtype(dtype)
+    itemsize = torch.empty((), dtype=cdtype).element_size()
+    fits = chunk_rows_for(dx, dy, memory_mb, debiased=debiased, itemsize=itemsize)
+    if chunk_rows is None:
+        chunk_rows = min(fits, n)
+    elif chunk_rows > fits:
+        raise EstimatorError(
+            f"chunk_rows = {chunk_rows} needs "
+            f"{chunked_memory_bytes(dx, dy, chunk_rows, debiased=debiased, itemsize=itemsize) / 2**20:.0f}"
+            f" MiB, more than memory_mb = {memory_mb:g}", field="chunk_rows",
+            fix=f"at most {fits} rows fit in {memory_mb:g} MiB (or raise memory_mb)")
+    chunk_rows = max(1, int(chunk_rows))
+    dev = torch.device(device)
+    cosine = kernel == "cosine"
+    starts = range(0, n, chunk_rows)
+
+    def blocks(desc: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        it: Any = starts
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(starts, desc=desc, unit="block", leave=False)
+        for i in it:
+            j = min(i + chunk_rows, n)
+            yield (torch.as_tensor(np.asarray(x[i:j]), device=dev),
+                   torch.as_tensor(np.asarray(y[i:j]), device=dev))
+
+    bufx = torch.empty((chunk_rows, dx), dtype=cdtype, device=dev)
+    bufy = torch.empty((chunk_rows, dy), dtype=cdtype, device=dev)
+    f64 = torch.float64
+    sx = torch.zeros(dx, dtype=f64, device=dev)
+    sy = torch.zeros(dy, dtype=f64, device=dev)
+    for bx, by in blocks("CKA means"):
+        sx += _prepared(bx, bufx, cosine, None).sum(0, dtype=f64)
+        sy += _prepared(by, bufy, cosine, None).sum(0, dtype=f64)
+    mux, muy = (sx / n).to(cdtype), (sy / n).to(cdtype)
+    m = {k: torch.zeros((1, *shape), dtype=f64, device=dev) for k, shape in {
+        "sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy), "mx": (dx,), "my": (dy,),
+        "qxx": (), "qyy": (), "qxy": (), "vxx": (dx,), "vyy": (dy,), "vxy": (dx,),
+        "vyx": (dy,)}.items()}
+    for bx, by in blocks("CKA sums"):
+        xs = _prepared(bx, bufx, cosine, mux)
+        ys = _prepared(by, bufy, cosine, muy)
+        m["sxx"][0] += xs.T @ xs
+        m["syy"][0] += ys.T @ ys
+        m["sxy"][0] += xs.T @ ys
+        m["mx"][0] += xs.sum(0)
+        m["my"][0] += ys.sum(0)
+        if debiased:
+            x64, y64 = xs.to(f64), ys.to(f64)
+            rx, ry = (x64 * x64).sum(1), (y64 * y64).sum(1)
+            m["qxx"][0] += rx @ rx
+            m["qyy"][0] += ry @ ry
+            m["qxy"][0] += rx @ ry
+            m["vxx"][0] += rx @ x64
+            m["vyy"][0] += ry @ y64
+            m["vxy"][0] += ry @ x64
+            m["vyx"][0] += rx @ y64
+    nn = torch.full((1,), float(n), dtype=f64, device=dev)
+    value = float(_cka_from(*_feature_ingredients(m, debiased), nn, debiased)[0])
+    attrs = {"kernel": kernel, "debiased": debiased, "form": "chunked", "dtype": dtype,
+             "units_x": dx, "units_y": dy, "n_rows": n, "chunk_rows": chunk_rows,
+             "blocks": len(starts), "device": str(dev),
+             "ci_note": "no interval: the chunked form keeps no per-unit sums"}
+    return CKAResult(value, np.empty(0), "chunked", n, attrs)

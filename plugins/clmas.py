@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from simbench_plugins import _causal
 
 from simbench import hookimpl
+from simbench.calibration.scoring import null_param
 from simbench.errors import ParameterError
 from simbench.measure import Measure, Param
 from simbench.result import Score
@@ -37,9 +38,15 @@ if TYPE_CHECKING:
     from simbench.interventions.runners import Runner
 
 
+#: what ``--null N`` draws for clmas and model_stitch (see simbench.calibration.causal_null)
+SHUFFLED_HELP = ("re-pairings of the held-out counterfactuals with random other sources, "
+                 "scored through the trained map")
+
+
 class CLMAS(Measure):
     name = "clmas"
     family = "causal"
+    null = "own"  # the trained map on held-out counterfactuals with shuffled sources
     access = ("accessible", "recording")
     min_systems = 1
     max_systems = 2
@@ -66,6 +73,7 @@ class CLMAS(Measure):
         Param("n_boot", 0, "stimulus bootstrap of the headline's 95% CI: resample the "
               "recording's held-out stimuli (the sources) this many times; 0 = a Wilson "
               "interval over the held-out interventions", low=0),
+        null_param(SHUFFLED_HELP),
         *_causal.ENGINE_PARAMS,
     )
 
@@ -171,6 +179,7 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
             ci_method = (f"stimulus bootstrap: {params['n_boot']} resamples of "
                          f"'{b_system.system_id}''s {len(party_b.pools['test'])} held-out "
                          "stimuli (the sources), percentile interval")
+        null_values = shuffled_null_draws(engine, [(1, 0)], params, seed)
     names = [p.system_id for p in parties]
     breakdown = _causal.iia_matrices(results, names)
     labels = [f"{names[s]}->{names[t]}" for s, t in fit]
@@ -197,8 +206,32 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     if protocol:
         attrs["true_iia_into_b"] = {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
                                     for s, t in latent}
-    return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
-                 n_samples=n, breakdown=breakdown, attrs=attrs)
+    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                  n_samples=n, breakdown=breakdown, attrs=attrs)
+    return with_shuffled_null(score, null_values, [(1, 0)], names, seed)
+
+
+def shuffled_null_draws(engine: Any, directions: list[tuple[int, int]], params: dict[str, Any],
+                        seed: int) -> list[float]:
+    """``params["null"]`` IIA draws of the trained map with shuffled sources (none for 0)."""
+    n = int(params.get("null", 0))
+    if n <= 0:
+        return []
+    from simbench.calibration.causal_null import shuffled_source_null
+
+    return shuffled_source_null(engine, directions, n, seed)
+
+
+def with_shuffled_null(score: Score, draws: list[float], directions: list[tuple[int, int]],
+                       names: Sequence[str], seed: int) -> Score:
+    """``score`` carrying the shuffled-source null of ``draws`` (unchanged without draws)."""
+    if not draws:
+        return score
+    from simbench.calibration.causal_null import shuffled_null_result
+    from simbench.calibration.scoring import with_null
+
+    return with_null(score, shuffled_null_result(score.value, draws, seed=seed,
+                                                 directions=directions, names=names))
 
 
 def stimulus_bootstrap(engine: Any, n_stimuli: int, *, n_boot: int,

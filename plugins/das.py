@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench_plugins import _causal
-from simbench_plugins.mas import NULL_HELP, align_subspaces
+from simbench_plugins.mas import NULL_DRAW, NULL_HELP, align_subspaces
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param
@@ -36,6 +36,7 @@ class DAS(Measure):
         Param("k", 16, "aligned subspace size", low=1),
         Param("control", False, "score a random, untrained subspace instead"),
         null_param(NULL_HELP),
+        NULL_DRAW,
         *_causal.ENGINE_PARAMS,
     )
 

@@ -21,7 +21,15 @@ from simbench.result import Score
 #: ``seed + NULL_SEED_STRIDE * (j + 1) + i`` (apart from the control's ``seed + i``)
 NULL_SEED_STRIDE = 100_003
 
-NULL_HELP = "untrained random subspaces of the same k, scored on the same held-out counterfactuals"
+NULL_HELP = ("draws: untrained random subspaces of the same k on the same held-out "
+             "counterfactuals (null_draw = subspaces), or the trained alignment on held-out "
+             "counterfactuals re-paired with random other sources (null_draw = shuffled)")
+#: the two nulls of mas and das (see simbench.calibration.causal_null)
+NULL_DRAWS = ("subspaces", "shuffled")
+NULL_DRAW = Param("null_draw", "subspaces", "how --null draws: 'subspaces' (untrained random "
+                  "subspaces of the same k: did training matter?) or 'shuffled' (sources "
+                  "re-paired with other interventions' labels: is the value really carried?)",
+                  choices=NULL_DRAWS)
 
 
 class MAS(Measure):
@@ -49,6 +57,7 @@ class MAS(Measure):
         Param("control", False, "score a random, untrained subspace instead (the measure "
               "can fail: IIA near chance)"),
         null_param(NULL_HELP),
+        NULL_DRAW,
         *_causal.ENGINE_PARAMS,
     )
 
@@ -98,7 +107,12 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
             log, results = _causal.run_engine(engine, params, meta, f"{measure.name} k={k}")
         cross = [d for d in directions if d[0] != d[1]] or directions
         null_values = []
-        for j in range(int(params.get("null", 0))):
+        shuffled = params.get("null_draw", "subspaces") == "shuffled"
+        if shuffled:
+            from simbench.calibration.causal_null import shuffled_source_null
+
+            null_values = shuffled_source_null(engine, cross, int(params.get("null", 0)), seed)
+        for j in range(0 if shuffled else int(params.get("null", 0))):
             for i, p in enumerate(parties):
                 sub = random_subspace(p.width, k, seed + NULL_SEED_STRIDE * (j + 1) + i)
                 imap.fix(i, sub.to(device))
@@ -115,7 +129,12 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
              "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
     score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
                   n_samples=n_samples, breakdown=breakdown, attrs=attrs)
-    if null_values:
+    if null_values and shuffled:
+        from simbench.calibration.causal_null import shuffled_null_result
+
+        score = with_null(score, shuffled_null_result(value, null_values, seed=seed,
+                                                      directions=cross, names=names))
+    elif null_values:
         from simbench.calibration import NullResult
 
         how = (f"{len(null_values)} sets of untrained random subspaces of k = {k} (seeds "

@@ -169,6 +169,72 @@ def rsa_null(x: np.ndarray, y: np.ndarray, *, stimulus: np.ndarray, time: np.nda
                             x, y, stimulus=stimulus, time=time, n_perm=n_perm, seed=seed)
 
 
+#: comparisons :func:`blocked_rsa` computes from running sums (no whole RDM held)
+BLOCKED_COMPARE = ("corr", "cosine")
+
+
+def blocked_rsa(x: Any, y: Any, *, rdm_method: str = "cosine", compare_method: str = "corr",
+                block_rows: int = 512, progress: bool = False) -> float:
+    """RSA over *every* row of ``x`` and ``y`` (e.g. 10,000 stimuli) without holding an RDM.
+
+    Both RDMs are built ``block_rows`` rows at a time (one BLAS product per block and system)
+    and only running float64 sums of their upper-triangle entries are kept, so the memory is
+    two normalised copies of the activity plus two [block_rows, n] blocks, not two n x n
+    matrices (at n = 10,000 one float64 RDM is 800 MB). Comparisons that are functions of such
+    sums: Pearson (``corr``) and ``cosine``, equal to ``rsatoolbox.rdm.compare`` on the full
+    RDMs to rounding. Spearman and Kendall need every entry's rank, hence a whole RDM: use
+    :func:`rsa` with ``n_vectors`` draws for those. ``progress`` shows a tqdm bar over blocks.
+    """
+    if rdm_method not in OWN_RDMS:
+        raise ParameterError(f"blocked RSA builds {' and '.join(OWN_RDMS)} RDMs, not "
+                             f"{rdm_method!r}", field="rdm_method",
+                             fix="use rdm_method cosine or correlation")
+    if compare_method not in BLOCKED_COMPARE:
+        raise ParameterError(f"compare_method {compare_method!r} needs the ranks of every RDM "
+                             "entry, so a whole RDM: it cannot be computed block by block",
+                             field="compare_method",
+                             fix="use corr or cosine, or rsa() with n_vectors draws")
+    n = int(x.shape[0])
+    if int(y.shape[0]) != n or n < 3:
+        raise SimbenchError(f"blocked RSA needs the same 3 or more samples in both systems, got "
+                            f"{x.shape[0]} and {y.shape[0]} rows")
+
+    def unit_rows(t: Any) -> np.ndarray:
+        out = np.empty(t.shape, dtype=np.float64)
+        for lo in range(0, n, 4096):
+            b = np.asarray(t[lo:lo + 4096], dtype=np.float64)
+            if rdm_method == "correlation":
+                b = b - b.mean(axis=1, keepdims=True)
+            norms = np.sqrt(np.einsum("ij,ij->i", b, b))
+            if not np.all(norms > 0):
+                raise SimbenchError(f"the {rdm_method} distance is undefined for rows with no "
+                                    "direction (zero norm)", fix="drop those samples first")
+            out[lo:lo + 4096] = b / norms[:, None]
+        return out
+
+    ux, uy = unit_rows(x), unit_rows(y)
+    sums = np.zeros(5)  # a, b, a^2, b^2, ab over the upper triangle
+    starts: Any = range(0, n - 1, block_rows)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="RSA blocks", unit="block", leave=False)
+    for lo in starts:
+        hi = min(lo + block_rows, n - 1)
+        # rows lo..hi-1 against the columns after them: entries (i, j), j > i
+        a = 1.0 - ux[lo:hi] @ ux[lo + 1:].T
+        b = 1.0 - uy[lo:hi] @ uy[lo + 1:].T
+        keep = np.arange(lo + 1, n)[None, :] > np.arange(lo, hi)[:, None]
+        a, b = a[keep], b[keep]
+        sums += (a.sum(), b.sum(), a @ a, b @ b, a @ b)
+    m = n * (n - 1) / 2
+    sa, sb, saa, sbb, sab = sums
+    if compare_method == "cosine":
+        return float(sab / np.sqrt(saa * sbb))
+    cov = sab - sa * sb / m
+    return float(cov / np.sqrt((saa - sa * sa / m) * (sbb - sb * sb / m)))
+
+
 def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.ndarray:
     """Rows whose distance is defined: non-zero norm (after removing the row mean for
     ``correlation``), computed in float64 a block of rows at a time."""

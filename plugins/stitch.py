@@ -25,9 +25,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench_plugins import _causal
-from simbench_plugins.clmas import _spec, party_for
+from simbench_plugins.clmas import (
+    SHUFFLED_HELP,
+    _spec,
+    party_for,
+    shuffled_null_draws,
+    with_shuffled_null,
+)
 
 from simbench import hookimpl
+from simbench.calibration.scoring import null_param
 from simbench.measure import Measure, Param
 from simbench.result import Score
 
@@ -39,6 +46,7 @@ FULL_STATE = Param("full_state", True, "the counterfactual sets every causal var
 class ModelStitch(Measure):
     name = "model_stitch"
     family = "causal"
+    null = "own"  # the trained stitch on held-out counterfactuals with shuffled sources
     access = ("accessible", "accessible")
     symmetric = False
     higher_is_better = True
@@ -54,6 +62,7 @@ class ModelStitch(Measure):
         Param("via_inverse", False, "train 2 -> 1 on system 1's behaviour and score the "
               "pseudo-inverse 1 -> 2 (a stitch into system 2 without access to it)"),
         FULL_STATE,
+        null_param(SHUFFLED_HELP),
         *_causal.ENGINE_PARAMS,
     )
 
@@ -83,6 +92,7 @@ class ModelStitch(Measure):
             else:
                 log, results = _causal.run_engine(engine, params, meta,
                                                   f"{self.name} rank={rank}")
+            null_values = shuffled_null_draws(engine, [(0, 1)], params, seed)
         value, ci, n = _causal.pooled(results, [(0, 1)])
         names = [p.system_id for p in parties]
         attrs = {"rank": rank, "bias": params["bias"], "via_inverse": params["via_inverse"],
@@ -90,8 +100,9 @@ class ModelStitch(Measure):
                  "token_iia": results[(0, 1)]["token"], "train": _causal.train_summary(log)}
         if params["via_inverse"]:
             attrs["trained_iia_2_to_1"] = results[(1, 0)]["trial"]
-        return Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
-                     n_samples=n, breakdown=_causal.iia_matrices(results, names), attrs=attrs)
+        score = Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
+                      n_samples=n, breakdown=_causal.iia_matrices(results, names), attrs=attrs)
+        return with_shuffled_null(score, null_values, [(0, 1)], names, seed)
 
 
 class LatentStitch(Measure):

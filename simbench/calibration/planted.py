@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -156,4 +157,64 @@ def _transformer(model: Any, gen: np.random.Generator, permute_inputs: bool) -> 
     return Reparametrized(model, dict.fromkeys(model.sites, rho), units)
 
 
-__all__ = ["Reparametrized", "reparametrize"]
+#: the planted and untrained networks of the shipped validity spec: (zoo id, seed)
+VALIDITY_NETWORKS: tuple[tuple[str, int], ...] = (
+    ("gru_multi_s1", 0), ("lstm_multi_s1", 0), ("tf_multi_s1", 0))
+
+
+def write_planted(zoo_id: str, directory: str | Path, *, seed: int = 0) -> Path:
+    """Save the exact re-parametrization of zoo model ``zoo_id`` as a checkpoint in ``directory``
+    (``{zoo_id}_planted.safetensors`` + sidecar), so a spec can name it as a system.
+
+    Checkpoints store float16; permuting float16 weights moves values without rounding them, so
+    the saved copy is exactly the shipped weights in another order.
+    """
+    from simbench.zoo import load_model
+    from simbench.zoo.checkpoint import save_model
+
+    model, meta = load_model(zoo_id)
+    planted = reparametrize(model, seed)
+    out = Path(directory) / f"{zoo_id}_planted.safetensors"
+    save_model(planted.model, out, {
+        "task": meta["task"], "seed": meta.get("seed"), "planted_from": zoo_id,
+        "planted_seed": int(seed),
+        "note": "exact re-parametrization (hidden units, heads and MLP units permuted through "
+                "every weight): the same function as the zoo model, units reordered"})
+    return out
+
+
+def write_untrained(zoo_id: str, directory: str | Path, *, seed: int = 0) -> Path:
+    """Save a randomly initialised network of ``zoo_id``'s architecture and sizes (never
+    trained; torch's default initialisation seeded with ``seed``) as
+    ``{zoo_id}_untrained.safetensors``: the specificity check's reference."""
+    import torch
+
+    from simbench.zoo import load_model
+    from simbench.zoo.checkpoint import save_model
+    from simbench.zoo.models import ModelConfig, build_model
+
+    _, meta = load_model(zoo_id)
+    gen_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(int(seed))
+        model = build_model(ModelConfig(**meta["config"]))
+    finally:
+        torch.random.set_rng_state(gen_state)
+    out = Path(directory) / f"{zoo_id}_untrained.safetensors"
+    save_model(model, out, {
+        "task": meta["task"], "seed": int(seed), "untrained_like": zoo_id,
+        "note": "random initial weights of the zoo architecture, never trained"})
+    return out
+
+
+def write_validity_networks(directory: str | Path) -> list[Path]:
+    """(Re)build the planted and untrained checkpoints the validity spec names."""
+    out = []
+    for zid, seed in VALIDITY_NETWORKS:
+        out += [write_planted(zid, directory, seed=seed),
+                write_untrained(zid, directory, seed=seed)]
+    return out
+
+
+__all__ = ["VALIDITY_NETWORKS", "Reparametrized", "reparametrize", "write_planted",
+           "write_untrained", "write_validity_networks"]

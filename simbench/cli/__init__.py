@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "simbench.cli.tasks",
     "simbench.cli.zoo",
     "simbench.cli.bench",
+    "simbench.calibration.cli",
 )
 
 
