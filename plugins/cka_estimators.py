@@ -742,7 +742,7 @@ def chunked_cka(
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(starts, desc=desc, unit="block", leave=False)
+            it = tqdm(starts, desc=desc, unit="block", leave=False, mininterval=0)  # each block
         for i in it:
             j = min(i + chunk_rows, n)
             yield (torch.as_tensor(np.asarray(x[i:j]), device=dev),

@@ -277,7 +277,7 @@ _AS_NOBODY = """
 import os, sys
 from simbench.bench.store import Store
 from simbench.cli import main
-import simbench.cli.bench, simbench.bench.runner, simbench.resources  # before losing /root
+import numpy, simbench.cli.bench, simbench.bench.runner, simbench.resources  # before losing /root
 if os.geteuid() == 0:  # root ignores permission bits: read as an unprivileged user
     os.setgid(65534)
     os.setuid(65534)

@@ -264,10 +264,22 @@ def test_eps_outside_unit_interval():
         clmas_engine(a, b, eps=1.0)
 
 
-def test_recording_missing_variable_coordinates_names_them():
+def test_recording_missing_variable_coordinates_derives_them_from_its_tokens():
+    """A variable the recording lacks is computed from its tokens; without tokens it cannot
+    be, and the error names what is missing."""
     rec = recording_of(gru(1))
+    full = recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                          variable="count", seed=0)
     rec.sites["hidden"] = rec.sites["hidden"].drop_vars(["phase"])
-    with pytest.raises(RecordingError, match="'phase'") as err:
+    with pytest.warns(UserWarning, match="phase"):
+        derived = recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(),
+                                 variable="count", seed=0)
+    assert derived.derived == ["phase"] and full.derived == []
+    for split in full.pools:
+        np.testing.assert_array_equal(derived.pools[split].joint.get("phase", 0),
+                                      full.pools[split].joint.get("phase", 0))
+    rec.sites["hidden"] = rec.sites["hidden"].drop_vars(["token"])
+    with pytest.raises(RecordingError, match="'token'") as err:
         recorded_party(RecordedSystem(rec), site="hidden", task=MultiObject(), variable="count",
                        seed=0)
     assert "causal variables: count, phase" in str(err.value)

@@ -194,6 +194,10 @@ class Task:
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     variables: ClassVar[tuple[str, ...]] = ()
+    #: False for a behavioural task with no symbolic causal model (its counterfactual is a
+    #: system's own behaviour, e.g. a language model's continuation): no sampler, no
+    #: causal_model, and the contract check stops after the vocabulary and variables
+    symbolic: ClassVar[bool] = True
     vocab: ClassVar[tuple[str, ...]] = VOCAB
     pad_token: ClassVar[str] = "PAD"
     bos_token: ClassVar[str | None] = "BOS"

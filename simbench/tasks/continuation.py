@@ -113,6 +113,7 @@ class Continuation(Task):
                                   "counterfactual of source -> target is the source's own "
                                   "continuation")
     variables: ClassVar[tuple[str, ...]] = (CONTINUATION,)
+    symbolic: ClassVar[bool] = False
 
     def __init__(self, prompts: PromptSource | None = None, *,
                  new_tokens: int = DEFAULT_NEW_TOKENS, n_prompts: int = DEFAULT_N_PROMPTS,

@@ -56,6 +56,7 @@ def check_task(task: Task | type[Task], *, n: int = CHECK_N,
     :meth:`Task.counterfactual` (deterministic; keeps the target's prefix; tokens of the
     vocabulary; setting every variable to the target's own values reproduces the target's
     determined tokens) and :meth:`Task.score` (a sequence scored against itself is correct).
+    A behavioural task (``symbolic = False``) is checked up to its variables only.
     """
     problems: list[TaskProblem] = []
 
@@ -79,6 +80,8 @@ def check_task(task: Task | type[Task], *, n: int = CHECK_N,
         if problems:
             raise _Stop
         _check_variables(inst, fail)
+        if not inst.symbolic:  # behavioural: nothing symbolic to sample or intervene on
+            raise _Stop
         stims = [call("sample", lambda s=s: inst.sample(n, s)) for s in (*seeds, seeds[0])]
         _check_sample(inst, stims, n, fail)
         call("sample", lambda: inst.sample(n, seeds[0], counts="all"))
