@@ -22,7 +22,8 @@ unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -142,4 +143,55 @@ class Patch:
         return self.mask.any(0).nonzero(as_tuple=True)[0].tolist()
 
 
-__all__ = ["Edit", "EditFn", "IndexedEdit", "Patch", "is_per_step"]
+def site_output(out: Any, site: str, path: str) -> Tensor:
+    """The [B, T, d] tensor the module at ``path`` returned (the first item of a tuple)."""
+    h = out[0] if isinstance(out, tuple | list) else out
+    if not (isinstance(h, Tensor) and h.dim() == 3):
+        raise SiteError(f"module {path!r} outputs {type(h).__name__} "
+                        f"{tuple(getattr(h, 'shape', ()))}, not [B, T, d]", site=site,
+                        fix="choose a module whose output is [batch, time, units], e.g. a "
+                        "recurrent layer or a decoder block")
+    return h
+
+
+def with_output(out: Any, h: Tensor) -> Any:
+    """``out`` with its tensor replaced by ``h`` (a tuple's or list's other items kept)."""
+    if isinstance(out, tuple):
+        return (h, *out[1:])
+    if isinstance(out, list):
+        return [h, *out[1:]]
+    return h
+
+
+@contextmanager
+def hooked_sites(module: torch.nn.Module, paths: Mapping[str, str], tokens: Tensor,
+                 edits: Mapping[str, Any] | None, record: Sequence[str]
+                 ) -> Iterator[dict[str, Tensor]]:
+    """Forward hooks, for the block, that patch ``edits`` into and read ``record`` from the
+    modules at ``paths[site]``; yields the dict the reads (after patching) land in."""
+    patches = {s: Patch(s, e, tuple(tokens.shape), tokens.device)
+               for s, e in (edits or {}).items()}
+    rec: dict[str, Tensor] = {}
+    modules = dict(module.named_modules())
+
+    def make_hook(site: str) -> Callable[..., Any]:
+        def hook(mod: torch.nn.Module, inp: Any, out: Any) -> Any:
+            h = site_output(out, site, paths[site])
+            if site in patches:
+                h = patches[site].apply_seq(h)
+            if site in record:
+                rec[site] = h
+            return with_output(out, h) if site in patches else None
+        return hook
+
+    handles = [modules[paths[site]].register_forward_hook(make_hook(site))
+               for site in dict.fromkeys([*record, *patches])]
+    try:
+        yield rec
+    finally:
+        for h in handles:
+            h.remove()
+
+
+__all__ = ["Edit", "EditFn", "IndexedEdit", "Patch", "hooked_sites", "is_per_step",
+           "site_output", "with_output"]

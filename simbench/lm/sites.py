@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from simbench.errors import SiteError, did_you_mean
+from simbench.interventions.patch import site_output, with_output
 
 EMBEDDING = "embedding"
 
@@ -72,22 +73,10 @@ def layer_index(model: nn.Module, path: str) -> int | None:
 
 def output_tensor(out: Any, site: str) -> Tensor:
     """The [B, T, d] tensor a module returned (the first item of a tuple)."""
-    h = out[0] if isinstance(out, (tuple, list)) else out
-    if not (isinstance(h, Tensor) and h.dim() == 3):
-        raise SiteError(f"module outputs {type(h).__name__} {tuple(getattr(h, 'shape', ()))}, "
-                        "not [batch, tokens, units]", site=site,
-                        fix="choose a module whose output is [batch, tokens, units], e.g. a "
-                        "decoder layer")
-    return h
+    return site_output(out, site, site)
 
 
-def replace_output(out: Any, h: Tensor) -> Any:
-    """``out`` with its tensor replaced by ``h`` (tuple structure kept)."""
-    if isinstance(out, tuple):
-        return (h, *out[1:])
-    if isinstance(out, list):
-        return [h, *out[1:]]
-    return h
+replace_output = with_output
 
 
 __all__ = ["EMBEDDING", "decoder_layers", "embedding_path", "known_sites", "layer_index",

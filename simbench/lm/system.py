@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from simbench.access import ACCESSIBLE, Access
 from simbench.errors import SiteError, TaskError
-from simbench.interventions.patch import Patch
+from simbench.interventions.patch import hooked_sites
 from simbench.lm import sites as lm_sites
 from simbench.lm.text import context_length, encode_prompts, forward, pad_batch, pad_id
 from simbench.recording import Recording, site_dataset
@@ -83,29 +83,8 @@ class LMModel(nn.Module):
         those of :mod:`simbench.interventions.patch`."""
         mask = torch.ones_like(tokens) if attention_mask is None else attention_mask
         paths = {s: self.path(s) for s in [*record, *(edits or {})]}
-        patches = {s: Patch(s, e, tuple(tokens.shape), tokens.device)
-                   for s, e in (edits or {}).items()}
-        rec: dict[str, Tensor] = {}
-        modules = dict(self.module.named_modules())
-        handles = []
-
-        def make_hook(site: str):
-            def hook(mod: nn.Module, inp: Any, out: Any) -> Any:
-                h = lm_sites.output_tensor(out, site)
-                if site in patches:
-                    h = patches[site].apply_seq(h)
-                if site in record:
-                    rec[site] = h
-                return lm_sites.replace_output(out, h) if site in patches else None
-            return hook
-
-        for site in dict.fromkeys([*record, *patches]):
-            handles.append(modules[paths[site]].register_forward_hook(make_hook(site)))
-        try:
+        with hooked_sites(self.module, paths, tokens, edits, record) as rec:
             logits = forward(self.module, tokens, mask)
-        finally:
-            for h in handles:
-                h.remove()
         return logits, rec
 
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from simbench.access import ACCESSIBLE, Access
 from simbench.errors import CheckpointError, SiteError
-from simbench.interventions.patch import Patch
+from simbench.interventions.patch import hooked_sites
 from simbench.recording import Recording, site_dataset
 from simbench.tasks.base import EOS, PAD, Stimuli, Task
 
@@ -86,36 +86,8 @@ class HookedModel(nn.Module):
             if s not in self.site_paths:
                 raise SiteError(f"no site {s!r}", site=s,
                                 fix=f"sites of this system: {', '.join(self.sites)}")
-        patches = {s: Patch(s, e, tuple(tokens.shape), tokens.device)
-                   for s, e in (edits or {}).items()}
-        rec: dict[str, Tensor] = {}
-        modules = dict(self.module.named_modules())
-        handles = []
-
-        def make_hook(site: str):
-            def hook(mod: nn.Module, inp: Any, out: Any) -> Any:
-                h = out[0] if isinstance(out, tuple) else out
-                if not (isinstance(h, Tensor) and h.dim() == 3):
-                    raise SiteError(f"module {self.site_paths[site]!r} outputs "
-                                    f"{type(h).__name__} {getattr(h, 'shape', '')}, not "
-                                    "[B, T, d]", site=site,
-                                    fix="choose a module whose output is [batch, time, units]")
-                if site in patches:
-                    h = patches[site].apply_seq(h)
-                if site in record:
-                    rec[site] = h
-                if site in patches:
-                    return (h, *out[1:]) if isinstance(out, tuple) else h
-                return None
-            return hook
-
-        for site in dict.fromkeys([*record, *patches]):
-            handles.append(modules[self.site_paths[site]].register_forward_hook(make_hook(site)))
-        try:
+        with hooked_sites(self.module, self.site_paths, tokens, edits, record) as rec:
             out = self.module(tokens)
-        finally:
-            for h in handles:
-                h.remove()
         logits = getattr(out, "logits", None)
         if logits is None:
             logits = out[0] if isinstance(out, tuple | list) else out
