@@ -313,3 +313,28 @@ def test_job_lm_params_are_only_what_is_set() -> None:
     assert job.lm_params() == {}
     job.prompts_id, job.new_tokens = "sha256:ab", 3
     assert job.lm_params() == {"prompts": "sha256:ab", "new_tokens": 3}
+
+
+# ---- the shipped run -----------------------------------------------------------------------
+def test_the_shipped_lm_toxicity_run_matches_the_spec(capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/results/lm_toxicity.sqlite is the measured run of lm_toxicity.toml: every job
+    of the spec is in it, `simbench leaderboard lm_toxicity` finds it by the spec's name, and
+    its boards show what the README reports."""
+    spec = load_spec(ROOT / "benchmarks" / "specs" / "lm_toxicity.toml", trusted=False)
+    with Store(ROOT / "benchmarks" / "results" / "lm_toxicity.sqlite", create=False) as store:
+        board = build(spec, store)
+    assert (board.done, board.failed, board.total) == (45, 0, 45)
+    status = {(row.variant, c.expectation): c.status for row in board.validity
+              for c in row.checks}
+    assert len(status) == 9
+    for measure in ("mas", "cka", "rsa"):  # mean orderings hold, not every pair's; alike holds
+        assert [status[(measure, i)] for i in range(3)] == ["ok", "violated", "ok"], measure
+    means = {}
+    for e in board.entries:
+        means.setdefault((e.measure, e.categories[0]), []).append(e.value)
+    mas = {c: sum(v) / len(v) for (m, c), v in means.items() if m == "mas"}
+    assert mas["toxic_toxic"] > mas["toxic_nontoxic"] > mas["nontoxic_nontoxic"]
+    cka = {c: sum(v) / len(v) for (m, c), v in means.items() if m == "cka"}
+    assert cka["nontoxic_nontoxic"] > cka["toxic_toxic"] > cka["toxic_nontoxic"]
+    assert main(["leaderboard", "lm_toxicity", "--board", "validity"]) == 0
+    assert "spec 'lm_toxicity': 45/45 jobs scored" in capsys.readouterr().out
