@@ -4,11 +4,12 @@ Three boards:
 
 - **Measure validity**: each ``[[expect]]`` entry of the spec is a finding turned into a check
   (an *ordering*: pairs matching ``higher`` should be more similar than pairs matching
-  ``lower``; or a *bound*: pairs matching ``pairs`` should score ``above``/``below`` a level).
-  Each measure variant gets the fraction of applicable checks it satisfies, with the violated
-  ones listed. "More similar" reads each measure's ``higher_is_better``; bounds are on the
-  similarity normalised by the measure's declared ``range`` (0 = least, 1 = most similar), so
-  one threshold fits every bounded measure.
+  ``lower``; a *bound*: pairs matching ``pairs`` should score ``above``/``below`` a level; or
+  an *equivalence*: the two selections of ``alike`` should score within ``margin`` of each
+  other). Each measure variant gets the fraction of applicable checks it satisfies, with the
+  violated ones listed. "More similar" reads each measure's ``higher_is_better``; bounds and
+  equivalences are on the similarity normalised by the measure's declared ``range`` (0 = least,
+  1 = most similar), so one threshold fits every bounded measure.
 - **Similarity matrices**: per measure variant and site, systems x systems.
 - **Against a target**: every system ranked by each measure variant against one system.
 
