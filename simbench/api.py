@@ -43,8 +43,9 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
     :class:`~simbench.systems.torch.TorchSystem` (``task``: the task of its stimuli, default its
     own); a directory (``save_pretrained``: config, safetensors weights, tokenizer) a
     language model, :class:`~simbench.lm.system.LMSystem` (``task``: a
-    :class:`~simbench.tasks.continuation.Continuation` with its prompts); a System is returned
-    as is. A model id that is no local path (``gpt2``, ``org/name``) is refused: simbench
+    :class:`~simbench.tasks.continuation.Continuation` with its prompts), and so does the name
+    of a zoo language model (``lm_toxic_s1``: its checked directory); a System is returned as
+    is. A model id that is no local path (``gpt2``, ``org/name``) is refused: simbench
     loads from disk only.
     """
     if isinstance(spec, Recording):
@@ -55,6 +56,8 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
         raise SimbenchError(f"cannot use {reprlib.repr(spec)} as a system",
                             fix="pass a recording path (.nc), a zoo id, a Recording or a System")
     path = Path(spec)
+    if not path.is_dir():
+        path = zoo_lm_dir(spec) or path
     if path.is_dir():  # a save_pretrained directory: a language model
         from simbench.lm.load import check_model_dir
 
@@ -83,6 +86,22 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
             raise hub_id_error(str(spec), also=" nor a zoo id (see `simbench zoo list`)"
                                ) from None
         raise
+
+
+def zoo_lm_dir(spec: str | Path) -> Path | None:
+    """The verified directory of the zoo language model called ``spec`` (``lm_toxic_s1``: see
+    `simbench zoo list --lm`), or None when ``spec`` names none.
+
+    A local path wins: a directory called ``lm_toxic_s1`` in the working directory is that
+    directory, as everywhere else a path is given.
+    """
+    from simbench.zoo.lm_build import LM_NAMES
+
+    if str(spec) not in LM_NAMES or Path(spec).exists():
+        return None
+    from simbench.zoo.lm_build import lm_model_dir
+
+    return lm_model_dir(str(spec))
 
 
 def _continuation(task: object) -> Any:
@@ -270,4 +289,5 @@ def sweep(
             for combo in grid]
 
 
-__all__ = ["lm_task", "resolve_system", "resolve_systems", "score", "sweep", "with_lm_task"]
+__all__ = ["lm_task", "resolve_system", "resolve_systems", "score", "sweep", "with_lm_task",
+           "zoo_lm_dir"]

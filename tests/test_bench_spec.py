@@ -193,7 +193,7 @@ def test_shipped_specs_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert str(tmp_path / "paper") in str(info.value)
     with pytest.raises(SpecError) as info:
         load_spec("papr")
-    assert "demo, paper" in info.value.fix
+    assert "shipped spec: demo, " in info.value.fix and ", paper" in info.value.fix
 
 
 # ---- strict value types ----------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 The key is a sha256 over what determines the result: the measure, its *resolved* parameters
 (defaults filled in, so writing a default explicitly changes nothing), the systems' identities
-(a recording's or a checkpoint's content hash, a zoo id), the site, the task, the seed and the
-release versions (simbench's and the measure plugin's distribution). Aliases, categories and
-tags are *not* in the key: renaming a system or adding an expectation reuses every stored
-result.
+(a recording's or a checkpoint's content hash, a zoo id, a language model directory's content
+hash), the site, the task, the seed and the release versions (simbench's and the measure
+plugin's distribution); for jobs on language models also the prompts' content hash and the
+continuation length, when the spec sets them (and only then, so no other key changes).
+Aliases, categories and tags are *not* in the key: renaming a system or adding an expectation
+reuses every stored result.
 
 The code that computes a job is identified apart from the key, by a fingerprint of its source
 files (:mod:`simbench.bench.fingerprint`): a stored result whose fingerprint differs from the
@@ -49,6 +51,20 @@ class Job:
     code_root: dict[str, str | None] = dataclasses.field(default_factory=dict)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # the measure's metadata
     timeout: float | None = None  # seconds before the job is killed; None: no limit
+    prompts: tuple[str, ...] | None = None  # a language model's prompts (None: not an LM job)
+    prompts_id: str | None = None  # their content hash, ``sha256:HEX``
+    prompts_origin: str = ""  # where they came from (a file, a generator), for the Score
+    new_tokens: int | None = None  # continuation length; None: the task's default
+
+    def lm_params(self) -> dict[str, Any]:
+        """What a stored row records of the language-model settings, beside the measure's
+        parameters: ``prompts`` (the content hash) and ``new_tokens``, each only when set."""
+        out: dict[str, Any] = {}
+        if self.prompts_id is not None:
+            out["prompts"] = self.prompts_id
+        if self.new_tokens is not None:
+            out["new_tokens"] = self.new_tokens
+        return out
 
     @property
     def variant(self) -> str:
@@ -85,17 +101,49 @@ def file_digest(path: str | Path) -> str:
 
 def system_identity(kind: str, source: str) -> str:
     """What a result depends on in a system: a recording's bytes, a checkpoint's bytes (weights
-    and the sidecar's config and task), or a zoo model's id.
+    and the sidecar's config and task), a language model directory's bytes (config, weights,
+    tokenizer), or a zoo model's id.
 
-    A checkpoint is identified by content wherever the spec names it (``recording =``,
-    ``source =`` or ``zoo =`` with a ``.safetensors`` path), so copying or moving it keeps its
-    results.
+    A checkpoint or a model directory is identified by content wherever the spec names it, so
+    copying or moving it keeps its results; so is a model of the language-model zoo (its
+    directory, checked against the zoo's manifest), so rebuilding the zoo gives new jobs.
     """
     if source.endswith(".safetensors") and Path(source).is_file():
         return f"checkpoint:sha256:{checkpoint_digest(source)}"
+    lm_dir = lm_directory(kind, source)
+    if lm_dir is not None:
+        return f"lm:sha256:{lm_digest(lm_dir)}"
     if kind == "recording":
         return f"recording:sha256:{file_digest(source)}"
     return f"zoo:{source}"
+
+
+def lm_directory(kind: str, source: str) -> Path | None:
+    """The directory of a language-model system (a model directory, or a name of the
+    language-model zoo, checked against its manifest), or None for any other system."""
+    if kind in ("model", "recording", "source") and Path(source).is_dir():
+        return Path(source)
+    if kind == "zoo":
+        from simbench.api import zoo_lm_dir
+
+        return zoo_lm_dir(source)
+    return None
+
+
+_LM_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def lm_digest(path: str | Path) -> str:
+    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
+    from simbench.lm.load import model_dir_digest
+
+    root = Path(path)
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in sorted(root.iterdir()) if f.is_file())
+    key = (str(root.resolve()), stamp)
+    if key not in _LM_DIGESTS:
+        _LM_DIGESTS[key] = model_dir_digest(root)
+    return _LM_DIGESTS[key]
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -183,6 +231,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
     code: dict[str, tuple[dict[str, str | None], str, dict[str, Any]]] = {}
     identities = {a: system_identity(s.kind, s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
+    lms = {a for a, ident in identities.items() if ident.startswith("lm:")}
     for group in spec.pair_groups:
         labels = group.measures if group.measures is not None else tuple(spec.measures)
         for label in labels:
@@ -219,6 +268,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
                                      "in the measure's table or in the [[pairs]] entry")
                 seeds = group.seeds or mspec.seeds or spec.seeds
                 task = _task(spec, group)
+                lm = _lm_fields(spec, label, tup) if lms & set(tup) else {}
                 for order in orders:
                     for given in mspec.grid():
                         params = measure.resolve_params(given)
@@ -229,6 +279,10 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
                                            "systems": [identities[a] for a in order],
                                            "site": site, "task": task, "seed": seed,
                                            "code": version}
+                                if lm.get("prompts_id") is not None:
+                                    payload["prompts"] = lm["prompts_id"]
+                                if lm.get("new_tokens") is not None:
+                                    payload["new_tokens"] = lm["new_tokens"]
                                 key = job_key(payload)
                                 if key in jobs:
                                     old = jobs[key]
@@ -242,8 +296,24 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
                                     site=site, task=task, seed=seed, code_version=version,
                                     categories=(group.name,), plugins=spec.plugins,
                                     group=group.index, code_fingerprint=fprint,
-                                    code_root=root, meta=meta)
+                                    code_root=root, meta=meta, **lm)
     return list(jobs.values())
+
+
+def _lm_fields(spec: Spec, label: str, tup: tuple[str, ...]) -> dict[str, Any]:
+    """The Job fields of a job on language models: the prompts and continuation length of
+    measure ``label`` (its own, else the spec's); a SpecError when no prompts are set."""
+    prompts, tokens = spec.lm_settings(label)
+    if prompts is None:
+        lm = next(a for a in tup if spec.systems[a].is_lm)
+        raise spec.error(
+            f"system '{lm}' is a language model and measure '{label}' has no prompts to "
+            "align and record it on", ("measures", label),
+            fix='set prompts at the top of the spec or in [measures.' + label + ']: prompts = '
+            '"prompts.txt" (one per line, relative to the spec), a list of strings, or '
+            'prompts = { generator = "lm_zoo", n = 200, seed = 0 }')
+    return {"prompts": prompts.prompts, "prompts_id": prompts.identity,
+            "prompts_origin": prompts.origin, "new_tokens": tokens}
 
 
 def _used(spec: Spec, alias: str) -> bool:

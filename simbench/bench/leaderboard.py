@@ -4,11 +4,12 @@ Three boards:
 
 - **Measure validity**: each ``[[expect]]`` entry of the spec is a finding turned into a check
   (an *ordering*: pairs matching ``higher`` should be more similar than pairs matching
-  ``lower``; or a *bound*: pairs matching ``pairs`` should score ``above``/``below`` a level).
-  Each measure variant gets the fraction of applicable checks it satisfies, with the violated
-  ones listed. "More similar" reads each measure's ``higher_is_better``; bounds are on the
-  similarity normalised by the measure's declared ``range`` (0 = least, 1 = most similar), so
-  one threshold fits every bounded measure.
+  ``lower``; a *bound*: pairs matching ``pairs`` should score ``above``/``below`` a level; or
+  an *equivalence*: the two selections of ``alike`` should score within ``margin`` of each
+  other). Each measure variant gets the fraction of applicable checks it satisfies, with the
+  violated ones listed. "More similar" reads each measure's ``higher_is_better``; bounds and
+  equivalences are on the similarity normalised by the measure's declared ``range`` (0 = least,
+  1 = most similar), so one threshold fits every bounded measure.
 - **Similarity matrices**: per measure variant and site, systems x systems.
 - **Against a target**: every system ranked by each measure variant against one system.
 
@@ -189,9 +190,16 @@ def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job
             sites = _sites(spec, group, mspec)
             seeds = group.seeds or mspec.seeds or spec.seeds
             task = _task(spec, group)
+            prompts, tokens = spec.lm_settings(label)
             for tup in group.tuples:
                 if len(tup) < lo or (hi is not None and len(tup) > hi):
                     continue
+                lm: dict[str, Any] = {}
+                if any(spec.systems[a].is_lm for a in tup):
+                    if prompts is not None:
+                        lm["prompts"] = prompts.identity
+                    if tokens is not None:
+                        lm["new_tokens"] = tokens
                 orders = [tup]
                 if group.kind == "within" and not m["symmetric"]:
                     orders.append(tup[::-1])
@@ -201,6 +209,7 @@ def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job
                         given = {k: _given(v, k, m) for k, v in grid.items()}
                         params = {k: p["default"] for k, p in (m["params"] or {}).items()}
                         params.update(given)
+                        params.update(lm)  # rows record them beside the parameters
                         params = _canonical(params)
                         swept = {k: given[k] for k in mspec.swept}
                         for site in sites:
@@ -451,6 +460,8 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
         detail = (f"{what} normalised similarity of {len(chosen)} pair(s) "
                   f"{', '.join(map(_fmt, tested))}: expected {bound}")
         return make("ok" if ok else "violated", detail)
+    if exp.alike is not None:
+        return make(*_alike(spec, exp, entries, m))
     high = [e for e in entries if pair_matches(spec, exp.higher, e)]
     low = [e for e in entries if pair_matches(spec, exp.lower, e)]
     if not high or not low:
@@ -469,6 +480,35 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
         detail = (f"{_name(exp.higher)} {_fmt(float(np.mean(raw_h)))} should be {arrow} "
                   f"{_name(exp.lower)} {_fmt(float(np.mean(raw_l)))}")
     return make("ok" if ok else "violated", detail)
+
+
+def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
+           ) -> tuple[str, str]:
+    """(status, detail) of an equivalence: the two selections' similarities differ by at most
+    ``margin``: their means (mode "mean") or every cross pair (mode "all").
+
+    Similarities are normalised by the measure's declared range when it is bounded (so one
+    margin fits every bounded measure, as for bounds), else oriented raw values. A pair that
+    falls in both selections counts in both.
+    """
+    sides = [[e for e in entries if pair_matches(spec, sel, e)] for sel in exp.alike]
+    if not sides[0] or not sides[1]:
+        which = exp.alike[0] if not sides[0] else exp.alike[1]
+        return "n/a", f"no scored pairs for {_name(which)}"
+    bounded = all(math.isfinite(normalised(e.value, m)) for side in sides for e in side)
+    scale = (lambda e: normalised(e.value, m)) if bounded else (lambda e: similarity(e.value, m))
+    a, b = ([scale(e) for e in side] for side in sides)
+    what = "normalised similarity" if bounded else "similarity"
+    if exp.mode == "all":
+        holds = sum(1 for x in a for y in b if abs(x - y) <= exp.margin)
+        n = len(a) * len(b)
+        return ("ok" if holds == n else "violated",
+                f"{holds}/{n} pair differences within {exp.margin:g} ({what})")
+    ma, mb = float(np.mean(a)), float(np.mean(b))
+    raw = [float(np.mean([e.value for e in side])) for side in sides]
+    detail = (f"{_name(exp.alike[0])} {_fmt(raw[0])} vs {_name(exp.alike[1])} {_fmt(raw[1])}: "
+              f"{what} differs by {abs(ma - mb):.3f}, expected at most {exp.margin:g}")
+    return ("ok" if abs(ma - mb) <= exp.margin else "violated"), detail
 
 
 def _name(selector: Any) -> str:

@@ -2,15 +2,19 @@
 
 A spec names
 
-- ``[systems]``: aliases for zoo ids or recording files, each with free-form tags
-  (``arch``, ``task``, ...) that pair groups and expectations select on;
+- ``[systems]``: aliases for zoo ids (the language-model zoo's names too), recording files or
+  language-model directories (``model = PATH``, a ``save_pretrained`` directory), each with
+  free-form tags (``arch``, ``task``, ...) that pair groups and expectations select on;
 - ``[groups]``: named selections of systems (a list of aliases, or a table of tags);
 - ``[measures.LABEL]``: a measure variant (``measure = NAME``, default ``LABEL``) with its
   parameters; a list value is a sweep (one job per value);
 - ``[[pairs]]``: which systems to compare (``pairs`` explicit, ``within`` a selection,
   ``between`` two selections, ``each`` for one-system measures), each entry a named *category*;
 - top-level ``task``, ``seeds``, ``sites``, ``plugins``, ``store``, ``target``;
-- ``[[expect]]``: the orderings a valid measure should reproduce (see :mod:`.leaderboard`).
+- ``prompts`` and ``new_tokens`` (top level or per measure): what language models are aligned
+  and recorded on (see :mod:`.prompts`); jobs without a language model ignore them;
+- ``[[expect]]``: the orderings, bounds and equivalences a valid measure should reproduce (see
+  :mod:`.leaderboard`).
 
 Every error names the spec file, the line and the key (:class:`~simbench.errors.SpecError`).
 Values are typed strictly: a boolean is not an integer and a number is not a string.
@@ -37,16 +41,18 @@ from pathlib import Path
 from typing import Any
 
 from simbench.bench.locate import Locator, PathPart, dotted
+from simbench.bench.prompts import PromptSet, PromptsProblem, new_tokens_value, read_prompt_set
 from simbench.errors import ParameterError, SimbenchError, SpecError, did_you_mean
 
 TOP_KEYS = ("name", "description", "task", "seeds", "sites", "plugins", "store", "target",
-            "job_timeout", "systems", "groups", "measures", "pairs", "expect")
-SYSTEM_KEYS = ("zoo", "recording", "source")
-MEASURE_KEYS = ("measure", "sites", "seeds", "params", "job_timeout")
+            "job_timeout", "prompts", "new_tokens", "systems", "groups", "measures", "pairs",
+            "expect")
+SYSTEM_KEYS = ("zoo", "recording", "model", "source")
+MEASURE_KEYS = ("measure", "sites", "seeds", "params", "job_timeout", "prompts", "new_tokens")
 PAIR_KINDS = ("pairs", "within", "between", "each")
 PAIR_KEYS = ("name", *PAIR_KINDS, "measures", "sites", "seeds", "task")
 EXPECT_KEYS = ("finding", "site", "measures", "higher", "lower", "pairs", "above", "below",
-               "margin", "mode", "note")
+               "alike", "margin", "mode", "note")
 PAIR_SELECTOR_KEYS = ("category", "a", "b", "same", "differ", "systems")
 
 
@@ -55,13 +61,20 @@ class SystemSpec:
     """One system of a spec: its alias, where it comes from, and its tags."""
 
     alias: str
-    source: str  # a zoo id, or an absolute recording path
-    kind: str  # "zoo" or "recording"
+    source: str  # a zoo id, or an absolute recording path or model directory
+    kind: str  # "zoo", "recording" or "model" (a language model's directory)
     tags: Mapping[str, str]
 
     @property
     def task(self) -> str | None:
         return self.tags.get("task")
+
+    @property
+    def is_lm(self) -> bool:
+        """A language model: a model directory or a name of the language-model zoo."""
+        from simbench.zoo.lm_build import LM_NAMES
+
+        return self.kind == "model" or (self.kind == "zoo" and self.source in LM_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +87,8 @@ class MeasureSpec:
     sites: tuple[str, ...] | None = None
     seeds: tuple[int, ...] | None = None
     job_timeout: float | None = None  # seconds; None = not set here (0 = no limit)
+    prompts: PromptSet | None = None  # for language models; None = the spec's
+    new_tokens: int | None = None  # continuation length; None = the spec's
 
     def grid(self) -> list[dict[str, Any]]:
         """Every parameter combination of the sweep (one dict per job)."""
@@ -110,6 +125,7 @@ class Expectation:
     higher: Any = None
     lower: Any = None
     pairs: Any = None
+    alike: Any = None  # [SELECTOR, SELECTOR]: the two score alike, within ``margin``
     above: float | None = None
     below: float | None = None
     margin: float = 0.0
@@ -132,6 +148,8 @@ class Spec:
     store: str | None = None
     target: str | None = None
     job_timeout: float | None = None  # seconds; None = not set (0 = no limit)
+    prompts: PromptSet | None = None  # what language models are aligned and recorded on
+    new_tokens: int | None = None  # their continuation length (None: the task's default)
     systems: dict[str, SystemSpec] = dataclasses.field(default_factory=dict)
     groups: dict[str, Any] = dataclasses.field(default_factory=dict)
     measures: dict[str, MeasureSpec] = dataclasses.field(default_factory=dict)
@@ -152,6 +170,14 @@ class Spec:
         """
         own = self.measures[label].job_timeout if label in self.measures else None
         return own if own is not None else self.job_timeout
+
+    def lm_settings(self, label: str) -> tuple[PromptSet | None, int | None]:
+        """(prompts, new_tokens) of measure ``label`` for language models: its own, else the
+        spec's (each None when set nowhere)."""
+        m = self.measures.get(label)
+        prompts = m.prompts if m is not None and m.prompts is not None else self.prompts
+        tokens = m.new_tokens if m is not None and m.new_tokens is not None else self.new_tokens
+        return prompts, tokens
 
     # ---- errors that say where ----------------------------------------------------------
     def error(self, message: str, path: Sequence[PathPart] = (), *, value: str | None = None,
@@ -289,6 +315,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     if spec.store is not None and not Path(spec.store).is_absolute():
         spec.store = str(base / spec.store)
     spec.job_timeout = _timeout(spec, data, ())
+    spec.prompts, spec.new_tokens = _lm_settings(spec, data, (), base)
 
     _parse_systems(spec, data.get("systems", {}), base)
     groups = data.get("groups", {})
@@ -306,7 +333,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
         raise spec.error(f"target '{target}' is not a system of this spec", ("target",),
                          fix=did_you_mean(target, spec.systems))
     spec.target = target
-    _parse_measures(spec, data.get("measures", {}), registry)
+    _parse_measures(spec, data.get("measures", {}), base, registry)
     _parse_pairs(spec, data.get("pairs", []), registry)
     _parse_expect(spec, data.get("expect", []))
     if not spec.measures:
@@ -382,8 +409,8 @@ def _task(spec: Spec, value: Any, path: Sequence[PathPart], registry: Any) -> st
 def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
     if not isinstance(table, dict) or not table:
         raise spec.error("the spec needs a [systems] table: alias = zoo id or recording path, "
-                         "or alias = { zoo = ID | recording = PATH, tag = value, ... }",
-                         ("systems",))
+                         "or alias = { zoo = ID | recording = PATH | model = DIR, tag = value, "
+                         "... }", ("systems",))
     for alias, entry in table.items():
         path = ("systems", alias)
         if isinstance(entry, str):
@@ -392,8 +419,8 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
             raise spec.error(f"system '{alias}' must be a string or a table", path)
         given = [k for k in SYSTEM_KEYS if k in entry]
         if len(given) != 1:
-            raise spec.error(f"system '{alias}' needs exactly one of zoo = ID, recording = PATH "
-                             f"or source = ID-OR-PATH (got {given or 'none'})", path)
+            raise spec.error(f"system '{alias}' needs exactly one of zoo = ID, recording = PATH, "
+                             f"model = DIR or source = ID-OR-PATH (got {given or 'none'})", path)
         where = entry[given[0]]
         if not isinstance(where, str):
             raise spec.error(f"'{given[0]}' must be a string", (*path, given[0]))
@@ -401,9 +428,14 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
         if kind == "source":
             looks_like_file = Path(where).suffix in (".nc", ".nc4", ".cdf", ".h5") or (
                 base / where).exists()
-            kind = "recording" if looks_like_file else "zoo"
-        if kind == "recording":
+            kind = ("model" if (base / where).is_dir() else "recording") if looks_like_file \
+                else "zoo"
+        if kind in ("recording", "model"):
             where = str((base / where).resolve()) if not Path(where).is_absolute() else where
+        if kind == "recording" and Path(where).is_dir():
+            raise spec.error(f"recording '{entry[given[0]]}' of system '{alias}' is a directory",
+                             (*path, given[0]), fix="a language model's save_pretrained "
+                             "directory is model = DIR; a recording is a file (.nc)")
         tags: dict[str, str] = {}
         for key, value in entry.items():
             if key in SYSTEM_KEYS:
@@ -415,7 +447,26 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
         spec.systems[alias] = SystemSpec(alias, where, kind, tags)
 
 
-def _parse_measures(spec: Spec, table: Any, registry: Any) -> None:
+def _lm_settings(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart], base: Path
+                 ) -> tuple[PromptSet | None, int | None]:
+    """``prompts`` and ``new_tokens`` of a table (the spec's top level or a measure's), read and
+    checked now, so a missing prompts file fails before anything runs."""
+    prompts = tokens = None
+    if "prompts" in table:
+        try:
+            prompts = read_prompt_set(table["prompts"], base)
+        except PromptsProblem as exc:
+            where = (*path, "prompts", exc.key) if exc.key else (*path, "prompts")
+            raise spec.error(exc.message, where, fix=exc.fix) from None
+    if "new_tokens" in table:
+        try:
+            tokens = new_tokens_value(table["new_tokens"])
+        except PromptsProblem as exc:
+            raise spec.error(exc.message, (*path, "new_tokens"), fix=exc.fix) from None
+    return prompts, tokens
+
+
+def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
     if not isinstance(table, dict):
         raise spec.error("[measures] must hold one table per measure, e.g. [measures.cka]",
                          ("measures",))
@@ -469,9 +520,10 @@ def _parse_measures(spec: Spec, table: Any, registry: Any) -> None:
                 raise spec.error(exc.message, kpath, fix=exc.fix) from None
         sites = _str_list(spec, entry, (*path, "sites"))
         seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
+        prompts, new_tokens = _lm_settings(spec, entry, path, base)
         spec.measures[label] = MeasureSpec(label, name, params,
                                            tuple(sites) if sites else None, seeds,
-                                           _timeout(spec, entry, path))
+                                           _timeout(spec, entry, path), prompts, new_tokens)
 
 
 _KIND_WORDS = {bool: "a boolean (true or false)", int: "an integer", float: "a number",
@@ -601,15 +653,33 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
         spec.check_keys(entry, EXPECT_KEYS, path, "[[expect]]")
         ordering = "higher" in entry or "lower" in entry
         bound = "pairs" in entry
-        if ordering == bound or (ordering and not ("higher" in entry and "lower" in entry)):
+        alike = "alike" in entry
+        if (ordering + bound + alike != 1
+                or (ordering and not ("higher" in entry and "lower" in entry))):
             raise spec.error("an [[expect]] entry is either an ordering (higher = SELECTOR, "
-                             "lower = SELECTOR) or a bound (pairs = SELECTOR with above = X "
-                             "and/or below = X)", path)
+                             "lower = SELECTOR), a bound (pairs = SELECTOR with above = X "
+                             "and/or below = X) or an equivalence (alike = [SELECTOR, "
+                             "SELECTOR] with margin = X)", path)
         if bound and "above" not in entry and "below" not in entry:
             raise spec.error("a bound needs above = X and/or below = X", path)
         for key in ("higher", "lower", "pairs"):
             if key in entry:
                 _check_pair_selector(spec, entry[key], (*path, key), categories)
+        if alike:
+            value = entry["alike"]
+            if not isinstance(value, list) or len(value) != 2:
+                raise spec.error("alike needs two pair selectors: alike = [SELECTOR, SELECTOR]",
+                                 (*path, "alike"))
+            for sel in value:
+                _check_pair_selector(spec, sel, (*path, "alike"), categories)
+            margin = entry.get("margin")
+            if (not isinstance(margin, (int, float)) or isinstance(margin, bool)
+                    or not margin > 0):
+                raise spec.error("an equivalence needs margin = X > 0: the most the two "
+                                 "selections' similarities (normalised by the measure's range "
+                                 f"when it has one) may differ, got {margin!r}",
+                                 (*path, "margin") if "margin" in entry else path,
+                                 fix="write e.g. margin = 0.05")
         measures = _str_list(spec, entry, (*path, "measures"))
         mode = _typed(spec, entry, "mode", str, "mean", path)
         if mode not in ("mean", "all"):
@@ -620,6 +690,7 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
             site=_typed(spec, entry, "site", str, None, path),
             measures=tuple(measures) if measures else None,
             higher=entry.get("higher"), lower=entry.get("lower"), pairs=entry.get("pairs"),
+            alike=entry.get("alike"),
             above=_typed(spec, entry, "above", float, None, path),
             below=_typed(spec, entry, "below", float, None, path),
             margin=_typed(spec, entry, "margin", float, 0.0, path),

@@ -482,7 +482,8 @@ class Store:
         row = {
             "key": job.key, "status": outcome["status"], "spec": spec, "label": job.label,
             "variant": job.variant, "measure": job.measure,
-            "params": json.dumps(job.params, sort_keys=True, default=str),
+            "params": json.dumps({**job.params, **_lm_params(job)}, sort_keys=True,
+                                 default=str),
             "systems": json.dumps(list(job.systems)), "sources": json.dumps(list(job.sources)),
             "system_a": job.systems[0], "system_b": job.systems[1] if len(job.systems) > 1 else None,
             "site": job.site, "task": job.task, "seed": job.seed,
@@ -606,6 +607,14 @@ class Store:
 
     def integrity(self) -> str:
         return self._read("PRAGMA integrity_check").fetchone()[0]
+
+
+def _lm_params(job: Any) -> dict[str, Any]:
+    """The language-model settings a row records beside the measure's parameters (the prompts'
+    content hash and ``new_tokens``, each only when the job sets it), so a board tells apart
+    jobs that differ only in their prompts."""
+    lm_params = getattr(job, "lm_params", None)
+    return lm_params() if callable(lm_params) else {}
 
 
 def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:

@@ -78,10 +78,17 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
         systems = [resolve_cached(src, job.task) for src in job.sources]
         if on_ready is not None:
             on_ready()
+        lm: dict[str, Any] = {}
+        if getattr(job, "prompts", None) is not None:
+            lm["prompts"] = list(job.prompts)
+        if getattr(job, "new_tokens", None) is not None:
+            lm["new_tokens"] = job.new_tokens
         result = score(job.measure, *systems, site=job.site, task=job.task, seed=job.seed,
-                       device=device, **job.params)
+                       device=device, **lm, **job.params)
         runtime = time.perf_counter() - t0
         result.attrs["job_key"] = job.key
+        if lm and getattr(job, "prompts_origin", ""):
+            result.attrs["prompts"] = job.prompts_origin  # the file or generator, not "list"
         return {"key": job.key, "status": "done", "score": result.to_dict(),
                 "runtime_s": runtime, "started": started, "host": host,
                 "device": str(result.attrs.get("device", device)),

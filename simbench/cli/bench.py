@@ -286,11 +286,15 @@ def _load_for_board(spec_arg: str | None, store: Any) -> Any:
 def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
+    from simbench.resources import shipped_specs
 
     # Viewing runs no code from the spec or the store: specs are parsed untrusted here.
     spec_hint = (load_spec(args.spec, trusted=False)
                  if args.spec and Path(args.spec).is_file() else None)
-    with Store(store_path(args.store, spec_hint), create=False) as store:
+    # a shipped spec's name (`simbench leaderboard lm_toxicity`) finds the store it names
+    shipped = (load_spec(args.spec, trusted=False)
+               if spec_hint is None and args.spec in shipped_specs() else None)
+    with Store(store_path(args.store, spec_hint or shipped), create=False) as store:
         spec = spec_hint or _load_for_board(args.spec, store)
         show_board(spec, store, target=args.target, boards=tuple(args.board.split(",")),
                    csv_dir=args.csv, png_dir=args.png, html=args.html)
