@@ -87,6 +87,21 @@ def test_the_cli_scores_zoo_lm_names(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert 0.5 < score["value"] <= 1.0
 
 
+
+def test_the_cli_records_zoo_lm_names(tmp_path: Path) -> None:
+    """`simbench record lm_toxic_s1 --prompts FILE` records the zoo model under its name."""
+    from simbench.recording import load_recording
+
+    file = tmp_path / "prompts.txt"
+    file.write_text("\n".join(zoo_prompts(5, 2)) + "\n")
+    out = tmp_path / "toxic.nc"
+    assert main(["record", "lm_toxic_s1", "--prompts", str(file), "--out", str(out),
+                 "--sites", "transformer.h.2"]) == 0
+    rec = load_recording(out)
+    assert rec.system_id == "lm_toxic_s1"
+    ds = rec.site("transformer.h.2")
+    assert ds.sizes["stimulus"] == 5 and ds.sizes["unit"] == 64
+
 # ---- identities ----------------------------------------------------------------------------
 def test_model_directories_and_zoo_lm_names_are_identified_by_content(tmp_path: Path) -> None:
     """A directory is hashed like a checkpoint (a copy keeps its identity, a changed byte does

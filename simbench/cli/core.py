@@ -303,7 +303,11 @@ def record_lm(args: argparse.Namespace) -> int:
     if not getattr(args, "prompts", None):
         raise TaskError("recording a language model needs prompts", field="prompts",
                         fix="pass --prompts FILE (one prompt per line)")
-    system = LMSystem.from_dir(args.system, task=Continuation(args.prompts))
+    from simbench.api import zoo_lm_dir
+
+    zoo = zoo_lm_dir(args.system)  # a zoo LM name, e.g. lm_toxic_s1
+    system = LMSystem.from_dir(zoo or args.system, task=Continuation(args.prompts),
+                               system_id=args.system if zoo else None)
     sites = args.sites.split(",") if args.sites else None
     t0 = time.perf_counter()
     rec = system.record(sites=sites)

@@ -193,7 +193,9 @@ def cmd_record(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.systems.torch import TorchSystem
 
     spec = args.system
-    if Path(spec).is_dir():  # a language model's save_pretrained directory
+    from simbench.api import zoo_lm_dir
+
+    if Path(spec).is_dir() or zoo_lm_dir(spec) is not None:  # a language model
         from simbench.cli.core import record_lm
 
         return record_lm(args)
