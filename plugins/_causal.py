@@ -193,11 +193,9 @@ def build_parties(systems: Sequence[Any], nets: Networks, *, site: str, task: st
 
 def check_k(k: int, parties: Sequence[Party], site: str) -> None:
     """An aligned subspace of size ``k`` must fit in every party's site."""
-    for p in parties:
-        if k > p.width:
-            raise ParameterError(f"k = {k} is larger than the width of site '{site}' of "
-                                 f"'{p.system_id}' ({p.width})", site=site, field="k",
-                                 fix=f"use --k {p.width} or less")
+    from simbench.interventions.subspace import check_subspace_size
+
+    check_subspace_size(k, [(p.system_id, p.width) for p in parties], site)
 
 
 def save_alignment(engine: Any, path: str, meta: dict[str, Any]) -> None:
@@ -253,12 +251,9 @@ def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
 
 def pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple[float, float], int]:
     """Mean trial IIA over ``keys`` with a Wilson interval on the pooled trials."""
-    from simbench.stats import binomial_ci
+    from simbench.stats import pooled_iia
 
-    hits = sum(results[k]["hits"] for k in keys)
-    n = sum(results[k]["n"] for k in keys)
-    value = sum(results[k]["trial"] for k in keys) / len(keys)
-    return value, binomial_ci(hits, n), n
+    return pooled_iia(results, keys)
 
 
 def train_or_load(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:

@@ -17,10 +17,6 @@ from simbench.calibration.scoring import null_param, with_null
 from simbench.measure import Measure, Param
 from simbench.result import Score
 
-#: untrained random subspace ``j`` of a null for system ``i`` is drawn with seed
-#: ``seed + NULL_SEED_STRIDE * (j + 1) + i`` (apart from the control's ``seed + i``)
-NULL_SEED_STRIDE = 100_003
-
 NULL_HELP = ("draws: untrained random subspaces of the same k on the same held-out "
              "counterfactuals (null_draw = subspaces), or the trained alignment on held-out "
              "counterfactuals re-paired with random other sources (null_draw = shuffled)")
@@ -81,6 +77,12 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
     counterfactuals scored through N sets of untrained random subspaces of the same k (the
     control, over N seeds), evaluated after the score itself.
     """
+    from simbench.calibration.causal_null import (
+        random_subspace_null,
+        random_subspace_null_result,
+        shuffled_null_result,
+        shuffled_source_null,
+    )
     from simbench.interventions.engine import Engine, directions_for
     from simbench.interventions.init import init_from_data
     from simbench.interventions.maps import SubspaceMap
@@ -106,17 +108,12 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         else:
             log, results = _causal.run_engine(engine, params, meta, f"{measure.name} k={k}")
         cross = [d for d in directions if d[0] != d[1]] or directions
-        null_values = []
         shuffled = params.get("null_draw", "subspaces") == "shuffled"
         if shuffled:
-            from simbench.calibration.causal_null import shuffled_source_null
-
             null_values = shuffled_source_null(engine, cross, int(params.get("null", 0)), seed)
-        for j in range(0 if shuffled else int(params.get("null", 0))):
-            for i, p in enumerate(parties):
-                sub = random_subspace(p.width, k, seed + NULL_SEED_STRIDE * (j + 1) + i)
-                imap.fix(i, sub.to(device))
-            null_values.append(_causal.pooled(engine.evaluate("test"), cross)[0])
+        else:
+            null_values = random_subspace_null(engine, [p.width for p in parties], k,
+                                               int(params.get("null", 0)), seed, cross)
     value, ci, n_samples = _causal.pooled(results, cross)
     names = [p.system_id for p in parties]
     breakdown = _causal.iia_matrices(results, names)
@@ -130,17 +127,10 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
     score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
                   n_samples=n_samples, breakdown=breakdown, attrs=attrs)
     if null_values and shuffled:
-        from simbench.calibration.causal_null import shuffled_null_result
-
         score = with_null(score, shuffled_null_result(value, null_values, seed=seed,
                                                       directions=cross, names=names))
     elif null_values:
-        from simbench.calibration import NullResult
-
-        how = (f"{len(null_values)} sets of untrained random subspaces of k = {k} (seeds "
-               f"{seed} + {NULL_SEED_STRIDE} x draw + system), IIA on the same held-out "
-               "counterfactuals")
-        score = with_null(score, NullResult.from_samples(value, null_values, how))
+        score = with_null(score, random_subspace_null_result(value, null_values, k=k, seed=seed))
     return score
 
 

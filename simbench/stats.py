@@ -7,7 +7,7 @@ finite replicate); :class:`simbench.Score` prints that as no interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -52,4 +52,16 @@ def binomial_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-__all__ = ["binomial_ci", "bootstrap_ci"]
+
+
+def pooled_iia(results: dict, keys: Sequence[tuple[int, int]]
+               ) -> tuple[float, tuple[float, float], int]:
+    """Mean trial IIA over the directions ``keys`` of an engine's ``evaluate`` results, with a
+    Wilson interval on the pooled trials, and the number of trials."""
+    hits = sum(results[k]["hits"] for k in keys)
+    n = sum(results[k]["n"] for k in keys)
+    value = sum(results[k]["trial"] for k in keys) / len(keys)
+    return value, binomial_ci(hits, n), n
+
+
+__all__ = ["binomial_ci", "bootstrap_ci", "pooled_iia"]

@@ -81,4 +81,37 @@ def shuffled_null_result(observed: float, samples: Sequence[float], *, seed: int
         n=len(samples), seed=seed, dirs=dirs))
 
 
-__all__ = ["SHUFFLED_METHOD", "shuffled_null_result", "shuffled_source_null"]
+#: untrained random subspace ``j`` of a null for system ``i`` is drawn with seed
+#: ``seed + NULL_SEED_STRIDE * (j + 1) + i`` (apart from the control's ``seed + i``)
+NULL_SEED_STRIDE = 100_003
+
+
+def random_subspace_null(engine: Any, widths: Sequence[int], k: int, n: int, seed: int,
+                         directions: Sequence[tuple[int, int]]) -> list[float]:
+    """``n`` pooled test IIAs of ``engine`` over ``directions`` with every system's subspace
+    replaced by an untrained random one of size ``k`` (the map is left holding the last)."""
+    from simbench.interventions.subspace import random_subspace
+    from simbench.stats import pooled_iia
+
+    out = []
+    for j in range(n):
+        for i, width in enumerate(widths):
+            sub = random_subspace(width, k, seed + NULL_SEED_STRIDE * (j + 1) + i)
+            engine.imap.fix(i, sub.to(engine.cfg.device))
+        out.append(pooled_iia(engine.evaluate("test"), directions)[0])
+    return out
+
+
+def random_subspace_null_result(observed: float, samples: Sequence[float], *, k: int, seed: int,
+                                what: str = "counterfactuals") -> Any:
+    """The :class:`~simbench.calibration.permutation.NullResult` of :func:`random_subspace_null`
+    draws, described for the Score (``what`` the held-out test items are called)."""
+    from simbench.calibration.permutation import NullResult
+
+    how = (f"{len(samples)} sets of untrained random subspaces of k = {k} (seeds {seed} + "
+           f"{NULL_SEED_STRIDE} x draw + system), IIA on the same held-out {what}")
+    return NullResult.from_samples(observed, samples, how)
+
+
+__all__ = ["NULL_SEED_STRIDE", "SHUFFLED_METHOD", "random_subspace_null",
+           "random_subspace_null_result", "shuffled_null_result", "shuffled_source_null"]

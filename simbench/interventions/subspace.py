@@ -12,9 +12,13 @@ across systems (U_s is d_s x k, U_t is d_t x k).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations
+
+from simbench.errors import ParameterError
 
 
 def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None, *,
@@ -73,3 +77,13 @@ def random_subspace(d: int, k: int, seed: int) -> torch.Tensor:
     to the engine's device."""
     g = torch.Generator().manual_seed(seed)
     return torch.linalg.qr(torch.randn(d, k, generator=g)).Q
+
+
+def check_subspace_size(k: int, widths: Sequence[tuple[str, int]], site: str) -> None:
+    """An aligned subspace of size ``k`` must fit in every system's site (``widths``: each
+    system's id and its site's width)."""
+    for system_id, width in widths:
+        if k > width:
+            raise ParameterError(f"k = {k} is larger than the width of site '{site}' of "
+                                 f"'{system_id}' ({width})", site=site, field="k",
+                                 fix=f"use --k {width} or less")

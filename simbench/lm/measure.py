@@ -17,10 +17,10 @@ from typing import Any
 from simbench.errors import ParameterError, SimbenchError, TaskError
 from simbench.lm.kind import is_language_model
 from simbench.result import Score
+from simbench.stats import pooled_iia
 from simbench.tasks.continuation import CONTINUATION, Continuation
 
 #: untrained random subspace ``j`` of a null for system ``i`` uses seed ``seed + STRIDE*(j+1)+i``
-NULL_SEED_STRIDE = 100_003
 
 
 def check_same_tokenizer(systems: Sequence[Any]) -> None:
@@ -66,14 +66,6 @@ def shared_task(systems: Sequence[Any]) -> Continuation:
     return task
 
 
-def check_k(k: int, runners: Sequence[Any], site: str) -> None:
-    for r in runners:
-        if k > r.width:
-            raise ParameterError(f"k = {k} is larger than the width of site '{site}' of "
-                                 f"'{r.system.system_id}' ({r.width})", site=site, field="k",
-                                 fix=f"use --k {r.width} or less")
-
-
 def score_mas(measure: Any, systems: Sequence[Any], *, site: str, seed: int, device: str,
               params: dict[str, Any]) -> Score:
     """Stepwise MAS IIA between language models (cross directions; see
@@ -101,9 +93,10 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str, seed: int, dev
 
 def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: str, seed: int,
            device: str, params: dict[str, Any]) -> Score:
+    from simbench.calibration.causal_null import random_subspace_null
     from simbench.interventions.engine import EngineConfig, Party, directions_for
     from simbench.interventions.maps import SubspaceMap
-    from simbench.interventions.subspace import random_subspace
+    from simbench.interventions.subspace import check_subspace_size, random_subspace
     from simbench.lm.data import OwnBehaviour
     from simbench.lm.engine import LMEngine
     from simbench.lm.runner import LMRunner
@@ -111,7 +104,7 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
 
     k = params["k"]
     runners = [LMRunner(s, site, fast=params.get("fast", True)) for s in systems]
-    check_k(k, runners, site)
+    check_subspace_size(k, [(r.system.system_id, r.width) for r in runners], site)
     behaviour = []
     for s in systems:
         ids = s.encode(task.prompts, task.new_tokens)
@@ -137,22 +130,10 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
         log = engine.train(progress=params.get("progress", True), label=f"mas k={k}")
     results = engine.evaluate("test")
     cross = [d for d in directions if d[0] != d[1]] or directions
-    null_values = []
-    for j in range(int(params.get("null", 0) or 0)):
-        for i, p in enumerate(parties):
-            imap.fix(i, random_subspace(p.width, k, seed + NULL_SEED_STRIDE * (j + 1) + i)
-                     .to(device))
-        null_values.append(_pooled(engine.evaluate("test"), cross)[0])
+    null_values = random_subspace_null(engine, [p.width for p in parties], k,
+                                       int(params.get("null", 0) or 0), seed, cross)
     return _score(measure, parties, directions, cross, results, log, null_values, task,
                   k=k, site=site, seed=seed, cached=engine.cached and runners[0].fast)
-
-
-def _pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, Any, int]:
-    from simbench.stats import binomial_ci
-
-    hits = sum(results[d]["hits"] for d in keys)
-    n = sum(results[d]["n"] for d in keys)
-    return sum(results[d]["trial"] for d in keys) / len(keys), binomial_ci(hits, n), n
 
 
 def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int, int]],
@@ -162,7 +143,7 @@ def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int,
     import xarray as xr
 
     names = [p.system_id for p in parties]
-    value, ci, n_samples = _pooled(results, cross)
+    value, ci, n_samples = pooled_iia(results, cross)
     labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
     breakdown = {}
     for level in ("trial", "token"):
@@ -188,13 +169,11 @@ def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int,
     score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
                   n_samples=n_samples, breakdown=breakdown, attrs=attrs)
     if null_values:
-        from simbench.calibration import NullResult
+        from simbench.calibration.causal_null import random_subspace_null_result
         from simbench.calibration.scoring import with_null
 
-        how = (f"{len(null_values)} sets of untrained random subspaces of k = {k} (seeds "
-               f"{seed} + {NULL_SEED_STRIDE} x draw + system), IIA on the same held-out "
-               "interventions")
-        score = with_null(score, NullResult.from_samples(value, null_values, how))
+        score = with_null(score, random_subspace_null_result(value, null_values, k=k, seed=seed,
+                                                             what="interventions"))
     return score
 
 
