@@ -7,8 +7,8 @@ in anything else.
   RSA draws), so changing one parameter never reshuffles an unrelated draw.
 - :func:`stimulus_groups` and :func:`bootstrap_counts`: the bootstrap over stimuli (time steps of
   one stimulus are not independent, so they are resampled together).
-- :func:`percentile_interval` and :func:`recentred_interval`: replicate values to an interval,
-  or ``None`` when there is none (the caller says why in ``attrs["ci_note"]``).
+- :func:`recentred_interval` (and :func:`simbench.stats.percentile_interval`): replicate
+  values to an interval, or ``None`` when there is none (the caller says why in ``attrs["ci_note"]``).
 """
 
 from __future__ import annotations
@@ -56,17 +56,6 @@ def bootstrap_counts(n_units: int, n_boot: int, seed: int) -> np.ndarray:
     for b in range(n_boot):
         out[b] = np.bincount(gen.integers(0, n_units, n_units), minlength=n_units)
     return out
-
-
-def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile interval of replicate values (non-finite ones dropped); None below two."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        return None
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(values, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
 
 
 def recentred_interval(

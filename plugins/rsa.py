@@ -33,12 +33,13 @@ from simbench_plugins._correlative import (
     no_interval_note,
     paired_activity,
 )
-from simbench_plugins.resampling import DRAWS, percentile_interval, rng
+from simbench_plugins.resampling import DRAWS, rng
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
+from simbench.stats import percentile_interval
 
 if TYPE_CHECKING:
     from simbench.result import Score

@@ -64,4 +64,16 @@ def pooled_iia(results: dict, keys: Sequence[tuple[int, int]]
     return value, binomial_ci(hits, n), n
 
 
-__all__ = ["binomial_ci", "bootstrap_ci", "pooled_iia"]
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of replicate values (non-finite ones dropped); None below two."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return None
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+__all__ = ["binomial_ci", "bootstrap_ci", "percentile_interval", "pooled_iia"]

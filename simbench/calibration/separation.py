@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from simbench.errors import ParameterError
+from simbench.stats import percentile_interval
 
 #: random stream tag of the separability bootstrap
 SEPARABILITY_STREAM = 0x5E9
@@ -92,8 +93,8 @@ def separability(
         else:
             reps = np.array([_auc(np.repeat(s, a.astype(int)), np.repeat(d, b.astype(int)))
                              for a, b in zip(ws, wd)])
-        auc_ci = _percentile(reps, level)
-        dp_ci = _percentile(_d_prime(s[None, :], d[None, :], ws, wd), level)
+        auc_ci = percentile_interval(reps, level)
+        dp_ci = percentile_interval(_d_prime(s[None, :], d[None, :], ws, wd), level)
     orient = "higher" if higher_is_better else "lower"
     method = (f"ROC-AUC (Mann-Whitney U / n_same n_different, ties count 1/2) and d' (pooled "
               f"sd) of {len(s)} same against {len(d)} different pairs, {orient} scores = more "
@@ -151,15 +152,6 @@ def _counts(gen: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     out = np.zeros((n_boot, n))
     np.add.at(out, (np.repeat(np.arange(n_boot), n), draws.ravel()), 1)
     return out
-
-
-def _percentile(values: np.ndarray, level: float) -> tuple[float, float] | None:
-    finite = values[np.isfinite(values)]
-    if finite.size < 2:
-        return None
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
 
 
 def format_separability(results: Mapping[str, Separability]) -> str:
