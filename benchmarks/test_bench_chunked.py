@@ -30,6 +30,8 @@ import pytest
 N = int(os.environ.get("SIMBENCH_CHUNKED_N", "50000"))
 D = int(os.environ.get("SIMBENCH_CHUNKED_D", "512"))
 MEMORY_MB = float(os.environ.get("SIMBENCH_CHUNKED_MEMORY_MB", "2048"))
+#: precision of the block products (sums are float64 either way); float32 halves the time
+DTYPE = os.environ.get("SIMBENCH_CHUNKED_DTYPE", "float64")
 #: rows written per block when making the file (the writer never holds it whole either)
 WRITE_ROWS = 20_000
 
@@ -70,7 +72,8 @@ ds = xr.open_dataset(sys.argv[1], chunks={{"sample": 4096}})
 case = sys.argv[2]
 t0 = time.perf_counter()
 if case == "chunked":
-    value = chunked_cka(ds["x"], ds["y"], memory_mb={memory}, progress=True).value
+    value = chunked_cka(ds["x"], ds["y"], memory_mb={memory}, dtype="{dtype}",
+                        progress=True).value
 else:
     value = cka(ds["x"].values, ds["y"].values, form="feature").value
 seconds = time.perf_counter() - t0
@@ -88,7 +91,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _measure(path: Path, case: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE.format(memory=MEMORY_MB), str(path),
+    out = subprocess.run([sys.executable, "-c", MEASURE.format(memory=MEMORY_MB, dtype=DTYPE), str(path),
                           case], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -99,7 +102,7 @@ def test_chunked_cka_peak_memory_and_throughput(data: Path) -> None:
     added = chunked["peak_mb"] - chunked["base_mb"]
     print(f"\nchunked CKA, {N} x {D} float32 per system ({data_mb:.0f} MiB of activity): "
           f"value {chunked['value']:.8f}, {chunked['seconds']:.1f} s, peak "
-          f"{added:.0f} MiB above warm-up (budget {MEMORY_MB:.0f} MiB)")
+          f"{added:.0f} MiB above warm-up (budget {MEMORY_MB:.0f} MiB), {DTYPE} products")
     assert added < MEMORY_MB
     if data_mb < 4096:  # the in-memory form fits: compare value and throughput
         full = _measure(data, "in_memory")
