@@ -5,7 +5,9 @@ The size comes from the environment, so the target case runs where there is disk
 
     SIMBENCH_CHUNKED_N=1000000 SIMBENCH_CHUNKED_D=4096 .venv/bin/pytest benchmarks/test_bench_chunked.py -s
 
-writes two float32 arrays of 1,000,000 x 4,096 (16.4 GB each, 32.8 GB of file) and checks that
+writes two float32 arrays of 1,000,000 x 4,096 (16.4 GB each, 32.8 GB of file; set
+``SIMBENCH_CHUNKED_FILE=/big/disk/acts.nc`` to keep it and reuse it on the next run,
+``SIMBENCH_CHUNKED_DTYPE=float32`` for float32 block products) and checks that
 CKA read in blocks peaks under ``SIMBENCH_CHUNKED_MEMORY_MB`` (default 2048 MiB) of resident
 memory beyond the process's warm-up (the page cache of the file is not resident memory of
 the process). Default size: 50,000 x 512 (about 100 MB per system), minutes on 2 cores.
@@ -32,6 +34,8 @@ D = int(os.environ.get("SIMBENCH_CHUNKED_D", "512"))
 MEMORY_MB = float(os.environ.get("SIMBENCH_CHUNKED_MEMORY_MB", "2048"))
 #: precision of the block products (sums are float64 either way); float32 halves the time
 DTYPE = os.environ.get("SIMBENCH_CHUNKED_DTYPE", "float64")
+#: write the data here and keep it (reused when it exists) instead of a temporary directory
+KEEP = os.environ.get("SIMBENCH_CHUNKED_FILE", "")
 #: rows written per block when making the file (the writer never holds it whole either)
 WRITE_ROWS = 20_000
 
@@ -84,15 +88,21 @@ print(json.dumps({{"case": case, "value": value, "seconds": seconds, "base_mb": 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("chunked") / "acts.nc"
+    if KEEP:  # a file this benchmark wrote before, reused (writing 33 GB takes a while)
+        path = Path(KEEP)
+        if path.exists():
+            return path
+    else:
+        path = tmp_path_factory.mktemp("chunked") / "acts.nc"
     subprocess.run([sys.executable, "-c", MAKE.format(n=N, d=D, rows=WRITE_ROWS), str(path)],
                    check=True)
     return path
 
 
 def _measure(path: Path, case: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE.format(memory=MEMORY_MB, dtype=DTYPE), str(path),
-                          case], check=True, capture_output=True, text=True)
+    script = MEASURE.format(memory=MEMORY_MB, dtype=DTYPE)
+    out = subprocess.run([sys.executable, "-c", script, str(path), case], check=True,
+                         capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
