@@ -474,9 +474,10 @@ def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int) -> tuple[Callab
 
     One product per batch: the narrower system's rows are gathered for the whole batch into a
     reused [n, batch * r] buffer (``index_select`` into it: no allocation, no page faults per
-    batch), then [s, n] x [n, batch * r] into a reused product buffer, squared and summed in
-    float64. Gathering the narrower side moves the fewest bytes; which side is gathered does
-    not change the value: sum_k x_k y_m(k)' = sum_j x_minv(j) y_j'.
+    batch), then [batch * r, n] x [n, s] into a reused product buffer whose rows hold one
+    permutation after another, so each permutation's squares are summed (in float64) over one
+    contiguous stretch. Gathering the narrower side moves the fewest bytes; which side is
+    gathered does not change the value: sum_k x_k y_m(k)' = sum_j x_minv(j) y_j'.
     """
     import torch
 
@@ -484,13 +485,13 @@ def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int) -> tuple[Callab
     n = xc.shape[0]
     gather_x = xc.shape[1] < yc.shape[1]
     fixed, moved = (yc, xc) if gather_x else (xc, yc)
-    fixed_t = fixed.T.contiguous().to(cdt)  # [s, n]
+    fixed = fixed.to(cdt).contiguous()  # [n, s]
     moved = moved.to(cdt).contiguous()  # [n, r]
-    s, r = fixed_t.shape[0], moved.shape[1]
+    s, r = fixed.shape[1], moved.shape[1]
     item = moved.element_size()
     batch = max(1, min(256, batch_bytes // (n * r * item)))
     g_buf = torch.empty(n * batch * r, dtype=cdt, device=xc.device)
-    p_buf = torch.empty(s * batch * r, dtype=cdt, device=xc.device)
+    p_buf = torch.empty(batch * r * s, dtype=cdt, device=xc.device)
     ramp = torch.arange(n, device=xc.device)
 
     def cross(maps: Any) -> Any:
@@ -499,11 +500,11 @@ def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int) -> tuple[Callab
             maps = torch.empty_like(maps).scatter_(1, maps, ramp.expand(b, n))
         g = g_buf[: n * b * r].view(n * b, r)
         torch.index_select(moved, 0, maps.T.reshape(-1), out=g)  # [n, b, r]
-        prod = p_buf[: s * b * r].view(s, b * r)
-        torch.mm(fixed_t, g.view(n, b * r), out=prod)
-        if cdt == torch.bfloat16:  # square the bf16 products exactly: in float32
-            return prod.view(s, b, r).float().square_().sum((0, 2), dtype=f64)
-        return prod.square_().view(s, b, r).sum((0, 2), dtype=f64)
+        prod = p_buf[: b * r * s].view(b * r, s)
+        torch.mm(g.view(n, b * r).T, fixed, out=prod)  # row-block i: permutation i
+        if cdt == torch.bfloat16:  # each bf16 entry squared exactly (in float64)
+            return torch.linalg.vector_norm(prod.view(b, -1), dim=1, dtype=f64).square()
+        return prod.square_().view(b, -1).sum(1, dtype=f64)
 
     return cross, batch
 
@@ -531,8 +532,8 @@ def linear_cka_null(
     The debiased estimator needs, besides ||X'PY||^2, inner products of n-vectors (row norms,
     X times the column sums) with permuted ones: O(n) each. The cross term is computed
 
-    - ``feature``: X'[the narrower system's rows gathered by a batch of row maps] as one
-      [p, n] x [n, batch * q] matrix product per batch, O(n p q) per permutation;
+    - ``feature``: the narrower system's rows gathered by a batch of row maps, then one
+      [batch * q, n] x [n, p] matrix product per batch, O(n p q) per permutation;
     - ``gram``: sum(K * L[m][:, m]) with K = XX', L = YY' built once, O(n^2) per permutation;
     - ``auto``: the cheaper of the two (gathers are slow: Gram only for n < p q / 256, with
       its matrices small).
