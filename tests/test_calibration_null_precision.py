@@ -109,3 +109,45 @@ def test_the_narrower_side_is_gathered_with_the_same_values(debiased: bool) -> N
                             stimulus=stim, n_perm=25, seed=7)
     np.testing.assert_allclose(fast.samples, slow.samples, rtol=0, atol=1e-12)
     assert np.ptp(fast.samples) > 0
+
+
+# ---- exact permutation moments (the RV coefficient's) ---------------------------------------
+@pytest.mark.parametrize("form", ["feature", "gram"])
+def test_exact_moments_equal_the_full_enumeration(form: str) -> None:
+    """n = 7: all 5,040 pairings (the 5,039 the null enumerates plus the observed one)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 3)) * [1.0, 3.0, 0.2]
+    y = rng.standard_normal((7, 2)) ** 3  # heavy-tailed rows: the diagonal term matters
+    with pytest.warns(UserWarning, match="used all 5039"):
+        res = linear_cka_null(x, y, n_perm=10_000, form=form)
+    every = np.concatenate([[res.observed], res.samples])
+    assert res.exact_moments is not None
+    mean, sd = res.exact_moments
+    assert mean == pytest.approx(every.mean(), rel=1e-12)
+    assert sd == pytest.approx(every.std(), rel=1e-12)
+    attrs = res.attrs()
+    assert attrs["null_exact_mean"] == mean and attrs["null_exact_sd"] == sd
+
+
+@pytest.mark.parametrize("null_dtype", ["same", "bfloat16"])
+def test_a_thousand_permutations_match_the_exact_moments(null_dtype: str) -> None:
+    """The Monte Carlo null's mean and sd within their sampling error of the exact ones."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((400, 20)) * np.linspace(0.2, 2.0, 20)
+    y = 0.5 * x[:, :15] + rng.standard_t(3, size=(400, 15))
+    res = linear_cka_null(x, y, n_perm=1000, seed=0, null_dtype=null_dtype)
+    mean, sd = res.exact_moments
+    s = res.samples
+    kurt = float(np.mean((s - s.mean()) ** 4) / s.var() ** 2)
+    assert abs(res.null_mean - mean) < 4 * sd / np.sqrt(len(s))
+    assert abs(res.null_sd - sd) < 4 * sd * np.sqrt((kurt - 1) / (4 * len(s)))
+    assert res.observed > mean + 10 * sd
+
+
+def test_exact_moments_only_where_they_apply() -> None:
+    """Debiased HSIC, and stimuli of several rows (blocks move together): no closed form."""
+    x, y = _data(0.2, False, n=60, p=4, q=3)
+    assert linear_cka_null(x, y, n_perm=20, debiased=True).exact_moments is None
+    blocks = linear_cka_null(x, y, stimulus=np.repeat(np.arange(30), 2), n_perm=20)
+    assert blocks.exact_moments is None and "null_exact_mean" not in blocks.attrs()
+    assert linear_cka_null(x, y, n_perm=20, kernel="cosine").exact_moments is not None

@@ -72,6 +72,8 @@ class NullResult:
     method: str
     exhaustive: bool = False
     notes: tuple[str, ...] = ()
+    #: the null's exact mean and sd over all permutations, where known in closed form
+    exact_moments: tuple[float, float] | None = None
 
     @property
     def size(self) -> int:
@@ -104,6 +106,8 @@ class NullResult:
                                "null_method": self.method}
         if self.notes:
             out["null_notes"] = "; ".join(self.notes)
+        if self.exact_moments is not None:
+            out["null_exact_mean"], out["null_exact_sd"] = self.exact_moments
         return out
 
 
@@ -424,6 +428,39 @@ def _gram_parts(K: Any, L: Any) -> tuple[_Side, _Side, Callable[[Any], Any], int
     return a, b, cross, max(1, min(256, BATCH_BYTES // (8 * n)))
 
 
+def rv_permutation_moments(n: int, trace: tuple[float, float], trace_sq: tuple[float, float],
+                           diag_sq: tuple[float, float]) -> tuple[float, float]:
+    """Exact mean and sd of biased linear CKA (the RV coefficient) over all n! re-pairings of
+    n samples (Kazi-Aoual et al. 1995; Josse, Pages & Husson 2008, CSDA 53).
+
+    Per system, with W the centred Gram matrix XX' of its n samples: ``trace`` = tr W,
+    ``trace_sq`` = tr W^2 (= ||X'X||_F^2, so O(n p^2) from the features), ``diag_sq`` =
+    sum_i W_ii^2. With beta = (tr W)^2 / tr W^2 and
+    tau = (n-1) / ((n-3)(n-1-beta)) [n(n+1) sum_i W_ii^2 / tr W^2 - (n-1)(beta+2)]:
+    E = sqrt(beta_x beta_y) / (n-1),
+    Var = 2 (n-1-beta_x)(n-1-beta_y) / ((n+1)(n-1)^2(n-2)) [1 + (n-3) tau_x tau_y / (2n(n-1))].
+    NaN where undefined (n < 4, a system without variance, or W proportional to the centring
+    matrix). A cross-check of the Monte Carlo null that costs nothing extra.
+    """
+    if n < 4:
+        return math.nan, math.nan
+    betas, taus = [], []
+    for tr, tr2, d2 in zip(trace, trace_sq, diag_sq):
+        if not (tr2 > 0 and math.isfinite(tr2)):
+            return math.nan, math.nan
+        beta = tr * tr / tr2
+        room = n - 1 - beta
+        if room <= 1e-12 * n:
+            return math.nan, math.nan
+        betas.append(beta)
+        taus.append((n - 1) / ((n - 3) * room)
+                    * (n * (n + 1) * d2 / tr2 - (n - 1) * (beta + 2)))
+    mean = math.sqrt(betas[0] * betas[1]) / (n - 1)
+    var = (2 * (n - 1 - betas[0]) * (n - 1 - betas[1]) / ((n + 1) * (n - 1) ** 2 * (n - 2))
+           * (1 + (n - 3) * taus[0] * taus[1] / (2 * n * (n - 1))))
+    return mean, math.sqrt(var) if var >= 0 else math.nan
+
+
 def _method(perms: StimulusPermutations, size: int, exhaustive: bool, seed: int,
             what: str, how: str) -> str:
     return (f"{perms.describe(size, exhaustive, seed)}; {what} recomputed through the cross term "
@@ -632,9 +669,15 @@ def linear_cka_null(
     how = f"{form} form, {precision} products"
     if precision != dtype:
         how += f"; observed value in {dtype}"
+    moments = None
+    if not debiased and len(perms.strata) == 1 and perms.strata[0].shape[1] == 1:
+        # every row its own stimulus, all re-pairings allowed: the RV coefficient's moments
+        moments = rv_permutation_moments(
+            n, (float(a.d), float(b.d)), (float(a.frob2), float(b.frob2)),
+            (float(a.r @ a.r), float(b.r @ b.r)))
     return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
                       _method(perms, size, exhaustive, seed, what, how),
-                      exhaustive, tuple(notes))
+                      exhaustive, tuple(notes), moments)
 
 
 def gram_cka_null(
@@ -687,4 +730,4 @@ def _check_n(n: int, debiased: bool) -> None:
 __all__ = ["ALTERNATIVES", "AUTO_BF16_MIN_MACS", "NULL_DTYPES", "NullError", "NullResult",
            "NullWarning", "StimulusPermutations", "bf16_native", "gram_cka_null",
            "linear_cka_null", "p_value", "permutation_null", "require_permutable",
-           "resolve_null_dtype"]
+           "resolve_null_dtype", "rv_permutation_moments"]
