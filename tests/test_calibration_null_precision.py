@@ -151,3 +151,11 @@ def test_exact_moments_only_where_they_apply() -> None:
     blocks = linear_cka_null(x, y, stimulus=np.repeat(np.arange(30), 2), n_perm=20)
     assert blocks.exact_moments is None and "null_exact_mean" not in blocks.attrs()
     assert linear_cka_null(x, y, n_perm=20, kernel="cosine").exact_moments is not None
+
+
+def test_a_seed_gives_the_same_bfloat16_null_every_time() -> None:
+    x, y = _data(0.2, False, n=500, p=24, q=16)
+    a = linear_cka_null(x, y, n_perm=50, seed=9, null_dtype="bfloat16")
+    b = linear_cka_null(x, y, n_perm=50, seed=9, null_dtype="bfloat16")
+    np.testing.assert_array_equal(a.samples, b.samples)
+    assert a.method == b.method and "bfloat16 products" in a.method

@@ -505,9 +505,10 @@ def resolve_null_dtype(null_dtype: str, dtype: str, macs: float, device: str = "
     return null_dtype
 
 
-def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int) -> tuple[Callable[[Any], Any],
-                                                                           int]:
-    """``cross(maps)`` = ||X' P_m Y||_F^2 per row map m, and the batch size.
+def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int, most: int
+                   ) -> tuple[Callable[[Any], Any], int]:
+    """``cross(maps)`` = ||X' P_m Y||_F^2 per row map m, and the batch size (at most ``most``,
+    the null's size: no buffer larger than the null needs).
 
     One product per batch: the narrower system's rows are gathered for the whole batch into a
     reused [n, batch * r] buffer (``index_select`` into it: no allocation, no page faults per
@@ -526,7 +527,7 @@ def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int) -> tuple[Callab
     moved = moved.to(cdt).contiguous()  # [n, r]
     s, r = fixed.shape[1], moved.shape[1]
     item = moved.element_size()
-    batch = max(1, min(256, batch_bytes // (n * r * item)))
+    batch = max(1, min(256, most, batch_bytes // (n * r * item)))
     g_buf = torch.empty(n * batch * r, dtype=cdt, device=xc.device)
     p_buf = torch.empty(batch * r * s, dtype=cdt, device=xc.device)
     ramp = torch.arange(n, device=xc.device)
@@ -659,7 +660,8 @@ def linear_cka_null(
         a = _Side((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
         b = _Side((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
         precision = resolve_null_dtype(null_dtype, dtype, float(n) * p * q * size, device)
-        cross, batch = _feature_cross(xc, yc, getattr(torch, precision), BATCH_BYTES)
+        cross, batch = _feature_cross(xc, yc, getattr(torch, precision), BATCH_BYTES,
+                                      size)
         if precision != dtype:  # the observed value at full precision, as simbench's cka
             observed_cross = (xc.T @ yc).to(f64).square().sum()
 
