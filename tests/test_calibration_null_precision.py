@@ -69,7 +69,9 @@ def test_a_real_effect_keeps_its_p_value_in_bfloat16() -> None:
 def test_auto_uses_bfloat16_only_where_native_and_large() -> None:
     native = bf16_native("cpu")
     big, small = AUTO_BF16_MIN_MACS, AUTO_BF16_MIN_MACS / 2
-    assert resolve_null_dtype("auto", "float64", big) == ("bfloat16" if native else "float64")
+    assert resolve_null_dtype("auto", "float64", big) == ("bfloat16" if native else "float32")
+    assert resolve_null_dtype("auto", "float32", big) == ("bfloat16" if native else "float32")
+    assert resolve_null_dtype("auto", "float64", small) == "float64"
     assert resolve_null_dtype("auto", "float32", small) == "float32"
     assert resolve_null_dtype("same", "float64", big) == "float64"
     assert resolve_null_dtype("float32", "float64", small) == "float32"
@@ -159,3 +161,19 @@ def test_a_seed_gives_the_same_bfloat16_null_every_time() -> None:
     b = linear_cka_null(x, y, n_perm=50, seed=9, null_dtype="bfloat16")
     np.testing.assert_array_equal(a.samples, b.samples)
     assert a.method == b.method and "bfloat16 products" in a.method
+
+
+def test_auto_lowers_the_precision_of_large_nulls_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threshold lowered to this small null's size: the null's products go to bfloat16 (or
+    float32 without native bfloat16), the observed value stays float64."""
+    from simbench.calibration import permutation
+
+    x, y = _data(0.3, False, n=300, p=12, q=8)
+    before = linear_cka_null(x, y, n_perm=40, seed=3)
+    monkeypatch.setattr(permutation, "AUTO_BF16_MIN_MACS", 300 * 12 * 8 * 40)
+    after = linear_cka_null(x, y, n_perm=40, seed=3)
+    low = "bfloat16" if bf16_native("cpu") else "float32"
+    assert "float64 products" in before.method
+    assert f"{low} products; observed value in float64" in after.method
+    assert after.observed == pytest.approx(before.observed, rel=1e-12)
+    np.testing.assert_allclose(after.samples, before.samples, rtol=0, atol=0.05 * before.null_sd)

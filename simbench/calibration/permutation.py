@@ -45,9 +45,9 @@ FORMS = ("auto", "feature", "gram")
 DTYPES = ("float32", "float64", "bfloat16")
 #: ``null_dtype`` values: the precision of the per-permutation cross products only
 NULL_DTYPES = ("auto", "same", *DTYPES)
-#: ``null_dtype="auto"`` uses bfloat16 products from this many multiply-adds of the null's
-#: products on (n p q per permutation): about a second of float32 products on two CPU cores.
-#: Below it, speed does not matter and the products keep ``dtype``
+#: ``null_dtype="auto"`` lowers the precision of the null's products (bfloat16 where native,
+#: else float32) from this many multiply-adds on (n p q per permutation): about a second of
+#: float32 products on two CPU cores. Below it, speed does not matter and they keep ``dtype``
 AUTO_BF16_MIN_MACS = 1e11
 #: cost of one gathered Gram entry in multiply-adds of a matrix product (for ``form="auto"``)
 GRAM_ENTRY_COST = 256
@@ -490,10 +490,11 @@ def bf16_native(device: str = "cpu") -> bool:
 def resolve_null_dtype(null_dtype: str, dtype: str, macs: float, device: str = "cpu") -> str:
     """The precision of the null's per-permutation cross products.
 
-    ``null_dtype``: ``"same"`` (as ``dtype``), an explicit precision, or ``"auto"``: bfloat16
-    when the device multiplies it natively (:func:`bf16_native`) and the null's products come to
-    at least :data:`AUTO_BF16_MIN_MACS` multiply-adds (``macs``), else ``dtype``. ``dtype`` is
-    ``"float32"`` or ``"float64"`` here.
+    ``null_dtype``: ``"same"`` (as ``dtype``), an explicit precision, or ``"auto"``: when the
+    null's products come to at least :data:`AUTO_BF16_MIN_MACS` multiply-adds (``macs``), the
+    fastest precision whose error stays far below the null's Monte Carlo error: bfloat16 where
+    the device multiplies it natively (:func:`bf16_native`), else float32; below that size,
+    ``dtype``. ``dtype`` is ``"float32"`` or ``"float64"`` here.
     """
     if null_dtype not in NULL_DTYPES:
         raise ParameterError(f"null_dtype must be one of {NULL_DTYPES}, got {null_dtype!r}",
@@ -501,7 +502,9 @@ def resolve_null_dtype(null_dtype: str, dtype: str, macs: float, device: str = "
     if null_dtype == "same":
         return dtype
     if null_dtype == "auto":
-        return "bfloat16" if macs >= AUTO_BF16_MIN_MACS and bf16_native(device) else dtype
+        if macs < AUTO_BF16_MIN_MACS:
+            return dtype
+        return "bfloat16" if bf16_native(device) else "float32"
     return null_dtype
 
 
@@ -583,11 +586,12 @@ def linear_cka_null(
 
     ``null_dtype`` is the precision of the feature form's per-permutation products X'PY only:
     ``"same"`` (as ``dtype``), ``"float32"``, ``"float64"``, ``"bfloat16"``, or ``"auto"``
-    (default): bfloat16 where the device multiplies it natively (:func:`bf16_native`: CPUs with
-    AVX-512 BF16 or AMX, CUDA from compute capability 8.0) and the null's products are large
-    (at least :data:`AUTO_BF16_MIN_MACS` multiply-adds, ~a second of float32 work), otherwise
-    ``dtype``. The choice depends only on the machine and the sizes, so a seed gives the same
-    null on the same machine; ``NullResult.method`` names the precision used.
+    (default): for large nulls (at least :data:`AUTO_BF16_MIN_MACS` multiply-adds of products,
+    ~a second of float32 work) bfloat16 where the device multiplies it natively
+    (:func:`bf16_native`: CPUs with AVX-512 BF16 or AMX, CUDA from compute capability 8.0) and
+    float32 elsewhere; for smaller ones ``dtype`` (exact to rounding, speed does not matter).
+    The choice depends only on the machine and the sizes, so a seed gives the same null on the
+    same machine; ``NullResult.method`` names the precision used.
 
     Why bfloat16 products are harmless for a null. X and Y are centred in ``dtype`` and
     rounded once to bfloat16 (8 significant bits: relative error <= 2^-9 per entry); the BLAS
