@@ -16,7 +16,10 @@ same time steps, so with stimuli of several lengths the permutation runs within 
 - :func:`linear_cka_null` is the fast route for linear CKA (biased or debiased HSIC): centring
   commutes with a row permutation and the self-similarity terms do not change, so a permutation
   only changes the cross product X'PY; batches of permutations cost one matrix product each
-  (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix.
+  (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix;
+  large nulls multiply in bfloat16 where the hardware does so natively (harmless for a null:
+  see its docstring), and the exact permutation mean and sd (the RV coefficient's) come along
+  where every row is its own stimulus (:func:`rv_permutation_moments`).
 - :class:`NullResult` carries the samples, their mean and spread, the p-value
   ``(1 + #{null at least as extreme as observed}) / (1 + N)`` and how the null was drawn.
 """
