@@ -3,7 +3,10 @@
 Data: n = 10,000 samples (each its own stimulus) x 512 units per system, float32 products.
 
 - ``null1000``: :func:`simbench.calibration.linear_cka_null`, 1,000 permutations of stimuli; only
-  the cross term X'PY is recomputed, a batch of permutations per matrix product.
+  the cross term X'PY is recomputed, a batch of permutations per matrix product (float32).
+- ``null1000_bf16``: the same null with bfloat16 per-permutation products (float32 accumulation
+  in the BLAS, float64 sums; the observed value in float32): what ``null_dtype="auto"`` picks at
+  this size on a machine that multiplies bfloat16 natively (AVX-512 BF16, AMX, CUDA >= 8.0).
 - ``baseline_boot100`` (group ``...-vs-simbench-boot``): simbench's own bootstrap, ``cka(...,
   n_boot=100)`` (per-group moments: stimuli are dealt into random groups once n is large, so a
   replicate is a weighted sum of small matrices).
@@ -82,6 +85,14 @@ def _run(benchmark: Any, name: str, fn: Callable[[], Any]) -> Any:
     return benchmark.pedantic(timed, rounds=1, warmup_rounds=0, iterations=1)
 
 
+def _check_exact_moments(res: Any, label: str) -> None:
+    """The Monte Carlo null's mean against the exact permutation mean (RV moments)."""
+    mean, sd = res.exact_moments
+    assert abs(res.null_mean - mean) < 5 * sd / np.sqrt(N_PERM)
+    print(f"\n  {label}: null mean {res.null_mean:.6g} (exact {mean:.6g}), sd "
+          f"{res.null_sd:.4g} (exact {sd:.4g})")
+
+
 def test_baseline_boot100(benchmark: Any, data: tuple[np.ndarray, np.ndarray]) -> None:
     from simbench_plugins.cka import cka
 
@@ -104,9 +115,23 @@ def test_null1000(benchmark: Any, data: tuple[np.ndarray, np.ndarray]) -> None:
 
     x, y = data
     benchmark.group = GROUP
-    res = _run(benchmark, "null1000",
-               lambda: linear_cka_null(x, y, n_perm=N_PERM, seed=0, dtype="float32"))
+    res = _run(benchmark, "null1000", lambda: linear_cka_null(
+        x, y, n_perm=N_PERM, seed=0, dtype="float32", null_dtype="same"))
     assert res.size == N_PERM and res.p_value == pytest.approx(1 / (N_PERM + 1))
+    assert "float32 products" in res.method
+    _check_exact_moments(res, "null1000")
+
+
+def test_null1000_bf16(benchmark: Any, data: tuple[np.ndarray, np.ndarray]) -> None:
+    from simbench.calibration import linear_cka_null
+
+    x, y = data
+    benchmark.group = GROUP
+    res = _run(benchmark, "null1000_bf16", lambda: linear_cka_null(
+        x, y, n_perm=N_PERM, seed=0, dtype="bfloat16"))
+    assert res.size == N_PERM and res.p_value == pytest.approx(1 / (N_PERM + 1))
+    assert "bfloat16 products" in res.method
+    _check_exact_moments(res, "null1000_bf16")
 
 
 def test_naive(benchmark: Any, data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -115,7 +140,7 @@ def test_naive(benchmark: Any, data: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = data
     benchmark.group = GROUP
     naive = _run(benchmark, f"naive{N_NAIVE}", lambda: naive_null(x, y, N_NAIVE, 0))
-    fast = linear_cka_null(x, y, n_perm=N_NAIVE, seed=0, dtype="float32")
+    fast = linear_cka_null(x, y, n_perm=N_NAIVE, seed=0, dtype="float32", null_dtype="same")
     # both are nulls of the same statistic: same centre and spread within sampling error
     assert abs(np.mean(naive) - fast.null_mean) < 4 * fast.null_sd / np.sqrt(N_NAIVE) + 1e-6
 
@@ -124,17 +149,23 @@ def test_summary() -> None:
     """Per-permutation costs and the ratios the target is about (printed with -s)."""
     if "null1000" not in TIMES or f"naive{N_NAIVE}" not in TIMES:
         pytest.skip("run the whole module")
-    per_fast = TIMES["null1000"] / N_PERM
     per_naive = TIMES[f"naive{N_NAIVE}"] / N_NAIVE
     with open("/proc/loadavg") as fh:
         load = fh.read().split()[:3]
-    lines = [f"load average {' '.join(load)}; n = {N}, d = {D}, float32"]
+    lines = [f"load average {' '.join(load)}; n = {N}, d = {D}, float32 data"]
     for name, t in TIMES.items():
         lines.append(f"  {name:<20} {t:8.2f} s")
     lines.append(f"  naive null, 1000 permutations (extrapolated): {per_naive * N_PERM:8.2f} s")
-    for boot in ("boot100 (simbench)", "boot100 (exact)"):
-        if boot in TIMES:
-            lines.append(f"  null1000 / {boot}: {TIMES['null1000'] / TIMES[boot]:.2f}x")
-    lines.append(f"  naive / fast per permutation: {per_naive / per_fast:.2f}x")
+    nulls = [name for name in ("null1000", "null1000_bf16") if name in TIMES]
+    for null in nulls:
+        for boot in ("boot100 (simbench)", "boot100 (exact)"):
+            if boot in TIMES:
+                lines.append(f"  {null} / {boot}: {TIMES[null] / TIMES[boot]:.2f}x "
+                             "(target < 3x)")
+        per_fast = TIMES[null] / N_PERM
+        lines.append(f"  naive / {null} per permutation: {per_naive / per_fast:.2f}x")
+    if len(nulls) == 2:
+        lines.append(f"  null1000 / null1000_bf16: {TIMES['null1000'] / TIMES['null1000_bf16']:.2f}x")
     print("\n".join(lines))
-    assert per_fast < per_naive  # the fast null must beat recomputing CKA
+    for null in nulls:  # the fast null must beat recomputing CKA
+        assert TIMES[null] / N_PERM < per_naive

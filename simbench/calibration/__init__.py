@@ -16,11 +16,13 @@ from simbench.calibration.permutation import (
     NullResult,
     NullWarning,
     StimulusPermutations,
+    bf16_native,
     gram_cka_null,
     linear_cka_null,
     p_value,
     permutation_null,
     require_permutable,
+    rv_permutation_moments,
 )
 from simbench.calibration.planted import Reparametrized, reparametrize
 from simbench.calibration.scoring import (
@@ -47,6 +49,7 @@ __all__ = [
     "Reparametrized",
     "Separability",
     "StimulusPermutations",
+    "bf16_native",
     "format_separability",
     "gram_cka_null",
     "linear_cka_null",
@@ -58,6 +61,7 @@ __all__ = [
     "reparametrize",
     "require_null",
     "require_permutable",
+    "rv_permutation_moments",
     "separability",
     "small_n_bias",
     "with_null",

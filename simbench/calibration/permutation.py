@@ -16,7 +16,10 @@ same time steps, so with stimuli of several lengths the permutation runs within 
 - :func:`linear_cka_null` is the fast route for linear CKA (biased or debiased HSIC): centring
   commutes with a row permutation and the self-similarity terms do not change, so a permutation
   only changes the cross product X'PY; batches of permutations cost one matrix product each
-  (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix.
+  (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix;
+  large nulls multiply in bfloat16 where the hardware does so natively (harmless for a null:
+  see its docstring), and the exact permutation mean and sd (the RV coefficient's) come along
+  where every row is its own stimulus (:func:`rv_permutation_moments`).
 - :class:`NullResult` carries the samples, their mean and spread, the p-value
   ``(1 + #{null at least as extreme as observed}) / (1 + N)`` and how the null was drawn.
 """
@@ -41,6 +44,14 @@ ALTERNATIVES = ("greater", "less")
 #: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
 BATCH_BYTES = 1 << 27
 FORMS = ("auto", "feature", "gram")
+#: precisions of the fast CKA null's products (``dtype``)
+DTYPES = ("float32", "float64", "bfloat16")
+#: ``null_dtype`` values: the precision of the per-permutation cross products only
+NULL_DTYPES = ("auto", "same", *DTYPES)
+#: ``null_dtype="auto"`` lowers the precision of the null's products (bfloat16 where native,
+#: else float32) from this many multiply-adds on (n p q per permutation): about a second of
+#: float32 products on two CPU cores. Below it, speed does not matter and they keep ``dtype``
+AUTO_BF16_MIN_MACS = 1e11
 #: cost of one gathered Gram entry in multiply-adds of a matrix product (for ``form="auto"``)
 GRAM_ENTRY_COST = 256
 
@@ -64,6 +75,8 @@ class NullResult:
     method: str
     exhaustive: bool = False
     notes: tuple[str, ...] = ()
+    #: the null's exact mean and sd over all permutations, where known in closed form
+    exact_moments: tuple[float, float] | None = None
 
     @property
     def size(self) -> int:
@@ -96,6 +109,8 @@ class NullResult:
                                "null_method": self.method}
         if self.notes:
             out["null_notes"] = "; ".join(self.notes)
+        if self.exact_moments is not None:
+            out["null_exact_mean"], out["null_exact_sd"] = self.exact_moments
         return out
 
 
@@ -370,8 +385,10 @@ def _cka_null_core(
     a: _Side,
     b: _Side,
     debiased: bool,
+    observed_cross: Any = None,
 ) -> tuple[float, np.ndarray]:
-    """Observed CKA and its null: ``cross(maps)`` gives sum_pq K_pq L_{m_p m_q} per row map."""
+    """Observed CKA and its null: ``cross(maps)`` gives sum_pq K_pq L_{m_p m_q} per row map;
+    ``observed_cross`` (default: ``cross`` of the identity) the unpermuted one."""
     import torch
 
     n = float(perms.n_rows)
@@ -379,15 +396,17 @@ def _cka_null_core(
     ok = bool(torch.isfinite(denom)) and float(denom) > 0
     device = a.r.device
 
-    def cka_of(maps: Any) -> np.ndarray:
-        g = {"T": cross(maps), "D": (a.r[None, :] * b.r[maps]).sum(1),
+    def cka_of(maps: Any, t: Any = None) -> np.ndarray:
+        g = {"T": cross(maps) if t is None else t, "D": (a.r[None, :] * b.r[maps]).sum(1),
              "R": (a.k[None, :] * b.k[maps]).sum(1), "SK": a.S, "SL": b.S, "dK": a.d,
              "dL": b.d, "E_KL": (a.r[None, :] * b.k[maps]).sum(1),
              "E_LK": (a.k[None, :] * b.r[maps]).sum(1)}
         out = (_hsic(g, n, debiased) / denom).cpu().numpy()
         return np.where(np.isfinite(out) & ok, out, np.nan)
 
-    observed = float(cka_of(torch.arange(perms.n_rows, device=device)[None, :])[0])
+    identity = torch.arange(perms.n_rows, device=device)[None, :]
+    obs_t = None if observed_cross is None else observed_cross.reshape(1)
+    observed = float(cka_of(identity, obs_t)[0])
     chunks = [cka_of(torch.as_tensor(m, device=device))
               for m in perms.row_maps(n_perm, seed, batch)]
     return observed, np.concatenate(chunks)
@@ -412,10 +431,126 @@ def _gram_parts(K: Any, L: Any) -> tuple[_Side, _Side, Callable[[Any], Any], int
     return a, b, cross, max(1, min(256, BATCH_BYTES // (8 * n)))
 
 
+def rv_permutation_moments(n: int, trace: tuple[float, float], trace_sq: tuple[float, float],
+                           diag_sq: tuple[float, float]) -> tuple[float, float]:
+    """Exact mean and sd of biased linear CKA (the RV coefficient) over all n! re-pairings of
+    n samples (Kazi-Aoual et al. 1995; Josse, Pages & Husson 2008, CSDA 53).
+
+    Per system, with W the centred Gram matrix XX' of its n samples: ``trace`` = tr W,
+    ``trace_sq`` = tr W^2 (= ||X'X||_F^2, so O(n p^2) from the features), ``diag_sq`` =
+    sum_i W_ii^2. With beta = (tr W)^2 / tr W^2 and
+    tau = (n-1) / ((n-3)(n-1-beta)) [n(n+1) sum_i W_ii^2 / tr W^2 - (n-1)(beta+2)]:
+    E = sqrt(beta_x beta_y) / (n-1),
+    Var = 2 (n-1-beta_x)(n-1-beta_y) / ((n+1)(n-1)^2(n-2)) [1 + (n-3) tau_x tau_y / (2n(n-1))].
+    NaN where undefined (n < 4, a system without variance, or W proportional to the centring
+    matrix). A cross-check of the Monte Carlo null that costs nothing extra.
+    """
+    if n < 4:
+        return math.nan, math.nan
+    betas, taus = [], []
+    for tr, tr2, d2 in zip(trace, trace_sq, diag_sq):
+        if not (tr2 > 0 and math.isfinite(tr2)):
+            return math.nan, math.nan
+        beta = tr * tr / tr2
+        room = n - 1 - beta
+        if room <= 1e-12 * n:
+            return math.nan, math.nan
+        betas.append(beta)
+        taus.append((n - 1) / ((n - 3) * room)
+                    * (n * (n + 1) * d2 / tr2 - (n - 1) * (beta + 2)))
+    mean = math.sqrt(betas[0] * betas[1]) / (n - 1)
+    var = (2 * (n - 1 - betas[0]) * (n - 1 - betas[1]) / ((n + 1) * (n - 1) ** 2 * (n - 2))
+           * (1 + (n - 3) * taus[0] * taus[1] / (2 * n * (n - 1))))
+    return mean, math.sqrt(var) if var >= 0 else math.nan
+
+
 def _method(perms: StimulusPermutations, size: int, exhaustive: bool, seed: int,
             what: str, how: str) -> str:
     return (f"{perms.describe(size, exhaustive, seed)}; {what} recomputed through the cross term "
             f"only ({how})")
+
+
+def bf16_native(device: str = "cpu") -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (not by emulation).
+
+    CPUs: AVX-512 BF16 or AMX (x86; read from what torch detected at start-up, so the answer,
+    and hence ``null_dtype="auto"``, is the same on every run on one machine); CUDA: compute
+    capability 8.0 or above (Ampere on). Anything else: False.
+    """
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return False
+        return torch.cuda.get_device_capability(dev)[0] >= 8
+    if dev.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_null_dtype(null_dtype: str, dtype: str, macs: float, device: str = "cpu") -> str:
+    """The precision of the null's per-permutation cross products.
+
+    ``null_dtype``: ``"same"`` (as ``dtype``), an explicit precision, or ``"auto"``: when the
+    null's products come to at least :data:`AUTO_BF16_MIN_MACS` multiply-adds (``macs``), the
+    fastest precision whose error stays far below the null's Monte Carlo error: bfloat16 where
+    the device multiplies it natively (:func:`bf16_native`), else float32; below that size,
+    ``dtype``. ``dtype`` is ``"float32"`` or ``"float64"`` here.
+    """
+    if null_dtype not in NULL_DTYPES:
+        raise ParameterError(f"null_dtype must be one of {NULL_DTYPES}, got {null_dtype!r}",
+                             field="null_dtype")
+    if null_dtype == "same":
+        return dtype
+    if null_dtype == "auto":
+        if macs < AUTO_BF16_MIN_MACS:
+            return dtype
+        return "bfloat16" if bf16_native(device) else "float32"
+    return null_dtype
+
+
+def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int, most: int
+                   ) -> tuple[Callable[[Any], Any], int]:
+    """``cross(maps)`` = ||X' P_m Y||_F^2 per row map m, and the batch size (at most ``most``,
+    the null's size: no buffer larger than the null needs).
+
+    One product per batch: the narrower system's rows are gathered for the whole batch into a
+    reused [n, batch * r] buffer (``index_select`` into it: no allocation, no page faults per
+    batch), then [batch * r, n] x [n, s] into a reused product buffer whose rows hold one
+    permutation after another, so each permutation's squares are summed (in float64) over one
+    contiguous stretch. Gathering the narrower side moves the fewest bytes; which side is
+    gathered does not change the value: sum_k x_k y_m(k)' = sum_j x_minv(j) y_j'.
+    """
+    import torch
+
+    f64 = torch.float64
+    n = xc.shape[0]
+    gather_x = xc.shape[1] < yc.shape[1]
+    fixed, moved = (yc, xc) if gather_x else (xc, yc)
+    fixed = fixed.to(cdt).contiguous()  # [n, s]
+    moved = moved.to(cdt).contiguous()  # [n, r]
+    s, r = fixed.shape[1], moved.shape[1]
+    item = moved.element_size()
+    batch = max(1, min(256, most, batch_bytes // (n * r * item)))
+    g_buf = torch.empty(n * batch * r, dtype=cdt, device=xc.device)
+    p_buf = torch.empty(batch * r * s, dtype=cdt, device=xc.device)
+    ramp = torch.arange(n, device=xc.device)
+
+    def cross(maps: Any) -> Any:
+        b = maps.shape[0]
+        if gather_x:  # pair row j of Y with row minv(j) of X
+            maps = torch.empty_like(maps).scatter_(1, maps, ramp.expand(b, n))
+        g = g_buf[: n * b * r].view(n * b, r)
+        torch.index_select(moved, 0, maps.T.reshape(-1), out=g)  # [n, b, r]
+        prod = p_buf[: b * r * s].view(b * r, s)
+        torch.mm(g.view(n, b * r).T, fixed, out=prod)  # row-block i: permutation i
+        if cdt == torch.bfloat16:  # each bf16 entry squared exactly (in float64)
+            return torch.linalg.vector_norm(prod.view(b, -1), dim=1, dtype=f64).square()
+        return prod.square_().view(b, -1).sum(1, dtype=f64)
+
+    return cross, batch
 
 
 def linear_cka_null(
@@ -431,6 +566,7 @@ def linear_cka_null(
     dtype: str = "float64",
     form: str = "auto",
     device: str = "cpu",
+    null_dtype: str = "auto",
 ) -> NullResult:
     """Permutation null of linear (or cosine) CKA, biased or debiased HSIC, reusing what does
     not change under a re-pairing.
@@ -440,15 +576,48 @@ def linear_cka_null(
     The debiased estimator needs, besides ||X'PY||^2, inner products of n-vectors (row norms,
     X times the column sums) with permuted ones: O(n) each. The cross term is computed
 
-    - ``feature``: X'[Y gathered by a batch of row maps] as one [p, n] x [n, batch * q] matrix
-      product per batch, O(n p q) per permutation;
+    - ``feature``: the narrower system's rows gathered by a batch of row maps, then one
+      [batch * q, n] x [n, p] matrix product per batch, O(n p q) per permutation;
     - ``gram``: sum(K * L[m][:, m]) with K = XX', L = YY' built once, O(n^2) per permutation;
     - ``auto``: the cheaper of the two (gathers are slow: Gram only for n < p q / 256, with
       its matrices small).
 
     ``kernel="cosine"`` scales rows to unit length first (that too commutes with re-pairing).
-    Sums are accumulated in float64; ``dtype`` is the precision of the products. The observed
-    value is computed by the same formulas (it equals simbench's ``cka`` to rounding).
+    Sums are accumulated in float64. ``dtype`` is the precision of the products that do not
+    move (centring, X'X, Y'Y) and of the observed value, which equals simbench's ``cka`` to
+    rounding; ``dtype="bfloat16"`` means float32 there and bfloat16 per-permutation products.
+
+    ``null_dtype`` is the precision of the feature form's per-permutation products X'PY only:
+    ``"same"`` (as ``dtype``), ``"float32"``, ``"float64"``, ``"bfloat16"``, or ``"auto"``
+    (default): for large nulls (at least :data:`AUTO_BF16_MIN_MACS` multiply-adds of products,
+    ~a second of float32 work) bfloat16 where the device multiplies it natively
+    (:func:`bf16_native`: CPUs with AVX-512 BF16 or AMX, CUDA from compute capability 8.0) and
+    float32 elsewhere; for smaller ones ``dtype`` (exact to rounding, speed does not matter).
+    The choice depends only on the machine and the sizes, so a seed gives the same null on the
+    same machine; ``NullResult.method`` names the precision used.
+
+    Why bfloat16 products are harmless for a null. X and Y are centred in ``dtype`` and
+    rounded once to bfloat16 (8 significant bits: relative error <= 2^-9 per entry); the BLAS
+    accumulates each entry of X'PY in float32 and rounds it to bfloat16 again. Each entry c of
+    X'PY is a sum of n products; its rounding error e is a sum of the same products times
+    independent errors of size ~2^-9, so an entry gets relative noise ~2^-9 whatever n (under
+    the null, c itself is such a random sum). Over the p q entries of ||X'PY||^2 = sum c^2:
+
+    - the cross term 2 sum c e has random signs: relative error ~2^-8 / sqrt(p q) (with
+      p q the number of effectively independent entries: fewer for a steep spectrum);
+    - the square sum sum e^2 is a bias of ~+2^-18 relative (2^-17/3 from the inputs, 2^-18/3
+      from the output), the only systematic part, and it makes null values larger
+      (conservative).
+
+    Against the null's own spread (its sd is ~sqrt(2 / (p q)) of its mean for isotropic
+    data) that is ~2^-8.5 ~ 0.3% of the sd per sample, and the same for the debiased
+    estimator (it subtracts terms of the size of ||X'PY||^2, so it keeps the absolute error).
+    Measured on seeded data with and without an effect, isotropic and with steep spectra
+    (n = 2,000-4,000, p, q = 8-128): per-sample error 0.5% of the null's sd (at most 2.2%),
+    shift of the null's mean below 0.2% of its sd, i.e. far below the Monte Carlo error of the
+    mean (sd / sqrt(N): 3% of the sd at N = 1,000). A p-value changes only when a null sample
+    lies within that error of the observed value, by 1/(N + 1) per such sample. The Gram form
+    and the observed value never use bfloat16.
     """
     import torch
 
@@ -459,8 +628,10 @@ def linear_cka_null(
                              f"{kernel!r}", field="kernel",
                              fix="for other kernels build the Gram matrices and use "
                                  "gram_cka_null")
-    if dtype not in ("float32", "float64"):
-        raise ParameterError(f"dtype must be float32 or float64, got {dtype!r}", field="dtype")
+    if dtype not in DTYPES:
+        raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
+    if dtype == "bfloat16":
+        dtype, null_dtype = "float32", "bfloat16"
     tdt = getattr(torch, dtype)
     f64 = torch.float64
     tx = torch.as_tensor(np.asarray(x)).to(device=device, dtype=tdt)
@@ -486,26 +657,36 @@ def linear_cka_null(
                   for t, nr in zip((tx, ty), norms))
     xc = tx - tx.to(f64).mean(0).to(tdt)
     yc = ty - ty.to(f64).mean(0).to(tdt)
+    observed_cross = None
     if form == "gram":
         a, b, cross, batch = _gram_parts(xc @ xc.T, yc @ yc.T)
+        precision = dtype
     else:
         x64, y64 = xc.to(f64), yc.to(f64)
         mx, my = x64.sum(0), y64.sum(0)  # ~0; kept so the formulas hold for any rounding
         a = _Side((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
         b = _Side((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
-        xt = xc.T.contiguous()
-        batch = max(1, min(256, BATCH_BYTES // (n * q * xc.element_size())))
+        precision = resolve_null_dtype(null_dtype, dtype, float(n) * p * q * size, device)
+        cross, batch = _feature_cross(xc, yc, getattr(torch, precision), BATCH_BYTES,
+                                      size)
+        if precision != dtype:  # the observed value at full precision, as simbench's cka
+            observed_cross = (xc.T @ yc).to(f64).square().sum()
 
-        def cross(maps: Any) -> Any:
-            # [n, B, q] gathered directly, so one product serves the whole batch
-            g = yc[maps.T.contiguous()].reshape(n, -1)
-            return (xt @ g).view(p, maps.shape[0], q).square().sum((0, 2), dtype=f64)
-
-    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased)
+    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased,
+                                       observed_cross)
     what = f"{kernel} CKA{' (debiased HSIC)' if debiased else ''}"
+    how = f"{form} form, {precision} products"
+    if precision != dtype:
+        how += f"; observed value in {dtype}"
+    moments = None
+    if not debiased and len(perms.strata) == 1 and perms.strata[0].shape[1] == 1:
+        # every row its own stimulus, all re-pairings allowed: the RV coefficient's moments
+        moments = rv_permutation_moments(
+            n, (float(a.d), float(b.d)), (float(a.frob2), float(b.frob2)),
+            (float(a.r @ a.r), float(b.r @ b.r)))
     return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
-                      _method(perms, size, exhaustive, seed, what, f"{form} form, {dtype}"),
-                      exhaustive, tuple(notes))
+                      _method(perms, size, exhaustive, seed, what, how),
+                      exhaustive, tuple(notes), moments)
 
 
 def gram_cka_null(
@@ -555,6 +736,7 @@ def _check_n(n: int, debiased: bool) -> None:
                         fix="record more stimuli")
 
 
-__all__ = ["ALTERNATIVES", "NullError", "NullResult", "NullWarning", "StimulusPermutations",
-           "gram_cka_null", "linear_cka_null", "p_value", "permutation_null",
-           "require_permutable"]
+__all__ = ["ALTERNATIVES", "AUTO_BF16_MIN_MACS", "NULL_DTYPES", "NullError", "NullResult",
+           "NullWarning", "StimulusPermutations", "bf16_native", "gram_cka_null",
+           "linear_cka_null", "p_value", "permutation_null", "require_permutable",
+           "resolve_null_dtype", "rv_permutation_moments"]
