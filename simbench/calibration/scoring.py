@@ -66,6 +66,8 @@ def with_null(score: Score, result: NullResult, *, observed: float | None = None
     attrs = dict(score.attrs)
     if result.notes:
         attrs["null_note"] = "; ".join(result.notes)
+    # the exact permutation moments, where the null has them (a check on the Monte Carlo)
+    attrs.update({k: v for k, v in result.attrs().items() if k.startswith("null_exact_")})
     return dataclasses.replace(score, null_mean=result.null_mean, null_sd=result.null_sd,
                                p_value=p, null_size=result.size, null_method=result.method,
                                attrs=attrs)
