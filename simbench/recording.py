@@ -328,13 +328,14 @@ def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
                 fix=f"split the recording into files by stimuli ({MEMORY_ENV} sets the memory "
                 "simbench assumes)")
     try:
-        tree = xr.open_datatree(path, engine="netcdf4", cache=False)
+        tree = xr.open_datatree(path, engine="netcdf4")
         sites = {}
         for name, node in tree.children.items():
-            sites[name] = _coords_loaded(node.to_dataset(inherit=False), path)
+            sites[name] = _coords_loaded(node.to_dataset(inherit=False), path, name)
         root = tree.to_dataset()
         if not sites and ACTIVITY in root.data_vars:  # a flat single-site file
-            sites[str(root.attrs.get("site", "default"))] = _coords_loaded(root, path)
+            sites[str(root.attrs.get("site", "default"))] = _coords_loaded(root, path, None)
+        tree.close()  # the activity is read by _FileActivity, which holds no open handle
     except SimbenchError:
         raise
     except Exception as exc:
@@ -403,12 +404,49 @@ def _declared_or_none(path: Path) -> list[tuple[str, dict[str, int], str, int]] 
         return None
 
 
-def _coords_loaded(ds: xr.Dataset, path: Path) -> xr.Dataset:
-    """``ds`` with every variable but the activity read into memory (strings normalised)."""
+def _coords_loaded(ds: xr.Dataset, path: Path, group: str | None) -> xr.Dataset:
+    """``ds`` with every variable but the activity read into memory (strings normalised) and
+    the activity a lazy variable read by :class:`_FileActivity`."""
+    from xarray.core import indexing
+
     for name, var in ds.variables.items():
         if name != ACTIVITY:
             var.load()
+    if ACTIVITY in ds.data_vars:
+        act = ds[ACTIVITY].variable
+        lazy = indexing.LazilyIndexedArray(_FileActivity(path, group, act.shape, act.dtype))
+        ds[ACTIVITY] = xr.Variable(act.dims, lazy, attrs=act.attrs)
     return _normalise_strings(ds, path)
+
+
+class _FileActivity(xr.backends.BackendArray):
+    """A site's ``activity`` in its netCDF file, read on indexing (outer indexing: slices and
+    sorted integer arrays per dim), with fill values as NaN as xarray decodes them.
+
+    Each read opens the file, reads and closes it again (a few ms): a netCDF handle kept open
+    while another reads the same file's string variables and closes crashes netCDF-C, so
+    none is kept.
+    """
+
+    def __init__(self, path: Path, group: str | None, shape: tuple[int, ...],
+                 dtype: np.dtype) -> None:
+        self.path, self.group, self.shape, self.dtype = path, group, tuple(shape), dtype
+
+    def __getitem__(self, key: Any) -> Any:
+        from xarray.core import indexing
+
+        return indexing.explicit_indexing_adapter(key, self.shape,
+                                                  indexing.IndexingSupport.OUTER, self._read)
+
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        import netCDF4
+
+        with netCDF4.Dataset(self.path, "r") as nc:
+            var = (nc[self.group] if self.group else nc).variables[ACTIVITY]
+            out = var[key]
+        if np.ma.isMaskedArray(out):
+            out = np.ma.filled(out.astype(np.result_type(out.dtype, np.float32)), np.nan)
+        return np.asarray(out, dtype=self.dtype)
 
 
 def _declared_schema(path: str | Path) -> str | None:
