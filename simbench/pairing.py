@@ -23,9 +23,6 @@ from simbench.errors import RecordingError
 if TYPE_CHECKING:  # xarray costs ~0.4 s to import; plugins import this module at load time
     import xarray as xr
 
-#: ``Dataset.encoding`` key set on a site whose activity is still in its file.
-LAZY = "simbench_lazy"
-
 
 class LazyRows:
     """Paired rows of one system's activity, read from their source a block at a time.
@@ -193,7 +190,9 @@ def pair_sites(
             fix="pass intersect=True (CLI: --intersect) to use the shared stimuli only")
     order = np.argsort(ia)
     ia, ib = ia[order], ib[order]
-    if a.encoding.get(LAZY) or b.encoding.get(LAZY):
+    from simbench.recording import is_lazy  # xarray is loaded by now (a and b are datasets)
+
+    if is_lazy(a) or is_lazy(b):
         pair = _pair_lazy(a, b, ia, ib, ids_a, names, dtype, loc)
         return pair if lazy else _loaded_if_fits(pair, loc)
     va, vb = a["activity"].values, b["activity"].values
@@ -234,7 +233,9 @@ def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
                loc: dict[str, Any]) -> Paired:
     """:func:`pair_sites` for sites whose activity stays in the file: the same rows, in the
     same order, as :class:`LazyRows` (coordinates are in memory; no activity is read)."""
-    acts = [ds["activity"] if ds.encoding.get(LAZY) else ds["activity"].values for ds in (a, b)]
+    from simbench.recording import is_lazy
+
+    acts = [ds["activity"] if is_lazy(ds) else ds["activity"].values for ds in (a, b)]
     has_time = "time" in a["activity"].dims
     if has_time != ("time" in b["activity"].dims):
         raise RecordingError(f"{names[0]} vs {names[1]}: one recording has a time dim and the "

@@ -40,7 +40,6 @@ import numpy as np
 import xarray as xr
 
 from simbench.errors import RecordingError, SimbenchError, SiteError
-from simbench.pairing import LAZY
 
 SCHEMA = "simbench-recording/1"
 ACTIVITY = "activity"
@@ -53,6 +52,8 @@ MEMORY_FRACTION = 0.75
 STRING_BYTES = 64
 #: Environment variable: the memory (MiB) simbench may assume, when less than the machine's.
 MEMORY_ENV = "SIMBENCH_MEMORY_MB"
+#: ``Dataset.encoding`` key set on a site whose activity is still in its file.
+LAZY = "simbench_lazy"
 
 
 @dataclasses.dataclass
