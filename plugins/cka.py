@@ -151,8 +151,8 @@ def _in_memory(measure: str, pair: Paired, params: dict[str, Any], site: str,
             f"{measure}: {what} needs the paired activity in memory, and "
             f"{budget.reason('it')} ({pair.x.shape[0]:,} samples x {pair.x.shape[1]} + "
             f"{pair.y.shape[1]} units)", site=site, field="memory_mb",
-            fix="use the cka measure with --kernel linear or cosine (computed a block of rows "
-            "at a time), score a subset of the stimuli, or raise --memory_mb")
+            fix="use cka with --kernel linear or cosine and --form auto (computed a block of "
+            "rows at a time), score a subset of the stimuli, or raise --memory_mb")
     return pair.loaded()
 
 
@@ -177,13 +177,14 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
     try:
         fits = chunk_rows_for(dx, dy, budget.block_mb, debiased=params["debiased"],
                               itemsize=itemsize)
-    except EstimatorError as exc:
+    except EstimatorError:
         need = chunked_memory_bytes(dx, dy, 256, debiased=params["debiased"],
                                     itemsize=itemsize) / 2**20
+        fixed = chunked_memory_bytes(dx, dy, 0, debiased=params["debiased"],
+                                     itemsize=itemsize) / 2**20
         raise ParameterError(
             f"{measure.name} (chunked): {memory} = {budget.block_mb:g} MiB does not hold the "
-            f"float64 accumulators of {dx} x {dy} units: "
-            f"{exc.message.rsplit('(', 1)[-1].rstrip(')')} plus the row blocks",
+            f"float64 accumulators of {dx} x {dy} units ({fixed:,.2f} MiB) and a block of rows",
             field="memory_mb", site=site,
             fix=f"pass --memory_mb {math.ceil(need)} or more (blocks of 256 rows)"
             + ("" if budget.explicit else "; or raise SIMBENCH_MEMORY_MB")) from None
