@@ -14,6 +14,7 @@ stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,59 @@ PAIRING_PARAMS = (
 )
 
 
+#: MiB of one block pass (chunked CKA, blocked RSA) when ``memory_mb`` is 0 (auto): large
+#: enough that reads are long, small enough that 1,000,000 x 4,096 float32 stays under 2 GB.
+AUTO_BLOCK_MB = 1024
+
+#: Memory parameters of the correlative measures that can read activity a block at a time.
+MEMORY_PARAMS = (
+    Param("memory_mb", 0.0, "memory (MiB) the in-memory computation may take; past it the paired "
+          "activity is read a block of rows at a time, from the file when a recording is too "
+          "large to load (cka: linear/cosine kernels, form chunked; rsa: RDMs summed block by "
+          "block). 0 = auto: 75% of the available memory (SIMBENCH_MEMORY_MB caps it), "
+          "activity already in memory counted as held, blocks of up to 1024 MiB", low=0),
+    Param("progress", True, "show a progress bar (stderr) over the blocks of those passes"),
+)
+
+
+@dataclasses.dataclass
+class Budget:
+    """What the in-memory computation would add, what it may add, and the block pass's MiB."""
+
+    need: int  # bytes
+    limit: int  # bytes
+    block_mb: float
+    explicit: bool  # memory_mb given (not auto)
+
+    @property
+    def over(self) -> bool:
+        return self.need > self.limit
+
+    def reason(self, what: str) -> str:
+        """Why the block pass was chosen, for ``attrs``."""
+        source = (f"memory_mb = {self.limit / 2**20:g} MiB" if self.explicit else
+                  f"the {_mib(self.limit)} simbench may use (memory_mb auto)")
+        return f"{what} ({_mib(self.need)}) exceeds {source}"
+
+
+def memory_budget(need: int, memory_mb: float) -> Budget:
+    """The :class:`Budget` of a computation that would add ``need`` bytes in memory.
+
+    ``memory_mb`` > 0 is the limit and the block pass's memory; 0 (auto) is ``MEMORY_FRACTION``
+    of :func:`simbench.recording.available_memory` with blocks of up to ``AUTO_BLOCK_MB``.
+    """
+    if memory_mb > 0:
+        return Budget(int(need), int(memory_mb * 2**20), float(memory_mb), True)
+    from simbench.recording import MEMORY_FRACTION, available_memory
+
+    limit = int(available_memory() * MEMORY_FRACTION)
+    return Budget(int(need), limit, min(float(AUTO_BLOCK_MB), limit / 2**20), False)
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:,.1f} MiB"
+
+
 def paired_activity(
     systems: Sequence[Any],
     site: str,
@@ -43,6 +97,7 @@ def paired_activity(
     seed: int,
     intersect: bool,
     dtype: str | None = None,
+    lazy: bool = False,
 ) -> Paired:
     """Both systems' activity at ``site``, row-aligned on (stimulus id, time step).
 
@@ -53,6 +108,11 @@ def paired_activity(
     shares every stimulus whatever ``n`` the recording was made with. Recordings ignore
     ``n_stimuli`` and ``seed``. ``dtype`` None keeps float activity as stored (the estimators
     convert a block at a time), so aligned recordings are paired without a copy.
+
+    A recording too large to load (opened by :func:`simbench.recording.open_recording`) stays
+    in its file: with ``lazy`` True its side is a :class:`~simbench.pairing.LazyRows` read a
+    block of rows at a time (see :func:`lazy_budget`); with ``lazy`` False it is read whole
+    when it fits and refused when it does not. Networks are recorded in memory (they are small).
     """
     if dtype is not None and dtype not in DTYPES:
         raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
@@ -79,7 +139,7 @@ def paired_activity(
     names = (str(a.system_id), str(b.system_id))
     try:
         return pair_sites(data[0], data[1], intersect=intersect, names=names,
-                          dtype=None if dtype is None else np.dtype(dtype).type)
+                          dtype=None if dtype is None else np.dtype(dtype).type, lazy=lazy)
     except SimbenchError as exc:
         if exc.site is None:  # say where: pair_sites knows the systems, not the site
             exc.site = site

@@ -3,6 +3,14 @@
 The numbers come from :mod:`simbench_plugins.cka_estimators` (numpy and torch only); this
 module pairs the two systems' activity, picks the device, turns the bootstrap replicates into
 an interval (or a ``ci_note`` saying why there is none) and builds the ``Score``.
+
+Scale: when the paired activity would take more than ``memory_mb`` (auto: what simbench may
+use; recordings too large to load stay in their files, see
+:func:`simbench.recording.open_recording`), linear and cosine CKA are computed by
+:func:`~simbench_plugins.cka_estimators.chunked_cka`, a block of rows at a time
+(``attrs["form"] = "chunked"``, ``attrs["chunked_reason"]`` says why; no bootstrap interval).
+Below the budget nothing changes. Kernels that need [n, n] matrices (RBF, ``cka_paper``) refuse
+activity over the budget with what to do instead.
 """
 
 from __future__ import annotations
@@ -14,8 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from simbench_plugins._correlative import (
     DTYPES,
+    MEMORY_PARAMS,
     PAIRING_PARAMS,
+    Budget,
     make_score,
+    memory_budget,
     no_interval_note,
     paired_activity,
 )
@@ -25,6 +36,9 @@ from simbench_plugins.cka_estimators import (
     KERNELS,
     CKAResult,
     EstimatorError,
+    chunk_rows_for,
+    chunked_cka,
+    chunked_memory_bytes,
     cka,
     distance_cka,
     kernel_matrices,
@@ -34,12 +48,16 @@ from simbench_plugins.resampling import recentred_interval, subsample_rows
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
-from simbench.errors import SimbenchError
+from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
 
 if TYPE_CHECKING:
+    from simbench.pairing import Paired
     from simbench.result import Score
     from simbench.systems import System
+
+#: ``form`` choices of the ``cka`` measure: the estimator's, and the out-of-core pass.
+MEASURE_FORMS = (*FORMS, "chunked")
 
 CITATION = ("Kornblith, Norouzi, Lee & Hinton (2019). Similarity of Neural Network "
             "Representations Revisited. ICML. Debiased HSIC: Song et al. (2012), JMLR 13.")
@@ -123,6 +141,72 @@ def _with_null(score: Score, pair: Any, result: CKAResult, params: dict[str, Any
     return with_null(score, null)
 
 
+def _in_memory(measure: str, pair: Paired, params: dict[str, Any], site: str,
+               what: str) -> Paired:
+    """``pair`` with its activity in memory, or a SimbenchError when the memory budget does
+    not hold it (``what`` names the computation that needs it whole)."""
+    budget = _budget(pair, params)
+    if budget.over:
+        raise SimbenchError(
+            f"{measure}: {what} needs the paired activity in memory, and "
+            f"{budget.reason('it')} ({pair.x.shape[0]:,} samples x {pair.x.shape[1]} + "
+            f"{pair.y.shape[1]} units)", site=site, field="memory_mb",
+            fix="use cka with --kernel linear or cosine and --form auto (computed a block of "
+            "rows at a time), score a subset of the stimuli, or raise --memory_mb")
+    return pair.loaded()
+
+
+def _budget(pair: Paired, params: dict[str, Any]) -> Budget:
+    """What holding the paired activity costs: all of it against an explicit ``memory_mb``;
+    under auto only what is still in a file (activity already in memory is held anyway)."""
+    mb = params["memory_mb"]
+    return memory_budget(pair.nbytes if mb > 0 else pair.lazy_nbytes, mb)
+
+
+def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paired,
+             params: dict[str, Any], budget: Budget, device: str) -> Score:
+    """Linear or cosine CKA a block of rows at a time (no interval; ``attrs`` say why)."""
+    if params["null"] > 0:
+        raise ParameterError(
+            f"{measure.name}: the permutation null needs the paired activity in memory, and "
+            f"{budget.reason('it')}", field="null", site=site,
+            fix="drop --null, or score a subset of the stimuli for a null")
+    dx, dy = int(pair.x.shape[1]), int(pair.y.shape[1])
+    itemsize = 4 if params["dtype"] == "float32" else 8
+    memory = "--memory_mb" if budget.explicit else "the memory simbench may use"
+    try:
+        fits = chunk_rows_for(dx, dy, budget.block_mb, debiased=params["debiased"],
+                              itemsize=itemsize)
+    except EstimatorError:
+        need = chunked_memory_bytes(dx, dy, 256, debiased=params["debiased"],
+                                    itemsize=itemsize) / 2**20
+        fixed = chunked_memory_bytes(dx, dy, 0, debiased=params["debiased"],
+                                     itemsize=itemsize) / 2**20
+        raise ParameterError(
+            f"{measure.name} (chunked): {memory} = {budget.block_mb:g} MiB does not hold the "
+            f"float64 accumulators of {dx} x {dy} units ({fixed:,.2f} MiB) and a block of rows",
+            field="memory_mb", site=site,
+            fix=f"pass --memory_mb {math.ceil(need)} or more (blocks of 256 rows)"
+            + ("" if budget.explicit else "; or raise SIMBENCH_MEMORY_MB")) from None
+    rows = params["chunk_rows"]
+    if rows > fits:
+        raise ParameterError(
+            f"{measure.name} (chunked): chunk_rows = {rows:,} needs "
+            f"{chunked_memory_bytes(dx, dy, rows, debiased=params['debiased'], itemsize=itemsize) / 2**20:,.1f}"
+            f" MiB, more than {memory} ({budget.block_mb:g} MiB)", field="chunk_rows", site=site,
+            fix=f"pass --chunk_rows {fits} or fewer (what fits), 0 for the most that fits, or "
+            "raise --memory_mb")
+    result = _estimated(site, chunked_cka, x=pair.x, y=pair.y, debiased=params["debiased"],
+                        kernel=params["kernel"], chunk_rows=rows or None,
+                        memory_mb=budget.block_mb, dtype=params["dtype"],
+                        progress=params["progress"], device=device)
+    result.attrs["chunked_reason"] = (budget.reason("the paired activity") if params["form"]
+                                      == "auto" else "form = chunked was asked for")
+    result.attrs["memory_mb"] = budget.block_mb
+    result.attrs["activity_source"] = "read from the file" if pair.lazy else "in memory"
+    return _scored(measure, systems, site, result, params["n_boot"], pair.n_stimuli)
+
+
 def _estimated(site: str, compute: Any, **kwargs: Any) -> CKAResult:
     """Run an estimator; its input errors become SimbenchErrors naming the site."""
     try:
@@ -155,10 +239,16 @@ class CKA(Measure):
         Param("debiased", False, "unbiased HSIC estimator (Song et al. 2012)"),
         Param("rbf_sigma", 1.0, "RBF bandwidth as a fraction of the median pairwise distance",
               low=1e-12),
-        Param("form", "auto", "feature (O(n d^2)), gram (O(n^2 d)) or auto (cheaper one)",
-              choices=FORMS),
+        Param("form", "auto", "feature (O(n d^2)), gram (O(n^2 d)), chunked (linear/cosine "
+              "read a block of rows at a time; no interval) or auto (the cheaper of feature and "
+              "gram, chunked when the activity exceeds memory_mb)", choices=MEASURE_FORMS),
         *_common_params(),
+        *MEMORY_PARAMS,
+        Param("chunk_rows", 0, "chunked form: rows per block (0 = as many as memory_mb holds)",
+              low=0),
     )
+    #: the activity may be handed over still in its file (read by rows): see the module
+    lazy_activity = True
 
     def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
@@ -168,7 +258,19 @@ class CKA(Measure):
         ``attrs["device"]`` is where the products ran (``cpu``, ``cuda:0``), never ``auto``.
         """
         pair = paired_activity(systems, site, n_stimuli=params["n_stimuli"], seed=seed,
-                               intersect=params["intersect"])
+                               intersect=params["intersect"], lazy=True)
+        budget = _budget(pair, params)
+        form = params["form"]
+        if form == "chunked" or (form == "auto" and budget.over
+                                 and params["kernel"] in ("linear", "cosine")):
+            if params["kernel"] == "rbf":
+                raise ParameterError("form chunked computes linear and cosine CKA, not rbf",
+                                     field="form", site=site,
+                                     fix="use --kernel linear or cosine, or --form auto")
+            return _chunked(self, systems, site, pair, params, budget, _device(device))
+        what = (f"kernel {params['kernel']} (an [n, n] Gram matrix)" if form == "auto"
+                else f"form {form}")
+        pair = _in_memory(self.name, pair, params, site, what)
         result = _estimated(site, cka, x=pair.x, y=pair.y, stimulus=pair.stimulus,
                             kernel=params["kernel"], debiased=params["debiased"],
                             rbf_sigma=params["rbf_sigma"], form=params["form"],
@@ -206,13 +308,16 @@ class CKAPaper(Measure):
         Param("metric", "euclidean", "distance between samples: euclidean or sqeuclidean",
               choices=("euclidean", "sqeuclidean")),
         *_common_params(),
+        MEMORY_PARAMS[0],
     )
+    lazy_activity = True  # a recording too large to load is refused here with what to do
 
     def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
         """Distance-matrix CKA at ``site`` with a percentile bootstrap interval over stimuli."""
         pair = paired_activity(systems, site, n_stimuli=params["n_stimuli"], seed=seed,
-                               intersect=params["intersect"])
+                               intersect=params["intersect"], lazy=True)
+        pair = _in_memory(self.name, pair, params, site, "the distance matrices")
         result = _estimated(site, distance_cka, x=pair.x, y=pair.y, stimulus=pair.stimulus,
                             metric=params["metric"], max_samples=params["max_samples"],
                             dtype=params["dtype"], n_boot=params["n_boot"], seed=seed,

@@ -745,8 +745,11 @@ def chunked_cka(
             it = tqdm(starts, desc=desc, unit="block", leave=False, mininterval=0)  # each block
         for i in it:
             j = min(i + chunk_rows, n)
-            yield (torch.as_tensor(np.asarray(x[i:j]), device=dev),
-                   torch.as_tensor(np.asarray(y[i:j]), device=dev))
+            with warnings.catch_warnings():  # read-only views: nothing here writes into them
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                bx = torch.as_tensor(np.asarray(x[i:j]), device=dev)
+                by = torch.as_tensor(np.asarray(y[i:j]), device=dev)
+            yield bx, by
 
     bufx = torch.empty((chunk_rows, dx), dtype=cdtype, device=dev)
     bufy = torch.empty((chunk_rows, dy), dtype=cdtype, device=dev)

@@ -17,19 +17,29 @@ the random subsets of samples (each draw is one application of the paper's proto
 draw there is none, and ``attrs["ci_note"]`` says why.
 
 Memory: the activity is converted to float64 only for the rows a draw uses, so a large
-recording is held once (as stored), not again as float64.
+recording is held once (as stored), not again as float64. A recording too large to load stays in
+its file (see :func:`simbench.recording.open_recording`): each draw reads only its rows. When a
+draw's RDMs would exceed ``memory_mb`` (e.g. 10,000 stimuli in one draw: one float64 RDM is
+400 MB), each draw goes through :func:`blocked_rsa`, which sums both RDMs a block of rows at a
+time and never holds one (``attrs["rdm_form"] = "blocked"``): the same value for the ``corr``
+and ``cosine`` comparisons; rank comparisons (Spearman, Kendall) need a whole RDM and are
+refused with what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from simbench_plugins._correlative import (
+    MEMORY_PARAMS,
     PAIRING_PARAMS,
+    Budget,
     make_score,
+    memory_budget,
     no_interval_note,
     paired_activity,
 )
@@ -39,6 +49,7 @@ from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
+from simbench.pairing import LazyRows
 from simbench.stats import percentile_interval
 
 if TYPE_CHECKING:
@@ -109,15 +120,20 @@ def rsa(
     n_draws: int = 10,
     seed: int = 0,
     x_rdms: Any = None,
+    block_rows: int | None = None,
+    progress: bool = False,
 ) -> RSAResult:
     """RSA between row-aligned ``x`` [n, dx] and ``y`` [n, dy], one value per draw.
 
     Each draw takes ``n_vectors`` rows without replacement (the same rows in both systems).
     Rows for which the distance is undefined in either system (zero norm for cosine, zero
     variance over units for correlation) are excluded first. When every usable row fits in one
-    draw, all draws would be the same, so there is one draw.
+    draw, all draws would be the same, so there is one draw. ``x`` and ``y`` may be
+    :class:`~simbench.pairing.LazyRows` (each draw reads its rows). ``block_rows`` set: each
+    draw is computed by :func:`blocked_rsa` with blocks of that many rows (no RDM held).
     """
-    x, y = np.asarray(x), np.asarray(y)
+    x = x if isinstance(x, LazyRows) else np.asarray(x)
+    y = y if isinstance(y, LazyRows) else np.asarray(y)
     if x.shape[0] != y.shape[0]:
         raise SimbenchError(f"RSA needs the same samples in both systems, got {x.shape[0]} and "
                             f"{y.shape[0]} rows")
@@ -136,6 +152,11 @@ def rsa(
     draws = 1 if k == len(pool) else n_draws
     indices = [np.sort(gen.choice(pool, size=k, replace=False)) if k < len(pool) else pool
                for _ in range(draws)]
+    if block_rows is not None:
+        values = np.array([blocked_rsa(x[i], y[i], rdm_method=rdm_method,
+                                       compare_method=compare_method, block_rows=block_rows,
+                                       progress=progress) for i in indices])
+        return RSAResult(values, indices, int(x.shape[0] - len(pool)))
     x_rdm = rdm_vector if x_rdms is None else x_rdms
     values = np.array([compare_rdms(x_rdm(x[i], rdm_method), rdm_vector(y[i], rdm_method),
                                     rdm_method, compare_method) for i in indices])
@@ -236,6 +257,19 @@ def blocked_rsa(x: Any, y: Any, *, rdm_method: str = "cosine", compare_method: s
     return float(cov / np.sqrt((saa - sa * sa / m) * (sbb - sb * sb / m)))
 
 
+def rdm_memory_bytes(k: int) -> int:
+    """What one in-memory draw of ``k`` rows holds at its peak: the [k, k] float64 product and
+    about four condensed RDMs (both systems' and the comparison's working copies)."""
+    return 24 * k * k
+
+
+def blocked_memory_bytes(k: int, dx: int, dy: int, block_rows: int) -> int:
+    """What :func:`blocked_rsa` holds on ``k`` rows: the rows gathered as float64 and their
+    unit-normalised copies, plus per row of a block two [1, k] products, their selected
+    entries and the mask (33 bytes per entry)."""
+    return 16 * k * (dx + dy) + 33 * k * block_rows
+
+
 def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.ndarray:
     """Rows whose distance is defined: non-zero norm (after removing the row mean for
     ``correlation``), computed in float64 a block of rows at a time."""
@@ -272,7 +306,10 @@ class RSA(Measure):
         *PAIRING_PARAMS,
         null_param("permutations of whole stimuli between the two systems (each recomputes "
                    "every draw's second RDM)"),
+        *MEMORY_PARAMS,
     )
+    #: the activity may be handed over still in its file (each draw reads its rows)
+    lazy_activity = True
 
     def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
               device: str, **params: Any) -> Score:
@@ -281,10 +318,18 @@ class RSA(Measure):
         import xarray as xr
 
         pair = paired_activity(systems, site, n_stimuli=params["n_stimuli"], seed=seed,
-                               intersect=params["intersect"])
+                               intersect=params["intersect"], lazy=True)
+        k = min(params["n_vectors"], int(pair.x.shape[0]))
+        dx, dy = int(pair.x.shape[1]), int(pair.y.shape[1])
+        budget = memory_budget(rdm_memory_bytes(k) + (8 * k * (dx + dy) if pair.lazy else 0),
+                               params["memory_mb"])
+        block_rows = self._block_rows(site, k, dx, dy, params, budget) if budget.over else None
+        if params["null"] > 0:
+            pair = self._in_memory(pair, params, site)
         result = rsa(pair.x, pair.y, rdm_method=params["rdm_method"],
                      compare_method=params["compare_method"], n_vectors=params["n_vectors"],
-                     n_draws=params["n_draws"], seed=seed)
+                     n_draws=params["n_draws"], seed=seed, block_rows=block_rows,
+                     progress=params["progress"])
         draws = len(result.values)
         per_draw = xr.DataArray(result.values, dims=["draw"], coords={"draw": np.arange(draws)},
                                 name="per_draw")
@@ -295,6 +340,11 @@ class RSA(Measure):
                  "rdm_source": ("simbench (BLAS), checked against rsatoolbox"
                                 if params["rdm_method"] in OWN_RDMS else "rsatoolbox.calc_rdm"),
                  "device": "cpu"}
+        if block_rows is not None:
+            attrs.update(rdm_form="blocked", block_rows=block_rows,
+                         blocked_reason=budget.reason(f"one draw's RDMs over {k:,} samples"),
+                         rdm_source="simbench blocked sums (no RDM held), equal to "
+                         "rsatoolbox.rdm.compare on the whole RDMs")
         ci = percentile_interval(result.values)
         if ci is not None:
             attrs["ci_method"] = "2.5-97.5 percentile of the per-draw values"
@@ -319,6 +369,46 @@ class RSA(Measure):
                             n_vectors=params["n_vectors"], n_draws=params["n_draws"])
             score = with_null(score, null)
         return score
+
+
+    def _block_rows(self, site: str, k: int, dx: int, dy: int, params: dict[str, Any],
+                    budget: Budget) -> int:
+        """Rows per block of :func:`blocked_rsa` within the budget, or a ParameterError saying
+        why the RDMs cannot be summed block by block, or what memory would do."""
+        size = f"{k:,} samples per draw: one draw's RDMs take {rdm_memory_bytes(k) / 2**20:,.0f} MiB"
+        if params["rdm_method"] not in OWN_RDMS or params["compare_method"] not in BLOCKED_COMPARE:
+            bad = ("rdm_method", params["rdm_method"]) if params["rdm_method"] not in OWN_RDMS \
+                else ("compare_method", params["compare_method"])
+            raise ParameterError(
+                f"rsa: {size}, over the budget ({budget.reason('they')}), and {bad[0]} "
+                f"{bad[1]!r} needs whole RDMs", field=bad[0], site=site,
+                fix="use --rdm_method cosine or correlation with --compare_method corr or "
+                "cosine (summed block by block), a smaller --n_vectors, or raise --memory_mb")
+        if params["null"] > 0:
+            raise ParameterError(f"rsa: the permutation null recomputes whole RDMs and {size}, "
+                                 f"over the budget ({budget.reason('they')})", field="null",
+                                 site=site, fix="drop --null or use a smaller --n_vectors")
+        limit = int(budget.block_mb * 2**20)
+        rows = (limit - blocked_memory_bytes(k, dx, dy, 0)) // (33 * k)
+        if rows < 1:
+            need = blocked_memory_bytes(k, dx, dy, 64) / 2**20
+            memory = "--memory_mb" if budget.explicit else "the memory simbench may use"
+            raise ParameterError(
+                f"rsa (blocked): {memory} = {budget.block_mb:g} MiB does not hold the "
+                f"{k:,} x ({dx} + {dy}) rows of one draw as float64 and a block of RDM rows",
+                field="memory_mb", site=site,
+                fix=f"pass --memory_mb {math.ceil(need)} or more (blocks of 64 rows), or a "
+                "smaller --n_vectors")
+        return int(min(rows, k))
+
+    def _in_memory(self, pair: Any, params: dict[str, Any], site: str) -> Any:
+        """The pair loaded for the null (which re-pairs whole arrays), when it fits."""
+        budget = memory_budget(pair.lazy_nbytes, params["memory_mb"])
+        if budget.over:
+            raise ParameterError(f"rsa: the permutation null needs the paired activity in "
+                                 f"memory, and {budget.reason('it')}", field="null", site=site,
+                                 fix="drop --null, or score a subset of the stimuli")
+        return pair.loaded()
 
 
 @hookimpl

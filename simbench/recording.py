@@ -20,6 +20,11 @@ Memory: before reading any data, :func:`load_recording` adds up the sizes the fi
 would not fit in the memory available (:func:`available_memory`, with headroom), naming the
 largest variable. A small file can declare a huge dimension (unwritten data takes no disk
 space), and reading it would otherwise try to allocate all of it.
+
+Recordings too large to load: :func:`open_recording` reads every coordinate but leaves the
+activity in the file, to be read a block of rows at a time (the correlative measures ``cka``
+and ``rsa`` do so, see :mod:`simbench.pairing`); :func:`load_or_open` loads a file whole when it
+fits and opens it that way when it does not.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ MEMORY_FRACTION = 0.75
 STRING_BYTES = 64
 #: Environment variable: the memory (MiB) simbench may assume, when less than the machine's.
 MEMORY_ENV = "SIMBENCH_MEMORY_MB"
+#: ``Dataset.encoding`` key set on a site whose activity is still in its file.
+LAZY = "simbench_lazy"
 
 
 @dataclasses.dataclass
@@ -110,8 +117,12 @@ def site_dataset(
 
 
 # ---- validation ---------------------------------------------------------------------------
-def site_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
-    """Every schema problem of one site dataset, as (field, explanation) pairs."""
+def site_problems(ds: xr.Dataset, *, scan_values: bool = True) -> list[tuple[str, str]]:
+    """Every schema problem of one site dataset, as (field, explanation) pairs.
+
+    ``scan_values`` False skips the NaN/Inf scan of the activity (a site opened by
+    :func:`open_recording` checks each block of rows as it is read instead).
+    """
     problems: list[tuple[str, str]] = []
     if ACTIVITY not in ds.data_vars:
         found = ", ".join(map(str, ds.data_vars)) or "none"
@@ -130,7 +141,7 @@ def site_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
         return problems
     if not np.issubdtype(act.dtype, np.number):
         problems.append((ACTIVITY, f"activity has dtype {act.dtype}, expected numbers"))
-    else:
+    elif scan_values:
         valid = ds["valid"].values if "valid" in ds.coords else None
         n_bad, first = _non_finite(act.values, valid)
         if n_bad:
@@ -185,9 +196,10 @@ def _non_finite(values: np.ndarray, valid: np.ndarray | None
     return total, first
 
 
-def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = None) -> None:
+def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = None,
+                  scan_values: bool = True) -> None:
     """Raise a RecordingError listing every problem of one site dataset."""
-    problems = site_problems(ds)
+    problems = site_problems(ds, scan_values=scan_values)
     if problems:
         field = problems[0][0]
         # The error names ``field`` already: repeat a field name only for the other problems.
@@ -287,6 +299,155 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
         for name, ds in sites.items():
             validate_site(ds, file=path, site=name)
     return rec
+
+
+def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
+    """Open a recording without reading its activity: a :class:`Recording` whose sites hold
+    every coordinate (stimulus ids, tokens, valid, causal variables) in memory and ``activity``
+    as a lazy array backed by the file.
+
+    For files too large to load (:func:`load_recording` refuses them): measures that read the
+    activity a block of rows at a time (``cka``, ``rsa``) score them in bounded memory;
+    anything that needs the activity whole gets the same refusal when it pairs the site (see
+    :func:`simbench.pairing.pair_sites`). Only the coordinates must fit in memory. Validation
+    checks the schema from the metadata and coordinates; NaN/Inf activity is reported when
+    the block holding it is read (scanning it here would read the whole file once more).
+    """
+    path = Path(path)
+    _check_netcdf(path)
+    variables = _declared_or_none(path)
+    if variables is not None:
+        rest = [v for v in variables if v[0].rsplit("/", 1)[-1] != ACTIVITY]
+        total, limit = sum(v[3] for v in rest), int(available_memory() * MEMORY_FRACTION)
+        if total > limit:
+            name, dims, dtype, nbytes = max(rest, key=lambda v: v[3])
+            shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+            raise RecordingError(
+                f"the file's coordinates alone declare {_size(total)} (largest: '{name}' "
+                f"[{shape}] {dtype}, {_size(nbytes)}), more than the {_size(limit)} they may "
+                "use; nothing was read", file=path, field=name.rsplit("/", 1)[-1],
+                fix=f"split the recording into files by stimuli ({MEMORY_ENV} sets the memory "
+                "simbench assumes)")
+    try:
+        tree = xr.open_datatree(path, engine="netcdf4")
+        sites = {}
+        for name, node in tree.children.items():
+            sites[name] = _coords_loaded(node.to_dataset(inherit=False), path, name)
+        root = tree.to_dataset()
+        if not sites and ACTIVITY in root.data_vars:  # a flat single-site file
+            sites[str(root.attrs.get("site", "default"))] = _coords_loaded(root, path, None)
+        tree.close()  # the activity is read by _FileActivity, which holds no open handle
+    except SimbenchError:
+        raise
+    except Exception as exc:
+        raise RecordingError(f"cannot read the file ({type(exc).__name__}: {exc}); it may be "
+                             "truncated or corrupt", file=path,
+                             fix="re-record or re-download it") from None
+    attrs = dict(root.attrs)
+    for ds in sites.values():
+        ds.encoding["source"] = str(path)
+        ds.encoding[LAZY] = True
+    system_id = str(attrs.pop("system_id", path.stem))
+    task = attrs.pop("task", None)
+    schema = attrs.pop("schema", None)
+    if validate and schema is not None and str(schema) != SCHEMA:
+        raise RecordingError(f"root attribute schema = {str(schema)!r}, expected {SCHEMA!r}",
+                             file=path, field="schema",
+                             fix=f"write the file in the {SCHEMA} schema")
+    if validate:
+        if not sites:
+            raise RecordingError("no site groups in the file", file=path, field="activity",
+                                 fix="each site is a netCDF group holding an 'activity' variable")
+        for name, ds in sites.items():
+            validate_site(ds, file=path, site=name, scan_values=False)
+    return Recording(system_id=system_id, sites=sites, task=None if task is None else str(task),
+                     attrs=attrs, path=path)
+
+
+def load_or_open(path: str | Path) -> Recording:
+    """:func:`load_recording` when the file's declared data fit in memory, else
+    :func:`open_recording` (activity left in the file, read by rows).
+
+    For callers that read activity a block of rows at a time (the ``cka`` and ``rsa``
+    measures); everything else should call :func:`load_recording`, which refuses such files.
+    """
+    try:
+        check_declared_size(path)
+    except RecordingError:
+        return open_recording(path)
+    return load_recording(path)
+
+
+def is_lazy(ds: xr.Dataset) -> bool:
+    """Whether a site's activity is still in its file (opened by :func:`open_recording`)."""
+    return bool(ds.encoding.get(LAZY))
+
+
+def _check_netcdf(path: Path) -> None:
+    """Refuse a missing file or one that is not netCDF (a pickle is named as such)."""
+    if not path.exists():
+        raise RecordingError("no such file", file=path, fix="check the path")
+    with path.open("rb") as fh:
+        magic = fh.read(8)
+    if not (magic.startswith(b"\x89HDF") or magic.startswith(b"CDF")):
+        from simbench.pickled import refuse_pickled
+
+        refuse_pickled(path)
+        raise RecordingError("not a netCDF file (wrong magic bytes)", file=path,
+                             fix="write recordings with simbench.save_recording or xarray's "
+                             "to_netcdf (netCDF-4)")
+
+
+def _declared_or_none(path: Path) -> list[tuple[str, dict[str, int], str, int]] | None:
+    try:
+        return declared_variables(path)
+    except Exception:  # unreadable headers: the open reports it
+        return None
+
+
+def _coords_loaded(ds: xr.Dataset, path: Path, group: str | None) -> xr.Dataset:
+    """``ds`` with every variable but the activity read into memory (strings normalised) and
+    the activity a lazy variable read by :class:`_FileActivity`."""
+    from xarray.core import indexing
+
+    for name, var in ds.variables.items():
+        if name != ACTIVITY:
+            var.load()
+    if ACTIVITY in ds.data_vars:
+        act = ds[ACTIVITY].variable
+        lazy = indexing.LazilyIndexedArray(_FileActivity(path, group, act.shape, act.dtype))
+        ds[ACTIVITY] = xr.Variable(act.dims, lazy, attrs=act.attrs)
+    return _normalise_strings(ds, path)
+
+
+class _FileActivity(xr.backends.BackendArray):
+    """A site's ``activity`` in its netCDF file, read on indexing (outer indexing: slices and
+    sorted integer arrays per dim), with fill values as NaN as xarray decodes them.
+
+    Each read opens the file, reads and closes it again (a few ms): a netCDF handle kept open
+    while another reads the same file's string variables and closes crashes netCDF-C, so
+    none is kept.
+    """
+
+    def __init__(self, path: Path, group: str | None, shape: tuple[int, ...],
+                 dtype: np.dtype) -> None:
+        self.path, self.group, self.shape, self.dtype = path, group, tuple(shape), dtype
+
+    def __getitem__(self, key: Any) -> Any:
+        from xarray.core import indexing
+
+        return indexing.explicit_indexing_adapter(key, self.shape,
+                                                  indexing.IndexingSupport.OUTER, self._read)
+
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        import netCDF4
+
+        with netCDF4.Dataset(self.path, "r") as nc:
+            var = (nc[self.group] if self.group else nc).variables[ACTIVITY]
+            out = var[key]
+        if np.ma.isMaskedArray(out):
+            out = np.ma.filled(out.astype(np.result_type(out.dtype, np.float32)), np.nan)
+        return np.asarray(out, dtype=self.dtype)
 
 
 def _declared_schema(path: str | Path) -> str | None:
