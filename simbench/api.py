@@ -24,7 +24,7 @@ from simbench.errors import (
     RecordingError,
     SimbenchError,
 )
-from simbench.recording import Recording, load_recording
+from simbench.recording import Recording, load_or_open, load_recording
 from simbench.registry import contained_call, get_registry
 from simbench.result import Score, provenance
 from simbench.systems import RecordedSystem, System
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 RECORDING_SUFFIXES = (".nc", ".nc4", ".cdf", ".h5")
 
 
-def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
+def resolve_system(spec: object, *, task: str | Task | None = None,
+                   lazy: bool = False) -> System:
     """Turn what a user passes into a :class:`~simbench.systems.System`.
 
     A :class:`~simbench.recording.Recording` or a recording path (``.nc``) becomes a
@@ -46,7 +47,9 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
     :class:`~simbench.tasks.continuation.Continuation` with its prompts), and so does the name
     of a zoo language model (``lm_toxic_s1``: its checked directory); a System is returned as
     is. A model id that is no local path (``gpt2``, ``org/name``) is refused: simbench
-    loads from disk only.
+    loads from disk only. ``lazy``: a recording file too large to load is opened with its
+    activity left in the file (for measures that read activity a block of rows at a time);
+    otherwise such a file is refused.
     """
     if isinstance(spec, Recording):
         return RecordedSystem(spec)
@@ -70,7 +73,7 @@ def resolve_system(spec: object, *, task: str | Task | None = None) -> System:
             from simbench.systems.torch import TorchSystem
 
             return TorchSystem.from_checkpoint(path, task=task)
-        return RecordedSystem(load_recording(path))
+        return RecordedSystem(load_or_open(path) if lazy else load_recording(path))
     from simbench.lm.load import hub_id_error, looks_like_hub_id
 
     if "/" in str(spec) and looks_like_hub_id(str(spec)):  # zoo ids have no '/'
@@ -175,7 +178,9 @@ def resolve_systems(measure: str, systems: Sequence[object], *,
     """
     reg = get_registry()
     m = reg.measure(measure)
-    early: list[Any] = [_PendingNetwork(s) if _names_network(s) else resolve_system(s, task=task)
+    lazy = bool(getattr(m, "lazy_activity", False))  # reads activity by blocks of rows
+    early: list[Any] = [_PendingNetwork(s) if _names_network(s)
+                        else resolve_system(s, task=task, lazy=lazy)
                         for s in systems]  # type: ignore[arg-type]
     reg.check_access(m, early)
     if task is not None:

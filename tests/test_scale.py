@@ -85,6 +85,16 @@ def test_cli_scores_recordings_too_large_to_load(files, capsys, monkeypatch) -> 
     assert "CKA sums" in err and f"{attrs['blocks']}/{attrs['blocks']}" in err  # the bar
 
 
+def test_the_python_api_opens_recordings_too_large_to_load(files, monkeypatch) -> None:
+    """``simbench.score`` with paths takes the same lazy route as the CLI (it refused before)."""
+    full = _in_memory_cka(files)
+    monkeypatch.setenv("SIMBENCH_MEMORY_MB", SMALL_ENV)
+    s = simbench.score("cka", str(files["a"]), str(files["b"]), site="hidden")
+    assert s.attrs["form"] == "chunked" and s.value == pytest.approx(full, abs=1e-6)
+    with pytest.raises(RecordingError, match="declares"):  # measures that load whole refuse
+        simbench.score("mas", str(files["a"]), "gru_multi_s1", site="hidden")
+
+
 def test_cli_pairs_a_shuffled_file_row_for_row(files, capsys, monkeypatch) -> None:
     """b's stimuli stored in another order: the lazy pairing reads them by id, so the value
     is the aligned one (pairing by position would give about 0)."""

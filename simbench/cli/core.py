@@ -135,10 +135,7 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
         raise ParameterError("--plot draws a sweep, and no parameter is swept",
                              field="plot", fix="sweep a parameter with comma-separated values, "
                              "e.g. --k 1,2,4,8 --plot k.png, or drop --plot")
-    specs = args.systems
-    if getattr(measure, "lazy_activity", False):
-        specs = [_opened_if_too_large(s) for s in specs]
-    systems = resolve_systems(args.measure, specs, task=args.task,
+    systems = resolve_systems(args.measure, args.systems, task=args.task,
                               lm=lm_task(args.prompts, args.new_tokens))
     results = []
     for params in grid:
@@ -161,29 +158,6 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
         plot_sweep(results, swept[0], args.plot)
         print(f"plot written to {args.plot}")
     return 0
-
-
-def _opened_if_too_large(spec: str) -> Any:
-    """A recording file too large to load, opened with its activity left in the file (for
-    measures that read activity a block of rows at a time); every other spec unchanged, so a
-    file that fits is loaded exactly as before."""
-    from pathlib import Path
-
-    from simbench.errors import RecordingError
-    from simbench.recording import check_declared_size, open_recording
-
-    path = Path(spec)
-    if not path.is_file() or path.suffix == ".safetensors":
-        return spec
-    with path.open("rb") as fh:
-        magic = fh.read(8)
-    if not (magic.startswith(b"\x89HDF") or magic.startswith(b"CDF")):
-        return spec  # not netCDF: the loader says what it is
-    try:
-        check_declared_size(path)
-    except RecordingError:
-        return open_recording(path)
-    return spec
 
 
 def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
