@@ -410,13 +410,39 @@ def _prepared(src: torch.Tensor, buf: torch.Tensor, cosine: bool,
     return out
 
 
+#: bytes of one float64 slice that float64 sums over a float32 block convert at a time (a
+#: whole-block ``sum(dtype=float64)`` would make a float64 copy of the block)
+_F64_SLICE_BYTES = 1 << 24
+
+
+def _f64_slices(t: torch.Tensor) -> Iterator[torch.Tensor]:
+    """``t``'s rows in float64, a slice of at most ``_F64_SLICE_BYTES`` at a time."""
+    import torch
+
+    rows = max(1, _F64_SLICE_BYTES // (_F64 * max(1, t.shape[1])))
+    for i in range(0, t.shape[0], rows):
+        yield t[i:i + rows].to(torch.float64)
+
+
+def _sum64(t: torch.Tensor) -> torch.Tensor:
+    """Column sums of ``t`` in float64, never holding a float64 copy of more than a slice."""
+    import torch
+
+    if t.dtype == torch.float64:
+        return t.sum(0)
+    total = torch.zeros(t.shape[1], dtype=torch.float64, device=t.device)
+    for part in _f64_slices(t):
+        total += part.sum(0)
+    return total
+
+
 def _column_mean(t: torch.Tensor, buf: torch.Tensor, cosine: bool, size: int) -> torch.Tensor:
     """Column means of the prepared rows (float64 sums of blocks), in the compute dtype."""
     import torch
 
     total = torch.zeros(t.shape[1], dtype=torch.float64, device=t.device)
     for block in _blocks(t, (0, t.shape[0]), size):
-        total += _prepared(block, buf, cosine, None).sum(0, dtype=torch.float64)
+        total += _sum64(_prepared(block, buf, cosine, None))
     return (total / t.shape[0]).to(buf.dtype)
 
 
@@ -657,10 +683,18 @@ _F64 = 8
 def chunked_memory_bytes(dx: int, dy: int, chunk_rows: int, *, debiased: bool = False,
                          itemsize: int = 8) -> int:
     """What :func:`chunked_cka` holds at once: float64 accumulators X'X, Y'Y, X'Y (and column
-    sums, row-norm moments), plus one block of rows of each system as read and as converted."""
+    sums, row-norm moments), the products' temporaries, plus one block of rows of each system
+    as read (counted twice: a reader may hold the file's chunks beside the block) and as
+    converted. Checked against the measured peak in the chunked-CKA benchmark."""
     acc = _F64 * (dx * dx + dy * dy + dx * dy + 4 * (dx + dy))
-    block = chunk_rows * (dx + dy) * (4 + itemsize)  # as read (float32 or narrower) + converted
-    return acc + block + (chunk_rows * 2 * _F64 if debiased else 0)
+    # each product's result before it is added to its float64 accumulator (as computed, then
+    # converted), and the float64 slices that sums convert at a time (x and y, and a square)
+    slices = 4 * min(_F64_SLICE_BYTES, chunk_rows * max(dx, dy) * _F64)
+    temps = (itemsize + _F64) * max(dx * dx, dy * dy, dx * dy) + slices
+    # a block as read (float32 or narrower) twice, since readers that assemble a block from
+    # the file's chunks (dask) hold the chunks and the block at once; + converted
+    block = chunk_rows * (dx + dy) * (2 * 4 + itemsize)
+    return acc + temps + block
 
 
 def chunk_rows_for(dx: int, dy: int, memory_mb: float, *, debiased: bool = False,
@@ -670,16 +704,24 @@ def chunk_rows_for(dx: int, dy: int, memory_mb: float, *, debiased: bool = False
     Raises :class:`EstimatorError` saying what fits when even the accumulators do not.
     """
     budget = int(memory_mb * 2**20)
-    fixed = chunked_memory_bytes(dx, dy, 0, debiased=debiased, itemsize=itemsize)
-    per_row = chunked_memory_bytes(dx, dy, 1, debiased=debiased, itemsize=itemsize) - fixed
-    rows = (budget - fixed) // per_row
-    if rows < 1:
-        need = (fixed + 256 * per_row) / 2**20
+
+    def need(rows: int) -> int:
+        return chunked_memory_bytes(dx, dy, rows, debiased=debiased, itemsize=itemsize)
+
+    fixed = need(0)
+    if need(1) > budget:
+        need_mb = need(256) / 2**20
         raise EstimatorError(
             f"memory_mb = {memory_mb:g} MiB does not hold the accumulators of {dx} x {dy} units "
             f"({fixed / 2**20:.0f} MiB)", field="memory_mb",
-            fix=f"allow at least {math.ceil(need)} MiB (256 rows a block)")
-    return int(rows)
+            fix=f"allow at least {math.ceil(need_mb)} MiB (256 rows a block)")
+    lo, hi = 1, 2  # need() grows with rows: the largest that fits, by doubling then bisection
+    while need(hi) <= budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid)
+    return lo
 
 
 def chunked_cka(
@@ -757,8 +799,8 @@ def chunked_cka(
     sx = torch.zeros(dx, dtype=f64, device=dev)
     sy = torch.zeros(dy, dtype=f64, device=dev)
     for bx, by in blocks("CKA means"):
-        sx += _prepared(bx, bufx, cosine, None).sum(0, dtype=f64)
-        sy += _prepared(by, bufy, cosine, None).sum(0, dtype=f64)
+        sx += _sum64(_prepared(bx, bufx, cosine, None))
+        sy += _sum64(_prepared(by, bufy, cosine, None))
     mux, muy = (sx / n).to(cdtype), (sy / n).to(cdtype)
     m = {k: torch.zeros((1, *shape), dtype=f64, device=dev) for k, shape in {
         "sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy), "mx": (dx,), "my": (dy,),
@@ -772,16 +814,16 @@ def chunked_cka(
         m["sxy"][0] += xs.T @ ys
         m["mx"][0] += xs.sum(0)
         m["my"][0] += ys.sum(0)
-        if debiased:
-            x64, y64 = xs.to(f64), ys.to(f64)
-            rx, ry = (x64 * x64).sum(1), (y64 * y64).sum(1)
-            m["qxx"][0] += rx @ rx
-            m["qyy"][0] += ry @ ry
-            m["qxy"][0] += rx @ ry
-            m["vxx"][0] += rx @ x64
-            m["vyy"][0] += ry @ y64
-            m["vxy"][0] += ry @ x64
-            m["vyx"][0] += rx @ y64
+        if debiased:  # row-norm moments in float64, a slice of rows at a time
+            for x64, y64 in zip(_f64_slices(xs), _f64_slices(ys)):
+                rx, ry = x64.square().sum(1), y64.square().sum(1)
+                m["qxx"][0] += rx @ rx
+                m["qyy"][0] += ry @ ry
+                m["qxy"][0] += rx @ ry
+                m["vxx"][0] += rx @ x64
+                m["vyy"][0] += ry @ y64
+                m["vxy"][0] += ry @ x64
+                m["vyx"][0] += rx @ y64
     nn = torch.full((1,), float(n), dtype=f64, device=dev)
     value = float(_cka_from(*_feature_ingredients(m, debiased), nn, debiased)[0])
     attrs = {"kernel": kernel, "debiased": debiased, "form": "chunked", "dtype": dtype,
