@@ -216,6 +216,53 @@ def test_negative_validation_scores_keep_the_best_state_and_stop_on_a_plateau():
         torch.testing.assert_close(kept[key], best[key], atol=0, rtol=0)
 
 
+class ScriptedIIA(ScriptedValidation):
+    """:class:`ScriptedValidation` with the score read as validation IIA."""
+
+    @property
+    def validation_metric(self):
+        return "iia"
+
+
+def scripted_iia_run(scores, gain_se):
+    task = MultiObject()
+    models = [frozen("gru", 0), frozen("gru", 1)]
+    parties = [Party(f"m{i}", task, "count", 128, make_runner(m, "hidden"))
+               for i, m in enumerate(models)]
+    cfg = EngineConfig(n_train=256, n_val=400, n_test=16, pool_size=128, max_steps=len(scores),
+                       eval_every=1, patience=4, lr=1e-2, batch_size=16, seed=3,
+                       gain_se=gain_se)
+    eng = ScriptedIIA(parties, SubspaceMap([128, 128], 8, seed=1), directions_for(2), cfg,
+                      scores=scores)
+    return eng, eng.train(progress=False)
+
+
+def test_gains_within_the_sampling_error_do_not_reset_patience():
+    """A validation IIA that creeps up by 0.003 per validation beats min_delta (0.002) every
+    time, so plain plateau stopping runs to the step cap; counted against its own standard
+    error (4 directions of 400 rows at IIA ~0.45: 0.0124) four validations' creep is noise,
+    and training stops after ``patience`` validations, keeping the first state (old code: no
+    ``gain_se``, and every such creep reset the patience)."""
+    scores = [0.45 + 0.003 * i for i in range(20)]
+    _, plain = scripted_iia_run(scores, 0.0)
+    assert plain.stopped.startswith("step cap") and plain.steps == 20
+    eng, log = scripted_iia_run(scores, 1.0)
+    assert log.stopped.startswith("plateau") and log.steps == 5
+    assert (log.best_step, log.best_val) == (1, 0.45)
+    se = float(np.sqrt(4 * 0.45 * 0.55 / 400) / 4)
+    assert eng.gain_margin(dict.fromkeys(eng.trained, 0.45)) == pytest.approx(se)
+    # near the ceiling the standard error is below min_delta, which then decides
+    assert eng.gain_margin(dict.fromkeys(eng.trained, 0.999)) == eng.cfg.min_delta
+
+
+def test_gains_beyond_the_sampling_error_keep_training():
+    """A run climbing by more than its standard error each validation is never stopped early
+    by the bound: it trains to the cap and keeps its last (best) state."""
+    scores = [0.30 + 0.03 * i for i in range(12)]
+    _, log = scripted_iia_run(scores, 1.0)
+    assert log.stopped.startswith("step cap") and log.best_step == 12
+
+
 def test_same_seed_same_result():
     def run():
         eng = small_engine([frozen("gru", 0), frozen("gru", 1)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -76,6 +77,10 @@ class EngineConfig:
     eval_every: int = 25
     patience: int = 8  # validations without improvement before stopping
     min_delta: float = 0.002
+    # a validation counts as a gain only when it beats the best by more than this many of its
+    # own standard errors (binomial, at the rows validated) as well as by min_delta; 0: by
+    # min_delta alone
+    gain_se: float = 0.0
     stop_at: float = 1.0  # stop once every trained direction reaches this validation IIA
     stepwise: bool = False
     pool_size: int = 2_000
@@ -356,8 +361,10 @@ class Engine:
 
         The score (:meth:`validation_score`, averaged over directions) may be any real number:
         the first validation always sets the best, a later one only when it beats it by
-        ``min_delta``; ``patience`` validations without that stop training. The map ends in the
-        best state seen (the initial state when no validation ran).
+        :meth:`gain_margin` (``min_delta``, or with ``gain_se`` > 0 that many of the score's
+        own standard errors when that is more); ``patience`` validations without that stop
+        training. The map ends in the best state seen (the initial state when no validation
+        ran).
         """
         cfg = self.cfg
         metric = self.validation_metric
@@ -387,7 +394,7 @@ class Engine:
                         bar.set_postfix(loss=f"{loss.item():.3f}",
                                         **{f"val_{metric}": f"{mean_val:.3f}"},
                                         **{f"{s}>{t}": f"{v:.2f}" for (s, t), v in val.items()})
-                    if best is None or mean_val > best + cfg.min_delta:
+                    if best is None or mean_val > best + self.gain_margin(val):
                         best, bad = mean_val, 0
                         best_state = copy.deepcopy(self.imap.state_dict())
                         log.best_step, log.best_val = step, mean_val
@@ -440,6 +447,23 @@ class Engine:
     def validation_score(self) -> dict[tuple[int, int], float]:
         """What early stopping watches: validation IIA of the trained directions."""
         return self.iia("val", self.trained)
+
+    def gain_margin(self, val: dict[tuple[int, int], float]) -> float:
+        """How much a validation must beat the best to count as a gain.
+
+        ``min_delta``, or when ``gain_se`` > 0 and the score is IIA, ``gain_se`` standard
+        errors of the mean validation IIA if that is more: each direction's IIA is a binomial
+        proportion over its validation rows, so the mean over D directions has standard error
+        sqrt(sum p (1 - p) / n) / D. A run whose validation only wanders within its sampling
+        error (a pair that plateaus below ``stop_at``) then stops after ``patience``
+        validations instead of resetting its patience on noise; a run still climbing by more
+        than the noise goes on. Other metrics (R^2) keep ``min_delta``.
+        """
+        cfg = self.cfg
+        if cfg.gain_se <= 0 or self.validation_metric != "iia" or not val:
+            return cfg.min_delta
+        var = sum(p * (1 - p) / max(len(self.data["val"][d].iv), 1) for d, p in val.items())
+        return max(cfg.min_delta, cfg.gain_se * math.sqrt(var) / len(val))
 
     @property
     def validation_metric(self) -> str:
