@@ -118,20 +118,26 @@ def test_stepwise_buckets_equal_the_plain_patched_pass(arch):
 def test_generation_from_the_first_error_equals_generating_every_row(arch):
     """Free-running generation that reuses the teacher-forced predictions up to each row's
     first error (and runs only rows past it) gives exactly the token accuracy of generating
-    every row at every step, on untrained networks where most rows go wrong early or late."""
+    every row at every step, on untrained networks where rows go wrong early or late: for
+    all wrong rows at once and for pairs of them (a row that went wrong early with a short
+    continuation beside one still on the teacher's path: the pass that an earlier version
+    ran on the first alone was too short for the step)."""
     eng = small_engine([frozen(arch, 0), frozen(arch, 1)])
-    for s, t in [(0, 1)]:
-        rows = np.arange(len(eng.data["test"][(s, t)].iv))
-        with torch.no_grad():
-            logits, cont = eng.patched_logits("test", t, [(s, rows)])
-            trial, _ = eng.correct(logits, cont)
-            wrong = (~trial).nonzero(as_tuple=True)[0]
-            assert len(wrong) > 10
-            dev = torch.as_tensor(rows)[wrong]
-            every = eng._generate("test", s, t, dev)
-            reused = eng._generate("test", s, t, dev, logits[wrong].argmax(-1))
-        torch.testing.assert_close(reused, every, atol=0, rtol=0)
-        assert float(every.mean()) < 1
+    s, t = 0, 1
+    rows = np.arange(len(eng.data["test"][(s, t)].iv))
+    with torch.no_grad():
+        logits, cont = eng.patched_logits("test", t, [(s, rows)])
+        trial, _ = eng.correct(logits, cont)
+        wrong = (~trial).nonzero(as_tuple=True)[0]
+        assert len(wrong) > 10
+        forced = logits.argmax(-1)
+        picks = [wrong] + [wrong[torch.randperm(len(wrong), generator=torch.Generator()
+                                                .manual_seed(i))[:2]] for i in range(12)]
+        for pick in picks:
+            every = eng._generate("test", s, t, torch.as_tensor(rows)[pick])
+            reused = eng._generate("test", s, t, torch.as_tensor(rows)[pick], forced[pick])
+            torch.testing.assert_close(reused, every, atol=0, rtol=0)
+    assert float(eng._generate("test", s, t, torch.as_tensor(rows)[wrong]).mean()) < 1
 
 
 def test_stepwise_patches_every_position_up_to_t():

@@ -350,7 +350,8 @@ class Engine:
         saves the passes that cannot differ from them: until a row's first wrong prediction
         its generated prefix is the counterfactual's, so its prediction at each step up to
         and including that one is the teacher-forced one. Each step then runs only the rows
-        already past their first error.
+        already past their first error whose token there is determined (the others' are
+        never scored).
         """
         d = self.data[split][(s, t)]
         cont = Continuation.build(d.cf[rows], d.cf_mask[rows], d.tpos[rows])
@@ -368,7 +369,7 @@ class Engine:
             if forced is None:
                 active = torch.arange(n, device=rows.device)
             else:
-                active = (first < i).nonzero(as_tuple=True)[0]
+                active = ((first < i) & cont.mask[:, i]).nonzero(as_tuple=True)[0]
                 preds[:, i] = forced[:, i]
             if len(active):
                 logits, _ = self.patched_logits(split, t, [(s, rows[active])],
