@@ -114,6 +114,32 @@ def test_stepwise_buckets_equal_the_plain_patched_pass(arch):
     torch.testing.assert_close(fast * m, slow * m, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_generation_from_the_first_error_equals_generating_every_row(arch):
+    """Free-running generation that reuses the teacher-forced predictions up to each row's
+    first error (and runs only rows past it) gives exactly the token accuracy of generating
+    every row at every step, on untrained networks where rows go wrong early or late: for
+    all wrong rows at once and for pairs of them (a row that went wrong early with a short
+    continuation beside one still on the teacher's path: the pass that an earlier version
+    ran on the first alone was too short for the step)."""
+    eng = small_engine([frozen(arch, 0), frozen(arch, 1)])
+    s, t = 0, 1
+    rows = np.arange(len(eng.data["test"][(s, t)].iv))
+    with torch.no_grad():
+        logits, cont = eng.patched_logits("test", t, [(s, rows)])
+        trial, _ = eng.correct(logits, cont)
+        wrong = (~trial).nonzero(as_tuple=True)[0]
+        assert len(wrong) > 10
+        forced = logits.argmax(-1)
+        picks = [wrong] + [wrong[torch.randperm(len(wrong), generator=torch.Generator()
+                                                .manual_seed(i))[:2]] for i in range(12)]
+        for pick in picks:
+            every = eng._generate("test", s, t, torch.as_tensor(rows)[pick])
+            reused = eng._generate("test", s, t, torch.as_tensor(rows)[pick], forced[pick])
+            torch.testing.assert_close(reused, every, atol=0, rtol=0)
+    assert float(eng._generate("test", s, t, torch.as_tensor(rows)[wrong]).mean()) < 1
+
+
 def test_stepwise_patches_every_position_up_to_t():
     models = [frozen("gru", 0), frozen("gru", 1)]
     eng = small_engine(models, stepwise=True)
@@ -214,6 +240,72 @@ def test_negative_validation_scores_keep_the_best_state_and_stop_on_a_plateau():
     assert any(not torch.equal(best[k], last[k]) for k in best)  # the states do differ
     for key in best:
         torch.testing.assert_close(kept[key], best[key], atol=0, rtol=0)
+
+
+class ScriptedIIA(ScriptedValidation):
+    """The real engine, its validation IIA scripted row by row: at validation j each direction
+    hits ``scores[j] * n_val`` rows, either the first ones (a map that keeps what it learnt
+    and adds rows: ``wander=False``) or a fresh random set (a map that only wanders)."""
+
+    def __init__(self, *args, wander, **kwargs):
+        self.wander = wander
+        self.draws = np.random.default_rng(0)
+        super().__init__(*args, **kwargs)
+
+    def validation_score(self):
+        value = self.scores[len(self.seen)]
+        self.seen.append((value, None))
+        n = self.cfg.n_val
+        hit = np.zeros(n, dtype=bool)
+        hit[: round(value * n)] = True
+        for d in self.trained:  # what Engine.iia keeps of a validation
+            self._val_hits[d] = torch.from_numpy(self.draws.permutation(hit) if self.wander
+                                                 else hit)
+        return dict.fromkeys(self.trained, round(value * n) / n)
+
+    @property
+    def validation_metric(self):
+        return "iia"
+
+
+def scripted_iia_run(scores, gain_se, *, wander):
+    task = MultiObject()
+    models = [frozen("gru", 0), frozen("gru", 1)]
+    parties = [Party(f"m{i}", task, "count", 128, make_runner(m, "hidden"))
+               for i, m in enumerate(models)]
+    cfg = EngineConfig(n_train=256, n_val=1000, n_test=16, pool_size=128,
+                       max_steps=len(scores), eval_every=1, patience=3, lr=1e-2, batch_size=16,
+                       seed=3, gain_se=gain_se)
+    eng = ScriptedIIA(parties, SubspaceMap([128, 128], 8, seed=1), directions_for(2), cfg,
+                      scores=scores, wander=wander)
+    return eng, eng.train(progress=False)
+
+
+CREEP = [0.45 + 0.003 * i for i in range(12)]  # beats min_delta (0.002) at every validation
+
+
+def test_a_wandering_map_stops_on_its_sampling_error():
+    """A validation IIA that creeps up by 0.003 per validation while the rows it hits are
+    redrawn each time (about half of them flip) is noise: its paired standard error against
+    the best (4 directions of 1,000 rows: 0.011) exceeds three validations' creep, so training
+    stops after ``patience`` validations, keeping the first state. Plain plateau stopping (or
+    old code, which had no ``gain_se``) counts every creep as a gain and runs to the cap."""
+    _, plain = scripted_iia_run(CREEP, 0.0, wander=True)
+    assert plain.stopped.startswith("step cap") and plain.steps == 12
+    eng, log = scripted_iia_run(CREEP, 1.0, wander=True)
+    assert log.stopped.startswith("plateau") and log.steps == 4
+    assert (log.best_step, log.best_val) == (1, 0.45)
+    margin = eng.gain_margin(dict.fromkeys(eng.trained, 0.46))
+    assert 0.009 < margin < 0.013
+
+
+def test_a_map_that_keeps_learning_is_not_stopped_by_the_bound():
+    """The same creep made of newly hit rows (the rest unchanged: 3 flips per direction, a
+    paired standard error of 0.0009) is learning: with ``gain_se`` it trains to the cap and
+    keeps the last state, as plain plateau stopping does."""
+    eng, log = scripted_iia_run(CREEP, 1.0, wander=False)
+    assert log.stopped.startswith("step cap") and log.best_step == 12
+    assert eng.gain_margin(dict.fromkeys(eng.trained, 0.5)) == eng.cfg.min_delta
 
 
 def test_same_seed_same_result():

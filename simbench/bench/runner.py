@@ -34,6 +34,16 @@ from simbench.bench.store import LeaseKeeper, Owner, Store, lease_seconds
 
 DEFAULT_TIMEOUTS = {"causal": 3600.0}  # seconds, by measure family; others: no limit
 
+#: Seconds a job is expected to take when the store has never run it nor its measure: by
+#: measure family (paper.toml on 2 cores: causal jobs 0.5-20 minutes, correlative ones seconds).
+PRIOR_SECONDS = {"causal": 120.0}
+PRIOR_OTHER_S = 5.0
+#: How much longer a causal job takes when it runs a transformer (a full parallel pass per
+#: patched batch instead of a recurrent continuation: 5-8x the GRU pairs in paper.toml) or
+#: patches every step (``stepwise``: about 2x).
+TRANSFORMER_FACTOR = 6.0
+STEPWISE_FACTOR = 2.0
+
 
 @dataclasses.dataclass
 class RunSummary:
@@ -129,6 +139,62 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
         job.timeout = float(limit) if limit else None
 
 
+def _identity(variant: str, measure: str, systems: Any, site: str) -> tuple[Any, ...]:
+    return (variant, measure, tuple(systems), site)
+
+
+def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | None = None
+                     ) -> dict[str, float]:
+    """Job key -> the seconds it is expected to take, for ordering a run longest first.
+
+    The first that is known wins: the store's runtime of the same job (same variant, systems
+    and site, by any code: a code change moves runtimes far less than the spread between jobs),
+    the store's mean runtime of the same measure at the same site, a prior by measure family
+    (:data:`PRIOR_SECONDS`) scaled up for transformer systems and ``stepwise`` patching.
+    """
+    same: dict[tuple[Any, ...], float] = {}
+    by_measure: dict[tuple[str, str], list[float]] = {}
+    if store is not None:
+        for row in store.rows(status="done"):
+            seconds = row.get("runtime_s")
+            if seconds is None:
+                continue
+            same[_identity(row["variant"], row["measure"], row["systems"],
+                           row["site"])] = float(seconds)
+            by_measure.setdefault((row["measure"], row["site"]), []).append(float(seconds))
+    systems = getattr(spec, "systems", None) or {}
+    out = {}
+    for job in jobs:
+        known = same.get(_identity(job.variant, job.measure, job.systems, job.site))
+        if known is None and (job.measure, job.site) in by_measure:
+            runs = by_measure[(job.measure, job.site)]
+            known = sum(runs) / len(runs)
+        if known is None:
+            family = job.meta.get("family", "")
+            known = PRIOR_SECONDS.get(family, PRIOR_OTHER_S)
+            if family == "causal":
+                archs = {systems[a].tags.get("arch") for a in job.systems if a in systems}
+                if "transformer" in archs:
+                    known *= TRANSFORMER_FACTOR
+                if job.params.get("stepwise"):
+                    known *= STEPWISE_FACTOR
+        out[job.key] = known
+    return out
+
+
+def longest_first(jobs: list[Job], store: Store | None = None, spec: Spec | None = None
+                  ) -> list[Job]:
+    """``jobs`` in order of expected cost, longest first (ties keep their spec order).
+
+    With several workers a run ends when its last job does: started late, one long job (a
+    transformer MAS pair) runs alone at the end while the other workers idle. Starting the
+    long jobs first and filling in with short ones (the LPT rule) keeps every worker busy to
+    the end. Which job runs when never changes a score: every job is seeded on its own.
+    """
+    cost = expected_seconds(jobs, store, spec)
+    return sorted(jobs, key=lambda j: -cost[j.key])
+
+
 def _state(job: Job, stored: tuple[str, str | None] | None, retry_failed: bool,
            rerun_stale: bool) -> str:
     """'todo', 'done', 'failed' (not retried) or 'stale' (not rerun) for one job."""
@@ -168,7 +234,7 @@ def run_spec(
     lease = lease_seconds() if lease_s is None else lease_s
     stored = store.states(j.key for j in jobs)
     states = {j.key: _state(j, stored.get(j.key), retry_failed, rerun_stale) for j in jobs}
-    todo = [j for j in jobs if states[j.key] == "todo"]
+    todo = longest_first([j for j in jobs if states[j.key] == "todo"], store, spec)
     summary = RunSummary(total=len(jobs),
                          already_done=sum(1 for s in states.values() if s == "done"),
                          skipped_failed=sum(1 for s in states.values() if s == "failed"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -76,6 +77,10 @@ class EngineConfig:
     eval_every: int = 25
     patience: int = 8  # validations without improvement before stopping
     min_delta: float = 0.002
+    # a validation counts as a gain only when it beats the best by more than this many
+    # standard errors of their paired difference (same rows) as well as by min_delta; 0: by
+    # min_delta alone
+    gain_se: float = 0.0
     stop_at: float = 1.0  # stop once every trained direction reaches this validation IIA
     stepwise: bool = False
     pool_size: int = 2_000
@@ -147,6 +152,9 @@ class Engine:
         self.rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x1A5]))
         torch.manual_seed(config.seed)
         self.data: dict[str, dict[tuple[int, int], DirectionData]] = {}
+        # per-row validation hits of the latest validation and of the best one (gain_margin)
+        self._val_hits: dict[tuple[int, int], Tensor] = {}
+        self._best_hits: dict[tuple[int, int], Tensor] | None = None
         self._prepare()
 
     # ---- data -------------------------------------------------------------------------------
@@ -285,14 +293,15 @@ class Engine:
                 if not self.parties[t].accessible:
                     continue
                 n = len(self.data[split][(s, t)].iv)
-                hits = 0
-                counts = []
+                rows_hit = []
                 for i in range(0, n, chunk):
                     rows = np.arange(i, min(i + chunk, n))
                     logits, cont = self.patched_logits(split, t, [(s, rows)])
-                    counts.append(self.correct(logits, cont)[0].sum())
-                hits = int(torch.stack(counts).sum())  # one read-back per direction
-                out[(s, t)] = hits / n
+                    rows_hit.append(self.correct(logits, cont)[0])
+                hit = torch.cat(rows_hit)
+                if split == "val":  # what the paired gain test compares (see gain_margin)
+                    self._val_hits[(s, t)] = hit
+                out[(s, t)] = int(hit.sum()) / n  # one read-back per direction
         return out
 
     @torch.no_grad()
@@ -329,24 +338,46 @@ class Engine:
         if len(wrong) == 0:
             return trial, torch.ones_like(token)
         token = torch.ones_like(token)
-        token[wrong] = self._generate(split, s, t, self.device_rows([rows])[0][wrong])
+        token[wrong] = self._generate(split, s, t, self.device_rows([rows])[0][wrong],
+                                      logits[wrong].argmax(-1))
         return trial, token
 
-    def _generate(self, split: str, s: int, t: int, rows: Tensor) -> Tensor:
-        """Token-level accuracy of free-running generation for ``rows``."""
+    def _generate(self, split: str, s: int, t: int, rows: Tensor,
+                  forced: Tensor | None = None) -> Tensor:
+        """Token-level accuracy of free-running generation for ``rows``.
+
+        ``forced`` (the rows' teacher-forced predictions [n, L], when the caller has them)
+        saves the passes that cannot differ from them: until a row's first wrong prediction
+        its generated prefix is the counterfactual's, so its prediction at each step up to
+        and including that one is the teacher-forced one. Each step then runs only the rows
+        already past their first error whose token there is determined (the others' are
+        never scored).
+        """
         d = self.data[split][(s, t)]
         cont = Continuation.build(d.cf[rows], d.cf_mask[rows], d.tpos[rows])
         gen = d.cf[rows].clone()
         preds = torch.zeros_like(cont.targets)
-        for i in range(cont.targets.shape[1]):
+        n, length = cont.targets.shape
+        if forced is not None:
+            forced = forced[:, :length]
+            miss = (forced != cont.targets) & cont.mask
+            first = torch.where(miss.any(1), miss.int().argmax(1),
+                                torch.full_like(miss[:, 0], length, dtype=torch.long))
+        for i in range(length):
             if not bool(cont.mask[:, i:].any()):
                 break
-            logits, _ = self.patched_logits(split, t, [(s, rows)], cf_override=gen, upto=i + 1)
-            pred = logits[:, i].argmax(-1)
-            preds[:, i] = pred
+            if forced is None:
+                active = torch.arange(n, device=rows.device)
+            else:
+                active = ((first < i) & cont.mask[:, i]).nonzero(as_tuple=True)[0]
+                preds[:, i] = forced[:, i]
+            if len(active):
+                logits, _ = self.patched_logits(split, t, [(s, rows[active])],
+                                                cf_override=gen[active], upto=i + 1)
+                preds[active, i] = logits[:, i].argmax(-1)
             col = cont.index[:, i]
             cur = gen.gather(1, col[:, None])[:, 0]
-            gen.scatter_(1, col[:, None], torch.where(cont.mask[:, i], pred, cur)[:, None])
+            gen.scatter_(1, col[:, None], torch.where(cont.mask[:, i], preds[:, i], cur)[:, None])
         hit = preds == cont.targets
         return (hit & cont.mask).sum(1) / cont.mask.sum(1).clamp(min=1)
 
@@ -356,8 +387,10 @@ class Engine:
 
         The score (:meth:`validation_score`, averaged over directions) may be any real number:
         the first validation always sets the best, a later one only when it beats it by
-        ``min_delta``; ``patience`` validations without that stop training. The map ends in the
-        best state seen (the initial state when no validation ran).
+        :meth:`gain_margin` (``min_delta``, or with ``gain_se`` > 0 that many standard errors
+        of the paired difference from the best when that is more); ``patience`` validations without that stop
+        training. The map ends in the best state seen (the initial state when no validation
+        ran).
         """
         cfg = self.cfg
         metric = self.validation_metric
@@ -370,6 +403,7 @@ class Engine:
         steps = self.training_steps(opt)
         best_state = copy.deepcopy(self.imap.state_dict())
         best: float | None = None
+        self._best_hits = None
         bad = 0
         bar = _progress(cfg.max_steps, label, progress)
         start = time.perf_counter()
@@ -387,8 +421,9 @@ class Engine:
                         bar.set_postfix(loss=f"{loss.item():.3f}",
                                         **{f"val_{metric}": f"{mean_val:.3f}"},
                                         **{f"{s}>{t}": f"{v:.2f}" for (s, t), v in val.items()})
-                    if best is None or mean_val > best + cfg.min_delta:
+                    if best is None or mean_val > best + self.gain_margin(val):
                         best, bad = mean_val, 0
+                        self._best_hits = dict(self._val_hits)
                         best_state = copy.deepcopy(self.imap.state_dict())
                         log.best_step, log.best_val = step, mean_val
                     else:
@@ -440,6 +475,28 @@ class Engine:
     def validation_score(self) -> dict[tuple[int, int], float]:
         """What early stopping watches: validation IIA of the trained directions."""
         return self.iia("val", self.trained)
+
+    def gain_margin(self, val: dict[tuple[int, int], float]) -> float:
+        """How much a validation must beat the best to count as a gain.
+
+        ``min_delta``, or when ``gain_se`` > 0 and the score is IIA, ``gain_se`` standard
+        errors of the difference between this validation and the best one, if that is more.
+        Both score the same validation rows, so the difference is paired: in each direction
+        only the rows the two maps disagree on (b of n) move it, its standard error is
+        sqrt(b) / n, and over D directions sqrt(sum b / n^2) / D. A run that is still
+        learning flips few rows and gains by more than that, so it goes on; one whose map
+        only wanders (a pair that plateaus below ``stop_at``: many rows flip each way) no
+        longer resets its patience on noise and stops after ``patience`` validations. Other
+        metrics (R^2), or an engine whose :meth:`iia` keeps no rows, keep ``min_delta``.
+        """
+        cfg = self.cfg
+        now, best = self._val_hits, self._best_hits
+        if (cfg.gain_se <= 0 or self.validation_metric != "iia" or not val or best is None
+                or not all(d in now and d in best for d in val)):
+            return cfg.min_delta
+        flips = torch.stack([(now[d] != best[d]).sum() for d in val]).cpu().numpy()
+        n = np.array([len(now[d]) for d in val], dtype=float)
+        return max(cfg.min_delta, cfg.gain_se * math.sqrt(float((flips / n ** 2).sum())) / len(val))
 
     @property
     def validation_metric(self) -> str:

@@ -1,0 +1,84 @@
+"""The harness runs the longest jobs first, so ``--workers N`` does not end on one long job.
+
+Expected costs come from the store (the same job's runtime by any code, else its measure's
+mean at that site) or, for a store that never ran them, a prior by measure family, scaled for
+transformers and stepwise patching.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from pathlib import Path
+
+from bench_helpers import spec_text, write_spec
+
+from simbench.bench.jobs import expand, prepare
+from simbench.bench.runner import expected_seconds, longest_first, run_spec
+from simbench.bench.spec import load_spec
+from simbench.bench.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "benchmarks" / "specs" / "paper.toml"
+PAPER_STORE = ROOT / "benchmarks" / "results" / "paper.sqlite"
+
+
+def makespan(seconds: list[float], workers: int = 2) -> float:
+    """When the last of ``seconds`` ends if each job goes to the first free worker in order."""
+    free = [0.0] * workers
+    for s in seconds:
+        heapq.heappush(free, heapq.heappop(free) + s)
+    return max(free)
+
+
+def test_paper_spec_starts_with_its_transformer_mas_pairs() -> None:
+    """From the shipped store's runtimes, the three GRU vs transformer MAS pairs (12-19 minutes
+    each there) come first; from the prior alone (a store that never ran the spec) too: they
+    are the only causal pairs with a transformer besides DAS on it. In spec order they start
+    at job 70 of 158 (old code: spec order, no ``longest_first``)."""
+    spec = load_spec(PAPER)
+    jobs = expand(spec)
+    with Store(PAPER_STORE, readonly=True) as store:
+        ordered = longest_first(jobs, store, spec)
+        cost = expected_seconds(jobs, store, spec)
+    assert [(j.variant, j.systems) for j in ordered[:3]] == [
+        ("mas", ("gru3", "tf1")), ("mas", ("gru2", "tf1")), ("mas", ("gru1", "tf1"))]
+    assert sorted(j.key for j in ordered) == sorted(j.key for j in jobs)
+    assert [cost[j.key] for j in ordered] == sorted(cost.values(), reverse=True)
+    # every job of the spec has a stored runtime: nothing fell back to a mean or the prior
+    assert round(cost[ordered[0].key]) == 1148 and min(cost.values()) > 0
+    # longest first is never worse than spec order on 2 workers (LPT: within 4/3 of optimal)
+    spec_order = makespan([cost[j.key] for j in jobs])
+    assert makespan([cost[j.key] for j in ordered]) <= spec_order
+
+    prior = longest_first(jobs, None, spec)
+    assert {j.systems for j in prior[:3]} == {("gru1", "tf1"), ("gru2", "tf1"), ("gru3", "tf1")}
+    assert all(j.meta["family"] == "causal" for j in prior[:60])
+    assert prior[-1].meta["family"] != "causal"
+
+
+def test_a_run_starts_with_the_job_the_store_says_is_longest(recs: Path) -> None:
+    """Run a spec once, make one job's stored runtime long (the others equal), run it again at another
+    seed (new keys, same jobs): that job runs first, the rest in spec order (old code: spec
+    order, so it ran fourth)."""
+    first = load_spec(write_spec(recs, spec_text(seeds="[0]"), name="a.toml"))
+    store_path = recs / "s.sqlite"
+    with Store(store_path) as store:
+        assert run_spec(first, store, progress=False).done == len(prepare(first))
+    slow = prepare(first)[3]
+    conn = sqlite3.connect(store_path)
+    with conn:
+        conn.execute("UPDATE results SET runtime_s = 1.0")  # ties keep spec order
+        conn.execute("UPDATE results SET runtime_s = 50.0 WHERE key = ?", (slow.key,))
+    conn.close()
+
+    second = load_spec(write_spec(recs, spec_text(seeds="[1]"), name="b.toml"))
+    jobs = prepare(second)
+    with Store(store_path) as store:
+        run_spec(second, store, progress=False)
+        rows = {r["key"]: r for r in store.rows(status="done")}
+    ran = sorted((rows[j.key]["finished"], j.variant, j.systems, j.site) for j in jobs)
+    assert ran[0][1:] == (slow.variant, slow.systems, slow.site)
+    rest = [(j.variant, j.systems, j.site) for j in jobs
+            if (j.variant, j.systems, j.site) != ran[0][1:]]
+    assert [r[1:] for r in ran[1:]] == rest
