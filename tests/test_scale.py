@@ -254,3 +254,36 @@ def test_budgets_that_cannot_hold_the_accumulators_say_what_fits(files, capsys) 
     assert score.attrs["chunk_rows"] == fits
     with pytest.raises(SimbenchError, match="null needs the paired activity in memory"):
         simbench.score("cka", a, b, site="hidden", memory_mb=2, null=10)
+
+
+def test_the_harness_scores_recordings_too_large_to_load(files, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A spec naming two recordings too large to load: the harness plans and runs cka on them
+    in blocks (the same value as in memory), as `simbench score` does."""
+    from simbench.bench.runner import run_spec
+    from simbench.bench.spec import load_spec
+    from simbench.bench.store import Store
+
+    full = _in_memory_cka(files)
+    spec_path = tmp_path / "big.toml"
+    spec_path.write_text(f"""
+name = "big"
+sites = ["hidden"]
+[systems]
+a = {{ recording = "{files['a']}" }}
+b = {{ recording = "{files['b']}" }}
+[measures.cka]
+n_boot = 0
+progress = false
+[[pairs]]
+name = "ab"
+pairs = [["a", "b"]]
+measures = ["cka"]
+""")
+    monkeypatch.setenv("SIMBENCH_MEMORY_MB", SMALL_ENV)
+    with Store(tmp_path / "big.sqlite") as store:
+        run_spec(load_spec(spec_path), store, workers=1, progress=False)
+        rows = store.rows()
+    assert len(rows) == 1 and rows[0]["status"] == "done"
+    assert rows[0]["value"] == pytest.approx(full, abs=1e-6)
+    assert json.loads(rows[0]["score"])["attrs"]["form"] == "chunked"

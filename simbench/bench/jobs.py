@@ -340,8 +340,11 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
         if not _used(spec, alias):
             continue
         try:
+            # lazy: a recording too large to load is opened (coordinates only) so that the
+            # measures reading it by blocks can run; a job whose measure needs it whole says so
             resolved[alias] = resolve_cached(sys_spec.source, sys_spec.task
-                                             if sys_spec.task in registry.tasks else None)
+                                             if sys_spec.task in registry.tasks else None,
+                                             lazy=True)
         except SimbenchError as exc:
             if spec.lenient:
                 spec.notes.append(f"system '{alias}' ({sys_spec.source}) unavailable: "

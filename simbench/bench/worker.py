@@ -33,22 +33,24 @@ from typing import Any
 
 from simbench.errors import SimbenchError
 
-_SYSTEMS: dict[tuple[str, str | None, int], Any] = {}
+_SYSTEMS: dict[tuple[str, str | None, int, bool], Any] = {}
 READY_TIMEOUT_S = 300.0  # a fresh job process imports simbench and loads the plugins first
 
 
-def resolve_cached(source: str, task: str | None) -> Any:
-    """``resolve_system(source)``, cached on (source, task, file mtime)."""
+def resolve_cached(source: str, task: str | None, lazy: bool = False) -> Any:
+    """``resolve_system(source)``, cached on (source, task, file mtime, lazy). ``lazy``: a
+    recording too large to load is opened with its activity left in the file (for measures
+    that read activity a block of rows at a time)."""
     from simbench.api import resolve_system
 
     try:
         stamp = os.stat(source).st_mtime_ns
     except OSError:
         stamp = 0
-    key = (source, task, stamp)
+    key = (source, task, stamp, lazy)
     if key not in _SYSTEMS:
         try:
-            _SYSTEMS[key] = resolve_system(source, task=task)
+            _SYSTEMS[key] = resolve_system(source, task=task, lazy=lazy)
         except SimbenchError:
             raise
         except Exception as exc:  # e.g. a zoo that is not installed yet
@@ -75,7 +77,10 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
             from simbench.bench.plugins import ensure_plugins
 
             ensure_plugins(job.plugins)
-        systems = [resolve_cached(src, job.task) for src in job.sources]
+        from simbench.registry import get_registry
+
+        lazy = bool(getattr(get_registry().measure(job.measure), "lazy_activity", False))
+        systems = [resolve_cached(src, job.task, lazy) for src in job.sources]
         if on_ready is not None:
             on_ready()
         lm: dict[str, Any] = {}
