@@ -119,7 +119,8 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
                        n_train=params["n_train"], n_val=params["n_val"],
                        n_test=params["n_test"], max_steps=params["max_steps"],
                        eval_every=params["eval_every"], patience=params["patience"],
-                       stop_at=params.get("stop_at", 1.0), stepwise=True,
+                       stop_at=params.get("stop_at", 1.0), gain_se=params.get("gain_se", 0.0),
+                       stepwise=True,
                        pool_size=len(task.prompts), seed=seed, device=device)
     engine = LMEngine(parties, imap, directions, cfg, behaviour=behaviour)
     log = None
