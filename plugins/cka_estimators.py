@@ -697,7 +697,8 @@ def chunked_memory_bytes(dx: int, dy: int, chunk_rows: int, *, debiased: bool = 
     # a block as read (float32 or narrower) twice, since readers that assemble a block from
     # the file's chunks (dask) hold the chunks and the block at once; + converted
     block = chunk_rows * (dx + dy) * (2 * 4 + itemsize)
-    return acc + temps + block + 2 * _READER_BYTES
+    reader = 2 * min(_READER_BYTES, chunk_rows * max(dx, dy) * 4)
+    return acc + temps + block + reader
 
 
 def _source_chunk_rows(a: Any) -> int | None:
