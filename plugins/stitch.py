@@ -108,6 +108,7 @@ class ModelStitch(Measure):
 class LatentStitch(Measure):
     name = "latent_stitch"
     family = "causal"
+    null = "own"  # into a network: the trained map on held-out counterfactuals, shuffled sources
     access = ("accessible", "recording")
     symmetric = False
     higher_is_better = True
@@ -119,6 +120,7 @@ class LatentStitch(Measure):
                    "held-out CL fit (R^2)")
     params = (
         FULL_STATE,
+        null_param(SHUFFLED_HELP + "; needs system 2 to be a network (its IIA)"),
         Param("record_n", 3000, "stimuli recorded from system 2 when it is a network "
               "(split 70/15/15)", low=30),
         *_causal.ENGINE_PARAMS,
@@ -135,6 +137,14 @@ class LatentStitch(Measure):
             params["variable"], [_causal.system_task(s, task) for s in systems],
             [s.system_id for s in systems])
         cfg = _causal.engine_config(params, seed, device)
+        if params.get("null", 0) > 0 and systems[1].access != "accessible":
+            from simbench.calibration.permutation import NullError
+
+            raise NullError(f"latent_stitch into a recording ('{systems[1].system_id}') is "
+                            "scored by its held-out fit (R^2), which has no null",
+                            field="null", fix="drop --null, or use clmas --null N (its "
+                            "null keeps the recording and shuffles the sources)")
+        null_values: list[float] = []
         with _causal.networks_on(device) as nets:
             (party_a,) = _causal.build_parties([systems[0]], nets, site=site, task=task,
                                                variable=_spec(var_a))
@@ -155,6 +165,7 @@ class LatentStitch(Measure):
             if runner_b is not None:
                 engine.attach_runner(1, runner_b)
                 results = engine.evaluate("test")
+                null_values = shuffled_null_draws(engine, [(0, 1)], params, seed)
         names = [p.system_id for p in parties]
         metrics = ["cosine", "r2", "r2_unpatched"]
         breakdown = {"cl_fit": xr.DataArray([fit[m] for m in metrics], dims=("metric",),
@@ -169,8 +180,9 @@ class LatentStitch(Measure):
         else:
             value, ci, n = fit["r2"], None, int(fit["n"])
             attrs["value_kind"] = "cl_r2"
-        return Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
-                     n_samples=n, breakdown=breakdown, attrs=attrs)
+        score = Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
+                      n_samples=n, breakdown=breakdown, attrs=attrs)
+        return with_shuffled_null(score, null_values, [(0, 1)], names, seed)
 
 
 def carried(source: Any, target: Any) -> tuple[str, ...]:

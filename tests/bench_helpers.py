@@ -98,3 +98,21 @@ def fresh_registry(monkeypatch: object) -> object:
     reg = Registry()
     monkeypatch.setattr(registry_module, "_REGISTRY", reg)  # type: ignore[attr-defined]
     return reg
+
+
+def schema1_copy(src: Path, dst: Path) -> Path:
+    """A copy of the store ``src`` made into a schema-1 store, as stores were before measure
+    metadata, code fingerprints and job leases were kept (the first shipped paper store)."""
+    import shutil
+    import sqlite3
+
+    shutil.copy(src, dst)
+    conn = sqlite3.connect(dst)
+    for table in ("measures", "jobs", "leases"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for column in ("measure_meta", "code_fingerprint"):
+        conn.execute(f"ALTER TABLE results DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    return dst

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from bench_helpers import fresh_registry, make_recordings, spec_text, write_spec
+from bench_helpers import fresh_registry, make_recordings, schema1_copy, spec_text, write_spec
 
 from simbench.bench import render
 from simbench.bench.jobs import expand
@@ -272,8 +272,8 @@ def test_the_shipped_paper_run_matches_the_spec_and_the_paper() -> None:
     with Store(root / "benchmarks" / "results" / "paper.sqlite", create=False) as store:
         board = build(spec, store)
     assert (board.done, board.failed, board.total) == (158, 0, 158)
-    # it predates stored measure metadata: simbench's own measures fill in, nothing assumed
-    assert board.notes == [] and {m["origin"] for m in board.meta.values()} == {"built-in"}
+    # every row carries the metadata of the measure that computed it: nothing assumed
+    assert board.notes == [] and {m["origin"] for m in board.meta.values()} == {"stored"}
     score = {row.variant: (row.passed, row.total) for row in board.validity}
     assert score["mas"] == (6, 6) and score["mas_stepwise"] == (1, 1)
     for variant in ("cka", "cka_paper", "rsa"):
@@ -384,8 +384,7 @@ def test_a_store_without_metadata_says_what_it_assumed(filled: tuple[Path, Path]
     assert "note: measure 'bench_distance': the store holds no metadata" in render.text(board)
     # an old store gains the table on the first run that records metadata, rows intact
     root = Path(__file__).resolve().parents[1]
-    old = tmp_path / "paper.sqlite"
-    shutil.copy(root / "benchmarks" / "results" / "paper.sqlite", old)
+    old = schema1_copy(root / "benchmarks" / "results" / "paper.sqlite", tmp_path / "p.sqlite")
     with Store(old) as store:
         assert store.measures() == {}
         store.record_measures({"x": {"family": "causal", "range": [0.0, None]}})

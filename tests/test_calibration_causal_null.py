@@ -61,6 +61,24 @@ def test_model_stitch_and_clmas_carry_a_shuffled_null() -> None:
         assert null_kind(get_registry().measure(name)) == "own"
 
 
+def test_latent_stitch_carries_a_shuffled_null_into_a_network() -> None:
+    """The shipped latent stitch between two GRU seeds, scored into the second network: its
+    sources re-paired at random score lower; into a recording (an R^2 fit) a null is refused."""
+    stitch = simbench.score("latent_stitch", *GRUS, site="hidden", seed=2, null=9,
+                            record_n=300, load=str(ALIGN / "latent_stitch.safetensors"), **FAST)
+    assert stitch.null_size == 9 and stitch.value > stitch.null_mean + 0.2
+    assert stitch.p_value == pytest.approx(1 / 10)
+    assert "gru_multi_s1->gru_multi_s2" in stitch.null_method
+    plain = simbench.score("latent_stitch", *GRUS, site="hidden", seed=2, record_n=300,
+                           load=str(ALIGN / "latent_stitch.safetensors"), **FAST)
+    assert plain.value == stitch.value and plain.p_value is None
+    assert null_kind(get_registry().measure("latent_stitch")) == "own"
+    rec = Path(__file__).resolve().parents[1] / "recordings" / "population_gru_multi.nc"
+    with pytest.raises(simbench.SimbenchError, match="has no null") as exc:
+        simbench.score("latent_stitch", GRUS[0], str(rec), site="hidden", null=3, **FAST)
+    assert "clmas --null" in exc.value.fix
+
+
 def test_null_draw_is_checked() -> None:
     with pytest.raises(simbench.SimbenchError, match=r"null_draw.*subspaces, shuffled"):
         simbench.score("das", "gru_multi_s1", site="hidden", null=2, null_draw="labels",
