@@ -282,23 +282,7 @@ def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
     for ds in sites.values():  # so later errors (e.g. pairing) can name the file
         ds.encoding["source"] = str(path)
     tree.close()
-    system_id = str(attrs.pop("system_id", path.stem))
-    task = attrs.pop("task", None)
-    schema = attrs.pop("schema", None)
-    if validate and schema is not None and str(schema) != SCHEMA:
-        raise RecordingError(f"root attribute schema = {str(schema)!r}, expected {SCHEMA!r}",
-                             file=path, field="schema",
-                             fix=f"write the file in the {SCHEMA} schema (or drop the attribute "
-                             "if it names another format by mistake)")
-    rec = Recording(system_id=system_id, sites=sites, task=None if task is None else str(task),
-                    attrs=attrs, path=path)
-    if validate:
-        if not sites:
-            raise RecordingError("no site groups in the file", file=path, field="activity",
-                                 fix="each site is a netCDF group holding an 'activity' variable")
-        for name, ds in sites.items():
-            validate_site(ds, file=path, site=name)
-    return rec
+    return _recording_from(path, sites, attrs, validate=validate, scan_values=True)
 
 
 def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
@@ -347,19 +331,27 @@ def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
     for ds in sites.values():
         ds.encoding["source"] = str(path)
         ds.encoding[LAZY] = True
+    return _recording_from(path, sites, attrs, validate=validate, scan_values=False)
+
+
+def _recording_from(path: Path, sites: dict[str, xr.Dataset], attrs: dict[str, Any], *,
+                    validate: bool, scan_values: bool) -> Recording:
+    """The Recording of a file's sites and root attributes (system id, task, schema checked),
+    each site validated (``scan_values``: its activity read for non-finite values too)."""
     system_id = str(attrs.pop("system_id", path.stem))
     task = attrs.pop("task", None)
     schema = attrs.pop("schema", None)
     if validate and schema is not None and str(schema) != SCHEMA:
         raise RecordingError(f"root attribute schema = {str(schema)!r}, expected {SCHEMA!r}",
                              file=path, field="schema",
-                             fix=f"write the file in the {SCHEMA} schema")
+                             fix=f"write the file in the {SCHEMA} schema (or drop the attribute "
+                             "if it names another format by mistake)")
     if validate:
         if not sites:
             raise RecordingError("no site groups in the file", file=path, field="activity",
                                  fix="each site is a netCDF group holding an 'activity' variable")
         for name, ds in sites.items():
-            validate_site(ds, file=path, site=name, scan_values=False)
+            validate_site(ds, file=path, site=name, scan_values=scan_values)
     return Recording(system_id=system_id, sites=sites, task=None if task is None else str(task),
                      attrs=attrs, path=path)
 
