@@ -32,21 +32,23 @@ def makespan(seconds: list[float], workers: int = 2) -> float:
 
 
 def test_paper_spec_starts_with_its_transformer_mas_pairs() -> None:
-    """From the shipped store's runtimes, the three GRU vs transformer MAS pairs (12-19 minutes
-    each there) come first; from the prior alone (a store that never ran the spec) too: they
-    are the only causal pairs with a transformer besides DAS on it. In spec order they start
-    at job 70 of 158 (old code: spec order, no ``longest_first``)."""
+    """From the shipped store's runtimes, the three GRU vs transformer MAS pairs (5-10 minutes
+    each there) are among the first four (with the longest stepwise MAS pair); from the prior
+    alone (a store that never ran the spec) they come first: they are the only causal pairs
+    with a transformer besides DAS on it. In spec order they start at job 70 of 158 (old code:
+    spec order, no ``longest_first``)."""
     spec = load_spec(PAPER)
     jobs = expand(spec)
     with Store(PAPER_STORE, readonly=True) as store:
         ordered = longest_first(jobs, store, spec)
         cost = expected_seconds(jobs, store, spec)
-    assert [(j.variant, j.systems) for j in ordered[:3]] == [
-        ("mas", ("gru3", "tf1")), ("mas", ("gru2", "tf1")), ("mas", ("gru1", "tf1"))]
+    first = [(j.variant, j.systems) for j in ordered[:4]]
+    assert first[0] == ("mas", ("gru3", "tf1"))
+    assert {("mas", (g, "tf1")) for g in ("gru1", "gru2", "gru3")} <= set(first)
     assert sorted(j.key for j in ordered) == sorted(j.key for j in jobs)
     assert [cost[j.key] for j in ordered] == sorted(cost.values(), reverse=True)
     # every job of the spec has a stored runtime: nothing fell back to a mean or the prior
-    assert round(cost[ordered[0].key]) == 1148 and min(cost.values()) > 0
+    assert round(cost[ordered[0].key]) == 595 and min(cost.values()) > 0
     # longest first is never worse than spec order on 2 workers (LPT: within 4/3 of optimal)
     spec_order = makespan([cost[j.key] for j in jobs])
     assert makespan([cost[j.key] for j in ordered]) <= spec_order
