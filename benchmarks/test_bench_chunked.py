@@ -60,7 +60,7 @@ with netCDF4.Dataset(sys.argv[1], "w") as nc:
 MEASURE = """
 import json, re, resource, sys, time
 import numpy as np, xarray as xr
-from simbench_plugins.cka_estimators import chunked_cka, cka
+from simbench.estimators.cka import chunked_cka, cka
 
 def rss_mb():
     with open("/proc/self/statm") as fh:

@@ -38,7 +38,7 @@ def _run(benchmark: Any, fn: Callable[[], Any], rounds: int = 5) -> None:
 @pytest.mark.parametrize("what", ["baseline_products", "cka", "cka_boot200"])
 def test_linear_cka(benchmark: Any, big: tuple[str, np.ndarray, np.ndarray], what: str) -> None:
     import torch
-    from simbench_plugins.cka_estimators import cka
+    from simbench.estimators.cka import cka
 
     dtype, x, y = big
     benchmark.group = f"linear-cka-{dtype}-{N}x{D}"

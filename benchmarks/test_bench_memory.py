@@ -106,7 +106,7 @@ def test_cka_estimate_under_twice_the_data(recordings: Path) -> None:
 
 
 def test_cka_bootstrap_within_its_budget(recordings: Path) -> None:
-    from simbench_plugins.cka_estimators import BOOT_MEMORY_MB
+    from simbench.estimators.cka import BOOT_MEMORY_MB
 
     fig = _measure(recordings, "cka", {})
     assert fig["ci"] is not None

@@ -1,13 +1,13 @@
 """The ``cka`` and ``cka_paper`` measures: simbench's side of centred kernel alignment.
 
-The numbers come from :mod:`simbench_plugins.cka_estimators` (numpy and torch only); this
+The numbers come from :mod:`simbench.estimators.cka` (numpy and torch only); this
 module pairs the two systems' activity, picks the device, turns the bootstrap replicates into
 an interval (or a ``ci_note`` saying why there is none) and builds the ``Score``.
 
 Scale: when the paired activity would take more than ``memory_mb`` (auto: what simbench may
 use; recordings too large to load stay in their files, see
 :func:`simbench.recording.open_recording`), linear and cosine CKA are computed by
-:func:`~simbench_plugins.cka_estimators.chunked_cka`, a block of rows at a time
+:func:`~simbench.estimators.cka.chunked_cka`, a block of rows at a time
 (``attrs["form"] = "chunked"``, ``attrs["chunked_reason"]`` says why; no bootstrap interval).
 Below the budget nothing changes. Kernels that need [n, n] matrices (RBF, ``cka_paper``) refuse
 activity over the budget with what to do instead.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simbench_plugins._correlative import (
+from simbench.estimators.correlative import (
     DTYPES,
     MEMORY_PARAMS,
     PAIRING_PARAMS,
@@ -30,7 +30,7 @@ from simbench_plugins._correlative import (
     no_interval_note,
     paired_activity,
 )
-from simbench_plugins.cka_estimators import (
+from simbench.estimators.cka import (
     BOOT_MEMORY_MB,
     FORMS,
     KERNELS,
@@ -43,8 +43,8 @@ from simbench_plugins.cka_estimators import (
     distance_cka,
     kernel_matrices,
 )
-from simbench_plugins.cka_estimators import gram_cka as gram_cka  # re-exported for callers
-from simbench_plugins.resampling import recentred_interval, subsample_rows
+from simbench.estimators.cka import gram_cka as gram_cka  # re-exported for callers
+from simbench.estimators.resampling import recentred_interval, subsample_rows
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null

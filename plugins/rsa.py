@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simbench_plugins._correlative import (
+from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
     Budget,
@@ -43,7 +43,7 @@ from simbench_plugins._correlative import (
     no_interval_note,
     paired_activity,
 )
-from simbench_plugins.resampling import DRAWS, rng
+from simbench.estimators.resampling import DRAWS, rng
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from simbench_plugins.cka_estimators import (
+from simbench.estimators.cka import (
     EstimatorError,
     chunk_rows_for,
     chunked_cka,

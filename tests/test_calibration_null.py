@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from simbench_plugins.cka_estimators import cka
+from simbench.estimators.cka import cka
 
 from simbench.calibration import (
     NullError,
@@ -219,7 +219,7 @@ def test_cosine_kernel_null_equals_recomputing() -> None:
 @pytest.mark.parametrize("debiased", [False, True])
 def test_gram_null_for_any_kernel_equals_permuting_the_matrix(debiased: bool) -> None:
     import torch
-    from simbench_plugins.cka_estimators import gram_cka
+    from simbench.estimators.cka import gram_cka
 
     x, y = _related(40)
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from simbench_plugins.cka_estimators import cka
+from simbench.estimators.cka import cka
 
 from simbench.calibration import linear_cka_null, permutation_null
 from simbench.calibration.permutation import (

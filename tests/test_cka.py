@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from recording_helpers import save
 from scipy.spatial.distance import pdist, squareform
-from simbench_plugins.cka_estimators import cka, distance_cka
-from simbench_plugins.resampling import bootstrap_counts
+from simbench.estimators.cka import cka, distance_cka
+from simbench.estimators.resampling import bootstrap_counts
 
 import simbench
 from simbench.errors import SimbenchError
@@ -155,7 +155,7 @@ def test_a_bootstrap_replicate_is_cka_of_resampled_stimuli(data):
 
 
 def test_many_stimuli_bootstrap_random_groups(monkeypatch, data):
-    import simbench_plugins.cka_estimators as mod
+    import simbench.estimators.cka as mod
 
     monkeypatch.setattr(mod, "MAX_UNITS", 8)
     monkeypatch.setattr(mod, "MIN_UNITS", 4)
@@ -282,8 +282,8 @@ def test_values_equal_the_copying_path(tmp_path, measure, kw, value, ci):
 def test_random_groups_gather_rows_without_reordering_the_data(monkeypatch, tmp_path):
     """Random groups of stimuli are read by index, not by a reordered copy: same replicates as
     the copying path (percentiles frozen from it) and each one the textbook CKA of its rows."""
-    import simbench_plugins.cka_estimators as mod
-    from simbench_plugins.resampling import stimulus_groups
+    import simbench.estimators.cka as mod
+    from simbench.estimators.resampling import stimulus_groups
 
     monkeypatch.setattr(mod, "MAX_UNITS", 16)
     _, _, x, y = _float32_pair(tmp_path)
@@ -309,7 +309,7 @@ def test_random_groups_gather_rows_without_reordering_the_data(monkeypatch, tmp_
 def test_the_bootstrap_stays_in_its_memory_budget(tmp_path):
     """Fewer bootstrap units under a small budget; none below MIN_UNITS, and then ci_note
     names the budget that would do, which does."""
-    from simbench_plugins.cka_estimators import MIN_UNITS, bootstrap_unit_bytes
+    from simbench.estimators.cka import MIN_UNITS, bootstrap_unit_bytes
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3, 512)).astype(np.float32)
@@ -372,8 +372,9 @@ def test_cuda_is_recorded_with_its_index(tmp_path, data):
         assert gpu.value == pytest.approx(cpu.value, abs=1e-6)
 
 
-def test_estimators_need_nothing_from_simbench():
-    code = ("import sys, simbench_plugins.cka_estimators, simbench_plugins.resampling; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('simbench', 'torch')))")
+def test_estimators_load_without_torch_or_the_plugins():
+    code = ("import sys, simbench.estimators.cka, simbench.estimators.resampling; "
+            "print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('torch', 'simbench_plugins', 'xarray')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

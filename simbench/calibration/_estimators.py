@@ -19,7 +19,7 @@ Estimator = Callable[[np.ndarray, np.ndarray], float]
 
 def linear_cka(*, debiased: bool = False) -> Estimator:
     """Linear CKA of paired rows (simbench's ``cka`` measure), biased or debiased HSIC."""
-    from simbench_plugins.cka_estimators import cka
+    from simbench.estimators.cka import cka
 
     def estimate(x: np.ndarray, y: np.ndarray) -> float:
         return cka(x, y, debiased=debiased).value
