@@ -38,6 +38,7 @@ def _run(benchmark: Any, fn: Callable[[], Any], rounds: int = 5) -> None:
 @pytest.mark.parametrize("what", ["baseline_products", "cka", "cka_boot200"])
 def test_linear_cka(benchmark: Any, big: tuple[str, np.ndarray, np.ndarray], what: str) -> None:
     import torch
+
     from simbench.estimators.cka import cka
 
     dtype, x, y = big

@@ -20,16 +20,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simbench.estimators.correlative import (
-    DTYPES,
-    MEMORY_PARAMS,
-    PAIRING_PARAMS,
-    Budget,
-    make_score,
-    memory_budget,
-    no_interval_note,
-    paired_activity,
-)
+
+from simbench import hookimpl
+from simbench.calibration.scoring import null_param, with_null
+from simbench.errors import ParameterError, SimbenchError
 from simbench.estimators.cka import (
     BOOT_MEMORY_MB,
     FORMS,
@@ -44,11 +38,17 @@ from simbench.estimators.cka import (
     kernel_matrices,
 )
 from simbench.estimators.cka import gram_cka as gram_cka  # re-exported for callers
+from simbench.estimators.correlative import (
+    DTYPES,
+    MEMORY_PARAMS,
+    PAIRING_PARAMS,
+    Budget,
+    make_score,
+    memory_budget,
+    no_interval_note,
+    paired_activity,
+)
 from simbench.estimators.resampling import recentred_interval, subsample_rows
-
-from simbench import hookimpl
-from simbench.calibration.scoring import null_param, with_null
-from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
 
 if TYPE_CHECKING:

@@ -34,6 +34,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from simbench import hookimpl
+from simbench.calibration.scoring import null_param, with_null
+from simbench.errors import ParameterError, SimbenchError
 from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
@@ -44,10 +48,6 @@ from simbench.estimators.correlative import (
     paired_activity,
 )
 from simbench.estimators.resampling import DRAWS, rng
-
-from simbench import hookimpl
-from simbench.calibration.scoring import null_param, with_null
-from simbench.errors import ParameterError, SimbenchError
 from simbench.measure import Measure, Param
 from simbench.pairing import LazyRows
 from simbench.stats import percentile_interval

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
 from simbench.estimators.cka import (
     EstimatorError,
     chunk_rows_for,

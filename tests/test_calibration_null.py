@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-from simbench.estimators.cka import cka
 
 from simbench.calibration import (
     NullError,
@@ -22,6 +21,7 @@ from simbench.calibration import (
     require_permutable,
 )
 from simbench.errors import ParameterError
+from simbench.estimators.cka import cka
 from simbench.registry import get_registry
 
 
@@ -219,6 +219,7 @@ def test_cosine_kernel_null_equals_recomputing() -> None:
 @pytest.mark.parametrize("debiased", [False, True])
 def test_gram_null_for_any_kernel_equals_permuting_the_matrix(debiased: bool) -> None:
     import torch
+
     from simbench.estimators.cka import gram_cka
 
     x, y = _related(40)

@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-from simbench.estimators.cka import cka
 
 from simbench.calibration import linear_cka_null, permutation_null
 from simbench.calibration.permutation import (
@@ -16,6 +15,7 @@ from simbench.calibration.permutation import (
     resolve_null_dtype,
 )
 from simbench.errors import ParameterError
+from simbench.estimators.cka import cka
 
 N_PERM = 400
 

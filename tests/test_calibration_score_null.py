@@ -67,7 +67,6 @@ def test_related_beat_the_null_and_a_shuffled_copy_does_not(files, measure, kw) 
 def test_the_null_of_cka_equals_recomputing_cka_on_each_repairing(files) -> None:
     """The plugin's fast null against the measure itself on re-paired recordings' rows."""
     from simbench.estimators.cka import distance_cka
-
     from simbench.pairing import pair_sites
     from simbench.recording import load_recording
 

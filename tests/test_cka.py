@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from recording_helpers import save
 from scipy.spatial.distance import pdist, squareform
-from simbench.estimators.cka import cka, distance_cka
-from simbench.estimators.resampling import bootstrap_counts
 
 import simbench
 from simbench.errors import SimbenchError
+from simbench.estimators.cka import cka, distance_cka
+from simbench.estimators.resampling import bootstrap_counts
 
 N_STIM, N_TIME = 40, 6
 

@@ -1,5 +1,6 @@
 """The language-model zoo: the synthetic corpus, the shipped GPT-2 directories (sha256, loading
-with transformers offline, toxicity re-measured) and bit-reproducible rebuilds."""
+with transformers offline, toxicity re-measured) and rebuilds (byte-identical on the CPU kind and
+library versions that built the shipped files, the same behaviour everywhere)."""
 
 from __future__ import annotations
 
@@ -200,8 +201,21 @@ def test_rebuild_refuses_bad_input_before_training(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_full_rebuild_of_a_fine_tune_reproduces_the_shipped_weights(tmp_path):
-    """A fine-tune at its full step budget, from the shipped base, is the shipped file."""
+@pytest.mark.slow
+def test_full_rebuild_of_a_fine_tune_reproduces_the_shipped_model(tmp_path):
+    """A fine-tune at its full step budget, from the shipped base, is the shipped model.
+
+    Float training is byte-reproducible only where torch dispatches to the same CPU kernels
+    (AVX-512 and AVX2 sum in different orders) with the same torch and transformers: there the
+    files must be identical. Everywhere else the rebuild must behave the same: the same
+    toxicity and greedy continuations, the same training loss, and weights within 3% (relative
+    Frobenius norm; 0.5% between an AVX-512 and an AVX2 build of lm_nontoxic_s1).
+    """
+    from safetensors.torch import load_file
+
+    from simbench.zoo.lm_build import measure_toxicity
+    from simbench.zoo.manifest import build_env, same_build_env
+
     copy = tmp_path / "lm_zoo"
     copy.mkdir()
     shutil.copytree(LM_ZOO_DIR / "lm_base", copy / "lm_base")
@@ -209,9 +223,30 @@ def test_full_rebuild_of_a_fine_tune_reproduces_the_shipped_weights(tmp_path):
     (copy / "manifest.json").write_text(json.dumps(
         {"schema": "simbench-zoo/1", "models": {"lm_base": manifest["lm_base"]}}))
     (entry,) = rebuild_lm(directory=copy, only=["lm_nontoxic_s1"])
-    assert entry["sha256"] == LMS["lm_nontoxic_s1"]["sha256"]
-    assert entry["toxicity"] == LMS["lm_nontoxic_s1"]["toxicity"]
-    assert entry["files"] == LMS["lm_nontoxic_s1"]["files"]  # the sidecar and the rest too
+    shipped = LMS["lm_nontoxic_s1"]
+    assert entry["built_with"] == build_env()  # the rebuild records where it was built
+    if same_build_env(shipped["built_with"]):
+        assert entry["sha256"] == shipped["sha256"]
+        assert entry["files"] == shipped["files"]  # the sidecar and the rest too
+    assert entry["toxicity"] == pytest.approx(shipped["toxicity"], abs=0.02)
+    assert entry["train_loss"] == pytest.approx(shipped["train_loss"], abs=0.01)
+    new = load_file(str(copy / "lm_nontoxic_s1" / WEIGHTS))
+    old = load_file(str(LM_ZOO_DIR / "lm_nontoxic_s1" / WEIGHTS))
+    assert new.keys() == old.keys()
+    diff = sum(float(((new[k].double() - old[k].double()) ** 2).sum()) for k in old)
+    norm = sum(float((old[k].double() ** 2).sum()) for k in old)
+    assert (diff / norm) ** 0.5 < 0.03
+    ours = measure_toxicity(copy / "lm_nontoxic_s1")["continuations"]
+    theirs = measure_toxicity(LM_ZOO_DIR / "lm_nontoxic_s1")["continuations"]
+    assert sum(a == b for a, b in zip(ours, theirs)) >= 0.95 * len(theirs)
+
+
+def test_the_shipped_zoo_records_where_it_was_built():
+    """Every zoo entry names what its bits depend on, so a rebuild knows whether to expect them."""
+    from simbench.zoo.manifest import BUILD_ENV_KEYS
+
+    for name, entry in LMS.items():
+        assert set(BUILD_ENV_KEYS) <= set(entry["built_with"]), name
 
 
 def test_cli_lists_the_language_models(capsys):

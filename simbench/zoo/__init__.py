@@ -20,6 +20,7 @@ from simbench.zoo.manifest import (
     MANIFEST,
     MANIFEST_SCHEMA,
     ZOO_DIR,
+    build_env,
     read_manifest,
     write_manifest,
     zoo_dir,
@@ -142,7 +143,7 @@ def build_one(task: str, arch: str, seed: int, *, directory: str | Path | None =
              "sha256": side["sha256"], "accuracy": side["accuracy"],
              "all_trial_acc": side["all_trial_acc"], "n_params": side["n_params"],
              "sites": list(loaded.sites), "train_seconds": side["train_seconds"],
-             "steps": side["steps"]}
+             "steps": side["steps"], "built_with": build_env()}
     manifest = read_manifest(directory)["models"]
     manifest[zid] = entry
     write_manifest(manifest, directory)

@@ -35,7 +35,7 @@ from simbench.errors import CheckpointError, ParameterError
 from simbench.resources import recordings_dir
 from simbench.zoo.checkpoint import check_dtype, safetensors_header, sha256_file
 from simbench.zoo.lm_corpus import corpus, eval_prompts, toxicity
-from simbench.zoo.manifest import read_manifest, write_manifest
+from simbench.zoo.manifest import build_env, read_manifest, write_manifest
 
 if TYPE_CHECKING:
     import torch
@@ -394,7 +394,7 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
              "toxicity": side["toxicity"], "train_loss": side["train_loss"],
              "n_params": n_params, "size": sum((out / f).stat().st_size for f in files),
              "train_seconds": trained["train_seconds"], "sha256": files[WEIGHTS],
-             "files": files}
+             "files": files, "built_with": build_env()}
     manifest = read_manifest(root)["models"]
     manifest[name] = entry
     write_manifest(manifest, root)

@@ -19,6 +19,43 @@ MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "simbench-zoo/1"
 
 
+#: What a float training run's bits depend on besides its seeds: the CPU kernels torch dispatches
+#: to (AVX-512 and AVX2 sum in different orders) and the library versions (transformers also writes
+#: its version into ``config.json``). A rebuild is byte-identical only where all of these match.
+BUILD_ENV_KEYS = ("cpu_capability", "torch", "transformers")
+
+
+def build_env() -> dict[str, str]:
+    """The facts a zoo entry records about the machine and libraries that built it.
+
+    ``cpu_capability`` is torch's own dispatch level (``AVX512``, ``AVX2``, ``DEFAULT``...), the
+    one that decides which summation order its CPU kernels use.
+    """
+    import platform
+
+    import numpy
+    import torch
+
+    env = {"cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+           "torch": torch.__version__, "numpy": numpy.__version__,
+           "python": platform.python_version()}
+    try:
+        import transformers
+    except ImportError:
+        pass
+    else:
+        env["transformers"] = transformers.__version__
+    return env
+
+
+def same_build_env(recorded: dict[str, Any] | None, current: dict[str, Any] | None = None) -> bool:
+    """Whether a rebuild here can reproduce ``recorded``'s files byte for byte."""
+    if not recorded:
+        return False
+    current = build_env() if current is None else current
+    return all(recorded.get(k) == current.get(k) for k in BUILD_ENV_KEYS)
+
+
 def zoo_dir(directory: str | Path | None = None) -> Path:
     return Path(directory) if directory is not None else ZOO_DIR
 
