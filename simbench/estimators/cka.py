@@ -42,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+
 from simbench.estimators.resampling import bootstrap_counts, stimulus_groups, subsample_rows
 
 if TYPE_CHECKING:

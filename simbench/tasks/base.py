@@ -207,6 +207,12 @@ class Task:
     all_counts: ClassVar[tuple[int, ...]] = ALL_COUNTS
     #: longest sequence :meth:`sample` can produce (models size nothing on it; it is a hint)
     max_len: ClassVar[int] = 64
+    #: the task's part of a zoo id (``multi`` in ``gru_multi_s1``); empty: ``name``
+    short_name: ClassVar[str] = ""
+    #: counts zoo models train on by default: None = the training counts (held-out counts
+    #: excluded), "all" = every count (for tasks whose answers do not interpolate to an unseen
+    #: count, so that held-out accuracy is then on fresh sequences)
+    train_counts: ClassVar[str | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
