@@ -34,6 +34,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from simbench import hookimpl
+from simbench.calibration.scoring import null_param, with_null
+from simbench.errors import ParameterError, SimbenchError
 from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
@@ -43,13 +47,10 @@ from simbench.estimators.correlative import (
     no_interval_note,
     paired_activity,
 )
-from simbench.estimators.resampling import DRAWS, rng
-
-from simbench import hookimpl
-from simbench.calibration.scoring import null_param, with_null
-from simbench.errors import ParameterError, SimbenchError
+from simbench.estimators.resampling import DRAWS
 from simbench.measure import Measure, Param
 from simbench.pairing import LazyRows
+from simbench.seeds import rng
 from simbench.stats import percentile_interval
 
 if TYPE_CHECKING:

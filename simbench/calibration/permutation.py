@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from simbench.errors import ParameterError
+from simbench.estimators.cka import min_samples, unit_rows
+from simbench.seeds import stream
 
 #: random stream tag of the permutation null (independent of the bootstrap's stream)
 NULL_STREAM = 0x9E11
@@ -226,7 +228,7 @@ class StimulusPermutations:
             return
         # one stream per group of stimuli: the draws do not depend on the batch size (which
         # follows the data's width and dtype), so a seed gives the same permutations everywhere
-        root = np.random.SeedSequence([int(seed), NULL_STREAM])
+        root = stream(seed, NULL_STREAM)
         gens = [np.random.default_rng(child) for child in root.spawn(len(self.strata))]
         done = 0
         while done < size:
@@ -652,9 +654,7 @@ def linear_cka_null(
         form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= BATCH_BYTES
                 else "feature")
     if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
-        norms = [torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=f64) for t in (tx, ty)]
-        tx, ty = (t / torch.where(nr > 0, nr, torch.ones_like(nr)).to(tdt)
-                  for t, nr in zip((tx, ty), norms))
+        tx, ty = unit_rows(tx), unit_rows(ty)
     xc = tx - tx.to(f64).mean(0).to(tdt)
     yc = ty - ty.to(f64).mean(0).to(tdt)
     observed_cross = None
@@ -730,7 +730,7 @@ def gram_cka_null(
 
 
 def _check_n(n: int, debiased: bool) -> None:
-    need = 4 if debiased else 2
+    need = min_samples(debiased)
     if n < need:
         raise NullError(f"CKA needs at least {need} samples, got {n}", field="x",
                         fix="record more stimuli")

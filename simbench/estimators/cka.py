@@ -151,7 +151,7 @@ def cka(
             attrs["subsampled_rows"] = len(keep)
         tx, ty = tx.to(cdtype), ty.to(cdtype)
         if kernel == "cosine":
-            tx, ty = _unit_rows(tx), _unit_rows(ty)
+            tx, ty = unit_rows(tx), unit_rows(ty)
         K = _gram(tx, kernel, rbf_sigma, attrs, "x")
         L = _gram(ty, kernel, rbf_sigma, attrs, "y")
         del tx, ty
@@ -399,13 +399,11 @@ def _blocks(t: torch.Tensor, rows: _Rows, size: int) -> Iterator[torch.Tensor]:
 def _prepared(src: torch.Tensor, buf: torch.Tensor, cosine: bool,
               mean: torch.Tensor | None) -> torch.Tensor:
     """``src`` in the compute dtype (in ``buf``), rows unit-normalised (cosine), then centred."""
-    import torch
 
     out = buf[:src.shape[0]]
     out.copy_(src)
     if cosine:
-        norms = torch.linalg.vector_norm(out, dim=1, keepdim=True, dtype=torch.float64)
-        out.div_(torch.where(norms > 0, norms, torch.ones_like(norms)).to(out.dtype))
+        out.div_(_row_norms(out))
     if mean is not None:
         out.sub_(mean)
     return out
@@ -573,7 +571,7 @@ def kernel_matrices(
         return _distance_matrix(tx, metric, cdtype), _distance_matrix(ty, metric, cdtype)
     tx, ty = tx.to(cdtype), ty.to(cdtype)
     if kernel == "cosine":
-        tx, ty = _unit_rows(tx), _unit_rows(ty)
+        tx, ty = unit_rows(tx), unit_rows(ty)
     return _gram(tx, kernel, rbf_sigma, {}, "x"), _gram(ty, kernel, rbf_sigma, {}, "y")
 
 
@@ -630,12 +628,23 @@ def _weights(n_units: int, n_boot: int, seed: int) -> np.ndarray:
     return np.concatenate([ones, bootstrap_counts(n_units, n_boot, seed)])
 
 
-def _unit_rows(t: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit length (the cosine kernel); all-zero rows stay zero."""
+def _row_norms(t: torch.Tensor) -> torch.Tensor:
+    """[n, 1] row lengths (summed in float64, returned in ``t``'s dtype), 1 for all-zero rows."""
     import torch
 
     norms = torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=torch.float64)
-    return t / torch.where(norms > 0, norms, torch.ones_like(norms)).to(t.dtype)
+    return torch.where(norms > 0, norms, torch.ones_like(norms)).to(t.dtype)
+
+
+def unit_rows(t: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (the cosine kernel); all-zero rows stay zero."""
+    return t / _row_norms(t)
+
+
+def min_samples(debiased: bool) -> int:
+    """The fewest paired samples CKA is defined on: 4 with debiased HSIC (it divides by
+    n(n-3)), else 2."""
+    return 4 if debiased else 2
 
 
 def _compute_dtype(dtype: str) -> torch.dtype:
@@ -672,7 +681,7 @@ def _check_rows(tx: torch.Tensor, ty: torch.Tensor, debiased: bool) -> int:
         raise EstimatorError(f"CKA needs the same samples in both systems, got {tx.shape[0]} "
                              f"and {ty.shape[0]} rows")
     n = int(tx.shape[0])
-    need = 4 if debiased else 2
+    need = min_samples(debiased)
     if n < need:
         raise EstimatorError(f"CKA needs at least {need} paired samples, got {n}",
                              fix="record more stimuli")
@@ -785,7 +794,7 @@ def chunked_cka(
     if int(y.shape[0]) != n:
         raise EstimatorError(f"x has {n} rows and y {y.shape[0]}: rows must be paired",
                              field="y", fix="pass the same samples of both systems")
-    if n < (4 if debiased else 2):
+    if n < min_samples(debiased):
         raise EstimatorError(f"{n} samples are too few", field="x")
     cdtype = _compute_dtype(dtype)
     itemsize = torch.empty((), dtype=cdtype).element_size()
