@@ -122,17 +122,11 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
     (``[measures.X] job_timeout``), the spec (top-level ``job_timeout``), the default of the
     measure's family (:data:`DEFAULT_TIMEOUTS`).
     """
-    spec_value = getattr(spec, "job_timeout", None) if spec is not None else None
-    measures = getattr(spec, "measures", None) or {}
     for job in jobs:
-        table_value = getattr(measures.get(job.label), "job_timeout", None)
-        if job_timeout is not None:
-            limit: float | None = job_timeout
-        elif table_value is not None:
-            limit = table_value
-        elif spec_value is not None:
-            limit = spec_value
-        else:
+        limit = job_timeout
+        if limit is None and spec is not None:
+            limit = spec.timeout_for(job.label)
+        if limit is None:
             limit = DEFAULT_TIMEOUTS.get(job.meta.get("family", ""))
         job.timeout = float(limit) if limit else None
 

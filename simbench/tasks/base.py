@@ -156,15 +156,6 @@ class Stimuli:
         """bool [n, T]: False on padding."""
         return self.tokens != self.pad
 
-    def subset(self, index: Any) -> Stimuli:
-        """The stimuli at ``index`` (anything numpy can index the first axis with)."""
-        return Stimuli(
-            task=self.task, tokens=self.tokens[index], lengths=self.lengths[index],
-            ids=self.ids[index], variables={k: v[index] for k, v in self.variables.items()},
-            response_mask=self.response_mask[index], trigger_pos=self.trigger_pos[index],
-            counts=self.counts[index], pad=self.pad,
-        )
-
 
 def pad_sequences(seqs: Sequence[Sequence[int]], width: int | None = None, *,
                   pad: int = PAD) -> np.ndarray:
