@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from bench_helpers import PLUGIN, make_recordings, write_spec
-from torch import Tensor, nn
+from torch import nn
 
 from simbench.bench.jobs import expand
 from simbench.bench.runner import PRIOR_SECONDS, expected_seconds
@@ -28,7 +28,8 @@ from simbench.zoo.training import default_train_config, train
 
 
 class ElmanModel(RecurrentModel):
-    """Embedding -> one tanh RNN layer -> read-out; site ``hidden`` is h_t."""
+    """Embedding -> one tanh RNN layer -> read-out; site ``hidden`` is h_t (the recurrent
+    base's one-state defaults do the rest)."""
 
     arch = "elman"
     gates = 1
@@ -38,18 +39,6 @@ class ElmanModel(RecurrentModel):
         d = config.d_model
         self.rnn = nn.RNN(d, d, batch_first=True)
         self.readout = nn.Linear(d, config.vocab_size)
-
-    def init_state(self, batch: int, device: torch.device | None = None) -> Tensor:
-        return torch.zeros(1, batch, self.config.d_model, device=device)
-
-    def recur(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.rnn(x, state)
-
-    def site_to_state(self, v: Tensor) -> Tensor:
-        return v[None].contiguous()
-
-    def head(self, site_seq: Tensor) -> Tensor:
-        return self.readout(site_seq)
 
 
 TOY = Arch("elman", ElmanModel, site_order=("embedding", "hidden"), short="elm",

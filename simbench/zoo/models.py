@@ -193,7 +193,11 @@ def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *,
 
 # ---- recurrent models -------------------------------------------------------------------------
 class RecurrentModel(ZooModel):
-    """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``."""
+    """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``.
+
+    A subclass builds ``self.rnn`` (a one-layer, batch-first torch recurrent module) and
+    ``self.readout``; cells with more than one state tensor override the fast-path pieces.
+    """
 
     sites = ("embedding", "hidden")
     #: gate blocks stacked in the cell's weights (GRU: reset, update, new; LSTM: four)
@@ -208,19 +212,21 @@ class RecurrentModel(ZooModel):
         """Token ids [B, T] -> the vectors fed into the cell, [B, T, d_model] (site embedding)."""
         return self.embed_tokens(tokens)
 
+    # defaults for a cell with one state tensor [1, B, d] (``self.rnn``, e.g. nn.GRU or
+    # nn.RNN, and ``self.readout``); the LSTM overrides them for its (h, c)
     def init_state(self, batch: int, device: torch.device | None = None) -> Any:
-        raise NotImplementedError
+        return torch.zeros(1, batch, self.rnn.hidden_size, device=device)
 
     def recur(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """Run the cell over a chunk: x [B, L, d_in] -> (site sequence [B, L, d_site], state)."""
-        raise NotImplementedError
+        return self.rnn(x, state)
 
     def site_to_state(self, v: Tensor) -> Any:
         """A site vector [B, d_site] as the cell state to continue the recurrence from."""
-        raise NotImplementedError
+        return v[None].contiguous()
 
     def head(self, site_seq: Tensor) -> Tensor:
-        raise NotImplementedError
+        return self.readout(site_seq)
 
     @property
     def site_dims(self) -> dict[str, int]:
