@@ -1,4 +1,6 @@
-# The two set-up commands of the README:  `make demo`  and  `make test`.
+# The two set-up commands of the README:  `make demo`  and  `make test` (everything, as CI runs
+# it). `make test-fast` leaves out the tests marked slow (fresh venvs and pip installs, wheel
+# builds, fresh interpreters, training runs, busy loops on every core): the inner loop.
 # Each creates .venv on first use (torch first: the CPU wheel where there is no GPU), installs
 # the project with its test extras, then runs. A second run reuses the venv.
 PYTHON ?= python3
@@ -7,7 +9,7 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.simbench-installed
 
-.PHONY: demo test bench lint install clean-venv
+.PHONY: demo test test-fast bench lint install clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only

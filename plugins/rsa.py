@@ -47,9 +47,10 @@ from simbench.estimators.correlative import (
     no_interval_note,
     paired_activity,
 )
-from simbench.estimators.resampling import DRAWS, rng
+from simbench.estimators.resampling import DRAWS
 from simbench.measure import Measure, Param
 from simbench.pairing import LazyRows
+from simbench.seeds import rng
 from simbench.stats import percentile_interval
 
 if TYPE_CHECKING:

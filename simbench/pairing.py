@@ -196,28 +196,11 @@ def pair_sites(
         pair = _pair_lazy(a, b, ia, ib, ids_a, names, dtype, loc)
         return pair if lazy else _loaded_if_fits(pair, loc)
     va, vb = a["activity"].values, b["activity"].values
-    has_time = "time" in a["activity"].dims
-    if has_time != ("time" in b["activity"].dims):
-        raise RecordingError(f"{where}: one recording has a time dim and the other not",
-                             field="time", **loc)
-    if not has_time:
+    valid = _valid_steps(a, b, ia, ib, ids_a, where, loc)
+    if valid is None:
         return Paired(_rows(va, ia, dtype), _rows(vb, ib, dtype), np.arange(len(ia)),
                       ids_a[ia], None)
-    steps = min(va.shape[1], vb.shape[1])
-    valid = np.ones((len(ia), steps), dtype=bool)
-    for ds, idx in ((a, ia), (b, ib)):
-        if "valid" in ds.coords:
-            valid &= ds["valid"].values[idx, :steps]
-    if "token" in a.coords and "token" in b.coords:
-        ta = a["token"].values[ia, :steps]
-        tb = b["token"].values[ib, :steps]
-        mismatch = (ta != tb) & valid
-        if mismatch.any():
-            s, t = np.argwhere(mismatch)[0]
-            raise RecordingError(
-                f"{where}: stimulus '{ids_a[ia][s]}' has different tokens at step {t} "
-                f"({str(ta[s, t])!r} vs {str(tb[s, t])!r}): the recordings are of different stimuli",
-                field="token", fix="record both systems on the same stimuli", **loc)
+    steps = valid.shape[1]
     if valid.all():
         stim = np.repeat(np.arange(len(ia)), steps)
         time = np.tile(np.arange(steps), len(ia))
@@ -236,35 +219,48 @@ def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
     from simbench.recording import is_lazy
 
     acts = [ds["activity"] if is_lazy(ds) else ds["activity"].values for ds in (a, b)]
-    has_time = "time" in a["activity"].dims
-    if has_time != ("time" in b["activity"].dims):
-        raise RecordingError(f"{names[0]} vs {names[1]}: one recording has a time dim and the "
-                             "other not", field="time", **loc)
+    valid = _valid_steps(a, b, ia, ib, ids_a, f"{names[0]} vs {names[1]}", loc)
     steps: int | None = None
-    if not has_time:
+    if valid is None:
         stim, time = np.arange(len(ia)), None
     else:
-        steps = min(int(acts[0].shape[1]), int(acts[1].shape[1]))
-        valid = np.ones((len(ia), steps), dtype=bool)
-        for ds, idx in ((a, ia), (b, ib)):
-            if "valid" in ds.coords:
-                valid &= ds["valid"].values[idx, :steps]
-        if "token" in a.coords and "token" in b.coords:
-            ta, tb = a["token"].values[ia, :steps], b["token"].values[ib, :steps]
-            mismatch = (ta != tb) & valid
-            if mismatch.any():
-                s, t = np.argwhere(mismatch)[0]
-                raise RecordingError(
-                    f"{names[0]} vs {names[1]}: stimulus '{ids_a[ia][s]}' has different tokens "
-                    f"at step {t} ({str(ta[s, t])!r} vs {str(tb[s, t])!r}): the recordings are "
-                    "of different stimuli", field="token",
-                    fix="record both systems on the same stimuli", **loc)
+        steps = valid.shape[1]
         stim, time = np.nonzero(valid)
     sides = [LazyRows(act, idx[stim], time, steps=steps, dtype=dtype,
                       stimulus_ids=ds["stimulus_id"].values,
                       file=ds.encoding.get("source"), site=loc["site"])
              for act, idx, ds in ((acts[0], ia, a), (acts[1], ib, b))]
     return Paired(sides[0], sides[1], stim, ids_a[ia], time)
+
+
+def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
+                 ids_a: np.ndarray, where: str, loc: dict[str, Any]) -> np.ndarray | None:
+    """bool [stimuli, steps]: the paired steps neither side pads (None without a time dim).
+
+    Both sides must have a time dim or neither; where both carry tokens, every paired step
+    must hold the same token (else the recordings are of different stimuli).
+    """
+    has_time = "time" in a["activity"].dims
+    if has_time != ("time" in b["activity"].dims):
+        raise RecordingError(f"{where}: one recording has a time dim and the other not",
+                             field="time", **loc)
+    if not has_time:
+        return None
+    steps = min(int(a["activity"].shape[1]), int(b["activity"].shape[1]))
+    valid = np.ones((len(ia), steps), dtype=bool)
+    for ds, idx in ((a, ia), (b, ib)):
+        if "valid" in ds.coords:
+            valid &= ds["valid"].values[idx, :steps]
+    if "token" in a.coords and "token" in b.coords:
+        ta, tb = a["token"].values[ia, :steps], b["token"].values[ib, :steps]
+        mismatch = (ta != tb) & valid
+        if mismatch.any():
+            s, t = np.argwhere(mismatch)[0]
+            raise RecordingError(
+                f"{where}: stimulus '{ids_a[ia][s]}' has different tokens at step {t} "
+                f"({str(ta[s, t])!r} vs {str(tb[s, t])!r}): the recordings are of different "
+                "stimuli", field="token", fix="record both systems on the same stimuli", **loc)
+    return valid
 
 
 def _loaded_if_fits(pair: Paired, loc: dict[str, Any]) -> Paired:

@@ -17,8 +17,8 @@ import numpy as np
 
 from simbench.errors import CoverageWarning
 from simbench.recording import Recording
+from simbench.tasks.base import UNDEFINED
 
-UNDEFINED = -1
 #: Stimuli sampled from a task to learn which variable values it can produce.
 PROBE_N = 2000
 #: Fewer recorded states (valid steps) than this hold a value of a causal variable: counterfactual

@@ -12,14 +12,16 @@ a fair share of the cores would cost.
 jobs, Dask workers through :func:`dask_setup`) before anything else touches torch. Unless the
 user chose a thread count, it leaves torch's defaults alone and hands control to
 :func:`adapt_threads`, which the causal measures call once per training step: about once a
-second it reads how much CPU *other* processes used (``/proc/stat`` minus this process) and sets
+second it reads how much CPU *other* processes used (psutil's machine-wide CPU times minus this
+process's, on any platform psutil supports) and sets
 torch's intra-op threads to the cores they leave free (at least one, at most torch's default).
 Alone on the machine a step runs exactly as before; beside another busy process it runs on one
 thread, which needs no barriers and no spinning. The zoo's networks give bit-identical results
 on one thread and on two, so the choice changes speed, not scores.
 
 A user's choice always wins and turns the adaptation off: ``configure_threads(n)`` (the CLI's
-``--threads N``), ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in the environment, or a
+``--threads N``, which also holds the BLAS pools numpy loaded to N through threadpoolctl),
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in the environment, or a
 ``torch.set_num_threads`` call made before or between simbench calls. This module never imports
 torch itself, so commands that do not need it stay fast.
 """
@@ -32,7 +34,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from simbench.errors import ParameterError
@@ -86,8 +87,8 @@ class _Governor:
     """:func:`adapt_threads`'s memory: the last look at the machine and the count it set."""
 
     last_t: float | None = None
-    last_all: int | None = None
-    last_own: int | None = None
+    last_all: float | None = None  # CPU seconds of every process at the last look
+    last_own: float | None = None  # ... and of this one
     set_to: int | None = None
 
 
@@ -119,6 +120,7 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
         os.environ.setdefault("MKL_DYNAMIC", "FALSE")
         if torch is not None:
             torch.set_num_threads(n)
+        _limit_loaded_pools(n)
         _settings = ThreadSettings("threads argument", n, _wait_policy())
         _gov.set_to = None
     elif _settings is None:
@@ -128,6 +130,19 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
     settings.used = set() if torch is None else {torch.get_num_threads()}
     settings.switches = 0
     return settings
+
+
+def _limit_loaded_pools(n: int) -> None:
+    """Hold the thread pools already loaded (numpy's BLAS, an OpenMP runtime) to ``n``.
+
+    The environment variables above reach only libraries loaded after them; numpy, imported
+    first by nearly everything, has sized its BLAS pool by then, so an explicit count would not
+    reach the estimators' matrix products. threadpoolctl finds and sets those pools by library
+    (OpenBLAS, MKL, BLIS, OpenMP) on every platform.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
 
 
 def thread_settings() -> ThreadSettings | None:
@@ -168,8 +183,8 @@ def adapt_threads() -> int | None:
 
     About every :data:`INTERVAL_S` seconds, measure the cores other processes used since the
     last look and give torch the cores they leave free: at least 1, at most torch's default.
-    Does nothing when the user fixed the count, before torch is loaded, or where ``/proc`` is
-    missing (not Linux). Returns the thread count in effect (None when torch is not loaded).
+    Does nothing when the user fixed the count, before torch is loaded, or where psutil cannot
+    read the CPU times. Returns the thread count in effect (None when torch is not loaded).
     """
     torch = sys.modules.get("torch")
     if torch is None:
@@ -184,11 +199,12 @@ def adapt_threads() -> int | None:
         return current
     if _gov.last_t is not None and now - _gov.last_t > STALE_S:
         restart_load_window()  # e.g. a notebook between two scores: old news
-    all_ticks, own_ticks = _machine_ticks(), _own_ticks()
-    if all_ticks is None or own_ticks is None:
+    seconds = _busy_seconds()
+    if seconds is None:
         return current
+    all_s, own_s = seconds
     if _gov.last_t is not None and _gov.last_all is not None and _gov.last_own is not None:
-        others = ((all_ticks - _gov.last_all) - (own_ticks - _gov.last_own)) / _HZ
+        others = (all_s - _gov.last_all) - (own_s - _gov.last_own)
         want = choose_threads(others / (now - _gov.last_t), current, settings.threads,
                               _usable_cpus())
         if want != current:
@@ -197,7 +213,7 @@ def adapt_threads() -> int | None:
             current = want
         _gov.set_to = current
         settings.used.add(current)
-    _gov.last_t, _gov.last_all, _gov.last_own = now, all_ticks, own_ticks
+    _gov.last_t, _gov.last_all, _gov.last_own = now, all_s, own_s
     return current
 
 
@@ -283,14 +299,9 @@ def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
 def _default_counts() -> set[int]:
     """Counts torch may have picked by itself: its default is the physical cores (the logical
     ones where it cannot tell)."""
-    counts = {os.cpu_count() or 1}
-    try:
-        import psutil
+    import psutil
 
-        counts.add(psutil.cpu_count(logical=False) or 1)
-    except ImportError:  # pragma: no cover - installed with dask.distributed
-        pass
-    return counts
+    return {os.cpu_count() or 1, psutil.cpu_count(logical=False) or 1}
 
 
 def _wait_policy() -> str | None:
@@ -317,35 +328,30 @@ def _positive(value: object, name: str, fix: str) -> int:
     return n
 
 
-_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+def _busy_seconds() -> tuple[float, float] | None:
+    """(CPU seconds every process has used, steal time included; CPU seconds this process's
+    threads have used), from psutil; None where the platform does not report them."""
+    import psutil
 
-
-def _machine_ticks() -> int | None:
-    """CPU time (clock ticks) all processes have used, steal time included; None without /proc."""
     try:
-        with open("/proc/stat", "rb") as f:
-            fields = f.readline().split()[1:9]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
-    except (OSError, ValueError):
+        t = psutil.cpu_times()
+        own = psutil.Process().cpu_times()
+    except (OSError, psutil.Error):  # pragma: no cover - a platform psutil cannot read
         return None
-    return user + nice + system + irq + softirq + steal
-
-
-def _own_ticks() -> int | None:
-    """CPU time (clock ticks) this process's threads have used; None without /proc."""
-    try:
-        stat = Path("/proc/self/stat").read_bytes()
-        fields = stat[stat.rindex(b")") + 2:].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return None
+    # guest time is already inside user and nice (as /proc/stat counts it): not added again
+    busy = t.user + t.nice + t.system + sum(getattr(t, f, 0.0) for f in ("irq", "softirq",
+                                                                      "steal"))
+    return busy, own.user + own.system
 
 
 def _usable_cpus() -> int:
+    """The cores this process may run on (its affinity where the platform has one)."""
+    import psutil
+
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        return len(psutil.Process().cpu_affinity())
+    except (AttributeError, OSError, psutil.Error):  # pragma: no cover - e.g. macOS
+        return psutil.cpu_count() or 1
 
 
 def _reset_for_tests() -> None:

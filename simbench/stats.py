@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from simbench.seeds import rng as seeded_rng
+
 
 def bootstrap_ci(
     statistic: Callable[[np.ndarray], float],
@@ -28,7 +30,7 @@ def bootstrap_ci(
     """
     if n_boot <= 0 or n_units < 2:
         return (math.nan, math.nan)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB007]))
+    rng = seeded_rng(seed, 0xB007)  # the bootstrap's stream
     stats = np.array([statistic(rng.integers(0, n_units, n_units)) for _ in range(n_boot)])
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:

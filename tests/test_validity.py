@@ -5,6 +5,7 @@ running the measures; passed, failed and not run each with its reason."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from simbench.calibration import validity as V
 from simbench.calibration.bias import small_n_bias
 from simbench.calibration.planted import VALIDITY_NETWORKS, write_planted, write_untrained
 from simbench.resources import specs_dir
+from simbench.zoo.archs import get_arch, register
 
 SHIPPED = specs_dir() / "validity"
 
@@ -164,7 +166,7 @@ def test_cli_prints_the_board(scored, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "b.csv").exists()
 
 
-def test_layer_order_of_the_transformer_and_its_teeth(monkeypatch) -> None:
+def test_layer_order_of_the_transformer_and_its_teeth() -> None:
     """Linear CKA between the transformer's sites falls with distance; scrambling the declared
     site order makes the check fail, so it is not a formality."""
     meta = {"higher_is_better": True}
@@ -177,8 +179,12 @@ def test_layer_order_of_the_transformer_and_its_teeth(monkeypatch) -> None:
                            n_boot=0)
     assert s[("embedding", "resid.0")] > s[("embedding", "resid.1")]
     assert all(0 < v < 1 for v in s.values())
-    monkeypatch.setitem(V.SITE_ORDER, "transformer", ("resid.0", "embedding", "resid.1"))
-    bad = V._layer_check("cka", "cka", params, nets, meta, 120, 0)
+    tf = get_arch("transformer")  # the layer order is the architecture's registered one
+    register(dataclasses.replace(tf, site_order=("resid.0", "embedding", "resid.1")))
+    try:
+        bad = V._layer_check("cka", "cka", params, nets, meta, 120, 0)
+    finally:
+        register(tf)
     assert bad.status == V.FAILED and "not above" in bad.detail
 
 

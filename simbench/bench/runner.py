@@ -38,10 +38,8 @@ DEFAULT_TIMEOUTS = {"causal": 3600.0}  # seconds, by measure family; others: no 
 #: measure family (paper.toml on 2 cores: causal jobs 0.5-20 minutes, correlative ones seconds).
 PRIOR_SECONDS = {"causal": 120.0}
 PRIOR_OTHER_S = 5.0
-#: How much longer a causal job takes when it runs a transformer (a full parallel pass per
-#: patched batch instead of a recurrent continuation: 5-8x the GRU pairs in paper.toml) or
-#: patches every step (``stepwise``: about 2x).
-TRANSFORMER_FACTOR = 6.0
+#: How much longer a causal job takes when it patches every step (``stepwise``: about 2x);
+#: the systems' architectures scale it by their registered cost weight (a transformer: 6x).
 STEPWISE_FACTOR = 2.0
 
 
@@ -124,17 +122,11 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
     (``[measures.X] job_timeout``), the spec (top-level ``job_timeout``), the default of the
     measure's family (:data:`DEFAULT_TIMEOUTS`).
     """
-    spec_value = getattr(spec, "job_timeout", None) if spec is not None else None
-    measures = getattr(spec, "measures", None) or {}
     for job in jobs:
-        table_value = getattr(measures.get(job.label), "job_timeout", None)
-        if job_timeout is not None:
-            limit: float | None = job_timeout
-        elif table_value is not None:
-            limit = table_value
-        elif spec_value is not None:
-            limit = spec_value
-        else:
+        limit = job_timeout
+        if limit is None and spec is not None:
+            limit = spec.timeout_for(job.label)
+        if limit is None:
             limit = DEFAULT_TIMEOUTS.get(job.meta.get("family", ""))
         job.timeout = float(limit) if limit else None
 
@@ -150,7 +142,8 @@ def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | N
     The first that is known wins: the store's runtime of the same job (same variant, systems
     and site, by any code: a code change moves runtimes far less than the spread between jobs),
     the store's mean runtime of the same measure at the same site, a prior by measure family
-    (:data:`PRIOR_SECONDS`) scaled up for transformer systems and ``stepwise`` patching.
+    (:data:`PRIOR_SECONDS`) scaled by the systems' architectures' cost weight
+    (:class:`simbench.zoo.archs.Arch`) and up for ``stepwise`` patching.
     """
     same: dict[tuple[Any, ...], float] = {}
     by_measure: dict[tuple[str, str], list[float]] = {}
@@ -173,13 +166,22 @@ def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | N
             family = job.meta.get("family", "")
             known = PRIOR_SECONDS.get(family, PRIOR_OTHER_S)
             if family == "causal":
-                archs = {systems[a].tags.get("arch") for a in job.systems if a in systems}
-                if "transformer" in archs:
-                    known *= TRANSFORMER_FACTOR
+                known *= _cost_weight({systems[a].tags.get("arch") for a in job.systems
+                                       if a in systems})
                 if job.params.get("stepwise"):
                     known *= STEPWISE_FACTOR
         out[job.key] = known
     return out
+
+
+def _cost_weight(tags: set[Any]) -> float:
+    """The largest registered cost weight among architecture tags (1 without any)."""
+    tags.discard(None)
+    if not tags:
+        return 1.0
+    from simbench.zoo.archs import find_arch
+
+    return max((a.cost_weight for a in map(find_arch, tags) if a is not None), default=1.0)
 
 
 def longest_first(jobs: list[Job], store: Store | None = None, spec: Spec | None = None

@@ -505,11 +505,6 @@ class Store:
             return cur.rowcount > 0
 
     # ---- reading ------------------------------------------------------------------------
-    def statuses(self, keys: Iterable[str] | None = None) -> dict[str, str]:
-        """key -> 'done' | 'failed' (all rows, or only ``keys``)."""
-        out = {k: s for k, (s, _f) in self.states(keys).items()}
-        return out
-
     def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
         """key -> (status, code fingerprint or None) (all rows, or only ``keys``)."""
         column = "code_fingerprint" if self._has("results", "code_fingerprint") else "NULL"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from simbench.errors import ParameterError
+from simbench.seeds import rng
 
 #: sample sizes of the bias check
 BIAS_NS: tuple[int, ...] = (32, 64, 128, 256, 1024)
@@ -106,7 +107,7 @@ def small_n_bias(
     values = {name: np.empty((len(ns), draws)) for name in estimators}
     for i, n in enumerate(ns):
         for k in range(draws):
-            gen = np.random.default_rng(np.random.SeedSequence([int(seed), BIAS_STREAM, n, k]))
+            gen = rng(seed, BIAS_STREAM, n, k)
             x = gen.standard_normal((n, dx))
             y = gen.standard_normal((n, dy))
             for name, fn in estimators.items():

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from simbench.seeds import rng
+
 #: random stream tag of the shuffled-source permutations
 SHUFFLE_STREAM = 0x5F1
 #: how a shuffled-counterfactual null is described on the Score
@@ -51,7 +53,7 @@ def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: 
     directions, as the scores pool them). Seeded: the same ``seed`` gives the same draws."""
     import torch
 
-    gen = np.random.default_rng(np.random.SeedSequence([int(seed), SHUFFLE_STREAM]))
+    gen = rng(seed, SHUFFLE_STREAM)
     data = engine.data[split]
     originals = {d: data[d] for d in directions if d in data}
     out: list[float] = []

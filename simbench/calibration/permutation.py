@@ -19,7 +19,9 @@ same time steps, so with stimuli of several lengths the permutation runs within 
   (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix;
   large nulls multiply in bfloat16 where the hardware does so natively (harmless for a null:
   see its docstring), and the exact permutation mean and sd (the RV coefficient's) come along
-  where every row is its own stimulus (:func:`rv_permutation_moments`).
+  where every row is its own stimulus (:func:`rv_permutation_moments`). The mathematics of
+  those sums (HSIC, the cross term under a row map, the moments) lives with the estimator in
+  :mod:`simbench.estimators.cka`; this module draws the re-pairings and reports the null.
 - :class:`NullResult` carries the samples, their mean and spread, the p-value
   ``(1 + #{null at least as extreme as observed}) / (1 + N)`` and how the null was drawn.
 """
@@ -36,13 +38,24 @@ from typing import Any
 import numpy as np
 
 from simbench.errors import ParameterError
+from simbench.estimators.cka import (
+    NULL_BATCH_BYTES,
+    KernelSums,
+    cka_over_row_maps,
+    feature_null_cross,
+    gram_null_parts,
+    min_samples,
+    rv_permutation_moments,
+    unit_rows,
+)
+from simbench.seeds import stream
 
 #: random stream tag of the permutation null (independent of the bootstrap's stream)
 NULL_STREAM = 0x9E11
 #: ``alternative`` values: which tail counts as "at least as extreme"
 ALTERNATIVES = ("greater", "less")
 #: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
-BATCH_BYTES = 1 << 27
+BATCH_BYTES = NULL_BATCH_BYTES
 FORMS = ("auto", "feature", "gram")
 #: precisions of the fast CKA null's products (``dtype``)
 DTYPES = ("float32", "float64", "bfloat16")
@@ -226,7 +239,7 @@ class StimulusPermutations:
             return
         # one stream per group of stimuli: the draws do not depend on the batch size (which
         # follows the data's width and dtype), so a seed gives the same permutations everywhere
-        root = np.random.SeedSequence([int(seed), NULL_STREAM])
+        root = stream(seed, NULL_STREAM)
         gens = [np.random.default_rng(child) for child in root.spawn(len(self.strata))]
         done = 0
         while done < size:
@@ -346,124 +359,6 @@ def permutation_null(
 
 
 # ---- the fast route for CKA --------------------------------------------------------------------
-def _hsic(g: dict[str, Any], n: float, debiased: bool) -> Any:
-    """HSIC from sums over samples, the estimator of simbench's ``cka`` (up to a common factor).
-
-    T = sum_pq K_pq L_pq, D = sum_p K_pp L_pp, R = sum_p (K1)_p (L1)_p, SK = 1'K1, SL = 1'L1,
-    dK = tr K, dL = tr L, E_KL = sum_p K_pp (L1)_p, E_LK = sum_p L_pp (K1)_p. Biased:
-    tr(KHLH) = T - 2R/n + SK SL / n^2; unbiased (Song et al. 2012):
-    [T - D + (SK - dK)(SL - dL) / ((n-1)(n-2)) - 2 (R - E_KL - E_LK + D) / (n-2)] / (n(n-3)).
-    """
-    if not debiased:
-        return g["T"] - 2 * g["R"] / n + g["SK"] * g["SL"] / (n * n)
-    ones = (g["SK"] - g["dK"]) * (g["SL"] - g["dL"]) / ((n - 1) * (n - 2))
-    cross = g["R"] - g["E_KL"] - g["E_LK"] + g["D"]
-    return (g["T"] - g["D"] + ones - 2 * cross / (n - 2)) / (n * (n - 3))
-
-
-class _Side:
-    """One system's per-sample vectors that CKA's sums need: diag of its kernel matrix (r),
-    the kernel matrix times ones (k), and the self sums 1'K1, tr K, ||K||_F^2."""
-
-    def __init__(self, r: Any, k: Any, frob2: Any) -> None:
-        self.r, self.k, self.frob2 = r, k, frob2
-        self.S, self.d = k.sum(), r.sum()
-
-    def self_hsic(self, n: float, debiased: bool) -> Any:
-        g = {"T": self.frob2, "D": self.r @ self.r, "R": self.k @ self.k, "SK": self.S,
-             "SL": self.S, "dK": self.d, "dL": self.d, "E_KL": self.r @ self.k,
-             "E_LK": self.r @ self.k}
-        return _hsic(g, n, debiased)
-
-
-def _cka_null_core(
-    perms: StimulusPermutations,
-    n_perm: int,
-    seed: int,
-    batch: int,
-    cross: Callable[[Any], Any],
-    a: _Side,
-    b: _Side,
-    debiased: bool,
-    observed_cross: Any = None,
-) -> tuple[float, np.ndarray]:
-    """Observed CKA and its null: ``cross(maps)`` gives sum_pq K_pq L_{m_p m_q} per row map;
-    ``observed_cross`` (default: ``cross`` of the identity) the unpermuted one."""
-    import torch
-
-    n = float(perms.n_rows)
-    denom = torch.sqrt(a.self_hsic(n, debiased) * b.self_hsic(n, debiased))
-    ok = bool(torch.isfinite(denom)) and float(denom) > 0
-    device = a.r.device
-
-    def cka_of(maps: Any, t: Any = None) -> np.ndarray:
-        g = {"T": cross(maps) if t is None else t, "D": (a.r[None, :] * b.r[maps]).sum(1),
-             "R": (a.k[None, :] * b.k[maps]).sum(1), "SK": a.S, "SL": b.S, "dK": a.d,
-             "dL": b.d, "E_KL": (a.r[None, :] * b.k[maps]).sum(1),
-             "E_LK": (a.k[None, :] * b.r[maps]).sum(1)}
-        out = (_hsic(g, n, debiased) / denom).cpu().numpy()
-        return np.where(np.isfinite(out) & ok, out, np.nan)
-
-    identity = torch.arange(perms.n_rows, device=device)[None, :]
-    obs_t = None if observed_cross is None else observed_cross.reshape(1)
-    observed = float(cka_of(identity, obs_t)[0])
-    chunks = [cka_of(torch.as_tensor(m, device=device))
-              for m in perms.row_maps(n_perm, seed, batch)]
-    return observed, np.concatenate(chunks)
-
-
-def _gram_parts(K: Any, L: Any) -> tuple[_Side, _Side, Callable[[Any], Any], int]:
-    import torch
-
-    K = K.to(torch.float64)
-    L = L.to(torch.float64)
-    n = K.shape[0]
-    a = _Side(torch.diagonal(K).clone(), K.sum(1), (K * K).sum())
-    b = _Side(torch.diagonal(L).clone(), L.sum(1), (L * L).sum())
-
-    k_flat, l_flat = K.reshape(-1), L.reshape(-1)
-
-    def cross(maps: Any) -> Any:
-        # one flat gather of L's permuted entries per map, then a dot product with K
-        return torch.stack([k_flat @ l_flat[(m[:, None] * n + m[None, :]).reshape(-1)]
-                            for m in maps])
-
-    return a, b, cross, max(1, min(256, BATCH_BYTES // (8 * n)))
-
-
-def rv_permutation_moments(n: int, trace: tuple[float, float], trace_sq: tuple[float, float],
-                           diag_sq: tuple[float, float]) -> tuple[float, float]:
-    """Exact mean and sd of biased linear CKA (the RV coefficient) over all n! re-pairings of
-    n samples (Kazi-Aoual et al. 1995; Josse, Pages & Husson 2008, CSDA 53).
-
-    Per system, with W the centred Gram matrix XX' of its n samples: ``trace`` = tr W,
-    ``trace_sq`` = tr W^2 (= ||X'X||_F^2, so O(n p^2) from the features), ``diag_sq`` =
-    sum_i W_ii^2. With beta = (tr W)^2 / tr W^2 and
-    tau = (n-1) / ((n-3)(n-1-beta)) [n(n+1) sum_i W_ii^2 / tr W^2 - (n-1)(beta+2)]:
-    E = sqrt(beta_x beta_y) / (n-1),
-    Var = 2 (n-1-beta_x)(n-1-beta_y) / ((n+1)(n-1)^2(n-2)) [1 + (n-3) tau_x tau_y / (2n(n-1))].
-    NaN where undefined (n < 4, a system without variance, or W proportional to the centring
-    matrix). A cross-check of the Monte Carlo null that costs nothing extra.
-    """
-    if n < 4:
-        return math.nan, math.nan
-    betas, taus = [], []
-    for tr, tr2, d2 in zip(trace, trace_sq, diag_sq):
-        if not (tr2 > 0 and math.isfinite(tr2)):
-            return math.nan, math.nan
-        beta = tr * tr / tr2
-        room = n - 1 - beta
-        if room <= 1e-12 * n:
-            return math.nan, math.nan
-        betas.append(beta)
-        taus.append((n - 1) / ((n - 3) * room)
-                    * (n * (n + 1) * d2 / tr2 - (n - 1) * (beta + 2)))
-    mean = math.sqrt(betas[0] * betas[1]) / (n - 1)
-    var = (2 * (n - 1 - betas[0]) * (n - 1 - betas[1]) / ((n + 1) * (n - 1) ** 2 * (n - 2))
-           * (1 + (n - 3) * taus[0] * taus[1] / (2 * n * (n - 1))))
-    return mean, math.sqrt(var) if var >= 0 else math.nan
-
-
 def _method(perms: StimulusPermutations, size: int, exhaustive: bool, seed: int,
             what: str, how: str) -> str:
     return (f"{perms.describe(size, exhaustive, seed)}; {what} recomputed through the cross term "
@@ -509,48 +404,6 @@ def resolve_null_dtype(null_dtype: str, dtype: str, macs: float, device: str = "
             return dtype
         return "bfloat16" if bf16_native(device) else "float32"
     return null_dtype
-
-
-def _feature_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int, most: int
-                   ) -> tuple[Callable[[Any], Any], int]:
-    """``cross(maps)`` = ||X' P_m Y||_F^2 per row map m, and the batch size (at most ``most``,
-    the null's size: no buffer larger than the null needs).
-
-    One product per batch: the narrower system's rows are gathered for the whole batch into a
-    reused [n, batch * r] buffer (``index_select`` into it: no allocation, no page faults per
-    batch), then [batch * r, n] x [n, s] into a reused product buffer whose rows hold one
-    permutation after another, so each permutation's squares are summed (in float64) over one
-    contiguous stretch. Gathering the narrower side moves the fewest bytes; which side is
-    gathered does not change the value: sum_k x_k y_m(k)' = sum_j x_minv(j) y_j'.
-    """
-    import torch
-
-    f64 = torch.float64
-    n = xc.shape[0]
-    gather_x = xc.shape[1] < yc.shape[1]
-    fixed, moved = (yc, xc) if gather_x else (xc, yc)
-    fixed = fixed.to(cdt).contiguous()  # [n, s]
-    moved = moved.to(cdt).contiguous()  # [n, r]
-    s, r = fixed.shape[1], moved.shape[1]
-    item = moved.element_size()
-    batch = max(1, min(256, most, batch_bytes // (n * r * item)))
-    g_buf = torch.empty(n * batch * r, dtype=cdt, device=xc.device)
-    p_buf = torch.empty(batch * r * s, dtype=cdt, device=xc.device)
-    ramp = torch.arange(n, device=xc.device)
-
-    def cross(maps: Any) -> Any:
-        b = maps.shape[0]
-        if gather_x:  # pair row j of Y with row minv(j) of X
-            maps = torch.empty_like(maps).scatter_(1, maps, ramp.expand(b, n))
-        g = g_buf[: n * b * r].view(n * b, r)
-        torch.index_select(moved, 0, maps.T.reshape(-1), out=g)  # [n, b, r]
-        prod = p_buf[: b * r * s].view(b * r, s)
-        torch.mm(g.view(n, b * r).T, fixed, out=prod)  # row-block i: permutation i
-        if cdt == torch.bfloat16:  # each bf16 entry squared exactly (in float64)
-            return torch.linalg.vector_norm(prod.view(b, -1), dim=1, dtype=f64).square()
-        return prod.square_().view(b, -1).sum(1, dtype=f64)
-
-    return cross, batch
 
 
 def linear_cka_null(
@@ -652,28 +505,26 @@ def linear_cka_null(
         form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= BATCH_BYTES
                 else "feature")
     if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
-        norms = [torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=f64) for t in (tx, ty)]
-        tx, ty = (t / torch.where(nr > 0, nr, torch.ones_like(nr)).to(tdt)
-                  for t, nr in zip((tx, ty), norms))
+        tx, ty = unit_rows(tx), unit_rows(ty)
     xc = tx - tx.to(f64).mean(0).to(tdt)
     yc = ty - ty.to(f64).mean(0).to(tdt)
     observed_cross = None
     if form == "gram":
-        a, b, cross, batch = _gram_parts(xc @ xc.T, yc @ yc.T)
+        a, b, cross, batch = gram_null_parts(xc @ xc.T, yc @ yc.T, BATCH_BYTES)
         precision = dtype
     else:
         x64, y64 = xc.to(f64), yc.to(f64)
         mx, my = x64.sum(0), y64.sum(0)  # ~0; kept so the formulas hold for any rounding
-        a = _Side((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
-        b = _Side((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
+        a = KernelSums((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
+        b = KernelSums((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
         precision = resolve_null_dtype(null_dtype, dtype, float(n) * p * q * size, device)
-        cross, batch = _feature_cross(xc, yc, getattr(torch, precision), BATCH_BYTES,
+        cross, batch = feature_null_cross(xc, yc, getattr(torch, precision), BATCH_BYTES,
                                       size)
         if precision != dtype:  # the observed value at full precision, as simbench's cka
             observed_cross = (xc.T @ yc).to(f64).square().sum()
 
-    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased,
-                                       observed_cross)
+    observed, samples = cka_over_row_maps(perms.row_maps(n_perm, seed, batch), n, cross, a, b,
+                                          debiased, observed_cross)
     what = f"{kernel} CKA{' (debiased HSIC)' if debiased else ''}"
     how = f"{form} form, {precision} products"
     if precision != dtype:
@@ -721,8 +572,9 @@ def gram_cka_null(
                                  n_rows=n)
     size, exhaustive, notes = perms.plan(n_perm)
     _warn_notes(notes)
-    a, b, cross, batch = _gram_parts(tK, tL)
-    observed, samples = _cka_null_core(perms, n_perm, seed, batch, cross, a, b, debiased)
+    a, b, cross, batch = gram_null_parts(tK, tL, BATCH_BYTES)
+    observed, samples = cka_over_row_maps(perms.row_maps(n_perm, seed, batch), n, cross, a, b,
+                                          debiased)
     what = f"kernel CKA{' (debiased HSIC)' if debiased else ''}"
     return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
                       _method(perms, size, exhaustive, seed, what, "Gram form, float64"),
@@ -730,7 +582,7 @@ def gram_cka_null(
 
 
 def _check_n(n: int, debiased: bool) -> None:
-    need = 4 if debiased else 2
+    need = min_samples(debiased)
     if n < need:
         raise NullError(f"CKA needs at least {need} samples, got {n}", field="x",
                         fix="record more stimuli")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from simbench.errors import ParameterError
+from simbench.seeds import rng
 from simbench.stats import percentile_interval
 
 #: random stream tag of the separability bootstrap
@@ -84,7 +85,7 @@ def separability(
     dp = _d_prime(s[None, :], d[None, :], np.ones((1, len(s))), np.ones((1, len(d))))[0]
     auc_ci = dp_ci = None
     if n_boot > 0:
-        gen = np.random.default_rng(np.random.SeedSequence([int(seed), SEPARABILITY_STREAM]))
+        gen = rng(seed, SEPARABILITY_STREAM)
         ws = _counts(gen, len(s), n_boot)
         wd = _counts(gen, len(d), n_boot)
         if len(s) * len(d) <= MAX_COMPARISONS:

@@ -51,12 +51,6 @@ BIAS_TOLERANCE = 0.05
 #: pair categories of the separability check: same-task seed pairs against different-task ones
 SAME_CATEGORIES: tuple[str, ...] = ("seeds", "seeds_other_tasks")
 DIFFERENT_CATEGORIES: tuple[str, ...] = ("cross_task", "cross_task_more")
-#: sites of each architecture, input to output (the transformer's ``hidden`` is ``resid.0``)
-SITE_ORDER: dict[str, tuple[str, ...]] = {
-    "transformer": ("embedding", "resid.0", "resid.1"),
-    "gru": ("embedding", "hidden"),
-    "lstm": ("embedding", "hidden"),
-}
 #: parameters dropped when a measure is run on synthetic or re-sited data (only the estimate
 #: is used: no interval, no null, every sample)
 _ESTIMATE_ONLY = {"n_boot": 0, "null": 0}
@@ -277,10 +271,13 @@ def _bias_check(variant: str, table: BiasTable) -> CheckResult:
 # ---- layer order ---------------------------------------------------------------------------
 def _layer_networks(spec: Any) -> list[tuple[str, str, str]]:
     """(alias, source, arch) of the first trained network of each architecture in ``spec``."""
+    from simbench.zoo.archs import find_arch
+
     seen: dict[str, tuple[str, str, str]] = {}
     for alias, s in spec.systems.items():
         arch = s.tags.get("arch")
-        if arch in SITE_ORDER and s.tags.get("kind", "trained") == "trained" and arch not in seen:
+        if (s.tags.get("kind", "trained") == "trained" and arch not in seen
+                and find_arch(arch) is not None):
             seen[arch] = (alias, s.source, arch)
     return list(seen.values())
 
@@ -319,8 +316,10 @@ def _layer_check(variant: str, measure: str, params: Mapping[str, Any],
                  ) -> CheckResult:
     sign = 1.0 if meta["higher_is_better"] else -1.0
     held, total, bad, skipped = 0, 0, [], []
+    from simbench.zoo.archs import get_arch
+
     for alias, source, arch in nets:
-        order = SITE_ORDER[arch]
+        order = get_arch(arch).site_order  # input to output
         if len(order) < 3:
             skipped.append(f"{alias} ({arch}) has {len(order)} sites, no triple")
             continue

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "held-out trial accuracy (held-out counts and all counts) reaches --target or at "
         "--max-steps, and writes ID.safetensors + ID.json (config, accuracy, sha256).")
     p.add_argument("--task", required=True, help="task name (see `simbench tasks`)")
-    p.add_argument("--arch", required=True, help="gru, lstm or transformer (tf)")
+    p.add_argument("--arch", required=True, help="gru, lstm or transformer (tf): a registered "
+                   "architecture (simbench.zoo.archs)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=".", help="directory for the checkpoint (default: .)")
@@ -111,13 +112,15 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.registry import task_by_name
     from simbench.zoo import zoo_id
+    from simbench.zoo.archs import get_arch
     from simbench.zoo.checkpoint import save_model
     from simbench.zoo.models import ModelConfig
-    from simbench.zoo.training import default_train_config, resolve_arch, train
+    from simbench.zoo.training import default_train_config, train
 
     task = task_by_name(args.task)  # a plugin task as well as a built-in one
-    arch = resolve_arch(args.arch)
-    cfg = default_train_config(arch, task.name)
+    found = get_arch(args.arch)
+    arch = found.name
+    cfg = default_train_config(arch, task)
     if args.max_steps:
         cfg.max_steps = args.max_steps
     if args.target:
@@ -127,9 +130,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
             setattr(cfg, field, getattr(args, field))
     if args.all_counts:
         cfg.train_counts = "all"
-    model_config = ModelConfig(d_model=args.d_model) if args.d_model else None
-    if model_config is not None and arch == "transformer":
-        model_config.d_ff = 4 * args.d_model
+    model_config = ModelConfig(**found.widths(args.d_model)) if args.d_model else None
     model, meta = train(task, arch, args.seed, args.device, config=cfg, threads=args.threads,
                         model_config=model_config, progress=not args.quiet)
     path = Path(args.out) / f"{zoo_id(task.name, arch, args.seed)}.safetensors"

@@ -11,7 +11,7 @@ that pushes biased CKA towards 1 when units outnumber samples.
 samples' pairwise distance matrices, and align those matrices as kernels.
 
 How it is computed (one engine for both forms and for the bootstrap): every estimator is a
-function of a few sums over samples (``_Ingredients``). With per-sample weights (1 for the
+function of a few sums over samples (:class:`Ingredients`, turned into HSIC by :func:`hsic`). With per-sample weights (1 for the
 estimate, bootstrap counts for a replicate) these sums are
 
 - feature form, linear and cosine kernels, O(n d^2): weighted sums of X^T X, Y^T Y, X^T Y,
@@ -30,6 +30,12 @@ Gram form) is held under ``boot_memory_mb``; past it the feature form uses fewer
 bootstrap units, and when even ``MIN_UNITS`` units do not fit it computes no interval and says
 so in ``attrs["ci_note"]``.
 
+The permutation null of linear and kernel CKA (drawn by
+:func:`simbench.calibration.permutation.linear_cka_null` and ``gram_cka_null``) reuses the same
+HSIC over sums: :class:`KernelSums`, :func:`feature_null_cross` / :func:`gram_null_parts` (the
+cross term under a re-pairing) and :func:`cka_over_row_maps`, with the exact permutation moments
+of :func:`rv_permutation_moments`.
+
 Bad input raises :class:`EstimatorError` (a ``ValueError``) with the parameter to change.
 """
 
@@ -38,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -151,7 +157,7 @@ def cka(
             attrs["subsampled_rows"] = len(keep)
         tx, ty = tx.to(cdtype), ty.to(cdtype)
         if kernel == "cosine":
-            tx, ty = _unit_rows(tx), _unit_rows(ty)
+            tx, ty = unit_rows(tx), unit_rows(ty)
         K = _gram(tx, kernel, rbf_sigma, attrs, "x")
         L = _gram(ty, kernel, rbf_sigma, attrs, "y")
         del tx, ty
@@ -196,8 +202,8 @@ def gram_cka(
         KW, LW = K @ W, L @ W
 
         def ingredients(A: torch.Tensor, B: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor,
-                        AW: torch.Tensor, BW: torch.Tensor, W: torch.Tensor = W) -> _Ingredients:
-            return _Ingredients(
+                        AW: torch.Tensor, BW: torch.Tensor, W: torch.Tensor = W) -> Ingredients:
+            return Ingredients(
                 T=_weighted_hadamard_quadratic(A, B, W),
                 D=(dA * dB) @ W,
                 R=(W * AW * BW).sum(0),
@@ -277,7 +283,7 @@ def _replicate_bytes(dx: int, dy: int) -> int:
 
 # ---- the estimator from sums over samples -------------------------------------------------
 @dataclasses.dataclass
-class _Ingredients:
+class Ingredients:
     """Weighted sums over samples p, q (each a tensor with one entry per weighting).
 
     T = sum_pq K_pq L_pq, D = sum_p K_pp L_pp, R = sum_p (K1)_p (L1)_p, SK = 1'K1, SL = 1'L1,
@@ -295,7 +301,7 @@ class _Ingredients:
     E_LK: torch.Tensor
 
 
-def _hsic(g: _Ingredients, n: torch.Tensor, debiased: bool) -> torch.Tensor:
+def hsic(g: Ingredients, n: torch.Tensor, debiased: bool) -> torch.Tensor:
     """HSIC up to a factor common to all three HSICs of one CKA (it cancels).
 
     Biased: tr(KHLH) = T - 2R/n + SK SL / n^2. Unbiased (Song et al. 2012, with K~ = K with
@@ -309,11 +315,11 @@ def _hsic(g: _Ingredients, n: torch.Tensor, debiased: bool) -> torch.Tensor:
     return (trace + ones - 2 * cross / (n - 2)) / (n * (n - 3))
 
 
-def _cka_from(xy: _Ingredients, xx: _Ingredients, yy: _Ingredients, n: torch.Tensor,
+def _cka_from(xy: Ingredients, xx: Ingredients, yy: Ingredients, n: torch.Tensor,
               debiased: bool) -> np.ndarray:
     import torch
 
-    hxy, hxx, hyy = (_hsic(g, n, debiased) for g in (xy, xx, yy))
+    hxy, hxx, hyy = (hsic(g, n, debiased) for g in (xy, xx, yy))
     denom = torch.sqrt(hxx * hyy)
     values = (hxy / denom).cpu().numpy()
     bad = ~(np.isfinite(values) & (denom.cpu().numpy() > 0))
@@ -399,13 +405,11 @@ def _blocks(t: torch.Tensor, rows: _Rows, size: int) -> Iterator[torch.Tensor]:
 def _prepared(src: torch.Tensor, buf: torch.Tensor, cosine: bool,
               mean: torch.Tensor | None) -> torch.Tensor:
     """``src`` in the compute dtype (in ``buf``), rows unit-normalised (cosine), then centred."""
-    import torch
 
     out = buf[:src.shape[0]]
     out.copy_(src)
     if cosine:
-        norms = torch.linalg.vector_norm(out, dim=1, keepdim=True, dtype=torch.float64)
-        out.div_(torch.where(norms > 0, norms, torch.ones_like(norms)).to(out.dtype))
+        out.div_(_row_norms(out))
     if mean is not None:
         out.sub_(mean)
     return out
@@ -502,7 +506,7 @@ def _unit_moments(tx: torch.Tensor, ty: torch.Tensor, units: Sequence[_Rows], de
 
 
 def _feature_ingredients(m: dict[str, torch.Tensor], debiased: bool
-                         ) -> tuple[_Ingredients, _Ingredients, _Ingredients]:
+                         ) -> tuple[Ingredients, Ingredients, Ingredients]:
     """The Gram-form sums of the linear kernel, written with feature-space moments.
 
     K = XX': sum_pq K_pq L_pq = ||X'Y||^2, (K1)_p = x_p . mx, K_pp = ||x_p||^2, so e.g.
@@ -527,11 +531,11 @@ def _feature_ingredients(m: dict[str, torch.Tensor], debiased: bool
         d_xy, d_xx, d_yy = m["qxy"], m["qxx"], m["qyy"]
     else:
         e_xy = e_yx = e_xx = e_yy = d_xy = d_xx = d_yy = zero
-    xy = _Ingredients(T=sq(m["sxy"]), D=d_xy, R=bil(mx, m["sxy"], my), SK=nx, SL=ny,
+    xy = Ingredients(T=sq(m["sxy"]), D=d_xy, R=bil(mx, m["sxy"], my), SK=nx, SL=ny,
                       dK=tx, dL=ty, E_KL=e_xy, E_LK=e_yx)
-    xx = _Ingredients(T=sq(m["sxx"]), D=d_xx, R=bil(mx, m["sxx"], mx), SK=nx, SL=nx,
+    xx = Ingredients(T=sq(m["sxx"]), D=d_xx, R=bil(mx, m["sxx"], mx), SK=nx, SL=nx,
                       dK=tx, dL=tx, E_KL=e_xx, E_LK=e_xx)
-    yy = _Ingredients(T=sq(m["syy"]), D=d_yy, R=bil(my, m["syy"], my), SK=ny, SL=ny,
+    yy = Ingredients(T=sq(m["syy"]), D=d_yy, R=bil(my, m["syy"], my), SK=ny, SL=ny,
                       dK=ty, dL=ty, E_KL=e_yy, E_LK=e_yy)
     return xy, xx, yy
 
@@ -573,7 +577,7 @@ def kernel_matrices(
         return _distance_matrix(tx, metric, cdtype), _distance_matrix(ty, metric, cdtype)
     tx, ty = tx.to(cdtype), ty.to(cdtype)
     if kernel == "cosine":
-        tx, ty = _unit_rows(tx), _unit_rows(ty)
+        tx, ty = unit_rows(tx), unit_rows(ty)
     return _gram(tx, kernel, rbf_sigma, {}, "x"), _gram(ty, kernel, rbf_sigma, {}, "y")
 
 
@@ -630,12 +634,23 @@ def _weights(n_units: int, n_boot: int, seed: int) -> np.ndarray:
     return np.concatenate([ones, bootstrap_counts(n_units, n_boot, seed)])
 
 
-def _unit_rows(t: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit length (the cosine kernel); all-zero rows stay zero."""
+def _row_norms(t: torch.Tensor) -> torch.Tensor:
+    """[n, 1] row lengths (summed in float64, returned in ``t``'s dtype), 1 for all-zero rows."""
     import torch
 
     norms = torch.linalg.vector_norm(t, dim=1, keepdim=True, dtype=torch.float64)
-    return t / torch.where(norms > 0, norms, torch.ones_like(norms)).to(t.dtype)
+    return torch.where(norms > 0, norms, torch.ones_like(norms)).to(t.dtype)
+
+
+def unit_rows(t: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (the cosine kernel); all-zero rows stay zero."""
+    return t / _row_norms(t)
+
+
+def min_samples(debiased: bool) -> int:
+    """The fewest paired samples CKA is defined on: 4 with debiased HSIC (it divides by
+    n(n-3)), else 2."""
+    return 4 if debiased else 2
 
 
 def _compute_dtype(dtype: str) -> torch.dtype:
@@ -672,11 +687,167 @@ def _check_rows(tx: torch.Tensor, ty: torch.Tensor, debiased: bool) -> int:
         raise EstimatorError(f"CKA needs the same samples in both systems, got {tx.shape[0]} "
                              f"and {ty.shape[0]} rows")
     n = int(tx.shape[0])
-    need = 4 if debiased else 2
+    need = min_samples(debiased)
     if n < need:
         raise EstimatorError(f"CKA needs at least {need} paired samples, got {n}",
                              fix="record more stimuli")
     return n
+
+
+# ---- permutation nulls: what a re-pairing of the samples changes ----------------------------
+# The permutation null of CKA (simbench.calibration.permutation's linear_cka_null and
+# gram_cka_null draw the re-pairings and report the null) needs the same HSIC over sums as the
+# estimate: centring commutes with a row permutation and the self terms do not move, so only the
+# cross sums are recomputed per re-pairing.
+
+#: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
+NULL_BATCH_BYTES = 1 << 27
+
+
+class KernelSums:
+    """One system's per-sample vectors that CKA's sums need: diag of its kernel matrix (r),
+    the kernel matrix times ones (k), and the self sums 1'K1, tr K, ||K||_F^2."""
+
+    def __init__(self, r: Any, k: Any, frob2: Any) -> None:
+        self.r, self.k, self.frob2 = r, k, frob2
+        self.S, self.d = k.sum(), r.sum()
+
+    def self_hsic(self, n: float, debiased: bool) -> Any:
+        rk = self.r @ self.k
+        return hsic(Ingredients(T=self.frob2, D=self.r @ self.r, R=self.k @ self.k, SK=self.S,
+                                SL=self.S, dK=self.d, dL=self.d, E_KL=rk, E_LK=rk), n, debiased)
+
+
+def cka_over_row_maps(
+    row_maps: Iterable[np.ndarray],
+    n_rows: int,
+    cross: Callable[[Any], Any],
+    a: KernelSums,
+    b: KernelSums,
+    debiased: bool,
+    observed_cross: Any = None,
+) -> tuple[float, np.ndarray]:
+    """Observed CKA and its value under each re-pairing: ``row_maps`` yields batches [b, n] of
+    row maps (row i of one system paired with row m[i] of the other); ``cross(maps)`` gives
+    sum_pq K_pq L_{m_p m_q} per row map; ``observed_cross`` (default: ``cross`` of the
+    identity) the unpermuted one. Only the cross sums move, the self sums are computed once."""
+    import torch
+
+    n = float(n_rows)
+    denom = torch.sqrt(a.self_hsic(n, debiased) * b.self_hsic(n, debiased))
+    ok = bool(torch.isfinite(denom)) and float(denom) > 0
+    device = a.r.device
+
+    def cka_of(maps: Any, t: Any = None) -> np.ndarray:
+        g = Ingredients(T=cross(maps) if t is None else t, D=(a.r[None, :] * b.r[maps]).sum(1),
+                        R=(a.k[None, :] * b.k[maps]).sum(1), SK=a.S, SL=b.S, dK=a.d, dL=b.d,
+                        E_KL=(a.r[None, :] * b.k[maps]).sum(1),
+                        E_LK=(a.k[None, :] * b.r[maps]).sum(1))
+        out = (hsic(g, n, debiased) / denom).cpu().numpy()
+        return np.where(np.isfinite(out) & ok, out, np.nan)
+
+    identity = torch.arange(n_rows, device=device)[None, :]
+    obs_t = None if observed_cross is None else observed_cross.reshape(1)
+    observed = float(cka_of(identity, obs_t)[0])
+    chunks = [cka_of(torch.as_tensor(m, device=device)) for m in row_maps]
+    return observed, np.concatenate(chunks)
+
+
+def gram_null_parts(K: Any, L: Any, batch_bytes: int = NULL_BATCH_BYTES
+                    ) -> tuple[KernelSums, KernelSums, Callable[[Any], Any], int]:
+    """Both kernel matrices' sums, their cross term under a row map (one flat gather of L's
+    permuted entries per map, then a dot product with K: O(n^2)), and the batch size."""
+    import torch
+
+    K = K.to(torch.float64)
+    L = L.to(torch.float64)
+    n = K.shape[0]
+    a = KernelSums(torch.diagonal(K).clone(), K.sum(1), (K * K).sum())
+    b = KernelSums(torch.diagonal(L).clone(), L.sum(1), (L * L).sum())
+
+    k_flat, l_flat = K.reshape(-1), L.reshape(-1)
+
+    def cross(maps: Any) -> Any:
+        # one flat gather of L's permuted entries per map, then a dot product with K
+        return torch.stack([k_flat @ l_flat[(m[:, None] * n + m[None, :]).reshape(-1)]
+                            for m in maps])
+
+    return a, b, cross, max(1, min(256, batch_bytes // (8 * n)))
+
+
+def rv_permutation_moments(n: int, trace: tuple[float, float], trace_sq: tuple[float, float],
+                           diag_sq: tuple[float, float]) -> tuple[float, float]:
+    """Exact mean and sd of biased linear CKA (the RV coefficient) over all n! re-pairings of
+    n samples (Kazi-Aoual et al. 1995; Josse, Pages & Husson 2008, CSDA 53).
+
+    Per system, with W the centred Gram matrix XX' of its n samples: ``trace`` = tr W,
+    ``trace_sq`` = tr W^2 (= ||X'X||_F^2, so O(n p^2) from the features), ``diag_sq`` =
+    sum_i W_ii^2. With beta = (tr W)^2 / tr W^2 and
+    tau = (n-1) / ((n-3)(n-1-beta)) [n(n+1) sum_i W_ii^2 / tr W^2 - (n-1)(beta+2)]:
+    E = sqrt(beta_x beta_y) / (n-1),
+    Var = 2 (n-1-beta_x)(n-1-beta_y) / ((n+1)(n-1)^2(n-2)) [1 + (n-3) tau_x tau_y / (2n(n-1))].
+    NaN where undefined (n < 4, a system without variance, or W proportional to the centring
+    matrix). A cross-check of the Monte Carlo null that costs nothing extra.
+    """
+    if n < 4:
+        return math.nan, math.nan
+    betas, taus = [], []
+    for tr, tr2, d2 in zip(trace, trace_sq, diag_sq):
+        if not (tr2 > 0 and math.isfinite(tr2)):
+            return math.nan, math.nan
+        beta = tr * tr / tr2
+        room = n - 1 - beta
+        if room <= 1e-12 * n:
+            return math.nan, math.nan
+        betas.append(beta)
+        taus.append((n - 1) / ((n - 3) * room)
+                    * (n * (n + 1) * d2 / tr2 - (n - 1) * (beta + 2)))
+    mean = math.sqrt(betas[0] * betas[1]) / (n - 1)
+    var = (2 * (n - 1 - betas[0]) * (n - 1 - betas[1]) / ((n + 1) * (n - 1) ** 2 * (n - 2))
+           * (1 + (n - 3) * taus[0] * taus[1] / (2 * n * (n - 1))))
+    return mean, math.sqrt(var) if var >= 0 else math.nan
+
+
+def feature_null_cross(xc: Any, yc: Any, cdt: Any, batch_bytes: int, most: int
+                   ) -> tuple[Callable[[Any], Any], int]:
+    """``cross(maps)`` = ||X' P_m Y||_F^2 per row map m, and the batch size (at most ``most``,
+    the null's size: no buffer larger than the null needs).
+
+    One product per batch: the narrower system's rows are gathered for the whole batch into a
+    reused [n, batch * r] buffer (``index_select`` into it: no allocation, no page faults per
+    batch), then [batch * r, n] x [n, s] into a reused product buffer whose rows hold one
+    permutation after another, so each permutation's squares are summed (in float64) over one
+    contiguous stretch. Gathering the narrower side moves the fewest bytes; which side is
+    gathered does not change the value: sum_k x_k y_m(k)' = sum_j x_minv(j) y_j'.
+    """
+    import torch
+
+    f64 = torch.float64
+    n = xc.shape[0]
+    gather_x = xc.shape[1] < yc.shape[1]
+    fixed, moved = (yc, xc) if gather_x else (xc, yc)
+    fixed = fixed.to(cdt).contiguous()  # [n, s]
+    moved = moved.to(cdt).contiguous()  # [n, r]
+    s, r = fixed.shape[1], moved.shape[1]
+    item = moved.element_size()
+    batch = max(1, min(256, most, batch_bytes // (n * r * item)))
+    g_buf = torch.empty(n * batch * r, dtype=cdt, device=xc.device)
+    p_buf = torch.empty(batch * r * s, dtype=cdt, device=xc.device)
+    ramp = torch.arange(n, device=xc.device)
+
+    def cross(maps: Any) -> Any:
+        b = maps.shape[0]
+        if gather_x:  # pair row j of Y with row minv(j) of X
+            maps = torch.empty_like(maps).scatter_(1, maps, ramp.expand(b, n))
+        g = g_buf[: n * b * r].view(n * b, r)
+        torch.index_select(moved, 0, maps.T.reshape(-1), out=g)  # [n, b, r]
+        prod = p_buf[: b * r * s].view(b * r, s)
+        torch.mm(g.view(n, b * r).T, fixed, out=prod)  # row-block i: permutation i
+        if cdt == torch.bfloat16:  # each bf16 entry squared exactly (in float64)
+            return torch.linalg.vector_norm(prod.view(b, -1), dim=1, dtype=f64).square()
+        return prod.square_().view(b, -1).sum(1, dtype=f64)
+
+    return cross, batch
 
 
 # ---- out of core: activity read a block of rows at a time ------------------------------------
@@ -785,7 +956,7 @@ def chunked_cka(
     if int(y.shape[0]) != n:
         raise EstimatorError(f"x has {n} rows and y {y.shape[0]}: rows must be paired",
                              field="y", fix="pass the same samples of both systems")
-    if n < (4 if debiased else 2):
+    if n < min_samples(debiased):
         raise EstimatorError(f"{n} samples are too few", field="x")
     cdtype = _compute_dtype(dtype)
     itemsize = torch.empty((), dtype=cdtype).element_size()

@@ -1,10 +1,11 @@
 """Seeded resampling for the correlative measures: row subsamples, bootstrap counts, intervals.
 
-Pure numpy (no simbench, no torch), so the CKA estimators and RSA can share it without pulling
-in anything else.
+Pure numpy (no torch), so the CKA estimators and RSA can share it without pulling in anything
+else.
 
-- :func:`rng` gives an independent stream per purpose (row subsampling, bootstrap, grouping,
-  RSA draws), so changing one parameter never reshuffles an unrelated draw.
+- :func:`rng` (:mod:`simbench.seeds`, re-exported here) gives an independent stream per purpose
+  (row subsampling, bootstrap, grouping, RSA draws), so changing one parameter never reshuffles
+  an unrelated draw.
 - :func:`stimulus_groups` and :func:`bootstrap_counts`: the bootstrap over stimuli (time steps of
   one stimulus are not independent, so they are resampled together).
 - :func:`recentred_interval` (and :func:`simbench.stats.percentile_interval`): replicate
@@ -17,13 +18,10 @@ import math
 
 import numpy as np
 
+from simbench.seeds import rng
+
 # Stream tags for :func:`rng`: one independent random stream per purpose.
 SUBSAMPLE, BOOTSTRAP, GROUPS, DRAWS = 0x5B5A, 0xB007, 0x6E0B, 0x25A
-
-
-def rng(seed: int, purpose: int) -> np.random.Generator:
-    """A generator for one purpose, derived from the user's seed (same seed, same stream)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), purpose]))
 
 
 def subsample_rows(n: int, max_samples: int, seed: int) -> np.ndarray | None:

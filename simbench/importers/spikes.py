@@ -26,8 +26,8 @@ import numpy as np
 
 from simbench.errors import RecordingError
 from simbench.recording import Recording, site_dataset
+from simbench.tasks.base import UNDEFINED  # a causal variable's value where it has none
 
-UNDEFINED = -1  # a causal variable's value on padding and where it has none
 # Output cells filled per block of trials: 2**21 cells (8 MB of int32) stay in cache while
 # counts are added into them.
 BLOCK_CELLS = 1 << 21

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
@@ -23,6 +22,7 @@ from simbench.interventions.engine import SPLITS, Engine, EngineConfig, Party, R
 from simbench.interventions.maps import InterventionMap
 from simbench.interventions.runners import Runner
 from simbench.interventions.states import Match, StateIndex, counterfactual_states
+from simbench.seeds import rng as seeded_rng
 
 
 class CLEngine(Engine):
@@ -66,7 +66,7 @@ class CLEngine(Engine):
             for split, lat in party.latents.items():
                 party.latents[split] = to_device(lat, self.cfg.device)
         super()._prepare()
-        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, 0xC0FF]))
+        rng = seeded_rng(self.cfg.seed, 0xC0FF)
         for split in SPLITS:
             self.matches[split] = {}
             index: dict[int, StateIndex] = {}

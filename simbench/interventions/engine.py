@@ -37,6 +37,7 @@ from simbench.interventions.data import Interventions, Pool, make_pool, sample_i
 from simbench.interventions.maps import InterventionMap
 from simbench.interventions.runners import Continuation, HostRows, Runner, continuation_needs
 from simbench.runtime import adapt_threads
+from simbench.seeds import rng
 from simbench.tasks.base import Task
 
 SPLITS = ("train", "val", "test")
@@ -149,7 +150,7 @@ class Engine:
         self.trained = list(trained) if trained is not None else [
             d for d in self.directions if self.parties[d[1]].accessible]
         self.cfg = config
-        self.rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x1A5]))
+        self.rng = rng(config.seed, 0x1A5)
         torch.manual_seed(config.seed)
         self.data: dict[str, dict[tuple[int, int], DirectionData]] = {}
         # per-row validation hits of the latest validation and of the best one (gain_margin)

@@ -28,6 +28,7 @@ from simbench.recording_task import (
     check_coverage,
     recorded_variables,
 )
+from simbench.seeds import rng as seeded_rng
 from simbench.stimuli import token_ids_of_strings
 from simbench.tasks.base import UNDEFINED, Stimuli, Task
 
@@ -144,7 +145,7 @@ def stratified_split(tokens: np.ndarray, valid: np.ndarray, seed: int) -> np.nda
     sequence length (for counting tasks: every count) lands in every split when it has at
     least ~7 stimuli.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC1A5]))
+    rng = seeded_rng(seed, 0xC1A5)
     lengths = valid.sum(1)
     order = np.lexsort((rng.random(len(tokens)), lengths))
     slot = np.arange(len(tokens)) % 20

@@ -22,6 +22,7 @@ from torch.nn.utils import parametrize
 from simbench.interventions.engine import SPLITS, Engine, EngineConfig, Party
 from simbench.interventions.maps import InterventionMap
 from simbench.lm.data import LMInterventions, OwnBehaviour, sample_interventions
+from simbench.seeds import rng
 
 #: bytes of cached prefix states (all splits, all directions) above which states are computed
 #: per batch instead (still only the layers above the site are patched and rerun)
@@ -34,7 +35,7 @@ def split_prompts(n: int, seed: int) -> dict[str, np.ndarray]:
     if n < 3:
         rows = np.arange(n)
         return dict.fromkeys(SPLITS, rows)
-    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x1A6])).permutation(n)
+    perm = rng(seed, 0x1A6).permutation(n)
     k = max(1, n // 5)
     return {"train": np.sort(perm[2 * k:]), "val": np.sort(perm[:k]),
             "test": np.sort(perm[k: 2 * k])}

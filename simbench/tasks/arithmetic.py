@@ -92,6 +92,7 @@ class Arithmetic(Task):
     """Running value of a chain of additions and subtractions (see the module docstring)."""
 
     name = "arithmetic"
+    short_name = "arith"
     #: the built-in vocabulary (the grammar below reads its number, operator and special ids)
     vocab: ClassVar[tuple[str, ...]] = VOCAB
     title = "Arithmetic"

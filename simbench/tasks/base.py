@@ -156,15 +156,6 @@ class Stimuli:
         """bool [n, T]: False on padding."""
         return self.tokens != self.pad
 
-    def subset(self, index: Any) -> Stimuli:
-        """The stimuli at ``index`` (anything numpy can index the first axis with)."""
-        return Stimuli(
-            task=self.task, tokens=self.tokens[index], lengths=self.lengths[index],
-            ids=self.ids[index], variables={k: v[index] for k, v in self.variables.items()},
-            response_mask=self.response_mask[index], trigger_pos=self.trigger_pos[index],
-            counts=self.counts[index], pad=self.pad,
-        )
-
 
 def pad_sequences(seqs: Sequence[Sequence[int]], width: int | None = None, *,
                   pad: int = PAD) -> np.ndarray:
@@ -207,6 +198,12 @@ class Task:
     all_counts: ClassVar[tuple[int, ...]] = ALL_COUNTS
     #: longest sequence :meth:`sample` can produce (models size nothing on it; it is a hint)
     max_len: ClassVar[int] = 64
+    #: the task's part of a zoo id (``multi`` in ``gru_multi_s1``); empty: ``name``
+    short_name: ClassVar[str] = ""
+    #: counts zoo models train on by default: None = the training counts (held-out counts
+    #: excluded), "all" = every count (for tasks whose answers do not interpolate to an unseen
+    #: count, so that held-out accuracy is then on fresh sequences)
+    train_counts: ClassVar[str | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -12,6 +12,7 @@ class MultiObject(CountingTask):
     """``BOS, D x n, T, R x n, EOS``; demo tokens uniform on {D0, D1, D2}; f(n) = n."""
 
     name = "multi_object"
+    short_name = "multi"
     title = "Multi-Object"
     description = "n demo tokens from {D0, D1, D2}, then n responses R"
     demo_tokens = DEMO

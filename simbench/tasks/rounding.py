@@ -13,6 +13,10 @@ class Rounding(CountingTask):
     n = 5 gives 6, n = 4 gives 3, n = 1 gives 0, n = 20 gives 21)."""
 
     name = "rounding"
+    #: GRUs memorise n -> f(n) per count here and reached only 0.0-0.26 trial accuracy on held-out
+    #: counts after 4000 steps, so the zoo trains on every count. (Arithmetic keeps its held-out
+    #: starting values: 1 of 4 GRU seeds reached 0.99 on them, the others 0.86-0.96.)
+    train_counts = "all"
     title = "Rounding"
     description = "n demo tokens from {D0, D1, D2}, then n rounded to a multiple of 3 responses R"
     demo_tokens = DEMO

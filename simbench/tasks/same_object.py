@@ -12,6 +12,7 @@ class SameObject(CountingTask):
     """``BOS, C x n, T, C x n, EOS``; f(n) = n. The phase is visible only through T."""
 
     name = "same_object"
+    short_name = "same"
     title = "Same-Object"
     description = "n demo tokens C, then n responses C"
     demo_tokens = (SAME,)

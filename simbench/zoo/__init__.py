@@ -3,13 +3,15 @@
 Shipped checkpoints live in ``recordings/zoo/`` (installed with simbench; safetensors + JSON sidecar each) with a
 ``manifest.json`` of sha256 sums; :func:`load_model` verifies them. Ids read
 ``{arch}_{task}_s{seed}`` with arch in gru/lstm/tf and task in multi/same/modulo/rounding/arith,
-e.g. ``gru_multi_s1``. The language-model zoo (tiny GPT-2 directories in ``recordings/lm_zoo/``,
+e.g. ``gru_multi_s1``. The architectures are registered in :mod:`simbench.zoo.archs` (one file
+each). The language-model zoo (tiny GPT-2 directories in ``recordings/lm_zoo/``,
 :mod:`simbench.zoo.lm_build`) is reached with :func:`lm_model_dir` and :func:`list_lm_models`.
 Importing this package does not import torch; the functions do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +33,6 @@ if TYPE_CHECKING:
     from simbench.zoo.models import ZooModel
     from simbench.zoo.training import TrainConfig
 
-TASK_SHORT = {"multi_object": "multi", "same_object": "same", "modulo": "modulo",
-              "rounding": "rounding", "arithmetic": "arith"}
-ARCH_SHORT = {"gru": "gru", "lstm": "lstm", "transformer": "tf"}
 #: trial accuracy (held-out counts and all counts) a model needs to enter the zoo
 SHIP_ACCURACY = 0.99
 
@@ -50,8 +49,16 @@ ZOO_SPEC: tuple[tuple[str, str, int], ...] = (
 
 
 def zoo_id(task: str, arch: str, seed: int) -> str:
-    """``gru_multi_s1`` style id of a (task, arch, seed)."""
-    return f"{ARCH_SHORT.get(arch, arch)}_{TASK_SHORT.get(task, task)}_s{seed}"
+    """``gru_multi_s1`` style id of a (task, arch, seed): the architecture's id prefix and the
+    task's ``short_name`` (each its name where it has none, or is not registered)."""
+    from simbench.errors import TaskError
+    from simbench.registry import task_by_name
+    from simbench.zoo.archs import find_arch
+
+    found = find_arch(arch)
+    with contextlib.suppress(TaskError):
+        task = task_by_name(task).short_name or task
+    return f"{found.id_prefix if found else arch}_{task}_s{seed}"
 
 
 def list_models(directory: str | Path | None = None) -> list[dict[str, Any]]:

@@ -145,11 +145,6 @@ def lm_model_dir(name: str, *, directory: str | Path | None = None) -> Path:
     return path
 
 
-def read_lm_sidecar(name: str, *, directory: str | Path | None = None) -> dict[str, Any]:
-    """The ``simbench.json`` sidecar of zoo LM ``name`` (its files verified first)."""
-    return json.loads((lm_model_dir(name, directory=directory) / SIDECAR).read_text())
-
-
 # -- building -------------------------------------------------------------------------------
 
 def build_tokenizer(corpus_seed: int = CORPUS_SEED,
@@ -417,4 +412,4 @@ def rebuild_lm(*, directory: str | Path | None = None, only: list[str] | None = 
 
 __all__ = ["LM_NAMES", "LM_ZOO_DIR", "LM_ZOO_SPEC", "build_lm", "build_tokenizer",
            "greedy_continuations", "list_lm_models", "lm_model_dir", "measure_toxicity",
-           "read_lm_sidecar", "rebuild_lm"]
+           "rebuild_lm"]

@@ -1,6 +1,7 @@
-"""The zoo's task models: one-layer GRU, one-layer LSTM, 2-layer pre-LayerNorm RoPE transformer.
+"""What every zoo model shares: its config, the site and generation API, and the recurrent base.
 
-Every model offers the same API, which the intervention engine builds on:
+The architectures themselves (one-layer GRU, one-layer LSTM, 2-layer pre-LayerNorm RoPE
+transformer) live one file each in :mod:`simbench.zoo.archs`. Every model offers the same API, which the intervention engine builds on:
 
 - ``forward(tokens) -> logits [B, T, V]`` (teacher-forced);
 - ``run(tokens, *, edits=None, record=()) -> (logits, {site: Tensor [B, T, d]})``: a forward pass
@@ -26,8 +27,8 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simbench.errors import SiteError
@@ -36,6 +37,7 @@ from simbench.tasks.base import EOS, PAD
 
 if TYPE_CHECKING:
     from simbench.tasks.base import Task
+    from simbench.zoo.archs import Reparametrized
 
 
 @dataclasses.dataclass
@@ -191,9 +193,15 @@ def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *,
 
 # ---- recurrent models -------------------------------------------------------------------------
 class RecurrentModel(ZooModel):
-    """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``."""
+    """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``.
+
+    A subclass builds ``self.rnn`` (a one-layer, batch-first torch recurrent module) and
+    ``self.readout``; cells with more than one state tensor override the fast-path pieces.
+    """
 
     sites = ("embedding", "hidden")
+    #: gate blocks stacked in the cell's weights (GRU: reset, update, new; LSTM: four)
+    gates: ClassVar[int] = 1
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -204,19 +212,21 @@ class RecurrentModel(ZooModel):
         """Token ids [B, T] -> the vectors fed into the cell, [B, T, d_model] (site embedding)."""
         return self.embed_tokens(tokens)
 
+    # defaults for a cell with one state tensor [1, B, d] (``self.rnn``, e.g. nn.GRU or
+    # nn.RNN, and ``self.readout``); the LSTM overrides them for its (h, c)
     def init_state(self, batch: int, device: torch.device | None = None) -> Any:
-        raise NotImplementedError
+        return torch.zeros(1, batch, self.rnn.hidden_size, device=device)
 
     def recur(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """Run the cell over a chunk: x [B, L, d_in] -> (site sequence [B, L, d_site], state)."""
-        raise NotImplementedError
+        return self.rnn(x, state)
 
     def site_to_state(self, v: Tensor) -> Any:
         """A site vector [B, d_site] as the cell state to continue the recurrence from."""
-        raise NotImplementedError
+        return v[None].contiguous()
 
     def head(self, site_seq: Tensor) -> Tensor:
-        raise NotImplementedError
+        return self.readout(site_seq)
 
     @property
     def site_dims(self) -> dict[str, int]:
@@ -304,169 +314,36 @@ def _crop(edits: Mapping[str, Edit] | None, width: int) -> dict[str, Edit] | Non
     return out
 
 
-class GRUModel(RecurrentModel):
-    """One-layer GRU, width 128; site ``hidden`` is h_t."""
+def reparametrize_recurrent(model: RecurrentModel, gen: np.random.Generator,
+                            permute_inputs: bool) -> Reparametrized:
+    """Permute a recurrent model's units in place, exactly (see
+    :mod:`simbench.calibration.planted`).
 
-    arch = "gru"
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        d = config.d_model
-        self.rnn = nn.GRU(d, d, batch_first=True)
-        self.readout = nn.Linear(d, config.vocab_size)
-
-    def init_state(self, batch: int, device: torch.device | None = None) -> Tensor:
-        return torch.zeros(1, batch, self.config.d_model, device=device)
-
-    def recur(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.rnn(x, state)
-
-    def site_to_state(self, v: Tensor) -> Tensor:
-        return v[None].contiguous()
-
-    def head(self, site_seq: Tensor) -> Tensor:
-        return self.readout(site_seq)
-
-
-class LSTMModel(RecurrentModel):
-    """One-layer LSTM with 64 units; site ``hidden`` is concat(h_t, c_t) (128 wide).
-
-    nn.LSTM returns only h per step; the cell states c_t are recomputed from the gates (which
-    depend only on x_t and h_{t-1}, both known) with an elementwise scan, so recording both
-    costs one extra matmul and no per-step matmuls.
+    The hidden units are permuted within each gate block of the input and recurrent weights
+    and biases, the recurrent weights' columns and the read-out's columns; with
+    ``permute_inputs`` the embedding's dimensions too (embedding columns, input weights'
+    columns). The ``hidden`` site's permutation is :meth:`RecurrentModel.site_to_state`'s
+    layout of it: the unit permutation, on both halves where the site is concat(h, c).
     """
+    from simbench.zoo.archs import Reparametrized, in_blocks, permutation, take
 
-    arch = "lstm"
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        self.units = config.d_model // 2
-        self.rnn = nn.LSTM(config.d_model, self.units, batch_first=True)
-        self.readout = nn.Linear(self.units, config.vocab_size)
-
-    def init_state(self, batch: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-        z = torch.zeros(1, batch, self.units, device=device)
-        return (z, z.clone())
-
-    def recur(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
-              ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        if state is None:
-            state = self.init_state(x.shape[0], x.device)
-        hs, (h_n, c_n) = self.rnn(x, state)
-        if x.shape[1] == 1:
-            return torch.cat([hs, c_n.transpose(0, 1)], -1), (h_n, c_n)
-        h_prev = torch.cat([state[0].transpose(0, 1), hs[:, :-1]], 1)
-        gates = (x @ self.rnn.weight_ih_l0.T + h_prev @ self.rnn.weight_hh_l0.T
-                 + self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
-        i, f, g, _ = gates.chunk(4, -1)
-        ig = torch.sigmoid(i) * torch.tanh(g)
-        f = torch.sigmoid(f)
-        c = state[1][0]
-        cs = []
-        for t in range(x.shape[1]):
-            c = f[:, t] * c + ig[:, t]
-            cs.append(c)
-        cseq = torch.stack(cs, 1)
-        return torch.cat([hs, cseq], -1), (h_n, c_n)
-
-    def site_to_state(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        return (v[None, :, : self.units].contiguous(), v[None, :, self.units:].contiguous())
-
-    def head(self, site_seq: Tensor) -> Tensor:
-        return self.readout(site_seq[..., : self.units])
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """Teacher-forced logits without the c_t scan (what training uses)."""
-        hs, _ = self.rnn(self.embed(tokens))
-        return self.readout(hs)
-
-
-# ---- transformer ------------------------------------------------------------------------------
-def _rope(x: Tensor, base: float) -> Tensor:
-    """Rotary position encoding over the last dim of x [B, H, T, Dh] (pairs (i, i + Dh/2))."""
-    _, _, length, dh = x.shape
-    half = dh // 2
-    inv = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    ang = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
-
-
-class Block(nn.Module):
-    """Pre-LayerNorm causal self-attention with RoPE, then a GELU feed-forward."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        d = config.d_model
-        self.n_heads = config.n_heads
-        self.base = config.rope_base
-        self.ln1 = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.ln2 = nn.LayerNorm(d)
-        self.ff = nn.Sequential(nn.Linear(d, config.d_ff), nn.GELU(), nn.Linear(config.d_ff, d))
-
-    def forward(self, x: Tensor) -> Tensor:
-        bsz, length, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(bsz, length, 3, self.n_heads, -1).permute(
-            2, 0, 3, 1, 4)
-        q, k = _rope(q, self.base), _rope(k, self.base)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(a.transpose(1, 2).reshape(bsz, length, d))
-        return x + self.ff(self.ln2(x))
-
-
-class TransformerModel(ZooModel):
-    """2-layer pre-LN causal transformer with rotary positions (width 128, FF 512, GELU).
-
-    Sites: ``embedding`` (token embedding, the input of layer 0), ``resid.0`` (residual stream
-    after layer 0; alias ``hidden``) and ``resid.1`` (after layer 1, before the final norm).
-    """
-
-    arch = "transformer"
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        d = config.d_model
-        self.embed_tokens = nn.Embedding(config.vocab_size, d)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = nn.LayerNorm(d)
-        self.readout = nn.Linear(d, config.vocab_size)
-        self.sites = ("embedding", "hidden", *(f"resid.{i}" for i in range(config.n_layers)))
-        nn.init.normal_(self.embed_tokens.weight, std=0.02)
-
-    @property
-    def site_dims(self) -> dict[str, int]:
-        return dict.fromkeys(self.sites, self.config.d_model)
-
-    def run(self, tokens: Tensor, *, edits: Mapping[str, Edit] | None = None,
-            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
-        """One parallel pass; a patch at layer l's site changes every later position through
-        attention in the layers above it (exactly what a step-by-step run would compute)."""
-        for s in record:
-            self._check_site(s)
-        patches = self._patches(edits, tokens)
-        rec: dict[str, Tensor] = {}
-        x = self.embed_tokens(tokens)
-        if "embedding" in patches:
-            x = patches["embedding"].apply_seq(x)
-        if "embedding" in record:
-            rec["embedding"] = x
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            names = (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",)
-            for name in names:
-                if name in patches:
-                    x = patches[name].apply_seq(x)
-            for name in names:
-                if name in record:
-                    rec[name] = x
-        return self.readout(self.ln_f(x)), rec
-
-    def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
-                  edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:
-        return generate_by_full_passes(self.run, out, start, gen, edits, eos=eos, pad=pad)
+    rnn = model.rnn
+    units = rnn.hidden_size
+    pi = permutation(gen, units)
+    rho = permutation(gen, rnn.input_size, permute_inputs)
+    rows = in_blocks(pi, model.gates)
+    take(model.embed_tokens.weight, rho, 1)
+    take(rnn.weight_ih_l0, rows, 0)
+    take(rnn.weight_ih_l0, rho, 1)
+    take(rnn.weight_hh_l0, rows, 0)
+    take(rnn.weight_hh_l0, pi, 1)
+    for bias in (rnn.bias_ih_l0, rnn.bias_hh_l0):
+        take(bias, rows, 0)
+    take(model.readout.weight, pi, 1)
+    rnn.flatten_parameters()
+    hidden = in_blocks(pi, model.site_dims["hidden"] // units)
+    return Reparametrized(model, {"embedding": rho, "hidden": hidden},
+                          {"units": pi, "embedding": rho})
 
 
 def generate_by_full_passes(run: Callable[..., tuple[Tensor, Any]], out: Tensor, start: Tensor,
@@ -486,26 +363,20 @@ def generate_by_full_passes(run: Callable[..., tuple[Tensor, Any]], out: Tensor,
     return out
 
 
-ARCHS: dict[str, type[ZooModel]] = {"gru": GRUModel, "lstm": LSTMModel,
-                                    "transformer": TransformerModel}
-ARCH_ALIASES = {"tf": "transformer"}
-
-
 def build_model(config: ModelConfig) -> ZooModel:
-    """A fresh model for ``config.arch`` (gru, lstm or transformer)."""
-    from simbench.errors import SimbenchError
+    """A fresh model for ``config.arch`` (a registered architecture or one of its aliases;
+    see :mod:`simbench.zoo.archs`). ``config.arch`` is set to the architecture's name."""
+    from simbench.zoo.archs import get_arch
 
-    arch = ARCH_ALIASES.get(config.arch, config.arch)
-    if arch not in ARCHS:
-        raise SimbenchError(f"unknown architecture {config.arch!r}", field="arch",
-                            fix=f"valid architectures: {', '.join(ARCHS)}")
-    config.arch = arch
-    return ARCHS[arch](config)
+    arch = get_arch(config.arch)
+    config.arch = arch.name
+    return arch.model(config)
 
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ARCHS", "Edit", "GRUModel", "LSTMModel", "ModelConfig", "RecurrentModel",
-           "TransformerModel", "ZooModel", "build_model", "n_params"]
+__all__ = ["Edit", "ModelConfig", "RecurrentModel", "ZooModel", "build_model",
+           "generate_by_full_passes", "n_params", "prepare_generation",
+           "reparametrize_recurrent"]

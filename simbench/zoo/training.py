@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from simbench.devices import resolve_device
-from simbench.errors import SimbenchError
 from simbench.registry import task_by_name
 from simbench.tasks.base import Task
-from simbench.zoo.models import ARCH_ALIASES, ARCHS, ModelConfig, ZooModel, build_model
+from simbench.zoo.archs import get_arch
+from simbench.zoo.models import ModelConfig, ZooModel, build_model
 
 EVAL_SEED = 20_250_117  # the final evaluation set (also what the tests use)
 CHECK_SEED = 10_250_117  # the periodic check during training
@@ -60,32 +60,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-#: tasks whose answers GRUs do not reliably interpolate to an unseen count: they memorise
-#: n -> f(n) per count and reached only 0.74 (Modulo) and 0.0-0.26 (Rounding) trial accuracy on
-#: held-out counts after 4000 steps. Their zoo models are trained on every count, which the
-#: sidecar records as ``train_counts``; their "held-out" accuracy is then on fresh sequences.
-#: (Arithmetic keeps its held-out starting values: 1 of 4 GRU seeds reached 0.99 on them within
-#: 4000 steps, the others 0.86-0.96.)
-TRAIN_ON_ALL_COUNTS = ("modulo", "rounding")
-
-
-def default_train_config(arch: str, task: str | None = None) -> TrainConfig:
-    """Settings measured to reach 0.99 quickly on 2 CPU cores (transformers need a lower
-    learning rate and a longer warm-up; Modulo and Rounding train on every count)."""
-    cfg = TrainConfig()
-    if arch == "transformer":
-        cfg = TrainConfig(lr=2e-3, batch_size=128, max_steps=3000, warmup=100, decay_steps=2000)
-    if task in TRAIN_ON_ALL_COUNTS:
-        cfg.train_counts = "all"
+def default_train_config(arch: str, task: Task | str | None = None) -> TrainConfig:
+    """The settings measured to reach 0.99 quickly on 2 CPU cores: the architecture's
+    (its registration's ``train``), and the task's ``train_counts`` (see :class:`Task`)."""
+    cfg = TrainConfig(**get_arch(arch).train)
+    if task is not None:
+        task = task_by_name(task) if isinstance(task, str) else task
+        cfg.train_counts = task.train_counts
     return cfg
 
 
 def resolve_arch(arch: str) -> str:
-    arch = ARCH_ALIASES.get(arch, arch)
-    if arch not in ARCHS:
-        raise SimbenchError(f"unknown architecture {arch!r}", field="arch",
-                            fix=f"valid architectures: {', '.join(ARCHS)} (tf = transformer)")
-    return arch
+    """The registered name of architecture ``arch`` (``tf`` -> ``transformer``)."""
+    return get_arch(arch).name
 
 
 def response_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -146,7 +133,7 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
     """
     task = task_by_name(task) if isinstance(task, str) else task
     arch = resolve_arch(arch)
-    cfg = config or default_train_config(arch, task.name)
+    cfg = config or default_train_config(arch, task)
     dev = torch.device(resolve_device(device))
     if threads is not None:
         torch.set_num_threads(threads)

@@ -1,0 +1,159 @@
+"""The zoo's 2-layer pre-LayerNorm causal transformer with rotary positions (width 128, FF 512).
+
+Its exact re-parametrization (:func:`reparametrize`) permutes the residual basis (embedding,
+every LayerNorm's weight and bias, every weight reading or writing the residual stream, the
+read-out), which is exact because LayerNorm's statistics are symmetric in the units and its
+affine part is per unit, and within each layer the attention heads (query, key and value blocks
+together, and the output projection's columns) and the feed-forward hidden units. Dimensions
+inside a head are not permuted: rotary position encoding pairs dimension i with i + d_head/2 at
+a fixed frequency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simbench.interventions.patch import Edit
+from simbench.zoo.archs import Arch, Reparametrized, in_blocks, permutation, register, take
+from simbench.zoo.models import ModelConfig, ZooModel, generate_by_full_passes
+
+
+def _rope(x: Tensor, base: float) -> Tensor:
+    """Rotary position encoding over the last dim of x [B, H, T, Dh] (pairs (i, i + Dh/2))."""
+    _, _, length, dh = x.shape
+    half = dh // 2
+    inv = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    ang = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm causal self-attention with RoPE, then a GELU feed-forward."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.n_heads = config.n_heads
+        self.base = config.rope_base
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, config.d_ff), nn.GELU(), nn.Linear(config.d_ff, d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        bsz, length, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(bsz, length, 3, self.n_heads, -1).permute(
+            2, 0, 3, 1, 4)
+        q, k = _rope(q, self.base), _rope(k, self.base)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(bsz, length, d))
+        return x + self.ff(self.ln2(x))
+
+
+class TransformerModel(ZooModel):
+    """2-layer pre-LN causal transformer with rotary positions (width 128, FF 512, GELU).
+
+    Sites: ``embedding`` (token embedding, the input of layer 0), ``resid.0`` (residual stream
+    after layer 0; alias ``hidden``) and ``resid.1`` (after layer 1, before the final norm).
+    """
+
+    arch = "transformer"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.readout = nn.Linear(d, config.vocab_size)
+        self.sites = ("embedding", "hidden", *(f"resid.{i}" for i in range(config.n_layers)))
+        nn.init.normal_(self.embed_tokens.weight, std=0.02)
+
+    @property
+    def site_dims(self) -> dict[str, int]:
+        return dict.fromkeys(self.sites, self.config.d_model)
+
+    def run(self, tokens: Tensor, *, edits: Mapping[str, Edit] | None = None,
+            record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """One parallel pass; a patch at layer l's site changes every later position through
+        attention in the layers above it (exactly what a step-by-step run would compute)."""
+        for s in record:
+            self._check_site(s)
+        patches = self._patches(edits, tokens)
+        rec: dict[str, Tensor] = {}
+        x = self.embed_tokens(tokens)
+        if "embedding" in patches:
+            x = patches["embedding"].apply_seq(x)
+        if "embedding" in record:
+            rec["embedding"] = x
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            names = (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",)
+            for name in names:
+                if name in patches:
+                    x = patches[name].apply_seq(x)
+            for name in names:
+                if name in record:
+                    rec[name] = x
+        return self.readout(self.ln_f(x)), rec
+
+    def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
+                  edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:
+        return generate_by_full_passes(self.run, out, start, gen, edits, eos=eos, pad=pad)
+
+
+def reparametrize(model: TransformerModel, gen: np.random.Generator, permute_inputs: bool
+                  ) -> Reparametrized:
+    """Permute the residual basis, each layer's heads and feed-forward units, in place."""
+    d = model.config.d_model
+    rho = permutation(gen, d, permute_inputs)
+    units: dict[str, np.ndarray] = {"residual": rho}
+    take(model.embed_tokens.weight, rho, 1)
+    for i, block in enumerate(model.layers):
+        heads = block.n_heads
+        d_head = d // heads
+        eta = permutation(gen, heads)
+        # q, k and v of new head h are old head eta[h]'s; the projection reads v's heads
+        head_cols = (eta[:, None] * d_head + np.arange(d_head)[None, :]).ravel()
+        qkv_rows = in_blocks(head_cols, 3)
+        mu = permutation(gen, block.ff[0].out_features)
+        for ln in (block.ln1, block.ln2):
+            take(ln.weight, rho, 0)
+            take(ln.bias, rho, 0)
+        take(block.qkv.weight, qkv_rows, 0)
+        take(block.qkv.weight, rho, 1)
+        take(block.qkv.bias, qkv_rows, 0)
+        take(block.proj.weight, rho, 0)
+        take(block.proj.weight, head_cols, 1)
+        take(block.proj.bias, rho, 0)
+        take(block.ff[0].weight, mu, 0)
+        take(block.ff[0].weight, rho, 1)
+        take(block.ff[0].bias, mu, 0)
+        take(block.ff[2].weight, rho, 0)
+        take(block.ff[2].weight, mu, 1)
+        take(block.ff[2].bias, rho, 0)
+        units[f"heads.{i}"] = eta
+        units[f"mlp.{i}"] = mu
+    take(model.ln_f.weight, rho, 0)
+    take(model.ln_f.bias, rho, 0)
+    take(model.readout.weight, rho, 1)
+    return Reparametrized(model, dict.fromkeys(model.sites, rho), units)
+
+
+#: a causal job on a transformer runs a full parallel pass per patched batch instead of a
+#: recurrent continuation: 5-8x the GRU pairs in paper.toml
+ARCH = register(Arch(
+    "transformer", TransformerModel, site_order=("embedding", "resid.0", "resid.1"),
+    short="tf", aliases=("tf",), cost_weight=6.0, reparametrize=reparametrize,
+    # a lower learning rate and a longer warm-up than the recurrent nets
+    train={"lr": 2e-3, "batch_size": 128, "max_steps": 3000, "warmup": 100,
+           "decay_steps": 2000},
+    widths=lambda d: {"d_model": d, "d_ff": 4 * d}))
