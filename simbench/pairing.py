@@ -269,13 +269,13 @@ def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
 
 def _loaded_if_fits(pair: Paired, loc: dict[str, Any]) -> Paired:
     """``pair`` read whole, or a RecordingError when its rows do not fit in memory."""
-    from simbench.recording import MEMORY_ENV, MEMORY_FRACTION, _size, available_memory
+    from simbench.recording import MEMORY_ENV, MEMORY_FRACTION, available_memory, format_size
 
     need, limit = pair.nbytes, int(available_memory() * MEMORY_FRACTION)
     if need > limit:
         raise RecordingError(
-            f"the paired activity is {_size(need)} ({pair.x.shape[0]:,} rows of "
-            f"{pair.x.shape[1]} and {pair.y.shape[1]} units), more than the {_size(limit)} it "
+            f"the paired activity is {format_size(need)} ({pair.x.shape[0]:,} rows of "
+            f"{pair.x.shape[1]} and {pair.y.shape[1]} units), more than the {format_size(limit)} it "
             "may use in memory, and this computation needs it whole", field="activity", **loc,
             fix="use a measure that reads activity in blocks (cka with the linear or cosine "
             "kernel, rsa), a subset of the stimuli, or a machine with more memory "
