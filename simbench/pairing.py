@@ -208,7 +208,7 @@ def pair_sites(
     for ds, idx in ((a, ia), (b, ib)):
         if "valid" in ds.coords:
             valid &= ds["valid"].values[idx, :steps]
-    if "token" in a.coords and "token" in b.coords:
+    if _comparable_tokens(a, b):
         ta = a["token"].values[ia, :steps]
         tb = b["token"].values[ib, :steps]
         mismatch = (ta != tb) & valid
@@ -226,6 +226,16 @@ def pair_sites(
         stim, time = np.nonzero(valid)
         x, y = (_readonly(_cast(v[idx[stim], time], dtype)) for v, idx in ((va, ia), (vb, ib)))
     return Paired(x, y, stim, ids_a[ia], time)
+
+
+def _comparable_tokens(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """Whether both sites have tokens of one kind (names, or integer codes), so equal stimuli
+    must have equal tokens; names against codes cannot be compared and are not."""
+    if "token" not in a.coords or "token" not in b.coords:
+        return False
+    kinds = {"U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu"
+             for ds in (a, b)}
+    return len(kinds) == 1
 
 
 def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
@@ -249,7 +259,7 @@ def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
         for ds, idx in ((a, ia), (b, ib)):
             if "valid" in ds.coords:
                 valid &= ds["valid"].values[idx, :steps]
-        if "token" in a.coords and "token" in b.coords:
+        if _comparable_tokens(a, b):
             ta, tb = a["token"].values[ia, :steps], b["token"].values[ib, :steps]
             mismatch = (ta != tb) & valid
             if mismatch.any():

@@ -14,6 +14,8 @@ The package is split by concern; every name below is importable from ``simbench.
   (:func:`available_memory`, :func:`declared_variables`, :func:`check_declared_size`,
   ``MEMORY_FRACTION``, ``MEMORY_ENV``, ``STRING_BYTES``).
 - :mod:`~simbench.recording.brainscore`: Brain-Score assemblies (:func:`from_brainscore`).
+- :mod:`~simbench.recording.tokens`: integer token codes, accepted with a warning by measures
+  that do not read tokens (:func:`name_tokens` converts them to names).
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ from simbench.recording.memory import (
     format_size,
 )
 from simbench.recording.schema import ACTIVITY, RESERVED_COORDS, SCHEMA, Recording, site_dataset
-from simbench.recording.validate import recording_problems, site_problems, validate_site
+from simbench.recording.tokens import name_tokens
+from simbench.recording.validate import (
+    recording_problems,
+    scanned_problems,
+    site_problems,
+    unwritten_problems,
+    validate_site,
+)
 
 __all__ = [
     "ACTIVITY", "BRAINSCORE_RENAMING", "LAZY", "MEMORY_ENV", "MEMORY_FRACTION",
     "RESERVED_COORDS", "SCHEMA", "STRING_BYTES", "Recording", "available_memory",
     "check_declared_size", "declared_variables", "format_size", "from_brainscore", "is_lazy",
-    "load_or_open", "load_recording", "open_recording", "recording_problems", "save_recording",
-    "site_dataset", "site_problems", "validate_site",
+    "load_or_open", "load_recording", "name_tokens", "open_recording", "recording_problems", "save_recording",
+    "scanned_problems", "site_dataset", "site_problems", "unwritten_problems", "validate_site",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 import xarray as xr
 
 from simbench.errors import RecordingError, SimbenchError
-from simbench.recording.lazy import LAZY, coords_loaded, normalise_strings
+from simbench.recording.lazy import GROUP, LAZY, coords_loaded, read_whole
 from simbench.recording.memory import (
     MEMORY_ENV,
     Declared,
@@ -26,7 +26,8 @@ from simbench.recording.memory import (
     memory_limit,
 )
 from simbench.recording.schema import ACTIVITY, SCHEMA, Recording
-from simbench.recording.validate import validate_site
+from simbench.recording.tokens import warn_token_codes
+from simbench.recording.validate import unwritten_problems, validate_site
 
 
 def save_recording(rec: Recording, path: str | Path) -> Path:
@@ -51,30 +52,34 @@ def save_recording(rec: Recording, path: str | Path) -> Path:
 
 
 def load_recording(path: str | Path, *, validate: bool = True) -> Recording:
-    """Read a recording written by :func:`save_recording` (or by anyone following the schema)."""
+    """Read a recording written by :func:`save_recording` (or by anyone following the schema).
+
+    Memory: refused before anything is read when what loading holds (every declared variable
+    plus one read block, see :func:`~simbench.recording.memory.check_declared_size`) would not
+    fit. The activity is read a block at a time into one array, so decoding fill values never
+    costs a second copy; a site whose activity the file declares but never wrote is refused
+    from the file's chunk index before any of it is read.
+    """
     path = Path(path)
     check_netcdf(path)
     check_declared_size(path)
-    try:
-        tree = xr.open_datatree(path, engine="netcdf4")
-        tree.load()
-    except Exception as exc:
-        raise RecordingError(f"cannot read the file ({type(exc).__name__}: {exc}); it may be "
-                             "truncated or corrupt", file=path,
-                             fix="re-record or re-download it") from None
-    root = tree.to_dataset()
-    attrs = dict(root.attrs)
-    sites = {}
-    for name, node in tree.children.items():
-        ds = normalise_strings(node.to_dataset(inherit=False), path)
-        sites[name] = ds
-    if not sites and ACTIVITY in root.data_vars:  # a flat single-site file
-        site_name = str(attrs.get("site", "default"))
-        sites[site_name] = normalise_strings(root, path)
-    for ds in sites.values():  # so later errors (e.g. pairing) can name the file
-        ds.encoding["source"] = str(path)
-    tree.close()
-    return _recording_from(path, sites, attrs, validate=validate, scan_values=True)
+    sites, attrs = _open_sites(path)
+    system_id, task, attrs = _root_fields(path, attrs, sites, validate=validate)
+    for name, ds in sites.items():
+        if validate:
+            _refuse_unwritten(ds, path, name)
+        if ACTIVITY in ds.data_vars:
+            act = ds[ACTIVITY].variable
+            try:
+                values = read_whole(path, ds.encoding.get(GROUP), act.shape, act.dtype)
+            except Exception as exc:
+                raise RecordingError(f"cannot read the file ({type(exc).__name__}: {exc}); it "
+                                     "may be truncated or corrupt", file=path, site=name,
+                                     field=ACTIVITY, fix="re-record or re-download it") from None
+            ds[ACTIVITY] = xr.Variable(act.dims, values, attrs=act.attrs)
+        if validate:
+            validate_site(ds, file=path, site=name, scan_values=True)
+    return Recording(system_id=system_id, sites=sites, task=task, attrs=attrs, path=path)
 
 
 def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
@@ -86,25 +91,50 @@ def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
     activity a block of rows at a time (``cka``, ``rsa``) score them in bounded memory;
     anything that needs the activity whole gets the same refusal when it pairs the site (see
     :func:`simbench.pairing.pair_sites`). Only the coordinates must fit in memory. Validation
-    checks the schema from the metadata and coordinates; NaN/Inf activity is reported when
-    the block holding it is read (scanning it here would read the whole file once more).
+    checks the schema from the metadata and coordinates, and refuses activity the file never
+    wrote (from its chunk index); NaN/Inf activity is reported when the block holding it is
+    read (scanning it here would read the whole file once more).
     """
     path = Path(path)
     check_netcdf(path)
+    _check_coordinates_fit(path)
+    sites, attrs = _open_sites(path)
+    for ds in sites.values():
+        ds.encoding[LAZY] = True
+    system_id, task, attrs = _root_fields(path, attrs, sites, validate=validate)
+    if validate:
+        for name, ds in sites.items():
+            validate_site(ds, file=path, site=name, scan_values=False)
+            _refuse_unwritten(ds, path, name)
+    return Recording(system_id=system_id, sites=sites, task=task, attrs=attrs, path=path)
+
+
+def _check_coordinates_fit(path: Path) -> None:
+    """Refuse a file whose coordinates alone (what :func:`open_recording` holds) would not fit
+    in memory, naming the declared total too."""
     variables = _declared_or_none(path)
-    if variables is not None:
-        rest = [v for v in variables if v[0].rsplit("/", 1)[-1] != ACTIVITY]
-        total, limit = sum(v[3] for v in rest), memory_limit()
-        if total > limit:
-            name, dims, dtype, nbytes = max(rest, key=lambda v: v[3])
-            shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
-            raise RecordingError(
-                f"the file's coordinates alone declare {format_size(total)} (largest: '{name}' "
-                f"[{shape}] {dtype}, {format_size(nbytes)}), more than the "
-                f"{format_size(limit)} they may use; nothing was read", file=path,
-                field=name.rsplit("/", 1)[-1],
-                fix=f"split the recording into files by stimuli ({MEMORY_ENV} sets the memory "
-                "simbench assumes)")
+    if variables is None:
+        return
+    rest = [v for v in variables if v[0].rsplit("/", 1)[-1] != ACTIVITY]
+    total, limit = sum(v[3] for v in rest), memory_limit()
+    if total <= limit:
+        return
+    name, dims, dtype, nbytes = max(rest, key=lambda v: v[3])
+    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    raise RecordingError(
+        f"the file declares {format_size(sum(v[3] for v in variables))} of data; its "
+        f"coordinates, which are held in memory while the activity is read a block at a time, "
+        f"declare {format_size(total)} (largest: '{name}' [{shape}] {dtype}, "
+        f"{format_size(nbytes)}), more than the {format_size(limit)} they may use; nothing "
+        "was read", file=path, field=name.rsplit("/", 1)[-1],
+        fix="if those sizes are wrong the file is damaged or was written with a wrong "
+        "dimension (see `ncdump -h FILE`); if they are right, split the recording into files "
+        f"by stimuli ({MEMORY_ENV} sets the memory simbench assumes)")
+
+
+def _open_sites(path: Path) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
+    """Every site of a file with its coordinates in memory and its activity left in the file,
+    and the root group's attributes."""
     try:
         tree = xr.open_datatree(path, engine="netcdf4")
         sites = {}
@@ -120,17 +150,15 @@ def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
         raise RecordingError(f"cannot read the file ({type(exc).__name__}: {exc}); it may be "
                              "truncated or corrupt", file=path,
                              fix="re-record or re-download it") from None
-    attrs = dict(root.attrs)
-    for ds in sites.values():
+    for ds in sites.values():  # so later errors (e.g. pairing) can name the file
         ds.encoding["source"] = str(path)
-        ds.encoding[LAZY] = True
-    return _recording_from(path, sites, attrs, validate=validate, scan_values=False)
+    return sites, dict(root.attrs)
 
 
-def _recording_from(path: Path, sites: dict[str, xr.Dataset], attrs: dict[str, Any], *,
-                    validate: bool, scan_values: bool) -> Recording:
-    """The Recording of a file's sites and root attributes (system id, task, schema checked),
-    each site validated (``scan_values``: its activity read for non-finite values too)."""
+def _root_fields(path: Path, attrs: dict[str, Any], sites: dict[str, xr.Dataset], *,
+                 validate: bool) -> tuple[str, str | None, dict[str, Any]]:
+    """(system id, task, other attributes) of a file's root group, the schema checked, and a
+    warning for each site whose tokens are integer codes (see :mod:`.tokens`)."""
     system_id = str(attrs.pop("system_id", path.stem))
     task = attrs.pop("task", None)
     schema = attrs.pop("schema", None)
@@ -139,14 +167,21 @@ def _recording_from(path: Path, sites: dict[str, xr.Dataset], attrs: dict[str, A
                              file=path, field="schema",
                              fix=f"write the file in the {SCHEMA} schema (or drop the attribute "
                              "if it names another format by mistake)")
-    if validate:
-        if not sites:
-            raise RecordingError("no site groups in the file", file=path, field="activity",
-                                 fix="each site is a netCDF group holding an 'activity' variable")
-        for name, ds in sites.items():
-            validate_site(ds, file=path, site=name, scan_values=scan_values)
-    return Recording(system_id=system_id, sites=sites, task=None if task is None else str(task),
-                     attrs=attrs, path=path)
+    if validate and not sites:
+        raise RecordingError("no site groups in the file", file=path, field="activity",
+                             fix="each site is a netCDF group holding an 'activity' variable")
+    for name, ds in sites.items():
+        warn_token_codes(ds, file=path, site=name)
+    return system_id, None if task is None else str(task), attrs
+
+
+def _refuse_unwritten(ds: xr.Dataset, path: Path, site: str) -> None:
+    """A RecordingError when the file never wrote activity the site declares (checked from
+    the chunk index, before any of it is read)."""
+    problems = unwritten_problems(ds) if ACTIVITY in ds.data_vars else []
+    if problems:
+        raise RecordingError(problems[0][1], file=path, site=site, field=ACTIVITY,
+                             fix="see `simbench validate FILE`")
 
 
 def load_or_open(path: str | Path) -> Recording:

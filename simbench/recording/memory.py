@@ -25,6 +25,12 @@ STRING_BYTES = 64
 #: Environment variable: the memory (MiB) simbench may assume, when less than the machine's.
 MEMORY_ENV = "SIMBENCH_MEMORY_MB"
 
+#: Bytes of activity read at a time when a file is scanned or loaded block by block; a block
+#: costs up to about ``READ_COPIES`` times this while it is decoded (raw values, fill mask,
+#: decoded copy).
+BLOCK_BYTES = 64 << 20
+READ_COPIES = 4
+
 #: One declared variable: (path in the file, {dim: size}, dtype label, bytes).
 Declared = tuple[str, dict[str, int], str, int]
 
@@ -88,7 +94,9 @@ def declared_variables(path: str | Path) -> list[Declared]:
 
 
 def check_declared_size(path: str | Path) -> None:
-    """Refuse a file whose declared data would not fit in the available memory, before reading.
+    """Refuse a file whose data would not fit in the available memory when loaded, before
+    reading: what loading holds is every declared variable plus one read block of the activity
+    (``READ_COPIES`` x ``BLOCK_BYTES`` at most).
 
     The limit is ``MEMORY_FRACTION`` of :func:`available_memory`; the error names the declared
     total, the largest variable and its dims.
@@ -98,21 +106,25 @@ def check_declared_size(path: str | Path) -> None:
     except Exception:  # unreadable headers: load_recording's own open reports it
         return
     total = sum(v[3] for v in variables)
+    largest = max((v[3] for v in variables if v[0].rsplit("/", 1)[-1] == "activity"), default=0)
+    buffer = READ_COPIES * min(BLOCK_BYTES, largest)
     avail = available_memory()
     limit = int(avail * MEMORY_FRACTION)
-    if total <= limit:
+    if total + buffer <= limit:
         return
     name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])
     shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
     raise RecordingError(
         f"the file declares {format_size(total)} of data (largest: '{name}' [{shape}] {dtype}, "
-        f"{format_size(nbytes)}), more than the {format_size(limit)} it may use "
+        f"{format_size(nbytes)}); loading it holds that plus a {format_size(buffer)} read "
+        f"buffer, more than the {format_size(limit)} it may use "
         f"({MEMORY_FRACTION:.0%} of {format_size(avail)} available); nothing was read",
         file=path, field=name.rsplit("/", 1)[-1],
         fix="if those sizes are wrong the file is damaged or was written with a wrong "
-        "dimension (see `ncdump -h FILE`); if they are right, use a machine with more memory "
-        f"or split the recording into files by site or by stimuli ({MEMORY_ENV} sets the "
-        "memory simbench assumes)")
+        "dimension (see `ncdump -h FILE`; `simbench validate FILE` checks it in bounded "
+        "memory); if they are right, use a machine with more memory, a measure that reads "
+        f"it by blocks (cka, rsa), or split the recording into files by site or by stimuli "
+        f"({MEMORY_ENV} sets the memory simbench assumes)")
 
 
 def format_size(nbytes: float) -> str:
