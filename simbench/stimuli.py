@@ -95,6 +95,9 @@ def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
     if len(dims) != 2:
         raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
                              "time)", file=file, site=site, field="token")
+    from simbench.recording.tokens import refuse_token_codes
+
+    refuse_token_codes(tokens.values, task, file=file, site=site)  # before they become text
     tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
     valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
              if "valid" in ds.coords else None)

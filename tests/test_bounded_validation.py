@@ -19,7 +19,6 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-from recording_helpers import write_declared
 
 from simbench.errors import RecordingError
 from simbench.recording import load_recording, open_recording, recording_problems
@@ -96,7 +95,7 @@ def test_a_partly_written_declaration_is_counted_by_stimulus(tmp_path: Path) -> 
     assert len(problems) == 1, problems
     assert ("activity of 19,997 of 20,000 stimuli (first: 's3', index 3) was declared but never "
             "written") in problems[0]
-    rc, out, peak, _ = run_measured(
+    _, out, peak, _ = run_measured(
         "from simbench.recording import load_recording\n"
         f"try:\n    load_recording({str(path)!r})\nexcept Exception as exc:\n    print(exc)\n",
         memory_mb=8192)

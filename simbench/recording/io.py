@@ -171,7 +171,7 @@ def _root_fields(path: Path, attrs: dict[str, Any], sites: dict[str, xr.Dataset]
         raise RecordingError("no site groups in the file", file=path, field="activity",
                              fix="each site is a netCDF group holding an 'activity' variable")
     for name, ds in sites.items():
-        warn_token_codes(ds, file=path, site=name)
+        warn_token_codes(ds, file=path, site=name, task=None if task is None else str(task))
     return system_id, None if task is None else str(task), attrs
 
 

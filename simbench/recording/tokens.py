@@ -55,13 +55,14 @@ def conversion_line(file: Any = None, vocab: str | Sequence[str] | None = None) 
             f"name_tokens({src!r}, {out!r}, vocab={names})\"")
 
 
-def warn_token_codes(ds: xr.Dataset, *, file: Any = None, site: str | None = None) -> None:
+def warn_token_codes(ds: xr.Dataset, *, file: Any = None, site: str | None = None,
+                     task: str | None = None) -> None:
     """Warn (:class:`TokenCodesWarning`) when a site's tokens are integer codes, saying what
-    still works and what will need the names."""
+    still works and what will need the names (``task``: the recording's, for the line)."""
     if not has_token_codes(ds):
         return
     where = f"{file}, site '{site}'" if file is not None else f"site '{site}'"
-    task = ds.attrs.get("task")
+    task = task if task is not None else ds.attrs.get("task")
     warnings.warn(TokenCodesWarning(
         f"{where}: 'token' holds integer codes ({ds['token'].dtype}), not token names; "
         "measures that do not read tokens (cka, rsa, and any measure of two recordings) use "
