@@ -101,16 +101,17 @@ def write(recording: Any, path: Path = OUT) -> Path:
     """Validate, then write with zlib compression (11 MB of int16 counts -> ~1.2 MB)."""
     import xarray as xr
 
-    from simbench.recording import SCHEMA, _netcdf_attrs, validate_site
+    from simbench.recording import SCHEMA, validate_site
+    from simbench.recording.io import netcdf_attrs
 
-    tree = {"/": xr.Dataset(attrs=_netcdf_attrs({"schema": SCHEMA,
+    tree = {"/": xr.Dataset(attrs=netcdf_attrs({"schema": SCHEMA,
                                                  "system_id": recording.system_id,
                                                  "task": recording.task,
                                                  **recording.attrs}))}
     encoding = {}
     for name, ds in recording.sites.items():
         validate_site(ds, file=path, site=name)
-        tree[f"/{name}"] = ds.assign_attrs(_netcdf_attrs(ds.attrs))
+        tree[f"/{name}"] = ds.assign_attrs(netcdf_attrs(ds.attrs))
         enc: dict[str, dict[str, Any]] = {
             str(c): ({"dtype": "S1", "zlib": True} if ds[c].dtype.kind == "U" else {"zlib": True})
             for c in ds.coords}  # fixed-width chars: vlen strings cannot be compressed

@@ -93,6 +93,12 @@ class PluginWarning(UserWarning):
     """A plugin failed to load; simbench carries on without it (see ``simbench plugins``)."""
 
 
+class TokenCodesWarning(UserWarning):
+    """A recording's ``token`` coordinate holds integer codes, not token names: measures that
+    do not read tokens use it as it is; those that do refuse it (see
+    :func:`simbench.recording.name_tokens`)."""
+
+
 class CoverageWarning(UserWarning):
     """A recording reaches some value of a causal variable with few stimuli: counterfactual
     states with that value are matched from a handful of recorded states."""

@@ -211,6 +211,16 @@ def pair_sites(
     return Paired(x, y, stim, ids_a[ia], time)
 
 
+def _comparable_tokens(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """Whether both sites have tokens of one kind (names, or integer codes), so equal stimuli
+    must have equal tokens; names against codes cannot be compared and are not."""
+    if "token" not in a.coords or "token" not in b.coords:
+        return False
+    kinds = {"U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu"
+             for ds in (a, b)}
+    return len(kinds) == 1
+
+
 def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
                ids_a: np.ndarray, names: tuple[str, str], dtype: type | None,
                loc: dict[str, Any]) -> Paired:
@@ -251,7 +261,7 @@ def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
     for ds, idx in ((a, ia), (b, ib)):
         if "valid" in ds.coords:
             valid &= ds["valid"].values[idx, :steps]
-    if "token" in a.coords and "token" in b.coords:
+    if _comparable_tokens(a, b):
         ta, tb = a["token"].values[ia, :steps], b["token"].values[ib, :steps]
         mismatch = (ta != tb) & valid
         if mismatch.any():
@@ -265,13 +275,13 @@ def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
 
 def _loaded_if_fits(pair: Paired, loc: dict[str, Any]) -> Paired:
     """``pair`` read whole, or a RecordingError when its rows do not fit in memory."""
-    from simbench.recording import MEMORY_ENV, MEMORY_FRACTION, _size, available_memory
+    from simbench.recording import MEMORY_ENV, MEMORY_FRACTION, available_memory, format_size
 
     need, limit = pair.nbytes, int(available_memory() * MEMORY_FRACTION)
     if need > limit:
         raise RecordingError(
-            f"the paired activity is {_size(need)} ({pair.x.shape[0]:,} rows of "
-            f"{pair.x.shape[1]} and {pair.y.shape[1]} units), more than the {_size(limit)} it "
+            f"the paired activity is {format_size(need)} ({pair.x.shape[0]:,} rows of "
+            f"{pair.x.shape[1]} and {pair.y.shape[1]} units), more than the {format_size(limit)} it "
             "may use in memory, and this computation needs it whole", field="activity", **loc,
             fix="use a measure that reads activity in blocks (cka with the linear or cosine "
             "kernel, rsa), a subset of the stimuli, or a machine with more memory "

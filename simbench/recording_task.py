@@ -152,7 +152,10 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
                              "to compute them from", file=file, site=site, field=names[0],
                              fix="add the input tokens as a 'token' coordinate (stimulus, time), "
                              "or each variable as an integer coordinate")
+    from simbench.recording.tokens import refuse_token_codes
+
     step_dims = ("stimulus", "time") if "time" in ds["token"].dims else ("stimulus",)
+    refuse_token_codes(ds["token"].values, task, file=file, site=site)
     tok = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
     if tok.ndim != 2:
         raise RecordingError(f"cannot compute the {what}: 'token' has no time dim",
@@ -211,6 +214,13 @@ def site_task_problems(ds: Any, task: Any, *,
     if "token" not in ds.coords:
         problems.append(("token", f"no 'token' coordinate: add the input tokens, strings of "
                          f"task '{task.name}''s vocabulary"))
+    elif ds["token"].dtype.kind in "iu":
+        from simbench.recording.tokens import conversion_line
+
+        problems.append(("token", f"'token' holds integer codes, not task '{task.name}''s token "
+                         "names, so the causal variables cannot be derived from them; if code "
+                         f"i is its i-th token, convert with: "
+                         f"{conversion_line(ds.encoding.get('source'), task.name)}"))
     else:
         tokens = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
         if valid is None:

@@ -44,6 +44,9 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
     the task's pad id. Tokens outside the vocabulary raise :class:`RecordingError` naming up to
     five of them (with how many steps hold them) and listing the vocabulary.
     """
+    from simbench.recording.tokens import refuse_token_codes
+
+    refuse_token_codes(tokens, task, file=file, site=site)  # integer codes: say how to convert
     tok = np.asarray(tokens, dtype=str)
     if tok.ndim != 2:
         raise RecordingError(f"tokens must be [stimulus, time], got shape {tok.shape}",
@@ -62,6 +65,7 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
     bad = valid & (ids < 0)
     if bad.any():
         names, counts = np.unique(tok[bad], return_counts=True)
+        refuse_token_codes(tok, task, file=file, site=site, foreign=[str(n) for n in names])
         order = np.argsort(-counts, kind="stable")
         listed = ", ".join(f"{str(names[i])!r} ({int(counts[i])} steps)" for i in order[:5])
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
@@ -91,6 +95,9 @@ def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
     if len(dims) != 2:
         raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
                              "time)", file=file, site=site, field="token")
+    from simbench.recording.tokens import refuse_token_codes
+
+    refuse_token_codes(tokens.values, task, file=file, site=site)  # before they become text
     tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
     valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
              if "valid" in ds.coords else None)

@@ -26,6 +26,7 @@ from typing import Any
 
 from simbench.bench.locate import dotted
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
+from simbench.digest import sha256_file
 from simbench.errors import SimbenchError, SpecError
 
 
@@ -91,11 +92,7 @@ def file_digest(path: str | Path) -> str:
                             fix="check the path in the spec (relative to the spec file)") from None
     cache_key = (str(p), st.st_size, st.st_mtime_ns)
     if cache_key not in _DIGESTS:
-        h = hashlib.sha256()
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[cache_key] = h.hexdigest()
+        _DIGESTS[cache_key] = sha256_file(p)
     return _DIGESTS[cache_key]
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from simbench.digest import sha256_file
 from simbench.errors import PluginError
 from simbench.registry import PluginInfo, Registry, get_registry
 
@@ -27,7 +28,7 @@ _LOADED: dict[tuple[int, str], PluginInfo] = {}
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return sha256_file(path)[:12]
 
 
 def ensure_plugins(refs: Iterable[str], *, registry: Registry | None = None) -> list[PluginInfo]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any, TextIO
 
-from simbench.errors import CoverageWarning, PluginWarning, SimbenchError
+from simbench.errors import CoverageWarning, PluginWarning, SimbenchError, TokenCodesWarning
 
 COMMAND_MODULES = (
     "simbench.cli.core",
@@ -73,7 +73,7 @@ _ORIGINAL_SHOWWARNING = warnings.showwarning
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: TextIO | None = None, line: str | None = None, **_: Any) -> None:
     """Print a failed plugin as one clean line (no source path, no code echo); others as usual."""
-    if issubclass(category, (PluginWarning, CoverageWarning)):
+    if issubclass(category, (PluginWarning, CoverageWarning, TokenCodesWarning)):
         text = " ".join(str(message).split())
         print(f"simbench: warning: {text}", file=file or sys.stderr)
         return

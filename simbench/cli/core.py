@@ -261,7 +261,7 @@ def plot_sweep(results: list, key: str, path: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.recording import load_recording, recording_problems
+    from simbench.recording import open_recording, recording_problems
 
     task = None
     if args.task:
@@ -274,7 +274,7 @@ def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
         if task is not None and not problems:
             from simbench.recording_task import task_problems
 
-            problems = task_problems(load_recording(path), task)
+            problems = task_problems(open_recording(path, validate=False), task)
         if problems:
             failed += 1
             print(f"{path}: {len(problems)} problem(s)")
@@ -285,7 +285,7 @@ def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
             if task is not None:
                 from simbench.recording_task import task_notes
 
-                for note in task_notes(load_recording(path), task):
+                for note in task_notes(open_recording(path, validate=False), task):
                     print(f"  note: {note}")
     return 1 if failed else 0
 

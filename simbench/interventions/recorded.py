@@ -23,6 +23,7 @@ import torch
 from simbench.errors import RecordingError, TaskError
 from simbench.interventions.data import Pool, pool_from_stimuli
 from simbench.interventions.engine import SPLITS, Party
+from simbench.recording.tokens import refuse_token_codes
 from simbench.recording_task import (
     GOOD_STIMULI_PER_VALUE,
     check_coverage,
@@ -65,6 +66,7 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequen
             field=missing[0], fix="add one integer coordinate per causal variable holding its "
             "value after each step (see the README's recording schema)")
     act = act.transpose("stimulus", "time", "unit")
+    refuse_token_codes(ds["token"].values, task, file=file, site=site)  # codes: not names
     tok_str = np.asarray(ds["token"].transpose("stimulus", "time").values, dtype=str)
     valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
              if "valid" in ds.coords else None)

@@ -57,6 +57,8 @@ def model_dir_digest(path: str | Path) -> str:
     in name order): what a result on the model depends on, wherever the directory lies."""
     import hashlib
 
+    from simbench.digest import update_with_file
+
     root = Path(path)
     check_model_dir(root)
     names = [CONFIG, *WEIGHTS, *(f for files in TOKENIZER_SETS for f in files),
@@ -71,9 +73,7 @@ def model_dir_digest(path: str | Path) -> str:
         file = root / name
         if file.is_file():
             h.update(name.encode() + b"\0")
-            with file.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            update_with_file(h, file)
     return h.hexdigest()
 
 

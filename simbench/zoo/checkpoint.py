@@ -20,12 +20,12 @@ not import torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simbench.digest import sha256_file
 from simbench.errors import CheckpointError
 from simbench.pickled import MAX_HEADER_BYTES, PICKLE_SUFFIXES, refuse_pickled, sniff
 
@@ -40,15 +40,6 @@ SIDECAR_SCHEMA = "simbench-checkpoint/1"
 STORE_DTYPE = "float16"
 #: safetensors header dtype codes of the dtypes a sidecar may declare.
 SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64"}
-
-
-def sha256_file(path: str | Path) -> str:
-    """The hex sha256 of a file, read 1 MiB at a time."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_model(model: ZooModel, path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:

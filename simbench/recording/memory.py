@@ -1,0 +1,136 @@
+"""Memory policy: what a recording file declares, and what simbench may hold in memory.
+
+Before reading any data, the loaders add up the sizes a file *declares* (every variable's shape
+times its dtype, from the netCDF metadata) and refuse a file whose data would not fit in the
+memory available (:func:`available_memory`, with headroom), naming the largest variable. A
+small file can declare a huge dimension (unwritten data takes no disk space), and reading it
+would otherwise try to allocate all of it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from simbench.errors import RecordingError
+
+#: Share of the available memory a recording's declared data may take (the rest is headroom
+#: for validation, pairing and the measure's own work).
+MEMORY_FRACTION = 0.75
+#: Bytes counted per element of a variable-length string variable (a Python str and pointer).
+STRING_BYTES = 64
+#: Environment variable: the memory (MiB) simbench may assume, when less than the machine's.
+MEMORY_ENV = "SIMBENCH_MEMORY_MB"
+
+#: Bytes of activity read at a time when a file is scanned or loaded block by block; a block
+#: costs up to about ``READ_COPIES`` times this while it is decoded (raw values, fill mask,
+#: decoded copy).
+BLOCK_BYTES = 64 << 20
+READ_COPIES = 4
+
+#: One declared variable: (path in the file, {dim: size}, dtype label, bytes).
+Declared = tuple[str, dict[str, int], str, int]
+
+
+def available_memory() -> int:
+    """Bytes of memory available now: the OS's figure, capped by a cgroup limit and by the
+    ``SIMBENCH_MEMORY_MB`` environment variable when either is lower."""
+    import psutil
+
+    avail = int(psutil.virtual_memory().available)
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            cap, used = Path(limit).read_text().strip(), Path(usage).read_text().strip()
+        except OSError:
+            continue
+        if cap.isdigit() and used.isdigit():
+            avail = min(avail, max(0, int(cap) - int(used)))
+        break
+    env = os.environ.get(MEMORY_ENV, "").strip()
+    if env:
+        try:
+            avail = min(avail, int(float(env) * 2**20))
+        except ValueError:
+            raise RecordingError(f"{MEMORY_ENV}={env!r} is not a number of megabytes",
+                                 field=MEMORY_ENV, fix=f"e.g. {MEMORY_ENV}=4096") from None
+    return avail
+
+
+def memory_limit() -> int:
+    """Bytes simbench lets one recording's data take: ``MEMORY_FRACTION`` of the available."""
+    return int(available_memory() * MEMORY_FRACTION)
+
+
+def declared_variables(path: str | Path) -> list[Declared]:
+    """Every variable of a netCDF file as (path, {dim: size}, dtype, bytes), from metadata only.
+
+    Nothing is read but the headers, so this is fast whatever the file declares. Variable-length
+    strings count ``STRING_BYTES`` per element.
+    """
+    import netCDF4
+
+    out = []
+    with netCDF4.Dataset(path, "r") as nc:
+        groups = [nc]
+        while groups:
+            group = groups.pop()
+            for name, var in group.variables.items():
+                try:
+                    dtype = np.dtype(var.dtype)
+                    item = STRING_BYTES if dtype.kind in "OSU" else dtype.itemsize
+                except TypeError:  # variable-length and compound types
+                    dtype, item = np.dtype(object), STRING_BYTES
+                label = "str" if var.dtype is str else str(dtype)
+                where = f"{group.path.rstrip('/')}/{name}"
+                out.append((where, dict(zip(var.dimensions, var.shape)), label,
+                            math.prod(var.shape) * item))
+            groups.extend(group.groups.values())
+    return out
+
+
+def check_declared_size(path: str | Path) -> None:
+    """Refuse a file whose data would not fit in the available memory when loaded, before
+    reading: what loading holds is every declared variable plus one read block of the activity
+    (``READ_COPIES`` x ``BLOCK_BYTES`` at most).
+
+    The limit is ``MEMORY_FRACTION`` of :func:`available_memory`; the error names the declared
+    total, the largest variable and its dims.
+    """
+    try:
+        variables = declared_variables(path)
+    except Exception:  # unreadable headers: load_recording's own open reports it
+        return
+    total = sum(v[3] for v in variables)
+    largest = max((v[3] for v in variables if v[0].rsplit("/", 1)[-1] == "activity"), default=0)
+    buffer = READ_COPIES * min(BLOCK_BYTES, largest)
+    avail = available_memory()
+    limit = int(avail * MEMORY_FRACTION)
+    if total + buffer <= limit:
+        return
+    name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])
+    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    raise RecordingError(
+        f"the file declares {format_size(total)} of data (largest: '{name}' [{shape}] {dtype}, "
+        f"{format_size(nbytes)}); loading it holds that plus a {format_size(buffer)} read "
+        f"buffer, more than the {format_size(limit)} it may use "
+        f"({MEMORY_FRACTION:.0%} of {format_size(avail)} available); nothing was read",
+        file=path, field=name.rsplit("/", 1)[-1],
+        fix="if those sizes are wrong the file is damaged or was written with a wrong "
+        "dimension (see `ncdump -h FILE`; `simbench validate FILE` checks it in bounded "
+        "memory); if they are right, use a machine with more memory, a measure that reads "
+        f"it by blocks (cka, rsa), or split the recording into files by site or by stimuli "
+        f"({MEMORY_ENV} sets the memory simbench assumes)")
+
+
+def format_size(nbytes: float) -> str:
+    """A byte count in binary units (1 MiB = 2**20 bytes, as ``SIMBENCH_MEMORY_MB`` counts)."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024:
+            return f"{nbytes:,.0f} {unit}" if unit == "bytes" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:,.1f} TiB"
