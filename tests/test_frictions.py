@@ -181,3 +181,60 @@ def test_shipped_leaderboards_from_an_installed_wheel(tmp_path: Path) -> None:
         assert str(site) in done.stderr  # the shipped store, installed with the wheel
     assert not any(work.iterdir())  # nothing written where it ran
     shutil.rmtree(site)
+
+
+# ---- counterfactual values the task cannot produce -------------------------------------------------
+@pytest.fixture
+def evidence_module(monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "example_task_plugin"))
+    import simbench_evidence_task
+
+    return simbench_evidence_task
+
+
+def _clipped_task(module: object) -> object:
+    """The tutorial's evidence task answering with the balance itself, ``n0``..``n8`` (its
+    trials reach 0..8), written as ``n{min(diff, 9)}``: an author's fixed-length, clipped
+    answer. Counterfactuals can reach 9..12, which all come out as ``n9``: wrong labels."""
+    evidence = module.Evidence
+
+    class Clipped(evidence):  # type: ignore[misc, valid-type]
+        name = "clipped_evidence"
+        vocab = (*evidence.vocab, *(f"n{i}" for i in range(10)))
+
+        def _answer(self, diff: np.ndarray) -> np.ndarray:
+            clipped = np.clip(np.asarray(diff), 0, 9)
+            return np.asarray([self.token_id(f"n{int(d)}") for d in np.ravel(clipped)]
+                              ).reshape(np.shape(clipped))
+
+    return Clipped()
+
+
+def test_check_finds_counterfactual_values_the_task_cannot_produce(evidence_module: object
+                                                                   ) -> None:
+    from simbench.tasks.validation import check_task
+
+    assert check_task(evidence_module.Evidence) == []  # the tutorial's task is fine
+    problems = check_task(_clipped_task(evidence_module))
+    assert len(problems) == 1 and problems[0].method == "counterfactual"
+    assert "never produces" in problems[0].message and "'n9'" in problems[0].message
+
+
+def test_run_time_redraws_counterfactuals_the_task_cannot_produce(evidence_module: object
+                                                                  ) -> None:
+    from simbench.tasks.responses import response_table
+
+    task = _clipped_task(evidence_module)
+    stim = task.sample(400, 3, counts="all")
+    allowed = task.intervenable_positions(stim.tokens)
+    rng = np.random.default_rng(0)
+    tgt, src = rng.integers(0, 400, 1000), rng.integers(0, 400, 1000)
+    tpos = np.array([rng.choice(np.flatnonzero(allowed[r])) for r in tgt])
+    spos = np.array([rng.choice(np.flatnonzero(allowed[r])) for r in src])
+    cf, mask = task.counterfactual(stim.tokens[tgt], tpos, stim.tokens[src], spos,
+                                   variable="diff")
+    table = response_table(task)
+    keep = table.producible(cf, mask)
+    answers = [task.vocab[a] for a in cf[:, -2]]  # the answer, before `done`
+    assert (~keep).sum() == answers.count("n9") > 0  # exactly the clipped labels
+    assert response_table(task) is table  # built once per task
