@@ -241,7 +241,10 @@ def blocked_rsa(x: Any, y: Any, *, rdm_method: str = "cosine", compare_method: s
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="RSA blocks", unit="block", leave=False)
+        from simbench.runtime import progress_shown
+
+        starts = tqdm(starts, desc="RSA blocks", unit="block", leave=False,
+                      disable=not progress_shown())
     for lo in starts:
         hi = min(lo + block_rows, n - 1)
         # rows lo..hi-1 against the columns after them: entries (i, j), j > i

@@ -28,6 +28,7 @@ _LAZY = {
     "from_brainscore": "simbench.recording",
     "from_spike_times": "simbench.importers",
     "from_nwb": "simbench.importers",
+    "simulate_animal": "simbench.simulate",
     "get_registry": "simbench.registry",
     "RecordedSystem": "simbench.systems",
     "TorchSystem": "simbench.systems.torch",

@@ -1,8 +1,10 @@
 """Where the data simbench ships lives: the model zoo, the population recording, the specs.
 
-They sit at the top of the source tree (``recordings/``, ``benchmarks/specs/``) and are
-installed as the data-only packages ``simbench_recordings`` and ``simbench_specs``, so a source
-checkout, an editable install and a plain wheel install all find them the same way.
+They sit at the top of the source tree (``recordings/``, ``benchmarks/specs/``,
+``benchmarks/results/``) and are installed as the data-only packages ``simbench_recordings``,
+``simbench_specs`` and ``simbench_results``, so a source checkout, an editable install and a
+plain wheel install all find them the same way. The shipped results stores are read-only
+material: ``simbench leaderboard paper`` reads them, ``simbench bench run`` never writes them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]
 _SOURCE = {"simbench_recordings": _SOURCE_ROOT / "recordings",
-           "simbench_specs": _SOURCE_ROOT / "benchmarks" / "specs"}
+           "simbench_specs": _SOURCE_ROOT / "benchmarks" / "specs",
+           "simbench_results": _SOURCE_ROOT / "benchmarks" / "results"}
 
 
 def _package_dir(package: str) -> Path:
@@ -39,3 +42,24 @@ def specs_dir() -> Path:
 def shipped_specs() -> dict[str, Path]:
     """Name (file stem) -> path of every spec shipped with simbench, e.g. ``demo``, ``paper``."""
     return {p.stem: p for p in sorted(specs_dir().glob("*.toml"))}
+
+
+def results_dir() -> Path:
+    """``benchmarks/results/``: the shipped results stores of the shipped specs."""
+    return _package_dir("simbench_results")
+
+
+def shipped_stores() -> dict[str, Path]:
+    """Spec name -> the shipped results store of that spec (``paper``:
+    ``benchmarks/results/paper.sqlite``), for every shipped spec that has one."""
+    return {p.stem: p for p in sorted(results_dir().glob("*.sqlite"))
+            if p.stem in shipped_specs()}
+
+
+def is_shipped_store(path: str | Path) -> bool:
+    """True when ``path`` is one of the shipped results stores (never to be written)."""
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return False
+    return any(resolved == p.resolve() for p in results_dir().glob("*.sqlite"))

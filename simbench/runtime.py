@@ -359,3 +359,15 @@ def _reset_for_tests() -> None:
     global _settings
     _settings = None
     _gov.__init__()  # type: ignore[misc]
+
+
+def progress_shown(stream: Any = None) -> bool:
+    """Whether a progress bar should be drawn on ``stream`` (default stderr): on a terminal
+    or in a notebook, never into a log file or a pipe, where every update would be a line."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError, OSError):
+        return False
+    return "ipykernel" in sys.modules

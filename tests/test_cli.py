@@ -32,7 +32,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("measures", "plugins", "score", "validate"):
+    for command in ("measures", "plugins", "score", "check-recording"):
         assert command in out
     assert main([]) == 0  # no command: help, success
     assert "usage: simbench" in capsys.readouterr().out
@@ -67,7 +67,7 @@ def test_measures_table(registry: Registry, capsys: pytest.CaptureFixture[str]) 
     header = out.splitlines()[0].split()
     assert header == ["measure", "family", "access", "symmetric", "better", "range", "plugin"]
     assert "recording x recording" in out and "simbench-example-plugin:procrustes" in out
-    assert "--n_boot (int, default 200)" in out
+    assert "--n-boot (int, default 200)" in out
 
 
 def test_plugins_lists_failed_ones_with_the_reason(registry: Registry,
@@ -174,7 +174,7 @@ def test_score_intersect_flag(registry: Registry, tmp_path: Path,
     ("procrustez", "hidden", [], "did you mean 'procrustes'"),
     ("procrustes", "hiden", [], "sites in this recording: hidden"),
     ("procrustes", "hidden", ["--n_boot", "lots"], "'n_boot' expects int"),
-    ("procrustes", "hidden", ["--n_bot", "3"], "did you mean 'n_boot'"),
+    ("procrustes", "hidden", ["--n_bot", "3"], "did you mean '--n-boot'"),
     ("procrustes", "hidden", ["--n_boot", "-1"], "outside [0"),
     ("toy_causal", "hidden", [], "recording and cannot be run"),
     ("toy_broken", "hidden", [], "plugin 'toys-dist:toys') raised ZeroDivisionError"),

@@ -253,7 +253,8 @@ def test_a_clmas_printout_explains_itself() -> None:
     text = render_score(score)
     assert "headline: IIA into 'net' with 'brain' as the source (brain->net)" in text
     assert "Wilson interval over those interventions, not a bootstrap" in text
-    assert "chance: the IIA of a random, untrained subspace; measure it with --control true" in text
+    # clmas has no --control: chance is the shuffled-source null, drawn by --null N
+    assert "measure it with --null N" in text and "--control" not in text
     assert "best validation mean over trained directions of IIA (into networks) and R^2 " \
            "(into recordings) = 0.6200 at step 1975" in text
     assert "not converged: training hit the step cap" in text

@@ -160,8 +160,10 @@ def write_csv(board: Leaderboard, out: Path) -> list[Path]:
            *(e.ci or (None, None)), e.n_seeds, e.p_value, e.null_size, _beats(e.beats_null, "")]
           for e in board.entries])
     for m in board.matrices:
+        # no score (the diagonal, a pair not run) is an empty cell, not the text `nan`
         dump(f"matrix_{_slug(m.variant, m.site)}.csv", ["", *m.systems],
-             [[a, *m.values[i].tolist()] for i, a in enumerate(m.systems)])
+             [[a, *(None if v != v else v for v in m.values[i].tolist())]
+              for i, a in enumerate(m.systems)])
     for r in board.rankings:
         dump(f"target_{_slug(r.target, r.variant, r.site)}.csv",
              ["rank", "system", "value", "ci_low", "ci_high", "seeds", "beats_null"],

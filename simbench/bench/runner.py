@@ -92,26 +92,32 @@ class RunSummary:
 
 
 class _InterruptFlag:
-    """Notes every SIGINT during a run (then behaves as the default: KeyboardInterrupt).
+    """Notes every SIGINT or SIGTERM during a run (then behaves as Ctrl-C: KeyboardInterrupt).
 
     A measure may catch KeyboardInterrupt itself and return early; the flag lets the runner
-    refuse to store such a cut-short result as done.
+    refuse to store such a cut-short result as done. SIGTERM (``kill PID``, a cluster's
+    scheduler ending the job) stops the run the same way as Ctrl-C, so finished results are
+    kept and the summary says how to resume.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.raised = False
-        self.previous: Any = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.raised = True
         raise KeyboardInterrupt
 
     def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec | None = None

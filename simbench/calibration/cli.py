@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", action="store_true",
                    help="first score the spec's missing jobs (as `simbench bench run`)")
     p.add_argument("--workers", type=int, metavar="N", help="with --run: N worker processes")
-    p.add_argument("--device", default="auto", help="with --run: auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="with --run: auto, cpu, cuda or cuda:N")
     p.add_argument("--site", help="site of the separability check (default: the spec's first)")
     p.add_argument("--no-layer-order", action="store_true",
                    help="skip the layer-order check (it records networks and runs measures)")
@@ -36,20 +36,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer-n", type=int, default=300, metavar="N",
                    help="stimuli recorded per network for the layer order (default 300)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--csv", metavar="FILE", help="also write one row per measure and check")
-    p.add_argument("--png", metavar="FILE", help="also plot the separability (AUC and d')")
+    # DIR, as for `simbench leaderboard`: the same flag means the same thing everywhere
+    p.add_argument("--csv", metavar="DIR", help="also write validity.csv (one row per measure "
+                   "and check) into the directory DIR")
+    p.add_argument("--png", metavar="DIR", help="also write separability.png (AUC and d' per "
+                   "measure) into the directory DIR")
+    p.add_argument("--json", action="store_true",
+                   help="print the board (one row per measure and check) as JSON")
     p.set_defaults(handler=cmd_validity)
+
+
+def output_file(value: str, name: str, flag: str) -> Path:
+    """Where ``--csv``/``--png`` VALUE writes ``name``: into the directory VALUE. A VALUE that
+    ends in the file's own suffix (the old meaning: a file) still works for one release, with
+    a note."""
+    path = Path(value)
+    if path.suffix.lower() == Path(name).suffix and not path.is_dir():
+        print(f"simbench: note: {flag} now takes a directory (as in `simbench leaderboard`); "
+              f"writing the file {path} as before, which stops in the next release: pass "
+              f"{flag} {path.parent} for {path.parent / name}", file=sys.stderr)
+        return path
+    return path / name
 
 
 def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
     from simbench.calibration.validity import format_board, validity_board, write_csv
-    from simbench.cli.bench import store_path
+    from simbench.cli.bench import store_path, writable_store
 
     spec = load_spec(args.spec)
     path = store_path(args.store, spec, default="validity.sqlite")
     if args.run:
+        path = writable_store(path, spec.name)
         from simbench.bench.jobs import prepare
         from simbench.bench.runner import run_spec
 
@@ -61,15 +80,27 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
         board = validity_board(spec, store, site=args.site,
                                layer_order=not args.no_layer_order, bias=not args.no_bias,
                                layer_n=args.layer_n, bias_draws=args.bias_draws, seed=args.seed)
-    print(format_board(board))
+    said = sys.stderr if getattr(args, "json", False) else sys.stdout
+    if getattr(args, "json", False):
+        import json
+
+        from simbench.cli.output import plain
+
+        print(json.dumps({"spec": board.spec_name, "rows": list(board.rows()),
+                          "separability": plain(board.separability)}, indent=2))
+    else:
+        print(format_board(board))
     if args.csv:
-        print(f"\nCSV written to {write_csv(board, args.csv)}")
+        out = write_csv(board, output_file(args.csv, "validity.csv", "--csv"))
+        print(f"\nCSV written to {out}", file=said)
     if args.png:
         if board.separability:
             from simbench.calibration.separation import plot_separability
 
-            out = plot_separability(board.separability, Path(args.png))
-            print(f"separability plot written to {out}")
+            target = output_file(args.png, "separability.png", "--png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = plot_separability(board.separability, target)
+            print(f"separability plot written to {out}", file=said)
         else:
             print("no separability to plot (no measure had enough pairs)", file=sys.stderr)
     return 0

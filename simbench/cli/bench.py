@@ -2,7 +2,11 @@
 
 Where results go: ``--store PATH``, else ``$SIMBENCH_STORE``, else the spec's ``store = ...``,
 else ``./simbench-results/results.sqlite`` (the demo: ``./simbench-results/demo.sqlite``).
-Results are work products, not a cache, so they live next to the work, in plain sight.
+Results are work products, not a cache, so they live next to the work, in plain sight. A
+shipped results store (``paper``, ``lm_toxicity``: installed with simbench) is never written:
+a run that would write one writes ``./simbench-results/NAME.sqlite`` instead and says so.
+``simbench leaderboard paper`` (a shipped spec's name, no store given) shows your own run of it
+when ``./simbench-results/results.sqlite`` has one, else the shipped results.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from simbench.cli.core import DEVICE_HELP
 from simbench.errors import SpecError
 
 DEFAULT_DIR = Path("simbench-results")
@@ -36,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="run on an existing Dask cluster, e.g. tcp://HOST:8786")
     where.add_argument("--workers", type=int, metavar="N",
                        help="start a local Dask cluster of N worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (for causal measures)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (for causal measures)")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before")
     p.add_argument("--rerun-stale", action="store_true",
                    help="recompute stored results that other code computed (simbench or the "
@@ -51,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-missing", action="store_true",
                    help="skip measures that are not installed, systems that cannot be loaded "
                    "and jobs a measure cannot do (with a note) instead of stopping")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none "
+                   "when stderr is not a terminal)")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON")
     p.set_defaults(handler=cmd_run)
 
     p = bsub.add_parser(
@@ -62,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "writing; it imports no plugin the spec names.")
     p.add_argument("spec", help="the spec file (TOML) or a shipped spec's name")
     _store_arg(p)
+    p.add_argument("--json", action="store_true", help="print the progress per label as JSON")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser(
@@ -73,9 +81,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="rank every system against this one (a spec alias)")
     p.add_argument("--board", default="validity,matrices,target",
                    help="which boards to print: any of validity, matrices, target")
-    p.add_argument("--csv", metavar="DIR", help="write the boards as CSV files into DIR")
-    p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into DIR")
+    p.add_argument("--csv", metavar="DIR", help="write the boards as CSV files into the "
+                   "directory DIR (created if needed)")
+    p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into the "
+                   "directory DIR (created if needed)")
     p.add_argument("--html", metavar="FILE", help="write one self-contained HTML page")
+    p.add_argument("--json", action="store_true",
+                   help="print the boards (validity, entries, matrices, rankings) as JSON")
     p.set_defaults(handler=cmd_leaderboard)
 
     p = sub.add_parser(
@@ -84,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "installed are skipped, with a note) and prints the measure-validity leaderboard.")
     p.add_argument("--spec", help="another spec to run the same way")
     p.add_argument("--store", help=f"results store (default {DEFAULT_DIR / 'demo.sqlite'})")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=int, metavar="N", help="run on a LocalCluster of N workers")
     p.add_argument("--html", metavar="FILE",
                    help=f"HTML page to write (default {DEFAULT_DIR / 'demo.html'})")
@@ -163,6 +175,57 @@ def store_path(given: str | None, spec: Any = None, default: str = "results.sqli
     return DEFAULT_DIR / default
 
 
+def writable_store(path: Path, spec_name: str) -> Path:
+    """``path``, unless it is a shipped results store: then ``./simbench-results/NAME.sqlite``
+    (a note on stderr says so). A run never writes into the results simbench ships."""
+    from simbench.resources import is_shipped_store
+
+    if not is_shipped_store(path):
+        return path
+    new = DEFAULT_DIR / f"{spec_name}.sqlite"
+    print(f"note: {path} holds the results shipped with simbench and is never written; this "
+          f"run writes {new} (pass --store PATH for another place)", file=sys.stderr)
+    return new
+
+
+def board_store(given: str | None, spec: Any, name: str | None) -> Path:
+    """The store a board or status of spec ``name`` reads: ``--store``, ``$SIMBENCH_STORE``
+    or the spec's ``store``; else, for a shipped spec, your own run of it in
+    ``./simbench-results/results.sqlite`` when there is one, else the shipped results."""
+    from simbench.resources import shipped_stores
+
+    path = store_path(given, spec)
+    shipped = shipped_stores().get(name or "")
+    if shipped is None or given or os.environ.get("SIMBENCH_STORE") or \
+            getattr(spec, "store", None):
+        return path
+    if path.exists():
+        from simbench.bench.store import Store
+
+        with Store(path, create=False) as store:
+            if store.spec_text(name) is not None:
+                return path
+    print(f"note: showing the results shipped with simbench ({shipped}); your own "
+          f"`simbench bench run {name}` writes {path}", file=sys.stderr)
+    return shipped
+
+
+def _shipped_name(arg: str | None) -> str | None:
+    """The shipped spec ``arg`` names (its name, or the shipped file itself), else None."""
+    from simbench.resources import shipped_specs
+
+    if not arg:
+        return None
+    specs = shipped_specs()
+    if arg in specs:
+        return arg
+    try:
+        resolved = Path(arg).resolve()
+    except OSError:
+        return None
+    return next((n for n, p in specs.items() if p.resolve() == resolved), None)
+
+
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.jobs import prepare
     from simbench.bench.runner import run_spec
@@ -174,7 +237,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     jobs = prepare(spec)
     for note in spec.notes:
         print(f"note: {note}", file=sys.stderr)
-    path = store_path(args.store, spec)
+    path = writable_store(store_path(args.store, spec), spec.name)
     if args.dry_run:
         from simbench.bench.runner import _state
 
@@ -200,10 +263,32 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
                            retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
                            job_timeout=args.job_timeout,
                            progress=False if args.no_progress else None)
-    print(summary.render())
+    if args.json:
+        print(json.dumps(summary_dict(summary), indent=2))
+    else:
+        print(summary.render())
     if summary.interrupted:
         return 130
     return 1 if summary.failed else 0
+
+
+def summary_dict(summary: Any) -> dict[str, Any]:
+    """A run's :class:`~simbench.bench.runner.RunSummary` as plain data (``--json``)."""
+    return {"store": summary.store, "total": summary.total,
+            "already_done": summary.already_done, "ran": summary.ran, "done": summary.done,
+            "failed": [{"job": job.describe(), "error": error} for job, error in summary.failed],
+            "by_others": summary.by_others, "stale": summary.stale,
+            "skipped_failed": summary.skipped_failed, "interrupted": summary.interrupted,
+            "wall_s": summary.wall_s, "executor": summary.executor,
+            "by_label": {k: progress_dict(p) for k, p in summary.by_label.items()}}
+
+
+def progress_dict(p: Any) -> dict[str, Any]:
+    """One label's :class:`~simbench.bench.runner.LabelProgress` as plain data."""
+    return {"label": p.label, "jobs": p.total, "done": p.done, "failed": p.failed,
+            "stale": p.stale, "to_run": p.todo, "measure_s": sum(p.seconds),
+            "mean_s": sum(p.seconds) / len(p.seconds) if p.seconds else None,
+            "to_run_s": p.eta_s}
 
 
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
@@ -222,7 +307,8 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
         hint = types.SimpleNamespace(store=str(given if given.is_absolute()
                                                else spec_file.parent / given))
     notes = []
-    with Store(store_path(args.store, hint), create=False) as store:
+    shipped = _shipped_name(str(spec_file)) if spec_file is not None else None
+    with Store(board_store(args.store, hint, shipped), create=False) as store:
         jobs = store.spec_jobs(name)
         if jobs is not None:
             current: dict[str, str] = {}
@@ -249,13 +335,20 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
             notes.append(f"{spec_file} differs from the spec last run into this store: the "
                          "counts are for the jobs of that run")
         progress = tally(entries, rows)
-        print(f"spec '{name}' in {store.path}:")
-        print(render_progress(progress))
+        where = str(store.path)
+        if not args.json:
+            print(f"spec '{name}' in {where}:")
+            print(render_progress(progress))
     stale = sum(p.stale for p in progress.values())
     if stale:
         notes.append(f"{stale} stored results are stale (computed by other code, or before "
                      "simbench recorded which code computed a result); `simbench bench run "
                      "SPEC --rerun-stale` recomputes them")
+    if args.json:
+        print(json.dumps({"spec": name, "store": where,
+                          "labels": [progress_dict(p) for p in progress.values()],
+                          "notes": notes}, indent=2))
+        return 0
     for note in notes:
         print(f"note: {note}")
     return 0
@@ -294,32 +387,57 @@ def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
     # a shipped spec's name (`simbench leaderboard lm_toxicity`) finds the store it names
     shipped = (load_spec(args.spec, trusted=False)
                if spec_hint is None and args.spec in shipped_specs() else None)
-    with Store(store_path(args.store, spec_hint or shipped), create=False) as store:
+    path = board_store(args.store, spec_hint or shipped, _shipped_name(args.spec))
+    with Store(path, create=False) as store:
         spec = spec_hint or _load_for_board(args.spec, store)
         show_board(spec, store, target=args.target, boards=tuple(args.board.split(",")),
-                   csv_dir=args.csv, png_dir=args.png, html=args.html)
+                   csv_dir=args.csv, png_dir=args.png, html=args.html, as_json=args.json)
     return 0
 
 
 def show_board(spec: Any, store: Any, *, target: str | None = None,
                boards: tuple[str, ...] = ("validity", "matrices", "target"),
                csv_dir: str | None = None, png_dir: str | None = None,
-               html: str | None = None) -> Any:
+               html: str | None = None, as_json: bool = False) -> Any:
     from simbench.bench import render
     from simbench.bench.leaderboard import build
 
     board = build(spec, store, target=target)
-    print(render.text(board, boards))
+    # with --json, stdout holds the JSON alone; what was written is said on stderr
+    said = sys.stderr if as_json else sys.stdout
+    if as_json:
+        print(json.dumps(board_dict(board, boards), indent=2))
+    else:
+        print(render.text(board, boards))
     if csv_dir:
         files = render.write_csv(board, Path(csv_dir))
-        print(f"\n{len(files)} CSV files written to {csv_dir}")
+        print(f"\n{len(files)} CSV files written to {csv_dir}", file=said)
     if png_dir:
         files = render.write_png(board, Path(png_dir))
-        print(f"{len(files)} PNG plots written to {png_dir}")
+        print(f"{len(files)} PNG plots written to {png_dir}", file=said)
     if html:
         render.write_html(board, Path(html))
-        print(f"HTML leaderboard written to {html}")
+        print(f"HTML leaderboard written to {html}", file=said)
     return board
+
+
+def board_dict(board: Any, boards: tuple[str, ...] = ("validity", "matrices", "target")
+               ) -> dict[str, Any]:
+    """A leaderboard as plain data (``simbench leaderboard --json``): the boards asked for,
+    the entries they are built from, and the run's counts. NaN becomes null."""
+    from simbench.cli.output import plain
+
+    out: dict[str, Any] = {"spec": board.spec.name, "target": board.target,
+                           "jobs": {"done": board.done, "failed": board.failed,
+                                    "total": board.total},
+                           "entries": plain(board.entries), "notes": list(board.notes)}
+    if "validity" in boards:
+        out["validity"] = plain(board.validity)
+    if "matrices" in boards:
+        out["matrices"] = plain(board.matrices)
+    if "target" in boards:
+        out["rankings"] = plain(board.rankings)
+    return out
 
 
 def demo_spec_path() -> Path:
@@ -344,7 +462,7 @@ def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     jobs = prepare(spec)
     for note in spec.notes:
         print(f"note: {note}", file=sys.stderr)
-    path = store_path(args.store, None, default="demo.sqlite")
+    path = writable_store(store_path(args.store, None, default="demo.sqlite"), "demo")
     print(f"demo: {len(jobs)} jobs from {spec.path} into {path}", file=sys.stderr)
     with Store(path) as store:
         summary = run_spec(spec, store, jobs=jobs, workers=args.workers, device=args.device,

@@ -25,15 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score systems with one measure",
         description="Score systems (recording files, zoo ids, checkpoints, language-model "
         "directories) with a measure. "
-        "Measure parameters are passed as --NAME VALUE (see `simbench measures`); a "
+        "Measure parameters are passed as --NAME VALUE, in kebab-case (--max-steps 500; the "
+        "snake_case spelling --max_steps also works), and on/off parameters as switches "
+        "(--debiased, --no-debiased); `simbench score MEASURE --help` lists them. A "
         "comma-separated value sweeps that parameter, e.g. --k 1,2,4,8.",
+        add_help=False, allow_abbrev=False,
     )
+    p.add_argument("-h", "--help", action=MeasureHelp, nargs=0,
+                   help="show this help (after a MEASURE: with that measure's parameters)")
     p.add_argument("measure")
     p.add_argument("systems", nargs="+", metavar="SYSTEM")
     p.add_argument("--site", required=True, help="site to compare, e.g. hidden or embedding")
     p.add_argument("--task", help="task name (default: the systems' own task)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--intersect", action="store_true",
                    help="use only the stimuli both recordings share")
     p.add_argument("--json", action="store_true", help="print the score(s) as JSON")
@@ -44,14 +49,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="language models: continuation length in tokens (default 8)")
     p.set_defaults(handler=cmd_score, accepts_extra=True)
 
-    p = sub.add_parser("validate", help="check recording files against the schema",
-                       description="List every schema problem of each file; with --task, also "
-                       "whether causal measures can match it to that task: tokens of its "
-                       "vocabulary, a coordinate per causal variable with values the task can "
-                       "produce, and enough stimuli reaching each value.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--task", help="also check each file against this task (see `simbench tasks`)")
-    p.set_defaults(handler=cmd_validate)
+    for name in ("check-recording", "validate"):
+        # `validate` is the old name (one letter from `validity`, an unrelated command): it
+        # still works for one release, with a note, and is not listed in `simbench --help`
+        kw = {"help": "check recording files against the schema (and a task)"} \
+            if name == "check-recording" else {}
+        p = sub.add_parser(name, description="List every schema problem of each file; with "
+                           "--task, also whether causal measures can match it to that task: "
+                           "tokens of its vocabulary, a coordinate per causal variable with "
+                           "values the task can produce, and enough stimuli reaching each "
+                           "value. Exit status 1 when a file has a problem.", **kw)
+        p.add_argument("files", nargs="+", metavar="FILE")
+        p.add_argument("--task",
+                       help="also check each file against this task (see `simbench tasks`)")
+        p.add_argument("--json", action="store_true",
+                       help="print each file's problems and notes as JSON")
+        p.set_defaults(handler=cmd_validate, deprecated_name=name if name == "validate" else None)
 
 
 def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
@@ -78,7 +91,9 @@ def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
         if d["citation"]:
             print(f"  cite: {d['citation']}")
         for p in d["params"]:
-            print(f"  --{p['name']} ({p['type']}, default {p['default']!r}): {p['help']}")
+            usage = (f"{flag(p['name'])}/--no-{flag(p['name'])[2:]}" if p["type"] == "bool"
+                     else flag(p["name"]))
+            print(f"  {usage} ({p['type']}, default {p['default']!r}): {p['help']}")
     return 0
 
 
@@ -95,26 +110,129 @@ def cmd_plugins(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def parse_extra(extra: list[str]) -> dict[str, str]:
-    """``--k 16 --stepwise --eps 0.5,0.9`` -> {"k": "16", "stepwise": "true", "eps": "0.5,0.9"}."""
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (default auto: the first GPU when there is one)"
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a measure parameter: ``max_steps`` -> ``--max-steps``."""
+    return "--" + name.replace("_", "-")
+
+
+def param_usage(param: Any) -> str:
+    """How a parameter is written on the command line: ``--debiased/--no-debiased`` for an
+    on/off parameter, ``--max-steps INT`` for the others."""
+    if param.type is bool:
+        return f"{flag(param.name)}/--no-{flag(param.name)[2:]}"
+    return f"{flag(param.name)} {param.type.__name__.upper()}"
+
+
+#: the words an on/off parameter's value may be (as :meth:`simbench.measure.Param.parse` reads)
+BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
+
+
+def _bool_words(text: str) -> bool:
+    return all(part.strip().lower() in BOOL_WORDS for part in text.split(","))
+
+
+def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
+    """A measure's parameters from the arguments ``simbench score`` does not know itself.
+
+    ``--max-steps 500`` (kebab-case) and ``--max_steps 500`` are the same parameter; an on/off
+    parameter is a switch (``--debiased``, ``--no-debiased``), and a comma-separated value
+    (``--k 1,2,4``, ``--debiased true,false``) is a sweep. ``--debiased true`` (a single on/off
+    value) still works for one release and prints a note. Returns name -> text, for
+    :meth:`simbench.measure.Measure.sweep_grid`; an unknown name raises :class:`ParameterError`
+    with the closest names.
+    """
+    params = {p.name: p for p in measure.params}
     out: dict[str, str] = {}
     i = 0
     while i < len(extra):
         token = extra[i]
         if not token.startswith("--") or token == "--":
             raise ParameterError(f"unexpected argument '{token}'",
-                                 fix="measure parameters are given as --NAME VALUE")
-        key, _, value = token[2:].partition("=")
+                                 fix="measure parameters are given as --NAME VALUE (see "
+                                 f"`simbench score {measure.name} --help`)")
+        key, eq, value = token[2:].partition("=")
         key = key.replace("-", "_")
-        if not value:
-            if i + 1 < len(extra) and not extra[i + 1].startswith("--"):
-                value = extra[i + 1]
+        negated = False
+        if key not in params and key.startswith("no_") and key[3:] in params \
+                and params[key[3:]].type is bool:
+            key, negated = key[3:], True
+        param = params.get(key)
+        if param is None:
+            from simbench.errors import did_you_mean
+
+            raise ParameterError(f"measure '{measure.name}' has no parameter {flag(key)}",
+                                 field=key, fix=did_you_mean(
+                                     flag(key), [flag(p) for p in params], sort=False,
+                                     command=f"simbench score {measure.name} --help"))
+        nxt = extra[i + 1] if i + 1 < len(extra) else None
+        if negated:
+            if eq:
+                raise ParameterError(f"--no-{flag(key)[2:]} takes no value", field=key,
+                                     fix=f"write --no-{flag(key)[2:]} or {flag(key)}")
+            value = "false"
+        elif param.type is bool:
+            if not eq and nxt is not None and not nxt.startswith("--") and _bool_words(nxt):
+                value, eq = nxt, "="
                 i += 1
-            else:
+            if not eq:
                 value = "true"
+            elif "," not in value:
+                on = value.strip().lower() in ("1", "true", "yes", "on")
+                print(f"simbench: note: '{flag(key)} {value}' is deprecated and stops working "
+                      f"in the next release; write {flag(key) if on else '--no-' + flag(key)[2:]}"
+                      " (an on/off parameter is a switch)", file=sys.stderr)
+        elif not eq:
+            if nxt is None or (nxt.startswith("--") and nxt != "--"):
+                raise ParameterError(f"{flag(key)} needs a value", field=key,
+                                     fix=f"e.g. {flag(key)} {param.default!r}")
+            value = nxt
+            i += 1
         out[key] = value
         i += 1
     return out
+
+
+class MeasureHelp(argparse.Action):
+    """``simbench score MEASURE --help``: the command's help, then that measure's parameters
+    with their defaults and meaning (``simbench score --help`` alone: the command's help)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        text = parser.format_help()
+        name = getattr(namespace, "measure", None)
+        if name:
+            try:
+                text += "\n" + measure_help(name)
+            except ParameterError as exc:
+                text += f"\n{exc}\n"
+        parser._print_message(text, sys.stdout)
+        parser.exit()
+
+
+def measure_help(name: str) -> str:
+    """The parameters of measure ``name`` as ``simbench score NAME --help`` lists them."""
+    from simbench.registry import get_registry
+
+    measure = get_registry().measure(name)  # unknown: a SimbenchError with suggestions
+    lines = [f"{measure.name}: {measure.description}".rstrip(": "), "",
+             f"parameters of {measure.name} (kebab-case; the snake_case spelling also works):"]
+    if not measure.params:
+        lines.append("  (none)")
+    for p in measure.params:
+        default = ("on" if p.default else "off") if p.type is bool else repr(p.default)
+        extra = ""
+        if p.choices is not None:
+            extra = f"; one of {', '.join(map(str, p.choices))}"
+        elif p.low is not None or p.high is not None:
+            extra = f"; in {p.bounds_text()}"
+        lines.append(f"  {param_usage(p)}")
+        lines.append(f"      {p.help} (default {default}{extra})")
+    if measure.citation:
+        lines += ["", f"cite: {measure.citation}"]
+    return "\n".join(lines) + "\n"
 
 
 def expand_sweep(measure: Any, raw: dict[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -127,7 +245,7 @@ def cmd_score(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.registry import get_registry
 
     measure = get_registry().measure(args.measure)
-    raw = parse_extra(extra)
+    raw = parse_measure_args(measure, extra)
     if args.intersect:
         raw["intersect"] = "true"
     swept, grid = expand_sweep(measure, raw)
@@ -173,6 +291,8 @@ def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
     if interval:
         ci = f"  95% CI {interval}" if result.has_interval else f"  {interval}"
     lines = [f"{head}: {result.value:.4f}{ci}  (n = {result.n_samples} samples)"]
+    if result.has_null:  # `--null N`: the p-value and the null it comes from
+        lines.append(f"  {result.null_text()}")
     for name, da in result.breakdown.items():
         if da.ndim == 2:
             r, c = da.dims
@@ -213,8 +333,10 @@ def causal_notes(result: Any) -> list[str]:
                 "the 95% CI is a stimulus bootstrap over the recording's held-out trials"
                 if str(result.attrs.get("ci_method", "")).startswith("stimulus bootstrap")
                 else "the 95% CI is a Wilson interval over those interventions, not a "
-                "bootstrap over stimuli (--n_boot N gives one)"),
-            "chance: the IIA of a random, untrained subspace; measure it with --control true",
+                "bootstrap over stimuli (--n-boot N gives one)"),
+            "chance: the IIA of the trained map when each held-out counterfactual gets a random "
+            "other source; measure it with --null N (e.g. --null 200: a p-value and the null's "
+            "mean and sd)",
         ]
     if isinstance(train, dict) and train.get("loaded"):
         lines.append("training: none (alignment loaded with --load)")
@@ -226,8 +348,9 @@ def causal_notes(result: Any) -> list[str]:
                 f"validation {metric} = {best_text} at step {train.get('best_step')}")
         if str(train.get("stopped", "")).startswith("step cap"):
             line += ("\n  not converged: training hit the step cap while validation still "
-                     "improved; the score may be an underestimate (raise --max_steps)")
+                     "improved; the score may be an underestimate (raise --max-steps)")
         lines.append(line)
+    lines.extend(low_ceiling_note(result))
     if "cl_fit" in result.breakdown:
         lines.append(
             "cl_fit (directions into the recording, held-out states): cosine = mean cosine of "
@@ -236,6 +359,33 @@ def causal_notes(result: Any) -> list[str]:
             "worse); r2_unpatched = R^2 of the latent left unpatched, the baseline: r2 above "
             "it is what the intervention explains")
     return lines
+
+
+#: within-model IIA below this gets :func:`low_ceiling_note`
+LOW_WITHIN_IIA = 0.8
+
+
+def low_ceiling_note(result: Any) -> list[str]:
+    """A hint when a network cannot be aligned with itself (within-model IIA below
+    :data:`LOW_WITHIN_IIA`): the ceiling of the cross-model IIA is then low too, and the
+    usual reason is that the task's causal model misses what the network stores."""
+    if result.attrs.get("control"):  # a random subspace: a low value is the point
+        return []
+    value = result.attrs.get("within_iia")
+    if value is None:
+        within = result.breakdown.get("within_iia")
+        value = None if within is None or within.ndim else float(within)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return []
+    if value != value or value >= LOW_WITHIN_IIA:
+        return []
+    return [f"low ceiling: within-model IIA is {value:.3f} (below {LOW_WITHIN_IIA}): the "
+            "network cannot be aligned with itself, so the cross-model IIA has little room. The "
+            "task's causal model may miss what the network stores (another variable, or the "
+            "variable in another form); try other --variable choices, a larger --k, or check "
+            "the task's causal model against the network's behaviour"]
 
 
 def plot_sweep(results: list, key: str, path: str) -> None:
@@ -261,32 +411,46 @@ def plot_sweep(results: list, key: str, path: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
+    """``simbench check-recording FILE... [--task T] [--json]`` (old name: ``validate``)."""
     from simbench.recording import open_recording, recording_problems
 
+    if getattr(args, "deprecated_name", None):
+        print("simbench: note: `simbench validate` is now `simbench check-recording` (the old "
+              "name, one letter from `simbench validity`, goes in the next release)",
+              file=sys.stderr)
     task = None
     if args.task:
         from simbench.registry import get_registry
 
         task = get_registry().make_task(args.task)  # an unknown name fails, with suggestions
     failed = 0
+    report = []
     for path in args.files:
-        problems = recording_problems(path)
+        problems = [str(p) for p in recording_problems(path)]
+        notes: list[str] = []
         if task is not None and not problems:
-            from simbench.recording_task import task_problems
+            from simbench.recording_task import task_notes, task_problems
 
-            problems = task_problems(open_recording(path, validate=False), task)
-        if problems:
-            failed += 1
-            print(f"{path}: {len(problems)} problem(s)")
-            for p in problems:
+            rec = open_recording(path, validate=False)  # coordinates only: bounded memory
+            problems = [str(p) for p in task_problems(rec, task)]
+            if not problems:
+                notes = [str(n) for n in task_notes(rec, task)]
+        failed += bool(problems)
+        report.append({"file": str(path), "task": None if task is None else task.name,
+                       "ok": not problems, "problems": problems, "notes": notes})
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 1 if failed else 0
+    for entry in report:
+        if entry["problems"]:
+            print(f"{entry['file']}: {len(entry['problems'])} problem(s)")
+            for p in entry["problems"]:
                 print(f"  - {p}")
         else:
-            print(f"{path}: ok" + (f" for task '{task.name}'" if task is not None else ""))
-            if task is not None:
-                from simbench.recording_task import task_notes
-
-                for note in task_notes(open_recording(path, validate=False), task):
-                    print(f"  note: {note}")
+            print(f"{entry['file']}: ok" + (f" for task '{task.name}'" if task is not None
+                                             else ""))
+            for note in entry["notes"]:
+                print(f"  note: {note}")
     return 1 if failed else 0
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from simbench.cli.core import DEVICE_HELP
 from simbench.cli.output import table
 
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", required=True, help="gru, lstm or transformer (tf): a registered "
                    "architecture (simbench.zoo.archs)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", default=".", help="directory for the checkpoint (default: .)")
     p.add_argument("--max-steps", type=int, help="step cap (default per architecture)")
     p.add_argument("--target", type=float, help="held-out trial accuracy to stop at (0.99)")
@@ -74,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "tokens and stimulus ids) or a text file with one sequence of "
                    "space-separated tokens per line ('#' comments skipped)")
     p.add_argument("--sites", help="comma-separated sites (default: all)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--prompts", metavar="FILE", help="a language-model directory: record it "
                    "over these prompts (one per line)")
     p.set_defaults(handler=cmd_record)

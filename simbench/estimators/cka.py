@@ -979,7 +979,10 @@ def chunked_cka(
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(starts, desc=desc, unit="block", leave=False, mininterval=0)  # each block
+            from simbench.runtime import progress_shown
+
+            it = tqdm(starts, desc=desc, unit="block", leave=False, mininterval=0,  # each block
+                      disable=not progress_shown())
         for i in it:
             j = min(i + chunk_rows, n)
             with warnings.catch_warnings():  # read-only views: nothing here writes into them

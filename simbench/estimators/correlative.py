@@ -104,7 +104,8 @@ def paired_activity(
     ``n_stimuli`` and ``seed`` tell a network (TorchSystem) how many stimuli to record and which;
     both systems get the same values, so their stimuli match. A network paired with a recording
     whose site has a ``token`` coordinate is recorded on that recording's own token sequences
-    (decoded through the network's task vocabulary; its stimulus ids are kept), so the pair
+    (decoded through the network's task vocabulary, or a language model's tokenizer; its
+    stimulus ids are kept), so the pair
     shares every stimulus whatever ``n`` the recording was made with. Recordings ignore
     ``n_stimuli`` and ``seed``. ``dtype`` None keeps float activity as stored (the estimators
     convert a block at a time), so aligned recordings are paired without a copy.
@@ -124,7 +125,13 @@ def paired_activity(
         rec = next(r for r in recorded if r is not None)
         data = []
         for s in (a, b):
-            if _is_network(s):
+            if getattr(s, "is_language_model", False):
+                # a language model reads the recording's own token strings (its prompts),
+                # through its tokenizer: not a counting task's sequences
+                from simbench.lm.recorded import record_on_recording
+
+                data.append(record_on_recording(s, rec, site))
+            elif _is_network(s):
                 stim = stimuli_from_recording(rec, s.task_def, site=site)
                 data.append(s.record(stim, sites=[site]).site(site))
             else:

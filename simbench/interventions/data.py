@@ -22,6 +22,7 @@ import numpy as np
 
 from simbench.errors import TaskError
 from simbench.tasks.base import Stimuli, Task
+from simbench.tasks.responses import response_table
 
 
 @dataclasses.dataclass
@@ -192,7 +193,13 @@ def sample_interventions(
             carried.setdefault(c, source.stimuli.variables[c][s_idx, s_pos])
         cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
                                                variable=tuple(carried), source_value=carried)
-        keep = np.flatnonzero(cmask.sum(1) <= target.max_determined)[:need]
+        # a counterfactual whose response the target task never produces (too long, or a
+        # token no response holds at that place: a value beyond the task's) is redrawn
+        fits = cmask.sum(1) <= target.max_determined
+        table = response_table(target.task)
+        if table is not None:
+            fits &= table.producible(cf, cmask)
+        keep = np.flatnonzero(fits)[:need]
         out_t = np.concatenate([out_t, t_idx[keep]])
         out_tp = np.concatenate([out_tp, t_pos[keep]])
         out_s = np.concatenate([out_s, s_idx[keep]])
@@ -206,7 +213,7 @@ def sample_interventions(
         raise TaskError(
             f"could draw only {n - need} of {n} counterfactuals from '{source.task.name}' "
             f"({source.variable}) into '{target.task.name}' ({target.variable}) whose values stay "
-            f"in {lo}..{hi}", field="values",
+            f"in {lo}..{hi} and give responses the task can produce", field="values",
             fix="widen --values, or map variables whose value ranges overlap")
     width = max(len(r) for r in cf_rows)
     cf_tokens = np.full((n, width), target.task.pad, dtype=np.int64)

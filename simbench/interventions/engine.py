@@ -514,7 +514,10 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=label, unit="step", leave=False, dynamic_ncols=True)
+    from simbench.runtime import progress_shown
+
+    return tqdm(total=total, desc=label, unit="step", leave=False, dynamic_ncols=True,
+                disable=not progress_shown())
 
 
 def directions_for(n: int, *, within: bool = True) -> list[tuple[int, int]]:

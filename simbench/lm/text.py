@@ -51,14 +51,45 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, new_tokens: int,
         if not ids:
             raise TaskError(f"prompt {i} ({shown!r}) encodes to no token", field="prompts",
                             fix="remove it or give it some text")
+        unknown = unknown_words(tokenizer, text, ids)
+        if unknown:
+            raise TaskError(
+                f"prompt {i} ({shown!r}) has {len(unknown)} word(s) not in '{what}''s "
+                f"vocabulary: {', '.join(map(repr, unknown[:8]))}"
+                f"{' and more' if len(unknown) > 8 else ''}; the tokenizer would turn them into "
+                f"{tokenizer.unk_token!r}, silently changing the prompt",
+                field="prompts", fix="use words of the model's vocabulary (its tokenizer's: "
+                "tokenizer.json in the model directory), or drop the prompt")
         if context is not None and len(ids) + new_tokens > context:
             raise TaskError(
                 f"prompt {i} ({shown!r}) has {len(ids)} tokens; with {new_tokens} continuation "
                 f"tokens that is {len(ids) + new_tokens}, more than the {context} positions of "
                 f"'{what}'s context. simbench refuses such prompts rather than truncating them",
-                field="prompts", fix="shorten the prompt or lower --new_tokens")
+                field="prompts", fix="shorten the prompt or lower --new-tokens")
         out.append(ids)
     return out
+
+
+def unknown_words(tokenizer: Any, text: str, ids: Sequence[int]) -> list[str]:
+    """The words of ``text`` the tokenizer can only encode as its unknown token (``[UNK]``).
+
+    Empty when ``ids`` hold no unknown token, when the tokenizer has none (byte-level BPE,
+    e.g. GPT-2's, encodes every text), or when its unknown token doubles as a special token
+    it adds itself. A word written as the unknown token itself is not counted.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    unk_text = getattr(tokenizer, "unk_token", None)
+    specials = {getattr(tokenizer, a, None) for a in ("bos_token_id", "eos_token_id",
+                                                      "pad_token_id")}
+    if not isinstance(unk, int) or unk in specials or unk not in ids:
+        return []
+    words = []
+    for word in dict.fromkeys(text.split()):
+        if word == unk_text:
+            continue
+        if unk in tokenizer(word, add_special_tokens=False)["input_ids"]:
+            words.append(word)
+    return words
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad: int, *, side: str = "right",

@@ -185,8 +185,13 @@ class TorchSystem:
 
     def run(self, tokens: Any, *, edits: Mapping[str, Any] | None = None,
             record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
-        """Patched teacher-forced pass (see :mod:`simbench.zoo.models` for the edit forms)."""
-        return self.model.run(self._tensor(tokens), edits=edits, record=record)
+        """Patched teacher-forced pass (see :mod:`simbench.zoo.models` for the edit forms).
+
+        Without ``edits`` it runs without autograd, so the logits and recorded activations do
+        not require grad (``np.asarray(acts["hidden"])`` works); with ``edits`` gradients flow
+        as usual (to edit tensors that require them)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(edits)):
+            return self.model.run(self._tensor(tokens), edits=edits, record=record)
 
     def generate(self, tokens: Any, start: Any, max_new: int | None = None, *,
                  response_mask: Any = None, edits: Mapping[str, Any] | None = None) -> Tensor:

@@ -55,7 +55,9 @@ def read_prompts(path: str | Path) -> list[str]:
     except UnicodeDecodeError as exc:
         raise TaskError(f"the prompts file is not UTF-8 text ({exc.reason})", file=file,
                         field="prompts", fix="save it as UTF-8, one prompt per line") from None
-    prompts = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    # '#' lines are comments, as in a --stimuli file: never scored as prompts
+    prompts = [line.rstrip("\r") for line in text.split("\n")
+               if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
         raise TaskError("the prompts file holds no prompt (it is empty or blank)", file=file,
                         field="prompts", fix="write one prompt per line")

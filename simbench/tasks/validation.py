@@ -55,7 +55,9 @@ def check_task(task: Task | type[Task], *, n: int = CHECK_N,
     and :meth:`Task.intervenable_positions` (bool [n, T], False on padding, some True);
     :meth:`Task.counterfactual` (deterministic; keeps the target's prefix; tokens of the
     vocabulary; setting every variable to the target's own values reproduces the target's
-    determined tokens) and :meth:`Task.score` (a sequence scored against itself is correct).
+    determined tokens; responses of tokens the task's own responses hold at each place, see
+    :mod:`simbench.tasks.responses`) and :meth:`Task.score` (a sequence scored against itself
+    is correct).
     A behavioural task (``symbolic = False``) is checked up to its variables only.
     """
     problems: list[TaskProblem] = []
@@ -94,6 +96,8 @@ def check_task(task: Task | type[Task], *, n: int = CHECK_N,
         if problems:
             raise _Stop
         _check_counterfactual(inst, stim, call, fail)
+        if not problems:
+            _check_counterfactual_values(inst, call, fail)
         trial, _ = call("score", lambda: inst.score(stim.tokens, stim.tokens,
                                                      stim.response_mask))
         if not np.asarray(trial).all():
@@ -309,6 +313,61 @@ def _check_counterfactual(task: Task, stim: Stimuli,
                  f"(stimulus {stim.ids[r]})",
                  "continue the causal model from the set values exactly as causal_model does")
             return
+
+
+#: counterfactual pairs drawn by :func:`_check_counterfactual_values`, per variable set
+VALUE_CHECK_PAIRS = 512
+
+
+def _check_counterfactual_values(task: Task, call: Callable[[str, Callable[[], Any]], Any],
+                                 fail: Callable[[str, str, str], None]) -> None:
+    """Counterfactual responses are ones the task can produce.
+
+    Pairs of the task's own stimuli (every condition) are intervened on, one variable at a
+    time and all together, at random intervenable positions. A counterfactual response longer
+    than any the task produces is normal (run time redraws it); one of a length the task
+    produces that holds a token no response of the task holds at that place means the
+    counterfactual set a value the task cannot reach and wrote it anyway (clipped, or mapped to
+    some token): a wrong label, which run time also redraws but the task should not write.
+    """
+    from simbench.tasks.responses import table_of
+
+    pool = call("sample", lambda: task.sample(4 * VALUE_CHECK_PAIRS, 7, counts="all"))
+    table = table_of(pool.tokens, pool.response_mask, len(task.vocab))
+    allowed = task.intervenable_positions(pool.tokens)
+    rows = np.flatnonzero(allowed.any(1))
+    if not len(rows):
+        return
+    rng = np.random.default_rng(0)
+    for variable in (*[(v,) for v in task.variables], tuple(task.variables)):
+        tgt = rng.choice(rows, VALUE_CHECK_PAIRS)
+        src = rng.choice(rows, VALUE_CHECK_PAIRS)
+        tpos = np.array([rng.choice(np.flatnonzero(allowed[r])) for r in tgt])
+        spos = np.array([rng.choice(np.flatnonzero(allowed[r])) for r in src])
+        cf, mask = (np.asarray(a) for a in call("counterfactual", lambda t=tgt, s=src, a=tpos,
+                                                b=spos, v=variable: task.counterfactual(
+            pool.tokens[t], a, pool.tokens[s], b, variable=v if len(v) > 1 else v[0])))
+        fits = mask.sum(1) <= table.max_determined
+        bad = table.offending(cf, mask) & fits[:, None]
+        wrong = np.flatnonzero(bad.any(1))
+        if not len(wrong):
+            continue
+        i = int(wrong[0])
+        place = int(np.flatnonzero(bad[i])[0])
+        token = task.vocab[int(cf[i, place])] if 0 <= cf[i, place] < len(task.vocab) else \
+            int(cf[i, place])
+        share = 100 * len(wrong) / VALUE_CHECK_PAIRS
+        fail("counterfactual",
+             f"{len(wrong)} of {VALUE_CHECK_PAIRS} counterfactuals ({share:.1f}%) setting {'+'.join(variable)} give a response the task "
+             f"never produces: e.g. pair {i} (target position {int(tpos[i])}, source position "
+             f"{int(spos[i])}) writes {token!r} at position {place}, a token no response of "
+             "the task holds there. The counterfactual set a value the task cannot reach and "
+             "wrote it anyway (clipped or mapped to some token), so that label is wrong",
+             "write the response the task's rules give for the new value; when that value is "
+             "beyond what the task's responses can say, return a response longer or otherwise "
+             "unlike any the task produces (run time redraws such counterfactuals) instead of "
+             "clipping it into range")
+        return
 
 
 def format_problems(task_name: str, problems: list[TaskProblem]) -> str:

@@ -160,8 +160,10 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
     if progress:
         from tqdm import tqdm
 
+        from simbench.runtime import progress_shown
+
         bar = tqdm(total=cfg.max_steps, desc=f"{arch} {task.name} s{seed}", unit="step",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=not progress_shown())
     t0 = time.perf_counter()
     n_tokens = 0
     acc = (0.0, 0.0)
