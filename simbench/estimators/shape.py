@@ -12,7 +12,9 @@ eigendecomposition ``V diag(l) V'``, the partial whitening of Williams et al. is
 
 over orthogonal Q (different widths are zero-padded; padding does not change the value), and
 ``max_Q <A, B Q> = ||A'B||_*`` (the nuclear norm). It is a metric on [0, pi/2], invariant to
-rotations and isotropic scaling of either system (alpha = 0: to any invertible linear map).
+rotations of either system, and for alpha = 1 and alpha = 0 to isotropic scaling too (alpha = 0:
+to any invertible linear map; between them the mix of raw and whitened activity depends on the
+activity's scale, as in the paper).
 Everything is computed from the [d, d] second moments, so n samples cost O(n d^2).
 
 Soft matching distance. Each unit is a tuning curve (a column over the samples). With units
@@ -71,7 +73,8 @@ def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
     if weights is not None:
         root = np.sqrt(weights)[:, None]
         xc, yc = xc * root, yc * root
-    cxx, cyy, cxy = xc.T @ xc, yc.T @ yc, xc.T @ yc
+    n = float(len(xc) if weights is None else weights.sum())
+    cxx, cyy, cxy = xc.T @ xc / n, yc.T @ yc / n, xc.T @ yc / n
     zx, zy = _whitener(cxx, alpha), _whitener(cyy, alpha)
     norm_x = float(np.trace(zx @ cxx @ zx))
     norm_y = float(np.trace(zy @ cyy @ zy))
