@@ -8,6 +8,10 @@ static data) and coordinates:
 - ``token`` (stimulus, time): the input at each step, as strings.
 - ``valid`` (stimulus, time): bool, false on padding; padding never enters a measure.
 - causal variables, e.g. ``count``, ``phase`` (stimulus, time): their values after each step.
+- ``repeat`` (or ``run``), optional: which repeated measurement (partition) each step or
+  stimulus belongs to, for measures that cross-validate over repeats (``crossnobis``); with
+  ``condition`` (stimulus) when each stimulus id is one presentation of a condition. Not
+  causal variables.
 
 The root group's attrs hold ``schema`` (``simbench-recording/1``), ``system_id`` and ``task``,
 all optional: ``system_id`` defaults to the file name's stem, ``task`` to none (causal measures
@@ -43,7 +47,7 @@ from simbench.errors import RecordingError, SimbenchError, SiteError
 
 SCHEMA = "simbench-recording/1"
 ACTIVITY = "activity"
-RESERVED_COORDS = ("stimulus_id", "token", "valid")
+RESERVED_COORDS = ("stimulus_id", "token", "valid", "repeat", "run", "condition")
 BRAINSCORE_RENAMING = {"presentation": "stimulus", "neuroid": "unit", "time_bin": "time"}
 #: Share of the available memory a recording's declared data may take (the rest is headroom
 #: for validation, pairing and the measure's own work).

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from simbench.estimators.cca import canonical_correlations, pwcca, svcca
+from recording_helpers import save
 
 import simbench
-
-sys.path.insert(0, str(Path(__file__).parent))
-from recording_helpers import save  # noqa: E402
+from simbench.estimators.cca import canonical_correlations, pwcca, svcca
 
 
 def _pair(n: int = 300, d: int = 8, seed: int = 0):

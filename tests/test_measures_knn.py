@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from recording_helpers import save
+
+import simbench
 from simbench.estimators.cka import cka
 from simbench.estimators.knn import (
     Graph,
@@ -17,11 +17,6 @@ from simbench.estimators.knn import (
     mutual_knn,
     mutual_overlaps,
 )
-
-import simbench
-
-sys.path.insert(0, str(Path(__file__).parent))
-from recording_helpers import save  # noqa: E402
 
 
 def _pair(n: int = 150, seed: int = 0):

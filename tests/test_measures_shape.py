@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from recording_helpers import save
 from scipy.linalg import orthogonal_procrustes, sqrtm, subspace_angles
-from simbench.estimators.shape import shape_distance, soft_matching_distance
 
 import simbench
-
-sys.path.insert(0, str(Path(__file__).parent))
-from recording_helpers import save  # noqa: E402
+from simbench.estimators.shape import shape_distance, soft_matching_distance
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
