@@ -85,6 +85,8 @@ class Crossnobis(Measure):
     symmetric = True
     higher_is_better = True
     range = (-1.0, 1.0)
+    #: needs repeated measurements, not just paired rows (calibration skips it on plain rows)
+    needs_repeats = True
     citation = ("Walther, Nili, Ejaz, Alink, Kriegeskorte & Diedrichsen (2016). Reliability of "
                 "dissimilarity measures for multi-voxel pattern analysis. NeuroImage 137; "
                 "rsatoolbox (Schütt et al. 2023, eLife).")

@@ -1,4 +1,6 @@
-"""The shape-metric measures: ``procrustes``, ``shape_metric`` and ``soft_matching``.
+"""The shape-metric measures: ``procrustes_angular``, ``shape_metric`` and ``soft_matching``.
+
+``procrustes_angular`` is not called ``procrustes``: that name is the README's example plugin.
 
 The numbers come from :mod:`simbench.estimators.shape`; pairing, the bootstrap interval over
 stimuli and the permutation null from :mod:`simbench_plugins._paired`.
@@ -25,7 +27,7 @@ class Procrustes(PairedRowMeasure):
     """Procrustes angular distance: the angle between two centred representations after the
     best rotation of one onto the other (zero-padded to the same width)."""
 
-    name = "procrustes"
+    name = "procrustes_angular"
     symmetric = True
     higher_is_better = False
     range = (0.0, math.pi / 2)
@@ -89,5 +91,5 @@ class SoftMatching(PairedRowMeasure):
 
 @hookimpl
 def simbench_measures() -> list[Any]:
-    """Register ``procrustes``, ``shape_metric`` and ``soft_matching``."""
+    """Register ``procrustes_angular``, ``shape_metric`` and ``soft_matching``."""
     return [Procrustes(), ShapeMetric(), SoftMatching()]

@@ -11,7 +11,8 @@ name always wins over an alias; an alias's parameters are defaults the user may 
 Ids whose numbers are free (``mutual_knn-topk=N``, ``svcca-var=V``, ``shape_metric-alpha=A-
 distance=angular``, ``ridge-lambda=L-pearsonr-cv=Kfolds``) are matched by :data:`TEMPLATES`.
 Only ids whose value is the same quantity as the simbench measure's are listed: e.g.
-``procrustes-angular-score`` (1 - 2 theta / pi) is not, since ``procrustes`` reports theta.
+``procrustes-angular-score`` (1 - 2 theta / pi) is not, since ``procrustes_angular`` reports
+theta.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ _CKA_RBF_NOTE = "rbf_sigma is a fraction of the median pairwise distance (Kornbl
 #: the table: every fixed community id simbench implements
 ALIASES: tuple[Alias, ...] = (
     # shape metrics (Williams et al. 2021; netrep, repsim)
-    Alias("procrustes-angular", "procrustes", {}),
-    Alias("procrustes-distance=angular", "procrustes", {}),
-    Alias("shape_metric-alpha=1-distance=angular", "procrustes", {}),
+    Alias("procrustes-angular", "procrustes_angular", {}),
+    Alias("procrustes-distance=angular", "procrustes_angular", {}),
+    Alias("shape_metric-alpha=1-distance=angular", "procrustes_angular", {}),
     Alias("cca-angular", "shape_metric", {"alpha": 0.0}),
     Alias("cca-distance=angular", "shape_metric", {"alpha": 0.0}),
     # CCA family

@@ -16,7 +16,7 @@ from simbench.errors import RegistryError
 from simbench.registry import get_registry
 
 EXPECTED = {
-    "procrustes-angular": ("procrustes", {}),
+    "procrustes-angular": ("procrustes_angular", {}),
     "cca-angular": ("shape_metric", {"alpha": 0.0}),
     "shape_metric-alpha=0.25-distance=angular": ("shape_metric", {"alpha": 0.25}),
     "svcca-var=0.99": ("svcca", {"var": 0.99}),

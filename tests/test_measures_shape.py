@@ -116,7 +116,7 @@ def test_scores_from_netcdf_with_interval_and_null(tmp_path):
     b = a @ q + 0.3 * r.normal(size=a.shape)
     pa, pb = save(tmp_path / "a.nc", "A", a), save(tmp_path / "b.nc", "B", b)
     flat_a, flat_b = a.reshape(-1, 8), b.reshape(-1, 8)
-    for name, ref in (("procrustes", shape_distance(flat_a, flat_b, 1.0)),
+    for name, ref in (("procrustes_angular", shape_distance(flat_a, flat_b, 1.0)),
                       ("soft_matching", soft_matching_distance(flat_a, flat_b))):
         s = simbench.score(name, str(pa), str(pb), site="hidden", null=30, n_boot=50)
         assert s.value == pytest.approx(ref, abs=1e-9)
@@ -133,4 +133,4 @@ def test_constant_activity_is_refused(tmp_path):
     b = _rng(0).normal(size=(10, 3, 4))
     pa, pb = save(tmp_path / "a.nc", "A", a), save(tmp_path / "b.nc", "B", b)
     with pytest.raises(simbench.SimbenchError, match="undefined"):
-        simbench.score("procrustes", str(pa), str(pb), site="hidden")
+        simbench.score("procrustes_angular", str(pa), str(pb), site="hidden")
