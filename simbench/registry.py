@@ -221,17 +221,21 @@ class Registry:
 
     # ---- lookups ------------------------------------------------------------------------
     def measure(self, name: str) -> Measure:
-        """The measure called ``name``; an unknown name suggests the closest known one."""
-        if name not in self._measures:
-            raise RegistryError(f"unknown measure '{name}'", field="measure",
-                                fix=_with_filter_note(did_you_mean(name, self._measures,
-                                                                   command="simbench measures")))
-        return self._measures[name].item
+        """The measure called ``name``, or the one a community id names (see
+        :mod:`simbench.aliases`: its parameters' defaults are the id's); an unknown name
+        suggests the closest known one."""
+        if name in self._measures:
+            return self._measures[name].item
+        from simbench.aliases import AliasedMeasure, resolve, unknown_measure
+
+        alias = resolve(name)
+        if alias is None or alias.measure not in self._measures:
+            raise unknown_measure(name, self._measures, fix_suffix=_with_filter_note)
+        return AliasedMeasure(alias, self._measures[alias.measure].item)
 
     def plugin_of(self, measure: str) -> PluginInfo:
-        """The plugin that provided the measure called ``measure``."""
-        self.measure(measure)  # unknown names fail with suggestions
-        return self._measures[measure].plugin
+        """The plugin that provided the measure called ``measure`` (or a community id's)."""
+        return self._measures[self.measure(measure).name].plugin
 
     def task(self, name: str) -> type[Task]:
         """The task class called ``name``; an unknown name lists the known ones."""

@@ -478,6 +478,13 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
         if not isinstance(name, str):
             raise spec.error("'measure' must be a string", (*path, "measure"))
         measure = None
+        preset: dict[str, Any] = {}
+        if registry is not None and name not in registry.measures:
+            from simbench.aliases import resolve
+
+            alias = resolve(name)  # a community id: its measure, its parameters as defaults
+            if alias is not None and alias.measure in registry.measures:
+                name, preset = alias.measure, dict(alias.params)
         if registry is not None:
             if name not in registry.measures:
                 if spec.lenient:
@@ -489,7 +496,8 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
                                  fix=did_you_mean(name, registry.measures)
                                  + " (see `simbench measures`)")
             measure = registry.measures[name]
-        raw: dict[str, tuple[Any, tuple[PathPart, ...]]] = {}
+        raw: dict[str, tuple[Any, tuple[PathPart, ...]]] = {
+            k: (v, (*path, "measure")) for k, v in preset.items()}
         for key, value in entry.items():
             if key == "params":
                 if not isinstance(value, dict):

@@ -53,12 +53,14 @@ def measure_estimator(name: str, **params: object) -> Estimator:
 
 
 def correlative_estimators() -> dict[str, Estimator]:
-    """Every registered correlative measure (built-in and plugins), with default parameters."""
+    """Every registered correlative measure (built-in and plugins), with default parameters,
+    except those that need more than paired rows (``needs_repeats``: repeated measurements,
+    e.g. ``crossnobis``)."""
     from simbench.registry import get_registry
 
     reg = get_registry()
     return {m.name: measure_estimator(m.name) for m in reg.measures.values()
-            if m.family == "correlative"}
+            if m.family == "correlative" and not getattr(m, "needs_repeats", False)}
 
 
 def default_estimators() -> dict[str, Estimator]:

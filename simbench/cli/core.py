@@ -14,6 +14,8 @@ from simbench.errors import ParameterError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("measures", help="list every registered measure and its parameters")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--aliases", action="store_true", help="list the community ids (the "
+                   "similarity repository's) that name a simbench measure and its parameters")
     p.set_defaults(handler=cmd_measures)
 
     p = sub.add_parser("plugins", help="list loaded plugins and those that failed to load")
@@ -70,6 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.registry import get_registry
 
+    if getattr(args, "aliases", False):
+        from simbench.aliases import listing
+
+        rows = listing()
+        print(json.dumps([dict(zip(("id", "measure", "params", "note"), r)) for r in rows],
+                         indent=2) if args.json else table(["id", "measure", "params", "note"],
+                                                           rows))
+        return 0
     reg = get_registry()
     described = []
     for name in sorted(reg.measures):

@@ -7,6 +7,10 @@ static data) and coordinates:
 - ``stimulus_id`` (stimulus): unique strings; two systems are paired on these.
 - ``token`` (stimulus, time): the input at each step, as strings.
 - ``valid`` (stimulus, time): bool, false on padding; padding never enters a measure.
+- ``repeat`` (or ``run``), optional: which repeated measurement (partition) each step or
+  stimulus belongs to, for measures that cross-validate over repeats (``crossnobis``); with
+  ``condition`` (stimulus) when each stimulus id is one presentation of a condition. Not
+  causal variables.
 - causal variables, e.g. ``count``, ``phase`` (stimulus, time): their values after each step.
 
 The root group's attrs hold ``schema`` (``simbench-recording/1``), ``system_id`` and ``task``,
@@ -28,7 +32,7 @@ from simbench.errors import SiteError
 
 SCHEMA = "simbench-recording/1"
 ACTIVITY = "activity"
-RESERVED_COORDS = ("stimulus_id", "token", "valid")
+RESERVED_COORDS = ("stimulus_id", "token", "valid", "repeat", "run", "condition")
 
 
 @dataclasses.dataclass

@@ -1,0 +1,189 @@
+"""What the correlative measures over paired rows share: pairing, bootstrap, null, Score.
+
+A :class:`PairedRowMeasure` computes one number from the two systems' row-aligned activity
+(``statistic(x, y)``). This base pairs the activity (padding dropped, stimuli matched), loads
+it (refused with the size when it does not fit in memory), optionally subsamples rows
+(``max_samples``), computes the value, a 95% bootstrap interval over stimuli (whole stimuli
+resampled, recentred on the estimate like CKA's since duplicated samples bias these
+estimators) and, with ``null`` > 0, a permutation null re-pairing whole stimuli. Subclasses
+set the metadata and :meth:`statistic`; they may override :meth:`replicates`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simbench.calibration.scoring import null_param, with_null
+from simbench.errors import ParameterError, SimbenchError
+from simbench.estimators.cka import EstimatorError
+from simbench.estimators.correlative import (
+    PAIRING_PARAMS,
+    make_score,
+    memory_budget,
+    no_interval_note,
+    paired_activity,
+)
+from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng, subsample_rows
+from simbench.measure import Measure, Param
+
+if TYPE_CHECKING:
+    from simbench.result import Score
+    from simbench.systems import System
+
+Statistic = Callable[[np.ndarray, np.ndarray], float]
+
+
+def boot_param(default: int = 200) -> Param:
+    """The ``n_boot`` parameter."""
+    return Param("n_boot", default, "bootstrap replicates over stimuli for the 95% interval "
+                 "(0 = none)", low=0)
+
+
+def max_samples_param(default: int) -> Param:
+    """The ``max_samples`` parameter of measures whose cost grows faster than the rows."""
+    return Param("max_samples", default, "at most this many samples (rows), a seeded subsample "
+                 "(0 = all); time and memory grow as its square", low=0)
+
+
+def common_params(n_boot: int = 200) -> tuple[Param, ...]:
+    """``n_boot``, the pairing parameters and ``null``."""
+    return (boot_param(n_boot), *PAIRING_PARAMS,
+            null_param("permutations of whole stimuli between the two systems (each recomputes "
+                       "the measure)"))
+
+
+def stimulus_rows(stimulus: np.ndarray) -> list[np.ndarray]:
+    """The rows of each stimulus (stimuli numbered 0..s-1)."""
+    order = np.argsort(stimulus, kind="stable")
+    bounds = np.searchsorted(stimulus[order], np.arange(int(stimulus.max()) + 2))
+    return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def bootstrap_rows(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``n_boot`` bootstrap replicates, whole stimuli drawn with replacement."""
+    rows = stimulus_rows(np.unique(stimulus, return_inverse=True)[1].ravel())
+    gen = rng(seed, BOOTSTRAP)
+    out = []
+    for _ in range(n_boot):
+        drawn = gen.integers(0, len(rows), len(rows))
+        out.append(np.concatenate([rows[i] for i in drawn]))
+    return out
+
+
+def estimated(site: str, compute: Callable[[], float]) -> float:
+    """``compute()``; its EstimatorErrors become SimbenchErrors naming the site."""
+    try:
+        return float(compute())
+    except EstimatorError as exc:
+        raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
+
+
+class PairedRowMeasure(Measure):
+    """Base of the correlative measures computed from two systems' paired rows."""
+
+    family = "correlative"
+    null = "permute"  # simbench may re-pair stimuli between the systems for a null
+    access = ("recording", "recording")
+    #: extra bytes per pair of rows (n^2 work arrays) the statistic holds, for the memory check
+    square_bytes: int = 0
+
+    def statistic(self, params: dict[str, Any], seed: int,
+                  stimulus: np.ndarray) -> Statistic:  # pragma: no cover
+        """The function (x, y) -> value this measure computes with ``params`` on rows whose
+        stimuli are ``stimulus`` (the rows of the estimate; a null re-pairs y only)."""
+        raise NotImplementedError
+
+    def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Measure-specific ``attrs`` of the Score (its settings)."""
+        return {}
+
+    def replicates(self, x: np.ndarray, y: np.ndarray, stimulus: np.ndarray,
+                   params: dict[str, Any], seed: int, stat: Statistic) -> tuple[np.ndarray, str]:
+        """(bootstrap replicate values, how they were drawn): by default the statistic
+        recomputed on every replicate's rows."""
+        reps = np.array([stat(x[i], y[i]) for i in bootstrap_rows(stimulus, params["n_boot"],
+                                                                    seed)])
+        return reps, "whole stimuli resampled, the measure recomputed on each replicate"
+
+    def null_statistic(self, x: np.ndarray, y: np.ndarray, params: dict[str, Any]
+                       ) -> Callable[[np.ndarray], float] | None:
+        """A faster statistic of a row map m (row i of x paired with row m[i] of y) for the
+        permutation null, or None to recompute :meth:`statistic` on (x, y[m])."""
+        return None
+
+    def score(self, systems: Sequence[System], *, site: str, task: str | None, seed: int,
+              device: str, **params: Any) -> Score:
+        """The value, its bootstrap interval over stimuli and (``null`` > 0) its permutation
+        null; the work runs on the CPU in float64."""
+        pair = paired_activity(systems, site, n_stimuli=params["n_stimuli"], seed=seed,
+                               intersect=params["intersect"], lazy=False)
+        x = np.asarray(pair.x, dtype=np.float64)
+        y = np.asarray(pair.y, dtype=np.float64)
+        stim, time = pair.stimulus, pair.time
+        keep = subsample_rows(len(x), params.get("max_samples", 0), seed)
+        if keep is not None:
+            x, y, stim = x[keep], y[keep], stim[keep]
+            time = None if time is None else time[keep]
+        if self.square_bytes:
+            budget = memory_budget(self.square_bytes * len(x) ** 2, 0)
+            if budget.over:
+                raise ParameterError(
+                    f"{self.name}: {len(x):,} samples need {budget.reason('its [n, n] arrays')}",
+                    field="max_samples", site=site,
+                    fix="pass a smaller --max_samples (e.g. 2000)")
+        stat = self.statistic(params, seed, stim)
+        value = estimated(site, lambda: stat(x, y))
+        if not math.isfinite(value):
+            names = " and ".join(f"'{s.system_id}'" for s in systems)
+            raise SimbenchError(f"{self.name} of {names} is undefined: one system's activity "
+                                "does not vary over the samples (or too few samples)",
+                                site=site, field="activity",
+                                fix="check the recording, or compare another site")
+        attrs: dict[str, Any] = {**self.attrs(params), "n_rows": len(x),
+                                 "n_stimuli": len(np.unique(stim)), "device": "cpu",
+                                 **getattr(stat, "info", {})}
+        if keep is not None:
+            attrs["subsampled"] = f"{len(x):,} of {len(pair.x):,} rows (max_samples, seeded)"
+        ci = None
+        if params["n_boot"] > 0 and attrs["n_stimuli"] >= 2:
+            reps, how = self.replicates(x, y, stim, params, seed, stat)
+            ci = recentred_interval(value, reps)
+            finite = int(np.isfinite(reps).sum())
+        else:
+            finite, how = 0, ""
+        if ci is not None:
+            attrs["ci_method"] = (f"95% percentile bootstrap over stimuli ({finite} replicates; "
+                                  f"{how}), recentred on the estimate")
+        else:
+            attrs["ci_method"] = "none"
+            attrs["ci_note"] = no_interval_note(n_boot=params["n_boot"],
+                                                n_units=attrs["n_stimuli"], n_finite=finite)
+        score = make_score(self.name, systems, site, value=value, ci=ci, n_samples=len(x),
+                           attrs=attrs)
+        if params["null"] > 0:
+            from simbench.calibration import permutation_null
+
+            fast = self.null_statistic(x, y, params)
+            if fast is None:
+                def safe(a: np.ndarray, b: np.ndarray) -> float:
+                    return estimated(site, lambda: stat(a, b))
+
+                xs, ys = x, y
+            else:  # the permuted "activity" is the row map itself
+                def safe(a: np.ndarray, b: np.ndarray) -> float:
+                    return estimated(site, lambda: fast(b[:, 0]))
+
+                xs = ys = np.arange(len(x))[:, None]
+            null = permutation_null(safe, xs, ys, stimulus=stim, time=time,
+                                    n_perm=params["null"], seed=seed, observed=value,
+                                    alternative="greater" if self.higher_is_better else "less")
+            score = with_null(score, null)
+        return score
+
+
+__all__ = ["PairedRowMeasure", "Statistic", "boot_param", "bootstrap_rows", "common_params",
+           "estimated", "max_samples_param", "stimulus_rows"]

@@ -1,0 +1,160 @@
+"""Shape metrics (Williams et al. 2021) and the soft matching distance (Khosla & Williams 2024).
+
+Pure numpy and scipy (no simbench, no torch). Rows are samples, columns units; every function
+centres each unit over the samples first (the metrics compare shapes, not offsets).
+
+Generalized shape metrics. With ``C = X'X / n`` the covariance of the centred activity and its
+eigendecomposition ``V diag(l) V'``, the partial whitening of Williams et al. is
+``phi_alpha(X) = X V diag(alpha + (1 - alpha) / sqrt(l)) V'``: ``alpha = 1`` leaves X as it is
+(Procrustes), ``alpha = 0`` whitens it (CCA). The angular distance is
+
+    theta(X, Y) = arccos( max_Q <phi(X), phi(Y) Q>_F / (||phi(X)||_F ||phi(Y)||_F) )
+
+over orthogonal Q (different widths are zero-padded; padding does not change the value), and
+``max_Q <A, B Q> = ||A'B||_*`` (the nuclear norm). It is a metric on [0, pi/2], invariant to
+rotations of either system, and for alpha = 1 and alpha = 0 to isotropic scaling too (alpha = 0:
+to any invertible linear map; between them the mix of raw and whitened activity depends on the
+activity's scale, as in the paper).
+Everything is computed from the [d, d] second moments, so n samples cost O(n d^2).
+
+Soft matching distance. Each unit is a tuning curve (a column over the samples). With units
+x_1..x_N of X and y_1..y_M of Y, the distance is
+
+    d(X, Y) = sqrt( min_P sum_ij P_ij ||x_i - y_j||^2 )
+
+over transport plans P with row sums 1/N and column sums 1/M. With N = M the optimum is a
+permutation (Birkhoff), found by :func:`scipy.optimize.linear_sum_assignment`; otherwise the
+transport linear programme is solved by :func:`scipy.optimize.linprog` (HiGHS). The distance is
+invariant to permutations of the units and, unlike the shape metrics, not to rotations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simbench.estimators.cka import EstimatorError
+
+#: ``normalize`` choices of :func:`soft_matching_distance`.
+SOFT_NORMALIZE = ("scale", "unit", "none")
+
+
+def centred(t: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """``t`` as float64 with each column's (weighted) mean over the rows removed."""
+    a = np.asarray(t, dtype=np.float64)
+    mean = a.mean(axis=0) if weights is None else weights @ a / weights.sum()
+    return a - mean
+
+
+def _whitener(cov: np.ndarray, alpha: float) -> np.ndarray:
+    """The symmetric matrix ``V diag(alpha + (1 - alpha) / sqrt(l)) V'`` of ``cov``.
+
+    Directions with no variance (eigenvalue at rounding level) get ``alpha``: the activity has
+    no component along them, so the value there changes nothing.
+    """
+    if alpha >= 1.0:
+        return np.eye(cov.shape[0])
+    lam, vec = np.linalg.eigh(cov)
+    tol = max(float(lam.max(initial=0.0)), 0.0) * cov.shape[0] * np.finfo(np.float64).eps
+    diag = np.full_like(lam, alpha)
+    live = lam > tol
+    diag[live] += (1.0 - alpha) / np.sqrt(lam[live])
+    return (vec * diag) @ vec.T
+
+
+def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
+                 weights: np.ndarray | None = None) -> float:
+    """cos theta of the generalized shape metric (see the module); ``weights`` weight rows."""
+    if not 0.0 <= alpha <= 1.0:
+        raise EstimatorError(f"alpha must lie in [0, 1], got {alpha}", field="alpha",
+                             fix="0 = CCA, 1 = Procrustes")
+    xc, yc = centred(x, weights), centred(y, weights)
+    if weights is not None:
+        root = np.sqrt(weights)[:, None]
+        xc, yc = xc * root, yc * root
+    n = float(len(xc) if weights is None else weights.sum())
+    cxx, cyy, cxy = xc.T @ xc / n, yc.T @ yc / n, xc.T @ yc / n
+    zx, zy = _whitener(cxx, alpha), _whitener(cyy, alpha)
+    norm_x = float(np.trace(zx @ cxx @ zx))
+    norm_y = float(np.trace(zy @ cyy @ zy))
+    if not (norm_x > 0 and norm_y > 0):
+        return math.nan
+    nuclear = float(np.linalg.svd(zx @ cxy @ zy, compute_uv=False).sum())
+    return min(1.0, nuclear / math.sqrt(norm_x * norm_y))
+
+
+def shape_distance(x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
+                   weights: np.ndarray | None = None) -> float:
+    """The angular shape distance theta in radians, [0, pi/2] (nan for constant activity)."""
+    c = shape_cosine(x, y, alpha, weights)
+    return math.acos(c) if math.isfinite(c) else math.nan
+
+
+def procrustes_distance(x: np.ndarray, y: np.ndarray,
+                        weights: np.ndarray | None = None) -> float:
+    """Procrustes angular distance: :func:`shape_distance` with alpha = 1."""
+    return shape_distance(x, y, 1.0, weights)
+
+
+def _units(t: np.ndarray, normalize: str) -> np.ndarray:
+    """Centred tuning curves, scaled as ``normalize`` says (see :func:`soft_matching_distance`)."""
+    c = centred(t)
+    if normalize == "scale":
+        total = float(np.einsum("ij,ij->", c, c))
+        return c / math.sqrt(total / c.shape[1]) if total > 0 else c
+    if normalize == "unit":
+        norms = np.sqrt(np.einsum("ij,ij->j", c, c))
+        return c / np.where(norms > 0, norms, 1.0)
+    return c
+
+
+def transport_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[N, M] squared Euclidean distances between the columns of ``x`` and ``y``."""
+    sx = np.einsum("ij,ij->j", x, x)
+    sy = np.einsum("ij,ij->j", y, y)
+    return np.maximum(sx[:, None] + sy[None, :] - 2.0 * (x.T @ y), 0.0)
+
+
+def soft_matching_plan(cost: np.ndarray) -> np.ndarray:
+    """The optimal [N, M] transport plan between uniform weights 1/N and 1/M over ``cost``."""
+    n, m = cost.shape
+    if n == m:
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(cost)
+        plan = np.zeros_like(cost)
+        plan[rows, cols] = 1.0 / n
+        return plan
+    from scipy.optimize import linprog
+
+    # variables P_ij (row-major); rows sum to 1/n, columns to 1/m
+    a_rows = np.kron(np.eye(n), np.ones((1, m)))
+    a_cols = np.kron(np.ones((1, n)), np.eye(m))
+    res = linprog(cost.ravel(), A_eq=np.vstack([a_rows, a_cols]),
+                  b_eq=np.concatenate([np.full(n, 1.0 / n), np.full(m, 1.0 / m)]),
+                  bounds=(0, None), method="highs")
+    if not res.success:  # pragma: no cover - the transport LP is always feasible
+        raise EstimatorError(f"soft matching: the transport problem failed ({res.message})")
+    return np.asarray(res.x).reshape(n, m)
+
+
+def soft_matching_distance(x: np.ndarray, y: np.ndarray, normalize: str = "scale") -> float:
+    """The soft matching distance of Khosla & Williams (2024); see the module.
+
+    ``normalize``: ``scale`` divides each system by one number so its units' mean squared norm
+    is 1 (the distance then lies in [0, 2] and is invariant to isotropic scaling); ``unit``
+    gives every unit norm 1 (||x_i - y_j||^2 = 2 - 2 r_ij, r the units' correlation); ``none``
+    keeps the centred activity as it is.
+    """
+    if normalize not in SOFT_NORMALIZE:
+        raise EstimatorError(f"normalize must be one of {SOFT_NORMALIZE}, got {normalize!r}",
+                             field="normalize")
+    ux, uy = _units(x, normalize), _units(y, normalize)
+    cost = transport_cost(ux, uy)
+    plan = soft_matching_plan(cost)
+    return math.sqrt(max(float((plan * cost).sum()), 0.0))
+
+
+__all__ = ["SOFT_NORMALIZE", "centred", "procrustes_distance", "shape_cosine", "shape_distance",
+           "soft_matching_distance", "soft_matching_plan", "transport_cost"]
