@@ -285,3 +285,17 @@ def test_shipped_specs_are_self_contained() -> None:
     """The specs installed with simbench cite nothing a user does not have."""
     for spec in sorted((ROOT / "benchmarks" / "specs").glob("*.toml")):
         assert "METHOD.md" not in spec.read_text(), spec.name
+
+
+def test_the_tasks_help_names_every_built_in_task(capsys: pytest.CaptureFixture) -> None:
+    """The description of `simbench tasks` names each built-in task, continuation included
+    (so no count in it goes stale)."""
+    from simbench.cli.tasks import BUILT_IN
+
+    registry = get_registry()
+    built_in = {n for n in registry.tasks if registry.task_plugin_of(n).name == "tasks"}
+    assert set(BUILT_IN.split(", ")) | {"continuation"} == built_in
+    with pytest.raises(SystemExit):
+        main(["tasks", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in built_in)
