@@ -152,7 +152,7 @@ def _in_memory(measure: str, pair: Paired, params: dict[str, Any], site: str,
             f"{budget.reason('it')} ({pair.x.shape[0]:,} samples x {pair.x.shape[1]} + "
             f"{pair.y.shape[1]} units)", site=site, field="memory_mb",
             fix="use cka with --kernel linear or cosine and --form auto (computed a block of "
-            "rows at a time), score a subset of the stimuli, or raise --memory_mb")
+            "rows at a time), score a subset of the stimuli, or raise --memory-mb")
     return pair.loaded()
 
 
@@ -173,7 +173,7 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
             fix="drop --null, or score a subset of the stimuli for a null")
     dx, dy = int(pair.x.shape[1]), int(pair.y.shape[1])
     itemsize = 4 if params["dtype"] == "float32" else 8
-    memory = "--memory_mb" if budget.explicit else "the memory simbench may use"
+    memory = "--memory-mb" if budget.explicit else "the memory simbench may use"
     try:
         fits = chunk_rows_for(dx, dy, budget.block_mb, debiased=params["debiased"],
                               itemsize=itemsize)
@@ -186,7 +186,7 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
             f"{measure.name} (chunked): {memory} = {budget.block_mb:g} MiB does not hold the "
             f"float64 accumulators of {dx} x {dy} units ({fixed:,.2f} MiB) and a block of rows",
             field="memory_mb", site=site,
-            fix=f"pass --memory_mb {math.ceil(need)} or more (blocks of 256 rows)"
+            fix=f"pass --memory-mb {math.ceil(need)} or more (blocks of 256 rows)"
             + ("" if budget.explicit else "; or raise SIMBENCH_MEMORY_MB")) from None
     rows = params["chunk_rows"]
     if rows > fits:
@@ -194,8 +194,8 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
             f"{measure.name} (chunked): chunk_rows = {rows:,} needs "
             f"{chunked_memory_bytes(dx, dy, rows, debiased=params['debiased'], itemsize=itemsize) / 2**20:,.1f}"
             f" MiB, more than {memory} ({budget.block_mb:g} MiB)", field="chunk_rows", site=site,
-            fix=f"pass --chunk_rows {fits} or fewer (what fits), 0 for the most that fits, or "
-            "raise --memory_mb")
+            fix=f"pass --chunk-rows {fits} or fewer (what fits), 0 for the most that fits, or "
+            "raise --memory-mb")
     result = _estimated(site, chunked_cka, x=pair.x, y=pair.y, debiased=params["debiased"],
                         kernel=params["kernel"], chunk_rows=rows or None,
                         memory_mb=budget.block_mb, dtype=params["dtype"],

@@ -147,7 +147,7 @@ def rsa(
     if len(pool) < 3:
         raise SimbenchError(f"RSA needs at least 3 usable samples, got {len(pool)} "
                             f"({x.shape[0] - len(pool)} excluded by the {rdm_method} distance)",
-                            fix="record more stimuli, or use --rdm_method euclidean")
+                            fix="record more stimuli, or use --rdm-method euclidean")
     k = min(n_vectors, len(pool))
     gen = rng(seed, DRAWS)
     draws = 1 if k == len(pool) else n_draws
@@ -386,23 +386,23 @@ class RSA(Measure):
             raise ParameterError(
                 f"rsa: {size}, over the budget ({budget.reason('they')}), and {bad[0]} "
                 f"{bad[1]!r} needs whole RDMs", field=bad[0], site=site,
-                fix="use --rdm_method cosine or correlation with --compare_method corr or "
-                "cosine (summed block by block), a smaller --n_vectors, or raise --memory_mb")
+                fix="use --rdm-method cosine or correlation with --compare-method corr or "
+                "cosine (summed block by block), a smaller --n-vectors, or raise --memory-mb")
         if params["null"] > 0:
             raise ParameterError(f"rsa: the permutation null recomputes whole RDMs and {size}, "
                                  f"over the budget ({budget.reason('they')})", field="null",
-                                 site=site, fix="drop --null or use a smaller --n_vectors")
+                                 site=site, fix="drop --null or use a smaller --n-vectors")
         limit = int(budget.block_mb * 2**20)
         rows = (limit - blocked_memory_bytes(k, dx, dy, 0)) // (33 * k)
         if rows < 1:
             need = blocked_memory_bytes(k, dx, dy, 64) / 2**20
-            memory = "--memory_mb" if budget.explicit else "the memory simbench may use"
+            memory = "--memory-mb" if budget.explicit else "the memory simbench may use"
             raise ParameterError(
                 f"rsa (blocked): {memory} = {budget.block_mb:g} MiB does not hold the "
                 f"{k:,} x ({dx} + {dy}) rows of one draw as float64 and a block of RDM rows",
                 field="memory_mb", site=site,
-                fix=f"pass --memory_mb {math.ceil(need)} or more (blocks of 64 rows), or a "
-                "smaller --n_vectors")
+                fix=f"pass --memory-mb {math.ceil(need)} or more (blocks of 64 rows), or a "
+                "smaller --n-vectors")
         return int(min(rows, k))
 
     def _in_memory(self, pair: Any, params: dict[str, Any], site: str) -> Any:

@@ -5,7 +5,7 @@
   1 -> 2 direction. Score: IIA in that direction. It is near perfect already at rank 2 between
   Multi-Object GRUs because it may route the variable through whatever the source encodes,
   including dimensions the source's own behaviour never reads (its null space): a good stitch
-  does not show that two systems encode a variable the same way. ``--via_inverse`` trains the
+  does not show that two systems encode a variable the same way. ``--via-inverse`` trains the
   stitch 2 -> 1 on system 1's behaviour and scores its pseudo-inverse 1 -> 2: a behavioural
   stitch into system 2 obtained without access to system 2 (the baseline of the CLMAS
   evaluation protocol).
@@ -16,7 +16,7 @@
 
 A stitch replaces the whole latent, so its counterfactual is the source's whole state: every
 causal variable both tasks share (count *and* phase) takes the source's values
-(``--full_state``, default on).
+(``--full-state``, default on).
 """
 
 from __future__ import annotations

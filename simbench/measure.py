@@ -84,7 +84,7 @@ class Param:
             raise ParameterError(
                 f"measure '{measure}': parameter '{self.name}' expects {kind.__name__}, got {_plain(value)!r}",
                 field=self.name,
-                fix=f"pass e.g. --{self.name} {self.default!r}",
+                fix=f"pass e.g. --{self.name.replace('_', '-')} {self.default!r}",
             ) from None
         if parsed is None:
             return None

@@ -1,4 +1,4 @@
-"""Check a recording against a task: what ``simbench validate FILE --task NAME`` reports.
+"""Check a recording against a task: what ``simbench check-recording FILE --task NAME`` reports.
 
 The schema check (:func:`simbench.recording.recording_problems`) says whether a file is a
 recording at all; this says whether a causal measure can match it to a task's causal model:
@@ -171,7 +171,7 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
                              f"'{task.name}''s causal model refuses them ({exc.message})",
                              file=file, site=site, field=names[0],
                              fix="add each variable as an integer coordinate (stimulus, time), "
-                             "or check the tokens with `simbench validate FILE --task "
+                             "or check the tokens with `simbench check-recording FILE --task "
                              f"{task.name}`") from None
     return {v: np.where(valid, np.asarray(out[v], dtype=np.int64), UNDEFINED) for v in names}
 

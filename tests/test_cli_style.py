@@ -203,6 +203,46 @@ def doc_commands(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+#: flags the docs may show that are not simbench's: other tools' (dask worker) and the
+#: placeholder of "--name value"
+FOREIGN_FLAGS = {"--preload", "--nthreads", "--nworkers", "--name"}
+
+
+def all_flags() -> set[str]:
+    """Every flag of every simbench command, and every measure parameter's spellings."""
+    import argparse
+
+    def walk(parser: argparse.ArgumentParser) -> set[str]:
+        out = set()
+        for action in parser._actions:
+            out.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    out |= walk(sub)
+        return out
+
+    known = walk(build_parser())
+    for measure in get_registry().measures.values():
+        for p in measure.params:
+            for name in (p.name, p.name.replace("_", "-")):
+                known |= {f"--{name}", f"--no-{name}"}
+    return known
+
+
+def test_every_flag_the_docs_name_exists() -> None:
+    """A flag in an inline code span of the docs (``--n-boot``, ```--max-steps 500```) is a
+    flag of a simbench command or a parameter of an installed measure."""
+    known = all_flags() | FOREIGN_FLAGS
+    unknown = []
+    for path in doc_files():
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for span in re.findall(r"`([^`]+)`", line):
+                unknown += [f"{path.relative_to(ROOT)}:{n}: {flag}"
+                            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", span)
+                            if flag not in known]
+    assert not unknown, "\n".join(unknown)
+
+
 def test_every_simbench_command_in_the_docs_parses() -> None:
     """Parse only (nothing runs): the command line, and for ``score`` each measure parameter
     against the installed measure (a measure the docs define themselves, e.g. a plugin
@@ -245,3 +285,17 @@ def test_shipped_specs_are_self_contained() -> None:
     """The specs installed with simbench cite nothing a user does not have."""
     for spec in sorted((ROOT / "benchmarks" / "specs").glob("*.toml")):
         assert "METHOD.md" not in spec.read_text(), spec.name
+
+
+def test_the_tasks_help_names_every_built_in_task(capsys: pytest.CaptureFixture) -> None:
+    """The description of `simbench tasks` names each built-in task, continuation included
+    (so no count in it goes stale)."""
+    from simbench.cli.tasks import BUILT_IN
+
+    registry = get_registry()
+    built_in = {n for n in registry.tasks if registry.task_plugin_of(n).name == "tasks"}
+    assert set(BUILT_IN.split(", ")) | {"continuation"} == built_in
+    with pytest.raises(SystemExit):
+        main(["tasks", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in built_in)

@@ -96,3 +96,19 @@ def test_wheel_runs_outside_the_source_tree(installed_wheel: Path, tmp_path: Pat
             "latent_stitch"} <= set(got["measures"])
     assert got["demo_jobs"] == 16
     assert got["accuracy"] >= 0.99  # the checkpoint loaded and its sha256 matched
+
+
+def test_shipped_leaderboards_from_the_wheel(installed_wheel: Path, tmp_path: Path) -> None:
+    """`simbench leaderboard paper|lm_toxicity` from a plain install, in an empty directory:
+    the shipped stores are installed with the wheel, read, and nothing is written."""
+    env = {**os.environ, "PYTHONPATH": str(installed_wheel), "OMP_NUM_THREADS": "1"}
+    env.pop("SIMBENCH_STORE", None)
+    code = "import sys; from simbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    for name, jobs in (("paper", 158), ("lm_toxicity", 45)):
+        done = subprocess.run([sys.executable, "-c", code, "leaderboard", name, "--board",
+                               "validity"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"{jobs}/{jobs} jobs" in done.stdout
+        assert f"{installed_wheel}/simbench_results/{name}.sqlite" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing written where it ran

@@ -228,11 +228,11 @@ def test_rsa_rank_comparisons_over_budget_are_refused(files, capsys) -> None:
                "--n_vectors", "700", "--memory_mb", "4"])
     err = capsys.readouterr().err
     assert rc != 0 and "compare_method 'spearman' needs whole RDMs" in err
-    assert "--compare_method corr" in err and "700 samples per draw" in err
+    assert "--compare-method corr" in err and "700 samples per draw" in err
     rc = main(["score", "rsa", str(files["a"]), str(files["b"]), "--site", "hidden",
                "--n_vectors", "700", "--memory_mb", "0.5", "--compare_method", "corr"])
     err = capsys.readouterr().err
-    assert rc != 0 and "field 'memory_mb'" in err and "pass --memory_mb 3 or more" in err
+    assert rc != 0 and "field 'memory_mb'" in err and "pass --memory-mb 3 or more" in err
 
 
 # ---- bad budgets -----------------------------------------------------------------------------
@@ -241,13 +241,13 @@ def test_budgets_that_cannot_hold_the_accumulators_say_what_fits(files, capsys) 
     rc = main(["score", "cka", a, b, "--site", "hidden", "--memory_mb", "0.05"])
     err = capsys.readouterr().err
     assert rc != 0 and "field 'memory_mb'" in err
-    assert "--memory_mb = 0.05 MiB does not hold the float64 accumulators of 64 x 64" in err
-    assert "fix: pass --memory_mb 2 or more" in err
+    assert "--memory-mb = 0.05 MiB does not hold the float64 accumulators of 64 x 64" in err
+    assert "fix: pass --memory-mb 2 or more" in err
     rc = main(["score", "cka", a, b, "--site", "hidden", "--form", "chunked",
                "--memory_mb", "2", "--chunk_rows", "100000"])
     err = capsys.readouterr().err
     assert rc != 0 and "field 'chunk_rows'" in err and "chunk_rows = 100,000 needs" in err
-    fits = int(err.split("pass --chunk_rows ")[1].split()[0])
+    fits = int(err.split("pass --chunk-rows ")[1].split()[0])
     assert 300 < fits < 3000
     score = simbench.score("cka", a, b, site="hidden", form="chunked", memory_mb=2,
                            chunk_rows=fits)  # what the error says fits, fits

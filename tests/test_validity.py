@@ -161,9 +161,29 @@ def test_cli_prints_the_board(scored, tmp_path: Path, capsys) -> None:
     spec, path = scored
     rc = main(["validity", str(spec.path), "--store", str(path), "--no-bias",
                "--no-layer-order", "--csv", str(tmp_path / "b.csv")])
-    out = capsys.readouterr().out
-    assert rc == 0 and "measure validity of spec 'mini_validity'" in out
-    assert (tmp_path / "b.csv").exists()
+    got = capsys.readouterr()
+    assert rc == 0 and "measure validity of spec 'mini_validity'" in got.out
+    assert (tmp_path / "b.csv").exists()  # a file, the old meaning: still written, with a note
+    assert "--csv now takes a directory" in got.err
+
+
+def test_cli_csv_takes_a_directory_and_json_prints_the_rows(scored, tmp_path: Path,
+                                                            capsys) -> None:
+    """--csv DIR as in `simbench leaderboard` (validity.csv inside); --json: the rows alone on
+    stdout."""
+    import json
+
+    from simbench.calibration.cli import main
+
+    spec, path = scored
+    rc = main(["validity", str(spec.path), "--store", str(path), "--no-bias",
+               "--no-layer-order", "--csv", str(tmp_path / "boards"), "--json"])
+    got = capsys.readouterr()
+    assert rc == 0 and (tmp_path / "boards" / "validity.csv").is_file()
+    board = json.loads(got.out)
+    assert board["spec"] == "mini_validity"
+    assert [r["check"] for r in board["rows"] if r["variant"] == "cka"] == list(V.CHECKS)
+    assert "CSV written to" in got.err and "note" not in got.err
 
 
 def test_layer_order_of_the_transformer_and_its_teeth() -> None:

@@ -3,6 +3,14 @@
 Each command group lives in its own module exposing ``register(subparsers)``; heavy imports
 happen inside the handlers, so ``simbench --help`` and ``simbench measures`` start fast.
 Errors a user can fix print as one message without a traceback, and the exit status is 2.
+
+One style throughout: flags are kebab-case (``--max-steps``), measure parameters included (the
+snake_case spelling ``--max_steps`` is accepted too); on/off settings are switches
+(``--debiased`` / ``--no-debiased``, ``--no-progress``); every command that prints results
+takes ``--json`` (JSON alone on stdout; notes on stderr); ``--csv DIR`` and ``--png DIR`` name
+a directory the files are written into; ``--device`` is ``auto``, ``cpu``, ``cuda`` or
+``cuda:N``. Old spellings that changed (``validate``, ``--debiased true``, ``--csv FILE.csv``
+in ``validity``) keep working for one release with a note on stderr.
 """
 
 from __future__ import annotations

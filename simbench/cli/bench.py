@@ -257,6 +257,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         if len(todo) > 50:
             print(f"  ... and {len(todo) - 50} more")
         return 0
+    print(f"bench run: spec '{spec.name}', {len(jobs)} jobs; results go to {path}",
+          file=sys.stderr)
     with Store(path) as store:
         summary = run_spec(spec, store, jobs=jobs, scheduler=args.scheduler,
                            workers=args.workers, device=args.device,

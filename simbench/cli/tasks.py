@@ -8,11 +8,18 @@ import json
 
 from simbench.cli.output import table
 
+#: the built-in symbolic tasks, as `simbench tasks --help` names them (a test keeps this list
+#: equal to the registered built-in tasks)
+BUILT_IN = "multi_object, same_object, modulo, rounding, arithmetic"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tasks", help="list the tasks and their causal variables; --check NAME tests a task",
-        description="Lists every registered task (built-in and plugin). --check NAME runs the "
+        description="Lists every registered task: the built-in symbolic tasks (" + BUILT_IN
+        + "; each with a causal model whose variables MAS, DAS and CLMAS align), continuation "
+        "(the behavioural task of language models: greedy continuation of prompts, whose "
+        "one variable is the continuation itself) and those of task plugins. --check NAME runs the "
         "task contract on a few seeded samples (vocabulary and special tokens, seeded "
         "sampling, causal model shapes, masks, counterfactual consistency, scoring) and "
         "prints each broken rule with the method that broke it and a fix; exit status 1 when "

@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-counts", action="store_true",
                    help="train on every condition, held-out ones included (their held-out "
                    "accuracy is then on fresh sequences)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # --no-progress as everywhere else; --quiet, its old name, still works
+    p.add_argument("--no-progress", "--quiet", action="store_true", dest="quiet",
+                   help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(handler=cmd_train)
 
     p = zsub.add_parser(
