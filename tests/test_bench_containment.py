@@ -3,8 +3,8 @@ calls sys.exit fails its own job only; either way the run goes on."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -76,9 +76,9 @@ def test_job_timeouts_come_from_flag_spec_or_family(recs: Path) -> None:
     assert {j.timeout for j in jobs} == {7}
     set_timeouts(jobs, 0, spec)
     assert {j.timeout for j in jobs} == {None}
-    # a measure table's job_timeout wins over the spec's (the shape spec.py parses it into)
-    table = types.SimpleNamespace(job_timeout=2.0)
-    set_timeouts(jobs, None, types.SimpleNamespace(job_timeout=7, measures={"lin": table}))
+    # a measure table's job_timeout wins over the spec's
+    spec.measures["lin"] = dataclasses.replace(spec.measures["lin"], job_timeout=2.0)
+    set_timeouts(jobs, None, spec)
     assert {j.timeout for j in jobs} == {2.0}
 
 

@@ -224,13 +224,6 @@ def test_api_and_cli_json(tmp_path, capsys, data):
     assert "cka_paper(a, b) at site 'hidden'" in capsys.readouterr().out
 
 
-def test_plugin_import_is_light():
-    code = ("import sys, simbench_plugins.cka, simbench_plugins.rsa; "
-            "print('torch' in sys.modules, 'rsatoolbox' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
-
-
 def test_networks_on_different_tasks_are_recorded_on_the_same_stimuli():
     """A Multi-Object GRU and a Rounding GRU see the same input sequences, so CKA pairs them
     (each task names its stimuli differently; recorded separately they would share none)."""
@@ -372,9 +365,20 @@ def test_cuda_is_recorded_with_its_index(tmp_path, data):
         assert gpu.value == pytest.approx(cpu.value, abs=1e-6)
 
 
-def test_estimators_load_without_torch_or_the_plugins():
-    code = ("import sys, simbench.estimators.cka, simbench.estimators.resampling; "
-            "print(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('torch', 'simbench_plugins', 'xarray')))")
+def test_estimators_tasks_and_the_correlative_plugins_import_light():
+    """One fresh interpreter, importing layer by layer: the estimators need neither torch nor
+    xarray nor the plugins; the tasks no torch; the CKA and RSA plugins neither torch nor
+    rsatoolbox (each is loaded when a score needs it)."""
+    code = (
+        "import json, sys\n"
+        "def loaded(*names):\n"
+        "    return sorted({m.split('.')[0] for m in sys.modules} & set(names))\n"
+        "import simbench.estimators.cka, simbench.estimators.resampling\n"
+        "out = [loaded('torch', 'simbench_plugins', 'xarray')]\n"
+        "import simbench.tasks\n"
+        "out.append(loaded('torch'))\n"
+        "import simbench_plugins.cka, simbench_plugins.rsa\n"
+        "out.append(loaded('torch', 'rsatoolbox'))\n"
+        "print(json.dumps(out))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], [], []]

@@ -60,6 +60,7 @@ def fresh() -> Iterator[None]:
         os.environ.update(saved_env)
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_auto_settings_reach_torch_when_it_loads_later() -> None:
     got = child("""
         import json, os, sys
@@ -80,6 +81,7 @@ def test_auto_settings_reach_torch_when_it_loads_later() -> None:
     assert env is None  # auto leaves the environment (and so child processes) alone
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_explicit_count_reaches_torch_and_child_processes() -> None:
     got = child("""
         import json, os, subprocess, sys
@@ -96,6 +98,7 @@ def test_explicit_count_reaches_torch_and_child_processes() -> None:
     assert got == [3, 3, "threads argument", "3", "3"]
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_environment_count_wins_and_wait_policy_is_recorded() -> None:
     """The recorded wait policy is the one OpenMP started with: it reads its variables once,
     when torch loads (``OMP_DISPLAY_ENV`` makes it print them then)."""
@@ -114,6 +117,7 @@ def test_environment_count_wins_and_wait_policy_is_recorded() -> None:
     assert "OMP_WAIT_POLICY = 'PASSIVE'" in openmp and "OMP_NUM_THREADS = '1'" in openmp
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_mkl_variable_overrides_omp_variable_as_in_torch() -> None:
     got = child("""
         import json
@@ -299,6 +303,7 @@ def test_help_and_configuring_do_not_import_torch() -> None:
     assert got is False
 
 
+@pytest.mark.slow  # a Dask cluster: fresh worker processes
 def test_dask_preload_configures_each_worker() -> None:
     """``--preload simbench.runtime`` as for workers started by hand: the hook runs in the
     worker process, which keeps the one thread Dask's nanny sets."""

@@ -70,11 +70,6 @@ def default_train_config(arch: str, task: Task | str | None = None) -> TrainConf
     return cfg
 
 
-def resolve_arch(arch: str) -> str:
-    """The registered name of architecture ``arch`` (``tf`` -> ``transformer``)."""
-    return get_arch(arch).name
-
-
 def response_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the next-token logits on the response positions only."""
     m = mask[:, 1:]
@@ -132,7 +127,7 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
     :func:`simbench.zoo.checkpoint.save_model`.
     """
     task = task_by_name(task) if isinstance(task, str) else task
-    arch = resolve_arch(arch)
+    arch = get_arch(arch).name  # "tf" -> "transformer"
     cfg = config or default_train_config(arch, task)
     dev = torch.device(resolve_device(device))
     if threads is not None:
