@@ -123,7 +123,16 @@ def read_whole(path: str | Path, group: str | None, shape: tuple[int, ...],
     with netCDF4.Dataset(path, "r") as nc:
         var = (nc[group] if group else nc).variables[ACTIVITY]
         for idx in activity_blocks(tuple(shape), np.dtype(dtype).itemsize):
-            out[idx] = decoded(var[idx], dtype)
+            values = var[idx]
+            if out.dtype.kind != "f" or not np.ma.isMaskedArray(values):
+                out[idx] = decoded(values, dtype)
+                continue
+            target = out[idx]  # a view: the raw block and its mask are the only other copies
+            target[...] = values.data
+            mask = np.ma.getmask(values)
+            if mask is not np.ma.nomask and mask.any():
+                target[mask] = np.nan
+            del values, mask
     return out
 
 
