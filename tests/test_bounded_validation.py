@@ -184,3 +184,15 @@ def test_validating_a_real_gigabyte_holds_a_block(tmp_path: Path) -> None:
     assert rc == 1 and "1 NaN/Inf values (first at index (2055, 3, 5))" in out, out
     assert peak < 600, out  # the file is 1,024 MiB
     print(f"validate 1 GiB: peak {peak:.0f} MiB, {seconds:.1f} s")
+
+
+def test_a_coordinate_declared_but_never_written_is_named(tmp_path: Path) -> None:
+    path = declared_only(tmp_path / "c.nc", 30, 4, 6, write_rows=30)
+    with netCDF4.Dataset(path, "a") as nc:
+        g = nc["hidden"]
+        g.createVariable("count", "i8", ("stimulus", "time"), chunksizes=(30, 4))
+        g.variables["activity"].coordinates = "stimulus_id count"
+    problems = recording_problems(path)
+    assert len(problems) == 1, problems
+    assert ("site 'hidden', field 'count': 'count' was declared but never written: the file "
+            "holds no data for it") in problems[0]

@@ -116,3 +116,23 @@ def test_digit_strings_from_codes_are_recognised(tmp_path: Path) -> None:
         token_ids_of_strings(task, np.array([["99", "3", "42"]]), None)
     with pytest.raises(RecordingError, match="not in task"):  # a foreign name stays foreign
         token_ids_of_strings(task, np.array([["zebra", "3"]]), None)
+
+
+def test_codes_pair_with_names_of_the_same_stimuli(tmp_path: Path) -> None:
+    """One file with codes, one with names, same stimuli: their tokens cannot be compared, so
+    they are paired on stimulus ids alone (names against names, or codes against codes, are
+    still compared)."""
+    a = coded_recording(tmp_path / "a.nc", 0)
+    task = get_registry().make_task(TASK)
+    with pytest.warns(TokenCodesWarning):
+        rec = load_recording(a)
+    ds = rec.site("hidden")
+    named = ds.assign_coords(token=(ds["token"].dims,
+                                    np.asarray(task.vocab)[ds["token"].values]))
+    b = save_recording(Recording("b", {"hidden": named}, task=TASK), tmp_path / "b.nc")
+    with pytest.warns(TokenCodesWarning):
+        assert simbench.score("cka", a, b, site="hidden").value == pytest.approx(1.0)
+    other = ds.assign_coords(token=(ds["token"].dims, (ds["token"].values + 1).astype(np.int32)))
+    c = save_recording(Recording("c", {"hidden": other}, task=TASK), tmp_path / "c.nc")
+    with pytest.warns(TokenCodesWarning), pytest.raises(RecordingError, match="different tokens"):
+        simbench.score("cka", a, c, site="hidden")

@@ -101,6 +101,25 @@ def written_rows(path: str | Path, group: str | None, n_rows: int) -> np.ndarray
         return None
 
 
+def unwritten_variables(path: str | Path, group: str | None) -> list[str]:
+    """Variables of a group (coordinates included, ``activity`` too) that the file declares
+    with a non-zero size but never wrote (no storage allocated), from the HDF5 metadata only.
+    Empty when the file cannot say (see :func:`written_rows`)."""
+    try:
+        import h5py
+    except ImportError:
+        return []
+    try:
+        with h5py.File(path, "r") as f:
+            node = f[group] if group else f
+            return [name for name, obj in node.items()
+                    if isinstance(obj, h5py.Dataset) and obj.size > 0
+                    and "CLASS" not in obj.attrs  # a netCDF dimension scale, not a variable
+                    and obj.id.get_storage_size() == 0]
+    except Exception:
+        return []
+
+
 def decoded(values: Any, dtype: np.dtype) -> np.ndarray:
     """Values as netCDF4 returns them (masked where they equal the fill value) in ``dtype``,
     with fill values as NaN, as xarray decodes them."""

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from simbench.errors import RecordingError, SimbenchError
-from simbench.recording.lazy import GROUP, activity_blocks, written_rows
+from simbench.recording.lazy import GROUP, activity_blocks, unwritten_variables, written_rows
 from simbench.recording.memory import format_size
 from simbench.recording.schema import ACTIVITY, SCHEMA
 
@@ -126,7 +126,11 @@ def recording_problems(path: str | Path) -> list[str]:
     if not rec.sites:
         out.append(f"file {path}: no site groups; each site is a group holding 'activity'")
     for name, ds in rec.sites.items():
-        problems = site_problems(ds, scan_values=False)
+        problems = [(v, f"'{v}' was declared but never written: the file holds no data for "
+                     "it, only its fill value; write it or drop it")
+                    for v in unwritten_variables(path, ds.encoding.get(GROUP))
+                    if v != ACTIVITY and v in ds.variables]
+        problems += site_problems(ds, scan_values=False)
         if not any(f == ACTIVITY for f, _ in problems):
             problems = [*unwritten_problems(ds), *problems]
             if not any("never written" in p for _, p in problems):
