@@ -41,7 +41,13 @@ def test_measures_that_do_not_read_tokens_accept_codes_with_a_warning(tmp_path: 
     assert "'token' holds integer codes (int32)" in text and "cka, rsa" in text
     assert "CLMAS (which derives the causal variables" in text
     assert "pairing a network with this recording" in text
-    assert f"name_tokens('{a}', '{tmp_path / 'a_named.nc'}', vocab='{TASK}')" in text
+    assert (f"name_tokens('{a}', '{tmp_path / 'a_named.nc'}', "
+            f"vocab=get_registry().make_task('{TASK}').vocab)") in text
+    line = text[text.index('python -c "') + len('python -c "'):].rsplit('"', 1)[0]
+    out = subprocess.run([sys.executable, "-c", line], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert load_recording(tmp_path / "a_named.nc").site("hidden")["token"].dtype.kind == "U"
 
 
 def test_validate_accepts_codes_and_validate_task_says_how_to_convert(
