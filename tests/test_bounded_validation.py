@@ -91,8 +91,11 @@ def test_a_partly_written_declaration_is_counted_by_stimulus(tmp_path: Path) -> 
     """First 3 of 20,000 stimuli written: the others are named as never written; the written
     rows are checked (all finite), and loading refuses before reading any activity."""
     path = declared_only(tmp_path / "part.nc", 20_000, 50, 256, write_rows=3)  # 977 MiB
+    with netCDF4.Dataset(path, "a") as nc:
+        nc["hidden"].variables["activity"][1, 2, 3] = np.inf
     problems = recording_problems(path)
-    assert len(problems) == 1, problems
+    assert len(problems) == 2, problems
+    assert "1 NaN/Inf values (first at index (1, 2, 3))" in problems[1]
     assert ("activity of 19,997 of 20,000 stimuli (first: 's3', index 3) was declared but never "
             "written") in problems[0]
     _, out, peak, _ = run_measured(

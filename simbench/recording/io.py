@@ -284,10 +284,10 @@ def recording_problems(path: str | Path) -> list[str]:
                     for v in unwritten_variables(path, ds.encoding.get(GROUP))
                     if v != ACTIVITY and v in ds.variables]
         problems += site_problems(ds, scan_values=False)
-        if not any(f == ACTIVITY for f, _ in problems):
-            problems = [*unwritten_problems(ds), *problems]
-            if not any("never written" in p for _, p in problems):
-                problems = [*scanned_problems(ds), *problems]
+        if not any(f == ACTIVITY for f, _ in problems):  # activity readable as numbers
+            # what was never written from the chunk index (no value read), then the values
+            # that were, a block at a time (never-written blocks are skipped unread)
+            problems = [*unwritten_problems(ds), *scanned_problems(ds), *problems]
         out.extend(f"file {path}, site '{name}', field '{f}': {p}" for f, p in problems)
     return out
 
@@ -297,8 +297,9 @@ def name_tokens(path: str | Path, out: str | Path, vocab: Sequence[str]) -> Path
     replaced by its name, ``vocab[code]``; returns ``out``.
 
     ``vocab``: the token names in code order (for a task's own codes, its ``vocab``, e.g.
-    ``get_registry().make_task("counting").vocab``). Codes at invalid steps outside the vocabulary become ``''``;
-    a valid step whose code has no name is refused, naming the code.
+    ``get_registry().make_task("counting").vocab``). Codes at invalid steps outside the
+    vocabulary become ``''``; a valid step whose code has no name is refused, naming the code.
+    Loads the file whole (:func:`load_recording`).
     """
     if isinstance(vocab, str):
         raise RecordingError(f"vocab={vocab!r} is one string; pass the token names in code "
