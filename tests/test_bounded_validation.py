@@ -91,8 +91,11 @@ def test_a_partly_written_declaration_is_counted_by_stimulus(tmp_path: Path) -> 
     """First 3 of 20,000 stimuli written: the others are named as never written; the written
     rows are checked (all finite), and loading refuses before reading any activity."""
     path = declared_only(tmp_path / "part.nc", 20_000, 50, 256, write_rows=3)  # 977 MiB
+    with netCDF4.Dataset(path, "a") as nc:
+        nc["hidden"].variables["activity"][1, 2, 3] = np.inf
     problems = recording_problems(path)
-    assert len(problems) == 1, problems
+    assert len(problems) == 2, problems
+    assert "1 NaN/Inf values (first at index (1, 2, 3))" in problems[1]
     assert ("activity of 19,997 of 20,000 stimuli (first: 's3', index 3) was declared but never "
             "written") in problems[0]
     _, out, peak, _ = run_measured(
@@ -184,3 +187,15 @@ def test_validating_a_real_gigabyte_holds_a_block(tmp_path: Path) -> None:
     assert rc == 1 and "1 NaN/Inf values (first at index (2055, 3, 5))" in out, out
     assert peak < 600, out  # the file is 1,024 MiB
     print(f"validate 1 GiB: peak {peak:.0f} MiB, {seconds:.1f} s")
+
+
+def test_a_coordinate_declared_but_never_written_is_named(tmp_path: Path) -> None:
+    path = declared_only(tmp_path / "c.nc", 30, 4, 6, write_rows=30)
+    with netCDF4.Dataset(path, "a") as nc:
+        g = nc["hidden"]
+        g.createVariable("count", "i8", ("stimulus", "time"), chunksizes=(30, 4))
+        g.variables["activity"].coordinates = "stimulus_id count"
+    problems = recording_problems(path)
+    assert len(problems) == 1, problems
+    assert ("site 'hidden', field 'count': 'count' was declared but never written: the file "
+            "holds no data for it") in problems[0]

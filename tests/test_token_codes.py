@@ -41,7 +41,13 @@ def test_measures_that_do_not_read_tokens_accept_codes_with_a_warning(tmp_path: 
     assert "'token' holds integer codes (int32)" in text and "cka, rsa" in text
     assert "CLMAS (which derives the causal variables" in text
     assert "pairing a network with this recording" in text
-    assert f"name_tokens('{a}', '{tmp_path / 'a_named.nc'}', vocab='{TASK}')" in text
+    assert (f"name_tokens('{a}', '{tmp_path / 'a_named.nc'}', "
+            f"vocab=get_registry().make_task('{TASK}').vocab)") in text
+    line = text[text.index('python -c "') + len('python -c "'):].rsplit('"', 1)[0]
+    out = subprocess.run([sys.executable, "-c", line], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert load_recording(tmp_path / "a_named.nc").site("hidden")["token"].dtype.kind == "U"
 
 
 def test_validate_accepts_codes_and_validate_task_says_how_to_convert(
@@ -116,3 +122,23 @@ def test_digit_strings_from_codes_are_recognised(tmp_path: Path) -> None:
         token_ids_of_strings(task, np.array([["99", "3", "42"]]), None)
     with pytest.raises(RecordingError, match="not in task"):  # a foreign name stays foreign
         token_ids_of_strings(task, np.array([["zebra", "3"]]), None)
+
+
+def test_codes_pair_with_names_of_the_same_stimuli(tmp_path: Path) -> None:
+    """One file with codes, one with names, same stimuli: their tokens cannot be compared, so
+    they are paired on stimulus ids alone (names against names, or codes against codes, are
+    still compared)."""
+    a = coded_recording(tmp_path / "a.nc", 0)
+    task = get_registry().make_task(TASK)
+    with pytest.warns(TokenCodesWarning):
+        rec = load_recording(a)
+    ds = rec.site("hidden")
+    named = ds.assign_coords(token=(ds["token"].dims,
+                                    np.asarray(task.vocab)[ds["token"].values]))
+    b = save_recording(Recording("b", {"hidden": named}, task=TASK), tmp_path / "b.nc")
+    with pytest.warns(TokenCodesWarning):
+        assert simbench.score("cka", a, b, site="hidden").value == pytest.approx(1.0)
+    other = ds.assign_coords(token=(ds["token"].dims, (ds["token"].values + 1).astype(np.int32)))
+    c = save_recording(Recording("c", {"hidden": other}, task=TASK), tmp_path / "c.nc")
+    with pytest.warns(TokenCodesWarning), pytest.raises(RecordingError, match="different tokens"):
+        simbench.score("cka", a, c, site="hidden")

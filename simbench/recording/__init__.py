@@ -4,10 +4,12 @@ The package is split by concern; every name below is importable from ``simbench.
 
 - :mod:`~simbench.recording.schema`: the schema (:class:`Recording`, :func:`site_dataset`,
   ``SCHEMA``, ``ACTIVITY``, ``RESERVED_COORDS``); read its docstring for the file layout.
-- :mod:`~simbench.recording.validate`: schema checks naming site and field
-  (:func:`site_problems`, :func:`validate_site`, :func:`recording_problems`).
+- :mod:`~simbench.recording.validate`: checks of a site naming its field (:func:`site_problems`,
+  :func:`validate_site`) and of its activity in the file, in bounded memory
+  (:func:`unwritten_problems`, :func:`scanned_problems`).
 - :mod:`~simbench.recording.io`: netCDF files (:func:`save_recording`, :func:`load_recording`,
-  :func:`open_recording`, :func:`load_or_open`).
+  :func:`open_recording`, :func:`load_or_open`, :func:`recording_problems`,
+  :func:`name_tokens`).
 - :mod:`~simbench.recording.lazy`: activity left in its file and read by rows
   (:func:`is_lazy`, ``LAZY``).
 - :mod:`~simbench.recording.memory`: what a file declares against the memory simbench may use
@@ -15,13 +17,20 @@ The package is split by concern; every name below is importable from ``simbench.
   ``MEMORY_FRACTION``, ``MEMORY_ENV``, ``STRING_BYTES``).
 - :mod:`~simbench.recording.brainscore`: Brain-Score assemblies (:func:`from_brainscore`).
 - :mod:`~simbench.recording.tokens`: integer token codes, accepted with a warning by measures
-  that do not read tokens (:func:`name_tokens` converts them to names).
+  that do not read tokens, refused with the conversion line by what reads them.
 """
 
 from __future__ import annotations
 
 from simbench.recording.brainscore import BRAINSCORE_RENAMING, from_brainscore
-from simbench.recording.io import load_or_open, load_recording, open_recording, save_recording
+from simbench.recording.io import (
+    load_or_open,
+    load_recording,
+    name_tokens,
+    open_recording,
+    recording_problems,
+    save_recording,
+)
 from simbench.recording.lazy import LAZY, is_lazy
 from simbench.recording.memory import (
     MEMORY_ENV,
@@ -33,9 +42,7 @@ from simbench.recording.memory import (
     format_size,
 )
 from simbench.recording.schema import ACTIVITY, RESERVED_COORDS, SCHEMA, Recording, site_dataset
-from simbench.recording.tokens import name_tokens
 from simbench.recording.validate import (
-    recording_problems,
     scanned_problems,
     site_problems,
     unwritten_problems,

@@ -5,18 +5,22 @@
 reads every coordinate but leaves the activity in the file, to be read a block of rows at a
 time (the correlative measures ``cka`` and ``rsa`` do so, see :mod:`simbench.pairing`);
 :func:`load_or_open` loads a file whole when it fits and opens it that way when it does not.
+:func:`recording_problems` lists every problem of a file in bounded memory, and
+:func:`name_tokens` writes a copy whose integer token codes are replaced by names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
-from simbench.errors import RecordingError, SimbenchError
-from simbench.recording.lazy import GROUP, LAZY, coords_loaded, read_whole
+from simbench.errors import RecordingError, SimbenchError, TokenCodesWarning
+from simbench.recording.lazy import GROUP, LAZY, coords_loaded, read_whole, unwritten_variables
 from simbench.recording.memory import (
     MEMORY_ENV,
     Declared,
@@ -26,8 +30,13 @@ from simbench.recording.memory import (
     memory_limit,
 )
 from simbench.recording.schema import ACTIVITY, SCHEMA, Recording
-from simbench.recording.tokens import warn_token_codes
-from simbench.recording.validate import unwritten_problems, validate_site
+from simbench.recording.tokens import has_token_codes, warn_token_codes
+from simbench.recording.validate import (
+    scanned_problems,
+    site_problems,
+    unwritten_problems,
+    validate_site,
+)
 
 
 def save_recording(rec: Recording, path: str | Path) -> Path:
@@ -248,3 +257,69 @@ def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
             value = json.dumps(value)
         out[key] = value
     return out
+
+
+def recording_problems(path: str | Path) -> list[str]:
+    """Every problem of a recording file, one sentence each (empty when it is valid).
+
+    Bounded memory whatever the file declares: the coordinates are read into memory (refused,
+    as a problem, when they alone would not fit), the activity is never held: stimuli the file
+    holds no data for are found from its chunk index (:func:`unwritten_problems`), and the
+    values it does hold are checked a block at a time (:func:`scanned_problems`).
+    """
+    try:
+        rec = open_recording(path, validate=False)
+    except SimbenchError as exc:  # e.g. a RecordingError, or a pickled checkpoint refused
+        return [str(exc)]
+    out = []
+    declared = declared_schema(path)
+    if declared is not None and declared != SCHEMA:
+        out.append(f"file {path}, field 'schema': root attribute schema = {declared!r}, "
+                   f"expected {SCHEMA!r} (or no schema attribute)")
+    if not rec.sites:
+        out.append(f"file {path}: no site groups; each site is a group holding 'activity'")
+    for name, ds in rec.sites.items():
+        problems = [(v, f"'{v}' was declared but never written: the file holds no data for "
+                     "it, only its fill value; write it or drop it")
+                    for v in unwritten_variables(path, ds.encoding.get(GROUP))
+                    if v != ACTIVITY and v in ds.variables]
+        problems += site_problems(ds, scan_values=False)
+        if not any(f == ACTIVITY for f, _ in problems):  # activity readable as numbers
+            # what was never written from the chunk index (no value read), then the values
+            # that were, a block at a time (never-written blocks are skipped unread)
+            problems = [*unwritten_problems(ds), *scanned_problems(ds), *problems]
+        out.extend(f"file {path}, site '{name}', field '{f}': {p}" for f, p in problems)
+    return out
+
+
+def name_tokens(path: str | Path, out: str | Path, vocab: Sequence[str]) -> Path:
+    """Write a copy of the recording at ``path`` to ``out`` with each integer token code
+    replaced by its name, ``vocab[code]``; returns ``out``.
+
+    ``vocab``: the token names in code order (for a task's own codes, its ``vocab``, e.g.
+    ``get_registry().make_task("counting").vocab``). Codes at invalid steps outside the
+    vocabulary become ``''``; a valid step whose code has no name is refused, naming the code.
+    Loads the file whole (:func:`load_recording`).
+    """
+    if isinstance(vocab, str):
+        raise RecordingError(f"vocab={vocab!r} is one string; pass the token names in code "
+                             "order", field="vocab",
+                             fix="for a task's own codes: get_registry().make_task(NAME).vocab")
+    names = np.asarray([str(v) for v in vocab] + [""])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TokenCodesWarning)
+        rec = load_recording(path)
+    for site, ds in rec.sites.items():
+        if not has_token_codes(ds):
+            continue
+        codes = np.asarray(ds["token"].values).astype(np.int64)
+        inside = (codes >= 0) & (codes < len(vocab))
+        valid = np.asarray(ds["valid"].values, dtype=bool) if "valid" in ds.coords else True
+        bad = ~inside & valid
+        if bad.any():
+            raise RecordingError(
+                f"token code {int(codes[bad][0])} has no name: the vocabulary has "
+                f"{len(vocab)} names (codes 0 to {len(vocab) - 1})", file=path, site=site,
+                field="token", fix="pass the vocabulary the codes index, in code order")
+        ds["token"] = (ds["token"].dims, names[np.where(inside, codes, len(vocab))])
+    return save_recording(rec, out)

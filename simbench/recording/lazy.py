@@ -101,6 +101,25 @@ def written_rows(path: str | Path, group: str | None, n_rows: int) -> np.ndarray
         return None
 
 
+def unwritten_variables(path: str | Path, group: str | None) -> list[str]:
+    """Variables of a group (coordinates included, ``activity`` too) that the file declares
+    with a non-zero size but never wrote (no storage allocated), from the HDF5 metadata only.
+    Empty when the file cannot say (see :func:`written_rows`)."""
+    try:
+        import h5py
+    except ImportError:
+        return []
+    try:
+        with h5py.File(path, "r") as f:
+            node = f[group] if group else f
+            return [name for name, obj in node.items()
+                    if isinstance(obj, h5py.Dataset) and obj.size > 0
+                    and "CLASS" not in obj.attrs  # a netCDF dimension scale, not a variable
+                    and obj.id.get_storage_size() == 0]
+    except Exception:
+        return []
+
+
 def decoded(values: Any, dtype: np.dtype) -> np.ndarray:
     """Values as netCDF4 returns them (masked where they equal the fill value) in ``dtype``,
     with fill values as NaN, as xarray decodes them."""
@@ -123,7 +142,16 @@ def read_whole(path: str | Path, group: str | None, shape: tuple[int, ...],
     with netCDF4.Dataset(path, "r") as nc:
         var = (nc[group] if group else nc).variables[ACTIVITY]
         for idx in activity_blocks(tuple(shape), np.dtype(dtype).itemsize):
-            out[idx] = decoded(var[idx], dtype)
+            values = var[idx]
+            if out.dtype.kind != "f" or not np.ma.isMaskedArray(values):
+                out[idx] = decoded(values, dtype)
+                continue
+            target = out[idx]  # a view: the raw block and its mask are the only other copies
+            target[...] = values.data
+            mask = np.ma.getmask(values)
+            if mask is not np.ma.nomask and mask.any():
+                target[mask] = np.nan
+            del values, mask
     return out
 
 

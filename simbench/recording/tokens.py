@@ -4,7 +4,8 @@ Files from other tools often store the input tokens as integer codes. The schema
 names (``'A'``, ``'<eos>'``) because a code does not say which vocabulary it indexes. Such a
 file still loads, with a :class:`~simbench.errors.TokenCodesWarning`: measures that never read
 tokens (``cka``, ``rsa``, and the others on two recordings) use it as it is. What reads tokens
-refuses it with the one line that converts the codes (:func:`name_tokens`): CLMAS, which
+refuses it with the one line that converts the codes
+(:func:`simbench.recording.io.name_tokens`): CLMAS, which
 derives the causal variables and matches counterfactuals from the tokens, and pairing a
 network with the recording, which runs the network on the recording's token sequences.
 """
@@ -37,22 +38,24 @@ def looks_like_codes(names: Sequence[str]) -> bool:
     return bool(names) and all(n.lstrip("-").isdigit() for n in names)
 
 
-def conversion_line(file: Any = None, vocab: str | Sequence[str] | None = None) -> str:
+def conversion_line(file: Any = None, vocab: Sequence[str] | None = None,
+                    task: str | None = None) -> str:
     """The one command that writes a copy of ``file`` with token names for its codes.
 
-    ``vocab``: a task name (its vocabulary in code order), or the names themselves (spelled
-    out when at most ``MAX_LISTED``); None leaves a placeholder for the user's own list.
+    ``vocab``: the names in code order, spelled out when at most ``MAX_LISTED``; else the
+    vocabulary of ``task`` looked up in the command; else a placeholder for the user's list.
     """
     src = str(file) if file is not None else "FILE.nc"
     out = str(Path(src).with_name(Path(src).stem + "_named.nc"))
-    if isinstance(vocab, str):
-        names = repr(vocab)
-    elif vocab is not None and len(vocab) <= MAX_LISTED:
+    head = "from simbench.recording import name_tokens; "
+    if vocab is not None and len(vocab) <= MAX_LISTED:
         names = repr([str(v) for v in vocab])
+    elif task is not None:
+        head += "from simbench.registry import get_registry; "
+        names = f"get_registry().make_task({task!r}).vocab"
     else:
         names = "[NAME_OF_CODE_0, NAME_OF_CODE_1, ...]"
-    return (f"python -c \"from simbench.recording import name_tokens; "
-            f"name_tokens({src!r}, {out!r}, vocab={names})\"")
+    return f"python -c \"{head}name_tokens({src!r}, {out!r}, vocab={names})\""
 
 
 def warn_token_codes(ds: xr.Dataset, *, file: Any = None, site: str | None = None,
@@ -69,7 +72,7 @@ def warn_token_codes(ds: xr.Dataset, *, file: Any = None, site: str | None = Non
         "the file as it is, but CLMAS (which derives the causal variables and counterfactuals "
         "from the tokens) and pairing a network with this recording (which runs it on the "
         "recording's token sequences) need the names; convert once with: "
-        + conversion_line(file, task if isinstance(task, str) else None)), stacklevel=3)
+        + conversion_line(file, task=task if isinstance(task, str) else None)), stacklevel=3)
 
 
 def refuse_token_codes(tokens: Any, task: Any, *, file: Any = None, site: str | None = None,
@@ -90,38 +93,4 @@ def refuse_token_codes(tokens: Any, task: Any, *, file: Any = None, site: str | 
         "from them, and a network paired with a recording runs on its token sequences",
         file=file, site=site, field="token",
         fix=f"convert the codes to names once{hint}: "
-        + conversion_line(file, name if name and len(vocab) > MAX_LISTED else vocab or None))
-
-
-def name_tokens(path: str | Path, out: str | Path, vocab: str | Sequence[str]) -> Path:
-    """Write a copy of the recording at ``path`` to ``out`` with each integer token code
-    replaced by its name, ``vocab[code]``; returns ``out``.
-
-    ``vocab``: the token names in code order, or a task name (its vocabulary, as
-    ``simbench tasks`` lists it). Codes at invalid steps outside the vocabulary become ``''``;
-    a valid step whose code has no name is refused, naming the code.
-    """
-    from simbench.recording.io import load_recording, save_recording
-
-    if isinstance(vocab, str):
-        from simbench.registry import get_registry
-
-        vocab = get_registry().make_task(vocab).vocab
-    names = np.asarray([str(v) for v in vocab] + [""])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TokenCodesWarning)
-        rec = load_recording(path)
-    for site, ds in rec.sites.items():
-        if not has_token_codes(ds):
-            continue
-        codes = np.asarray(ds["token"].values).astype(np.int64)
-        inside = (codes >= 0) & (codes < len(vocab))
-        valid = np.asarray(ds["valid"].values, dtype=bool) if "valid" in ds.coords else True
-        bad = ~inside & valid
-        if bad.any():
-            raise RecordingError(
-                f"token code {int(codes[bad][0])} has no name: the vocabulary has "
-                f"{len(vocab)} names (codes 0 to {len(vocab) - 1})", file=path, site=site,
-                field="token", fix="pass the vocabulary the codes index, in code order")
-        ds["token"] = (ds["token"].dims, names[np.where(inside, codes, len(vocab))])
-    return save_recording(rec, out)
+        + conversion_line(file, vocab or None, task=name))

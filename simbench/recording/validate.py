@@ -1,16 +1,20 @@
-"""Checking a recording against the schema: every problem named with its site and field."""
+"""Checking a recording's sites: the schema (every problem named with its field), and the
+activity in the file, from its chunk index (what was never written) and a block at a time
+(NaN/Inf and fill values), so a check holds one block whatever the file declares.
+
+The file-level list, :func:`simbench.recording.recording_problems`, is in
+:mod:`simbench.recording.io`, which opens the file.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from simbench.errors import RecordingError, SimbenchError
+from simbench.errors import RecordingError
 from simbench.recording.lazy import GROUP, activity_blocks, written_rows
 from simbench.recording.memory import format_size
-from simbench.recording.schema import ACTIVITY, SCHEMA
+from simbench.recording.schema import ACTIVITY
 
 
 def site_problems(ds: xr.Dataset, *, scan_values: bool = True) -> list[tuple[str, str]]:
@@ -102,37 +106,6 @@ def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = Non
         detail = "; ".join(p if f == field else f"{f}: {p}" for f, p in problems)
         raise RecordingError(detail, file=file, site=site, field=field,
                              fix="see `simbench validate FILE` and the README's schema section")
-
-
-def recording_problems(path: str | Path) -> list[str]:
-    """Every problem of a recording file, one sentence each (empty when it is valid).
-
-    Bounded memory whatever the file declares: the coordinates are read into memory (refused,
-    as a problem, when they alone would not fit), the activity is never held: stimuli the file
-    holds no data for are found from its chunk index (:func:`unwritten_problems`), and the
-    values it does hold are checked a block at a time (:func:`scanned_problems`).
-    """
-    from simbench.recording.io import declared_schema, open_recording
-
-    try:
-        rec = open_recording(path, validate=False)
-    except SimbenchError as exc:  # e.g. a RecordingError, or a pickled checkpoint refused
-        return [str(exc)]
-    out = []
-    declared = declared_schema(path)
-    if declared is not None and declared != SCHEMA:
-        out.append(f"file {path}, field 'schema': root attribute schema = {declared!r}, "
-                   f"expected {SCHEMA!r} (or no schema attribute)")
-    if not rec.sites:
-        out.append(f"file {path}: no site groups; each site is a group holding 'activity'")
-    for name, ds in rec.sites.items():
-        problems = site_problems(ds, scan_values=False)
-        if not any(f == ACTIVITY for f, _ in problems):
-            problems = [*unwritten_problems(ds), *problems]
-            if not any("never written" in p for _, p in problems):
-                problems = [*scanned_problems(ds), *problems]
-        out.extend(f"file {path}, site '{name}', field '{f}': {p}" for f, p in problems)
-    return out
 
 
 def _valid_rows(ds: xr.Dataset) -> np.ndarray | None:
