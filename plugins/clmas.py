@@ -85,7 +85,7 @@ class CLMAS(Measure):
 
 def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -> Any:
     """System 2: the one passed, or the network named by ``--inaccessible``."""
-    from simbench.api import resolve_system
+    from simbench.systems.resolve import resolve_system
 
     if len(systems) == 2:
         b = systems[1]

@@ -17,7 +17,7 @@ from simbench.markers import hookimpl, hookspec
 _LAZY = {
     "score": "simbench.api",
     "sweep": "simbench.api",
-    "resolve_system": "simbench.api",
+    "resolve_system": "simbench.systems.resolve",
     "Score": "simbench.result",
     "Measure": "simbench.measure",
     "Param": "simbench.measure",
