@@ -27,8 +27,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only
 
+# ruff, then the import contracts of pyproject.toml [tool.importlinter] (the layers)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)
