@@ -86,3 +86,16 @@ def test_a_new_kind_of_system_is_one_entry(monkeypatch: pytest.MonkeyPatch, regi
         kind_of("nothing-like-it")
     with pytest.raises(SimbenchError, match="exists"):
         register_kind(resolver.KINDS[0])
+
+
+def test_a_torch_module_is_a_system_on_the_task_given() -> None:
+    from simbench.systems.torch import TorchSystem
+    from simbench.zoo import load_model
+
+    module, _ = load_model("gru_multi_s1")
+    assert kind_of(module).name == "torch module"
+    system = simbench.resolve_system(module, task="multi_object")
+    assert isinstance(system, TorchSystem) and "hidden" in system.sites
+    with pytest.raises(SimbenchError, match="needs the task") as err:
+        simbench.resolve_system(module)
+    assert err.value.field == "task"
