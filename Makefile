@@ -32,8 +32,10 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only
 
+# ruff, then the import contracts of pyproject.toml [tool.importlinter] (the layers)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(MAKE) docs
 
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link, reference or

@@ -61,6 +61,11 @@ ENGINE_PARAMS: tuple[Param, ...] = (
 )
 
 
+def variable_text(var: str | tuple[str, ...]) -> str:
+    """A parsed variable back in ``--variable`` syntax (a tuple is joint: ``'count+phase'``)."""
+    return var if isinstance(var, str) else "+".join(var)
+
+
 def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> list[Any]:
     """The variables each system aligns: a name, or a tuple intervened on jointly.
 

@@ -85,7 +85,7 @@ class CLMAS(Measure):
 
 def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -> Any:
     """System 2: the one passed, or the network named by ``--inaccessible``."""
-    from simbench.api import resolve_system
+    from simbench.systems.resolve import resolve_system
 
     if len(systems) == 2:
         b = systems[1]
@@ -152,7 +152,7 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     cfg = _causal.engine_config(params, seed, device)
     with _causal.networks_on(device) as nets:
         (party_a,) = _causal.build_parties([a_system], nets, site=site, task=task,
-                                           variable=_spec(var_a))
+                                           variable=_causal.variable_text(var_a))
         party_b, runner_b = party_for(b_system, nets, site=site,
                                       task=_causal.system_task(b_system, task), variable=b_var,
                                       seed=seed, values=cfg.values, record_n=params["record_n"])
@@ -268,11 +268,6 @@ def stimulus_bootstrap(engine: Any, n_stimuli: int, *, n_boot: int,
         return float(w @ per_hits) / total if total else float("nan")
 
     return bootstrap_ci(iia, n_stimuli, n_boot=n_boot, seed=seed)
-
-
-def _spec(var: str | tuple[str, ...]) -> str:
-    """A parsed variable back in --variable syntax (a tuple is joint: 'count+phase')."""
-    return var if isinstance(var, str) else "+".join(var)
 
 
 @hookimpl

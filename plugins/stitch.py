@@ -27,7 +27,6 @@ from typing import Any
 from simbench_plugins import _causal
 from simbench_plugins.clmas import (
     SHUFFLED_HELP,
-    _spec,
     party_for,
     shuffled_null_draws,
     with_shuffled_null,
@@ -147,7 +146,7 @@ class LatentStitch(Measure):
         null_values: list[float] = []
         with _causal.networks_on(device) as nets:
             (party_a,) = _causal.build_parties([systems[0]], nets, site=site, task=task,
-                                               variable=_spec(var_a))
+                                               variable=_causal.variable_text(var_a))
             party_b, runner_b = party_for(systems[1], nets, site=site,
                                           task=_causal.system_task(systems[1], task),
                                           variable=b_var, seed=seed, values=cfg.values,

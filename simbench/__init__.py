@@ -4,11 +4,23 @@ Similarity measures (MAS, CLMAS, DAS, stitching, RSA, CKA) are pluggy plugins ov
 xarray-labelled recordings stored as netCDF. Heavy libraries (torch, rsatoolbox) load only when
 a measure runs, so importing simbench and starting the CLI stay fast: every name below but the
 error base class and the plugin markers is imported on first use.
+
+The plugin API is the top-level names: :class:`Measure`, :class:`Param`, :class:`Score`,
+:func:`pair_sites`, :func:`bootstrap_ci`, :data:`hookimpl`, :class:`SimbenchError` (and
+:class:`ParameterError` for bad parameters) and the recording helpers (:class:`Recording`,
+:func:`load_recording`, :func:`save_recording`, :func:`open_recording`, :func:`site_dataset`).
+A plugin that imports only these keeps working when simbench's modules move. The previous
+release's ``from simbench.score import Score, bootstrap_ci`` still works, with a
+``DeprecationWarning`` naming the new path, until the next release.
 """
 
 from __future__ import annotations
 
+import sys
+import types
+import warnings
 from importlib import import_module
+from importlib.machinery import ModuleSpec
 from typing import Any
 
 from simbench.errors import SimbenchError
@@ -17,12 +29,16 @@ from simbench.markers import hookimpl, hookspec
 _LAZY = {
     "score": "simbench.api",
     "sweep": "simbench.api",
-    "resolve_system": "simbench.api",
+    "resolve_system": "simbench.systems.resolve",
     "Score": "simbench.result",
     "Measure": "simbench.measure",
     "Param": "simbench.measure",
+    "pair_sites": "simbench.pairing",
+    "bootstrap_ci": "simbench.stats",
+    "ParameterError": "simbench.errors",
     "Recording": "simbench.recording",
     "load_recording": "simbench.recording",
+    "open_recording": "simbench.recording",
     "save_recording": "simbench.recording",
     "site_dataset": "simbench.recording",
     "from_brainscore": "simbench.recording",
@@ -44,5 +60,32 @@ def __getattr__(name: str) -> Any:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'simbench' has no attribute '{name}'")
 
+
+class _OldScoreModule(types.ModuleType):
+    """``simbench.score`` as a module, as the previous release had it, for one release.
+
+    ``from simbench.score import Score, bootstrap_ci`` (the previous plugin guide) gets the
+    top-level names with a ``DeprecationWarning``; ``simbench.score`` itself stays the scoring
+    function (this object, called, is that function too). A file ``simbench/score.py`` would
+    replace the function by the module on import, so the module lives here instead.
+    """
+
+    _MOVED = ("Score", "bootstrap_ci")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return import_module("simbench.api").score(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._MOVED:
+            raise AttributeError(f"module 'simbench.score' has no attribute '{name}'")
+        warnings.warn(f"'from simbench.score import {name}' is deprecated and stops working in "
+                      f"the next release: use 'from simbench import {name}'",
+                      DeprecationWarning, stacklevel=2)
+        return __getattr__(name)
+
+
+sys.modules.setdefault("simbench.score", _OldScoreModule(
+    "simbench.score", "Deprecated: the previous release's module of Score and bootstrap_ci."))
+sys.modules["simbench.score"].__spec__ = ModuleSpec("simbench.score", None)
 
 __all__ = ["SimbenchError", "__version__", "hookimpl", "hookspec", *_LAZY]

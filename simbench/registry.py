@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import reprlib
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
@@ -46,6 +47,7 @@ from simbench.markers import PROJECT
 from simbench.measure import Measure
 
 if TYPE_CHECKING:
+    from simbench.result import Score
     from simbench.tasks.base import Task
 
 GROUP = PROJECT
@@ -303,6 +305,65 @@ def contained_call(what: str, fn: Callable[[], T], *, site: str | None = None,
         raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
 
 
+def run_measure(measure: str, systems: Sequence[Any], *, site: str, task: str | None,
+                seed: int, device: str, params: dict[str, Any]) -> Score:
+    """Run ``measure`` on resolved ``systems`` under guard and fill in the Score's provenance.
+
+    ``params`` are resolved (:meth:`Measure.resolve_params`: defaults filled in, each
+    checked); the systems' number and access are checked against the measure. The task is checked when the
+    caller gave one or the measure needs one; a recording's own task attr (e.g. Brain-Score
+    data) need not be a registered task for a correlative measure. The measure gets the
+    caller's task override only: systems trained on different tasks keep their own (each side's
+    counterfactuals come from its own task's causal model). Whatever the plugin does (raise,
+    ``sys.exit``, return something that is not a ``Score``) comes back as a
+    :class:`~simbench.errors.SimbenchError` naming the plugin; the thread settings are restored
+    afterwards (:func:`simbench.runtime.restore_threads`).
+    """
+    from simbench import runtime
+    from simbench.devices import resolve_device
+    from simbench.result import Score, provenance
+
+    reg = get_registry()
+    m = reg.measure(measure)
+    reg.check_access(m, systems)
+    if m.needs_task and task is None and not all(s.task for s in systems):
+        raise SimbenchError(f"measure '{measure}' needs a task and a system names none",
+                            field="task", fix="pass --task NAME (see `simbench tasks`)")
+    if task is None and m.needs_task:
+        for s in systems:
+            reg.task(str(s.task))
+    dev = resolve_device(device)
+    plugin = reg.plugin_of(measure)
+    what = f"measure '{measure}' (plugin '{plugin.label}')"
+    fix = f"report it to the authors of '{plugin.dist}'"
+    start = time.perf_counter()
+    try:
+        result = contained_call(what, lambda: m.score(systems, site=site, task=task, seed=seed,
+                                                      device=dev, **params),
+                                site=site, fix=fix)
+    finally:
+        runtime.restore_threads()  # a notebook's own torch work runs as before
+    if not isinstance(result, Score):
+        raise PluginError(f"{what} returned {type(result).__name__} "
+                          f"{reprlib.repr(result)} instead of a simbench.Score",
+                          site=site, fix=fix)
+    if result.ci is not None and not result.has_interval:
+        # A (nan, nan) pair from a bootstrap with no resamples: no interval, and say why, as the
+        # built-in measures do, instead of printing "[nan, nan]".
+        result.ci = None
+        result.attrs.setdefault("ci_note", "the measure gave no finite interval (no bootstrap "
+                                "resamples, e.g. n_boot = 0, or too few stimuli)")
+    result.attrs.setdefault("params", params)
+    result.attrs.setdefault("seed", seed)
+    tasks = sorted({str(s.task) for s in systems if s.task is not None})
+    result.attrs.setdefault("task", task or (",".join(tasks) if tasks else None))
+    result.attrs.setdefault("runtime_s", time.perf_counter() - start)
+    result.attrs.setdefault("plugin", plugin.label)
+    for key, value in {**provenance(dev), **runtime.provenance()}.items():
+        result.attrs.setdefault(key, value)
+    return result
+
+
 def _describe(exc: BaseException) -> str:
     """``called sys.exit(7)`` for a ``SystemExit``, else ``raised TypeName: message``."""
     if isinstance(exc, SystemExit):
@@ -397,4 +458,4 @@ def task_by_name(task: str | Task | type[Task]) -> Task:
 
 
 __all__ = ["DISABLE_VAR", "ONLY_VAR", "PluginInfo", "Registration", "Registry",
-           "contained_call", "get_registry", "task_by_name"]
+           "contained_call", "get_registry", "run_measure", "task_by_name"]

@@ -7,9 +7,11 @@ back; :func:`provenance` is the machine and version facts stored with it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import platform
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +141,35 @@ class Score:
                          null_mean=_float(self.null_mean), null_sd=_float(self.null_sd),
                          null_method=self.null_method or "")
         return xr.Dataset(data, attrs=attrs)
+
+
+#: the previous release's positional order of Score's fields
+_OLD_ORDER = ("measure", "value", "systems", "site", "ci", "n_samples", "breakdown", "attrs")
+_keyword_init = Score.__init__
+
+
+@functools.wraps(_keyword_init)
+def _init(self: Score, *args: Any, **kwargs: Any) -> None:
+    """Score(measure=..., value=..., systems=..., ...); the previous release's positional form
+    (``Score(name, value, systems, site=...)``) works for one more release, with a
+    ``DeprecationWarning``."""
+    if args:
+        if len(args) > len(_OLD_ORDER):
+            raise TypeError(f"Score() takes at most {len(_OLD_ORDER)} positional arguments "
+                            f"({', '.join(_OLD_ORDER)}); pass them by keyword")
+        given = dict(zip(_OLD_ORDER, args))
+        twice = sorted(set(given) & set(kwargs))
+        if twice:
+            raise TypeError(f"Score() got multiple values for {', '.join(twice)}")
+        warnings.warn("Score with positional arguments is deprecated and stops working in the "
+                      "next release: pass them by keyword, Score(measure=..., value=..., "
+                      f"systems=...) (here: {', '.join(given)})", DeprecationWarning,
+                      stacklevel=2)
+        kwargs.update(given)
+    _keyword_init(self, **kwargs)
+
+
+Score.__init__ = _init  # type: ignore[method-assign]
 
 
 def provenance(device: str | None = None) -> dict[str, Any]:

@@ -101,9 +101,8 @@ def test_checkpoint_copied_to_another_path_keeps_its_key(recs: Path) -> None:
     a copy elsewhere gives the same jobs, a different config a different one."""
     a = _checkpoint(recs / "a")
     b = _checkpoint(recs / "elsewhere" / "b")
-    assert system_identity("zoo", str(a)) == system_identity("zoo", str(b))
-    assert system_identity("zoo", str(a)).startswith("checkpoint:sha256:")
-    assert system_identity("recording", str(a)) == system_identity("zoo", str(a))
+    assert system_identity(str(a)) == system_identity(str(b))
+    assert system_identity(str(a)).startswith("checkpoint:sha256:")
 
     def keys(path: Path, key: str = "zoo") -> list[str]:
         text = spec_text(systems={"net": f'{{ {key} = "{path}", arch = "ckpt" }}'})
@@ -116,7 +115,7 @@ def test_checkpoint_copied_to_another_path_keeps_its_key(recs: Path) -> None:
     side = json.loads(b.with_suffix(".json").read_text())
     side["config"]["hidden"] = side["config"].get("hidden", 0) + 1
     b.with_suffix(".json").write_text(json.dumps(side))
-    assert system_identity("zoo", str(a)) != system_identity("zoo", str(b))
+    assert system_identity(str(a)) != system_identity(str(b))
 
 
 def test_old_keys_still_match_so_old_stores_keep_their_results(recs: Path) -> None:
@@ -126,7 +125,7 @@ def test_old_keys_still_match_so_old_stores_keep_their_results(recs: Path) -> No
     jobs = prepare(spec)
     job = jobs[0]
     payload = {"measure": job.measure, "params": job.params,
-               "systems": [system_identity("recording", s) for s in job.sources],
+               "systems": [system_identity(s) for s in job.sources],
                "site": job.site, "task": job.task, "seed": job.seed, "code": job.code_version}
     from simbench.bench.jobs import job_key
 

@@ -110,13 +110,13 @@ def test_model_directories_and_zoo_lm_names_are_identified_by_content(tmp_path: 
     copy = tmp_path / "copy"
     shutil.copytree(src, copy)
     digest = model_dir_digest(src)
-    assert system_identity("model", str(copy)) == f"lm:sha256:{digest}"
-    assert system_identity("zoo", "lm_toxic_s1") == f"lm:sha256:{digest}"
-    assert system_identity("zoo", "lm_toxic_s2") != f"lm:sha256:{digest}"
+    assert system_identity(str(copy)) == f"lm:sha256:{digest}"
+    assert system_identity("lm_toxic_s1") == f"lm:sha256:{digest}"
+    assert system_identity("lm_toxic_s2") != f"lm:sha256:{digest}"
     config = copy / "config.json"
     config.write_text(config.read_text().replace('"n_head": 4', '"n_head":  4'))
-    assert system_identity("model", str(copy)) != f"lm:sha256:{digest}"
-    assert system_identity("zoo", "gru_multi_s1") == "zoo:gru_multi_s1"  # unchanged
+    assert system_identity(str(copy)) != f"lm:sha256:{digest}"
+    assert system_identity("gru_multi_s1") == "zoo:gru_multi_s1"  # unchanged
 
 
 def test_a_model_directory_in_a_spec_runs_like_a_zoo_name(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ Which files count, and why:
 - every module of the measure's own top-level package and of ``simbench`` that it imports,
   followed transitively, because helpers it calls (pairing, the intervention engine, CKA
   estimators) change results as much as the measure's own code does;
-- the same closure from :mod:`simbench.api`, the entry point every job goes through (parameter
-  resolution, turning recordings and checkpoints into systems, the ``Score`` it returns);
+- the same closure from :mod:`simbench.api` (``simbench.score``), which holds what every job
+  runs: turning recordings and checkpoints into systems (:mod:`simbench.systems.resolve`),
+  running the measure under guard (:func:`simbench.registry.run_measure`), the ``Score``;
 - the ``__init__.py`` of every package on the way, since importing a module runs them.
 
 Imports are read from the source with :mod:`ast`, never executed: every ``import`` statement,

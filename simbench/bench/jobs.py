@@ -20,14 +20,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from simbench.bench.locate import dotted
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
-from simbench.digest import sha256_file
 from simbench.errors import SimbenchError, SpecError
+from simbench.systems.resolve import identity, resolve_cached
 
 
 @dataclasses.dataclass
@@ -56,6 +55,7 @@ class Job:
     prompts_id: str | None = None  # their content hash, ``sha256:HEX``
     prompts_origin: str = ""  # where they came from (a file, a generator), for the Score
     new_tokens: int | None = None  # continuation length; None: the task's default
+    lazy: bool = False  # the measure reads activity by blocks of rows (a large file is opened)
 
     def lm_params(self) -> dict[str, Any]:
         """What a stored row records of the language-model settings, beside the measure's
@@ -79,83 +79,16 @@ class Job:
 
 
 # ---- identities ----------------------------------------------------------------------------
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, cached on (path, size, mtime) so a rerun does not rehash."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise SimbenchError(f"recording '{p}' does not exist", file=p,
-                            fix="check the path in the spec (relative to the spec file)") from None
-    cache_key = (str(p), st.st_size, st.st_mtime_ns)
-    if cache_key not in _DIGESTS:
-        _DIGESTS[cache_key] = sha256_file(p)
-    return _DIGESTS[cache_key]
-
-
-def system_identity(kind: str, source: str) -> str:
-    """What a result depends on in a system: a recording's bytes, a checkpoint's bytes (weights
-    and the sidecar's config and task), a language model directory's bytes (config, weights,
-    tokenizer), or a zoo model's id.
+def system_identity(source: str) -> str:
+    """What a result depends on in a system (:func:`simbench.systems.resolve.identity`): a
+    recording's bytes, a checkpoint's bytes (weights and the sidecar's config and task), a
+    language model directory's bytes (config, weights, tokenizer), or a zoo model's id.
 
     A checkpoint or a model directory is identified by content wherever the spec names it, so
     copying or moving it keeps its results; so is a model of the language-model zoo (its
     directory, checked against the zoo's manifest), so rebuilding the zoo gives new jobs.
     """
-    if source.endswith(".safetensors") and Path(source).is_file():
-        return f"checkpoint:sha256:{checkpoint_digest(source)}"
-    lm_dir = lm_directory(kind, source)
-    if lm_dir is not None:
-        return f"lm:sha256:{lm_digest(lm_dir)}"
-    if kind == "recording":
-        return f"recording:sha256:{file_digest(source)}"
-    return f"zoo:{source}"
-
-
-def lm_directory(kind: str, source: str) -> Path | None:
-    """The directory of a language-model system (a model directory, or a name of the
-    language-model zoo, checked against its manifest), or None for any other system."""
-    if kind in ("model", "recording", "source") and Path(source).is_dir():
-        return Path(source)
-    if kind == "zoo":
-        from simbench.api import zoo_lm_dir
-
-        return zoo_lm_dir(source)
-    return None
-
-
-_LM_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
-
-
-def lm_digest(path: str | Path) -> str:
-    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
-    from simbench.lm.load import model_dir_digest
-
-    root = Path(path)
-    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                  for f in sorted(root.iterdir()) if f.is_file())
-    key = (str(root.resolve()), stamp)
-    if key not in _LM_DIGESTS:
-        _LM_DIGESTS[key] = model_dir_digest(root)
-    return _LM_DIGESTS[key]
-
-
-def checkpoint_digest(path: str | Path) -> str:
-    """sha256 over a checkpoint's weights and what its sidecar says the model is."""
-    p = Path(path)
-    side = p.with_suffix(".json")
-    facts: Any = None
-    if side.is_file():
-        try:
-            data = json.loads(side.read_text(encoding="utf-8"))
-            facts = {k: data.get(k) for k in ("config", "task", "arch")}
-        except (OSError, ValueError, AttributeError):
-            facts = {"sidecar": file_digest(side)}
-    text = json.dumps({"weights": file_digest(p), "model": facts}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return identity(source)
 
 
 def code_version(registry: Any, measure: str) -> str:
@@ -198,23 +131,95 @@ def job_key(payload: dict[str, Any]) -> str:
 
 
 # ---- expansion -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One job a spec asks for, before it has a key: a ``[[pairs]]`` entry, a measure label,
+    the systems in slot order, one parameter combination of the sweep, a site and a seed."""
+
+    group: PairGroup
+    label: str
+    mspec: MeasureSpec
+    order: tuple[str, ...]
+    given: dict[str, Any]
+    site: str
+    seed: int
+    task: str | None
+
+
+#: (least systems, most systems or None, symmetric) of a measure, by its name
+Shape = Callable[[str], tuple[int, "int | None", bool]]
+
+
+def cells(spec: Spec, shape: Shape, *, skip: Iterable[str] = (), strict: bool = True
+          ) -> Iterator[Cell]:
+    """Every job of ``spec`` as a :class:`Cell`, in spec order: the one expansion that
+    :func:`expand` (for running) and :func:`simbench.bench.leaderboard.expected_jobs` (for
+    boards, from stored metadata alone) share, so the two can never disagree on which jobs a
+    spec has.
+
+    A measure runs on the tuples of a ``[[pairs]]`` entry that have as many systems as it takes
+    (``shape``), in both orders within a selection when it is not symmetric, on the sites the
+    entry and the measure's table share (else those either names, else the spec's), for each
+    seed. ``skip``: system aliases to leave out. ``strict``: a measure named by the entry that
+    cannot take its tuples, or a job without sites, is a SpecError (else it is left out).
+    """
+    skip = set(skip)
+    for group in spec.pair_groups:
+        labels = group.measures if group.measures is not None else tuple(spec.measures)
+        for label in labels:
+            mspec = spec.measures[label]
+            lo, hi, symmetric = shape(mspec.measure)
+            grid = mspec.grid()
+            sites = _sites(spec, group, mspec)
+            seeds = group.seeds or mspec.seeds or spec.seeds
+            task = group.task or spec.task  # None: each system keeps its own task
+            for tup in group.tuples:
+                if any(a in skip for a in tup):
+                    continue
+                if not (len(tup) >= lo and (hi is None or len(tup) <= hi)):
+                    if strict and group.measures is not None:
+                        raise spec.error(
+                            f"measure '{label}' takes {lo}{'+' if hi is None else ''} systems; "
+                            f"[[pairs]] '{group.name}' gives {len(tup)}",
+                            ("pairs", group.index, "measures"), value=label)
+                    continue
+                if not sites:
+                    if strict and not (group.sites and mspec.sites):  # disjoint: nothing to do
+                        raise spec.error(f"no sites for measure '{label}' on [[pairs]] "
+                                         f"'{group.name}'", ("pairs", group.index),
+                                         fix='set sites = ["hidden", ...] at the top of the '
+                                         "spec, in the measure's table or in the [[pairs]] "
+                                         "entry")
+                    continue
+                orders = [tup, tup[::-1]] if group.kind == "within" and not symmetric else [tup]
+                for order in orders:
+                    for given in grid:
+                        for site in sites:
+                            for seed in seeds:
+                                yield Cell(group, label, mspec, order, given, site, seed, task)
+
+
+def collect(found: Iterable[Cell], make: Callable[[Cell], Job]) -> list[Job]:
+    """The jobs ``make`` builds from ``found``, de-duplicated by key in spec order; a job asked
+    for by several ``[[pairs]]`` entries lists each of their names in ``categories``."""
+    jobs: dict[str, Job] = {}
+    for cell in found:
+        job = make(cell)
+        old = jobs.setdefault(job.key, job)
+        if old is not job and cell.group.name not in old.categories:
+            old.categories = (*old.categories, cell.group.name)
+    return list(jobs.values())
+
+
 def _sites(spec: Spec, group: PairGroup, mspec: MeasureSpec) -> list[str]:
     if group.sites and mspec.sites:
         return [s for s in group.sites if s in mspec.sites]
     return list(group.sites or mspec.sites or spec.sites)
 
 
-def _task(spec: Spec, group: PairGroup) -> str | None:
-    """The task a job names: the pair entry's, else the spec's, else None.
-
-    None lets each system use its own task (a measure comparing a Multi-Object GRU with a
-    Rounding GRU needs both), so system tags never force a task on a job.
-    """
-    return group.task or spec.task
-
-
 def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> list[Job]:
-    """Every job the spec asks for, de-duplicated by key (categories merged), in spec order.
+    """Every job the spec asks for (:func:`cells`), de-duplicated by key (categories merged),
+    in spec order.
 
     ``skip`` names system aliases to leave out (systems that could not be resolved in lenient
     mode).
@@ -224,77 +229,45 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
 
         registry = get_registry()
     skip = set(skip)
-    jobs: dict[str, Job] = {}
-    code: dict[str, tuple[dict[str, str | None], str, dict[str, Any]]] = {}
-    identities = {a: system_identity(s.kind, s.source) for a, s in spec.systems.items()
+    identities = {a: system_identity(s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
     lms = {a for a, ident in identities.items() if ident.startswith("lm:")}
-    for group in spec.pair_groups:
-        labels = group.measures if group.measures is not None else tuple(spec.measures)
-        for label in labels:
-            mspec = spec.measures[label]
-            measure = registry.measure(mspec.measure)
-            version = code_version(registry, mspec.measure)
-            if mspec.measure not in code:
-                code[mspec.measure] = (*measure_code(measure), measure_meta(measure))
-            root, fprint, meta = code[mspec.measure]
-            for tup in group.tuples:
-                if any(a in skip for a in tup):
-                    continue
-                n = len(tup)
-                fits = n >= measure.min_systems and (measure.max_systems is None
-                                                     or n <= measure.max_systems)
-                if not fits:
-                    if group.measures is not None:
-                        raise spec.error(
-                            f"measure '{label}' takes {measure.min_systems}"
-                            f"{'+' if measure.max_systems is None else ''} systems; "
-                            f"[[pairs]] '{group.name}' gives {n}",
-                            ("pairs", group.index, "measures"), value=label)
-                    continue
-                orders = [tup]
-                if group.kind == "within" and not measure.symmetric:
-                    orders.append(tup[::-1])
-                sites = _sites(spec, group, mspec)
-                if not sites and group.sites and mspec.sites:
-                    continue  # the measure and this pair entry name disjoint sites
-                if not sites:
-                    raise spec.error(f"no sites for measure '{label}' on [[pairs]] "
-                                     f"'{group.name}'", ("pairs", group.index),
-                                     fix='set sites = ["hidden", ...] at the top of the spec, '
-                                     "in the measure's table or in the [[pairs]] entry")
-                seeds = group.seeds or mspec.seeds or spec.seeds
-                task = _task(spec, group)
-                lm = _lm_fields(spec, label, tup) if lms & set(tup) else {}
-                for order in orders:
-                    for given in mspec.grid():
-                        params = measure.resolve_params(given)
-                        swept = {k: given[k] for k in mspec.swept}
-                        for site in sites:
-                            for seed in seeds:
-                                payload = {"measure": mspec.measure, "params": params,
-                                           "systems": [identities[a] for a in order],
-                                           "site": site, "task": task, "seed": seed,
-                                           "code": version}
-                                if lm.get("prompts_id") is not None:
-                                    payload["prompts"] = lm["prompts_id"]
-                                if lm.get("new_tokens") is not None:
-                                    payload["new_tokens"] = lm["new_tokens"]
-                                key = job_key(payload)
-                                if key in jobs:
-                                    old = jobs[key]
-                                    if group.name not in old.categories:
-                                        old.categories = (*old.categories, group.name)
-                                    continue
-                                jobs[key] = Job(
-                                    key=key, label=label, measure=mspec.measure, params=params,
-                                    swept=swept, systems=tuple(order),
-                                    sources=tuple(spec.systems[a].source for a in order),
-                                    site=site, task=task, seed=seed, code_version=version,
-                                    categories=(group.name,), plugins=spec.plugins,
-                                    group=group.index, code_fingerprint=fprint,
-                                    code_root=root, meta=meta, **lm)
-    return list(jobs.values())
+    code: dict[str, tuple[Any, str, dict[str, str | None], str, dict[str, Any]]] = {}
+    params: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def measure_of(name: str) -> tuple[Any, str, dict[str, str | None], str, dict[str, Any]]:
+        if name not in code:
+            measure = registry.measure(name)
+            code[name] = (measure, code_version(registry, name), *measure_code(measure),
+                          measure_meta(measure))
+        return code[name]
+
+    def shape(name: str) -> tuple[int, int | None, bool]:
+        measure = measure_of(name)[0]
+        return measure.min_systems, measure.max_systems, measure.symmetric
+
+    def make(c: Cell) -> Job:
+        measure, version, root, fprint, meta = measure_of(c.mspec.measure)
+        if (c.label, id(c.given)) not in params:  # one grid dict per label, kept alive
+            params[(c.label, id(c.given))] = (measure.resolve_params(c.given), c.given)
+        resolved = params[(c.label, id(c.given))][0]
+        lm = _lm_fields(spec, c.label, c.order) if lms & set(c.order) else {}
+        payload = {"measure": c.mspec.measure, "params": resolved,
+                   "systems": [identities[a] for a in c.order], "site": c.site,
+                   "task": c.task, "seed": c.seed, "code": version}
+        if lm.get("prompts_id") is not None:
+            payload["prompts"] = lm["prompts_id"]
+        if lm.get("new_tokens") is not None:
+            payload["new_tokens"] = lm["new_tokens"]
+        return Job(key=job_key(payload), label=c.label, measure=c.mspec.measure,
+                   params=resolved, swept={k: c.given[k] for k in c.mspec.swept},
+                   systems=c.order, sources=tuple(spec.systems[a].source for a in c.order),
+                   site=c.site, task=c.task, seed=c.seed, code_version=version,
+                   categories=(c.group.name,), plugins=spec.plugins, group=c.group.index,
+                   code_fingerprint=fprint, code_root=root, meta=meta,
+                   lazy=bool(getattr(measure, "lazy_activity", False)), **lm)
+
+    return collect(cells(spec, shape, skip=skip), make)
 
 
 def _lm_fields(spec: Spec, label: str, tup: tuple[str, ...]) -> dict[str, Any]:
@@ -325,8 +298,6 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
     are dropped with a note in ``spec.notes``; otherwise the first problem is a SpecError that
     names the line, the system and the pair.
     """
-    from simbench.bench.worker import resolve_cached
-
     if registry is None:
         from simbench.registry import get_registry
 

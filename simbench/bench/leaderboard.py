@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from simbench.bench.jobs import Job, _sites, _task
+from simbench.bench.jobs import Cell, Job, cells, collect
 from simbench.bench.meta import board_meta
 from simbench.bench.spec import Expectation, Spec
 from simbench.bench.store import Store
@@ -175,60 +175,37 @@ def _row_index(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[st
 def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job]:
     """Every job the spec asks for, as a board sees it, de-duplicated and in spec order.
 
-    The same expansion as :func:`simbench.bench.jobs.expand` (categories merged, both orders
-    of an asymmetric measure within a selection), but from stored metadata alone: a job's
+    The same expansion as :func:`simbench.bench.jobs.expand` (:func:`simbench.bench.jobs.cells`:
+    categories merged, both orders of an asymmetric measure within a selection), but from
+    stored metadata alone: a job's
     ``key`` here identifies what a stored row records, and its ``params`` are the resolved
     parameters when the measure's defaults are known (else only those the spec writes).
     """
-    jobs: dict[str, Job] = {}
-    for group in spec.pair_groups:
-        labels = group.measures if group.measures is not None else tuple(spec.measures)
-        for label in labels:
-            mspec = spec.measures[label]
-            m = meta[mspec.measure]
-            lo, hi = m["systems"]
-            sites = _sites(spec, group, mspec)
-            seeds = group.seeds or mspec.seeds or spec.seeds
-            task = _task(spec, group)
-            prompts, tokens = spec.lm_settings(label)
-            for tup in group.tuples:
-                if len(tup) < lo or (hi is not None and len(tup) > hi):
-                    continue
-                lm: dict[str, Any] = {}
-                if any(spec.systems[a].is_lm for a in tup):
-                    if prompts is not None:
-                        lm["prompts"] = prompts.identity
-                    if tokens is not None:
-                        lm["new_tokens"] = tokens
-                orders = [tup]
-                if group.kind == "within" and not m["symmetric"]:
-                    orders.append(tup[::-1])
-                for order in orders:
-                    sources = tuple(spec.systems[a].source for a in order)
-                    for grid in mspec.grid():
-                        given = {k: _given(v, k, m) for k, v in grid.items()}
-                        params = {k: p["default"] for k, p in (m["params"] or {}).items()}
-                        params.update(given)
-                        params.update(lm)  # rows record them beside the parameters
-                        params = _canonical(params)
-                        swept = {k: given[k] for k in mspec.swept}
-                        for site in sites:
-                            for seed in seeds:
-                                key = hashlib.sha256(json.dumps(
-                                    [mspec.measure, params, sources, site, task, seed],
-                                    sort_keys=True).encode()).hexdigest()
-                                if key in jobs:
-                                    old = jobs[key]
-                                    if group.name not in old.categories:
-                                        old.categories = (*old.categories, group.name)
-                                    continue
-                                jobs[key] = Job(
-                                    key=key, label=label, measure=mspec.measure, params=params,
-                                    swept=swept, systems=tuple(order), sources=sources,
-                                    site=site, task=task, seed=seed, code_version="",
-                                    categories=(group.name,), plugins=spec.plugins,
-                                    group=group.index)
-    return list(jobs.values())
+    def shape(name: str) -> tuple[int, int | None, bool]:
+        lo, hi = meta[name]["systems"]
+        return lo, hi, meta[name]["symmetric"]
+
+    def make(c: Cell) -> Job:
+        m = meta[c.mspec.measure]
+        given = {k: _given(v, k, m) for k, v in c.given.items()}
+        params = {k: p["default"] for k, p in (m["params"] or {}).items()}
+        params.update(given)
+        if any(spec.systems[a].is_lm for a in c.order):  # rows record them beside the params
+            prompts, tokens = spec.lm_settings(c.label)
+            if prompts is not None:
+                params["prompts"] = prompts.identity
+            if tokens is not None:
+                params["new_tokens"] = tokens
+        params = _canonical(params)
+        sources = tuple(spec.systems[a].source for a in c.order)
+        key = hashlib.sha256(json.dumps([c.mspec.measure, params, sources, c.site, c.task,
+                                         c.seed], sort_keys=True).encode()).hexdigest()
+        return Job(key=key, label=c.label, measure=c.mspec.measure, params=params,
+                   swept={k: given[k] for k in c.mspec.swept}, systems=c.order,
+                   sources=sources, site=c.site, task=c.task, seed=c.seed, code_version="",
+                   categories=(c.group.name,), plugins=spec.plugins, group=c.group.index)
+
+    return collect(cells(spec, shape, strict=False), make)
 
 
 def match_rows(jobs: list[Job], rows: list[dict[str, Any]],

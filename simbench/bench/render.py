@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from simbench.bench.leaderboard import NULL_ALPHA, NULL_MARK, Leaderboard, Matrix, Ranking
-from simbench.bench.sanitize import csv_cell, terminal_safe
-from simbench.cli import output
+from simbench.bench.sanitize import csv_cell, terminal_safe, text_table
 
 
 def _ci(ci: tuple[float, float] | None) -> str:
@@ -67,7 +66,7 @@ def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     def cell(v: Any) -> Any:
         return terminal_safe(v) if isinstance(v, str) else v
 
-    return output.table([cell(h) for h in headers], [[cell(v) for v in row] for row in rows])
+    return text_table([cell(h) for h in headers], [[cell(v) for v in row] for row in rows])
 
 
 def validity_text(board: Leaderboard, *, violations: bool = True) -> str:

@@ -203,7 +203,7 @@ def longest_first(jobs: list[Job], store: Store | None = None, spec: Spec | None
     return sorted(jobs, key=lambda j: -cost[j.key])
 
 
-def _state(job: Job, stored: tuple[str, str | None] | None, retry_failed: bool,
+def job_state(job: Job, stored: tuple[str, str | None] | None, retry_failed: bool,
            rerun_stale: bool) -> str:
     """'todo', 'done', 'failed' (not retried) or 'stale' (not rerun) for one job."""
     if stored is None:
@@ -241,7 +241,7 @@ def run_spec(
     set_timeouts(jobs, job_timeout, spec)
     lease = lease_seconds() if lease_s is None else lease_s
     stored = store.states(j.key for j in jobs)
-    states = {j.key: _state(j, stored.get(j.key), retry_failed, rerun_stale) for j in jobs}
+    states = {j.key: job_state(j, stored.get(j.key), retry_failed, rerun_stale) for j in jobs}
     todo = longest_first([j for j in jobs if states[j.key] == "todo"], store, spec)
     summary = RunSummary(total=len(jobs),
                          already_done=sum(1 for s in states.values() if s == "done"),

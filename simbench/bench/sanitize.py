@@ -10,11 +10,14 @@ the boards print. Two ways such text can act instead of being shown:
   is a formula to Excel and LibreOffice (``=HYPERLINK(...)``). :func:`csv_cell` prefixes such a
   cell with a single quote, as the OWASP guidance on CSV injection says; numbers (``-0.5``)
   stay numbers.
+
+:func:`text_table` is the plain left-aligned table every command and board prints.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 # C0 and C1 control characters, DEL, and the Unicode bidi controls ("Trojan source").
@@ -56,3 +59,25 @@ def csv_cell(value: Any) -> Any:
     if head.startswith(_FORMULA_START) and not _is_number(value):
         return "'" + value
     return value
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+               floatfmt: str = ".4f") -> str:
+    """A left-aligned text table; floats formatted with ``floatfmt``, None as ``-``."""
+    cells = [[_fmt(v, floatfmt) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any, floatfmt: str) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else format(value, floatfmt)
+    if value is None:
+        return "-"
+    return str(value)

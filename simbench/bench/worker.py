@@ -4,8 +4,10 @@
 it travels back from a Dask worker) that says ``done`` with the score, or ``failed`` with the
 error text. Anything a measure raises counts, ``SystemExit`` included (a plugin calling
 ``sys.exit``); only ``KeyboardInterrupt`` stops the run. Writing the outcome is the submitting
-process's business, never the worker's. Resolved systems are cached per process, so a worker
-loads each recording or model once.
+process's business, never the worker's. Systems are resolved by
+:func:`simbench.systems.resolve.resolve_cached` (cached per process, so a worker loads each
+recording or model once) and the measure runs under :func:`simbench.registry.run_measure`, as
+``simbench.score`` runs it.
 
 A job with a timeout runs in a :class:`JobProcess`: one persistent child process per executor
 (per thread on a Dask worker) that runs jobs one after another and keeps its cache of systems.
@@ -33,30 +35,7 @@ from typing import Any
 
 from simbench.errors import SimbenchError
 
-_SYSTEMS: dict[tuple[str, str | None, int, bool], Any] = {}
 READY_TIMEOUT_S = 300.0  # a fresh job process imports simbench and loads the plugins first
-
-
-def resolve_cached(source: str, task: str | None, lazy: bool = False) -> Any:
-    """``resolve_system(source)``, cached on (source, task, file mtime, lazy). ``lazy``: a
-    recording too large to load is opened with its activity left in the file (for measures
-    that read activity a block of rows at a time)."""
-    from simbench.api import resolve_system
-
-    try:
-        stamp = os.stat(source).st_mtime_ns
-    except OSError:
-        stamp = 0
-    key = (source, task, stamp, lazy)
-    if key not in _SYSTEMS:
-        try:
-            _SYSTEMS[key] = resolve_system(source, task=task, lazy=lazy)
-        except SimbenchError:
-            raise
-        except Exception as exc:  # e.g. a zoo that is not installed yet
-            raise SimbenchError(f"cannot resolve system '{source}': {type(exc).__name__}: "
-                                f"{exc}") from None
-    return _SYSTEMS[key]
 
 
 def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, Any]:
@@ -65,8 +44,9 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
     ``on_ready`` (if given) is called once the plugins are loaded and the systems resolved,
     just before the measure runs: a job process's time limit starts there.
     """
-    from simbench.api import score
+    from simbench.registry import run_measure
     from simbench.runtime import configure_threads
+    from simbench.systems.resolve import lm_task, resolve_cached
 
     configure_threads()  # before resolving systems loads torch
     started = time.time()
@@ -77,22 +57,17 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
             from simbench.bench.plugins import ensure_plugins
 
             ensure_plugins(job.plugins)
-        from simbench.registry import get_registry
-
-        lazy = bool(getattr(get_registry().measure(job.measure), "lazy_activity", False))
-        systems = [resolve_cached(src, job.task, lazy) for src in job.sources]
+        prompts = getattr(job, "prompts", None)
+        lm = lm_task(None if prompts is None else list(prompts), getattr(job, "new_tokens", None))
+        systems = [resolve_cached(src, job.task, lazy=getattr(job, "lazy", False), lm=lm)
+                   for src in job.sources]
         if on_ready is not None:
             on_ready()
-        lm: dict[str, Any] = {}
-        if getattr(job, "prompts", None) is not None:
-            lm["prompts"] = list(job.prompts)
-        if getattr(job, "new_tokens", None) is not None:
-            lm["new_tokens"] = job.new_tokens
-        result = score(job.measure, *systems, site=job.site, task=job.task, seed=job.seed,
-                       device=device, **lm, **job.params)
+        result = run_measure(job.measure, systems, site=job.site, task=job.task, seed=job.seed,
+                             device=device, params=job.params)
         runtime = time.perf_counter() - t0
         result.attrs["job_key"] = job.key
-        if lm and getattr(job, "prompts_origin", ""):
+        if lm is not None and getattr(job, "prompts_origin", ""):
             result.attrs["prompts"] = job.prompts_origin  # the file or generator, not "list"
         return {"key": job.key, "status": "done", "score": result.to_dict(),
                 "runtime_s": runtime, "started": started, "host": host,
@@ -244,7 +219,7 @@ def child_main(read_fd: int, write_fd: int) -> None:
     for entry in init.get("sys_path", []):
         if entry not in sys.path:
             sys.path.append(entry)
-    import simbench.api  # noqa: F401  (the cost of importing is not the first job's)
+    import simbench.systems.resolve  # noqa: F401  (the cost of importing is not the first job's)
     from simbench.registry import get_registry
 
     get_registry()

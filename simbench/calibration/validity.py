@@ -289,8 +289,9 @@ def site_pair_scores(measure: str, network: Any, sites: Sequence[str], *, n: int
     Each site's activity becomes a recording with one site of a common name, so any correlative
     measure compares two sites as it compares two systems.
     """
-    from simbench.api import resolve_system, score
+    from simbench.api import score
     from simbench.recording import Recording, site_dataset
+    from simbench.systems.resolve import resolve_system
 
     system = resolve_system(network)
     rec = system.record(n=n, seed=seed, sites=list(sites))

@@ -239,15 +239,15 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"note: {note}", file=sys.stderr)
     path = writable_store(store_path(args.store, spec), spec.name)
     if args.dry_run:
-        from simbench.bench.runner import _state
+        from simbench.bench.runner import job_state
 
         states: dict[str, tuple[str, str | None]] = {}
         if path.exists():
             with Store(path, create=False) as store:
                 states = store.states(j.key for j in jobs)
-        todo = [j for j in jobs if _state(j, states.get(j.key), args.retry_failed,
+        todo = [j for j in jobs if job_state(j, states.get(j.key), args.retry_failed,
                                           args.rerun_stale) == "todo"]
-        stale = sum(1 for j in jobs if _state(j, states.get(j.key), False, False) == "stale")
+        stale = sum(1 for j in jobs if job_state(j, states.get(j.key), False, False) == "stale")
         print(f"spec '{spec.name}': {len(jobs)} jobs, {len(jobs) - len(todo)} already in "
               f"{path}, {len(todo)} to run"
               + (f" ({stale} stored results are stale; --rerun-stale recomputes them)"

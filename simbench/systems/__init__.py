@@ -4,8 +4,7 @@ A system is either *accessible* (a network simbench can run and patch:
 :class:`~simbench.systems.torch.TorchSystem`) or *recording-only* (:class:`RecordedSystem`:
 activity in a file, nothing else). Every system can hand a correlative measure its activity at a
 site; only accessible ones can be intervened on. Importing this package does not import torch;
-turning what a user passes (a path, a zoo id) into a system is :func:`simbench.api.
-resolve_system`.
+turning what a user passes (a path, a zoo id) into a system is :mod:`simbench.systems.resolve`.
 """
 
 from __future__ import annotations
@@ -50,6 +49,14 @@ class RecordedSystem:
     @property
     def sites(self) -> tuple[str, ...]:
         return tuple(self.recording.sites)
+
+    @property
+    def in_file(self) -> bool:
+        """True when some site's activity is still in its file (a recording too large to load,
+        opened to be read a block of rows at a time)."""
+        from simbench.recording import is_lazy
+
+        return any(is_lazy(self.recording.site(s)) for s in self.sites)
 
     def site_data(self, site: str, *, n_stimuli: int | None = None, seed: int = 0) -> xr.Dataset:
         """The recorded dataset; ``n_stimuli``/``seed`` are ignored: a recording is what it is."""

@@ -1,0 +1,441 @@
+"""The one answer to *what kind of system is this?*, for the API, the CLI and the harness.
+
+What a user, a spec file or a measure passes as a system (a *spec*: a path, a zoo name, a
+:class:`~simbench.recording.Recording`, a :class:`~simbench.systems.System`, a torch module) is
+offered to each entry of :data:`KINDS`, in order; the first whose ``opens`` says yes loads it.
+``opens`` only looks (a type, a suffix, a name in a manifest, whether a path exists); nothing
+heavy is imported before a kind has accepted the spec. A spec that no kind opens is one
+:class:`~simbench.errors.SimbenchError` listing what each kind looked for.
+
+The order, and why:
+
+1. ``recording object``: a :class:`~simbench.recording.Recording` in memory.
+2. ``system object``: anything that already is a :class:`~simbench.systems.System`.
+3. ``torch module``: a ``torch.nn.Module`` with native sites (a zoo model), run on ``task``.
+4. ``model directory``: a local directory (``save_pretrained``: config, safetensors weights,
+   tokenizer): a language model. A local path wins over any name, so this comes before the
+   zoo names.
+5. ``zoo language model``: a name of the language-model zoo (``lm_toxic_s1``), no local path.
+6. ``checkpoint``: a ``.safetensors`` file with its JSON sidecar: a network.
+7. ``recording file``: a netCDF recording (``.nc``, ``.nc4``, ``.cdf``, ``.h5``) or any other
+   existing file (a wrong file is refused by the reader, with the reason).
+8. ``zoo network``: an id of the network zoo (``gru_multi_s1``; see ``simbench zoo list``).
+
+A new kind of system is one more :class:`SystemKind` in :data:`KINDS` (or
+:func:`register_kind`): its name, what it looks for, ``opens``, ``load`` and, for specs a spec
+file can name, ``identity`` (what a stored result depends on: content hashes, so copying a file
+keeps its results).
+
+The harness resolves with :func:`resolve_cached` (one load per process and file version);
+``simbench.score`` and the CLI with :func:`resolve_systems` (recordings first, networks only
+after the measure has accepted the kinds of system).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import reprlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simbench.access import ACCESSIBLE
+from simbench.errors import ParameterError, SimbenchError, did_you_mean
+from simbench.systems import System
+
+if TYPE_CHECKING:
+    from simbench.tasks.base import Task
+
+RECORDING_SUFFIXES = (".nc", ".nc4", ".cdf", ".h5")
+CHECKPOINT_SUFFIX = ".safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemKind:
+    """One kind of system: how to recognise its spec and how to load it.
+
+    ``opens(spec)`` must be cheap and never raise; ``load(spec, task, lazy)`` returns a
+    :class:`~simbench.systems.System` or raises a :class:`~simbench.errors.SimbenchError`
+    naming the file and the fix. ``identity(spec)`` (None: such specs never appear in spec
+    files) is the stable text a job key records. ``heavy``: loading imports torch or
+    transformers, so :func:`resolve_systems` checks everything else first. ``prompted(system,
+    continuation)`` (language models only; None for every other kind): the same model given
+    other prompts, without loading it again.
+    """
+
+    name: str
+    looks_for: str
+    opens: Callable[[Any], bool]
+    load: Callable[[Any, Any, bool], System]
+    identity: Callable[[Any], str] | None = None
+    heavy: bool = False
+    prompted: Callable[[Any, Any], System] | None = None
+
+
+# ---- recognising ---------------------------------------------------------------------------
+def _is_path(spec: object) -> bool:
+    return isinstance(spec, (str, Path))
+
+
+def _is_recording(spec: object) -> bool:
+    recording = sys.modules.get("simbench.recording")  # no Recording exists before it loads
+    return recording is not None and isinstance(spec, recording.Recording)
+
+
+def _is_module(spec: object) -> bool:
+    torch = sys.modules.get("torch")  # no module exists before torch loads
+    return torch is not None and isinstance(spec, torch.nn.Module)
+
+
+def _names_zoo_lm(spec: object) -> bool:
+    from simbench.zoo.lm_build import LM_NAMES
+
+    return isinstance(spec, str) and spec in LM_NAMES and not Path(spec).exists()
+
+
+def _zoo_ids() -> list[str]:
+    from simbench.zoo.manifest import read_manifest
+
+    try:
+        return sorted(read_manifest()["models"])
+    except SimbenchError:  # an unreadable manifest: the zoo kind opens nothing
+        return []
+
+
+# ---- loading -------------------------------------------------------------------------------
+def _continuation(task: object) -> Any:
+    """The language-model task a model directory is loaded with: ``task`` when it is a
+    :class:`~simbench.tasks.continuation.Continuation`, else one without prompts."""
+    from simbench.tasks.continuation import Continuation
+
+    return task if isinstance(task, Continuation) else Continuation()
+
+
+def _load_lm_dir(path: str | Path, task: object) -> System:
+    from simbench.lm.load import check_model_dir
+    from simbench.lm.system import LMSystem
+
+    check_model_dir(path)
+    return LMSystem.from_dir(path, task=_continuation(task))
+
+
+def _prompted(system: Any, continuation: Any) -> System:
+    return system.with_task(continuation)
+
+
+def _load_module(module: Any, task: object) -> System:
+    from simbench.systems.torch import TorchSystem
+
+    if task is None:
+        raise ParameterError(f"a torch module ({type(module).__name__}) needs the task whose "
+                             "stimuli it reads", field="task",
+                             fix="pass task='multi_object' (see `simbench tasks`), or wrap it "
+                             "yourself: TorchSystem(module, task, sites={...})")
+    return TorchSystem(module, task)  # type: ignore[arg-type]
+
+
+def _load_recording(path: str | Path, lazy: bool) -> System:
+    from simbench.recording import load_or_open, load_recording
+    from simbench.systems import RecordedSystem
+
+    return RecordedSystem(load_or_open(path) if lazy else load_recording(path))
+
+
+def _load_checkpoint(path: str | Path, task: Any) -> System:
+    from simbench.systems.torch import TorchSystem
+
+    return TorchSystem.from_checkpoint(Path(path), task=task)
+
+
+def _load_zoo(zoo_id: str) -> System:
+    from simbench.systems.torch import TorchSystem
+
+    return TorchSystem.from_zoo(zoo_id)
+
+
+def zoo_lm_dir(spec: str | Path) -> Path | None:
+    """The verified directory of the zoo language model called ``spec`` (``lm_toxic_s1``: see
+    `simbench zoo list --lm`), or None when ``spec`` names none.
+
+    A local path wins: a directory called ``lm_toxic_s1`` in the working directory is that
+    directory, as everywhere else a path is given.
+    """
+    if not _names_zoo_lm(str(spec)):
+        return None
+    from simbench.zoo.lm_build import lm_model_dir
+
+    return lm_model_dir(str(spec))
+
+
+# ---- identities (what a stored result depends on) ------------------------------------------
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_LM_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, cached on (path, size, mtime) so a rerun does not rehash."""
+    from simbench.zoo.checkpoint import sha256_file
+
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise SimbenchError(f"recording '{p}' does not exist", file=p,
+                            fix="check the path in the spec (relative to the spec file)") from None
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(p)
+    return _DIGESTS[key]
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """sha256 over a checkpoint's weights and what its sidecar says the model is."""
+    p = Path(path)
+    side = p.with_suffix(".json")
+    facts: Any = None
+    if side.is_file():
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+            facts = {k: data.get(k) for k in ("config", "task", "arch")}
+        except (OSError, ValueError, AttributeError):
+            facts = {"sidecar": file_digest(side)}
+    text = json.dumps({"weights": file_digest(p), "model": facts}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lm_digest(path: str | Path) -> str:
+    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
+    from simbench.lm.load import model_dir_digest
+
+    root = Path(path)
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in sorted(root.iterdir()) if f.is_file())
+    key = (str(root.resolve()), stamp)
+    if key not in _LM_DIGESTS:
+        _LM_DIGESTS[key] = model_dir_digest(root)
+    return _LM_DIGESTS[key]
+
+
+def _zoo_lm_identity(name: str) -> str:
+    path = zoo_lm_dir(name)
+    assert path is not None  # the kind opened it
+    return f"lm:sha256:{lm_digest(path)}"
+
+
+# ---- the table -----------------------------------------------------------------------------
+KINDS: list[SystemKind] = [
+    SystemKind("recording object", "a simbench.Recording", _is_recording,
+               lambda spec, task, lazy: _recorded(spec)),
+    SystemKind("system object", "an object with system_id, access, task, sites and site_data "
+               "(simbench.systems.System)",
+               lambda spec: not _is_path(spec) and isinstance(spec, System),
+               lambda spec, task, lazy: spec),
+    SystemKind("torch module", "a torch.nn.Module with native sites (pass task=...)",
+               _is_module, lambda spec, task, lazy: _load_module(spec, task)),
+    SystemKind("model directory", "an existing directory (save_pretrained: config.json, "
+               "safetensors weights, tokenizer)",
+               lambda spec: _is_path(spec) and Path(spec).is_dir(),
+               lambda spec, task, lazy: _load_lm_dir(spec, task),
+               identity=lambda spec: f"lm:sha256:{lm_digest(spec)}", heavy=True,
+               prompted=_prompted),
+    SystemKind("zoo language model", "a name of the language-model zoo (see `simbench zoo "
+               "list --lm`)", _names_zoo_lm,
+               lambda spec, task, lazy: _load_lm_dir(zoo_lm_dir(spec) or spec, task),
+               identity=_zoo_lm_identity, heavy=True, prompted=_prompted),
+    SystemKind("checkpoint", f"a {CHECKPOINT_SUFFIX} file beside its JSON sidecar",
+               lambda spec: _is_path(spec) and Path(spec).suffix == CHECKPOINT_SUFFIX,
+               lambda spec, task, lazy: _load_checkpoint(spec, task),
+               identity=lambda spec: f"checkpoint:sha256:{checkpoint_digest(spec)}", heavy=True),
+    SystemKind("recording file", f"a recording ({', '.join(RECORDING_SUFFIXES)}) or an "
+               "existing file",
+               lambda spec: _is_path(spec) and (Path(spec).suffix in RECORDING_SUFFIXES
+                                                or Path(spec).exists()),
+               lambda spec, task, lazy: _load_recording(spec, lazy),
+               identity=lambda spec: f"recording:sha256:{file_digest(spec)}"),
+    SystemKind("zoo network", "an id of the network zoo (see `simbench zoo list`)",
+               lambda spec: isinstance(spec, str) and spec in _zoo_ids(),
+               lambda spec, task, lazy: _load_zoo(spec),
+               identity=lambda spec: f"zoo:{spec}", heavy=True),
+]
+
+
+def _recorded(recording: Any) -> System:
+    from simbench.systems import RecordedSystem
+
+    return RecordedSystem(recording)
+
+
+def register_kind(kind: SystemKind, *, before: str | None = None) -> None:
+    """Add ``kind`` to :data:`KINDS`: last, or just before the kind called ``before``."""
+    names = [k.name for k in KINDS]
+    if kind.name in names:
+        raise ParameterError(f"a system kind called '{kind.name}' exists", field="name",
+                             fix="give the new kind another name")
+    if before is not None and before not in names:
+        raise ParameterError(f"no system kind '{before}'", field="before",
+                             fix=did_you_mean(before, names, sort=False))
+    KINDS.insert(names.index(before) if before is not None else len(KINDS), kind)
+
+
+def kind_of(spec: object) -> SystemKind:
+    """The first kind in :data:`KINDS` that opens ``spec``; the error lists them all."""
+    for kind in KINDS:
+        if kind.opens(spec):
+            return kind
+    raise _no_kind(spec)
+
+
+def _no_kind(spec: object) -> SimbenchError:
+    from simbench.lm.load import SAVE_HOWTO, looks_like_hub_id
+    from simbench.zoo.lm_build import LM_NAMES
+
+    shown = repr(str(spec)) if _is_path(spec) else reprlib.repr(spec)
+    tried = "; ".join(f"{k.name}: {k.looks_for}" for k in KINDS)
+    message = f"{shown} is no system simbench can open (tried, in order: {tried})"
+    hub = looks_like_hub_id(spec)  # a model-hub id reads like a zoo name
+    fix = ("pass a recording path (.nc), a checkpoint, a model directory, a zoo id, a "
+           "Recording or a System")
+    if isinstance(spec, str) and "/" not in spec and not Path(spec).suffix:
+        fix = did_you_mean(spec, [*_zoo_ids(), *LM_NAMES], command="simbench zoo list")
+    if hub:
+        name = str(spec)
+        message += (f"; if '{name}' is a model-hub id: simbench loads language models from "
+                    "disk only (no model hub is contacted)")
+        folder = "'./" + name.split("/")[-1] + "'"
+        save = SAVE_HOWTO.replace("ID", repr(name)).replace("DIR", folder)
+        fix = save if "/" in name else f"{fix}; a hub model: {save}"
+    return SimbenchError(message, field="systems", fix=fix)
+
+
+def resolve_system(spec: object, *, task: str | Task | None = None,
+                   lazy: bool = False) -> System:
+    """Turn what a user passes into a :class:`~simbench.systems.System` (see :data:`KINDS`).
+
+    ``task``: the task of a network's stimuli (default its own) or, for a language model, a
+    :class:`~simbench.tasks.continuation.Continuation` with its prompts. ``lazy``: a recording
+    file too large to load is opened with its activity left in the file (for measures that read
+    activity a block of rows at a time); otherwise such a file is refused.
+    """
+    return kind_of(spec).load(spec, task, lazy)
+
+
+def identity(spec: str) -> str:
+    """What a result depends on in the system ``spec`` names, e.g. ``recording:sha256:HEX``
+    (a recording's bytes), ``checkpoint:sha256:HEX`` (weights and sidecar facts),
+    ``lm:sha256:HEX`` (a model directory's files), ``zoo:gru_multi_s1``."""
+    kind = kind_of(spec)
+    if kind.identity is None:
+        raise SimbenchError(f"a {kind.name} has no identity a spec file can record",
+                            field="systems", fix="name the system by a path or a zoo id")
+    return kind.identity(spec)
+
+
+_CACHE: dict[tuple[str, str | None, int], System] = {}
+
+
+def resolve_cached(source: str, task: str | None, *, lazy: bool = False, lm: Any = None
+                   ) -> System:
+    """The harness's one way to a system: :func:`resolve_system` once per process and file
+    version (source, task, mtime), so a worker loads each recording or model once.
+
+    A recording is opened as for a measure that reads activity by blocks of rows; a caller
+    that needs it whole (``lazy`` False) gets the reader's refusal when it is too large to
+    load, as :func:`resolve_system` gives it. ``lm`` (:func:`lm_task`): the prompts a language
+    model is given. Any failure is a :class:`~simbench.errors.SimbenchError`.
+    """
+    kind = kind_of(source)
+    try:
+        stamp = os.stat(source).st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = (source, task, stamp)
+    if key not in _CACHE:
+        try:
+            _CACHE[key] = kind.load(source, task, True)
+        except SimbenchError:
+            raise
+        except Exception as exc:  # e.g. a zoo that is not installed yet
+            raise SimbenchError(f"cannot resolve system '{source}': {type(exc).__name__}: "
+                                f"{exc}") from None
+    system = _CACHE[key]
+    if not lazy and getattr(system, "in_file", False):
+        kind.load(source, task, False)  # too large to load whole: raises the reader's error
+    return kind.prompted(system, lm) if lm is not None and kind.prompted else system
+
+
+# ---- several systems for one measure -------------------------------------------------------
+class _PendingNetwork:
+    """A heavy system not loaded yet (loading imports torch and takes seconds): it stands in
+    for the access check, so a measure asked of the wrong kinds of system fails before
+    anything heavy runs."""
+
+    access = ACCESSIBLE
+    task = None
+
+    def __init__(self, spec: str | Path) -> None:
+        self.spec = spec
+        self.system_id = str(spec)
+        self.path = spec if Path(spec).suffix == CHECKPOINT_SUFFIX else None
+
+
+def lm_task(prompts: Any = None, new_tokens: int | None = None) -> Any:
+    """The :class:`~simbench.tasks.continuation.Continuation` that ``prompts`` (a file, a list
+    or a generator) and ``new_tokens`` ask for, or None when neither is given."""
+    if prompts is None and new_tokens is None:
+        return None
+    from simbench.tasks.continuation import DEFAULT_NEW_TOKENS, Continuation
+
+    return Continuation(prompts, new_tokens=DEFAULT_NEW_TOKENS if new_tokens is None
+                        else new_tokens)
+
+
+def with_lm_task(systems: Sequence[System], task: Any) -> list[System]:
+    """Language models given ``task`` (their prompts); refuses prompts without a language
+    model."""
+    if task is None:
+        return list(systems)
+    from simbench.lm.kind import is_language_model
+
+    if not any(is_language_model(s) for s in systems):
+        raise ParameterError("prompts and new_tokens apply to language models, and no system "
+                             "is one", field="prompts",
+                             fix="drop --prompts/--new-tokens, or pass model directories")
+    return [s.with_task(task) if is_language_model(s) else s  # type: ignore[attr-defined]
+            for s in systems]
+
+
+def resolve_systems(measure: str, systems: Sequence[object], *,
+                    task: str | None = None, lm: Any = None) -> list[System]:
+    """Resolve ``systems`` for ``measure``, cheapest checks first.
+
+    Recordings are loaded and validated, the number and access of the systems checked against
+    the measure and the task name looked up *before* any heavy system (a network or a language
+    model) is loaded: a bad recording or a wrong measure fails in well under a second instead of
+    after torch and the zoo have loaded. ``lm`` (see :func:`lm_task`): the prompts language
+    models are given.
+    """
+    from simbench.registry import get_registry
+
+    reg = get_registry()
+    m = reg.measure(measure)
+    lazy = bool(getattr(m, "lazy_activity", False))  # reads activity by blocks of rows
+    kinds = [kind_of(s) for s in systems]
+    early: list[Any] = [_PendingNetwork(s) if k.heavy  # type: ignore[arg-type]
+                        else k.load(s, task, lazy) for k, s in zip(kinds, systems)]
+    reg.check_access(m, early)
+    if task is not None:
+        reg.task(task)  # unknown task names fail here, with suggestions
+    resolved = [k.load(s.spec, task, lazy) if isinstance(s, _PendingNetwork) else s
+                for k, s in zip(kinds, early)]
+    resolved = with_lm_task(resolved, lm)
+    reg.check_access(m, resolved)
+    return resolved
+
+
+__all__ = ["CHECKPOINT_SUFFIX", "KINDS", "RECORDING_SUFFIXES", "SystemKind", "checkpoint_digest",
+           "file_digest", "identity", "kind_of", "lm_digest", "lm_task", "register_kind",
+           "resolve_cached", "resolve_system", "resolve_systems", "with_lm_task", "zoo_lm_dir"]
