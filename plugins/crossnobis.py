@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simbench_plugins._paired import boot_param, estimated
+from simbench_plugins._paired import estimated
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
@@ -98,7 +98,8 @@ class Crossnobis(Measure):
               choices=NOISE),
         Param("compare_method", "cosine", "rsatoolbox comparison of the two RDMs: "
               + ", ".join(COMPARE), choices=COMPARE),
-        boot_param(),
+        Param("n_boot", 200, "bootstrap replicates over conditions for the 95% interval "
+              "(0 = none)", low=0),
         Param("intersect", False, "use only the conditions both systems share"),
         null_param("permutations of the conditions of the second RDM"),
     )
