@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simbench_plugins._paired import boot_param, estimated
+from simbench_plugins._paired import estimated
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
@@ -45,7 +45,7 @@ WHAT_TO_RECORD = (f"record every stimulus in two or more independent repeats and
                   "when each stimulus id is one presentation; or use rsa, which needs no repeats")
 
 
-def measurements(system: Any, site: str, *, n_stimuli: int, seed: int
+def measurements(system: Any, site: str, *, seed: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows [n, d], condition labels [n], partition labels [n]) of one system's valid
     measurements, or a RecordingError saying why crossnobis cannot use it and what to record."""
@@ -54,7 +54,7 @@ def measurements(system: Any, site: str, *, n_stimuli: int, seed: int
         raise RecordingError(f"crossnobis needs repeated measurements, and '{name}' is a network: "
                              "its responses to a stimulus are deterministic, with no repeats",
                              site=site, field="repeat", fix=WHAT_TO_RECORD)
-    ds = system.site_data(site, n_stimuli=n_stimuli, seed=seed)
+    ds = system.site_data(site, seed=seed)
     file = getattr(system, "path", None)
     part = next((c for c in PARTITION_COORDS if c in ds.coords), None)
     if part is None:
@@ -98,8 +98,8 @@ class Crossnobis(Measure):
               choices=NOISE),
         Param("compare_method", "cosine", "rsatoolbox comparison of the two RDMs: "
               + ", ".join(COMPARE), choices=COMPARE),
-        boot_param(),
-        Param("n_stimuli", 1000, "ignored (recordings use all their stimuli)", low=1),
+        Param("n_boot", 200, "bootstrap replicates over conditions for the 95% interval "
+              "(0 = none)", low=0),
         Param("intersect", False, "use only the conditions both systems share"),
         null_param("permutations of the conditions of the second RDM"),
     )
@@ -108,7 +108,7 @@ class Crossnobis(Measure):
               device: str, **params: Any) -> Score:
         """RSA of the crossnobis RDMs over the shared conditions, with a bootstrap interval
         over conditions and (``null`` > 0) a permutation null."""
-        data = [measurements(s, site, n_stimuli=params["n_stimuli"], seed=seed) for s in systems]
+        data = [measurements(s, site, seed=seed) for s in systems]
         shared = np.intersect1d(np.unique(data[0][1]), np.unique(data[1][1]))
         only = [len(np.setdiff1d(np.unique(d[1]), shared)) for d in data]
         if (only[0] or only[1]) and not params["intersect"]:

@@ -31,6 +31,8 @@ class Procrustes(PairedRowMeasure):
     symmetric = True
     higher_is_better = False
     range = (0.0, math.pi / 2)
+    #: the angle between independent systems as the samples grow (for the small-n bias check)
+    independent_value = math.pi / 2
     citation = SHAPE_CITATION
     description = ("Procrustes angular distance arccos(||X'Y||_* / (||X|| ||Y||)) of the "
                    "centred activity (radians); 0 = same representation up to rotation, "
@@ -51,6 +53,7 @@ class ShapeMetric(PairedRowMeasure):
     symmetric = True
     higher_is_better = False
     range = (0.0, math.pi / 2)
+    independent_value = math.pi / 2
     citation = SHAPE_CITATION
     description = ("Generalized shape metric (angular): partial whitening "
                    "X (alpha I + (1 - alpha) C^-1/2), then the Procrustes angle; alpha 0 = CCA "
@@ -73,6 +76,8 @@ class SoftMatching(PairedRowMeasure):
     symmetric = True
     higher_is_better = False
     range = (0.0, 2.0)
+    #: between independent systems the cost of any plan tends to 1 + 1 (normalize scale, unit)
+    independent_value = math.sqrt(2.0)
     citation = SOFT_CITATION
     description = ("Soft matching distance: the cheapest transport of one system's units "
                    "(tuning curves over the samples) onto the other's; invariant to permuting "

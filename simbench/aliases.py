@@ -138,6 +138,8 @@ class AliasedMeasure(Measure):
                             else p for p in target.params)
 
     def __getattr__(self, attr: str) -> Any:  # e.g. null, lazy_activity
+        if attr in ("alias", "target") or attr.startswith("__"):  # unpickling, copying
+            raise AttributeError(attr)
         return getattr(self.target, attr)
 
     def score(self, systems: Any, **kwargs: Any) -> Any:

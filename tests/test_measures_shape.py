@@ -134,3 +134,17 @@ def test_constant_activity_is_refused(tmp_path):
     pa, pb = save(tmp_path / "a.nc", "A", a), save(tmp_path / "b.nc", "B", b)
     with pytest.raises(simbench.SimbenchError, match="undefined"):
         simbench.score("procrustes_angular", str(pa), str(pb), site="hidden")
+
+
+def test_soft_matching_transport_programme_agrees_with_the_assignment(monkeypatch):
+    """Unequal unit counts: the assignment of lcm copies and the HiGHS transport LP agree."""
+    from simbench.estimators import shape
+
+    r = _rng(8)
+    x, y = r.normal(size=(40, 4)), r.normal(size=(40, 6))
+    via_copies = soft_matching_distance(x, y)
+    monkeypatch.setattr(shape, "MAX_REPLICATED", 0)
+    assert soft_matching_distance(x, y) == pytest.approx(via_copies, abs=1e-7)
+    monkeypatch.setattr(shape, "MAX_TRANSPORT", 10)
+    with pytest.raises(Exception, match="transport problem of 24 variables"):
+        soft_matching_distance(x, y)

@@ -12,7 +12,8 @@ The ridge penalty is ``alpha`` (sklearn's name; the community ids call it lambda
 ||W||_F^2 for the summed squared error. ``alpha = 0`` chooses it per training fold from
 :data:`ALPHAS` by efficient leave-one-out (the generalised cross-validation of sklearn's
 ``RidgeCV``: one alpha for every target, the one with the least mean squared leave-one-out
-error). Each training fold is decomposed once (SVD of its centred X), so every alpha and every
+error; the rows left out one at a time are samples, so the time steps of one stimulus are
+not held out together there, as in RidgeCV). Each training fold is decomposed once (SVD of its centred X), so every alpha and every
 re-pairing of Y (a permutation null) costs only matrix products.
 """
 

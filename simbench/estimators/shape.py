@@ -23,8 +23,9 @@ x_1..x_N of X and y_1..y_M of Y, the distance is
     d(X, Y) = sqrt( min_P sum_ij P_ij ||x_i - y_j||^2 )
 
 over transport plans P with row sums 1/N and column sums 1/M. With N = M the optimum is a
-permutation (Birkhoff), found by :func:`scipy.optimize.linear_sum_assignment`; otherwise the
-transport linear programme is solved by :func:`scipy.optimize.linprog` (HiGHS). The distance is
+permutation (Birkhoff), found by :func:`scipy.optimize.linear_sum_assignment`; unequal counts
+are an assignment between lcm(N, M) copies of the units when that is small, else the transport
+linear programme is solved by :func:`scipy.optimize.linprog` (HiGHS). The distance is
 invariant to permutations of the units and, unlike the shape metrics, not to rotations.
 """
 
@@ -36,6 +37,10 @@ import numpy as np
 
 from simbench.estimators.cka import EstimatorError
 
+#: unequal unit counts with lcm(N, M) up to this are solved as an assignment of copies
+MAX_REPLICATED = 1024
+#: the most variables (N x M) of the transport programme solved for unequal unit counts
+MAX_TRANSPORT = 250_000
 #: ``normalize`` choices of :func:`soft_matching_distance`.
 SOFT_NORMALIZE = ("scale", "unit", "none")
 
@@ -119,13 +124,24 @@ def transport_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def soft_matching_plan(cost: np.ndarray) -> np.ndarray:
     """The optimal [N, M] transport plan between uniform weights 1/N and 1/M over ``cost``."""
     n, m = cost.shape
-    if n == m:
+    common = n * m // math.gcd(n, m)
+    if common <= MAX_REPLICATED:
+        # uniform weights 1/n and 1/m are those of L = lcm(n, m) copies (L/n of each unit of X,
+        # L/m of each of Y) with weight 1/L each; between L and L equal weights the optimal plan
+        # is a matching (Birkhoff), and merging the copies back gives the optimal plan
         from scipy.optimize import linear_sum_assignment
 
-        rows, cols = linear_sum_assignment(cost)
+        rx, ry = np.repeat(np.arange(n), common // n), np.repeat(np.arange(m), common // m)
+        rows, cols = linear_sum_assignment(cost[np.ix_(rx, ry)])
         plan = np.zeros_like(cost)
-        plan[rows, cols] = 1.0 / n
+        np.add.at(plan, (rx[rows], ry[cols]), 1.0 / common)
         return plan
+    if n * m > MAX_TRANSPORT:
+        raise EstimatorError(
+            f"soft matching of {n} and {m} units is a transport problem of {n * m:,} variables "
+            f"(more than {MAX_TRANSPORT:,}); with equal unit counts it is an assignment, solved "
+            "exactly and fast", field="unit",
+            fix="compare sites with the same number of units, or select units first")
     from scipy.optimize import linprog
 
     # variables P_ij (row-major); rows sum to 1/n, columns to 1/m
@@ -156,5 +172,5 @@ def soft_matching_distance(x: np.ndarray, y: np.ndarray, normalize: str = "scale
     return math.sqrt(max(float((plan * cost).sum()), 0.0))
 
 
-__all__ = ["SOFT_NORMALIZE", "centred", "procrustes_distance", "shape_cosine", "shape_distance",
+__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "centred", "procrustes_distance", "shape_cosine", "shape_distance",
            "soft_matching_distance", "soft_matching_plan", "transport_cost"]
