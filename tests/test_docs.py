@@ -153,15 +153,12 @@ def check_command(line: str) -> str | None:
 
     argv = shlex.split(line, comments=True)[1:]
     parser = build_parser()
-    stderr = sys.stderr
     try:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
-        args, extra = parser.parse_known_args(argv)
-    except SystemExit:
-        return "argparse refused it"
-    finally:
-        sys.stderr.close()
-        sys.stderr = stderr
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), \
+                contextlib.redirect_stdout(quiet):
+            args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:  # --help and --version exit 0; a refusal exits 2
+        return None if exc.code == 0 else "argparse refused it"
     if args.command is None:
         return "no command"
     if extra and not getattr(args, "accepts_extra", False):
@@ -192,6 +189,7 @@ def test_commands_are_checked() -> None:
     assert check_command("simbench score cka a.nc b.nc --n-boot 10")  # --site is required
     assert check_command("simbench zoo list --nope")
     assert check_command("simbench nosuchcommand")
+    assert check_command("simbench --help") is None
 
 
 # ---- the README --------------------------------------------------------------------------------
