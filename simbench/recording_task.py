@@ -24,7 +24,7 @@ PROBE_N = 2000
 #: Fewer recorded states (valid steps) than this hold a value of a causal variable: counterfactual
 #: states with that value cannot be matched (nor found in every train/val/test split): refused.
 MIN_STATES_PER_VALUE = 5
-#: Stimuli reaching each value the README recommends (for a counting task: about 30 stimuli
+#: Stimuli reaching each value the documentation recommends (for a counting task: about 30 stimuli
 #: per count); fewer gives a warning with the numbers.
 GOOD_STIMULI_PER_VALUE = 30
 

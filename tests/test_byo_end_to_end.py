@@ -147,4 +147,4 @@ def test_networks_on_a_users_task_align_with_its_animal_above_the_control(
     assert das.value > 0.5  # a trained network follows its task's causal model
     table = {net: {"animal": on_animal[net], "control": on_control[net]} for net in on_animal}
     (tmp_path / "table.json").write_text(json.dumps(table, indent=1))
-    print(json.dumps(table))  # the README's table comes from this run (pytest -s)
+    print(json.dumps(table))  # the table in docs/tutorials/own-experiment.md comes from this run (pytest -s)

@@ -26,12 +26,13 @@ from simbench_evidence_task import BALANCED, Evidence
 sys.path.remove(str(EXAMPLE_TASK))
 
 
-def test_readme_embeds_the_task_plugin_verbatim() -> None:
-    """The README's task-plugin guide shows exactly the code the install test runs."""
-    readme = (EXAMPLE_TASK.parents[1] / "README.md").read_text()
+def test_docs_embed_the_task_plugin_verbatim() -> None:
+    """The task tutorial shows exactly the code the install test runs: it includes the
+    package's files by path (MkDocs snippets), so it cannot drift from them."""
+    page = (EXAMPLE_TASK.parents[1] / "docs" / "tutorials" / "task-plugin.md").read_text()
     for path in ("pyproject.toml", "simbench_evidence_task/__init__.py"):
-        code = (EXAMPLE_TASK / path).read_text()
-        assert f"\n{code}```" in readme, f"README is out of date with tests/example_task_plugin/{path}"
+        assert (EXAMPLE_TASK / path).is_file()
+        assert f'--8<-- "tests/example_task_plugin/{path}"' in page, f"the tutorial lacks {path}"
 
 
 def test_example_task_pip_installs_lists_checks_trains_and_records(tmp_path: Path) -> None:

@@ -115,6 +115,23 @@ def test_round_trip_counts_tokens_and_variables(nwb_path: Path, tmp_path: Path) 
                                                                                "side"]
 
 
+def test_a_file_without_a_subject_saves(tmp_path: Path) -> None:
+    """No subject: the recording is named by the file's identifier, and it saves (a missing
+    subject id is left out of the attributes, which netCDF cannot hold as None)."""
+    nwb = new_file(subject=None)
+    add_trials(nwb)
+    for t in spike_trains():
+        nwb.add_unit(spike_times=t)
+    path = write(tmp_path / "no_subject.nwb", nwb)
+    with pytest.warns(SpikeWarning):
+        rec = from_nwb(path, bin_width=BW)
+    assert rec.system_id == "session-7"
+    back = load_recording(save_recording(rec, tmp_path / "no_subject.nc"))
+    assert back.system_id == "session-7"
+    assert "nwb_subject_id" not in back.site("units").attrs
+    assert back.site("units").attrs["nwb_identifier"] == "session-7"
+
+
 def test_align_to_an_event_column_with_a_fixed_window(nwb_path: Path) -> None:
     with pytest.warns(SpikeWarning):
         rec = from_nwb(nwb_path, bin_width=0.05, align_to="stim_on_time", trial_duration=0.6,

@@ -232,13 +232,13 @@ def test_schema_attrs_are_written(tmp_path: Path) -> None:
     tree.close()
 
 
-def test_readme_schema_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's "write a recording" snippet works as printed."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Recordings: the schema", 1)[1]
+def test_docs_schema_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recordings guide's "write a recording from arrays" snippet works as printed."""
+    page = (Path(__file__).parents[1] / "docs" / "guide" / "recordings.md").read_text()
+    section = page.split("## Writing a recording from arrays", 1)[1]
     snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
-    exec(compile(snippet, "README.md", "exec"), {})
+    exec(compile(snippet, "recordings.md", "exec"), {})
     rec = load_recording(tmp_path / "my_gru.nc")
     assert rec.site("hidden")["activity"].shape == (100, 8, 32)
     assert rec.variables("hidden") == ["count"]

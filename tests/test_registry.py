@@ -318,9 +318,10 @@ def test_example_plugin_pip_installs_and_runs(tmp_path: Path, pair_files: Any) -
 
 
 
-def test_readme_embeds_the_example_plugin_verbatim() -> None:
-    """The README's plugin guide shows exactly the code the install test runs."""
-    readme = (EXAMPLE_PLUGIN.parents[1] / "README.md").read_text()
+def test_docs_embed_the_example_plugin_verbatim() -> None:
+    """The measure tutorial shows exactly the code the install test runs: it includes the
+    package's files by path (MkDocs snippets), so it cannot drift from them."""
+    page = (EXAMPLE_PLUGIN.parents[1] / "docs" / "tutorials" / "measure-plugin.md").read_text()
     for path in ("pyproject.toml", "simbench_example_plugin/__init__.py"):
-        code = (EXAMPLE_PLUGIN / path).read_text()
-        assert f"\n{code}```" in readme, f"README is out of date with tests/example_plugin/{path}"
+        assert (EXAMPLE_PLUGIN / path).is_file()
+        assert f'--8<-- "tests/example_plugin/{path}"' in page, f"the tutorial lacks {path}"

@@ -1,3 +1,4 @@
 """The benchmark specs shipped with simbench (installed as ``simbench_specs``): ``demo.toml``
-(the README's demo) and ``paper.toml`` (the paper's comparisons across the zoo). Commands take
-them by name: ``simbench bench run paper``."""
+(what ``simbench demo`` runs), ``paper.toml`` (the paper's comparisons across the zoo),
+``lm_toxicity.toml`` (the language-model case study) and ``validity.toml`` (the measure-validity
+suite). Commands take them by name: ``simbench bench run paper``."""

@@ -64,7 +64,8 @@ def recorded_party(system: Any, *, site: str, task: Task, variable: str | Sequen
             f"needs (its causal variables: {', '.join(task.variables)}, plus 'token'); "
             f"coordinates present: {', '.join(have) or '(none)'}", file=file, site=site,
             field=missing[0], fix="add one integer coordinate per causal variable holding its "
-            "value after each step (see the README's recording schema)")
+            "value after each step (see the schema in the documentation's guide, "
+            "'Recordings and importers')")
     act = act.transpose("stimulus", "time", "unit")
     refuse_token_codes(ds["token"].values, task, file=file, site=site)  # codes: not names
     tok_str = np.asarray(ds["token"].transpose("stimulus", "time").values, dtype=str)

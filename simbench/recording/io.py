@@ -51,7 +51,11 @@ def save_recording(rec: Recording, path: str | Path) -> Path:
         root_attrs["task"] = rec.task
     tree = {"/": xr.Dataset(attrs=netcdf_attrs(root_attrs))}
     for name, ds in rec.sites.items():
-        tree[f"/{name}"] = ds.assign_attrs(netcdf_attrs(ds.attrs))
+        # replace the attrs, not update them: assign_attrs would keep a None (e.g. an NWB
+        # file's missing subject id), which netCDF cannot store
+        site = ds.copy(deep=False)
+        site.attrs = netcdf_attrs(ds.attrs)
+        tree[f"/{name}"] = site
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     xr.DataTree.from_dict(tree).to_netcdf(tmp, engine="netcdf4")

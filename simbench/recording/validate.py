@@ -105,7 +105,8 @@ def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = Non
         # The error names ``field`` already: repeat a field name only for the other problems.
         detail = "; ".join(p if f == field else f"{f}: {p}" for f, p in problems)
         raise RecordingError(detail, file=file, site=site, field=field,
-                             fix="see `simbench validate FILE` and the README's schema section")
+                             fix="`simbench check-recording FILE` lists every problem; the schema "
+                             "is in the documentation's guide, 'Recordings and importers'")
 
 
 def _valid_rows(ds: xr.Dataset) -> np.ndarray | None:
