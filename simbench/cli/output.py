@@ -32,3 +32,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(v) for v in value]
     return str(value)
+
+
+__all__ = ["plain", "table"]

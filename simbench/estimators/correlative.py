@@ -120,22 +120,10 @@ def paired_activity(
     a, b = systems
     recorded = [_recording_with_tokens(s, site) for s in (a, b)]
     if _is_network(a) != _is_network(b) and any(r is not None for r in recorded):
-        from simbench.stimuli import stimuli_from_recording
-
+        # a network (or a language model) is recorded on the recording's own sequences
         rec = next(r for r in recorded if r is not None)
-        data = []
-        for s in (a, b):
-            if getattr(s, "is_language_model", False):
-                # a language model reads the recording's own token strings (its prompts),
-                # through its tokenizer: not a counting task's sequences
-                from simbench.lm.recorded import record_on_recording
-
-                data.append(record_on_recording(s, rec, site))
-            elif _is_network(s):
-                stim = stimuli_from_recording(rec, s.task_def, site=site)
-                data.append(s.record(stim, sites=[site]).site(site))
-            else:
-                data.append(s.site_data(site, n_stimuli=n_stimuli, seed=seed))
+        data = [s.record_like(rec, site) if hasattr(s, "record_like")
+                else s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
     elif _both_networks_on_different_tasks(a, b):
         # Networks trained on different tasks see the same inputs: the first system's stimuli
         # (a correlative measure compares responses to identical sequences).

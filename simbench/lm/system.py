@@ -221,6 +221,13 @@ class LMSystem:
             self._model.path(site)
         return self.record(sites=[site]).site(site)
 
+    def record_like(self, recording: Any, site: str) -> Any:
+        """``site``'s dataset on a recording's own token sequences (its prompts, read through
+        this model's tokenizer), so the two pair stimulus by stimulus."""
+        from simbench.lm.recorded import record_on_recording
+
+        return record_on_recording(self, recording, site)
+
     def __repr__(self) -> str:
         return (f"LMSystem({self.system_id!r}, {type(self.module).__name__}, "
                 f"{len(self.task_def.prompts)} prompts)")

@@ -211,6 +211,14 @@ class TorchSystem:
         return p.device if p is not None else torch.device("cpu")
 
     @torch.no_grad()
+    def record_like(self, recording: Any, site: str) -> Any:
+        """``site``'s dataset on a recording's own sequences (decoded through this network's
+        task vocabulary; their stimulus ids kept), so the two pair stimulus by stimulus."""
+        from simbench.stimuli import stimuli_from_recording
+
+        stim = stimuli_from_recording(recording, self.task_def, site=site)
+        return self.record(stim, sites=[site]).site(site)
+
     def record(self, stimuli: Stimuli | None = None, *, n: int = 1000, seed: int = 0,
                sites: Sequence[str] | None = None, batch_size: int = 1000,
                counts: Any = "all") -> Recording:
