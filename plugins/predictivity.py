@@ -52,6 +52,7 @@ class Ridge(PairedRowMeasure):
                 cache.clear()
                 model = cache[id(x)] = RidgeCV(x, folds, params["alpha"])
             value = model.score(y)
+            stat.model = model  # type: ignore[attr-defined]  # reused by the bootstrap
             if params["alpha"] == 0 and not hasattr(stat, "info"):  # the unpermuted fit
                 stat.info = {"alphas_chosen": list(model.chosen)}  # type: ignore[attr-defined]
             return value
@@ -66,7 +67,9 @@ class Ridge(PairedRowMeasure):
                    params: dict[str, Any], seed: int, stat: Statistic) -> tuple[np.ndarray, str]:
         stim = np.unique(stimulus, return_inverse=True)[1].ravel()
         n_stim = int(stim.max()) + 1
-        model = RidgeCV(x, stimulus_folds(stimulus, params["n_folds"], seed), params["alpha"])
+        model = getattr(stat, "model", None)
+        if model is None:
+            model = RidgeCV(x, stimulus_folds(stimulus, params["n_folds"], seed), params["alpha"])
         # per fold and stimulus: the sums a Pearson r needs (rows, p, t, p^2, t^2, p t per unit)
         sums = []
         for p, t, rows in model.unit_scores(y):
