@@ -119,8 +119,10 @@ class PairedRowMeasure(Measure):
         every replicate's rows."""
         of = self.moment_statistic(params)
         n_stim = len(np.unique(stimulus))
-        if of is not None and StimulusMoments.nbytes(n_stim, x.shape[1], y.shape[1]) \
-                <= STIMULUS_MOMENTS_BYTES:
+        # per-stimulus moments pay when stimuli have several rows (time steps); with one row
+        # per stimulus they are the rows' own products, no cheaper than the rows
+        if of is not None and 2 * n_stim <= len(x) and StimulusMoments.nbytes(
+                n_stim, x.shape[1], y.shape[1]) <= STIMULUS_MOMENTS_BYTES:
             per = StimulusMoments(x, y, stimulus)
             reps = np.array([of(per.resampled(np.bincount(d, minlength=n_stim)))
                              for d in bootstrap_draws(stimulus, params["n_boot"], seed)])
