@@ -27,6 +27,7 @@ from simbench.estimators.correlative import (
     no_interval_note,
     paired_activity,
 )
+from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng, subsample_rows
 from simbench.measure import Measure, Param
 
@@ -63,15 +64,19 @@ def stimulus_rows(stimulus: np.ndarray) -> list[np.ndarray]:
     return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
 
 
+def bootstrap_draws(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
+    """The stimuli (numbered 0..s-1 in sorted order of ``stimulus``) drawn with replacement
+    in each of ``n_boot`` bootstrap replicates."""
+    n = len(np.unique(stimulus))
+    gen = rng(seed, BOOTSTRAP)
+    return [gen.integers(0, n, n) for _ in range(n_boot)]
+
+
 def bootstrap_rows(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``n_boot`` bootstrap replicates, whole stimuli drawn with replacement."""
     rows = stimulus_rows(np.unique(stimulus, return_inverse=True)[1].ravel())
-    gen = rng(seed, BOOTSTRAP)
-    out = []
-    for _ in range(n_boot):
-        drawn = gen.integers(0, len(rows), len(rows))
-        out.append(np.concatenate([rows[i] for i in drawn]))
-    return out
+    return [np.concatenate([rows[i] for i in drawn])
+            for drawn in bootstrap_draws(stimulus, n_boot, seed)]
 
 
 def estimated(site: str, compute: Callable[[], float]) -> float:
@@ -101,10 +106,27 @@ class PairedRowMeasure(Measure):
         """Measure-specific ``attrs`` of the Score (its settings)."""
         return {}
 
+    def moment_statistic(self, params: dict[str, Any]) -> Callable[[Moments], float] | None:
+        """The statistic as a function of the paired activity's second moments, when it is one
+        (shape metrics, CCA, soft matching): replicates are then weighted sums of per-stimulus
+        moments instead of passes over every row."""
+        return None
+
     def replicates(self, x: np.ndarray, y: np.ndarray, stimulus: np.ndarray,
                    params: dict[str, Any], seed: int, stat: Statistic) -> tuple[np.ndarray, str]:
-        """(bootstrap replicate values, how they were drawn): by default the statistic
-        recomputed on every replicate's rows."""
+        """(bootstrap replicate values, how they were drawn): from per-stimulus moments when
+        the statistic is a function of them (and they fit), else the statistic recomputed on
+        every replicate's rows."""
+        of = self.moment_statistic(params)
+        n_stim = len(np.unique(stimulus))
+        # per-stimulus moments pay when stimuli have several rows (time steps); with one row
+        # per stimulus they are the rows' own products, no cheaper than the rows
+        if of is not None and 2 * n_stim <= len(x) and StimulusMoments.nbytes(
+                n_stim, x.shape[1], y.shape[1]) <= STIMULUS_MOMENTS_BYTES:
+            per = StimulusMoments(x, y, stimulus)
+            reps = np.array([of(per.resampled(np.bincount(d, minlength=n_stim)))
+                             for d in bootstrap_draws(stimulus, params["n_boot"], seed)])
+            return reps, "whole stimuli resampled, the measure recomputed from their moments"
         reps = np.array([stat(x[i], y[i]) for i in bootstrap_rows(stimulus, params["n_boot"],
                                                                     seed)])
         return reps, "whole stimuli resampled, the measure recomputed on each replicate"
@@ -185,5 +207,6 @@ class PairedRowMeasure(Measure):
         return score
 
 
-__all__ = ["PairedRowMeasure", "Statistic", "boot_param", "bootstrap_rows", "common_params",
+__all__ = ["PairedRowMeasure", "Statistic", "boot_param", "bootstrap_draws", "bootstrap_rows",
+           "common_params",
            "estimated", "max_samples_param", "stimulus_rows"]

@@ -7,7 +7,7 @@ from typing import Any
 from simbench_plugins._paired import PairedRowMeasure, Statistic, common_params
 
 from simbench import hookimpl
-from simbench.estimators.cca import pwcca, svcca
+from simbench.estimators.cca import pwcca, pwcca_of, svcca, svcca_of
 from simbench.measure import Param
 
 
@@ -31,6 +31,9 @@ class SVCCA(PairedRowMeasure):
         var = params["var"]
         return lambda x, y: svcca(x, y, var)
 
+    def moment_statistic(self, params: dict[str, Any]) -> Any:
+        return lambda m: svcca_of(m, params["var"])
+
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"var": params["var"]}
 
@@ -50,6 +53,9 @@ class PWCCA(PairedRowMeasure):
 
     def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
         return pwcca
+
+    def moment_statistic(self, params: dict[str, Any]) -> Any:
+        return pwcca_of
 
 
 @hookimpl

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from simbench_plugins._paired import PairedRowMeasure, Statistic, bootstrap_rows, common_params
+from simbench_plugins._paired import PairedRowMeasure, Statistic, bootstrap_draws, common_params
 
 from simbench import hookimpl
-from simbench.estimators.predictivity import RidgeCV, median_r, stimulus_folds
+from simbench.estimators.predictivity import RidgeCV, stimulus_folds
 from simbench.measure import Param
 
 CITATION = ("Yamins, Hong, Cadieu, Solomon, Seibert & DiCarlo (2014). Performance-optimized "
@@ -52,6 +52,7 @@ class Ridge(PairedRowMeasure):
                 cache.clear()
                 model = cache[id(x)] = RidgeCV(x, folds, params["alpha"])
             value = model.score(y)
+            stat.model = model  # type: ignore[attr-defined]  # reused by the bootstrap
             if params["alpha"] == 0 and not hasattr(stat, "info"):  # the unpermuted fit
                 stat.info = {"alphas_chosen": list(model.chosen)}  # type: ignore[attr-defined]
             return value
@@ -64,13 +65,32 @@ class Ridge(PairedRowMeasure):
 
     def replicates(self, x: np.ndarray, y: np.ndarray, stimulus: np.ndarray,
                    params: dict[str, Any], seed: int, stat: Statistic) -> tuple[np.ndarray, str]:
-        model = RidgeCV(x, stimulus_folds(stimulus, params["n_folds"], seed), params["alpha"])
-        folds = model.unit_scores(y)
+        stim = np.unique(stimulus, return_inverse=True)[1].ravel()
+        n_stim = int(stim.max()) + 1
+        model = getattr(stat, "model", None)
+        if model is None:
+            model = RidgeCV(x, stimulus_folds(stimulus, params["n_folds"], seed), params["alpha"])
+        # per fold and stimulus: the sums a Pearson r needs (rows, p, t, p^2, t^2, p t per unit)
+        sums = []
+        for p, t, rows in model.unit_scores(y):
+            s = stim[rows]
+            parts = [np.ones_like(p), p, t, p * p, t * t, p * t]
+            sums.append(np.stack([np.stack([np.bincount(s, weights=col, minlength=n_stim)
+                                            for col in part.T], axis=1) for part in parts]))
         reps = []
-        for idx in bootstrap_rows(stimulus, params["n_boot"], seed):
-            counts = np.bincount(idx, minlength=len(x)).astype(np.float64)
-            per_fold = [median_r(p, t, counts[rows]) for p, t, rows in folds
-                        if counts[rows].sum() >= 2]
+        for drawn in bootstrap_draws(stimulus, params["n_boot"], seed):
+            c = np.bincount(drawn, minlength=n_stim).astype(np.float64)
+            per_fold = []
+            for fold in sums:
+                n, sp, st, spp, stt, spt = np.tensordot(c, fold, axes=(0, 1))
+                n = n[0]
+                if n < 2:
+                    continue
+                cov, vp, vt = spt - sp * st / n, spp - sp * sp / n, stt - st * st / n
+                ok = (vp > 1e-12 * np.maximum(spp, 1e-300)) & (vt > 1e-12 * np.maximum(stt, 1e-300))
+                r = cov[ok] / np.sqrt(vp[ok] * vt[ok])
+                if r.size:
+                    per_fold.append(float(np.median(r)))
             reps.append(float(np.mean(per_fold)) if per_fold else np.nan)
         return np.array(reps), ("whole stimuli resampled over the held-out predictions, the "
                                 "fitted maps kept")

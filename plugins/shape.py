@@ -14,7 +14,13 @@ from typing import Any
 from simbench_plugins._paired import PairedRowMeasure, Statistic, common_params
 
 from simbench import hookimpl
-from simbench.estimators.shape import SOFT_NORMALIZE, shape_distance, soft_matching_distance
+from simbench.estimators.shape import (
+    SOFT_NORMALIZE,
+    shape_distance,
+    shape_distance_of,
+    soft_matching_distance,
+    soft_matching_of,
+)
 from simbench.measure import Param
 
 SHAPE_CITATION = ("Williams, Kunz, Kornblith & Linderman (2021). Generalized Shape Metrics on "
@@ -42,6 +48,9 @@ class Procrustes(PairedRowMeasure):
     def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
         return lambda x, y: shape_distance(x, y, 1.0)
 
+    def moment_statistic(self, params: dict[str, Any]) -> Any:
+        return lambda m: shape_distance_of(m, 1.0)
+
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"alpha": 1.0, "units": "radians"}
 
@@ -64,6 +73,9 @@ class ShapeMetric(PairedRowMeasure):
     def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
         alpha = params["alpha"]
         return lambda x, y: shape_distance(x, y, alpha)
+
+    def moment_statistic(self, params: dict[str, Any]) -> Any:
+        return lambda m: shape_distance_of(m, params["alpha"])
 
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"alpha": params["alpha"], "units": "radians"}
@@ -89,6 +101,9 @@ class SoftMatching(PairedRowMeasure):
     def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
         normalize = params["normalize"]
         return lambda x, y: soft_matching_distance(x, y, normalize)
+
+    def moment_statistic(self, params: dict[str, Any]) -> Any:
+        return lambda m: soft_matching_of(m, params["normalize"])
 
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"normalize": params["normalize"]}

@@ -85,3 +85,21 @@ def test_scores_from_netcdf_with_interval_and_null(tmp_path):
     assert s.p_value < 0.06 and s.null_mean < 0.3 < s.value
     back = simbench.score("ridge", str(pb), str(pa), site="hidden", n_boot=0)
     assert back.value != pytest.approx(s.value, abs=1e-3)  # asymmetric: 5 units predict 8
+
+
+def test_bootstrap_from_per_stimulus_sums_equals_weighted_pearson():
+    from simbench_plugins._paired import bootstrap_rows
+    from simbench_plugins.predictivity import Ridge
+
+    from simbench.estimators.predictivity import median_r
+
+    x, y = _pair(n=300, seed=5)
+    stim = np.repeat(np.arange(60), 5)
+    params = {"n_boot": 6, "n_folds": 5, "alpha": 1.0}
+    fast, _ = Ridge().replicates(x, y, stim, params, 0, None)
+    folds = RidgeCV(x, stimulus_folds(stim, 5, 0), 1.0).unit_scores(y)
+    slow = []
+    for idx in bootstrap_rows(stim, 6, 0):
+        w = np.bincount(idx, minlength=300).astype(float)
+        slow.append(np.mean([median_r(p, t, w[rows]) for p, t, rows in folds]))
+    np.testing.assert_allclose(fast, slow, atol=1e-9)

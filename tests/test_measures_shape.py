@@ -148,3 +148,26 @@ def test_soft_matching_transport_programme_agrees_with_the_assignment(monkeypatc
     monkeypatch.setattr(shape, "MAX_TRANSPORT", 10)
     with pytest.raises(Exception, match="transport problem of 24 variables"):
         soft_matching_distance(x, y)
+
+
+def test_bootstrap_replicates_from_moments_equal_recomputing_on_the_drawn_rows():
+    """A replicate from per-stimulus moments is the measure on the drawn rows (copies kept)."""
+    from simbench.estimators.cca import pwcca, pwcca_of, svcca, svcca_of
+    from simbench.estimators.moments import StimulusMoments
+    from simbench.estimators.shape import shape_distance_of, soft_matching_of
+
+    r = _rng(11)
+    x = r.normal(size=(300, 6)) + 4.0
+    y = x @ r.normal(size=(6, 5)) + r.normal(size=(300, 5))
+    stim = np.repeat(np.arange(60), 5)
+    drawn = r.integers(0, 60, 60)
+    rows = np.concatenate([np.flatnonzero(stim == i) for i in drawn])
+    m = StimulusMoments(x, y, stim).resampled(np.bincount(drawn, minlength=60))
+    xr, yr = x[rows], y[rows]
+    assert shape_distance_of(m, 1.0) == pytest.approx(shape_distance(xr, yr, 1.0), abs=1e-9)
+    assert shape_distance_of(m, 0.3) == pytest.approx(shape_distance(xr, yr, 0.3), abs=1e-9)
+    for norm in ("scale", "unit", "none"):
+        assert soft_matching_of(m, norm) == pytest.approx(
+            soft_matching_distance(xr, yr, norm), abs=1e-9)
+    assert svcca_of(m, 0.9) == pytest.approx(svcca(xr, yr, 0.9), abs=1e-9)
+    assert pwcca_of(m) == pytest.approx(pwcca(xr, yr), abs=1e-9)

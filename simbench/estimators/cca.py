@@ -23,14 +23,15 @@ from __future__ import annotations
 import numpy as np
 
 from simbench.estimators.cka import EstimatorError
-from simbench.estimators.shape import centred
+from simbench.estimators.moments import Moments, moments
 
 #: eigenvalues of X'X below this share of the largest are rounding, not directions
 RANK_TOL = 1e-12
 
 
 def whitener(cov: np.ndarray, var: float | None = None) -> np.ndarray:
-    """[d, k] ``Wx`` with ``X Wx`` orthonormal, from ``cov = X'X`` of centred X.
+    """[d, k] ``Wx`` with ``X Wx`` orthonormal (up to one factor), from ``cov`` = X'X / n of
+    centred X.
 
     ``var`` in (0, 1]: keep the fewest leading components whose eigenvalues (squared singular
     values) reach that fraction of the total (SVCCA's reduction); None keeps every direction
@@ -50,13 +51,12 @@ def whitener(cov: np.ndarray, var: float | None = None) -> np.ndarray:
     return vec[:, :keep] / np.sqrt(lam[:keep])
 
 
-def _cca(x: np.ndarray, y: np.ndarray, var: float | None
+def _cca(m: Moments, var: float | None
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(rho, U, Wx, X'X) of centred x and y."""
-    xc, yc = centred(x), centred(y)
-    cxx = xc.T @ xc
-    wx, wy = whitener(cxx, var), whitener(yc.T @ yc, var)
-    u, rho, _ = np.linalg.svd(wx.T @ (xc.T @ yc) @ wy, full_matrices=False)
+    """(rho, U, Wx, Cxx) from the second moments ``m``."""
+    cxx, cyy, cxy = m.covariances()
+    wx, wy = whitener(cxx, var), whitener(cyy, var)
+    u, rho, _ = np.linalg.svd(wx.T @ cxy @ wy, full_matrices=False)
     return np.clip(rho, 0.0, 1.0), u, wx, cxx
 
 
@@ -64,18 +64,28 @@ def canonical_correlations(x: np.ndarray, y: np.ndarray, var: float | None = Non
                            ) -> np.ndarray:
     """The canonical correlations (descending) of ``x`` and ``y``, after the SVD reduction
     to ``var`` of the variance when given."""
-    return _cca(x, y, var)[0]
+    return _cca(moments(x, y), var)[0]
 
 
 def svcca(x: np.ndarray, y: np.ndarray, var: float = 0.99) -> float:
     """SVCCA: the mean canonical correlation of the ``var`` principal subspaces."""
-    return float(canonical_correlations(x, y, var).mean())
+    return svcca_of(moments(x, y), var)
+
+
+def svcca_of(m: Moments, var: float = 0.99) -> float:
+    """:func:`svcca` from second moments (a bootstrap replicate's, say)."""
+    return float(_cca(m, var)[0].mean())
 
 
 def pwcca(x: np.ndarray, y: np.ndarray) -> float:
     """PWCCA: canonical correlations weighted by how much of X each canonical variate carries."""
-    rho, u, wx, cxx = _cca(x, y, None)
-    # <h_i, x_j> = (X'X Wx U)_ji, h_i = X Wx U_i of unit norm
+    return pwcca_of(moments(x, y))
+
+
+def pwcca_of(m: Moments) -> float:
+    """:func:`pwcca` from second moments."""
+    rho, u, wx, cxx = _cca(m, None)
+    # <h_i, x_j> = (X'X Wx U)_ji up to one factor for every i and j (the weights' scale cancels)
     weights = np.abs(cxx @ (wx @ u[:, :len(rho)])).sum(axis=0)
     total = float(weights.sum())
     if not total > 0:
@@ -84,4 +94,5 @@ def pwcca(x: np.ndarray, y: np.ndarray) -> float:
     return float(rho @ weights / total)
 
 
-__all__ = ["RANK_TOL", "canonical_correlations", "pwcca", "svcca", "whitener"]
+__all__ = ["RANK_TOL", "canonical_correlations", "pwcca", "pwcca_of", "svcca", "svcca_of",
+           "whitener"]

@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from simbench.estimators.cka import EstimatorError
+from simbench.estimators.moments import Moments, moments
 
 #: unequal unit counts with lcm(N, M) up to this are solved as an assignment of copies
 MAX_REPLICATED = 1024
@@ -68,18 +69,17 @@ def _whitener(cov: np.ndarray, alpha: float) -> np.ndarray:
     return (vec * diag) @ vec.T
 
 
-def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
-                 weights: np.ndarray | None = None) -> float:
-    """cos theta of the generalized shape metric (see the module); ``weights`` weight rows."""
+def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> float:
+    """cos theta of the generalized shape metric (see the module)."""
+    return shape_cosine_of(moments(x, y), alpha)
+
+
+def shape_cosine_of(m: Moments, alpha: float = 1.0) -> float:
+    """cos theta from the second moments ``m`` (a bootstrap replicate's, say)."""
     if not 0.0 <= alpha <= 1.0:
         raise EstimatorError(f"alpha must lie in [0, 1], got {alpha}", field="alpha",
                              fix="0 = CCA, 1 = Procrustes")
-    xc, yc = centred(x, weights), centred(y, weights)
-    if weights is not None:
-        root = np.sqrt(weights)[:, None]
-        xc, yc = xc * root, yc * root
-    n = float(len(xc) if weights is None else weights.sum())
-    cxx, cyy, cxy = xc.T @ xc / n, yc.T @ yc / n, xc.T @ yc / n
+    cxx, cyy, cxy = m.covariances()
     zx, zy = _whitener(cxx, alpha), _whitener(cyy, alpha)
     norm_x = float(np.trace(zx @ cxx @ zx))
     norm_y = float(np.trace(zy @ cyy @ zy))
@@ -89,29 +89,20 @@ def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
     return min(1.0, nuclear / math.sqrt(norm_x * norm_y))
 
 
-def shape_distance(x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
-                   weights: np.ndarray | None = None) -> float:
+def shape_distance(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> float:
     """The angular shape distance theta in radians, [0, pi/2] (nan for constant activity)."""
-    c = shape_cosine(x, y, alpha, weights)
+    return shape_distance_of(moments(x, y), alpha)
+
+
+def shape_distance_of(m: Moments, alpha: float = 1.0) -> float:
+    """:func:`shape_distance` from second moments."""
+    c = shape_cosine_of(m, alpha)
     return math.acos(c) if math.isfinite(c) else math.nan
 
 
-def procrustes_distance(x: np.ndarray, y: np.ndarray,
-                        weights: np.ndarray | None = None) -> float:
+def procrustes_distance(x: np.ndarray, y: np.ndarray) -> float:
     """Procrustes angular distance: :func:`shape_distance` with alpha = 1."""
-    return shape_distance(x, y, 1.0, weights)
-
-
-def _units(t: np.ndarray, normalize: str) -> np.ndarray:
-    """Centred tuning curves, scaled as ``normalize`` says (see :func:`soft_matching_distance`)."""
-    c = centred(t)
-    if normalize == "scale":
-        total = float(np.einsum("ij,ij->", c, c))
-        return c / math.sqrt(total / c.shape[1]) if total > 0 else c
-    if normalize == "unit":
-        norms = np.sqrt(np.einsum("ij,ij->j", c, c))
-        return c / np.where(norms > 0, norms, 1.0)
-    return c
+    return shape_distance(x, y, 1.0)
 
 
 def transport_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -161,16 +152,34 @@ def soft_matching_distance(x: np.ndarray, y: np.ndarray, normalize: str = "scale
     ``normalize``: ``scale`` divides each system by one number so its units' mean squared norm
     is 1 (the distance then lies in [0, 2] and is invariant to isotropic scaling); ``unit``
     gives every unit norm 1 (||x_i - y_j||^2 = 2 - 2 r_ij, r the units' correlation); ``none``
-    keeps the centred activity as it is.
+    keeps the centred activity as it is (summed over the samples).
     """
+    return soft_matching_of(moments(x, y), normalize)
+
+
+def soft_matching_of(m: Moments, normalize: str = "scale") -> float:
+    """:func:`soft_matching_distance` from second moments: the squared distance of centred
+    units i, j over the samples is n (Cxx_ii + Cyy_jj - 2 Cxy_ij), scaled as ``normalize``
+    says."""
     if normalize not in SOFT_NORMALIZE:
         raise EstimatorError(f"normalize must be one of {SOFT_NORMALIZE}, got {normalize!r}",
                              field="normalize")
-    ux, uy = _units(x, normalize), _units(y, normalize)
-    cost = transport_cost(ux, uy)
+    cxx, cyy, cxy = m.covariances()
+    vx, vy = m.n * np.diag(cxx), m.n * np.diag(cyy)  # squared norms of the units
+    if normalize == "scale":
+        ax = np.full_like(vx, 1.0 / math.sqrt(vx.mean()) if vx.sum() > 0 else 1.0)
+        ay = np.full_like(vy, 1.0 / math.sqrt(vy.mean()) if vy.sum() > 0 else 1.0)
+    elif normalize == "unit":
+        ax = 1.0 / np.sqrt(np.where(vx > 0, vx, 1.0))
+        ay = 1.0 / np.sqrt(np.where(vy > 0, vy, 1.0))
+    else:
+        ax, ay = np.ones_like(vx), np.ones_like(vy)
+    cost = np.maximum(vx[:, None] * ax[:, None] ** 2 + vy[None, :] * ay[None, :] ** 2
+                      - 2.0 * m.n * cxy * np.outer(ax, ay), 0.0)
     plan = soft_matching_plan(cost)
     return math.sqrt(max(float((plan * cost).sum()), 0.0))
 
 
-__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "centred", "procrustes_distance", "shape_cosine", "shape_distance",
-           "soft_matching_distance", "soft_matching_plan", "transport_cost"]
+__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "centred", "procrustes_distance",
+           "shape_cosine", "shape_cosine_of", "shape_distance", "shape_distance_of",
+           "soft_matching_distance", "soft_matching_of", "soft_matching_plan", "transport_cost"]
