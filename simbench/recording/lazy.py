@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from simbench.errors import RecordingError
-from simbench.recording.memory import BLOCK_BYTES, format_size, memory_limit
+from simbench.recording.memory import format_size, memory_limit, read_block_bytes
 from simbench.recording.schema import ACTIVITY
 
 #: ``Dataset.encoding`` key set on a site whose activity is still in its file.
@@ -48,12 +48,14 @@ def coords_loaded(ds: xr.Dataset, path: Path, group: str | None) -> xr.Dataset:
 
 
 def activity_blocks(shape: tuple[int, ...], itemsize: int,
-                    block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[slice, ...]]:
-    """Index tuples that cover an array of ``shape`` in order, each about ``block_bytes`` or
-    less: runs of whole stimuli (dim 0), or, where one stimulus is larger than a block, runs of
-    its steps (dim 1), so no read holds more than a block whatever the file declares."""
+                    block_bytes: int | None = None) -> Iterator[tuple[slice, ...]]:
+    """Index tuples that cover an array of ``shape`` in order, each about ``block_bytes``
+    (default :func:`~simbench.recording.memory.read_block_bytes`) or less: runs of whole
+    stimuli (dim 0), or, where one stimulus is larger than a block, runs of its steps (dim 1),
+    so no read holds more than a block whatever the file declares."""
     if not shape or 0 in shape:
         return
+    block_bytes = read_block_bytes() if block_bytes is None else block_bytes
     per_row = math.prod(shape[1:]) * itemsize
     if per_row <= block_bytes or len(shape) < 2:
         step = max(1, block_bytes // max(1, per_row))

@@ -66,6 +66,12 @@ def memory_limit() -> int:
     return int(available_memory() * MEMORY_FRACTION)
 
 
+def read_block_bytes() -> int:
+    """Bytes of activity one block read may take: ``BLOCK_BYTES``, less when the memory
+    simbench may use is small (an eighth of :func:`memory_limit`, at least 1 MiB)."""
+    return max(1 << 20, min(BLOCK_BYTES, memory_limit() // (2 * READ_COPIES)))
+
+
 def declared_variables(path: str | Path) -> list[Declared]:
     """Every variable of a netCDF file as (path, {dim: size}, dtype, bytes), from metadata only.
 
@@ -96,7 +102,7 @@ def declared_variables(path: str | Path) -> list[Declared]:
 def check_declared_size(path: str | Path) -> None:
     """Refuse a file whose data would not fit in the available memory when loaded, before
     reading: what loading holds is every declared variable plus one read block of the activity
-    (``READ_COPIES`` x ``BLOCK_BYTES`` at most).
+    (``READ_COPIES`` x :func:`read_block_bytes` at most).
 
     The limit is ``MEMORY_FRACTION`` of :func:`available_memory`; the error names the declared
     total, the largest variable and its dims.
@@ -107,9 +113,10 @@ def check_declared_size(path: str | Path) -> None:
         return
     total = sum(v[3] for v in variables)
     largest = max((v[3] for v in variables if v[0].rsplit("/", 1)[-1] == "activity"), default=0)
-    buffer = READ_COPIES * min(BLOCK_BYTES, largest)
     avail = available_memory()
     limit = int(avail * MEMORY_FRACTION)
+    buffer = READ_COPIES * min(max(1 << 20, min(BLOCK_BYTES, limit // (2 * READ_COPIES))),
+                               largest)
     if total + buffer <= limit:
         return
     name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])

@@ -158,7 +158,7 @@ def unwritten_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
 
 def scanned_problems(ds: xr.Dataset) -> list[tuple[str, str]]:
     """NaN/Inf and fill values in a site's activity where ``valid``, read from its file a block
-    at a time (:data:`~simbench.recording.memory.BLOCK_BYTES`), so the scan holds one block
+    at a time (:func:`~simbench.recording.memory.read_block_bytes`), so the scan holds one block
     whatever the file declares. Stimuli the file never wrote are skipped (they are reported by
     :func:`unwritten_problems`). A site not opened from a file is scanned in memory.
     """
