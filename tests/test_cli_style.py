@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 
 import pytest
 
-from simbench.cli import build_parser, main
+from simbench.cli import main
 from simbench.cli.core import parse_measure_args, render_score
 from simbench.errors import ParameterError
 from simbench.registry import get_registry
@@ -170,117 +169,6 @@ def test_leaderboard_and_status_print_json(tmp_path: Path, monkeypatch: pytest.M
 
 
 # ---- the docs ----------------------------------------------------------------------------------
-def doc_files() -> list[Path]:
-    """README.md and every page under docs/ (when there is one)."""
-    docs = ROOT / "docs"
-    return [ROOT / "README.md", *(sorted(docs.rglob("*.md")) if docs.is_dir() else [])]
-
-
-def doc_commands(path: Path) -> list[tuple[int, str]]:
-    """(line, command) of every ``simbench ...`` line in a fenced code block of ``path``;
-    synopsis lines (``[OPTIONAL]``, ``X...``, ``A|B``) are left out, comments dropped."""
-    out = []
-    fenced = False
-    pending = ""
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-            continue
-        if not fenced:
-            continue
-        text = pending + line.strip()
-        pending = ""
-        if text.endswith("\\"):
-            pending = text[:-1] + " "
-            continue
-        text = text.removeprefix("$ ")
-        if not text.startswith("simbench "):
-            continue
-        text = text.split(" #", 1)[0].strip()
-        if re.search(r"\[|\.\.\.|\||<", text):
-            continue
-        out.append((n, text))
-    return out
-
-
-#: flags the docs may show that are not simbench's: other tools' (dask worker) and the
-#: placeholder of "--name value"
-FOREIGN_FLAGS = {"--preload", "--nthreads", "--nworkers", "--name"}
-
-
-def all_flags() -> set[str]:
-    """Every flag of every simbench command, and every measure parameter's spellings."""
-    import argparse
-
-    def walk(parser: argparse.ArgumentParser) -> set[str]:
-        out = set()
-        for action in parser._actions:
-            out.update(o for o in action.option_strings if o.startswith("--"))
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    out |= walk(sub)
-        return out
-
-    known = walk(build_parser())
-    for measure in get_registry().measures.values():
-        for p in measure.params:
-            for name in (p.name, p.name.replace("_", "-")):
-                known |= {f"--{name}", f"--no-{name}"}
-    return known
-
-
-def test_every_flag_the_docs_name_exists() -> None:
-    """A flag in an inline code span of the docs (``--n-boot``, ```--max-steps 500```) is a
-    flag of a simbench command or a parameter of an installed measure."""
-    known = all_flags() | FOREIGN_FLAGS
-    unknown = []
-    for path in doc_files():
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for span in re.findall(r"`([^`]+)`", line):
-                unknown += [f"{path.relative_to(ROOT)}:{n}: {flag}"
-                            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", span)
-                            if flag not in known]
-    assert not unknown, "\n".join(unknown)
-
-
-def test_every_simbench_command_in_the_docs_parses() -> None:
-    """Parse only (nothing runs): the command line, and for ``score`` each measure parameter
-    against the installed measure (a measure the docs define themselves, e.g. a plugin
-    tutorial's, is skipped)."""
-    parser = build_parser()
-    registry = get_registry()
-    problems = []
-    seen = 0
-    for path in doc_files():
-        for line, command in doc_commands(path):
-            seen += 1
-            where = f"{path.relative_to(ROOT)}:{line}: {command}"
-            try:
-                args, extra = parser.parse_known_args(shlex.split(command)[1:])
-            except SystemExit:
-                problems.append(f"{where}: does not parse")
-                continue
-            if extra and not getattr(args, "accepts_extra", False):
-                problems.append(f"{where}: unknown {' '.join(extra)}")
-            elif args.command == "score" and args.measure in registry.measures:
-                try:
-                    parse_measure_args(registry.measure(args.measure), extra)
-                except ParameterError as exc:
-                    problems.append(f"{where}: {exc}")
-    assert seen, "no simbench command found in the docs"
-    assert not problems, "\n".join(problems)
-
-
-def test_the_docs_test_catches_a_wrong_parameter(tmp_path: Path) -> None:
-    page = tmp_path / "page.md"
-    page.write_text("text\n```\nsimbench score cka a.nc b.nc --site hidden --n-bot 5  # x\n"
-                    "simbench score MEASURE SYSTEM... --site SITE\n```\nsimbench prose\n")
-    assert doc_commands(page) == [(3, "simbench score cka a.nc b.nc --site hidden --n-bot 5")]
-    args, extra = build_parser().parse_known_args(shlex.split(doc_commands(page)[0][1])[1:])
-    with pytest.raises(ParameterError):
-        parse_measure_args(get_registry().measure(args.measure), extra)
-
-
 def test_shipped_specs_are_self_contained() -> None:
     """The specs installed with simbench cite nothing a user does not have."""
     for spec in sorted((ROOT / "benchmarks" / "specs").glob("*.toml")):

@@ -147,7 +147,7 @@ def check_command(line: str) -> str | None:
     """Why ``line`` would not parse, or None: the command and its flags by the real parser,
     a score's measure parameters by the measure itself (names, types, bounds, sweeps)."""
     from simbench.cli import build_parser
-    from simbench.cli.core import parse_extra
+    from simbench.cli.core import parse_measure_args
     from simbench.errors import SimbenchError
     from simbench.registry import get_registry
 
@@ -166,7 +166,7 @@ def check_command(line: str) -> str | None:
     if args.command == "score" and args.measure not in TUTORIAL_MEASURES:
         try:
             measure = get_registry().measure(args.measure)
-            measure.sweep_grid(parse_extra(extra))
+            measure.sweep_grid(parse_measure_args(measure, extra))
         except SimbenchError as exc:
             return str(exc)
     return None

@@ -210,7 +210,6 @@ class TorchSystem:
         p = next(self.model.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
-    @torch.no_grad()
     def record_like(self, recording: Any, site: str) -> Any:
         """``site``'s dataset on a recording's own sequences (decoded through this network's
         task vocabulary; their stimulus ids kept), so the two pair stimulus by stimulus."""
@@ -219,6 +218,7 @@ class TorchSystem:
         stim = stimuli_from_recording(recording, self.task_def, site=site)
         return self.record(stim, sites=[site]).site(site)
 
+    @torch.no_grad()
     def record(self, stimuli: Stimuli | None = None, *, n: int = 1000, seed: int = 0,
                sites: Sequence[str] | None = None, batch_size: int = 1000,
                counts: Any = "all") -> Recording:
