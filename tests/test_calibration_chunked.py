@@ -56,7 +56,8 @@ def test_float32_products_stay_close(lazy) -> None:
         full, abs=1e-5)
 
 
-def test_progress_bar_counts_the_blocks(lazy, capsys) -> None:
+def test_progress_bar_counts_the_blocks(lazy, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("simbench.runtime.progress_shown", lambda stream=None: True)  # a terminal
     lx, ly, _, _ = lazy
     chunked_cka(lx, ly, chunk_rows=1000, progress=True)
     err = capsys.readouterr().err
@@ -105,7 +106,8 @@ def test_blocked_rsa_equals_rsatoolbox_on_the_whole_rdms(rdm_method: str,
     assert 0.05 < full < 0.99
 
 
-def test_blocked_rsa_refuses_rank_comparisons_and_shows_progress(capsys) -> None:
+def test_blocked_rsa_refuses_rank_comparisons_and_shows_progress(capsys, monkeypatch) -> None:
+    monkeypatch.setattr("simbench.runtime.progress_shown", lambda stream=None: True)  # a terminal
     from simbench_plugins.rsa import blocked_rsa
 
     from simbench.errors import ParameterError

@@ -73,6 +73,7 @@ def test_cli_scores_recordings_too_large_to_load(files, capsys, monkeypatch) -> 
     full = _in_memory_cka(files)
     assert 0.3 < full < 0.95  # related, not identical: the comparison can fail
     monkeypatch.setenv("SIMBENCH_MEMORY_MB", SMALL_ENV)
+    monkeypatch.setattr("simbench.runtime.progress_shown", lambda stream=None: True)  # a terminal
     with pytest.raises(RecordingError, match="declares"):  # the loader still protects
         load_recording(files["a"])
     score, err = _cli_json(capsys, "cka", str(files["a"]), str(files["b"]))

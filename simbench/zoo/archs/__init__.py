@@ -15,14 +15,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from simbench.errors import SimbenchError
-
-if TYPE_CHECKING:
-    from simbench.zoo.models import ZooModel
 
 #: modules of the built-in architectures, each registering one :class:`Arch` on import
 BUILTIN: tuple[str, ...] = ("gru", "lstm", "transformer")
@@ -37,14 +34,14 @@ class Reparametrized:
     in the same convention.
     """
 
-    model: ZooModel
+    model: Any  # a simbench.zoo.models.ZooModel (not imported: the models import this package)
     site_perms: dict[str, np.ndarray]
     unit_perms: dict[str, np.ndarray]
 
 
 #: ``reparametrize(model, generator, permute_inputs)``: permute ``model``'s units in place
 #: through every weight (same function) and say how (see :mod:`simbench.calibration.planted`)
-Reparametrizer = Callable[["ZooModel", np.random.Generator, bool], Reparametrized]
+Reparametrizer = Callable[[Any, "np.random.Generator", bool], Reparametrized]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +55,7 @@ class Arch:
     """
 
     name: str
-    model: type[ZooModel]
+    model: type  # a ZooModel subclass
     site_order: tuple[str, ...]
     short: str = ""
     aliases: tuple[str, ...] = ()
