@@ -65,3 +65,44 @@ def test_pca_start_is_already_aligned_on_zoo_seeds(init: str, low: float, high: 
                        n_test=200, n_val=200, pool_size=400)
     assert s.attrs["init"] == init
     assert low <= s.value <= high
+
+
+def test_data_start_matches_raw_coordinates() -> None:
+    """The ``data`` start matches the *raw* coordinates (means included: an interchange swaps
+    raw coordinates), where the centred ``pca`` start leaves the means' difference."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(40, 6, 12, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 12)
+    h = h + torch.linspace(2, -2, 12)  # a mean the subspace carries
+    q = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64)).Q
+    tokens = np.arange(40 * 6).reshape(40, 6)
+    a, b = _party(tokens, h.float()), _party(tokens, (h @ q.T).float())
+    imap = SubspaceMap([12, 12], 4, seed=0)
+    assert init_from_data(imap, [a, b], "data")
+    ua, ub = imap.U(0).detach().double(), imap.U(1).detach().double()
+    torch.testing.assert_close(h @ ua, (h @ q.T) @ ub, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="unknown subspace init"):
+        init_from_data(imap, [a, b], "auto")
+
+
+SMALL = dict(k=16, seed=0, device="cpu", progress=False, max_steps=1, eval_every=1, n_test=100,
+             n_val=150, n_train=300, pool_size=300)
+
+
+def test_auto_start_takes_the_data_start_for_gru_seeds() -> None:
+    s = simbench.score("mas", "gru_multi_s1", "gru_multi_s2", site="hidden", **SMALL)
+    check = s.attrs["init_check"]
+    assert s.attrs["init"] == "data"
+    assert check["data"] >= check["random"] + check["margin"]
+    assert s.value > 0.3  # one step from an aligned start (random: ~0.1)
+
+
+def test_auto_start_keeps_the_random_start_where_the_data_does_not_align() -> None:
+    """GRU vs LSTM: the data start aligns no more trials than chance, so the pair trains from
+    the random start, exactly as with ``init = random``."""
+    auto = simbench.score("mas", "gru_multi_s1", "lstm_multi_s1", site="hidden", **SMALL)
+    rand = simbench.score("mas", "gru_multi_s1", "lstm_multi_s1", site="hidden", init="random",
+                          **SMALL)
+    assert auto.attrs["init"] == "random" and rand.attrs["init"] == "random"
+    assert auto.attrs["init_check"]["data"] < auto.attrs["init_check"]["random"] + 0.1
+    assert "init_check" not in rand.attrs
+    assert auto.value == pytest.approx(rand.value, abs=1e-9)

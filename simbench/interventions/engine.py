@@ -285,21 +285,27 @@ class Engine:
 
     @torch.no_grad()
     def iia(self, split: str = "val", directions: Sequence[tuple[int, int]] | None = None,
-            chunk: int = 2048) -> dict[tuple[int, int], float]:
-        """Trial-level IIA per direction (teacher-forced; equal to free-running, see module)."""
+            chunk: int = 2048, limit: int | None = None) -> dict[tuple[int, int], float]:
+        """Trial-level IIA per direction (teacher-forced; equal to free-running, see module).
+
+        ``limit`` scores only each direction's first that many rows (a quick look, e.g. to
+        choose a start); such a look is not kept for the paired gain test.
+        """
         out = {}
         with parametrize.cached():
             for s, t in directions or self.directions:
                 if not self.parties[t].accessible:
                     continue
                 n = len(self.data[split][(s, t)].iv)
+                if limit is not None:
+                    n = min(n, limit)
                 rows_hit = []
                 for i in range(0, n, chunk):
                     rows = np.arange(i, min(i + chunk, n))
                     logits, cont = self.patched_logits(split, t, [(s, rows)])
                     rows_hit.append(self.correct(logits, cont)[0])
                 hit = torch.cat(rows_hit)
-                if split == "val":  # what the paired gain test compares (see gain_margin)
+                if split == "val" and limit is None:  # what the paired gain test compares
                     self._val_hits[(s, t)] = hit
                 out[(s, t)] = int(hit.sum()) / n  # one read-back per direction
         return out
