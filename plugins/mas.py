@@ -103,6 +103,9 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
         start = ({"init": "random"} if params.get("control") or params.get("load")
                  else choose_start(engine, params.get("init", "auto")))
+        # a start from the data is validated before training: it may already be the best
+        # alignment within the step cap (a network against itself or a re-parametrization)
+        engine.cfg.validate_start = start["init"] != "random"
         meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
                 "site": site, "k": k, "variables": _causal.variables_of(parties)}
         if params.get("control"):

@@ -88,6 +88,9 @@ class EngineConfig:
     device: str = "cpu"
     values: tuple[int, int] | None = None
     carry: tuple[str, ...] = ()  # variables also set to the source's values (full-state stitch)
+    # validate the starting map before the first step (a start from the data may already be
+    # as good as training gets within the step cap, or reach stop_at: then no step is taken)
+    validate_start: bool = False
 
 
 @dataclasses.dataclass
@@ -396,7 +399,8 @@ class Engine:
         :meth:`gain_margin` (``min_delta``, or with ``gain_se`` > 0 that many standard errors
         of the paired difference from the best when that is more); ``patience`` validations without that stop
         training. The map ends in the best state seen (the initial state when no validation
-        ran).
+        ran). With ``validate_start`` the initial map is validated first and counts as seen
+        (a start that already reaches ``stop_at`` takes no step).
         """
         cfg = self.cfg
         metric = self.validation_metric
@@ -414,6 +418,17 @@ class Engine:
         bar = _progress(cfg.max_steps, label, progress)
         start = time.perf_counter()
         try:
+            if cfg.validate_start:
+                val = self.validation_score()
+                mean_val = float(np.mean(list(val.values()))) if val else 0.0
+                log.history.append({"step": 0, "loss": float("nan"), "val": mean_val,
+                                    **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                best, self._best_hits = mean_val, dict(self._val_hits)
+                log.best_step, log.best_val = 0, mean_val
+                if val and min(val.values()) >= cfg.stop_at:
+                    log.stopped = (f"validation {_SHOWN[metric]} reached {cfg.stop_at} at the "
+                                   "start")
+                    return log
             for step in range(1, cfg.max_steps + 1):
                 loss = next(steps)
                 log.steps = step
