@@ -50,7 +50,7 @@ PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
 BIAS_TOLERANCE = 0.05
 #: pair categories of the separability check: same-task seed pairs against different-task ones
 SAME_CATEGORIES: tuple[str, ...] = ("seeds", "seeds_other_tasks")
-DIFFERENT_CATEGORIES: tuple[str, ...] = ("cross_task", "cross_task_more")
+DIFFERENT_CATEGORIES: tuple[str, ...] = ("cross_task", "cross_task_more", "cross_task_arith")
 #: sites of each architecture, input to output (the transformer's ``hidden`` is ``resid.0``)
 SITE_ORDER: dict[str, tuple[str, ...]] = {
     "transformer": ("embedding", "resid.0", "resid.1"),
