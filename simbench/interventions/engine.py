@@ -91,6 +91,10 @@ class EngineConfig:
     # validate the starting map before the first step (a start from the data may already be
     # as good as training gets within the step cap, or reach stop_at: then no step is taken)
     validate_start: bool = False
+    # a target that can start a pass at the site (a transformer at resid.*) records the site
+    # over every counterfactual sequence once and starts each patched pass there (the layers
+    # below cannot change); False: run every pass from the tokens
+    cache_below: bool = True
 
 
 @dataclasses.dataclass
@@ -158,6 +162,9 @@ class Engine:
         # per-row validation hits of the latest validation and of the best one (gain_margin)
         self._val_hits: dict[tuple[int, int], Tensor] = {}
         self._best_hits: dict[tuple[int, int], Tensor] | None = None
+        # (split, source, target) -> the target site's unpatched activations over that
+        # direction's counterfactual sequences (see EngineConfig.cache_below); made on first use
+        self._below: dict[tuple[str, int, int], tuple[Tensor, Tensor]] = {}
         self._prepare()
 
     # ---- data -------------------------------------------------------------------------------
@@ -184,6 +191,21 @@ class Engine:
                 self.data[split][(s, t)] = DirectionData.from_numpy(iv, cfg.device)
 
     # ---- one patched pass -------------------------------------------------------------------
+    def site_below(self, split: str, s: int, t: int) -> Tensor | None:
+        """The target's site over direction (s, t)'s counterfactual sequences of ``split``,
+        unpatched, [n, W, d]: what every patched pass of those rows starts from, recorded
+        once (None where the target cannot start a pass at its site, or with
+        ``cache_below`` off). A patch at the site cannot change what lies below it, and a
+        row's counterfactual tokens never change, so this is exact."""
+        runner = self.parties[t].runner
+        if not self.cfg.cache_below or runner is None or not runner.resumes:
+            return None
+        key, cf = (split, s, t), self.data[split][(s, t)].cf
+        held = self._below.get(key)
+        if held is None or held[0] is not cf:  # first use, or the direction's data replaced
+            held = self._below[key] = (cf, runner.below(cf))
+        return held[1]
+
     def device_rows(self, rows: Sequence[Rows]) -> list[Tensor]:
         """Row indices on the device: host arrays go in one (pinned, non-blocking) copy."""
         if all(isinstance(r, Tensor) for r in rows):
@@ -233,6 +255,12 @@ class Engine:
         if cf_override is not None:
             cf = cf_override
         cont = Continuation.build(cf, cf_mask, tpos, host)
+        below = None
+        if cf_override is None:  # generated tokens have no recorded site to start from
+            belows = [self.site_below(split, s, target) for s, _, _ in parts]
+            if all(b is not None for b in belows):
+                below = torch.cat([F.pad(b[r], (0, 0, 0, width - b.shape[1]))  # type: ignore[index]
+                                   for b, (_, _, r) in zip(belows, parts)])
         if not self.cfg.stepwise:
             h_t = party.latents[split][tgt_idx, tpos]
             news, start = [], 0
@@ -242,7 +270,7 @@ class Engine:
                 news.append(self.imap.apply(target, h_t[start: start + n],
                                             self.imap.code(s, target, h_s)))
                 start += n
-            return runner.single(cont, torch.cat(news), split, tgt_idx, upto), cont
+            return runner.single(cont, torch.cat(news), split, tgt_idx, upto, below), cont
         codes = []
         for s, d, r in parts:
             lat = self.parties[s].latents[split][d.src_idx[r]]  # [n, T_s, d_s]
@@ -253,7 +281,7 @@ class Engine:
         def patch(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
             return self.imap.apply(target, h, z_all[b, t])
 
-        return runner.stepwise(cont, patch, upto), cont
+        return runner.stepwise(cont, patch, upto, below), cont
 
     # ---- losses and accuracy ------------------------------------------------------------------
     @staticmethod
