@@ -106,3 +106,31 @@ def test_auto_start_keeps_the_random_start_where_the_data_does_not_align() -> No
     assert auto.attrs["init_check"]["data"] < auto.attrs["init_check"]["random"] + 0.1
     assert "init_check" not in rand.attrs
     assert auto.value == pytest.approx(rand.value, abs=1e-9)
+
+
+def test_a_validated_start_that_reaches_stop_at_takes_no_step() -> None:
+    """``validate_start``: the starting map is validated first and counts as the best seen; a
+    network against itself through the whole site (U = I for both) reaches stop_at there."""
+    from simbench.interventions.engine import Engine, EngineConfig, Party, directions_for
+    from simbench.interventions.init import set_subspaces
+    from simbench.interventions.runners import make_runner
+    from simbench.tasks import MultiObject
+    from simbench.zoo import load_model
+
+    model = load_model("gru_multi_s1")[0].eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    parties = [Party(f"m{i}", MultiObject(), ("count", "phase"), 128,
+                     make_runner(model, "hidden"))
+               for i in range(2)]
+    cfg = EngineConfig(n_train=128, n_val=64, n_test=32, pool_size=128, max_steps=3,
+                       eval_every=1, seed=3, stop_at=0.9, validate_start=True)
+    eng = Engine(parties, SubspaceMap([128, 128], 128, seed=1), directions_for(2), cfg)
+    set_subspaces(eng.imap, [torch.eye(128), torch.eye(128)])
+    log = eng.train(progress=False)
+    assert log.steps == 0 and log.best_step == 0 and "at the start" in log.stopped
+    assert log.history[0]["step"] == 0 and log.best_val >= 0.9
+    eng.cfg.stop_at = 1.01  # unreachable: trains, and the start stays the best seen so far
+    log = eng.train(progress=False)
+    assert log.steps == 3 and log.history[0]["step"] == 0
+    assert log.best_val >= log.history[0]["val"]
