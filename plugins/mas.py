@@ -102,7 +102,7 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         imap = SubspaceMap([p.width for p in parties], k, seed=seed)
         engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
         start = ({"init": "random"} if params.get("control") or params.get("load")
-                 else choose_start(engine, params.get("init", "auto")))
+                 else choose_start(engine, params.get("init", "random")))  # DAS: no init param
         # a start from the data that is already near stop_at is validated before training: it
         # may be the best alignment within the step cap (a network against itself or a
         # re-parametrization); one far below it (GRU seeds: ~0.6) is left to training
