@@ -32,3 +32,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
         terminalreporter.write_sep("-", "ratios to baseline (min over rounds)")
         for line in lines:
             terminalreporter.write_line(line)
+    runs = [b for b in benches if "steps" in b.extra_info]
+    if runs:  # trainings (test_bench_steps.py): what each run did, beside its time
+        terminalreporter.write_sep("-", "trainings (extra_info)")
+        for b in runs:
+            info = ", ".join(f"{k} {v}" for k, v in b.extra_info.items())
+            terminalreporter.write_line(f"{b.group}: {b.name}: {info}")

@@ -10,7 +10,8 @@
 #      can do it offline, else a plain offline install, else an entry-point shim): env.txt
 #   b. the card's name, driver, torch and CUDA versions: env.txt
 #   c. the gpu-marked tests and the device-path tests: gpu_tests.txt
-#   d. the MAS training-step benchmark on the device: bench_mas.json, bench_mas.txt
+#   d. the MAS training-step benchmark on the device: bench_mas.json, bench_mas.txt; then the
+#      same steps on the CPU and the device/CPU ratio per step (bench_mas.txt, summary.txt)
 #   e. `simbench demo --device DEVICE`, timed: demo.txt
 #   f. benchmarks/specs/paper.toml for the remaining seconds: paper.sqlite (a copy of the store
 #      made at the end), paper.txt (with `simbench bench status`: jobs done, measure time)
@@ -145,6 +146,26 @@ BENCH="$OUT/bench_mas.txt"
 SIMBENCH_BENCH_DEVICE=$DEVICE stage bench "$(cap 60 100)" "$BENCH" "$PY" -m pytest -q \
     -p no:cacheprovider benchmarks/test_bench_mas.py -k "test_step" \
     --benchmark-enable --benchmark-json "$OUT/bench_mas.json" --benchmark-columns=min,median,max
+# the same engine steps on this machine's CPU, for the device/CPU step ratio (in bench_mas.txt
+# and summary.txt; the CPU figures are this machine's cores, not the 2-core reference)
+if [[ "$DEVICE" != cpu ]]; then
+    SIMBENCH_BENCH_DEVICE=cpu stage bench_cpu "$(cap 90 90)" "$BENCH" "$PY" -m pytest -q \
+        -p no:cacheprovider benchmarks/test_bench_mas.py -k "test_step and not baseline" \
+        --benchmark-enable --benchmark-json /tmp/gpu-check-bench-cpu.json \
+        --benchmark-columns=min,median,max
+    "$PY" - "$OUT/bench_mas.json" /tmp/gpu-check-bench-cpu.json <<'EOF3' 2>&1 | tee -a "$BENCH" "$SUMMARY"
+import json, sys
+def mins(path):
+    try:
+        return {b["name"]: b["stats"]["min"] for b in json.load(open(path))["benchmarks"]}
+    except Exception as e:  # noqa: BLE001
+        print("step ratio: no figures in", path, type(e).__name__); return {}
+dev, cpu = mins(sys.argv[1]), mins(sys.argv[2])
+for name in sorted(set(dev) & set(cpu)):
+    print(f"step ratio {name}: cpu {cpu[name] * 1e3:.1f} ms / device {dev[name] * 1e3:.1f} ms"
+          f" = {cpu[name] / dev[name]:.1f}x")
+EOF3
+fi
 
 # ---- e. the demo --------------------------------------------------------------------------------
 WORKERS=${SIMBENCH_GPU_CHECK_WORKERS:-}

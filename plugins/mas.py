@@ -46,10 +46,14 @@ class MAS(Measure):
         Param("k", 16, "aligned subspace size (sweep with --k 1,2,4,8,16,32)", low=1),
         Param("within", True, "train the within-model directions too (keeps the subspace "
               "causal rather than a stitch through the null space)"),
-        Param("init", "random", "starting subspaces: 'random', or 'pca' (the first network's "
-              "top-k principal directions, the others matched to them by orthogonal "
-              "Procrustes on the same stimuli; falls back to random when the networks see "
-              "different stimuli)", kind=str, choices=("random", "pca")),
+        Param("init", "auto", "starting subspaces: 'auto' (default: the 'data' start where "
+              "it already aligns the networks, its cross-model validation IIA at least 0.1 "
+              "above the random start's, else the random one; the score's attrs say which), "
+              "'random', 'data' (the first network's top-k directions of its raw latents, the "
+              "others matched to them by orthogonal Procrustes on the same stimuli) or 'pca' "
+              "(the same on centred latents); the data starts fall back to random when the "
+              "networks see different stimuli", kind=str, choices=("auto", "random", "data",
+                                                                   "pca")),
         Param("control", False, "score a random, untrained subspace instead (the measure "
               "can fail: IIA near chance)"),
         null_param(NULL_HELP),
@@ -84,7 +88,7 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         shuffled_source_null,
     )
     from simbench.interventions.engine import Engine, directions_for
-    from simbench.interventions.init import init_from_data
+    from simbench.interventions.init import choose_start
     from simbench.interventions.maps import SubspaceMap
     from simbench.interventions.subspace import random_subspace
 
@@ -97,8 +101,14 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         directions = directions_for(n, within=within or n == 1)
         imap = SubspaceMap([p.width for p in parties], k, seed=seed)
         engine = Engine(parties, imap, directions, _causal.engine_config(params, seed, device))
-        initialised = (not params.get("control") and not params.get("load")
-                       and init_from_data(imap, parties, params.get("init", "random")))
+        start = ({"init": "random"} if params.get("control") or params.get("load")
+                 else choose_start(engine, params.get("init", "random")))  # DAS: no init param
+        # a start from the data that is already near stop_at is validated before training: it
+        # may be the best alignment within the step cap (a network against itself or a
+        # re-parametrization); one far below it (GRU seeds: ~0.6) is left to training
+        check = start.get("init_check")
+        engine.cfg.validate_start = start["init"] != "random" and (
+            check is None or check["data"] >= engine.cfg.stop_at - check["margin"])
         meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
                 "site": site, "k": k, "variables": _causal.variables_of(parties)}
         if params.get("control"):
@@ -120,7 +130,7 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
     within_dirs = [d for d in directions if d[0] == d[1]]
     attrs = {"k": k, "variables": meta["variables"], "directions": len(directions),
              "train": _causal.train_summary(log), "control": bool(params.get("control")),
-             "init": params.get("init", "random") if initialised else "random",
+             **start,
              "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
                             if within_dirs else None),
              "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}

@@ -97,6 +97,40 @@ def test_fast_paths_equal_the_plain_patched_pass(arch, site):
     assert len(set(cont.mask.sum(1).tolist())) > 3  # the buckets really differ in length
 
 
+@pytest.mark.parametrize("site,stepwise", [("hidden", False), ("resid.1", False),
+                                           ("hidden", True)])
+def test_transformer_passes_start_at_the_site_and_change_no_determined_logit(site, stepwise):
+    """A patch at a transformer's residual site cannot change the layers below it: the engine
+    records the site once per counterfactual sequence and starts each pass there, with the
+    same determined logits as passes from the tokens."""
+    models = [frozen("transformer", 0), frozen("transformer", 1)]
+    eng = small_engine(models, site, stepwise=stepwise)
+    chunks = [(0, np.arange(150)), (1, np.arange(40, 140))]  # two directions, host rows
+    with torch.no_grad():
+        cached, cont = eng.patched_logits("train", 1, chunks)
+        assert {k[:2] for k in eng._below} == {("train", 0), ("train", 1)}
+        eng.cfg.cache_below = False
+        plain, _ = eng.patched_logits("train", 1, chunks)
+    m = cont.mask[..., None]
+    assert m.sum() > 0
+    torch.testing.assert_close(cached * m, plain * m, atol=1e-5, rtol=0)
+    assert eng.parties[1].runner.resumes
+
+
+def test_run_from_refuses_an_edit_below_its_start():
+    from simbench.errors import SiteError
+
+    model = frozen("transformer", 0)
+    tokens = torch.full((2, 5), 3)
+    x = model.run(tokens, record=("resid.1",))[1]["resid.1"]
+    torch.testing.assert_close(model.run_from("resid.1", x), model.run(tokens)[0])
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    with pytest.raises(SiteError, match="below"):
+        model.run_from("resid.1", x, edits={"hidden": (mask, torch.zeros(2, 5, 128))})
+    assert not model.can_run_from("embedding")
+    assert not make_runner(frozen("gru", 0), "hidden").resumes
+
+
 @pytest.mark.parametrize("arch", ["gru", "transformer"])
 def test_stepwise_buckets_equal_the_plain_patched_pass(arch):
     models = [frozen(arch, 0), frozen(arch, 1)]

@@ -53,7 +53,7 @@ PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
 BIAS_TOLERANCE = 0.05
 #: pair categories of the separability check: same-task seed pairs against different-task ones
 SAME_CATEGORIES: tuple[str, ...] = ("seeds", "seeds_other_tasks")
-DIFFERENT_CATEGORIES: tuple[str, ...] = ("cross_task", "cross_task_more")
+DIFFERENT_CATEGORIES: tuple[str, ...] = ("cross_task", "cross_task_more", "cross_task_arith")
 #: parameters dropped when a measure is run on synthetic or re-sited data (only the estimate
 #: is used: no interval, no null, every sample)
 _ESTIMATE_ONLY = {"n_boot": 0, "null": 0}

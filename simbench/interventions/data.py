@@ -167,6 +167,7 @@ def sample_interventions(
     cf_rows: list[np.ndarray] = []
     mask_rows: list[np.ndarray] = []
     need = n
+    table = response_table(target.task)
     for _ in range(max_tries):
         m = max(2 * need, 64)
         t_idx = rng.choice(tgt_ok_rows, size=m)
@@ -191,22 +192,30 @@ def sample_interventions(
                    for sv, tv in zip(source.variables, target.variables)}
         for c in carry:
             carried.setdefault(c, source.stimuli.variables[c][s_idx, s_pos])
-        cf, cmask = target.task.counterfactual(target.tokens[t_idx], t_pos,
-                                               variable=tuple(carried), source_value=carried)
-        # a counterfactual whose response the target task never produces (too long, or a
-        # token no response holds at that place: a value beyond the task's) is redrawn
-        fits = cmask.sum(1) <= target.max_determined
-        table = response_table(target.task)
-        if table is not None:
-            fits &= table.producible(cf, cmask)
-        keep = np.flatnonzero(fits)[:need]
-        out_t = np.concatenate([out_t, t_idx[keep]])
-        out_tp = np.concatenate([out_tp, t_pos[keep]])
-        out_s = np.concatenate([out_s, s_idx[keep]])
-        out_sp = np.concatenate([out_sp, s_pos[keep]])
-        cf_rows.extend(cf[keep])
-        mask_rows.extend(cmask[keep])
-        need = n - len(out_t)
+        # The first ``need`` rows that pass are kept: counterfactuals are built for a prefix
+        # of the rows (most pass), and for more only when too few of those did, so none is
+        # built to be thrown away and the rows kept are the same as when all were built.
+        lo_row = 0
+        while need > 0 and lo_row < len(t_idx):
+            hi_row = min(len(t_idx), lo_row + need + need // 8 + 16)
+            part = slice(lo_row, hi_row)
+            cf, cmask = target.task.counterfactual(
+                target.tokens[t_idx[part]], t_pos[part], variable=tuple(carried),
+                source_value={v: a[part] for v, a in carried.items()})
+            # a counterfactual whose response the target task never produces (too long, or a
+            # token no response holds at that place: a value beyond the task's) is redrawn
+            fits = cmask.sum(1) <= target.max_determined
+            if table is not None:
+                fits &= table.producible(cf, cmask)
+            keep = np.flatnonzero(fits)[:need]
+            out_t = np.concatenate([out_t, t_idx[part][keep]])
+            out_tp = np.concatenate([out_tp, t_pos[part][keep]])
+            out_s = np.concatenate([out_s, s_idx[part][keep]])
+            out_sp = np.concatenate([out_sp, s_pos[part][keep]])
+            cf_rows.extend(cf[keep])
+            mask_rows.extend(cmask[keep])
+            need = n - len(out_t)
+            lo_row = hi_row
         if need <= 0:
             break
     if need > 0:

@@ -89,6 +89,13 @@ class EngineConfig:
     device: str = "cpu"
     values: tuple[int, int] | None = None
     carry: tuple[str, ...] = ()  # variables also set to the source's values (full-state stitch)
+    # validate the starting map before the first step (a start from the data may already be
+    # as good as training gets within the step cap, or reach stop_at: then no step is taken)
+    validate_start: bool = False
+    # a target that can start a pass at the site (a transformer at resid.*) records the site
+    # over every counterfactual sequence once and starts each patched pass there (the layers
+    # below cannot change); False: run every pass from the tokens
+    cache_below: bool = True
 
 
 @dataclasses.dataclass
@@ -156,6 +163,9 @@ class Engine:
         # per-row validation hits of the latest validation and of the best one (gain_margin)
         self._val_hits: dict[tuple[int, int], Tensor] = {}
         self._best_hits: dict[tuple[int, int], Tensor] | None = None
+        # (split, source, target) -> the target site's unpatched activations over that
+        # direction's counterfactual sequences (see EngineConfig.cache_below); made on first use
+        self._below: dict[tuple[str, int, int], tuple[Tensor, Tensor]] = {}
         self._prepare()
 
     # ---- data -------------------------------------------------------------------------------
@@ -182,6 +192,21 @@ class Engine:
                 self.data[split][(s, t)] = DirectionData.from_numpy(iv, cfg.device)
 
     # ---- one patched pass -------------------------------------------------------------------
+    def site_below(self, split: str, s: int, t: int) -> Tensor | None:
+        """The target's site over direction (s, t)'s counterfactual sequences of ``split``,
+        unpatched, [n, W, d]: what every patched pass of those rows starts from, recorded
+        once (None where the target cannot start a pass at its site, or with
+        ``cache_below`` off). A patch at the site cannot change what lies below it, and a
+        row's counterfactual tokens never change, so this is exact."""
+        runner = self.parties[t].runner
+        if not self.cfg.cache_below or runner is None or not runner.resumes:
+            return None
+        key, cf = (split, s, t), self.data[split][(s, t)].cf
+        held = self._below.get(key)
+        if held is None or held[0] is not cf:  # first use, or the direction's data replaced
+            held = self._below[key] = (cf, runner.below(cf))
+        return held[1]
+
     def device_rows(self, rows: Sequence[Rows]) -> list[Tensor]:
         """Row indices on the device: host arrays go in one (pinned, non-blocking) copy."""
         if all(isinstance(r, Tensor) for r in rows):
@@ -231,6 +256,12 @@ class Engine:
         if cf_override is not None:
             cf = cf_override
         cont = Continuation.build(cf, cf_mask, tpos, host)
+        below = None
+        if cf_override is None:  # generated tokens have no recorded site to start from
+            belows = [self.site_below(split, s, target) for s, _, _ in parts]
+            if all(b is not None for b in belows):
+                below = torch.cat([F.pad(b[r], (0, 0, 0, width - b.shape[1]))  # type: ignore[index]
+                                   for b, (_, _, r) in zip(belows, parts)])
         if not self.cfg.stepwise:
             h_t = party.latents[split][tgt_idx, tpos]
             news, start = [], 0
@@ -240,7 +271,7 @@ class Engine:
                 news.append(self.imap.apply(target, h_t[start: start + n],
                                             self.imap.code(s, target, h_s)))
                 start += n
-            return runner.single(cont, torch.cat(news), split, tgt_idx, upto), cont
+            return runner.single(cont, torch.cat(news), split, tgt_idx, upto, below), cont
         codes = []
         for s, d, r in parts:
             lat = self.parties[s].latents[split][d.src_idx[r]]  # [n, T_s, d_s]
@@ -251,7 +282,7 @@ class Engine:
         def patch(h: Tensor, b: Tensor, t: Tensor) -> Tensor:
             return self.imap.apply(target, h, z_all[b, t])
 
-        return runner.stepwise(cont, patch, upto), cont
+        return runner.stepwise(cont, patch, upto, below), cont
 
     # ---- losses and accuracy ------------------------------------------------------------------
     @staticmethod
@@ -286,21 +317,27 @@ class Engine:
 
     @torch.no_grad()
     def iia(self, split: str = "val", directions: Sequence[tuple[int, int]] | None = None,
-            chunk: int = 2048) -> dict[tuple[int, int], float]:
-        """Trial-level IIA per direction (teacher-forced; equal to free-running, see module)."""
+            chunk: int = 2048, limit: int | None = None) -> dict[tuple[int, int], float]:
+        """Trial-level IIA per direction (teacher-forced; equal to free-running, see module).
+
+        ``limit`` scores only each direction's first that many rows (a quick look, e.g. to
+        choose a start); such a look is not kept for the paired gain test.
+        """
         out = {}
         with parametrize.cached():
             for s, t in directions or self.directions:
                 if not self.parties[t].accessible:
                     continue
                 n = len(self.data[split][(s, t)].iv)
+                if limit is not None:
+                    n = min(n, limit)
                 rows_hit = []
                 for i in range(0, n, chunk):
                     rows = np.arange(i, min(i + chunk, n))
                     logits, cont = self.patched_logits(split, t, [(s, rows)])
                     rows_hit.append(self.correct(logits, cont)[0])
                 hit = torch.cat(rows_hit)
-                if split == "val":  # what the paired gain test compares (see gain_margin)
+                if split == "val" and limit is None:  # what the paired gain test compares
                     self._val_hits[(s, t)] = hit
                 out[(s, t)] = int(hit.sum()) / n  # one read-back per direction
         return out
@@ -391,7 +428,8 @@ class Engine:
         :meth:`gain_margin` (``min_delta``, or with ``gain_se`` > 0 that many standard errors
         of the paired difference from the best when that is more); ``patience`` validations without that stop
         training. The map ends in the best state seen (the initial state when no validation
-        ran).
+        ran). With ``validate_start`` the initial map is validated first and counts as seen
+        (a start that already reaches ``stop_at`` takes no step).
         """
         cfg = self.cfg
         metric = self.validation_metric
@@ -409,6 +447,17 @@ class Engine:
         bar = _progress(cfg.max_steps, label, progress)
         start = time.perf_counter()
         try:
+            if cfg.validate_start:
+                val = self.validation_score()
+                mean_val = float(np.mean(list(val.values()))) if val else 0.0
+                log.history.append({"step": 0, "loss": float("nan"), "val": mean_val,
+                                    **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                best, self._best_hits = mean_val, dict(self._val_hits)
+                log.best_step, log.best_val = 0, mean_val
+                if val and min(val.values()) >= cfg.stop_at:
+                    log.stopped = (f"validation {_SHOWN[metric]} reached {cfg.stop_at} at the "
+                                   "start")
+                    return log
             for step in range(1, cfg.max_steps + 1):
                 loss = next(steps)
                 log.steps = step

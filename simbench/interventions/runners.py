@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from torch import Tensor
 from simbench.devices import to_device
 from simbench.errors import SiteError
 from simbench.interventions.patch import IndexedEdit
-from simbench.systems.accessible import ContinuableModel, PatchableModel
+from simbench.systems.accessible import ContinuableModel, PatchableModel, ResumableModel
 
 PatchFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 RunFn = Callable[[Tensor, int, int, "np.ndarray | None"], Tensor]
@@ -177,9 +178,35 @@ class Runner:
             parts.append(F.pad(run(rows, steps, width, None), (0, 0, 0, length - steps)))
         return torch.cat(parts)[torch.argsort(order)]
 
+    @property
+    def resumes(self) -> bool:
+        """Whether a patched pass can start at the site from its recorded activations
+        (:meth:`below`), skipping the layers a patch there cannot change."""
+        model = self.model
+        return isinstance(model, ResumableModel) and model.can_run_from(self.site)
+
+    @torch.no_grad()
+    def below(self, tokens: Tensor, batch: int = 1024) -> Tensor:
+        """The site's unpatched activations over ``tokens`` [n, T] -> [n, T, d]: what a
+        patched pass over those tokens starts from (see :attr:`resumes`)."""
+        return self._record(tokens, (self.site,), batch)[self.site]
+
+    def _pass(self, tokens: Tensor, edit: Any, rows: Tensor, width: int,
+              below: Tensor | None) -> Tensor:
+        """Logits of one patched pass over ``tokens``, from ``below`` when given."""
+        edits = {self.site: edit}
+        if below is not None:
+            return self.model.run_from(self.site, below[rows, :width],  # type: ignore[attr-defined]
+                                       edits=edits)
+        return self.model.run(tokens, edits=edits)[0]
+
     def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor,
-               upto: int | None = None) -> Tensor:
-        """Logits after replacing the site at ``cont.tpos`` by ``h_new`` [B, d]."""
+               upto: int | None = None, below: Tensor | None = None) -> Tensor:
+        """Logits after replacing the site at ``cont.tpos`` by ``h_new`` [B, d].
+
+        ``below`` (optional, [B, W, d]): the site's unpatched activations over ``cont.cf``
+        (:meth:`below`), so the pass starts at the site (only where :attr:`resumes`).
+        """
         def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
             tokens, tpos, h = cont.cf[rows, :width], cont.tpos[rows], h_new[rows]
             mask = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
@@ -192,13 +219,15 @@ class Runner:
             # one entry per row, row-major: the mask's nonzero() without reading it back
             times = None if tpos_h is None else np.unique(tpos_h).tolist()
             edit = IndexedEdit(put, b, tpos, times) if tpos_h is not None else put
-            logits = self.model.run(tokens, edits={self.site: (mask, edit)})[0]
+            logits = self._pass(tokens, (mask, edit), rows, width, below)
             return self._gather(logits, cont, rows, steps)
 
         return self.in_buckets(cont, run, upto)
 
-    def stepwise(self, cont: Continuation, fn: PatchFn, upto: int | None = None) -> Tensor:
-        """Logits after patching every position 0..tpos with ``fn(h, b, t)``."""
+    def stepwise(self, cont: Continuation, fn: PatchFn, upto: int | None = None,
+                 below: Tensor | None = None) -> Tensor:
+        """Logits after patching every position 0..tpos with ``fn(h, b, t)`` (``below``: as
+        for :meth:`single`)."""
         def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
             tokens = cont.cf[rows, :width]
             pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
@@ -219,7 +248,7 @@ class Runner:
                 bounds = np.cumsum([2 * n] + [len(a) for a in at])
                 rows_at = {t: moved[lo:hi] for t, lo, hi in zip(times, bounds[:-1], bounds[1:])}
                 edit = IndexedEdit(patch, moved[:n], moved[n: 2 * n], times, rows_at)
-            logits = self.model.run(tokens, edits={self.site: (mask, edit)})[0]
+            logits = self._pass(tokens, (mask, edit), rows, width, below)
             return self._gather(logits, cont, rows, steps)
 
         return self.in_buckets(cont, run, upto)
@@ -251,8 +280,12 @@ class RecurrentRunner(Runner):
             self.states[key] = rec["hidden"]
         return self.latents[key]
 
+    @property
+    def resumes(self) -> bool:
+        return False  # continuing the recurrence already skips everything before the patch
+
     def single(self, cont: Continuation, h_new: Tensor, key: str, tgt_idx: Tensor,
-               upto: int | None = None) -> Tensor:
+               upto: int | None = None, below: Tensor | None = None) -> Tensor:
         """Continue each row from its patched state, only as far as its last determined token."""
         def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
             return self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,

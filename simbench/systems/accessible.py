@@ -62,6 +62,23 @@ class ContinuableModel(PatchableModel, Protocol):
 
 
 @runtime_checkable
+class ResumableModel(PatchableModel, Protocol):
+    """A :class:`PatchableModel` that can start a pass at a site (a layered network).
+
+    ``can_run_from(site)`` says whether it can; ``run_from(site, x, edits=)`` returns the
+    logits of the pass that starts from the site's unpatched activations ``x`` [B, T, d] with
+    ``edits`` at that site or above: equal to ``run(tokens, edits=edits)[0]``, without running
+    what a patch there cannot change. A causal measure records the site once per
+    counterfactual sequence and reuses it at every training step.
+    """
+
+    def can_run_from(self, site: str) -> bool: ...
+
+    def run_from(self, site: str, x: Tensor, *,
+                 edits: Mapping[str, Edit] | None = None) -> Tensor: ...
+
+
+@runtime_checkable
 class AccessibleSystem(Protocol):
     """A system a causal measure can intervene on: an id, its task, and a patchable model.
 

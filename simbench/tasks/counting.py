@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from simbench.errors import TaskError
-from simbench.tasks.base import UNDEFINED, Stimuli, Task, pad_sequences
+from simbench.tasks.base import UNDEFINED, Stimuli, Task
 
 
 class CountingTask(Task):
@@ -167,31 +167,28 @@ class CountingTask(Task):
         tgt, tpos, cur, new = self._resolve_values(target_tokens, target_pos, source_tokens,
                                                    source_pos, variable, source_value)
         _, _, eos, trigger = self._specials()
-        seqs: list[list[int]] = []
-        masks: list[list[bool]] = []
-        resp = self.response_id
-        for i in range(tgt.shape[0]):
-            t = int(tpos[i])
-            row = tgt[i]
-            c = max(int(new["count"][i]), 0)
-            prefix = row[: t + 1].tolist()
-            mask = [False] * len(prefix)
-            if int(new["phase"][i]) == 1:
-                cont, cmask = [resp] * c + [eos], [True] * (c + 1)
-            else:
-                trig = np.flatnonzero(row == trigger)
-                if cur["phase"][i] == 0 and trig.size and trig[0] > t:
-                    inputs = row[t + 1: trig[0] + 1].tolist()
-                    c += len(inputs) - 1
-                else:
-                    inputs = [trigger]
-                fc = int(self.f(np.array([c]))[0])
-                cont = inputs + [resp] * fc + [eos]
-                cmask = [False] * len(inputs) + [True] * (fc + 1)
-            seqs.append(prefix + cont)
-            masks.append(mask + cmask)
-        cf = pad_sequences(seqs, pad=self.pad)
-        m = np.zeros(cf.shape, dtype=bool)
-        for i, mk in enumerate(masks):
-            m[i, : len(mk)] = mk
+        # all rows at once: each is prefix (target up to tpos), then ``inputs`` (teacher-forced,
+        # not in the mask: the rest of the demo and T, or T alone, or nothing in the response
+        # phase), then ``owed`` responses and EOS (in the mask)
+        n = tgt.shape[0]
+        count = np.maximum(np.asarray(new["count"], dtype=np.int64), 0)
+        responding = np.asarray(new["phase"]) == 1
+        is_trig = tgt == trigger
+        trig = np.where(is_trig.any(1), is_trig.argmax(1), -1)
+        in_demo = ~responding & (np.asarray(cur["phase"]) == 0) & (trig > tpos)
+        inputs = np.where(responding, 0, np.where(in_demo, trig - tpos, 1))
+        owed = np.where(responding, count,
+                        np.asarray(self.f(np.where(in_demo, count + inputs - 1, count)),
+                                   dtype=np.int64))
+        length = tpos + 1 + inputs + owed + 1
+        width = int(length.max()) if n else 0
+        j = np.arange(width)[None, :]
+        first_out = (tpos + inputs)[:, None]  # the last input position
+        row_tok = np.take_along_axis(tgt, np.minimum(j, tgt.shape[1] - 1).repeat(n, 0), 1)
+        cf = np.where(j <= tpos[:, None], row_tok,
+                      np.where(j <= first_out, np.where(in_demo[:, None], row_tok, trigger),
+                               np.where(j <= first_out + owed[:, None], self.response_id,
+                                        np.where(j == first_out + owed[:, None] + 1, eos,
+                                                 self.pad)))).astype(np.int64)
+        m = (j > first_out) & (j <= first_out + owed[:, None] + 1)
         return cf, m

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simbench.errors import SiteError
 from simbench.interventions.patch import Edit
 from simbench.zoo.archs import Arch, Reparametrized, in_blocks, permutation, register, take
 from simbench.zoo.models import ModelConfig, ZooModel, generate_by_full_passes
@@ -104,6 +105,43 @@ class TransformerModel(ZooModel):
                 if name in record:
                     rec[name] = x
         return self.readout(self.ln_f(x)), rec
+
+    def _layer_of(self, site: str) -> int | None:
+        """The layer whose output ``site`` is (None for ``embedding``)."""
+        if site == "hidden":
+            return 0
+        if site.startswith("resid."):
+            return int(site.split(".", 1)[1])
+        return None
+
+    def can_run_from(self, site: str) -> bool:
+        """Whether :meth:`run_from` can start at ``site`` (the residual sites: a patch there
+        cannot change anything below it, so the layers below need not run again)."""
+        return site in self.sites and self._layer_of(site) is not None
+
+    def run_from(self, site: str, x: Tensor, *,
+                 edits: Mapping[str, Edit] | None = None) -> Tensor:
+        """Logits of a pass that starts at ``site`` from its unpatched activations ``x``
+        [B, T, d] (what ``run(tokens, record=(site,))`` records): the site's own edit is
+        applied, then only the layers above run. Equal to ``run(tokens, edits=edits)[0]``
+        for edits at ``site`` or above; edits below it cannot be honoured and are refused."""
+        layer = self._layer_of(site)
+        if layer is None or site not in self.sites:
+            raise SiteError(f"{self.arch} cannot start a pass at site {site!r}", site=site,
+                            fix="start at hidden or resid.<layer>")
+        patches = self._patches(edits, x[..., 0])
+        for name in patches:
+            below = self._layer_of(name)
+            if below is None or below < layer:
+                raise SiteError(f"an edit at {name!r} lies below {site!r}, where this pass "
+                                "starts", site=name, fix="run the whole pass with run()")
+        for i in range(layer, len(self.layers)):
+            if i > layer:
+                x = self.layers[i](x)
+            for name in (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",):
+                if name in patches:
+                    x = patches[name].apply_seq(x)
+        return self.readout(self.ln_f(x))
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
                   edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:
