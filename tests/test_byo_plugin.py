@@ -34,6 +34,7 @@ def test_readme_embeds_the_task_plugin_verbatim() -> None:
         assert f"\n{code}```" in readme, f"README is out of date with tests/example_task_plugin/{path}"
 
 
+@pytest.mark.slow
 def test_example_task_pip_installs_lists_checks_trains_and_records(tmp_path: Path) -> None:
     """`pip install` the example into a fresh venv; the shell sees the task and uses it.
 

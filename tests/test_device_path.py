@@ -121,6 +121,7 @@ def train_steps(engine: Engine, n: int = STEPS) -> list[torch.Tensor]:
     return list(itertools.islice(engine.training_steps(opt), n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ENGINES))
 def test_training_steps_run_on_the_meta_device(name: str) -> None:
     """Fails on a CPU tensor mixed into a step, or on any value read back during one."""

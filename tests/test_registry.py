@@ -37,6 +37,7 @@ from simbench.registry import Registry, get_registry
 
 
 # ---- the example plugin, in process ---------------------------------------------------------
+@pytest.mark.slow
 def test_example_plugin_scores_rotated_copy_as_one(registry: Registry, pair_files: Any) -> None:
     a, b = pair_files
     result = simbench.score("procrustes", a, b, site="hidden", n_boot=50)
