@@ -95,6 +95,7 @@ def _wait_for_done(store_path: Path, n: int, poll: float = 0.05) -> None:
         time.sleep(poll)
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_resume_after_kill_9_loses_and_duplicates_nothing(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(measures=SLOW))
     store_path = recs / "s.sqlite"
@@ -118,6 +119,7 @@ def test_resume_after_kill_9_loses_and_duplicates_nothing(recs: Path) -> None:
     assert all(after[k] == t for k, t in before.items()), "finished rows were rewritten"
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_ctrl_c_stops_cleanly_and_keeps_results(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(measures=SLOW))
     store_path = recs / "s.sqlite"
@@ -133,6 +135,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(recs: Path) -> None:
         assert store.integrity() == "ok" and store.count() == kept
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_ctrl_c_swallowed_by_a_measure_is_not_stored_as_done(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.3\nswallow = true'))
@@ -148,6 +151,7 @@ def test_ctrl_c_swallowed_by_a_measure_is_not_stored_as_done(recs: Path) -> None
         assert all(r["value"] != -1.0 for r in store.rows()), "a cut-short result was stored"
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_concurrent_readers_while_writing(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.03\nn_boot = 2'))

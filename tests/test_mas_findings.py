@@ -75,6 +75,7 @@ def test_random_subspace_is_near_chance(gru_hidden):
     assert control.value < gru_hidden.value - 0.5
 
 
+@pytest.mark.slow
 def test_training_from_scratch_beats_the_random_control():
     trained = simbench.score("mas", *GRUS, site="hidden", k=16, seed=5, n_train=2000,
                              n_val=200, n_test=200, pool_size=400, max_steps=60,
@@ -83,6 +84,7 @@ def test_training_from_scratch_beats_the_random_control():
     assert trained.value >= 0.5
 
 
+@pytest.mark.slow
 def test_save_then_load_reproduces_the_score(tmp_path):
     kw = dict(site="hidden", k=8, seed=3, n_train=256, n_val=64, n_test=128, pool_size=200,
               max_steps=10, eval_every=5, progress=False)
@@ -95,6 +97,7 @@ def test_save_then_load_reproduces_the_score(tmp_path):
         simbench.score("mas", *GRUS, load=str(path), **{**kw, "k": 4})
 
 
+@pytest.mark.slow
 def test_three_systems_in_one_training():
     s = simbench.score("mas", *GRUS, "gru_multi_s3", site="hidden", k=8, seed=0, n_train=128,
                        n_val=32, n_test=32, pool_size=100, max_steps=2, eval_every=1,
@@ -174,6 +177,7 @@ def test_user_modules_of_different_widths_align_stepwise():
     assert s.systems == ("a", "b")
 
 
+@pytest.mark.slow
 def test_cli_sweeps_k_and_plots(tmp_path, capsys):
     import json
 

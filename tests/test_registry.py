@@ -282,6 +282,7 @@ def test_broken_measure_helper_is_registered(registry: Registry) -> None:
 
 
 # ---- the example plugin, pip-installed for real -----------------------------------------------
+@pytest.mark.slow
 def test_example_plugin_pip_installs_and_runs(tmp_path: Path, pair_files: Any) -> None:
     """`pip install` the README's example into a fresh venv; its CLI lists and scores with it.
 
