@@ -10,6 +10,7 @@ from bench_helpers import spec_text, write_spec
 from simbench.cli import main
 
 
+@pytest.mark.slow
 def test_bench_run_then_rerun(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(recs)
     store = recs / "out" / "s.sqlite"
@@ -59,6 +60,7 @@ def test_demo_with_nothing_installed_says_what_is_missing(
     assert "nothing left to run" in err and "no_such_model" in err
 
 
+@pytest.mark.slow
 def test_demo_runs_what_is_installed(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = '[[expect]]\nhigher = "seeds"\nlower = "gru_vs_tf"'
     spec = write_spec(recs, spec_text(extra=extra))
@@ -91,6 +93,7 @@ def test_bench_status_counts_and_estimates(recs: Path, capsys: pytest.CaptureFix
     assert lines[-1].split() == ["all", "18", "9", "6", "0", "3", "18", "6"]
 
 
+@pytest.mark.slow
 def test_bench_status_imports_no_plugin(recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A store (or spec) someone sends must be safe to view: `bench status` works from stored
     rows and stored job lists and never imports the plugins the spec names."""

@@ -22,6 +22,7 @@ def _spec(recs: Path, extra: str) -> Path:
     return write_spec(recs, spec_text(measures=measures))
 
 
+@pytest.mark.slow
 def test_a_hanging_job_is_killed_stored_failed_and_the_run_goes_on(
         recs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = _spec(recs, 'hang_on = "gru1~gru2@hidden"')
@@ -43,6 +44,7 @@ def test_a_hanging_job_is_killed_stored_failed_and_the_run_goes_on(
         assert store.count("done") == 17 and store.leases() == []
 
 
+@pytest.mark.slow
 def test_sys_exit_in_a_measure_fails_that_job_only(recs: Path) -> None:
     """In this process (no timeout) and in a job process (with one): the same outcome."""
     spec = load_spec(_spec(recs, 'exit_on = "gru1~gru3@embedding"'))

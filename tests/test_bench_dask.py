@@ -42,6 +42,7 @@ def _results(store: Store) -> dict[str, tuple]:
     return out
 
 
+@pytest.mark.slow
 def test_dask_matches_local_bit_for_bit(recs: Path, cluster: object) -> None:
     spec = load_spec(write_spec(recs, spec_text(measures=MEASURES, seeds="[0, 1]")))
     jobs = prepare(spec)
@@ -84,6 +85,7 @@ pairs = [["gru1", "gru2"]]
 """
 
 
+@pytest.mark.slow
 def test_causal_jobs_match_local_bit_for_bit(tmp_path: Path, cluster: object) -> None:
     """Real MAS trainings: a job's score must not depend on which jobs ran before it in the
     same process (locally all three share one; on the cluster they spread over two)."""
@@ -172,6 +174,7 @@ def _worker_env() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
 
 
+@pytest.mark.slow
 def test_workers_flag_cluster_keeps_adaptive_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--workers N` starts its own LocalCluster without Dask's 64 KiB malloc trim (which makes
     torch fault every freed buffer back in), but still with one BLAS thread per worker."""
@@ -187,6 +190,7 @@ def test_workers_flag_cluster_keeps_adaptive_malloc(monkeypatch: pytest.MonkeyPa
     assert envs == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]
 
 
+@pytest.mark.slow
 def test_dask_kills_a_hanging_job_and_goes_on(recs: Path, cluster: object) -> None:
     """On a worker, a job with a timeout runs in a job process of that worker: killed when it
     overruns, stored failed, and the worker carries on with the next jobs."""

@@ -25,6 +25,7 @@ def _status_row(out: str, label: str) -> list[str]:
     return next(line.split() for line in out.splitlines() if line.startswith(label))
 
 
+@pytest.mark.slow
 def test_editing_a_plugin_file_makes_its_results_stale(recs: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:

@@ -195,6 +195,7 @@ class _Checker(HTMLParser):
         self.stack.pop()
 
 
+@pytest.mark.slow
 def test_html_page_is_valid_and_self_contained(filled: tuple[Path, Path], tmp_path: Path) -> None:
     import matplotlib.image
 
@@ -230,6 +231,7 @@ def test_html_page_renders_in_a_headless_browser(filled: tuple[Path, Path],
     assert shot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_csv_and_png_files(filled: tuple[Path, Path], tmp_path: Path) -> None:
     board = _board(*filled, target="gru1")
     files = render.write_csv(board, tmp_path / "csv")
@@ -343,6 +345,7 @@ def test_viewing_a_store_imports_no_plugin_it_names(filled: tuple[Path, Path],
     assert all(m.exists() for m in markers)
 
 
+@pytest.mark.slow
 def test_a_spec_that_names_plugins_still_runs_and_its_store_views_safely(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -470,6 +473,7 @@ def test_terminal_text_shows_control_characters_escaped(
     assert all(r[width:width + 2] == "  " for r in [header, *rows])
 
 
+@pytest.mark.slow
 def test_names_with_mathtext_render_as_plain_text(filled: tuple[Path, Path],
                                                   tmp_path: Path) -> None:
     """`$\\undefinedmacro{x}$` as an alias, `$x^{2$` as a label: no mathtext parse, no LaTeX
@@ -545,6 +549,7 @@ def with_nulls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
     return spec_path, store_path
 
 
+@pytest.mark.slow
 def test_cells_that_beat_their_null_are_marked(with_nulls: tuple[Path, Path],
                                                tmp_path: Path) -> None:
     board = _board(*with_nulls, target="gru1")

@@ -12,6 +12,7 @@ import heapq
 import sqlite3
 from pathlib import Path
 
+import pytest
 from bench_helpers import spec_text, write_spec
 
 from simbench.bench.jobs import expand, prepare
@@ -31,6 +32,7 @@ def makespan(seconds: list[float], workers: int = 2) -> float:
     return max(free)
 
 
+@pytest.mark.slow
 def test_paper_spec_starts_with_its_transformer_mas_pairs(tmp_path: Path) -> None:
     """From a store's runtimes, the longest jobs come first: a synthetic store over the paper
     spec's jobs (correlative 1 s, causal 60 s, the three GRU vs transformer MAS pairs 450-595 s,

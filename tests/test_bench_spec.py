@@ -25,6 +25,7 @@ def _line_of(text: str, needle: str) -> int:
     return next(i + 1 for i, line in enumerate(text.splitlines()) if needle in line)
 
 
+@pytest.mark.slow
 def test_expansion_counts_categories_and_sweeps(recs: Path) -> None:
     measures = '[measures.lin]\nmeasure = "bench_linear"\nn_boot = [5, 10]\nsites = ["hidden"]'
     spec = load_spec(write_spec(recs, spec_text(measures=measures, seeds="[0, 1]")))
@@ -170,6 +171,7 @@ def test_missing_plugin_file(recs: Path) -> None:
     assert "nope.py" in str(err) and "does not exist" in str(err)
 
 
+@pytest.mark.slow
 def test_lenient_spec_drops_what_is_missing(recs: Path) -> None:
     text = spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\n[measures.gone]\nmeasure = "nope"',

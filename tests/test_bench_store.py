@@ -40,6 +40,7 @@ def _done_rows(path: Path) -> list[tuple]:
         conn.close()
 
 
+@pytest.mark.slow
 def test_write_once_failed_rows_replaced_only_on_retry(recs: Path) -> None:
     spec = load_spec(write_spec(recs))
     jobs = prepare(spec)
@@ -55,6 +56,7 @@ def test_write_once_failed_rows_replaced_only_on_retry(recs: Path) -> None:
         assert store.count() == 1
 
 
+@pytest.mark.slow
 def test_rerun_skips_done_and_failed_unless_retried(recs: Path) -> None:
     measures = '[measures.lin]\nmeasure = "bench_linear"\nfail_on = "tf1"\nn_boot = 2'
     spec = load_spec(write_spec(recs, spec_text(measures=measures)))
@@ -93,6 +95,7 @@ def _wait_for_done(store_path: Path, n: int, poll: float = 0.05) -> None:
         time.sleep(poll)
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_resume_after_kill_9_loses_and_duplicates_nothing(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(measures=SLOW))
     store_path = recs / "s.sqlite"
@@ -116,6 +119,7 @@ def test_resume_after_kill_9_loses_and_duplicates_nothing(recs: Path) -> None:
     assert all(after[k] == t for k, t in before.items()), "finished rows were rewritten"
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_ctrl_c_stops_cleanly_and_keeps_results(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(measures=SLOW))
     store_path = recs / "s.sqlite"
@@ -131,6 +135,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(recs: Path) -> None:
         assert store.integrity() == "ok" and store.count() == kept
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_ctrl_c_swallowed_by_a_measure_is_not_stored_as_done(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.3\nswallow = true'))
@@ -146,6 +151,7 @@ def test_ctrl_c_swallowed_by_a_measure_is_not_stored_as_done(recs: Path) -> None
         assert all(r["value"] != -1.0 for r in store.rows()), "a cut-short result was stored"
 
 
+@pytest.mark.slow  # runs and signals other processes, polling the store
 def test_concurrent_readers_while_writing(recs: Path) -> None:
     spec_path = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.03\nn_boot = 2'))
@@ -317,6 +323,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_damaged_store_is_a_one_line_error(recs: Path) -> None:
     """Garbage inside the pages (the header intact): status and run say so, no traceback."""
     spec_path = write_spec(recs)
@@ -343,6 +350,7 @@ def test_damaged_store_is_a_one_line_error(recs: Path) -> None:
         assert ".recover" in proc.stderr
 
 
+@pytest.mark.slow
 def test_store_that_is_a_directory_or_cannot_be_created(recs: Path) -> None:
     spec_path = write_spec(recs)
     folder = recs / "results"
@@ -368,6 +376,7 @@ def _log_spec(recs: Path, log: Path, sleep: float) -> Path:
     return write_spec(recs, spec_text(measures=measures))
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_store_compute_each_job_once(recs: Path) -> None:
     """Two real `bench run`s started together on one store: they share the jobs (each claims
     a job before running it), every job is computed exactly once, and both end complete."""
@@ -404,6 +413,7 @@ def _kill_mid_job(spec_path: Path, store_path: Path, lease_s: float) -> dict:
     return held[0]
 
 
+@pytest.mark.slow
 def test_claims_of_a_killed_run_are_taken_over(recs: Path) -> None:
     """kill -9 leaves the killed run's claim in the store; on the same host its process is
     gone, so the next run takes the claim over at once and computes that job."""
@@ -421,6 +431,7 @@ def test_claims_of_a_killed_run_are_taken_over(recs: Path) -> None:
         assert store.leases() == [] and store.count("done") == 18
 
 
+@pytest.mark.slow
 def test_claims_of_a_run_on_another_host_are_taken_over_after_expiry(recs: Path) -> None:
     """A run on another machine sharing the store dies (kill -9, then its claim is made to
     name another host, as it would): this run computes everything else, waits for the claim

@@ -82,6 +82,7 @@ lower = "networks_vs_control"
 """
 
 
+@pytest.mark.slow
 def test_networks_on_a_users_task_align_with_its_animal_above_the_control(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reg = use_site(pip_install_example_task(tmp_path), monkeypatch)

@@ -35,6 +35,7 @@ def test_docs_embed_the_task_plugin_verbatim() -> None:
         assert f'--8<-- "tests/example_task_plugin/{path}"' in page, f"the tutorial lacks {path}"
 
 
+@pytest.mark.slow
 def test_example_task_pip_installs_lists_checks_trains_and_records(tmp_path: Path) -> None:
     """`pip install` the example into a fresh venv; the shell sees the task and uses it.
 

@@ -57,6 +57,7 @@ def _register_example(monkeypatch) -> Any:  # type: ignore[no-untyped-def]
     return task_by_name("evidence")
 
 
+@pytest.mark.slow
 def test_variables_a_recording_lacks_are_computed_from_its_tokens(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     task = task_by_name("multi_object")
@@ -120,6 +121,7 @@ def test_an_evidence_recording_from_spike_times_gets_its_variables(tmp_path: Pat
                                           [4, 5, 5, 5, 6, 6, 5, 5, 5, 5]]
 
 
+@pytest.mark.slow
 def test_clmas_offers_a_stimulus_bootstrap_of_its_headline(tmp_path: Path,
                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from byo_helpers import simulate_animal, train_tiny
@@ -150,6 +152,7 @@ def test_clmas_offers_a_stimulus_bootstrap_of_its_headline(tmp_path: Path,
     assert lo >= 0.0 and hi <= 1.0
 
 
+@pytest.mark.slow
 def test_clmas_computes_the_variables_a_recording_lacks(tmp_path: Path,
                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """CLMAS on a recording without its causal-variable coordinates derives them from the

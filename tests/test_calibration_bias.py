@@ -10,6 +10,7 @@ from simbench.calibration.bias import small_n_bias
 from simbench.errors import ParameterError
 
 
+@pytest.mark.slow
 def test_debiased_cka_stays_near_zero_at_n32_and_biased_cka_does_not() -> None:
     table = small_n_bias({"cka": linear_cka(), "cka --debiased": linear_cka(debiased=True)},
                          ns=(32,), units=64, draws=100, seed=0)
@@ -53,6 +54,7 @@ def test_bad_arguments_are_named() -> None:
         table.mean("a", 32)
 
 
+@pytest.mark.slow
 def test_registered_measures_run_through_the_public_api() -> None:
     from simbench_plugins.cka import cka
 

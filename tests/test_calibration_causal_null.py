@@ -17,6 +17,7 @@ GRUS = ("gru_multi_s1", "gru_multi_s2")
 FAST = dict(n_train=32, n_val=32, n_test=30, pool_size=100, progress=False, device="cpu")
 
 
+@pytest.mark.slow
 def test_trained_mas_beats_its_shuffled_null_and_a_random_subspace_does_not() -> None:
     trained = simbench.score("mas", *GRUS, site="hidden", k=16, seed=3, null=19,
                              null_draw="shuffled",
@@ -46,6 +47,7 @@ def test_the_shuffled_null_is_seeded_and_leaves_the_engine_as_it_was() -> None:
     assert "gru_multi_s1->gru_multi_s1" in a.null_method
 
 
+@pytest.mark.slow
 def test_model_stitch_and_clmas_carry_a_shuffled_null() -> None:
     stitch = simbench.score("model_stitch", *GRUS, site="hidden", rank=2, seed=2, null=9,
                             load=str(ALIGN / "stitch_rank2.safetensors"), **FAST)
@@ -61,6 +63,7 @@ def test_model_stitch_and_clmas_carry_a_shuffled_null() -> None:
         assert null_kind(get_registry().measure(name)) == "own"
 
 
+@pytest.mark.slow
 def test_latent_stitch_carries_a_shuffled_null_into_a_network() -> None:
     """The shipped latent stitch between two GRU seeds, scored into the second network: its
     sources re-paired at random score lower; into a recording (an R^2 fit) a null is refused."""

@@ -35,6 +35,7 @@ def lazy(tmp_path_factory: pytest.TempPathFactory) -> tuple[xr.DataArray, xr.Dat
     return ds["x"], ds["y"], x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel,debiased", [("linear", False), ("linear", True),
                                              ("cosine", False)])
 def test_chunked_equals_in_memory(lazy, kernel: str, debiased: bool) -> None:
@@ -89,6 +90,7 @@ def test_bad_shapes_are_named() -> None:
         chunked_cka(np.zeros((10, 3)), np.zeros((10, 3)), kernel="rbf")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rdm_method", ["cosine", "correlation"])
 @pytest.mark.parametrize("compare_method", ["corr", "cosine"])
 def test_blocked_rsa_equals_rsatoolbox_on_the_whole_rdms(rdm_method: str,

@@ -43,6 +43,7 @@ def _timed(n_stim: int, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return x[order], y[order], stim[order] * 7 + 100, time[order]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize("form", ["feature", "gram"])
 def test_fast_null_equals_recomputing_cka_on_each_repairing(debiased: bool, form: str) -> None:

@@ -30,6 +30,7 @@ def _data(effect: float, steep: bool, seed: int = 0, n: int = 3000, p: int = 64,
     return x, effect * x[:, :q] @ rng.standard_normal((q, q)) / np.sqrt(q) + noise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize(("effect", "steep"), [(0.3, False), (0.0, False), (0.0, True)])
 def test_bfloat16_null_agrees_with_the_float32_null(effect: float, steep: bool,

@@ -47,6 +47,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
             "shuffled": save(tmp_path / "s.nc", "shuffled", shuffled)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("measure, kw", [("cka", {}), ("cka", {"kernel": "rbf"}),
                                           ("cka", {"debiased": True}), ("cka_paper", {}),
                                           ("rsa", {"n_vectors": 60, "n_draws": 2})])
@@ -162,6 +163,7 @@ GRUS = ("gru_multi_s1", "gru_multi_s2")
 FAST = dict(n_train=32, n_val=32, n_test=30, pool_size=100, progress=False, device="cpu")
 
 
+@pytest.mark.slow
 def test_a_trained_mas_alignment_beats_random_subspaces_of_the_same_k() -> None:
     trained = simbench.score("mas", *GRUS, site="hidden", k=16, seed=101, null=4,
                              load=str(ALIGN / "mas_gru_gru_hidden.safetensors"), **FAST)

@@ -58,6 +58,7 @@ def data() -> dict[str, np.ndarray]:
 
 
 # ---- correctness ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["feature", "gram"])
 @pytest.mark.parametrize("debiased", [False, True])
 def test_one_for_rotated_scaled_translated_copy(data, form, debiased):

@@ -134,6 +134,7 @@ def test_duplicate_measures_at_load_fail_the_second_plugin_only(
 
 
 # ---- score ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_score_prints_value_ci_and_samples(registry: Registry, pair_files: Any,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     a, b = map(str, pair_files)

@@ -165,6 +165,7 @@ def test_eps_zero_is_mas_with_the_recording_as_source():
     torch.testing.assert_close(eng5.step_loss(both), 0.5 * l_mas + 0.5 * l_cl)
 
 
+@pytest.mark.slow
 def test_negative_r2_keeps_the_best_state_and_stops_on_a_plateau():
     """The latent stitch validates on R^2, here negative (untrained networks) and going up and
     down (a large learning rate): training keeps the state of the best validation and stops on
@@ -187,6 +188,7 @@ def test_negative_r2_keeps_the_best_state_and_stops_on_a_plateau():
     assert eng.validation_score()[(0, 1)] == pytest.approx(max(vals), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_clmas_scores_a_recording_without_running_it(population_module):
     """CLMAS between a zoo GRU and a recording of another (never run), twenty steps: IIA into
     the network from the recorded latents and the recording's own counterfactual-latent fit

@@ -121,6 +121,7 @@ def train_steps(engine: Engine, n: int = STEPS) -> list[torch.Tensor]:
     return list(itertools.islice(engine.training_steps(opt), n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ENGINES))
 def test_training_steps_run_on_the_meta_device(name: str) -> None:
     """Fails on a CPU tensor mixed into a step, or on any value read back during one."""
@@ -178,6 +179,7 @@ def _caller() -> str | None:
 PLUMBING = ("torch/overrides.py", "torch/_tensor.py", "torch/utils/_device.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mas-gru-hidden", "mas-stepwise-transformer", "clmas"])
 def test_no_device_less_tensor_and_no_read_back_per_step(name: str) -> None:
     engine = ENGINES[name]("cpu")
@@ -191,6 +193,7 @@ def test_no_device_less_tensor_and_no_read_back_per_step(name: str) -> None:
     assert watch.reads == [], "values read back in a training step: " + "; ".join(watch.reads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mas-gru-hidden", "mas-gru-transformer",
                                   "mas-stepwise-gru-hidden", "mas-stepwise-gru-embedding",
                                   "mas-stepwise-transformer"])

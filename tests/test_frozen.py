@@ -88,6 +88,7 @@ def test_frozen_on_restores_device_grads_and_modes_also_on_error():
     assert_unchanged(net, before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("measure,params", [
     ("mas", dict(k=4, stepwise=True)),
     ("das", dict(k=4, stepwise=True)),

@@ -74,6 +74,7 @@ def plain_patched_pass(model, site, cont, edit):
     return logits.gather(1, index)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,site", [("gru", "hidden"), ("gru", "embedding"),
                                        ("lstm", "hidden"), ("lstm", "embedding"),
                                        ("transformer", "hidden"),
@@ -131,6 +132,7 @@ def test_run_from_refuses_an_edit_below_its_start():
     assert not make_runner(frozen("gru", 0), "hidden").resumes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gru", "transformer"])
 def test_stepwise_buckets_equal_the_plain_patched_pass(arch):
     models = [frozen(arch, 0), frozen(arch, 1)]
@@ -148,6 +150,7 @@ def test_stepwise_buckets_equal_the_plain_patched_pass(arch):
     torch.testing.assert_close(fast * m, slow * m, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gru", "transformer"])
 def test_generation_from_the_first_error_equals_generating_every_row(arch):
     """Free-running generation that reuses the teacher-forced predictions up to each row's
@@ -216,6 +219,7 @@ def test_value_restriction_and_unknown_variable():
         make_pool(Arithmetic(), "count", 10, seed=0)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_keeps_the_best_state():
     """Engine.train itself: the loss on a fixed batch falls, and the map ends in the state of
     its best validation (re-validating it gives the logged best, the best of the history)."""
@@ -318,6 +322,7 @@ def scripted_iia_run(scores, gain_se, *, wander):
 CREEP = [0.45 + 0.003 * i for i in range(12)]  # beats min_delta (0.002) at every validation
 
 
+@pytest.mark.slow
 def test_a_wandering_map_stops_on_its_sampling_error():
     """A validation IIA that creeps up by 0.003 per validation while the rows it hits are
     redrawn each time (about half of them flip) is noise: its paired standard error against
@@ -342,6 +347,7 @@ def test_a_map_that_keeps_learning_is_not_stopped_by_the_bound():
     assert eng.gain_margin(dict.fromkeys(eng.trained, 0.5)) == eng.cfg.min_delta
 
 
+@pytest.mark.slow
 def test_same_seed_same_result():
     def run():
         eng = small_engine([frozen("gru", 0), frozen("gru", 1)])
@@ -370,6 +376,7 @@ def test_maps_do_not_depend_on_the_global_rng(make):
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zid", ["gru_multi_s1", "tf_multi_s1"])
 def test_free_running_trial_iia_equals_teacher_forced(zid):
     """Generating every row step by step gives a fully right row exactly when the one

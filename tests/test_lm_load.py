@@ -27,6 +27,7 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "llama": save(llama(0), tokenizer("left"), root / "llama")}
 
 
+@pytest.mark.slow
 def test_gpt2_and_llama_directories_load_frozen_float32(dirs: dict[str, Path]) -> None:
     for name, layers in (("gpt", ["transformer.h.0", "transformer.h.1", "transformer.h.2"]),
                          ("llama", ["model.layers.0", "model.layers.1"])):

@@ -33,6 +33,7 @@ def lms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "prompts": root / "prompts.txt"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "site"), [("gpt_a", "transformer.h.1"),
                                              ("gpt_a", "transformer.h.2"),
                                              ("gpt_a", "embedding"),
@@ -131,6 +132,7 @@ def test_the_cli_scores_two_model_directories(lms: dict[str, Path],
     assert out["measure"] == "mas" and out["systems"] == ["gpt_a", "gpt_b"]
 
 
+@pytest.mark.slow
 def test_recordings_pair_and_cka_rsa_score_them(lms: dict[str, Path], tmp_path: Path) -> None:
     paths = {}
     for name in ("gpt_a", "gpt_b"):

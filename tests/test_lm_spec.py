@@ -66,6 +66,7 @@ def _write(root: Path, text: str, name: str = "spec.toml") -> Path:
 
 
 # ---- zoo LM names as systems ---------------------------------------------------------------
+@pytest.mark.slow
 def test_a_zoo_lm_name_resolves_to_its_checked_directory() -> None:
     system = resolve_system("lm_toxic_s1")
     assert getattr(system, "is_language_model", False)
@@ -269,6 +270,7 @@ margin = 0.5
 """
 
 
+@pytest.mark.slow
 def test_a_language_model_spec_runs_end_to_end(tmp_path: Path,
                                                capsys: pytest.CaptureFixture) -> None:
     """Three zoo LMs, MAS with a step cap, CKA and RSA: every job is stored with its prompts

@@ -76,6 +76,7 @@ def test_prompts_are_neutral_and_held_out_of_the_corpus():
 
 # -- tokenizer -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tokenizer_round_trips_and_is_rebuilt_identically():
     _, tok, _ = _load("lm_base")
     for s in [*corpus(200, 9), *eval_prompts()]:
@@ -107,6 +108,7 @@ def test_manifest_lists_every_file_with_its_sha256():
     assert total < 40_000_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LM_NAMES)
 def test_shipped_model_loads_offline_and_has_its_recorded_toxicity(name):
     model, tok, side = _load(name)
@@ -121,6 +123,7 @@ def test_shipped_model_loads_offline_and_has_its_recorded_toxicity(name):
     assert side["toxicity_float16_compute"] == side["toxicity"]
 
 
+@pytest.mark.slow
 def test_default_float16_load_of_the_base_has_its_recorded_toxicity():
     """A plain from_pretrained(dir) computes in float16 (the weights' dtype); the base, whose
     register choice is the closest call, continues the same way there (float16 matmuls on a
@@ -167,6 +170,7 @@ def test_lm_model_dir_refuses_unknown_missing_and_changed_files(tmp_path):
 
 # -- rebuilding ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tiny_rebuild_is_bit_reproducible(tmp_path, capsys):
     """The same step budget twice (once through the CLI) gives the same weights, byte for byte;
     a fine-tune alone builds its base first."""

@@ -33,6 +33,7 @@ def gru_hidden() -> simbench.Score:
     return reload("mas_gru_gru_hidden", "mas", GRUS, "hidden", 16)
 
 
+@pytest.mark.slow
 def test_gru_seeds_align_at_hidden(gru_hidden):
     assert gru_hidden.value >= 0.9
     iia = gru_hidden.breakdown["iia_trial"].values
@@ -41,6 +42,7 @@ def test_gru_seeds_align_at_hidden(gru_hidden):
     assert gru_hidden.ci[0] <= gru_hidden.value <= gru_hidden.ci[1]
 
 
+@pytest.mark.slow
 def test_gru_seeds_align_at_embedding_stepwise():
     stepwise = reload("mas_gru_gru_embedding_stepwise", "mas", GRUS, "embedding", 16,
                       stepwise=True, n_test=200)
@@ -50,6 +52,7 @@ def test_gru_seeds_align_at_embedding_stepwise():
     assert single.value < stepwise.value - 0.3
 
 
+@pytest.mark.slow
 def test_mas_reaches_das_with_four_dimensions():
     das16 = reload("das_gru_k16", "das", GRUS[:1], "hidden", 16)
     das4 = reload("das_gru_k4", "das", GRUS[:1], "hidden", 4)
@@ -58,18 +61,21 @@ def test_mas_reaches_das_with_four_dimensions():
     assert abs(mas4.value - das4.value) <= 0.05
 
 
+@pytest.mark.slow
 def test_transformer_hidden_does_not_align_with_gru(gru_hidden):
     tf = reload("mas_gru_tf_hidden", "mas", ("gru_multi_s1", "tf_multi_s1"), "hidden", 16,
                 n_test=150)
     assert tf.value <= gru_hidden.value - 0.3
 
 
+@pytest.mark.slow
 def test_random_subspace_is_near_chance(gru_hidden):
     control = simbench.score("mas", *GRUS, site="hidden", k=16, control=True, seed=101, **FAST)
     assert control.value < 0.35
     assert control.value < gru_hidden.value - 0.5
 
 
+@pytest.mark.slow
 def test_training_from_scratch_beats_the_random_control():
     trained = simbench.score("mas", *GRUS, site="hidden", k=16, seed=5, n_train=2000,
                              n_val=200, n_test=200, pool_size=400, max_steps=60,
@@ -78,6 +84,7 @@ def test_training_from_scratch_beats_the_random_control():
     assert trained.value >= 0.5
 
 
+@pytest.mark.slow
 def test_save_then_load_reproduces_the_score(tmp_path):
     kw = dict(site="hidden", k=8, seed=3, n_train=256, n_val=64, n_test=128, pool_size=200,
               max_steps=10, eval_every=5, progress=False)
@@ -90,6 +97,7 @@ def test_save_then_load_reproduces_the_score(tmp_path):
         simbench.score("mas", *GRUS, load=str(path), **{**kw, "k": 4})
 
 
+@pytest.mark.slow
 def test_three_systems_in_one_training():
     s = simbench.score("mas", *GRUS, "gru_multi_s3", site="hidden", k=8, seed=0, n_train=128,
                        n_val=32, n_test=32, pool_size=100, max_steps=2, eval_every=1,
@@ -169,6 +177,7 @@ def test_user_modules_of_different_widths_align_stepwise():
     assert s.systems == ("a", "b")
 
 
+@pytest.mark.slow
 def test_cli_sweeps_k_and_plots(tmp_path, capsys):
     import json
 

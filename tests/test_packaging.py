@@ -80,6 +80,7 @@ PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_wheel_runs_outside_the_source_tree(installed_wheel: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(installed_wheel), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=tmp_path, env=env,

@@ -84,6 +84,7 @@ def _measures(done: Any) -> dict[str, str]:
 
 
 # ---- duplicate names -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_duplicate_measure_name_fails_only_the_second_claimant(fake_dists: Any) -> None:
     """Every command still runs; `plugins` names both claimants; the others all load."""
     root = fake_dists("one-dist", "sbtest_dup_one", GOOD_PLUGIN.format(name="same"))
@@ -156,6 +157,7 @@ def test_sys_exit_at_import_is_that_plugins_failure(fake_dists: Any) -> None:
     assert "const_exit_good" in reg.measures
 
 
+@pytest.mark.slow
 def test_sys_exit_in_a_plugin_never_ends_a_command(fake_dists: Any, pair_files: Any) -> None:
     """At import, in a hook and in ``score()``: each is reported; the command goes on."""
     root = fake_dists("good-dist", "sbtest_exit_good", GOOD_PLUGIN.format(name="const_exit_good"))
@@ -183,6 +185,7 @@ def test_sys_exit_in_a_plugin_never_ends_a_command(fake_dists: Any, pair_files: 
     assert "report it to the authors of 'scoring-dist'" in done.stderr
 
 
+@pytest.mark.slow
 def test_score_returning_something_else_names_the_plugin(fake_dists: Any,
                                                          pair_files: Any) -> None:
     root = fake_dists("scoring-dist", "sbtest_scoring", SCORING)
@@ -196,6 +199,7 @@ def test_score_returning_something_else_names_the_plugin(fake_dists: Any,
             "{'value': 1.0} instead of a simbench.Score") in done.stderr
 
 
+@pytest.mark.slow
 def test_sys_exit_in_score_is_a_plugin_error_in_python(fake_dists: Any, pair_files: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import simbench
@@ -229,6 +233,7 @@ def test_unknown_task_says_when_plugins_were_filtered(monkeypatch: pytest.Monkey
         "multi_object"
 
 
+@pytest.mark.slow
 def test_plugin_tasks_work_wherever_a_task_name_does(fake_dists: Any, tmp_path: Path) -> None:
     """A task from a plugin is listed by `simbench tasks` and found by every lookup."""
     plugin = '''

@@ -37,6 +37,7 @@ from simbench.registry import Registry, get_registry
 
 
 # ---- the example plugin, in process ---------------------------------------------------------
+@pytest.mark.slow
 def test_example_plugin_scores_rotated_copy_as_one(registry: Registry, pair_files: Any) -> None:
     a, b = pair_files
     result = simbench.score("procrustes", a, b, site="hidden", n_boot=50)
@@ -281,6 +282,7 @@ def test_broken_measure_helper_is_registered(registry: Registry) -> None:
 
 
 # ---- the example plugin, pip-installed for real -----------------------------------------------
+@pytest.mark.slow
 def test_example_plugin_pip_installs_and_runs(tmp_path: Path, pair_files: Any) -> None:
     """`pip install` the README's example into a fresh venv; its CLI lists and scores with it.
 

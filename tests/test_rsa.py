@@ -72,6 +72,7 @@ def test_paper_protocol_draws_equal_rsatoolbox_on_the_same_rows(data):
     assert res.value == pytest.approx(np.mean(want), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_self_is_one_and_seeds(tmp_path, data):
     a = save(tmp_path / "A.nc", "a", data["x"])
     b = save(tmp_path / "B.nc", "b", data["y"])

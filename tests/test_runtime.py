@@ -152,6 +152,7 @@ def test_bad_environment_count_names_the_variable(value: str) -> None:
     assert got[0] == "OMP_NUM_THREADS" and "OMP_NUM_THREADS" in got[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_bad_explicit_count_is_a_parameter_error(fresh: None, value: Any) -> None:
     with pytest.raises(ParameterError) as info:

@@ -67,6 +67,7 @@ def _in_memory_cka(files: dict[str, Path], **params: object) -> float:
 
 
 # ---- CKA through the CLI on recordings larger than the memory budget -------------------------
+@pytest.mark.slow
 def test_cli_scores_recordings_too_large_to_load(files, capsys, monkeypatch) -> None:
     """Both files exceed what simbench may use: the loader alone refuses them, the cka score
     reads them in blocks (with a progress bar) and gives the in-memory value."""
@@ -96,6 +97,7 @@ def test_the_python_api_opens_recordings_too_large_to_load(files, monkeypatch) -
         simbench.score("mas", str(files["a"]), "gru_multi_s1", site="hidden")
 
 
+@pytest.mark.slow
 def test_cli_pairs_a_shuffled_file_row_for_row(files, capsys, monkeypatch) -> None:
     """b's stimuli stored in another order: the lazy pairing reads them by id, so the value
     is the aligned one (pairing by position would give about 0)."""
@@ -196,6 +198,7 @@ def test_non_finite_activity_is_named_when_its_block_is_read(tmp_path: Path) -> 
 
 
 # ---- RSA: one RDM at a time past the budget ---------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("rdm_method,compare_method", [("cosine", "corr"),
                                                        ("correlation", "cosine")])
 def test_blocked_rsa_equals_rsatoolbox_through_the_measure(files, rdm_method: str,
@@ -257,6 +260,7 @@ def test_budgets_that_cannot_hold_the_accumulators_say_what_fits(files, capsys) 
         simbench.score("cka", a, b, site="hidden", memory_mb=2, null=10)
 
 
+@pytest.mark.slow
 def test_the_harness_scores_recordings_too_large_to_load(files, tmp_path: Path,
                                                            monkeypatch) -> None:
     """A spec naming two recordings too large to load: the harness plans and runs cka on them

@@ -144,6 +144,7 @@ def test_simbench_score_is_the_function_and_score_the_class(registry: object) ->
         simbench.score("no_such_measure", "a.nc", "b.nc", site="hidden")
 
 
+@pytest.mark.slow
 def test_provenance_records_the_device_actually_used(registry: object, pair_files: object) -> None:
     """``device="auto"`` is resolved once, for every measure family, before the measure runs."""
     from simbench.devices import resolve_device

@@ -63,6 +63,7 @@ def test_inverse_stitch_is_the_pseudo_inverse():
     torch.testing.assert_close(inv.code(1, 0, h1), h0)
 
 
+@pytest.mark.slow
 def test_model_stitch_end_to_end_and_rank_sweep_parses():
     """A rank-2 stitch between two zoo GRUs learns in twenty steps: its IIA into the target
     rises far above a random stitch's (about 0.05 here: a trial counts only when every

@@ -57,6 +57,7 @@ def test_procrustes_recovers_an_orthonormal_map() -> None:
     torch.testing.assert_close(procrustes(h, h @ u), u, atol=1e-10, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init, low, high", [("random", 0.0, 0.2), ("pca", 0.2, 1.0)])
 def test_pca_start_is_already_aligned_on_zoo_seeds(init: str, low: float, high: float) -> None:
     """Two GRU seeds after one step: the random start is at chance, the data start is not."""

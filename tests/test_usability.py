@@ -20,6 +20,7 @@ from simbench.registry import Registry
 
 
 # ---- sweeps ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_python_sweep_matches_the_cli(registry: Registry, pair_files: Any) -> None:
     from simbench.api import sweep
 
@@ -71,6 +72,7 @@ def _imported(stderr: str) -> set[str]:
             if line.startswith("import time:") and "|" in line}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("measure", "order"), [("cka", "net-first"), ("mas", "rec-first")])
 def test_a_bad_recording_fails_before_torch_loads(tmp_path: Path, measure: str, order: str) -> None:
     good = write_recording(tmp_path / "good.nc", make_site("a"))

@@ -100,6 +100,7 @@ def board_of(scored: tuple[object, Path], **kw: object) -> V.ValidityBoard:
         return V.validity_board(spec, store, layer_order=False, bias=False, n_boot=200, **kw)
 
 
+@pytest.mark.slow
 def test_planted_specificity_and_separability_from_the_store(scored) -> None:
     board = board_of(scored)
     assert board.variants == ["cka"]

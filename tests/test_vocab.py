@@ -108,6 +108,7 @@ def test_stimulus_ids_identify_their_tokens_whatever_n():
     np.testing.assert_array_equal(task.sample(600, 0, counts="all").ids, small.ids)
 
 
+@pytest.mark.slow
 def test_a_tiny_gru_trains_and_records_on_a_task_with_its_own_vocabulary(tmp_path):
     task = Flashes()
     cfg = TrainConfig(max_steps=4, eval_every=2, batch_size=16, warmup=1, decay_steps=4)
@@ -156,6 +157,7 @@ def _brain(tmp_path, n=600):
     return save_recording(brain, tmp_path / "brain.nc")
 
 
+@pytest.mark.slow
 def test_cka_of_a_network_against_a_recording_uses_the_recordings_stimuli(tmp_path):
     brain = _brain(tmp_path)
     score = simbench.score("cka", "gru_multi_s1", brain, site="hidden", n_boot=0)

@@ -41,6 +41,7 @@ def test_the_zoo_is_complete_and_small():
     assert size < 8_000_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zid", IDS)
 def test_shipped_model_reaches_its_recorded_accuracy(zid):
     """Re-evaluated on the recorded seeded sets. Greedy free-running trial accuracy equals
@@ -189,6 +190,7 @@ def test_unknown_architecture_task_and_zoo_id_list_valid_ones():
         load_model("gru_multi_s99")
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_on_the_cpu():
     cfg = TrainConfig(max_steps=4, eval_every=2, batch_size=16)
     a, meta = train("multi_object", "gru", 7, "cpu", config=cfg, progress=False, final_eval=False)
@@ -243,6 +245,7 @@ def test_zoo_functions_survive_importing_every_zoo_module():
     assert callable(zoo.train)
 
 
+@pytest.mark.slow
 def test_build_one_refuses_a_model_below_the_bar(tmp_path):
     """Every attempt misses 0.99: a clear error, and no checkpoint or manifest written."""
     import simbench.zoo as zoo

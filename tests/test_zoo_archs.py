@@ -53,6 +53,7 @@ def toy() -> Iterator[Arch]:
     unregister(TOY.name)
 
 
+@pytest.mark.slow
 def test_a_toy_architecture_trains_loads_records_and_plants(toy: Arch, tmp_path: Path) -> None:
     assert get_arch("srn") is toy and "elman" in archs()
     assert zoo_id("multi_object", "srn", 1) == "elm_multi_s1"

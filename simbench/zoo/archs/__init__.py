@@ -1,7 +1,8 @@
 """The zoo's architectures: one file each, registered by name with the facts the rest of
 simbench needs about them.
 
-An architecture is an :class:`Arch`: its model class (a :class:`~simbench.zoo.models.ZooModel`),
+An architecture is an :class:`Arch`: its model class (a :class:`~simbench.zoo.models.ZooModel`
+subclass),
 its id prefix and aliases, its training defaults, its sites from input to output (the validity
 check's layer order), its cost weight (how much longer a causal job on it runs than on a GRU:
 the harness starts long jobs first) and its exact re-parametrization (the planted-identity
@@ -15,11 +16,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simbench.errors import SimbenchError
+
+if TYPE_CHECKING:  # (not simbench.zoo.models: it imports this registry, and no cycles)
+    from torch import nn
+
+    #: ``reparametrize(model, generator, permute_inputs)``: permute ``model``'s units in place
+    #: through every weight (same function) and say how (see :mod:`simbench.calibration.planted`)
+    Reparametrizer = Callable[[nn.Module, np.random.Generator, bool], "Reparametrized"]
 
 #: modules of the built-in architectures, each registering one :class:`Arch` on import
 BUILTIN: tuple[str, ...] = ("gru", "lstm", "transformer")
@@ -34,14 +42,9 @@ class Reparametrized:
     in the same convention.
     """
 
-    model: Any  # a simbench.zoo.models.ZooModel (not imported: the models import this package)
+    model: nn.Module  # the zoo model (a simbench.zoo.models.ZooModel)
     site_perms: dict[str, np.ndarray]
     unit_perms: dict[str, np.ndarray]
-
-
-#: ``reparametrize(model, generator, permute_inputs)``: permute ``model``'s units in place
-#: through every weight (same function) and say how (see :mod:`simbench.calibration.planted`)
-Reparametrizer = Callable[[Any, "np.random.Generator", bool], Reparametrized]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Arch:
     """
 
     name: str
-    model: type  # a ZooModel subclass
+    model: type[nn.Module]  # a simbench.zoo.models.ZooModel subclass
     site_order: tuple[str, ...]
     short: str = ""
     aliases: tuple[str, ...] = ()
