@@ -195,7 +195,7 @@ def resolve_systems(measure: str, systems: Sequence[object], *,
 def score(
     measure: str,
     *systems: object,
-    site: str,
+    site: str | None = None,
     task: str | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -212,6 +212,9 @@ def score(
     plugin all come back as :class:`SimbenchError`. Parameters and recordings are checked
     before any network is loaded.
 
+    ``site`` may be left out only when every system is a language model: they are then compared
+    at ``embedding`` (see :mod:`simbench.lm.measure`).
+
     Language models (``save_pretrained`` directories or :class:`~simbench.lm.LMSystem`) are
     aligned on ``prompts`` (a text file with one prompt per line, a list, or a generator) and
     continue each by ``new_tokens`` greedy tokens.
@@ -225,6 +228,14 @@ def score(
     m = reg.measure(measure)
     resolved_params = m.resolve_params(params)
     resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
+    if site is None:  # language models default to their embedding (simbench.lm.measure)
+        from simbench.lm.kind import default_site
+
+        site = default_site(resolved)
+        if site is None:
+            raise ParameterError("no site given", field="site",
+                                 fix="pass site=... (--site NAME), e.g. 'hidden'; only "
+                                 "language models have a default site ('embedding')")
     # Check the task name when the user gave one or the measure needs one; a recording's own
     # task attr (e.g. Brain-Score data) need not be a registered task for a correlative measure.
     # The measure gets the user's task override only: systems trained on different tasks keep
@@ -270,7 +281,7 @@ def score(
 def sweep(
     measure: str,
     *systems: object,
-    site: str,
+    site: str | None = None,
     task: str | None = None,
     seed: int = 0,
     device: str = "auto",

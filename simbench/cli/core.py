@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("measure")
     p.add_argument("systems", nargs="+", metavar="SYSTEM")
-    p.add_argument("--site", required=True, help="site to compare, e.g. hidden or embedding")
+    p.add_argument("--site", help="site to compare, e.g. hidden or embedding (required, except "
+                   "for language models: they default to embedding)")
     p.add_argument("--task", help="task name (default: the systems' own task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
