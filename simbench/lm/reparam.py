@@ -85,20 +85,47 @@ def permuted_copy(module: nn.Module, seed: int = 0) -> nn.Module:
     return out
 
 
+def _stored_dtype(model_dir: Path) -> torch.dtype:
+    """The dtype of the weights file (float16 for the zoo), float32 when it cannot be read."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
+            return f.get_tensor(next(iter(f.keys()))).dtype
+    except Exception:  # any unreadable file: keep full precision
+        return torch.float32
+
+
 def save_permuted_copy(model_dir: str | Path, out_dir: str | Path, *, seed: int = 0) -> Path:
-    """Write the permuted copy of the GPT-2 in ``model_dir`` to ``out_dir`` (float32
-    safetensors, the tokenizer files copied verbatim); returns ``out_dir``."""
+    """Write the permuted copy of the GPT-2 in ``model_dir`` to ``out_dir`` in the dtype its
+    weights are stored in (a permutation moves values without rounding them: the copy of a
+    float16 zoo model is exactly its weights in another order), the tokenizer files copied
+    verbatim; returns ``out_dir``."""
     from simbench.lm.load import load_model_dir
 
     model, _ = load_model_dir(model_dir)
     copy_ = permuted_copy(model.float(), seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    copy_.save_pretrained(out)
+    copy_.to(_stored_dtype(Path(model_dir))).save_pretrained(out)
     for f in sorted(Path(model_dir).iterdir()):
         if f.is_file() and f.name not in MODEL_FILES:
             shutil.copyfile(f, out / f.name)
     return out
 
 
-__all__ = ["permutations", "permuted_copy", "save_permuted_copy"]
+#: the zoo LM whose permuted copy the language-model validity spec names
+VALIDITY_LM = "lm_toxic_s1"
+
+
+def write_lm_planted(directory: str | Path, *, name: str = VALIDITY_LM, seed: int = 0) -> Path:
+    """(Re)write ``{name}_planted/``, the exact permuted copy of zoo LM ``name``, in
+    ``directory`` (the planted identity of ``benchmarks/specs/validity_lm.toml``)."""
+    from simbench.zoo.lm_build import lm_model_dir
+
+    return save_permuted_copy(lm_model_dir(name), Path(directory) / f"{name}_planted",
+                              seed=seed)
+
+
+__all__ = ["VALIDITY_LM", "permutations", "permuted_copy", "save_permuted_copy",
+           "write_lm_planted"]
