@@ -74,7 +74,8 @@ def test_the_step_is_drawn_away_from_both_ends() -> None:
 def test_language_models_take_the_protocol_defaults_unless_given() -> None:
     mas = get_registry().measure("mas")
     params, applied = lm_params(mas, mas.resolve_params({}))
-    assert params["init"] == "pca" and applied == LM_DEFAULTS
+    assert params["init"] == "pca" and all(params[k] == v for k, v in LM_DEFAULTS.items())
+    assert applied["init"] == "pca" and "eval_every" not in applied  # generic default kept
     params, applied = lm_params(mas, mas.resolve_params({"batch_size": 16, "n_val": 100}))
     assert params["batch_size"] == 16 and params["n_val"] == 100
     assert "batch_size" not in applied and applied["max_steps"] == LM_DEFAULTS["max_steps"]

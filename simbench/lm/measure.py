@@ -46,7 +46,7 @@ from simbench.tasks.continuation import CONTINUATION, Continuation
 #: the measure's parameters that language models default differently (see the module): a
 #: parameter still at the measure's generic default takes this value
 LM_DEFAULTS: dict[str, Any] = {"init": "pca", "batch_size": 64, "n_val": 256, "n_test": 500,
-                               "max_steps": 400, "eval_every": 50, "patience": 3,
+                               "max_steps": 200, "eval_every": 25, "patience": 2,
                                "stop_at": 0.98}
 #: whole-continuation within-model IIA under which a score warns that its site cannot express
 #: identity (a model aligned with itself should continue as itself)
@@ -106,7 +106,8 @@ def lm_params(measure: Any, params: dict[str, Any]) -> tuple[dict[str, Any], dic
     for name, value in LM_DEFAULTS.items():
         if name in generic and out.get(name, generic[name]) == generic[name]:
             out[name] = value
-            applied[name] = value
+            if value != generic[name]:
+                applied[name] = value
     return out, applied
 
 
@@ -219,12 +220,12 @@ def _token_ci(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tu
     value = float(np.mean([results[d]["token"] for d in keys]))
     if shares.size < 2:
         return value, (float("nan"), float("nan"))
-    half = 1.96 * float(shares.std(ddof=1)) / np.sqrt(shares.size)
+    half = 1.96 * float(shares.std(ddof=1)) / float(np.sqrt(shares.size))
     return value, (max(0.0, value - half), min(1.0, value + half))
 
 
 def ceiling(names: Sequence[str], directions: Sequence[tuple[int, int]],
-            cross: Sequence[tuple[int, int]], results: dict) -> dict[str, Any]:
+            cross: Sequence[tuple[int, int]], results: dict, site: str = "") -> dict[str, Any]:
     """Each model's within-model IIA (token and whole continuation), the cross IIA normalised
     by the mean of the two models' within-model IIA per direction, and the warning when a
     model's whole-continuation within-model IIA is under :data:`CEILING_WARN`."""
@@ -247,7 +248,8 @@ def ceiling(names: Sequence[str], directions: Sequence[tuple[int, int]],
         out["warning"] = (f"within-model whole-continuation IIA under {CEILING_WARN} for "
                           f"{', '.join(low)}: at this site a model aligned with itself does not "
                           "continue as itself, so the site cannot express identity and cross "
-                          "IIA sits under that ceiling (try site = embedding)")
+                          "IIA sits under that ceiling"
+                          + (f" (try site = {LM_SITE})" if site and site != LM_SITE else ""))
     return out
 
 
@@ -274,7 +276,7 @@ def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int,
              {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
               "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
               "interventions_per_s": round(log.interventions_per_s, 1), "init": init})
-    roof = ceiling(labels, directions, cross, results)
+    roof = ceiling(labels, directions, cross, results, site)
     from simbench.lm.data import MIN_AFTER, MIN_BEFORE
 
     attrs = {"k": k, "variables": [CONTINUATION] * len(names), "directions": len(directions),
@@ -283,7 +285,7 @@ def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int,
              "headline_note": "language models: the value is token IIA (the paper's measure "
                               "for language models); trial_iia is the whole-continuation IIA",
              "token_iia": value, "trial_iia": trial,
-             "trial_ci": list(trial_ci) if trial_ci is not None else None,
+             "trial_ci": [float(x) for x in trial_ci] if trial_ci is not None else None,
              "within_iia": (sum(results[d]["trial"] for d in within) / len(within)
                             if within else None),
              "within_token_iia": (sum(results[d]["token"] for d in within) / len(within)
