@@ -84,7 +84,7 @@ def test_language_models_take_the_protocol_defaults_unless_given() -> None:
 def test_the_ceiling_normalises_and_warns_below_the_threshold() -> None:
     res = {(0, 0): {"token": 0.9, "trial": 0.5}, (1, 1): {"token": 0.95, "trial": 0.6},
            (0, 1): {"token": 0.45, "trial": 0.2}, (1, 0): {"token": 0.45, "trial": 0.3}}
-    roof = ceiling(["a", "b"], list(res), [(0, 1), (1, 0)], res)
+    roof = ceiling(["a", "b"], list(res), [(0, 1), (1, 0)], res, "transformer.h.2")
     assert roof["within"]["a"] == {"token": 0.9, "trial": 0.5}
     assert roof["normalised_token"] == pytest.approx(0.45 / 0.925)
     assert roof["normalised_trial"] == pytest.approx((0.2 / 0.55 + 0.3 / 0.55) / 2)
@@ -92,6 +92,16 @@ def test_the_ceiling_normalises_and_warns_below_the_threshold() -> None:
     assert f"{CEILING_WARN}" in roof["warning"] and "a, b" in roof["warning"]
     good = {d: {"token": 0.99, "trial": 0.9} for d in res}
     assert ceiling(["a", "b"], list(good), [(0, 1), (1, 0)], good)["ok"]
+    # the CLI shows the ceiling and the warning under the score
+    from simbench.cli.core import render_score
+    from simbench.result import Score
+
+    score = Score(measure="mas", value=0.45, systems=("a", "b"), site="transformer.h.2",
+                  attrs={"headline": "token", "trial_iia": 0.25, "trial_ci": [0.2, 0.3],
+                         "ceiling": roof, "warning": roof["warning"]})
+    text = render_score(score)
+    assert "headline: token IIA 0.4500" in text and "a: token 0.900, whole 0.500" in text
+    assert "WARNING: within-model" in text and "try site = embedding" in text
 
 
 def test_boards_mark_warned_cells_and_say_token_iia_is_the_headline() -> None:

@@ -217,6 +217,10 @@ def causal_notes(result: Any) -> list[str]:
                 "bootstrap over stimuli (--n_boot N gives one)"),
             "chance: the IIA of a random, untrained subspace; measure it with --control true",
         ]
+    if result.attrs.get("headline") == "token":  # MAS on language models
+        from simbench.lm.measure import describe_lm_score
+
+        lines += describe_lm_score(result)
     if isinstance(train, dict) and train.get("loaded"):
         lines.append("training: none (alignment loaded with --load)")
     elif isinstance(train, dict) and "stopped" in train:

@@ -311,5 +311,39 @@ def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int,
     return score
 
 
-__all__ = ["CEILING_WARN", "HEADLINE", "LM_DEFAULTS", "LM_SITE", "ceiling", "check_same_tokenizer",
-           "is_language_model", "lm_params", "score_mas"]
+def describe_lm_score(score: Score) -> list[str]:
+    """A few lines on an LM MAS score: the headline, the whole-continuation IIA, each model's
+    within-model ceiling and the cross IIA normalised by it, and the warning if any."""
+    a = score.attrs
+    roof = a.get("ceiling") or {}
+    trial_ci = a.get("trial_ci") or [float("nan"), float("nan")]
+    lines = [f"\nheadline: token IIA {score.value:.4f} (language models, as in the paper: the "
+             "share of the source's continuation tokens after the step that the patched "
+             "target predicts); whole-continuation IIA "
+             f"{a.get('trial_iia', float('nan')):.4f} [{trial_ci[0]:.3f}, {trial_ci[1]:.3f}]"]
+    within = roof.get("within") or {}
+    if within:
+        per = "; ".join(f"{nm}: token {v['token']:.3f}, whole {v['trial']:.3f}"
+                        for nm, v in within.items())
+        lines.append(f"ceiling (each model aligned with itself in the same training): {per}")
+        norm = [f"{lvl} {roof[f'normalised_{lvl}']:.3f}" for lvl in ("token", "trial")
+                if roof.get(f"normalised_{lvl}") is not None]
+        if norm:
+            lines.append("cross IIA / within-model IIA: " + ", ".join(norm))
+    if a.get("warning"):
+        lines.append(f"WARNING: {a['warning']}")
+    return lines
+
+
+__all__ = [
+    "CEILING_WARN",
+    "HEADLINE",
+    "LM_DEFAULTS",
+    "LM_SITE",
+    "ceiling",
+    "check_same_tokenizer",
+    "describe_lm_score",
+    "is_language_model",
+    "lm_params",
+    "score_mas",
+]
