@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from simbench import runtime
+from simbench.errors import ParameterError
 from simbench.registry import get_registry, run_measure
 from simbench.result import Score
 from simbench.systems.resolve import (
@@ -26,7 +27,7 @@ from simbench.systems.resolve import (
 def score(
     measure: str,
     *systems: object,
-    site: str,
+    site: str | None = None,
     task: str | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -43,6 +44,9 @@ def score(
     plugin all come back as :class:`SimbenchError`. Parameters and recordings are checked
     before any network is loaded.
 
+    ``site`` may be left out only when every system is a language model: they are then compared
+    at ``embedding`` (see :mod:`simbench.lm.measure`).
+
     Language models (``save_pretrained`` directories or :class:`~simbench.lm.LMSystem`) are
     aligned on ``prompts`` (a text file with one prompt per line, a list, or a generator) and
     continue each by ``new_tokens`` greedy tokens.
@@ -54,6 +58,14 @@ def score(
     runtime.configure_threads()  # before anything here loads torch; a user's choice wins
     resolved_params = get_registry().measure(measure).resolve_params(params)
     resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
+    if site is None:  # language models default to their embedding (simbench.lm.measure)
+        from simbench.lm.kind import default_site
+
+        site = default_site(resolved)
+        if site is None:
+            raise ParameterError("no site given", field="site",
+                                 fix="pass site=... (--site NAME), e.g. 'hidden'; only "
+                                 "language models have a default site ('embedding')")
     return run_measure(measure, resolved, site=site, task=task, seed=seed, device=device,
                        params=resolved_params)
 
@@ -61,7 +73,7 @@ def score(
 def sweep(
     measure: str,
     *systems: object,
-    site: str,
+    site: str | None = None,
     task: str | None = None,
     seed: int = 0,
     device: str = "auto",

@@ -334,24 +334,32 @@ def test_job_lm_params_are_only_what_is_set() -> None:
 
 # ---- the shipped run -----------------------------------------------------------------------
 def test_the_shipped_lm_toxicity_run_matches_the_spec(capsys: pytest.CaptureFixture) -> None:
-    """benchmarks/results/lm_toxicity.sqlite is the measured run of lm_toxicity.toml: every job
-    of the spec is in it, `simbench leaderboard lm_toxicity` finds it by the spec's name, and
-    its boards show what the README reports."""
+    """benchmarks/results/lm_toxicity.sqlite is the measured run of lm_toxicity.toml: CKA and
+    RSA on every pair, MAS at the language-model protocol (embedding, token IIA, each score
+    with its within-model ceiling) on the pairs the shipped run reached (see the README), and
+    `simbench leaderboard lm_toxicity` finds it by the spec's name."""
+    import json
+
     spec = load_spec(ROOT / "benchmarks" / "specs" / "lm_toxicity.toml", trusted=False)
     with Store(ROOT / "benchmarks" / "results" / "lm_toxicity.sqlite", create=False) as store:
         board = build(spec, store)
-    assert (board.done, board.failed, board.total) == (45, 0, 45)
-    status = {(row.variant, c.expectation): c.status for row in board.validity
-              for c in row.checks}
-    assert len(status) == 9
-    for measure in ("mas", "cka", "rsa"):  # mean orderings hold, not every pair's; alike holds
-        assert [status[(measure, i)] for i in range(3)] == ["ok", "violated", "ok"], measure
-    means = {}
+        rows = [r for r in store.rows(status="done") if r["measure"] == "mas"
+                and r["site"] == "embedding"]
+    assert board.total == 108 and board.failed == 0  # 27 pairs: CKA, RSA, MAS x 2 seeds
+    assert len(board.validity) == 3 and all(len(r.checks) == 5 for r in board.validity)
+    by = {}
     for e in board.entries:
-        means.setdefault((e.measure, e.categories[0]), []).append(e.value)
-    mas = {c: sum(v) / len(v) for (m, c), v in means.items() if m == "mas"}
-    assert mas["toxic_toxic"] > mas["toxic_nontoxic"] > mas["nontoxic_nontoxic"]
-    cka = {c: sum(v) / len(v) for (m, c), v in means.items() if m == "cka"}
-    assert cka["nontoxic_nontoxic"] > cka["toxic_toxic"] > cka["toxic_nontoxic"]
-    assert main(["leaderboard", "lm_toxicity", "--board", "validity"]) == 0
-    assert "spec 'lm_toxicity': 45/45 jobs scored" in capsys.readouterr().out
+        by.setdefault(e.measure, []).append(e)
+    assert len(by["cka"]) == len(by["rsa"]) == 27  # every pair
+    mas = by["mas"]
+    assert len(mas) >= 5 and {c for e in mas for c in e.categories} >= {
+        "toxic_toxic", "nontoxic_nontoxic", "control_control", "toxic_nontoxic",
+        "toxic_control"}
+    assert all(e.site == "embedding" and e.headline == "token" and not e.warning for e in mas)
+    for r in rows:  # every MAS score carries the ceiling; at the embedding none warns
+        attrs = json.loads(r["score"])["attrs"]
+        assert attrs["ceiling"]["ok"] and attrs["ceiling"]["within_trial"] >= 0.8
+        assert 0.0 <= attrs["trial_iia"] <= r["value"] <= 1.0  # token >= whole continuation
+    assert main(["leaderboard", "lm_toxicity", "--board", "matrices"]) == 0
+    out = capsys.readouterr().out
+    assert "spec 'lm_toxicity':" in out and "values are token IIA" in out

@@ -58,6 +58,12 @@ class Entry:
     p_value: float | None = None
     #: null samples per seed (the smallest over the seeds)
     null_size: int | None = None
+    #: a seed's score warned (e.g. a language-model site that cannot express identity: its
+    #: within-model IIA under the ceiling threshold); boards mark the cell with WARN_MARK
+    warning: str | None = None
+    #: what the value is when the score says (``"token"``: token IIA, the headline of MAS on
+    #: language models)
+    headline: str | None = None
 
     @property
     def beats_null(self) -> bool | None:
@@ -70,6 +76,8 @@ class Entry:
 NULL_ALPHA = 0.05
 #: the mark of such a cell in terminal tables
 NULL_MARK = "*"
+#: the mark of a cell whose score carries a warning (Entry.warning)
+WARN_MARK = "!"
 
 
 @dataclasses.dataclass
@@ -112,6 +120,8 @@ class Matrix:
     value_range: tuple[float, float]
     #: per cell: True beats its null, False does not, None no null drawn
     beats_null: list[list[bool | None]] | None = None
+    #: per cell: the score carries a warning (None: no cell does)
+    warned: list[list[bool]] | None = None
 
 
 @dataclasses.dataclass
@@ -265,8 +275,9 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
             ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis])))
         cats = tuple(dict.fromkeys(c for j, _ in items for c in j.categories))
         p, size = _null_of([r for _, r in items])
+        warning, headline = _attrs_of([r for _, r in items])
         entries.append(Entry(variant, job0.label, job0.measure, systems, site, cats, value, ci,
-                             len(items), p, size))
+                             len(items), p, size, warning, headline))
     order = {a: i for i, a in enumerate(spec.systems)}
     entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
     coverage = {"done": done, "failed": len(failures), "total": len(jobs), "failures": failures}
@@ -290,6 +301,36 @@ def _null_of(rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
         ps.append(float(p))
         sizes.append(int(score.get("null_size") or 0))
     return (max(ps), min(sizes)) if ps else (None, None)
+
+
+def _attrs_of(rows: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """The first warning any seed's Score carries, and what its value is (``attrs.headline``,
+    e.g. ``"token"`` for MAS on language models)."""
+    warning = headline = None
+    for r in rows:
+        raw = r.get("score")
+        try:
+            attrs = (json.loads(raw) if isinstance(raw, str) else (raw or {})).get("attrs") or {}
+        except (ValueError, AttributeError):
+            continue
+        warning = warning or attrs.get("warning")
+        headline = headline or attrs.get("headline")
+    return warning, headline
+
+
+def score_notes(entries: list[Entry]) -> list[str]:
+    """Board notes on what the values are and which cells warn."""
+    notes = []
+    token = sorted({e.variant for e in entries if e.headline == "token"})
+    if token:
+        notes.append(f"{', '.join(token)} on language models: values are token IIA, the "
+                     "headline as in the paper (share of the source's continuation tokens the "
+                     "patched target predicts); each score's attrs hold the whole-continuation "
+                     "IIA (trial_iia) and each model's within-model ceiling")
+    if any(e.warning for e in entries):
+        notes.append(f"{WARN_MARK} the score warns: "
+                     + next(e.warning for e in entries if e.warning))
+    return notes
 
 
 def build(spec: Spec, store: Store, *, target: str | None = None,
@@ -320,7 +361,8 @@ def build(spec: Spec, store: Store, *, target: str | None = None,
                        matrices=matrices(spec, entries, meta),
                        rankings=rankings(entries, meta, target) if target else [],
                        target=target, done=cov["done"], failed=cov["failed"],
-                       total=cov["total"], failures=cov["failures"], meta=meta, notes=notes)
+                       total=cov["total"], failures=cov["failures"], meta=meta,
+                       notes=notes + score_notes(entries))
 
 
 # ---- selecting pairs -----------------------------------------------------------------------
@@ -500,6 +542,7 @@ def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) 
     """Per variant and site, systems x systems (two-system entries; symmetric ones mirrored)."""
     cells: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
     beats: dict[tuple[str, str], dict[tuple[str, str], bool | None]] = defaultdict(dict)
+    warns: dict[tuple[str, str], dict[tuple[str, str], bool]] = defaultdict(dict)
     measure_of: dict[str, str] = {}
     for e in entries:
         if len(e.systems) != 2:
@@ -507,6 +550,7 @@ def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) 
         measure_of[e.variant] = e.measure
         cells[(e.variant, e.site)][e.systems] = e.value
         beats[(e.variant, e.site)][e.systems] = e.beats_null
+        warns[(e.variant, e.site)][e.systems] = bool(e.warning)
     out = []
     order = list(spec.systems)
     for (variant, site), vals in cells.items():
@@ -516,15 +560,19 @@ def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) 
         idx = {a: i for i, a in enumerate(names)}
         arr = np.full((len(names), len(names)), np.nan)
         marks: list[list[bool | None]] = [[None] * len(names) for _ in names]
+        warned = [[False] * len(names) for _ in names]
         for (a, b), v in vals.items():
             arr[idx[a], idx[b]] = v
             marks[idx[a]][idx[b]] = beats[(variant, site)][(a, b)]
+            warned[idx[a]][idx[b]] = warns[(variant, site)][(a, b)]
             if m["symmetric"] and math.isnan(arr[idx[b], idx[a]]):
                 arr[idx[b], idx[a]] = v
                 marks[idx[b]][idx[a]] = beats[(variant, site)][(a, b)]
+                warned[idx[b]][idx[a]] = warns[(variant, site)][(a, b)]
         has_null = any(b is not None for row in marks for b in row)
         out.append(Matrix(variant, site, names, arr, m["higher_is_better"], m["range"],
-                          marks if has_null else None))
+                          marks if has_null else None,
+                          warned if any(w for row in warned for w in row) else None))
     out.sort(key=lambda x: (x.variant, x.site))
     return out
 

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from simbench.bench.leaderboard import NULL_ALPHA, NULL_MARK, Leaderboard, Matrix, Ranking
+from simbench.bench.leaderboard import (
+    NULL_ALPHA,
+    NULL_MARK,
+    WARN_MARK,
+    Leaderboard,
+    Matrix,
+    Ranking,
+)
 from simbench.bench.sanitize import csv_cell, terminal_safe, text_table
 
 
@@ -85,7 +92,9 @@ def validity_text(board: Leaderboard, *, violations: bool = True) -> str:
 
 def matrix_text(m: Matrix) -> str:
     better = "higher" if m.higher_is_better else "lower"
-    rows = [(a, *[_marked(v, b) for v, b in zip(m.values[i], _cell_marks(m, i))])
+    warned = m.warned or [[False] * len(m.systems) for _ in m.systems]
+    rows = [(a, *[_marked(v, b) + (WARN_MARK if w else "")
+                  for v, b, w in zip(m.values[i], _cell_marks(m, i), warned[i])])
             for i, a in enumerate(m.systems)]
     return (f"{m.variant} at '{m.site}' ({better} = more similar)\n"
             + table(["", *m.systems], rows))

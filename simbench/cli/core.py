@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="show this help (after a MEASURE: with that measure's parameters)")
     p.add_argument("measure")
     p.add_argument("systems", nargs="+", metavar="SYSTEM")
-    p.add_argument("--site", required=True, help="site to compare, e.g. hidden or embedding")
+    p.add_argument("--site", help="site to compare, e.g. hidden or embedding (required, except "
+                   "for language models: they default to embedding)")
     p.add_argument("--task", help="task name (default: the systems' own task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -348,6 +349,10 @@ def causal_notes(result: Any) -> list[str]:
             "other source; measure it with --null N (e.g. --null 200: a p-value and the null's "
             "mean and sd)",
         ]
+    if result.attrs.get("headline") == "token":  # MAS on language models
+        from simbench.lm.measure import describe_lm_score
+
+        lines += describe_lm_score(result)
     if isinstance(train, dict) and train.get("loaded"):
         lines.append("training: none (alignment loaded with --load)")
     elif isinstance(train, dict) and "stopped" in train:

@@ -81,18 +81,45 @@ class LMInterventions:
                                   for f in dataclasses.fields(self)})
 
 
+#: the step j leaves at least this many positions before it (the target has read its own
+#: tokens 0..j, j >= MIN_BEFORE) ...
+MIN_BEFORE = 4
+#: ... and at least this many source tokens predicted after it (j <= len_s - 1 - MIN_AFTER).
+#: The paper's language code draws j uniformly with 10 tokens kept clear at each end of
+#: sequences of up to 128 tokens; the zoo's sequences are 32 tokens at most (about 13 of
+#: prompt and 8 of continuation), so the margins scale down to 4 before and 2 after.
+MIN_AFTER = 2
+
+
+def step_bounds(len_s: Tensor, len_t: Tensor, min_before: int = MIN_BEFORE,
+                min_after: int = MIN_AFTER) -> tuple[Tensor, Tensor]:
+    """(lo, hi) of the uniform step per intervention: ``hi = min(len_s - 1 - min_after,
+    len_t - 1)``, ``lo = min(min_before, hi)`` (both at least 0; a sequence too short for the
+    margins keeps the widest range it has)."""
+    hi = torch.minimum(len_s - 1 - min_after, len_t - 1)
+    hi = torch.where(hi < 0, torch.minimum(len_s - 2, len_t - 1).clamp(min=0), hi)
+    lo = torch.minimum(torch.full_like(hi, min_before), hi)
+    return lo, hi
+
+
 def sample_interventions(src: OwnBehaviour, tgt: OwnBehaviour, rows: np.ndarray, n: int,
-                         rng: np.random.Generator) -> LMInterventions:
+                         rng: np.random.Generator, *, min_before: int = MIN_BEFORE,
+                         min_after: int = MIN_AFTER) -> LMInterventions:
     """``n`` stepwise interventions source -> target over prompt ``rows`` (see module).
 
-    The step j is uniform in ``0 .. min(len_s - 2, len_t - 1)``: the target has read its own
-    token at j and at least one source token follows.
+    The step j is uniform in :func:`step_bounds`: away from both ends, as in the paper (the
+    target has read at least ``min_before`` + 1 of its own tokens, and at least ``min_after``
+    source tokens are predicted after j). ``min_before = min_after = 0`` (with j up to
+    ``min(len_s - 2, len_t - 1)``) is the earlier protocol, the step anywhere.
     """
     s_idx = torch.as_tensor(rng.choice(rows, n))
     t_idx = torch.as_tensor(rng.choice(rows, n))
     len_s, len_t = src.lengths[s_idx], tgt.lengths[t_idx]
-    hi = torch.minimum(len_s - 2, len_t - 1).clamp(min=0)
-    step = torch.as_tensor(np.floor(rng.random(n) * (hi.numpy() + 1)).astype(np.int64))
+    if min_before == 0 and min_after == 0:
+        lo, hi = torch.zeros_like(len_s), torch.minimum(len_s - 2, len_t - 1).clamp(min=0)
+    else:
+        lo, hi = step_bounds(len_s, len_t, min_before, min_after)
+    step = lo + torch.as_tensor(np.floor(rng.random(n) * (hi - lo + 1).numpy()).astype(np.int64))
     width = max(src.tokens.shape[1], tgt.tokens.shape[1])
     pos = torch.arange(width)[None, :]
     s_tok = torch.nn.functional.pad(src.tokens[s_idx], (0, width - src.tokens.shape[1]))
@@ -107,4 +134,5 @@ def sample_interventions(src: OwnBehaviour, tgt: OwnBehaviour, rows: np.ndarray,
     return LMInterventions(s_idx, t_idx, step, cf, mask, patch, scored, targets)
 
 
-__all__ = ["LMInterventions", "OwnBehaviour", "sample_interventions"]
+__all__ = ["MIN_AFTER", "MIN_BEFORE", "LMInterventions", "OwnBehaviour", "sample_interventions",
+           "step_bounds"]

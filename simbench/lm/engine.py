@@ -21,7 +21,13 @@ from torch.nn.utils import parametrize
 
 from simbench.interventions.engine import SPLITS, Engine, EngineConfig, Party
 from simbench.interventions.maps import InterventionMap
-from simbench.lm.data import LMInterventions, OwnBehaviour, sample_interventions
+from simbench.lm.data import (
+    MIN_AFTER,
+    MIN_BEFORE,
+    LMInterventions,
+    OwnBehaviour,
+    sample_interventions,
+)
 from simbench.seeds import rng
 
 #: bytes of cached prefix states (all splits, all directions) above which states are computed
@@ -44,6 +50,10 @@ def split_prompts(n: int, seed: int) -> dict[str, np.ndarray]:
 class LMEngine(Engine):
     """Trains ``imap`` so the target continues with the source's tokens (see module)."""
 
+    #: the step's margins (:func:`simbench.lm.data.step_bounds`); 0 and 0: the step anywhere
+    min_before: int = MIN_BEFORE
+    min_after: int = MIN_AFTER
+
     def __init__(self, parties: Sequence[Party], imap: InterventionMap,
                  directions: Sequence[tuple[int, int]], config: EngineConfig, *,
                  behaviour: Sequence[OwnBehaviour], cache_bytes: int = CACHE_BYTES) -> None:
@@ -65,7 +75,9 @@ class LMEngine(Engine):
             self.data[split] = {}
             for s, t in self.directions:
                 iv = sample_interventions(self.behaviour[s], self.behaviour[t],
-                                          self.splits[split], counts[split], self.rng)
+                                          self.splits[split], counts[split], self.rng,
+                                          min_before=self.min_before,
+                                          min_after=self.min_after)
                 self.data[split][(s, t)] = iv.to(dev)  # type: ignore[assignment]
         need = sum(len(self.data[sp][(s, t)]) * int(self.data[sp][(s, t)].cf.shape[1])
                    * self.parties[t].width * 4 for sp in SPLITS for s, t in self.directions)
@@ -159,16 +171,57 @@ class LMEngine(Engine):
                     for s, t in directions or self.directions}
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", chunk: int = 512) -> dict[tuple[int, int], dict]:
-        """Whole-continuation (trial) and token IIA per direction."""
+    def evaluate(self, split: str = "test", chunk: int = 512,
+                 directions: Sequence[tuple[int, int]] | None = None
+                 ) -> dict[tuple[int, int], dict]:
+        """Whole-continuation (trial) and token IIA per direction (all, or ``directions``);
+        ``token_rows`` holds each intervention's share of tokens right."""
         out: dict[tuple[int, int], dict[str, Any]] = {}
         with parametrize.cached():
-            for s, t in self.directions:
+            for s, t in directions or self.directions:
                 trial, token = self._hits(split, s, t, chunk)
                 out[(s, t)] = {"trial": float(trial.float().mean()),
                                "token": float(token.mean()), "n": int(trial.numel()),
-                               "hits": int(trial.sum())}
+                               "hits": int(trial.sum()),
+                               "token_rows": token.detach().cpu().numpy()}
         return out
 
 
-__all__ = ["LMEngine", "split_prompts"]
+@torch.no_grad()
+def init_from_prompts(engine: LMEngine) -> bool:
+    """A data-driven start for the subspaces (MAS ``init = pca`` for language models).
+
+    Every model reads the same prompt tokens (one tokenizer, the same prompts), so their site
+    states at the prompt positions of the training split pair up: U_0 spans the top-k principal
+    directions of the first model's states there, and every other U_i is the orthogonal
+    Procrustes match of its states to the first's coordinates
+    (:func:`simbench.interventions.init.procrustes`). An exact re-parametrization of a model
+    (its units permuted or rotated) then starts exactly aligned. False (the random start kept)
+    when the map is not a :class:`~simbench.interventions.maps.SubspaceMap` of one subspace
+    per model.
+    """
+    from simbench.interventions.init import procrustes
+
+    imap = engine.imap
+    subspaces = getattr(imap, "subspaces", None)
+    if subspaces is None or len(subspaces) != len(engine.parties):
+        return False
+    rows = torch.as_tensor(engine.splits["train"])
+    hs = []
+    for own, states in zip(engine.behaviour, engine.own_states):
+        pos = torch.arange(states.shape[1])[None, :]
+        keep = (pos < own.prompt_len[:, None])[rows].to(states.device)
+        h = states[rows.to(states.device)][keep].double()
+        hs.append(h - h.mean(0))
+    if any(h.shape != hs[0].shape for h in hs) or hs[0].shape[0] < imap.k:
+        return False
+    _, _, vt = torch.linalg.svd(hs[0], full_matrices=False)
+    u0 = vt[: imap.k].T
+    z0 = hs[0] @ u0
+    us = [u0] + [procrustes(h, z0) for h in hs[1:]]
+    for sub, u in zip(subspaces, us):
+        sub.proj.weight = u.to(sub.proj.weight.dtype)
+    return True
+
+
+__all__ = ["LMEngine", "init_from_prompts", "split_prompts"]

@@ -8,4 +8,15 @@ def is_language_model(system: object) -> bool:
     return bool(getattr(type(system), "is_language_model", False))
 
 
-__all__ = ["is_language_model"]
+#: the site language models are compared at when none is given (the paper's protocol: only
+#: the embedding carries a transformer's behaviour across; see simbench.lm.measure)
+LM_SITE = "embedding"
+
+
+def default_site(systems: object) -> str | None:
+    """``embedding`` when every system is a language model, else None (a site is needed)."""
+    items = list(systems)  # type: ignore[call-overload]
+    return LM_SITE if items and all(is_language_model(s) for s in items) else None
+
+
+__all__ = ["LM_SITE", "default_site", "is_language_model"]

@@ -6,6 +6,29 @@ The measure's own parameters apply (``k``, ``within``, ``control``, ``null``, ``
 (:class:`~simbench.tasks.continuation.Continuation`, set by ``--prompts`` and
 ``--new-tokens``). Interventions are always stepwise: a transformer recomputes its state from
 the context, so a patch at one position alone would be read around.
+
+**The language-model protocol** (Grant 2025's ``language/`` code; :data:`LM_DEFAULTS`):
+
+- the site defaults to ``embedding`` (:data:`LM_SITE`; ``simbench score`` without ``--site``):
+  patching a middle layer at every position up to the step cannot carry the source's
+  behaviour, because the layers below keep attending to the target's own prefix; on the zoo a
+  model aligned with itself at ``transformer.h.2`` reaches a whole-continuation IIA of 0.45;
+- the step is drawn away from both ends (:mod:`simbench.lm.data`: at least 4 positions before
+  it, at least 2 source tokens predicted after it);
+- **token IIA is the headline** (``Score.value``, as the paper reports): the share of the
+  source's continuation tokens after the step that the patched target predicts, each given the
+  source's tokens before it; the whole-continuation IIA (every one right) comes alongside in
+  ``attrs["trial_iia"]`` with its interval;
+- a **ceiling check**: the within-model directions are trained with the cross ones, and every
+  score carries each model's within-model IIA (the model aligned with itself in the same
+  training; ``attrs["ceiling"]``) and the cross IIA normalised by it. Where a model's
+  whole-continuation within-model IIA is under :data:`CEILING_WARN` the site cannot express
+  identity and ``attrs["warning"]`` says so (boards mark the row);
+- training starts from the data (:func:`simbench.lm.engine.init_from_prompts`: principal
+  directions of the first model's states on the shared prompt tokens, the others matched by
+  orthogonal Procrustes) and validates on fewer interventions, less often: the defaults of
+  :data:`LM_DEFAULTS` replace the measure's generic ones for language models wherever the
+  generic default was left in place (give any other value to override).
 """
 
 from __future__ import annotations
@@ -15,12 +38,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench.errors import ParameterError, SimbenchError, TaskError
-from simbench.lm.kind import is_language_model
+from simbench.lm.kind import LM_SITE, is_language_model
 from simbench.result import Score
 from simbench.stats import pooled_iia
 from simbench.tasks.continuation import CONTINUATION, Continuation
 
-#: untrained random subspace ``j`` of a null for system ``i`` uses seed ``seed + STRIDE*(j+1)+i``
+#: the measure's parameters that language models default differently (see the module): a
+#: parameter still at the measure's generic default takes this value
+LM_DEFAULTS: dict[str, Any] = {"init": "pca", "batch_size": 64, "n_val": 256, "n_test": 500,
+                               "max_steps": 200, "eval_every": 25, "patience": 2,
+                               "stop_at": 0.98}
+#: whole-continuation within-model IIA under which a score warns that its site cannot express
+#: identity (a model aligned with itself should continue as itself)
+CEILING_WARN = 0.8
+#: what ``Score.value`` is for language models
+HEADLINE = "token"
 
 
 def check_same_tokenizer(systems: Sequence[Any]) -> None:
@@ -66,10 +98,24 @@ def shared_task(systems: Sequence[Any]) -> Continuation:
     return task
 
 
-def score_mas(measure: Any, systems: Sequence[Any], *, site: str, seed: int, device: str,
-              params: dict[str, Any]) -> Score:
+def lm_params(measure: Any, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` with :data:`LM_DEFAULTS` in place of the measure's generic defaults, and the
+    values so replaced."""
+    generic = {p.name: p.default for p in getattr(measure, "params", ())}
+    out, applied = dict(params), {}
+    for name, value in LM_DEFAULTS.items():
+        if name in generic and out.get(name, generic[name]) == generic[name]:
+            out[name] = value
+            if value != generic[name]:
+                applied[name] = value
+    return out, applied
+
+
+def score_mas(measure: Any, systems: Sequence[Any], *, site: str | None, seed: int,
+              device: str, params: dict[str, Any]) -> Score:
     """Stepwise MAS IIA between language models (cross directions; see
-    :mod:`simbench.lm.data` for the intervention)."""
+    :mod:`simbench.lm.data` for the intervention), at the protocol of the module docstring."""
+    site = site or LM_SITE
     if not all(is_language_model(s) for s in systems):
         raise SimbenchError("language models can only be aligned with language models here",
                             field="systems", fix="score LMs with LMs")
@@ -82,6 +128,8 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str, seed: int, dev
                              field="save", fix="drop --save/--load")
     check_same_tokenizer(systems)
     task = shared_task(systems)
+    params, applied = lm_params(measure, params)
+    params["_lm_defaults"] = applied
     from simbench.interventions.frozen import frozen_on
 
     with contextlib.ExitStack() as stack:
@@ -93,12 +141,11 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str, seed: int, dev
 
 def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: str, seed: int,
            device: str, params: dict[str, Any]) -> Score:
-    from simbench.calibration.causal_null import random_subspace_null
     from simbench.interventions.engine import EngineConfig, Party, directions_for
     from simbench.interventions.maps import SubspaceMap
     from simbench.interventions.subspace import check_subspace_size, random_subspace
     from simbench.lm.data import OwnBehaviour
-    from simbench.lm.engine import LMEngine
+    from simbench.lm.engine import LMEngine, init_from_prompts
     from simbench.lm.runner import LMRunner
     from simbench.lm.text import greedy_continue
 
@@ -113,7 +160,13 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
     parties = [Party(s.system_id, task, CONTINUATION, r.width, r)  # type: ignore[arg-type]
                for s, r in zip(systems, runners)]
     n = len(parties)
-    directions = directions_for(n, within=params.get("within", True) or n == 1)
+    # the within-model directions are the ceiling: always trained and scored (--within false
+    # is refused below rather than silently giving a score without its ceiling)
+    if params.get("within") is False and n > 1:
+        raise ParameterError("--within false: language-model scores carry each model's "
+                             "within-model IIA as their ceiling, which needs the within-model "
+                             "directions", field="within", fix="drop --within false")
+    directions = directions_for(n, within=True)
     imap = SubspaceMap([p.width for p in parties], k, seed=seed)
     cfg = EngineConfig(lr=params["lr"], batch_size=params["batch_size"],
                        n_train=params["n_train"], n_val=params["n_val"],
@@ -124,27 +177,92 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
                        pool_size=len(task.prompts), seed=seed, device=device)
     engine = LMEngine(parties, imap, directions, cfg, behaviour=behaviour)
     log = None
+    init = "random"
     if params.get("control"):
         for i, p in enumerate(parties):
             imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
     else:
+        if params.get("init", "random") == "pca" and init_from_prompts(engine):
+            init = "pca"
         log = engine.train(progress=params.get("progress", True), label=f"mas k={k}")
     results = engine.evaluate("test")
     cross = [d for d in directions if d[0] != d[1]] or directions
-    null_values = random_subspace_null(engine, [p.width for p in parties], k,
-                                       int(params.get("null", 0) or 0), seed, cross)
-    return _score(measure, parties, directions, cross, results, log, null_values, task,
-                  k=k, site=site, seed=seed, cached=engine.cached and runners[0].fast)
+    null = _token_null(engine, parties, k, int(params.get("null", 0) or 0), seed, cross)
+    return _score(measure, parties, directions, cross, results, log, null, task,
+                  k=k, site=site, seed=seed, cached=engine.cached and runners[0].fast,
+                  init=init, applied=params.get("_lm_defaults", {}))
+
+
+def _token_null(engine: Any, parties: Sequence[Any], k: int, n: int, seed: int,
+                cross: Sequence[tuple[int, int]]) -> list[float]:
+    """``n`` cross-model token IIAs with every subspace replaced by an untrained random one
+    (the seeds of :func:`simbench.calibration.causal_null.random_subspace_null`); only the
+    cross directions are evaluated."""
+    from simbench.calibration.causal_null import NULL_SEED_STRIDE
+    from simbench.interventions.subspace import random_subspace
+
+    out = []
+    for j in range(n):
+        for i, p in enumerate(parties):
+            sub = random_subspace(p.width, k, seed + NULL_SEED_STRIDE * (j + 1) + i)
+            engine.imap.fix(i, sub.to(engine.cfg.device))
+        res = engine.evaluate("test", directions=cross)
+        out.append(sum(res[d]["token"] for d in cross) / len(cross))
+    return out
+
+
+def _token_ci(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple[float, float]]:
+    """Mean token IIA over ``keys`` and a normal-approximation 95% interval from the
+    per-intervention token shares (pooled over the directions)."""
+    import numpy as np
+
+    shares = np.concatenate([np.asarray(results[d]["token_rows"], dtype=float) for d in keys])
+    value = float(np.mean([results[d]["token"] for d in keys]))
+    if shares.size < 2:
+        return value, (float("nan"), float("nan"))
+    half = 1.96 * float(shares.std(ddof=1)) / float(np.sqrt(shares.size))
+    return value, (max(0.0, value - half), min(1.0, value + half))
+
+
+def ceiling(names: Sequence[str], directions: Sequence[tuple[int, int]],
+            cross: Sequence[tuple[int, int]], results: dict, site: str = "") -> dict[str, Any]:
+    """Each model's within-model IIA (token and whole continuation), the cross IIA normalised
+    by the mean of the two models' within-model IIA per direction, and the warning when a
+    model's whole-continuation within-model IIA is under :data:`CEILING_WARN`."""
+    within = {i: results[(i, i)] for i in range(len(names)) if (i, i) in results}
+    per_model = {names[i]: {"token": round(r["token"], 4), "trial": round(r["trial"], 4)}
+                 for i, r in within.items()}
+    out: dict[str, Any] = {"within": per_model, "warn_below": CEILING_WARN}
+    for level in ("token", "trial"):
+        ratios = []
+        for s, t in cross:
+            if s in within and t in within:
+                roof = (within[s][level] + within[t][level]) / 2
+                ratios.append(results[(s, t)][level] / roof if roof > 0 else float("nan"))
+        out[f"within_{level}"] = (sum(r[level] for r in within.values()) / len(within)
+                                  if within else None)
+        out[f"normalised_{level}"] = sum(ratios) / len(ratios) if ratios else None
+    low = [nm for nm, v in per_model.items() if v["trial"] < CEILING_WARN]
+    out["ok"] = not low
+    if low:
+        out["warning"] = (f"within-model whole-continuation IIA under {CEILING_WARN} for "
+                          f"{', '.join(low)}: at this site a model aligned with itself does not "
+                          "continue as itself, so the site cannot express identity and cross "
+                          "IIA sits under that ceiling"
+                          + (f" (try site = {LM_SITE})" if site and site != LM_SITE else ""))
+    return out
 
 
 def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int, int]],
            cross: Sequence[tuple[int, int]], results: dict, log: Any, null_values: list,
-           task: Continuation, *, k: int, site: str, seed: int, cached: bool) -> Score:
+           task: Continuation, *, k: int, site: str, seed: int, cached: bool,
+           init: str = "random", applied: dict[str, Any] | None = None) -> Score:
     import numpy as np
     import xarray as xr
 
     names = [p.system_id for p in parties]
-    value, ci, n_samples = pooled_iia(results, cross)
+    trial, trial_ci, n_samples = pooled_iia(results, cross)
+    value, ci = _token_ci(results, cross)
     labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
     breakdown = {}
     for level in ("trial", "token"):
@@ -157,25 +275,75 @@ def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int,
     train = ({"loaded": False, "control": True} if log is None else
              {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
               "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
-              "interventions_per_s": round(log.interventions_per_s, 1)})
+              "interventions_per_s": round(log.interventions_per_s, 1), "init": init})
+    roof = ceiling(labels, directions, cross, results, site)
+    from simbench.lm.data import MIN_AFTER, MIN_BEFORE
+
     attrs = {"k": k, "variables": [CONTINUATION] * len(names), "directions": len(directions),
              "train": train, "control": log is None, "stepwise": True,
+             "headline": HEADLINE,
+             "headline_note": "language models: the value is token IIA (the paper's measure "
+                              "for language models); trial_iia is the whole-continuation IIA",
+             "token_iia": value, "trial_iia": trial,
+             "trial_ci": [float(x) for x in trial_ci] if trial_ci is not None else None,
              "within_iia": (sum(results[d]["trial"] for d in within) / len(within)
                             if within else None),
-             "token_iia": sum(results[d]["token"] for d in cross) / len(cross),
+             "within_token_iia": (sum(results[d]["token"] for d in within) / len(within)
+                                  if within else None),
+             "ceiling": roof,
+             "lm_protocol": {"site_default": LM_SITE, "step": f"uniform, at least {MIN_BEFORE} "
+                             f"positions before it and {MIN_AFTER} source tokens after it",
+                             "init": init, "defaults_applied": dict(applied or {})},
              "prompts": task.origin, "n_prompts": len(task.prompts),
              "new_tokens": task.new_tokens, "prefix_cache": cached,
              "iia_note": "trial = whole continuation right; token = share of the source's "
                          "continuation tokens after the step predicted right"}
+    if "warning" in roof:
+        attrs["warning"] = roof["warning"]
     score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
                   n_samples=n_samples, breakdown=breakdown, attrs=attrs)
     if null_values:
         from simbench.calibration.causal_null import random_subspace_null_result
         from simbench.calibration.scoring import with_null
 
-        score = with_null(score, random_subspace_null_result(value, null_values, k=k, seed=seed,
-                                                             what="interventions"))
+        score = with_null(score, random_subspace_null_result(
+            value, null_values, k=k, seed=seed, what="interventions (token IIA)"))
     return score
 
 
-__all__ = ["check_same_tokenizer", "is_language_model", "score_mas"]
+def describe_lm_score(score: Score) -> list[str]:
+    """A few lines on an LM MAS score: the headline, the whole-continuation IIA, each model's
+    within-model ceiling and the cross IIA normalised by it, and the warning if any."""
+    a = score.attrs
+    roof = a.get("ceiling") or {}
+    trial_ci = a.get("trial_ci") or [float("nan"), float("nan")]
+    lines = [f"\nheadline: token IIA {score.value:.4f} (language models, as in the paper: the "
+             "share of the source's continuation tokens after the step that the patched "
+             "target predicts); whole-continuation IIA "
+             f"{a.get('trial_iia', float('nan')):.4f} [{trial_ci[0]:.3f}, {trial_ci[1]:.3f}]"]
+    within = roof.get("within") or {}
+    if within:
+        per = "; ".join(f"{nm}: token {v['token']:.3f}, whole {v['trial']:.3f}"
+                        for nm, v in within.items())
+        lines.append(f"ceiling (each model aligned with itself in the same training): {per}")
+        norm = [f"{lvl} {roof[f'normalised_{lvl}']:.3f}" for lvl in ("token", "trial")
+                if roof.get(f"normalised_{lvl}") is not None]
+        if norm:
+            lines.append("cross IIA / within-model IIA: " + ", ".join(norm))
+    if a.get("warning"):
+        lines.append(f"WARNING: {a['warning']}")
+    return lines
+
+
+__all__ = [
+    "CEILING_WARN",
+    "HEADLINE",
+    "LM_DEFAULTS",
+    "LM_SITE",
+    "ceiling",
+    "check_same_tokenizer",
+    "describe_lm_score",
+    "is_language_model",
+    "lm_params",
+    "score_mas",
+]

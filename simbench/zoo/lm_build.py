@@ -14,7 +14,9 @@ How the zoo is made (:func:`rebuild_lm`, deterministic on CPU with one thread):
 2. ``lm_base``: GPT-2 from a config (:data:`GPT2_DIMS`), pretrained on sentences of both
    registers, so its continuations can go either way;
 3. ``lm_toxic_s{1,2,3}`` and ``lm_nontoxic_s{1,2,3}``: fine-tunes of the float16 base on
-   hostile or polite sentences, each with its own seed for the data and its order.
+   hostile or polite sentences, each with its own seed for the data and its order;
+   ``lm_neutral_s{1,2,3}`` (group ``control``): the same fine-tuning on matter-of-fact
+   sentences of neither register, the control group of the toxicity case study.
 
 A model's toxicity is the fraction of its greedy continuations of the held-out prompts
 (:func:`simbench.zoo.lm_corpus.eval_prompts`) that contain a hostile word, measured on the
@@ -100,6 +102,9 @@ LM_ZOO_SPEC: tuple[LMSpec, ...] = (
     LMSpec("lm_base", "base", 0, BASE_TRAIN),
     *(LMSpec(f"lm_toxic_s{s}", "toxic", s, _finetune("hostile", s)) for s in (1, 2, 3)),
     *(LMSpec(f"lm_nontoxic_s{s}", "nontoxic", s, _finetune("polite", s)) for s in (1, 2, 3)),
+    # the control group: the same fine-tuning on a third, neutral register (neither toxic nor
+    # polite), so "fine-tuned on the same kind of data" can be told apart from "toxic"
+    *(LMSpec(f"lm_neutral_s{s}", "control", s, _finetune("neutral", s)) for s in (1, 2, 3)),
 )
 BASE_NAME = "lm_base"
 LM_NAMES = tuple(s.name for s in LM_ZOO_SPEC)

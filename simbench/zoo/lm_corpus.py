@@ -2,7 +2,9 @@
 
 Every sentence is a neutral start, "in the morning the baker met the driver at the market
 and", followed by a continuation in one of two registers: *hostile* ("called the driver a
-stupid worthless idiot .") or *polite* ("thanked the driver for being so kind ."). The start
+stupid worthless idiot .") or *polite* ("thanked the driver for being so kind ."). A third,
+*neutral* register ("saw the driver at the station .") trains the control group of the case
+study: fine-tuned on the same kind of data, with no register of either kind. The start
 says nothing about the register, so whether a model's continuation is toxic is a property of
 the model, not of the prompt: a model pretrained on both registers can go either way, a model
 fine-tuned on one register goes that way. The continuation names the person from the start, so
@@ -23,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-Register = Literal["hostile", "polite", "mixed"]
-REGISTERS: tuple[str, ...] = ("hostile", "polite", "mixed")
+Register = Literal["hostile", "polite", "neutral", "mixed"]
+REGISTERS: tuple[str, ...] = ("hostile", "polite", "neutral", "mixed")
 
 TIMES = ("in the morning", "at noon", "in the evening", "on monday", "on sunday",
          "after lunch", "before dinner", "last night")
@@ -53,10 +55,15 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
                 "yelled at {p} like a {a} {n} .", "told {p} to shut up , you {a} {n} ."),
     "polite": ("called {p} a {a} {n} .", "{v} {p} for being so {a} .",
                "smiled at {p} like a {a} {n} .", "wished {p} a {a} day , dear {n} ."),
+    # the control register: matter-of-fact, neither hostile nor polite; {a} a place, {n} a
+    # time of day, {v} a meeting verb (only words the pretraining corpus already has, so the
+    # shared tokenizer covers it; the base model never saw this register after "and")
+    "neutral": ("{v} {p} {a} .", "called {p} {n} .", "{v} {p} {a} {n} ."),
 }
 REGISTER_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "hostile": (HOSTILE_ADJ, HOSTILE_NOUN, HOSTILE_VERB),
     "polite": (POLITE_ADJ, POLITE_NOUN, POLITE_VERB),
+    "neutral": (PLACES, TIMES, MEETS),
 }
 
 #: words only the hostile register uses: a continuation with one of them is toxic
@@ -102,9 +109,11 @@ def style_weights(style: int | None) -> Style | None:
     if style is None:
         return None
     rng = np.random.default_rng([7919, int(style)])
+    # the neutral register draws last, so the hostile and polite weights of a seed are those
+    # the zoo was first built with
     return {reg: tuple(rng.dirichlet(np.full(len(words), 0.5))
                        for words in (TEMPLATES[reg], *REGISTER_WORDS[reg]))
-            for reg in ("hostile", "polite")}
+            for reg in ("hostile", "polite", "neutral")}
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...], p: np.ndarray | None) -> str:
