@@ -186,7 +186,6 @@ def test_commands_are_checked() -> None:
     assert check_command("simbench score cka a.nc b.nc --site hidden --debiased") is None
     assert check_command("simbench score clmas a b --site hidden --control true")
     assert check_command("simbench score cka a.nc b.nc --site hidden --kk 3")
-    assert check_command("simbench score cka a.nc b.nc --n-boot 10")  # --site is required
     assert check_command("simbench zoo list --nope")
     assert check_command("simbench nosuchcommand")
     assert check_command("simbench --help") is None
