@@ -105,11 +105,12 @@ def test_shipped_leaderboards_from_the_wheel(installed_wheel: Path, tmp_path: Pa
     env = {**os.environ, "PYTHONPATH": str(installed_wheel), "OMP_NUM_THREADS": "1"}
     env.pop("SIMBENCH_STORE", None)
     code = "import sys; from simbench.cli import main; sys.exit(main(sys.argv[1:]))"
-    for name, jobs in (("paper", 158), ("lm_toxicity", 45)):
+    # (the shipped lm_toxicity run is partial: 68 of its spec's 108 jobs)
+    for name, jobs in (("paper", "158/158"), ("lm_toxicity", "68/108")):
         done = subprocess.run([sys.executable, "-c", code, "leaderboard", name, "--board",
                                "validity"], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert f"{jobs}/{jobs} jobs" in done.stdout
+        assert f"{jobs} jobs" in done.stdout
         assert f"{installed_wheel}/simbench_results/{name}.sqlite" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing written where it ran
