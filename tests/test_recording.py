@@ -265,7 +265,7 @@ def test_a_huge_declared_dimension_is_refused_before_reading(tmp_path: Path) -> 
 
 
 def test_the_memory_check_bounds_a_real_process(tmp_path: Path) -> None:
-    """`simbench load` of a file declaring 800 MB, in a process told it has 256 MB: refused
+    """`load_recording` of a file declaring 800 MB, in a process told it has 256 MB: refused
     before reading, and the process never holds the data (peak RSS well under 800 MB).
     (`simbench validate` of such files: tests/test_bounded_validation.py.)"""
     if not Path("/proc/self/status").exists():

@@ -27,6 +27,7 @@ from simbench.recording.memory import (
     check_declared_size,
     declared_variables,
     format_size,
+    largest_declared,
     memory_limit,
 )
 from simbench.recording.schema import ACTIVITY, SCHEMA, Recording
@@ -132,13 +133,12 @@ def _check_coordinates_fit(path: Path) -> None:
     total, limit = sum(v[3] for v in rest), memory_limit()
     if total <= limit:
         return
-    name, dims, dtype, nbytes = max(rest, key=lambda v: v[3])
-    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    name, text = largest_declared(rest)
     raise RecordingError(
         f"the file declares {format_size(sum(v[3] for v in variables))} of data; its "
         f"coordinates, which are held in memory while the activity is read a block at a time, "
-        f"declare {format_size(total)} (largest: '{name}' [{shape}] {dtype}, "
-        f"{format_size(nbytes)}), more than the {format_size(limit)} they may use; nothing "
+        f"declare {format_size(total)} (largest: {text}), more than the "
+        f"{format_size(limit)} they may use; nothing "
         "was read", file=path, field=name.rsplit("/", 1)[-1],
         fix="if those sizes are wrong the file is damaged or was written with a wrong "
         "dimension (see `ncdump -h FILE`); if they are right, split the recording into files "

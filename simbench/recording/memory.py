@@ -119,11 +119,10 @@ def check_declared_size(path: str | Path) -> None:
                                largest)
     if total + buffer <= limit:
         return
-    name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])
-    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    name, text = largest_declared(variables)
     raise RecordingError(
-        f"the file declares {format_size(total)} of data (largest: '{name}' [{shape}] {dtype}, "
-        f"{format_size(nbytes)}); loading it holds that plus a {format_size(buffer)} read "
+        f"the file declares {format_size(total)} of data (largest: {text}); loading it holds "
+        f"that plus a {format_size(buffer)} read "
         f"buffer, more than the {format_size(limit)} it may use "
         f"({MEMORY_FRACTION:.0%} of {format_size(avail)} available); nothing was read",
         file=path, field=name.rsplit("/", 1)[-1],
@@ -132,6 +131,14 @@ def check_declared_size(path: str | Path) -> None:
         "memory); if they are right, use a machine with more memory, a measure that reads "
         f"it by blocks (cka, rsa), or split the recording into files by site or by stimuli "
         f"({MEMORY_ENV} sets the memory simbench assumes)")
+
+
+def largest_declared(variables: list[Declared]) -> tuple[str, str]:
+    """(name, "'name' [dim=n, ...] dtype, size") of the largest of ``variables`` (as
+    :func:`declared_variables` gives them), for error messages."""
+    name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])
+    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    return name, f"'{name}' [{shape}] {dtype}, {format_size(nbytes)}"
 
 
 def format_size(nbytes: float) -> str:
