@@ -468,13 +468,7 @@ def _unit_moments(tx: torch.Tensor, ty: torch.Tensor, units: Sequence[_Rows], de
 
     f64, dev = torch.float64, tx.device
     dx, dy = tx.shape[1], ty.shape[1]
-    shapes = {"n": (), "sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy), "mx": (dx,),
-              "my": (dy,)}
-    if debiased:
-        shapes.update({"qxx": (), "qyy": (), "qxy": (), "vxx": (dx,), "vyy": (dy,),
-                       "vxy": (dx,), "vyx": (dy,)})
-    out = {k: torch.zeros((len(units), *shape), dtype=f64, device=dev)
-           for k, shape in shapes.items()}
+    out = _moment_accumulators(len(units), dx, dy, debiased, dev)
     itemsize = torch.empty((), dtype=cdtype).element_size()
     rows = max(256, CHUNK_BYTES // (2 * itemsize * max(dx, dy)))
     rows = min(rows, tx.shape[0])
@@ -486,23 +480,44 @@ def _unit_moments(tx: torch.Tensor, ty: torch.Tensor, units: Sequence[_Rows], de
         for bx, by in zip(_blocks(tx, unit, rows), _blocks(ty, unit, rows)):
             xs = _prepared(bx, bufx, cosine, mux)
             ys = _prepared(by, bufy, cosine, muy)
-            out["n"][g] += xs.shape[0]
-            out["sxx"][g] += xs.T @ xs
-            out["syy"][g] += ys.T @ ys
-            out["sxy"][g] += xs.T @ ys
-            out["mx"][g] += xs.sum(0)
-            out["my"][g] += ys.sum(0)
-            if debiased:
-                x64, y64 = xs.to(f64), ys.to(f64)
-                rx, ry = (x64 * x64).sum(1), (y64 * y64).sum(1)  # squared row norms
-                out["qxx"][g] += rx @ rx
-                out["qyy"][g] += ry @ ry
-                out["qxy"][g] += rx @ ry
-                out["vxx"][g] += rx @ x64
-                out["vyy"][g] += ry @ y64
-                out["vxy"][g] += ry @ x64
-                out["vyx"][g] += rx @ y64
+            _add_moments(out, g, xs, ys, [(xs.to(f64), ys.to(f64))] if debiased else [])
     return out
+
+
+def _moment_accumulators(n_units: int, dx: int, dy: int, debiased: bool,
+                         device: torch.device) -> dict[str, torch.Tensor]:
+    """Zeroed float64 sums per unit: row count, X'X, Y'Y, X'Y, column sums and (debiased)
+    the row-norm moments."""
+    import torch
+
+    shapes = {"n": (), "sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy), "mx": (dx,),
+              "my": (dy,)}
+    if debiased:
+        shapes.update({"qxx": (), "qyy": (), "qxy": (), "vxx": (dx,), "vyy": (dy,),
+                       "vxy": (dx,), "vyx": (dy,)})
+    return {k: torch.zeros((n_units, *shape), dtype=torch.float64, device=device)
+            for k, shape in shapes.items()}
+
+
+def _add_moments(m: dict[str, torch.Tensor], g: int, xs: torch.Tensor, ys: torch.Tensor,
+                 f64_pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Add one block of prepared rows into unit ``g``'s sums; ``f64_pairs`` holds the same
+    rows in float64 (whole or in slices) for the debiased row-norm moments, empty otherwise."""
+    m["n"][g] += xs.shape[0]
+    m["sxx"][g] += xs.T @ xs
+    m["syy"][g] += ys.T @ ys
+    m["sxy"][g] += xs.T @ ys
+    m["mx"][g] += xs.sum(0)
+    m["my"][g] += ys.sum(0)
+    for x64, y64 in f64_pairs:
+        rx, ry = x64.square().sum(1), y64.square().sum(1)  # squared row norms
+        m["qxx"][g] += rx @ rx
+        m["qyy"][g] += ry @ ry
+        m["qxy"][g] += rx @ ry
+        m["vxx"][g] += rx @ x64
+        m["vyy"][g] += ry @ y64
+        m["vxy"][g] += ry @ x64
+        m["vyx"][g] += rx @ y64
 
 
 def _feature_ingredients(m: dict[str, torch.Tensor], debiased: bool
@@ -1002,29 +1017,13 @@ def chunked_cka(
         sy += _sum64(_prepared(by, bufy, cosine, None))
         del bx, by
     mux, muy = (sx / n).to(cdtype), (sy / n).to(cdtype)
-    m = {k: torch.zeros((1, *shape), dtype=f64, device=dev) for k, shape in {
-        "sxx": (dx, dx), "syy": (dy, dy), "sxy": (dx, dy), "mx": (dx,), "my": (dy,),
-        "qxx": (), "qyy": (), "qxy": (), "vxx": (dx,), "vyy": (dy,), "vxy": (dx,),
-        "vyx": (dy,)}.items()}
+    m = _moment_accumulators(1, dx, dy, debiased, dev)
     for bx, by in blocks("CKA sums"):
         xs = _prepared(bx, bufx, cosine, mux)
         ys = _prepared(by, bufy, cosine, muy)
         del bx, by  # copied into the buffers: free before the next block is read
-        m["sxx"][0] += xs.T @ xs
-        m["syy"][0] += ys.T @ ys
-        m["sxy"][0] += xs.T @ ys
-        m["mx"][0] += xs.sum(0)
-        m["my"][0] += ys.sum(0)
-        if debiased:  # row-norm moments in float64, a slice of rows at a time
-            for x64, y64 in zip(_f64_slices(xs), _f64_slices(ys)):
-                rx, ry = x64.square().sum(1), y64.square().sum(1)
-                m["qxx"][0] += rx @ rx
-                m["qyy"][0] += ry @ ry
-                m["qxy"][0] += rx @ ry
-                m["vxx"][0] += rx @ x64
-                m["vyy"][0] += ry @ y64
-                m["vxy"][0] += ry @ x64
-                m["vyx"][0] += rx @ y64
+        # debiased: row-norm moments in float64, a slice of rows at a time
+        _add_moments(m, 0, xs, ys, zip(_f64_slices(xs), _f64_slices(ys)) if debiased else [])
     nn = torch.full((1,), float(n), dtype=f64, device=dev)
     value = float(_cka_from(*_feature_ingredients(m, debiased), nn, debiased)[0])
     attrs = {"kernel": kernel, "debiased": debiased, "form": "chunked", "dtype": dtype,
