@@ -95,8 +95,8 @@ class Score:
             "breakdown": {k: v.to_dict() for k, v in self.breakdown.items()},
             "attrs": _jsonable(self.attrs),
             **({} if not self.has_null else {
-                "null_mean": _opt_num(self.null_mean), "null_sd": _opt_num(self.null_sd),
-                "p_value": _opt_num(self.p_value), "null_size": self.null_size,
+                "null_mean": _num(self.null_mean), "null_sd": _num(self.null_sd),
+                "p_value": _num(self.p_value), "null_size": self.null_size,
                 "null_method": self.null_method}),
         }
 
@@ -202,10 +202,6 @@ def _pfmt(p: float | None) -> str:
     return f"{float(p):.4g}"
 
 
-def _opt_num(x: float | None) -> float | None:
-    return None if x is None else _num(float(x))
-
-
 def _opt_float(x: float | None, present: Any) -> float | None:
     """A null field back from JSON: None when no null was drawn, NaN when it was non-finite."""
     if present is None:
@@ -219,6 +215,7 @@ def _float(x: float | None) -> float:
 
 
 def _num(x: float | None) -> float | None:
+    """A number for JSON: None for a missing or non-finite one (JSON has no NaN)."""
     return None if x is None or not math.isfinite(x) else float(x)
 
 
