@@ -226,17 +226,24 @@ def _shipped_name(arg: str | None) -> str | None:
     return next((n for n, p in specs.items() if p.resolve() == resolved), None)
 
 
-def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+def _spec_and_jobs(spec_arg: str | Path, lenient: bool) -> tuple[Any, list[Any]]:
+    """The spec (its plugin imports announced first) and its jobs; its notes go to stderr."""
     from simbench.bench.jobs import prepare
-    from simbench.bench.runner import run_spec
     from simbench.bench.spec import load_spec
-    from simbench.bench.store import Store
 
-    _announce_plugins(args.spec)
-    spec = load_spec(args.spec, lenient=args.skip_missing)
+    _announce_plugins(str(spec_arg))
+    spec = load_spec(spec_arg, lenient=lenient)
     jobs = prepare(spec)
     for note in spec.notes:
         print(f"note: {note}", file=sys.stderr)
+    return spec, jobs
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from simbench.bench.runner import run_spec
+    from simbench.bench.store import Store
+
+    spec, jobs = _spec_and_jobs(args.spec, lenient=args.skip_missing)
     path = writable_store(store_path(args.store, spec), spec.name)
     if args.dry_run:
         from simbench.bench.runner import job_state
@@ -433,12 +440,10 @@ def board_dict(board: Any, boards: tuple[str, ...] = ("validity", "matrices", "t
                            "jobs": {"done": board.done, "failed": board.failed,
                                     "total": board.total},
                            "entries": plain(board.entries), "notes": list(board.notes)}
-    if "validity" in boards:
-        out["validity"] = plain(board.validity)
-    if "matrices" in boards:
-        out["matrices"] = plain(board.matrices)
-    if "target" in boards:
-        out["rankings"] = plain(board.rankings)
+    for name, key in (("validity", "validity"), ("matrices", "matrices"),
+                      ("target", "rankings")):
+        if name in boards:
+            out[key] = plain(getattr(board, key))
     return out
 
 
@@ -454,16 +459,10 @@ def demo_spec_path() -> Path:
 
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.bench.jobs import prepare
     from simbench.bench.runner import run_spec
-    from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
 
-    _announce_plugins(str(args.spec or demo_spec_path()))
-    spec = load_spec(args.spec or demo_spec_path(), lenient=True)
-    jobs = prepare(spec)
-    for note in spec.notes:
-        print(f"note: {note}", file=sys.stderr)
+    spec, jobs = _spec_and_jobs(args.spec or demo_spec_path(), lenient=True)
     path = writable_store(store_path(args.store, None, default="demo.sqlite"), "demo")
     print(f"demo: {len(jobs)} jobs from {spec.path} into {path}", file=sys.stderr)
     with Store(path) as store:
