@@ -29,32 +29,6 @@ SOFT_CITATION = ("Khosla & Williams (2024). Soft Matching Distance: A metric on 
                  "representations that captures single-neuron tuning. UniReps (PMLR 243).")
 
 
-class Procrustes(PairedRowMeasure):
-    """Procrustes angular distance: the angle between two centred representations after the
-    best rotation of one onto the other (zero-padded to the same width)."""
-
-    name = "procrustes_angular"
-    symmetric = True
-    higher_is_better = False
-    range = (0.0, math.pi / 2)
-    #: the angle between independent systems as the samples grow (for the small-n bias check)
-    independent_value = math.pi / 2
-    citation = SHAPE_CITATION
-    description = ("Procrustes angular distance arccos(||X'Y||_* / (||X|| ||Y||)) of the "
-                   "centred activity (radians); 0 = same representation up to rotation, "
-                   "translation and isotropic scaling. A metric (Williams et al. 2021, alpha=1).")
-    params = common_params()
-
-    def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
-        return lambda x, y: shape_distance(x, y, 1.0)
-
-    def moment_statistic(self, params: dict[str, Any]) -> Any:
-        return lambda m: shape_distance_of(m, 1.0)
-
-    def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"alpha": 1.0, "units": "radians"}
-
-
 class ShapeMetric(PairedRowMeasure):
     """The generalized shape metric family: CCA (alpha 0) through Procrustes (alpha 1)."""
 
@@ -62,6 +36,7 @@ class ShapeMetric(PairedRowMeasure):
     symmetric = True
     higher_is_better = False
     range = (0.0, math.pi / 2)
+    #: the angle between independent systems as the samples grow (for the small-n bias check)
     independent_value = math.pi / 2
     citation = SHAPE_CITATION
     description = ("Generalized shape metric (angular): partial whitening "
@@ -70,15 +45,34 @@ class ShapeMetric(PairedRowMeasure):
     params = (Param("alpha", 0.5, "whitening: 0 = CCA (full whitening), 1 = Procrustes (none)",
                     low=0.0, high=1.0), *common_params())
 
+    def alpha(self, params: dict[str, Any]) -> float:
+        """The whitening of this measure: its ``alpha`` parameter."""
+        return params["alpha"]
+
     def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
-        alpha = params["alpha"]
+        alpha = self.alpha(params)
         return lambda x, y: shape_distance(x, y, alpha)
 
     def moment_statistic(self, params: dict[str, Any]) -> Any:
-        return lambda m: shape_distance_of(m, params["alpha"])
+        alpha = self.alpha(params)
+        return lambda m: shape_distance_of(m, alpha)
 
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"alpha": params["alpha"], "units": "radians"}
+        return {"alpha": self.alpha(params), "units": "radians"}
+
+
+class Procrustes(ShapeMetric):
+    """Procrustes angular distance: the angle between two centred representations after the
+    best rotation of one onto the other (zero-padded to the same width): alpha fixed at 1."""
+
+    name = "procrustes_angular"
+    description = ("Procrustes angular distance arccos(||X'Y||_* / (||X|| ||Y||)) of the "
+                   "centred activity (radians); 0 = same representation up to rotation, "
+                   "translation and isotropic scaling. A metric (Williams et al. 2021, alpha=1).")
+    params = common_params()
+
+    def alpha(self, params: dict[str, Any]) -> float:
+        return 1.0
 
 
 class SoftMatching(PairedRowMeasure):
