@@ -122,12 +122,10 @@ def from_spike_times(
             number of trials or bins does not match, non-integer variables.
     """
     bw = _bin_width(bin_width)
-    if outside not in ("error", "drop"):
-        raise RecordingError(f"outside={outside!r} is not one of 'error', 'drop'",
-                             site=site, field="outside")
-    if partial_bins not in ("error", "drop"):
-        raise RecordingError(f"partial_bins={partial_bins!r} is not one of 'error', 'drop'",
-                             site=site, field="partial_bins")
+    for name, policy in (("outside", outside), ("partial_bins", partial_bins)):
+        if policy not in ("error", "drop"):
+            raise RecordingError(f"{name}={policy!r} is not one of 'error', 'drop'",
+                                 site=site, field=name)
     win = _windows(trial_starts, trial_duration, trial_ends, align_to, bw, partial_bins, site)
     units, ids = _units(spike_times, unit_ids, site)
     n_trials, n_time, n_units = len(win.t0), win.n_time, len(units)
@@ -660,9 +658,7 @@ def _variable_grid(values: Any, name: str, win: _Windows, n: int, n_time: int, s
 
 def _integers(arr: np.ndarray, name: str, site: str) -> np.ndarray:
     """Integer values as int64; NaN -> -1 (undefined); anything else non-integer is an error."""
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if arr.dtype.kind in "iu":
+    if arr.dtype.kind in "biu":  # booleans and integers
         return arr.astype(np.int64)
     if arr.dtype.kind == "f":
         nan = np.isnan(arr)
