@@ -172,27 +172,25 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
             f"{budget.reason('it')}", field="null", site=site,
             fix="drop --null, or score a subset of the stimuli for a null")
     dx, dy = int(pair.x.shape[1]), int(pair.y.shape[1])
-    itemsize = 4 if params["dtype"] == "float32" else 8
+    sizes = {"debiased": params["debiased"], "itemsize": 4 if params["dtype"] == "float32" else 8}
     memory = "--memory-mb" if budget.explicit else "the memory simbench may use"
+
+    def mib(rows: int) -> float:
+        return chunked_memory_bytes(dx, dy, rows, **sizes) / 2**20
+
     try:
-        fits = chunk_rows_for(dx, dy, budget.block_mb, debiased=params["debiased"],
-                              itemsize=itemsize)
+        fits = chunk_rows_for(dx, dy, budget.block_mb, **sizes)
     except EstimatorError:
-        need = chunked_memory_bytes(dx, dy, 256, debiased=params["debiased"],
-                                    itemsize=itemsize) / 2**20
-        fixed = chunked_memory_bytes(dx, dy, 0, debiased=params["debiased"],
-                                     itemsize=itemsize) / 2**20
         raise ParameterError(
             f"{measure.name} (chunked): {memory} = {budget.block_mb:g} MiB does not hold the "
-            f"float64 accumulators of {dx} x {dy} units ({fixed:,.2f} MiB) and a block of rows",
+            f"float64 accumulators of {dx} x {dy} units ({mib(0):,.2f} MiB) and a block of rows",
             field="memory_mb", site=site,
-            fix=f"pass --memory-mb {math.ceil(need)} or more (blocks of 256 rows)"
+            fix=f"pass --memory-mb {math.ceil(mib(256))} or more (blocks of 256 rows)"
             + ("" if budget.explicit else "; or raise SIMBENCH_MEMORY_MB")) from None
     rows = params["chunk_rows"]
     if rows > fits:
         raise ParameterError(
-            f"{measure.name} (chunked): chunk_rows = {rows:,} needs "
-            f"{chunked_memory_bytes(dx, dy, rows, debiased=params['debiased'], itemsize=itemsize) / 2**20:,.1f}"
+            f"{measure.name} (chunked): chunk_rows = {rows:,} needs {mib(rows):,.1f}"
             f" MiB, more than {memory} ({budget.block_mb:g} MiB)", field="chunk_rows", site=site,
             fix=f"pass --chunk-rows {fits} or fewer (what fits), 0 for the most that fits, or "
             "raise --memory-mb")
