@@ -10,6 +10,7 @@ from pathlib import Path
 
 from simbench.cli.core import DEVICE_HELP
 from simbench.cli.output import table
+from simbench.errors import ParameterError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,11 +125,7 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     found = get_arch(args.arch)
     arch = found.name
     cfg = default_train_config(arch, task)
-    if args.max_steps:
-        cfg.max_steps = args.max_steps
-    if args.target:
-        cfg.target = args.target
-    for field in ("batch_size", "lr", "eval_every"):
+    for field in ("max_steps", "target", "batch_size", "lr", "eval_every"):
         if getattr(args, field):
             setattr(cfg, field, getattr(args, field))
     if args.all_counts:
@@ -152,8 +149,6 @@ def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.zoo.lm_build import LM_NAMES, rebuild_lm
 
     if args.lm_steps is not None and not args.dir:
-        from simbench.errors import ParameterError
-
         raise ParameterError("--lm-steps trains models that are not the shipped ones, so it "
                              "does not write into the shipped zoo", field="--lm-steps",
                              fix="add --dir DIR to write the capped models there")
@@ -162,8 +157,6 @@ def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
     known = {*LM_NAMES, "lm", "numeric", *(zoo_id(t, a, s) for t, a, s in ZOO_SPEC)}
     unknown = [n for n in only if n not in known]
     if unknown:
-        from simbench.errors import ParameterError
-
         raise ParameterError(f"no zoo model {', '.join(map(repr, unknown))}", field="--only",
                              fix="ids are listed by `simbench zoo list`; 'lm' selects every "
                              "language model, 'numeric' every other model")
