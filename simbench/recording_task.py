@@ -10,12 +10,13 @@ works for a task plugin as for the built-in ones, and never imports torch.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from simbench.errors import CoverageWarning
+from simbench.errors import CoverageWarning, RecordingError, SimbenchError
 from simbench.recording import Recording
 from simbench.tasks.base import UNDEFINED
 
@@ -73,10 +74,6 @@ def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
     :class:`CoverageWarning` with the numbers. Returns, per variable, the values recorded, the
     values needed and the fewest stimuli reaching a needed value (what a score records).
     """
-    import warnings
-
-    from simbench.errors import RecordingError
-
     restrict = restrict or {}
     summary: dict[str, dict[str, Any]] = {}
     refused: list[str] = []
@@ -88,8 +85,7 @@ def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
         if name in restrict:
             lo, hi = restrict[name]
             needed = {v for v in needed if lo <= v <= hi}
-        low = {v: states.get(v, 0) for v in sorted(needed)
-               if states.get(v, 0) < MIN_STATES_PER_VALUE}
+        low = _too_few_states(states, needed)
         few = {v: stimuli[v] for v in sorted(needed)
                if v not in low and stimuli.get(v, 0) < GOOD_STIMULI_PER_VALUE}
         if low:
@@ -138,7 +134,6 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
     :class:`~simbench.errors.RecordingError` when it cannot: no ``token`` coordinate, tokens
     outside the task's vocabulary, or sequences the causal model refuses (naming why).
     """
-    from simbench.errors import RecordingError, SimbenchError
     from simbench.stimuli import token_ids_of_strings
 
     if names is None:
@@ -189,8 +184,6 @@ def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None
     out = {v: (derived[v] if v in derived else
                np.asarray(ds[v].transpose(*step_dims).values)) for v in task.variables}
     if derived and warn:
-        import warnings
-
         warnings.warn(
             f"{file or 'the recording'}{f', site {site!r}' if site else ''}: no coordinate for "
             f"{', '.join(repr(v) for v in derived)}; computed from the recorded tokens by task "
@@ -238,8 +231,6 @@ def site_task_problems(ds: Any, task: Any, *,
     why = ""
     missing = [v for v in task.variables if v not in ds.coords]
     if missing and not any(f == "token" for f, _ in problems):
-        from simbench.errors import SimbenchError
-
         try:
             derived = derive_variables(ds, task, missing)
         except SimbenchError as exc:
@@ -268,8 +259,7 @@ def site_task_problems(ds: Any, task: Any, *,
             problems.append((name, f"values task '{task.name}' cannot produce: {listed}; it "
                              f"produces {name} in {_ranges(allowed)} (-1 = undefined)"))
         states = state_coverage(raw, valid)
-        low = {v: states.get(v, 0) for v in sorted(allowed)
-               if states.get(v, 0) < MIN_STATES_PER_VALUE}
+        low = _too_few_states(states, allowed)
         if low:
             absent = {v for v, n in low.items() if n == 0}
             parts = []
@@ -303,8 +293,6 @@ def task_problems(rec: Recording, task: Any) -> list[str]:
 def task_notes(rec: Recording, task: Any) -> list[str]:
     """What checking ``rec`` against ``task`` supplied rather than found: causal variables a
     site lacks that the task computes from its tokens (one sentence per site)."""
-    from simbench.errors import SimbenchError
-
     out = []
     for site, ds in rec.sites.items():
         missing = [v for v in task.variables if v not in ds.coords]
@@ -318,6 +306,11 @@ def task_notes(rec: Recording, task: Any) -> list[str]:
                    f"{', '.join(repr(v) for v in missing)}; computed from the tokens by task "
                    f"'{task.name}''s causal model")
     return out
+
+
+def _too_few_states(states: dict[int, int], needed: set[int]) -> dict[int, int]:
+    """The needed values held by fewer than ``MIN_STATES_PER_VALUE`` states, with their count."""
+    return {v: states.get(v, 0) for v in sorted(needed) if states.get(v, 0) < MIN_STATES_PER_VALUE}
 
 
 def _ranges(values: set[int]) -> str:
