@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from simbench.cli.output import table
-from simbench.errors import ParameterError
+from simbench.errors import ParameterError, TaskError, did_you_mean
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -172,8 +173,6 @@ def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
             key, negated = key[3:], True
         param = params.get(key)
         if param is None:
-            from simbench.errors import did_you_mean
-
             raise ParameterError(f"measure '{measure.name}' has no parameter {flag(key)}",
                                  field=key, fix=did_you_mean(
                                      flag(key), [flag(p) for p in params], sort=False,
@@ -472,9 +471,6 @@ def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
 def record_lm(args: argparse.Namespace) -> int:
     """``simbench record DIR --prompts FILE --out X.nc``: a language model's sites over its
     prompts as a recording (prompt, token position, unit)."""
-    import time
-
-    from simbench.errors import TaskError
     from simbench.lm.system import LMSystem
     from simbench.recording import save_recording
     from simbench.tasks.continuation import Continuation

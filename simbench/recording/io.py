@@ -11,6 +11,7 @@ time (the correlative measures ``cka`` and ``rsa`` do so, see :mod:`simbench.pai
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -248,8 +249,6 @@ def declared_schema(path: str | Path) -> str | None:
 
 def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """netCDF attrs hold strings and numbers only: drop Nones, encode bools and dicts."""
-    import json
-
     out = {}
     for key, value in attrs.items():
         if value is None:

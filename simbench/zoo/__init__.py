@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simbench.errors import CheckpointError, TrainingError
+from simbench.errors import CheckpointError, TaskError, TrainingError
 from simbench.zoo.lm_build import LM_ZOO_DIR, list_lm_models, lm_model_dir
 from simbench.zoo.manifest import (
     MANIFEST,
@@ -51,7 +51,6 @@ ZOO_SPEC: tuple[tuple[str, str, int], ...] = (
 def zoo_id(task: str, arch: str, seed: int) -> str:
     """``gru_multi_s1`` style id of a (task, arch, seed): the architecture's id prefix and the
     task's ``short_name`` (each its name where it has none, or is not registered)."""
-    from simbench.errors import TaskError
     from simbench.registry import task_by_name
     from simbench.zoo.archs import find_arch
 

@@ -27,6 +27,7 @@ transformers; the functions do.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -214,8 +215,6 @@ def train_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: LM
     drawn with a ``torch.Generator`` seeded with ``order_seed``; AdamW with linear warm-up then
     cosine decay. Returns the steps, the mean loss of the last tenth of the steps and the time.
     """
-    import math
-
     import torch
 
     ids, labels = encode_sentences(

@@ -25,6 +25,8 @@ from typing import Literal
 
 import numpy as np
 
+from simbench.errors import ParameterError
+
 Register = Literal["hostile", "polite", "neutral", "mixed"]
 REGISTERS: tuple[str, ...] = ("hostile", "polite", "neutral", "mixed")
 
@@ -139,8 +141,6 @@ def corpus(n: int, seed: int, register: Register | str = "mixed", *,
     included (``"... and called the driver a stupid idiot ."``).
     """
     if register not in REGISTERS:
-        from simbench.errors import ParameterError
-
         raise ParameterError(f"unknown register {register!r}", field="register",
                              fix=f"one of {', '.join(REGISTERS)}")
     rng = np.random.default_rng(seed)
