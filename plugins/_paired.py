@@ -208,5 +208,4 @@ class PairedRowMeasure(Measure):
 
 
 __all__ = ["PairedRowMeasure", "Statistic", "boot_param", "bootstrap_draws", "bootstrap_rows",
-           "common_params",
-           "estimated", "max_samples_param", "stimulus_rows"]
+           "common_params", "estimated", "max_samples_param", "stimulus_rows"]

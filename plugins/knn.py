@@ -42,7 +42,6 @@ def _params() -> tuple[Param, ...]:
 
 
 class _Neighbours(PairedRowMeasure):
-    family = "correlative"
     symmetric = True
     higher_is_better = True
     citation = CITATION
