@@ -120,13 +120,8 @@ class Crossnobis(Measure):
         rdms = []
         for rows, cond, parts in data:
             use = np.isin(cond, shared)
-
-            def one(rows: np.ndarray = rows, cond: np.ndarray = cond, parts: np.ndarray = parts,
-                    use: np.ndarray = use) -> Any:
-                return crossnobis_rdm(rows[use], cond[use], parts[use], params["noise"])
-
             try:
-                rdm, labels = one()
+                rdm, labels = crossnobis_rdm(rows[use], cond[use], parts[use], params["noise"])
             except SimbenchError:
                 raise
             except Exception as exc:  # EstimatorError
