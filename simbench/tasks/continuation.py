@@ -17,6 +17,7 @@ Numpy only: importing this module never imports torch or transformers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,12 +83,7 @@ def collect_prompts(source: PromptSource, *, n: int = DEFAULT_N_PROMPTS,
     elif isinstance(source, Sequence):
         got, origin = list(source), "list"
     elif isinstance(source, Iterable):
-        got = []
-        for item in source:
-            if len(got) >= n:
-                break
-            got.append(item)
-        origin = "iterable"
+        got, origin = list(itertools.islice(source, n)), "iterable"
     else:
         raise TaskError(f"cannot read prompts from {type(source).__name__}", field="prompts",
                         fix="pass a text file, a list of strings or a generator of strings")
