@@ -37,11 +37,8 @@ def producible_values(task: Any, *, seed: int = 12345) -> dict[str, set[int]]:
         probe = task.sample(PROBE_N, seed, counts="all")
     except TypeError:  # a task plugin whose sample takes no counts
         probe = task.sample(PROBE_N, seed)
-    out = {}
-    for name in task.variables:
-        values = np.unique(np.asarray(probe.variables[name]))
-        out[name] = {int(v) for v in values if int(v) != UNDEFINED}
-    return out
+    return {name: {int(v) for v in np.unique(np.asarray(probe.variables[name]))
+                   if int(v) != UNDEFINED} for name in task.variables}
 
 
 def value_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:

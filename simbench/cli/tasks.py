@@ -65,9 +65,7 @@ def cmd_check(name: str, *, as_json: bool = False) -> int:
     reg = get_registry()
     names = list(reg.tasks) if name == "all" else [name]
     classes = [reg.task(n) for n in names]  # an unknown name: TaskError listing the known ones
-    report = {}
-    for n, cls in zip(names, classes):
-        report[n] = (reg.task_plugin_of(n).label, check_task(cls))
+    report = {n: (reg.task_plugin_of(n).label, check_task(cls)) for n, cls in zip(names, classes)}
     if as_json:
         print(json.dumps([{"name": n, "plugin": plugin, "ok": not probs,
                            "problems": [{"method": p.method, "message": p.message,

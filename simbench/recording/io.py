@@ -151,9 +151,8 @@ def _open_sites(path: Path) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
     and the root group's attributes."""
     try:
         tree = xr.open_datatree(path, engine="netcdf4")
-        sites = {}
-        for name, node in tree.children.items():
-            sites[name] = coords_loaded(node.to_dataset(inherit=False), path, name)
+        sites = {name: coords_loaded(node.to_dataset(inherit=False), path, name)
+                 for name, node in tree.children.items()}
         root = tree.to_dataset()
         if not sites and ACTIVITY in root.data_vars:  # a flat single-site file
             sites[str(root.attrs.get("site", "default"))] = coords_loaded(root, path, None)

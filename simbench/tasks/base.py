@@ -40,6 +40,7 @@ id):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -103,16 +104,11 @@ def _vocab_index(task: str, vocab: tuple[str, ...]) -> dict[str, int]:
     if bad:
         raise TaskError(f"{label}'s vocabulary holds {bad[:3]!r}, which are not non-empty "
                         "strings", field="vocab", fix="every token is a non-empty string")
-    index: dict[str, int] = {}
-    dup = []
-    for i, tok in enumerate(vocab):
-        if tok in index:
-            dup.append(tok)
-        index.setdefault(tok, i)
+    dup = sorted(t for t, count in collections.Counter(vocab).items() if count > 1)
     if dup:
-        raise TaskError(f"{label}'s vocabulary repeats {sorted(set(dup))[:5]}", field="vocab",
+        raise TaskError(f"{label}'s vocabulary repeats {dup[:5]}", field="vocab",
                         fix="list every token once (its id is its index)")
-    return index
+    return {tok: i for i, tok in enumerate(vocab)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -286,11 +282,8 @@ class Task:
             len(seqs) > 0 and all(isinstance(s, str) and " " not in s for s in seqs)
         ):
             seqs = [seqs]  # one sequence: a string, or a flat list of token strings
-        out = []
-        for seq in seqs:
-            toks = seq.split() if isinstance(seq, str) else list(seq)
-            out.append([self.token_id(tok) for tok in toks])
-        return pad_sequences(out, pad=self.pad)
+        rows = (seq.split() if isinstance(seq, str) else seq for seq in seqs)
+        return pad_sequences([[self.token_id(tok) for tok in row] for row in rows], pad=self.pad)
 
     def decode(self, tokens: np.ndarray | Sequence[int]) -> list[list[str]]:
         """An int array [n, T] (or one sequence [T]) back to token strings, padding dropped."""
