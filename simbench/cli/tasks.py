@@ -43,11 +43,8 @@ def cmd_tasks(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.registry import get_registry
 
     reg = get_registry()
-    described = []
-    for cls in _task_classes():
-        d = cls().describe()
-        d["plugin"] = reg.task_plugin_of(cls.name).label
-        described.append(d)
+    described = [{**cls().describe(), "plugin": reg.task_plugin_of(cls.name).label}
+                 for cls in _task_classes()]
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
