@@ -23,6 +23,7 @@ import numpy as np
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
+from simbench.devices import resolve_device
 from simbench.errors import ParameterError, SimbenchError
 from simbench.estimators.cka import (
     BOOT_MEMORY_MB,
@@ -213,12 +214,6 @@ def _estimated(site: str, compute: Any, **kwargs: Any) -> CKAResult:
         raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
 
 
-def _device(device: str) -> str:
-    from simbench.devices import resolve_device
-
-    return resolve_device(device)
-
-
 class CKA(Measure):
     """Centred kernel alignment of two systems' activity on the same samples."""
 
@@ -265,7 +260,7 @@ class CKA(Measure):
                 raise ParameterError("form chunked computes linear and cosine CKA, not rbf",
                                      field="form", site=site,
                                      fix="use --kernel linear or cosine, or --form auto")
-            return _chunked(self, systems, site, pair, params, budget, _device(device))
+            return _chunked(self, systems, site, pair, params, budget, resolve_device(device))
         what = (f"kernel {params['kernel']} (an [n, n] Gram matrix)" if form == "auto"
                 else f"form {form}")
         pair = _in_memory(self.name, pair, params, site, what)
@@ -273,10 +268,10 @@ class CKA(Measure):
                             kernel=params["kernel"], debiased=params["debiased"],
                             rbf_sigma=params["rbf_sigma"], form=params["form"],
                             max_samples=params["max_samples"], dtype=params["dtype"],
-                            n_boot=params["n_boot"], seed=seed, device=_device(device),
+                            n_boot=params["n_boot"], seed=seed, device=resolve_device(device),
                             boot_memory_mb=params["boot_memory_mb"])
         score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
-        return _with_null(score, pair, result, params, seed, _device(device),
+        return _with_null(score, pair, result, params, seed, resolve_device(device),
                           kernel=params["kernel"], debiased=params["debiased"])
 
 
@@ -319,9 +314,9 @@ class CKAPaper(Measure):
         result = _estimated(site, distance_cka, x=pair.x, y=pair.y, stimulus=pair.stimulus,
                             metric=params["metric"], max_samples=params["max_samples"],
                             dtype=params["dtype"], n_boot=params["n_boot"], seed=seed,
-                            device=_device(device), boot_memory_mb=params["boot_memory_mb"])
+                            device=resolve_device(device), boot_memory_mb=params["boot_memory_mb"])
         score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
-        return _with_null(score, pair, result, params, seed, _device(device), kernel="gram",
+        return _with_null(score, pair, result, params, seed, resolve_device(device), kernel="gram",
                           metric=params["metric"])
 
 

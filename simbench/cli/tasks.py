@@ -30,21 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_tasks)
 
 
-def _task_classes() -> list[type]:
-    """Every registered task class (built-in and plugin), from the plugin registry."""
-    from simbench.registry import get_registry
-
-    return list(get_registry().tasks.values())
-
-
 def cmd_tasks(args: argparse.Namespace, extra: list[str]) -> int:
     if args.check:
         return cmd_check(args.check, as_json=args.json)
     from simbench.registry import get_registry
 
-    reg = get_registry()
+    reg = get_registry()  # every registered task class, built-in and plugin
     described = [{**cls().describe(), "plugin": reg.task_plugin_of(cls.name).label}
-                 for cls in _task_classes()]
+                 for cls in reg.tasks.values()]
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
