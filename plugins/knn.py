@@ -34,19 +34,15 @@ from simbench.measure import Param
 CITATION = ("Huh, Cheung, Wang & Isola (2024). The Platonic Representation Hypothesis. ICML.")
 
 
-def _params() -> tuple[Param, ...]:
-    return (Param("k", 10, "neighbours per sample", low=1),
-            Param("normalize", True, "unit-normalise every sample first (cosine similarity, as "
-                  "in the paper)"),
-            max_samples_param(2000), *common_params())
-
-
 class _Neighbours(PairedRowMeasure):
     symmetric = True
     higher_is_better = True
     citation = CITATION
     square_bytes = 64  # a few [n, n] float64 and bool arrays
-    params = _params()
+    params = (Param("k", 10, "neighbours per sample", low=1),
+              Param("normalize", True, "unit-normalise every sample first (cosine similarity, "
+                    "as in the paper)"),
+              max_samples_param(2000), *common_params())
     _fn: Any = None
 
     def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
