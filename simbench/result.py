@@ -131,8 +131,7 @@ class Score:
         if self.ci is not None:
             data["ci"] = xr.DataArray(np.array(self.ci, dtype=float), dims=["bound"],
                                       coords={"bound": ["low", "high"]})
-        for k, v in self.breakdown.items():
-            data[k] = v
+        data.update(self.breakdown)
         attrs = {"measure": self.measure, "systems": json.dumps(list(self.systems)),
                  "site": self.site or "", "n_samples": self.n_samples,
                  "attrs": json.dumps(_jsonable(self.attrs))}
