@@ -44,7 +44,7 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
     ``on_ready`` (if given) is called once the plugins are loaded and the systems resolved,
     just before the measure runs: a job process's time limit starts there.
     """
-    from simbench.registry import run_measure
+    from simbench.registry import get_registry, run_measure
     from simbench.runtime import configure_threads
     from simbench.systems.resolve import lm_task, resolve_cached
 
@@ -63,7 +63,8 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
                    for src in job.sources]
         if on_ready is not None:
             on_ready()
-        result = run_measure(job.measure, systems, site=job.site, task=job.task, seed=job.seed,
+        measure = get_registry().registered(job.measure).item  # canonical since the spec
+        result = run_measure(measure, systems, site=job.site, task=job.task, seed=job.seed,
                              device=device, params=job.params)
         runtime = time.perf_counter() - t0
         result.attrs["job_key"] = job.key
