@@ -6,7 +6,9 @@ error text. Anything a measure raises counts, ``SystemExit`` included (a plugin 
 ``sys.exit``); only ``KeyboardInterrupt`` stops the run. Writing the outcome is the submitting
 process's business, never the worker's. Systems are resolved by
 :func:`simbench.systems.resolve.resolve_cached` (cached per process, so a worker loads each
-recording or model once) and the measure runs under :func:`simbench.registry.run_measure`, as
+recording or model once); the measure is looked up by the canonical name the spec gave the job
+(:meth:`simbench.registry.Registry.registered`: the spec resolved community ids and parsed the
+parameters when it was loaded) and runs under :func:`simbench.registry.run_measure`, as
 ``simbench.score`` runs it.
 
 A job with a timeout runs in a :class:`JobProcess`: one persistent child process per executor
