@@ -34,6 +34,7 @@ def test_prompt_comments_are_not_prompts(tmp_path: Path) -> None:
                                   "the teacher saw the farmer at the river and"]
 
 
+@pytest.mark.slow
 def test_out_of_vocabulary_words_are_refused_not_unk() -> None:
     from simbench.api import zoo_lm_dir
     from simbench.lm.system import LMSystem
@@ -116,6 +117,7 @@ def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_like_ctrl_c(recs: Path) -> None:
     spec = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.12\nn_boot = 2'))
