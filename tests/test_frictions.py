@@ -47,6 +47,7 @@ def test_out_of_vocabulary_words_are_refused_not_unk() -> None:
 
 
 # ---- a language model paired with its own kind of recording ---------------------------------------
+@pytest.mark.slow
 def test_a_language_model_pairs_with_a_recording_of_its_prompts(tmp_path: Path) -> None:
     """`simbench score cka lm_nontoxic_s1 lm_toxic_s1.nc` records the model on the file's own
     prompts (its tokens, through the model's tokenizer), not a counting task's sequences: the
