@@ -56,7 +56,8 @@ def score(
     returns one :class:`Score`.
     """
     runtime.configure_threads()  # before anything here loads torch; a user's choice wins
-    resolved_params = get_registry().measure(measure).resolve_params(params)
+    m = get_registry().measure(measure)  # a name or a community id; unknown: did you mean
+    resolved_params = m.resolve_params(params)
     resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
     if site is None:  # language models default to their embedding (simbench.lm.measure)
         from simbench.lm.kind import default_site
@@ -66,7 +67,7 @@ def score(
             raise ParameterError("no site given", field="site",
                                  fix="pass site=... (--site NAME), e.g. 'hidden'; only "
                                  "language models have a default site ('embedding')")
-    return run_measure(measure, resolved, site=site, task=task, seed=seed, device=device,
+    return run_measure(m, resolved, site=site, task=task, seed=seed, device=device,
                        params=resolved_params)
 
 

@@ -235,6 +235,18 @@ class Registry:
             raise unknown_measure(name, self._measures, fix_suffix=_with_filter_note)
         return AliasedMeasure(alias, self._measures[alias.measure].item)
 
+    def registered(self, name: str) -> Registration[Measure]:
+        """The measure registered as exactly ``name``, with its plugin: the lookup of a name
+        that is already canonical (a job's, a looked-up measure's own ``name``), so no
+        community id is resolved here. An unknown name means its plugin did not load in this
+        process."""
+        if name not in self._measures:
+            raise RegistryError(f"measure '{name}' is not registered in this process",
+                                field="measure",
+                                fix=_with_filter_note("install its plugin where the jobs run "
+                                                      "(see `simbench plugins`)"))
+        return self._measures[name]
+
     def plugin_of(self, measure: str) -> PluginInfo:
         """The plugin that provided the measure called ``measure`` (or a community id's)."""
         return self._measures[self.measure(measure).name].plugin
@@ -305,17 +317,20 @@ def contained_call(what: str, fn: Callable[[], T], *, site: str | None = None,
         raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
 
 
-def run_measure(measure: str, systems: Sequence[Any], *, site: str, task: str | None,
+def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
                 seed: int, device: str, params: dict[str, Any]) -> Score:
-    """Run ``measure`` on resolved ``systems`` under guard and fill in the Score's provenance.
+    """Run ``measure`` (a measure already looked up: :meth:`Registry.measure` for a name a
+    user gave, :meth:`Registry.registered` for a job's canonical name) on resolved
+    ``systems`` under guard, and fill in the Score's provenance.
 
-    ``params`` are resolved (:meth:`Measure.resolve_params`: defaults filled in, each
-    checked); the systems' number and access are checked against the measure. The task is checked when the
-    caller gave one or the measure needs one; a recording's own task attr (e.g. Brain-Score
-    data) need not be a registered task for a correlative measure. The measure gets the
-    caller's task override only: systems trained on different tasks keep their own (each side's
-    counterfactuals come from its own task's causal model). Whatever the plugin does (raise,
-    ``sys.exit``, return something that is not a ``Score``) comes back as a
+    ``params`` are the measure's resolved parameters (:meth:`Measure.resolve_params`: defaults
+    filled in, each parsed and checked), which the caller computed once. The systems' number
+    and access are checked against the measure. The task is checked when the caller gave one
+    or the measure needs one; a recording's own task attr (e.g. Brain-Score data) need not be a
+    registered task for a correlative measure. The measure gets the caller's task override
+    only: systems trained on different tasks keep their own (each side's counterfactuals come
+    from its own task's causal model). Whatever the plugin does (raise, ``sys.exit``, return
+    something that is not a ``Score``) comes back as a
     :class:`~simbench.errors.SimbenchError` naming the plugin; the thread settings are restored
     afterwards (:func:`simbench.runtime.restore_threads`).
     """
@@ -324,22 +339,21 @@ def run_measure(measure: str, systems: Sequence[Any], *, site: str, task: str | 
     from simbench.result import Score, provenance
 
     reg = get_registry()
-    m = reg.measure(measure)
-    reg.check_access(m, systems)
-    if m.needs_task and task is None and not all(s.task for s in systems):
-        raise SimbenchError(f"measure '{measure}' needs a task and a system names none",
+    plugin = reg.registered(measure.name).plugin
+    reg.check_access(measure, systems)
+    if measure.needs_task and task is None and not all(s.task for s in systems):
+        raise SimbenchError(f"measure '{measure.name}' needs a task and a system names none",
                             field="task", fix="pass --task NAME (see `simbench tasks`)")
-    if task is None and m.needs_task:
+    if task is None and measure.needs_task:
         for s in systems:
             reg.task(str(s.task))
-    dev = resolve_device(device)
-    plugin = reg.plugin_of(measure)
-    what = f"measure '{measure}' (plugin '{plugin.label}')"
+    what = f"measure '{measure.name}' (plugin '{plugin.label}')"
     fix = f"report it to the authors of '{plugin.dist}'"
+    dev = resolve_device(device)
     start = time.perf_counter()
     try:
-        result = contained_call(what, lambda: m.score(systems, site=site, task=task, seed=seed,
-                                                      device=dev, **params),
+        result = contained_call(what, lambda: measure.score(systems, site=site, task=task,
+                                                            seed=seed, device=dev, **params),
                                 site=site, fix=fix)
     finally:
         runtime.restore_threads()  # a notebook's own torch work runs as before

@@ -107,6 +107,7 @@ def test_causal_jobs_match_local_bit_for_bit(tmp_path: Path, cluster: object) ->
     assert got == want
 
 
+@pytest.mark.slow
 def test_dask_run_resumes_and_skips_done(recs: Path, cluster: object) -> None:
     spec = load_spec(write_spec(recs))
     with Store(recs / "s.sqlite") as store:

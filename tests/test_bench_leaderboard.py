@@ -220,6 +220,7 @@ def test_html_page_is_valid_and_self_contained(filled: tuple[Path, Path], tmp_pa
 
 @pytest.mark.skipif(not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()),
                     reason="Chromium is not installed: no headless-browser check")
+@pytest.mark.slow
 def test_html_page_renders_in_a_headless_browser(filled: tuple[Path, Path],
                                                  tmp_path: Path) -> None:
     browser = shutil.which("chromium") or "/usr/bin/chromium"

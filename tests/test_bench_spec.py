@@ -52,6 +52,7 @@ def test_keys_ignore_aliases_and_defaults_but_not_content(recs: Path) -> None:
     assert {j.key for j in expand(load_spec(write_spec(recs, base, "d.toml")))}.isdisjoint(keys)
 
 
+@pytest.mark.slow
 def test_keys_are_stable_across_processes(recs: Path) -> None:
     path = write_spec(recs)
     here = sorted(j.key for j in expand(load_spec(path)))

@@ -294,6 +294,7 @@ sys.exit(main(["bench", "status", "paper", "--store", sys.argv[1]]))
 """
 
 
+@pytest.mark.slow
 def test_read_only_store_can_be_read(tmp_path: Path) -> None:
     """The shipped store in a directory nobody may write: readers open it with mode=ro, change
     nothing and create nothing (no -wal or -shm file)."""

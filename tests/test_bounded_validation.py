@@ -72,6 +72,7 @@ def validate_cli(path: Path, memory_mb: int | None = None) -> tuple[int, str, fl
                         f"print('RC', main(['validate', {str(path)!r}]), flush=True)", memory_mb)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "contiguous"])
 def test_validating_a_10_gb_declaration_holds_no_activity(tmp_path: Path, chunked: bool) -> None:
     """100,000 x 100 x 256 float32 (9.5 GiB) declared, never written, in a file of a few KB:
@@ -87,6 +88,7 @@ def test_validating_a_10_gb_declaration_holds_no_activity(tmp_path: Path, chunke
     assert seconds < 60, out  # interpreter start and imports, mostly
 
 
+@pytest.mark.slow
 def test_a_partly_written_declaration_is_counted_by_stimulus(tmp_path: Path) -> None:
     """First 3 of 20,000 stimuli written: the others are named as never written; the written
     rows are checked (all finite), and loading refuses before reading any activity."""

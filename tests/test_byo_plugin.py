@@ -166,6 +166,7 @@ def test_check_names_the_method_and_the_fix_of_each_broken_rule(task: type, meth
     assert all(p.fix for p in problems)
 
 
+@pytest.mark.slow
 def test_the_shipped_tasks_and_the_example_pass_their_self_test() -> None:
     from simbench.tasks import BUILTIN_TASKS
 

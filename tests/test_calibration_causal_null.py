@@ -35,6 +35,7 @@ def test_trained_mas_beats_its_shuffled_null_and_a_random_subspace_does_not() ->
     assert abs(control.value - control.null_mean) < 3 * control.null_sd + 0.05
 
 
+@pytest.mark.slow
 def test_the_shuffled_null_is_seeded_and_leaves_the_engine_as_it_was() -> None:
     """Same seed, same draws; the score itself does not depend on whether a null was drawn."""
     kw = dict(site="hidden", k=16, load=str(ALIGN / "das_gru_k16.safetensors"), **FAST)

@@ -26,6 +26,7 @@ def test_auc_by_hand_with_a_tie_and_both_orientations() -> None:
     assert "lower scores = more similar" in flipped.method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", [0.0, 0.5, 1.5])
 def test_normal_scores_recover_the_known_auc_and_d_prime(shift: float) -> None:
     rng = np.random.default_rng(int(shift * 10))
@@ -46,6 +47,7 @@ def test_normal_scores_recover_the_known_auc_and_d_prime(shift: float) -> None:
     assert lo < res.d_prime < hi and hi - lo < 0.25
 
 
+@pytest.mark.slow
 def test_intervals_cover_the_truth_about_as_often_as_they_claim() -> None:
     rng = np.random.default_rng(3)
     truth = expected_auc_normal(1.0)

@@ -300,6 +300,7 @@ def test_random_groups_gather_rows_without_reordering_the_data(monkeypatch, tmp_
                                                   abs=1e-10)
 
 
+@pytest.mark.slow
 def test_the_bootstrap_stays_in_its_memory_budget(tmp_path):
     """Fewer bootstrap units under a small budget; none below MIN_UNITS, and then ci_note
     names the budget that would do, which does."""

@@ -199,6 +199,7 @@ def test_score_of_a_file_that_is_not_netcdf(registry: Registry, pair_files: Any,
     assert f"file {junk}: not a netCDF file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_errors_without_traceback(tmp_path: Path) -> None:
     a = write_recording(tmp_path / "a.nc", make_site("a"))
     done = run_cli("score", "no_such_measure", str(a), str(a), "--site", "hidden")
@@ -235,6 +236,7 @@ def test_validate_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "truncated or corrupt" in out and "no such file" in out
 
 
+@pytest.mark.slow
 def test_validate_console_script(tmp_path: Path) -> None:
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"\x00" * 64)

@@ -151,6 +151,7 @@ def clmas_engine(a, b, *, eps, **cfg_changes) -> CLEngine:
                     behaviour=[(0, 0), (1, 0)], latent=[(0, 1), (1, 1)])
 
 
+@pytest.mark.slow
 def test_eps_zero_is_mas_with_the_recording_as_source():
     a, b = net(0), RecordedSystem(recording_of(gru(1)))
     eng = clmas_engine(a, b, eps=0.0)
@@ -213,6 +214,7 @@ def test_clmas_scores_a_recording_without_running_it(population_module):
     assert fit_real > fit_ctrl + 0.5, (fit_real, fit_ctrl)
 
 
+@pytest.mark.slow
 def test_protocol_never_runs_the_held_out_network_while_training(monkeypatch):
     """--inaccessible: the network is recorded once, trained against as a recording, and run
     only after training to measure its true IIA (into it: A->B and B->B)."""

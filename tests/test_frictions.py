@@ -34,6 +34,7 @@ def test_prompt_comments_are_not_prompts(tmp_path: Path) -> None:
                                   "the teacher saw the farmer at the river and"]
 
 
+@pytest.mark.slow
 def test_out_of_vocabulary_words_are_refused_not_unk() -> None:
     from simbench.api import zoo_lm_dir
     from simbench.lm.system import LMSystem
@@ -46,6 +47,7 @@ def test_out_of_vocabulary_words_are_refused_not_unk() -> None:
 
 
 # ---- a language model paired with its own kind of recording ---------------------------------------
+@pytest.mark.slow
 def test_a_language_model_pairs_with_a_recording_of_its_prompts(tmp_path: Path) -> None:
     """`simbench score cka lm_nontoxic_s1 lm_toxic_s1.nc` records the model on the file's own
     prompts (its tokens, through the model's tokenizer), not a counting task's sequences: the
@@ -116,6 +118,7 @@ def recs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_like_ctrl_c(recs: Path) -> None:
     spec = write_spec(recs, spec_text(
         measures='[measures.lin]\nmeasure = "bench_linear"\nsleep = 0.12\nn_boot = 2'))

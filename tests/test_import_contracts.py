@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))  # `tests.import_contracts`, as lint-imports finds
 from tests.import_contracts import cycles, module_graph, private_imports  # noqa: E402
 
 
+@pytest.mark.slow
 def test_the_import_contracts_hold() -> None:
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert exe, "import-linter is in the test extra: pip install -e .[test]"

@@ -100,6 +100,7 @@ def test_fast_paths_equal_the_plain_patched_pass(arch, site):
 
 @pytest.mark.parametrize("site,stepwise", [("hidden", False), ("resid.1", False),
                                            ("hidden", True)])
+@pytest.mark.slow
 def test_transformer_passes_start_at_the_site_and_change_no_determined_logit(site, stepwise):
     """A patch at a transformer's residual site cannot change the layers below it: the engine
     records the site once per counterfactual sequence and starts each pass there, with the
@@ -257,6 +258,7 @@ class ScriptedValidation(Engine):
         return "r2"
 
 
+@pytest.mark.slow
 def test_negative_validation_scores_keep_the_best_state_and_stop_on_a_plateau():
     """Scores below zero are scores: the best one (-0.5, second validation) is kept and four
     validations without gain stop training (old code: every negative score replaced the best,
@@ -338,6 +340,7 @@ def test_a_wandering_map_stops_on_its_sampling_error():
     assert 0.009 < margin < 0.013
 
 
+@pytest.mark.slow
 def test_a_map_that_keeps_learning_is_not_stopped_by_the_bound():
     """The same creep made of newly hit rows (the rest unchanged: 3 flips per direction, a
     paired standard error of 0.0009) is learning: with ``gain_se`` it trains to the cap and

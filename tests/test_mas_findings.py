@@ -106,6 +106,7 @@ def test_three_systems_in_one_training():
     assert s.attrs["directions"] == 9
 
 
+@pytest.mark.slow
 def test_cross_task_variable_mapping():
     s = simbench.score("mas", "gru_multi_s1", "gru_arith_s1", site="hidden", k=8,
                        variable="count:rem_ops", values="1:4", seed=0, n_train=128, n_val=32,
@@ -114,6 +115,7 @@ def test_cross_task_variable_mapping():
     assert 0.0 <= s.value <= 1.0
 
 
+@pytest.mark.slow
 def test_rounding_and_multi_object_share_count():
     s = simbench.score("mas", "gru_multi_s1", "gru_rounding_s1", site="hidden", k=8, seed=0,
                        n_train=128, n_val=32, n_test=32, pool_size=200, max_steps=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,9 @@ from recording_helpers import save
 
 import simbench
 from simbench.aliases import ALIASES, resolve
+from simbench.bench.jobs import expand
 from simbench.bench.spec import parse_spec
+from simbench.bench.worker import run_job
 from simbench.cli import main
 from simbench.errors import RegistryError
 from simbench.registry import get_registry
@@ -86,6 +89,43 @@ sites = ["hidden"]
     assert svcca.measure == "svcca" and svcca.params["var"] == (0.99,)
     knn = spec.measures["knn"]
     assert knn.measure == "mutual_knn" and knn.params["k"] == (5,)  # the spec's own k wins
+
+
+def test_a_spec_resolves_its_ids_once_and_its_jobs_run_by_canonical_name(tmp_path):
+    """The spec turns a community id into (measure, parsed parameters) when it is loaded; the
+    jobs carry that canonical name and every parameter resolved, and a worker runs them by an
+    exact registry lookup, which takes no community id."""
+    r = np.random.default_rng(1)
+    a = r.normal(size=(30, 2, 5))
+    save(tmp_path / "a.nc", "A", a)
+    save(tmp_path / "b.nc", "B", a @ r.normal(size=(5, 5)) + r.normal(size=a.shape))
+    spec = parse_spec("""
+[systems]
+a = "a.nc"
+b = "b.nc"
+[measures."svcca-var=0.9"]
+n_boot = 0
+[[pairs]]
+name = "p"
+between = [["a"], ["b"]]
+sites = ["hidden"]
+""", path=tmp_path / "spec.toml", registry=get_registry())
+    (job,) = expand(spec)
+    assert job.label == "svcca-var=0.9" and job.measure == "svcca"
+    defaults = {p.name: p.default for p in get_registry().measure("svcca").params}
+    assert job.params == {**defaults, "var": 0.9, "n_boot": 0}
+    outcome = run_job(job, "cpu")
+    assert outcome["status"] == "done", outcome.get("error")
+    direct = simbench.score("svcca", tmp_path / "a.nc", tmp_path / "b.nc", site="hidden",
+                            n_boot=0, var=0.9, device="cpu")
+    assert outcome["score"]["value"] == pytest.approx(direct.value, abs=1e-12)
+    assert outcome["score"]["measure"] == "svcca"
+    reg = get_registry()
+    assert reg.registered("svcca").plugin is reg.plugin_of("svcca-var=0.9")
+    with pytest.raises(RegistryError, match="not registered in this process"):
+        reg.registered("svcca-var=0.9")
+    lost = run_job(dataclasses.replace(job, measure="svcca-var=0.9"), "cpu")
+    assert lost["status"] == "failed" and "not registered in this process" in lost["error"]
 
 
 def test_unknown_community_id_says_so_and_suggests_the_nearest():

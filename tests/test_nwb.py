@@ -212,6 +212,7 @@ def test_not_an_nwb_file(tmp_path: Path, nwb_path: Path) -> None:
         from_nwb(tmp_path / "missing.nwb", bin_width=BW)
 
 
+@pytest.mark.slow
 def test_without_pynwb_the_error_says_what_to_install(nwb_path: Path) -> None:
     """In a real interpreter where pynwb cannot be imported."""
     code = textwrap.dedent(f"""

@@ -99,6 +99,7 @@ def test_wheel_runs_outside_the_source_tree(installed_wheel: Path, tmp_path: Pat
     assert got["accuracy"] >= 0.99  # the checkpoint loaded and its sha256 matched
 
 
+@pytest.mark.slow
 def test_shipped_leaderboards_from_the_wheel(installed_wheel: Path, tmp_path: Path) -> None:
     """`simbench leaderboard paper|lm_toxicity` from a plain install, in an empty directory:
     the shipped stores are installed with the wheel, read, and nothing is written."""

@@ -264,6 +264,7 @@ def test_a_huge_declared_dimension_is_refused_before_reading(tmp_path: Path) -> 
     assert len(problems) == 1 and "declares 3.7 TiB" in problems[0]
 
 
+@pytest.mark.slow
 def test_the_memory_check_bounds_a_real_process(tmp_path: Path) -> None:
     """`load_recording` of a file declaring 800 MB, in a process told it has 256 MB: refused
     before reading, and the process never holds the data (peak RSS well under 800 MB).

@@ -87,6 +87,7 @@ def test_cli_scores_recordings_too_large_to_load(files, capsys, monkeypatch) -> 
     assert "CKA sums" in err and f"{attrs['blocks']}/{attrs['blocks']}" in err  # the bar
 
 
+@pytest.mark.slow
 def test_the_python_api_opens_recordings_too_large_to_load(files, monkeypatch) -> None:
     """``simbench.score`` with paths takes the same lazy route as the CLI (it refused before)."""
     full = _in_memory_cka(files)

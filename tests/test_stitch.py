@@ -88,6 +88,7 @@ def test_model_stitch_end_to_end_and_rank_sweep_parses():
     assert inv.value == float(iia.sel(source="gru0", target="gru1"))
 
 
+@pytest.mark.slow
 def test_latent_stitch_into_a_network_beats_a_random_map():
     """Trained on counterfactual latents only, the orthogonal map still makes the target network
     behave: IIA into it well above a random orthogonal map's (0.05 at this budget)."""
@@ -96,6 +97,7 @@ def test_latent_stitch_into_a_network_beats_a_random_map():
     assert s.attrs["train"]["val_metric"] == "r2"
 
 
+@pytest.mark.slow
 def test_latent_stitch_into_a_recording_beats_its_shuffled_control():
     """Into a recording the score is the held-out R^2 of counterfactual latents: clearly better
     for the real recording than for the same activity with its states' labels permuted, and

@@ -89,6 +89,7 @@ SMALL = dict(k=16, seed=0, device="cpu", progress=False, max_steps=1, eval_every
              n_val=150, n_train=300, pool_size=300)
 
 
+@pytest.mark.slow
 def test_auto_start_takes_the_data_start_for_gru_seeds() -> None:
     s = simbench.score("mas", "gru_multi_s1", "gru_multi_s2", site="hidden", **SMALL)
     check = s.attrs["init_check"]
@@ -97,6 +98,7 @@ def test_auto_start_takes_the_data_start_for_gru_seeds() -> None:
     assert s.value > 0.3  # one step from an aligned start (random: ~0.1)
 
 
+@pytest.mark.slow
 def test_auto_start_keeps_the_random_start_where_the_data_does_not_align() -> None:
     """GRU vs LSTM: the data start aligns no more trials than chance, so the pair trains from
     the random start, exactly as with ``init = random``."""
@@ -109,6 +111,7 @@ def test_auto_start_keeps_the_random_start_where_the_data_does_not_align() -> No
     assert auto.value == pytest.approx(rand.value, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_validated_start_that_reaches_stop_at_takes_no_step() -> None:
     """``validate_start``: the starting map is validated first and counts as the best seen; a
     network against itself through the whole site (U = I for both) reaches stop_at there."""

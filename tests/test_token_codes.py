@@ -32,6 +32,7 @@ def coded_recording(path: Path, seed: int = 0, n: int = 300) -> Path:
     return save_recording(Recording(path.stem, {"hidden": ds}, task=TASK), path)
 
 
+@pytest.mark.slow
 def test_measures_that_do_not_read_tokens_accept_codes_with_a_warning(tmp_path: Path) -> None:
     a, b = coded_recording(tmp_path / "a.nc", 0), coded_recording(tmp_path / "b.nc", 1)
     with pytest.warns(TokenCodesWarning) as caught:
@@ -62,6 +63,7 @@ def test_validate_accepts_codes_and_validate_task_says_how_to_convert(
     assert "name_tokens(" in out
 
 
+@pytest.mark.slow
 def test_what_reads_tokens_refuses_codes_with_the_conversion_line(tmp_path: Path) -> None:
     """Running a network on the recording's sequences (pairing by content) and CLMAS both
     refuse, and the line in the refusal converts the file into one they accept."""

@@ -119,6 +119,7 @@ def test_edit_forms_agree(gru):
     assert not torch.allclose(a, ref, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_transformer_sites_and_generation():
     model, _ = load_model("tf_multi_s1")
     stim = MultiObject().sample(32, 5, counts="all")
@@ -218,6 +219,7 @@ def test_cli_zoo_list_tasks_and_errors(capsys, tmp_path):
     assert {m["id"] for m in listed} == set(IDS)
 
 
+@pytest.mark.slow
 def test_cli_train_writes_a_verified_checkpoint(capsys, tmp_path):
     code = main(["zoo", "train", "--task", "multi_object", "--arch", "lstm", "--seed", "1",
                  "--device", "cpu", "--out", str(tmp_path), "--max-steps", "3"])

@@ -91,15 +91,14 @@ def system_identity(source: str) -> str:
     return identity(source)
 
 
-def code_version(registry: Any, measure: str) -> str:
-    """simbench's version and the release version of the plugin providing ``measure``.
+def code_version(info: Any) -> str:
+    """simbench's version and the release version of ``info``, the plugin providing a measure.
 
     A ``.py`` spec plugin has no release version: its code is tracked by the fingerprint only,
     so editing the file marks its results stale rather than giving them new keys.
     """
     from simbench import __version__
 
-    info = registry.plugin_of(measure)
     version = "-" if info.dist == "spec-file" else info.version
     return f"simbench {__version__}; {info.dist} {version}"
 
@@ -236,9 +235,10 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
     params: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def measure_of(name: str) -> tuple[Any, str, dict[str, str | None], str, dict[str, Any]]:
-        if name not in code:
-            measure = registry.measure(name)
-            code[name] = (measure, code_version(registry, name), *measure_code(measure),
+        if name not in code:  # the spec's names are canonical (it resolved community ids)
+            entry = registry.registered(name)
+            measure = entry.item
+            code[name] = (measure, code_version(entry.plugin), *measure_code(measure),
                           measure_meta(measure))
         return code[name]
 
@@ -362,7 +362,7 @@ def _problem(spec: Spec, registry: Any, job: Job, resolved: dict[str, Any]) -> s
             return (f"site '{job.site}' does not exist in system '{alias}' "
                     f"(its sites: {', '.join(sites) or 'none'}); pair "
                     f"{' vs '.join(job.systems)} of [[pairs]] '{group.name}'")
-    measure = registry.measure(job.measure)
+    measure = registry.registered(job.measure).item
     try:
         registry.check_access(measure, systems)
     except SimbenchError as exc:

@@ -42,9 +42,9 @@ def record_measures(spec: Any, store: Any, registry: Any = None) -> None:
         from simbench.registry import get_registry
 
         registry = get_registry()
-    names = sorted({m.measure for m in spec.measures.values()})
-    store.record_measures({name: describe(registry.measure(name), registry.plugin_of(name))
-                           for name in names if name in registry.measures})
+    names = sorted({m.measure for m in spec.measures.values()})  # canonical: no community ids
+    entries = [registry.registered(name) for name in names if name in registry.measures]
+    store.record_measures({e.name: describe(e.item, e.plugin) for e in entries})
 
 
 def builtin_measures() -> dict[str, dict[str, Any]]:

@@ -6,7 +6,9 @@ error text. Anything a measure raises counts, ``SystemExit`` included (a plugin 
 ``sys.exit``); only ``KeyboardInterrupt`` stops the run. Writing the outcome is the submitting
 process's business, never the worker's. Systems are resolved by
 :func:`simbench.systems.resolve.resolve_cached` (cached per process, so a worker loads each
-recording or model once) and the measure runs under :func:`simbench.registry.run_measure`, as
+recording or model once); the measure is looked up by the canonical name the spec gave the job
+(:meth:`simbench.registry.Registry.registered`: the spec resolved community ids and parsed the
+parameters when it was loaded) and runs under :func:`simbench.registry.run_measure`, as
 ``simbench.score`` runs it.
 
 A job with a timeout runs in a :class:`JobProcess`: one persistent child process per executor
@@ -44,7 +46,7 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
     ``on_ready`` (if given) is called once the plugins are loaded and the systems resolved,
     just before the measure runs: a job process's time limit starts there.
     """
-    from simbench.registry import run_measure
+    from simbench.registry import get_registry, run_measure
     from simbench.runtime import configure_threads
     from simbench.systems.resolve import lm_task, resolve_cached
 
@@ -63,7 +65,8 @@ def run_job(job: Any, device: str = "auto", on_ready: Any = None) -> dict[str, A
                    for src in job.sources]
         if on_ready is not None:
             on_ready()
-        result = run_measure(job.measure, systems, site=job.site, task=job.task, seed=job.seed,
+        measure = get_registry().registered(job.measure).item  # canonical since the spec
+        result = run_measure(measure, systems, site=job.site, task=job.task, seed=job.seed,
                              device=device, params=job.params)
         runtime = time.perf_counter() - t0
         result.attrs["job_key"] = job.key
