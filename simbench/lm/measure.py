@@ -51,6 +51,9 @@ LM_DEFAULTS: dict[str, Any] = {"init": "pca", "batch_size": 64, "n_val": 256, "n
 #: whole-continuation within-model IIA under which a score warns that its site cannot express
 #: identity (a model aligned with itself should continue as itself)
 CEILING_WARN = 0.8
+#: run the models with fused kernels while they are aligned (:mod:`simbench.lm.kernels`: the
+#: same function, logits equal to about 1e-5; False: the models' own kernels)
+FAST_KERNELS = True
 #: what ``Score.value`` is for language models
 HEADLINE = "token"
 
@@ -131,10 +134,13 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str | None, seed: i
     params, applied = lm_params(measure, params)
     params["_lm_defaults"] = applied
     from simbench.interventions.frozen import frozen_on
+    from simbench.lm.kernels import fast_kernels
 
     with contextlib.ExitStack() as stack:
         for s in systems:
             stack.enter_context(frozen_on(s.module, device))
+            if FAST_KERNELS:
+                stack.enter_context(fast_kernels(s.module, device))
         return _align(measure, systems, task, site=site, seed=seed, device=device,
                       params=params)
 
