@@ -29,6 +29,14 @@ the context, so a patch at one position alone would be read around.
   orthogonal Procrustes) and validates on fewer interventions, less often: the defaults of
   :data:`LM_DEFAULTS` replace the measure's generic ones for language models wherever the
   generic default was left in place (give any other value to override).
+
+**Speed** (what one job of ``benchmarks/specs/lm_toxicity.toml`` costs on one core): at
+``embedding`` every training step reruns the whole model, so the models' own kernels set the
+pace. While a measure runs, each model computes with the fused kernels of
+:mod:`simbench.lm.kernels` (:data:`FAST_KERNELS`: the same function, logits equal to 1e-5, so
+scores are unchanged), and the embedding's states of the counterfactual sequences are read by
+the embedding lookup instead of a full pass each (:class:`simbench.lm.runner.LMRunner`). No
+protocol default changed for speed: the settings above are what scores are comparable under.
 """
 
 from __future__ import annotations
