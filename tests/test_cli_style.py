@@ -151,7 +151,13 @@ def test_leaderboard_and_status_print_json(tmp_path: Path, monkeypatch: pytest.M
     assert main(["leaderboard", "lm_toxicity", "--json", "--csv", "boards"]) == 0
     got = capsys.readouterr()
     board = json.loads(got.out)  # stdout is the JSON alone
-    assert board["spec"] == "lm_toxicity" and board["jobs"]["total"] == 108  # 27 pairs: CKA, RSA, MAS x 2 seeds
+    from simbench.bench.jobs import expand
+    from simbench.bench.spec import load_spec
+
+    spec = load_spec(ROOT / "benchmarks" / "specs" / "lm_toxicity.toml", trusted=False)
+    # every pair gets CKA, RSA and MAS once per MAS seed (a partial run and a rerun alike)
+    assert board["spec"] == "lm_toxicity" and board["jobs"]["total"] == len(expand(spec))
+    assert 0 < board["jobs"]["done"] <= board["jobs"]["total"]
     assert {m["variant"] for m in board["matrices"]} == {"cka", "rsa", "mas"}
     assert all(len(m["values"]) == len(m["systems"]) for m in board["matrices"])
     assert "CSV files written to boards" in got.err
@@ -162,10 +168,25 @@ def test_leaderboard_and_status_print_json(tmp_path: Path, monkeypatch: pytest.M
     assert all(row[i + 1] == "" for i, row in enumerate(rows))
     assert main(["bench", "status", "lm_toxicity", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    # the shipped run is partial (MAS seed 0 on 14 of 27 pairs): the counts are for the jobs of
-    # the spec last run into the store; stale where this code differs from the code that ran
-    assert {p["label"]: (p["jobs"], p["done"] + p["stale"]) for p in status["labels"]} == {
-        "mas": (27, 14)}
+    # the counts are for the jobs of the spec last run into the store (stale where this code
+    # differs from the code that ran): per label, its jobs in the stored job list, and as many
+    # done or stale as the store holds finished results of them
+    from simbench.bench.runner import label_text
+    from simbench.bench.store import Store
+
+    with Store(ROOT / "benchmarks" / "results" / "lm_toxicity.sqlite", create=False) as store:
+        jobs = store.spec_jobs("lm_toxicity")
+        assert jobs
+        finished = {r["key"] for r in store.rows({j["key"] for j in jobs}, status="done")}
+    want: dict[str, list[int]] = {}
+    for job in jobs:
+        counts = want.setdefault(label_text(job["label"], job["measure"]), [0, 0])
+        counts[0] += 1
+        counts[1] += job["key"] in finished
+    got = {p["label"]: [p["jobs"], p["done"] + p["stale"]] for p in status["labels"]}
+    assert got == want and sum(n for n, _ in got.values()) > 0
+    assert all(p["done"] + p["stale"] + p["failed"] + p["to_run"] == p["jobs"]
+               for p in status["labels"])
     assert status["store"].endswith("lm_toxicity.sqlite")
 
 

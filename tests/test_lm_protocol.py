@@ -53,6 +53,35 @@ def test_the_permuted_copy_computes_the_same_logits_with_other_weights(toxic_cop
         permuted_copy(torch.nn.Linear(2, 2))
 
 
+def test_fast_kernels_compute_the_same_logits_and_are_put_back(toxic_copy) -> None:
+    """The fused GELU and eager attention give the model's logits (to 1e-5) and leave the
+    model as it was; the embedding's states by lookup equal those a hooked pass reads."""
+    from simbench.lm.kernels import fast_kernels
+    from simbench.lm.runner import LMRunner
+    from simbench.lm.text import forward, pad_batch
+
+    a = load_lm(toxic_copy[0], prompts=["x"])
+    model = a.module.eval()
+    tokens, mask = pad_batch(a.encode(zoo_prompts(16, 3), 8), a.pad, side=a.padding_side)
+    acts = [block.mlp.act for block in model.transformer.h]
+    attn = model.config._attn_implementation
+    assert type(acts[0]).__name__ == "NewGELUActivation" and attn != "eager"
+    with torch.no_grad():
+        ref = forward(model, tokens, mask)
+        with fast_kernels(model, "cpu"):
+            assert all(isinstance(b.mlp.act, torch.nn.GELU) for b in model.transformer.h)
+            assert model.config._attn_implementation == "eager"
+            got = forward(model, tokens, mask)
+    real = mask.bool()  # (pad positions attend to nothing: each kernel fills them its own way)
+    assert (got - ref)[real].abs().max() < 1e-5 and ref.abs().max() > 1
+    assert [b.mlp.act for b in model.transformer.h] == acts
+    assert model.config._attn_implementation == attn
+    runner = LMRunner(a, "embedding")
+    looked_up = runner.site_states(tokens, mask)
+    runner.embedding_lookup = False
+    torch.testing.assert_close(looked_up, runner.site_states(tokens, mask), atol=0, rtol=0)
+
+
 def test_the_step_is_drawn_away_from_both_ends() -> None:
     rng = np.random.default_rng(0)
     lengths = [14, 20, 21]

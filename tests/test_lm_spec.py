@@ -345,12 +345,22 @@ def test_the_shipped_lm_toxicity_run_matches_the_spec(capsys: pytest.CaptureFixt
         board = build(spec, store)
         rows = [r for r in store.rows(status="done") if r["measure"] == "mas"
                 and r["site"] == "embedding"]
-    assert board.total == 108 and board.failed == 0  # 27 pairs: CKA, RSA, MAS x 2 seeds
+    # the counts follow the spec (a partial run and a complete rerun both pass): every pair
+    # gets CKA, RSA and MAS once per MAS seed
+    per_measure: dict[str, int] = {}
+    for job in expand(spec):
+        per_measure[job.measure] = per_measure.get(job.measure, 0) + 1
+    pairs = per_measure["cka"]
+    assert pairs == 27  # 3 within-group pairings of 3 models, 2 between-group ones of 3 x 3
+    assert per_measure == {"cka": pairs, "rsa": pairs,
+                           "mas": pairs * len(spec.measures["mas"].seeds or spec.seeds)}
+    assert board.total == sum(per_measure.values()) and board.failed == 0
+    assert 0 < board.done <= board.total
     assert len(board.validity) == 3 and all(len(r.checks) == 5 for r in board.validity)
     by = {}
     for e in board.entries:
         by.setdefault(e.measure, []).append(e)
-    assert len(by["cka"]) == len(by["rsa"]) == 27  # every pair
+    assert len(by["cka"]) == len(by["rsa"]) == pairs  # every pair
     mas = by["mas"]
     assert len(mas) >= 5 and {c for e in mas for c in e.categories} >= {
         "toxic_toxic", "nontoxic_nontoxic", "control_control", "toxic_nontoxic",

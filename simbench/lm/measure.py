@@ -29,6 +29,14 @@ the context, so a patch at one position alone would be read around.
   orthogonal Procrustes) and validates on fewer interventions, less often: the defaults of
   :data:`LM_DEFAULTS` replace the measure's generic ones for language models wherever the
   generic default was left in place (give any other value to override).
+
+**Speed** (what one job of ``benchmarks/specs/lm_toxicity.toml`` costs on one core): at
+``embedding`` every training step reruns the whole model, so the models' own kernels set the
+pace. While a measure runs, each model computes with the fused kernels of
+:mod:`simbench.lm.kernels` (:data:`FAST_KERNELS`: the same function, logits equal to 1e-5, so
+scores are unchanged), and the embedding's states of the counterfactual sequences are read by
+the embedding lookup instead of a full pass each (:class:`simbench.lm.runner.LMRunner`). No
+protocol default changed for speed: the settings above are what scores are comparable under.
 """
 
 from __future__ import annotations
@@ -51,6 +59,9 @@ LM_DEFAULTS: dict[str, Any] = {"init": "pca", "batch_size": 64, "n_val": 256, "n
 #: whole-continuation within-model IIA under which a score warns that its site cannot express
 #: identity (a model aligned with itself should continue as itself)
 CEILING_WARN = 0.8
+#: run the models with fused kernels while they are aligned (:mod:`simbench.lm.kernels`: the
+#: same function, logits equal to about 1e-5; False: the models' own kernels)
+FAST_KERNELS = True
 #: what ``Score.value`` is for language models
 HEADLINE = "token"
 
@@ -131,10 +142,13 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str | None, seed: i
     params, applied = lm_params(measure, params)
     params["_lm_defaults"] = applied
     from simbench.interventions.frozen import frozen_on
+    from simbench.lm.kernels import fast_kernels
 
     with contextlib.ExitStack() as stack:
         for s in systems:
             stack.enter_context(frozen_on(s.module, device))
+            if FAST_KERNELS:
+                stack.enter_context(fast_kernels(s.module, device))
         return _align(measure, systems, task, site=site, seed=seed, device=device,
                       params=params)
 

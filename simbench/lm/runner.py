@@ -56,9 +56,20 @@ class LMRunner:
         config = getattr(self.module, "config", None)
         self.head_only = getattr(config, "model_type", None) in HEAD_ONLY_TYPES
 
+    #: read ``embedding`` states by the embedding lookup alone (False: a full forward pass
+    #: with a hook, as for any other site; both give the same tensor)
+    embedding_lookup: bool = True
+
     @torch.no_grad()
     def site_states(self, tokens: Tensor, mask: Tensor, batch: int = 256) -> Tensor:
-        """The site's output [n, W, d] over token sequences (no patch)."""
+        """The site's output [n, W, d] over token sequences (no patch).
+
+        At ``embedding`` that output is the input-embedding module's on the tokens, whatever
+        follows it, so the module alone is run (the rest of the model would be wasted)."""
+        if self.embedding_lookup and self.site == lm_sites.EMBEDDING:
+            emb = self.module.get_input_embeddings()
+            return torch.cat([emb(tokens[i: i + batch]).float()
+                              for i in range(0, tokens.shape[0], batch)])
         out = []
         modules = dict(self.module.named_modules())
         for i in range(0, tokens.shape[0], batch):
