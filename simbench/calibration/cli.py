@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "measure) into the directory DIR")
     p.add_argument("--json", action="store_true",
                    help="print the board (one row per measure and check) as JSON")
+    p.add_argument("--out", metavar="DIR", help="write the whole report into the directory DIR: "
+                   "validity.csv, validity.png (the board as a grid, with each measure's cost), "
+                   "separability.png, costs.csv (stored runtime per measure; one job per "
+                   "measure run again for its time and peak memory) and validity.txt")
+    p.add_argument("--no-costs", action="store_true",
+                   help="with --out: stored runtimes only, no measured job per measure")
     p.set_defaults(handler=cmd_validity)
 
 
@@ -80,6 +86,12 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
         board = validity_board(spec, store, site=args.site,
                                layer_order=not args.no_layer_order, bias=not args.no_bias,
                                layer_n=args.layer_n, bias_draws=args.bias_draws, seed=args.seed)
+    costs = None
+    if getattr(args, "out", None):
+        from simbench.calibration.costs import measure_costs
+
+        with Store(path, create=False) as store:
+            costs = measure_costs(spec, store, measure=not args.no_costs)
     said = sys.stderr if getattr(args, "json", False) else sys.stdout
     if getattr(args, "json", False):
         import json
@@ -103,6 +115,11 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"separability plot written to {out}", file=said)
         else:
             print("no separability to plot (no measure had enough pairs)", file=sys.stderr)
+    if costs is not None:
+        from simbench.calibration.report import write_report
+
+        files = write_report(board, args.out, costs)
+        print(f"report written to {args.out}: {', '.join(f.name for f in files)}", file=said)
     return 0
 
 

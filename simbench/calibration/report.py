@@ -1,0 +1,116 @@
+"""The validity board as files: one directory with the table, its plots and the cost per measure.
+
+:func:`write_report` writes into a directory:
+
+- ``validity.csv``: one row per (measure variant, check): passed / failed / not run, and why;
+- ``validity.png``: the same table as a coloured grid, with each measure's runtime and memory
+  beside it when the costs are given;
+- ``separability.png``: ROC-AUC and d' per measure with their intervals (when any measure had
+  enough pairs);
+- ``costs.csv``: stored runtime per measure and one measured job's time and peak memory
+  (:mod:`simbench.calibration.costs`), when the costs are given;
+- ``validity.txt``: the board as ``simbench validity`` prints it, and the cost table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simbench.calibration.costs import MeasureCost, format_costs, write_costs_csv
+from simbench.calibration.validity import (
+    CHECKS,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    ValidityBoard,
+    format_board,
+    write_csv,
+)
+
+_COLOURS = {PASSED: "#4c9a5b", FAILED: "#c8463d", NOT_RUN: "#d9d9d9"}
+
+
+def plot_board(board: ValidityBoard, path: str | Path,
+               costs: Sequence[MeasureCost] | None = None) -> Path:
+    """Measures x checks as a coloured grid (passed / failed / not run); with ``costs``, each
+    measure's measured CPU seconds and peak memory as bars beside it (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    names = board.variants
+    rows = len(names)
+    # only measured costs are drawn (stored runtimes differ in pair and load between measures)
+    by_variant = {c.variant: c for c in costs or () if c.cpu_s is not None}
+    panels = 3 if by_variant else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 + 2.6 * (panels - 1), 1.2 + 0.32 * rows),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [3] + [1] * (panels - 1)})
+    ax = axes[0][0]
+    for i, v in enumerate(names):
+        for j, check in enumerate(CHECKS):
+            status = board.status(v, check)
+            ax.add_patch(plt.Rectangle((j, i), 0.96, 0.9, color=_COLOURS[status]))
+            mark = {PASSED: "pass", FAILED: "FAIL", NOT_RUN: "n/a"}[status]
+            ax.text(j + 0.48, i + 0.45, mark, ha="center", va="center", fontsize=7)
+    ax.set_xlim(0, len(CHECKS))
+    ax.set_ylim(rows, 0)
+    ax.set_xticks([j + 0.48 for j in range(len(CHECKS))], CHECKS, rotation=25, ha="right",
+                  fontsize=8)
+    ax.set_yticks([i + 0.45 for i in range(rows)], names, fontsize=8)
+    ax.tick_params(length=0)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.legend(handles=[Patch(color=_COLOURS[s], label=s) for s in (PASSED, FAILED, NOT_RUN)],
+              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=7, frameon=False)
+    if by_variant:
+        for ax, field, label in ((axes[0][1], "cpu_s", "CPU s, one job"),
+                                 (axes[0][2], "peak_mib", "peak MiB, one job")):
+            vals = [getattr(by_variant[v], field) if v in by_variant else None for v in names]
+            shown = [max(x, 1e-2) if x is not None else 0.0 for x in vals]
+            ax.barh([i + 0.45 for i in range(rows)], shown, height=0.7, color="#5b7fb5")
+            ax.set_ylim(rows, 0)
+            ax.set_yticks([])
+            ax.set_xscale("log")
+            ax.set_xlabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def write_report(board: ValidityBoard, directory: str | Path,
+                 costs: Sequence[MeasureCost] | None = None) -> list[Path]:
+    """Write the board (and ``costs``, when given) into ``directory``; returns the files."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_csv(board, out / "validity.csv"), plot_board(board, out / "validity.png",
+                                                                  costs)]
+    if board.separability:
+        from simbench.calibration.separation import plot_separability
+
+        written.append(plot_separability(board.separability, out / "separability.png"))
+    text = format_board(board)
+    if costs:
+        written.append(write_costs_csv(costs, out / "costs.csv"))
+        text += ("\n\ncost per measure (stored: every job's runtime_s in the store; measured: "
+                 "one job in a fresh process, CPU seconds and peak resident memory above the "
+                 "process's before it):\n" + format_costs(costs))
+    txt = out / "validity.txt"
+    txt.write_text(text + "\n", encoding="utf-8")
+    written.append(txt)
+    return written
+
+
+def board_summary(board: ValidityBoard) -> dict[str, Any]:
+    """variant -> {passed, failed, not run} counts (for READMEs and tests)."""
+    return {v: board.counts(v) for v in board.variants}
+
+
+__all__ = ["board_summary", "plot_board", "write_report"]
