@@ -81,8 +81,8 @@ def test_report_directory_has_the_table_the_plots_and_the_costs(scored, tmp_path
         costs = C.measure_costs(spec, store, measure=False)
     files = write_report(board, tmp_path / "out", costs)
     names = sorted(f.name for f in files)
-    assert names == ["costs.csv", "separability.png", "validity.csv", "validity.png",
-                     "validity.txt"]
+    assert names == ["README.md", "costs.csv", "separability.png", "validity.csv",
+                     "validity.png", "validity.txt"]
     rows = list(csv.DictReader((tmp_path / "out" / "validity.csv").open()))
     assert len(rows) == 2 * len(V.CHECKS)
     sep = {r["variant"]: r for r in rows if r["check"] == "separability"}
@@ -105,3 +105,6 @@ def test_cli_out_writes_the_report(scored, tmp_path: Path, capsys) -> None:
     assert rc == 0 and "report written to" in got.out
     assert (tmp_path / "rep" / "costs.csv").is_file()
     assert (tmp_path / "rep" / "validity.png").is_file()
+    readme = (tmp_path / "rep" / "README.md").read_text()
+    assert f"simbench validity {spec.path} --store {path} --no-layer-order --no-bias" in readme
+    assert "- **separability**: passed by" in readme and "| cka |" in readme

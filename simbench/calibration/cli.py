@@ -65,6 +65,19 @@ def output_file(value: str, name: str, flag: str) -> Path:
     return path / name
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The ``simbench validity`` command that writes this report (for its README)."""
+    words = ["simbench validity", str(args.spec)]
+    if args.store:
+        words.append(f"--store {args.store}")
+    if args.run:
+        words.append("--run" + (f" --workers {args.workers}" if args.workers else ""))
+    words += [flag for flag, on in (("--no-layer-order", args.no_layer_order),
+                                    ("--no-bias", args.no_bias),
+                                    ("--no-costs", args.no_costs)) if on]
+    return " ".join([*words, f"--out {args.out}"])
+
+
 def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
@@ -118,7 +131,7 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
     if costs is not None:
         from simbench.calibration.report import write_report
 
-        files = write_report(board, args.out, costs)
+        files = write_report(board, args.out, costs, command=command_line(args))
         print(f"report written to {args.out}: {', '.join(f.name for f in files)}", file=said)
     return 0
 

@@ -9,14 +9,15 @@
   enough pairs);
 - ``costs.csv``: stored runtime per measure and one measured job's time and peak memory
   (:mod:`simbench.calibration.costs`), when the costs are given;
-- ``validity.txt``: the board as ``simbench validity`` prints it, and the cost table.
+- ``validity.txt``: the board as ``simbench validity`` prints it, and the cost table;
+- ``README.md``: per check, which measures passed, failed or could not run it, and the
+  command that rewrites the directory, all read off the board.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from simbench.calibration.costs import MeasureCost, format_costs, write_costs_csv
 from simbench.calibration.validity import (
@@ -86,8 +87,9 @@ def plot_board(board: ValidityBoard, path: str | Path,
 
 
 def write_report(board: ValidityBoard, directory: str | Path,
-                 costs: Sequence[MeasureCost] | None = None) -> list[Path]:
-    """Write the board (and ``costs``, when given) into ``directory``; returns the files."""
+                 costs: Sequence[MeasureCost] | None = None, command: str = "") -> list[Path]:
+    """Write the board (and ``costs``, when given) into ``directory``; returns the files.
+    ``command`` (the command line that wrote it) goes into the README."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_csv(board, out / "validity.csv"), plot_board(board, out / "validity.png",
@@ -105,12 +107,41 @@ def write_report(board: ValidityBoard, directory: str | Path,
     txt = out / "validity.txt"
     txt.write_text(text + "\n", encoding="utf-8")
     written.append(txt)
+    readme = out / "README.md"
+    readme.write_text(summary_markdown(board, costs, command), encoding="utf-8")
+    written.append(readme)
     return written
 
 
-def board_summary(board: ValidityBoard) -> dict[str, Any]:
-    """variant -> {passed, failed, not run} counts (for READMEs and tests)."""
-    return {v: board.counts(v) for v in board.variants}
+def summary_markdown(board: ValidityBoard, costs: Sequence[MeasureCost] | None = None,
+                     command: str = "") -> str:
+    """Per check, the measures that passed, failed and did not run it; then the cost per
+    measure: a README for the report directory, read off the board."""
+    lines = [f"# Measure validity: spec `{board.spec_name}`", ""]
+    if command:
+        lines += ["Written by", "", f"    {command}", ""]
+    lines += ["| measure | " + " | ".join(CHECKS) + " | passed | failed | not run |",
+              "|---" * (len(CHECKS) + 4) + "|"]
+    for v in board.variants:
+        c = board.counts(v)
+        lines.append(f"| {v} | " + " | ".join(board.status(v, k) for k in CHECKS)
+                     + f" | {c[PASSED]} | {c[FAILED]} | {c[NOT_RUN]} |")
+    lines += ["", "Which measures pass each check:", ""]
+    for check in CHECKS:
+        by = {s: [v for v in board.variants if board.status(v, check) == s]
+              for s in (PASSED, FAILED, NOT_RUN)}
+        lines.append(f"- **{check}**: passed by {', '.join(by[PASSED]) or 'none'}; failed by "
+                     f"{', '.join(by[FAILED]) or 'none'}"
+                     + (f"; not run for {', '.join(by[NOT_RUN])}" if by[NOT_RUN] else ""))
+    measured = [c for c in costs or () if c.cpu_s is not None]
+    if measured:
+        lines += ["", "Cost of one job per measure (pair, CPU seconds, peak resident memory "
+                  "above the process's before the job; costs.csv has the stored runtimes):", ""]
+        lines += [f"- {c.variant}: {c.pair} at {c.site}, {c.cpu_s:.1f} CPU s, "
+                  f"{c.peak_mib:.0f} MiB" for c in measured]
+    lines += ["", "The reason for every cell is in validity.csv (column `detail`); validity.txt "
+              "has the board as `simbench validity` prints it.", ""]
+    return "\n".join(lines)
 
 
-__all__ = ["board_summary", "plot_board", "write_report"]
+__all__ = ["plot_board", "summary_markdown", "write_report"]
