@@ -36,3 +36,13 @@ def test_every_check_reads_pairs_that_exist_for_every_architecture() -> None:
             assert sel["category"] in cats, e.finding
     checks = Counter(e.finding.split(":", 1)[0] for e in spec.expectations)
     assert checks == {"planted identity": 3, "specificity": 3}
+
+
+def test_the_cost_table_measures_a_seed_pair_of_every_measure() -> None:
+    """costs.csv times one job per measure: a pair of seeds, the transformers' for MAS there."""
+    from simbench.calibration.costs import _pick_jobs
+
+    picked = _pick_jobs(load_spec("validity"), "seeds")
+    assert picked["mas_stepwise"].systems == ("tf1", "tf2")
+    assert picked["mas"].systems == picked["cka"].systems == ("gru1", "gru2")
+    assert len(picked) == 14

@@ -70,14 +70,17 @@ def stored_runtimes(spec: Any, store: Any) -> dict[str, list[float]]:
 
 
 def _pick_jobs(spec: Any, category: str) -> dict[str, Any]:
-    """variant -> the job to measure: its first job in ``category``, else its first job."""
+    """variant -> the job to measure: its first job in ``category`` (or a category named
+    ``<category>_...``, e.g. ``seeds_tf``), else its first job."""
     from simbench.bench.jobs import prepare
+
+    def fits(job: Any) -> bool:
+        return any(c == category or c.startswith(category + "_") for c in job.categories)
 
     chosen: dict[str, Any] = {}
     for job in prepare(spec):
         variant = job.variant
-        if variant not in chosen or (category in job.categories
-                                     and category not in chosen[variant].categories):
+        if variant not in chosen or (fits(job) and not fits(chosen[variant])):
             chosen[variant] = job
     return chosen
 
@@ -123,27 +126,30 @@ def _measure_job(job: Any) -> dict[str, Any]:
 
 
 def measure_costs(spec: Any, store: Any | None = None, *, measure: bool = True,
-                  category: str = DEFAULT_CATEGORY, variants: Sequence[str] | None = None
-                  ) -> list[MeasureCost]:
+                  category: str = DEFAULT_CATEGORY, variants: Sequence[str] | None = None,
+                  workers: int = 2) -> list[MeasureCost]:
     """The cost of every measure variant of ``spec`` (see the module docstring).
 
     ``store`` gives the stored runtimes (None: none); ``measure`` runs one job per variant in
-    a fresh process (the first of ``category``, else the variant's first); ``variants``
-    restricts both to those labels.
+    a fresh process (the first of ``category``, else the variant's first), ``workers`` of them
+    at a time (CPU seconds and memory are each process's own; wall seconds include waiting for
+    a shared core when ``workers`` exceeds the idle ones); ``variants`` restricts both to
+    those labels.
     """
     runtimes = stored_runtimes(spec, store) if store is not None else {}
-    jobs = _pick_jobs(spec, category)
+    jobs = {v: j for v, j in _pick_jobs(spec, category).items()
+            if variants is None or v in variants}
+    measured: dict[str, dict[str, Any]] = {}
+    if measure and jobs:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool:
+            measured = dict(zip(jobs, pool.map(_measure_job, list(jobs.values()), chunksize=1)))
     out = []
-    ctx = multiprocessing.get_context("spawn")
     for variant, job in jobs.items():
-        if variants is not None and variant not in variants:
-            continue
         times = runtimes.get(variant, [])
-        got: dict[str, Any] = {}
+        got = measured.get(variant, {})
         status = "not measured"
-        if measure:
-            with ctx.Pool(1, maxtasksperchild=1) as pool:
-                got = pool.apply(_measure_job, (job,))
+        if got:
             status = "measured" if got["status"] == "done" else f"failed: {got['error']}"
         out.append(MeasureCost(
             variant=variant, measure=job.measure, jobs=len(times),
