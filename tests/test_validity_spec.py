@@ -1,6 +1,6 @@
 """The shipped validity spec asks MAS for the swap mode each architecture needs: one position in a
 recurrent network (its state carries the count forward), every position up to it in a transformer
-(which recomputes from context); every check still has its pairs for every measure."""
+(which recomputes from context), at its embedding; every check still has its pairs for every measure."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def test_mas_swaps_stepwise_in_transformers_and_at_one_position_in_recurrent_net
     for j in mas:
         archs = {arch[a] for a in j.systems}
         assert j.params["stepwise"] == ("transformer" in archs), j.describe()
+        # the transformer's swaps feed its input: in the residual stream they are recomputed away
+        assert j.site == ("embedding" if j.params["stepwise"] else "hidden"), j.describe()
         assert "transformer" not in archs or archs == {"transformer"}, j.describe()
     tf = sorted(j.categories[0] for j in mas if j.params["stepwise"])
     assert tf == ["planted_tf", "seeds_tf", "self_tf", "untrained_tf"]
