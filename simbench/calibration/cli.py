@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "measure) into the directory DIR")
     p.add_argument("--json", action="store_true",
                    help="print the board (one row per measure and check) as JSON")
+    p.add_argument("--out", metavar="DIR", help="write the whole report into the directory DIR: "
+                   "validity.csv, validity.png (the board as a grid, with each measure's cost), "
+                   "separability.png, costs.csv (stored runtime per measure; one job per "
+                   "measure run again for its time and peak memory) and validity.txt")
+    p.add_argument("--no-costs", action="store_true",
+                   help="with --out: stored runtimes only, no measured job per measure")
     p.set_defaults(handler=cmd_validity)
 
 
@@ -57,6 +63,19 @@ def output_file(value: str, name: str, flag: str) -> Path:
               f"{flag} {path.parent} for {path.parent / name}", file=sys.stderr)
         return path
     return path / name
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The ``simbench validity`` command that writes this report (for its README)."""
+    words = ["simbench validity", str(args.spec)]
+    if args.store:
+        words.append(f"--store {args.store}")
+    if args.run:
+        words.append("--run" + (f" --workers {args.workers}" if args.workers else ""))
+    words += [flag for flag, on in (("--no-layer-order", args.no_layer_order),
+                                    ("--no-bias", args.no_bias),
+                                    ("--no-costs", args.no_costs)) if on]
+    return " ".join([*words, f"--out {args.out}"])
 
 
 def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
@@ -80,6 +99,12 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
         board = validity_board(spec, store, site=args.site,
                                layer_order=not args.no_layer_order, bias=not args.no_bias,
                                layer_n=args.layer_n, bias_draws=args.bias_draws, seed=args.seed)
+    costs = None
+    if getattr(args, "out", None):
+        from simbench.calibration.costs import measure_costs
+
+        with Store(path, create=False) as store:
+            costs = measure_costs(spec, store, measure=not args.no_costs)
     said = sys.stderr if getattr(args, "json", False) else sys.stdout
     if getattr(args, "json", False):
         import json
@@ -103,6 +128,11 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"separability plot written to {out}", file=said)
         else:
             print("no separability to plot (no measure had enough pairs)", file=sys.stderr)
+    if costs is not None:
+        from simbench.calibration.report import write_report
+
+        files = write_report(board, args.out, costs, command=command_line(args))
+        print(f"report written to {args.out}: {', '.join(f.name for f in files)}", file=said)
     return 0
 
 

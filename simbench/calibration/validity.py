@@ -52,7 +52,7 @@ PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
 #: a correlative measure passes the bias check when |mean| stays below this at every n
 BIAS_TOLERANCE = 0.05
 #: pair categories of the separability check: same-task seed pairs against different-task ones
-SAME_CATEGORIES: tuple[str, ...] = ("seeds", "seeds_other_tasks")
+SAME_CATEGORIES: tuple[str, ...] = ("seeds", "seeds_tf", "seeds_other_tasks")
 DIFFERENT_CATEGORIES: tuple[str, ...] = ("cross_task", "cross_task_more", "cross_task_arith")
 #: parameters dropped when a measure is run on synthetic or re-sited data (only the estimate
 #: is used: no interval, no null, every sample)
