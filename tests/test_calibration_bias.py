@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simbench.calibration._estimators import linear_cka
 from simbench.calibration.bias import small_n_bias
+from simbench.calibration.estimators import linear_cka
 from simbench.errors import ParameterError
 
 
@@ -58,13 +58,13 @@ def test_bad_arguments_are_named() -> None:
 def test_registered_measures_run_through_the_public_api() -> None:
     from simbench_plugins.cka import cka
 
-    from simbench.calibration._estimators import correlative_estimators, measure_estimator
+    from simbench.calibration.estimators import correlative_estimators, measure_estimator
 
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((40, 6)), rng.standard_normal((40, 5))
     assert measure_estimator("cka", debiased=True)(x, y) == pytest.approx(
         cka(x, y, debiased=True).value, abs=1e-12)
-    from simbench.calibration._estimators import default_estimators
+    from simbench.calibration.estimators import default_estimators
 
     names = list(default_estimators())
     assert names[names.index("cka") + 1] == "cka --debiased"

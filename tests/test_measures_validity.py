@@ -9,8 +9,8 @@ import pytest
 
 from simbench.bench.spec import load_spec
 from simbench.calibration import validity as V
-from simbench.calibration._estimators import measure_estimator
 from simbench.calibration.bias import small_n_bias
+from simbench.calibration.estimators import measure_estimator
 
 NEW = ("procrustes_angular", "shape_metric", "soft_matching", "svcca", "pwcca", "mutual_knn",
        "cknna", "ridge")

@@ -236,7 +236,7 @@ pairs = [["a", "b"]]
 
 
 def test_bias_check_fails_biased_cka_and_passes_debiased() -> None:
-    from simbench.calibration._estimators import linear_cka
+    from simbench.calibration.estimators import linear_cka
 
     table = small_n_bias({"cka": linear_cka(), "cka_debiased": linear_cka(debiased=True)},
                          ns=(32, 256), draws=10, seed=0)

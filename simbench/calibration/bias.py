@@ -90,11 +90,11 @@ def small_n_bias(
 
     ``estimators`` maps a name to a function of paired rows ``(x, y) -> float`` (default: every
     registered correlative measure with its default parameters, run through ``simbench.score``,
-    plus ``cka --debiased``; see ``simbench.calibration._estimators.measure_estimator`` to add
+    plus ``cka --debiased``; see ``simbench.calibration.estimators.measure_estimator`` to add
     parameters). Every estimator sees the same ``draws`` data sets per n, drawn from ``seed``.
     """
     if estimators is None:
-        from simbench.calibration._estimators import default_estimators
+        from simbench.calibration.estimators import default_estimators
 
         estimators = default_estimators()
     if draws < 2:

@@ -183,7 +183,7 @@ def validity_board(
             results[(v, "layer order")] = CheckResult(v, "layer order", NOT_RUN,
                                                       "switched off (--no-layer-order)")
     if bias and correlative:
-        from simbench.calibration._estimators import measure_estimator
+        from simbench.calibration.estimators import measure_estimator
 
         estimators = {v: measure_estimator(measures[v], **_estimate_params(params[v]))
                       for v in correlative}

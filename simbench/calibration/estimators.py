@@ -1,11 +1,9 @@
-"""The one place calibration reaches into the built-in measures' array-level functions.
+"""Measures as plain functions of paired rows, for the calibration checks.
 
-Checks such as the small-sample bias need an estimator as a plain function of paired rows
-``(x, y) -> float``. Two routes: :func:`measure_estimator` runs any registered measure through
-``simbench.score`` on in-memory recordings (what users run, plugins included);
-:func:`linear_cka` calls the array-level CKA function of the ``simbench_plugins`` package
-directly (fast, for checks with many draws). That import is made lazily and only here, so a
-move of that function is a one-line change.
+Checks such as the small-sample bias need an estimator as a function ``(x, y) -> float``. Two
+routes: :func:`measure_estimator` runs any registered measure through ``simbench.score`` on
+in-memory recordings (what users run, plugins included); :func:`linear_cka` calls the CKA
+estimator of :mod:`simbench.estimators.cka` directly (fast, for checks with many draws).
 """
 
 from __future__ import annotations
