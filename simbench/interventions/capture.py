@@ -146,8 +146,9 @@ class CapturedStep:
                 if isinstance(p.runner, RecurrentRunner) and "train" in p.runner.states:
                     _static(p.runner.states["train"])
         mode = "reduce-overhead" if self.cuda and self.backend == "inductor" else None
-        self._compiled = torch.compile(_step_loss, backend=self.backend, mode=mode,
-                                       dynamic=False)
+        # the two ways are two functions: dynamo keys its compiled code by the function
+        fn = _step_loss_unrolled if self.unroll else _step_loss
+        self._compiled = torch.compile(fn, backend=self.backend, mode=mode, dynamic=False)
 
     def plan(self, batches: dict[tuple[int, int], Any]) -> tuple[list[tuple[int, tuple[int, ...]]],
                                                                    list[Tensor], int]:
@@ -216,6 +217,12 @@ def _step_loss(engine: Engine, plan: Sequence[tuple[int, tuple[int, ...]]],
                       * len(sources))
         i += len(sources)
     return torch.stack(losses).sum() / max(i, 1)
+
+
+def _step_loss_unrolled(engine: Engine, plan: Sequence[tuple[int, tuple[int, ...]]],
+                        rows: Sequence[Tensor], length: int) -> Tensor:
+    """:func:`_step_loss`, compiled with the recurrence unrolled into the graph."""
+    return _step_loss(engine, plan, rows, length)
 
 
 def _target_loss(engine: Engine, t: int, sources: Sequence[int], rows: Sequence[Tensor],
