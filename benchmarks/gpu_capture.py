@@ -12,8 +12,8 @@ Measures, for the zoo GRU pair (``gru_multi_s1``, ``gru_multi_s2``, hidden site,
 2. a short MAS training both ways (eager, captured) for two seeds: the test IIA of each, so a
    difference between the two ways can be read against the seed spread.
 
-Prints a table and writes ``capture.json`` (and ``capture.txt``) to ``--out`` (default
-``$OUT``, else nothing is written). ``--dry-run`` runs every part on the CPU at toy sizes
+Prints a table and writes ``capture.json`` to ``--out`` (default ``$OUT``, else nothing is
+written; figures already there are kept, so a later run can add a variant). ``--dry-run`` runs every part on the CPU at toy sizes
 with the ``aot_eager`` backend (traces the step without generating code): the plumbing in
 seconds, what the tests run. Timings on a shared machine: read the ratios, not the ms.
 """
@@ -94,21 +94,29 @@ def eager_loss(engine: Any) -> Any:
     return fn
 
 
+VARIANTS = {"captured": False, "captured_unrolled": True}  # name: the recurrence unrolled
+
+
 def measure_steps(device: str, *, k: int, batch: int, rounds: int, cpu_threads: int,
-                  backend: str | None, unrolled: bool, sizes: dict[str, int]) -> dict[str, Any]:
-    """Step times: eager and captured on ``device``, eager on ``cpu_threads`` CPU threads."""
+                  backend: str | None, variants: list[str], baselines: bool,
+                  sizes: dict[str, int]) -> dict[str, Any]:
+    """Step times: captured on ``device`` (``variants`` of :data:`VARIANTS`) and, with
+    ``baselines``, eager there and eager on ``cpu_threads`` CPU threads."""
     from simbench.interventions.capture import CapturedStep
 
     out: dict[str, Any] = {}
     engine = build_engine(device, k=k, batch_size=batch, **sizes)
     batches = fixed_batches(engine, batch)
-    out["eager"] = time_step(engine, eager_loss(engine), batches, rounds)
-    variants = [("captured", False)] + ([("captured_unrolled", True)] if unrolled else [])
-    for name, unroll in variants:
+    if baselines:
+        out["eager"] = time_step(engine, eager_loss(engine), batches, rounds)
+    for name in variants:
+        unroll = VARIANTS[name]
         step = CapturedStep(engine, unroll=unroll, backend=backend)
         out[name] = time_step(engine, step, batches, rounds)
         out[name]["buckets"] = list(step.buckets)
         out[name]["failed"] = step.failed
+    if not baselines:
+        return out
     threads = torch.get_num_threads()
     torch.set_num_threads(cpu_threads)
     try:
@@ -149,12 +157,13 @@ def measure_scores(device: str, *, k: int, seeds: tuple[int, ...], steps: int,
 def summary(result: dict[str, Any]) -> str:
     """The table people read: step ms, the ratios, the scores."""
     steps, lines = result["steps"], []
-    cpu_key = next(k for k in steps if k.startswith("cpu_"))
-    cpu_ms = steps[cpu_key]["ms"]
+    cpu_key = next((k for k in steps if k.startswith("cpu_")), "cpu")
+    cpu_ms = steps[cpu_key]["ms"] if cpu_key in steps else float("nan")
+    eager_ms = steps["eager"]["ms"] if "eager" in steps else float("nan")
     lines.append(f"device {result['device']} ({result['device_name']}), torch {torch.__version__}")
     lines.append(f"{'step':<22}{'ms':>10}{'first s':>10}{'x eager':>9}{'x ' + cpu_key:>18}")
     for name, row in steps.items():
-        ratio = steps["eager"]["ms"] / row["ms"] if name != cpu_key else float("nan")
+        ratio = eager_ms / row["ms"] if name != cpu_key else float("nan")
         note = f"  FAILED: {row['failed']}" if row.get("failed") else ""
         lines.append(f"{name:<22}{row['ms']:>10.2f}{row['first_s']:>10.1f}{ratio:>9.2f}"
                      f"{cpu_ms / row['ms']:>18.2f}{note}")
@@ -175,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT", ""))
     parser.add_argument("--dry-run", action="store_true",
                         help="the CPU at toy sizes, aot_eager backend: the plumbing only")
-    parser.add_argument("--no-unrolled", action="store_true",
-                        help="skip the unrolled capture (minutes of compilation)")
+    parser.add_argument("--variants", default="captured,captured_unrolled",
+                        help="captured steps to time, comma-separated: captured (the "
+                        "recurrence one fused op), captured_unrolled (minutes of compiling)")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="time no eager step (a later run adding variants to capture.json)")
     parser.add_argument("--no-scores", action="store_true", help="skip the short trainings")
     parser.add_argument("--train-steps", type=int, default=300)
     args = parser.parse_args(argv)
@@ -191,20 +203,26 @@ def main(argv: list[str] | None = None) -> int:
         sizes = {"n_train": 2048, "n_val": 256, "n_test": 500, "pool_size": 1000}
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
     result: dict[str, Any] = {"device": device, "device_name": name, "dry_run": args.dry_run,
-                              "torch": torch.__version__}
-    result["steps"] = measure_steps(device, k=k, batch=batch, rounds=rounds, cpu_threads=2,
-                                    backend=backend, unrolled=not args.no_unrolled,
-                                    sizes=sizes)
+                              "torch": torch.__version__, "steps": {}}
+    saved = Path(args.out) / "capture.json" if args.out else None
+    if saved is not None and saved.exists():  # an earlier stage's figures: add to them
+        result = {**json.loads(saved.read_text()), **{k: v for k, v in result.items()
+                                                     if k != "steps"}}
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(VARIANTS)}")
+    result["steps"].update(measure_steps(
+        device, k=k, batch=batch, rounds=rounds, cpu_threads=2, backend=backend,
+        variants=variants, baselines=not args.no_baselines, sizes=sizes))
     if not args.no_scores:
         result["scores"] = measure_scores(device, k=k, seeds=(0, 1), steps=steps,
                                           backend=backend, sizes=sizes)
     text = summary(result)
     print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "capture.json").write_text(json.dumps(result, indent=2, default=str))
-        (out / "capture.txt").write_text(text + "\n")
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(result, indent=2, default=str))
     return 0
 
 
