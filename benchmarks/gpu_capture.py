@@ -132,8 +132,27 @@ def measure_scores(device: str, *, k: int, seeds: tuple[int, ...], steps: int,
                    backend: str | None, sizes: dict[str, int]) -> dict[str, Any]:
     """Test IIA (mean over the cross directions) after ``steps`` training steps, eager and
     captured, per seed; the largest eager-captured gap against the seed spread."""
+    from simbench.interventions.capture import BACKEND_ENV
+
+    before = os.environ.get(BACKEND_ENV)
     if backend:
-        os.environ["SIMBENCH_CAPTURE_BACKEND"] = backend
+        os.environ[BACKEND_ENV] = backend  # what the engines' own captured steps compile with
+    try:
+        rows = _train_both_ways(device, k=k, seeds=seeds, steps=steps, sizes=sizes)
+    finally:
+        if before is None:
+            os.environ.pop(BACKEND_ENV, None)
+        else:
+            os.environ[BACKEND_ENV] = before
+    gaps = [abs(r["on"] - r["off"]) for r in rows.values()]
+    eager = [r["off"] for r in rows.values()]
+    spread = max(eager) - min(eager) if len(eager) > 1 else float("nan")
+    return {"by_seed": rows, "max_gap": max(gaps), "seed_spread": spread,
+            "equal_within_spread": max(gaps) <= max(spread, 0.01)}
+
+
+def _train_both_ways(device: str, *, k: int, seeds: tuple[int, ...], steps: int,
+                     sizes: dict[str, int]) -> dict[str, dict[str, float]]:
     rows: dict[str, dict[str, float]] = {}
     for seed in seeds:
         for mode in ("off", "on"):
@@ -147,11 +166,7 @@ def measure_scores(device: str, *, k: int, seeds: tuple[int, ...], steps: int,
             rows.setdefault(str(seed), {})[mode] = sum(cross) / len(cross)
             rows[str(seed)][f"{mode}_s"] = round(time.perf_counter() - t0, 2)
             rows[str(seed)][f"{mode}_steps"] = log.steps
-    gaps = [abs(r["on"] - r["off"]) for r in rows.values()]
-    eager = [r["off"] for r in rows.values()]
-    spread = max(eager) - min(eager) if len(eager) > 1 else float("nan")
-    return {"by_seed": rows, "max_gap": max(gaps), "seed_spread": spread,
-            "equal_within_spread": max(gaps) <= max(spread, 0.01)}
+    return rows
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ determined token, its mask is False and it adds nothing to the loss or its gradi
 recurrence is causal, so the positions before it are computed exactly as without it).
 
 What can be captured: the engine's own objective (:meth:`Engine.step_loss`, not a subclass
-that adds terms), single-position interventions (not stepwise) and targets whose runner
+that changes it, as CLMAS's adds terms), single-position interventions (not stepwise) and targets whose runner
 continues a recurrence (the zoo's GRU and LSTM). Anything else, or a compilation that fails,
 runs the eager step; ``capture="on"`` says why with a warning.
 
@@ -81,8 +81,9 @@ def unsupported(engine: Engine) -> str | None:
     """Why ``engine``'s step cannot be captured (None: it can)."""
     from simbench.interventions.engine import Engine
 
-    if type(engine).step_loss is not Engine.step_loss:
-        return f"{type(engine).__name__} adds its own terms to the training objective"
+    for name in ("step_loss", "patched_logits", "behaviour_loss"):  # what the capture redoes
+        if getattr(type(engine), name) is not getattr(Engine, name):
+            return f"{type(engine).__name__} has its own {name} (its objective differs)"
     if engine.cfg.stepwise:
         return "stepwise interventions"
     for _, t in engine.trained:
@@ -173,9 +174,7 @@ class CapturedStep:
         try:
             import torch._dynamo
 
-            with torch._dynamo.config.patch(allow_rnn=self.unroll,
-                                             recompile_limit=RECOMPILE_LIMIT,
-                                             accumulated_recompile_limit=RECOMPILE_LIMIT):
+            with torch._dynamo.config.patch(_dynamo_settings(self.unroll)):
                 if self.cuda:  # nothing of the last replay is alive: no copies are kept
                     for p in engine.imap.parameters():
                         p.grad = None
@@ -190,6 +189,18 @@ class CapturedStep:
             self.buckets.append(length)
         # a CUDA graph's output is overwritten by its next replay: the caller keeps a copy
         return loss.clone() if self.cuda else loss
+
+
+def _dynamo_settings(unroll: bool) -> dict[str, Any]:
+    """Dynamo settings for a captured step, those this torch has (the recompilation limits
+    were named ``cache_size_limit`` before torch 2.6)."""
+    import torch._dynamo
+
+    wanted = {"allow_rnn": unroll, "recompile_limit": RECOMPILE_LIMIT,
+              "accumulated_recompile_limit": RECOMPILE_LIMIT,
+              "cache_size_limit": RECOMPILE_LIMIT,
+              "accumulated_cache_size_limit": RECOMPILE_LIMIT}
+    return {k: v for k, v in wanted.items() if hasattr(torch._dynamo.config, k)}
 
 
 def _static(x: Tensor) -> None:
