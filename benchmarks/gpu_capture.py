@@ -230,15 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     result["steps"].update(measure_steps(
         device, k=k, batch=batch, rounds=rounds, cpu_threads=2, backend=backend,
         variants=variants, baselines=not args.no_baselines, sizes=sizes))
+    _write(saved, result)  # the step times stay even if the trainings run out of time
+    print(summary(result), flush=True)
     if not args.no_scores:
         result["scores"] = measure_scores(device, k=k, seeds=(0, 1), steps=steps,
                                           backend=backend, sizes=sizes)
-    text = summary(result)
-    print(text)
-    if saved is not None:
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(result, indent=2, default=str))
+        _write(saved, result)
+        print(summary(result))
     return 0
+
+
+def _write(path: Path | None, result: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":
