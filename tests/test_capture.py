@@ -64,14 +64,19 @@ def test_length_buckets_round_up_and_stop_at_the_longest_continuation() -> None:
 
 def test_what_cannot_be_captured_runs_eagerly_and_on_says_why() -> None:
     engine = make_engine(stepwise=True)
-    assert unsupported(engine) == "stepwise interventions"
-    assert captured_loss(engine, "auto") is None  # the CPU: auto is off, silently
+    from simbench.interventions.cl_engine import CLEngine
+    from simbench.interventions.engine import Engine
+
+    assert unsupported(engine, Engine) == "stepwise interventions"
+    assert captured_loss(engine, Engine, "auto") is None  # the CPU: auto is off, silently
     with pytest.warns(CaptureWarning, match="stepwise interventions"):
-        assert captured_loss(engine, "on") is None
+        assert captured_loss(engine, Engine, "on") is None
     plain = make_engine()
-    assert unsupported(plain) is None
-    assert captured_loss(plain, "off") is None
-    assert isinstance(captured_loss(plain, "on"), CapturedStep)
+    assert unsupported(plain, Engine) is None
+    assert captured_loss(plain, Engine, "off") is None
+    assert isinstance(captured_loss(plain, Engine, "on"), CapturedStep)
+    plain.__class__ = CLEngine  # an objective with its own terms is never captured
+    assert unsupported(plain, Engine) == "CLEngine has its own step_loss (its objective differs)"
 
 
 def test_a_step_is_planned_on_the_host_with_a_padded_length() -> None:

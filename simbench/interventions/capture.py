@@ -30,7 +30,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +40,8 @@ from torch import Tensor
 from simbench.errors import ParameterError
 from simbench.interventions.runners import RecurrentRunner
 
-if TYPE_CHECKING:
-    from simbench.interventions.engine import Engine
+Engine = Any
+"""A :class:`simbench.interventions.engine.Engine` (not imported: the engine imports this)."""
 
 CAPTURE_MODES = ("auto", "on", "off")
 #: where ``auto`` captures: CUDA (launch-bound); on a CPU the eager step's length buckets do
@@ -77,12 +77,11 @@ def wanted(capture: str, device: str) -> bool:
     return capture == "on"
 
 
-def unsupported(engine: Engine) -> str | None:
-    """Why ``engine``'s step cannot be captured (None: it can)."""
-    from simbench.interventions.engine import Engine
-
+def unsupported(engine: Engine, base: type) -> str | None:
+    """Why ``engine``'s step cannot be captured (None: it can); ``base``: the engine class
+    whose step the capture redoes."""
     for name in ("step_loss", "patched_logits", "behaviour_loss"):  # what the capture redoes
-        if getattr(type(engine), name) is not getattr(Engine, name):
+        if getattr(type(engine), name) is not getattr(base, name):
             return f"{type(engine).__name__} has its own {name} (its objective differs)"
     if engine.cfg.stepwise:
         return "stepwise interventions"
@@ -100,15 +99,16 @@ def length_bucket(length: int, longest: int, quantum: int = LENGTH_QUANTUM) -> i
     return min(max(longest, length), quantum * math.ceil(length / quantum))
 
 
-def captured_loss(engine: Engine, capture: str | None = None) -> LossFn | None:
+def captured_loss(engine: Engine, base: type, capture: str | None = None) -> LossFn | None:
     """The captured step loss of ``engine`` (call it with the step's batches, as
-    :meth:`Engine.step_loss`), or None where the eager step should run: ``capture`` (default
-    ``engine.cfg.capture``, else $SIMBENCH_CAPTURE, else ``auto``) does not ask for it on this device, or the step cannot be captured
-    (with ``on``: a :class:`CaptureWarning` says why)."""
+    :meth:`Engine.step_loss`; ``base``: the engine class whose step it redoes), or None where
+    the eager step should run: the mode (``capture``, else ``engine.cfg.capture``, else
+    $SIMBENCH_CAPTURE, else ``auto``) does not ask for it on this device, or the step cannot
+    be captured (with ``on``: a :class:`CaptureWarning` says why)."""
     mode = capture or getattr(engine.cfg, "capture", None) or os.environ.get(MODE_ENV) or "auto"
     if not wanted(mode, engine.cfg.device):
         return None
-    reason = unsupported(engine)
+    reason = unsupported(engine, base)
     if reason is not None:
         if mode == "on":
             warnings.warn(f"training step not captured: {reason}; the eager step runs",
@@ -240,7 +240,6 @@ def _target_loss(engine: Engine, t: int, sources: Sequence[int], rows: Sequence[
                  length: int) -> Tensor:
     """Behaviour loss of target ``t`` over the rows of its directions (as
     :meth:`Engine.patched_logits` then :meth:`Engine.behaviour_loss`, in one padded call)."""
-    from simbench.interventions.engine import Engine
     from simbench.interventions.runners import Continuation
 
     party, imap = engine.parties[t], engine.imap
@@ -264,7 +263,7 @@ def _target_loss(engine: Engine, t: int, sources: Sequence[int], rows: Sequence[
         news.append(imap.apply(t, h_t[start: start + n], imap.code(s, t, h_s)))
         start += n
     logits = _continue(party.runner, cont.inputs, torch.cat(news), tgt_idx, tpos)
-    return Engine.behaviour_loss(logits, cont)
+    return engine.behaviour_loss(logits, cont)  # the base's (see unsupported)
 
 
 def _continue(runner: Any, inputs: Tensor, h_new: Tensor, tgt_idx: Tensor,

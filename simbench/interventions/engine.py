@@ -510,7 +510,7 @@ class Engine:
         cursor = dict.fromkeys(self.trained, 0)
         from simbench.interventions.capture import captured_loss
 
-        captured = captured_loss(self)  # None: the eager step below
+        captured = captured_loss(self, Engine)  # None: the eager step below
         while True:
             adapt_threads()  # fewer threads while other processes use the cores
             batches: dict[tuple[int, int], Rows] = {}
