@@ -227,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(VARIANTS)}")
+    # the dry run's CPU reference takes 1 thread: 2 spinning OpenMP threads beside the other
+    # busy processes of a shared machine (a test run) slow a step by 10-40x
     result["steps"].update(measure_steps(
-        device, k=k, batch=batch, rounds=rounds, cpu_threads=2, backend=backend,
+        device, k=k, batch=batch, rounds=rounds, cpu_threads=1 if args.dry_run else 2,
+        backend=backend,
         variants=variants, baselines=not args.no_baselines, sizes=sizes))
     _write(saved, result)  # the step times stay even if the trainings run out of time
     print(summary(result), flush=True)
