@@ -114,7 +114,12 @@ def captured_loss(engine: Engine, base: type, capture: str | None = None) -> Los
             warnings.warn(f"training step not captured: {reason}; the eager step runs",
                           CaptureWarning, stacklevel=2)
         return None
-    return CapturedStep(engine)
+    try:
+        return CapturedStep(engine)
+    except Exception as exc:  # a torch without what capture needs: the eager step, said once
+        warnings.warn(f"training step not captured ({type(exc).__name__}: {exc}); the eager "
+                      "step runs", CaptureWarning, stacklevel=2)
+        return None
 
 
 class CapturedStep:
