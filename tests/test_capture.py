@@ -98,7 +98,7 @@ def _train(engine: Any, steps: int) -> list[dict[str, Any]]:
     out = []
     for _ in range(steps):
         loss = next(gen)
-        out.append({"loss": float(loss), "grads": [p.grad.clone() for p in params],
+        out.append({"loss": loss.item(), "grads": [p.grad.clone() for p in params],
                     "params": [p.detach().clone() for p in params],
                     "U": [engine.imap.U(i).detach().clone() for i in range(2)]})
     return out
