@@ -171,10 +171,11 @@ try:
     r = json.load(open(sys.argv[1]))
 except Exception as e:  # noqa: BLE001
     print("capture: no figures", type(e).__name__); sys.exit()
-st = r["steps"]; cpu = next((v["ms"] for k, v in st.items() if k.startswith("cpu_")), None)
+st = r["steps"]; ref = next((k for k in st if k.startswith("cpu_")), None)
+cpu = st[ref]["ms"] if ref else None
 for name, row in st.items():
     print(f"capture {name}: {row['ms']:.2f} ms"
-          + (f", {cpu / row['ms']:.1f}x the 2-thread CPU step" if cpu else "")
+          + (f", {cpu / row['ms']:.1f}x the {ref} step" if cpu else "")
           + (f" FAILED {row['failed']}" if row.get("failed") else ""))
 if "scores" in r:
     sc = r["scores"]
