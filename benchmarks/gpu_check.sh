@@ -3,28 +3,39 @@
 #
 #   OUT=/path/to/results benchmarks/gpu_check.sh [TOTAL_SECONDS]     (from the repo root)
 #
-# TOTAL_SECONDS (default 420) bounds the whole script: every stage runs under `timeout` with
-# what is left, and the paper spec gets whatever remains at the end (the harness resumes, so a
-# partial run is a valid result). Stages:
+# TOTAL_SECONDS (default 570: the whole run under 10 minutes) bounds the whole script: every
+# stage runs under `timeout` with what is left, and the paper spec gets whatever remains near
+# the end (the harness resumes, so a partial run is a valid result). Stages:
 #   a. install: wheels in .whl/ (if any) into /tmp/site, then simbench itself (editable if pip
 #      can do it offline, else a plain offline install, else an entry-point shim): env.txt
 #   b. the card's name, driver, torch and CUDA versions: env.txt
-#   c. the gpu-marked tests and the device-path tests: gpu_tests.txt
-#   d. the MAS training-step benchmark on the device: bench_mas.json, bench_mas.txt; then the
-#      same steps on the CPU and the device/CPU ratio per step (bench_mas.txt, summary.txt)
-#   e. `simbench demo --device DEVICE`, timed: demo.txt
-#   f. benchmarks/specs/paper.toml for the remaining seconds: paper.sqlite (a copy of the store
-#      made at the end), paper.txt (with `simbench bench status`: jobs done, measure time)
+#   c. tests: the gpu-marked tests and the device-path tests, eager steps: gpu_tests.txt
+#   d. bench: the MAS training-step benchmark on the device: bench_mas.json, bench_mas.txt
+#   e. capture: benchmarks/gpu_capture.py: the zoo GRU pair's training step eager and captured
+#      (compiled per length bucket, CUDA graphs) on the device, the eager step on 2 CPU threads
+#      (the reference: the target is 10x), and a short MAS training both ways for two seeds
+#      (equal scores within the seed spread): capture.json, the table in bench_mas.txt and
+#      summary.txt
+#   f. demo (only when SIMBENCH_GPU_CHECK_STAGES names it): `simbench demo`, timed: paper.txt
+#   g. paper: benchmarks/specs/paper.toml (steps captured: the default on CUDA) into a fresh
+#      store for the remaining seconds: paper.sqlite (a copy of the store made at the end),
+#      paper.txt (wall time, `simbench bench status`: jobs done, measure time)
+#   h. unrolled: the captured step with the recurrence unrolled into one graph (minutes of
+#      compiling), added to capture.json, if at least 60 s are left
 #   summary.txt: one line per stage (status, seconds). At most 8 files, all directly in $OUT.
 #
+# SIMBENCH_GPU_CHECK_STAGES (default "tests bench capture paper unrolled") picks stages (a
+# second run can give the paper spec the whole time: SIMBENCH_GPU_CHECK_STAGES=paper).
 # SIMBENCH_GPU_CHECK_DEVICE (default cuda) names the device; with `cpu` the script checks its
-# own plumbing on a machine without a GPU (the CUDA-only parts skip). SIMBENCH_GPU_CHECK_WORKERS
-# (default 4 when dask is importable; 0: in-process) runs the demo and the paper spec on that
-# many local workers sharing the GPU.
+# own plumbing on a machine without a GPU (the CUDA-only parts skip; the capture stage is a
+# dry run). SIMBENCH_GPU_CHECK_WORKERS (default 4 when dask is importable; 0: in-process) runs
+# the demo and the paper spec on that many local workers sharing the GPU.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 
-TOTAL=${1:-420}
+TOTAL=${1:-570}
+STAGES=" ${SIMBENCH_GPU_CHECK_STAGES:-tests bench capture paper unrolled} "
+wants() { [[ "$STAGES" == *" $1 "* ]]; }
 OUT=${OUT:-$PWD/gpu-check-out}
 DEVICE=${SIMBENCH_GPU_CHECK_DEVICE:-cuda}
 PY=${PYTHON:-python3}
@@ -136,51 +147,55 @@ echo "env: done" >> "$SUMMARY"
 # ---- c. tests -----------------------------------------------------------------------------------
 TESTS="$OUT/gpu_tests.txt"
 : > "$TESTS"
-stage tests "$(cap 180 150)" "$TESTS" bash -c "$PY -m pytest -q -p no:cacheprovider -m gpu \
+# the eager steps here (each captured engine would compile): the capture stage checks capture
+wants tests && SIMBENCH_CAPTURE=off stage tests "$(cap 120 400)" "$TESTS" bash -c "$PY -m pytest -q -p no:cacheprovider -m gpu \
     --continue-on-collection-errors tests; $PY -m pytest -q -p no:cacheprovider -m 'not gpu' \
     tests/test_device_path.py -k meta"
 
 # ---- d. the MAS step benchmark ------------------------------------------------------------------
 BENCH="$OUT/bench_mas.txt"
 : > "$BENCH"
-SIMBENCH_BENCH_DEVICE=$DEVICE stage bench "$(cap 60 100)" "$BENCH" "$PY" -m pytest -q \
+wants bench && SIMBENCH_BENCH_DEVICE=$DEVICE stage bench "$(cap 60 340)" "$BENCH" "$PY" -m pytest -q \
     -p no:cacheprovider benchmarks/test_bench_mas.py -k "test_step" \
     --benchmark-enable --benchmark-json "$OUT/bench_mas.json" --benchmark-columns=min,median,max
-# the same engine steps on this machine's CPU, for the device/CPU step ratio (in bench_mas.txt
-# and summary.txt; the CPU figures are this machine's cores, not the 2-core reference)
-if [[ "$DEVICE" != cpu ]]; then
-    SIMBENCH_BENCH_DEVICE=cpu stage bench_cpu "$(cap 90 90)" "$BENCH" "$PY" -m pytest -q \
-        -p no:cacheprovider benchmarks/test_bench_mas.py -k "test_step and not baseline" \
-        --benchmark-enable --benchmark-json /tmp/gpu-check-bench-cpu.json \
-        --benchmark-columns=min,median,max
-    "$PY" - "$OUT/bench_mas.json" /tmp/gpu-check-bench-cpu.json <<'EOF3' 2>&1 | tee -a "$BENCH" "$SUMMARY"
+
+# ---- e. the captured step -----------------------------------------------------------------------
+DRY=()
+[[ "$DEVICE" == cpu ]] && DRY=(--dry-run)
+if wants capture; then
+    stage capture "$(cap 200 140)" "$BENCH" "$PY" -m benchmarks.gpu_capture --device "$DEVICE" \
+        --variants captured --out "$OUT" "${DRY[@]}"
+    "$PY" - "$OUT/capture.json" <<'EOF3' 2>&1 | tee -a "$SUMMARY"
 import json, sys
-def mins(path):
-    try:
-        return {b["name"]: b["stats"]["min"] for b in json.load(open(path))["benchmarks"]}
-    except Exception as e:  # noqa: BLE001
-        print("step ratio: no figures in", path, type(e).__name__); return {}
-dev, cpu = mins(sys.argv[1]), mins(sys.argv[2])
-for name in sorted(set(dev) & set(cpu)):
-    print(f"step ratio {name}: cpu {cpu[name] * 1e3:.1f} ms / device {dev[name] * 1e3:.1f} ms"
-          f" = {cpu[name] / dev[name]:.1f}x")
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:  # noqa: BLE001
+    print("capture: no figures", type(e).__name__); sys.exit()
+st = r["steps"]; ref = next((k for k in st if k.startswith("cpu_")), None)
+cpu = st[ref]["ms"] if ref else None
+for name, row in st.items():
+    print(f"capture {name}: {row['ms']:.2f} ms"
+          + (f", {cpu / row['ms']:.1f}x the {ref} step" if cpu else "")
+          + (f" FAILED {row['failed']}" if row.get("failed") else ""))
+if "scores" in r:
+    sc = r["scores"]
+    print(f"capture scores: gap {sc['max_gap']:.4f}, seed spread {sc['seed_spread']:.4f}, "
+          f"equal within spread: {sc['equal_within_spread']}")
 EOF3
 fi
 
-# ---- e. the demo --------------------------------------------------------------------------------
+# ---- f. the demo --------------------------------------------------------------------------------
 WORKERS=${SIMBENCH_GPU_CHECK_WORKERS:-}
 if [[ -z "$WORKERS" ]] && "$PY" -c "import dask.distributed" 2>/dev/null; then WORKERS=4; fi
 WORKER_ARGS=()
 [[ -n "$WORKERS" && "$WORKERS" != 0 ]] && WORKER_ARGS=(--workers "$WORKERS")
-DEMO="$OUT/demo.txt"
-: > "$DEMO"
-rm -f /tmp/gpu-check-demo.sqlite  # a fresh store: the demo's time is the whole demo
-stage demo "$(cap 90 40)" "$DEMO" bash -c "time simbench demo --device $DEVICE --no-progress \
-    ${WORKER_ARGS[*]} --store /tmp/gpu-check-demo.sqlite --html /tmp/gpu-check-demo.html"
-
-# ---- f. the paper spec --------------------------------------------------------------------------
 PAPER="$OUT/paper.txt"
 : > "$PAPER"
+rm -f /tmp/gpu-check-demo.sqlite  # a fresh store: the demo's time is the whole demo
+wants demo && stage demo "$(cap 90 100)" "$PAPER" bash -c "time simbench demo --device $DEVICE --no-progress \
+    ${WORKER_ARGS[*]} --store /tmp/gpu-check-demo.sqlite --html /tmp/gpu-check-demo.html"
+
+# ---- g. the paper spec --------------------------------------------------------------------------
 # the store lives outside $OUT (a killed run leaves WAL files) and is copied in at the end; a
 # second run of this script on the same machine resumes it
 STORE=/tmp/gpu-check-paper.sqlite
@@ -188,15 +203,27 @@ PAPER_ARGS=(benchmarks/specs/paper.toml --store "$STORE" --device "$DEVICE"
             --no-progress --skip-missing)
 PAPER_ARGS+=("${WORKER_ARGS[@]}")
 PAPER_START=$(date +%s)
-stage paper "$(cap 100000 45)" "$PAPER" simbench bench run "${PAPER_ARGS[@]}"
-echo "paper: wall $(( $(date +%s) - PAPER_START ))s, workers ${WORKERS:-in-process}" \
+UNROLL_RESERVE=0
+wants unrolled && UNROLL_RESERVE=90
+wants paper || PAPER_START=""
+[[ -n "$PAPER_START" ]] && stage paper "$(cap 100000 $(( 45 + UNROLL_RESERVE )))" "$PAPER" \
+    simbench bench run "${PAPER_ARGS[@]}"
+[[ -n "$PAPER_START" ]] && echo "paper: wall $(( $(date +%s) - PAPER_START ))s, workers ${WORKERS:-in-process}" \
     | tee -a "$PAPER" "$SUMMARY"
-if [[ -f "$STORE" ]]; then
+if [[ -n "$PAPER_START" && -f "$STORE" ]]; then
     timeout 20 simbench bench status benchmarks/specs/paper.toml --store "$STORE" 2>&1 \
         | tee -a "$PAPER" | tail -5 >> "$SUMMARY"
     timeout 20 "$PY" -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(\
 sqlite3.connect(sys.argv[2]))" "$STORE" "$OUT/paper.sqlite" || echo "paper: store copy failed" \
         | tee -a "$SUMMARY"
+fi
+
+# ---- h. the unrolled capture --------------------------------------------------------------------
+if wants unrolled && (( $(left) >= 60 + 20 )); then
+    stage unrolled "$(cap 100000 20)" "$BENCH" "$PY" -m benchmarks.gpu_capture --device "$DEVICE" \
+        --variants captured_unrolled --no-baselines --no-scores --out "$OUT" "${DRY[@]}"
+elif wants unrolled; then
+    echo "unrolled: skipped (under 80 s left)" | tee -a "$SUMMARY"
 fi
 
 echo "total: $(( $(date +%s) - START ))s of $TOTAL" | tee -a "$SUMMARY"

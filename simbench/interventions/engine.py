@@ -96,6 +96,9 @@ class EngineConfig:
     # over every counterfactual sequence once and starts each patched pass there (the layers
     # below cannot change); False: run every pass from the tokens
     cache_below: bool = True
+    # compile the training step once per length bucket: "auto" (on CUDA only), "on", "off";
+    # None: $SIMBENCH_CAPTURE, else "auto" (see simbench.interventions.capture)
+    capture: str | None = None
 
 
 @dataclasses.dataclass
@@ -505,6 +508,9 @@ class Engine:
         cfg = self.cfg
         orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
         cursor = dict.fromkeys(self.trained, 0)
+        from simbench.interventions.capture import captured_loss
+
+        captured = captured_loss(self, Engine)  # None: the eager step below
         while True:
             adapt_threads()  # fewer threads while other processes use the cores
             batches: dict[tuple[int, int], Rows] = {}
@@ -515,8 +521,11 @@ class Engine:
                     cursor[d] = 0
                 batches[d] = orders[d][cursor[d]: cursor[d] + cfg.batch_size]
                 cursor[d] += cfg.batch_size
-            with parametrize.cached():
-                loss = self.step_loss(batches)
+            if captured is not None:
+                loss = captured(batches)
+            else:
+                with parametrize.cached():
+                    loss = self.step_loss(batches)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
