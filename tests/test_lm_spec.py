@@ -366,7 +366,9 @@ def test_the_shipped_lm_toxicity_run_matches_the_spec(capsys: pytest.CaptureFixt
         "toxic_toxic", "nontoxic_nontoxic", "control_control", "toxic_nontoxic",
         "toxic_control"}
     assert all(e.site == "embedding" and e.headline == "token" for e in mas)
-    assert sum(bool(e.warning) for e in mas) <= 1  # toxic3's ceiling dips to 0.80 once
+    # only lm_toxic_s3's whole-continuation ceiling dips under 0.8, and in a minority of cells
+    warned = [e for e in mas if e.warning]
+    assert all("lm_toxic_s3" in e.warning for e in warned) and len(warned) <= len(mas) // 3
     for r in rows:  # every MAS score carries the ceiling, and warns exactly when it is low
         attrs = json.loads(r["score"])["attrs"]
         low = min(v["trial"] for v in attrs["ceiling"]["within"].values()) < 0.8

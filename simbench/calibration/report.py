@@ -42,6 +42,7 @@ def plot_board(board: ValidityBoard, path: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+    from matplotlib.ticker import NullFormatter
 
     names = board.variants
     rows = len(names)
@@ -77,8 +78,12 @@ def plot_board(board: ValidityBoard, path: str | Path,
             ax.set_ylim(rows, 0)
             ax.set_yticks([])
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
             ax.set_xlabel(label, fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.tick_params(which="both", labelsize=7)
+            for i, x in enumerate(vals):
+                if x is not None:
+                    ax.text(max(x, 1e-2), i + 0.45, f" {x:.3g}", va="center", fontsize=6)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)
