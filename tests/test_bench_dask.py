@@ -121,6 +121,7 @@ def test_dask_run_resumes_and_skips_done(recs: Path, cluster: object) -> None:
         assert store.count() == 18
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_fails_fast_and_clearly() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -137,6 +138,7 @@ def test_unreachable_scheduler_fails_fast_and_clearly() -> None:
 
 @pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4, None],
                          ids=["not-dask", "silent"])
+@pytest.mark.slow
 def test_a_port_that_is_not_a_scheduler_fails_within_10_s(reply: bytes | None) -> None:
     """Something else listens there (it answers junk, or never answers)."""
     import threading

@@ -316,6 +316,7 @@ def _leaderboard_process(args: list[str], moddir: Path, cwd: Path
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_viewing_a_store_imports_no_plugin_it_names(filled: tuple[Path, Path],
                                                     tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,6 +62,7 @@ def test_length_buckets_round_up_and_stop_at_the_longest_continuation() -> None:
     assert length_bucket(7, 12, quantum=4) == 8
 
 
+@pytest.mark.slow
 def test_what_cannot_be_captured_runs_eagerly_and_on_says_why() -> None:
     engine = make_engine(stepwise=True)
     from simbench.interventions.cl_engine import CLEngine

@@ -95,6 +95,7 @@ def test_plugins_lists_failed_ones_with_the_reason(registry: Registry,
     assert plugins["procrustes"]["measures"] == ["procrustes"]
 
 
+@pytest.mark.slow
 def test_broken_plugin_is_one_clean_warning_line(fake_dists: Any) -> None:
     root = fake_dists("good-dist", "sbtest_goodplug", GOOD_PLUGIN.format(name="const_good"))
     fake_dists("bad-dist", "sbtest_badplug", "import sbtest_no_such_dependency\n")
@@ -249,6 +250,7 @@ def test_validate_console_script(tmp_path: Path) -> None:
 HEAVY = ("torch", "rsatoolbox")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["measures"], ["measures", "--json"], ["plugins"], ["--help"]])
 def test_listing_commands_do_not_import_heavy_libraries(argv: list[str]) -> None:
     """`simbench --help` / `measures` must start fast: torch and rsatoolbox load only to score.

@@ -42,6 +42,7 @@ def test_gpt2_and_llama_directories_load_frozen_float32(dirs: dict[str, Path]) -
     assert resolve_system(str(dirs["llama"])).padding_side == "left"
 
 
+@pytest.mark.slow
 def test_a_model_object_and_its_tokenizer_are_a_system() -> None:
     model = gpt2(1).half()
     system = load_lm(model, tokenizer(), prompts=PROMPTS[:3], system_id="mine")

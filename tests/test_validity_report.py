@@ -56,6 +56,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     return spec, store_path
 
 
+@pytest.mark.slow
 def test_costs_read_the_store_and_measure_one_seed_pair(scored) -> None:
     spec, path = scored
     with Store(path, create=False) as store:
