@@ -22,6 +22,7 @@ def test_bench_run_then_rerun(recs: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "18 already in the store, ran 0" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_store_from_environment_and_failures_exit_1(recs: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SIMBENCH_STORE", str(recs / "env.sqlite"))

@@ -78,6 +78,7 @@ def test_a_model_with_itself_at_full_k_has_iia_one(lms: dict[str, Path]) -> None
     assert 0.0 <= score.value < 1.0  # random models continue differently
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_widths_may_differ(lms: dict[str, Path]) -> None:
     args = (str(lms["gpt_a"]), str(lms["gpt_wide"]))
     kw = dict(site="transformer.h.1", prompts=str(lms["prompts"]), new_tokens=3, k=4,

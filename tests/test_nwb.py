@@ -187,6 +187,7 @@ def test_overlapping_trials_are_refused(tmp_path: Path) -> None:
     assert exc.value.field == "trials"
 
 
+@pytest.mark.slow
 def test_unknown_columns_list_the_columns_that_exist(nwb_path: Path) -> None:
     for kwargs in ({"variables": ["choice"]}, {"tokens": "image"}, {"align_to": "go_cue"},
                    {"tokens": {"go_time": "stimulus"}}, {"stimulus_ids": "image_id"}):

@@ -115,6 +115,7 @@ def test_cli_pairs_a_shuffled_file_row_for_row(files, capsys, monkeypatch) -> No
         _in_memory_cka(files, kernel="cosine", debiased=True), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_an_explicit_budget_chunks_activity_in_memory(files) -> None:
     """memory_mb below the paired activity: chunked even for loaded recordings, same value;
     the default budget leaves today's result (feature form, bootstrap interval) untouched."""
@@ -218,6 +219,7 @@ def test_blocked_rsa_equals_rsatoolbox_through_the_measure(files, rdm_method: st
     assert blocked.ci == pytest.approx(ref.ci, abs=1e-8) and 0.05 < abs(ref.value) < 0.99
 
 
+@pytest.mark.slow
 def test_rsa_reads_its_draws_from_a_lazily_opened_file(files) -> None:
     """Default protocol on recordings left in their files: each draw reads its rows, and the
     value is the loaded recordings' exactly."""

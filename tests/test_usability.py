@@ -183,6 +183,7 @@ def _task_recording(path: Path, n: int = 600, *, counts: Any = "all", drop: str 
     return save_recording(Recording("brain", {"hidden": ds}, task="multi_object"), path)
 
 
+@pytest.mark.slow
 def test_validate_against_a_task_lists_every_problem(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     good = _task_recording(tmp_path / "good.nc")
