@@ -101,6 +101,24 @@ def write_raw(path: Path, sites: dict[str, xr.Dataset], **attrs: Any) -> Path:
     return path
 
 
+def score_spec(root: Path, text: str, *, done: int) -> tuple[Any, Path]:
+    """Write spec ``text`` into ``root``, run all its jobs in this process into a real store
+    there, assert none failed and ``done`` finished; the loaded spec and the store's path."""
+    from simbench.bench.jobs import prepare
+    from simbench.bench.runner import run_spec
+    from simbench.bench.spec import load_spec
+    from simbench.bench.store import Store
+
+    path = root / "mini.toml"
+    path.write_text(text)
+    spec = load_spec(path)
+    store_path = root / "store.sqlite"
+    with Store(store_path) as store:
+        summary = run_spec(spec, store, jobs=prepare(spec), progress=False)
+    assert summary.failed == [] and summary.done == done
+    return spec, store_path
+
+
 def pip_install_child(tmp_path: Path, package: Path, **env_extra: str
                       ) -> tuple[Path, dict[str, str]]:
     """`pip install` the package at ``package`` into a fresh venv, offline; its python and env.

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import score_spec
 
-from simbench.bench.jobs import prepare
-from simbench.bench.runner import run_spec
 from simbench.bench.spec import load_spec, parse_spec
 from simbench.bench.store import Store
 from simbench.calibration import validity as V
@@ -81,17 +80,9 @@ lower = {{ category = "seeds", a = "grus" }}
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     """A small spec over the shipped planted and untrained GRUs, scored into a real store."""
-    root = tmp_path_factory.mktemp("validity")
     text = SPEC.format(planted=SHIPPED / "gru_multi_s1_planted.safetensors",
                        untrained=SHIPPED / "gru_multi_s1_untrained.safetensors")
-    path = root / "mini.toml"
-    path.write_text(text)
-    spec = load_spec(path)
-    store_path = root / "store.sqlite"
-    with Store(store_path) as store:
-        summary = run_spec(spec, store, jobs=prepare(spec), progress=False)
-    assert summary.failed == [] and summary.done == 7
-    return spec, store_path
+    return score_spec(tmp_path_factory.mktemp("validity"), text, done=7)
 
 
 def board_of(scored: tuple[object, Path], **kw: object) -> V.ValidityBoard:

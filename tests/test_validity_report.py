@@ -7,10 +7,8 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import score_spec
 
-from simbench.bench.jobs import prepare
-from simbench.bench.runner import run_spec
-from simbench.bench.spec import load_spec
 from simbench.bench.store import Store
 from simbench.calibration import costs as C
 from simbench.calibration import validity as V
@@ -45,15 +43,7 @@ pairs = [["gru1", "gru2"], ["gru1", "gru3"]]
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    root = tmp_path_factory.mktemp("report")
-    path = root / "mini.toml"
-    path.write_text(SPEC)
-    spec = load_spec(path)
-    store_path = root / "store.sqlite"
-    with Store(store_path) as store:
-        summary = run_spec(spec, store, jobs=prepare(spec), progress=False)
-    assert summary.failed == [] and summary.done == 8
-    return spec, store_path
+    return score_spec(tmp_path_factory.mktemp("report"), SPEC, done=8)
 
 
 @pytest.mark.slow
