@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simbench.calibration.scoring import null_param, with_null
-from simbench.errors import ParameterError, SimbenchError
-from simbench.estimators.cka import EstimatorError
+from simbench.errors import ParameterError
 from simbench.estimators.correlative import (
     PAIRING_PARAMS,
+    estimator_errors,
+    interval_attrs,
     make_score,
     memory_budget,
-    no_interval_note,
     paired_activity,
+    undefined_activity,
 )
 from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng, subsample_rows
@@ -81,10 +82,8 @@ def bootstrap_rows(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndar
 
 def estimated(site: str, compute: Callable[[], float]) -> float:
     """``compute()``; its EstimatorErrors become SimbenchErrors naming the site."""
-    try:
+    with estimator_errors(site):
         return float(compute())
-    except EstimatorError as exc:
-        raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
 
 
 class PairedRowMeasure(Measure):
@@ -160,11 +159,7 @@ class PairedRowMeasure(Measure):
         stat = self.statistic(params, seed, stim)
         value = estimated(site, lambda: stat(x, y))
         if not math.isfinite(value):
-            names = " and ".join(f"'{s.system_id}'" for s in systems)
-            raise SimbenchError(f"{self.name} of {names} is undefined: one system's activity "
-                                "does not vary over the samples (or too few samples)",
-                                site=site, field="activity",
-                                fix="check the recording, or compare another site")
+            raise undefined_activity(self.name, systems, site, "too few samples")
         attrs: dict[str, Any] = {**self.attrs(params), "n_rows": len(x),
                                  "n_stimuli": len(np.unique(stim)), "device": "cpu",
                                  **getattr(stat, "info", {})}
@@ -177,13 +172,10 @@ class PairedRowMeasure(Measure):
             finite = int(np.isfinite(reps).sum())
         else:
             finite, how = 0, ""
-        if ci is not None:
-            attrs["ci_method"] = (f"95% percentile bootstrap over stimuli ({finite} replicates; "
-                                  f"{how}), recentred on the estimate")
-        else:
-            attrs["ci_method"] = "none"
-            attrs["ci_note"] = no_interval_note(n_boot=params["n_boot"],
-                                                n_units=attrs["n_stimuli"], n_finite=finite)
+        attrs.update(interval_attrs(
+            ci, f"95% percentile bootstrap over stimuli ({finite} replicates; {how}), "
+            "recentred on the estimate",
+            n_boot=params["n_boot"], n_units=attrs["n_stimuli"], n_finite=finite))
         score = make_score(self.name, systems, site, value=value, ci=ci, n_samples=len(x),
                            attrs=attrs)
         if params["null"] > 0:

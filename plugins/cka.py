@@ -44,10 +44,12 @@ from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
     Budget,
+    estimator_errors,
+    interval_attrs,
     make_score,
     memory_budget,
-    no_interval_note,
     paired_activity,
+    undefined_activity,
 )
 from simbench.estimators.resampling import recentred_interval, subsample_rows
 from simbench.measure import Measure, Param
@@ -84,22 +86,18 @@ def _scored(measure: Measure, systems: Sequence[System], site: str, result: CKAR
             n_boot: int, n_stimuli: int) -> Score:
     """The Score of a CKA result: the recentred interval, or ci None with ci_note."""
     if not math.isfinite(result.value):
-        names = " and ".join(f"'{s.system_id}'" for s in systems)
-        raise SimbenchError(f"CKA of {names} is undefined: one system's activity does not vary "
-                            "over the samples (or too few samples for the debiased estimator)",
-                            site=site, field="activity",
-                            fix="check the recording, or compare another site")
+        raise undefined_activity("CKA", systems, site,
+                                 "too few samples for the debiased estimator")
     attrs = dict(result.attrs)
     ci = recentred_interval(result.value, result.replicates)
     reps = result.replicates[np.isfinite(result.replicates)]
+    how = interval_attrs(ci, f"95% percentile bootstrap over stimuli ({len(reps)} replicates), "
+                         "recentred on the estimate (duplicated samples inflate CKA)",
+                         n_boot=n_boot, n_units=n_stimuli, n_finite=len(reps))
+    for key, text in how.items():  # the estimator's own ci_note, when it gave one, stands
+        attrs.setdefault(key, text)
     if ci is not None:
-        attrs["ci_method"] = (f"95% percentile bootstrap over stimuli ({len(reps)} replicates), "
-                              "recentred on the estimate (duplicated samples inflate CKA)")
         attrs["bootstrap_shift"] = float(np.median(reps) - result.value)
-    else:
-        attrs["ci_method"] = "none"
-        attrs.setdefault("ci_note", no_interval_note(n_boot=n_boot, n_units=n_stimuli,
-                                                     n_finite=len(reps)))
     return make_score(measure.name, systems, site, value=result.value, ci=ci,
                       n_samples=result.n, attrs=attrs)
 
@@ -195,23 +193,15 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
             f" MiB, more than {memory} ({budget.block_mb:g} MiB)", field="chunk_rows", site=site,
             fix=f"pass --chunk-rows {fits} or fewer (what fits), 0 for the most that fits, or "
             "raise --memory-mb")
-    result = _estimated(site, chunked_cka, x=pair.x, y=pair.y, debiased=params["debiased"],
-                        kernel=params["kernel"], chunk_rows=rows or None,
-                        memory_mb=budget.block_mb, dtype=params["dtype"],
-                        progress=params["progress"], device=device)
+    with estimator_errors(site):
+        result = chunked_cka(pair.x, pair.y, debiased=params["debiased"], kernel=params["kernel"],
+                             chunk_rows=rows or None, memory_mb=budget.block_mb,
+                             dtype=params["dtype"], progress=params["progress"], device=device)
     result.attrs["chunked_reason"] = (budget.reason("the paired activity") if params["form"]
                                       == "auto" else "form = chunked was asked for")
     result.attrs["memory_mb"] = budget.block_mb
     result.attrs["activity_source"] = "read from the file" if pair.lazy else "in memory"
     return _scored(measure, systems, site, result, params["n_boot"], pair.n_stimuli)
-
-
-def _estimated(site: str, compute: Any, **kwargs: Any) -> CKAResult:
-    """Run an estimator; its input errors become SimbenchErrors naming the site."""
-    try:
-        return compute(**kwargs)
-    except EstimatorError as exc:
-        raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
 
 
 class CKA(Measure):
@@ -264,12 +254,12 @@ class CKA(Measure):
         what = (f"kernel {params['kernel']} (an [n, n] Gram matrix)" if form == "auto"
                 else f"form {form}")
         pair = _in_memory(self.name, pair, params, site, what)
-        result = _estimated(site, cka, x=pair.x, y=pair.y, stimulus=pair.stimulus,
-                            kernel=params["kernel"], debiased=params["debiased"],
-                            rbf_sigma=params["rbf_sigma"], form=params["form"],
-                            max_samples=params["max_samples"], dtype=params["dtype"],
-                            n_boot=params["n_boot"], seed=seed, device=resolve_device(device),
-                            boot_memory_mb=params["boot_memory_mb"])
+        with estimator_errors(site):
+            result = cka(pair.x, pair.y, stimulus=pair.stimulus, kernel=params["kernel"],
+                         debiased=params["debiased"], rbf_sigma=params["rbf_sigma"],
+                         form=params["form"], max_samples=params["max_samples"],
+                         dtype=params["dtype"], n_boot=params["n_boot"], seed=seed,
+                         device=resolve_device(device), boot_memory_mb=params["boot_memory_mb"])
         score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
         return _with_null(score, pair, result, params, seed, resolve_device(device),
                           kernel=params["kernel"], debiased=params["debiased"])
@@ -311,10 +301,12 @@ class CKAPaper(Measure):
         pair = paired_activity(systems, site, n_stimuli=params["n_stimuli"], seed=seed,
                                intersect=params["intersect"], lazy=True)
         pair = _in_memory(self.name, pair, params, site, "the distance matrices")
-        result = _estimated(site, distance_cka, x=pair.x, y=pair.y, stimulus=pair.stimulus,
-                            metric=params["metric"], max_samples=params["max_samples"],
-                            dtype=params["dtype"], n_boot=params["n_boot"], seed=seed,
-                            device=resolve_device(device), boot_memory_mb=params["boot_memory_mb"])
+        with estimator_errors(site):
+            result = distance_cka(pair.x, pair.y, stimulus=pair.stimulus, metric=params["metric"],
+                                  max_samples=params["max_samples"], dtype=params["dtype"],
+                                  n_boot=params["n_boot"], seed=seed,
+                                  device=resolve_device(device),
+                                  boot_memory_mb=params["boot_memory_mb"])
         score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
         return _with_null(score, pair, result, params, seed, resolve_device(device), kernel="gram",
                           metric=params["metric"])

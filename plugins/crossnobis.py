@@ -26,7 +26,7 @@ from simbench_plugins._paired import estimated
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import RecordingError, SimbenchError
-from simbench.estimators.correlative import make_score, no_interval_note
+from simbench.estimators.correlative import interval_attrs, make_score
 from simbench.estimators.crossnobis import COMPARE, NOISE, compare_square, crossnobis_rdm, resampled
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng
 from simbench.measure import Measure, Param
@@ -147,15 +147,10 @@ class Crossnobis(Measure):
         reps = np.array([compare_square(resampled(a, i), resampled(b, i), method)
                          for i in (gen.integers(0, c, c) for _ in range(params["n_boot"]))])
         ci = recentred_interval(value, reps)
-        if ci is not None:
-            attrs["ci_method"] = (f"95% percentile bootstrap over conditions ({len(reps)} "
-                                  "replicates; pairs of copies left out), recentred on the "
-                                  "estimate")
-        else:
-            attrs["ci_method"] = "none"
-            attrs["ci_note"] = no_interval_note(n_boot=params["n_boot"], n_units=c,
-                                                n_finite=int(np.isfinite(reps).sum()),
-                                                unit="conditions")
+        attrs.update(interval_attrs(
+            ci, f"95% percentile bootstrap over conditions ({len(reps)} replicates; pairs of "
+            "copies left out), recentred on the estimate", n_boot=params["n_boot"], n_units=c,
+            n_finite=int(np.isfinite(reps).sum()), unit="conditions"))
         score = make_score(self.name, systems, site, value=value, ci=ci, n_samples=c,
                            attrs=attrs)
         if params["null"] > 0:

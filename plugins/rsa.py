@@ -42,9 +42,9 @@ from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
     Budget,
+    interval_attrs,
     make_score,
     memory_budget,
-    no_interval_note,
     paired_activity,
 )
 from simbench.estimators.resampling import DRAWS
@@ -350,19 +350,15 @@ class RSA(Measure):
                          rdm_source="simbench blocked sums (no RDM held), equal to "
                          "rsatoolbox.rdm.compare on the whole RDMs")
         ci = percentile_interval(result.values)
-        if ci is not None:
-            attrs["ci_method"] = "2.5-97.5 percentile of the per-draw values"
-        else:
-            attrs["ci_method"] = "none"
-            usable = int(pair.x.shape[0]) - result.n_excluded
-            if draws == 1 and params["n_draws"] > 1:
-                attrs["ci_note"] = (f"no interval: one draw holds every usable sample ({usable}"
-                                    f" <= n_vectors = {params['n_vectors']}); set n_vectors "
-                                    f"below {usable} for several draws")
-            else:
-                attrs["ci_note"] = no_interval_note(
-                    n_boot=draws, n_units=usable, n_finite=int(np.isfinite(result.values).sum()),
-                    boot="n_draws", unit="samples")
+        usable = int(pair.x.shape[0]) - result.n_excluded
+        attrs.update(interval_attrs(ci, "2.5-97.5 percentile of the per-draw values",
+                                    n_boot=draws, n_units=usable,
+                                    n_finite=int(np.isfinite(result.values).sum()),
+                                    boot="n_draws", unit="samples"))
+        if ci is None and draws == 1 and params["n_draws"] > 1:
+            attrs["ci_note"] = (f"no interval: one draw holds every usable sample ({usable}"
+                                f" <= n_vectors = {params['n_vectors']}); set n_vectors "
+                                f"below {usable} for several draws")
         score = make_score(self.name, systems, site, value=result.value, ci=ci,
                            n_samples=len(result.indices[0]), breakdown={"per_draw": per_draw},
                            attrs=attrs)

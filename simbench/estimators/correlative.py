@@ -5,6 +5,9 @@
   (a network paired with a recording is recorded on the recording's own stimuli).
 - :func:`no_interval_note`: the one wording of "no interval" (``ci=None`` and
   ``attrs["ci_note"]`` saying why and which parameter to change).
+- :func:`interval_attrs`: ``ci_method`` and, with no interval, that note.
+- :func:`estimator_errors`, :func:`undefined_activity`: the estimators' input errors and an
+  undefined value as SimbenchErrors naming the site.
 - :func:`make_score`: turning a value, an interval and attrs into a ``Score``.
 
 The estimators themselves (``cka_estimators``, ``resampling``) know nothing of simbench. Only
@@ -14,13 +17,15 @@ stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from simbench.errors import ParameterError, SimbenchError
+from simbench.estimators.cka import EstimatorError
 from simbench.measure import Param
 from simbench.pairing import Paired, pair_sites
 from simbench.result import Score
@@ -174,6 +179,33 @@ def no_interval_note(*, n_boot: int, n_units: int, n_finite: int, boot: str = "n
         return f"no interval: {boot} = {n_boot}; set {boot} to 2 or more (e.g. 200)"
     return (f"no interval: only {n_finite} of {n_boot} replicates were finite (too few "
             f"{unit} per replicate); record more {unit}")
+
+
+def interval_attrs(ci: tuple[float, float] | None, method: str, **note: Any) -> dict[str, str]:
+    """``attrs`` saying how the interval was computed: ``ci_method`` = ``method``, or with no
+    interval ``ci_method`` = "none" and ``ci_note`` = :func:`no_interval_note` of ``note``."""
+    if ci is not None:
+        return {"ci_method": method}
+    return {"ci_method": "none", "ci_note": no_interval_note(**note)}
+
+
+@contextlib.contextmanager
+def estimator_errors(site: str) -> Iterator[None]:
+    """Turn the estimators' input errors (:class:`EstimatorError`) into SimbenchErrors naming
+    ``site``, with the estimator's field and fix."""
+    try:
+        yield
+    except EstimatorError as exc:
+        raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
+
+
+def undefined_activity(label: str, systems: Sequence[Any], site: str, few: str) -> SimbenchError:
+    """The error of a value that came out undefined (NaN): ``label`` of the two systems, and
+    ``few`` saying when too few samples do it."""
+    names = " and ".join(f"'{s.system_id}'" for s in systems)
+    return SimbenchError(f"{label} of {names} is undefined: one system's activity does not vary "
+                         f"over the samples (or {few})", site=site, field="activity",
+                         fix="check the recording, or compare another site")
 
 
 def make_score(
