@@ -21,6 +21,7 @@ from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import ParameterError
 from simbench.estimators.correlative import (
     PAIRING_PARAMS,
+    CorrelativeMeasure,
     estimator_errors,
     interval_attrs,
     make_score,
@@ -30,7 +31,7 @@ from simbench.estimators.correlative import (
 )
 from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng, subsample_rows
-from simbench.measure import Measure, Param
+from simbench.measure import Param
 
 if TYPE_CHECKING:
     from simbench.result import Score
@@ -86,12 +87,9 @@ def estimated(site: str, compute: Callable[[], float]) -> float:
         return float(compute())
 
 
-class PairedRowMeasure(Measure):
+class PairedRowMeasure(CorrelativeMeasure):
     """Base of the correlative measures computed from two systems' paired rows."""
 
-    family = "correlative"
-    null = "permute"  # simbench may re-pair stimuli between the systems for a null
-    access = ("recording", "recording")
     #: extra bytes per pair of rows (n^2 work arrays) the statistic holds, for the memory check
     square_bytes: int = 0
 

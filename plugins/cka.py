@@ -44,6 +44,7 @@ from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
     Budget,
+    CorrelativeMeasure,
     estimator_errors,
     interval_attrs,
     make_score,
@@ -204,13 +205,10 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
     return _scored(measure, systems, site, result, params["n_boot"], pair.n_stimuli)
 
 
-class CKA(Measure):
+class CKA(CorrelativeMeasure):
     """Centred kernel alignment of two systems' activity on the same samples."""
 
     name = "cka"
-    family = "correlative"
-    null = "permute"  # simbench may re-pair stimuli between the systems for a null
-    access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
     range = (0.0, 1.0)
@@ -265,7 +263,7 @@ class CKA(Measure):
                           kernel=params["kernel"], debiased=params["debiased"])
 
 
-class CKAPaper(Measure):
+class CKAPaper(CorrelativeMeasure):
     """The paper code's "CKA": alignment of the distance matrices of z-scored activity.
 
     Our reading of that code: z-score every unit over the samples (constant units are dropped),
@@ -278,9 +276,6 @@ class CKAPaper(Measure):
     """
 
     name = "cka_paper"
-    family = "correlative"
-    null = "permute"
-    access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
     range = (0.0, 1.0)

@@ -26,10 +26,10 @@ from simbench_plugins._paired import estimated
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import RecordingError, SimbenchError
-from simbench.estimators.correlative import interval_attrs, make_score
+from simbench.estimators.correlative import CorrelativeMeasure, interval_attrs, make_score
 from simbench.estimators.crossnobis import COMPARE, NOISE, compare_square, crossnobis_rdm, resampled
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng
-from simbench.measure import Measure, Param
+from simbench.measure import Param
 
 if TYPE_CHECKING:
     from simbench.result import Score
@@ -75,13 +75,10 @@ def measurements(system: Any, site: str, *, seed: int
     return act[valid], np.asarray(cond)[valid], np.asarray(parts)[valid].astype(str)
 
 
-class Crossnobis(Measure):
+class Crossnobis(CorrelativeMeasure):
     """RSA of two systems' crossnobis RDMs (cross-validated over repeats)."""
 
     name = "crossnobis"
-    family = "correlative"
-    null = "permute"
-    access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
     range = (-1.0, 1.0)

@@ -42,6 +42,7 @@ from simbench.estimators.correlative import (
     MEMORY_PARAMS,
     PAIRING_PARAMS,
     Budget,
+    CorrelativeMeasure,
     interval_attrs,
     make_score,
     memory_budget,
@@ -286,13 +287,10 @@ def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.n
     return out
 
 
-class RSA(Measure):
+class RSA(CorrelativeMeasure):
     """RSA: correlation of two systems' representational dissimilarity matrices."""
 
     name = "rsa"
-    family = "correlative"
-    null = "permute"  # simbench may re-pair stimuli between the systems for a null
-    access = ("recording", "recording")
     symmetric = True
     higher_is_better = True
     range = (-1.0, 1.0)

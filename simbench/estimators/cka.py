@@ -122,6 +122,7 @@ def cka(
     median pairwise distance (Kornblith et al.'s ``threshold``). ``dtype`` is the precision of
     the matrix products; ``boot_memory_mb`` bounds what the bootstrap adds (see the module).
     """
+    import torch
 
     if kernel not in KERNELS:
         raise EstimatorError(f"kernel must be one of {KERNELS}, got {kernel!r}", field="kernel")
@@ -149,8 +150,16 @@ def cka(
                               debiased=debiased, n_boot=n_boot, seed=seed,
                               boot_bytes=boot_bytes, attrs=attrs)
     else:
-        tx, ty, stim = _subsampled(tx, ty, stim, max_samples, seed, attrs)
-        K, L = _kernels(tx, ty, kernel, rbf_sigma, cdtype, attrs)
+        keep = subsample_rows(n, max_samples, seed)
+        if keep is not None:
+            idx = torch.as_tensor(keep, device=tx.device)
+            tx, ty, stim = tx[idx], ty[idx], stim[keep]
+            attrs["subsampled_rows"] = len(keep)
+        tx, ty = tx.to(cdtype), ty.to(cdtype)
+        if kernel == "cosine":
+            tx, ty = unit_rows(tx), unit_rows(ty)
+        K = _gram(tx, kernel, rbf_sigma, attrs, "x")
+        L = _gram(ty, kernel, rbf_sigma, attrs, "y")
         del tx, ty
         values = gram_cka(K, L, stim, debiased=debiased, n_boot=n_boot, seed=seed, attrs=attrs,
                           boot_memory_mb=boot_memory_mb)
@@ -230,6 +239,7 @@ def distance_cka(
     like CKA. The z-scoring uses the full sample's means and deviations; bootstrap replicates
     reuse them.
     """
+    import torch
 
     if metric not in ("euclidean", "sqeuclidean"):
         raise EstimatorError(f"metric must be euclidean or sqeuclidean, got {metric!r}",
@@ -238,10 +248,14 @@ def distance_cka(
     tx, ty = _as_tensor(x, device, cdtype), _as_tensor(y, device, cdtype)
     n = _check_rows(tx, ty, False)
     stim = np.arange(n) if stimulus is None else np.asarray(stimulus)
+    keep = subsample_rows(n, max_samples, seed)
     attrs: dict[str, Any] = {"metric": metric, "form": "gram", "dtype": dtype, "n_rows": n,
                              "units_x": tx.shape[1], "units_y": ty.shape[1],
                              "device": str(tx.device)}
-    tx, ty, stim = _subsampled(tx, ty, stim, max_samples, seed, attrs)
+    if keep is not None:
+        idx = torch.as_tensor(keep, device=tx.device)
+        tx, ty, stim = tx[idx], ty[idx], stim[keep]
+        attrs["subsampled_rows"] = len(keep)
     mats = [_distance_matrix(t, metric, cdtype) for t in (tx, ty)]
     del tx, ty
     values = gram_cka(mats[0], mats[1], stim, n_boot=n_boot, seed=seed, attrs=attrs,
@@ -576,32 +590,10 @@ def kernel_matrices(
     _check_rows(tx, ty, False)
     if metric is not None:
         return _distance_matrix(tx, metric, cdtype), _distance_matrix(ty, metric, cdtype)
-    return _kernels(tx, ty, kernel, rbf_sigma, cdtype, {})
-
-
-def _subsampled(tx: torch.Tensor, ty: torch.Tensor, stim: np.ndarray, max_samples: int,
-                seed: int, attrs: dict[str, Any]
-                ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """The Gram form's rows: a seeded subsample of ``max_samples`` (0: all), noted in
-    ``attrs["subsampled_rows"]``."""
-    import torch
-
-    keep = subsample_rows(tx.shape[0], max_samples, seed)
-    if keep is None:
-        return tx, ty, stim
-    idx = torch.as_tensor(keep, device=tx.device)
-    attrs["subsampled_rows"] = len(keep)
-    return tx[idx], ty[idx], stim[keep]
-
-
-def _kernels(tx: torch.Tensor, ty: torch.Tensor, kernel: str, rbf_sigma: float,
-             cdtype: torch.dtype, attrs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both systems' [n, n] float64 kernel matrices, rows in the compute dtype (and unit length
-    for the cosine kernel)."""
     tx, ty = tx.to(cdtype), ty.to(cdtype)
     if kernel == "cosine":
         tx, ty = unit_rows(tx), unit_rows(ty)
-    return _gram(tx, kernel, rbf_sigma, attrs, "x"), _gram(ty, kernel, rbf_sigma, attrs, "y")
+    return _gram(tx, kernel, rbf_sigma, {}, "x"), _gram(ty, kernel, rbf_sigma, {}, "y")
 
 
 def _gram(t: torch.Tensor, kernel: str, rbf_sigma: float, attrs: dict[str, Any],

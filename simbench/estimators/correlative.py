@@ -26,7 +26,7 @@ import numpy as np
 
 from simbench.errors import ParameterError, SimbenchError
 from simbench.estimators.cka import EstimatorError
-from simbench.measure import Param
+from simbench.measure import Measure, Param
 from simbench.pairing import Paired, pair_sites
 from simbench.result import Score
 
@@ -179,6 +179,14 @@ def no_interval_note(*, n_boot: int, n_units: int, n_finite: int, boot: str = "n
         return f"no interval: {boot} = {n_boot}; set {boot} to 2 or more (e.g. 200)"
     return (f"no interval: only {n_finite} of {n_boot} replicates were finite (too few "
             f"{unit} per replicate); record more {unit}")
+
+
+class CorrelativeMeasure(Measure):
+    """Base of the measures that compare two recordings' activity on the same stimuli."""
+
+    family = "correlative"
+    null = "permute"  # simbench may re-pair stimuli between the systems for a null
+    access = ("recording", "recording")
 
 
 def interval_attrs(ci: tuple[float, float] | None, method: str, **note: Any) -> dict[str, str]:

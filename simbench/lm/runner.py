@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from simbench.lm import sites as lm_sites
-from simbench.lm.text import forward, position_ids
+from simbench.lm.text import forward, pass_inputs
 
 PatchFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 #: model types whose logits are exactly ``lm_head(base_model(...).last_hidden_state)``
@@ -141,13 +141,7 @@ class LMRunner:
         architecture's logits are exactly head(last hidden state)."""
         if not self.head_only:
             return forward(self.module, tokens, mask, inputs_embeds=inputs_embeds)[want]
-        kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": position_ids(mask),
-                                  "use_cache": False}
-        if inputs_embeds is not None:
-            kwargs["inputs_embeds"] = inputs_embeds
-        else:
-            kwargs["input_ids"] = tokens
-        base = self.module.base_model(**kwargs)
+        base = self.module.base_model(**pass_inputs(tokens, mask, inputs_embeds))
         hidden = base.last_hidden_state if hasattr(base, "last_hidden_state") else base[0]
         return self.module.get_output_embeddings()(hidden[want])
 

@@ -113,14 +113,21 @@ def position_ids(mask: Tensor) -> Tensor:
 def forward(model: nn.Module, ids: Tensor | None, mask: Tensor, *,
             inputs_embeds: Tensor | None = None) -> Tensor:
     """Logits [B, W, V] of one pass with the attention mask and mask-derived positions."""
+    out = model(**pass_inputs(ids, mask, inputs_embeds))
+    return out.logits if hasattr(out, "logits") else out[0]
+
+
+def pass_inputs(ids: Tensor | None, mask: Tensor, inputs_embeds: Tensor | None = None
+                ) -> dict[str, Any]:
+    """A pass's keyword arguments: token ids (or ``inputs_embeds`` when given), the attention
+    mask and positions counted from each row's first real token, no cache."""
     kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": position_ids(mask),
                               "use_cache": False}
     if inputs_embeds is not None:
         kwargs["inputs_embeds"] = inputs_embeds
     else:
         kwargs["input_ids"] = ids
-    out = model(**kwargs)
-    return out.logits if hasattr(out, "logits") else out[0]
+    return kwargs
 
 
 @torch.no_grad()

@@ -160,7 +160,7 @@ def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
     mask, what = edit
     mask = torch.as_tensor(mask, device=dev).bool()
     if mask.shape[1] >= width:
-        return (mask[:, :width], what if callable(what) else what[:, :width])
+        return _cut((mask, what), width)
     m = torch.zeros((bsz, width), dtype=torch.bool, device=dev)
     m[:, : mask.shape[1]] = mask
     if callable(what):
@@ -302,16 +302,16 @@ class RecurrentModel(ZooModel):
 
 
 def _crop(edits: Mapping[str, Edit] | None, width: int) -> dict[str, Edit] | None:
+    """``edits`` cut to the first ``width`` positions (per-step edits as they are)."""
     if not edits:
         return None
-    out = {}
-    for k, e in edits.items():
-        if is_per_step(e):
-            out[k] = e
-        else:
-            m, w = e
-            out[k] = (m[:, :width], w if callable(w) else w[:, :width])
-    return out
+    return {k: e if is_per_step(e) else _cut(e, width) for k, e in edits.items()}
+
+
+def _cut(edit: Any, width: int) -> Any:
+    """A (mask, values) edit's first ``width`` positions (a callable's values as they are)."""
+    mask, what = edit
+    return (mask[:, :width], what if callable(what) else what[:, :width])
 
 
 def reparametrize_recurrent(model: RecurrentModel, gen: np.random.Generator,
