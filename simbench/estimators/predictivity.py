@@ -52,7 +52,6 @@ class _Fold:
 
     train: np.ndarray
     test: np.ndarray
-    x_mean: np.ndarray
     u: np.ndarray  # [n_train, r] left singular vectors of the centred training X
     s: np.ndarray  # [r]
     vt: np.ndarray  # [r, dx]
@@ -84,8 +83,7 @@ class RidgeCV:
             mean = x[train].mean(axis=0)
             u, s, vt = np.linalg.svd(x[train] - mean, full_matrices=False)
             live = s > (s[0] if s.size else 0) * max(x.shape) * np.finfo(np.float64).eps
-            self.folds.append(_Fold(train, test, mean, u[:, live], s[live], vt[live],
-                                    x[test] - mean))
+            self.folds.append(_Fold(train, test, u[:, live], s[live], vt[live], x[test] - mean))
         self.chosen: list[float] = []
 
     def _alpha_for(self, fold: _Fold, yc: np.ndarray) -> float:
@@ -150,11 +148,4 @@ def median_r(p: np.ndarray, t: np.ndarray, w: np.ndarray | None = None) -> float
     return float(np.median(r)) if r.size else float("nan")
 
 
-def ridge_predictivity(x: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                       alpha: float = 1.0) -> float:
-    """Cross-validated ridge predictivity of ``y`` from ``x`` over the given folds."""
-    return RidgeCV(x, folds, alpha).score(y)
-
-
-__all__ = ["ALPHAS", "RidgeCV", "median_r", "pearson_columns", "ridge_predictivity",
-           "stimulus_folds"]
+__all__ = ["ALPHAS", "RidgeCV", "median_r", "pearson_columns", "stimulus_folds"]

@@ -69,11 +69,6 @@ def _whitener(cov: np.ndarray, alpha: float) -> np.ndarray:
     return (vec * diag) @ vec.T
 
 
-def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> float:
-    """cos theta of the generalized shape metric (see the module)."""
-    return shape_cosine_of(moments(x, y), alpha)
-
-
 def shape_cosine_of(m: Moments, alpha: float = 1.0) -> float:
     """cos theta from the second moments ``m`` (a bootstrap replicate's, say)."""
     if not 0.0 <= alpha <= 1.0:
@@ -98,18 +93,6 @@ def shape_distance_of(m: Moments, alpha: float = 1.0) -> float:
     """:func:`shape_distance` from second moments."""
     c = shape_cosine_of(m, alpha)
     return math.acos(c) if math.isfinite(c) else math.nan
-
-
-def procrustes_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """Procrustes angular distance: :func:`shape_distance` with alpha = 1."""
-    return shape_distance(x, y, 1.0)
-
-
-def transport_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[N, M] squared Euclidean distances between the columns of ``x`` and ``y``."""
-    sx = np.einsum("ij,ij->j", x, x)
-    sy = np.einsum("ij,ij->j", y, y)
-    return np.maximum(sx[:, None] + sy[None, :] - 2.0 * (x.T @ y), 0.0)
 
 
 def soft_matching_plan(cost: np.ndarray) -> np.ndarray:
@@ -180,6 +163,6 @@ def soft_matching_of(m: Moments, normalize: str = "scale") -> float:
     return math.sqrt(max(float((plan * cost).sum()), 0.0))
 
 
-__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "centred", "procrustes_distance",
-           "shape_cosine", "shape_cosine_of", "shape_distance", "shape_distance_of",
-           "soft_matching_distance", "soft_matching_of", "soft_matching_plan", "transport_cost"]
+__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "centred", "shape_cosine_of",
+           "shape_distance", "shape_distance_of", "soft_matching_distance", "soft_matching_of",
+           "soft_matching_plan"]

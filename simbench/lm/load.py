@@ -28,14 +28,6 @@ SAVE_HOWTO = ("on a machine with internet: from transformers import AutoModelFor
               "its path")
 
 
-def is_model_dir(spec: object) -> bool:
-    """Whether ``spec`` is a path to a directory holding a ``config.json``."""
-    if not isinstance(spec, (str, Path)):
-        return False
-    path = Path(spec)
-    return path.is_dir() and (path / CONFIG).is_file()
-
-
 def looks_like_hub_id(spec: object) -> bool:
     """Whether ``spec`` reads like a Hugging Face model id (``gpt2``, ``org/name``) and is not a
     local path."""
@@ -141,5 +133,5 @@ def _load(transformers: Any, root: Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-__all__ = ["check_model_dir", "hub_id_error", "is_model_dir", "load_model_dir",
+__all__ = ["check_model_dir", "hub_id_error", "load_model_dir",
            "looks_like_hub_id", "model_dir_digest"]

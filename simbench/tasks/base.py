@@ -447,13 +447,7 @@ class Task:
             raise TaskError(f"{self.name} has no causal variable {unknown or names}",
                             field="variable", fix=f"variables of {self.name}: "
                             f"{', '.join(self.variables)}")
-        ok = self.intervenable_positions(tgt)[np.arange(n), np.clip(tpos, 0, tgt.shape[1] - 1)]
-        ok &= (tpos >= 0) & (tpos < tgt.shape[1])
-        if not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            raise TaskError(f"target position {int(tpos[i])} of pair {i} is not intervenable "
-                            "(padding, BOS, EOS or trigger)", field="target_pos",
-                            fix="sample positions where task.intervenable_positions(...) is True")
+        self._check_positions(tgt, tpos, "target")
         tvars = self.causal_model(tgt)
         cur = {k: v[np.arange(n), tpos] for k, v in tvars.items()}
         new = {k: v.copy() for k, v in cur.items()}
@@ -477,18 +471,23 @@ class Task:
             if src.shape[0] != n:
                 raise TaskError(f"{n} targets but {src.shape[0]} sources", field="source_tokens")
             spos = np.broadcast_to(np.asarray(source_pos, dtype=np.int64), (n,))
-            sok = self.intervenable_positions(src)[np.arange(n),
-                                                   np.clip(spos, 0, src.shape[1] - 1)]
-            if not sok.all():
-                i = int(np.flatnonzero(~sok)[0])
-                raise TaskError(f"source position {int(spos[i])} of pair {i} is not "
-                                "intervenable (padding, BOS, EOS or trigger)", field="source_pos",
-                                fix="sample positions where task.intervenable_positions(...) "
-                                "is True")
+            self._check_positions(src, spos, "source")
             svars = self.causal_model(src)
             for name in names:
                 new[name] = svars[name][np.arange(n), spos]
         return tgt, tpos, cur, new
+
+    def _check_positions(self, tokens: np.ndarray, pos: np.ndarray, which: str) -> None:
+        """Refuse a ``which`` (target or source) position outside the sequence or where
+        :meth:`intervenable_positions` is False."""
+        width = tokens.shape[1]
+        ok = self.intervenable_positions(tokens)[np.arange(len(pos)), np.clip(pos, 0, width - 1)]
+        ok &= (pos >= 0) & (pos < width)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise TaskError(f"{which} position {int(pos[i])} of pair {i} is not intervenable "
+                            "(padding, BOS, EOS or trigger)", field=f"{which}_pos",
+                            fix="sample positions where task.intervenable_positions(...) is True")
 
     # ---- scoring --------------------------------------------------------------------------
     def score(self, pred_tokens: Any, cf_tokens: Any,
