@@ -62,8 +62,7 @@ def common_params(n_boot: int = 200) -> tuple[Param, ...]:
 def stimulus_rows(stimulus: np.ndarray) -> list[np.ndarray]:
     """The rows of each stimulus (stimuli numbered 0..s-1)."""
     order = np.argsort(stimulus, kind="stable")
-    bounds = np.searchsorted(stimulus[order], np.arange(int(stimulus.max()) + 2))
-    return [order[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
+    return np.split(order, np.searchsorted(stimulus[order], np.arange(1, int(stimulus.max()) + 1)))
 
 
 def bootstrap_draws(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
