@@ -256,7 +256,7 @@ def _expect_check(variant: str, check: str, row: Any, failures: list[str], spec:
         skipped = [c for c in checks if c.status not in ("ok", "violated")]
         why = "; ".join(f"'{c.finding.split(':', 1)[1].strip()}': {c.detail}" for c in skipped)
         return CheckResult(variant, check, PASSED, f"{len(ok)} of {len(checks)} held"
-                           + (f" ({len(skipped)} not evaluable: {why})" if skipped else ""))
+                           + (f"; {len(skipped)} not evaluable: {why}" if skipped else ""))
     reasons = sorted({c.detail for c in checks}) or ["no scores of this measure in the store"]
     return CheckResult(variant, check, NOT_RUN, "; ".join(reasons + failures))
 
