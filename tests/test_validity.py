@@ -94,10 +94,12 @@ def board_of(scored: tuple[object, Path], **kw: object) -> V.ValidityBoard:
 @pytest.mark.slow
 def test_planted_specificity_and_separability_from_the_store(scored) -> None:
     board = board_of(scored)
-    assert board.variants == ["cka"]
+    assert board.variants[0] == "cka"  # then a row per registered measure the spec lacks
     planted = board.results[("cka", "planted identity")]
     # the LSTM entry matched no scored pair: it neither passes nor fails, the GRU one holds
-    assert planted.status == V.PASSED and planted.detail == "1 of 2 held (1 not evaluable)"
+    assert planted.status == V.PASSED and planted.detail == (
+        "1 of 2 held; 1 not evaluable: 'LSTM (never scored here)': no scored pairs for the "
+        "higher side")
     spec_ = board.results[("cka", "specificity")]
     # the backwards entry is violated, so the check fails and says which entry and by how much
     assert spec_.status == V.FAILED
@@ -143,8 +145,13 @@ def test_text_and_csv(scored, tmp_path: Path) -> None:
     assert "cka / layer order: switched off" in text
     out = V.write_csv(board, tmp_path / "v.csv")
     rows = list(csv.DictReader(out.open()))
-    assert [r["check"] for r in rows] == list(V.CHECKS)
-    assert {r["status"] for r in rows} == {V.PASSED, V.FAILED, V.NOT_RUN}
+    assert [r["check"] for r in rows if r["variant"] == "cka"] == list(V.CHECKS)
+    assert rows[0]["variant"] == "cka" and len(rows) % len(V.CHECKS) == 0
+    # a registered measure the spec does not run: every check not run, saying so in the CSV
+    rsa = [r for r in rows if r["variant"] == "rsa"]
+    assert len(rsa) == len(V.CHECKS) and all(r["status"] == V.NOT_RUN for r in rsa)
+    assert "spec 'mini_validity' runs no variant of 'rsa'" in rsa[0]["detail"]
+    assert {r["status"] for r in rows} == {V.PASSED, V.FAILED, V.NOT_RUN, V.NOT_APPLICABLE}
 
 
 def test_cli_prints_the_board(scored, tmp_path: Path, capsys) -> None:

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "spec): planted identity and specificity from its [[expect]] entries, separability "
         "(ROC-AUC and d' with bootstrap intervals) from the stored scores, and layer order "
         "and small-n bias by running each correlative measure. A check that could not be "
-        "evaluated is 'not run', with the reason, never a pass or a failure.")
+        "evaluated is 'not run', with the reason, never a pass or a failure; every registered "
+        "measure has a row, 'not applicable' where no check can apply to it.")
     p.add_argument("spec", nargs="?", default="validity",
                    help="spec file or shipped spec name (default: validity)")
     p.add_argument("--store", help="results store (default as for `simbench bench run`)")

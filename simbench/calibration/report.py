@@ -2,7 +2,8 @@
 
 :func:`write_report` writes into a directory:
 
-- ``validity.csv``: one row per (measure variant, check): passed / failed / not run, and why;
+- ``validity.csv``: one row per (measure variant, check): passed / failed / not run / not
+  applicable, and why;
 - ``validity.png``: the same table as a coloured grid, with each measure's runtime and memory
   beside it when the costs are given;
 - ``separability.png``: ROC-AUC and d' per measure with their intervals (when any measure had
@@ -10,7 +11,8 @@
 - ``costs.csv``: stored runtime per measure and one measured job's time and peak memory
   (:mod:`simbench.calibration.costs`), when the costs are given;
 - ``validity.txt``: the board as ``simbench validity`` prints it, and the cost table;
-- ``README.md``: per check, which measures passed, failed or could not run it, and the
+- ``README.md``: per check, which measures passed, failed, did not run it or are not
+  applicable, and the
   command that rewrites the directory, all read off the board.
 """
 
@@ -23,19 +25,23 @@ from simbench.calibration.costs import MeasureCost, format_costs, write_costs_cs
 from simbench.calibration.validity import (
     CHECKS,
     FAILED,
+    NOT_APPLICABLE,
     NOT_RUN,
     PASSED,
+    STATUSES,
     ValidityBoard,
     format_board,
     write_csv,
 )
 
-_COLOURS = {PASSED: "#4c9a5b", FAILED: "#c8463d", NOT_RUN: "#d9d9d9"}
+_COLOURS = {PASSED: "#4c9a5b", FAILED: "#c8463d", NOT_RUN: "#d9d9d9", NOT_APPLICABLE: "#f2f2f2"}
+_CELL = {PASSED: "pass", FAILED: "FAIL", NOT_RUN: "not run", NOT_APPLICABLE: "n/a"}
 
 
 def plot_board(board: ValidityBoard, path: str | Path,
                costs: Sequence[MeasureCost] | None = None) -> Path:
-    """Measures x checks as a coloured grid (passed / failed / not run); with ``costs``, each
+    """Measures x checks as a coloured grid (passed / failed / not run / not applicable); with
+    ``costs``, each
     measure's measured CPU seconds and peak memory as bars beside it (log scale)."""
     import matplotlib
 
@@ -57,8 +63,7 @@ def plot_board(board: ValidityBoard, path: str | Path,
         for j, check in enumerate(CHECKS):
             status = board.status(v, check)
             ax.add_patch(plt.Rectangle((j, i), 0.96, 0.9, color=_COLOURS[status]))
-            mark = {PASSED: "pass", FAILED: "FAIL", NOT_RUN: "n/a"}[status]
-            ax.text(j + 0.48, i + 0.45, mark, ha="center", va="center", fontsize=7)
+            ax.text(j + 0.48, i + 0.45, _CELL[status], ha="center", va="center", fontsize=7)
     ax.set_xlim(0, len(CHECKS))
     ax.set_ylim(rows, 0)
     ax.set_xticks([j + 0.48 for j in range(len(CHECKS))], CHECKS, rotation=25, ha="right",
@@ -67,8 +72,8 @@ def plot_board(board: ValidityBoard, path: str | Path,
     ax.tick_params(length=0)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
-    ax.legend(handles=[Patch(color=_COLOURS[s], label=s) for s in (PASSED, FAILED, NOT_RUN)],
-              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=7, frameon=False)
+    ax.legend(handles=[Patch(color=_COLOURS[s], label=s) for s in STATUSES],
+              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=7, frameon=False)
     if by_variant:
         for ax, field, label in ((axes[0][1], "cpu_s", "CPU s, one job"),
                                  (axes[0][2], "peak_mib", "peak MiB, one job")):
@@ -125,19 +130,20 @@ def summary_markdown(board: ValidityBoard, costs: Sequence[MeasureCost] | None =
     lines = [f"# Measure validity: spec `{board.spec_name}`", ""]
     if command:
         lines += ["Written by", "", f"    {command}", ""]
-    lines += ["| measure | " + " | ".join(CHECKS) + " | passed | failed | not run |",
-              "|---" * (len(CHECKS) + 4) + "|"]
+    lines += ["| measure | " + " | ".join(CHECKS) + " | " + " | ".join(STATUSES) + " |",
+              "|---" * (len(CHECKS) + 1 + len(STATUSES)) + "|"]
     for v in board.variants:
         c = board.counts(v)
         lines.append(f"| {v} | " + " | ".join(board.status(v, k) for k in CHECKS)
-                     + f" | {c[PASSED]} | {c[FAILED]} | {c[NOT_RUN]} |")
+                     + " | " + " | ".join(str(c[s]) for s in STATUSES) + " |")
     lines += ["", "Which measures pass each check:", ""]
     for check in CHECKS:
-        by = {s: [v for v in board.variants if board.status(v, check) == s]
-              for s in (PASSED, FAILED, NOT_RUN)}
+        by = {s: [v for v in board.variants if board.status(v, check) == s] for s in STATUSES}
         lines.append(f"- **{check}**: passed by {', '.join(by[PASSED]) or 'none'}; failed by "
                      f"{', '.join(by[FAILED]) or 'none'}"
-                     + (f"; not run for {', '.join(by[NOT_RUN])}" if by[NOT_RUN] else ""))
+                     + (f"; not run for {', '.join(by[NOT_RUN])}" if by[NOT_RUN] else "")
+                     + (f"; not applicable to {', '.join(by[NOT_APPLICABLE])}"
+                        if by[NOT_APPLICABLE] else ""))
     measured = [c for c in costs or () if c.cpu_s is not None]
     if measured:
         lines += ["", "Cost of one job per measure (pair, CPU seconds, peak resident memory "

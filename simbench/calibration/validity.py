@@ -28,6 +28,11 @@ A check is *not run* for a measure, never passed or failed, when nothing could b
 with the reason: no pair of the kind was scored (yet), the jobs failed, the measure compares one
 site in both systems (layer order needs a correlative measure fed two sites), the measure is not
 correlative (bias draws independent activity, not networks), or there are too few pairs.
+
+Every registered measure has a row: one the spec does not run is *not run* for every check,
+and one no check can apply to (one-system measures such as DAS, measures that need repeated
+measurements such as crossnobis) is *not applicable*, each with its reason from
+:mod:`simbench.calibration.applicability`.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ CHECKS: tuple[str, ...] = ("planted identity", "specificity", "layer order", "se
 #: checks read from the spec's ``[[expect]]`` entries (``finding = "<check>: ..."``)
 EXPECT_CHECKS: tuple[str, ...] = ("planted identity", "specificity")
 PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
+#: a check that cannot apply to the measure at all (it is not a two-system measure, say)
+NOT_APPLICABLE = "not applicable"
+#: every status, in the order the board counts them
+STATUSES: tuple[str, ...] = (PASSED, FAILED, NOT_RUN, NOT_APPLICABLE)
 #: a correlative measure passes the bias check when |mean| stays below this at every n
 BIAS_TOLERANCE = 0.05
 #: pair categories of the separability check: same-task seed pairs against different-task ones
@@ -87,8 +96,8 @@ class ValidityBoard:
         return self.results[(variant, check)].status
 
     def counts(self, variant: str) -> dict[str, int]:
-        """How many checks ``variant`` passed, failed and did not run."""
-        out = dict.fromkeys((PASSED, FAILED, NOT_RUN), 0)
+        """How many checks ``variant`` passed, failed, did not run and could not apply to."""
+        out = dict.fromkeys(STATUSES, 0)
         for check in CHECKS:
             out[self.status(variant, check)] += 1
         return out
@@ -113,6 +122,7 @@ def validity_board(
     bias_ns: Sequence[int] = BIAS_NS,
     n_boot: int = 1000,
     seed: int = 0,
+    every_measure: bool = True,
 ) -> ValidityBoard:
     """The validity board of ``spec`` from the scores in ``store``.
 
@@ -120,7 +130,9 @@ def validity_board(
     and ``bias`` run the measures (seconds per correlative measure; switch them off to only
     view stored results). ``layer_n`` stimuli are recorded per network for the layer order,
     ``bias_draws`` data sets per n drawn for the bias, and ``n_boot`` resamples give the
-    separability intervals; everything is seeded with ``seed``.
+    separability intervals; everything is seeded with ``seed``. ``every_measure`` adds a row
+    for each registered measure the spec does not run (not run or not applicable, with the
+    reason).
     """
     from simbench.bench.leaderboard import build, expected_jobs, match_rows
 
@@ -199,7 +211,28 @@ def validity_board(
     if board.done < board.total:
         notes.append(f"{board.total - board.done - board.failed} of {board.total} jobs are not "
                      f"in the store yet: run `simbench bench run {spec.name}`")
+    if every_measure:
+        _add_absent_measures(spec.name, variants, measures, results)
     return ValidityBoard(spec.name, variants, measures, results, seps, table, site, notes)
+
+
+def _add_absent_measures(spec_name: str, variants: list[str], measures: dict[str, str],
+                         results: dict[tuple[str, str], CheckResult]) -> None:
+    """A row per registered measure that no variant of the spec runs: every check not
+    applicable (with the table's reason) or not run (the spec does not run it)."""
+    from simbench.calibration.applicability import absent_reason, not_applicable_reason
+    from simbench.registry import get_registry
+
+    run = set(measures.values())
+    for name in sorted(get_registry().measures):
+        if name in run or name in variants:
+            continue
+        status = NOT_APPLICABLE if not_applicable_reason(name) else NOT_RUN
+        variants.append(name)
+        measures[name] = name
+        for check in CHECKS:
+            results[(name, check)] = CheckResult(name, check, status,
+                                                 absent_reason(name, spec_name))
 
 
 def _expect_check(variant: str, check: str, row: Any, failures: list[str], spec: Any,
@@ -220,9 +253,10 @@ def _expect_check(variant: str, check: str, row: Any, failures: list[str], spec:
         return CheckResult(variant, check, FAILED, "; ".join(
             f"{c.finding.split(':', 1)[1].strip()}: {c.detail}" for c in violated))
     if ok:
-        skipped = len(checks) - len(ok)
+        skipped = [c for c in checks if c.status not in ("ok", "violated")]
+        why = "; ".join(f"'{c.finding.split(':', 1)[1].strip()}': {c.detail}" for c in skipped)
         return CheckResult(variant, check, PASSED, f"{len(ok)} of {len(checks)} held"
-                           + (f" ({skipped} not evaluable)" if skipped else ""))
+                           + (f"; {len(skipped)} not evaluable: {why}" if skipped else ""))
     reasons = sorted({c.detail for c in checks}) or ["no scores of this measure in the store"]
     return CheckResult(variant, check, NOT_RUN, "; ".join(reasons + failures))
 
@@ -364,29 +398,28 @@ def _layer_check(variant: str, measure: str, params: Mapping[str, Any],
 
 
 # ---- rendering -----------------------------------------------------------------------------
-_MARK = {PASSED: "passed", FAILED: "FAILED", NOT_RUN: "not run"}
+_MARK = {PASSED: "passed", FAILED: "FAILED", NOT_RUN: "not run", NOT_APPLICABLE: "n/a"}
 
 
 def format_board(board: ValidityBoard, *, details: bool = True) -> str:
-    """The board as text: a status table, then why each check failed or did not run, the
-    separability table and the bias table."""
-    head = ["measure", *CHECKS, "passed", "failed", "not run"]
+    """The board as text: a status table, then why each check failed, did not run or does not
+    apply (one line for a measure whose checks all share a reason), the separability table
+    and the bias table."""
+    head = ["measure", *CHECKS, "passed", "failed", "not run", "n/a"]
     body = []
     for v in board.variants:
         c = board.counts(v)
         body.append([v, *(_MARK[board.status(v, k)] for k in CHECKS),
-                     str(c[PASSED]), str(c[FAILED]), str(c[NOT_RUN])])
+                     *(str(c[s]) for s in STATUSES)])
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    lines = [f"measure validity of spec '{board.spec_name}' (a not-run check counts neither "
-             "way)"]
+    lines = [f"measure validity of spec '{board.spec_name}' (a check not run or not applicable "
+             "counts neither way)"]
     lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *body]]
     if details:
-        for status, title in ((FAILED, "failed"), (NOT_RUN, "not run")):
-            items = [board.results[(v, c)] for v in board.variants for c in CHECKS
-                     if board.results[(v, c)].status == status]
+        for status in (FAILED, NOT_RUN, NOT_APPLICABLE):
+            items = _detail_lines(board, status)
             if items:
-                lines += ["", f"{title}:"]
-                lines += [f"  {r.variant} / {r.check}: {r.detail}" for r in items]
+                lines += ["", f"{status}:", *items]
     if board.separability:
         lines += ["", f"separability at site '{board.site}' (same-task seed pairs vs "
                   "different-task pairs):", format_separability(board.separability)]
@@ -395,6 +428,19 @@ def format_board(board: ValidityBoard, *, details: bool = True) -> str:
     for note in board.notes:
         lines += [f"note: {note}"]
     return "\n".join(lines)
+
+
+def _detail_lines(board: ValidityBoard, status: str) -> list[str]:
+    """``variant / check: detail`` for each check of ``status``; a variant whose every check
+    has that status for one reason gets one line (``variant / every check: detail``)."""
+    out = []
+    for v in board.variants:
+        items = [board.results[(v, c)] for c in CHECKS if board.results[(v, c)].status == status]
+        if len(items) == len(CHECKS) and len({r.detail for r in items}) == 1:
+            out.append(f"  {v} / every check: {items[0].detail}")
+        else:
+            out += [f"  {r.variant} / {r.check}: {r.detail}" for r in items]
+    return out
 
 
 def write_csv(board: ValidityBoard, path: str | Path) -> Path:
@@ -408,6 +454,6 @@ def write_csv(board: ValidityBoard, path: str | Path) -> Path:
     return out
 
 
-__all__ = ["BIAS_TOLERANCE", "CHECKS", "FAILED", "NOT_RUN", "PASSED", "CheckResult",
-           "ValidityBoard", "format_board", "independent_value", "site_pair_scores",
-           "validity_board", "write_csv"]
+__all__ = ["BIAS_TOLERANCE", "CHECKS", "FAILED", "NOT_APPLICABLE", "NOT_RUN", "PASSED",
+           "STATUSES", "CheckResult", "ValidityBoard", "format_board", "independent_value",
+           "site_pair_scores", "validity_board", "write_csv"]
