@@ -30,7 +30,7 @@ from simbench.bench.executors import LocalExecutor, make_executor
 from simbench.bench.jobs import Job, prepare
 from simbench.bench.meta import record_measures
 from simbench.bench.spec import Spec
-from simbench.bench.store import LeaseKeeper, Owner, Store, lease_seconds
+from simbench.bench.store import LeaseKeeper, Owner, Store, job_state, lease_seconds
 
 DEFAULT_TIMEOUTS = {"causal": 3600.0}  # seconds, by measure family; others: no limit
 
@@ -201,20 +201,6 @@ def longest_first(jobs: list[Job], store: Store | None = None, spec: Spec | None
     """
     cost = expected_seconds(jobs, store, spec)
     return sorted(jobs, key=lambda j: -cost[j.key])
-
-
-def job_state(job: Job, stored: tuple[str, str | None] | None, retry_failed: bool,
-           rerun_stale: bool) -> str:
-    """'todo', 'done', 'failed' (not retried) or 'stale' (not rerun) for one job."""
-    if stored is None:
-        return "todo"
-    status, fprint = stored
-    current = fprint == job.code_fingerprint
-    if status == "failed" and retry_failed:
-        return "todo"
-    if not current:
-        return "todo" if rerun_stale else "stale"
-    return status if status in ("done", "failed") else "todo"
 
 
 def run_spec(
