@@ -26,6 +26,7 @@ from typing import Any
 from simbench.bench.locate import dotted
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
 from simbench.errors import SimbenchError, SpecError
+from simbench.registry import get_registry
 from simbench.systems.resolve import identity, resolve_cached
 
 
@@ -223,10 +224,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
     ``skip`` names system aliases to leave out (systems that could not be resolved in lenient
     mode).
     """
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
+    registry = registry if registry is not None else get_registry()
     skip = set(skip)
     identities = {a: system_identity(s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
@@ -298,10 +296,7 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
     are dropped with a note in ``spec.notes``; otherwise the first problem is a SpecError that
     names the line, the system and the pair.
     """
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
+    registry = registry if registry is not None else get_registry()
     resolved: dict[str, Any] = {}
     skip: set[str] = set()
     for alias, sys_spec in spec.systems.items():
