@@ -334,10 +334,6 @@ class LabelProgress:
         return sum(self.seconds) / len(self.seconds) * self.todo if self.seconds else None
 
 
-def _label_of(job: Job) -> str:
-    return job.label if job.label == job.measure else f"{job.label} ({job.measure})"
-
-
 def label_text(label: str, measure: str) -> str:
     """``mas`` or, for a label naming another measure, ``mas_k (mas)``."""
     return label if label == measure else f"{label} ({measure})"
@@ -373,7 +369,7 @@ def tally(entries: list[tuple[str, str, str | None]], rows: list[dict[str, Any]]
 
 def progress_by_label(jobs: list[Job], store: Store) -> dict[str, LabelProgress]:
     """Per measure label of ``jobs``: counts by status and the stored runtime of each done job."""
-    entries = [(j.key, _label_of(j), j.code_fingerprint or None) for j in jobs]
+    entries = [(j.key, label_text(j.label, j.measure), j.code_fingerprint or None) for j in jobs]
     return tally(entries, store.rows({j.key for j in jobs}))
 
 
