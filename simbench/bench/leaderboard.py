@@ -152,11 +152,6 @@ class Leaderboard:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def _canonical(value: Any) -> Any:
-    """A value as the store's JSON gives it back (tuples become lists, odd types strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def _same(a: Any, b: Any) -> bool:
     """Equal as parameter values: a boolean only equals a boolean; 2 equals 2.0."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -206,7 +201,8 @@ def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job
                 params["prompts"] = prompts.identity
             if tokens is not None:
                 params["new_tokens"] = tokens
-        params = _canonical(params)
+        # as the store's JSON gives them back (tuples become lists, odd types strings)
+        params = json.loads(json.dumps(params, default=str))
         sources = tuple(spec.systems[a].source for a in c.order)
         key = hashlib.sha256(json.dumps([c.mspec.measure, params, sources, c.site, c.task,
                                          c.seed], sort_keys=True).encode()).hexdigest()
