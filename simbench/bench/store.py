@@ -530,15 +530,10 @@ class Store:
              spec: str | None = None) -> list[dict[str, Any]]:
         """Result rows as dicts (JSON columns decoded; ``code_fingerprint`` and
         ``measure_meta`` are None in rows written before schema 2)."""
-        where, params = [], []
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if spec:
-            where.append("spec = ?")
-            params.append(spec)
-        cur = self._read("SELECT * FROM results" + (" WHERE " + " AND ".join(where)
-                                                    if where else ""), params)
+        given = {column: v for column, v in (("status", status), ("spec", spec)) if v}
+        where = " AND ".join(f"{column} = ?" for column in given)
+        cur = self._read("SELECT * FROM results" + (f" WHERE {where}" if where else ""),
+                         list(given.values()))
         names = [d[0] for d in cur.description]
         wanted = None if keys is None else set(keys)
         out = []
