@@ -59,14 +59,8 @@ class Job:
     lazy: bool = False  # the measure reads activity by blocks of rows (a large file is opened)
 
     def lm_params(self) -> dict[str, Any]:
-        """What a stored row records of the language-model settings, beside the measure's
-        parameters: ``prompts`` (the content hash) and ``new_tokens``, each only when set."""
-        out: dict[str, Any] = {}
-        if self.prompts_id is not None:
-            out["prompts"] = self.prompts_id
-        if self.new_tokens is not None:
-            out["new_tokens"] = self.new_tokens
-        return out
+        """What a stored row records of the language-model settings (:func:`lm_record`)."""
+        return lm_record(self.prompts_id, self.new_tokens)
 
     @property
     def variant(self) -> str:
@@ -77,6 +71,14 @@ class Job:
 
     def describe(self) -> str:
         return f"{self.variant} {' ~ '.join(self.systems)} @{self.site} seed {self.seed}"
+
+
+def lm_record(prompts_id: str | None, new_tokens: int | None) -> dict[str, Any]:
+    """What a job's key and its stored row record of the language-model settings, beside the
+    measure's parameters: ``prompts`` (the content hash) and ``new_tokens``, each only when set
+    (so the keys of every other job stay as they were)."""
+    return {k: v for k, v in (("prompts", prompts_id), ("new_tokens", new_tokens))
+            if v is not None}
 
 
 # ---- identities ----------------------------------------------------------------------------
@@ -253,10 +255,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
         payload = {"measure": c.mspec.measure, "params": resolved,
                    "systems": [identities[a] for a in c.order], "site": c.site,
                    "task": c.task, "seed": c.seed, "code": version}
-        if lm.get("prompts_id") is not None:
-            payload["prompts"] = lm["prompts_id"]
-        if lm.get("new_tokens") is not None:
-            payload["new_tokens"] = lm["new_tokens"]
+        payload.update(lm_record(lm.get("prompts_id"), lm.get("new_tokens")))
         return Job(key=job_key(payload), label=c.label, measure=c.mspec.measure,
                    params=resolved, swept={k: c.given[k] for k in c.mspec.swept},
                    systems=c.order, sources=tuple(spec.systems[a].source for a in c.order),

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from simbench.bench.jobs import Cell, Job, cells, collect
+from simbench.bench.jobs import Cell, Job, cells, collect, lm_record
 from simbench.bench.meta import board_meta
 from simbench.bench.spec import Expectation, Spec
 from simbench.bench.store import Store
@@ -197,10 +197,7 @@ def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job
         params.update(given)
         if any(spec.systems[a].is_lm for a in c.order):  # rows record them beside the params
             prompts, tokens = spec.lm_settings(c.label)
-            if prompts is not None:
-                params["prompts"] = prompts.identity
-            if tokens is not None:
-                params["new_tokens"] = tokens
+            params.update(lm_record(None if prompts is None else prompts.identity, tokens))
         # as the store's JSON gives them back (tuples become lists, odd types strings)
         params = json.loads(json.dumps(params, default=str))
         sources = tuple(spec.systems[a].source for a in c.order)
