@@ -121,17 +121,13 @@ def _counted(name: str, tracked: set[str]) -> bool:
 
 
 def _parents(name: str) -> list[tuple[str, str]]:
-    out = []
-    parts = name.split(".")
-    for i in range(1, len(parts)):
-        parent = ".".join(parts[:i])
-        path, _ = _locate(parent)
-        if path is not None:
-            out.append((parent, path))
-    return out
+    """(module, source file) of each package above ``name`` that has a source file."""
+    return [(parent, path) for parent in _with_parents(name)[:-1]
+            if (path := _locate(parent)[0]) is not None]
 
 
 def _with_parents(name: str) -> list[str]:
+    """``a``, ``a.b``, ``a.b.c`` for ``a.b.c``: the module and every package above it."""
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 

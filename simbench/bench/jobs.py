@@ -26,6 +26,7 @@ from typing import Any
 from simbench.bench.locate import dotted
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
 from simbench.errors import SimbenchError, SpecError
+from simbench.registry import get_registry
 from simbench.systems.resolve import identity, resolve_cached
 
 
@@ -58,14 +59,8 @@ class Job:
     lazy: bool = False  # the measure reads activity by blocks of rows (a large file is opened)
 
     def lm_params(self) -> dict[str, Any]:
-        """What a stored row records of the language-model settings, beside the measure's
-        parameters: ``prompts`` (the content hash) and ``new_tokens``, each only when set."""
-        out: dict[str, Any] = {}
-        if self.prompts_id is not None:
-            out["prompts"] = self.prompts_id
-        if self.new_tokens is not None:
-            out["new_tokens"] = self.new_tokens
-        return out
+        """What a stored row records of the language-model settings (:func:`lm_record`)."""
+        return lm_record(self.prompts_id, self.new_tokens)
 
     @property
     def variant(self) -> str:
@@ -76,6 +71,14 @@ class Job:
 
     def describe(self) -> str:
         return f"{self.variant} {' ~ '.join(self.systems)} @{self.site} seed {self.seed}"
+
+
+def lm_record(prompts_id: str | None, new_tokens: int | None) -> dict[str, Any]:
+    """What a job's key and its stored row record of the language-model settings, beside the
+    measure's parameters: ``prompts`` (the content hash) and ``new_tokens``, each only when set
+    (so the keys of every other job stay as they were)."""
+    return {k: v for k, v in (("prompts", prompts_id), ("new_tokens", new_tokens))
+            if v is not None}
 
 
 # ---- identities ----------------------------------------------------------------------------
@@ -223,10 +226,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
     ``skip`` names system aliases to leave out (systems that could not be resolved in lenient
     mode).
     """
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
+    registry = registry if registry is not None else get_registry()
     skip = set(skip)
     identities = {a: system_identity(s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
@@ -255,10 +255,7 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
         payload = {"measure": c.mspec.measure, "params": resolved,
                    "systems": [identities[a] for a in c.order], "site": c.site,
                    "task": c.task, "seed": c.seed, "code": version}
-        if lm.get("prompts_id") is not None:
-            payload["prompts"] = lm["prompts_id"]
-        if lm.get("new_tokens") is not None:
-            payload["new_tokens"] = lm["new_tokens"]
+        payload.update(lm_record(lm.get("prompts_id"), lm.get("new_tokens")))
         return Job(key=job_key(payload), label=c.label, measure=c.mspec.measure,
                    params=resolved, swept={k: c.given[k] for k in c.mspec.swept},
                    systems=c.order, sources=tuple(spec.systems[a].source for a in c.order),
@@ -298,10 +295,7 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
     are dropped with a note in ``spec.notes``; otherwise the first problem is a SpecError that
     names the line, the system and the pair.
     """
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
+    registry = registry if registry is not None else get_registry()
     resolved: dict[str, Any] = {}
     skip: set[str] = set()
     for alias, sys_spec in spec.systems.items():

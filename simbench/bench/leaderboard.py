@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from simbench.bench.jobs import Cell, Job, cells, collect
+from simbench.bench.jobs import Cell, Job, cells, collect, lm_record
 from simbench.bench.meta import board_meta
 from simbench.bench.spec import Expectation, Spec
 from simbench.bench.store import Store
@@ -152,11 +152,6 @@ class Leaderboard:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def _canonical(value: Any) -> Any:
-    """A value as the store's JSON gives it back (tuples become lists, odd types strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def _same(a: Any, b: Any) -> bool:
     """Equal as parameter values: a boolean only equals a boolean; 2 equals 2.0."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -202,11 +197,9 @@ def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job
         params.update(given)
         if any(spec.systems[a].is_lm for a in c.order):  # rows record them beside the params
             prompts, tokens = spec.lm_settings(c.label)
-            if prompts is not None:
-                params["prompts"] = prompts.identity
-            if tokens is not None:
-                params["new_tokens"] = tokens
-        params = _canonical(params)
+            params.update(lm_record(None if prompts is None else prompts.identity, tokens))
+        # as the store's JSON gives them back (tuples become lists, odd types strings)
+        params = json.loads(json.dumps(params, default=str))
         sources = tuple(spec.systems[a].source for a in c.order)
         key = hashlib.sha256(json.dumps([c.mspec.measure, params, sources, c.site, c.task,
                                          c.seed], sort_keys=True).encode()).hexdigest()
@@ -284,21 +277,25 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
     return entries, coverage
 
 
+def _score_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's Score as JSON data; empty when the row holds none or it is unreadable."""
+    raw = row.get("score")
+    try:
+        score = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    except ValueError:
+        return {}
+    return score if isinstance(score, dict) else {}
+
+
 def _null_of(rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
     """The seeds' null as read from each row's Score JSON: the largest p-value (a cell beats
     its null only when every seed does) and the smallest null size; (None, None) when some
     seed drew no null."""
     ps, sizes = [], []
-    for r in rows:
-        raw = r.get("score")
-        try:
-            score = json.loads(raw) if isinstance(raw, str) else (raw or {})
-        except ValueError:
+    for score in map(_score_of, rows):
+        if score.get("p_value") is None:
             return None, None
-        p = score.get("p_value")
-        if p is None:
-            return None, None
-        ps.append(float(p))
+        ps.append(float(score["p_value"]))
         sizes.append(int(score.get("null_size") or 0))
     return (max(ps), min(sizes)) if ps else (None, None)
 
@@ -307,12 +304,8 @@ def _attrs_of(rows: list[dict[str, Any]]) -> tuple[str | None, str | None]:
     """The first warning any seed's Score carries, and what its value is (``attrs.headline``,
     e.g. ``"token"`` for MAS on language models)."""
     warning = headline = None
-    for r in rows:
-        raw = r.get("score")
-        try:
-            attrs = (json.loads(raw) if isinstance(raw, str) else (raw or {})).get("attrs") or {}
-        except (ValueError, AttributeError):
-            continue
+    for score in map(_score_of, rows):
+        attrs = score.get("attrs") or {}
         warning = warning or attrs.get("warning")
         headline = headline or attrs.get("headline")
     return warning, headline
@@ -540,35 +533,26 @@ def _name(selector: Any) -> str:
 
 def matrices(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]) -> list[Matrix]:
     """Per variant and site, systems x systems (two-system entries; symmetric ones mirrored)."""
-    cells: dict[tuple[str, str], dict[tuple[str, str], float]] = defaultdict(dict)
-    beats: dict[tuple[str, str], dict[tuple[str, str], bool | None]] = defaultdict(dict)
-    warns: dict[tuple[str, str], dict[tuple[str, str], bool]] = defaultdict(dict)
-    measure_of: dict[str, str] = {}
+    cells: dict[tuple[str, str], dict[tuple[str, str], Entry]] = defaultdict(dict)
     for e in entries:
-        if len(e.systems) != 2:
-            continue
-        measure_of[e.variant] = e.measure
-        cells[(e.variant, e.site)][e.systems] = e.value
-        beats[(e.variant, e.site)][e.systems] = e.beats_null
-        warns[(e.variant, e.site)][e.systems] = bool(e.warning)
+        if len(e.systems) == 2:
+            cells[(e.variant, e.site)][e.systems] = e
     out = []
     order = list(spec.systems)
-    for (variant, site), vals in cells.items():
-        m = meta[measure_of[variant]]
-        present = {s for pair in vals for s in pair}
+    for (variant, site), found in cells.items():
+        m = meta[next(iter(found.values())).measure]
+        present = {s for pair in found for s in pair}
         names = [a for a in order if a in present]
         idx = {a: i for i, a in enumerate(names)}
         arr = np.full((len(names), len(names)), np.nan)
         marks: list[list[bool | None]] = [[None] * len(names) for _ in names]
         warned = [[False] * len(names) for _ in names]
-        for (a, b), v in vals.items():
-            arr[idx[a], idx[b]] = v
-            marks[idx[a]][idx[b]] = beats[(variant, site)][(a, b)]
-            warned[idx[a]][idx[b]] = warns[(variant, site)][(a, b)]
-            if m["symmetric"] and math.isnan(arr[idx[b], idx[a]]):
-                arr[idx[b], idx[a]] = v
-                marks[idx[b]][idx[a]] = beats[(variant, site)][(a, b)]
-                warned[idx[b]][idx[a]] = warns[(variant, site)][(a, b)]
+        for (a, b), e in found.items():
+            places = [(idx[a], idx[b])]
+            if m["symmetric"] and a != b and math.isnan(arr[idx[b], idx[a]]):
+                places.append((idx[b], idx[a]))  # mirrored until (b, a) itself is scored
+            for i, j in places:
+                arr[i, j], marks[i][j], warned[i][j] = e.value, e.beats_null, bool(e.warning)
         has_null = any(b is not None for row in marks for b in row)
         out.append(Matrix(variant, site, names, arr, m["higher_is_better"], m["range"],
                           marks if has_null else None,

@@ -43,11 +43,7 @@ class Locator:
     def _body(self, start: int | None) -> range:
         """Line indices of the section that starts after header line ``start`` (None = top)."""
         begin = 0 if start is None else start + 1
-        end = len(self.lines)
-        for _, line in self.headers:
-            if line >= begin:
-                end = line
-                break
+        end = next((line for _, line in self.headers if line >= begin), len(self.lines))
         return range(begin, end)
 
     def _key_line(self, key: str, lines: range) -> int | None:

@@ -27,10 +27,6 @@ from simbench.registry import PluginInfo, Registry, get_registry
 _LOADED: dict[tuple[int, str], PluginInfo] = {}
 
 
-def _file_digest(path: Path) -> str:
-    return sha256_file(path)[:12]
-
-
 def ensure_plugins(refs: Iterable[str], *, registry: Registry | None = None) -> list[PluginInfo]:
     """Import and register each plugin reference into ``registry`` unless it already is."""
     reg = registry if registry is not None else get_registry()
@@ -43,7 +39,7 @@ def ensure_plugins(refs: Iterable[str], *, registry: Registry | None = None) -> 
         module = _import(ref)
         if ref.endswith(".py"):
             path = Path(ref)
-            info = PluginInfo(path.stem, "spec-file", _file_digest(path), str(path))
+            info = PluginInfo(path.stem, "spec-file", sha256_file(path)[:12], str(path))
         else:
             version = str(getattr(module, "__version__", "0"))
             info = PluginInfo(ref.rsplit(".", 1)[-1], "spec-module", version, ref)

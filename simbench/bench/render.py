@@ -192,7 +192,8 @@ def _plt() -> Any:
 
 @contextlib.contextmanager
 def _plain_text() -> Iterator[None]:
-    """Draw with LaTeX off, whatever the user's matplotlibrc says (names are not TeX)."""
+    """Draw with LaTeX off, whatever the user's matplotlibrc says (names are not TeX); also a
+    decorator (``@_plain_text()``) for the functions that draw a figure."""
     with _plt().rc_context({"text.usetex": False}):
         yield
 
@@ -202,27 +203,23 @@ def _mpl(name: Any) -> str:
     return terminal_safe(name).replace("$", r"\$")
 
 
+@_plain_text()
 def validity_figure(board: Leaderboard) -> Any:
     plt = _plt()
     rows = [r for r in board.validity if r.total]
-    with _plain_text():
-        fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(rows), 2) + 1.2))
-        colours = ["#2b8cbe" if r.family == "causal" else "#f0a202" for r in rows]
-        ax.barh([_mpl(r.variant) for r in rows][::-1], [r.fraction for r in rows][::-1],
-                color=colours[::-1])
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("fraction of expected orderings satisfied")
-        ax.set_title(f"Measure validity ({_mpl(board.spec.name)})")
-        fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(rows), 2) + 1.2))
+    colours = ["#2b8cbe" if r.family == "causal" else "#f0a202" for r in rows]
+    ax.barh([_mpl(r.variant) for r in rows][::-1], [r.fraction for r in rows][::-1],
+            color=colours[::-1])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of expected orderings satisfied")
+    ax.set_title(f"Measure validity ({_mpl(board.spec.name)})")
+    fig.tight_layout()
     return fig
 
 
+@_plain_text()
 def matrix_figure(m: Matrix) -> Any:
-    with _plain_text():
-        return _matrix_figure(m)
-
-
-def _matrix_figure(m: Matrix) -> Any:
     plt = _plt()
     n = len(m.systems)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.55 * n))
@@ -247,12 +244,8 @@ def _matrix_figure(m: Matrix) -> Any:
     return fig
 
 
+@_plain_text()
 def ranking_figure(r: Ranking) -> Any:
-    with _plain_text():
-        return _ranking_figure(r)
-
-
-def _ranking_figure(r: Ranking) -> Any:
     plt = _plt()
     names = [_mpl(row[1]) for row in r.rows][::-1]
     vals = np.array([row[2] for row in r.rows][::-1], dtype=float)

@@ -30,7 +30,7 @@ from simbench.bench.executors import LocalExecutor, make_executor
 from simbench.bench.jobs import Job, prepare
 from simbench.bench.meta import record_measures
 from simbench.bench.spec import Spec
-from simbench.bench.store import LeaseKeeper, Owner, Store, lease_seconds
+from simbench.bench.store import LeaseKeeper, Owner, Store, job_state, lease_seconds
 
 DEFAULT_TIMEOUTS = {"causal": 3600.0}  # seconds, by measure family; others: no limit
 
@@ -203,20 +203,6 @@ def longest_first(jobs: list[Job], store: Store | None = None, spec: Spec | None
     return sorted(jobs, key=lambda j: -cost[j.key])
 
 
-def job_state(job: Job, stored: tuple[str, str | None] | None, retry_failed: bool,
-           rerun_stale: bool) -> str:
-    """'todo', 'done', 'failed' (not retried) or 'stale' (not rerun) for one job."""
-    if stored is None:
-        return "todo"
-    status, fprint = stored
-    current = fprint == job.code_fingerprint
-    if status == "failed" and retry_failed:
-        return "todo"
-    if not current:
-        return "todo" if rerun_stale else "stale"
-    return status if status in ("done", "failed") else "todo"
-
-
 def run_spec(
     spec: Spec,
     store: Store,
@@ -348,10 +334,6 @@ class LabelProgress:
         return sum(self.seconds) / len(self.seconds) * self.todo if self.seconds else None
 
 
-def _label_of(job: Job) -> str:
-    return job.label if job.label == job.measure else f"{job.label} ({job.measure})"
-
-
 def label_text(label: str, measure: str) -> str:
     """``mas`` or, for a label naming another measure, ``mas_k (mas)``."""
     return label if label == measure else f"{label} ({measure})"
@@ -387,7 +369,7 @@ def tally(entries: list[tuple[str, str, str | None]], rows: list[dict[str, Any]]
 
 def progress_by_label(jobs: list[Job], store: Store) -> dict[str, LabelProgress]:
     """Per measure label of ``jobs``: counts by status and the stored runtime of each done job."""
-    entries = [(j.key, _label_of(j), j.code_fingerprint or None) for j in jobs]
+    entries = [(j.key, label_text(j.label, j.measure), j.code_fingerprint or None) for j in jobs]
     return tally(entries, store.rows({j.key for j in jobs}))
 
 

@@ -36,7 +36,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -548,14 +548,9 @@ def _check_param_type(spec: Spec, measure: str, param: Any, value: Any,
     kind = param.type
     if kind not in _KIND_WORDS:
         return
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, str)
+    # a bool is an int to Python, but only a bool is a boolean here
+    ok = (isinstance(value, (int, float) if kind is float else kind)
+          and (kind is bool or not isinstance(value, bool)))
     if not ok:
         example = _toml(param.default) if isinstance(param.default, kind) else None
         raise spec.error(f"parameter '{param.name}' of measure '{measure}' must be "
@@ -580,17 +575,25 @@ def _toml(value: Any) -> str:
     return repr(value)
 
 
-def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
+def _array_tables(spec: Spec, entries: Any, key: str, what: str, keys: Sequence[str]
+                  ) -> Iterator[tuple[int, dict[str, Any], tuple[PathPart, ...]]]:
+    """(index, table, path) of each ``[[key]]`` entry (one table alone counts as a list of
+    one), each checked to be a table with only ``keys``; ``what`` names them in errors."""
     if isinstance(entries, dict):
         entries = [entries]
     if not isinstance(entries, list):
-        raise spec.error("pairs must be [[pairs]] tables", ("pairs",))
-    names: set[str] = set()
+        raise spec.error(f"{what} must be [[{key}]] tables", (key,))
     for i, entry in enumerate(entries):
-        path: tuple[PathPart, ...] = ("pairs", i)
+        path: tuple[PathPart, ...] = (key, i)
         if not isinstance(entry, dict):
-            raise spec.error("each [[pairs]] entry must be a table", path)
-        spec.check_keys(entry, PAIR_KEYS, path, "[[pairs]]")
+            raise spec.error(f"each [[{key}]] entry must be a table", path)
+        spec.check_keys(entry, keys, path, f"[[{key}]]")
+        yield i, entry, path
+
+
+def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
+    names: set[str] = set()
+    for i, entry, path in _array_tables(spec, entries, "pairs", "pairs", PAIR_KEYS):
         kinds = [k for k in PAIR_KINDS if k in entry]
         if len(kinds) != 1:
             raise spec.error("each [[pairs]] entry needs exactly one of pairs = [[A, B], ...], "
@@ -649,16 +652,8 @@ def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
 
 
 def _parse_expect(spec: Spec, entries: Any) -> None:
-    if isinstance(entries, dict):
-        entries = [entries]
-    if not isinstance(entries, list):
-        raise spec.error("expectations must be [[expect]] tables", ("expect",))
     categories = {g.name for g in spec.pair_groups}
-    for i, entry in enumerate(entries):
-        path: tuple[PathPart, ...] = ("expect", i)
-        if not isinstance(entry, dict):
-            raise spec.error("each [[expect]] entry must be a table", path)
-        spec.check_keys(entry, EXPECT_KEYS, path, "[[expect]]")
+    for i, entry, path in _array_tables(spec, entries, "expect", "expectations", EXPECT_KEYS):
         ordering = "higher" in entry or "lower" in entry
         bound = "pairs" in entry
         alike = "alike" in entry

@@ -186,6 +186,21 @@ class Owner:
         return cls(f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}", os.getpid(), host)
 
 
+def job_state(job: Any, stored: tuple[str, str | None] | None, retry_failed: bool,
+              rerun_stale: bool) -> str:
+    """'todo', 'done', 'failed' (not retried) or 'stale' (not rerun) for one job, from its
+    stored (status, code fingerprint) or None; what a run claims and what status counts."""
+    if stored is None:
+        return "todo"
+    status, fprint = stored
+    current = fprint == job.code_fingerprint
+    if status == "failed" and retry_failed:
+        return "todo"
+    if not current:
+        return "todo" if rerun_stale else "stale"
+    return status if status in ("done", "failed") else "todo"
+
+
 def _gone(host: str, pid: int) -> bool:
     """True when a claim's process is known to be dead: it ran on this host and no process has
     its pid any more. (A claim from another host can only expire.)"""
@@ -248,8 +263,7 @@ class Store:
             if self.readonly:
                 self._open_readonly(timeout)
             else:
-                self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                            check_same_thread=False)
+                self._connect(timeout)
                 self._init()
         except StoreError:
             self._close_quietly()
@@ -265,11 +279,16 @@ class Store:
                              fix=fix) from None
 
     # ---- opening ------------------------------------------------------------------------
+    def _connect(self, timeout: float, **uri_params: str) -> None:
+        """``self.conn`` on the file, or on its URI with ``uri_params`` (``mode=ro``, ...)."""
+        self.conn = sqlite3.connect(_uri(self.path, **uri_params) if uri_params else self.path,
+                                    uri=bool(uri_params), timeout=timeout, isolation_level=None,
+                                    check_same_thread=False)
+
     def _open_readonly(self, timeout: float) -> None:
         """``mode=ro``; where SQLite cannot even create the shared-memory file next to a WAL
         store (a read-only directory) and no write-ahead log is pending, ``immutable=1``."""
-        self.conn = sqlite3.connect(_uri(self.path, mode="ro"), uri=True, timeout=timeout,
-                                    isolation_level=None, check_same_thread=False)
+        self._connect(timeout, mode="ro")
         try:
             self._check()
         except sqlite3.OperationalError as exc:
@@ -284,9 +303,7 @@ class Store:
                     file=self.path, fix="copy the store with its -wal file to a directory you "
                     "can write, or ask its owner to run `sqlite3 FILE 'PRAGMA "
                     "wal_checkpoint(TRUNCATE)'`") from None
-            self.conn = sqlite3.connect(_uri(self.path, mode="ro", immutable="1"), uri=True,
-                                        timeout=timeout, isolation_level=None,
-                                        check_same_thread=False)
+            self._connect(timeout, mode="ro", immutable="1")
             self._check()
 
     def _check(self) -> set[str]:
@@ -436,15 +453,9 @@ class Store:
         with self.transaction() as c:
             row = c.execute("SELECT status, code_fingerprint FROM results WHERE key = ?",
                             (job.key,)).fetchone()
-            if row is not None:
-                status, fprint = row
-                current = fprint == job.code_fingerprint
-                if not current and not rerun_stale and not (status == "failed" and retry_failed):
-                    return "stale", None
-                if current and status == "done":
-                    return "done", None
-                if current and status == "failed" and not retry_failed:
-                    return "failed", None
+            state = job_state(job, row, retry_failed, rerun_stale)
+            if state != "todo":
+                return state, None
             now = time.time()
             lease = c.execute("SELECT owner, pid, host, expires FROM leases WHERE key = ?",
                               (job.key,)).fetchone()
@@ -519,15 +530,10 @@ class Store:
              spec: str | None = None) -> list[dict[str, Any]]:
         """Result rows as dicts (JSON columns decoded; ``code_fingerprint`` and
         ``measure_meta`` are None in rows written before schema 2)."""
-        where, params = [], []
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if spec:
-            where.append("spec = ?")
-            params.append(spec)
-        cur = self._read("SELECT * FROM results" + (" WHERE " + " AND ".join(where)
-                                                    if where else ""), params)
+        given = {column: v for column, v in (("status", status), ("spec", spec)) if v}
+        where = " AND ".join(f"{column} = ?" for column in given)
+        cur = self._read("SELECT * FROM results" + (f" WHERE {where}" if where else ""),
+                         list(given.values()))
         names = [d[0] for d in cur.description]
         wanted = None if keys is None else set(keys)
         out = []

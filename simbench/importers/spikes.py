@@ -134,9 +134,9 @@ def from_spike_times(
     dtype = np.dtype(dtype)
     # the per-trial inputs first: their mistakes surface before the binning work
     ids_arr = _stimulus_ids(stimulus_ids, n_trials, site)
-    valid = np.arange(n_time)[None, :] < win.n_bins[:, None]
+    valid = win.valid
     token_arr = None if tokens is None else _tokens(tokens, win, blank, pad_token, site)
-    var_arrs = {} if variables is None else _variables(variables, win, valid, site)
+    var_arrs = {} if variables is None else _variables(variables, win, site)
 
     out = np.zeros((n_trials, n_time, n_units), dtype=dtype)
     stats = _bin_into(out, units, win, bw, rates)
@@ -279,6 +279,8 @@ class _Windows:
                  bw: float) -> None:
         self.t0, self.t1, self.n_bins, self.bw = t0, t1, n_bins, bw
         self.n_time = int(n_bins.max())
+        #: [trial, bin]: the bins inside each trial (False on the padding past its end)
+        self.valid = np.arange(self.n_time)[None, :] < n_bins[:, None]
         self.order = np.argsort(t0, kind="stable")
         self.t0s, self.t1s = t0[self.order], t1[self.order]
         self.n_bins_s = n_bins[self.order]
@@ -516,14 +518,13 @@ def _outside(n_out: int, n_spikes: int, before: int, after: int, per_unit: np.nd
 def _tokens(tokens: Any, win: _Windows, blank: str, pad_token: str, site: str) -> np.ndarray:
     """Tokens [trial, bin] as strings, ``pad_token`` past each trial's end."""
     n, n_time = len(win.t0), win.n_time
-    valid = np.arange(n_time)[None, :] < win.n_bins[:, None]
     if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
         if tokens.shape != (n, n_time):
             raise RecordingError(f"tokens has shape {tokens.shape}, expected (trials, bins) = "
                                  f"({n}, {n_time})", site=site, field="tokens",
                                  fix="one row per trial, one column per bin of the longest "
                                  "trial (or one sequence per trial)")
-        return np.where(valid, tokens.astype(str), pad_token)
+        return np.where(win.valid, tokens.astype(str), pad_token)
     if isinstance(tokens, str) or len(tokens) != n:
         got = "a string" if isinstance(tokens, str) else f"{len(tokens)} entries"
         raise RecordingError(f"tokens has {got} for {n} trials", site=site, field="tokens",
@@ -586,10 +587,9 @@ def _bin_events(items: list[Any], trial: int, win: _Windows, row: np.ndarray, si
         row[b] = str(token)
 
 
-def _variables(variables: Any, win: _Windows, valid: np.ndarray, site: str
-               ) -> dict[str, np.ndarray]:
+def _variables(variables: Any, win: _Windows, site: str) -> dict[str, np.ndarray]:
     """Each causal variable as int64 [trial, bin], -1 on padding and where undefined."""
-    n, n_time = valid.shape
+    n, n_time = win.valid.shape
     if hasattr(variables, "columns") and hasattr(variables, "to_numpy"):  # a pandas table
         if len(variables) != n:
             raise RecordingError(f"the variable table has {len(variables)} rows for {n} trials",
@@ -606,7 +606,7 @@ def _variables(variables: Any, win: _Windows, valid: np.ndarray, site: str
             raise RecordingError(f"'{name}' is a reserved name, not a variable name", site=site,
                                  field=name, fix=f"rename it (reserved: {', '.join(RESERVED_NAMES)})")
         grid = _variable_grid(values, name, win, n, n_time, site)
-        out[name] = np.where(valid, grid, UNDEFINED)
+        out[name] = np.where(win.valid, grid, UNDEFINED)
     return out
 
 

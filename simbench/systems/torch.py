@@ -36,6 +36,7 @@ from simbench.access import ACCESSIBLE, Access
 from simbench.errors import CheckpointError, SiteError
 from simbench.interventions.patch import hooked_sites
 from simbench.recording import Recording, site_dataset
+from simbench.registry import task_by_name
 from simbench.tasks.base import EOS, PAD, Stimuli, Task
 
 
@@ -66,15 +67,11 @@ class HookedModel(nn.Module):
         """Width of each site, found by one probe forward pass the first time it is asked."""
         if self._dims is None:
             probe = torch.as_tensor(self.probe if self.probe is not None
-                                    else [[1, 4, 3, 8, 2]], device=self._device())
+                                    else [[1, 4, 3, 8, 2]], device=_device_of(self.module))
             with torch.no_grad():
                 _, rec = self.run(probe, record=self.sites)
             self._dims = {s: int(v.shape[-1]) for s, v in rec.items()}
         return self._dims
-
-    def _device(self) -> torch.device:
-        p = next(self.module.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.run(tokens)[0]
@@ -127,7 +124,7 @@ class TorchSystem:
     def __init__(self, module: nn.Module, task: Task | str, *,
                  sites: Mapping[str, str] | None = None, system_id: str | None = None,
                  meta: Mapping[str, Any] | None = None) -> None:
-        self.task_def: Task = task if isinstance(task, Task) else _lookup_task(task)
+        self.task_def: Task = task_by_name(task)  # a name: from the plugin registry
         self.task: str = self.task_def.name
         self.module = module.eval()
         self.meta = dict(meta or {})
@@ -154,7 +151,7 @@ class TorchSystem:
         from simbench.zoo import load_model
 
         model, meta = load_model(zoo_id, directory=directory, device=device)
-        return cls(model, _lookup_task(meta["task"]), system_id=zoo_id, meta=meta)
+        return cls(model, task_by_name(meta["task"]), system_id=zoo_id, meta=meta)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, task: Task | str | None = None,
@@ -169,7 +166,7 @@ class TorchSystem:
             raise CheckpointError("the sidecar names no task and none was given",
                                   file=Path(path).with_suffix(".json"), field="task",
                                   fix='pass --task NAME, or add "task": NAME to the sidecar')
-        chosen = name if isinstance(name, Task) else _lookup_task(name)
+        chosen = task_by_name(name)
         check_task_fits(model.config, chosen, what=f"checkpoint {Path(path).name}", file=path,
                         trained_on=meta.get("task"))
         return cls(model, chosen, system_id=Path(path).stem, meta=meta)
@@ -204,11 +201,7 @@ class TorchSystem:
         if isinstance(tokens, Tensor):
             return tokens
         arr = self.task_def.check_tokens(tokens)
-        return torch.as_tensor(arr, device=self._device())
-
-    def _device(self) -> torch.device:
-        p = next(self.model.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        return torch.as_tensor(arr, device=_device_of(self.model))
 
     def record_like(self, recording: Any, site: str) -> Any:
         """``site``'s dataset on a recording's own sequences (decoded through this network's
@@ -236,7 +229,7 @@ class TorchSystem:
             if s not in self.sites:
                 raise SiteError(f"{self.system_id} has no site {s!r}", site=s,
                                 fix=f"sites: {', '.join(self.sites)}")
-        tokens = torch.as_tensor(stim.tokens, device=self._device())
+        tokens = torch.as_tensor(stim.tokens, device=_device_of(self.model))
         parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
         # Record in eval mode; give every submodule back the mode it had, also on an error.
         modes = [(m, m.training) for m in self.model.modules()]
@@ -305,11 +298,10 @@ def check_task_fits(config: Any, task: Task, *, what: str, file: Any = None,
                 field=key, fix="use the network with the task it was trained on")
 
 
-def _lookup_task(name: str) -> Task:
-    """A task by name, from the plugin registry (the one place tasks are looked up)."""
-    from simbench.registry import get_registry
-
-    return get_registry().make_task(name)
+def _device_of(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters live (the CPU for a module without any)."""
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 __all__ = ["HookedModel", "TorchSystem", "check_task_fits"]
