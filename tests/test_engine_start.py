@@ -75,3 +75,17 @@ def test_reaching_stop_at_records_when_since_the_process_started() -> None:
     assert abs(process_started() - psutil.Process().create_time()) < 1e-6
     assert 0 < summary["reached_s"] == round(log.reached_at - process_started(), 3)
     assert "test_seconds" not in summary  # set by whoever evaluates (run_engine)
+
+
+def test_top_directions_are_the_svds_up_to_each_columns_sign() -> None:
+    from simbench.interventions.init import top_directions
+
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(3000, 24, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 24,
+                                                                               dtype=torch.float64)
+    h = h @ torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64)).Q
+    ours = top_directions(h, 6)
+    _, _, vt = torch.linalg.svd(h, full_matrices=False)
+    signs = torch.sign((ours * vt[:6].T).sum(0))
+    assert set(signs.tolist()) <= {-1.0, 1.0}
+    torch.testing.assert_close(ours * signs, vt[:6].T, atol=1e-10, rtol=0)
