@@ -6,7 +6,7 @@ the first training step of a command whose alignment then trains in a few second
 keeps the same state (``step`` as a CPU float scalar, ``exp_avg``, ``exp_avg_sq`` per
 parameter) and calls the same public functional update (``torch.optim.adam.adam``) with the
 same arguments ``torch.optim.Adam(params, lr=lr).step()`` passes, so each step is bit for bit
-the one ``torch.optim.Adam`` takes (tests/test_engine_adam.py compares them).
+the one ``torch.optim.Adam`` takes (tests/test_engine_start.py compares them).
 """
 
 from __future__ import annotations
