@@ -12,13 +12,16 @@ the measure's device and is handed back exactly as it was when the measure retur
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simbench.calibration.scoring import with_null
 from simbench.errors import AccessError, ParameterError, SimbenchError, TaskError
-from simbench.measure import Param
+from simbench.measure import Measure, Param
+from simbench.result import Score
 
 if TYPE_CHECKING:  # simbench.systems loads xarray: plugins import it only when they run
     from simbench.interventions.engine import Party
@@ -286,14 +289,120 @@ def train_or_load(engine: Any, params: dict[str, Any], meta: dict[str, Any], lab
 def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
     """Train (or load) then evaluate; returns (train log or None, test results)."""
     log = train_or_load(engine, params, meta, label)
-    return log, engine.evaluate("test")
+    start = time.perf_counter()
+    results = engine.evaluate("test")
+    if log is not None:
+        log.test_seconds = time.perf_counter() - start
+    return log, results
 
 
 def train_summary(log: Any) -> dict[str, Any]:
     """The train log as plain data: ``best_val`` is the best validation score, measured in
-    ``val_metric`` (``iia``, ``r2`` or ``iia+r2``: see the engine's ``TrainLog``)."""
+    ``val_metric`` (``iia``, ``r2`` or ``iia+r2``: see the engine's ``TrainLog``).
+
+    ``reached_s`` (where validation reached ``stop_at``) is when that happened, in seconds
+    since this process started: for a command, the time from the command to the stop, with
+    the interpreter, imports, loading and data included. ``test_seconds`` is what the held-out
+    test evaluation after training took (not part of reaching ``stop_at``)."""
     if log is None:
         return {"loaded": True}
-    return {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
-            "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
-            "interventions_per_s": round(log.interventions_per_s, 1)}
+    out = {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
+           "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
+           "interventions_per_s": round(log.interventions_per_s, 1)}
+    if log.reached_at is not None:
+        out["reached_s"] = round(log.reached_at - process_started(), 3)
+    if log.test_seconds is not None:
+        out["test_seconds"] = round(log.test_seconds, 3)
+    return out
+
+
+def process_started() -> float:
+    """When this process started (``time.time()`` scale; psutil reads it from the OS, to
+    about 10 ms)."""
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+# ---- mas and das: one aligned subspace per network --------------------------------------
+
+NULL_HELP = ("draws: untrained random subspaces of the same k on the same held-out "
+             "counterfactuals (null_draw = subspaces), or the trained alignment on held-out "
+             "counterfactuals re-paired with random other sources (null_draw = shuffled)")
+#: the two nulls of mas and das (see simbench.calibration.causal_null)
+NULL_DRAWS = ("subspaces", "shuffled")
+NULL_DRAW = Param("null_draw", "subspaces", "how --null draws: 'subspaces' (untrained random "
+                  "subspaces of the same k: did training matter?) or 'shuffled' (sources "
+                  "re-paired with other interventions' labels: is the value really carried?)",
+                  choices=NULL_DRAWS)
+
+
+def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
+                    seed: int, device: str, params: dict[str, Any], within: bool) -> Score:
+    """Train one subspace per system over every direction; score the cross directions.
+
+    With ``params["null"]`` = N > 0 the score also carries a null: the same held-out
+    counterfactuals scored through N sets of untrained random subspaces of the same k (the
+    control, over N seeds), evaluated after the score itself.
+    """
+    from simbench.calibration.causal_null import (
+        random_subspace_null,
+        random_subspace_null_result,
+        shuffled_null_result,
+        shuffled_source_null,
+    )
+    from simbench.interventions.engine import Engine, directions_for
+    from simbench.interventions.init import choose_start
+    from simbench.interventions.maps import SubspaceMap
+    from simbench.interventions.subspace import random_subspace
+
+    k = params["k"]
+    with networks_on(device) as nets:
+        parties = build_parties(systems, nets, site=site, task=task,
+                                        variable=params["variable"])
+        check_k(k, parties, site)
+        n = len(parties)
+        directions = directions_for(n, within=within or n == 1)
+        imap = SubspaceMap([p.width for p in parties], k, seed=seed)
+        engine = Engine(parties, imap, directions, engine_config(params, seed, device))
+        start = ({"init": "random"} if params.get("control") or params.get("load")
+                 else choose_start(engine, params.get("init", "random")))  # DAS: no init param
+        # a start from the data that is already near stop_at is validated before training: it
+        # may be the best alignment within the step cap (a network against itself or a
+        # re-parametrization); one far below it (GRU seeds: ~0.6) is left to training
+        check = start.get("init_check")
+        engine.cfg.validate_start = start["init"] != "random" and (
+            check is None or check["data"] >= engine.cfg.stop_at - check["margin"])
+        meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
+                "site": site, "k": k, "variables": variables_of(parties)}
+        if params.get("control"):
+            for i, p in enumerate(parties):
+                imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
+            log, results = None, engine.evaluate("test")
+        else:
+            log, results = run_engine(engine, params, meta, f"{measure.name} k={k}")
+        cross = [d for d in directions if d[0] != d[1]] or directions
+        shuffled = params.get("null_draw", "subspaces") == "shuffled"
+        if shuffled:
+            null_values = shuffled_source_null(engine, cross, int(params.get("null", 0)), seed)
+        else:
+            null_values = random_subspace_null(engine, [p.width for p in parties], k,
+                                               int(params.get("null", 0)), seed, cross)
+    value, ci, n_samples = pooled(results, cross)
+    names = [p.system_id for p in parties]
+    breakdown = iia_matrices(results, names)
+    within_dirs = [d for d in directions if d[0] == d[1]]
+    attrs = {"k": k, "variables": meta["variables"], "directions": len(directions),
+             "train": train_summary(log), "control": bool(params.get("control")),
+             **start,
+             "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
+                            if within_dirs else None),
+             "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
+    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                  n_samples=n_samples, breakdown=breakdown, attrs=attrs)
+    if null_values and shuffled:
+        score = with_null(score, shuffled_null_result(value, null_values, seed=seed,
+                                                      directions=cross, names=names))
+    elif null_values:
+        score = with_null(score, random_subspace_null_result(value, null_values, k=k, seed=seed))
+    return score

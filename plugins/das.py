@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench_plugins import _causal
-from simbench_plugins.mas import NULL_DRAW, NULL_HELP, align_subspaces
+from simbench_plugins._causal import NULL_DRAW, NULL_HELP, align_subspaces
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param
@@ -21,7 +21,7 @@ from simbench.result import Score
 class DAS(Measure):
     name = "das"
     family = "causal"
-    null = "own"  # untrained random subspaces over seeds (see mas.align_subspaces)
+    null = "own"  # untrained random subspaces over seeds (see _causal.align_subspaces)
     access = ("accessible",)
     min_systems = 1
     max_systems = 1

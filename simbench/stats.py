@@ -40,13 +40,21 @@ def bootstrap_ci(
     return (float(lo), float(hi))
 
 
+#: ``scipy.stats.norm.ppf(0.975)`` to the last bit: the default 95% interval needs no scipy
+#: import (about 1 s of a causal score's command)
+Z95 = 1.959963984540054
+
+
 def binomial_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson interval for an accuracy (e.g. IIA over n held-out interventions)."""
     if n <= 0:
         return (math.nan, math.nan)
-    from scipy.stats import norm
+    if level == 0.95:
+        z = Z95
+    else:
+        from scipy.stats import norm
 
-    z = float(norm.ppf(0.5 + level / 2))
+        z = float(norm.ppf(0.5 + level / 2))
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom

@@ -164,8 +164,8 @@ def sample_interventions(
     if not len(src_ok_rows) or not len(tgt_ok_rows):
         raise TaskError("no intervenable positions in the stimulus pools", field="values")
     out_t, out_tp, out_s, out_sp = (np.empty(0, np.int64) for _ in range(4))
-    cf_rows: list[np.ndarray] = []
-    mask_rows: list[np.ndarray] = []
+    cf_parts: list[np.ndarray] = []  # kept counterfactuals, a [rows, width] block per draw
+    mask_parts: list[np.ndarray] = []
     need = n
     table = response_table(target.task)
     for _ in range(max_tries):
@@ -212,8 +212,9 @@ def sample_interventions(
             out_tp = np.concatenate([out_tp, t_pos[part][keep]])
             out_s = np.concatenate([out_s, s_idx[part][keep]])
             out_sp = np.concatenate([out_sp, s_pos[part][keep]])
-            cf_rows.extend(cf[keep])
-            mask_rows.extend(cmask[keep])
+            if len(keep):
+                cf_parts.append(cf[keep])
+                mask_parts.append(cmask[keep])
             need = n - len(out_t)
             lo_row = hi_row
         if need <= 0:
@@ -224,11 +225,13 @@ def sample_interventions(
             f"({source.variable}) into '{target.task.name}' ({target.variable}) whose values stay "
             f"in {lo}..{hi} and give responses the task can produce", field="values",
             fix="widen --values, or map variables whose value ranges overlap")
-    width = max(len(r) for r in cf_rows)
+    width = max(c.shape[1] for c in cf_parts)
     cf_tokens = np.full((n, width), target.task.pad, dtype=np.int64)
     cf_mask = np.zeros((n, width), dtype=bool)
-    for i, (r, mk) in enumerate(zip(cf_rows, mask_rows)):
-        cf_tokens[i, : len(r)] = r
-        cf_mask[i, : len(mk)] = mk
+    row = 0
+    for c, mk in zip(cf_parts, mask_parts):  # each block padded on the right, as one
+        cf_tokens[row: row + len(c), : c.shape[1]] = c
+        cf_mask[row: row + len(mk), : mk.shape[1]] = mk
+        row += len(c)
     return Interventions(source_index, target_index, out_t, out_tp, out_s, out_sp, cf_tokens,
                          cf_mask, stepwise)

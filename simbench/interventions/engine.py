@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from torch import Tensor
 from torch.nn.utils import parametrize
 
 from simbench.devices import to_device
+from simbench.interventions.adam import Adam
 from simbench.interventions.data import Interventions, Pool, make_pool, sample_interventions
 from simbench.interventions.maps import InterventionMap
 from simbench.interventions.runners import Continuation, HostRows, Runner, continuation_needs
@@ -46,6 +48,40 @@ _SHOWN = {"iia": "IIA", "r2": "R^2", "iia+r2": "IIA and R^2"}  # validation metr
 Rows = np.ndarray | Tensor
 """Row indices into one direction's data: numpy (host-known: no read-back) or a tensor."""
 
+#: splits whose latents are recorded only when first read: the test split is scored after
+#: training, so recording it up front only delays the first step (and a run whose training
+#: is interrupted before the test never needs it)
+DEFERRED = ("test",)
+
+
+class Latents(dict):
+    """A party's site activations per split ([n, T, d] tensors), some recorded on first read.
+
+    A plain dict of split -> tensor, except that a split with a recorder waiting in
+    ``pending`` is recorded (once) when it is first read; the result is the same tensor an
+    up-front recording gives (the same pool, the same batches).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, Callable[[], Tensor]] = {}
+
+    def __missing__(self, split: str) -> Tensor:
+        record = self.pending.pop(split, None)
+        if record is None:
+            raise KeyError(split)
+        self[split] = value = record()
+        return value
+
+    def __contains__(self, split: object) -> bool:
+        return super().__contains__(split) or split in self.pending
+
+    def get(self, split: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[split]  # a pending split is recorded here
+        except KeyError:
+            return default
+
 
 @dataclasses.dataclass
 class Party:
@@ -57,7 +93,7 @@ class Party:
     width: int
     runner: Runner | None = None  # None: recording-only, never run
     pools: dict[str, Pool] = dataclasses.field(default_factory=dict)
-    latents: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+    latents: Latents = dataclasses.field(default_factory=Latents)
     derived: list[str] = dataclasses.field(default_factory=list)  # variables computed from tokens
 
     @property
@@ -141,6 +177,11 @@ class TrainLog:
     stopped: str = ""
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     interventions: int = 0
+    #: when validation reached ``stop_at`` (``time.time()``; None: it did not), so a score can
+    #: say how long after its process started the stop condition was met
+    reached_at: float | None = None
+    #: seconds the held-out test evaluation after training took (set by whoever evaluates)
+    test_seconds: float | None = None
 
     @property
     def interventions_per_s(self) -> float:
@@ -177,14 +218,19 @@ class Engine:
         sizes = {"train": cfg.pool_size, "val": max(cfg.pool_size // 4, 200),
                  "test": max(cfg.pool_size // 4, 200)}
         for p in self.parties:
+            if not isinstance(p.latents, Latents):
+                p.latents = Latents(p.latents)
             for i, split in enumerate(SPLITS):
                 if split not in p.pools:
                     p.pools[split] = make_pool(p.task, p.variable, sizes[split],
                                                seed=cfg.seed * 7919 + 1000 * i + 17,
                                                values=cfg.values)
                 if split not in p.latents and p.runner is not None:
-                    tokens = to_device(p.pools[split].tokens, cfg.device)
-                    p.latents[split] = p.runner.cache(split, tokens)
+                    record = functools.partial(_record_pool, p, split, cfg.device)
+                    if split in DEFERRED:
+                        p.latents.pending[split] = record
+                    else:
+                        p.latents[split] = record()
         counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
         for split in SPLITS:
             self.data[split] = {}
@@ -242,6 +288,7 @@ class Engine:
         party = self.parties[target]
         runner = party.runner
         assert runner is not None, "behaviour needs an accessible target"
+        lat_t = party.latents[split]  # recorded now if deferred (the runner keeps its states)
         datas = [self.data[split][(s, target)] for s, _ in chunks]
         host = None
         if not any(isinstance(r, Tensor) for _, r in chunks):
@@ -266,7 +313,7 @@ class Engine:
                 below = torch.cat([F.pad(b[r], (0, 0, 0, width - b.shape[1]))  # type: ignore[index]
                                    for b, (_, _, r) in zip(belows, parts)])
         if not self.cfg.stepwise:
-            h_t = party.latents[split][tgt_idx, tpos]
+            h_t = lat_t[tgt_idx, tpos]
             news, start = [], 0
             for s, d, r in parts:
                 n = len(r)
@@ -441,7 +488,7 @@ class Engine:
         if not params or not self.trained:
             log.stopped = "nothing to train"
             return log
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt = Adam(params, lr=cfg.lr)  # torch.optim.Adam's update without loading dynamo
         steps = self.training_steps(opt)
         best_state = copy.deepcopy(self.imap.state_dict())
         best: float | None = None
@@ -458,6 +505,7 @@ class Engine:
                 best, self._best_hits = mean_val, dict(self._val_hits)
                 log.best_step, log.best_val = 0, mean_val
                 if val and min(val.values()) >= cfg.stop_at:
+                    log.reached_at = time.time()
                     log.stopped = (f"validation {_SHOWN[metric]} reached {cfg.stop_at} at the "
                                    "start")
                     return log
@@ -482,6 +530,7 @@ class Engine:
                     else:
                         bad += 1
                     if val and min(val.values()) >= cfg.stop_at:
+                        log.reached_at = time.time()
                         log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
                         break
                     if bad >= cfg.patience:
@@ -500,7 +549,7 @@ class Engine:
             self.imap.load_state_dict(best_state)
         return log
 
-    def training_steps(self, opt: torch.optim.Optimizer) -> Iterator[Tensor]:
+    def training_steps(self, opt: Adam | torch.optim.Optimizer) -> Iterator[Tensor]:
         """Endless training steps: each draws the next batch of every trained direction (a
         seeded shuffle, reshuffled when used up), takes one optimiser step and yields the
         loss, still on the device. Nothing here waits for the device (see the module
@@ -526,7 +575,7 @@ class Engine:
             else:
                 with parametrize.cached():
                     loss = self.step_loss(batches)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             yield loss
@@ -565,6 +614,12 @@ class Engine:
     def _perm(self, n: int) -> np.ndarray:
         """A seeded shuffle of ``n`` rows, on the host (see the module docstring)."""
         return self.rng.permutation(n)
+
+
+def _record_pool(party: Party, split: str, device: str) -> Tensor:
+    """``party``'s site over its ``split`` pool, recorded by (and kept in) its runner."""
+    assert party.runner is not None
+    return party.runner.cache(split, to_device(party.pools[split].tokens, device))
 
 
 def _progress(total: int, label: str, enabled: bool) -> Any:

@@ -82,10 +82,19 @@ def data_subspaces(parties: Sequence[Any], k: int, how: str = "data") -> list[Te
     hs = _paired_latents(parties, centre=how == "pca")
     if hs is None:
         return None
-    _, _, vt = torch.linalg.svd(hs[0], full_matrices=False)
-    u0 = vt[:k].T  # [d_0, k]
+    u0 = top_directions(hs[0], k)  # [d_0, k]
     z0 = hs[0] @ u0
     return [u0] + [procrustes(h, z0) for h in hs[1:]]
+
+
+def top_directions(h: Tensor, k: int) -> Tensor:
+    """The top-``k`` right singular vectors of ``h`` [n, d] as a d x k matrix: the leading
+    eigenvectors of its second moment h^T h (d x d, in h's dtype: float64 here), what an SVD
+    of the tall h gives at a fraction of its cost (~1 s of a 2-core CPU for a 2,000-stimulus
+    pool). A column's sign is arbitrary, as an SVD's is: flipping a column of every start
+    together changes no interchange (the coordinate and its write-back flip both)."""
+    _, vecs = torch.linalg.eigh(h.T @ h)  # ascending eigenvalues
+    return vecs.flip(1)[:, :k]
 
 
 def set_subspaces(imap: Any, us: Sequence[Tensor]) -> None:

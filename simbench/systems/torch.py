@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,9 +35,11 @@ from torch import Tensor, nn
 from simbench.access import ACCESSIBLE, Access
 from simbench.errors import CheckpointError, SiteError
 from simbench.interventions.patch import hooked_sites
-from simbench.recording import Recording, site_dataset
 from simbench.registry import task_by_name
 from simbench.tasks.base import EOS, PAD, Stimuli, Task
+
+if TYPE_CHECKING:  # simbench.recording loads xarray (~0.5 s): only record() needs it
+    from simbench.recording import Recording
 
 
 class HookedModel(nn.Module):
@@ -223,6 +225,8 @@ class TorchSystem:
         (:func:`simbench.stimuli.stimuli_from_recording`): their ids are kept, so the two
         recordings pair stimulus by stimulus.
         """
+        from simbench.recording import Recording, site_dataset
+
         stim = stimuli if stimuli is not None else self.task_def.sample(n, seed, counts=counts)
         sites = tuple(sites) if sites is not None else self.sites
         for s in sites:
