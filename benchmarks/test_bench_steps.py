@@ -37,7 +37,7 @@ PAIRS = [("gru_multi_s1", "gru_multi_s2"), ("gru_multi_s1", "gru_multi_s3"),
 
 def _score(a: str, b: str, init: str | None) -> dict[str, Any]:
     cmd = [SIMBENCH, "score", "mas", a, b, "--site", "hidden", "--k", "32", "--stop_at", "0.95",
-           "--progress", "false", "--json", "--device", "cpu"]
+           "--no-progress", "--json", "--device", "cpu"]
     if init is not None:
         cmd += ["--init", init]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
