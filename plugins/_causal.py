@@ -359,7 +359,7 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
     k = params["k"]
     with networks_on(device) as nets:
         parties = build_parties(systems, nets, site=site, task=task,
-                                        variable=params["variable"])
+                                variable=params["variable"])
         check_k(k, parties, site)
         n = len(parties)
         directions = directions_for(n, within=within or n == 1)
