@@ -317,11 +317,20 @@ def train_summary(log: Any) -> dict[str, Any]:
 
 
 def process_started() -> float:
-    """When this process started (``time.time()`` scale; psutil reads it from the OS, to
-    about 10 ms)."""
+    """When this process started, on the ``time.time()`` scale.
+
+    psutil's ``create_time`` adds the process's start (clock ticks since boot) to the boot
+    time, which Linux gives in whole seconds and which drifts from the wall clock while the
+    machine runs: it can be a second early. Where the boot clock can be read (Linux), the
+    process's age is taken on that clock instead, to a clock tick (10 ms)."""
     import psutil
 
-    return psutil.Process().create_time()
+    created = psutil.Process().create_time()
+    boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if boot_clock is None:
+        return created
+    age = time.clock_gettime(boot_clock) - (created - psutil.boot_time())
+    return time.time() - age
 
 
 # ---- mas and das: one aligned subspace per network --------------------------------------

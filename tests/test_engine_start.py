@@ -4,8 +4,11 @@ the test split recorded when first read equals one recorded up front; a run that
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
+import numpy as np
 import psutil
 import torch
 
@@ -57,10 +60,28 @@ def test_test_split_is_recorded_when_first_read_and_equals_an_upfront_recording(
     assert "test" not in party.runner.latents
     results = engine.evaluate("test")
     assert "test" not in party.latents.pending
-    upfront = party.runner._record(torch.as_tensor(party.pools["test"].tokens), ("hidden",),
-                                   1024)["hidden"]
-    assert torch.equal(party.latents["test"], upfront)
+    stim = party.pools["test"].stimuli
+    whole = make_runner(party.runner.model, "hidden").cache("whole", torch.as_tensor(stim.tokens))
+    real = torch.as_tensor(np.asarray(stim.tokens) != stim.pad)
+    assert not real.all()  # the pool has padding, which the engine's recording skips
+    recorded = party.latents["test"]
+    torch.testing.assert_close(recorded[real], whole[real], atol=1e-6, rtol=1e-5)
+    assert (recorded[~real] == 0).all(-1).any()  # padding past a bucket's longest row: skipped
     assert set(results) == set(engine.directions)
+
+
+def test_stepwise_engines_record_every_position() -> None:
+    """A stepwise patch reads a source at every position of the target's sequence, which can
+    lie past the source's own end: its pools are recorded whole."""
+    task = MultiObject()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="gru")).eval().requires_grad_(False)
+    party = Party("m", task, "count", 128, make_runner(model, "hidden"))
+    cfg = EngineConfig(n_train=64, n_val=32, n_test=32, pool_size=128, stepwise=True)
+    Engine([party], SubspaceMap([128], 8, seed=1), [(0, 0)], cfg)
+    whole = make_runner(model, "hidden").cache("whole",
+                                               torch.as_tensor(party.pools["train"].tokens))
+    torch.testing.assert_close(party.latents["train"], whole, atol=1e-6, rtol=1e-5)
 
 
 def test_reaching_stop_at_records_when_since_the_process_started() -> None:
@@ -72,8 +93,8 @@ def test_reaching_stop_at_records_when_since_the_process_started() -> None:
     assert log.stopped.startswith("validation IIA reached 0.0")
     assert before <= log.reached_at <= time.time()
     summary = train_summary(log)
-    assert abs(process_started() - psutil.Process().create_time()) < 1e-6
-    assert 0 < summary["reached_s"] == round(log.reached_at - process_started(), 3)
+    assert summary["reached_s"] > 0
+    assert abs(summary["reached_s"] - (log.reached_at - process_started())) < 0.01
     assert "test_seconds" not in summary  # set by whoever evaluates (run_engine)
 
 
@@ -89,3 +110,19 @@ def test_top_directions_are_the_svds_up_to_each_columns_sign() -> None:
     signs = torch.sign((ours * vt[:6].T).sum(0))
     assert set(signs.tolist()) <= {-1.0, 1.0}
     torch.testing.assert_close(ours * signs, vt[:6].T, atol=1e-10, rtol=0)
+
+
+def test_process_started_is_when_the_command_was_launched() -> None:
+    """The start ``reached_s`` counts from is the launch, to a few clock ticks: psutil's
+    create_time alone rests on a boot time in whole seconds (up to a second early)."""
+    from simbench_plugins._causal import process_started
+
+    code = "from simbench_plugins._causal import process_started; print(repr(process_started()))"
+    launched = time.time()
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True)
+    started = float(out.stdout)
+    assert launched - 0.05 <= started <= launched + 0.5
+    assert process_started() <= time.time()
+    created = psutil.Process().create_time()
+    assert created - 0.05 <= process_started() <= created + 1.05

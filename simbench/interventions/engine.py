@@ -226,7 +226,8 @@ class Engine:
                                                seed=cfg.seed * 7919 + 1000 * i + 17,
                                                values=cfg.values)
                 if split not in p.latents and p.runner is not None:
-                    record = functools.partial(_record_pool, p, split, cfg.device)
+                    record = functools.partial(_record_pool, p, split, cfg.device,
+                                               whole=cfg.stepwise)
                     if split in DEFERRED:
                         p.latents.pending[split] = record
                     else:
@@ -616,10 +617,17 @@ class Engine:
         return self.rng.permutation(n)
 
 
-def _record_pool(party: Party, split: str, device: str) -> Tensor:
-    """``party``'s site over its ``split`` pool, recorded by (and kept in) its runner."""
+def _record_pool(party: Party, split: str, device: str, *, whole: bool = True) -> Tensor:
+    """``party``'s site over its ``split`` pool, recorded by (and kept in) its runner.
+
+    Single-position interventions read a pool's latents only at its stimuli's own positions,
+    so unless ``whole`` the runner may skip each row's padding (stepwise ones read a source at
+    every position of the target's sequence, which can lie past the source's end)."""
     assert party.runner is not None
-    return party.runner.cache(split, to_device(party.pools[split].tokens, device))
+    stim = party.pools[split].stimuli
+    real = np.asarray(stim.tokens) != stim.pad
+    reach = None if whole else np.where(real.any(1), real.shape[1] - real[:, ::-1].argmax(1), 0)
+    return party.runner.cache(split, to_device(stim.tokens, device), reach=reach)
 
 
 def _progress(total: int, label: str, enabled: bool) -> Any:

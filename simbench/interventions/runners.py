@@ -124,8 +124,13 @@ class Runner:
                 out[s].append(rec[s])
         return {s: torch.cat(v).float() for s, v in out.items()}
 
-    def cache(self, key: str, tokens: Tensor, batch: int = 1024) -> Tensor:
-        """Record the site over ``tokens`` and keep it under ``key``; returns [n, T, d]."""
+    def cache(self, key: str, tokens: Tensor, batch: int = 1024,
+              reach: np.ndarray | None = None) -> Tensor:
+        """Record the site over ``tokens`` and keep it under ``key``; returns [n, T, d].
+
+        ``reach`` (per row, how far its real tokens go) lets a runner whose site at a position
+        depends on no later token skip the padding (see :meth:`RecurrentRunner.cache`); the
+        generic runner records every position."""
         self.latents[key] = self._record(tokens, (self.site,), batch)[self.site]
         return self.latents[key]
 
@@ -273,12 +278,36 @@ class RecurrentRunner(Runner):
         super().__init__(model, site, width)
         self.states: dict[str, Tensor] = {}
 
-    def cache(self, key: str, tokens: Tensor, batch: int = 1024) -> Tensor:
-        rec = self._record(tokens, tuple(dict.fromkeys((self.site, "hidden"))), batch)
+    def cache(self, key: str, tokens: Tensor, batch: int = 1024,
+              reach: np.ndarray | None = None) -> Tensor:
+        """As :meth:`Runner.cache`; with ``reach`` on the CPU, rows are recorded a few length
+        buckets at a time, each only as far as its longest row (a recurrence's state at a
+        position depends on no later token, so every position inside a row is what a padded
+        run gives; positions past its reach, which nothing reads, stay zero)."""
+        sites = tuple(dict.fromkeys((self.site, "hidden")))
+        rec = (self._record(tokens, sites, batch) if reach is None or tokens.is_cuda
+               else self._record_by_reach(tokens, sites, reach))
         self.latents[key] = rec[self.site]
         if self.site == "embedding":  # continuing needs the state before the patched step
             self.states[key] = rec["hidden"]
         return self.latents[key]
+
+    @torch.no_grad()
+    def _record_by_reach(self, tokens: Tensor, sites: tuple[str, ...],
+                         reach: np.ndarray) -> dict[str, Tensor]:
+        n, width = tokens.shape
+        order = np.argsort(reach, kind="stable")
+        out: dict[str, Tensor] = {}
+        for lo, hi in _chunk_bounds(n, self.buckets):
+            rows = order[lo:hi]
+            upto = max(1, min(width, int(reach[rows].max())))
+            idx = torch.as_tensor(rows, device=tokens.device)
+            _, rec = self.model.run(tokens[idx, :upto], record=sites)
+            for s in sites:
+                if s not in out:
+                    out[s] = torch.zeros((n, width, *rec[s].shape[2:]), device=tokens.device)
+                out[s][idx, :upto] = rec[s].float()
+        return out
 
     @property
     def resumes(self) -> bool:

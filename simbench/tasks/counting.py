@@ -116,9 +116,12 @@ class CountingTask(Task):
         phase = np.zeros(n, dtype=np.int64)
         out_c = np.full((n, width), UNDEFINED, dtype=np.int64)
         out_p = np.full((n, width), UNDEFINED, dtype=np.int64)
+        item_of = np.zeros(len(self.vocab), dtype=bool)
+        item_of[items] = True
+        is_items = item_of[arr]  # one table lookup instead of an isin per position
         for t in range(width):
             tok = arr[:, t]
-            is_item = np.isin(tok, items)
+            is_item = is_items[:, t]
             bos = tok == bos_id
             count[bos] = 0
             phase[bos] = 0
