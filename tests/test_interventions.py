@@ -47,6 +47,42 @@ def test_subspace_has_orthonormal_columns():
     torch.testing.assert_close(u.T @ u, torch.eye(5), atol=1e-5, rtol=0)
 
 
+def test_subspace_map_is_torchs_householder_orthogonal_map_in_wy_form():
+    """The compact WY form gives torch's weight: exactly at the start and after an assignment
+    (same RNG draws), to rounding after a training step, with the same gradients and keys."""
+    from torch.nn.utils import parametrizations
+
+    from simbench.interventions.subspace import seeded_orthogonal
+
+    ours, ref = torch.nn.Linear(9, 40, bias=False), torch.nn.Linear(9, 40, bias=False)
+    ref.load_state_dict(ours.state_dict())
+    seeded_orthogonal(ours, torch.Generator().manual_seed(5))
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(5)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        parametrizations.orthogonal(ref, "weight")  # householder: non-square and real
+    assert torch.equal(ours.weight, ref.weight)
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    # training moves only the strictly lower part (the diagonal holds signs and gets no gradient)
+    step = torch.randn(40, 9, generator=torch.Generator().manual_seed(1)).tril(-1) * 0.3
+    with torch.no_grad():
+        for m in (ours, ref):
+            m.parametrizations.weight.original.add_(step)
+    torch.testing.assert_close(ours.weight, ref.weight, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours.weight.T @ ours.weight, torch.eye(9), atol=1e-5, rtol=0)
+    probe = torch.randn(40, 9, generator=torch.Generator().manual_seed(2))
+    for m in (ours, ref):
+        (m.weight * probe).sum().backward()
+    torch.testing.assert_close(ours.parametrizations.weight.original.grad,
+                               ref.parametrizations.weight.original.grad, atol=1e-5, rtol=1e-5)
+    u = torch.linalg.qr(torch.randn(40, 9, generator=torch.Generator().manual_seed(3))).Q
+    for m in (ours, ref):
+        torch.manual_seed(7)
+        m.weight = u
+    assert torch.equal(ours.weight, ref.weight)
+    torch.testing.assert_close(ours.weight, u, atol=1e-6, rtol=0)
+
+
 def test_low_rank_interchange_equals_full_rotation_form():
     g = torch.Generator().manual_seed(0)
     d, k = 12, 4
