@@ -110,6 +110,39 @@ def test_step(benchmark: Any, pair_engine, impl: str) -> None:
     benchmark.extra_info["interventions_per_step"] = 128 * len(batches)
 
 
+@pytest.mark.parametrize("impl", ["baseline_torch_householder", "wy"])
+def test_step_orthogonal_map(benchmark: Any, pair_engine, impl: str) -> None:
+    """The subspaces' orthogonal map: torch's ``parametrizations.orthogonal`` (householder,
+    its backward applies the reflections one at a time) against the same map in compact WY
+    form (:class:`simbench.interventions.subspace.Householder`), on the engine's step above."""
+    from torch.nn.utils import parametrizations
+
+    from simbench.interventions.subspace import seeded_orthogonal
+
+    benchmark.group = "mas-step-orthogonal-map"
+    subs = [sub.proj for sub in pair_engine.imap.subspaces]
+
+    def swap(to_torch: bool) -> None:
+        for lin in subs:
+            parametrize.remove_parametrizations(lin, "weight", leave_parametrized=True)
+            if to_torch:
+                parametrizations.orthogonal(lin, "weight")
+            else:
+                seeded_orthogonal(lin, None)
+
+    before = [lin.weight.detach().clone() for lin in subs]
+    if impl.startswith("baseline"):
+        swap(True)
+    try:
+        for lin, w in zip(subs, before):  # the same subspaces either way
+            torch.testing.assert_close(lin.weight.detach(), w, atol=1e-5, rtol=0)
+        step = training_step(pair_engine, batches_of(pair_engine))
+        benchmark.pedantic(step, rounds=15 if ON_CPU else 30, warmup_rounds=2, iterations=1)
+    finally:
+        if impl.startswith("baseline"):
+            swap(False)
+
+
 @pytest.fixture(scope="module")
 def gru_tf_engine():
     return engine_for((GRUS[0], "tf_multi_s1"), k=16, n_train=2048, n_val=256, n_test=500,

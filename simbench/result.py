@@ -10,7 +10,9 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import platform
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -176,10 +178,31 @@ def provenance(device: str | None = None) -> dict[str, Any]:
     from simbench.version import package_version
 
     out = {"simbench_version": package_version(), "python": platform.python_version(),
-           "numpy": np.__version__, "machine": platform.machine()}
+           "numpy": np.__version__, "machine": platform.machine(), **cpu_facts()}
+    torch = sys.modules.get("torch")  # a correlative score need not load torch for this
+    if torch is not None:
+        out["torch"] = torch.__version__
+        out["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
     if device is not None:
         out["device"] = device
     return out
+
+
+@functools.cache
+def cpu_facts() -> dict[str, Any]:
+    """The processor a score's timings belong to: its model name (where the OS says it) and
+    logical core count. Run times, and the last bits of float results, differ between CPUs
+    (instruction sets, core counts), so a store of timings is read against its CPU."""
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": name or "unknown", "cpu_cores": os.cpu_count()}
 
 
 def _finite(x: Any) -> bool:

@@ -105,6 +105,10 @@ def test_open_bounds_never_print_as_none() -> None:
 def test_provenance_records_versions() -> None:
     info = provenance("cpu")
     assert info["simbench_version"] == simbench.__version__ and info["device"] == "cpu"
+    assert info["cpu"] and info["cpu_cores"] >= 1  # timings are read against their CPU
+    import torch
+
+    assert provenance()["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
 
 
 def test_the_version_has_one_source(tmp_path: Path) -> None:
