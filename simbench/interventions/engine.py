@@ -622,11 +622,11 @@ def _record_pool(party: Party, split: str, device: str, *, whole: bool = True) -
 
     Single-position interventions read a pool's latents only at its stimuli's own positions,
     so unless ``whole`` the runner may skip each row's padding (stepwise ones read a source at
-    every position of the target's sequence, which can lie past the source's end)."""
+    every position of the target's sequence, which can lie past the source's end). A task pads
+    on the right only (``simbench tasks --check``), so a row's length is how far it reaches."""
     assert party.runner is not None
     stim = party.pools[split].stimuli
-    real = np.asarray(stim.tokens) != stim.pad
-    reach = None if whole else np.where(real.any(1), real.shape[1] - real[:, ::-1].argmax(1), 0)
+    reach = None if whole else np.asarray(stim.lengths)
     return party.runner.cache(split, to_device(stim.tokens, device), reach=reach)
 
 
