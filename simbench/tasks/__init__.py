@@ -24,11 +24,7 @@ from simbench.tasks.base import (
     content_id,
 )
 from simbench.tasks.continuation import Continuation
-from simbench.tasks.counting import CountingTask
-from simbench.tasks.modulo import Modulo
-from simbench.tasks.multi_object import MultiObject
-from simbench.tasks.rounding import Rounding
-from simbench.tasks.same_object import SameObject
+from simbench.tasks.counting import CountingTask, Modulo, MultiObject, Rounding, SameObject
 
 BUILTIN_TASKS: tuple[type[Task], ...] = (MultiObject, SameObject, Modulo, Rounding, Arithmetic,
                                          Continuation)

@@ -175,9 +175,7 @@ class Arithmetic(Task):
                 seq += [op, NUM0 + a, EQUALS, NUM0 + c, COMMA if j < k - 1 else EOS]
             seqs.append(seq)
         tokens = pad_sequences(seqs)
-        tag = "h" if held_out and counts is None else "s"
-        return self._stimuli(tokens, v0s.astype(np.int64), np.full(n, 2, dtype=np.int64),
-                             seed, tag)
+        return self._stimuli(tokens, v0s.astype(np.int64), np.full(n, 2, dtype=np.int64), seed)
 
     # ---- counterfactuals ------------------------------------------------------------------
     def counterfactual(self, target_tokens: Any, target_pos: Any, source_tokens: Any = None,

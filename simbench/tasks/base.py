@@ -216,13 +216,7 @@ class Task:
 
     def token_id(self, token: str) -> int:
         """The id of one token string (or alias); unknown tokens raise :class:`TaskError`."""
-        index = self.token_index
-        if token not in index:
-            token = self.token_aliases.get(token, token)
-        if token not in index:
-            raise TaskError(f"token {token!r} is not in the {self.name or 'task'} vocabulary",
-                            field="tokens", fix=f"use one of: {self._listing()}")
-        return index[token]
+        return int(self.token_ids([token])[0])
 
     def token_ids(self, tokens: Iterable[str]) -> np.ndarray:
         """The ids (int64 [k]) of token strings; unknown ones raise :class:`TaskError` naming
@@ -234,11 +228,9 @@ class Task:
             raise TaskError(f"{len(unknown)} token(s) are not in the {self.name or 'task'} "
                             f"vocabulary: {', '.join(repr(t) for t in unknown[:5])}"
                             + (" ..." if len(unknown) > 5 else ""), field="tokens",
-                            fix=f"use one of: {self._listing()}")
+                            fix="use one of: " + " ".join(t for t in self.vocab
+                                                          if t != self.pad_token))
         return np.array([index[t] for t in toks], dtype=np.int64)
-
-    def _listing(self) -> str:
-        return " ".join(t for t in self.vocab if t != self.pad_token)
 
     def _special(self, attr: str) -> int | None:
         token = getattr(self, attr)
@@ -283,7 +275,7 @@ class Task:
         ):
             seqs = [seqs]  # one sequence: a string, or a flat list of token strings
         rows = (seq.split() if isinstance(seq, str) else seq for seq in seqs)
-        return pad_sequences([[self.token_id(tok) for tok in row] for row in rows], pad=self.pad)
+        return pad_sequences([self.token_ids(row) for row in rows], pad=self.pad)
 
     def decode(self, tokens: np.ndarray | Sequence[int]) -> list[list[str]]:
         """An int array [n, T] (or one sequence [T]) back to token strings, padding dropped."""
@@ -355,13 +347,8 @@ class Task:
                  seed: int = 0, tag: str = "") -> Stimuli:
         """Stimuli of sampled ``tokens`` with content ids (``seed``/``tag`` are not part of an
         id: the same sequence has the same id whichever sample drew it)."""
-        pad = self.pad
-        return Stimuli(
-            task=self.name, tokens=tokens, lengths=(tokens != pad).sum(1),
-            ids=self.stimulus_ids(tokens), variables=self.causal_model(tokens),
-            response_mask=self.response_mask(tokens), trigger_pos=trigger_pos, counts=counts,
-            pad=pad,
-        )
+        return dataclasses.replace(self.stimuli_from_tokens(tokens), counts=counts,
+                                   trigger_pos=trigger_pos)
 
     def stimuli_from_tokens(self, tokens: Any, ids: Any = None, *,
                             strict: bool = True) -> Stimuli:

@@ -1,4 +1,5 @@
-"""The counting tasks' shared causal model (Multi-Object, Same-Object, Modulo, Rounding).
+"""The counting tasks: their shared causal model and the four built-in ones (Multi-Object,
+Same-Object, Modulo, Rounding), which differ only in their demo tokens and f(n).
 
 Sequences are ``BOS, D x n, T, R x f(n), EOS``. Causal variables:
 
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from simbench.errors import TaskError
-from simbench.tasks.base import UNDEFINED, Stimuli, Task
+from simbench.tasks.base import DEMO, RESP, SAME, UNDEFINED, Stimuli, Task
 
 
 class CountingTask(Task):
@@ -102,8 +103,7 @@ class CountingTask(Task):
                     j == nn + 1, trigger, np.where(
                         j <= nn + 1 + ff, self.response_id,
                         np.where(j == nn + ff + 2, eos, pad))))).astype(np.int64)
-        tag = "h" if held_out and counts is None else "s"
-        return self._stimuli(tokens, ns.astype(np.int64), ns.astype(np.int64) + 1, seed, tag)
+        return self._stimuli(tokens, ns.astype(np.int64), ns.astype(np.int64) + 1, seed)
 
     # ---- causal model ---------------------------------------------------------------------
     def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
@@ -195,3 +195,69 @@ class CountingTask(Task):
                                                  self.pad)))).astype(np.int64)
         m = (j > first_out) & (j <= first_out + owed[:, None] + 1)
         return cf, m
+
+
+class MultiObject(CountingTask):
+    """``BOS, D x n, T, R x n, EOS``; demo tokens uniform on {D0, D1, D2}; f(n) = n."""
+
+    name = "multi_object"
+    short_name = "multi"
+    title = "Multi-Object"
+    description = "n demo tokens from {D0, D1, D2}, then n responses R"
+    demo_tokens = DEMO
+    response_token = RESP
+    max_len = 43
+
+    @staticmethod
+    def f(n: np.ndarray) -> np.ndarray:
+        return np.asarray(n, dtype=np.int64)
+
+
+class SameObject(CountingTask):
+    """``BOS, C x n, T, C x n, EOS``; f(n) = n. The phase is visible only through T."""
+
+    name = "same_object"
+    short_name = "same"
+    title = "Same-Object"
+    description = "n demo tokens C, then n responses C"
+    demo_tokens = (SAME,)
+    response_token = SAME
+    max_len = 43
+    f = staticmethod(MultiObject.f)
+
+
+# Modulo and Rounding: GRUs memorise n -> f(n) per count there and reached only 0.74 (Modulo)
+# and 0.0-0.26 (Rounding) trial accuracy on held-out counts after 4000 steps, so the zoo trains
+# them on every count. (Arithmetic keeps its held-out starting values: 1 of 4 GRU seeds reached
+# 0.99 on them, the others 0.86-0.96.)
+class Modulo(CountingTask):
+    """``BOS, D x n, T, R x (n mod 4), EOS`` (n = 8 gives ``T EOS``: no responses)."""
+
+    name = "modulo"
+    train_counts = "all"
+    title = "Modulo"
+    description = "n demo tokens from {D0, D1, D2}, then n mod 4 responses R"
+    demo_tokens = DEMO
+    response_token = RESP
+    max_len = 26
+
+    @staticmethod
+    def f(n: np.ndarray) -> np.ndarray:
+        return np.asarray(n, dtype=np.int64) % 4
+
+
+class Rounding(CountingTask):
+    """``BOS, D x n, T, R x round3(n), EOS``; round3(n) = 3 * round(n / 3) (no ties exist:
+    n = 5 gives 6, n = 4 gives 3, n = 1 gives 0, n = 20 gives 21)."""
+
+    name = "rounding"
+    train_counts = "all"
+    title = "Rounding"
+    description = "n demo tokens from {D0, D1, D2}, then n rounded to a multiple of 3 responses R"
+    demo_tokens = DEMO
+    response_token = RESP
+    max_len = 44
+
+    @staticmethod
+    def f(n: np.ndarray) -> np.ndarray:
+        return 3 * ((np.asarray(n, dtype=np.int64) + 1) // 3)

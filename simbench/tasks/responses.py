@@ -1,16 +1,11 @@
 """What a task's responses can be: which token each place of a response holds in the task's own
 sequences, so a counterfactual whose determined tokens the task never produces is caught.
 
-A counterfactual's determined tokens (the response after an intervention) are the label a
-network is scored against. When a task's :meth:`~simbench.tasks.base.Task.counterfactual`
-sets a value the task cannot reach (a count beyond the largest, an answer past the last answer
-token) and writes it anyway, clipped or mapped to some token, the label is wrong and nothing
-fails. Responses are compared place by place counted from their end (the last determined token
-is place 0, usually EOS or the answer): a counterfactual is *producible* when every determined
-token is one the task's own samples hold at that place, which also bounds its length (a place
-no sample reaches holds nothing). On the built-in tasks this rejects exactly the counterfactuals
-that are longer than any response (what was checked before); a task with fixed-length answers
-is now checked too. Numpy only.
+A counterfactual's determined tokens are the label a network is scored against; one that sets a
+value the task cannot reach (a count beyond the largest) and writes it anyway, clipped or mapped
+to some token, is a wrong label that fails nowhere. Places are counted from a response's end (the
+last determined token is place 0); a counterfactual is *producible* when every determined token
+is one the task's own samples hold at that place, which also bounds its length. Numpy only.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ from simbench.tasks.base import UNDEFINED, Stimuli, Task
 RESERVED_VARIABLES = ("stimulus", "time", "unit", "stimulus_id", "token", "valid", "activity")
 CHECK_N = 64
 CHECK_SEEDS = (0, 1)
+#: ``fail(method, message, fix)`` records a problem; ``call(method, fn)`` runs ``fn``, recording
+#: what it raises (and then stopping the check)
+Fail = Callable[[str, str, str], None]
+Call = Callable[[str, Callable[[], Any]], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +112,7 @@ def check_task(task: Task | type[Task], *, n: int = CHECK_N,
     return problems
 
 
-def _check_vocab(task: Task, fail: Callable[[str, str, str], None]) -> None:
+def _check_vocab(task: Task, fail: Fail) -> None:
     try:
         index = task.token_index
     except TaskError as exc:
@@ -140,7 +144,7 @@ def _check_vocab(task: Task, fail: Callable[[str, str, str], None]) -> None:
                  "vocabulary", f"point it at one of: {' '.join(task.vocab)}")
 
 
-def _check_variables(task: Task, fail: Callable[[str, str, str], None]) -> None:
+def _check_variables(task: Task, fail: Fail) -> None:
     names = task.variables
     if not isinstance(names, tuple) or not names or not all(
             isinstance(v, str) and v.isidentifier() for v in names):
@@ -155,8 +159,7 @@ def _check_variables(task: Task, fail: Callable[[str, str, str], None]) -> None:
              "could not store the variable", "rename the variable")
 
 
-def _check_sample(task: Task, stims: list[Any], n: int,
-                  fail: Callable[[str, str, str], None]) -> None:
+def _check_sample(task: Task, stims: list[Any], n: int, fail: Fail) -> None:
     first, other, again = stims
     for stim in stims:
         if not isinstance(stim, Stimuli):
@@ -200,8 +203,7 @@ def _check_sample(task: Task, stims: list[Any], n: int,
              "let self._stimuli(...) compute lengths")
 
 
-def _check_causal_model(task: Task, stim: Stimuli, call: Callable[[str, Callable[[], Any]], Any],
-                        fail: Callable[[str, str, str], None]) -> None:
+def _check_causal_model(task: Task, stim: Stimuli, call: Call, fail: Fail) -> None:
     out = call("causal_model", lambda: task.causal_model(stim.tokens))
     if not isinstance(out, dict):
         fail("causal_model", f"returned {type(out).__name__}, not a dict name -> array",
@@ -237,8 +239,7 @@ def _check_causal_model(task: Task, stim: Stimuli, call: Callable[[str, Callable
                  "let self._stimuli(...) compute the variables from the tokens")
 
 
-def _check_masks(task: Task, stim: Stimuli, call: Callable[[str, Callable[[], Any]], Any],
-                 fail: Callable[[str, str, str], None]) -> None:
+def _check_masks(task: Task, stim: Stimuli, call: Call, fail: Fail) -> None:
     for method in ("response_mask", "intervenable_positions"):
         arr = np.asarray(call(method, lambda m=method: getattr(task, m)(stim.tokens)))
         if arr.shape != stim.tokens.shape or arr.dtype != bool:
@@ -256,9 +257,7 @@ def _check_masks(task: Task, stim: Stimuli, call: Callable[[str, Callable[[], An
              "let self._stimuli(...) compute it")
 
 
-def _check_counterfactual(task: Task, stim: Stimuli,
-                          call: Callable[[str, Callable[[], Any]], Any],
-                          fail: Callable[[str, str, str], None]) -> None:
+def _check_counterfactual(task: Task, stim: Stimuli, call: Call, fail: Fail) -> None:
     rng = np.random.default_rng(0)
     allowed = task.intervenable_positions(stim.tokens)
     rows = np.flatnonzero(allowed.any(1))
@@ -270,14 +269,8 @@ def _check_counterfactual(task: Task, stim: Stimuli,
     src = rows[::-1]
     spos = np.array([rng.choice(np.flatnonzero(allowed[r])) for r in src])
 
-    def run(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return call("counterfactual", lambda: task.counterfactual(
-            tokens, pos, variable=names, source_value=values))
-
-    first = call("counterfactual", lambda: task.counterfactual(
-        tokens, pos, stim.tokens[src], spos, variable=names))
-    again = call("counterfactual", lambda: task.counterfactual(
-        tokens, pos, stim.tokens[src], spos, variable=names))
+    first, again = (call("counterfactual", lambda: task.counterfactual(
+        tokens, pos, stim.tokens[src], spos, variable=names)) for _ in range(2))
     cf, mask = (np.asarray(a) for a in first)
     if cf.ndim != 2 or cf.shape != mask.shape or len(cf) != len(rows) or mask.dtype != bool:
         fail("counterfactual", f"returned tokens {cf.shape} and mask {mask.dtype} {mask.shape} "
@@ -302,7 +295,8 @@ def _check_counterfactual(task: Task, stim: Stimuli,
     if not mask.any():
         fail("counterfactual", "no pair has a determined token (the mask is all False)",
              "mark the tokens the causal model determines after the intervention")
-    same, same_mask = (np.asarray(a) for a in run(own))
+    same, same_mask = (np.asarray(a) for a in call("counterfactual", lambda: task.counterfactual(
+        tokens, pos, variable=names, source_value=own)))
     width = min(same.shape[1], stim.tokens.shape[1])
     target = stim.tokens[rows]
     for i, r in enumerate(rows):
@@ -319,8 +313,7 @@ def _check_counterfactual(task: Task, stim: Stimuli,
 VALUE_CHECK_PAIRS = 512
 
 
-def _check_counterfactual_values(task: Task, call: Callable[[str, Callable[[], Any]], Any],
-                                 fail: Callable[[str, str, str], None]) -> None:
+def _check_counterfactual_values(task: Task, call: Call, fail: Fail) -> None:
     """Counterfactual responses are ones the task can produce.
 
     Pairs of the task's own stimuli (every condition) are intervened on, one variable at a
