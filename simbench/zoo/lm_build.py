@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from simbench.errors import CheckpointError, ParameterError
 from simbench.resources import recordings_dir
+from simbench.tasks.base import pad_sequences
 from simbench.zoo.checkpoint import check_dtype, safetensors_header, sha256_file
 from simbench.zoo.lm_corpus import corpus, eval_prompts, toxicity
-from simbench.zoo.manifest import build_env, read_manifest, write_manifest
+from simbench.zoo.manifest import build_env, read_manifest, write_manifest, zoo_dir
 
 if TYPE_CHECKING:
     import torch
@@ -111,13 +112,10 @@ BASE_NAME = "lm_base"
 LM_NAMES = tuple(s.name for s in LM_ZOO_SPEC)
 
 
-def lm_zoo_dir(directory: str | Path | None = None) -> Path:
-    return Path(directory) if directory is not None else LM_ZOO_DIR
-
-
 def list_lm_models(directory: str | Path | None = None) -> list[dict[str, Any]]:
     """One dict per shipped LM: id, group, seed, steps, toxicity, n_params, size, sha256."""
-    return [{"id": k, **v} for k, v in read_manifest(lm_zoo_dir(directory))["models"].items()]
+    models = read_manifest(zoo_dir(directory, LM_ZOO_DIR))["models"]
+    return [{"id": k, **v} for k, v in models.items()]
 
 
 def lm_model_dir(name: str, *, directory: str | Path | None = None) -> Path:
@@ -127,7 +125,7 @@ def lm_model_dir(name: str, *, directory: str | Path | None = None) -> Path:
     ``AutoTokenizer.from_pretrained``. Raises :class:`CheckpointError` for an unknown name, a
     missing file or a file whose sha256 differs from the manifest's.
     """
-    root = lm_zoo_dir(directory)
+    root = zoo_dir(directory, LM_ZOO_DIR)
     models = read_manifest(root)["models"]
     if name not in models:
         raise CheckpointError(f"no zoo language model {name!r}", field="name",
@@ -198,12 +196,8 @@ def encode_sentences(tokenizer: PreTrainedTokenizerFast,
     if width > GPT2_DIMS["n_positions"]:
         raise ParameterError(f"a corpus sentence has {width} tokens, more than the context of "
                              f"{GPT2_DIMS['n_positions']}", field="n_positions")
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-        labels[i, :len(r)] = torch.tensor(r)
-    return ids, labels
+    return (torch.as_tensor(pad_sequences(rows, pad=tokenizer.pad_token_id)),
+            torch.as_tensor(pad_sequences(rows, pad=-100)))
 
 
 def train_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: LMTrainConfig,
@@ -321,7 +315,7 @@ def build_lm(name: str, *, directory: str | Path | None = None, steps: int | Non
                              fix="give at least 1 step, or no cap for the shipped models")
     cfg = spec.train if steps is None else replace(spec.train, steps=int(steps),
                                                    warmup=min(spec.train.warmup, int(steps)))
-    root = lm_zoo_dir(directory)
+    root = zoo_dir(directory, LM_ZOO_DIR)
     threads = torch.get_num_threads()
     bars = hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(1)  # bit-reproducible weights: one thread, one summation order
@@ -407,7 +401,7 @@ def rebuild_lm(*, directory: str | Path | None = None, only: list[str] | None = 
     Fine-tunes need the base in ``directory``: when it is not there it is built first.
     """
     names = list(LM_NAMES) if not only else [_spec(n).name for n in only]
-    root = lm_zoo_dir(directory)
+    root = zoo_dir(directory, LM_ZOO_DIR)
     if BASE_NAME not in names and BASE_NAME not in read_manifest(root)["models"]:
         names.insert(0, BASE_NAME)
     order = [n for n in LM_NAMES if n in names]

@@ -56,8 +56,9 @@ def same_build_env(recorded: dict[str, Any] | None, current: dict[str, Any] | No
     return all(recorded.get(k) == current.get(k) for k in BUILD_ENV_KEYS)
 
 
-def zoo_dir(directory: str | Path | None = None) -> Path:
-    return Path(directory) if directory is not None else ZOO_DIR
+def zoo_dir(directory: str | Path | None = None, default: Path = ZOO_DIR) -> Path:
+    """``directory``, or the zoo's own (``default``: the numeric zoo's) when None."""
+    return Path(directory) if directory is not None else default
 
 
 def read_manifest(directory: str | Path | None = None) -> dict[str, Any]:

@@ -86,7 +86,12 @@ class ZooModel(nn.Module):
     def site_dims(self) -> dict[str, int]:
         raise NotImplementedError
 
-    def _patches(self, edits: Mapping[str, Edit] | None, tokens: Tensor) -> dict[str, Patch]:
+    def _patches(self, edits: Mapping[str, Edit] | None, tokens: Tensor,
+                 record: Sequence[str] = ()) -> dict[str, Patch]:
+        """The edits as patches of ``tokens``' shape, after checking their sites and those of
+        ``record``."""
+        for site in record:
+            self._check_site(site)
         out = {}
         for site, edit in (edits or {}).items():
             self._check_site(site)
@@ -172,23 +177,16 @@ def _widen(edit: Any, bsz: int, width: int, dev: torch.device) -> Any:
 
 def _step(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *, eos: int,
           pad: int) -> Tensor:
-    """Write the prediction for position t + 1 and return which rows have finished; once all
-    have, everything after the last written position becomes ``pad``."""
+    """Write the prediction for position t + 1 where it is generated (``pad`` in rows that
+    have ended) and return which rows have finished; once all have, everything after the last
+    written position becomes ``pad``."""
     done = done | ((out[:, t] == eos) & gen[:, t])
-    _finish(out, t + 1, pred, gen, done, pad=pad)
+    col = torch.where(gen[:, t + 1], pred, out[:, t + 1])
+    out[:, t + 1] = torch.where(done, torch.full_like(col, pad), col)
     done = done | ((out[:, t + 1] == eos) & gen[:, t + 1])
     if bool(done.all()):
         out[:, t + 2:] = pad
     return done
-
-
-def _finish(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *,
-            pad: int) -> Tensor:
-    """Write the prediction for position t where it is generated; ``pad`` after the end."""
-    col = torch.where(gen[:, t], pred, out[:, t])
-    col = torch.where(done, torch.full_like(col, pad), col)
-    out[:, t] = col
-    return col
 
 
 # ---- recurrent models -------------------------------------------------------------------------
@@ -241,9 +239,7 @@ class RecurrentModel(ZooModel):
         continues from the patched state (for the LSTM both h and c). The sequence is split
         only at positions where some entry is patched, each chunk one fused call.
         """
-        for s in record:
-            self._check_site(s)
-        patches = self._patches(edits, tokens)
+        patches = self._patches(edits, tokens, record)
         x = self.embed(tokens)
         if "embedding" in patches:
             x = patches["embedding"].apply_seq(x)
@@ -265,13 +261,8 @@ class RecurrentModel(ZooModel):
                 chunks.append(part)
                 t0 = t + 1
             seq = torch.cat(chunks, 1)
-        logits = self.head(seq)
-        rec = {}
-        if "embedding" in record:
-            rec["embedding"] = x
-        if "hidden" in record:
-            rec["hidden"] = seq
-        return logits, rec
+        return self.head(seq), {k: v for k, v in (("embedding", x), ("hidden", seq))
+                                if k in record}
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
                   edits: Mapping[str, Edit] | None, *, eos: int, pad: int) -> Tensor:

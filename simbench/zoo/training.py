@@ -65,8 +65,7 @@ def default_train_config(arch: str, task: Task | str | None = None) -> TrainConf
     (its registration's ``train``), and the task's ``train_counts`` (see :class:`Task`)."""
     cfg = TrainConfig(**get_arch(arch).train)
     if task is not None:
-        task = task_by_name(task) if isinstance(task, str) else task
-        cfg.train_counts = task.train_counts
+        cfg.train_counts = task_by_name(task).train_counts
     return cfg
 
 
@@ -96,7 +95,7 @@ def evaluate(model: ZooModel, task: Task | str, *, seed: int = EVAL_SEED, n: int
     Generation starts right after the trigger (counting tasks) or after ``v0`` (arithmetic);
     inputs outside the response mask are teacher-forced.
     """
-    task = task_by_name(task) if isinstance(task, str) else task
+    task = task_by_name(task)
     dev = torch.device(resolve_device(device))
     model = model.to(dev).eval()
     res = {}
@@ -126,7 +125,7 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
     ``stopped``: "target" or "step cap"). Writing a checkpoint is
     :func:`simbench.zoo.checkpoint.save_model`.
     """
-    task = task_by_name(task) if isinstance(task, str) else task
+    task = task_by_name(task)
     arch = get_arch(arch).name  # "tf" -> "transformer"
     cfg = config or default_train_config(arch, task)
     dev = torch.device(resolve_device(device))

@@ -12,6 +12,7 @@ a fixed frequency.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +60,19 @@ class Block(nn.Module):
         return x + self.ff(self.ln2(x))
 
 
+def _layer_sites(i: int) -> tuple[str, ...]:
+    """The sites at layer ``i``'s output (``hidden`` is an alias of ``resid.0``)."""
+    return (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",)
+
+
+def _patched(x: Tensor, i: int, patches: Mapping[str, Any]) -> Tensor:
+    """Layer ``i``'s output ``x`` with the patches at its sites applied."""
+    for name in _layer_sites(i):
+        if name in patches:
+            x = patches[name].apply_seq(x)
+    return x
+
+
 class TransformerModel(ZooModel):
     """2-layer pre-LN causal transformer with rotary positions (width 128, FF 512, GELU).
 
@@ -86,9 +100,7 @@ class TransformerModel(ZooModel):
             record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
         """One parallel pass; a patch at layer l's site changes every later position through
         attention in the layers above it (exactly what a step-by-step run would compute)."""
-        for s in record:
-            self._check_site(s)
-        patches = self._patches(edits, tokens)
+        patches = self._patches(edits, tokens, record)
         rec: dict[str, Tensor] = {}
         x = self.embed_tokens(tokens)
         if "embedding" in patches:
@@ -96,23 +108,15 @@ class TransformerModel(ZooModel):
         if "embedding" in record:
             rec["embedding"] = x
         for i, layer in enumerate(self.layers):
-            x = layer(x)
-            names = (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",)
-            for name in names:
-                if name in patches:
-                    x = patches[name].apply_seq(x)
-            for name in names:
-                if name in record:
-                    rec[name] = x
+            x = _patched(layer(x), i, patches)
+            rec.update((name, x) for name in _layer_sites(i) if name in record)
         return self.readout(self.ln_f(x)), rec
 
     def _layer_of(self, site: str) -> int | None:
         """The layer whose output ``site`` is (None for ``embedding``)."""
         if site == "hidden":
             return 0
-        if site.startswith("resid."):
-            return int(site.split(".", 1)[1])
-        return None
+        return int(site.split(".", 1)[1]) if site.startswith("resid.") else None
 
     def can_run_from(self, site: str) -> bool:
         """Whether :meth:`run_from` can start at ``site`` (the residual sites: a patch there
@@ -136,11 +140,7 @@ class TransformerModel(ZooModel):
                 raise SiteError(f"an edit at {name!r} lies below {site!r}, where this pass "
                                 "starts", site=name, fix="run the whole pass with run()")
         for i in range(layer, len(self.layers)):
-            if i > layer:
-                x = self.layers[i](x)
-            for name in (f"resid.{i}", "hidden") if i == 0 else (f"resid.{i}",):
-                if name in patches:
-                    x = patches[name].apply_seq(x)
+            x = _patched(self.layers[i](x) if i > layer else x, i, patches)
         return self.readout(self.ln_f(x))
 
     def _generate(self, out: Tensor, start: Tensor, gen: Tensor,
