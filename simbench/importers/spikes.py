@@ -139,7 +139,7 @@ def from_spike_times(
     var_arrs = {} if variables is None else _variables(variables, win, site)
 
     out = np.zeros((n_trials, n_time, n_units), dtype=dtype)
-    stats = _bin_into(out, units, win, bw, rates)
+    stats = _bin_into(out, units, win, rates)
     n_spikes = int(sum(len(t) for t in units))
     n_out = int(stats.outside.sum())
     if n_out:
@@ -186,8 +186,8 @@ class _BinStats:
         self.overflow = False
 
 
-def _bin_into(out: np.ndarray, units: list[np.ndarray], win: _Windows, bw: float,
-              rates: bool) -> _BinStats:
+def _bin_into(out: np.ndarray, units: list[np.ndarray], win: _Windows, rates: bool
+              ) -> _BinStats:
     """Add every unit's spikes into ``out`` [trial, bin, unit], a block of trials at a time.
 
     A block of trials is a contiguous stretch of the output that fits in cache, so adding
@@ -198,9 +198,7 @@ def _bin_into(out: np.ndarray, units: list[np.ndarray], win: _Windows, bw: float
     encoding (no sort, no dense scratch array) added into the output with one fancy ``+=``.
     """
     n_trials, n_time, n_units = out.shape
-    flat = out.reshape(-1)
     stats = _BinStats(n_units)
-    limit = np.iinfo(out.dtype).max if out.dtype.kind in "iu" and out.dtype.itemsize < 4 else None
     per_block = max(1, BLOCK_CELLS // (n_time * n_units))
     block_starts = np.arange(0, n_trials, per_block)
     # bounds[u, c]: first spike of unit u at or after block c's first window start; the last
@@ -225,19 +223,19 @@ def _bin_into(out: np.ndarray, units: list[np.ndarray], win: _Windows, bw: float
                 pieces.append((u, piece))
                 size += len(piece)
                 if size >= group:
-                    _bin_group(pieces, flat, win, int(k0), k1, bw, rates, n_time, n_units,
-                               limit, stats)
+                    _bin_group(pieces, out, win, int(k0), k1, rates, stats)
                     pieces, size = [], 0
         if pieces:
-            _bin_group(pieces, flat, win, int(k0), k1, bw, rates, n_time, n_units, limit,
-                       stats)
+            _bin_group(pieces, out, win, int(k0), k1, rates, stats)
     return stats
 
 
-def _bin_group(pieces: list[tuple[int, np.ndarray]], flat: np.ndarray, win: _Windows, k0: int,
-               k1: int, bw: float, rates: bool, n_time: int, n_units: int, limit: int | None,
-               stats: _BinStats) -> None:
+def _bin_group(pieces: list[tuple[int, np.ndarray]], out: np.ndarray, win: _Windows, k0: int,
+               k1: int, rates: bool, stats: _BinStats) -> None:
     """Count one group of spikes, all within sorted trials [k0, k1) and their gaps."""
+    _, n_time, n_units = out.shape
+    bw, flat = win.bw, out.reshape(-1)
+    limit = np.iinfo(out.dtype).max if out.dtype.kind in "iu" and out.dtype.itemsize < 4 else None
     lens = np.array([len(p) for _, p in pieces], dtype=np.int64)
     times = np.concatenate([p for _, p in pieces])
     unit = np.repeat(np.array([u for u, _ in pieces], dtype=np.int64), lens)

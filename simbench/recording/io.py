@@ -22,15 +22,7 @@ import xarray as xr
 
 from simbench.errors import RecordingError, SimbenchError, TokenCodesWarning
 from simbench.recording.lazy import GROUP, LAZY, coords_loaded, read_whole, unwritten_variables
-from simbench.recording.memory import (
-    MEMORY_ENV,
-    Declared,
-    check_declared_size,
-    declared_variables,
-    format_size,
-    largest_declared,
-    memory_limit,
-)
+from simbench.recording.memory import check_declared_size
 from simbench.recording.schema import ACTIVITY, SCHEMA, Recording
 from simbench.recording.tokens import has_token_codes, warn_token_codes
 from simbench.recording.validate import (
@@ -112,7 +104,7 @@ def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
     """
     path = Path(path)
     check_netcdf(path)
-    _check_coordinates_fit(path)
+    check_declared_size(path, lazy=True)
     sites, attrs = _open_sites(path)
     for ds in sites.values():
         ds.encoding[LAZY] = True
@@ -122,28 +114,6 @@ def open_recording(path: str | Path, *, validate: bool = True) -> Recording:
             validate_site(ds, file=path, site=name, scan_values=False)
             _refuse_unwritten(ds, path, name)
     return Recording(system_id=system_id, sites=sites, task=task, attrs=attrs, path=path)
-
-
-def _check_coordinates_fit(path: Path) -> None:
-    """Refuse a file whose coordinates alone (what :func:`open_recording` holds) would not fit
-    in memory, naming the declared total too."""
-    variables = _declared_or_none(path)
-    if variables is None:
-        return
-    rest = [v for v in variables if v[0].rsplit("/", 1)[-1] != ACTIVITY]
-    total, limit = sum(v[3] for v in rest), memory_limit()
-    if total <= limit:
-        return
-    name, text = largest_declared(rest)
-    raise RecordingError(
-        f"the file declares {format_size(sum(v[3] for v in variables))} of data; its "
-        f"coordinates, which are held in memory while the activity is read a block at a time, "
-        f"declare {format_size(total)} (largest: {text}), more than the "
-        f"{format_size(limit)} they may use; nothing "
-        "was read", file=path, field=name.rsplit("/", 1)[-1],
-        fix="if those sizes are wrong the file is damaged or was written with a wrong "
-        "dimension (see `ncdump -h FILE`); if they are right, split the recording into files "
-        f"by stimuli ({MEMORY_ENV} sets the memory simbench assumes)")
 
 
 def _open_sites(path: Path) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
@@ -224,13 +194,6 @@ def check_netcdf(path: Path) -> None:
         raise RecordingError("not a netCDF file (wrong magic bytes)", file=path,
                              fix="write recordings with simbench.save_recording or xarray's "
                              "to_netcdf (netCDF-4)")
-
-
-def _declared_or_none(path: Path) -> list[Declared] | None:
-    try:
-        return declared_variables(path)
-    except Exception:  # unreadable headers: the open reports it
-        return None
 
 
 def declared_schema(path: str | Path) -> str | None:

@@ -99,38 +99,49 @@ def declared_variables(path: str | Path) -> list[Declared]:
     return out
 
 
-def check_declared_size(path: str | Path) -> None:
-    """Refuse a file whose data would not fit in the available memory when loaded, before
-    reading: what loading holds is every declared variable plus one read block of the activity
-    (``READ_COPIES`` x :func:`read_block_bytes` at most).
+def check_declared_size(path: str | Path, *, lazy: bool = False) -> None:
+    """Refuse a file whose data would not fit in the available memory when read, before
+    reading: loading holds every declared variable plus one read block of the activity
+    (``READ_COPIES`` x :func:`read_block_bytes` at most); opening it ``lazy`` (the activity
+    left in the file) holds every variable but the activity.
 
     The limit is ``MEMORY_FRACTION`` of :func:`available_memory`; the error names the declared
-    total, the largest variable and its dims.
+    total, the largest variable held and its dims.
     """
     try:
         variables = declared_variables(path)
-    except Exception:  # unreadable headers: load_recording's own open reports it
+    except Exception:  # unreadable headers: the reader's own open reports it
         return
     total = sum(v[3] for v in variables)
-    largest = max((v[3] for v in variables if v[0].rsplit("/", 1)[-1] == "activity"), default=0)
     avail = available_memory()
     limit = int(avail * MEMORY_FRACTION)
+    held = [v for v in variables if not (lazy and v[0].rsplit("/", 1)[-1] == "activity")]
+    largest = max((v[3] for v in variables if v[0].rsplit("/", 1)[-1] == "activity"), default=0)
     buffer = READ_COPIES * min(max(1 << 20, min(BLOCK_BYTES, limit // (2 * READ_COPIES))),
                                largest)
-    if total + buffer <= limit:
+    need = sum(v[3] for v in held) if lazy else total + buffer
+    if need <= limit:
         return
-    name, text = largest_declared(variables)
+    name, text = largest_declared(held)
+    if lazy:
+        what = (f"the file declares {format_size(total)} of data; its coordinates, which are "
+                "held in memory while the activity is read a block at a time, declare "
+                f"{format_size(need)} (largest: {text}), more than the {format_size(limit)} "
+                "they may use")
+        ways, check = "split the recording into files by stimuli", ""
+    else:
+        what = (f"the file declares {format_size(total)} of data (largest: {text}); loading "
+                f"it holds that plus a {format_size(buffer)} read buffer, more than the "
+                f"{format_size(limit)} it may use ({MEMORY_FRACTION:.0%} of "
+                f"{format_size(avail)} available)")
+        ways = ("use a machine with more memory, a measure that reads it by blocks (cka, rsa), "
+                "or split the recording into files by site or by stimuli")
+        check = "; `simbench validate FILE` checks it in bounded memory"
     raise RecordingError(
-        f"the file declares {format_size(total)} of data (largest: {text}); loading it holds "
-        f"that plus a {format_size(buffer)} read "
-        f"buffer, more than the {format_size(limit)} it may use "
-        f"({MEMORY_FRACTION:.0%} of {format_size(avail)} available); nothing was read",
-        file=path, field=name.rsplit("/", 1)[-1],
+        f"{what}; nothing was read", file=path, field=name.rsplit("/", 1)[-1],
         fix="if those sizes are wrong the file is damaged or was written with a wrong "
-        "dimension (see `ncdump -h FILE`; `simbench validate FILE` checks it in bounded "
-        "memory); if they are right, use a machine with more memory, a measure that reads "
-        f"it by blocks (cka, rsa), or split the recording into files by site or by stimuli "
-        f"({MEMORY_ENV} sets the memory simbench assumes)")
+        f"dimension (see `ncdump -h FILE`{check}); if they are right, {ways} ({MEMORY_ENV} "
+        "sets the memory simbench assumes)")
 
 
 def largest_declared(variables: list[Declared]) -> tuple[str, str]:

@@ -114,9 +114,7 @@ class Arithmetic(Task):
             state, c, r = None, UNDEFINED, UNDEFINED
             for t in range(width):
                 tok = int(arr[i, t])
-                if tok == PAD:
-                    if state not in (None, _DONE):
-                        pass  # a truncated sequence: the rest stays undefined
+                if tok == PAD:  # (in a truncated sequence the rest stays undefined)
                     break
                 before[i, t] = -1 if state is None else state
                 ok = True
@@ -226,14 +224,9 @@ class Arithmetic(Task):
                 mask.extend([flag] * len(toks))
 
             if state == _AFTER_VAL:
-                if r == 0:
-                    emit([EOS], True)
-                    seqs.append(out)
-                    masks.append(mask)
-                    continue
-                emit([COMMA], True)
-                state = _OP
-            while True:
+                emit([COMMA if r > 0 else EOS], True)
+                state = _OP if r > 0 else _DONE
+            while state != _DONE:
                 if state == _OP:
                     op, a = future.pop(0) if future else _draw_op(c, rng)
                     op, a = _fit(c, op, a)
@@ -251,16 +244,9 @@ class Arithmetic(Task):
                     op, a = pend_op, pend_a
                 c = _apply(c, op, a)
                 r -= 1
-                emit([NUM0 + c], True)
-                if r <= 0:
-                    emit([EOS], True)
-                    break
-                emit([COMMA], True)
-                state = _OP
+                emit([NUM0 + c, COMMA if r > 0 else EOS], True)
+                state = _OP if r > 0 else _DONE
             seqs.append(out)
             masks.append(mask)
         cf = pad_sequences(seqs)
-        m = np.zeros(cf.shape, dtype=bool)
-        for i, mk in enumerate(masks):
-            m[i, : len(mk)] = mk
-        return cf, m
+        return cf, pad_sequences(masks, cf.shape[1], pad=0).astype(bool)
