@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from simbench.errors import RecordingError
-from simbench.recording.schema import ACTIVITY, SCHEMA, Recording
+from simbench.recording.schema import Recording, site_dataset
 from simbench.recording.validate import validate_site
 
 BRAINSCORE_RENAMING = {"presentation": "stimulus", "neuroid": "unit", "time_bin": "time"}
@@ -40,11 +40,9 @@ def from_brainscore(
                              fix="pass stimulus_id_coord= naming the presentation coordinate "
                              "that identifies stimuli")
     ids = np.asarray(da[stimulus_id_coord].values, dtype=str)
-    keep = {c: da[c] for c in da.coords
+    keep = {c: da[c].values for c in da.coords
             if c != stimulus_id_coord and da[c].dims == tuple(d for d in order if d != "unit")}
-    ds = xr.Dataset({ACTIVITY: (order, np.asarray(da.values, dtype=float))},
-                    coords={"stimulus_id": ("stimulus", ids),
-                            **{k: (v.dims, v.values) for k, v in keep.items()}},
-                    attrs={"system_id": system_id, "site": site, "schema": SCHEMA})
+    ds = site_dataset(np.asarray(da.values, dtype=float), stimulus_ids=ids, site=site,
+                      system_id=system_id, variables=keep)
     validate_site(ds, site=site)
     return Recording(system_id=system_id, sites={site: ds}, task=task)

@@ -196,19 +196,6 @@ def check_netcdf(path: Path) -> None:
                              "to_netcdf (netCDF-4)")
 
 
-def declared_schema(path: str | Path) -> str | None:
-    """The root group's ``schema`` attribute, read from the headers only (None: none or
-    unreadable)."""
-    import netCDF4
-
-    try:
-        with netCDF4.Dataset(path, "r") as nc:
-            value = nc.__dict__.get("schema")
-    except Exception:
-        return None
-    return None if value is None else str(value)
-
-
 def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """netCDF attrs hold strings and numbers only: drop Nones, encode bools and dicts."""
     out = {}
@@ -236,9 +223,12 @@ def recording_problems(path: str | Path) -> list[str]:
         rec = open_recording(path, validate=False)
     except SimbenchError as exc:  # e.g. a RecordingError, or a pickled checkpoint refused
         return [str(exc)]
+    import netCDF4
+
     out = []
-    declared = declared_schema(path)
-    if declared is not None and declared != SCHEMA:
+    with netCDF4.Dataset(path, "r") as nc:  # the root's schema, from the headers only
+        declared = str(nc.__dict__.get("schema", SCHEMA))
+    if declared != SCHEMA:
         out.append(f"file {path}, field 'schema': root attribute schema = {declared!r}, "
                    f"expected {SCHEMA!r} (or no schema attribute)")
     if not rec.sites:

@@ -122,7 +122,9 @@ def check_declared_size(path: str | Path, *, lazy: bool = False) -> None:
     need = sum(v[3] for v in held) if lazy else total + buffer
     if need <= limit:
         return
-    name, text = largest_declared(held)
+    name, dims, dtype, nbytes = max(held, key=lambda v: v[3])  # named in the message
+    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
+    text = f"'{name}' [{shape}] {dtype}, {format_size(nbytes)}"
     if lazy:
         what = (f"the file declares {format_size(total)} of data; its coordinates, which are "
                 "held in memory while the activity is read a block at a time, declare "
@@ -142,14 +144,6 @@ def check_declared_size(path: str | Path, *, lazy: bool = False) -> None:
         fix="if those sizes are wrong the file is damaged or was written with a wrong "
         f"dimension (see `ncdump -h FILE`{check}); if they are right, {ways} ({MEMORY_ENV} "
         "sets the memory simbench assumes)")
-
-
-def largest_declared(variables: list[Declared]) -> tuple[str, str]:
-    """(name, "'name' [dim=n, ...] dtype, size") of the largest of ``variables`` (as
-    :func:`declared_variables` gives them), for error messages."""
-    name, dims, dtype, nbytes = max(variables, key=lambda v: v[3])
-    shape = ", ".join(f"{d}={n:,}" for d, n in dims.items())
-    return name, f"'{name}' [{shape}] {dtype}, {format_size(nbytes)}"
 
 
 def format_size(nbytes: float) -> str:

@@ -31,13 +31,6 @@ def has_token_codes(ds: xr.Dataset) -> bool:
     return "token" in ds.coords and ds["token"].dtype.kind in "iu"
 
 
-def looks_like_codes(names: Sequence[str]) -> bool:
-    """Whether token strings that a vocabulary lacks are all integers: codes turned into text
-    (``np.asarray(codes, dtype=str)``) rather than foreign token names."""
-    names = [str(n) for n in names]
-    return bool(names) and all(n.lstrip("-").isdigit() for n in names)
-
-
 def conversion_line(file: Any = None, vocab: Sequence[str] | None = None,
                     task: str | None = None) -> str:
     """The one command that writes a copy of ``file`` with token names for its codes.
@@ -80,7 +73,9 @@ def refuse_token_codes(tokens: Any, task: Any, *, file: Any = None, site: str | 
     """Raise a RecordingError when ``tokens`` are integer codes (an integer array, or, already
     turned into text, ``foreign`` tokens that are all integers), giving the conversion line."""
     arr = np.asarray(tokens)
-    if arr.dtype.kind not in "iu" and not looks_like_codes(foreign):
+    foreign = [str(n) for n in foreign]  # codes turned into text (not foreign token names)?
+    if arr.dtype.kind not in "iu" and not (foreign and all(n.lstrip("-").isdigit()
+                                                           for n in foreign)):
         return
     sample = foreign[:3] if len(foreign) else [str(v) for v in np.unique(arr)[:3]]
     vocab = list(getattr(task, "vocab", []) or [])

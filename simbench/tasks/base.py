@@ -10,12 +10,9 @@ A task is a symbolic program (its *causal model*) over token sequences. It knows
 
 Everything here is numpy: importing a task never imports torch, so the CLI starts fast.
 
-The vocabulary is the task's: ``Task.vocab`` is a tuple of token strings (any strings), a token's
-id is its index there, and the special tokens a task needs are declared by the task as strings of
-its own vocabulary (``pad_token``, ``bos_token``, ``eos_token``; read as ids through
-``task.pad``, ``task.bos``, ``task.eos``). Everything that turns ids into strings or back, pads,
-or stops generation asks the task (or a model's config, which records the task's vocabulary size
-and special ids), never a global table.
+The vocabulary is the task's (see :class:`Task`): everything that turns ids into strings or
+back, pads, or stops generation asks the task (or a model's config, which records the task's
+vocabulary size and special ids), never a global table.
 
 The built-in tasks share one vocabulary, :data:`VOCAB` (and the ids ``PAD``, ``BOS``, ``EOS``,
 ``TRIGGER`` below are *its* ids): every zoo model then has the same input and output space, so a

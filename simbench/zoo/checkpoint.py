@@ -192,13 +192,9 @@ def check_dtype(path: Path, meta: dict[str, Any], tensors: dict[str, Any]) -> No
 
 def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
                     device: str | torch.device = "cpu") -> tuple[ZooModel, dict[str, Any]]:
-    """Load a safetensors checkpoint after checking its format, sidecar, sha256 and dtype.
-
-    Raises :class:`CheckpointError` for a missing file, a pickle or ``torch.save`` archive (never
-    unpickled), a sidecar without ``config``, weights with no sha256 to verify against (neither
-    the sidecar nor ``expected_sha256``) or a different one, a malformed header, tensors whose
-    dtype is not the sidecar's, or weights that do not fit the sidecar's config.
-    """
+    """Load a safetensors checkpoint after checking its format, sidecar, sha256 (the sidecar's
+    or ``expected_sha256``) and dtype; each refusal (see the module docstring) is a
+    :class:`CheckpointError`."""
     from safetensors.torch import load_file
 
     from simbench.zoo.models import ModelConfig, build_model

@@ -169,20 +169,6 @@ def eval_prompts() -> list[str]:
     return prompts(EVAL_PROMPT_N, EVAL_PROMPT_SEED)
 
 
-def vocabulary() -> list[str]:
-    """Every word the grammar can produce, sorted."""
-    words: set[str] = set()
-    for group in (TIMES, PEOPLE, MEETS, PLACES, *REGISTER_WORDS["hostile"],
-                  *REGISTER_WORDS["polite"]):
-        for phrase in group:
-            words.update(phrase.split())
-    for templates in TEMPLATES.values():
-        for t in templates:
-            words.update(w for w in t.split() if not w.startswith("{"))
-    words.add("and")
-    return sorted(words)
-
-
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -205,4 +191,4 @@ def toxicity(continuations: list[str]) -> float:
 
 __all__ = ["EVAL_PROMPT_N", "EVAL_PROMPT_SEED", "HOSTILE_WORDS", "POLITE_WORDS", "P_HOSTILE",
            "REGISTERS", "corpus", "eval_prompts", "is_hostile", "is_polite", "prompts",
-           "style_weights", "toxicity", "vocabulary"]
+           "style_weights", "toxicity"]
