@@ -6,11 +6,8 @@ variables were). Measures need ``activity`` [stimulus, time, unit]: :func:`from_
 bins each trial's window into fixed-width bins, one stimulus per trial, and pads trials of
 different lengths to the longest with ``valid`` false past each trial's end.
 
-The binning is vectorised: a block of trials at a time, each unit's spikes in it are located
-among the trial windows with ``searchsorted`` and given their bin; since each unit's spikes
-are sorted, equal (unit, trial, bin) keys are adjacent and counting is a run-length encoding
-added into the output. Memory beyond the output array stays at about 80 bytes per spike of
-one group (at most 2**20 spikes, 80 MB) whatever the number of spikes.
+The binning is vectorised (see ``_bin_into``); memory beyond the output array stays at about
+80 MB whatever the number of spikes.
 
 Bins are half-open, ``[t0 + j * bin_width, t0 + (j + 1) * bin_width)`` with the edges computed
 exactly that way, so a spike on an edge counts in the later bin, as with ``np.histogram``.
@@ -129,12 +126,9 @@ def from_spike_times(
     win = _windows(trial_starts, trial_duration, trial_ends, align_to, bw, partial_bins, site)
     units, ids = _units(spike_times, unit_ids, site)
     n_trials, n_time, n_units = len(win.t0), win.n_time, len(units)
-    if dtype is None:
-        dtype = np.float64 if rates else np.int32
-    dtype = np.dtype(dtype)
+    dtype = np.dtype((np.float64 if rates else np.int32) if dtype is None else dtype)
     # the per-trial inputs first: their mistakes surface before the binning work
     ids_arr = _stimulus_ids(stimulus_ids, n_trials, site)
-    valid = win.valid
     token_arr = None if tokens is None else _tokens(tokens, win, blank, pad_token, site)
     var_arrs = {} if variables is None else _variables(variables, win, site)
 
@@ -143,8 +137,7 @@ def from_spike_times(
     n_spikes = int(sum(len(t) for t in units))
     n_out = int(stats.outside.sum())
     if n_out:
-        _outside(n_out, n_spikes, stats.before, stats.after, stats.outside, ids, win, outside,
-                 site)
+        _outside(stats, n_spikes, ids, win, outside, site)
     if stats.overflow:
         raise RecordingError(f"a bin holds more spikes than dtype {dtype} holds", site=site,
                              field="dtype", fix="pass a wider dtype (the default is int32)")
@@ -165,7 +158,7 @@ def from_spike_times(
         **dict(attrs or {}),
     }
     ds = site_dataset(out, stimulus_ids=ids_arr, site=site, system_id=system_id, task=task,
-                      tokens=token_arr, valid=valid, variables=var_arrs, attrs=info)
+                      tokens=token_arr, valid=win.valid, variables=var_arrs, attrs=info)
     ds = ds.assign_coords(
         time=("time", np.arange(n_time) * bw,
               {"long_name": "bin start, seconds from the start of each trial's window"}),
@@ -494,9 +487,11 @@ def _check_unit(t: np.ndarray, uid: str, site: str) -> None:
             "start; shift them all by the same offset so none is negative")
 
 
-def _outside(n_out: int, n_spikes: int, before: int, after: int, per_unit: np.ndarray,
-             ids: list[str], win: _Windows, policy: str, site: str) -> None:
+def _outside(stats: _BinStats, n_spikes: int, ids: list[str], win: _Windows, policy: str,
+             site: str) -> None:
     """Refuse (or warn about) spikes outside every trial window, saying where they are."""
+    per_unit, before, after = stats.outside, stats.before, stats.after
+    n_out = int(per_unit.sum())
     worst = np.argsort(-per_unit, kind="stable")[:3]
     worst_text = ", ".join(f"'{ids[u]}' ({int(per_unit[u]):,})" for u in worst
                            if per_unit[u] > 0)

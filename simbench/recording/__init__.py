@@ -1,23 +1,14 @@
 """Recordings: one system's activity at named sites, as netCDF-4 through xarray.
 
-The package is split by concern; every name below is importable from ``simbench.recording``:
-
-- :mod:`~simbench.recording.schema`: the schema (:class:`Recording`, :func:`site_dataset`,
-  ``SCHEMA``, ``ACTIVITY``, ``RESERVED_COORDS``); read its docstring for the file layout.
-- :mod:`~simbench.recording.validate`: checks of a site naming its field (:func:`site_problems`,
-  :func:`validate_site`) and of its activity in the file, in bounded memory
-  (:func:`unwritten_problems`, :func:`scanned_problems`).
-- :mod:`~simbench.recording.io`: netCDF files (:func:`save_recording`, :func:`load_recording`,
-  :func:`open_recording`, :func:`load_or_open`, :func:`recording_problems`,
-  :func:`name_tokens`).
-- :mod:`~simbench.recording.lazy`: activity left in its file and read by rows
-  (:func:`is_lazy`, ``LAZY``).
-- :mod:`~simbench.recording.memory`: what a file declares against the memory simbench may use
-  (:func:`available_memory`, :func:`declared_variables`, :func:`check_declared_size`,
-  ``MEMORY_FRACTION``, ``MEMORY_ENV``, ``STRING_BYTES``).
-- :mod:`~simbench.recording.brainscore`: Brain-Score assemblies (:func:`from_brainscore`).
-- :mod:`~simbench.recording.tokens`: integer token codes, accepted with a warning by measures
-  that do not read tokens, refused with the conversion line by what reads them.
+Every name below is importable from ``simbench.recording``; the modules split it by concern:
+:mod:`~simbench.recording.schema` (the file layout, in its docstring),
+:mod:`~simbench.recording.validate` (site checks naming their field, and bounded-memory checks
+of the activity in a file), :mod:`~simbench.recording.io` (netCDF files),
+:mod:`~simbench.recording.lazy` (activity left in its file and read by rows),
+:mod:`~simbench.recording.memory` (what a file declares against the memory simbench may use),
+:mod:`~simbench.recording.brainscore` (Brain-Score assemblies) and
+:mod:`~simbench.recording.tokens` (integer token codes: accepted with a warning where tokens are
+not read, refused with the conversion line where they are).
 """
 
 from __future__ import annotations

@@ -19,10 +19,8 @@ The built-in tasks share one vocabulary, :data:`VOCAB` (and the ids ``PAD``, ``B
 GRU trained on Modulo and one trained on Multi-Object can be compared (and intervened across)
 token for token.
 
-Stimulus ids identify content: ``{task}-{hash}``, a 12-hex-digit BLAKE2b hash of the sequence's
-token strings (see :func:`content_id`), so the same tokens get the same id whatever ``n`` or seed
-drew them. The k-th repeat (k >= 2) of a sequence within one batch is ``{task}-{hash}-{k}``, in
-order of appearance, so ids stay unique and every stimulus is kept.
+Stimulus ids identify content (:func:`content_id`), so the same tokens get the same id whatever
+``n`` or seed drew them; a repeat within one batch gets ``-2``, ``-3``, ... (:func:`unique_ids`).
 
 Conventions used throughout (all arrays are batched, padded on the right with the task's pad
 id):
