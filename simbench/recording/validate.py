@@ -90,8 +90,7 @@ def non_finite(values: np.ndarray, valid: np.ndarray | None
             bad &= valid[lo:lo + step, ..., None]
         count = int(bad.sum())
         if count and first is None:
-            where = np.argwhere(bad)[0]
-            first = (int(where[0]) + lo, *(int(i) for i in where[1:]))
+            first = _index(bad, (slice(lo, None),))
         total += count
     return total, first
 

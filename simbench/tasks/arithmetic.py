@@ -202,19 +202,16 @@ class Arithmetic(Task):
             after = int(before[i, t + 1]) if t + 1 < len(row) and row[t + 1] != PAD else _DONE
             state = _AFTER_VAL if after == _DONE else after
             # the target's own later operations, as (op, a) pairs
-            future = []
-            j = t + 1
+            future = [(row[k], row[k + 1] - NUM0) for k in range(t + 1, len(row) - 1)
+                      if row[k] in (PLUS, MINUS) and before[i, k] == _OP]
             pend_op = pend_a = None
             if state == _ARG:
                 pend_op = row[t]
+                if t + 1 < len(row) and _is_num(row[t + 1]):
+                    pend_a = row[t + 1] - NUM0
             elif state in (_EQ, _RESULT):
                 k = t if state == _EQ else t - 1
                 pend_op, pend_a = row[k - 1], row[k] - NUM0
-            if state == _ARG and j < len(row) and _is_num(row[j]):
-                pend_a = row[j] - NUM0
-            for k in range(j, len(row) - 1):
-                if row[k] in (PLUS, MINUS) and before[i, k] == _OP:
-                    future.append((row[k], row[k + 1] - NUM0))
             if state in (_OP, _ARG, _EQ, _RESULT):
                 r = max(r, 1)
             out, mask = row[: t + 1], [False] * (t + 1)
