@@ -1,10 +1,7 @@
 """Reading and writing recordings as netCDF-4 files, one group per site.
 
-:func:`load_recording` reads a file whole after checking that its declared data fit in memory
-(see :mod:`simbench.recording.memory`). Recordings too large to load: :func:`open_recording`
-reads every coordinate but leaves the activity in the file, to be read a block of rows at a
-time (the correlative measures ``cka`` and ``rsa`` do so, see :mod:`simbench.pairing`);
-:func:`load_or_open` loads a file whole when it fits and opens it that way when it does not.
+:func:`load_recording` reads a file whole, :func:`open_recording` leaves the activity in the
+file to be read by rows (for files too large to load), :func:`load_or_open` picks between them;
 :func:`recording_problems` lists every problem of a file in bounded memory, and
 :func:`name_tokens` writes a copy whose integer token codes are replaced by names.
 """

@@ -10,10 +10,7 @@ Sequences are ``BOS, D x n, T, R x f(n), EOS``. Causal variables:
 
 Response positions (determined by the causal model): every token after ``T`` (the responses and
 ``EOS``). Intervenable positions: demo and response tokens (never padding, ``BOS``, ``EOS``, ``T``).
-
-The built-in counting tasks use the shared vocabulary; a subclass may declare its own (``vocab``,
-``pad_token``, ``bos_token``, ``eos_token``, ``trigger_token``, and demo/response tokens given
-as strings of that vocabulary or as ids).
+The built-in counting tasks use the shared vocabulary; a subclass may declare its own.
 """
 
 from __future__ import annotations
@@ -31,8 +28,8 @@ class CountingTask(Task):
     """A numeric-equivalence task: reproduce f(n) responses after seeing n demo tokens.
 
     Subclasses set ``demo_tokens``, ``response_token`` (ids, or token strings of ``vocab``) and
-    :meth:`f`; ``trigger_token`` names the trigger. The task needs ``bos_token`` and
-    ``eos_token``.
+    :meth:`f`; ``trigger_token`` names the trigger. With a vocabulary of its own the task needs
+    ``bos_token`` and ``eos_token`` in it too.
     """
 
     variables: ClassVar[tuple[str, ...]] = ("count", "phase")

@@ -64,9 +64,11 @@ def save_model(model: ZooModel, path: str | Path, meta: dict[str, Any]) -> dict[
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """The JSON sidecar of checkpoint ``path`` (``NAME.json`` next to ``NAME.safetensors``)."""
-    path = Path(path)
-    side = path.with_suffix(".json")
+    """The JSON sidecar of checkpoint ``path`` (``NAME.json`` next to ``NAME.safetensors``),
+    refused without a usable ``config``, or with a ``dtype`` simbench cannot check."""
+    from simbench.zoo.models import ModelConfig
+
+    side = Path(path).with_suffix(".json")
     if not side.exists():
         raise CheckpointError("checkpoint has no JSON sidecar", file=side,
                               fix="keep NAME.json next to NAME.safetensors (written by "
@@ -79,14 +81,6 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CheckpointError("sidecar is not a JSON object", file=side,
                               fix="the sidecar is an object with config, task and sha256")
-    return meta
-
-
-def check_sidecar(meta: dict[str, Any], path: Path) -> None:
-    """Refuse a sidecar without a usable ``config``, or with a ``dtype`` simbench cannot check."""
-    from simbench.zoo.models import ModelConfig
-
-    side = path.with_suffix(".json")
     keys = ", ".join(ModelConfig.__dataclass_fields__)
     config = meta.get("config")
     if not isinstance(config, dict):
@@ -103,6 +97,7 @@ def check_sidecar(meta: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"sidecar dtype {dtype!r} is not a float dtype simbench stores",
                               file=side, field="dtype",
                               fix=f"use one of {', '.join(SAFETENSORS_DTYPES)}")
+    return meta
 
 
 def verify_sha256(path: Path, meta: dict[str, Any], expected_sha256: str | None) -> str:
@@ -211,7 +206,6 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
             fix="convert it where you trust it with safetensors.torch.save_file(state_dict, "
             "'model.safetensors'), and write a JSON sidecar with its config")
     meta = read_sidecar(path)
-    check_sidecar(meta, path)
     verify_sha256(path, meta, expected_sha256)
     tensors = safetensors_header(path)
     check_dtype(path, meta, tensors)

@@ -132,19 +132,16 @@ def lm_model_dir(name: str, *, directory: str | Path | None = None) -> Path:
                               fix=f"shipped ones: {', '.join(sorted(models)) or '(none)'}; "
                               "see `simbench zoo list`")
     path = root / name
+    fix = f"restore it (git checkout recordings/lm_zoo) or `simbench zoo rebuild --only {name}`"
     for fname, want in models[name]["files"].items():
         file = path / fname
         if not file.is_file():
-            raise CheckpointError("file of a zoo language model is missing", file=file,
-                                  fix="restore it (git checkout recordings/lm_zoo) or "
-                                  f"`simbench zoo rebuild --only {name}`")
+            raise CheckpointError("file of a zoo language model is missing", file=file, fix=fix)
         got = sha256_file(file)
         if got != want:
-            raise CheckpointError(
-                f"sha256 mismatch: the manifest expects {want[:16]}..., the file is "
-                f"{got[:16]}...; it was changed or corrupted", file=file,
-                fix="restore it (git checkout recordings/lm_zoo) or "
-                f"`simbench zoo rebuild --only {name}`")
+            raise CheckpointError(f"sha256 mismatch: the manifest expects {want[:16]}..., the "
+                                  f"file is {got[:16]}...; it was changed or corrupted",
+                                  file=file, fix=fix)
     check_dtype(path / WEIGHTS, {"dtype": STORE_DTYPE}, safetensors_header(path / WEIGHTS))
     return path
 

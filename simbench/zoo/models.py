@@ -90,13 +90,10 @@ class ZooModel(nn.Module):
                  record: Sequence[str] = ()) -> dict[str, Patch]:
         """The edits as patches of ``tokens``' shape, after checking their sites and those of
         ``record``."""
-        for site in record:
+        for site in (*record, *(edits or {})):
             self._check_site(site)
-        out = {}
-        for site, edit in (edits or {}).items():
-            self._check_site(site)
-            out[site] = Patch(site, edit, tuple(tokens.shape), tokens.device)
-        return out
+        return {site: Patch(site, edit, tuple(tokens.shape), tokens.device)
+                for site, edit in (edits or {}).items()}
 
     def _check_site(self, site: str) -> None:
         if site not in self.sites:
