@@ -101,36 +101,32 @@ def from_nwb(
                              f"({type(exc).__name__}: {exc})", file=path,
                              fix="give an NWB 2 file written by pynwb/MatNWB (.nwb)") from None
     try:
-        data = _read(nwb, path, align_to, tokens, variables, stimulus_ids)
+        data, attrs = _read(nwb, path, align_to, tokens, variables, stimulus_ids)
     finally:
         io.close()
 
     if system_id is None:
-        system_id = data["subject_id"] or data["identifier"]
-    attrs = {"nwb_file": path.name, "nwb_identifier": data["identifier"],
-             "nwb_session_description": data["session_description"],
-             "nwb_subject_id": data["subject_id"], "align_to": align_to,
-             "trial_ids": data["trial_ids"].tolist()}
+        system_id = attrs["nwb_subject_id"] or attrs["nwb_identifier"]
     if trial_duration is not None:
         attrs["trial_duration_s"] = float(trial_duration)
+        data["trial_ends"] = None
+    if align_to == "start_time":
+        data["align_to"] = None
     try:
         return from_spike_times(
-            data["spikes"], data["start"], bin_width=bin_width, system_id=str(system_id),
-            trial_duration=trial_duration,
-            trial_ends=data["stop"] if trial_duration is None else None,
-            align_to=data["align"] if align_to != "start_time" else None,
-            tokens=data["tokens"], variables=data["variables"],
-            stimulus_ids=data["stimulus_ids"], site=site, task=task, rates=rates,
-            unit_ids=data["unit_ids"], outside=outside, partial_bins=partial_bins,
-            blank=blank, pad_token=pad_token, dtype=dtype, attrs=attrs)
+            **data, bin_width=bin_width, system_id=str(system_id),
+            trial_duration=trial_duration, site=site, task=task, rates=rates, outside=outside,
+            partial_bins=partial_bins, blank=blank, pad_token=pad_token, dtype=dtype,
+            attrs=attrs)
     except RecordingError as exc:  # the same error, now naming the NWB file
         raise RecordingError(exc.message, file=path, site=exc.site, field=exc.field,
                              fix=exc.fix) from None
 
 
 def _read(nwb: Any, path: Path, align_to: str, tokens: Any, variables: Any,
-          stimulus_ids: str | None) -> dict[str, Any]:
-    """Everything from_spike_times needs, read out of the open file as numpy arrays."""
+          stimulus_ids: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The arguments from_spike_times needs, read out of the open file as numpy arrays, and
+    the recording's provenance attributes."""
     units, trials = nwb.units, nwb.trials
     missing = [name for name, table in (("units", units), ("trials", trials)) if table is None]
     if missing:
@@ -197,12 +193,13 @@ def _read(nwb: Any, path: Path, align_to: str, tokens: Any, variables: Any,
         ids = [f"trial{int(i):05d}" for i in trial_ids]
     subject = getattr(nwb, "subject", None)
     return {
-        "spikes": spikes, "unit_ids": unit_ids, "start": start, "stop": stop, "align": align,
-        "tokens": token_arg, "variables": var_arg, "stimulus_ids": ids,
-        "trial_ids": trial_ids, "identifier": str(nwb.identifier),
-        "session_description": str(nwb.session_description),
-        "subject_id": None if subject is None or subject.subject_id is None
-        else str(subject.subject_id),
+        "spike_times": spikes, "unit_ids": unit_ids, "trial_starts": start, "trial_ends": stop,
+        "align_to": align, "tokens": token_arg, "variables": var_arg, "stimulus_ids": ids,
+    }, {
+        "nwb_file": path.name, "nwb_identifier": str(nwb.identifier),
+        "nwb_session_description": str(nwb.session_description),
+        "nwb_subject_id": None if subject is None or subject.subject_id is None
+        else str(subject.subject_id), "align_to": align_to, "trial_ids": trial_ids.tolist(),
     }
 
 
