@@ -146,14 +146,11 @@ class Continuation(Task):
     def sample(self, n: int, seed: int, **kwargs: Any) -> Any:
         return self._refuse("token-level stimulus sampler")
 
-    def causal_model(self, tokens: Any) -> dict[str, np.ndarray]:
+    def causal_model(self, tokens: Any) -> Any:
         return self._refuse("symbolic causal model")
 
-    def response_mask(self, tokens: Any) -> np.ndarray:
-        return self._refuse("symbolic causal model")
-
-    def intervenable_positions(self, tokens: Any) -> np.ndarray:
-        return self._refuse("symbolic causal model")
+    # both read the causal model the task lacks
+    response_mask = intervenable_positions = causal_model
 
     def counterfactual(self, *args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         return self._refuse("symbolic counterfactuals")
