@@ -57,12 +57,9 @@ def site_problems(ds: xr.Dataset, *, scan_values: bool = True) -> list[tuple[str
             problems.append(("stimulus_id", f"{int((counts > 1).sum())} duplicate stimulus ids, "
                              f"e.g. {dup}; every stimulus needs a unique id"))
     step_dims = tuple(d for d in act.dims if d != "unit")
-    for name in ds.coords:
-        coord = ds[name]
-        if name in ds.dims or name == "stimulus_id":
-            continue
-        if coord.dims != step_dims:
-            problems.append((str(name), f"coordinate has dims {coord.dims}, expected {step_dims}"))
+    problems += [(str(name), f"coordinate has dims {coord.dims}, expected {step_dims}")
+                 for name, coord in ds.coords.items()
+                 if name not in ds.dims and name != "stimulus_id" and coord.dims != step_dims]
     if "token" in ds.coords and ds["token"].dtype.kind not in "Uiu":
         # integer codes load with a TokenCodesWarning (see simbench.recording.tokens)
         problems.append(("token", f"'token' must hold the input tokens as strings (the task's "

@@ -132,8 +132,7 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    base = model_config.to_dict() if model_config is not None else {}
-    base = {k: v for k, v in base.items() if k not in ("vocab_size", "pad_id", "eos_id")}
+    base = model_config.to_dict() if model_config is not None else {}  # for_task sets the vocab
     mcfg = ModelConfig.for_task(task, **{**base, "arch": arch})
     model = build_model(mcfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -2,11 +2,9 @@
 simbench needs about them.
 
 An architecture is an :class:`Arch`: its model class (a :class:`~simbench.zoo.models.ZooModel`
-subclass),
-its id prefix and aliases, its training defaults, its sites from input to output (the validity
-check's layer order), its cost weight (how much longer a causal job on it runs than on a GRU:
-the harness starts long jobs first) and its exact re-parametrization (the planted-identity
-check). Adding one is a file that builds an ``Arch`` and calls :func:`register`; the built-in
+subclass), id prefix and aliases, training defaults, sites from input to output (the validity
+check's layer order), cost weight (how much longer a causal job on it runs than on a GRU: the
+harness starts long jobs first) and exact re-parametrization (the planted-identity check). Adding one is a file that builds an ``Arch`` and calls :func:`register`; the built-in
 ones (:data:`BUILTIN`: ``gru``, ``lstm``, ``transformer``) are imported on the first lookup, so
 importing this package does not import torch.
 """

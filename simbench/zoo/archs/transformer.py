@@ -164,26 +164,25 @@ def reparametrize(model: TransformerModel, gen: np.random.Generator, permute_inp
         qkv_rows = in_blocks(head_cols, 3)
         mu = permutation(gen, block.ff[0].out_features)
         for ln in (block.ln1, block.ln2):
-            take(ln.weight, rho, 0)
-            take(ln.bias, rho, 0)
-        take(block.qkv.weight, qkv_rows, 0)
-        take(block.qkv.weight, rho, 1)
-        take(block.qkv.bias, qkv_rows, 0)
-        take(block.proj.weight, rho, 0)
-        take(block.proj.weight, head_cols, 1)
-        take(block.proj.bias, rho, 0)
-        take(block.ff[0].weight, mu, 0)
-        take(block.ff[0].weight, rho, 1)
-        take(block.ff[0].bias, mu, 0)
-        take(block.ff[2].weight, rho, 0)
-        take(block.ff[2].weight, mu, 1)
-        take(block.ff[2].bias, rho, 0)
+            _take_layer(ln, rho)
+        _take_layer(block.qkv, qkv_rows, rho)
+        _take_layer(block.proj, rho, head_cols)
+        _take_layer(block.ff[0], mu, rho)
+        _take_layer(block.ff[2], rho, mu)
         units[f"heads.{i}"] = eta
         units[f"mlp.{i}"] = mu
-    take(model.ln_f.weight, rho, 0)
-    take(model.ln_f.bias, rho, 0)
+    _take_layer(model.ln_f, rho)
     take(model.readout.weight, rho, 1)
     return Reparametrized(model, dict.fromkeys(model.sites, rho), units)
+
+
+def _take_layer(layer: nn.Module, out: np.ndarray, inputs: np.ndarray | None = None) -> None:
+    """Permute a Linear's (or a LayerNorm's) outputs by ``out`` (weight rows and bias) and a
+    Linear's inputs by ``inputs`` (weight columns)."""
+    take(layer.weight, out, 0)
+    if inputs is not None:
+        take(layer.weight, inputs, 1)
+    take(layer.bias, out, 0)
 
 
 #: a causal job on a transformer runs a full parallel pass per patched batch instead of a
