@@ -164,9 +164,7 @@ def rebuild(*, directory: str | Path | None = None, only: list[str] | None = Non
     have = read_manifest(directory)["models"]
     for task, arch, seed in ZOO_SPEC:
         zid = zoo_id(task, arch, seed)
-        if only and zid not in only:
-            continue
-        if skip_existing and zid in have:
+        if (only and zid not in only) or (skip_existing and zid in have):
             continue
         entries.append(build_one(task, arch, seed, directory=directory, device=device,
                                  progress=progress, log=log))

@@ -49,9 +49,7 @@ def save_model(model: ZooModel, path: str | Path, meta: dict[str, Any]) -> dict[
 
     from simbench.zoo.models import n_params
 
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", getattr(torch, STORE_DTYPE)).contiguous()
                for k, v in model.state_dict().items()}

@@ -202,9 +202,9 @@ def train_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: LM
     """Train ``model`` in place by next-token prediction on ``cfg.n_sentences`` sentences.
 
     The sentences come from ``corpus(cfg.n_sentences, data_seed, cfg.register,
-    style=cfg.style)``; batches are
-    drawn with a ``torch.Generator`` seeded with ``order_seed``; AdamW with linear warm-up then
-    cosine decay. Returns the steps, the mean loss of the last tenth of the steps and the time.
+    style=cfg.style)``; batches are drawn with a ``torch.Generator`` seeded with ``order_seed``;
+    AdamW with linear warm-up then cosine decay. Returns the steps, the mean loss of the last
+    tenth of the steps and the time.
     """
     import torch
 

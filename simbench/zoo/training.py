@@ -120,10 +120,9 @@ def train(task: Task | str, arch: str, seed: int, device: str | torch.device = "
 
     The model's vocabulary size and special ids are the task's (:meth:`ModelConfig.for_task`;
     a given ``model_config`` keeps its other fields). Deterministic on the CPU for a given seed
-    (and thread count). Returns the model (eval mode,
-    on the CPU) and a metadata dict (task, arch, seed, accuracies, steps, seconds, configs,
-    ``stopped``: "target" or "step cap"). Writing a checkpoint is
-    :func:`simbench.zoo.checkpoint.save_model`.
+    (and thread count). Returns the model (eval mode, on the CPU) and a metadata dict (task,
+    arch, seed, accuracies, steps, seconds, configs, ``stopped``: "target" or "step cap").
+    Writing a checkpoint is :func:`simbench.zoo.checkpoint.save_model`.
     """
     task = task_by_name(task)
     arch = get_arch(arch).name  # "tf" -> "transformer"
