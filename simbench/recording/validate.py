@@ -73,21 +73,17 @@ def non_finite(values: np.ndarray, valid: np.ndarray | None
                ) -> tuple[int, tuple[int, ...] | None]:
     """How many entries are NaN/Inf where ``valid``, and the first one's index.
 
-    Checked a block of stimuli at a time, so the mask never costs more than a block.
+    Checked a block of 2**24 entries at a time, so the mask never costs more than a block.
     """
-    if values.ndim == 0 or values.shape[0] == 0:
-        return 0, None
-    per_stim = max(1, values[0].size)
-    step = max(1, (1 << 24) // per_stim)
     use_valid = valid is not None and valid.shape == values.shape[:-1]
     total, first = 0, None
-    for lo in range(0, values.shape[0], step):
-        bad = ~np.isfinite(values[lo:lo + step])
+    for idx in activity_blocks(values.shape, 1, 1 << 24):
+        bad = ~np.isfinite(values[idx])
         if use_valid:
-            bad &= valid[lo:lo + step, ..., None]
+            bad &= valid[idx][..., None]
         count = int(bad.sum())
         if count and first is None:
-            first = _index(bad, (slice(lo, None),))
+            first = _index(bad, idx)
         total += count
     return total, first
 
