@@ -1,9 +1,6 @@
 """Reading a recording's variables out of its netCDF file: coordinates into memory, the
-activity as a lazy array read a block of rows at a time.
-
-A site opened this way (:func:`simbench.recording.open_recording`) holds every coordinate in
-memory and ``activity`` as an xarray lazy variable backed by the file; the correlative measures
-``cka`` and ``rsa`` read it by rows (see :mod:`simbench.pairing`).
+activity as a lazy array read a block of rows at a time (see
+:func:`simbench.recording.open_recording`).
 """
 
 from __future__ import annotations

@@ -7,11 +7,8 @@ produce the *source's* continuation tokens (see :mod:`simbench.lm.engine`). The 
 prompts and the continuation length; the vocabulary is the models' tokenizer's, so the
 token-level methods of :class:`~simbench.tasks.base.Task` (``sample``, ``causal_model``,
 ``counterfactual``) are refused with a message that says where the behaviour comes from.
-
-Prompts come from a text file (one prompt per line, blank lines skipped), a list of strings, or
-a generator: a callable ``fn(n, seed) -> list[str]`` or any iterable of strings.
-
-Numpy only: importing this module never imports torch or transformers.
+Prompts come from :func:`collect_prompts`. Numpy only: importing this module never imports
+torch or transformers.
 """
 
 from __future__ import annotations

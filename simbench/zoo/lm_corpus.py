@@ -81,18 +81,14 @@ EVAL_PROMPT_N = 100
 HELD_OUT_EVERY = 6
 
 
-def _held_out(subject: int, person: int, place: int) -> bool:
-    """Whether a (subject, person, place) combination is reserved for evaluation prompts."""
-    return (subject + 2 * person + 3 * place) % HELD_OUT_EVERY == 0
-
-
 def _start(rng: np.random.Generator, held_out: bool) -> tuple[str, str, int]:
     """A neutral sentence start ending in "and", the person it names and its time index;
-    rejection-sampled so the (subject, person, place) combination is in the requested split."""
+    rejection-sampled so the (subject, person, place) combination is in the requested split
+    (every ``HELD_OUT_EVERY``-th combination is reserved for evaluation prompts)."""
     while True:
         t, v = int(rng.integers(len(TIMES))), int(rng.integers(len(MEETS)))
         s, p, pl = rng.integers(len(PEOPLE)), rng.integers(len(PEOPLE)), rng.integers(len(PLACES))
-        if s != p and _held_out(int(s), int(p), int(pl)) == held_out:
+        if s != p and ((int(s) + 2 * int(p) + 3 * int(pl)) % HELD_OUT_EVERY == 0) == held_out:
             break
     text = f"{TIMES[t]} {PEOPLE[s]} {MEETS[v]} {PEOPLE[p]} {PLACES[pl]} and"
     return text, PEOPLE[p], t
