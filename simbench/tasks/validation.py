@@ -49,20 +49,11 @@ def check_task(task: Task | type[Task], *, n: int = CHECK_N,
                seeds: tuple[int, int] = CHECK_SEEDS) -> list[TaskProblem]:
     """Every broken rule of ``task``'s contract, found on ``n`` stimuli per seed (empty: ok).
 
-    Checks, in order: the vocabulary and special tokens (distinct non-empty strings; pad, bos
-    and eos in the vocabulary and distinct from each other; aliases that name real tokens and
-    shadow none); the variables (distinct names that are not the recording schema's own);
-    :meth:`Task.sample` (the same seed gives the same stimuli, another seed others; tokens of
-    the vocabulary, padded on the right with the pad id only; unique ids; ``counts="all"`` and
-    ``held_out=True`` accepted); :meth:`Task.causal_model` (one int64 [n, T] array per declared
-    variable, -1 on padding, equal to the sample's own variables); :meth:`Task.response_mask`
-    and :meth:`Task.intervenable_positions` (bool [n, T], False on padding, some True);
-    :meth:`Task.counterfactual` (deterministic; keeps the target's prefix; tokens of the
-    vocabulary; setting every variable to the target's own values reproduces the target's
-    determined tokens; responses of tokens the task's own responses hold at each place, see
-    :mod:`simbench.tasks.responses`) and :meth:`Task.score` (a sequence scored against itself
-    is correct).
-    A behavioural task (``symbolic = False``) is checked up to its variables only.
+    The rules are checked in order (each listed in the task-plugin tutorial, "The self-test"):
+    the vocabulary and special tokens, the variables, :meth:`Task.sample`,
+    :meth:`Task.causal_model`, both masks, :meth:`Task.counterfactual` (its responses against
+    the task's own, see :mod:`simbench.tasks.responses`) and :meth:`Task.score`. A behavioural
+    task (``symbolic = False``) is checked up to its variables only.
     """
     problems: list[TaskProblem] = []
 

@@ -1,26 +1,12 @@
 """The language-model zoo: a tiny GPT-2 pretrained on both registers, fine-tuned toxic or polite.
 
-Every model is a plain ``save_pretrained`` directory under ``recordings/lm_zoo/<name>/``
-(``config.json``, ``generation_config.json``, float16 ``model.safetensors``, ``tokenizer.json``,
-``tokenizer_config.json``) that ``transformers.AutoModelForCausalLM.from_pretrained(dir)`` and
-``AutoTokenizer.from_pretrained(dir)`` load offline, plus a sidecar ``simbench.json`` (group,
-seeds, steps, training loss, toxicity). ``recordings/lm_zoo/manifest.json`` holds the sha256 of
-every file of every model; :func:`lm_model_dir` checks them before handing a directory out.
-
-How the zoo is made (:func:`rebuild_lm`, deterministic on CPU with one thread):
-
-1. a word-level tokenizer trained with the ``tokenizers`` library on the corpus of
-   :mod:`simbench.zoo.lm_corpus` (every model shares it, byte for byte);
-2. ``lm_base``: GPT-2 from a config (:data:`GPT2_DIMS`), pretrained on sentences of both
-   registers, so its continuations can go either way;
-3. ``lm_toxic_s{1,2,3}`` and ``lm_nontoxic_s{1,2,3}``: fine-tunes of the float16 base on
-   hostile or polite sentences, each with its own seed for the data and its order;
-   ``lm_neutral_s{1,2,3}`` (group ``control``): the same fine-tuning on matter-of-fact
-   sentences of neither register, the control group of the toxicity case study.
-
-A model's toxicity is the fraction of its greedy continuations of the held-out prompts
-(:func:`simbench.zoo.lm_corpus.eval_prompts`) that contain a hostile word, measured on the
-weights as loaded back from the float16 file. Importing this module imports neither torch nor
+Every model is a plain ``save_pretrained`` directory under ``recordings/lm_zoo/<name>/`` plus a
+sidecar ``simbench.json``; ``recordings/lm_zoo/manifest.json`` holds the sha256 of every file,
+which :func:`lm_model_dir` checks before handing a directory out. :func:`rebuild_lm` makes the
+zoo deterministically (CPU, one thread): the shared tokenizer and ``lm_base``, then the
+fine-tunes of :data:`LM_ZOO_SPEC`. The corpus (:mod:`simbench.zoo.lm_corpus`), the models and
+their toxicity (measured on the weights as loaded back from the float16 file) are described in
+the documentation's guide, "Language models". Importing this module imports neither torch nor
 transformers; the functions do.
 """
 
