@@ -1,21 +1,11 @@
 """Checkpoints: safetensors weights plus a JSON sidecar, verified by sha256 on every load.
 
-A checkpoint ``NAME.safetensors`` has a sidecar ``NAME.json`` holding the model config, task,
-architecture, seed, accuracy, parameter count, the dtype of the stored tensors and the sha256
-of the ``.safetensors`` file. Loading refuses, each with a :class:`CheckpointError` naming the
-file and the fix:
-
-- anything that is not safetensors (pickles, ``torch.save`` files), without ever unpickling it;
-- weights with no sha256 to check against (neither the sidecar nor a manifest gives one): an
-  unverified file is never loaded. The error shows the file's current sha256, so a user who
-  trusts the file adds it to the sidecar deliberately (no silent trust on first use);
-- weights whose sha256 differs from the sidecar's (or the manifest's);
-- a malformed safetensors header, a sidecar without ``config``, tensors whose dtype differs
-  from the sidecar's ``dtype``, weights that do not fit the config.
-
+A checkpoint ``NAME.safetensors`` has a sidecar ``NAME.json`` (config, task, dtype, sha256 and
+what training recorded; the documentation's guide lists the fields under "Checkpoints"). Loading
+never unpickles anything and never loads weights it cannot verify: without a sha256 the error
+shows the file's current one, so trusting a file is a deliberate edit (no trust on first use).
 Weights are stored as float16 to keep the zoo small; the recorded accuracy is measured on the
-weights as loaded back (float32 compute), so it is what a user gets. Importing this module does
-not import torch.
+weights as loaded back, so it is what a user gets. Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -185,9 +175,13 @@ def check_dtype(path: Path, meta: dict[str, Any], tensors: dict[str, Any]) -> No
 
 def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
                     device: str | torch.device = "cpu") -> tuple[ZooModel, dict[str, Any]]:
-    """Load a safetensors checkpoint after checking its format, sidecar, sha256 (the sidecar's
-    or ``expected_sha256``) and dtype; each refusal (see the module docstring) is a
-    :class:`CheckpointError`."""
+    """Load a safetensors checkpoint after checking its format, sidecar, sha256 and dtype.
+
+    Raises :class:`CheckpointError`, naming the file and the fix, for a missing file, anything
+    but safetensors (never unpickled), a sidecar without ``config``, weights with no sha256 to
+    verify against (neither the sidecar nor ``expected_sha256``) or a different one, a malformed
+    header, tensors whose dtype is not the sidecar's, or weights that do not fit the config.
+    """
     from safetensors.torch import load_file
 
     from simbench.zoo.models import ModelConfig, build_model
