@@ -54,9 +54,9 @@ def _is_num(tok: int) -> bool:
     return NUM0 <= tok <= NUM0 + MAX_VAL
 
 
-def _valid(c: int, op: int, a: int) -> bool:
-    v = c + a if op == PLUS else c - a
-    return 0 <= v <= MAX_VAL
+def _room(c: int, op: int) -> int:
+    """The largest operand ``op`` takes from ``c`` with the result in 0..20."""
+    return MAX_VAL - c if op == PLUS else c
 
 
 def _apply(c: int, op: int, a: int) -> int:
@@ -68,24 +68,21 @@ def _apply(c: int, op: int, a: int) -> int:
 
 def _fit(c: int, op: int, a: int) -> tuple[int, int]:
     """Keep a future (op, a) when it stays in range from c; else flip the op; else clamp a."""
-    if _valid(c, op, a):
+    if a <= _room(c, op):
         return op, a
     other = MINUS if op == PLUS else PLUS
-    if _valid(c, other, a):
+    if a <= _room(c, other):
         return other, a
-    room = {PLUS: MAX_VAL - c, MINUS: c}
-    best = max((PLUS, MINUS), key=lambda o: room[o])
-    return best, max(1, min(a, room[best]))
+    best = max((PLUS, MINUS), key=lambda o: _room(c, o))
+    return best, max(1, min(a, _room(c, best)))
 
 
 def _draw_op(c: int, rng: np.random.Generator) -> tuple[int, int]:
     """A uniformly random op whose operand a >= 1 can keep the result in 0..20."""
     op = PLUS if rng.random() < 0.5 else MINUS
-    room = MAX_VAL - c if op == PLUS else c
-    if room < 1:
+    if _room(c, op) < 1:
         op = MINUS if op == PLUS else PLUS
-        room = MAX_VAL - c if op == PLUS else c
-    return op, int(rng.integers(1, room + 1))
+    return op, int(rng.integers(1, _room(c, op) + 1))
 
 
 class Arithmetic(Task):
@@ -231,8 +228,8 @@ class Arithmetic(Task):
                 elif state == _ARG:
                     op = pend_op
                     a = pend_a if pend_a is not None else _draw_op(c, rng)[1]
-                    room = MAX_VAL - c if op == PLUS else c
-                    a = a if _valid(c, op, a) or room < 1 else max(1, min(a, room))
+                    room = _room(c, op)
+                    a = a if a <= room or room < 1 else max(1, min(a, room))
                     emit([NUM0 + a, EQUALS], False)
                 elif state == _EQ:
                     op, a = pend_op, pend_a
