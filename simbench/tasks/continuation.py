@@ -13,7 +13,6 @@ torch or transformers.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from simbench.errors import TaskError
-from simbench.tasks.base import Task, unique_ids
+from simbench.tasks.base import Task, content_id, unique_ids
 
 #: Variable name of the behavioural "variable": the whole continuation.
 CONTINUATION = "continuation"
@@ -36,7 +35,7 @@ def prompt_id(text: str) -> str:
     The id depends on the text only (not on a tokenizer), so two models' recordings of the same
     prompts pair stimulus by stimulus.
     """
-    return "prompt-" + hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+    return content_id("prompt", [text])
 
 
 def read_prompts(path: str | Path) -> list[str]:

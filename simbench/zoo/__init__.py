@@ -150,9 +150,7 @@ def build_one(task: str, arch: str, seed: int, *, directory: str | Path | None =
              "all_trial_acc": side["all_trial_acc"], "n_params": side["n_params"],
              "sites": list(loaded.sites), "train_seconds": side["train_seconds"],
              "steps": side["steps"], "built_with": build_env()}
-    manifest = read_manifest(directory)["models"]
-    manifest[zid] = entry
-    write_manifest(manifest, directory)
+    write_manifest({**read_manifest(directory)["models"], zid: entry}, directory)
     return entry
 
 

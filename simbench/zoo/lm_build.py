@@ -318,17 +318,16 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
 
     name = spec.name
     torch.manual_seed(spec.seed)
+    data_seed = CORPUS_SEED + FINETUNE_SEED_OFFSET * spec.seed  # the base's seed is 0
     if spec.group == "base":
         tokenizer = build_tokenizer()
         model = GPT2LMHeadModel(build_config(tokenizer))
-        data_seed = CORPUS_SEED
         base_sha = None
     else:
         base_dir = lm_model_dir(BASE_NAME, directory=root)
         tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32,
                                                      local_files_only=True)
-        data_seed = CORPUS_SEED + FINETUNE_SEED_OFFSET * spec.seed
         base_sha = sha256_file(base_dir / WEIGHTS)
     if log is not None:
         print(f"{name}: {cfg.steps} steps on {cfg.register} sentences", file=log, flush=True)
@@ -371,9 +370,7 @@ def _build(spec: LMSpec, cfg: LMTrainConfig, root: Path, log: Any) -> dict[str, 
              "n_params": n_params, "size": sum((out / f).stat().st_size for f in files),
              "train_seconds": trained["train_seconds"], "sha256": files[WEIGHTS],
              "files": files, "built_with": build_env()}
-    manifest = read_manifest(root)["models"]
-    manifest[name] = entry
-    write_manifest(manifest, root)
+    write_manifest({**read_manifest(root)["models"], name: entry}, root)
     return {"id": name, **entry}
 
 

@@ -1,24 +1,13 @@
 """What every zoo model shares: its config, the site and generation API, and the recurrent base.
 
 The architectures themselves (one-layer GRU, one-layer LSTM, 2-layer pre-LayerNorm RoPE
-transformer) live one file each in :mod:`simbench.zoo.archs`. Every model offers the same API, which the intervention engine builds on:
-
-- ``forward(tokens) -> logits [B, T, V]`` (teacher-forced);
-- ``run(tokens, *, edits=None, record=()) -> (logits, {site: Tensor [B, T, d]})``: a forward pass
-  that patches sites (with downstream recomputation) and returns the sites asked for *as they
-  were after patching*;
-- ``generate(tokens, start, max_new=None, *, response_mask=None, edits=None) -> tokens``: greedy
-  free-running generation;
-- ``sites`` (names) and ``site_dims`` (name -> width).
-
-Edits follow the protocol of :mod:`simbench.interventions.patch`. Generation stops a sequence
-after its end token and pads the rest; both ids default to the ones the model's config records
-(its task's ``eos`` and ``pad``, see :meth:`ModelConfig.for_task`) and can be passed per call.
-
-Recurrent models also expose the pieces of a fast path: ``embed(tokens)``,
-``recur(x, state) -> (site_seq, state)`` (one fused nn.GRU / nn.LSTM call over a chunk),
-``site_to_state(v)``, ``init_state(B)`` and ``head(site_seq)``, so an engine can cache a prefix
-state and run only the continuation.
+transformer) live one file each in :mod:`simbench.zoo.archs`. Every model is a
+``PatchableModel`` (``run`` with edits of :mod:`simbench.interventions.patch` and recorded
+sites, ``site_dims``) with greedy ``generate``; the recurrent ones are also
+``ContinuableModel``s, whose fast-path pieces let an engine cache a prefix state and run only
+the continuation (the protocols are in :mod:`simbench.systems.accessible`). Generation stops a
+sequence after its end token and pads the rest, with the ids the model's config records (its
+task's, see :meth:`ModelConfig.for_task`) unless a call passes others.
 """
 
 from __future__ import annotations
@@ -230,7 +219,7 @@ class RecurrentModel(ZooModel):
     # runs -----------------------------------------------------------------------------------
     def run(self, tokens: Tensor, *, edits: Mapping[str, Edit] | None = None,
             record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
-        """Teacher-forced pass with patches; see the module docstring for edit forms.
+        """Teacher-forced pass with patches; edit forms as in :mod:`simbench.interventions.patch`.
 
         A ``hidden`` patch at (b, t) replaces the cell's state after step t, so the recurrence
         continues from the patched state (for the LSTM both h and c). The sequence is split
