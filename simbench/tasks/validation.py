@@ -289,10 +289,9 @@ def _check_counterfactual(task: Task, stim: Stimuli, call: Call, fail: Fail) -> 
     same, same_mask = (np.asarray(a) for a in call("counterfactual", lambda: task.counterfactual(
         tokens, pos, variable=names, source_value=own)))
     width = min(same.shape[1], stim.tokens.shape[1])
-    target = stim.tokens[rows]
     for i, r in enumerate(rows):
         m = same_mask[i, :width]
-        if same_mask[i, width:].any() or not np.array_equal(same[i, :width][m], target[i, :width][m]):
+        if same_mask[i, width:].any() or not np.array_equal(same[i, :width][m], tokens[i, :width][m]):
             fail("counterfactual", f"setting every variable to the target's own values at "
                  f"position {int(pos[i])} does not reproduce the target's determined tokens "
                  f"(stimulus {stim.ids[r]})",
