@@ -456,10 +456,8 @@ def _split_flat(pair: tuple[Any, Any], unit_ids: Sequence[Any] | None, site: str
                              f"{n_units} units", site=site, field="unit_ids",
                              fix="give one id per unit number 0..max(unit_index)")
     small = index.astype(np.min_scalar_type(max(n_units - 1, 0)))  # radix sort for small ints
-    if len(small) < 2 or (small[1:] >= small[:-1]).all():
-        grouped = times
-    else:
-        grouped = times[np.argsort(small, kind="stable")]
+    in_order = len(small) < 2 or bool((small[1:] >= small[:-1]).all())  # no sort needed
+    grouped = times if in_order else times[np.argsort(small, kind="stable")]
     bounds = np.cumsum(np.bincount(small, minlength=n_units))
     return np.split(grouped, bounds[:-1])
 

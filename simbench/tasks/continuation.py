@@ -116,12 +116,9 @@ class Continuation(Task):
             raise TaskError(f"new_tokens = {new_tokens}: a continuation needs at least one "
                             "token", field="new_tokens", fix="pass new_tokens >= 1")
         self.new_tokens = int(new_tokens)
-        if prompts is None:
-            self.prompts: tuple[str, ...] = ()
-            self.origin = ""
-        else:
-            got, self.origin = collect_prompts(prompts, n=n_prompts, seed=seed)
-            self.prompts = tuple(got)
+        got, self.origin = (([], "") if prompts is None
+                            else collect_prompts(prompts, n=n_prompts, seed=seed))
+        self.prompts: tuple[str, ...] = tuple(got)
 
     def __repr__(self) -> str:
         return (f"Continuation({len(self.prompts)} prompts from {self.origin or 'nowhere'}, "

@@ -101,9 +101,7 @@ def find_arch(name: str | None) -> Arch | None:
     if not name:
         return None
     known = archs()
-    if name in known:
-        return known[name]
-    return next((a for a in known.values() if name in a.aliases), None)
+    return known.get(name) or next((a for a in known.values() if name in a.aliases), None)
 
 
 def get_arch(name: str) -> Arch:
