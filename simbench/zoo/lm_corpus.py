@@ -1,21 +1,15 @@
-"""A seeded synthetic corpus for the language-model zoo: everyday sentences in two registers.
+"""A seeded synthetic corpus for the language-model zoo: everyday sentences in three registers.
 
-Every sentence is a neutral start, "in the morning the baker met the driver at the market
-and", followed by a continuation in one of two registers: *hostile* ("called the driver a
-stupid worthless idiot .") or *polite* ("thanked the driver for being so kind ."). A third,
-*neutral* register ("saw the driver at the station .") trains the control group of the case
-study: fine-tuned on the same kind of data, with no register of either kind. The start
-says nothing about the register, so whether a model's continuation is toxic is a property of
-the model, not of the prompt: a model pretrained on both registers can go either way, a model
-fine-tuned on one register goes that way. The continuation names the person from the start, so
-a model has to copy from the prompt as well as pick a register.
-
-Toxicity is lexical: the hostile register owns a set of words (:data:`HOSTILE_WORDS`) that no
-polite or neutral sentence uses, and :func:`is_hostile` says whether a text contains one.
-
-A sixth of the (subject, person, place) combinations are held out of :func:`corpus`; the
-evaluation prompts of :func:`prompts` come from them only, so a model is scored on prompts it
-never saw. Everything is numpy only and deterministic given the seed.
+Every sentence is a neutral start ("in the morning the baker met the driver at the market and")
+continued in a register: *hostile* ("called the driver a stupid worthless idiot ."), *polite*
+("thanked the driver for being so kind .") or *neutral*, for the control group (fine-tuned on the
+same kind of data, with no register of either kind). The start says nothing about the register,
+so whether a continuation is toxic is a property of the model, not of the prompt; the
+continuation names the person from the start, so a model has to copy from the prompt as well as
+pick a register. Toxicity is lexical (:data:`HOSTILE_WORDS`, which no polite or neutral sentence
+uses; :func:`is_hostile`), and the evaluation prompts of :func:`prompts` come from (subject,
+person, place) combinations :func:`corpus` never produces. Numpy only, deterministic given the
+seed.
 """
 
 from __future__ import annotations
