@@ -197,9 +197,7 @@ def _bin_into(out: np.ndarray, units: list[np.ndarray], win: _Windows, rates: bo
     # bounds[u, c]: first spike of unit u at or after block c's first window start; the last
     # column is the first spike at or after the last window's end.
     edges = np.append(win.t0s[block_starts], win.t1s[-1])
-    bounds = np.empty((n_units, len(edges)), dtype=np.int64)
-    for u, t in enumerate(units):
-        bounds[u] = np.searchsorted(t, edges, side="left")
+    bounds = np.array([np.searchsorted(t, edges, side="left") for t in units], dtype=np.int64)
     lengths = np.array([len(t) for t in units], dtype=np.int64)
     stats.before = int(bounds[:, 0].sum())
     stats.after = int((lengths - bounds[:, -1]).sum())

@@ -108,14 +108,9 @@ class CountingTask(Task):
         self._check_grammar(arr)
         pad, bos_id, _, trigger = self._specials()
         n, width = arr.shape
-        items = self._items()
-        count = np.zeros(n, dtype=np.int64)
-        phase = np.zeros(n, dtype=np.int64)
-        out_c = np.full((n, width), UNDEFINED, dtype=np.int64)
-        out_p = np.full((n, width), UNDEFINED, dtype=np.int64)
-        item_of = np.zeros(len(self.vocab), dtype=bool)
-        item_of[items] = True
-        is_items = item_of[arr]  # one table lookup instead of an isin per position
+        count, phase = np.zeros((2, n), dtype=np.int64)
+        out_c, out_p = np.full((2, n, width), UNDEFINED, dtype=np.int64)
+        is_items = np.isin(arr, self._items())  # once, not per position
         for t in range(width):
             tok = arr[:, t]
             is_item = is_items[:, t]
