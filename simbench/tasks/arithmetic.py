@@ -104,8 +104,7 @@ class Arithmetic(Task):
         """Run the grammar: (tokens, variables, state-before-each-token [n, T])."""
         arr = self.check_tokens(tokens)
         n, width = arr.shape
-        cumu = np.full((n, width), UNDEFINED, dtype=np.int64)
-        rem = np.full((n, width), UNDEFINED, dtype=np.int64)
+        cumu, rem = np.full((2, n, width), UNDEFINED, dtype=np.int64)
         before = np.full((n, width), _DONE, dtype=np.int64)
         for i in range(n):
             state, c, r = None, UNDEFINED, UNDEFINED
