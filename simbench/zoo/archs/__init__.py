@@ -72,7 +72,6 @@ class Arch:
 
 
 _ARCHS: dict[str, Arch] = {}
-_loaded = False
 
 
 def register(arch: Arch) -> Arch:
@@ -87,12 +86,10 @@ def unregister(name: str) -> None:
 
 
 def archs() -> dict[str, Arch]:
-    """Every registered architecture by name (the built-in ones loaded first)."""
-    global _loaded
-    if not _loaded:
-        for name in BUILTIN:
-            importlib.import_module(f"{__name__}.{name}")
-        _loaded = True
+    """Every registered architecture by name (the built-in ones loaded first: an import that
+    already happened is a lookup)."""
+    for name in BUILTIN:
+        importlib.import_module(f"{__name__}.{name}")
     return dict(_ARCHS)
 
 
