@@ -187,10 +187,8 @@ def _read(nwb: Any, path: Path, align_to: str, tokens: Any, variables: Any,
         mapping = (dict(variables) if isinstance(variables, Mapping)
                    else {str(c): str(c) for c in variables})
         var_arg = {name: column(col, f"variable '{name}'") for name, col in mapping.items()}
-    ids = (None if stimulus_ids is None
+    ids = ([f"trial{int(i):05d}" for i in trial_ids] if stimulus_ids is None
            else [str(v) for v in column(stimulus_ids, "stimulus_ids")])
-    if ids is None:
-        ids = [f"trial{int(i):05d}" for i in trial_ids]
     subject = getattr(nwb, "subject", None)
     return {
         "spike_times": spikes, "unit_ids": unit_ids, "trial_starts": start, "trial_ends": stop,

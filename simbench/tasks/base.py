@@ -79,12 +79,11 @@ def content_id(task: str, tokens: Sequence[str]) -> str:
 
 def unique_ids(ids: Iterable[str]) -> np.ndarray:
     """``ids`` with the k-th repeat (k >= 2) of an id suffixed ``-k``, in order of appearance."""
-    seen: dict[str, int] = {}
+    seen: collections.Counter[str] = collections.Counter()
     out = []
     for i in ids:
-        k = seen.get(i, 0) + 1
-        seen[i] = k
-        out.append(i if k == 1 else f"{i}-{k}")
+        seen[i] += 1
+        out.append(i if seen[i] == 1 else f"{i}-{seen[i]}")
     return np.array(out, dtype=str)
 
 

@@ -209,9 +209,7 @@ def _check_causal_model(task: Task, stim: Stimuli, call: Call, fail: Fail) -> No
         fail("causal_model", f"returns undeclared variable(s) {extra}",
              "declare them in variables, or drop them")
     shape = stim.tokens.shape
-    for name in task.variables:
-        if name not in out:
-            continue
+    for name in [v for v in task.variables if v in out]:
         arr = np.asarray(out[name])
         if arr.shape != shape or not np.issubdtype(arr.dtype, np.integer):
             fail("causal_model", f"'{name}' is {arr.dtype} {arr.shape}; tokens are {shape}",

@@ -88,7 +88,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def verify_sha256(path: Path, meta: dict[str, Any], expected_sha256: str | None) -> str:
+def verify_sha256(path: Path, meta: dict[str, Any], expected_sha256: str | None) -> None:
     """Check the file's sha256 against the sidecar's and the manifest's; at least one needed."""
     digest = sha256_file(path)
     side_sha = meta.get("sha256")
@@ -111,7 +111,6 @@ def verify_sha256(path: Path, meta: dict[str, Any], expected_sha256: str | None)
                 f"{digest[:16]}...; the weights were changed or corrupted", file=path,
                 fix="restore the file (git checkout recordings/zoo) or rebuild it with "
                 "`simbench zoo rebuild`")
-    return digest
 
 
 def safetensors_header(path: str | Path) -> dict[str, Any]:
