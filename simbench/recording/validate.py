@@ -23,16 +23,14 @@ def site_problems(ds: xr.Dataset, *, scan_values: bool = True) -> list[tuple[str
     ``scan_values`` False skips the NaN/Inf scan of the activity (a site opened by
     :func:`open_recording` checks each block of rows as it is read instead).
     """
-    problems: list[tuple[str, str]] = []
     if ACTIVITY not in ds.data_vars:
         found = ", ".join(map(str, ds.data_vars)) or "none"
         return [(ACTIVITY, f"no data variable 'activity' (found: {found}); name the activity "
                  "array 'activity'")]
     act = ds[ACTIVITY]
-    for dim in ("stimulus", "unit"):
-        if dim not in act.dims:
-            problems.append((dim, f"'activity' has no '{dim}' dim (dims: {act.dims}); expected "
-                             "(stimulus, time, unit) or (stimulus, unit)"))
+    problems = [(dim, f"'activity' has no '{dim}' dim (dims: {act.dims}); expected (stimulus, "
+                 "time, unit) or (stimulus, unit)") for dim in ("stimulus", "unit")
+                if dim not in act.dims]
     extra = [d for d in act.dims if d not in ("stimulus", "time", "unit")]
     if extra:
         problems.append(("activity", f"unexpected dims {extra}; Brain-Score assemblies load "
@@ -103,11 +101,9 @@ def validate_site(ds: xr.Dataset, *, file: object = None, site: str | None = Non
 
 def _valid_rows(ds: xr.Dataset) -> np.ndarray | None:
     """``valid`` as [stimulus, steps] bool when the site has a usable one, else None."""
-    act = ds[ACTIVITY]
-    if "valid" not in ds.coords or ds["valid"].dtype != bool:
-        return None
-    valid = ds["valid"]
-    if valid.dims != tuple(d for d in act.dims if d != "unit"):
+    act, valid = ds[ACTIVITY], ds.coords.get("valid")
+    step_dims = tuple(d for d in act.dims if d != "unit")
+    if valid is None or valid.dtype != bool or valid.dims != step_dims:
         return None
     return np.asarray(valid.values).reshape(act.shape[0], -1)
 
