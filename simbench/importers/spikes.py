@@ -461,8 +461,6 @@ def _split_flat(pair: tuple[Any, Any], unit_ids: Sequence[Any] | None, site: str
 
 
 def _check_unit(t: np.ndarray, uid: str, site: str) -> None:
-    if not len(t):
-        return
     bad = ~np.isfinite(t)
     if bad.any():
         raise RecordingError(f"unit '{uid}' has {int(bad.sum())} NaN/Inf spike times",
@@ -475,7 +473,7 @@ def _check_unit(t: np.ndarray, uid: str, site: str) -> None:
             f"index {i + 1}: {t[i + 1]:.6g} s after {t[i]:.6g} s)", site=site,
             field="spike_times", fix="sort each unit's spike times (np.sort); if they come "
             "from several segments, put them on one session clock first")
-    if t[0] < 0:
+    if len(t) and t[0] < 0:
         neg = int(np.searchsorted(t, 0.0, side="left"))
         raise RecordingError(
             f"unit '{uid}' has {neg} negative spike times (earliest {t[0]:.6g} s)", site=site,

@@ -180,7 +180,8 @@ class RecurrentModel(ZooModel):
     """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``.
 
     A subclass builds ``self.rnn`` (a one-layer, batch-first torch recurrent module) and
-    ``self.readout``; cells with more than one state tensor override the fast-path pieces.
+    ``self.readout``; the fast-path pieces below suit a cell with one state tensor [1, B, d]
+    (nn.GRU, nn.RNN), and a cell with more (the LSTM's (h, c)) overrides them.
     """
 
     sites = ("embedding", "hidden")
@@ -196,8 +197,6 @@ class RecurrentModel(ZooModel):
         """Token ids [B, T] -> the vectors fed into the cell, [B, T, d_model] (site embedding)."""
         return self.embed_tokens(tokens)
 
-    # defaults for a cell with one state tensor [1, B, d] (``self.rnn``, e.g. nn.GRU or
-    # nn.RNN, and ``self.readout``); the LSTM overrides them for its (h, c)
     def init_state(self, batch: int, device: torch.device | None = None) -> Any:
         return torch.zeros(1, batch, self.rnn.hidden_size, device=device)
 
