@@ -153,7 +153,6 @@ class Arithmetic(Task):
         arr, variables, _ = self._parse(tokens)
         return (variables["cumu_val"] != UNDEFINED) & (arr != EOS) & (arr != PAD)
 
-    # ---- sampling -------------------------------------------------------------------------
     def sample(self, n: int, seed: int, *, counts: Iterable[int] | str | None = None,
                held_out: bool = False) -> Stimuli:
         rng = np.random.default_rng(seed)
@@ -171,7 +170,6 @@ class Arithmetic(Task):
         tokens = pad_sequences(seqs)
         return self._stimuli(tokens, v0s.astype(np.int64), np.full(n, 2, dtype=np.int64), seed)
 
-    # ---- counterfactuals ------------------------------------------------------------------
     def counterfactual(self, target_tokens: Any, target_pos: Any, source_tokens: Any = None,
                        source_pos: Any = None, variable: str | Sequence[str] = "cumu_val", *,
                        source_value: Any = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

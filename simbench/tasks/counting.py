@@ -82,7 +82,6 @@ class CountingTask(Task):
                 f"used by {self.name}", field="tokens",
                 fix=f"{self.name} uses: " + " ".join(self.vocab[int(t)] for t in allowed[1:]))
 
-    # ---- sampling -------------------------------------------------------------------------
     def sample(self, n: int, seed: int, *, counts: Iterable[int] | str | None = None,
                held_out: bool = False) -> Stimuli:
         pad, bos, eos, trigger = self._specials()
@@ -140,7 +139,6 @@ class CountingTask(Task):
         arr = self.check_tokens(tokens)
         return np.isin(arr, self._items())
 
-    # ---- counterfactuals ------------------------------------------------------------------
     def counterfactual(self, target_tokens: Any, target_pos: Any, source_tokens: Any = None,
                        source_pos: Any = None, variable: str | Sequence[str] = "count", *,
                        source_value: Any = None) -> tuple[np.ndarray, np.ndarray]:

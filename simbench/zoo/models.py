@@ -175,7 +175,6 @@ def _step(out: Tensor, t: int, pred: Tensor, gen: Tensor, done: Tensor, *, eos: 
     return done
 
 
-# ---- recurrent models -------------------------------------------------------------------------
 class RecurrentModel(ZooModel):
     """Embedding -> one recurrent layer -> linear read-out; sites ``embedding`` and ``hidden``.
 
