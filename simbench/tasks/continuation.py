@@ -149,10 +149,8 @@ class Continuation(Task):
         return self._refuse("symbolic counterfactuals")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "variables": list(self.variables),
-                "description": self.description, "held_out_counts": [],
-                "vocab_size": None, "vocab": [],
-                "special_tokens": {"pad": None, "bos": None, "eos": None},
+        return {**super().describe(), "held_out_counts": [], "vocab_size": None, "vocab": [],
+                "special_tokens": dict.fromkeys(("pad", "bos", "eos")),
                 "new_tokens": self.new_tokens, "n_prompts": len(self.prompts)}
 
 
