@@ -356,9 +356,8 @@ def format_problems(task_name: str, problems: list[TaskProblem]) -> str:
     if not problems:
         return f"task '{task_name}': ok (vocabulary, sampling, causal model, masks, " \
                "counterfactuals and scoring follow the contract)"
-    lines = [f"task '{task_name}': {len(problems)} problem(s)"]
-    lines += [f"- {p}" for p in problems]
-    return "\n".join(lines)
+    return "\n".join([f"task '{task_name}': {len(problems)} problem(s)",
+                      *(f"- {p}" for p in problems)])
 
 
 __all__ = ["RESERVED_VARIABLES", "TaskProblem", "check_task", "format_problems"]

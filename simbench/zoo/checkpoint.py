@@ -158,10 +158,8 @@ def safetensors_header(path: str | Path) -> dict[str, Any]:
 def check_dtype(path: Path, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
     """Refuse tensors stored in another dtype than the sidecar's ``dtype`` says."""
     want = meta.get("dtype")
-    if want is None:
-        return
-    code = SAFETENSORS_DTYPES[want]
-    wrong = {name: e["dtype"] for name, e in tensors.items() if e["dtype"] != code}
+    wrong = {} if want is None else {name: e["dtype"] for name, e in tensors.items()
+                                     if e["dtype"] != SAFETENSORS_DTYPES[want]}
     if wrong:
         name, got = next(iter(sorted(wrong.items())))
         found = {v: k for k, v in SAFETENSORS_DTYPES.items()}.get(got, got)
