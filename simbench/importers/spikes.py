@@ -648,8 +648,7 @@ def _integers(arr: np.ndarray, name: str, site: str) -> np.ndarray:
     if arr.dtype.kind in "biu":  # booleans and integers
         return arr.astype(np.int64)
     if arr.dtype.kind == "f":
-        nan = np.isnan(arr)
-        filled = np.where(nan, UNDEFINED, arr)
+        filled = np.where(np.isnan(arr), UNDEFINED, arr)
         frac = filled != np.round(filled)
         if frac.any():
             raise RecordingError(f"variable '{name}' has non-integer values, e.g. "
