@@ -113,7 +113,6 @@ class Arithmetic(Task):
                 if tok == PAD:  # (in a truncated sequence the rest stays undefined)
                     break
                 before[i, t] = -1 if state is None else state
-                ok = True
                 if state is None:
                     ok, state = tok == BOS, _N_OPS
                 elif state == _N_OPS:
@@ -121,8 +120,7 @@ class Arithmetic(Task):
                 elif state == _V0:
                     ok, c, state = _is_num(tok), tok - NUM0, _OP
                 elif state == _AFTER_VAL:
-                    ok = tok in (COMMA, EOS)
-                    state = _OP if tok == COMMA else _DONE
+                    ok, state = tok in (COMMA, EOS), _OP if tok == COMMA else _DONE
                 elif state == _OP:
                     ok, state = tok in (PLUS, MINUS), _ARG
                 elif state == _ARG:

@@ -196,8 +196,7 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
             "'model.safetensors'), and write a JSON sidecar with its config")
     meta = read_sidecar(path)
     verify_sha256(path, meta, expected_sha256)
-    tensors = safetensors_header(path)
-    check_dtype(path, meta, tensors)
+    check_dtype(path, meta, safetensors_header(path))
     try:
         cfg = ModelConfig(**meta["config"])
         model = build_model(cfg)

@@ -10,11 +10,9 @@ for the same reason greedy free-running trial accuracy equals "argmax is right a
 position" under teacher forcing, so the periodic check costs one forward pass. The final,
 recorded accuracy is measured with real free-running generation (:func:`evaluate`).
 
-Held-out trial accuracy: a trial counts only when every response token and EOS are right. It is
-measured on fresh sequences whose counts are the task's held-out counts (never seen in
-training) and, separately, on fresh sequences over all counts; a model is done when both reach
-``target``. The recorded ``accuracy`` is the held-out-count one on ``EVAL_SEED`` (the value the
-tests re-check).
+Held-out trial accuracy (see :meth:`Task.score`) is measured on fresh sequences of the task's
+held-out counts (never seen in training) and, separately, of all counts; a model is done when
+both reach ``target``. The recorded ``accuracy`` is the held-out one on ``EVAL_SEED``.
 """
 
 from __future__ import annotations
