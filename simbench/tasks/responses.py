@@ -35,13 +35,11 @@ class ResponseTable:
 
     def offending(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """bool [n, T]: determined tokens no response of the task holds at that place."""
-        tokens = np.asarray(tokens)
         mask = np.asarray(mask, dtype=bool)
-        off = places_from_end(mask)
         bad = np.zeros(mask.shape, dtype=bool)
         r, c = np.nonzero(mask)
-        o = off[r, c]
-        tok = tokens[r, c]
+        o = places_from_end(mask)[r, c]
+        tok = np.asarray(tokens)[r, c]
         k, v = self.allowed.shape
         ok = (o < k) & (tok >= 0) & (tok < v)
         ok[ok] = self.allowed[o[ok], tok[ok]]
@@ -59,11 +57,10 @@ def places_from_end(mask: np.ndarray) -> np.ndarray:
 def table_of(tokens: np.ndarray, mask: np.ndarray, vocab_size: int) -> ResponseTable:
     """The :class:`ResponseTable` of sequences ``tokens`` with determined positions ``mask``."""
     mask = np.asarray(mask, dtype=bool)
-    off = places_from_end(mask)
     most = int(mask.sum(1).max()) if mask.size else 0
     allowed = np.zeros((max(most, 1), vocab_size), dtype=bool)
     r, c = np.nonzero(mask)
-    allowed[off[r, c], np.asarray(tokens)[r, c]] = True
+    allowed[places_from_end(mask)[r, c], np.asarray(tokens)[r, c]] = True
     return ResponseTable(allowed, most)
 
 

@@ -7,6 +7,7 @@ import torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,9 @@ def build_env() -> dict[str, str]:
     env = {"cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
            "torch": torch.__version__, "numpy": numpy.__version__,
            "python": platform.python_version()}
-    try:
+    with contextlib.suppress(ImportError):  # the numeric zoo builds without it
         import transformers
-    except ImportError:
-        pass
-    else:
+
         env["transformers"] = transformers.__version__
     return env
 
