@@ -213,8 +213,7 @@ def _check_trials(start: np.ndarray, stop: np.ndarray, ids: np.ndarray, path: Pa
                              f"trial id {ids[i]}, {start[i]:.6g} s to {stop[i]:.6g} s)",
                              file=path, field="trials", fix="fix the trials' stop_time")
     order = np.argsort(start, kind="stable")
-    s, e = start[order], stop[order]
-    overlap = s[1:] < e[:-1]
+    overlap = start[order][1:] < stop[order][:-1]
     if overlap.any():
         j = int(np.argmax(overlap))
         a, b = order[j], order[j + 1]
