@@ -1,18 +1,9 @@
-"""What the correlative measures (CKA, RSA) share on the simbench side, written once.
+"""What the correlative measures share on the simbench side, written once: the pairing
+parameters and the paired activity, the memory budget of the block passes, the wording of "no
+interval", the estimators' errors as SimbenchErrors naming the site, and the ``Score``.
 
-- :data:`PAIRING_PARAMS`: the parameters every correlative measure takes to pair two systems.
-- :func:`paired_activity`: fetch both systems' activity at a site and pair it sample by sample
-  (a network paired with a recording is recorded on the recording's own stimuli).
-- :func:`no_interval_note`: the one wording of "no interval" (``ci=None`` and
-  ``attrs["ci_note"]`` saying why and which parameter to change).
-- :func:`interval_attrs`: ``ci_method`` and, with no interval, that note.
-- :func:`estimator_errors`, :func:`undefined_activity`: the estimators' input errors and an
-  undefined value as SimbenchErrors naming the site.
-- :func:`make_score`: turning a value, an interval and attrs into a ``Score``.
-
-The estimators themselves (``cka_estimators``, ``resampling``) know nothing of simbench. Only
-numpy and simbench's core are imported here (no torch, no rsatoolbox), so loading the plugins
-stays fast.
+The estimators themselves know nothing of simbench. Only numpy and simbench's core are imported
+here (no torch, no rsatoolbox), so loading the plugins stays fast.
 """
 
 from __future__ import annotations
@@ -124,12 +115,13 @@ def paired_activity(
         raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
     a, b = systems
     recorded = [_recording_with_tokens(s, site) for s in (a, b)]
+    on_different_tasks = _is_network(a) and _is_network(b) and a.task != b.task
     if _is_network(a) != _is_network(b) and any(r is not None for r in recorded):
         # a network (or a language model) is recorded on the recording's own sequences
         rec = next(r for r in recorded if r is not None)
         data = [s.record_like(rec, site) if hasattr(s, "record_like")
                 else s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
-    elif _both_networks_on_different_tasks(a, b):
+    elif on_different_tasks:
         # Networks trained on different tasks see the same inputs: the first system's stimuli
         # (a correlative measure compares responses to identical sequences).
         stim = a.task_def.sample(n_stimuli or 1000, seed, counts="all")
@@ -157,10 +149,6 @@ def _recording_with_tokens(system: Any, site: str) -> Any:
     if rec is None or _is_network(system) or site not in rec.sites:
         return None
     return rec if "token" in rec.sites[site].coords else None
-
-
-def _both_networks_on_different_tasks(a: Any, b: Any) -> bool:
-    return _is_network(a) and _is_network(b) and a.task != b.task
 
 
 def no_interval_note(*, n_boot: int, n_units: int, n_finite: int, boot: str = "n_boot",
