@@ -179,17 +179,13 @@ class PairedRowMeasure(CorrelativeMeasure):
             from simbench.calibration import permutation_null
 
             fast = self.null_statistic(x, y, params)
-            if fast is None:
-                def safe(a: np.ndarray, b: np.ndarray) -> float:
-                    return estimated(site, lambda: stat(a, b))
+            if fast is not None:  # the permuted "activity" is the row map itself
+                x = y = np.arange(len(x))[:, None]
 
-                xs, ys = x, y
-            else:  # the permuted "activity" is the row map itself
-                def safe(a: np.ndarray, b: np.ndarray) -> float:
-                    return estimated(site, lambda: fast(b[:, 0]))
+            def safe(a: np.ndarray, b: np.ndarray) -> float:
+                return estimated(site, lambda: stat(a, b) if fast is None else fast(b[:, 0]))
 
-                xs = ys = np.arange(len(x))[:, None]
-            null = permutation_null(safe, xs, ys, stimulus=stim, time=time,
+            null = permutation_null(safe, x, y, stimulus=stim, time=time,
                                     n_perm=params["null"], seed=seed, observed=value,
                                     alternative="greater" if self.higher_is_better else "less")
             score = with_null(score, null)

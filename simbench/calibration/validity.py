@@ -24,15 +24,10 @@ The other three are not orderings of stored scores (sites of one network against
 a statistic over many pairs, synthetic data), so this module computes them: separability from
 the stored scores, layer order and bias by running the measure (``simbench.score``).
 
-A check is *not run* for a measure, never passed or failed, when nothing could be evaluated,
-with the reason: no pair of the kind was scored (yet), the jobs failed, the measure compares one
-site in both systems (layer order needs a correlative measure fed two sites), the measure is not
-correlative (bias draws independent activity, not networks), or there are too few pairs.
-
-Every registered measure has a row: one the spec does not run is *not run* for every check,
-and one no check can apply to (one-system measures such as DAS, measures that need repeated
-measurements such as crossnobis) is *not applicable*, each with its reason from
-:mod:`simbench.calibration.applicability`.
+A check that could evaluate nothing is *not run*, never passed or failed, with the reason (no
+pair of the kind scored yet, failed jobs, a measure that is not correlative, too few pairs).
+Every registered measure has a row: one the spec does not run is *not run*, and one no check can
+apply to is *not applicable* (:mod:`simbench.calibration.applicability` says why).
 """
 
 from __future__ import annotations
@@ -40,7 +35,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,10 +142,7 @@ def validity_board(
     for f in board.failures:
         errors[f["job"].split(" ", 1)[0]].append(f"{f['job']}: {f['error']}")
     found = match_rows(jobs, store.rows(), board.meta)
-    missing: dict[str, int] = defaultdict(int)
-    for j in jobs:
-        if j.key not in found:
-            missing[j.variant] += 1
+    missing = Counter(j.variant for j in jobs if j.key not in found)
     # why a check may have had nothing to evaluate: jobs not run yet, jobs that failed
     failed: dict[str, list[str]] = defaultdict(list)
     for v in variants:
@@ -184,29 +176,23 @@ def validity_board(
         results[(v, "small-n bias")] = CheckResult(
             v, "small-n bias", NOT_RUN, f"'{measures[v]}' is a {family} measure: it needs "
             "networks to intervene on, not independent activity")
+    nets = _layer_networks(spec) if layer_order else []
+    for v in correlative:
+        results[(v, "layer order")] = (
+            _layer_check(v, measures[v], params[v], nets, board.meta[measures[v]], layer_n, seed)
+            if layer_order else
+            CheckResult(v, "layer order", NOT_RUN, "switched off (--no-layer-order)"))
     table = None
-    if layer_order:
-        nets = _layer_networks(spec)
-        for v in correlative:
-            results[(v, "layer order")] = _layer_check(v, measures[v], params[v], nets,
-                                                       board.meta[measures[v]], layer_n, seed)
-    else:
-        for v in correlative:
-            results[(v, "layer order")] = CheckResult(v, "layer order", NOT_RUN,
-                                                      "switched off (--no-layer-order)")
     if bias and correlative:
         from simbench.calibration.estimators import measure_estimator
 
         estimators = {v: measure_estimator(measures[v], **_estimate_params(params[v]))
                       for v in correlative}
         table = small_n_bias(estimators, ns=bias_ns, draws=bias_draws, seed=seed)
-        for v in correlative:
-            results[(v, "small-n bias")] = _bias_check(v, table,
-                                                       independent_value(measures[v]))
-    else:
-        for v in correlative:
-            results[(v, "small-n bias")] = CheckResult(v, "small-n bias", NOT_RUN,
-                                                       "switched off (--no-bias)")
+    for v in correlative:
+        results[(v, "small-n bias")] = (
+            _bias_check(v, table, independent_value(measures[v])) if table is not None else
+            CheckResult(v, "small-n bias", NOT_RUN, "switched off (--no-bias)"))
     notes = list(board.notes)
     if board.done < board.total:
         notes.append(f"{board.total - board.done - board.failed} of {board.total} jobs are not "
