@@ -29,7 +29,7 @@ from simbench.estimators.correlative import (
     paired_activity,
     undefined_activity,
 )
-from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments
+from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments, moments
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng, subsample_rows
 from simbench.measure import Param
 
@@ -92,11 +92,14 @@ class PairedRowMeasure(CorrelativeMeasure):
     #: extra bytes per pair of rows (n^2 work arrays) the statistic holds, for the memory check
     square_bytes: int = 0
 
-    def statistic(self, params: dict[str, Any], seed: int,
-                  stimulus: np.ndarray) -> Statistic:  # pragma: no cover
+    def statistic(self, params: dict[str, Any], seed: int, stimulus: np.ndarray) -> Statistic:
         """The function (x, y) -> value this measure computes with ``params`` on rows whose
-        stimuli are ``stimulus`` (the rows of the estimate; a null re-pairs y only)."""
-        raise NotImplementedError
+        stimuli are ``stimulus`` (the rows of the estimate; a null re-pairs y only); by
+        default :meth:`moment_statistic` of the rows' second moments."""
+        of = self.moment_statistic(params)
+        if of is None:  # pragma: no cover
+            raise NotImplementedError
+        return lambda x, y: of(moments(x, y))
 
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Measure-specific ``attrs`` of the Score (its settings)."""
