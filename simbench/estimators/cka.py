@@ -11,8 +11,8 @@ that pushes biased CKA towards 1 when units outnumber samples.
 samples' pairwise distance matrices, and align those matrices as kernels.
 
 How it is computed (one engine for both forms and for the bootstrap): every estimator is a
-function of a few sums over samples (:class:`Ingredients`, turned into HSIC by :func:`hsic`). With per-sample weights (1 for the
-estimate, bootstrap counts for a replicate) these sums are
+function of a few sums over samples (:class:`Ingredients`, turned into HSIC by :func:`hsic`).
+With per-sample weights (1 for the estimate, bootstrap counts for a replicate) these sums are
 
 - feature form, linear and cosine kernels, O(n d^2): weighted sums of X^T X, Y^T Y, X^T Y,
   column sums and (debiased) row-norm moments, kept per bootstrap unit so that a replicate is
@@ -892,15 +892,6 @@ def _source_chunk_rows(a: Any) -> int | None:
     return int(rows[0]) if rows and all(r == rows[0] for r in rows[:-1]) else None
 
 
-def _aligned(rows: int, *chunk_rows: int | None) -> int:
-    """``rows`` rounded down to a multiple of the sources' chunk rows (when one is known and
-    fits), so a block never reads a chunk it uses only part of (a reader holds whole chunks)."""
-    for c in chunk_rows:
-        if c and rows >= c:
-            rows = rows // c * c
-    return rows
-
-
 def chunk_rows_for(dx: int, dy: int, memory_mb: float, *, debiased: bool = False,
                    itemsize: int = 8) -> int:
     """The largest block of rows :func:`chunked_cka` can read within ``memory_mb`` MiB.
@@ -966,7 +957,12 @@ def chunked_cka(
     itemsize = torch.empty((), dtype=cdtype).element_size()
     fits = chunk_rows_for(dx, dy, memory_mb, debiased=debiased, itemsize=itemsize)
     if chunk_rows is None:
-        chunk_rows = _aligned(min(fits, n), _source_chunk_rows(x), _source_chunk_rows(y))
+        chunk_rows = min(fits, n)
+        # a multiple of the sources' chunk rows, where known and it fits: a block never reads a
+        # chunk it uses only part of (a reader holds whole chunks)
+        for c in (_source_chunk_rows(x), _source_chunk_rows(y)):
+            if c and chunk_rows >= c:
+                chunk_rows = chunk_rows // c * c
     elif chunk_rows > fits:
         raise EstimatorError(
             f"chunk_rows = {chunk_rows} needs "
