@@ -130,11 +130,9 @@ def measure_costs(spec: Any, store: Any | None = None, *, measure: bool = True,
                   workers: int = 2) -> list[MeasureCost]:
     """The cost of every measure variant of ``spec`` (see the module docstring).
 
-    ``store`` gives the stored runtimes (None: none); ``measure`` runs one job per variant in
-    a fresh process (the first of ``category``, else the variant's first), ``workers`` of them
-    at a time (CPU seconds and memory are each process's own; wall seconds include waiting for
-    a shared core when ``workers`` exceeds the idle ones); ``variants`` restricts both to
-    those labels.
+    ``store`` gives the stored runtimes (None: none); ``measure`` runs one job per variant (the
+    first of ``category``, else the variant's first), ``workers`` processes at a time (wall
+    seconds then include waiting for a shared core); ``variants`` restricts both to those labels.
     """
     runtimes = stored_runtimes(spec, store) if store is not None else {}
     jobs = {v: j for v, j in _pick_jobs(spec, category).items()
