@@ -314,8 +314,13 @@ class RSA(CorrelativeMeasure):
         budget = memory_budget(rdm_memory_bytes(k) + (8 * k * (dx + dy) if pair.lazy else 0),
                                params["memory_mb"])
         block_rows = self._block_rows(site, k, dx, dy, params, budget) if budget.over else None
-        if params["null"] > 0:
-            pair = self._in_memory(pair, params, site)
+        if params["null"] > 0:  # the null re-pairs whole arrays: the pair loaded, when it fits
+            held = memory_budget(pair.lazy_nbytes, params["memory_mb"])
+            if held.over:
+                raise ParameterError(f"rsa: the permutation null needs the paired activity in "
+                                     f"memory, and {held.reason('it')}", field="null", site=site,
+                                     fix="drop --null, or score a subset of the stimuli")
+            pair = pair.loaded()
         result = rsa(pair.x, pair.y, rdm_method=params["rdm_method"],
                      compare_method=params["compare_method"], n_vectors=params["n_vectors"],
                      n_draws=params["n_draws"], seed=seed, block_rows=block_rows,
@@ -356,7 +361,6 @@ class RSA(CorrelativeMeasure):
             score = with_null(score, null)
         return score
 
-
     def _block_rows(self, site: str, k: int, dx: int, dy: int, params: dict[str, Any],
                     budget: Budget) -> int:
         """Rows per block of :func:`blocked_rsa` within the budget, or a ParameterError saying
@@ -386,15 +390,6 @@ class RSA(CorrelativeMeasure):
                 fix=f"pass --memory-mb {math.ceil(need)} or more (blocks of 64 rows), or a "
                 "smaller --n-vectors")
         return int(min(rows, k))
-
-    def _in_memory(self, pair: Any, params: dict[str, Any], site: str) -> Any:
-        """The pair loaded for the null (which re-pairs whole arrays), when it fits."""
-        budget = memory_budget(pair.lazy_nbytes, params["memory_mb"])
-        if budget.over:
-            raise ParameterError(f"rsa: the permutation null needs the paired activity in "
-                                 f"memory, and {budget.reason('it')}", field="null", site=site,
-                                 fix="drop --null, or score a subset of the stimuli")
-        return pair.loaded()
 
 
 @hookimpl

@@ -985,10 +985,7 @@ def chunked_cka(
                       disable=not progress_shown())
         for i in it:
             j = min(i + chunk_rows, n)
-            with warnings.catch_warnings():  # read-only views: nothing here writes into them
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                bx = torch.as_tensor(np.asarray(x[i:j]), device=dev)
-                by = torch.as_tensor(np.asarray(y[i:j]), device=dev)
+            bx, by = _as_tensor(x[i:j], device, cdtype), _as_tensor(y[i:j], device, cdtype)
             yield bx, by
             del bx, by  # not held while the next block is read (nor by the caller: see below)
 
