@@ -182,11 +182,9 @@ class StimulusPermutations:
             key = (c,) if time is None else tuple(step[order[lo:lo + c]].tolist())
             keys.setdefault(key, []).append(s)
         #: per stratum: a [stimuli, rows per stimulus] array of row indices
-        self.strata: list[np.ndarray] = []
-        for members in keys.values():
-            lengths = counts[members]
-            idx = starts[members][:, None] + np.arange(int(lengths[0]))[None, :]
-            self.strata.append(order[idx])
+        self.strata: list[np.ndarray] = [
+            order[starts[m][:, None] + np.arange(int(counts[m[0]]))[None, :]]
+            for m in keys.values()]
         self.n_stimuli = len(counts)
 
     @property
