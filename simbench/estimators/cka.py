@@ -221,13 +221,8 @@ def distance_cka(
     device: str = "cpu",
     boot_memory_mb: float = BOOT_MEMORY_MB,
 ) -> CKAResult:
-    """The paper code's CKA: alignment of the distance matrices of z-scored ``x`` and ``y``.
-
-    Every unit is z-scored over the samples (constant units are dropped), each system's [n, n]
-    matrix of pairwise distances between samples is taken as a kernel, and the two are aligned
-    like CKA. The z-scoring uses the full sample's means and deviations; bootstrap replicates
-    reuse them.
-    """
+    """The paper code's CKA (see the module): the distance matrices of z-scored ``x`` and ``y``
+    aligned as kernels. Bootstrap replicates reuse the full sample's z-scoring."""
     if metric not in ("euclidean", "sqeuclidean"):
         raise EstimatorError(f"metric must be euclidean or sqeuclidean, got {metric!r}",
                              field="metric")
@@ -435,14 +430,10 @@ def _column_mean(t: torch.Tensor, buf: torch.Tensor, cosine: bool, size: int) ->
 
 def _unit_moments(tx: torch.Tensor, ty: torch.Tensor, units: Sequence[_Rows], debiased: bool,
                   *, cdtype: torch.dtype, cosine: bool) -> dict[str, torch.Tensor]:
-    """Per bootstrap unit, the float64 sums the estimator needs.
-
-    Rows are converted to the compute dtype, normalised (cosine) and centred a block at a time
-    into one reused buffer per system (no whole copy of the data): HSIC is translation
-    invariant, and centred data keep the mean corrections (and their cancellation) small, which
-    matters in float32. The corrections use the exact column sums of the centred rows, so the
-    mean itself need not be exact. Each block's products are added into float64 accumulators.
-    """
+    """Per bootstrap unit, the float64 sums the estimator needs, from rows prepared a block at a
+    time in one reused buffer per system. Centring keeps the mean corrections (and their
+    cancellation) small, which matters in float32; the corrections use the exact column sums of
+    the centred rows, so the mean itself need not be exact."""
     import torch
 
     f64, dev = torch.float64, tx.device
@@ -929,13 +920,10 @@ def chunked_cka(
     """Linear (or cosine) CKA of row-aligned ``x`` [n, dx] and ``y`` [n, dy] that are never held
     whole: rows are read ``chunk_rows`` at a time (default: as many as ``memory_mb`` allows).
 
-    ``x`` and ``y`` are anything sliced by rows into arrays: a numpy array or memmap, an
-    ``xarray.DataArray`` opened from a netCDF file (lazy or dask-backed: a slice reads only
-    those rows), an h5py or netCDF4 variable. Two passes: column means, then float64 sums of
-    X'X, Y'Y, X'Y (and the debiased estimator's row-norm moments) over centred blocks; the
-    estimate is the same function of those sums as :func:`cka`'s feature form, so the two agree
-    to rounding. No bootstrap interval (it would need per-unit sums; use :func:`cka` on a
-    subsample for one). ``progress`` shows a tqdm bar over the blocks of both passes.
+    ``x`` and ``y`` are anything sliced by rows into arrays (numpy memmap, lazy or dask-backed
+    ``xarray.DataArray``, h5py or netCDF4 variable). Two passes: column means, then the float64
+    sums of :func:`cka`'s feature form over centred blocks, so the two agree to rounding. No
+    bootstrap interval (it would need per-unit sums). ``progress`` shows a tqdm bar over blocks.
     """
     import torch
 

@@ -97,19 +97,15 @@ def paired_activity(
 ) -> Paired:
     """Both systems' activity at ``site``, row-aligned on (stimulus id, time step).
 
-    ``n_stimuli`` and ``seed`` tell a network (TorchSystem) how many stimuli to record and which;
-    both systems get the same values, so their stimuli match. A network paired with a recording
-    whose site has a ``token`` coordinate is recorded on that recording's own token sequences
-    (decoded through the network's task vocabulary, or a language model's tokenizer; its
-    stimulus ids are kept), so the pair
-    shares every stimulus whatever ``n`` the recording was made with. Recordings ignore
-    ``n_stimuli`` and ``seed``. ``dtype`` None keeps float activity as stored (the estimators
-    convert a block at a time), so aligned recordings are paired without a copy.
+    ``n_stimuli`` and ``seed`` tell a network how many stimuli to record and which (recordings
+    ignore them); both systems get the same values, so their stimuli match. A network paired
+    with a recording whose site has a ``token`` coordinate is recorded on that recording's own
+    token sequences (stimulus ids kept), so the pair shares every stimulus. ``dtype`` None keeps
+    float activity as stored, so aligned recordings are paired without a copy.
 
-    A recording too large to load (opened by :func:`simbench.recording.open_recording`) stays
-    in its file: with ``lazy`` True its side is a :class:`~simbench.pairing.LazyRows` read a
-    block of rows at a time (see :func:`lazy_budget`); with ``lazy`` False it is read whole
-    when it fits and refused when it does not. Networks are recorded in memory (they are small).
+    A recording too large to load stays in its file: with ``lazy`` True its side is a
+    :class:`~simbench.pairing.LazyRows` read a block of rows at a time; with ``lazy`` False it
+    is read whole when it fits and refused when it does not.
     """
     if dtype is not None and dtype not in DTYPES:
         raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
