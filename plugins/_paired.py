@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 
 
-def boot_param(default: int = 200) -> Param:
-    """The ``n_boot`` parameter."""
-    return Param("n_boot", default, "bootstrap replicates over stimuli for the 95% interval "
+def boot_param(default: int = 200, over: str = "stimuli") -> Param:
+    """The ``n_boot`` parameter (replicates resample ``over``)."""
+    return Param("n_boot", default, f"bootstrap replicates over {over} for the 95% interval "
                  "(0 = none)", low=0)
 
 
