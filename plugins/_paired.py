@@ -59,12 +59,6 @@ def common_params(n_boot: int = 200) -> tuple[Param, ...]:
                        "the measure)"))
 
 
-def stimulus_rows(stimulus: np.ndarray) -> list[np.ndarray]:
-    """The rows of each stimulus (stimuli numbered 0..s-1)."""
-    order = np.argsort(stimulus, kind="stable")
-    return np.split(order, np.searchsorted(stimulus[order], np.arange(1, int(stimulus.max()) + 1)))
-
-
 def bootstrap_draws(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     """The stimuli (numbered 0..s-1 in sorted order of ``stimulus``) drawn with replacement
     in each of ``n_boot`` bootstrap replicates."""
@@ -75,7 +69,9 @@ def bootstrap_draws(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.nda
 
 def bootstrap_rows(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``n_boot`` bootstrap replicates, whole stimuli drawn with replacement."""
-    rows = stimulus_rows(np.unique(stimulus, return_inverse=True)[1].ravel())
+    stim = np.unique(stimulus, return_inverse=True)[1].ravel()
+    order = np.argsort(stim, kind="stable")  # the rows of each stimulus, in order
+    rows = np.split(order, np.searchsorted(stim[order], np.arange(1, int(stim.max()) + 1)))
     return [np.concatenate([rows[i] for i in drawn])
             for drawn in bootstrap_draws(stimulus, n_boot, seed)]
 
@@ -196,4 +192,4 @@ class PairedRowMeasure(CorrelativeMeasure):
 
 
 __all__ = ["PairedRowMeasure", "Statistic", "boot_param", "bootstrap_draws", "bootstrap_rows",
-           "common_params", "estimated", "max_samples_param", "stimulus_rows"]
+           "common_params", "estimated", "max_samples_param"]

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simbench.calibration.bias import BIAS_NS, BiasTable, small_n_bias
+from simbench.calibration.bias import BiasTable, small_n_bias
 from simbench.calibration.separation import Separability, format_separability, separability
 
 #: the checks, in board order
@@ -114,7 +114,6 @@ def validity_board(
     bias: bool = True,
     layer_n: int = 300,
     bias_draws: int = 10,
-    bias_ns: Sequence[int] = BIAS_NS,
     n_boot: int = 1000,
     seed: int = 0,
     every_measure: bool = True,
@@ -188,7 +187,7 @@ def validity_board(
 
         estimators = {v: measure_estimator(measures[v], **_estimate_params(params[v]))
                       for v in correlative}
-        table = small_n_bias(estimators, ns=bias_ns, draws=bias_draws, seed=seed)
+        table = small_n_bias(estimators, draws=bias_draws, seed=seed)
     for v in correlative:
         results[(v, "small-n bias")] = (
             _bias_check(v, table, independent_value(measures[v])) if table is not None else

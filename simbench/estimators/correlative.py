@@ -13,9 +13,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from simbench.errors import ParameterError, SimbenchError
+from simbench.errors import SimbenchError
 from simbench.estimators.cka import EstimatorError
 from simbench.measure import Measure, Param
 from simbench.pairing import Paired, pair_sites
@@ -92,7 +90,6 @@ def paired_activity(
     n_stimuli: int | None,
     seed: int,
     intersect: bool,
-    dtype: str | None = None,
     lazy: bool = False,
 ) -> Paired:
     """Both systems' activity at ``site``, row-aligned on (stimulus id, time step).
@@ -100,15 +97,13 @@ def paired_activity(
     ``n_stimuli`` and ``seed`` tell a network how many stimuli to record and which (recordings
     ignore them); both systems get the same values, so their stimuli match. A network paired
     with a recording whose site has a ``token`` coordinate is recorded on that recording's own
-    token sequences (stimulus ids kept), so the pair shares every stimulus. ``dtype`` None keeps
-    float activity as stored, so aligned recordings are paired without a copy.
+    token sequences (stimulus ids kept), so the pair shares every stimulus. Float activity is
+    kept as stored (the estimators convert it), so aligned recordings are paired without a copy.
 
     A recording too large to load stays in its file: with ``lazy`` True its side is a
     :class:`~simbench.pairing.LazyRows` read a block of rows at a time; with ``lazy`` False it
     is read whole when it fits and refused when it does not.
     """
-    if dtype is not None and dtype not in DTYPES:
-        raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
     a, b = systems
     recorded = [_recording_with_tokens(s, site) for s in (a, b)]
     on_different_tasks = _is_network(a) and _is_network(b) and a.task != b.task
@@ -126,8 +121,7 @@ def paired_activity(
         data = [s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
     names = (str(a.system_id), str(b.system_id))
     try:
-        return pair_sites(data[0], data[1], intersect=intersect, names=names,
-                          dtype=None if dtype is None else np.dtype(dtype).type, lazy=lazy)
+        return pair_sites(data[0], data[1], intersect=intersect, names=names, lazy=lazy)
     except SimbenchError as exc:
         if exc.site is None:  # say where: pair_sites knows the systems, not the site
             exc.site = site
