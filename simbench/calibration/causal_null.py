@@ -35,15 +35,15 @@ SHUFFLED_METHOD = ("{n} re-pairings of held-out interventions with the source st
                    "seed {seed}), IIA pooled over {dirs}")
 
 
-def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: int, seed: int,
-                         *, split: str = "test") -> list[float]:
+def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: int, seed: int
+                         ) -> list[float]:
     """IIA of ``engine``'s current alignment over ``directions`` for ``n`` re-pairings of each
     held-out intervention with another intervention's source state (mean trial IIA over the
     directions, as the scores pool them). Seeded; the held-out data are restored afterwards."""
     import torch
 
     gen = rng(seed, SHUFFLE_STREAM)
-    data = engine.data[split]
+    data = engine.data["test"]
     originals = {d: data[d] for d in directions if d in data}
     out: list[float] = []
     try:
@@ -53,7 +53,7 @@ def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: 
                                        device=orig.src_idx.device)
                 data[d] = dataclasses.replace(orig, src_idx=orig.src_idx[perm],
                                               spos=orig.spos[perm])
-            results = engine.evaluate(split)
+            results = engine.evaluate("test")
             scored = [d for d in originals if d in results]
             out.append(float(np.mean([results[d]["trial"] for d in scored])))
     finally:

@@ -386,7 +386,7 @@ def _layer_check(variant: str, measure: str, params: Mapping[str, Any],
 _MARK = {PASSED: "passed", FAILED: "FAILED", NOT_RUN: "not run", NOT_APPLICABLE: "n/a"}
 
 
-def format_board(board: ValidityBoard, *, details: bool = True) -> str:
+def format_board(board: ValidityBoard) -> str:
     """The board as text: a status table, then why each check failed, did not run or does not
     apply (one line for a measure whose checks all share a reason), the separability table
     and the bias table."""
@@ -400,11 +400,10 @@ def format_board(board: ValidityBoard, *, details: bool = True) -> str:
     lines = [f"measure validity of spec '{board.spec_name}' (a check not run or not applicable "
              "counts neither way)"]
     lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *body]]
-    if details:
-        for status in (FAILED, NOT_RUN, NOT_APPLICABLE):
-            items = _detail_lines(board, status)
-            if items:
-                lines += ["", f"{status}:", *items]
+    for status in (FAILED, NOT_RUN, NOT_APPLICABLE):
+        items = _detail_lines(board, status)
+        if items:
+            lines += ["", f"{status}:", *items]
     if board.separability:
         lines += ["", f"separability at site '{board.site}' (same-task seed pairs vs "
                   "different-task pairs):", format_separability(board.separability)]

@@ -35,37 +35,30 @@ def similarities(t: np.ndarray, normalize: bool = True) -> np.ndarray:
     return a @ a.T
 
 
-def knn_indices(sim: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """[n, k] the k most similar samples to each sample i (i itself excluded).
-
-    ``exclude`` [n, n] bool marks further pairs that are never neighbours (e.g. two copies of
-    one sample in a bootstrap replicate).
-    """
+def knn_indices(sim: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] the k most similar samples to each sample i (i itself excluded)."""
     n = sim.shape[0]
     if not 1 <= k < n:
         raise EstimatorError(f"k = {k} neighbours needs at least {k + 1} samples, got {n}",
                              field="k", fix=f"pass a k below {n}, or record more samples")
     s = sim.copy()
     np.fill_diagonal(s, -np.inf)
-    if exclude is not None:
-        s[exclude] = -np.inf
     return np.argpartition(-s, k - 1, axis=1)[:, :k]
 
 
-def knn_mask(sim: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def knn_mask(sim: np.ndarray, k: int) -> np.ndarray:
     """[n, n] bool: j is among the k most similar samples to i (see :func:`knn_indices`)."""
     n = sim.shape[0]
-    top = knn_indices(sim, k, exclude)
+    top = knn_indices(sim, k)
     mask = np.zeros((n, n), dtype=bool)
     mask[np.arange(n)[:, None], top] = True
     return mask
 
 
-def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True,
-               exclude: np.ndarray | None = None) -> float:
+def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True) -> float:
     """Mean share of each sample's k nearest neighbours shared by the two systems."""
-    mx = knn_mask(similarities(x, normalize), k, exclude)
-    my = knn_mask(similarities(y, normalize), k, exclude)
+    mx = knn_mask(similarities(x, normalize), k)
+    my = knn_mask(similarities(y, normalize), k)
     return float((mx & my).sum(axis=1).mean() / k)
 
 
@@ -85,11 +78,10 @@ def hsic_unbiased(a: Any, b: Any) -> float:
 hsic_sparse = hsic_unbiased
 
 
-def cknna(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True,
-          exclude: np.ndarray | None = None) -> float:
+def cknna(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True) -> float:
     """CKNNA (see the module); nan when a system's restricted kernel has no variance."""
     kx, ky = similarities(x, normalize), similarities(y, normalize)
-    mx, my = knn_mask(kx, k, exclude), knn_mask(ky, k, exclude)
+    mx, my = knn_mask(kx, k), knn_mask(ky, k)
     both = (mx & my).astype(np.float64)
     fx, fy = mx.astype(np.float64), my.astype(np.float64)
     num = hsic_unbiased(both * kx, both * ky)
