@@ -122,18 +122,13 @@ def _scored(measure: Measure, systems: Sequence[System], site: str, pair: Any,
         time = None if time is None else time[keep]
     common = {"stimulus": stim, "time": time, "n_perm": n_perm, "seed": seed,
               "debiased": debiased, "device": device}
-    try:
+    with estimator_errors(site):
         if metric is None and kernel in ("linear", "cosine"):
             null = linear_cka_null(x, y, kernel=kernel, dtype=params["dtype"], **common)
         else:
             K, L = kernel_matrices(x, y, kernel=kernel, rbf_sigma=params.get("rbf_sigma", 1.0),
                                    metric=metric, dtype=params["dtype"], device=device)
             null = gram_cka_null(K, L, **common)
-    except SimbenchError as exc:
-        if exc.site is None:
-            exc.site = site
-            exc.args = (exc._render(),)
-        raise
     return with_null(score, null)
 
 

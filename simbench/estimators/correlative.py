@@ -120,13 +120,8 @@ def paired_activity(
     else:
         data = [s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
     names = (str(a.system_id), str(b.system_id))
-    try:
+    with estimator_errors(site):  # say where: pair_sites knows the systems, not the site
         return pair_sites(data[0], data[1], intersect=intersect, names=names, lazy=lazy)
-    except SimbenchError as exc:
-        if exc.site is None:  # say where: pair_sites knows the systems, not the site
-            exc.site = site
-            exc.args = (exc._render(),)
-        raise
 
 
 def _is_network(system: Any) -> bool:
@@ -178,11 +173,16 @@ def interval_attrs(ci: tuple[float, float] | None, method: str, **note: Any) -> 
 @contextlib.contextmanager
 def estimator_errors(site: str) -> Iterator[None]:
     """Turn the estimators' input errors (:class:`EstimatorError`) into SimbenchErrors naming
-    ``site``, with the estimator's field and fix."""
+    ``site``, with the estimator's field and fix; SimbenchErrors that name no site get it."""
     try:
         yield
     except EstimatorError as exc:
         raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
+    except SimbenchError as exc:
+        if exc.site is None:
+            exc.site = site
+            exc.args = (exc._render(),)
+        raise
 
 
 def undefined_activity(label: str, systems: Sequence[Any], site: str, few: str) -> SimbenchError:
