@@ -50,8 +50,6 @@ from simbench.seeds import stream
 NULL_STREAM = 0x9E11
 #: ``alternative`` values: which tail counts as "at least as extreme"
 ALTERNATIVES = ("greater", "less")
-#: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
-BATCH_BYTES = NULL_BATCH_BYTES
 FORMS = ("auto", "feature", "gram")
 #: precisions of the fast CKA null's products (``dtype``)
 DTYPES = ("float32", "float64", "bfloat16")
@@ -485,7 +483,7 @@ def linear_cka_null(
     if form == "auto":
         # a randomly gathered Gram entry costs about as much as GRAM_ENTRY_COST multiply-adds
         # of a matrix product (measured on CPUs), so the Gram form wins only for few samples
-        form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= BATCH_BYTES
+        form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= NULL_BATCH_BYTES
                 else "feature")
     if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
         tx, ty = unit_rows(tx), unit_rows(ty)
@@ -493,7 +491,7 @@ def linear_cka_null(
     yc = ty - ty.to(f64).mean(0).to(tdt)
     observed_cross = None
     if form == "gram":
-        a, b, cross, batch = gram_null_parts(xc @ xc.T, yc @ yc.T, BATCH_BYTES)
+        a, b, cross, batch = gram_null_parts(xc @ xc.T, yc @ yc.T)
         precision = dtype
     else:
         x64, y64 = xc.to(f64), yc.to(f64)
@@ -501,7 +499,7 @@ def linear_cka_null(
         a = KernelSums((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
         b = KernelSums((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
         precision = resolve_null_dtype(null_dtype, dtype, float(n) * p * q * size, device)
-        cross, batch = feature_null_cross(xc, yc, getattr(torch, precision), BATCH_BYTES,
+        cross, batch = feature_null_cross(xc, yc, getattr(torch, precision), NULL_BATCH_BYTES,
                                       size)
         if precision != dtype:  # the observed value at full precision, as simbench's cka
             observed_cross = (xc.T @ yc).to(f64).square().sum()
@@ -551,7 +549,7 @@ def gram_cka_null(
     n = int(tK.shape[0])
     _check_n(n, debiased)
     perms, _, result = _planned(stimulus, time, n, n_perm, seed)
-    a, b, cross, batch = gram_null_parts(tK, tL, BATCH_BYTES)
+    a, b, cross, batch = gram_null_parts(tK, tL)
     observed, samples = cka_over_row_maps(perms.row_maps(n_perm, seed, batch), n, cross, a, b,
                                           debiased)
     return result(observed, samples, how=f"; kernel CKA{' (debiased HSIC)' if debiased else ''}"

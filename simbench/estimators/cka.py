@@ -753,8 +753,7 @@ def cka_over_row_maps(
     return observed, np.concatenate(chunks)
 
 
-def gram_null_parts(K: Any, L: Any, batch_bytes: int = NULL_BATCH_BYTES
-                    ) -> tuple[KernelSums, KernelSums, Callable[[Any], Any], int]:
+def gram_null_parts(K: Any, L: Any) -> tuple[KernelSums, KernelSums, Callable[[Any], Any], int]:
     """Both kernel matrices' sums, their cross term under a row map (one flat gather of L's
     permuted entries per map, then a dot product with K: O(n^2)), and the batch size."""
     import torch
@@ -772,7 +771,7 @@ def gram_null_parts(K: Any, L: Any, batch_bytes: int = NULL_BATCH_BYTES
         return torch.stack([k_flat @ l_flat[(m[:, None] * n + m[None, :]).reshape(-1)]
                             for m in maps])
 
-    return a, b, cross, max(1, min(256, batch_bytes // (8 * n)))
+    return a, b, cross, max(1, min(256, NULL_BATCH_BYTES // (8 * n)))
 
 
 def rv_permutation_moments(n: int, trace: tuple[float, float], trace_sq: tuple[float, float],
