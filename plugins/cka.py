@@ -254,15 +254,11 @@ class CKA(CorrelativeMeasure):
 
 
 class CKAPaper(CorrelativeMeasure):
-    """The paper code's "CKA": alignment of the distance matrices of z-scored activity.
-
-    Our reading of that code: z-score every unit over the samples (constant units are dropped),
-    compute each system's [n, n] matrix of pairwise distances between samples, and take the
-    centred-kernel alignment of the two matrices used as kernels,
-    <H Dx H, H Dy H>_F / (||H Dx H||_F ||H Dy H||_F). Euclidean distances are conditionally
-    negative definite, so H D H is negative semidefinite and the value lies in [0, 1]. With
-    squared Euclidean distances (``metric=sqeuclidean``) it equals linear CKA of the z-scored
-    data. It is a different number from ``cka``; use it to match the paper's figures.
+    """The paper code's "CKA" (:func:`~simbench.estimators.cka.distance_cka`): the centred
+    alignment <H Dx H, H Dy H>_F / (||H Dx H||_F ||H Dy H||_F) of the distance matrices of
+    z-scored activity. Euclidean distances are conditionally negative definite, so the value lies
+    in [0, 1]; with ``metric=sqeuclidean`` it equals linear CKA of the z-scored data. It is a
+    different number from ``cka``; use it to match the paper's figures.
     """
 
     name = "cka_paper"

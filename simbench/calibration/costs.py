@@ -50,9 +50,6 @@ class MeasureCost:
     peak_mib: float | None
     status: str  # "measured", "not measured" or the measured job's error
 
-    def row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def stored_runtimes(spec: Any, store: Any) -> dict[str, list[float]]:
     """variant -> runtime_s of each of its finished jobs in ``store`` (this spec's jobs only)."""
@@ -185,7 +182,7 @@ def write_costs_csv(costs: Sequence[MeasureCost], path: str | Path) -> Path:
         w.writeheader()
         for c in costs:
             w.writerow({k: (f"{v:.3f}" if isinstance(v, float) else v)
-                        for k, v in c.row().items()})
+                        for k, v in dataclasses.asdict(c).items()})
     return out
 
 
