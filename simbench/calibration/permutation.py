@@ -299,12 +299,9 @@ def null_kind(measure: Any) -> str | None:
 
 
 def require_permutable(measure: Any) -> None:
-    """Raise :class:`NullError` unless simbench may draw a permutation null for ``measure``.
-
-    A measure declares it with a boolean ``permutable`` attribute; without one, correlative
-    measures (scores of paired samples) may be permuted and others (e.g. causal measures, which
-    intervene on networks rather than compare paired samples) may not.
-    """
+    """Raise :class:`NullError` unless simbench may draw a permutation null for ``measure``
+    (:func:`null_kind` is ``"permute"``; :mod:`simbench.calibration.scoring` says how a measure
+    declares it)."""
     name = getattr(measure, "name", None) or getattr(measure, "__name__", repr(measure))
     kind = null_kind(measure)
     if kind == "own":
