@@ -29,7 +29,7 @@ from simbench.estimators.correlative import (
     paired_activity,
     undefined_activity,
 )
-from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments
+from simbench.estimators.moments import STIMULUS_MOMENTS_BYTES, Moments, StimulusMoments, moments
 from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng, subsample_rows
 from simbench.measure import Param
 
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 
 
-def boot_param(default: int = 200) -> Param:
-    """The ``n_boot`` parameter."""
-    return Param("n_boot", default, "bootstrap replicates over stimuli for the 95% interval "
+def boot_param(default: int = 200, over: str = "stimuli") -> Param:
+    """The ``n_boot`` parameter (replicates resample ``over``)."""
+    return Param("n_boot", default, f"bootstrap replicates over {over} for the 95% interval "
                  "(0 = none)", low=0)
 
 
@@ -59,12 +59,6 @@ def common_params(n_boot: int = 200) -> tuple[Param, ...]:
                        "the measure)"))
 
 
-def stimulus_rows(stimulus: np.ndarray) -> list[np.ndarray]:
-    """The rows of each stimulus (stimuli numbered 0..s-1)."""
-    order = np.argsort(stimulus, kind="stable")
-    return np.split(order, np.searchsorted(stimulus[order], np.arange(1, int(stimulus.max()) + 1)))
-
-
 def bootstrap_draws(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     """The stimuli (numbered 0..s-1 in sorted order of ``stimulus``) drawn with replacement
     in each of ``n_boot`` bootstrap replicates."""
@@ -75,7 +69,9 @@ def bootstrap_draws(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.nda
 
 def bootstrap_rows(stimulus: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``n_boot`` bootstrap replicates, whole stimuli drawn with replacement."""
-    rows = stimulus_rows(np.unique(stimulus, return_inverse=True)[1].ravel())
+    stim = np.unique(stimulus, return_inverse=True)[1].ravel()
+    order = np.argsort(stim, kind="stable")  # the rows of each stimulus, in order
+    rows = np.split(order, np.searchsorted(stim[order], np.arange(1, int(stim.max()) + 1)))
     return [np.concatenate([rows[i] for i in drawn])
             for drawn in bootstrap_draws(stimulus, n_boot, seed)]
 
@@ -92,11 +88,14 @@ class PairedRowMeasure(CorrelativeMeasure):
     #: extra bytes per pair of rows (n^2 work arrays) the statistic holds, for the memory check
     square_bytes: int = 0
 
-    def statistic(self, params: dict[str, Any], seed: int,
-                  stimulus: np.ndarray) -> Statistic:  # pragma: no cover
+    def statistic(self, params: dict[str, Any], seed: int, stimulus: np.ndarray) -> Statistic:
         """The function (x, y) -> value this measure computes with ``params`` on rows whose
-        stimuli are ``stimulus`` (the rows of the estimate; a null re-pairs y only)."""
-        raise NotImplementedError
+        stimuli are ``stimulus`` (the rows of the estimate; a null re-pairs y only); by
+        default :meth:`moment_statistic` of the rows' second moments."""
+        of = self.moment_statistic(params)
+        if of is None:  # pragma: no cover
+            raise NotImplementedError
+        return lambda x, y: of(moments(x, y))
 
     def attrs(self, params: dict[str, Any]) -> dict[str, Any]:
         """Measure-specific ``attrs`` of the Score (its settings)."""
@@ -179,17 +178,13 @@ class PairedRowMeasure(CorrelativeMeasure):
             from simbench.calibration import permutation_null
 
             fast = self.null_statistic(x, y, params)
-            if fast is None:
-                def safe(a: np.ndarray, b: np.ndarray) -> float:
-                    return estimated(site, lambda: stat(a, b))
+            if fast is not None:  # the permuted "activity" is the row map itself
+                x = y = np.arange(len(x))[:, None]
 
-                xs, ys = x, y
-            else:  # the permuted "activity" is the row map itself
-                def safe(a: np.ndarray, b: np.ndarray) -> float:
-                    return estimated(site, lambda: fast(b[:, 0]))
+            def safe(a: np.ndarray, b: np.ndarray) -> float:
+                return estimated(site, lambda: stat(a, b) if fast is None else fast(b[:, 0]))
 
-                xs = ys = np.arange(len(x))[:, None]
-            null = permutation_null(safe, xs, ys, stimulus=stim, time=time,
+            null = permutation_null(safe, x, y, stimulus=stim, time=time,
                                     n_perm=params["null"], seed=seed, observed=value,
                                     alternative="greater" if self.higher_is_better else "less")
             score = with_null(score, null)
@@ -197,4 +192,4 @@ class PairedRowMeasure(CorrelativeMeasure):
 
 
 __all__ = ["PairedRowMeasure", "Statistic", "boot_param", "bootstrap_draws", "bootstrap_rows",
-           "common_params", "estimated", "max_samples_param", "stimulus_rows"]
+           "common_params", "estimated", "max_samples_param"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from simbench_plugins._paired import PairedRowMeasure, Statistic, common_params
+from simbench_plugins._paired import PairedRowMeasure, common_params
 
 from simbench import hookimpl
-from simbench.estimators.cca import pwcca, pwcca_of, svcca, svcca_of
+from simbench.estimators.cca import pwcca_of, svcca_of
 from simbench.measure import Param
 
 
@@ -26,10 +26,6 @@ class SVCCA(PairedRowMeasure):
                    "kept components (with n <= d every correlation is 1).")
     params = (Param("var", 0.99, "share of each system's variance its kept components explain",
                     low=1e-9, high=1.0), *common_params())
-
-    def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
-        var = params["var"]
-        return lambda x, y: svcca(x, y, var)
 
     def moment_statistic(self, params: dict[str, Any]) -> Any:
         return lambda m: svcca_of(m, params["var"])
@@ -50,9 +46,6 @@ class PWCCA(PairedRowMeasure):
     description = ("Projection-weighted CCA: the mean of the canonical correlations weighted by "
                    "the first system's activity along each canonical variate (asymmetric).")
     params = common_params()
-
-    def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
-        return pwcca
 
     def moment_statistic(self, params: dict[str, Any]) -> Any:
         return pwcca_of

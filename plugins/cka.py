@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from simbench_plugins._paired import boot_param
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
@@ -71,8 +72,7 @@ def _common_params() -> tuple[Param, ...]:
     return (
         Param("max_samples", 5000, "Gram form: at most this many samples (seeded subsample; "
               "0 = all); memory grows as its square", low=0),
-        Param("n_boot", 200, "bootstrap replicates over stimuli for the confidence interval "
-              "(0 = none)", low=0),
+        boot_param(),
         Param("boot_memory_mb", BOOT_MEMORY_MB, "memory (MiB) the bootstrap may add to the "
               "estimate's; less memory, fewer bootstrap units (none below 16: ci_note says so)",
               low=1),
@@ -83,30 +83,11 @@ def _common_params() -> tuple[Param, ...]:
     )
 
 
-def _scored(measure: Measure, systems: Sequence[System], site: str, result: CKAResult,
-            n_boot: int, n_stimuli: int) -> Score:
-    """The Score of a CKA result: the recentred interval, or ci None with ci_note."""
-    if not math.isfinite(result.value):
-        raise undefined_activity("CKA", systems, site,
-                                 "too few samples for the debiased estimator")
-    attrs = dict(result.attrs)
-    ci = recentred_interval(result.value, result.replicates)
-    reps = result.replicates[np.isfinite(result.replicates)]
-    how = interval_attrs(ci, f"95% percentile bootstrap over stimuli ({len(reps)} replicates), "
-                         "recentred on the estimate (duplicated samples inflate CKA)",
-                         n_boot=n_boot, n_units=n_stimuli, n_finite=len(reps))
-    for key, text in how.items():  # the estimator's own ci_note, when it gave one, stands
-        attrs.setdefault(key, text)
-    if ci is not None:
-        attrs["bootstrap_shift"] = float(np.median(reps) - result.value)
-    return make_score(measure.name, systems, site, value=result.value, ci=ci,
-                      n_samples=result.n, attrs=attrs)
-
-
-def _with_null(score: Score, pair: Any, result: CKAResult, params: dict[str, Any], seed: int,
-               device: str, *, kernel: str, debiased: bool = False,
-               metric: str | None = None) -> Score:
-    """``score`` with its permutation null when ``params["null"]`` > 0.
+def _scored(measure: Measure, systems: Sequence[System], site: str, pair: Any,
+            result: CKAResult, params: dict[str, Any], seed: int, device: str, *,
+            kernel: str = "linear", debiased: bool = False, metric: str | None = None) -> Score:
+    """The Score of a CKA result: the recentred interval (or ci None with ci_note), and its
+    permutation null when ``params["null"]`` > 0.
 
     The null re-pairs whole stimuli between the systems on the rows the estimate used (the
     Gram form's seeded subsample included). Linear and cosine CKA go through the fast route
@@ -115,6 +96,21 @@ def _with_null(score: Score, pair: Any, result: CKAResult, params: dict[str, Any
     """
     from simbench.calibration import gram_cka_null, linear_cka_null
 
+    if not math.isfinite(result.value):
+        raise undefined_activity("CKA", systems, site,
+                                 "too few samples for the debiased estimator")
+    attrs = dict(result.attrs)
+    ci = recentred_interval(result.value, result.replicates)
+    reps = result.replicates[np.isfinite(result.replicates)]
+    how = interval_attrs(ci, f"95% percentile bootstrap over stimuli ({len(reps)} replicates), "
+                         "recentred on the estimate (duplicated samples inflate CKA)",
+                         n_boot=params["n_boot"], n_units=pair.n_stimuli, n_finite=len(reps))
+    for key, text in how.items():  # the estimator's own ci_note, when it gave one, stands
+        attrs.setdefault(key, text)
+    if ci is not None:
+        attrs["bootstrap_shift"] = float(np.median(reps) - result.value)
+    score = make_score(measure.name, systems, site, value=result.value, ci=ci,
+                       n_samples=result.n, attrs=attrs)
     n_perm = int(params.get("null", 0))
     if n_perm <= 0:
         return score
@@ -126,18 +122,13 @@ def _with_null(score: Score, pair: Any, result: CKAResult, params: dict[str, Any
         time = None if time is None else time[keep]
     common = {"stimulus": stim, "time": time, "n_perm": n_perm, "seed": seed,
               "debiased": debiased, "device": device}
-    try:
+    with estimator_errors(site):
         if metric is None and kernel in ("linear", "cosine"):
             null = linear_cka_null(x, y, kernel=kernel, dtype=params["dtype"], **common)
         else:
             K, L = kernel_matrices(x, y, kernel=kernel, rbf_sigma=params.get("rbf_sigma", 1.0),
                                    metric=metric, dtype=params["dtype"], device=device)
             null = gram_cka_null(K, L, **common)
-    except SimbenchError as exc:
-        if exc.site is None:
-            exc.site = score.site
-            exc.args = (exc._render(),)
-        raise
     return with_null(score, null)
 
 
@@ -202,7 +193,7 @@ def _chunked(measure: Measure, systems: Sequence[System], site: str, pair: Paire
                                       == "auto" else "form = chunked was asked for")
     result.attrs["memory_mb"] = budget.block_mb
     result.attrs["activity_source"] = "read from the file" if pair.lazy else "in memory"
-    return _scored(measure, systems, site, result, params["n_boot"], pair.n_stimuli)
+    return _scored(measure, systems, site, pair, result, params, 0, device)
 
 
 class CKA(CorrelativeMeasure):
@@ -258,21 +249,16 @@ class CKA(CorrelativeMeasure):
                          form=params["form"], max_samples=params["max_samples"],
                          dtype=params["dtype"], n_boot=params["n_boot"], seed=seed,
                          device=resolve_device(device), boot_memory_mb=params["boot_memory_mb"])
-        score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
-        return _with_null(score, pair, result, params, seed, resolve_device(device),
-                          kernel=params["kernel"], debiased=params["debiased"])
+        return _scored(self, systems, site, pair, result, params, seed, resolve_device(device),
+                       kernel=params["kernel"], debiased=params["debiased"])
 
 
 class CKAPaper(CorrelativeMeasure):
-    """The paper code's "CKA": alignment of the distance matrices of z-scored activity.
-
-    Our reading of that code: z-score every unit over the samples (constant units are dropped),
-    compute each system's [n, n] matrix of pairwise distances between samples, and take the
-    centred-kernel alignment of the two matrices used as kernels,
-    <H Dx H, H Dy H>_F / (||H Dx H||_F ||H Dy H||_F). Euclidean distances are conditionally
-    negative definite, so H D H is negative semidefinite and the value lies in [0, 1]. With
-    squared Euclidean distances (``metric=sqeuclidean``) it equals linear CKA of the z-scored
-    data. It is a different number from ``cka``; use it to match the paper's figures.
+    """The paper code's "CKA" (:func:`~simbench.estimators.cka.distance_cka`): the centred
+    alignment <H Dx H, H Dy H>_F / (||H Dx H||_F ||H Dy H||_F) of the distance matrices of
+    z-scored activity. Euclidean distances are conditionally negative definite, so the value lies
+    in [0, 1]; with ``metric=sqeuclidean`` it equals linear CKA of the z-scored data. It is a
+    different number from ``cka``; use it to match the paper's figures.
     """
 
     name = "cka_paper"
@@ -302,9 +288,8 @@ class CKAPaper(CorrelativeMeasure):
                                   n_boot=params["n_boot"], seed=seed,
                                   device=resolve_device(device),
                                   boot_memory_mb=params["boot_memory_mb"])
-        score = _scored(self, systems, site, result, params["n_boot"], pair.n_stimuli)
-        return _with_null(score, pair, result, params, seed, resolve_device(device), kernel="gram",
-                          metric=params["metric"])
+        return _scored(self, systems, site, pair, result, params, seed, resolve_device(device),
+                       kernel="gram", metric=params["metric"])
 
 
 @hookimpl

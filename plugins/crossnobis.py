@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simbench_plugins._paired import estimated
+from simbench_plugins._paired import boot_param, bootstrap_draws, estimated
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param, with_null
 from simbench.errors import RecordingError, SimbenchError
 from simbench.estimators.correlative import CorrelativeMeasure, interval_attrs, make_score
 from simbench.estimators.crossnobis import COMPARE, NOISE, compare_square, crossnobis_rdm, resampled
-from simbench.estimators.resampling import BOOTSTRAP, recentred_interval, rng
+from simbench.estimators.resampling import recentred_interval
 from simbench.measure import Param
 
 if TYPE_CHECKING:
@@ -95,8 +95,7 @@ class Crossnobis(CorrelativeMeasure):
               choices=NOISE),
         Param("compare_method", "cosine", "rsatoolbox comparison of the two RDMs: "
               + ", ".join(COMPARE), choices=COMPARE),
-        Param("n_boot", 200, "bootstrap replicates over conditions for the 95% interval "
-              "(0 = none)", low=0),
+        boot_param(over="conditions"),
         Param("intersect", False, "use only the conditions both systems share"),
         null_param("permutations of the conditions of the second RDM"),
     )
@@ -140,9 +139,8 @@ class Crossnobis(CorrelativeMeasure):
                                  "n_repeats": [len(np.unique(d[2])) for d in data],
                                  "rdm_source": "rsatoolbox.rdm.calc_rdm (crossnobis)",
                                  "device": "cpu"}
-        gen = rng(seed, BOOTSTRAP)
         reps = np.array([compare_square(resampled(a, i), resampled(b, i), method)
-                         for i in (gen.integers(0, c, c) for _ in range(params["n_boot"]))])
+                         for i in bootstrap_draws(np.arange(c), params["n_boot"], seed)])
         ci = recentred_interval(value, reps)
         attrs.update(interval_attrs(
             ci, f"95% percentile bootstrap over conditions ({len(reps)} replicates; pairs of "

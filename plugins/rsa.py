@@ -16,14 +16,9 @@ Confidence interval: the 2.5 and 97.5 percentiles of the per-draw values, i.e. t
 the random subsets of samples (each draw is one application of the paper's protocol). With one
 draw there is none, and ``attrs["ci_note"]`` says why.
 
-Memory: the activity is converted to float64 only for the rows a draw uses, so a large
-recording is held once (as stored), not again as float64. A recording too large to load stays in
-its file (see :func:`simbench.recording.open_recording`): each draw reads only its rows. When a
-draw's RDMs would exceed ``memory_mb`` (e.g. 10,000 stimuli in one draw: one float64 RDM is
-400 MB), each draw goes through :func:`blocked_rsa`, which sums both RDMs a block of rows at a
-time and never holds one (``attrs["rdm_form"] = "blocked"``): the same value for the ``corr``
-and ``cosine`` comparisons; rank comparisons (Spearman, Kendall) need a whole RDM and are
-refused with what to do.
+Memory: a draw converts only its rows to float64, and a recording too large to load stays in
+its file (each draw reads its rows). When a draw's RDMs would exceed ``memory_mb``, each draw
+goes through :func:`blocked_rsa`, which never holds an RDM (``attrs["rdm_form"] = "blocked"``).
 """
 
 from __future__ import annotations
@@ -158,37 +153,30 @@ def rsa(
         values = np.array([blocked_rsa(x[i], y[i], rdm_method=rdm_method,
                                        compare_method=compare_method, block_rows=block_rows,
                                        progress=progress) for i in indices])
-        return RSAResult(values, indices, int(x.shape[0] - len(pool)))
-    x_rdm = rdm_vector if x_rdms is None else x_rdms
-    values = np.array([compare_rdms(x_rdm(x[i], rdm_method), rdm_vector(y[i], rdm_method),
-                                    rdm_method, compare_method) for i in indices])
+    else:
+        x_rdm = rdm_vector if x_rdms is None else x_rdms
+        values = np.array([compare_rdms(x_rdm(x[i], rdm_method), rdm_vector(y[i], rdm_method),
+                                        rdm_method, compare_method) for i in indices])
     return RSAResult(values, indices, int(x.shape[0] - len(pool)))
-
-
-class _CachedRDMs:
-    """``rdm_vector`` remembering its results by the rows' bytes: under a permutation null the
-    first system's rows (hence its RDMs) are the same on every re-pairing."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[bytes, str], np.ndarray] = {}
-
-    def __call__(self, rows: np.ndarray, method: str) -> np.ndarray:
-        key = (np.ascontiguousarray(rows).tobytes(), method)
-        if key not in self._cache:
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[key] = rdm_vector(rows, method)
-        return self._cache[key]
 
 
 def rsa_null(x: np.ndarray, y: np.ndarray, *, stimulus: np.ndarray, time: np.ndarray | None,
              n_perm: int, seed: int, **kw: Any) -> Any:
     """Permutation null of :func:`rsa`: the whole protocol (same draws of rows, same seed)
-    recomputed with whole stimuli re-paired between the systems; the first system's RDMs are
-    built once."""
+    recomputed with whole stimuli re-paired between the systems; the first system's rows, hence
+    its RDMs, are the same on every re-pairing, so they are remembered by the rows' bytes."""
     from simbench.calibration import permutation_null
 
-    cached = _CachedRDMs()
+    cache: dict[tuple[bytes, str], np.ndarray] = {}
+
+    def cached(rows: np.ndarray, method: str) -> np.ndarray:
+        key = (np.ascontiguousarray(rows).tobytes(), method)
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = rdm_vector(rows, method)
+        return cache[key]
+
     return permutation_null(lambda a, b: rsa(a, b, seed=seed, x_rdms=cached, **kw).value,
                             x, y, stimulus=stimulus, time=time, n_perm=n_perm, seed=seed)
 
@@ -326,8 +314,13 @@ class RSA(CorrelativeMeasure):
         budget = memory_budget(rdm_memory_bytes(k) + (8 * k * (dx + dy) if pair.lazy else 0),
                                params["memory_mb"])
         block_rows = self._block_rows(site, k, dx, dy, params, budget) if budget.over else None
-        if params["null"] > 0:
-            pair = self._in_memory(pair, params, site)
+        if params["null"] > 0:  # the null re-pairs whole arrays: the pair loaded, when it fits
+            held = memory_budget(pair.lazy_nbytes, params["memory_mb"])
+            if held.over:
+                raise ParameterError(f"rsa: the permutation null needs the paired activity in "
+                                     f"memory, and {held.reason('it')}", field="null", site=site,
+                                     fix="drop --null, or score a subset of the stimuli")
+            pair = pair.loaded()
         result = rsa(pair.x, pair.y, rdm_method=params["rdm_method"],
                      compare_method=params["compare_method"], n_vectors=params["n_vectors"],
                      n_draws=params["n_draws"], seed=seed, block_rows=block_rows,
@@ -368,7 +361,6 @@ class RSA(CorrelativeMeasure):
             score = with_null(score, null)
         return score
 
-
     def _block_rows(self, site: str, k: int, dx: int, dy: int, params: dict[str, Any],
                     budget: Budget) -> int:
         """Rows per block of :func:`blocked_rsa` within the budget, or a ParameterError saying
@@ -398,15 +390,6 @@ class RSA(CorrelativeMeasure):
                 fix=f"pass --memory-mb {math.ceil(need)} or more (blocks of 64 rows), or a "
                 "smaller --n-vectors")
         return int(min(rows, k))
-
-    def _in_memory(self, pair: Any, params: dict[str, Any], site: str) -> Any:
-        """The pair loaded for the null (which re-pairs whole arrays), when it fits."""
-        budget = memory_budget(pair.lazy_nbytes, params["memory_mb"])
-        if budget.over:
-            raise ParameterError(f"rsa: the permutation null needs the paired activity in "
-                                 f"memory, and {budget.reason('it')}", field="null", site=site,
-                                 fix="drop --null, or score a subset of the stimuli")
-        return pair.loaded()
 
 
 @hookimpl

@@ -11,16 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from simbench_plugins._paired import PairedRowMeasure, Statistic, common_params
+from simbench_plugins._paired import PairedRowMeasure, common_params
 
 from simbench import hookimpl
-from simbench.estimators.shape import (
-    SOFT_NORMALIZE,
-    shape_distance,
-    shape_distance_of,
-    soft_matching_distance,
-    soft_matching_of,
-)
+from simbench.estimators.shape import SOFT_NORMALIZE, shape_distance_of, soft_matching_of
 from simbench.measure import Param
 
 SHAPE_CITATION = ("Williams, Kunz, Kornblith & Linderman (2021). Generalized Shape Metrics on "
@@ -48,10 +42,6 @@ class ShapeMetric(PairedRowMeasure):
     def alpha(self, params: dict[str, Any]) -> float:
         """The whitening of this measure: its ``alpha`` parameter."""
         return params["alpha"]
-
-    def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
-        alpha = self.alpha(params)
-        return lambda x, y: shape_distance(x, y, alpha)
 
     def moment_statistic(self, params: dict[str, Any]) -> Any:
         alpha = self.alpha(params)
@@ -91,10 +81,6 @@ class SoftMatching(PairedRowMeasure):
     params = (Param("normalize", "scale", "scale: each system scaled so its units' mean "
                     "squared norm is 1 (range [0, 2]); unit: every unit norm 1 (cost 2 - 2r); "
                     "none: raw centred activity", choices=SOFT_NORMALIZE), *common_params())
-
-    def statistic(self, params: dict[str, Any], seed: int, stimulus: Any) -> Statistic:
-        normalize = params["normalize"]
-        return lambda x, y: soft_matching_distance(x, y, normalize)
 
     def moment_statistic(self, params: dict[str, Any]) -> Any:
         return lambda m: soft_matching_of(m, params["normalize"])

@@ -1,31 +1,20 @@
 """Nulls for causal measures: the trained alignment scored on counterfactuals whose source is
 shuffled.
 
-An interchange intervention takes the aligned latents of a *source* stimulus, patches them into
-a *target* stimulus, and counts a hit when the target then produces the counterfactual output:
-what the causal model predicts when the target's variable takes the source's value. The IIA
-of a trained alignment is evidence that the subspace carries *that* source's value into the
-target. The shuffled-counterfactual null breaks exactly this link and nothing else: the
-held-out interventions are kept (targets, positions, expected counterfactual outputs) but each
-one's patched latents come from the source state of another, randomly chosen intervention of
-the same direction (its stimulus and position moved together, so every patched state is a real
-state of the source network at a real position). Under the null hypothesis "the patched
-latents carry no information about the source value the label was built from", the pairing of
-source states with labels is exchangeable, so the IIA of the re-paired interventions has the
-same distribution as the observed IIA, and ``p = (1 + #{null >= observed}) / (1 + N)`` is a
-valid p-value.
+The IIA of a trained alignment is evidence that the subspace carries the *source* stimulus's
+value into the target. The shuffled-counterfactual null breaks exactly this link: the held-out
+interventions are kept (targets, positions, expected counterfactual outputs) but each one's
+patched latents come from the source state of another, randomly chosen intervention of the same
+direction (stimulus and position moved together, so every patched state is a real one). Under
+the null hypothesis that the patched latents carry no information about the labelled source
+value, source states and labels are exchangeable, so ``p = (1 + #{null >= observed}) / (1 + N)``
+is a valid p-value.
 
-Why this rather than shuffling the labels: re-pairing sources runs the networks on the
-patched states, so a target whose behaviour ignores the patch (it answers from its own state)
-scores the same under the null as observed and is not rewarded; and it keeps each label with
-its own target stimulus, whose length and context decide what the counterfactual output is.
-A hit under the null still happens whenever the random source holds the same value as the
-labelled one (or the counterfactual equals the original output), which is the chance level
-the observed IIA must beat. It complements the random-subspace null (``null_draw =
-"subspaces"``), which asks instead whether *training* the subspace mattered.
-
-The engine is used as it is: each draw swaps in re-paired copies of the held-out interventions
-of the scored directions and restores the originals afterwards, also on an error.
+Why not shuffle the labels: re-pairing sources runs the networks on the patched states, so a
+target that ignores the patch scores the same under the null and is not rewarded, and each
+label stays with its own target stimulus. A null hit still happens when the random source holds
+the labelled value, which is the chance level the observed IIA must beat. The random-subspace
+null (``null_draw = "subspaces"``) asks instead whether *training* the subspace mattered.
 """
 
 from __future__ import annotations
@@ -46,15 +35,15 @@ SHUFFLED_METHOD = ("{n} re-pairings of held-out interventions with the source st
                    "seed {seed}), IIA pooled over {dirs}")
 
 
-def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: int, seed: int,
-                         *, split: str = "test") -> list[float]:
+def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: int, seed: int
+                         ) -> list[float]:
     """IIA of ``engine``'s current alignment over ``directions`` for ``n`` re-pairings of each
     held-out intervention with another intervention's source state (mean trial IIA over the
-    directions, as the scores pool them). Seeded: the same ``seed`` gives the same draws."""
+    directions, as the scores pool them). Seeded; the held-out data are restored afterwards."""
     import torch
 
     gen = rng(seed, SHUFFLE_STREAM)
-    data = engine.data[split]
+    data = engine.data["test"]
     originals = {d: data[d] for d in directions if d in data}
     out: list[float] = []
     try:
@@ -64,7 +53,7 @@ def shuffled_source_null(engine: Any, directions: Sequence[tuple[int, int]], n: 
                                        device=orig.src_idx.device)
                 data[d] = dataclasses.replace(orig, src_idx=orig.src_idx[perm],
                                               spos=orig.spos[perm])
-            results = engine.evaluate(split)
+            results = engine.evaluate("test")
             scored = [d for d in originals if d in results]
             out.append(float(np.mean([results[d]["trial"] for d in scored])))
     finally:

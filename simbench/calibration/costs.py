@@ -50,9 +50,6 @@ class MeasureCost:
     peak_mib: float | None
     status: str  # "measured", "not measured" or the measured job's error
 
-    def row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def stored_runtimes(spec: Any, store: Any) -> dict[str, list[float]]:
     """variant -> runtime_s of each of its finished jobs in ``store`` (this spec's jobs only)."""
@@ -130,11 +127,9 @@ def measure_costs(spec: Any, store: Any | None = None, *, measure: bool = True,
                   workers: int = 2) -> list[MeasureCost]:
     """The cost of every measure variant of ``spec`` (see the module docstring).
 
-    ``store`` gives the stored runtimes (None: none); ``measure`` runs one job per variant in
-    a fresh process (the first of ``category``, else the variant's first), ``workers`` of them
-    at a time (CPU seconds and memory are each process's own; wall seconds include waiting for
-    a shared core when ``workers`` exceeds the idle ones); ``variants`` restricts both to
-    those labels.
+    ``store`` gives the stored runtimes (None: none); ``measure`` runs one job per variant (the
+    first of ``category``, else the variant's first), ``workers`` processes at a time (wall
+    seconds then include waiting for a shared core); ``variants`` restricts both to those labels.
     """
     runtimes = stored_runtimes(spec, store) if store is not None else {}
     jobs = {v: j for v, j in _pick_jobs(spec, category).items()
@@ -187,7 +182,7 @@ def write_costs_csv(costs: Sequence[MeasureCost], path: str | Path) -> Path:
         w.writeheader()
         for c in costs:
             w.writerow({k: (f"{v:.3f}" if isinstance(v, float) else v)
-                        for k, v in c.row().items()})
+                        for k, v in dataclasses.asdict(c).items()})
     return out
 
 

@@ -13,15 +13,11 @@ same time steps, so with stimuli of several lengths the permutation runs within 
   (an exact permutation test) and says so.
 - :func:`permutation_null` is the general route: any statistic of paired samples, recomputed
   from scratch on every re-pairing.
-- :func:`linear_cka_null` is the fast route for linear CKA (biased or debiased HSIC): centring
-  commutes with a row permutation and the self-similarity terms do not change, so a permutation
-  only changes the cross product X'PY; batches of permutations cost one matrix product each
-  (gathered rows), or, when the samples are few and the units many, a gather of one Gram matrix;
-  large nulls multiply in bfloat16 where the hardware does so natively (harmless for a null:
-  see its docstring), and the exact permutation mean and sd (the RV coefficient's) come along
-  where every row is its own stimulus (:func:`rv_permutation_moments`). The mathematics of
-  those sums (HSIC, the cross term under a row map, the moments) lives with the estimator in
-  :mod:`simbench.estimators.cka`; this module draws the re-pairings and reports the null.
+- :func:`linear_cka_null` and :func:`gram_cka_null` are the fast routes for CKA: a re-pairing
+  changes only the cross term (X'PY, or K against L re-paired), batches of permutations cost
+  one matrix product or gather each, and large nulls multiply in bfloat16 where the hardware
+  does so natively. The sums themselves (HSIC, the cross term under a row map, the RV
+  coefficient's exact moments) live with the estimator in :mod:`simbench.estimators.cka`.
 - :class:`NullResult` carries the samples, their mean and spread, the p-value
   ``(1 + #{null at least as extreme as observed}) / (1 + N)`` and how the null was drawn.
 """
@@ -54,8 +50,6 @@ from simbench.seeds import stream
 NULL_STREAM = 0x9E11
 #: ``alternative`` values: which tail counts as "at least as extreme"
 ALTERNATIVES = ("greater", "less")
-#: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
-BATCH_BYTES = NULL_BATCH_BYTES
 FORMS = ("auto", "feature", "gram")
 #: precisions of the fast CKA null's products (``dtype``)
 DTYPES = ("float32", "float64", "bfloat16")
@@ -186,11 +180,9 @@ class StimulusPermutations:
             key = (c,) if time is None else tuple(step[order[lo:lo + c]].tolist())
             keys.setdefault(key, []).append(s)
         #: per stratum: a [stimuli, rows per stimulus] array of row indices
-        self.strata: list[np.ndarray] = []
-        for members in keys.values():
-            lengths = counts[members]
-            idx = starts[members][:, None] + np.arange(int(lengths[0]))[None, :]
-            self.strata.append(order[idx])
+        self.strata: list[np.ndarray] = [
+            order[starts[m][:, None] + np.arange(int(counts[m[0]]))[None, :]]
+            for m in keys.values()]
         self.n_stimuli = len(counts)
 
     @property
@@ -251,16 +243,10 @@ class StimulusPermutations:
 
     def _all_row_maps(self, batch: int) -> Iterator[np.ndarray]:
         per_stratum = [list(itertools.permutations(range(len(s)))) for s in self.strata]
-        buf: list[tuple[tuple[int, ...], ...]] = []
-        for combo in itertools.product(*per_stratum):
-            if all(p == tuple(range(len(p))) for p in combo):
-                continue  # the identity is the observed pairing
-            buf.append(combo)
-            if len(buf) == batch:
-                yield self._rows([np.array([c[k] for c in buf]) for k in range(len(combo))])
-                buf = []
-        if buf:
-            yield self._rows([np.array([c[k] for c in buf]) for k in range(len(buf[0]))])
+        combos = (c for c in itertools.product(*per_stratum)  # the identity is the observed one
+                  if not all(p == tuple(range(len(p))) for p in c))
+        while buf := list(itertools.islice(combos, batch)):
+            yield self._rows([np.array([c[k] for c in buf]) for k in range(len(self.strata))])
 
     def describe(self, size: int, exhaustive: bool, seed: int) -> str:
         groups = len(self.strata)
@@ -272,9 +258,23 @@ class StimulusPermutations:
                 f"systems (whole stimuli{within}; seed {seed})")
 
 
-def _warn_notes(notes: Sequence[str]) -> None:
+def _planned(stimulus: Any, time: Any, n: int, n_perm: int, seed: int
+             ) -> tuple[StimulusPermutations, int, Callable[..., NullResult]]:
+    """The permutations of ``n`` rows' stimuli (default: a row each), the null's size (its
+    notes warned), and ``result(observed, samples, alternative, how, moments)``: the
+    :class:`NullResult`, its method the draw's description followed by ``how``."""
+    perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time, n_rows=n)
+    size, exhaustive, notes = perms.plan(n_perm)
     for note in notes:
         warnings.warn(note, NullWarning, stacklevel=3)
+
+    def result(observed: float, samples: np.ndarray, alternative: str = "greater",
+               how: str = "", moments: tuple[float, float] | None = None) -> NullResult:
+        return NullResult(observed, samples, p_value(observed, samples, alternative),
+                          alternative, perms.describe(size, exhaustive, seed) + how, exhaustive,
+                          tuple(notes), moments)
+
+    return perms, size, result
 
 
 # ---- which measures may be permuted -------------------------------------------------------------
@@ -299,12 +299,9 @@ def null_kind(measure: Any) -> str | None:
 
 
 def require_permutable(measure: Any) -> None:
-    """Raise :class:`NullError` unless simbench may draw a permutation null for ``measure``.
-
-    A measure declares it with a boolean ``permutable`` attribute; without one, correlative
-    measures (scores of paired samples) may be permuted and others (e.g. causal measures, which
-    intervene on networks rather than compare paired samples) may not.
-    """
+    """Raise :class:`NullError` unless simbench may draw a permutation null for ``measure``
+    (:func:`null_kind` is ``"permute"``; :mod:`simbench.calibration.scoring` says how a measure
+    declares it)."""
     name = getattr(measure, "name", None) or getattr(measure, "__name__", repr(measure))
     kind = null_kind(measure)
     if kind == "own":
@@ -346,25 +343,15 @@ def permutation_null(
     if xa.shape[0] != ya.shape[0]:
         raise ParameterError(f"x has {xa.shape[0]} rows, y {ya.shape[0]}", field="y",
                              fix="pair the samples first (same stimuli and time steps)")
-    perms = StimulusPermutations(np.arange(len(xa)) if stimulus is None else stimulus, time,
-                                 n_rows=len(xa))
-    size, exhaustive, notes = perms.plan(n_perm)
-    _warn_notes(notes)
+    perms, _, result = _planned(stimulus, time, len(xa), n_perm, seed)
     value = float(statistic(xa, ya)) if observed is None else float(observed)
     batch = max(1, min(64, (1 << 24) // max(1, len(xa))))  # row maps are n int64 each
     samples = np.concatenate([[float(statistic(xa, ya[m])) for m in maps]
                               for maps in perms.row_maps(n_perm, seed, batch)])
-    return NullResult(value, samples, p_value(value, samples, alternative), alternative,
-                      perms.describe(size, exhaustive, seed), exhaustive, tuple(notes))
+    return result(value, samples, alternative)
 
 
 # ---- the fast route for CKA --------------------------------------------------------------------
-def _method(perms: StimulusPermutations, size: int, exhaustive: bool, seed: int,
-            what: str, how: str) -> str:
-    return (f"{perms.describe(size, exhaustive, seed)}; {what} recomputed through the cross term "
-            f"only ({how})")
-
-
 def bf16_native(device: str = "cpu") -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware (not by emulation).
 
@@ -440,14 +427,8 @@ def linear_cka_null(
     move (centring, X'X, Y'Y) and of the observed value, which equals simbench's ``cka`` to
     rounding; ``dtype="bfloat16"`` means float32 there and bfloat16 per-permutation products.
 
-    ``null_dtype`` is the precision of the feature form's per-permutation products X'PY only:
-    ``"same"`` (as ``dtype``), ``"float32"``, ``"float64"``, ``"bfloat16"``, or ``"auto"``
-    (default): for large nulls (at least :data:`AUTO_BF16_MIN_MACS` multiply-adds of products,
-    ~a second of float32 work) bfloat16 where the device multiplies it natively
-    (:func:`bf16_native`: CPUs with AVX-512 BF16 or AMX, CUDA from compute capability 8.0) and
-    float32 elsewhere; for smaller ones ``dtype`` (exact to rounding, speed does not matter).
-    The choice depends only on the machine and the sizes, so a seed gives the same null on the
-    same machine; ``NullResult.method`` names the precision used.
+    ``null_dtype`` is the precision of the feature form's per-permutation products X'PY only
+    (see :func:`resolve_null_dtype`); ``NullResult.method`` names the precision used.
 
     Why bfloat16 products are harmless for a null. X and Y are centred in ``dtype`` and
     rounded once to bfloat16 (8 significant bits: relative error <= 2^-9 per entry); the BLAS
@@ -495,14 +476,11 @@ def linear_cka_null(
     n, p = tx.shape
     q = ty.shape[1]
     _check_n(n, debiased)
-    perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
-                                 n_rows=n)
-    size, exhaustive, notes = perms.plan(n_perm)
-    _warn_notes(notes)
+    perms, size, result = _planned(stimulus, time, n, n_perm, seed)
     if form == "auto":
         # a randomly gathered Gram entry costs about as much as GRAM_ENTRY_COST multiply-adds
         # of a matrix product (measured on CPUs), so the Gram form wins only for few samples
-        form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= BATCH_BYTES
+        form = ("gram" if GRAM_ENTRY_COST * n < p * q and n * n * 8 <= NULL_BATCH_BYTES
                 else "feature")
     if kernel == "cosine":  # unit rows (all-zero rows stay zero), as simbench's cka
         tx, ty = unit_rows(tx), unit_rows(ty)
@@ -510,7 +488,7 @@ def linear_cka_null(
     yc = ty - ty.to(f64).mean(0).to(tdt)
     observed_cross = None
     if form == "gram":
-        a, b, cross, batch = gram_null_parts(xc @ xc.T, yc @ yc.T, BATCH_BYTES)
+        a, b, cross, batch = gram_null_parts(xc @ xc.T, yc @ yc.T)
         precision = dtype
     else:
         x64, y64 = xc.to(f64), yc.to(f64)
@@ -518,26 +496,25 @@ def linear_cka_null(
         a = KernelSums((x64 * x64).sum(1), x64 @ mx, (xc.T @ xc).to(f64).square().sum())
         b = KernelSums((y64 * y64).sum(1), y64 @ my, (yc.T @ yc).to(f64).square().sum())
         precision = resolve_null_dtype(null_dtype, dtype, float(n) * p * q * size, device)
-        cross, batch = feature_null_cross(xc, yc, getattr(torch, precision), BATCH_BYTES,
+        cross, batch = feature_null_cross(xc, yc, getattr(torch, precision), NULL_BATCH_BYTES,
                                       size)
         if precision != dtype:  # the observed value at full precision, as simbench's cka
             observed_cross = (xc.T @ yc).to(f64).square().sum()
 
     observed, samples = cka_over_row_maps(perms.row_maps(n_perm, seed, batch), n, cross, a, b,
                                           debiased, observed_cross)
-    what = f"{kernel} CKA{' (debiased HSIC)' if debiased else ''}"
-    how = f"{form} form, {precision} products"
+    how = (f"; {kernel} CKA{' (debiased HSIC)' if debiased else ''} recomputed through the "
+           f"cross term only ({form} form, {precision} products")
     if precision != dtype:
         how += f"; observed value in {dtype}"
+    how += ")"
     moments = None
     if not debiased and len(perms.strata) == 1 and perms.strata[0].shape[1] == 1:
         # every row its own stimulus, all re-pairings allowed: the RV coefficient's moments
         moments = rv_permutation_moments(
             n, (float(a.d), float(b.d)), (float(a.frob2), float(b.frob2)),
             (float(a.r @ a.r), float(b.r @ b.r)))
-    return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
-                      _method(perms, size, exhaustive, seed, what, how),
-                      exhaustive, tuple(notes), moments)
+    return result(observed, samples, how=how, moments=moments)
 
 
 def gram_cka_null(
@@ -568,17 +545,12 @@ def gram_cka_null(
                              f"{tuple(tK.shape)} and {tuple(tL.shape)}", field="L")
     n = int(tK.shape[0])
     _check_n(n, debiased)
-    perms = StimulusPermutations(np.arange(n) if stimulus is None else stimulus, time,
-                                 n_rows=n)
-    size, exhaustive, notes = perms.plan(n_perm)
-    _warn_notes(notes)
-    a, b, cross, batch = gram_null_parts(tK, tL, BATCH_BYTES)
+    perms, _, result = _planned(stimulus, time, n, n_perm, seed)
+    a, b, cross, batch = gram_null_parts(tK, tL)
     observed, samples = cka_over_row_maps(perms.row_maps(n_perm, seed, batch), n, cross, a, b,
                                           debiased)
-    what = f"kernel CKA{' (debiased HSIC)' if debiased else ''}"
-    return NullResult(observed, samples, p_value(observed, samples, "greater"), "greater",
-                      _method(perms, size, exhaustive, seed, what, "Gram form, float64"),
-                      exhaustive, tuple(notes))
+    return result(observed, samples, how=f"; kernel CKA{' (debiased HSIC)' if debiased else ''}"
+                  " recomputed through the cross term only (Gram form, float64)")
 
 
 def _check_n(n: int, debiased: bool) -> None:

@@ -1,19 +1,9 @@
 """The validity board as files: one directory with the table, its plots and the cost per measure.
 
-:func:`write_report` writes into a directory:
-
-- ``validity.csv``: one row per (measure variant, check): passed / failed / not run / not
-  applicable, and why;
-- ``validity.png``: the same table as a coloured grid, with each measure's runtime and memory
-  beside it when the costs are given;
-- ``separability.png``: ROC-AUC and d' per measure with their intervals (when any measure had
-  enough pairs);
-- ``costs.csv``: stored runtime per measure and one measured job's time and peak memory
-  (:mod:`simbench.calibration.costs`), when the costs are given;
-- ``validity.txt``: the board as ``simbench validity`` prints it, and the cost table;
-- ``README.md``: per check, which measures passed, failed, did not run it or are not
-  applicable, and the
-  command that rewrites the directory, all read off the board.
+:func:`write_report` writes ``validity.csv`` (one row per measure variant and check, with why),
+``validity.png`` (the board as a coloured grid, with each measure's measured cost beside it),
+``separability.png``, ``costs.csv`` (:mod:`simbench.calibration.costs`), ``validity.txt`` (the
+board as ``simbench validity`` prints it) and a ``README.md`` read off the board.
 """
 
 from __future__ import annotations
@@ -41,8 +31,7 @@ _CELL = {PASSED: "pass", FAILED: "FAIL", NOT_RUN: "not run", NOT_APPLICABLE: "n/
 def plot_board(board: ValidityBoard, path: str | Path,
                costs: Sequence[MeasureCost] | None = None) -> Path:
     """Measures x checks as a coloured grid (passed / failed / not run / not applicable); with
-    ``costs``, each
-    measure's measured CPU seconds and peak memory as bars beside it (log scale)."""
+    ``costs``, each measure's measured CPU seconds and peak memory as bars beside it (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")

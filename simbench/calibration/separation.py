@@ -149,10 +149,8 @@ def _d_prime(s: np.ndarray, d: np.ndarray, ws: np.ndarray, wd: np.ndarray) -> np
 
 def _counts(gen: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     """[n_boot, n] how often each score is drawn per resample."""
-    draws = gen.integers(0, n, size=(n_boot, n))
-    out = np.zeros((n_boot, n))
-    np.add.at(out, (np.repeat(np.arange(n_boot), n), draws.ravel()), 1)
-    return out
+    draws = gen.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
 
 
 def format_separability(results: Mapping[str, Separability]) -> str:

@@ -24,15 +24,10 @@ The other three are not orderings of stored scores (sites of one network against
 a statistic over many pairs, synthetic data), so this module computes them: separability from
 the stored scores, layer order and bias by running the measure (``simbench.score``).
 
-A check is *not run* for a measure, never passed or failed, when nothing could be evaluated,
-with the reason: no pair of the kind was scored (yet), the jobs failed, the measure compares one
-site in both systems (layer order needs a correlative measure fed two sites), the measure is not
-correlative (bias draws independent activity, not networks), or there are too few pairs.
-
-Every registered measure has a row: one the spec does not run is *not run* for every check,
-and one no check can apply to (one-system measures such as DAS, measures that need repeated
-measurements such as crossnobis) is *not applicable*, each with its reason from
-:mod:`simbench.calibration.applicability`.
+A check that could evaluate nothing is *not run*, never passed or failed, with the reason (no
+pair of the kind scored yet, failed jobs, a measure that is not correlative, too few pairs).
+Every registered measure has a row: one the spec does not run is *not run*, and one no check can
+apply to is *not applicable* (:mod:`simbench.calibration.applicability` says why).
 """
 
 from __future__ import annotations
@@ -40,12 +35,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simbench.calibration.bias import BIAS_NS, BiasTable, small_n_bias
+from simbench.calibration.bias import BiasTable, small_n_bias
 from simbench.calibration.separation import Separability, format_separability, separability
 
 #: the checks, in board order
@@ -119,7 +114,6 @@ def validity_board(
     bias: bool = True,
     layer_n: int = 300,
     bias_draws: int = 10,
-    bias_ns: Sequence[int] = BIAS_NS,
     n_boot: int = 1000,
     seed: int = 0,
     every_measure: bool = True,
@@ -147,10 +141,7 @@ def validity_board(
     for f in board.failures:
         errors[f["job"].split(" ", 1)[0]].append(f"{f['job']}: {f['error']}")
     found = match_rows(jobs, store.rows(), board.meta)
-    missing: dict[str, int] = defaultdict(int)
-    for j in jobs:
-        if j.key not in found:
-            missing[j.variant] += 1
+    missing = Counter(j.variant for j in jobs if j.key not in found)
     # why a check may have had nothing to evaluate: jobs not run yet, jobs that failed
     failed: dict[str, list[str]] = defaultdict(list)
     for v in variants:
@@ -184,29 +175,23 @@ def validity_board(
         results[(v, "small-n bias")] = CheckResult(
             v, "small-n bias", NOT_RUN, f"'{measures[v]}' is a {family} measure: it needs "
             "networks to intervene on, not independent activity")
+    nets = _layer_networks(spec) if layer_order else []
+    for v in correlative:
+        results[(v, "layer order")] = (
+            _layer_check(v, measures[v], params[v], nets, board.meta[measures[v]], layer_n, seed)
+            if layer_order else
+            CheckResult(v, "layer order", NOT_RUN, "switched off (--no-layer-order)"))
     table = None
-    if layer_order:
-        nets = _layer_networks(spec)
-        for v in correlative:
-            results[(v, "layer order")] = _layer_check(v, measures[v], params[v], nets,
-                                                       board.meta[measures[v]], layer_n, seed)
-    else:
-        for v in correlative:
-            results[(v, "layer order")] = CheckResult(v, "layer order", NOT_RUN,
-                                                      "switched off (--no-layer-order)")
     if bias and correlative:
         from simbench.calibration.estimators import measure_estimator
 
         estimators = {v: measure_estimator(measures[v], **_estimate_params(params[v]))
                       for v in correlative}
-        table = small_n_bias(estimators, ns=bias_ns, draws=bias_draws, seed=seed)
-        for v in correlative:
-            results[(v, "small-n bias")] = _bias_check(v, table,
-                                                       independent_value(measures[v]))
-    else:
-        for v in correlative:
-            results[(v, "small-n bias")] = CheckResult(v, "small-n bias", NOT_RUN,
-                                                       "switched off (--no-bias)")
+        table = small_n_bias(estimators, draws=bias_draws, seed=seed)
+    for v in correlative:
+        results[(v, "small-n bias")] = (
+            _bias_check(v, table, independent_value(measures[v])) if table is not None else
+            CheckResult(v, "small-n bias", NOT_RUN, "switched off (--no-bias)"))
     notes = list(board.notes)
     if board.done < board.total:
         notes.append(f"{board.total - board.done - board.failed} of {board.total} jobs are not "
@@ -401,7 +386,7 @@ def _layer_check(variant: str, measure: str, params: Mapping[str, Any],
 _MARK = {PASSED: "passed", FAILED: "FAILED", NOT_RUN: "not run", NOT_APPLICABLE: "n/a"}
 
 
-def format_board(board: ValidityBoard, *, details: bool = True) -> str:
+def format_board(board: ValidityBoard) -> str:
     """The board as text: a status table, then why each check failed, did not run or does not
     apply (one line for a measure whose checks all share a reason), the separability table
     and the bias table."""
@@ -415,11 +400,10 @@ def format_board(board: ValidityBoard, *, details: bool = True) -> str:
     lines = [f"measure validity of spec '{board.spec_name}' (a check not run or not applicable "
              "counts neither way)"]
     lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *body]]
-    if details:
-        for status in (FAILED, NOT_RUN, NOT_APPLICABLE):
-            items = _detail_lines(board, status)
-            if items:
-                lines += ["", f"{status}:", *items]
+    for status in (FAILED, NOT_RUN, NOT_APPLICABLE):
+        items = _detail_lines(board, status)
+        if items:
+            lines += ["", f"{status}:", *items]
     if board.separability:
         lines += ["", f"separability at site '{board.site}' (same-task seed pairs vs "
                   "different-task pairs):", format_separability(board.separability)]

@@ -11,8 +11,8 @@ that pushes biased CKA towards 1 when units outnumber samples.
 samples' pairwise distance matrices, and align those matrices as kernels.
 
 How it is computed (one engine for both forms and for the bootstrap): every estimator is a
-function of a few sums over samples (:class:`Ingredients`, turned into HSIC by :func:`hsic`). With per-sample weights (1 for the
-estimate, bootstrap counts for a replicate) these sums are
+function of a few sums over samples (:class:`Ingredients`, turned into HSIC by :func:`hsic`).
+With per-sample weights (1 for the estimate, bootstrap counts for a replicate) these sums are
 
 - feature form, linear and cosine kernels, O(n d^2): weighted sums of X^T X, Y^T Y, X^T Y,
   column sums and (debiased) row-norm moments, kept per bootstrap unit so that a replicate is
@@ -41,6 +41,7 @@ Bad input raises :class:`EstimatorError` (a ``ValueError``) with the parameter t
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import warnings
@@ -122,15 +123,11 @@ def cka(
     median pairwise distance (Kornblith et al.'s ``threshold``). ``dtype`` is the precision of
     the matrix products; ``boot_memory_mb`` bounds what the bootstrap adds (see the module).
     """
-    import torch
-
     if kernel not in KERNELS:
         raise EstimatorError(f"kernel must be one of {KERNELS}, got {kernel!r}", field="kernel")
     if form not in FORMS:
         raise EstimatorError(f"form must be one of {FORMS}, got {form!r}", field="form")
-    cdtype = _compute_dtype(dtype)
-    tx, ty = _as_tensor(x, device, cdtype), _as_tensor(y, device, cdtype)
-    n = _check_rows(tx, ty, debiased)
+    cdtype, tx, ty, n = _inputs(x, y, device, dtype, debiased)
     stim = np.arange(n) if stimulus is None else np.unique(stimulus, return_inverse=True)[1]
     dx, dy = tx.shape[1], ty.shape[1]
     if kernel == "rbf" and form == "feature":
@@ -150,16 +147,8 @@ def cka(
                               debiased=debiased, n_boot=n_boot, seed=seed,
                               boot_bytes=boot_bytes, attrs=attrs)
     else:
-        keep = subsample_rows(n, max_samples, seed)
-        if keep is not None:
-            idx = torch.as_tensor(keep, device=tx.device)
-            tx, ty, stim = tx[idx], ty[idx], stim[keep]
-            attrs["subsampled_rows"] = len(keep)
-        tx, ty = tx.to(cdtype), ty.to(cdtype)
-        if kernel == "cosine":
-            tx, ty = unit_rows(tx), unit_rows(ty)
-        K = _gram(tx, kernel, rbf_sigma, attrs, "x")
-        L = _gram(ty, kernel, rbf_sigma, attrs, "y")
+        K, L, stim = _matrices(tx, ty, stim, cdtype, attrs, max_samples=max_samples, seed=seed,
+                               kernel=kernel, rbf_sigma=rbf_sigma)
         del tx, ty
         values = gram_cka(K, L, stim, debiased=debiased, n_boot=n_boot, seed=seed, attrs=attrs,
                           boot_memory_mb=boot_memory_mb)
@@ -232,31 +221,18 @@ def distance_cka(
     device: str = "cpu",
     boot_memory_mb: float = BOOT_MEMORY_MB,
 ) -> CKAResult:
-    """The paper code's CKA: alignment of the distance matrices of z-scored ``x`` and ``y``.
-
-    Every unit is z-scored over the samples (constant units are dropped), each system's [n, n]
-    matrix of pairwise distances between samples is taken as a kernel, and the two are aligned
-    like CKA. The z-scoring uses the full sample's means and deviations; bootstrap replicates
-    reuse them.
-    """
-    import torch
-
+    """The paper code's CKA (see the module): the distance matrices of z-scored ``x`` and ``y``
+    aligned as kernels. Bootstrap replicates reuse the full sample's z-scoring."""
     if metric not in ("euclidean", "sqeuclidean"):
         raise EstimatorError(f"metric must be euclidean or sqeuclidean, got {metric!r}",
                              field="metric")
-    cdtype = _compute_dtype(dtype)
-    tx, ty = _as_tensor(x, device, cdtype), _as_tensor(y, device, cdtype)
-    n = _check_rows(tx, ty, False)
+    cdtype, tx, ty, n = _inputs(x, y, device, dtype, False)
     stim = np.arange(n) if stimulus is None else np.asarray(stimulus)
-    keep = subsample_rows(n, max_samples, seed)
     attrs: dict[str, Any] = {"metric": metric, "form": "gram", "dtype": dtype, "n_rows": n,
                              "units_x": tx.shape[1], "units_y": ty.shape[1],
                              "device": str(tx.device)}
-    if keep is not None:
-        idx = torch.as_tensor(keep, device=tx.device)
-        tx, ty, stim = tx[idx], ty[idx], stim[keep]
-        attrs["subsampled_rows"] = len(keep)
-    mats = [_distance_matrix(t, metric, cdtype) for t in (tx, ty)]
+    *mats, stim = _matrices(tx, ty, stim, cdtype, attrs, max_samples=max_samples, seed=seed,
+                            metric=metric)
     del tx, ty
     values = gram_cka(mats[0], mats[1], stim, n_boot=n_boot, seed=seed, attrs=attrs,
                       boot_memory_mb=boot_memory_mb)
@@ -438,32 +414,26 @@ def _sum64(t: torch.Tensor) -> torch.Tensor:
 
     if t.dtype == torch.float64:
         return t.sum(0)
-    total = torch.zeros(t.shape[1], dtype=torch.float64, device=t.device)
-    for part in _f64_slices(t):
-        total += part.sum(0)
-    return total
+    return sum((part.sum(0) for part in _f64_slices(t)),
+               torch.zeros(t.shape[1], dtype=torch.float64, device=t.device))
 
 
 def _column_mean(t: torch.Tensor, buf: torch.Tensor, cosine: bool, size: int) -> torch.Tensor:
     """Column means of the prepared rows (float64 sums of blocks), in the compute dtype."""
     import torch
 
-    total = torch.zeros(t.shape[1], dtype=torch.float64, device=t.device)
-    for block in _blocks(t, (0, t.shape[0]), size):
-        total += _sum64(_prepared(block, buf, cosine, None))
+    total = sum((_sum64(_prepared(block, buf, cosine, None))
+                 for block in _blocks(t, (0, t.shape[0]), size)),
+                torch.zeros(t.shape[1], dtype=torch.float64, device=t.device))
     return (total / t.shape[0]).to(buf.dtype)
 
 
 def _unit_moments(tx: torch.Tensor, ty: torch.Tensor, units: Sequence[_Rows], debiased: bool,
                   *, cdtype: torch.dtype, cosine: bool) -> dict[str, torch.Tensor]:
-    """Per bootstrap unit, the float64 sums the estimator needs.
-
-    Rows are converted to the compute dtype, normalised (cosine) and centred a block at a time
-    into one reused buffer per system (no whole copy of the data): HSIC is translation
-    invariant, and centred data keep the mean corrections (and their cancellation) small, which
-    matters in float32. The corrections use the exact column sums of the centred rows, so the
-    mean itself need not be exact. Each block's products are added into float64 accumulators.
-    """
+    """Per bootstrap unit, the float64 sums the estimator needs, from rows prepared a block at a
+    time in one reused buffer per system. Centring keeps the mean corrections (and their
+    cancellation) small, which matters in float32; the corrections use the exact column sums of
+    the centred rows, so the mean itself need not be exact."""
     import torch
 
     f64, dev = torch.float64, tx.device
@@ -585,15 +555,30 @@ def kernel_matrices(
 
     A permutation null re-pairs rows of one matrix and columns alike, so it needs them once.
     """
-    cdtype = _compute_dtype(dtype)
-    tx, ty = _as_tensor(x, device, cdtype), _as_tensor(y, device, cdtype)
-    _check_rows(tx, ty, False)
+    cdtype, tx, ty, n = _inputs(x, y, device, dtype, False)
+    return _matrices(tx, ty, np.arange(n), cdtype, {}, kernel=kernel, rbf_sigma=rbf_sigma,
+                     metric=metric)[:2]
+
+
+def _matrices(tx: torch.Tensor, ty: torch.Tensor, stim: np.ndarray, cdtype: torch.dtype,
+              attrs: dict[str, Any], *, max_samples: int = 0, seed: int = 0,
+              kernel: str = "linear", rbf_sigma: float = 1.0, metric: str | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Both systems' [n, n] float64 matrices (distance matrices with ``metric``, else kernels)
+    on the rows the Gram form keeps (a seeded subsample of ``max_samples``), and their stimuli."""
+    import torch
+
+    keep = subsample_rows(tx.shape[0], max_samples, seed)
+    if keep is not None:
+        idx = torch.as_tensor(keep, device=tx.device)
+        tx, ty, stim = tx[idx], ty[idx], stim[keep]
+        attrs["subsampled_rows"] = len(keep)
     if metric is not None:
-        return _distance_matrix(tx, metric, cdtype), _distance_matrix(ty, metric, cdtype)
+        return _distance_matrix(tx, metric, cdtype), _distance_matrix(ty, metric, cdtype), stim
     tx, ty = tx.to(cdtype), ty.to(cdtype)
     if kernel == "cosine":
         tx, ty = unit_rows(tx), unit_rows(ty)
-    return _gram(tx, kernel, rbf_sigma, {}, "x"), _gram(ty, kernel, rbf_sigma, {}, "y")
+    return _gram(tx, kernel, rbf_sigma, attrs, "x"), _gram(ty, kernel, rbf_sigma, attrs, "y"), stim
 
 
 def _gram(t: torch.Tensor, kernel: str, rbf_sigma: float, attrs: dict[str, Any],
@@ -694,7 +679,11 @@ def _as_tensor(a: Any, device: str, cdtype: torch.dtype) -> torch.Tensor:
     return a.to(device)
 
 
-def _check_rows(tx: torch.Tensor, ty: torch.Tensor, debiased: bool) -> int:
+def _inputs(x: Any, y: Any, device: str, dtype: str, debiased: bool
+            ) -> tuple[torch.dtype, torch.Tensor, torch.Tensor, int]:
+    """The compute dtype, ``x`` and ``y`` as tensors (checked to be paired rows), and n."""
+    cdtype = _compute_dtype(dtype)
+    tx, ty = _as_tensor(x, device, cdtype), _as_tensor(y, device, cdtype)
     if tx.ndim != 2 or ty.ndim != 2:
         raise EstimatorError(f"CKA needs [samples, units] arrays, got shapes "
                              f"{tuple(tx.shape)} and {tuple(ty.shape)}")
@@ -706,14 +695,10 @@ def _check_rows(tx: torch.Tensor, ty: torch.Tensor, debiased: bool) -> int:
     if n < need:
         raise EstimatorError(f"CKA needs at least {need} paired samples, got {n}",
                              fix="record more stimuli")
-    return n
+    return cdtype, tx, ty, n
 
 
-# ---- permutation nulls: what a re-pairing of the samples changes ----------------------------
-# The permutation null of CKA (simbench.calibration.permutation's linear_cka_null and
-# gram_cka_null draw the re-pairings and report the null) needs the same HSIC over sums as the
-# estimate: centring commutes with a row permutation and the self terms do not move, so only the
-# cross sums are recomputed per re-pairing.
+# ---- permutation nulls: what a re-pairing of the samples changes (see the module) -----------
 
 #: working-set cap of one batch of gathered rows (or Gram entries) in the fast CKA null
 NULL_BATCH_BYTES = 1 << 27
@@ -768,8 +753,7 @@ def cka_over_row_maps(
     return observed, np.concatenate(chunks)
 
 
-def gram_null_parts(K: Any, L: Any, batch_bytes: int = NULL_BATCH_BYTES
-                    ) -> tuple[KernelSums, KernelSums, Callable[[Any], Any], int]:
+def gram_null_parts(K: Any, L: Any) -> tuple[KernelSums, KernelSums, Callable[[Any], Any], int]:
     """Both kernel matrices' sums, their cross term under a row map (one flat gather of L's
     permuted entries per map, then a dot product with K: O(n^2)), and the batch size."""
     import torch
@@ -787,7 +771,7 @@ def gram_null_parts(K: Any, L: Any, batch_bytes: int = NULL_BATCH_BYTES
         return torch.stack([k_flat @ l_flat[(m[:, None] * n + m[None, :]).reshape(-1)]
                             for m in maps])
 
-    return a, b, cross, max(1, min(256, batch_bytes // (8 * n)))
+    return a, b, cross, max(1, min(256, NULL_BATCH_BYTES // (8 * n)))
 
 
 def rv_permutation_moments(n: int, trace: tuple[float, float], trace_sq: tuple[float, float],
@@ -898,15 +882,6 @@ def _source_chunk_rows(a: Any) -> int | None:
     return int(rows[0]) if rows and all(r == rows[0] for r in rows[:-1]) else None
 
 
-def _aligned(rows: int, *chunk_rows: int | None) -> int:
-    """``rows`` rounded down to a multiple of the sources' chunk rows (when one is known and
-    fits), so a block never reads a chunk it uses only part of (a reader holds whole chunks)."""
-    for c in chunk_rows:
-        if c and rows >= c:
-            rows = rows // c * c
-    return rows
-
-
 def chunk_rows_for(dx: int, dy: int, memory_mb: float, *, debiased: bool = False,
                    itemsize: int = 8) -> int:
     """The largest block of rows :func:`chunked_cka` can read within ``memory_mb`` MiB.
@@ -925,13 +900,8 @@ def chunk_rows_for(dx: int, dy: int, memory_mb: float, *, debiased: bool = False
             f"memory_mb = {memory_mb:g} MiB does not hold the accumulators of {dx} x {dy} units "
             f"({fixed / 2**20:.0f} MiB)", field="memory_mb",
             fix=f"allow at least {math.ceil(need_mb)} MiB (256 rows a block)")
-    lo, hi = 1, 2  # need() grows with rows: the largest that fits, by doubling then bisection
-    while need(hi) <= budget:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid)
-    return lo
+    # need() grows with rows (by 10 or more bytes a row): the largest that fits, by bisection
+    return bisect.bisect_right(range(1, budget + 1), budget, key=need)
 
 
 def chunked_cka(
@@ -949,13 +919,10 @@ def chunked_cka(
     """Linear (or cosine) CKA of row-aligned ``x`` [n, dx] and ``y`` [n, dy] that are never held
     whole: rows are read ``chunk_rows`` at a time (default: as many as ``memory_mb`` allows).
 
-    ``x`` and ``y`` are anything sliced by rows into arrays: a numpy array or memmap, an
-    ``xarray.DataArray`` opened from a netCDF file (lazy or dask-backed: a slice reads only
-    those rows), an h5py or netCDF4 variable. Two passes: column means, then float64 sums of
-    X'X, Y'Y, X'Y (and the debiased estimator's row-norm moments) over centred blocks; the
-    estimate is the same function of those sums as :func:`cka`'s feature form, so the two agree
-    to rounding. No bootstrap interval (it would need per-unit sums; use :func:`cka` on a
-    subsample for one). ``progress`` shows a tqdm bar over the blocks of both passes.
+    ``x`` and ``y`` are anything sliced by rows into arrays (numpy memmap, lazy or dask-backed
+    ``xarray.DataArray``, h5py or netCDF4 variable). Two passes: column means, then the float64
+    sums of :func:`cka`'s feature form over centred blocks, so the two agree to rounding. No
+    bootstrap interval (it would need per-unit sums). ``progress`` shows a tqdm bar over blocks.
     """
     import torch
 
@@ -977,7 +944,12 @@ def chunked_cka(
     itemsize = torch.empty((), dtype=cdtype).element_size()
     fits = chunk_rows_for(dx, dy, memory_mb, debiased=debiased, itemsize=itemsize)
     if chunk_rows is None:
-        chunk_rows = _aligned(min(fits, n), _source_chunk_rows(x), _source_chunk_rows(y))
+        chunk_rows = min(fits, n)
+        # a multiple of the sources' chunk rows, where known and it fits: a block never reads a
+        # chunk it uses only part of (a reader holds whole chunks)
+        for c in (_source_chunk_rows(x), _source_chunk_rows(y)):
+            if c and chunk_rows >= c:
+                chunk_rows = chunk_rows // c * c
     elif chunk_rows > fits:
         raise EstimatorError(
             f"chunk_rows = {chunk_rows} needs "
@@ -1000,10 +972,7 @@ def chunked_cka(
                       disable=not progress_shown())
         for i in it:
             j = min(i + chunk_rows, n)
-            with warnings.catch_warnings():  # read-only views: nothing here writes into them
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                bx = torch.as_tensor(np.asarray(x[i:j]), device=dev)
-                by = torch.as_tensor(np.asarray(y[i:j]), device=dev)
+            bx, by = _as_tensor(x[i:j], device, cdtype), _as_tensor(y[i:j], device, cdtype)
             yield bx, by
             del bx, by  # not held while the next block is read (nor by the caller: see below)
 

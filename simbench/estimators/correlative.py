@@ -1,18 +1,9 @@
-"""What the correlative measures (CKA, RSA) share on the simbench side, written once.
+"""What the correlative measures share on the simbench side, written once: the pairing
+parameters and the paired activity, the memory budget of the block passes, the wording of "no
+interval", the estimators' errors as SimbenchErrors naming the site, and the ``Score``.
 
-- :data:`PAIRING_PARAMS`: the parameters every correlative measure takes to pair two systems.
-- :func:`paired_activity`: fetch both systems' activity at a site and pair it sample by sample
-  (a network paired with a recording is recorded on the recording's own stimuli).
-- :func:`no_interval_note`: the one wording of "no interval" (``ci=None`` and
-  ``attrs["ci_note"]`` saying why and which parameter to change).
-- :func:`interval_attrs`: ``ci_method`` and, with no interval, that note.
-- :func:`estimator_errors`, :func:`undefined_activity`: the estimators' input errors and an
-  undefined value as SimbenchErrors naming the site.
-- :func:`make_score`: turning a value, an interval and attrs into a ``Score``.
-
-The estimators themselves (``cka_estimators``, ``resampling``) know nothing of simbench. Only
-numpy and simbench's core are imported here (no torch, no rsatoolbox), so loading the plugins
-stays fast.
+The estimators themselves know nothing of simbench. Only numpy and simbench's core are imported
+here (no torch, no rsatoolbox), so loading the plugins stays fast.
 """
 
 from __future__ import annotations
@@ -22,9 +13,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from simbench.errors import ParameterError, SimbenchError
+from simbench.errors import SimbenchError
 from simbench.estimators.cka import EstimatorError
 from simbench.measure import Measure, Param
 from simbench.pairing import Paired, pair_sites
@@ -101,35 +90,29 @@ def paired_activity(
     n_stimuli: int | None,
     seed: int,
     intersect: bool,
-    dtype: str | None = None,
     lazy: bool = False,
 ) -> Paired:
     """Both systems' activity at ``site``, row-aligned on (stimulus id, time step).
 
-    ``n_stimuli`` and ``seed`` tell a network (TorchSystem) how many stimuli to record and which;
-    both systems get the same values, so their stimuli match. A network paired with a recording
-    whose site has a ``token`` coordinate is recorded on that recording's own token sequences
-    (decoded through the network's task vocabulary, or a language model's tokenizer; its
-    stimulus ids are kept), so the pair
-    shares every stimulus whatever ``n`` the recording was made with. Recordings ignore
-    ``n_stimuli`` and ``seed``. ``dtype`` None keeps float activity as stored (the estimators
-    convert a block at a time), so aligned recordings are paired without a copy.
+    ``n_stimuli`` and ``seed`` tell a network how many stimuli to record and which (recordings
+    ignore them); both systems get the same values, so their stimuli match. A network paired
+    with a recording whose site has a ``token`` coordinate is recorded on that recording's own
+    token sequences (stimulus ids kept), so the pair shares every stimulus. Float activity is
+    kept as stored (the estimators convert it), so aligned recordings are paired without a copy.
 
-    A recording too large to load (opened by :func:`simbench.recording.open_recording`) stays
-    in its file: with ``lazy`` True its side is a :class:`~simbench.pairing.LazyRows` read a
-    block of rows at a time (see :func:`lazy_budget`); with ``lazy`` False it is read whole
-    when it fits and refused when it does not. Networks are recorded in memory (they are small).
+    A recording too large to load stays in its file: with ``lazy`` True its side is a
+    :class:`~simbench.pairing.LazyRows` read a block of rows at a time; with ``lazy`` False it
+    is read whole when it fits and refused when it does not.
     """
-    if dtype is not None and dtype not in DTYPES:
-        raise ParameterError(f"dtype must be one of {DTYPES}, got {dtype!r}", field="dtype")
     a, b = systems
     recorded = [_recording_with_tokens(s, site) for s in (a, b)]
+    on_different_tasks = _is_network(a) and _is_network(b) and a.task != b.task
     if _is_network(a) != _is_network(b) and any(r is not None for r in recorded):
         # a network (or a language model) is recorded on the recording's own sequences
         rec = next(r for r in recorded if r is not None)
         data = [s.record_like(rec, site) if hasattr(s, "record_like")
                 else s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
-    elif _both_networks_on_different_tasks(a, b):
+    elif on_different_tasks:
         # Networks trained on different tasks see the same inputs: the first system's stimuli
         # (a correlative measure compares responses to identical sequences).
         stim = a.task_def.sample(n_stimuli or 1000, seed, counts="all")
@@ -137,14 +120,8 @@ def paired_activity(
     else:
         data = [s.site_data(site, n_stimuli=n_stimuli, seed=seed) for s in (a, b)]
     names = (str(a.system_id), str(b.system_id))
-    try:
-        return pair_sites(data[0], data[1], intersect=intersect, names=names,
-                          dtype=None if dtype is None else np.dtype(dtype).type, lazy=lazy)
-    except SimbenchError as exc:
-        if exc.site is None:  # say where: pair_sites knows the systems, not the site
-            exc.site = site
-            exc.args = (exc._render(),)
-        raise
+    with estimator_errors(site):  # say where: pair_sites knows the systems, not the site
+        return pair_sites(data[0], data[1], intersect=intersect, names=names, lazy=lazy)
 
 
 def _is_network(system: Any) -> bool:
@@ -157,10 +134,6 @@ def _recording_with_tokens(system: Any, site: str) -> Any:
     if rec is None or _is_network(system) or site not in rec.sites:
         return None
     return rec if "token" in rec.sites[site].coords else None
-
-
-def _both_networks_on_different_tasks(a: Any, b: Any) -> bool:
-    return _is_network(a) and _is_network(b) and a.task != b.task
 
 
 def no_interval_note(*, n_boot: int, n_units: int, n_finite: int, boot: str = "n_boot",
@@ -200,11 +173,16 @@ def interval_attrs(ci: tuple[float, float] | None, method: str, **note: Any) -> 
 @contextlib.contextmanager
 def estimator_errors(site: str) -> Iterator[None]:
     """Turn the estimators' input errors (:class:`EstimatorError`) into SimbenchErrors naming
-    ``site``, with the estimator's field and fix."""
+    ``site``, with the estimator's field and fix; SimbenchErrors that name no site get it."""
     try:
         yield
     except EstimatorError as exc:
         raise SimbenchError(exc.message, site=site, field=exc.field, fix=exc.fix) from None
+    except SimbenchError as exc:
+        if exc.site is None:
+            exc.site = site
+            exc.args = (exc._render(),)
+        raise
 
 
 def undefined_activity(label: str, systems: Sequence[Any], site: str, few: str) -> SimbenchError:

@@ -35,57 +35,50 @@ def similarities(t: np.ndarray, normalize: bool = True) -> np.ndarray:
     return a @ a.T
 
 
-def knn_indices(sim: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """[n, k] the k most similar samples to each sample i (i itself excluded).
-
-    ``exclude`` [n, n] bool marks further pairs that are never neighbours (e.g. two copies of
-    one sample in a bootstrap replicate).
-    """
+def knn_indices(sim: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] the k most similar samples to each sample i (i itself excluded)."""
     n = sim.shape[0]
     if not 1 <= k < n:
         raise EstimatorError(f"k = {k} neighbours needs at least {k + 1} samples, got {n}",
                              field="k", fix=f"pass a k below {n}, or record more samples")
     s = sim.copy()
     np.fill_diagonal(s, -np.inf)
-    if exclude is not None:
-        s[exclude] = -np.inf
     return np.argpartition(-s, k - 1, axis=1)[:, :k]
 
 
-def knn_mask(sim: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def knn_mask(sim: np.ndarray, k: int) -> np.ndarray:
     """[n, n] bool: j is among the k most similar samples to i (see :func:`knn_indices`)."""
     n = sim.shape[0]
-    top = knn_indices(sim, k, exclude)
+    top = knn_indices(sim, k)
     mask = np.zeros((n, n), dtype=bool)
     mask[np.arange(n)[:, None], top] = True
     return mask
 
 
-def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True,
-               exclude: np.ndarray | None = None) -> float:
+def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True) -> float:
     """Mean share of each sample's k nearest neighbours shared by the two systems."""
-    mx = knn_mask(similarities(x, normalize), k, exclude)
-    my = knn_mask(similarities(y, normalize), k, exclude)
+    mx = knn_mask(similarities(x, normalize), k)
+    my = knn_mask(similarities(y, normalize), k)
     return float((mx & my).sum(axis=1).mean() / k)
 
 
-def hsic_unbiased(a: np.ndarray, b: np.ndarray) -> float:
-    """Song et al.'s unbiased HSIC of two [n, n] matrices with zero diagonals (n > 3):
-    [tr(AB) + 1'A1 1'B1 / ((n-1)(n-2)) - 2/(n-2) 1'AB1] / (n(n-3))."""
+def hsic_unbiased(a: Any, b: Any) -> float:
+    """Song et al.'s unbiased HSIC of two [n, n] matrices (numpy, or scipy sparse) with zero
+    diagonals (n > 3): [tr(AB) + 1'A1 1'B1 / ((n-1)(n-2)) - 2/(n-2) 1'AB1] / (n(n-3))."""
     n = a.shape[0]
     if n < 4:
         raise EstimatorError(f"the unbiased HSIC needs at least 4 samples, got {n}")
-    tr = float(np.einsum("ij,ji->", a, b))
+    sparse = hasattr(a, "tocoo")  # scipy sparse
+    tr = float(a.multiply(b.T).sum()) if sparse else float(np.einsum("ij,ji->", a, b))
     ones = float(a.sum()) * float(b.sum()) / ((n - 1) * (n - 2))
-    cross = float(a.sum(axis=0) @ b.sum(axis=1))
+    cross = float(np.asarray(a.sum(axis=0)).ravel() @ np.asarray(b.sum(axis=1)).ravel())
     return (tr + ones - 2.0 * cross / (n - 2)) / (n * (n - 3))
 
 
-def cknna(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True,
-          exclude: np.ndarray | None = None) -> float:
+def cknna(x: np.ndarray, y: np.ndarray, k: int = 10, normalize: bool = True) -> float:
     """CKNNA (see the module); nan when a system's restricted kernel has no variance."""
     kx, ky = similarities(x, normalize), similarities(y, normalize)
-    mx, my = knn_mask(kx, k, exclude), knn_mask(ky, k, exclude)
+    mx, my = knn_mask(kx, k), knn_mask(ky, k)
     both = (mx & my).astype(np.float64)
     fx, fy = mx.astype(np.float64), my.astype(np.float64)
     num = hsic_unbiased(both * kx, both * ky)
@@ -134,15 +127,6 @@ def mutual_overlaps(gx: Graph, gy: Graph, m: np.ndarray | None = None) -> np.nda
     return np.asarray(gx.mask().multiply(gy.mask(m)).sum(axis=1)).ravel()
 
 
-def hsic_sparse(a: Any, b: Any) -> float:
-    """:func:`hsic_unbiased` of two scipy sparse matrices with zero diagonals."""
-    n = a.shape[0]
-    tr = float(a.multiply(b.T).sum())
-    ones = float(a.sum()) * float(b.sum()) / ((n - 1) * (n - 2))
-    cross = float(np.asarray(a.sum(axis=0)).ravel() @ np.asarray(b.sum(axis=1)).ravel())
-    return (tr + ones - 2.0 * cross / (n - 2)) / (n * (n - 3))
-
-
 def cknna_parts(gx: Graph, gy: Graph, m: np.ndarray | None = None) -> tuple[Any, Any, Any, Any]:
     """Sparse (M o K, M o L, M_K o K, M_L o L) of :func:`cknna` (Y through the row map m)."""
     kx, ky = gx.kernel(), gy.kernel(m)
@@ -160,8 +144,8 @@ def cknna_sparse(parts: tuple[Any, Any, Any, Any], rows: np.ndarray | None = Non
                          shape=(len(rows), n))
         parts = tuple(sel @ p @ sel.T for p in parts)  # type: ignore[assignment]
     a, b, fx, fy = parts
-    den = hsic_sparse(fx, fx) * hsic_sparse(fy, fy)
-    return float(hsic_sparse(a, b) / np.sqrt(den)) if den > 0 else float("nan")
+    den = hsic_unbiased(fx, fx) * hsic_unbiased(fy, fy)
+    return float(hsic_unbiased(a, b) / np.sqrt(den)) if den > 0 else float("nan")
 
 
 def cknna_resampled(parts: tuple[Any, Any, Any, Any], counts: np.ndarray) -> np.ndarray:
@@ -200,7 +184,6 @@ __all__ = [
     "cknna_parts",
     "cknna_resampled",
     "cknna_sparse",
-    "hsic_sparse",
     "hsic_unbiased",
     "knn_indices",
     "knn_mask",

@@ -39,11 +39,14 @@ class Moments:
                 self.xy / self.n - np.outer(mx, my))
 
 
+def _centred(t: np.ndarray) -> np.ndarray:
+    a = np.asarray(t, dtype=np.float64)
+    return a - a.mean(axis=0)
+
+
 def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     """The :class:`Moments` of all rows of ``x`` and ``y``."""
-    xc = np.asarray(x, dtype=np.float64)
-    yc = np.asarray(y, dtype=np.float64)
-    xc, yc = xc - xc.mean(axis=0), yc - yc.mean(axis=0)
+    xc, yc = _centred(x), _centred(y)
     return Moments(float(len(xc)), xc.sum(axis=0), yc.sum(axis=0), xc.T @ xc, yc.T @ yc,
                    xc.T @ yc)
 
@@ -52,9 +55,7 @@ class StimulusMoments:
     """Per-stimulus :class:`Moments`, for bootstrap replicates over stimuli."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, stimulus: np.ndarray) -> None:
-        xc = np.asarray(x, dtype=np.float64)
-        yc = np.asarray(y, dtype=np.float64)
-        xc, yc = xc - xc.mean(axis=0), yc - yc.mean(axis=0)
+        xc, yc = _centred(x), _centred(y)
         stim = np.unique(np.asarray(stimulus), return_inverse=True)[1].ravel()
         order = np.argsort(stim, kind="stable")
         starts = np.searchsorted(stim[order], np.arange(int(stim.max()) + 1))
@@ -64,9 +65,8 @@ class StimulusMoments:
         self.sy = np.add.reduceat(ys, starts, axis=0)
         bounds = [*starts.tolist(), len(xs)]
         blocks = [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
-        self.xx = np.stack([xs[a:b].T @ xs[a:b] for a, b in blocks])
-        self.yy = np.stack([ys[a:b].T @ ys[a:b] for a, b in blocks])
-        self.xy = np.stack([xs[a:b].T @ ys[a:b] for a, b in blocks])
+        self.xx, self.yy, self.xy = (np.stack([p[a:b].T @ q[a:b] for a, b in blocks])
+                                     for p, q in ((xs, xs), (ys, ys), (xs, ys)))
 
     @staticmethod
     def nbytes(n_stimuli: int, dx: int, dy: int) -> int:

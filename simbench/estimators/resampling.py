@@ -1,15 +1,9 @@
 """Seeded resampling for the correlative measures: row subsamples, bootstrap counts, intervals.
 
-Pure numpy (no torch), so the CKA estimators and RSA can share it without pulling in anything
-else.
-
-- :func:`rng` (:mod:`simbench.seeds`, re-exported here) gives an independent stream per purpose
-  (row subsampling, bootstrap, grouping, RSA draws), so changing one parameter never reshuffles
-  an unrelated draw.
-- :func:`stimulus_groups` and :func:`bootstrap_counts`: the bootstrap over stimuli (time steps of
-  one stimulus are not independent, so they are resampled together).
-- :func:`recentred_interval` (and :func:`simbench.stats.percentile_interval`): replicate
-  values to an interval, or ``None`` when there is none (the caller says why in ``attrs["ci_note"]``).
+Pure numpy. :func:`rng` (re-exported from :mod:`simbench.seeds`) gives an independent stream
+per purpose (the tags below), so changing one parameter never reshuffles an unrelated draw. The
+bootstrap is over stimuli: time steps of one stimulus are not independent, so they are
+resampled together.
 """
 
 from __future__ import annotations

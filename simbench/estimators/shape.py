@@ -46,13 +46,6 @@ MAX_TRANSPORT = 250_000
 SOFT_NORMALIZE = ("scale", "unit", "none")
 
 
-def centred(t: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """``t`` as float64 with each column's (weighted) mean over the rows removed."""
-    a = np.asarray(t, dtype=np.float64)
-    mean = a.mean(axis=0) if weights is None else weights @ a / weights.sum()
-    return a - mean
-
-
 def _whitener(cov: np.ndarray, alpha: float) -> np.ndarray:
     """The symmetric matrix ``V diag(alpha + (1 - alpha) / sqrt(l)) V'`` of ``cov``.
 
@@ -163,6 +156,6 @@ def soft_matching_of(m: Moments, normalize: str = "scale") -> float:
     return math.sqrt(max(float((plan * cost).sum()), 0.0))
 
 
-__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "centred", "shape_cosine_of",
+__all__ = ["MAX_REPLICATED", "MAX_TRANSPORT", "SOFT_NORMALIZE", "shape_cosine_of",
            "shape_distance", "shape_distance_of", "soft_matching_distance", "soft_matching_of",
            "soft_matching_plan"]
