@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from simbench.bench.jobs import Job
-from simbench.bench.worker import JobProcess, run_job, run_job_guarded
+from simbench.bench.worker import JobProcess, run_job_guarded, run_job_in
 from simbench.errors import SimbenchError
 
 OnStart = Callable[[Job | None, int], None]
@@ -35,24 +35,17 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self) -> None:
-        self._process: JobProcess | None = None
+        self._process = JobProcess()  # started by the first job with a timeout
 
     def run(self, jobs: Iterable[Job], device: str, on_start: OnStart | None = None
             ) -> Iterator[tuple[Job, dict[str, Any]]]:
         for job in jobs:
             if on_start is not None:
                 on_start(job, 1)
-            if job.timeout is None:
-                yield job, run_job(job, device)
-                continue
-            if self._process is None:
-                self._process = JobProcess()
-            yield job, self._process.run(job, device, job.timeout)
+            yield job, run_job_in(self._process, job, device)
 
     def close(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
+        self._process.kill()
 
 
 class DaskExecutor:

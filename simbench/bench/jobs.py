@@ -23,11 +23,12 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from simbench.bench.locate import dotted
+from simbench.bench.fingerprint import fingerprint, measure_root
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
 from simbench.errors import SimbenchError, SpecError
 from simbench.registry import get_registry
-from simbench.systems.resolve import identity, resolve_cached
+from simbench.systems.resolve import identity as system_identity  # content hash, or a zoo id
+from simbench.systems.resolve import resolve_cached
 
 
 @dataclasses.dataclass
@@ -82,18 +83,6 @@ def lm_record(prompts_id: str | None, new_tokens: int | None) -> dict[str, Any]:
 
 
 # ---- identities ----------------------------------------------------------------------------
-def system_identity(source: str) -> str:
-    """What a result depends on in a system (:func:`simbench.systems.resolve.identity`): a
-    recording's bytes, a checkpoint's bytes (weights and the sidecar's config and task), a
-    language model directory's bytes (config, weights, tokenizer), or a zoo model's id.
-
-    A checkpoint or a model directory is identified by content wherever the spec names it, so
-    copying or moving it keeps its results; so is a model of the language-model zoo (its
-    directory, checked against the zoo's manifest), so rebuilding the zoo gives new jobs.
-    """
-    return identity(source)
-
-
 def code_version(info: Any) -> str:
     """simbench's version and the release version of ``info``, the plugin providing a measure.
 
@@ -104,14 +93,6 @@ def code_version(info: Any) -> str:
 
     version = "-" if info.dist == "spec-file" else info.version
     return f"simbench {__version__}; {info.dist} {version}"
-
-
-def measure_code(measure: Any) -> tuple[dict[str, str | None], str]:
-    """(where the measure's code starts, the fingerprint of the code it runs)."""
-    from simbench.bench.fingerprint import fingerprint, measure_root
-
-    root = measure_root(measure)
-    return root, fingerprint(root)
 
 
 def measure_meta(measure: Any) -> dict[str, Any]:
@@ -237,9 +218,9 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
     def measure_of(name: str) -> tuple[Any, str, dict[str, str | None], str, dict[str, Any]]:
         if name not in code:  # the spec's names are canonical (it resolved community ids)
             entry = registry.registered(name)
-            measure = entry.item
-            code[name] = (measure, code_version(entry.plugin), *measure_code(measure),
-                          measure_meta(measure))
+            root = measure_root(entry.item)  # where its code starts; the fingerprint of all
+            code[name] = (entry.item, code_version(entry.plugin), root, fingerprint(root),
+                          measure_meta(entry.item))
         return code[name]
 
     def shape(name: str) -> tuple[int, int | None, bool]:
@@ -334,16 +315,11 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
             path: tuple[Any, ...] = ("pairs", job.group)
             if "site" in problem and mspec.sites:
                 path = ("measures", job.label, "sites")
-            raise SpecError(problem, file=_where(spec, path), field=dotted(path))
+            raise spec.error(problem, path)
     if not keep and spec.lenient:
         raise SpecError("nothing left to run: " + "; ".join(spec.notes[-5:]), file=spec.path,
                         fix="install the zoo and the measures the spec names, or edit the spec")
     return keep
-
-
-def _where(spec: Spec, path: tuple[Any, ...]) -> str:
-    line = spec.locator.line(*path)
-    return f"{spec.path}:{line}" if line else str(spec.path)
 
 
 def _problem(spec: Spec, registry: Any, job: Job, resolved: dict[str, Any]) -> str | None:

@@ -111,14 +111,6 @@ def _normalise(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
 def _assumed(name: str, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     tuples = {tuple(r["systems"]) for r in rows}
     sizes = sorted({len(t) for t in tuples}) or [2]
-    return {
-        "family": "unknown",
-        "higher_is_better": True,
-        "range": (-math.inf, math.inf),
-        "symmetric": not any(t[::-1] in tuples for t in tuples if len(t) == 2 and t[0] != t[1]),
-        "systems": (sizes[0], sizes[-1]),
-        "params": None,  # unknown: rows match on the parameters the spec writes
-        "description": "",
-        "citation": "",
-        "origin": "assumed",
-    }
+    symmetric = not any(t[::-1] in tuples for t in tuples if len(t) == 2 and t[0] != t[1])
+    facts = _normalise({"symmetric": symmetric, "systems": [sizes[0], sizes[-1]]}, "assumed")
+    return {**facts, "params": None}  # unknown: rows match on the parameters the spec writes

@@ -24,19 +24,9 @@ the last results committed before it (never corrupt the file), and a rerun recom
 The schema version lives in ``PRAGMA user_version`` and the file is marked as a simbench store
 by ``PRAGMA application_id`` and a ``meta`` row; a file that is not a simbench store, or that a
 newer simbench wrote, is refused with a :class:`~simbench.errors.StoreError`. Version 1 stores
-are upgraded in place (new columns and tables only) when a run writes to them, and read as they
-are otherwise.
-
-Schema 2 (additions to version 1):
-
-- ``results.code_fingerprint``: the fingerprint of the code that computed the row (NULL in rows
-  written before fingerprints: those count as stale);
-- ``results.measure_meta``: JSON of the measure's metadata (family, access, systems, symmetric,
-  higher_is_better, range, needs_task), so boards need not import the plugin;
-- ``jobs``: per spec name, every job of its last run (key, label, variant, measure, systems,
-  site, seed, categories, code version and fingerprint, where the measure's code starts, the
-  metadata and the timeout), so ``bench status`` and boards work from the store alone;
-- ``leases``: one claim per job being computed (owner, pid, host, taken, expires).
+are upgraded in place to version 2 (:data:`_V2_TABLES`, and the result columns
+``code_fingerprint`` and ``measure_meta``, NULL in older rows: those count as stale) when a run
+writes to them, and read as they are otherwise.
 """
 
 from __future__ import annotations
@@ -63,6 +53,7 @@ SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53424E43  # "SBNC"
 APP = "simbench-results"
 DEFAULT_LEASE_S = 60.0
+TIMEOUT_S = 30.0  # how long a connection waits for another process's write lock
 
 _RESULTS = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -230,13 +221,12 @@ class Store:
 
     ``create=True`` (a run) creates the file if needed and opens it for writing;
     ``create=False`` (status, leaderboards) opens an existing store read-only (``mode=ro``),
-    changing nothing in the file or its directory. ``readonly`` overrides that choice.
+    changing nothing in the file or its directory.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
-        self.readonly = (not create) if readonly is None else readonly
+        self.readonly = not create
         self._columns: set[str] | None = None
         if self.path.is_dir():
             raise StoreError("this is a directory, not a results store file", file=self.path,
@@ -261,9 +251,9 @@ class Store:
                              file=self.path, fix="check the path and its permissions") from None
         try:
             if self.readonly:
-                self._open_readonly(timeout)
+                self._open_readonly()
             else:
-                self._connect(timeout)
+                self._connect()
                 self._init()
         except StoreError:
             self._close_quietly()
@@ -279,16 +269,16 @@ class Store:
                              fix=fix) from None
 
     # ---- opening ------------------------------------------------------------------------
-    def _connect(self, timeout: float, **uri_params: str) -> None:
+    def _connect(self, **uri_params: str) -> None:
         """``self.conn`` on the file, or on its URI with ``uri_params`` (``mode=ro``, ...)."""
         self.conn = sqlite3.connect(_uri(self.path, **uri_params) if uri_params else self.path,
-                                    uri=bool(uri_params), timeout=timeout, isolation_level=None,
+                                    uri=bool(uri_params), timeout=TIMEOUT_S, isolation_level=None,
                                     check_same_thread=False)
 
-    def _open_readonly(self, timeout: float) -> None:
+    def _open_readonly(self) -> None:
         """``mode=ro``; where SQLite cannot even create the shared-memory file next to a WAL
         store (a read-only directory) and no write-ahead log is pending, ``immutable=1``."""
-        self._connect(timeout, mode="ro")
+        self._connect(mode="ro")
         try:
             self._check()
         except sqlite3.OperationalError as exc:
@@ -303,13 +293,13 @@ class Store:
                     file=self.path, fix="copy the store with its -wal file to a directory you "
                     "can write, or ask its owner to run `sqlite3 FILE 'PRAGMA "
                     "wal_checkpoint(TRUNCATE)'`") from None
-            self._connect(timeout, mode="ro", immutable="1")
+            self._connect(mode="ro", immutable="1")
             self._check()
 
     def _check(self) -> set[str]:
         """Refuse files that are not simbench stores or come from a newer simbench."""
         c = self.conn
-        c.execute(f"PRAGMA busy_timeout = {30000}")
+        c.execute(f"PRAGMA busy_timeout = {int(TIMEOUT_S * 1000)}")
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -409,8 +399,28 @@ class Store:
         try:
             return self.conn.execute(sql, params)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the results store: {exc}", file=self.path,
-                             fix=_DAMAGED_FIX) from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot read the results store: {exc}", file=self.path,
+                          fix=_DAMAGED_FIX)
+
+    def _dicts(self, sql: str, params: Any = (), json_columns: tuple[str, ...] = (),
+               keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The rows of a query (only those of ``keys``, if given) as dicts, ``json_columns``
+        decoded (None where NULL or absent: a version 1 store lacks ``measure_meta``)."""
+        cur = self._read(sql, params)
+        names = [d[0] for d in cur.description]
+        wanted, at = (None, 0) if keys is None else (set(keys), names.index("key"))
+        try:
+            rows = [dict(zip(names, values)) for values in cur
+                    if wanted is None or values[at] in wanted]
+        except sqlite3.DatabaseError as exc:
+            raise self._unreadable(exc) from None
+        for row in rows:
+            for col in json_columns:
+                row[col] = json.loads(row[col]) if row.get(col) else None
+        return rows
 
     def _has(self, table: str, column: str | None = None) -> bool:
         if column is None:
@@ -476,9 +486,7 @@ class Store:
         """Every claim in the store (live or expired)."""
         if not self._has("leases"):
             return []
-        cur = self._read("SELECT key, owner, pid, host, taken, expires FROM leases")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
+        return self._dicts("SELECT key, owner, pid, host, taken, expires FROM leases")
 
     def write(self, job: Any, outcome: dict[str, Any], *, spec: str | None = None,
               owner: Owner | None = None) -> bool:
@@ -532,41 +540,19 @@ class Store:
         ``measure_meta`` are None in rows written before schema 2)."""
         given = {column: v for column, v in (("status", status), ("spec", spec)) if v}
         where = " AND ".join(f"{column} = ?" for column in given)
-        cur = self._read("SELECT * FROM results" + (f" WHERE {where}" if where else ""),
-                         list(given.values()))
-        names = [d[0] for d in cur.description]
-        wanted = None if keys is None else set(keys)
-        out = []
-        try:
-            for values in cur:
-                row = dict(zip(names, values))
-                if wanted is not None and row["key"] not in wanted:
-                    continue
-                for col in ("params", "systems", "sources", "categories"):
-                    row[col] = json.loads(row[col])
-                row.setdefault("code_fingerprint", None)
-                meta = row.get("measure_meta")
-                row["measure_meta"] = json.loads(meta) if meta else None
-                out.append(row)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the results store: {exc}", file=self.path,
-                             fix=_DAMAGED_FIX) from None
-        return out
+        rows = self._dicts("SELECT * FROM results" + (f" WHERE {where}" if where else ""),
+                           list(given.values()),
+                           ("params", "systems", "sources", "categories", "measure_meta"), keys)
+        for row in rows:
+            row.setdefault("code_fingerprint", None)
+        return rows
 
     def spec_jobs(self, spec: str) -> list[dict[str, Any]] | None:
         """The job list of the last run of spec ``spec`` (None: no run recorded one)."""
         if not self._has("jobs"):
             return None
-        cur = self._read("SELECT * FROM jobs WHERE spec = ?", (spec,))
-        names = [d[0] for d in cur.description]
-        out = []
-        for values in cur:
-            row = dict(zip(names, values))
-            for col in ("systems", "categories", "code_root"):
-                row[col] = json.loads(row[col])
-            row["measure_meta"] = json.loads(row["measure_meta"]) if row["measure_meta"] else None
-            out.append(row)
-        return out or None
+        return self._dicts("SELECT * FROM jobs WHERE spec = ?", (spec,),
+                           ("systems", "categories", "code_root", "measure_meta")) or None
 
     def count(self, status: str | None = None) -> int:
         q = "SELECT COUNT(*) FROM results" + (" WHERE status = ?" if status else "")

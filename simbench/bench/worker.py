@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -188,17 +187,18 @@ class JobProcess:
 _LOCAL = threading.local()
 
 
-def run_job_guarded(job: Any, device: str = "auto") -> dict[str, Any]:
-    """:func:`run_job`, in a :class:`JobProcess` of this thread when the job has a timeout.
-
-    This is what a Dask worker runs: each worker thread keeps its own job process.
-    """
+def run_job_in(proc: JobProcess, job: Any, device: str = "auto") -> dict[str, Any]:
+    """:func:`run_job`: in ``proc`` when the job has a timeout, else in this process."""
     if getattr(job, "timeout", None) is None:
         return run_job(job, device)
-    proc = getattr(_LOCAL, "proc", None)
-    if proc is None:
-        proc = _LOCAL.proc = JobProcess()
     return proc.run(job, device, job.timeout)
+
+
+def run_job_guarded(job: Any, device: str = "auto") -> dict[str, Any]:
+    """What a Dask worker runs: :func:`run_job_in` this thread's own job process."""
+    if getattr(_LOCAL, "proc", None) is None:
+        _LOCAL.proc = JobProcess()
+    return run_job_in(_LOCAL.proc, job, device)
 
 
 def child_main(read_fd: int, write_fd: int) -> None:
@@ -243,7 +243,3 @@ def child_main(read_fd: int, write_fd: int) -> None:
         if not told:  # it failed while loading: nothing left to time
             send.send("running")
         send.send(outcome)
-
-
-def machine() -> str:
-    return f"{platform.node()} ({platform.machine()})"
