@@ -241,9 +241,7 @@ def _tag_match(have: str | None, want: Any) -> bool:
 
 
 def _tag_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return _toml(value) if isinstance(value, bool) else str(value)
 
 
 # ---- loading -------------------------------------------------------------------------------
@@ -300,7 +298,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     spec.check_keys(data, TOP_KEYS)
     spec.name = _typed(spec, data, "name", str, spec.name) or spec.name
     spec.description = _typed(spec, data, "description", str, "")
-    spec.plugins = tuple(_plugin_ref(p, base) for p in _str_list(spec, data, ("plugins",)) or ())
+    spec.plugins = tuple(_plugin_ref(p, base) for p in _list_of(spec, data, ("plugins",)) or ())
     if spec.plugins and trusted:
         from simbench.bench.plugins import ensure_plugins
 
@@ -309,8 +307,8 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
         except SimbenchError as exc:
             raise spec.error(str(exc.message), ("plugins",)) from None
     spec.task = _task(spec, data.get("task"), ("task",), registry)
-    spec.seeds = _seeds(spec, data.get("seeds", [0]), ("seeds",)) or (0,)
-    spec.sites = tuple(_str_list(spec, data, ("sites",)) or ())
+    sites, seeds = _scope(spec, data, ())
+    spec.sites, spec.seeds = sites or (), seeds or (0,)
     spec.store = _typed(spec, data, "store", str, None)
     if spec.store is not None and not Path(spec.store).is_absolute():
         spec.store = str(base / spec.store)
@@ -366,25 +364,28 @@ def _typed(spec: Spec, table: Mapping[str, Any], key: str, kind: type, default: 
     return value
 
 
-def _str_list(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]) -> list[str] | None:
+def _list_of(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart],
+              kind: type = str) -> list[Any] | None:
+    """``table[path[-1]]``: one value of ``kind`` (str or int) or a list of them; None if unset."""
     key = path[-1]
     if key not in table:
         return None
     value = table[key]
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise spec.error(f"'{key}' must be a string or a list of strings, got {value!r}", path)
-    return list(value)
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+        raise spec.error(f"'{key}' must be a string or a list of strings, got {value!r}"
+                         if kind is str else
+                         f"{key} must be an integer or a list of integers, got {value!r}", path)
+    return list(values)
 
 
-def _seeds(spec: Spec, value: Any, path: Sequence[PathPart]) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                              for v in value):
-        raise spec.error(f"seeds must be an integer or a list of integers, got {value!r}", path)
-    return tuple(value)
+def _scope(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]
+           ) -> tuple[tuple[str, ...] | None, tuple[int, ...] | None]:
+    """The ``sites`` and ``seeds`` a table sets (the spec's, a measure's or a [[pairs]] entry's);
+    None for each it leaves unset (or, for sites, empty)."""
+    sites = _list_of(spec, table, (*path, "sites"))
+    seeds = _list_of(spec, table, (*path, "seeds"), int)
+    return tuple(sites) if sites else None, None if seeds is None else tuple(seeds)
 
 
 def _timeout(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]) -> float | None:
@@ -406,6 +407,15 @@ def _task(spec: Spec, value: Any, path: Sequence[PathPart], registry: Any) -> st
     return value
 
 
+def _one_of(spec: Spec, table: Mapping[str, Any], keys: Sequence[str],
+            path: Sequence[PathPart], needs: str) -> str:
+    """The one key of ``keys`` that ``table`` sets; else an error saying what it ``needs``."""
+    given = [k for k in keys if k in table]
+    if len(given) != 1:
+        raise spec.error(f"{needs} (got {given or 'none'})", path)
+    return given[0]
+
+
 def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
     if not isinstance(table, dict) or not table:
         raise spec.error("the spec needs a [systems] table: alias = zoo id or recording path, "
@@ -417,14 +427,12 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
             entry = {"source": entry}
         if not isinstance(entry, dict):
             raise spec.error(f"system '{alias}' must be a string or a table", path)
-        given = [k for k in SYSTEM_KEYS if k in entry]
-        if len(given) != 1:
-            raise spec.error(f"system '{alias}' needs exactly one of zoo = ID, recording = PATH, "
-                             f"model = DIR or source = ID-OR-PATH (got {given or 'none'})", path)
-        where = entry[given[0]]
+        given = _one_of(spec, entry, SYSTEM_KEYS, path, f"system '{alias}' needs exactly one of "
+                        "zoo = ID, recording = PATH, model = DIR or source = ID-OR-PATH")
+        where = entry[given]
         if not isinstance(where, str):
-            raise spec.error(f"'{given[0]}' must be a string", (*path, given[0]))
-        kind = given[0]
+            raise spec.error(f"'{given}' must be a string", (*path, given))
+        kind = given
         if kind == "source":
             looks_like_file = Path(where).suffix in (".nc", ".nc4", ".cdf", ".h5") or (
                 base / where).exists()
@@ -433,8 +441,8 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
         if kind in ("recording", "model"):
             where = str((base / where).resolve()) if not Path(where).is_absolute() else where
         if kind == "recording" and Path(where).is_dir():
-            raise spec.error(f"recording '{entry[given[0]]}' of system '{alias}' is a directory",
-                             (*path, given[0]), fix="a language model's save_pretrained "
+            raise spec.error(f"recording '{entry[given]}' of system '{alias}' is a directory",
+                             (*path, given), fix="a language model's save_pretrained "
                              "directory is model = DIR; a recording is a file (.nc)")
         tags: dict[str, str] = {}
         for key, value in entry.items():
@@ -451,19 +459,15 @@ def _lm_settings(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart],
                  ) -> tuple[PromptSet | None, int | None]:
     """``prompts`` and ``new_tokens`` of a table (the spec's top level or a measure's), read and
     checked now, so a missing prompts file fails before anything runs."""
-    prompts = tokens = None
-    if "prompts" in table:
+    found: list[Any] = []
+    for key, read in (("prompts", lambda v: read_prompt_set(v, base)),
+                      ("new_tokens", new_tokens_value)):
         try:
-            prompts = read_prompt_set(table["prompts"], base)
+            found.append(read(table[key]) if key in table else None)
         except PromptsProblem as exc:
-            where = (*path, "prompts", exc.key) if exc.key else (*path, "prompts")
+            where = (*path, key, exc.key) if exc.key else (*path, key)
             raise spec.error(exc.message, where, fix=exc.fix) from None
-    if "new_tokens" in table:
-        try:
-            tokens = new_tokens_value(table["new_tokens"])
-        except PromptsProblem as exc:
-            raise spec.error(exc.message, (*path, "new_tokens"), fix=exc.fix) from None
-    return prompts, tokens
+    return found[0], found[1]
 
 
 def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
@@ -526,11 +530,8 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
                 params[key] = tuple(param.parse(v, measure=name) for v in values)
             except ParameterError as exc:
                 raise spec.error(exc.message, kpath, fix=exc.fix) from None
-        sites = _str_list(spec, entry, (*path, "sites"))
-        seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
         prompts, new_tokens = _lm_settings(spec, entry, path, base)
-        spec.measures[label] = MeasureSpec(label, name, params,
-                                           tuple(sites) if sites else None, seeds,
+        spec.measures[label] = MeasureSpec(label, name, params, *_scope(spec, entry, path),
                                            _timeout(spec, entry, path), prompts, new_tokens)
 
 
@@ -594,12 +595,9 @@ def _array_tables(spec: Spec, entries: Any, key: str, what: str, keys: Sequence[
 def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
     names: set[str] = set()
     for i, entry, path in _array_tables(spec, entries, "pairs", "pairs", PAIR_KEYS):
-        kinds = [k for k in PAIR_KINDS if k in entry]
-        if len(kinds) != 1:
-            raise spec.error("each [[pairs]] entry needs exactly one of pairs = [[A, B], ...], "
-                             "within = SELECTOR, between = [SELECTOR, SELECTOR], each = SELECTOR "
-                             f"(got {kinds or 'none'})", path)
-        kind = kinds[0]
+        kind = _one_of(spec, entry, PAIR_KINDS, path, "each [[pairs]] entry needs exactly one of "
+                       "pairs = [[A, B], ...], within = SELECTOR, between = [SELECTOR, SELECTOR], "
+                       "each = SELECTOR")
         name = entry.get("name", f"pairs{i}")
         if not isinstance(name, str):
             raise spec.error("'name' must be a string", (*path, "name"))
@@ -636,19 +634,17 @@ def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
             tuples = [(a,) for a in spec.select(value, kpath)]
         if not tuples and not spec.lenient:
             raise spec.error(f"[[pairs]] '{name}' selects no system pairs", kpath)
-        measures = _str_list(spec, entry, (*path, "measures"))
+        measures = _list_of(spec, entry, (*path, "measures"))
         if measures:
             for label in measures:
                 if label not in spec.measures and label not in spec._dropped:
                     raise spec.error(f"unknown measure label '{label}'", (*path, "measures"),
                                      value=label, fix=did_you_mean(label, spec.measures))
             measures = [m for m in measures if m in spec.measures]
-        sites = _str_list(spec, entry, (*path, "sites"))
-        seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
         task = _task(spec, entry.get("task"), (*path, "task"), registry)
         spec.pair_groups.append(PairGroup(i, name, kind, tuple(tuples),
                                           tuple(measures) if measures is not None else None,
-                                          tuple(sites) if sites else None, seeds, task))
+                                          *_scope(spec, entry, path), task))
 
 
 def _parse_expect(spec: Spec, entries: Any) -> None:
@@ -683,22 +679,17 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
                                  f"when it has one) may differ, got {margin!r}",
                                  (*path, "margin") if "margin" in entry else path,
                                  fix="write e.g. margin = 0.05")
-        measures = _str_list(spec, entry, (*path, "measures"))
-        mode = _typed(spec, entry, "mode", str, "mean", path)
-        if mode not in ("mean", "all"):
-            raise spec.error(f"mode must be 'mean' or 'all', got {mode!r}", (*path, "mode"))
+        measures = _list_of(spec, entry, (*path, "measures"))
+        typed = {key: _typed(spec, entry, key, kind, default, path) for key, kind, default in (
+            ("finding", str, f"expectation {i + 1}"), ("site", str, None), ("above", float, None),
+            ("below", float, None), ("margin", float, 0.0), ("mode", str, "mean"),
+            ("note", str, ""))}
+        if typed["mode"] not in ("mean", "all"):
+            raise spec.error(f"mode must be 'mean' or 'all', got {typed['mode']!r}",
+                             (*path, "mode"))
         spec.expectations.append(Expectation(
-            index=i,
-            finding=_typed(spec, entry, "finding", str, f"expectation {i + 1}", path),
-            site=_typed(spec, entry, "site", str, None, path),
-            measures=tuple(measures) if measures else None,
-            higher=entry.get("higher"), lower=entry.get("lower"), pairs=entry.get("pairs"),
-            alike=entry.get("alike"),
-            above=_typed(spec, entry, "above", float, None, path),
-            below=_typed(spec, entry, "below", float, None, path),
-            margin=_typed(spec, entry, "margin", float, 0.0, path),
-            mode=mode, note=_typed(spec, entry, "note", str, "", path),
-        ))
+            index=i, measures=tuple(measures) if measures else None,
+            **{k: entry.get(k) for k in ("higher", "lower", "pairs", "alike")}, **typed))
 
 
 def _check_pair_selector(spec: Spec, sel: Any, path: Sequence[PathPart],
