@@ -169,14 +169,6 @@ def _given(value: Any, name: str, m: Mapping[str, Any]) -> Any:
     return value
 
 
-def _row_index(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-    index: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        index[(row["measure"], tuple(row["sources"]), row["site"], row["task"],
-               row["seed"])].append(row)
-    return index
-
-
 def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job]:
     """Every job the spec asks for, as a board sees it, de-duplicated and in spec order.
 
@@ -219,22 +211,18 @@ def match_rows(jobs: list[Job], rows: list[dict[str, Any]],
     every parameter of the job has the row's value. A parameter the row lacks counts as equal
     when the job has its default: the row predates the parameter, whose default is what ran.
     """
-    index = _row_index(rows)
+    index: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        index[(row["measure"], tuple(row["sources"]), row["site"], row["task"],
+               row["seed"])].append(row)
     out = {}
     for job in jobs:
         declared = ((meta or {}).get(job.measure) or {}).get("params") or {}
-
-        def records(r: dict[str, Any], job: Job = job, declared: Mapping = declared) -> bool:
-            for k, v in job.params.items():
-                if k in r["params"]:
-                    if not _same(r["params"][k], v):
-                        return False
-                elif k not in declared or not _same(declared[k].get("default"), v):
-                    return False
-            return True
-
         candidates = [r for r in index.get((job.measure, job.sources, job.site, job.task,
-                                            job.seed), []) if records(r)]
+                                            job.seed), [])
+                      if all(_same(r["params"][k], v) if k in r["params"] else
+                             k in declared and _same(declared[k].get("default"), v)
+                             for k, v in job.params.items())]
         if candidates:
             out[job.key] = max(candidates, key=lambda r: (r["finished"], r["status"] == "done"))
     return out
@@ -267,10 +255,8 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
         if cis and all(lo is not None and hi is not None for lo, hi in cis):
             ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis])))
         cats = tuple(dict.fromkeys(c for j, _ in items for c in j.categories))
-        p, size = _null_of([r for _, r in items])
-        warning, headline = _attrs_of([r for _, r in items])
         entries.append(Entry(variant, job0.label, job0.measure, systems, site, cats, value, ci,
-                             len(items), p, size, warning, headline))
+                             len(items), *_score_facts([r for _, r in items])))
     order = {a: i for i, a in enumerate(spec.systems)}
     entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
     coverage = {"done": done, "failed": len(failures), "total": len(jobs), "failures": failures}
@@ -287,28 +273,20 @@ def _score_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return score if isinstance(score, dict) else {}
 
 
-def _null_of(rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
-    """The seeds' null as read from each row's Score JSON: the largest p-value (a cell beats
-    its null only when every seed does) and the smallest null size; (None, None) when some
-    seed drew no null."""
-    ps, sizes = [], []
-    for score in map(_score_of, rows):
-        if score.get("p_value") is None:
-            return None, None
-        ps.append(float(score["p_value"]))
-        sizes.append(int(score.get("null_size") or 0))
-    return (max(ps), min(sizes)) if ps else (None, None)
-
-
-def _attrs_of(rows: list[dict[str, Any]]) -> tuple[str | None, str | None]:
-    """The first warning any seed's Score carries, and what its value is (``attrs.headline``,
-    e.g. ``"token"`` for MAS on language models)."""
+def _score_facts(rows: list[dict[str, Any]]
+                 ) -> tuple[float | None, int | None, str | None, str | None]:
+    """What the seeds' Score JSON says of a cell: its null (the largest p-value, as a cell beats
+    its null only when every seed does, and the smallest null size; both None when some seed
+    drew no null), the first warning any seed carries, and what the value is
+    (``attrs.headline``, e.g. ``"token"`` for MAS on language models)."""
+    scores = [_score_of(r) for r in rows]
     warning = headline = None
-    for score in map(_score_of, rows):
-        attrs = score.get("attrs") or {}
-        warning = warning or attrs.get("warning")
-        headline = headline or attrs.get("headline")
-    return warning, headline
+    for attrs in (s.get("attrs") or {} for s in scores):
+        warning, headline = warning or attrs.get("warning"), headline or attrs.get("headline")
+    if not scores or any(s.get("p_value") is None for s in scores):
+        return None, None, warning, headline
+    return (max(float(s["p_value"]) for s in scores),
+            min(int(s.get("null_size") or 0) for s in scores), warning, headline)
 
 
 def score_notes(entries: list[Entry]) -> list[str]:
@@ -446,10 +424,6 @@ def validity(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]
     return out
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3f}"
-
-
 def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[Entry],
            m: dict[str, Any]) -> Check:
     def make(status: str, detail: str) -> Check:
@@ -470,7 +444,7 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
                              if x)
         what = "each" if exp.mode == "all" else "mean"
         detail = (f"{what} normalised similarity of {len(chosen)} pair(s) "
-                  f"{', '.join(map(_fmt, tested))}: expected {bound}")
+                  f"{', '.join(f'{v:.3f}' for v in tested)}: expected {bound}")
         return make("ok" if ok else "violated", detail)
     if exp.alike is not None:
         return make(*_alike(spec, exp, entries, m))
@@ -489,8 +463,8 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
     else:
         ok = float(np.mean(sh)) > float(np.mean(sl)) + exp.margin
         arrow = ">" if m["higher_is_better"] else "<"
-        detail = (f"{_name(exp.higher)} {_fmt(float(np.mean(raw_h)))} should be {arrow} "
-                  f"{_name(exp.lower)} {_fmt(float(np.mean(raw_l)))}")
+        detail = (f"{_name(exp.higher)} {np.mean(raw_h):.3f} should be {arrow} "
+                  f"{_name(exp.lower)} {np.mean(raw_l):.3f}")
     return make("ok" if ok else "violated", detail)
 
 
@@ -518,7 +492,7 @@ def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
                 f"{holds}/{n} pair differences within {exp.margin:g} ({what})")
     ma, mb = float(np.mean(a)), float(np.mean(b))
     raw = [float(np.mean([e.value for e in side])) for side in sides]
-    detail = (f"{_name(exp.alike[0])} {_fmt(raw[0])} vs {_name(exp.alike[1])} {_fmt(raw[1])}: "
+    detail = (f"{_name(exp.alike[0])} {raw[0]:.3f} vs {_name(exp.alike[1])} {raw[1]:.3f}: "
               f"{what} differs by {abs(ma - mb):.3f}, expected at most {exp.margin:g}")
     return ("ok" if abs(ma - mb) <= exp.margin else "violated"), detail
 

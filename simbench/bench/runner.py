@@ -19,6 +19,7 @@ N s"); the limit counts the measure's own computation, not loading its plugins a
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import signal
 import sys
@@ -68,10 +69,9 @@ class RunSummary:
                  f"on {self.executor}; store: {self.store}"]
         timed = [p for p in self.by_label.values() if p.seconds]
         if timed:
-            total = sum(sum(p.seconds) for p in timed) or 1.0
-            parts = [f"{p.label} {sum(p.seconds):.1f} s ({100 * sum(p.seconds) / total:.0f}%, "
-                     f"{len(p.seconds)} jobs)"
-                     for p in sorted(timed, key=lambda p: -sum(p.seconds))]
+            total = sum(p.measure_s for p in timed) or 1.0
+            parts = [f"{p.label} {p.measure_s:.1f} s ({100 * p.measure_s / total:.0f}%, "
+                     f"{len(p.seconds)} jobs)" for p in sorted(timed, key=lambda p: -p.measure_s)]
             lines.append("measure time (all stored results of this spec): " + "; ".join(parts))
         if self.skipped_failed:
             lines.append(f"{self.skipped_failed} previously failed jobs not retried "
@@ -229,19 +229,16 @@ def run_spec(
     stored = store.states(j.key for j in jobs)
     states = {j.key: job_state(j, stored.get(j.key), retry_failed, rerun_stale) for j in jobs}
     todo = longest_first([j for j in jobs if states[j.key] == "todo"], store, spec)
-    summary = RunSummary(total=len(jobs),
-                         already_done=sum(1 for s in states.values() if s == "done"),
-                         skipped_failed=sum(1 for s in states.values() if s == "failed"),
-                         stale=sum(1 for s in states.values() if s == "stale"),
+    counts = collections.Counter(states.values())
+    summary = RunSummary(total=len(jobs), already_done=counts["done"],
+                         skipped_failed=counts["failed"], stale=counts["stale"],
                          store=str(store.path))
     store.record_spec(spec.name, None if spec.path is None else str(spec.path), spec.text)
     store.record_jobs(spec.name, jobs)
     record_measures(spec, store)  # boards of this store then need no plugin code
     own = executor is None
-    if own and todo:
-        executor = make_executor(scheduler, workers)
-    elif executor is None:
-        executor = LocalExecutor()
+    if own:
+        executor = make_executor(scheduler, workers) if todo else LocalExecutor()
     summary.executor = getattr(executor, "where", executor.name)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not show,
@@ -327,11 +324,19 @@ class LabelProgress:
         return self.total - self.done - self.failed - self.stale
 
     @property
+    def measure_s(self) -> float:
+        return sum(self.seconds)
+
+    @property
+    def mean_s(self) -> float | None:
+        return self.measure_s / len(self.seconds) if self.seconds else None
+
+    @property
     def eta_s(self) -> float | None:
         """Seconds the jobs still to run would take at this label's mean so far (None: no data)."""
         if not self.todo:
             return 0.0
-        return sum(self.seconds) / len(self.seconds) * self.todo if self.seconds else None
+        return None if self.mean_s is None else self.mean_s * self.todo
 
 
 def label_text(label: str, measure: str) -> str:
@@ -382,13 +387,12 @@ def render_progress(progress: dict[str, LabelProgress]) -> str:
             "to run s")
     rows = [head]
     for p in progress.values():
-        mean = sum(p.seconds) / len(p.seconds) if p.seconds else None
         rows.append((p.label, str(p.total), str(p.done), str(p.failed), str(p.stale),
-                     str(p.todo), fmt(sum(p.seconds)), fmt(mean, 1), fmt(p.eta_s)))
+                     str(p.todo), fmt(p.measure_s), fmt(p.mean_s, 1), fmt(p.eta_s)))
     etas = [p.eta_s for p in progress.values()]
     rows.append(("all", *(str(sum(getattr(p, a) for p in progress.values()))
                           for a in ("total", "done", "failed", "stale", "todo")),
-                 fmt(sum(sum(p.seconds) for p in progress.values())), "",
+                 fmt(sum(p.measure_s for p in progress.values())), "",
                  fmt(None if None in etas else sum(etas))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)

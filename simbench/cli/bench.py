@@ -295,8 +295,7 @@ def summary_dict(summary: Any) -> dict[str, Any]:
 def progress_dict(p: Any) -> dict[str, Any]:
     """One label's :class:`~simbench.bench.runner.LabelProgress` as plain data."""
     return {"label": p.label, "jobs": p.total, "done": p.done, "failed": p.failed,
-            "stale": p.stale, "to_run": p.todo, "measure_s": sum(p.seconds),
-            "mean_s": sum(p.seconds) / len(p.seconds) if p.seconds else None,
+            "stale": p.stale, "to_run": p.todo, "measure_s": p.measure_s, "mean_s": p.mean_s,
             "to_run_s": p.eta_s}
 
 
@@ -370,35 +369,24 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _load_for_board(spec_arg: str | None, store: Any) -> Any:
-    """The spec to draw, parsed for viewing only: its plugins are never imported."""
-    from simbench.bench.spec import load_spec, parse_spec
-
-    if spec_arg and Path(spec_arg).is_file():
-        return load_spec(spec_arg, trusted=False)
-    stored = store.spec_text(spec_arg)
-    if stored is None:
-        raise SpecError(f"no spec {'called ' + repr(spec_arg) + ' ' if spec_arg else ''}"
-                        f"in the store {store.path}", file=store.path,
-                        fix="pass the spec file: simbench leaderboard SPEC --store PATH")
-    _name, path, text = stored
-    return parse_spec(text, path=path, trusted=False)
-
-
 def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.bench.spec import load_spec
+    from simbench.bench.spec import load_spec, parse_spec
     from simbench.bench.store import Store
     from simbench.resources import shipped_specs
 
-    # Viewing runs no code from the spec or the store: specs are parsed untrusted here.
-    spec_hint = (load_spec(args.spec, trusted=False)
-                 if args.spec and Path(args.spec).is_file() else None)
-    # a shipped spec's name (`simbench leaderboard lm_toxicity`) finds the store it names
-    shipped = (load_spec(args.spec, trusted=False)
-               if spec_hint is None and args.spec in shipped_specs() else None)
-    path = board_store(args.store, spec_hint or shipped, _shipped_name(args.spec))
-    with Store(path, create=False) as store:
-        spec = spec_hint or _load_for_board(args.spec, store)
+    # Viewing runs no code from the spec or the store: specs are parsed untrusted here. A
+    # shipped spec's name (`simbench leaderboard lm_toxicity`) finds the store it names, and
+    # the spec is then the one stored with the results, as for a name run into any store.
+    is_file = bool(args.spec) and Path(args.spec).is_file()
+    hint = (load_spec(args.spec, trusted=False)
+            if is_file or args.spec in shipped_specs() else None)
+    with Store(board_store(args.store, hint, _shipped_name(args.spec)), create=False) as store:
+        stored = None if is_file else store.spec_text(args.spec)
+        if not is_file and stored is None:
+            raise SpecError(f"no spec {'called ' + repr(args.spec) + ' ' if args.spec else ''}"
+                            f"in the store {store.path}", file=store.path,
+                            fix="pass the spec file: simbench leaderboard SPEC --store PATH")
+        spec = hint if stored is None else parse_spec(stored[2], path=stored[1], trusted=False)
         show_board(spec, store, target=args.target, boards=tuple(args.board.split(",")),
                    csv_dir=args.csv, png_dir=args.png, html=args.html, as_json=args.json)
     return 0

@@ -103,9 +103,8 @@ def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
         if d["citation"]:
             print(f"  cite: {d['citation']}")
         for p in d["params"]:
-            usage = (f"{flag(p['name'])}/--no-{flag(p['name'])[2:]}" if p["type"] == "bool"
-                     else flag(p["name"]))
-            print(f"  {usage} ({p['type']}, default {p['default']!r}): {p['help']}")
+            print(f"  {param_usage(p['name'], p['type'])} ({p['type']}, default "
+                  f"{p['default']!r}): {p['help']}")
     return 0
 
 
@@ -130,20 +129,14 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def param_usage(param: Any) -> str:
-    """How a parameter is written on the command line: ``--debiased/--no-debiased`` for an
-    on/off parameter, ``--max-steps INT`` for the others."""
-    if param.type is bool:
-        return f"{flag(param.name)}/--no-{flag(param.name)[2:]}"
-    return f"{flag(param.name)} {param.type.__name__.upper()}"
+def param_usage(name: str, kind: str) -> str:
+    """How a parameter of type ``kind`` is written on the command line:
+    ``--debiased/--no-debiased`` for an on/off parameter, ``--max-steps`` for the others."""
+    return f"{flag(name)}/--no-{flag(name)[2:]}" if kind == "bool" else flag(name)
 
 
 #: the words an on/off parameter's value may be (as :meth:`simbench.measure.Param.parse` reads)
 BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
-
-
-def _bool_words(text: str) -> bool:
-    return all(part.strip().lower() in BOOL_WORDS for part in text.split(","))
 
 
 def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
@@ -184,7 +177,8 @@ def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
                                      fix=f"write --no-{flag(key)[2:]} or {flag(key)}")
             value = "false"
         elif param.type is bool:
-            if not eq and nxt is not None and not nxt.startswith("--") and _bool_words(nxt):
+            if (not eq and nxt is not None and not nxt.startswith("--")
+                    and all(w.strip().lower() in BOOL_WORDS for w in nxt.split(","))):
                 value, eq = nxt, "="
                 i += 1
             if not eq:
@@ -238,7 +232,8 @@ def measure_help(name: str) -> str:
             extra = f"; one of {', '.join(map(str, p.choices))}"
         elif p.low is not None or p.high is not None:
             extra = f"; in {p.bounds_text()}"
-        lines.append(f"  {param_usage(p)}")
+        usage = param_usage(p.name, p.type.__name__)
+        lines.append(f"  {usage}" + ("" if p.type is bool else f" {p.type.__name__.upper()}"))
         lines.append(f"      {p.help} (default {default}{extra})")
     if measure.citation:
         lines += ["", f"cite: {measure.citation}"]
