@@ -1,17 +1,14 @@
 """Executors: where jobs run. Both hand outcomes back to the submitting process, which alone
-writes the store.
+writes the store, and both run a job with a timeout in a job process (:mod:`.worker`).
 
-- :class:`LocalExecutor` (the default) runs jobs one after another: in this process, or, for a
-  job with a timeout, in one persistent job process that is killed when a job overruns.
+- :class:`LocalExecutor` (the default) runs jobs one after another.
 - :class:`DaskExecutor` runs them on a ``dask.distributed`` cluster: an existing one
   (``scheduler="tcp://HOST:8786"``) or a ``LocalCluster`` of ``workers`` processes started for
   the run. Workers need simbench, the measures' plugins and the recordings at the same paths
-  (a shared file system), exactly as the submitting machine sees them. A job with a timeout
-  runs in a job process of its worker, killed the same way.
+  (a shared file system), exactly as the submitting machine sees them.
 
 Both take jobs from an iterator, lazily: the runner claims each job in the store just before
-it is handed over, so runs that share a store share the work. The Dask executor keeps at most
-two jobs per worker thread in flight.
+it is handed over. The Dask executor keeps at most two jobs per worker thread in flight.
 """
 
 from __future__ import annotations
@@ -91,20 +88,15 @@ class DaskExecutor:
             self.client = Client(self.cluster, set_as_default=False)
             self.where = f"LocalCluster({n} workers)"
 
-    def _window(self) -> int:
-        """How many jobs to keep in flight: two per worker thread (at least two)."""
-        try:
-            threads = sum(self.client.nthreads().values())
-        except Exception:  # pragma: no cover - an old or odd scheduler
-            threads = 1
-        return max(2, 2 * threads)
-
     def run(self, jobs: Iterable[Job], device: str, on_start: OnStart | None = None
             ) -> Iterator[tuple[Job, dict[str, Any]]]:
         from distributed import as_completed
 
         source = iter(jobs)
-        window = self._window()
+        try:  # jobs in flight: two per worker thread (at least two)
+            window = max(2, 2 * sum(self.client.nthreads().values()))
+        except Exception:  # pragma: no cover - an old or odd scheduler
+            window = 2
         order: list[Any] = []
         pending: set[Any] = set()
         done_ = as_completed(loop=self.client.loop)

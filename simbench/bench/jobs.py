@@ -84,11 +84,8 @@ def lm_record(prompts_id: str | None, new_tokens: int | None) -> dict[str, Any]:
 
 # ---- identities ----------------------------------------------------------------------------
 def code_version(info: Any) -> str:
-    """simbench's version and the release version of ``info``, the plugin providing a measure.
-
-    A ``.py`` spec plugin has no release version: its code is tracked by the fingerprint only,
-    so editing the file marks its results stale rather than giving them new keys.
-    """
+    """simbench's version and the release version of ``info``, the plugin providing a measure
+    (none for a ``.py`` spec plugin: its fingerprint alone tracks its code)."""
     from simbench import __version__
 
     version = "-" if info.dist == "spec-file" else info.version
@@ -135,10 +132,8 @@ Shape = Callable[[str], tuple[int, "int | None", bool]]
 
 def cells(spec: Spec, shape: Shape, *, skip: Iterable[str] = (), strict: bool = True
           ) -> Iterator[Cell]:
-    """Every job of ``spec`` as a :class:`Cell`, in spec order: the one expansion that
-    :func:`expand` (for running) and :func:`simbench.bench.leaderboard.expected_jobs` (for
-    boards, from stored metadata alone) share, so the two can never disagree on which jobs a
-    spec has.
+    """Every job of ``spec`` as a :class:`Cell`, in spec order: the one expansion that running
+    (:func:`expand`) and boards (:func:`simbench.bench.leaderboard.expected_jobs`) share.
 
     A measure runs on the tuples of a ``[[pairs]]`` entry that have as many systems as it takes
     (``shape``), in both orders within a selection when it is not symmetric, on the sites the
@@ -202,11 +197,7 @@ def _sites(spec: Spec, group: PairGroup, mspec: MeasureSpec) -> list[str]:
 
 def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> list[Job]:
     """Every job the spec asks for (:func:`cells`), de-duplicated by key (categories merged),
-    in spec order.
-
-    ``skip`` names system aliases to leave out (systems that could not be resolved in lenient
-    mode).
-    """
+    in spec order; ``skip``: aliases of systems that could not be resolved (lenient mode)."""
     registry = registry if registry is not None else get_registry()
     skip = set(skip)
     identities = {a: system_identity(s.source) for a, s in spec.systems.items()

@@ -170,14 +170,10 @@ def _given(value: Any, name: str, m: Mapping[str, Any]) -> Any:
 
 
 def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job]:
-    """Every job the spec asks for, as a board sees it, de-duplicated and in spec order.
-
-    The same expansion as :func:`simbench.bench.jobs.expand` (:func:`simbench.bench.jobs.cells`:
-    categories merged, both orders of an asymmetric measure within a selection), but from
-    stored metadata alone: a job's
-    ``key`` here identifies what a stored row records, and its ``params`` are the resolved
-    parameters when the measure's defaults are known (else only those the spec writes).
-    """
+    """Every job the spec asks for, as :func:`simbench.bench.jobs.expand` finds them, but from
+    stored metadata alone: a job's ``key`` here identifies what a stored row records, and its
+    ``params`` are the resolved parameters when the measure's defaults are known (else only
+    those the spec writes)."""
     def shape(name: str) -> tuple[int, int | None, bool]:
         lo, hi = meta[name]["systems"]
         return lo, hi, meta[name]["symmetric"]

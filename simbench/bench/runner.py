@@ -4,17 +4,9 @@ The loop is the same for every executor: outcomes come back to this process, whi
 in its own transaction. A job that raises is stored as ``failed`` (with its error text) and the
 run goes on; failed jobs are retried only with ``retry_failed``, stale ones (computed by other
 code) are recomputed only with ``rerun_stale``. Ctrl-C stops the run between two writes:
-everything finished so far is in the store and a rerun resumes.
-
-Runs that share a store share the work: each job is claimed in the store just before it runs
-(:meth:`Store.claim`), claims are renewed while jobs run and dropped with each result. Jobs
-another live run has claimed are waited for, then counted; a claim of a run that died expires
-and is taken over.
-
-A job's time limit: ``job_timeout`` (``--job-timeout``) if given, else the ``job_timeout`` of
-its measure table or of the spec, else one hour for causal measures and none for correlative
-ones; 0 means no limit. A job over its limit is killed and stored as failed ("timed out after
-N s"); the limit counts the measure's own computation, not loading its plugins and systems.
+everything finished so far is in the store and a rerun resumes. Each job is claimed in the
+store just before it runs (:meth:`Store.claim`), so runs that share a store share the work;
+jobs another live run holds are waited for, then counted. Time limits: :func:`set_timeouts`.
 """
 
 from __future__ import annotations
@@ -92,12 +84,10 @@ class RunSummary:
 
 
 class _InterruptFlag:
-    """Notes every SIGINT or SIGTERM during a run (then behaves as Ctrl-C: KeyboardInterrupt).
+    """Notes every SIGINT or SIGTERM during a run (then raises KeyboardInterrupt, as Ctrl-C).
 
     A measure may catch KeyboardInterrupt itself and return early; the flag lets the runner
-    refuse to store such a cut-short result as done. SIGTERM (``kill PID``, a cluster's
-    scheduler ending the job) stops the run the same way as Ctrl-C, so finished results are
-    kept and the summary says how to resume.
+    refuse to store such a cut-short result as done.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -126,7 +116,8 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
 
     The first that is set wins: ``job_timeout`` (``--job-timeout``), the job's measure table
     (``[measures.X] job_timeout``), the spec (top-level ``job_timeout``), the default of the
-    measure's family (:data:`DEFAULT_TIMEOUTS`).
+    measure's family (:data:`DEFAULT_TIMEOUTS`). A job over its limit is killed and stored as
+    failed; the limit counts the measure's own computation, not loading plugins and systems.
     """
     for job in jobs:
         limit = job_timeout
@@ -135,10 +126,6 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
         if limit is None:
             limit = DEFAULT_TIMEOUTS.get(job.meta.get("family", ""))
         job.timeout = float(limit) if limit else None
-
-
-def _identity(variant: str, measure: str, systems: Any, site: str) -> tuple[Any, ...]:
-    return (variant, measure, tuple(systems), site)
 
 
 def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | None = None
@@ -158,13 +145,13 @@ def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | N
             seconds = row.get("runtime_s")
             if seconds is None:
                 continue
-            same[_identity(row["variant"], row["measure"], row["systems"],
-                           row["site"])] = float(seconds)
+            same[(row["variant"], row["measure"], tuple(row["systems"]),
+                  row["site"])] = float(seconds)
             by_measure.setdefault((row["measure"], row["site"]), []).append(float(seconds))
     systems = getattr(spec, "systems", None) or {}
     out = {}
     for job in jobs:
-        known = same.get(_identity(job.variant, job.measure, job.systems, job.site))
+        known = same.get((job.variant, job.measure, job.systems, job.site))
         if known is None and (job.measure, job.site) in by_measure:
             runs = by_measure[(job.measure, job.site)]
             known = sum(runs) / len(runs)

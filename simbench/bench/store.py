@@ -206,16 +206,6 @@ def _gone(host: str, pid: int) -> bool:
     return False
 
 
-def _disk_full(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "full" in text or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
-
-
-def _uri(path: Path, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"file:{urllib.parse.quote(str(path.resolve()))}?{query}"
-
-
 class Store:
     """A results store at ``path``.
 
@@ -238,7 +228,13 @@ class Store:
                     raise StoreError("no results store here", file=self.path,
                                      fix="run `simbench bench run SPEC` first, or pass "
                                      "--store PATH")
-                _make_parent(self.path)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the store's directory {self.path.parent}: "
+                                     f"{exc.strerror or exc}", file=self.path,
+                                     fix="pass --store with a path in a directory you can "
+                                     "create and write") from None
             else:
                 with self.path.open("rb") as fh:
                     magic = fh.read(16)
@@ -271,8 +267,10 @@ class Store:
     # ---- opening ------------------------------------------------------------------------
     def _connect(self, **uri_params: str) -> None:
         """``self.conn`` on the file, or on its URI with ``uri_params`` (``mode=ro``, ...)."""
-        self.conn = sqlite3.connect(_uri(self.path, **uri_params) if uri_params else self.path,
-                                    uri=bool(uri_params), timeout=TIMEOUT_S, isolation_level=None,
+        query = "&".join(f"{k}={v}" for k, v in uri_params.items())
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?{query}"
+        self.conn = sqlite3.connect(uri if uri_params else self.path, uri=bool(uri_params),
+                                    timeout=TIMEOUT_S, isolation_level=None,
                                     check_same_thread=False)
 
     def _open_readonly(self) -> None:
@@ -386,7 +384,8 @@ class Store:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                if _disk_full(exc):
+                if ("full" in str(exc).lower()
+                        or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"):
                     raise StoreError("the disk (or the store's size limit) is full; the store "
                                      "is intact up to the last finished result", file=self.path,
                                      fix="free space and rerun: finished jobs are kept") from None
@@ -610,17 +609,6 @@ def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:
     if isinstance(rng, list) and len(rng) == 2:
         meta["range"] = [x if x is None or math.isfinite(x) else None for x in rng]
     return meta
-
-
-def _make_parent(path: Path) -> None:
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the store's directory {parent}: "
-                         f"{exc.strerror or exc}", file=path,
-                         fix="pass --store with a path in a directory you can create and "
-                         "write") from None
 
 
 class LeaseKeeper:

@@ -4,20 +4,15 @@
 it travels back from a Dask worker) that says ``done`` with the score, or ``failed`` with the
 error text. Anything a measure raises counts, ``SystemExit`` included (a plugin calling
 ``sys.exit``); only ``KeyboardInterrupt`` stops the run. Writing the outcome is the submitting
-process's business, never the worker's. Systems are resolved by
-:func:`simbench.systems.resolve.resolve_cached` (cached per process, so a worker loads each
-recording or model once); the measure is looked up by the canonical name the spec gave the job
-(:meth:`simbench.registry.Registry.registered`: the spec resolved community ids and parsed the
-parameters when it was loaded) and runs under :func:`simbench.registry.run_measure`, as
-``simbench.score`` runs it.
+process's business, never the worker's. Systems are resolved once per process
+(:func:`simbench.systems.resolve.resolve_cached`); the measure runs under
+:func:`simbench.registry.run_measure`, as ``simbench.score`` runs it.
 
 A job with a timeout runs in a :class:`JobProcess`: one persistent child process per executor
 (per thread on a Dask worker) that runs jobs one after another and keeps its cache of systems.
 The clock starts when the measure starts (loading plugins and systems has its own limit of
-five minutes, so a cold process does not eat a job's time). When a job overruns its timeout
-the child is killed, the job is reported failed ("timed out after N s") and the next job
-starts a fresh child. Jobs without a timeout run in the calling process, which costs nothing
-extra.
+five minutes). A job over its timeout has its child killed and is reported failed; the next job
+starts a fresh child. Jobs without a timeout run in the calling process.
 """
 
 from __future__ import annotations
@@ -96,11 +91,8 @@ def failed(job: Any, error: str, *, runtime_s: float | None = None, device: str 
 
 
 class JobProcess:
-    """A persistent child process that runs jobs with a time limit (see the module docstring).
-
-    It talks over two private pipes (not stdin/stdout, which a measure may print to); the child
-    ignores Ctrl-C, which the parent handles by killing it, and exits when the parent dies.
-    """
+    """A persistent child process that runs jobs with a time limit (see the module docstring),
+    over two private pipes (a measure may print to stdout); it exits when the parent dies."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None

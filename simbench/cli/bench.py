@@ -165,7 +165,7 @@ def _announce_plugins(spec_arg: str) -> None:
 
 
 def store_path(given: str | None, spec: Any = None, default: str = "results.sqlite") -> Path:
-    """--store, then $SIMBENCH_STORE, then the spec's ``store``, then ./simbench-results/."""
+    """Where results go (see the module docstring)."""
     if given:
         return Path(given)
     if os.environ.get("SIMBENCH_STORE"):
@@ -176,8 +176,7 @@ def store_path(given: str | None, spec: Any = None, default: str = "results.sqli
 
 
 def writable_store(path: Path, spec_name: str) -> Path:
-    """``path``, unless it is a shipped results store: then ``./simbench-results/NAME.sqlite``
-    (a note on stderr says so). A run never writes into the results simbench ships."""
+    """``path``, unless it is a shipped results store (see the module docstring)."""
     from simbench.resources import is_shipped_store
 
     if not is_shipped_store(path):
@@ -189,9 +188,7 @@ def writable_store(path: Path, spec_name: str) -> Path:
 
 
 def board_store(given: str | None, spec: Any, name: str | None) -> Path:
-    """The store a board or status of spec ``name`` reads: ``--store``, ``$SIMBENCH_STORE``
-    or the spec's ``store``; else, for a shipped spec, your own run of it in
-    ``./simbench-results/results.sqlite`` when there is one, else the shipped results."""
+    """The store a board or status of spec ``name`` reads (see the module docstring)."""
     from simbench.resources import shipped_stores
 
     path = store_path(given, spec)
