@@ -60,7 +60,8 @@ class Job:
     lazy: bool = False  # the measure reads activity by blocks of rows (a large file is opened)
 
     def lm_params(self) -> dict[str, Any]:
-        """What a stored row records of the language-model settings (:func:`lm_record`)."""
+        """What a stored row records of the language-model settings beside the parameters
+        (:func:`lm_record`), so a board tells apart jobs that differ only in their prompts."""
         return lm_record(self.prompts_id, self.new_tokens)
 
     @property
@@ -302,11 +303,9 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
             if note not in spec.notes:
                 spec.notes.append(note)
         else:
-            mspec = spec.measures[job.label]
-            path: tuple[Any, ...] = ("pairs", job.group)
-            if "site" in problem and mspec.sites:
-                path = ("measures", job.label, "sites")
-            raise spec.error(problem, path)
+            raise spec.error(problem, ("measures", job.label, "sites")
+                             if "site" in problem and spec.measures[job.label].sites
+                             else ("pairs", job.group))
     if not keep and spec.lenient:
         raise SpecError("nothing left to run: " + "; ".join(spec.notes[-5:]), file=spec.path,
                         fix="install the zoo and the measures the spec names, or edit the spec")

@@ -341,36 +341,29 @@ def pair_matches(spec: Spec, selector: Any, entry: Entry) -> bool:
         return any(c in entry.categories for c in selector)
     systems = entry.systems
     tags = [spec.systems[a].tags for a in systems]
+
+    def chosen(sel: Any) -> set[str]:
+        return set(spec.select(sel, ("expect",)))
+
     for key, value in selector.items():
+        ok = True
         if key == "category":
-            if not pair_matches(spec, value, entry):
-                return False
+            ok = pair_matches(spec, value, entry)
         elif key == "systems":
-            if set(systems) != set(spec.select(value, ("expect",))):
-                return False
-        elif key in ("a", "b") and "a" in selector and "b" in selector:
-            if key == "b":
-                continue
-            left = set(spec.select(selector["a"], ("expect",)))
-            right = set(spec.select(selector["b"], ("expect",)))
-            if len(systems) != 2:
-                return False
-            x, y = systems
-            if not ((x in left and y in right) or (y in left and x in right)):
-                return False
+            ok = set(systems) == chosen(value)
+        elif key in ("a", "b") and "a" in selector and "b" in selector:  # one from each side
+            left, right = chosen(selector["a"]), chosen(selector["b"])
+            ok = len(systems) == 2 and any(x in left and y in right
+                                           for x, y in (systems, systems[::-1]))
         elif key in ("a", "b"):
-            if not set(systems) & set(spec.select(value, ("expect",))):
-                return False
+            ok = bool(set(systems) & chosen(value))
         elif key == "same":
-            for tag in value:
-                vals = {t.get(tag) for t in tags}
-                if len(vals) != 1 or None in vals:
-                    return False
+            ok = all(len(have := {t.get(tag) for t in tags}) == 1 and None not in have
+                     for tag in value)
         elif key == "differ":
-            for tag in value:
-                vals = [t.get(tag) for t in tags]
-                if len(set(vals)) != len(vals):
-                    return False
+            ok = all(len({t.get(tag) for t in tags}) == len(tags) for tag in value)
+        if not ok:
+            return False
     return True
 
 

@@ -40,17 +40,17 @@ STEPWISE_FACTOR = 2.0
 class RunSummary:
     """What a run did, for the message at its end."""
 
+    store: str = ""
     total: int = 0
     already_done: int = 0
-    skipped_failed: int = 0
-    stale: int = 0  # stored results of this spec computed by other code, not rerun
     ran: int = 0
     done: int = 0
-    by_others: int = 0  # jobs another run computed while this one was going
     failed: list[tuple[Job, str]] = dataclasses.field(default_factory=list)
+    by_others: int = 0  # jobs another run computed while this one was going
+    stale: int = 0  # stored results of this spec computed by other code, not rerun
+    skipped_failed: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
-    store: str = ""
     executor: str = "local"
     by_label: dict[str, LabelProgress] = dataclasses.field(default_factory=dict)
 

@@ -42,12 +42,8 @@ def terminal_safe(text: Any, *, newlines: bool = False) -> str:
     return pattern.sub(_visible, str(text))
 
 
+#: a plain decimal number (``-0.5``, ``1e-3``): a spreadsheet reads it as a value
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
-
-
-def _is_number(text: str) -> bool:
-    """A plain decimal number (``-0.5``, ``1e-3``): a spreadsheet reads it as a value."""
-    return _NUMBER.fullmatch(text) is not None
 
 
 def csv_cell(value: Any) -> Any:
@@ -56,7 +52,7 @@ def csv_cell(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     head = value.lstrip(" ")
-    if head.startswith(_FORMULA_START) and not _is_number(value):
+    if head.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
 

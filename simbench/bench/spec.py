@@ -274,12 +274,8 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     """Parse spec text; unknown keys, measures, parameters, tasks and aliases are errors.
 
     ``lenient`` (used by ``simbench demo``) drops measures the registry lacks, with a note in
-    ``spec.notes``, instead of failing: the demo then runs with whatever is installed.
-
-    ``trusted=False`` parses a spec only to *view* results: the ``plugins`` it names are listed
-    but never imported, the registry is not consulted (measure names, parameters and tasks are
-    taken as written, parameter values raw), and everything else is checked as usual. Such a
-    spec cannot be run.
+    ``spec.notes``, instead of failing. ``trusted=False`` parses a spec only to *view* results
+    (see the module docstring): names are taken as written, parameter values raw.
     """
     path = None if path is None else Path(path).resolve()
     try:
@@ -357,11 +353,16 @@ def _typed(spec: Spec, table: Mapping[str, Any], key: str, kind: type, default: 
     if key not in table:
         return default
     value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+    if not _is(value, kind):
         raise spec.error(f"'{key}' must be a {kind.__name__}, got {value!r}", (*path, key))
-    return value
+    return float(value) if kind is float else value
+
+
+def _is(value: Any, kind: type) -> bool:
+    """``value`` has the TOML type ``kind``: a boolean is no number (Python's bool is an int),
+    and an integer is a float."""
+    return (isinstance(value, (int, float) if kind is float else kind)
+            and (kind is bool or not isinstance(value, bool)))
 
 
 def _list_of(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart],
@@ -372,7 +373,7 @@ def _list_of(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart],
         return None
     value = table[key]
     values = value if isinstance(value, list) else [value]
-    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+    if not all(_is(v, kind) for v in values):
         raise spec.error(f"'{key}' must be a string or a list of strings, got {value!r}"
                          if kind is str else
                          f"{key} must be an integer or a list of integers, got {value!r}", path)
@@ -547,12 +548,7 @@ def _check_param_type(spec: Spec, measure: str, param: Any, value: Any,
     by the caller. Kinds other than bool, int, float and str are left to ``Param.parse``.
     """
     kind = param.type
-    if kind not in _KIND_WORDS:
-        return
-    # a bool is an int to Python, but only a bool is a boolean here
-    ok = (isinstance(value, (int, float) if kind is float else kind)
-          and (kind is bool or not isinstance(value, bool)))
-    if not ok:
+    if kind in _KIND_WORDS and not _is(value, kind):
         example = _toml(param.default) if isinstance(param.default, kind) else None
         raise spec.error(f"parameter '{param.name}' of measure '{measure}' must be "
                          f"{_KIND_WORDS[kind]}, got {_toml(value)}", path,
@@ -672,8 +668,7 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
             for sel in value:
                 _check_pair_selector(spec, sel, (*path, "alike"), categories)
             margin = entry.get("margin")
-            if (not isinstance(margin, (int, float)) or isinstance(margin, bool)
-                    or not margin > 0):
+            if not _is(margin, float) or not margin > 0:
                 raise spec.error("an equivalence needs margin = X > 0: the most the two "
                                  "selections' similarities (normalised by the measure's range "
                                  f"when it has one) may differ, got {margin!r}",

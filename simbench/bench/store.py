@@ -451,12 +451,10 @@ class Store:
     def claim(self, job: Any, owner: Owner, *, lease_s: float | None = None,
               retry_failed: bool = False, rerun_stale: bool = False
               ) -> tuple[str, dict[str, Any] | None]:
-        """Claim ``job`` for ``owner`` unless it needs no run or another run holds it.
-
-        One transaction checks the stored result and the lease, and takes the lease, so two
-        runs never both claim a job. Returns ``("claimed", None)``, ``("done" | "failed" |
-        "stale", None)`` (a result this run must not replace) or ``("busy", lease)`` (another
-        run's live claim: owner, pid, host, expires).
+        """Claim ``job`` for ``owner``, in one transaction, unless it needs no run or another
+        run holds it. Returns ``("claimed", None)``, ``("done" | "failed" | "stale", None)``
+        (a result this run must not replace) or ``("busy", lease)`` (another run's live claim:
+        owner, pid, host, expires).
         """
         ttl = lease_seconds() if lease_s is None else lease_s
         with self.transaction() as c:
@@ -496,11 +494,10 @@ class Store:
         """
         score = outcome.get("score") or {}
         ci = score.get("ci") or (None, None)
-        meta = getattr(job, "meta", None)
         row = {
             "key": job.key, "status": outcome["status"], "spec": spec, "label": job.label,
             "variant": job.variant, "measure": job.measure,
-            "params": json.dumps({**job.params, **_lm_params(job)}, sort_keys=True,
+            "params": json.dumps({**job.params, **job.lm_params()}, sort_keys=True,
                                  default=str),
             "systems": json.dumps(list(job.systems)), "sources": json.dumps(list(job.sources)),
             "system_a": job.systems[0], "system_b": job.systems[1] if len(job.systems) > 1 else None,
@@ -513,8 +510,8 @@ class Store:
             "runtime_s": outcome.get("runtime_s"), "device": outcome.get("device"),
             "host": outcome.get("host"), "code_version": job.code_version,
             "finished": time.time(),
-            "code_fingerprint": getattr(job, "code_fingerprint", None) or None,
-            "measure_meta": json.dumps(meta, sort_keys=True) if meta else None,
+            "code_fingerprint": job.code_fingerprint or None,
+            "measure_meta": json.dumps(job.meta, sort_keys=True) if job.meta else None,
         }
         with self.transaction() as c:
             cur = c.execute(_UPSERT, row)
@@ -595,14 +592,6 @@ class Store:
         return self._read("PRAGMA integrity_check").fetchone()[0]
 
 
-def _lm_params(job: Any) -> dict[str, Any]:
-    """The language-model settings a row records beside the measure's parameters (the prompts'
-    content hash and ``new_tokens``, each only when the job sets it), so a board tells apart
-    jobs that differ only in their prompts."""
-    lm_params = getattr(job, "lm_params", None)
-    return lm_params() if callable(lm_params) else {}
-
-
 def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:
     """Open range ends as ``None`` (JSON has no infinity)."""
     rng = meta.get("range")
@@ -612,11 +601,8 @@ def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 class LeaseKeeper:
-    """Renews a run's claims from a thread with its own connection, while jobs run.
-
-    Every ``lease_s / 3`` seconds it pushes the expiry of every claim the owner holds to
-    ``now + lease_s``; a run that dies stops renewing, so its claims expire.
-    """
+    """Renews a run's claims (to ``now + lease_s``, every ``lease_s / 3`` seconds) from a
+    thread with its own connection, while jobs run."""
 
     def __init__(self, path: Path, owner: Owner, lease_s: float) -> None:
         self.path, self.owner, self.lease_s = path, owner, lease_s

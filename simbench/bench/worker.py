@@ -181,7 +181,7 @@ _LOCAL = threading.local()
 
 def run_job_in(proc: JobProcess, job: Any, device: str = "auto") -> dict[str, Any]:
     """:func:`run_job`: in ``proc`` when the job has a timeout, else in this process."""
-    if getattr(job, "timeout", None) is None:
+    if job.timeout is None:
         return run_job(job, device)
     return proc.run(job, device, job.timeout)
 

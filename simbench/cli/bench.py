@@ -12,6 +12,7 @@ when ``./simbench-results/results.sqlite`` has one, else the shipped results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -280,12 +281,9 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 def summary_dict(summary: Any) -> dict[str, Any]:
     """A run's :class:`~simbench.bench.runner.RunSummary` as plain data (``--json``)."""
-    return {"store": summary.store, "total": summary.total,
-            "already_done": summary.already_done, "ran": summary.ran, "done": summary.done,
-            "failed": [{"job": job.describe(), "error": error} for job, error in summary.failed],
-            "by_others": summary.by_others, "stale": summary.stale,
-            "skipped_failed": summary.skipped_failed, "interrupted": summary.interrupted,
-            "wall_s": summary.wall_s, "executor": summary.executor,
+    fields = {f.name: getattr(summary, f.name) for f in dataclasses.fields(summary)}
+    return {**fields, "failed": [{"job": job.describe(), "error": error}
+                                 for job, error in summary.failed],
             "by_label": {k: progress_dict(p) for k, p in summary.by_label.items()}}
 
 
