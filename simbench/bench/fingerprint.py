@@ -1,8 +1,5 @@
-"""Which code computed a result: a fingerprint of the source files a measure's score runs.
-
-A stored result is *current* when the code that would compute it now has the fingerprint the
-result was stored with, and *stale* otherwise (``simbench bench status`` counts them,
-``bench run --rerun-stale`` recomputes them).
+"""Which code computed a result: a fingerprint of the source files a measure's score runs (a
+stored result with another fingerprint is *stale*, see :mod:`simbench.bench.jobs`).
 
 Which files count, and why:
 
@@ -29,9 +26,8 @@ package (put shared code in the plugin file or in a package). The fingerprint ha
 files' bytes (line endings normalised), so any edit of a counted file, a comment included,
 marks its results stale: conservative, and independent of the Python version.
 
-Computing it never imports a plugin: files are located with the import system's finders
-(no module code runs) and read as text, so ``bench status`` can check a store without
-running anything the store names.
+Computing it never imports a plugin (:func:`_locate`), so ``bench status`` can check a store
+without running anything the store names.
 """
 
 from __future__ import annotations

@@ -255,8 +255,8 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
                              len(items), *_score_facts([r for _, r in items])))
     order = {a: i for i, a in enumerate(spec.systems)}
     entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
-    coverage = {"done": done, "failed": len(failures), "total": len(jobs), "failures": failures}
-    return entries, coverage
+    return entries, {"done": done, "failed": len(failures), "total": len(jobs),
+                     "failures": failures}
 
 
 def _score_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,9 +327,7 @@ def build(spec: Spec, store: Store, *, target: str | None = None,
     return Leaderboard(spec=spec, entries=entries, validity=validity(spec, entries, meta),
                        matrices=matrices(spec, entries, meta),
                        rankings=rankings(entries, meta, target) if target else [],
-                       target=target, done=cov["done"], failed=cov["failed"],
-                       total=cov["total"], failures=cov["failures"], meta=meta,
-                       notes=notes + score_notes(entries))
+                       target=target, meta=meta, notes=notes + score_notes(entries), **cov)
 
 
 # ---- selecting pairs -----------------------------------------------------------------------

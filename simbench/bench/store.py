@@ -523,12 +523,9 @@ class Store:
     def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
         """key -> (status, code fingerprint or None) (all rows, or only ``keys``)."""
         column = "code_fingerprint" if self._has("results", "code_fingerprint") else "NULL"
-        rows = self._read(f"SELECT key, status, {column} FROM results").fetchall()
-        out = {k: (s, f) for k, s, f in rows}
-        if keys is not None:
-            wanted = set(keys)
-            out = {k: v for k, v in out.items() if k in wanted}
-        return out
+        wanted = None if keys is None else set(keys)
+        return {k: (s, f) for k, s, f in self._read(f"SELECT key, status, {column} FROM results")
+                if wanted is None or k in wanted}
 
     def rows(self, keys: Iterable[str] | None = None, *, status: str | None = None,
              spec: str | None = None) -> list[dict[str, Any]]:

@@ -121,11 +121,11 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any]]:
-    """(the spec file, its raw TOML) without parsing it as a spec: nothing is imported.
+def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any], str | None]:
+    """(the spec file, its raw TOML, its text) without parsing it as a spec: nothing is imported.
 
-    ``arg`` is a file or a shipped spec's name; anything else gives (None, {}). Invalid TOML
-    gives the file and {}, and the real parse reports it.
+    ``arg`` is a file or a shipped spec's name; anything else gives (None, {}, None). Invalid
+    TOML gives the file, {} and the text, and the real parse reports it.
     """
     try:
         import tomllib
@@ -137,16 +137,20 @@ def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any]]:
     if not path.is_file():
         path = shipped_specs().get(arg)  # type: ignore[assignment]
         if path is None or not path.is_file():
-            return None, {}
+            return None, {}, None
     try:
-        return path, tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return path, {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return path, {}, None
+    try:
+        return path, tomllib.loads(text), text
+    except tomllib.TOMLDecodeError:
+        return path, {}, text
 
 
 def _announce_plugins(spec_arg: str) -> None:
     """Say which plugin files and modules a spec makes this run import, before importing them."""
-    path, data = _peek_spec(spec_arg)
+    path, data, _text = _peek_spec(spec_arg)
     refs = data.get("plugins")
     if path is None or not refs:
         return
@@ -296,13 +300,14 @@ def progress_dict(p: Any) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     """Progress of a spec from the store alone: no spec parsing, no plugin imports."""
+    import functools
     import types
 
     from simbench.bench.fingerprint import fingerprint
     from simbench.bench.runner import label_text, render_progress, tally
     from simbench.bench.store import Store
 
-    spec_file, data = _peek_spec(args.spec)
+    spec_file, data, text = _peek_spec(args.spec)
     name = str(data.get("name") or (spec_file.stem if spec_file else args.spec))
     hint = None
     if spec_file is not None and isinstance(data.get("store"), str):
@@ -314,14 +319,9 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     with Store(board_store(args.store, hint, shipped), create=False) as store:
         jobs = store.spec_jobs(name)
         if jobs is not None:
-            current: dict[str, str] = {}
-            entries = []
-            for job in jobs:
-                root = json.dumps(job["code_root"], sort_keys=True)
-                if root not in current:
-                    current[root] = fingerprint(job["code_root"])
-                entries.append((job["key"], label_text(job["label"], job["measure"]),
-                                current[root]))
+            current = functools.cache(lambda root: fingerprint(json.loads(root)))  # per root
+            entries = [(j["key"], label_text(j["label"], j["measure"]),
+                        current(json.dumps(j["code_root"], sort_keys=True))) for j in jobs]
             rows = store.rows({j["key"] for j in jobs})
         else:
             rows = store.rows(spec=name)
@@ -334,7 +334,7 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
             notes.append("this store predates stored job lists: jobs not run yet are not "
                          "counted (the next `bench run` records the list)")
         stored = store.spec_text(name)
-        if spec_file is not None and stored is not None and stored[2] != _read(spec_file):
+        if spec_file is not None and stored is not None and stored[2] != text:
             notes.append(f"{spec_file} differs from the spec last run into this store: the "
                          "counts are for the jobs of that run")
         progress = tally(entries, rows)
@@ -355,13 +355,6 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     for note in notes:
         print(f"note: {note}")
     return 0
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
