@@ -300,18 +300,11 @@ def score_notes(entries: list[Entry]) -> list[str]:
     return notes
 
 
-def build(spec: Spec, store: Store, *, target: str | None = None,
-          meta: Mapping[str, Mapping[str, Any]] | None = None) -> Leaderboard:
-    """Every board for ``spec`` from ``store``, importing no plugin.
-
-    ``meta`` (measure name -> metadata as :func:`simbench.bench.meta.board_meta` gives it)
-    defaults to what the store holds, with the fallbacks described there.
-    """
+def build(spec: Spec, store: Store, *, target: str | None = None) -> Leaderboard:
+    """Every board for ``spec`` from ``store``, importing no plugin (measure metadata:
+    :func:`simbench.bench.meta.board_meta`)."""
     rows = store.rows()
-    notes: list[str] = []
-    names = {m.measure for m in spec.measures.values()}
-    if meta is None:
-        meta, notes = board_meta(store.measures(), names, rows)
+    meta, notes = board_meta(store.measures(), {m.measure for m in spec.measures.values()}, rows)
     for label, mspec in spec.measures.items():
         known = meta[mspec.measure]["params"]
         if known is not None:
@@ -426,9 +419,8 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
         tested = vals if exp.mode == "all" else [float(np.mean(vals))]
         ok = all((exp.above is None or v > exp.above + exp.margin)
                  and (exp.below is None or v < exp.below - exp.margin) for v in tested)
-        bound = " and ".join(x for x in (f"above {exp.above}" if exp.above is not None else "",
-                                         f"below {exp.below}" if exp.below is not None else "")
-                             if x)
+        bound = " and ".join(f"{word} {x}" for word, x in (("above", exp.above),
+                                                           ("below", exp.below)) if x is not None)
         what = "each" if exp.mode == "all" else "mean"
         detail = (f"{what} normalised similarity of {len(chosen)} pair(s) "
                   f"{', '.join(f'{v:.3f}' for v in tested)}: expected {bound}")
@@ -439,20 +431,15 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
     low = [e for e in entries if pair_matches(spec, exp.lower, e)]
     if not high or not low:
         return make("n/a", f"no scored pairs for the {'higher' if not high else 'lower'} side")
-    sh = [similarity(e.value, m) for e in high]
-    sl = [similarity(e.value, m) for e in low]
-    raw_h, raw_l = [e.value for e in high], [e.value for e in low]
+    sh, sl = ([similarity(e.value, m) for e in side] for side in (high, low))
     if exp.mode == "all":
-        holds = sum(1 for a in sh for b in sl if a > b + exp.margin)
-        n = len(sh) * len(sl)
-        ok = holds == n
-        detail = f"{holds}/{n} pair orderings hold"
-    else:
-        ok = float(np.mean(sh)) > float(np.mean(sl)) + exp.margin
-        arrow = ">" if m["higher_is_better"] else "<"
-        detail = (f"{_name(exp.higher)} {np.mean(raw_h):.3f} should be {arrow} "
-                  f"{_name(exp.lower)} {np.mean(raw_l):.3f}")
-    return make("ok" if ok else "violated", detail)
+        holds, n = sum(1 for a in sh for b in sl if a > b + exp.margin), len(sh) * len(sl)
+        return make("ok" if holds == n else "violated", f"{holds}/{n} pair orderings hold")
+    ok = float(np.mean(sh)) > float(np.mean(sl)) + exp.margin
+    arrow = ">" if m["higher_is_better"] else "<"
+    return make("ok" if ok else "violated",
+                f"{_name(exp.higher)} {np.mean([e.value for e in high]):.3f} should be {arrow} "
+                f"{_name(exp.lower)} {np.mean([e.value for e in low]):.3f}")
 
 
 def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
@@ -473,8 +460,7 @@ def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
     a, b = ([scale(e) for e in side] for side in sides)
     what = "normalised similarity" if bounded else "similarity"
     if exp.mode == "all":
-        holds = sum(1 for x in a for y in b if abs(x - y) <= exp.margin)
-        n = len(a) * len(b)
+        holds, n = sum(1 for x in a for y in b if abs(x - y) <= exp.margin), len(a) * len(b)
         return ("ok" if holds == n else "violated",
                 f"{holds}/{n} pair differences within {exp.margin:g} ({what})")
     ma, mb = float(np.mean(a)), float(np.mean(b))

@@ -14,12 +14,11 @@ from the stored rows, with a note saying so. Nothing named by a spec is ever imp
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-_BUILTIN: dict[str, dict[str, Any]] | None = None
 
 
 def describe(measure: Any, plugin: Any = None) -> dict[str, Any]:
@@ -32,45 +31,36 @@ def describe(measure: Any, plugin: Any = None) -> dict[str, Any]:
     return out
 
 
-def record_measures(spec: Any, store: Any, registry: Any = None) -> None:
-    """Write the metadata of every measure ``spec`` names into ``store``.
+def record_measures(spec: Any, store: Any) -> None:
+    """Write the metadata of every measure ``spec`` names into ``store``, where the spec's jobs
+    run (the registry then holds the spec's plugins)."""
+    from simbench.registry import get_registry
 
-    Call it where the spec's jobs run (the registry then holds the spec's plugins), so a later
-    ``simbench leaderboard`` can draw the store without them.
-    """
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
+    registry = get_registry()
     names = sorted({m.measure for m in spec.measures.values()})  # canonical: no community ids
     entries = [registry.registered(name) for name in names if name in registry.measures]
     store.record_measures({e.name: describe(e.item, e.plugin) for e in entries})
 
 
+@functools.cache
 def builtin_measures() -> dict[str, dict[str, Any]]:
     """Metadata of the measures simbench itself ships (its own entry points, nothing else)."""
-    global _BUILTIN
-    if _BUILTIN is None:
-        from simbench.registry import OWN_DIST, Registry
+    from simbench.registry import OWN_DIST, Registry
 
-        reg = Registry()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reg.load_entry_points([OWN_DIST])
-        _BUILTIN = {name: describe(m, reg.plugin_of(name)) for name, m in reg.measures.items()
-                    if reg.plugin_of(name).dist == OWN_DIST}
-    return _BUILTIN
+    reg = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.load_entry_points([OWN_DIST])
+    return {name: describe(m, reg.plugin_of(name)) for name, m in reg.measures.items()
+            if reg.plugin_of(name).dist == OWN_DIST}
 
 
 def board_meta(stored: Mapping[str, Mapping[str, Any]], names: Iterable[str],
                rows: Iterable[Mapping[str, Any]] = ()) -> tuple[dict[str, dict[str, Any]],
                                                                list[str]]:
-    """The metadata of each measure in ``names``, and notes on what had to be assumed.
-
-    Stored metadata first; then simbench's built-in measures; otherwise assumed from the
-    stored rows: higher = more similar, no declared range, symmetric unless both orders of a
-    pair were scored, and the numbers of systems the rows show.
-    """
+    """The metadata of each measure in ``names`` (stored, else built-in, else assumed from the
+    stored rows: symmetric unless both orders of a pair were scored, the numbers of systems the
+    rows show), and notes on what had to be assumed."""
     names = sorted(set(names))
     out: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
