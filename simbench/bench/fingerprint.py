@@ -33,6 +33,7 @@ without running anything the store names.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -48,15 +49,12 @@ SCHEME = "v1"
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _PARSED: dict[tuple[str, int, int], tuple[str, tuple[str, ...]]] = {}
-_LOCATED: dict[str, tuple[str | None, tuple[str, ...] | None]] = {}
 
 
 def measure_root(measure: Any) -> dict[str, str | None]:
     """Where a measure's code starts: its class's module name and source file."""
-    cls = type(measure)
-    module = cls.__module__
-    mod = sys.modules.get(module)
-    path = getattr(mod, "__file__", None)
+    module = type(measure).__module__
+    path = getattr(sys.modules.get(module), "__file__", None)
     return {"module": module, "file": None if path is None else str(Path(path).resolve())}
 
 
@@ -172,10 +170,9 @@ def _parse(path: str) -> tuple[str, tuple[str, ...]]:
     return out
 
 
+@functools.cache
 def _locate(name: str) -> tuple[str | None, tuple[str, ...] | None]:
     """(source file, package search locations) of a module, found without importing it."""
-    if name in _LOCATED:
-        return _LOCATED[name]
     parent, _, _leaf = name.rpartition(".")
     spec: Any = None
     try:
@@ -194,7 +191,5 @@ def _locate(name: str) -> tuple[str | None, tuple[str, ...] | None]:
     if origin is not None and not str(origin).endswith(".py"):
         origin = None  # built-in, frozen or compiled: no source to hash
     locations = getattr(spec, "submodule_search_locations", None) if spec is not None else None
-    out = (None if origin is None else str(Path(origin).resolve()),
-           None if locations is None else tuple(locations))
-    _LOCATED[name] = out
-    return out
+    return (None if origin is None else str(Path(origin).resolve()),
+            None if locations is None else tuple(locations))

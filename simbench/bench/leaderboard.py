@@ -17,10 +17,9 @@ Scores of several seeds of one (variant, systems, site) are averaged; the interv
 average of the per-seed intervals. Nothing here knows any measure by name.
 
 Drawing a board runs no plugin code: the measures' metadata comes from the store
-(:mod:`.meta`), and the spec's jobs are matched to stored rows by what the rows record (measure,
-resolved parameters, system sources, site, task, seed), not by the run keys, which need the
-measures' code and the recordings' bytes. Where a job was computed more than once (e.g. by two
-code versions), the newest row counts.
+(:mod:`.meta`), and the spec's jobs are matched to stored rows by what the rows record
+(:func:`match_rows`), not by the run keys, which need the measures' code and the recordings'
+bytes.
 """
 
 from __future__ import annotations

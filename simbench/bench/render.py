@@ -149,11 +149,8 @@ def text(board: Leaderboard, boards: tuple[str, ...] = ("validity", "matrices", 
 
 # ---- CSV -----------------------------------------------------------------------------------
 def write_csv(board: Leaderboard, out: Path) -> list[Path]:
-    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv.
-
-    Text cells that a spreadsheet would evaluate (``=...``, ``+...``, ``-...``, ``@...``) get a
-    leading single quote; numbers are written as numbers.
-    """
+    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv
+    (formula cells neutralised, numbers written as numbers)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
 

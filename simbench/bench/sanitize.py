@@ -33,11 +33,8 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def terminal_safe(text: Any, *, newlines: bool = False) -> str:
-    """``text`` with every control character shown as an escape; ``newlines`` keeps line breaks.
-
-    Idempotent: what it returns contains no control characters, so a second pass changes
-    nothing.
-    """
+    """``text`` with every control character shown as an escape (so a second pass changes
+    nothing); ``newlines`` keeps line breaks."""
     pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
     return pattern.sub(_visible, str(text))
 
@@ -47,8 +44,7 @@ _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 
 def csv_cell(value: Any) -> Any:
-    """A value for a CSV cell: text that a spreadsheet would run as a formula gets a leading
-    single quote; numbers, empty cells and other text pass unchanged."""
+    """A value for a CSV cell (see the module docstring)."""
     if not isinstance(value, str):
         return value
     head = value.lstrip(" ")

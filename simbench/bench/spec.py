@@ -315,11 +315,10 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     groups = data.get("groups", {})
     if not isinstance(groups, dict):
         raise spec.error("[groups] must be a table of name = selector", ("groups",))
-    for name in groups:
-        if name in spec.systems:
-            raise spec.error(f"group '{name}' has the same name as a system", ("groups", name))
     spec.groups = dict(groups)
     for name, selector in groups.items():
+        if name in spec.systems:
+            raise spec.error(f"group '{name}' has the same name as a system", ("groups", name))
         spec.select(selector, ("groups", name))  # unknown aliases fail here, with their line
 
     target = _typed(spec, data, "target", str, None)
@@ -484,13 +483,13 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
             raise spec.error("'measure' must be a string", (*path, "measure"))
         measure = None
         preset: dict[str, Any] = {}
-        if registry is not None and name not in registry.measures:
-            from simbench.aliases import resolve
-
-            alias = resolve(name)  # a community id: its measure, its parameters as defaults
-            if alias is not None and alias.measure in registry.measures:
-                name, preset = alias.measure, dict(alias.params)
         if registry is not None:
+            if name not in registry.measures:
+                from simbench.aliases import resolve
+
+                alias = resolve(name)  # a community id: its measure, its parameters as defaults
+                if alias is not None and alias.measure in registry.measures:
+                    name, preset = alias.measure, dict(alias.params)
             if name not in registry.measures:
                 if spec.lenient:
                     spec.notes.append(f"measure '{name}' is not installed; skipped")
@@ -690,9 +689,7 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
 def _check_pair_selector(spec: Spec, sel: Any, path: Sequence[PathPart],
                          categories: set[str]) -> None:
     """A pair selector: a category name, a list of them, or a table of conditions."""
-    if isinstance(sel, str):
-        sel = {"category": sel}
-    if isinstance(sel, list) and all(isinstance(s, str) for s in sel):
+    if isinstance(sel, str) or (isinstance(sel, list) and all(isinstance(s, str) for s in sel)):
         sel = {"category": sel}
     if not isinstance(sel, dict):
         raise spec.error("a pair selector is a [[pairs]] name, a list of names, or a table "

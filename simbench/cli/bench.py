@@ -154,16 +154,9 @@ def _announce_plugins(spec_arg: str) -> None:
     refs = data.get("plugins")
     if path is None or not refs:
         return
-    refs = [refs] if isinstance(refs, str) else refs
-    shown = []
-    for ref in refs:
-        if not isinstance(ref, str):
-            continue
-        if ref.endswith(".py"):
-            file = Path(ref) if Path(ref).is_absolute() else (path.parent / ref)
-            shown.append(f"file {file.resolve()}")
-        else:
-            shown.append(f"module {ref}")
+    # a file is relative to the spec (an absolute one stays itself: path / "/x" is "/x")
+    shown = [f"file {(path.parent / ref).resolve()}" if ref.endswith(".py") else f"module {ref}"
+             for ref in ([refs] if isinstance(refs, str) else refs) if isinstance(ref, str)]
     if shown:
         print(f"note: spec {path} imports plugin code (a spec is trusted input): "
               + "; ".join(shown), file=sys.stderr)
