@@ -57,11 +57,9 @@ class Entry:
     p_value: float | None = None
     #: null samples per seed (the smallest over the seeds)
     null_size: int | None = None
-    #: a seed's score warned (e.g. a language-model site that cannot express identity: its
-    #: within-model IIA under the ceiling threshold); boards mark the cell with WARN_MARK
+    #: a seed's score warned (e.g. a language-model site under the ceiling threshold)
     warning: str | None = None
-    #: what the value is when the score says (``"token"``: token IIA, the headline of MAS on
-    #: language models)
+    #: what the value is when the score says (``"token"``: token IIA, MAS on language models)
     headline: str | None = None
 
     @property

@@ -36,14 +36,11 @@ class PromptSet:
     origin: str  # e.g. "file /abs/prompts.txt" or "lm_zoo(n=200, seed=0, held_out=true)"
 
     @property
-    def digest(self) -> str:
-        """sha256 over the prompts (each followed by a newline), in order."""
-        return hashlib.sha256("".join(p + "\n" for p in self.prompts).encode()).hexdigest()
-
-    @property
     def identity(self) -> str:
-        """What a job key and a stored row record: ``sha256:HEX``."""
-        return f"sha256:{self.digest}"
+        """What a job key and a stored row record: ``sha256:HEX`` over the prompts, in order,
+        each followed by a newline."""
+        text = "".join(p + "\n" for p in self.prompts)
+        return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def _lm_zoo(n: int, seed: int, held_out: bool = True) -> list[str]:

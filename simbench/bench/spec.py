@@ -1,20 +1,9 @@
 """Benchmark specs: what to score, written as TOML, checked before anything runs.
 
-A spec names
-
-- ``[systems]``: aliases for zoo ids (the language-model zoo's names too), recording files or
-  language-model directories (``model = PATH``, a ``save_pretrained`` directory), each with
-  free-form tags (``arch``, ``task``, ...) that pair groups and expectations select on;
-- ``[groups]``: named selections of systems (a list of aliases, or a table of tags);
-- ``[measures.LABEL]``: a measure variant (``measure = NAME``, default ``LABEL``) with its
-  parameters; a list value is a sweep (one job per value);
-- ``[[pairs]]``: which systems to compare (``pairs`` explicit, ``within`` a selection,
-  ``between`` two selections, ``each`` for one-system measures), each entry a named *category*;
-- top-level ``task``, ``seeds``, ``sites``, ``plugins``, ``store``, ``target``;
-- ``prompts`` and ``new_tokens`` (top level or per measure): what language models are aligned
-  and recorded on (see :mod:`.prompts`); jobs without a language model ignore them;
-- ``[[expect]]``: the orderings, bounds and equivalences a valid measure should reproduce (see
-  :mod:`.leaderboard`).
+A spec names ``[systems]`` (with tags), ``[groups]`` of them, ``[measures.LABEL]`` (a list
+value is a sweep), ``[[pairs]]`` (named categories of system tuples) and ``[[expect]]`` (the
+findings a valid measure should reproduce, see :mod:`.leaderboard`); docs/guide/harness.md
+describes every key, and :mod:`.prompts` what language models are given.
 
 Every error names the spec file, the line and the key (:class:`~simbench.errors.SpecError`).
 Values are typed strictly: a boolean is not an integer and a number is not a string.

@@ -222,8 +222,7 @@ class Store:
             raise StoreError("this is a directory, not a results store file", file=self.path,
                              fix=f"pass a file path, e.g. --store {self.path / 'results.sqlite'}")
         try:
-            empty = not self.path.exists() or self.path.stat().st_size == 0
-            if empty:
+            if not self.path.exists() or self.path.stat().st_size == 0:
                 if not create:
                     raise StoreError("no results store here", file=self.path,
                                      fix="run `simbench bench run SPEC` first, or pass "
@@ -257,12 +256,11 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             text = str(exc)
-            fix = _DAMAGED_FIX
-            if "readonly" in text or "unable to open" in text:
-                fix = ("results are written next to the store (its -wal and -shm files): run "
-                       "into a store in a directory you can write (--store PATH)")
             raise StoreError(f"cannot open the results store: {text}", file=self.path,
-                             fix=fix) from None
+                             fix="results are written next to the store (its -wal and -shm "
+                             "files): run into a store in a directory you can write (--store "
+                             "PATH)" if "readonly" in text or "unable to open" in text
+                             else _DAMAGED_FIX) from None
 
     # ---- opening ------------------------------------------------------------------------
     def _connect(self, **uri_params: str) -> None:
