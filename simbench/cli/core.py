@@ -292,9 +292,7 @@ def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
     if label:
         head += f" [{label}]"
     interval = result.interval_text()
-    ci = ""
-    if interval:
-        ci = f"  95% CI {interval}" if result.has_interval else f"  {interval}"
+    ci = "" if not interval else f"  95% CI {interval}" if result.has_interval else f"  {interval}"
     lines = [f"{head}: {result.value:.4f}{ci}  (n = {result.n_samples} samples)"]
     if result.has_null:  # `--null N`: the p-value and the null it comes from
         lines.append(f"  {result.null_text()}")
