@@ -18,6 +18,7 @@ current one is *stale*. Keeping the fingerprint out of the key lets a store show
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
@@ -204,16 +205,14 @@ def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> lis
     identities = {a: system_identity(s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
     lms = {a for a, ident in identities.items() if ident.startswith("lm:")}
-    code: dict[str, tuple[Any, str, dict[str, str | None], str, dict[str, Any]]] = {}
     params: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
 
+    @functools.cache
     def measure_of(name: str) -> tuple[Any, str, dict[str, str | None], str, dict[str, Any]]:
-        if name not in code:  # the spec's names are canonical (it resolved community ids)
-            entry = registry.registered(name)
-            root = measure_root(entry.item)  # where its code starts; the fingerprint of all
-            code[name] = (entry.item, code_version(entry.plugin), root, fingerprint(root),
-                          measure_meta(entry.item))
-        return code[name]
+        entry = registry.registered(name)  # the spec's names are canonical (no community ids)
+        root = measure_root(entry.item)  # where its code starts; the fingerprint of all
+        return (entry.item, code_version(entry.plugin), root, fingerprint(root),
+                measure_meta(entry.item))
 
     def shape(name: str) -> tuple[int, int | None, bool]:
         measure = measure_of(name)[0]

@@ -1,11 +1,9 @@
 """Measure metadata for the boards, kept in the store so that viewing results runs no code.
 
-A leaderboard needs a few facts about each measure: its family, whether higher means more
-similar, its declared range, whether it is symmetric, how many systems it takes and its
-parameters' defaults. Those live on the measure objects that plugins provide, and a spec can
-name any plugin (a ``.py`` file, any importable module). Importing them to *draw* a store
-someone sent you would run their code, so the facts are written into the store when the jobs
-run (:func:`record_measures`) and read back from there (:func:`board_meta`).
+A leaderboard needs a few facts about each measure (:func:`_normalise`). Those live on the
+measure objects that plugins provide, and importing a plugin to *draw* a store someone sent you
+would run their code, so the facts are written into the store when the jobs run
+(:func:`record_measures`) and read back from there (:func:`board_meta`).
 
 A store written before simbench kept them falls back to simbench's own built-in measures
 (trusted: they ship with simbench) and, for any other measure, to neutral assumptions derived

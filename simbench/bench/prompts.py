@@ -1,14 +1,8 @@
 """The prompts a spec gives its language models: a file, a list, or a built-in generator.
 
-A spec's ``prompts`` (top level, or per measure) is one of
-
-- a path to a text file, one prompt per line, relative to the spec file
-  (``prompts = "prompts.txt"``);
-- a list of strings (``prompts = ["the baker met", ...]``);
-- a table naming a built-in generator and its arguments
-  (``prompts = { generator = "lm_zoo", n = 200, seed = 0 }``: neutral sentence starts from the
-  language-model zoo's grammar, held out of its training corpus; ``n = 100, seed = 12345`` is
-  the set the zoo's toxicity figures are measured on).
+A spec's ``prompts`` (top level, or per measure) is one of :data:`FORMS`; the ``lm_zoo``
+generator gives neutral sentence starts from the language-model zoo's grammar, held out of its
+training corpus (``n = 100, seed = 12345`` is the set the zoo's toxicity figures use).
 
 Whatever the form, the prompts are read when the spec is parsed and identified by their
 content (:attr:`PromptSet.identity`, a sha256 over the texts): that is what a job's key and a
