@@ -92,15 +92,14 @@ def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     return text_table([cell(h) for h in headers], [[cell(v) for v in row] for row in rows])
 
 
-def validity_text(board: Leaderboard, *, violations: bool = True) -> str:
+def validity_text(board: Leaderboard) -> str:
     out = [f"Measure validity: the spec's expected orderings ({len(board.spec.expectations)} "
            f"findings), fraction each measure gets right",
            table(["measure", "family", "right", "score"], _validity_rows(board))]
-    if violations:
-        for r in board.validity:
-            if r.violated:
-                out.append(f"\n{r.variant} violates:")
-                out += [f"  - [{c.site}] {c.finding}: {c.detail}" for c in r.violated]
+    for r in board.validity:
+        if r.violated:
+            out.append(f"\n{r.variant} violates:")
+            out += [f"  - [{c.site}] {c.finding}: {c.detail}" for c in r.violated]
     return "\n".join(out)
 
 

@@ -53,10 +53,9 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
-               floatfmt: str = ".4f") -> str:
-    """A left-aligned text table; floats formatted with ``floatfmt``, None as ``-``."""
-    cells = [[_fmt(v, floatfmt) for v in row] for row in rows]
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A left-aligned text table; floats with four decimals, None as ``-``."""
+    cells = [[_fmt(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
@@ -67,9 +66,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
     return "\n".join(lines)
 
 
-def _fmt(value: Any, floatfmt: str) -> str:
+def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return "nan" if value != value else format(value, floatfmt)
+        return "nan" if value != value else f"{value:.4f}"
     if value is None:
         return "-"
     return str(value)
