@@ -441,13 +441,9 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
 
 def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
            ) -> tuple[str, str]:
-    """(status, detail) of an equivalence: the two selections' similarities differ by at most
-    ``margin``: their means (mode "mean") or every cross pair (mode "all").
-
-    Similarities are normalised by the measure's declared range when it is bounded (so one
-    margin fits every bounded measure, as for bounds), else oriented raw values. A pair that
-    falls in both selections counts in both.
-    """
+    """(status, detail) of an equivalence: the two selections' similarities (normalised when
+    the range is bounded, else oriented raw values) differ by at most ``margin``: their means
+    (mode "mean") or every cross pair (mode "all"). A pair in both selections counts in both."""
     sides = [[e for e in entries if pair_matches(spec, sel, e)] for sel in exp.alike]
     if not sides[0] or not sides[1]:
         which = exp.alike[0] if not sides[0] else exp.alike[1]

@@ -3,10 +3,7 @@
 Why SQLite: embedded, one file to copy, concurrent readers while one process writes (WAL
 mode), and atomic transactions, so a ``kill -9`` or a full disk leaves either the whole result
 or nothing. Each result is written in its own transaction; the job key is the primary key, so
-nothing is written twice. A finished (``done``) row is never overwritten by the same code; a
-``failed`` row is replaced only when the run asks to retry failures, and a *stale* row (computed
-by code with another fingerprint, see :mod:`simbench.bench.fingerprint`) only when the run asks
-to rerun stale results.
+nothing is written twice; which stored rows a run may replace is :func:`job_state`'s rule.
 
 Several runs may share one store: a run *claims* a job (a row in ``leases`` with its owner, pid,
 host and an expiry) in the same transaction that checks the job has no result, renews its
@@ -323,9 +320,7 @@ class Store:
         c = self.conn
         tables = self._check()
         c.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL: nothing committed is lost when a process dies; a power loss may lose
-        # the last few results (the file stays consistent). See the module docstring.
-        c.execute("PRAGMA synchronous = NORMAL")
+        c.execute("PRAGMA synchronous = NORMAL")  # what a crash can lose: the module docstring
         if not tables:
             with self.transaction():
                 for statement in (_RESULTS + _V2_TABLES).split(";"):
