@@ -152,19 +152,18 @@ def _parse(path: str) -> tuple[str, tuple[str, ...]]:
     try:
         tree = ast.parse(data, filename=path)
     except (SyntaxError, ValueError):
-        tree = None
-    if tree is not None:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                refs += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = "." * node.level + (node.module or "")
-                refs.append(base)
-                sep = "" if base.endswith(".") else "."
-                refs += [f"{base}{sep}{alias.name}" for alias in node.names if alias.name != "*"]
-            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                  and _DOTTED.match(node.value)):
-                refs.append(node.value)
+        tree = ast.Module(body=[], type_ignores=[])  # unparsable: its bytes still count
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            refs += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            refs.append(base)
+            sep = "" if base.endswith(".") else "."
+            refs += [f"{base}{sep}{alias.name}" for alias in node.names if alias.name != "*"]
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and _DOTTED.match(node.value)):
+            refs.append(node.value)
     out = (digest, tuple(dict.fromkeys(refs)))
     _PARSED[key] = out
     return out

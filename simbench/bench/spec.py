@@ -206,11 +206,9 @@ class Spec:
             known = [*self.systems, *self.groups]
             raise self.error(f"unknown system or group '{selector}'", path, value=selector,
                              fix=did_you_mean(selector, known))
-        if isinstance(selector, list):
-            out: list[str] = []
-            for item in selector:
-                out += [a for a in self.select(item, path, _depth + 1) if a not in out]
-            return out
+        if isinstance(selector, list):  # each alias once, in order
+            return list(dict.fromkeys(a for item in selector
+                                      for a in self.select(item, path, _depth + 1)))
         if isinstance(selector, dict):
             for key in selector:
                 if not any(key in s.tags for s in self.systems.values()):
@@ -310,11 +308,10 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
             raise spec.error(f"group '{name}' has the same name as a system", ("groups", name))
         spec.select(selector, ("groups", name))  # unknown aliases fail here, with their line
 
-    target = _typed(spec, data, "target", str, None)
+    spec.target = target = _typed(spec, data, "target", str, None)
     if target is not None and target not in spec.systems:
         raise spec.error(f"target '{target}' is not a system of this spec", ("target",),
                          fix=did_you_mean(target, spec.systems))
-    spec.target = target
     _parse_measures(spec, data.get("measures", {}), base, registry)
     _parse_pairs(spec, data.get("pairs", []), registry)
     _parse_expect(spec, data.get("expect", []))
@@ -509,8 +506,13 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
             values = value if isinstance(value, list) else [value]
             if not values:
                 raise spec.error(f"the sweep '{key}' is empty", kpath)
-            if measure is None:
-                params[key] = tuple(_plain_value(spec, key, v, kpath) for v in values)
+            if measure is None:  # parsed for viewing: TOML scalars, kept as written
+                for v in values:
+                    if not isinstance(v, (bool, int, float, str)):
+                        raise spec.error(f"parameter '{key}' must be a string, a number or a "
+                                         "boolean (or a list of them: a sweep), got "
+                                         f"{_toml(v)}", kpath)
+                params[key] = tuple(values)
                 continue
             param = measure.param(key)
             for v in values:
@@ -541,14 +543,6 @@ def _check_param_type(spec: Spec, measure: str, param: Any, value: Any,
         raise spec.error(f"parameter '{param.name}' of measure '{measure}' must be "
                          f"{_KIND_WORDS[kind]}, got {_toml(value)}", path,
                          fix=f"write e.g. {param.name} = {example}" if example else None)
-
-
-def _plain_value(spec: Spec, key: str, value: Any, path: Sequence[PathPart]) -> Any:
-    """A parameter value of a spec parsed for viewing: a TOML scalar, kept as written."""
-    if not isinstance(value, (bool, int, float, str)):
-        raise spec.error(f"parameter '{key}' must be a string, a number or a boolean (or a "
-                         f"list of them: a sweep), got {_toml(value)}", path)
-    return value
 
 
 def _toml(value: Any) -> str:

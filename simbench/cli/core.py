@@ -140,14 +140,10 @@ BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
 
 
 def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
-    """A measure's parameters from the arguments ``simbench score`` does not know itself.
-
-    ``--max-steps 500`` (kebab-case) and ``--max_steps 500`` are the same parameter; an on/off
-    parameter is a switch (``--debiased``, ``--no-debiased``), and a comma-separated value
-    (``--k 1,2,4``, ``--debiased true,false``) is a sweep. ``--debiased true`` (a single on/off
-    value) still works for one release and prints a note. Returns name -> text, for
-    :meth:`simbench.measure.Measure.sweep_grid`; an unknown name raises :class:`ParameterError`
-    with the closest names.
+    """A measure's parameters from the arguments ``simbench score`` does not know itself, as
+    name -> text for :meth:`simbench.measure.Measure.sweep_grid` (spellings: the module
+    docstring of :mod:`simbench.cli`; ``--debiased true,false`` sweeps a switch). An unknown
+    name raises :class:`ParameterError` with the closest names.
     """
     params = {p.name: p for p in measure.params}
     out: dict[str, str] = {}
