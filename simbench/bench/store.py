@@ -312,7 +312,6 @@ class Store:
         elif self.readonly:
             raise StoreError("no results store here (an empty SQLite file)", file=self.path,
                              fix="run `simbench bench run SPEC` first, or pass --store PATH")
-        self.tables = tables
         self.version = version
         return tables
 
@@ -321,29 +320,20 @@ class Store:
         tables = self._check()
         c.execute("PRAGMA journal_mode = WAL")
         c.execute("PRAGMA synchronous = NORMAL")  # what a crash can lose: the module docstring
-        if not tables:
-            with self.transaction():
-                for statement in (_RESULTS + _V2_TABLES).split(";"):
-                    if statement.strip():
-                        c.execute(statement)
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('app', ?)", (APP,))
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
-                c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif self.version < SCHEMA_VERSION:
-            self._migrate()
-        self.version = SCHEMA_VERSION
-
-    def _migrate(self) -> None:
-        """Version 1 -> 2: new columns and tables only, in one transaction."""
-        with self.transaction() as c:
+        if tables and self.version >= SCHEMA_VERSION:
+            return
+        with self.transaction():  # a new store, or version 1 -> 2 (new columns and tables only)
+            for statement in (_RESULTS + _V2_TABLES).split(";"):  # all IF NOT EXISTS
+                if statement.strip():
+                    c.execute(statement)
             have = {r[1] for r in c.execute("PRAGMA table_info(results)")}
             for column in ("code_fingerprint", "measure_meta"):
                 if column not in have:
                     c.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
-            for statement in _V2_TABLES.split(";"):
-                if statement.strip():
-                    c.execute(statement)
+            if not tables:
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('app', ?)", (APP,))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
+                c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _close_quietly(self) -> None:
