@@ -328,40 +328,36 @@ def html_page(board: Leaderboard) -> str:
              f"<p>{html.escape(spec.description)}</p>" if spec.description else "",
              f"<p>{html.escape(coverage_text(board))}</p>",
              *(f"<p>note: {html.escape(n)}</p>" for n in board.notes)]
-    parts.append("<section><h2>Measure validity</h2>")
-    parts.append(_table_html(["measure", "family", "right", "score"], _validity_rows(board)))
-    if "validity.png" in figs:
-        parts.append(_img(figs["validity.png"]))
     checks = [[c.variant, c.site, c.finding, c.status, c.detail]
               for r in board.validity for c in r.checks]
-    if checks:
-        parts.append("<h3>Every check</h3>")
-        parts.append(_table_html(["measure", "site", "finding", "status", "detail"], checks))
-    parts.append("</section><section><h2>Similarity matrices</h2>")
+    legend = null_legend(board)
+    parts += ["<section><h2>Measure validity</h2>",
+              _table_html(["measure", "family", "right", "score"], _validity_rows(board)),
+              _img(figs["validity.png"]) if "validity.png" in figs else "",
+              "<h3>Every check</h3>" if checks else "",
+              _table_html(["measure", "site", "finding", "status", "detail"], checks)
+              if checks else "", "</section><section><h2>Similarity matrices</h2>"]
     for m in board.matrices:
-        parts.append(f"<h3>{html.escape(m.variant)} at {html.escape(m.site)}</h3>")
-        parts.append(_table_html(["", *m.systems],
-                                 [[a, *[_marked(v, b) for v, b in zip(m.values[i],
-                                                                       _cell_marks(m, i))]]
-                                  for i, a in enumerate(m.systems)]))
-        parts.append(_img(figs[_file("matrix", m.variant, m.site) + ".png"]))
-    if null_legend(board):
-        parts.append(f"<p>{html.escape(null_legend(board))}</p>")
-    parts.append("</section>")
+        parts += [f"<h3>{html.escape(m.variant)} at {html.escape(m.site)}</h3>",
+                  _table_html(["", *m.systems],
+                              [[a, *[_marked(v, b) for v, b in zip(m.values[i],
+                                                                    _cell_marks(m, i))]]
+                               for i, a in enumerate(m.systems)]),
+                  _img(figs[_file("matrix", m.variant, m.site) + ".png"])]
+    parts += [f"<p>{html.escape(legend)}</p>" if legend else "", "</section>"]
     if board.rankings:
         parts.append(f"<section><h2>Against {html.escape(str(board.target))}</h2>")
         for r in board.rankings:
-            parts.append(f"<h3>{html.escape(r.variant)} at {html.escape(r.site)}</h3>")
-            parts.append(_table_html(["rank", "system", "value", "95% CI", "seeds", "beats null"],
-                                     [[rank, n, _num(v), _ci(ci), s, _beats(b)]
-                                      for rank, n, v, ci, s, b in _ranked(r)]))
-            parts.append(_img(figs[_file("target", r.target, r.variant, r.site) + ".png"]))
+            parts += [f"<h3>{html.escape(r.variant)} at {html.escape(r.site)}</h3>",
+                      _table_html(["rank", "system", "value", "95% CI", "seeds", "beats null"],
+                                  [[rank, n, _num(v), _ci(ci), s, _beats(b)]
+                                   for rank, n, v, ci, s, b in _ranked(r)]),
+                      _img(figs[_file("target", r.target, r.variant, r.site) + ".png"])]
         parts.append("</section>")
     if board.failures:
-        parts.append("<section><h2>Failed jobs</h2>")
-        parts.append(_table_html(["job", "error"], [[f["job"], f["error"]]
-                                                   for f in board.failures]))
-        parts.append("</section>")
+        parts += ["<section><h2>Failed jobs</h2>",
+                  _table_html(["job", "error"], [[f["job"], f["error"]] for f in board.failures]),
+                  "</section>"]
     parts.append("</body></html>\n")
     return "\n".join(p for p in parts if p)
 
