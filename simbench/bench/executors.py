@@ -97,12 +97,11 @@ class DaskExecutor:
             window = max(2, 2 * sum(self.client.nthreads().values()))
         except Exception:  # pragma: no cover - an old or odd scheduler
             window = 2
-        order: list[Any] = []
-        pending: set[Any] = set()
+        order: list[Any] = []  # the futures in flight, oldest first
         done_ = as_completed(loop=self.client.loop)
 
         def top_up() -> None:
-            while len(pending) < window:
+            while len(order) < window:
                 job = next(source, None)
                 if job is None:
                     return
@@ -110,19 +109,16 @@ class DaskExecutor:
                                          key=f"simbench-{job.key}", retries=0)
                 self.futures[fut] = job
                 order.append(fut)
-                pending.add(fut)
                 done_.add(fut)
 
         def announce() -> None:
             if on_start is not None:
-                oldest = next((f for f in order if f in pending), None)
-                on_start(self.futures[oldest] if oldest is not None else None, len(pending))
+                on_start(self.futures[order[0]] if order else None, len(order))
 
         top_up()
         announce()
         for fut in done_:
             job = self.futures.pop(fut)
-            pending.discard(fut)
             order.remove(fut)
             try:
                 outcome = fut.result()

@@ -356,9 +356,8 @@ def pair_matches(spec: Spec, selector: Any, entry: Entry) -> bool:
 
 
 def _applies(exp: Expectation, variant: str, label: str, measure: str, family: str) -> bool:
-    if exp.measures is None:
-        return True
-    return any(m in (variant, label, measure, family) for m in exp.measures)
+    return exp.measures is None or any(m in (variant, label, measure, family)
+                                       for m in exp.measures)
 
 
 def similarity(value: float, meta: dict[str, Any]) -> float:

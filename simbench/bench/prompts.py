@@ -119,13 +119,10 @@ def _from_generator(table: Mapping[str, Any]) -> PromptSet:
                                  key=key, fix=did_you_mean(key, declared))
     args: dict[str, Any] = {}
     for key, (kind, default) in declared.items():
-        if key not in table:
-            if default is None:
-                raise PromptsProblem(f"prompts generator '{name}' needs {key} = ...", key=key,
-                                     fix=f"e.g. prompts = {{ generator = \"{name}\", n = 200 }}")
-            args[key] = default
-            continue
-        value = table[key]
+        if key not in table and default is None:
+            raise PromptsProblem(f"prompts generator '{name}' needs {key} = ...", key=key,
+                                 fix=f"e.g. prompts = {{ generator = \"{name}\", n = 200 }}")
+        value = table.get(key, default)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise PromptsProblem(f"'{key}' of prompts generator '{name}' must be "
                                  f"{'an integer' if kind is int else 'true or false'}, got "

@@ -538,8 +538,7 @@ class Store:
         """(name, path, text) of the named spec, or of the one run last."""
         q = ("SELECT name, path, text FROM specs WHERE name = ?" if name else
              "SELECT name, path, text FROM specs ORDER BY updated DESC LIMIT 1")
-        row = self._read(q, (name,) if name else ()).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        return self._read(q, (name,) if name else ()).fetchone()
 
     def spec_names(self) -> list[str]:
         """Names of the specs run into this store, the last one run first."""

@@ -271,9 +271,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(json.dumps(summary_dict(summary), indent=2))
     else:
         print(summary.render())
-    if summary.interrupted:
-        return 130
-    return 1 if summary.failed else 0
+    return 130 if summary.interrupted else 1 if summary.failed else 0
 
 
 def summary_dict(summary: Any) -> dict[str, Any]:
