@@ -590,18 +590,13 @@ class LeaseKeeper:
         self._thread.start()
 
     def _loop(self) -> None:
-        conn = None
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # a store error here is the run's to report, from its own connection
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(
+                sqlite3.connect(self.path, timeout=TIMEOUT_S, isolation_level=None)) as conn:
             while not self._stop.wait(self.lease_s / 3):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("UPDATE leases SET expires = ? WHERE owner = ?",
                                  (time.time() + self.lease_s, self.owner.id))
-        except sqlite3.Error:  # pragma: no cover - the run itself reports store errors
-            pass
-        finally:
-            if conn is not None:
-                conn.close()
 
     def stop(self) -> None:
         self._stop.set()

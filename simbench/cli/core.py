@@ -77,10 +77,9 @@ def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
     if getattr(args, "aliases", False):
         from simbench.aliases import listing
 
-        rows = listing()
-        print(json.dumps([dict(zip(("id", "measure", "params", "note"), r)) for r in rows],
-                         indent=2) if args.json else table(["id", "measure", "params", "note"],
-                                                           rows))
+        rows, columns = listing(), ["id", "measure", "params", "note"]
+        print(json.dumps([dict(zip(columns, r)) for r in rows], indent=2) if args.json
+              else table(columns, rows))
         return 0
     reg = get_registry()
     described = []
