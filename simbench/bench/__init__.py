@@ -6,9 +6,6 @@ parses and validates it; :func:`~simbench.bench.jobs.expand` turns it into jobs 
 :func:`~simbench.bench.runner.run_spec` runs the jobs that are not yet in the
 :class:`~simbench.bench.store.Store` (locally or on Dask); :mod:`~simbench.bench.leaderboard`
 queries the store and :mod:`~simbench.bench.render` draws the result.
-
-Nothing here knows any measure by name: it reads each measure's metadata (family, access,
-symmetry, ``higher_is_better``, range) from the registry.
 """
 
 from __future__ import annotations

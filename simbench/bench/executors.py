@@ -1,17 +1,14 @@
 """Executors: where jobs run. Both hand outcomes back to the submitting process, which alone
-writes the store.
+writes the store, and both run a job with a timeout in a job process (:mod:`.worker`).
 
-- :class:`LocalExecutor` (the default) runs jobs one after another: in this process, or, for a
-  job with a timeout, in one persistent job process that is killed when a job overruns.
+- :class:`LocalExecutor` (the default) runs jobs one after another.
 - :class:`DaskExecutor` runs them on a ``dask.distributed`` cluster: an existing one
   (``scheduler="tcp://HOST:8786"``) or a ``LocalCluster`` of ``workers`` processes started for
   the run. Workers need simbench, the measures' plugins and the recordings at the same paths
-  (a shared file system), exactly as the submitting machine sees them. A job with a timeout
-  runs in a job process of its worker, killed the same way.
+  (a shared file system), exactly as the submitting machine sees them.
 
 Both take jobs from an iterator, lazily: the runner claims each job in the store just before
-it is handed over, so runs that share a store share the work. The Dask executor keeps at most
-two jobs per worker thread in flight.
+it is handed over. The Dask executor keeps at most two jobs per worker thread in flight.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from simbench.bench.jobs import Job
-from simbench.bench.worker import JobProcess, run_job, run_job_guarded
+from simbench.bench.worker import JobProcess, run_job_guarded, run_job_in
 from simbench.errors import SimbenchError
 
 OnStart = Callable[[Job | None, int], None]
@@ -35,24 +32,17 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self) -> None:
-        self._process: JobProcess | None = None
+        self._process = JobProcess()  # started by the first job with a timeout
 
     def run(self, jobs: Iterable[Job], device: str, on_start: OnStart | None = None
             ) -> Iterator[tuple[Job, dict[str, Any]]]:
         for job in jobs:
             if on_start is not None:
                 on_start(job, 1)
-            if job.timeout is None:
-                yield job, run_job(job, device)
-                continue
-            if self._process is None:
-                self._process = JobProcess()
-            yield job, self._process.run(job, device, job.timeout)
+            yield job, run_job_in(self._process, job, device)
 
     def close(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
+        self._process.kill()
 
 
 class DaskExecutor:
@@ -98,26 +88,20 @@ class DaskExecutor:
             self.client = Client(self.cluster, set_as_default=False)
             self.where = f"LocalCluster({n} workers)"
 
-    def _window(self) -> int:
-        """How many jobs to keep in flight: two per worker thread (at least two)."""
-        try:
-            threads = sum(self.client.nthreads().values())
-        except Exception:  # pragma: no cover - an old or odd scheduler
-            threads = 1
-        return max(2, 2 * threads)
-
     def run(self, jobs: Iterable[Job], device: str, on_start: OnStart | None = None
             ) -> Iterator[tuple[Job, dict[str, Any]]]:
         from distributed import as_completed
 
         source = iter(jobs)
-        window = self._window()
-        order: list[Any] = []
-        pending: set[Any] = set()
+        try:  # jobs in flight: two per worker thread (at least two)
+            window = max(2, 2 * sum(self.client.nthreads().values()))
+        except Exception:  # pragma: no cover - an old or odd scheduler
+            window = 2
+        order: list[Any] = []  # the futures in flight, oldest first
         done_ = as_completed(loop=self.client.loop)
 
         def top_up() -> None:
-            while len(pending) < window:
+            while len(order) < window:
                 job = next(source, None)
                 if job is None:
                     return
@@ -125,19 +109,16 @@ class DaskExecutor:
                                          key=f"simbench-{job.key}", retries=0)
                 self.futures[fut] = job
                 order.append(fut)
-                pending.add(fut)
                 done_.add(fut)
 
         def announce() -> None:
             if on_start is not None:
-                oldest = next((f for f in order if f in pending), None)
-                on_start(self.futures[oldest] if oldest is not None else None, len(pending))
+                on_start(self.futures[order[0]] if order else None, len(order))
 
         top_up()
         announce()
         for fut in done_:
             job = self.futures.pop(fut)
-            pending.discard(fut)
             order.remove(fut)
             try:
                 outcome = fut.result()

@@ -1,8 +1,5 @@
-"""Which code computed a result: a fingerprint of the source files a measure's score runs.
-
-A stored result is *current* when the code that would compute it now has the fingerprint the
-result was stored with, and *stale* otherwise (``simbench bench status`` counts them,
-``bench run --rerun-stale`` recomputes them).
+"""Which code computed a result: a fingerprint of the source files a measure's score runs (a
+stored result with another fingerprint is *stale*, see :mod:`simbench.bench.jobs`).
 
 Which files count, and why:
 
@@ -29,14 +26,14 @@ package (put shared code in the plugin file or in a package). The fingerprint ha
 files' bytes (line endings normalised), so any edit of a counted file, a comment included,
 marks its results stale: conservative, and independent of the Python version.
 
-Computing it never imports a plugin: files are located with the import system's finders
-(no module code runs) and read as text, so ``bench status`` can check a store without
-running anything the store names.
+Computing it never imports a plugin (:func:`_locate`), so ``bench status`` can check a store
+without running anything the store names.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -52,15 +49,12 @@ SCHEME = "v1"
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _PARSED: dict[tuple[str, int, int], tuple[str, tuple[str, ...]]] = {}
-_LOCATED: dict[str, tuple[str | None, tuple[str, ...] | None]] = {}
 
 
 def measure_root(measure: Any) -> dict[str, str | None]:
     """Where a measure's code starts: its class's module name and source file."""
-    cls = type(measure)
-    module = cls.__module__
-    mod = sys.modules.get(module)
-    path = getattr(mod, "__file__", None)
+    module = type(measure).__module__
+    path = getattr(sys.modules.get(module), "__file__", None)
     return {"module": module, "file": None if path is None else str(Path(path).resolve())}
 
 
@@ -158,28 +152,26 @@ def _parse(path: str) -> tuple[str, tuple[str, ...]]:
     try:
         tree = ast.parse(data, filename=path)
     except (SyntaxError, ValueError):
-        tree = None
-    if tree is not None:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                refs += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = "." * node.level + (node.module or "")
-                refs.append(base)
-                sep = "" if base.endswith(".") else "."
-                refs += [f"{base}{sep}{alias.name}" for alias in node.names if alias.name != "*"]
-            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                  and _DOTTED.match(node.value)):
-                refs.append(node.value)
+        tree = ast.Module(body=[], type_ignores=[])  # unparsable: its bytes still count
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            refs += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            refs.append(base)
+            sep = "" if base.endswith(".") else "."
+            refs += [f"{base}{sep}{alias.name}" for alias in node.names if alias.name != "*"]
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and _DOTTED.match(node.value)):
+            refs.append(node.value)
     out = (digest, tuple(dict.fromkeys(refs)))
     _PARSED[key] = out
     return out
 
 
+@functools.cache
 def _locate(name: str) -> tuple[str | None, tuple[str, ...] | None]:
     """(source file, package search locations) of a module, found without importing it."""
-    if name in _LOCATED:
-        return _LOCATED[name]
     parent, _, _leaf = name.rpartition(".")
     spec: Any = None
     try:
@@ -198,7 +190,5 @@ def _locate(name: str) -> tuple[str | None, tuple[str, ...] | None]:
     if origin is not None and not str(origin).endswith(".py"):
         origin = None  # built-in, frozen or compiled: no source to hash
     locations = getattr(spec, "submodule_search_locations", None) if spec is not None else None
-    out = (None if origin is None else str(Path(origin).resolve()),
-           None if locations is None else tuple(locations))
-    _LOCATED[name] = out
-    return out
+    return (None if origin is None else str(Path(origin).resolve()),
+            None if locations is None else tuple(locations))

@@ -2,9 +2,8 @@
 
 The key is a sha256 over what determines the result: the measure, its *resolved* parameters
 (defaults filled in, so writing a default explicitly changes nothing), the systems' identities
-(a recording's or a checkpoint's content hash, a zoo id, a language model directory's content
-hash), the site, the task, the seed and the release versions (simbench's and the measure
-plugin's distribution); for jobs on language models also the prompts' content hash and the
+(content hashes, or a zoo id), the site, the task, the seed and the release versions
+(simbench's and the measure plugin's distribution); for jobs on language models also the prompts' content hash and the
 continuation length, when the spec sets them (and only then, so no other key changes).
 Aliases, categories and tags are *not* in the key: renaming a system or adding an expectation
 reuses every stored result.
@@ -18,16 +17,18 @@ current one is *stale*. Keeping the fingerprint out of the key lets a store show
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from simbench.bench.locate import dotted
+from simbench.bench.fingerprint import fingerprint, measure_root
 from simbench.bench.spec import MeasureSpec, PairGroup, Spec
 from simbench.errors import SimbenchError, SpecError
 from simbench.registry import get_registry
-from simbench.systems.resolve import identity, resolve_cached
+from simbench.systems.resolve import identity as system_identity  # content hash, or a zoo id
+from simbench.systems.resolve import resolve_cached
 
 
 @dataclasses.dataclass
@@ -59,7 +60,8 @@ class Job:
     lazy: bool = False  # the measure reads activity by blocks of rows (a large file is opened)
 
     def lm_params(self) -> dict[str, Any]:
-        """What a stored row records of the language-model settings (:func:`lm_record`)."""
+        """What a stored row records of the language-model settings beside the parameters
+        (:func:`lm_record`), so a board tells apart jobs that differ only in their prompts."""
         return lm_record(self.prompts_id, self.new_tokens)
 
     @property
@@ -82,36 +84,13 @@ def lm_record(prompts_id: str | None, new_tokens: int | None) -> dict[str, Any]:
 
 
 # ---- identities ----------------------------------------------------------------------------
-def system_identity(source: str) -> str:
-    """What a result depends on in a system (:func:`simbench.systems.resolve.identity`): a
-    recording's bytes, a checkpoint's bytes (weights and the sidecar's config and task), a
-    language model directory's bytes (config, weights, tokenizer), or a zoo model's id.
-
-    A checkpoint or a model directory is identified by content wherever the spec names it, so
-    copying or moving it keeps its results; so is a model of the language-model zoo (its
-    directory, checked against the zoo's manifest), so rebuilding the zoo gives new jobs.
-    """
-    return identity(source)
-
-
 def code_version(info: Any) -> str:
-    """simbench's version and the release version of ``info``, the plugin providing a measure.
-
-    A ``.py`` spec plugin has no release version: its code is tracked by the fingerprint only,
-    so editing the file marks its results stale rather than giving them new keys.
-    """
+    """simbench's version and the release version of ``info``, the plugin providing a measure
+    (none for a ``.py`` spec plugin: its fingerprint alone tracks its code)."""
     from simbench import __version__
 
     version = "-" if info.dist == "spec-file" else info.version
     return f"simbench {__version__}; {info.dist} {version}"
-
-
-def measure_code(measure: Any) -> tuple[dict[str, str | None], str]:
-    """(where the measure's code starts, the fingerprint of the code it runs)."""
-    from simbench.bench.fingerprint import fingerprint, measure_root
-
-    root = measure_root(measure)
-    return root, fingerprint(root)
 
 
 def measure_meta(measure: Any) -> dict[str, Any]:
@@ -154,10 +133,8 @@ Shape = Callable[[str], tuple[int, "int | None", bool]]
 
 def cells(spec: Spec, shape: Shape, *, skip: Iterable[str] = (), strict: bool = True
           ) -> Iterator[Cell]:
-    """Every job of ``spec`` as a :class:`Cell`, in spec order: the one expansion that
-    :func:`expand` (for running) and :func:`simbench.bench.leaderboard.expected_jobs` (for
-    boards, from stored metadata alone) share, so the two can never disagree on which jobs a
-    spec has.
+    """Every job of ``spec`` as a :class:`Cell`, in spec order: the one expansion that running
+    (:func:`expand`) and boards (:func:`simbench.bench.leaderboard.expected_jobs`) share.
 
     A measure runs on the tuples of a ``[[pairs]]`` entry that have as many systems as it takes
     (``shape``), in both orders within a selection when it is not symmetric, on the sites the
@@ -221,26 +198,20 @@ def _sites(spec: Spec, group: PairGroup, mspec: MeasureSpec) -> list[str]:
 
 def expand(spec: Spec, registry: Any = None, *, skip: Iterable[str] = ()) -> list[Job]:
     """Every job the spec asks for (:func:`cells`), de-duplicated by key (categories merged),
-    in spec order.
-
-    ``skip`` names system aliases to leave out (systems that could not be resolved in lenient
-    mode).
-    """
+    in spec order; ``skip``: aliases of systems that could not be resolved (lenient mode)."""
     registry = registry if registry is not None else get_registry()
     skip = set(skip)
     identities = {a: system_identity(s.source) for a, s in spec.systems.items()
                   if a not in skip and _used(spec, a)}
     lms = {a for a, ident in identities.items() if ident.startswith("lm:")}
-    code: dict[str, tuple[Any, str, dict[str, str | None], str, dict[str, Any]]] = {}
     params: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
 
+    @functools.cache
     def measure_of(name: str) -> tuple[Any, str, dict[str, str | None], str, dict[str, Any]]:
-        if name not in code:  # the spec's names are canonical (it resolved community ids)
-            entry = registry.registered(name)
-            measure = entry.item
-            code[name] = (measure, code_version(entry.plugin), *measure_code(measure),
-                          measure_meta(measure))
-        return code[name]
+        entry = registry.registered(name)  # the spec's names are canonical (no community ids)
+        root = measure_root(entry.item)  # where its code starts; the fingerprint of all
+        return (entry.item, code_version(entry.plugin), root, fingerprint(root),
+                measure_meta(entry.item))
 
     def shape(name: str) -> tuple[int, int | None, bool]:
         measure = measure_of(name)[0]
@@ -330,20 +301,13 @@ def prepare(spec: Spec, registry: Any = None) -> list[Job]:
             if note not in spec.notes:
                 spec.notes.append(note)
         else:
-            mspec = spec.measures[job.label]
-            path: tuple[Any, ...] = ("pairs", job.group)
-            if "site" in problem and mspec.sites:
-                path = ("measures", job.label, "sites")
-            raise SpecError(problem, file=_where(spec, path), field=dotted(path))
+            raise spec.error(problem, ("measures", job.label, "sites")
+                             if "site" in problem and spec.measures[job.label].sites
+                             else ("pairs", job.group))
     if not keep and spec.lenient:
         raise SpecError("nothing left to run: " + "; ".join(spec.notes[-5:]), file=spec.path,
                         fix="install the zoo and the measures the spec names, or edit the spec")
     return keep
-
-
-def _where(spec: Spec, path: tuple[Any, ...]) -> str:
-    line = spec.locator.line(*path)
-    return f"{spec.path}:{line}" if line else str(spec.path)
 
 
 def _problem(spec: Spec, registry: Any, job: Job, resolved: dict[str, Any]) -> str | None:

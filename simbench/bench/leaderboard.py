@@ -17,10 +17,9 @@ Scores of several seeds of one (variant, systems, site) are averaged; the interv
 average of the per-seed intervals. Nothing here knows any measure by name.
 
 Drawing a board runs no plugin code: the measures' metadata comes from the store
-(:mod:`.meta`), and the spec's jobs are matched to stored rows by what the rows record (measure,
-resolved parameters, system sources, site, task, seed), not by the run keys, which need the
-measures' code and the recordings' bytes. Where a job was computed more than once (e.g. by two
-code versions), the newest row counts.
+(:mod:`.meta`), and the spec's jobs are matched to stored rows by what the rows record
+(:func:`match_rows`), not by the run keys, which need the measures' code and the recordings'
+bytes.
 """
 
 from __future__ import annotations
@@ -58,11 +57,9 @@ class Entry:
     p_value: float | None = None
     #: null samples per seed (the smallest over the seeds)
     null_size: int | None = None
-    #: a seed's score warned (e.g. a language-model site that cannot express identity: its
-    #: within-model IIA under the ceiling threshold); boards mark the cell with WARN_MARK
+    #: a seed's score warned (e.g. a language-model site under the ceiling threshold)
     warning: str | None = None
-    #: what the value is when the score says (``"token"``: token IIA, the headline of MAS on
-    #: language models)
+    #: what the value is when the score says (``"token"``: token IIA, MAS on language models)
     headline: str | None = None
 
     @property
@@ -169,23 +166,11 @@ def _given(value: Any, name: str, m: Mapping[str, Any]) -> Any:
     return value
 
 
-def _row_index(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-    index: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        index[(row["measure"], tuple(row["sources"]), row["site"], row["task"],
-               row["seed"])].append(row)
-    return index
-
-
 def expected_jobs(spec: Spec, meta: Mapping[str, Mapping[str, Any]]) -> list[Job]:
-    """Every job the spec asks for, as a board sees it, de-duplicated and in spec order.
-
-    The same expansion as :func:`simbench.bench.jobs.expand` (:func:`simbench.bench.jobs.cells`:
-    categories merged, both orders of an asymmetric measure within a selection), but from
-    stored metadata alone: a job's
-    ``key`` here identifies what a stored row records, and its ``params`` are the resolved
-    parameters when the measure's defaults are known (else only those the spec writes).
-    """
+    """Every job the spec asks for, as :func:`simbench.bench.jobs.expand` finds them, but from
+    stored metadata alone: a job's ``key`` here identifies what a stored row records, and its
+    ``params`` are the resolved parameters when the measure's defaults are known (else only
+    those the spec writes)."""
     def shape(name: str) -> tuple[int, int | None, bool]:
         lo, hi = meta[name]["systems"]
         return lo, hi, meta[name]["symmetric"]
@@ -219,22 +204,18 @@ def match_rows(jobs: list[Job], rows: list[dict[str, Any]],
     every parameter of the job has the row's value. A parameter the row lacks counts as equal
     when the job has its default: the row predates the parameter, whose default is what ran.
     """
-    index = _row_index(rows)
+    index: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        index[(row["measure"], tuple(row["sources"]), row["site"], row["task"],
+               row["seed"])].append(row)
     out = {}
     for job in jobs:
         declared = ((meta or {}).get(job.measure) or {}).get("params") or {}
-
-        def records(r: dict[str, Any], job: Job = job, declared: Mapping = declared) -> bool:
-            for k, v in job.params.items():
-                if k in r["params"]:
-                    if not _same(r["params"][k], v):
-                        return False
-                elif k not in declared or not _same(declared[k].get("default"), v):
-                    return False
-            return True
-
         candidates = [r for r in index.get((job.measure, job.sources, job.site, job.task,
-                                            job.seed), []) if records(r)]
+                                            job.seed), [])
+                      if all(_same(r["params"][k], v) if k in r["params"] else
+                             k in declared and _same(declared[k].get("default"), v)
+                             for k, v in job.params.items())]
         if candidates:
             out[job.key] = max(candidates, key=lambda r: (r["finished"], r["status"] == "done"))
     return out
@@ -267,14 +248,12 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
         if cis and all(lo is not None and hi is not None for lo, hi in cis):
             ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis])))
         cats = tuple(dict.fromkeys(c for j, _ in items for c in j.categories))
-        p, size = _null_of([r for _, r in items])
-        warning, headline = _attrs_of([r for _, r in items])
         entries.append(Entry(variant, job0.label, job0.measure, systems, site, cats, value, ci,
-                             len(items), p, size, warning, headline))
+                             len(items), *_score_facts([r for _, r in items])))
     order = {a: i for i, a in enumerate(spec.systems)}
     entries.sort(key=lambda e: (e.variant, e.site, [order.get(s, 0) for s in e.systems]))
-    coverage = {"done": done, "failed": len(failures), "total": len(jobs), "failures": failures}
-    return entries, coverage
+    return entries, {"done": done, "failed": len(failures), "total": len(jobs),
+                     "failures": failures}
 
 
 def _score_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,28 +266,20 @@ def _score_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return score if isinstance(score, dict) else {}
 
 
-def _null_of(rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
-    """The seeds' null as read from each row's Score JSON: the largest p-value (a cell beats
-    its null only when every seed does) and the smallest null size; (None, None) when some
-    seed drew no null."""
-    ps, sizes = [], []
-    for score in map(_score_of, rows):
-        if score.get("p_value") is None:
-            return None, None
-        ps.append(float(score["p_value"]))
-        sizes.append(int(score.get("null_size") or 0))
-    return (max(ps), min(sizes)) if ps else (None, None)
-
-
-def _attrs_of(rows: list[dict[str, Any]]) -> tuple[str | None, str | None]:
-    """The first warning any seed's Score carries, and what its value is (``attrs.headline``,
-    e.g. ``"token"`` for MAS on language models)."""
+def _score_facts(rows: list[dict[str, Any]]
+                 ) -> tuple[float | None, int | None, str | None, str | None]:
+    """What the seeds' Score JSON says of a cell: its null (the largest p-value, as a cell beats
+    its null only when every seed does, and the smallest null size; both None when some seed
+    drew no null), the first warning any seed carries, and what the value is
+    (``attrs.headline``, e.g. ``"token"`` for MAS on language models)."""
+    scores = [_score_of(r) for r in rows]
     warning = headline = None
-    for score in map(_score_of, rows):
-        attrs = score.get("attrs") or {}
-        warning = warning or attrs.get("warning")
-        headline = headline or attrs.get("headline")
-    return warning, headline
+    for attrs in (s.get("attrs") or {} for s in scores):
+        warning, headline = warning or attrs.get("warning"), headline or attrs.get("headline")
+    if not scores or any(s.get("p_value") is None for s in scores):
+        return None, None, warning, headline
+    return (max(float(s["p_value"]) for s in scores),
+            min(int(s.get("null_size") or 0) for s in scores), warning, headline)
 
 
 def score_notes(entries: list[Entry]) -> list[str]:
@@ -326,18 +297,11 @@ def score_notes(entries: list[Entry]) -> list[str]:
     return notes
 
 
-def build(spec: Spec, store: Store, *, target: str | None = None,
-          meta: Mapping[str, Mapping[str, Any]] | None = None) -> Leaderboard:
-    """Every board for ``spec`` from ``store``, importing no plugin.
-
-    ``meta`` (measure name -> metadata as :func:`simbench.bench.meta.board_meta` gives it)
-    defaults to what the store holds, with the fallbacks described there.
-    """
+def build(spec: Spec, store: Store, *, target: str | None = None) -> Leaderboard:
+    """Every board for ``spec`` from ``store``, importing no plugin (measure metadata:
+    :func:`simbench.bench.meta.board_meta`)."""
     rows = store.rows()
-    notes: list[str] = []
-    names = {m.measure for m in spec.measures.values()}
-    if meta is None:
-        meta, notes = board_meta(store.measures(), names, rows)
+    meta, notes = board_meta(store.measures(), {m.measure for m in spec.measures.values()}, rows)
     for label, mspec in spec.measures.items():
         known = meta[mspec.measure]["params"]
         if known is not None:
@@ -353,9 +317,7 @@ def build(spec: Spec, store: Store, *, target: str | None = None,
     return Leaderboard(spec=spec, entries=entries, validity=validity(spec, entries, meta),
                        matrices=matrices(spec, entries, meta),
                        rankings=rankings(entries, meta, target) if target else [],
-                       target=target, done=cov["done"], failed=cov["failed"],
-                       total=cov["total"], failures=cov["failures"], meta=meta,
-                       notes=notes + score_notes(entries))
+                       target=target, meta=meta, notes=notes + score_notes(entries), **cov)
 
 
 # ---- selecting pairs -----------------------------------------------------------------------
@@ -367,43 +329,35 @@ def pair_matches(spec: Spec, selector: Any, entry: Entry) -> bool:
         return any(c in entry.categories for c in selector)
     systems = entry.systems
     tags = [spec.systems[a].tags for a in systems]
+
+    def chosen(sel: Any) -> set[str]:
+        return set(spec.select(sel, ("expect",)))
+
     for key, value in selector.items():
+        ok = True
         if key == "category":
-            if not pair_matches(spec, value, entry):
-                return False
+            ok = pair_matches(spec, value, entry)
         elif key == "systems":
-            if set(systems) != set(spec.select(value, ("expect",))):
-                return False
-        elif key in ("a", "b") and "a" in selector and "b" in selector:
-            if key == "b":
-                continue
-            left = set(spec.select(selector["a"], ("expect",)))
-            right = set(spec.select(selector["b"], ("expect",)))
-            if len(systems) != 2:
-                return False
-            x, y = systems
-            if not ((x in left and y in right) or (y in left and x in right)):
-                return False
+            ok = set(systems) == chosen(value)
+        elif key in ("a", "b") and "a" in selector and "b" in selector:  # one from each side
+            left, right = chosen(selector["a"]), chosen(selector["b"])
+            ok = len(systems) == 2 and any(x in left and y in right
+                                           for x, y in (systems, systems[::-1]))
         elif key in ("a", "b"):
-            if not set(systems) & set(spec.select(value, ("expect",))):
-                return False
+            ok = bool(set(systems) & chosen(value))
         elif key == "same":
-            for tag in value:
-                vals = {t.get(tag) for t in tags}
-                if len(vals) != 1 or None in vals:
-                    return False
+            ok = all(len(have := {t.get(tag) for t in tags}) == 1 and None not in have
+                     for tag in value)
         elif key == "differ":
-            for tag in value:
-                vals = [t.get(tag) for t in tags]
-                if len(set(vals)) != len(vals):
-                    return False
+            ok = all(len({t.get(tag) for t in tags}) == len(tags) for tag in value)
+        if not ok:
+            return False
     return True
 
 
 def _applies(exp: Expectation, variant: str, label: str, measure: str, family: str) -> bool:
-    if exp.measures is None:
-        return True
-    return any(m in (variant, label, measure, family) for m in exp.measures)
+    return exp.measures is None or any(m in (variant, label, measure, family)
+                                       for m in exp.measures)
 
 
 def similarity(value: float, meta: dict[str, Any]) -> float:
@@ -446,10 +400,6 @@ def validity(spec: Spec, entries: list[Entry], meta: dict[str, dict[str, Any]]
     return out
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3f}"
-
-
 def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[Entry],
            m: dict[str, Any]) -> Check:
     def make(status: str, detail: str) -> Check:
@@ -465,12 +415,11 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
         tested = vals if exp.mode == "all" else [float(np.mean(vals))]
         ok = all((exp.above is None or v > exp.above + exp.margin)
                  and (exp.below is None or v < exp.below - exp.margin) for v in tested)
-        bound = " and ".join(x for x in (f"above {exp.above}" if exp.above is not None else "",
-                                         f"below {exp.below}" if exp.below is not None else "")
-                             if x)
+        bound = " and ".join(f"{word} {x}" for word, x in (("above", exp.above),
+                                                           ("below", exp.below)) if x is not None)
         what = "each" if exp.mode == "all" else "mean"
         detail = (f"{what} normalised similarity of {len(chosen)} pair(s) "
-                  f"{', '.join(map(_fmt, tested))}: expected {bound}")
+                  f"{', '.join(f'{v:.3f}' for v in tested)}: expected {bound}")
         return make("ok" if ok else "violated", detail)
     if exp.alike is not None:
         return make(*_alike(spec, exp, entries, m))
@@ -478,31 +427,22 @@ def _check(spec: Spec, exp: Expectation, variant: str, site: str, entries: list[
     low = [e for e in entries if pair_matches(spec, exp.lower, e)]
     if not high or not low:
         return make("n/a", f"no scored pairs for the {'higher' if not high else 'lower'} side")
-    sh = [similarity(e.value, m) for e in high]
-    sl = [similarity(e.value, m) for e in low]
-    raw_h, raw_l = [e.value for e in high], [e.value for e in low]
+    sh, sl = ([similarity(e.value, m) for e in side] for side in (high, low))
     if exp.mode == "all":
-        holds = sum(1 for a in sh for b in sl if a > b + exp.margin)
-        n = len(sh) * len(sl)
-        ok = holds == n
-        detail = f"{holds}/{n} pair orderings hold"
-    else:
-        ok = float(np.mean(sh)) > float(np.mean(sl)) + exp.margin
-        arrow = ">" if m["higher_is_better"] else "<"
-        detail = (f"{_name(exp.higher)} {_fmt(float(np.mean(raw_h)))} should be {arrow} "
-                  f"{_name(exp.lower)} {_fmt(float(np.mean(raw_l)))}")
-    return make("ok" if ok else "violated", detail)
+        holds, n = sum(1 for a in sh for b in sl if a > b + exp.margin), len(sh) * len(sl)
+        return make("ok" if holds == n else "violated", f"{holds}/{n} pair orderings hold")
+    ok = float(np.mean(sh)) > float(np.mean(sl)) + exp.margin
+    arrow = ">" if m["higher_is_better"] else "<"
+    return make("ok" if ok else "violated",
+                f"{_name(exp.higher)} {np.mean([e.value for e in high]):.3f} should be {arrow} "
+                f"{_name(exp.lower)} {np.mean([e.value for e in low]):.3f}")
 
 
 def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
            ) -> tuple[str, str]:
-    """(status, detail) of an equivalence: the two selections' similarities differ by at most
-    ``margin``: their means (mode "mean") or every cross pair (mode "all").
-
-    Similarities are normalised by the measure's declared range when it is bounded (so one
-    margin fits every bounded measure, as for bounds), else oriented raw values. A pair that
-    falls in both selections counts in both.
-    """
+    """(status, detail) of an equivalence: the two selections' similarities (normalised when
+    the range is bounded, else oriented raw values) differ by at most ``margin``: their means
+    (mode "mean") or every cross pair (mode "all"). A pair in both selections counts in both."""
     sides = [[e for e in entries if pair_matches(spec, sel, e)] for sel in exp.alike]
     if not sides[0] or not sides[1]:
         which = exp.alike[0] if not sides[0] else exp.alike[1]
@@ -512,13 +452,12 @@ def _alike(spec: Spec, exp: Expectation, entries: list[Entry], m: dict[str, Any]
     a, b = ([scale(e) for e in side] for side in sides)
     what = "normalised similarity" if bounded else "similarity"
     if exp.mode == "all":
-        holds = sum(1 for x in a for y in b if abs(x - y) <= exp.margin)
-        n = len(a) * len(b)
+        holds, n = sum(1 for x in a for y in b if abs(x - y) <= exp.margin), len(a) * len(b)
         return ("ok" if holds == n else "violated",
                 f"{holds}/{n} pair differences within {exp.margin:g} ({what})")
     ma, mb = float(np.mean(a)), float(np.mean(b))
     raw = [float(np.mean([e.value for e in side])) for side in sides]
-    detail = (f"{_name(exp.alike[0])} {_fmt(raw[0])} vs {_name(exp.alike[1])} {_fmt(raw[1])}: "
+    detail = (f"{_name(exp.alike[0])} {raw[0]:.3f} vs {_name(exp.alike[1])} {raw[1]:.3f}: "
               f"{what} differs by {abs(ma - mb):.3f}, expected at most {exp.margin:g}")
     return ("ok" if abs(ma - mb) <= exp.margin else "violated"), detail
 

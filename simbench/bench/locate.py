@@ -16,11 +16,6 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 PathPart = str | int
 
 
-def _split_dotted(name: str) -> list[str]:
-    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', name)
-    return [a or b or c for a, b, c in parts]
-
-
 class Locator:
     """Maps key paths of a parsed TOML document back to lines of its text."""
 
@@ -32,7 +27,8 @@ class Locator:
             m = _HEADER.match(line)
             if not m or "=" in m.group(2):
                 continue
-            parts: list[PathPart] = list(_split_dotted(m.group(2)))
+            parts: list[PathPart] = [a or b or c for a, b, c in re.findall(  # dotted, quoted
+                r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', m.group(2))]
             if m.group(1) == "[[":
                 base = tuple(parts)
                 index = counts.get(base, 0)

@@ -1,11 +1,9 @@
 """Measure metadata for the boards, kept in the store so that viewing results runs no code.
 
-A leaderboard needs a few facts about each measure: its family, whether higher means more
-similar, its declared range, whether it is symmetric, how many systems it takes and its
-parameters' defaults. Those live on the measure objects that plugins provide, and a spec can
-name any plugin (a ``.py`` file, any importable module). Importing them to *draw* a store
-someone sent you would run their code, so the facts are written into the store when the jobs
-run (:func:`record_measures`) and read back from there (:func:`board_meta`).
+A leaderboard needs a few facts about each measure (:func:`_normalise`). Those live on the
+measure objects that plugins provide, and importing a plugin to *draw* a store someone sent you
+would run their code, so the facts are written into the store when the jobs run
+(:func:`record_measures`) and read back from there (:func:`board_meta`).
 
 A store written before simbench kept them falls back to simbench's own built-in measures
 (trusted: they ship with simbench) and, for any other measure, to neutral assumptions derived
@@ -14,12 +12,11 @@ from the stored rows, with a note saying so. Nothing named by a spec is ever imp
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-_BUILTIN: dict[str, dict[str, Any]] | None = None
 
 
 def describe(measure: Any, plugin: Any = None) -> dict[str, Any]:
@@ -32,45 +29,36 @@ def describe(measure: Any, plugin: Any = None) -> dict[str, Any]:
     return out
 
 
-def record_measures(spec: Any, store: Any, registry: Any = None) -> None:
-    """Write the metadata of every measure ``spec`` names into ``store``.
+def record_measures(spec: Any, store: Any) -> None:
+    """Write the metadata of every measure ``spec`` names into ``store``, where the spec's jobs
+    run (the registry then holds the spec's plugins)."""
+    from simbench.registry import get_registry
 
-    Call it where the spec's jobs run (the registry then holds the spec's plugins), so a later
-    ``simbench leaderboard`` can draw the store without them.
-    """
-    if registry is None:
-        from simbench.registry import get_registry
-
-        registry = get_registry()
+    registry = get_registry()
     names = sorted({m.measure for m in spec.measures.values()})  # canonical: no community ids
     entries = [registry.registered(name) for name in names if name in registry.measures]
     store.record_measures({e.name: describe(e.item, e.plugin) for e in entries})
 
 
+@functools.cache
 def builtin_measures() -> dict[str, dict[str, Any]]:
     """Metadata of the measures simbench itself ships (its own entry points, nothing else)."""
-    global _BUILTIN
-    if _BUILTIN is None:
-        from simbench.registry import OWN_DIST, Registry
+    from simbench.registry import OWN_DIST, Registry
 
-        reg = Registry()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reg.load_entry_points([OWN_DIST])
-        _BUILTIN = {name: describe(m, reg.plugin_of(name)) for name, m in reg.measures.items()
-                    if reg.plugin_of(name).dist == OWN_DIST}
-    return _BUILTIN
+    reg = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.load_entry_points([OWN_DIST])
+    return {name: describe(m, reg.plugin_of(name)) for name, m in reg.measures.items()
+            if reg.plugin_of(name).dist == OWN_DIST}
 
 
 def board_meta(stored: Mapping[str, Mapping[str, Any]], names: Iterable[str],
                rows: Iterable[Mapping[str, Any]] = ()) -> tuple[dict[str, dict[str, Any]],
                                                                list[str]]:
-    """The metadata of each measure in ``names``, and notes on what had to be assumed.
-
-    Stored metadata first; then simbench's built-in measures; otherwise assumed from the
-    stored rows: higher = more similar, no declared range, symmetric unless both orders of a
-    pair were scored, and the numbers of systems the rows show.
-    """
+    """The metadata of each measure in ``names`` (stored, else built-in, else assumed from the
+    stored rows: symmetric unless both orders of a pair were scored, the numbers of systems the
+    rows show), and notes on what had to be assumed."""
     names = sorted(set(names))
     out: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
@@ -111,14 +99,6 @@ def _normalise(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
 def _assumed(name: str, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     tuples = {tuple(r["systems"]) for r in rows}
     sizes = sorted({len(t) for t in tuples}) or [2]
-    return {
-        "family": "unknown",
-        "higher_is_better": True,
-        "range": (-math.inf, math.inf),
-        "symmetric": not any(t[::-1] in tuples for t in tuples if len(t) == 2 and t[0] != t[1]),
-        "systems": (sizes[0], sizes[-1]),
-        "params": None,  # unknown: rows match on the parameters the spec writes
-        "description": "",
-        "citation": "",
-        "origin": "assumed",
-    }
+    symmetric = not any(t[::-1] in tuples for t in tuples if len(t) == 2 and t[0] != t[1])
+    facts = _normalise({"symmetric": symmetric, "systems": [sizes[0], sizes[-1]]}, "assumed")
+    return {**facts, "params": None}  # unknown: rows match on the parameters the spec writes

@@ -1,14 +1,8 @@
 """The prompts a spec gives its language models: a file, a list, or a built-in generator.
 
-A spec's ``prompts`` (top level, or per measure) is one of
-
-- a path to a text file, one prompt per line, relative to the spec file
-  (``prompts = "prompts.txt"``);
-- a list of strings (``prompts = ["the baker met", ...]``);
-- a table naming a built-in generator and its arguments
-  (``prompts = { generator = "lm_zoo", n = 200, seed = 0 }``: neutral sentence starts from the
-  language-model zoo's grammar, held out of its training corpus; ``n = 100, seed = 12345`` is
-  the set the zoo's toxicity figures are measured on).
+A spec's ``prompts`` (top level, or per measure) is one of :data:`FORMS`; the ``lm_zoo``
+generator gives neutral sentence starts from the language-model zoo's grammar, held out of its
+training corpus (``n = 100, seed = 12345`` is the set the zoo's toxicity figures use).
 
 Whatever the form, the prompts are read when the spec is parsed and identified by their
 content (:attr:`PromptSet.identity`, a sha256 over the texts): that is what a job's key and a
@@ -36,14 +30,11 @@ class PromptSet:
     origin: str  # e.g. "file /abs/prompts.txt" or "lm_zoo(n=200, seed=0, held_out=true)"
 
     @property
-    def digest(self) -> str:
-        """sha256 over the prompts (each followed by a newline), in order."""
-        return hashlib.sha256("".join(p + "\n" for p in self.prompts).encode()).hexdigest()
-
-    @property
     def identity(self) -> str:
-        """What a job key and a stored row record: ``sha256:HEX``."""
-        return f"sha256:{self.digest}"
+        """What a job key and a stored row record: ``sha256:HEX`` over the prompts, in order,
+        each followed by a newline."""
+        text = "".join(p + "\n" for p in self.prompts)
+        return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def _lm_zoo(n: int, seed: int, held_out: bool = True) -> list[str]:
@@ -128,13 +119,10 @@ def _from_generator(table: Mapping[str, Any]) -> PromptSet:
                                  key=key, fix=did_you_mean(key, declared))
     args: dict[str, Any] = {}
     for key, (kind, default) in declared.items():
-        if key not in table:
-            if default is None:
-                raise PromptsProblem(f"prompts generator '{name}' needs {key} = ...", key=key,
-                                     fix=f"e.g. prompts = {{ generator = \"{name}\", n = 200 }}")
-            args[key] = default
-            continue
-        value = table[key]
+        if key not in table and default is None:
+            raise PromptsProblem(f"prompts generator '{name}' needs {key} = ...", key=key,
+                                 fix=f"e.g. prompts = {{ generator = \"{name}\", n = 200 }}")
+        value = table.get(key, default)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise PromptsProblem(f"'{key}' of prompts generator '{name}' must be "
                                  f"{'an integer' if kind is int else 'true or false'}, got "

@@ -59,6 +59,22 @@ def _cell_marks(m: Matrix, i: int) -> list[bool | None]:
     return [None] * len(m.systems) if m.beats_null is None else m.beats_null[i]
 
 
+def _ranked(r: Ranking) -> list[tuple[Any, ...]]:
+    """(rank, system, value, ci, seeds, beats its null) per row of a ranking."""
+    return [(*row, b) for row, b in zip(r.rows, r.beats_null or [None] * len(r.rows))]
+
+
+def _validity_rows(board: Leaderboard) -> list[list[Any]]:
+    """(measure, family, right, score) per row of the validity board."""
+    return [[r.variant, r.family, f"{r.passed}/{r.total}",
+             "-" if not r.total else f"{100 * r.fraction:.0f}%"] for r in board.validity]
+
+
+def _file(kind: str, *parts: str) -> str:
+    """The file name (without suffix) of a matrix's or a ranking's CSV and plot."""
+    return f"{kind}_" + re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(parts)).strip("_")
+
+
 def null_legend(board: Leaderboard) -> str:
     """The line explaining the mark, or ``""`` when no cell drew a null."""
     if not any(e.p_value is not None for e in board.entries):
@@ -76,17 +92,14 @@ def table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     return text_table([cell(h) for h in headers], [[cell(v) for v in row] for row in rows])
 
 
-def validity_text(board: Leaderboard, *, violations: bool = True) -> str:
-    rows = [(r.variant, r.family, f"{r.passed}/{r.total}",
-             "-" if not r.total else f"{100 * r.fraction:.0f}%") for r in board.validity]
+def validity_text(board: Leaderboard) -> str:
     out = [f"Measure validity: the spec's expected orderings ({len(board.spec.expectations)} "
            f"findings), fraction each measure gets right",
-           table(["measure", "family", "right", "score"], rows)]
-    if violations:
-        for r in board.validity:
-            if r.violated:
-                out.append(f"\n{r.variant} violates:")
-                out += [f"  - [{c.site}] {c.finding}: {c.detail}" for c in r.violated]
+           table(["measure", "family", "right", "score"], _validity_rows(board))]
+    for r in board.validity:
+        if r.violated:
+            out.append(f"\n{r.variant} violates:")
+            out += [f"  - [{c.site}] {c.finding}: {c.detail}" for c in r.violated]
     return "\n".join(out)
 
 
@@ -101,9 +114,7 @@ def matrix_text(m: Matrix) -> str:
 
 
 def ranking_text(r: Ranking) -> str:
-    marks = r.beats_null or [None] * len(r.rows)
-    rows = [(rank, name, _marked(v, b), _ci(ci), n)
-            for (rank, name, v, ci, n), b in zip(r.rows, marks)]
+    rows = [(rank, name, _marked(v, b), _ci(ci), n) for rank, name, v, ci, n, b in _ranked(r)]
     return (f"{r.variant} at '{r.site}' against '{r.target}'\n"
             + table(["rank", "system", "value", "95% CI", "seeds"], rows))
 
@@ -136,16 +147,9 @@ def text(board: Leaderboard, boards: tuple[str, ...] = ("validity", "matrices", 
 
 
 # ---- CSV -----------------------------------------------------------------------------------
-def _slug(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(parts)).strip("_")
-
-
 def write_csv(board: Leaderboard, out: Path) -> list[Path]:
-    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv.
-
-    Text cells that a spreadsheet would evaluate (``=...``, ``+...``, ``-...``, ``@...``) get a
-    leading single quote; numbers are written as numbers.
-    """
+    """validity.csv, checks.csv, entries.csv, one matrix_*.csv per matrix, target_*.csv
+    (formula cells neutralised, numbers written as numbers)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -169,14 +173,14 @@ def write_csv(board: Leaderboard, out: Path) -> list[Path]:
           for e in board.entries])
     for m in board.matrices:
         # no score (the diagonal, a pair not run) is an empty cell, not the text `nan`
-        dump(f"matrix_{_slug(m.variant, m.site)}.csv", ["", *m.systems],
+        dump(_file("matrix", m.variant, m.site) + ".csv", ["", *m.systems],
              [[a, *(None if v != v else v for v in m.values[i].tolist())]
               for i, a in enumerate(m.systems)])
     for r in board.rankings:
-        dump(f"target_{_slug(r.target, r.variant, r.site)}.csv",
+        dump(_file("target", r.target, r.variant, r.site) + ".csv",
              ["rank", "system", "value", "ci_low", "ci_high", "seeds", "beats_null"],
              [[rank, name, v, *(ci or (None, None)), n, _beats(b, "")]
-              for (rank, name, v, ci, n), b in zip(r.rows, r.beats_null or [None] * len(r.rows))])
+              for rank, name, v, ci, n, b in _ranked(r)])
     return written
 
 
@@ -271,27 +275,26 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def figures(board: Leaderboard) -> list[tuple[str, str, bytes]]:
-    """(file name, caption, PNG bytes) for every plot of the board."""
-    out = []
+def figures(board: Leaderboard) -> dict[str, tuple[str, bytes]]:
+    """File name -> (caption, PNG bytes) for every plot of the board."""
+    out = {}
     if any(r.total for r in board.validity):
-        out.append(("validity.png", "Measure validity", _png(validity_figure(board))))
+        out["validity.png"] = ("measure validity", _png(validity_figure(board)))
     for m in board.matrices:
-        out.append((f"matrix_{_slug(m.variant, m.site)}.png", f"{m.variant} at {m.site}",
-                    _png(matrix_figure(m))))
+        out[_file("matrix", m.variant, m.site) + ".png"] = (f"{m.variant} at {m.site}",
+                                                            _png(matrix_figure(m)))
     for r in board.rankings:
-        out.append((f"target_{_slug(r.target, r.variant, r.site)}.png",
-                    f"{r.variant} at {r.site} against {r.target}", _png(ranking_figure(r))))
+        out[_file("target", r.target, r.variant, r.site) + ".png"] = (
+            f"{r.variant} at {r.site} against {r.target}", _png(ranking_figure(r)))
     return out
 
 
 def write_png(board: Leaderboard, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, _caption, data in figures(board):
-        (out / name).write_bytes(data)
-        paths.append(out / name)
-    return paths
+    files = {out / name: data for name, (_caption, data) in figures(board).items()}
+    for path, data in files.items():
+        path.write_bytes(data)
+    return list(files)
 
 
 # ---- HTML ----------------------------------------------------------------------------------
@@ -302,7 +305,8 @@ def _table_html(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _img(data: bytes, alt: str) -> str:
+def _img(figure: tuple[str, bytes]) -> str:
+    alt, data = figure
     return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
             f'{base64.b64encode(data).decode()}">')
 
@@ -315,7 +319,7 @@ text-align:left;font-variant-numeric:tabular-nums}th{background:#eee}img{max-wid
 
 def html_page(board: Leaderboard) -> str:
     """One self-contained HTML page with every table and plot of the board."""
-    figs = {name: (cap, data) for name, cap, data in figures(board)}
+    figs = figures(board)
     spec = board.spec
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>simbench leaderboard: {html.escape(spec.name)}</title>"
@@ -324,46 +328,36 @@ def html_page(board: Leaderboard) -> str:
              f"<p>{html.escape(spec.description)}</p>" if spec.description else "",
              f"<p>{html.escape(coverage_text(board))}</p>",
              *(f"<p>note: {html.escape(n)}</p>" for n in board.notes)]
-    parts.append("<section><h2>Measure validity</h2>")
-    parts.append(_table_html(["measure", "family", "right", "score"],
-                             [[r.variant, r.family, f"{r.passed}/{r.total}",
-                               "-" if not r.total else f"{100 * r.fraction:.0f}%"]
-                              for r in board.validity]))
-    if "validity.png" in figs:
-        parts.append(_img(figs["validity.png"][1], "measure validity"))
     checks = [[c.variant, c.site, c.finding, c.status, c.detail]
               for r in board.validity for c in r.checks]
-    if checks:
-        parts.append("<h3>Every check</h3>")
-        parts.append(_table_html(["measure", "site", "finding", "status", "detail"], checks))
-    parts.append("</section><section><h2>Similarity matrices</h2>")
+    legend = null_legend(board)
+    parts += ["<section><h2>Measure validity</h2>",
+              _table_html(["measure", "family", "right", "score"], _validity_rows(board)),
+              _img(figs["validity.png"]) if "validity.png" in figs else "",
+              "<h3>Every check</h3>" if checks else "",
+              _table_html(["measure", "site", "finding", "status", "detail"], checks)
+              if checks else "", "</section><section><h2>Similarity matrices</h2>"]
     for m in board.matrices:
-        parts.append(f"<h3>{html.escape(m.variant)} at {html.escape(m.site)}</h3>")
-        parts.append(_table_html(["", *m.systems],
-                                 [[a, *[_marked(v, b) for v, b in zip(m.values[i],
-                                                                       _cell_marks(m, i))]]
-                                  for i, a in enumerate(m.systems)]))
-        name = f"matrix_{_slug(m.variant, m.site)}.png"
-        parts.append(_img(figs[name][1], figs[name][0]))
-    if null_legend(board):
-        parts.append(f"<p>{html.escape(null_legend(board))}</p>")
-    parts.append("</section>")
+        parts += [f"<h3>{html.escape(m.variant)} at {html.escape(m.site)}</h3>",
+                  _table_html(["", *m.systems],
+                              [[a, *[_marked(v, b) for v, b in zip(m.values[i],
+                                                                    _cell_marks(m, i))]]
+                               for i, a in enumerate(m.systems)]),
+                  _img(figs[_file("matrix", m.variant, m.site) + ".png"])]
+    parts += [f"<p>{html.escape(legend)}</p>" if legend else "", "</section>"]
     if board.rankings:
         parts.append(f"<section><h2>Against {html.escape(str(board.target))}</h2>")
         for r in board.rankings:
-            parts.append(f"<h3>{html.escape(r.variant)} at {html.escape(r.site)}</h3>")
-            parts.append(_table_html(["rank", "system", "value", "95% CI", "seeds", "beats null"],
-                                     [[rank, n, _num(v), _ci(ci), s, _beats(b)]
-                                      for (rank, n, v, ci, s), b in
-                                      zip(r.rows, r.beats_null or [None] * len(r.rows))]))
-            name = f"target_{_slug(r.target, r.variant, r.site)}.png"
-            parts.append(_img(figs[name][1], figs[name][0]))
+            parts += [f"<h3>{html.escape(r.variant)} at {html.escape(r.site)}</h3>",
+                      _table_html(["rank", "system", "value", "95% CI", "seeds", "beats null"],
+                                  [[rank, n, _num(v), _ci(ci), s, _beats(b)]
+                                   for rank, n, v, ci, s, b in _ranked(r)]),
+                      _img(figs[_file("target", r.target, r.variant, r.site) + ".png"])]
         parts.append("</section>")
     if board.failures:
-        parts.append("<section><h2>Failed jobs</h2>")
-        parts.append(_table_html(["job", "error"], [[f["job"], f["error"]]
-                                                   for f in board.failures]))
-        parts.append("</section>")
+        parts += ["<section><h2>Failed jobs</h2>",
+                  _table_html(["job", "error"], [[f["job"], f["error"]] for f in board.failures]),
+                  "</section>"]
     parts.append("</body></html>\n")
     return "\n".join(p for p in parts if p)
 

@@ -4,21 +4,14 @@ The loop is the same for every executor: outcomes come back to this process, whi
 in its own transaction. A job that raises is stored as ``failed`` (with its error text) and the
 run goes on; failed jobs are retried only with ``retry_failed``, stale ones (computed by other
 code) are recomputed only with ``rerun_stale``. Ctrl-C stops the run between two writes:
-everything finished so far is in the store and a rerun resumes.
-
-Runs that share a store share the work: each job is claimed in the store just before it runs
-(:meth:`Store.claim`), claims are renewed while jobs run and dropped with each result. Jobs
-another live run has claimed are waited for, then counted; a claim of a run that died expires
-and is taken over.
-
-A job's time limit: ``job_timeout`` (``--job-timeout``) if given, else the ``job_timeout`` of
-its measure table or of the spec, else one hour for causal measures and none for correlative
-ones; 0 means no limit. A job over its limit is killed and stored as failed ("timed out after
-N s"); the limit counts the measure's own computation, not loading its plugins and systems.
+everything finished so far is in the store and a rerun resumes. Each job is claimed in the
+store just before it runs (:meth:`Store.claim`), so runs that share a store share the work;
+jobs another live run holds are waited for, then counted. Time limits: :func:`set_timeouts`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import signal
 import sys
@@ -47,17 +40,17 @@ STEPWISE_FACTOR = 2.0
 class RunSummary:
     """What a run did, for the message at its end."""
 
+    store: str = ""
     total: int = 0
     already_done: int = 0
-    skipped_failed: int = 0
-    stale: int = 0  # stored results of this spec computed by other code, not rerun
     ran: int = 0
     done: int = 0
-    by_others: int = 0  # jobs another run computed while this one was going
     failed: list[tuple[Job, str]] = dataclasses.field(default_factory=list)
+    by_others: int = 0  # jobs another run computed while this one was going
+    stale: int = 0  # stored results of this spec computed by other code, not rerun
+    skipped_failed: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
-    store: str = ""
     executor: str = "local"
     by_label: dict[str, LabelProgress] = dataclasses.field(default_factory=dict)
 
@@ -68,10 +61,9 @@ class RunSummary:
                  f"on {self.executor}; store: {self.store}"]
         timed = [p for p in self.by_label.values() if p.seconds]
         if timed:
-            total = sum(sum(p.seconds) for p in timed) or 1.0
-            parts = [f"{p.label} {sum(p.seconds):.1f} s ({100 * sum(p.seconds) / total:.0f}%, "
-                     f"{len(p.seconds)} jobs)"
-                     for p in sorted(timed, key=lambda p: -sum(p.seconds))]
+            total = sum(p.measure_s for p in timed) or 1.0
+            parts = [f"{p.label} {p.measure_s:.1f} s ({100 * p.measure_s / total:.0f}%, "
+                     f"{len(p.seconds)} jobs)" for p in sorted(timed, key=lambda p: -p.measure_s)]
             lines.append("measure time (all stored results of this spec): " + "; ".join(parts))
         if self.skipped_failed:
             lines.append(f"{self.skipped_failed} previously failed jobs not retried "
@@ -92,12 +84,10 @@ class RunSummary:
 
 
 class _InterruptFlag:
-    """Notes every SIGINT or SIGTERM during a run (then behaves as Ctrl-C: KeyboardInterrupt).
+    """Notes every SIGINT or SIGTERM during a run (then raises KeyboardInterrupt, as Ctrl-C).
 
     A measure may catch KeyboardInterrupt itself and return early; the flag lets the runner
-    refuse to store such a cut-short result as done. SIGTERM (``kill PID``, a cluster's
-    scheduler ending the job) stops the run the same way as Ctrl-C, so finished results are
-    kept and the summary says how to resume.
+    refuse to store such a cut-short result as done.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -126,7 +116,8 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
 
     The first that is set wins: ``job_timeout`` (``--job-timeout``), the job's measure table
     (``[measures.X] job_timeout``), the spec (top-level ``job_timeout``), the default of the
-    measure's family (:data:`DEFAULT_TIMEOUTS`).
+    measure's family (:data:`DEFAULT_TIMEOUTS`). A job over its limit is killed and stored as
+    failed; the limit counts the measure's own computation, not loading plugins and systems.
     """
     for job in jobs:
         limit = job_timeout
@@ -135,10 +126,6 @@ def set_timeouts(jobs: list[Job], job_timeout: float | None = None, spec: Spec |
         if limit is None:
             limit = DEFAULT_TIMEOUTS.get(job.meta.get("family", ""))
         job.timeout = float(limit) if limit else None
-
-
-def _identity(variant: str, measure: str, systems: Any, site: str) -> tuple[Any, ...]:
-    return (variant, measure, tuple(systems), site)
 
 
 def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | None = None
@@ -158,13 +145,13 @@ def expected_seconds(jobs: list[Job], store: Store | None = None, spec: Spec | N
             seconds = row.get("runtime_s")
             if seconds is None:
                 continue
-            same[_identity(row["variant"], row["measure"], row["systems"],
-                           row["site"])] = float(seconds)
+            same[(row["variant"], row["measure"], tuple(row["systems"]),
+                  row["site"])] = float(seconds)
             by_measure.setdefault((row["measure"], row["site"]), []).append(float(seconds))
     systems = getattr(spec, "systems", None) or {}
     out = {}
     for job in jobs:
-        known = same.get(_identity(job.variant, job.measure, job.systems, job.site))
+        known = same.get((job.variant, job.measure, job.systems, job.site))
         if known is None and (job.measure, job.site) in by_measure:
             runs = by_measure[(job.measure, job.site)]
             known = sum(runs) / len(runs)
@@ -229,19 +216,16 @@ def run_spec(
     stored = store.states(j.key for j in jobs)
     states = {j.key: job_state(j, stored.get(j.key), retry_failed, rerun_stale) for j in jobs}
     todo = longest_first([j for j in jobs if states[j.key] == "todo"], store, spec)
-    summary = RunSummary(total=len(jobs),
-                         already_done=sum(1 for s in states.values() if s == "done"),
-                         skipped_failed=sum(1 for s in states.values() if s == "failed"),
-                         stale=sum(1 for s in states.values() if s == "stale"),
+    counts = collections.Counter(states.values())
+    summary = RunSummary(total=len(jobs), already_done=counts["done"],
+                         skipped_failed=counts["failed"], stale=counts["stale"],
                          store=str(store.path))
     store.record_spec(spec.name, None if spec.path is None else str(spec.path), spec.text)
     store.record_jobs(spec.name, jobs)
     record_measures(spec, store)  # boards of this store then need no plugin code
     own = executor is None
-    if own and todo:
-        executor = make_executor(scheduler, workers)
-    elif executor is None:
-        executor = LocalExecutor()
+    if own:
+        executor = make_executor(scheduler, workers) if todo else LocalExecutor()
     summary.executor = getattr(executor, "where", executor.name)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not show,
@@ -327,11 +311,19 @@ class LabelProgress:
         return self.total - self.done - self.failed - self.stale
 
     @property
+    def measure_s(self) -> float:
+        return sum(self.seconds)
+
+    @property
+    def mean_s(self) -> float | None:
+        return self.measure_s / len(self.seconds) if self.seconds else None
+
+    @property
     def eta_s(self) -> float | None:
         """Seconds the jobs still to run would take at this label's mean so far (None: no data)."""
         if not self.todo:
             return 0.0
-        return sum(self.seconds) / len(self.seconds) * self.todo if self.seconds else None
+        return None if self.mean_s is None else self.mean_s * self.todo
 
 
 def label_text(label: str, measure: str) -> str:
@@ -382,13 +374,12 @@ def render_progress(progress: dict[str, LabelProgress]) -> str:
             "to run s")
     rows = [head]
     for p in progress.values():
-        mean = sum(p.seconds) / len(p.seconds) if p.seconds else None
         rows.append((p.label, str(p.total), str(p.done), str(p.failed), str(p.stale),
-                     str(p.todo), fmt(sum(p.seconds)), fmt(mean, 1), fmt(p.eta_s)))
+                     str(p.todo), fmt(p.measure_s), fmt(p.mean_s, 1), fmt(p.eta_s)))
     etas = [p.eta_s for p in progress.values()]
     rows.append(("all", *(str(sum(getattr(p, a) for p in progress.values()))
                           for a in ("total", "done", "failed", "stale", "todo")),
-                 fmt(sum(sum(p.seconds) for p in progress.values())), "",
+                 fmt(sum(p.measure_s for p in progress.values())), "",
                  fmt(None if None in etas else sum(etas))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)

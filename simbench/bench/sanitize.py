@@ -33,38 +33,29 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def terminal_safe(text: Any, *, newlines: bool = False) -> str:
-    """``text`` with every control character shown as an escape; ``newlines`` keeps line breaks.
-
-    Idempotent: what it returns contains no control characters, so a second pass changes
-    nothing.
-    """
+    """``text`` with every control character shown as an escape (so a second pass changes
+    nothing); ``newlines`` keeps line breaks."""
     pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
     return pattern.sub(_visible, str(text))
 
 
+#: a plain decimal number (``-0.5``, ``1e-3``): a spreadsheet reads it as a value
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 
-def _is_number(text: str) -> bool:
-    """A plain decimal number (``-0.5``, ``1e-3``): a spreadsheet reads it as a value."""
-    return _NUMBER.fullmatch(text) is not None
-
-
 def csv_cell(value: Any) -> Any:
-    """A value for a CSV cell: text that a spreadsheet would run as a formula gets a leading
-    single quote; numbers, empty cells and other text pass unchanged."""
+    """A value for a CSV cell (see the module docstring)."""
     if not isinstance(value, str):
         return value
     head = value.lstrip(" ")
-    if head.startswith(_FORMULA_START) and not _is_number(value):
+    if head.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
 
 
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
-               floatfmt: str = ".4f") -> str:
-    """A left-aligned text table; floats formatted with ``floatfmt``, None as ``-``."""
-    cells = [[_fmt(v, floatfmt) for v in row] for row in rows]
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A left-aligned text table; floats with four decimals, None as ``-``."""
+    cells = [[_fmt(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
@@ -75,9 +66,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
     return "\n".join(lines)
 
 
-def _fmt(value: Any, floatfmt: str) -> str:
+def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return "nan" if value != value else format(value, floatfmt)
+        return "nan" if value != value else f"{value:.4f}"
     if value is None:
         return "-"
     return str(value)

@@ -1,20 +1,9 @@
 """Benchmark specs: what to score, written as TOML, checked before anything runs.
 
-A spec names
-
-- ``[systems]``: aliases for zoo ids (the language-model zoo's names too), recording files or
-  language-model directories (``model = PATH``, a ``save_pretrained`` directory), each with
-  free-form tags (``arch``, ``task``, ...) that pair groups and expectations select on;
-- ``[groups]``: named selections of systems (a list of aliases, or a table of tags);
-- ``[measures.LABEL]``: a measure variant (``measure = NAME``, default ``LABEL``) with its
-  parameters; a list value is a sweep (one job per value);
-- ``[[pairs]]``: which systems to compare (``pairs`` explicit, ``within`` a selection,
-  ``between`` two selections, ``each`` for one-system measures), each entry a named *category*;
-- top-level ``task``, ``seeds``, ``sites``, ``plugins``, ``store``, ``target``;
-- ``prompts`` and ``new_tokens`` (top level or per measure): what language models are aligned
-  and recorded on (see :mod:`.prompts`); jobs without a language model ignore them;
-- ``[[expect]]``: the orderings, bounds and equivalences a valid measure should reproduce (see
-  :mod:`.leaderboard`).
+A spec names ``[systems]`` (with tags), ``[groups]`` of them, ``[measures.LABEL]`` (a list
+value is a sweep), ``[[pairs]]`` (named categories of system tuples) and ``[[expect]]`` (the
+findings a valid measure should reproduce, see :mod:`.leaderboard`); docs/guide/harness.md
+describes every key, and :mod:`.prompts` what language models are given.
 
 Every error names the spec file, the line and the key (:class:`~simbench.errors.SpecError`).
 Values are typed strictly: a boolean is not an integer and a number is not a string.
@@ -217,11 +206,9 @@ class Spec:
             known = [*self.systems, *self.groups]
             raise self.error(f"unknown system or group '{selector}'", path, value=selector,
                              fix=did_you_mean(selector, known))
-        if isinstance(selector, list):
-            out: list[str] = []
-            for item in selector:
-                out += [a for a in self.select(item, path, _depth + 1) if a not in out]
-            return out
+        if isinstance(selector, list):  # each alias once, in order
+            return list(dict.fromkeys(a for item in selector
+                                      for a in self.select(item, path, _depth + 1)))
         if isinstance(selector, dict):
             for key in selector:
                 if not any(key in s.tags for s in self.systems.values()):
@@ -241,9 +228,7 @@ def _tag_match(have: str | None, want: Any) -> bool:
 
 
 def _tag_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return _toml(value) if isinstance(value, bool) else str(value)
 
 
 # ---- loading -------------------------------------------------------------------------------
@@ -276,12 +261,8 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     """Parse spec text; unknown keys, measures, parameters, tasks and aliases are errors.
 
     ``lenient`` (used by ``simbench demo``) drops measures the registry lacks, with a note in
-    ``spec.notes``, instead of failing: the demo then runs with whatever is installed.
-
-    ``trusted=False`` parses a spec only to *view* results: the ``plugins`` it names are listed
-    but never imported, the registry is not consulted (measure names, parameters and tasks are
-    taken as written, parameter values raw), and everything else is checked as usual. Such a
-    spec cannot be run.
+    ``spec.notes``, instead of failing. ``trusted=False`` parses a spec only to *view* results
+    (see the module docstring): names are taken as written, parameter values raw.
     """
     path = None if path is None else Path(path).resolve()
     try:
@@ -300,7 +281,7 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     spec.check_keys(data, TOP_KEYS)
     spec.name = _typed(spec, data, "name", str, spec.name) or spec.name
     spec.description = _typed(spec, data, "description", str, "")
-    spec.plugins = tuple(_plugin_ref(p, base) for p in _str_list(spec, data, ("plugins",)) or ())
+    spec.plugins = tuple(_plugin_ref(p, base) for p in _list_of(spec, data, ("plugins",)) or ())
     if spec.plugins and trusted:
         from simbench.bench.plugins import ensure_plugins
 
@@ -309,8 +290,8 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
         except SimbenchError as exc:
             raise spec.error(str(exc.message), ("plugins",)) from None
     spec.task = _task(spec, data.get("task"), ("task",), registry)
-    spec.seeds = _seeds(spec, data.get("seeds", [0]), ("seeds",)) or (0,)
-    spec.sites = tuple(_str_list(spec, data, ("sites",)) or ())
+    sites, seeds = _scope(spec, data, ())
+    spec.sites, spec.seeds = sites or (), seeds or (0,)
     spec.store = _typed(spec, data, "store", str, None)
     if spec.store is not None and not Path(spec.store).is_absolute():
         spec.store = str(base / spec.store)
@@ -321,18 +302,16 @@ def parse_spec(text: str, *, path: str | Path | None = None, registry: Any = Non
     groups = data.get("groups", {})
     if not isinstance(groups, dict):
         raise spec.error("[groups] must be a table of name = selector", ("groups",))
-    for name in groups:
-        if name in spec.systems:
-            raise spec.error(f"group '{name}' has the same name as a system", ("groups", name))
     spec.groups = dict(groups)
     for name, selector in groups.items():
+        if name in spec.systems:
+            raise spec.error(f"group '{name}' has the same name as a system", ("groups", name))
         spec.select(selector, ("groups", name))  # unknown aliases fail here, with their line
 
-    target = _typed(spec, data, "target", str, None)
+    spec.target = target = _typed(spec, data, "target", str, None)
     if target is not None and target not in spec.systems:
         raise spec.error(f"target '{target}' is not a system of this spec", ("target",),
                          fix=did_you_mean(target, spec.systems))
-    spec.target = target
     _parse_measures(spec, data.get("measures", {}), base, registry)
     _parse_pairs(spec, data.get("pairs", []), registry)
     _parse_expect(spec, data.get("expect", []))
@@ -359,32 +338,40 @@ def _typed(spec: Spec, table: Mapping[str, Any], key: str, kind: type, default: 
     if key not in table:
         return default
     value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+    if not _is(value, kind):
         raise spec.error(f"'{key}' must be a {kind.__name__}, got {value!r}", (*path, key))
-    return value
+    return float(value) if kind is float else value
 
 
-def _str_list(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]) -> list[str] | None:
+def _is(value: Any, kind: type) -> bool:
+    """``value`` has the TOML type ``kind``: a boolean is no number (Python's bool is an int),
+    and an integer is a float."""
+    return (isinstance(value, (int, float) if kind is float else kind)
+            and (kind is bool or not isinstance(value, bool)))
+
+
+def _list_of(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart],
+              kind: type = str) -> list[Any] | None:
+    """``table[path[-1]]``: one value of ``kind`` (str or int) or a list of them; None if unset."""
     key = path[-1]
     if key not in table:
         return None
     value = table[key]
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise spec.error(f"'{key}' must be a string or a list of strings, got {value!r}", path)
-    return list(value)
+    values = value if isinstance(value, list) else [value]
+    if not all(_is(v, kind) for v in values):
+        raise spec.error(f"'{key}' must be a string or a list of strings, got {value!r}"
+                         if kind is str else
+                         f"{key} must be an integer or a list of integers, got {value!r}", path)
+    return list(values)
 
 
-def _seeds(spec: Spec, value: Any, path: Sequence[PathPart]) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                              for v in value):
-        raise spec.error(f"seeds must be an integer or a list of integers, got {value!r}", path)
-    return tuple(value)
+def _scope(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]
+           ) -> tuple[tuple[str, ...] | None, tuple[int, ...] | None]:
+    """The ``sites`` and ``seeds`` a table sets (the spec's, a measure's or a [[pairs]] entry's);
+    None for each it leaves unset (or, for sites, empty)."""
+    sites = _list_of(spec, table, (*path, "sites"))
+    seeds = _list_of(spec, table, (*path, "seeds"), int)
+    return tuple(sites) if sites else None, None if seeds is None else tuple(seeds)
 
 
 def _timeout(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart]) -> float | None:
@@ -406,6 +393,15 @@ def _task(spec: Spec, value: Any, path: Sequence[PathPart], registry: Any) -> st
     return value
 
 
+def _one_of(spec: Spec, table: Mapping[str, Any], keys: Sequence[str],
+            path: Sequence[PathPart], needs: str) -> str:
+    """The one key of ``keys`` that ``table`` sets; else an error saying what it ``needs``."""
+    given = [k for k in keys if k in table]
+    if len(given) != 1:
+        raise spec.error(f"{needs} (got {given or 'none'})", path)
+    return given[0]
+
+
 def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
     if not isinstance(table, dict) or not table:
         raise spec.error("the spec needs a [systems] table: alias = zoo id or recording path, "
@@ -417,14 +413,12 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
             entry = {"source": entry}
         if not isinstance(entry, dict):
             raise spec.error(f"system '{alias}' must be a string or a table", path)
-        given = [k for k in SYSTEM_KEYS if k in entry]
-        if len(given) != 1:
-            raise spec.error(f"system '{alias}' needs exactly one of zoo = ID, recording = PATH, "
-                             f"model = DIR or source = ID-OR-PATH (got {given or 'none'})", path)
-        where = entry[given[0]]
+        given = _one_of(spec, entry, SYSTEM_KEYS, path, f"system '{alias}' needs exactly one of "
+                        "zoo = ID, recording = PATH, model = DIR or source = ID-OR-PATH")
+        where = entry[given]
         if not isinstance(where, str):
-            raise spec.error(f"'{given[0]}' must be a string", (*path, given[0]))
-        kind = given[0]
+            raise spec.error(f"'{given}' must be a string", (*path, given))
+        kind = given
         if kind == "source":
             looks_like_file = Path(where).suffix in (".nc", ".nc4", ".cdf", ".h5") or (
                 base / where).exists()
@@ -433,8 +427,8 @@ def _parse_systems(spec: Spec, table: Any, base: Path) -> None:
         if kind in ("recording", "model"):
             where = str((base / where).resolve()) if not Path(where).is_absolute() else where
         if kind == "recording" and Path(where).is_dir():
-            raise spec.error(f"recording '{entry[given[0]]}' of system '{alias}' is a directory",
-                             (*path, given[0]), fix="a language model's save_pretrained "
+            raise spec.error(f"recording '{entry[given]}' of system '{alias}' is a directory",
+                             (*path, given), fix="a language model's save_pretrained "
                              "directory is model = DIR; a recording is a file (.nc)")
         tags: dict[str, str] = {}
         for key, value in entry.items():
@@ -451,19 +445,15 @@ def _lm_settings(spec: Spec, table: Mapping[str, Any], path: Sequence[PathPart],
                  ) -> tuple[PromptSet | None, int | None]:
     """``prompts`` and ``new_tokens`` of a table (the spec's top level or a measure's), read and
     checked now, so a missing prompts file fails before anything runs."""
-    prompts = tokens = None
-    if "prompts" in table:
+    found: list[Any] = []
+    for key, read in (("prompts", lambda v: read_prompt_set(v, base)),
+                      ("new_tokens", new_tokens_value)):
         try:
-            prompts = read_prompt_set(table["prompts"], base)
+            found.append(read(table[key]) if key in table else None)
         except PromptsProblem as exc:
-            where = (*path, "prompts", exc.key) if exc.key else (*path, "prompts")
+            where = (*path, key, exc.key) if exc.key else (*path, key)
             raise spec.error(exc.message, where, fix=exc.fix) from None
-    if "new_tokens" in table:
-        try:
-            tokens = new_tokens_value(table["new_tokens"])
-        except PromptsProblem as exc:
-            raise spec.error(exc.message, (*path, "new_tokens"), fix=exc.fix) from None
-    return prompts, tokens
+    return found[0], found[1]
 
 
 def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
@@ -479,13 +469,13 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
             raise spec.error("'measure' must be a string", (*path, "measure"))
         measure = None
         preset: dict[str, Any] = {}
-        if registry is not None and name not in registry.measures:
-            from simbench.aliases import resolve
-
-            alias = resolve(name)  # a community id: its measure, its parameters as defaults
-            if alias is not None and alias.measure in registry.measures:
-                name, preset = alias.measure, dict(alias.params)
         if registry is not None:
+            if name not in registry.measures:
+                from simbench.aliases import resolve
+
+                alias = resolve(name)  # a community id: its measure, its parameters as defaults
+                if alias is not None and alias.measure in registry.measures:
+                    name, preset = alias.measure, dict(alias.params)
             if name not in registry.measures:
                 if spec.lenient:
                     spec.notes.append(f"measure '{name}' is not installed; skipped")
@@ -516,8 +506,13 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
             values = value if isinstance(value, list) else [value]
             if not values:
                 raise spec.error(f"the sweep '{key}' is empty", kpath)
-            if measure is None:
-                params[key] = tuple(_plain_value(spec, key, v, kpath) for v in values)
+            if measure is None:  # parsed for viewing: TOML scalars, kept as written
+                for v in values:
+                    if not isinstance(v, (bool, int, float, str)):
+                        raise spec.error(f"parameter '{key}' must be a string, a number or a "
+                                         "boolean (or a list of them: a sweep), got "
+                                         f"{_toml(v)}", kpath)
+                params[key] = tuple(values)
                 continue
             param = measure.param(key)
             for v in values:
@@ -526,11 +521,8 @@ def _parse_measures(spec: Spec, table: Any, base: Path, registry: Any) -> None:
                 params[key] = tuple(param.parse(v, measure=name) for v in values)
             except ParameterError as exc:
                 raise spec.error(exc.message, kpath, fix=exc.fix) from None
-        sites = _str_list(spec, entry, (*path, "sites"))
-        seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
         prompts, new_tokens = _lm_settings(spec, entry, path, base)
-        spec.measures[label] = MeasureSpec(label, name, params,
-                                           tuple(sites) if sites else None, seeds,
+        spec.measures[label] = MeasureSpec(label, name, params, *_scope(spec, entry, path),
                                            _timeout(spec, entry, path), prompts, new_tokens)
 
 
@@ -546,24 +538,11 @@ def _check_param_type(spec: Spec, measure: str, param: Any, value: Any,
     by the caller. Kinds other than bool, int, float and str are left to ``Param.parse``.
     """
     kind = param.type
-    if kind not in _KIND_WORDS:
-        return
-    # a bool is an int to Python, but only a bool is a boolean here
-    ok = (isinstance(value, (int, float) if kind is float else kind)
-          and (kind is bool or not isinstance(value, bool)))
-    if not ok:
+    if kind in _KIND_WORDS and not _is(value, kind):
         example = _toml(param.default) if isinstance(param.default, kind) else None
         raise spec.error(f"parameter '{param.name}' of measure '{measure}' must be "
                          f"{_KIND_WORDS[kind]}, got {_toml(value)}", path,
                          fix=f"write e.g. {param.name} = {example}" if example else None)
-
-
-def _plain_value(spec: Spec, key: str, value: Any, path: Sequence[PathPart]) -> Any:
-    """A parameter value of a spec parsed for viewing: a TOML scalar, kept as written."""
-    if not isinstance(value, (bool, int, float, str)):
-        raise spec.error(f"parameter '{key}' must be a string, a number or a boolean (or a "
-                         f"list of them: a sweep), got {_toml(value)}", path)
-    return value
 
 
 def _toml(value: Any) -> str:
@@ -594,12 +573,9 @@ def _array_tables(spec: Spec, entries: Any, key: str, what: str, keys: Sequence[
 def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
     names: set[str] = set()
     for i, entry, path in _array_tables(spec, entries, "pairs", "pairs", PAIR_KEYS):
-        kinds = [k for k in PAIR_KINDS if k in entry]
-        if len(kinds) != 1:
-            raise spec.error("each [[pairs]] entry needs exactly one of pairs = [[A, B], ...], "
-                             "within = SELECTOR, between = [SELECTOR, SELECTOR], each = SELECTOR "
-                             f"(got {kinds or 'none'})", path)
-        kind = kinds[0]
+        kind = _one_of(spec, entry, PAIR_KINDS, path, "each [[pairs]] entry needs exactly one of "
+                       "pairs = [[A, B], ...], within = SELECTOR, between = [SELECTOR, SELECTOR], "
+                       "each = SELECTOR")
         name = entry.get("name", f"pairs{i}")
         if not isinstance(name, str):
             raise spec.error("'name' must be a string", (*path, "name"))
@@ -636,19 +612,17 @@ def _parse_pairs(spec: Spec, entries: Any, registry: Any) -> None:
             tuples = [(a,) for a in spec.select(value, kpath)]
         if not tuples and not spec.lenient:
             raise spec.error(f"[[pairs]] '{name}' selects no system pairs", kpath)
-        measures = _str_list(spec, entry, (*path, "measures"))
+        measures = _list_of(spec, entry, (*path, "measures"))
         if measures:
             for label in measures:
                 if label not in spec.measures and label not in spec._dropped:
                     raise spec.error(f"unknown measure label '{label}'", (*path, "measures"),
                                      value=label, fix=did_you_mean(label, spec.measures))
             measures = [m for m in measures if m in spec.measures]
-        sites = _str_list(spec, entry, (*path, "sites"))
-        seeds = _seeds(spec, entry["seeds"], (*path, "seeds")) if "seeds" in entry else None
         task = _task(spec, entry.get("task"), (*path, "task"), registry)
         spec.pair_groups.append(PairGroup(i, name, kind, tuple(tuples),
                                           tuple(measures) if measures is not None else None,
-                                          tuple(sites) if sites else None, seeds, task))
+                                          *_scope(spec, entry, path), task))
 
 
 def _parse_expect(spec: Spec, entries: Any) -> None:
@@ -676,37 +650,29 @@ def _parse_expect(spec: Spec, entries: Any) -> None:
             for sel in value:
                 _check_pair_selector(spec, sel, (*path, "alike"), categories)
             margin = entry.get("margin")
-            if (not isinstance(margin, (int, float)) or isinstance(margin, bool)
-                    or not margin > 0):
+            if not _is(margin, float) or not margin > 0:
                 raise spec.error("an equivalence needs margin = X > 0: the most the two "
                                  "selections' similarities (normalised by the measure's range "
                                  f"when it has one) may differ, got {margin!r}",
                                  (*path, "margin") if "margin" in entry else path,
                                  fix="write e.g. margin = 0.05")
-        measures = _str_list(spec, entry, (*path, "measures"))
-        mode = _typed(spec, entry, "mode", str, "mean", path)
-        if mode not in ("mean", "all"):
-            raise spec.error(f"mode must be 'mean' or 'all', got {mode!r}", (*path, "mode"))
+        measures = _list_of(spec, entry, (*path, "measures"))
+        typed = {key: _typed(spec, entry, key, kind, default, path) for key, kind, default in (
+            ("finding", str, f"expectation {i + 1}"), ("site", str, None), ("above", float, None),
+            ("below", float, None), ("margin", float, 0.0), ("mode", str, "mean"),
+            ("note", str, ""))}
+        if typed["mode"] not in ("mean", "all"):
+            raise spec.error(f"mode must be 'mean' or 'all', got {typed['mode']!r}",
+                             (*path, "mode"))
         spec.expectations.append(Expectation(
-            index=i,
-            finding=_typed(spec, entry, "finding", str, f"expectation {i + 1}", path),
-            site=_typed(spec, entry, "site", str, None, path),
-            measures=tuple(measures) if measures else None,
-            higher=entry.get("higher"), lower=entry.get("lower"), pairs=entry.get("pairs"),
-            alike=entry.get("alike"),
-            above=_typed(spec, entry, "above", float, None, path),
-            below=_typed(spec, entry, "below", float, None, path),
-            margin=_typed(spec, entry, "margin", float, 0.0, path),
-            mode=mode, note=_typed(spec, entry, "note", str, "", path),
-        ))
+            index=i, measures=tuple(measures) if measures else None,
+            **{k: entry.get(k) for k in ("higher", "lower", "pairs", "alike")}, **typed))
 
 
 def _check_pair_selector(spec: Spec, sel: Any, path: Sequence[PathPart],
                          categories: set[str]) -> None:
     """A pair selector: a category name, a list of them, or a table of conditions."""
-    if isinstance(sel, str):
-        sel = {"category": sel}
-    if isinstance(sel, list) and all(isinstance(s, str) for s in sel):
+    if isinstance(sel, str) or (isinstance(sel, list) and all(isinstance(s, str) for s in sel)):
         sel = {"category": sel}
     if not isinstance(sel, dict):
         raise spec.error("a pair selector is a [[pairs]] name, a list of names, or a table "

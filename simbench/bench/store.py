@@ -3,10 +3,7 @@
 Why SQLite: embedded, one file to copy, concurrent readers while one process writes (WAL
 mode), and atomic transactions, so a ``kill -9`` or a full disk leaves either the whole result
 or nothing. Each result is written in its own transaction; the job key is the primary key, so
-nothing is written twice. A finished (``done``) row is never overwritten by the same code; a
-``failed`` row is replaced only when the run asks to retry failures, and a *stale* row (computed
-by code with another fingerprint, see :mod:`simbench.bench.fingerprint`) only when the run asks
-to rerun stale results.
+nothing is written twice; which stored rows a run may replace is :func:`job_state`'s rule.
 
 Several runs may share one store: a run *claims* a job (a row in ``leases`` with its owner, pid,
 host and an expiry) in the same transaction that checks the job has no result, renews its
@@ -24,19 +21,9 @@ the last results committed before it (never corrupt the file), and a rerun recom
 The schema version lives in ``PRAGMA user_version`` and the file is marked as a simbench store
 by ``PRAGMA application_id`` and a ``meta`` row; a file that is not a simbench store, or that a
 newer simbench wrote, is refused with a :class:`~simbench.errors.StoreError`. Version 1 stores
-are upgraded in place (new columns and tables only) when a run writes to them, and read as they
-are otherwise.
-
-Schema 2 (additions to version 1):
-
-- ``results.code_fingerprint``: the fingerprint of the code that computed the row (NULL in rows
-  written before fingerprints: those count as stale);
-- ``results.measure_meta``: JSON of the measure's metadata (family, access, systems, symmetric,
-  higher_is_better, range, needs_task), so boards need not import the plugin;
-- ``jobs``: per spec name, every job of its last run (key, label, variant, measure, systems,
-  site, seed, categories, code version and fingerprint, where the measure's code starts, the
-  metadata and the timeout), so ``bench status`` and boards work from the store alone;
-- ``leases``: one claim per job being computed (owner, pid, host, taken, expires).
+are upgraded in place to version 2 (:data:`_V2_TABLES`, and the result columns
+``code_fingerprint`` and ``measure_meta``, NULL in older rows: those count as stale) when a run
+writes to them, and read as they are otherwise.
 """
 
 from __future__ import annotations
@@ -63,6 +50,7 @@ SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53424E43  # "SBNC"
 APP = "simbench-results"
 DEFAULT_LEASE_S = 60.0
+TIMEOUT_S = 30.0  # how long a connection waits for another process's write lock
 
 _RESULTS = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -215,40 +203,34 @@ def _gone(host: str, pid: int) -> bool:
     return False
 
 
-def _disk_full(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "full" in text or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
-
-
-def _uri(path: Path, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"file:{urllib.parse.quote(str(path.resolve()))}?{query}"
-
-
 class Store:
     """A results store at ``path``.
 
     ``create=True`` (a run) creates the file if needed and opens it for writing;
     ``create=False`` (status, leaderboards) opens an existing store read-only (``mode=ro``),
-    changing nothing in the file or its directory. ``readonly`` overrides that choice.
+    changing nothing in the file or its directory.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
-        self.readonly = (not create) if readonly is None else readonly
+        self.readonly = not create
         self._columns: set[str] | None = None
         if self.path.is_dir():
             raise StoreError("this is a directory, not a results store file", file=self.path,
                              fix=f"pass a file path, e.g. --store {self.path / 'results.sqlite'}")
         try:
-            empty = not self.path.exists() or self.path.stat().st_size == 0
-            if empty:
+            if not self.path.exists() or self.path.stat().st_size == 0:
                 if not create:
                     raise StoreError("no results store here", file=self.path,
                                      fix="run `simbench bench run SPEC` first, or pass "
                                      "--store PATH")
-                _make_parent(self.path)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the store's directory {self.path.parent}: "
+                                     f"{exc.strerror or exc}", file=self.path,
+                                     fix="pass --store with a path in a directory you can "
+                                     "create and write") from None
             else:
                 with self.path.open("rb") as fh:
                     magic = fh.read(16)
@@ -261,9 +243,9 @@ class Store:
                              file=self.path, fix="check the path and its permissions") from None
         try:
             if self.readonly:
-                self._open_readonly(timeout)
+                self._open_readonly()
             else:
-                self._connect(timeout)
+                self._connect()
                 self._init()
         except StoreError:
             self._close_quietly()
@@ -271,24 +253,25 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             text = str(exc)
-            fix = _DAMAGED_FIX
-            if "readonly" in text or "unable to open" in text:
-                fix = ("results are written next to the store (its -wal and -shm files): run "
-                       "into a store in a directory you can write (--store PATH)")
             raise StoreError(f"cannot open the results store: {text}", file=self.path,
-                             fix=fix) from None
+                             fix="results are written next to the store (its -wal and -shm "
+                             "files): run into a store in a directory you can write (--store "
+                             "PATH)" if "readonly" in text or "unable to open" in text
+                             else _DAMAGED_FIX) from None
 
     # ---- opening ------------------------------------------------------------------------
-    def _connect(self, timeout: float, **uri_params: str) -> None:
+    def _connect(self, **uri_params: str) -> None:
         """``self.conn`` on the file, or on its URI with ``uri_params`` (``mode=ro``, ...)."""
-        self.conn = sqlite3.connect(_uri(self.path, **uri_params) if uri_params else self.path,
-                                    uri=bool(uri_params), timeout=timeout, isolation_level=None,
+        query = "&".join(f"{k}={v}" for k, v in uri_params.items())
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?{query}"
+        self.conn = sqlite3.connect(uri if uri_params else self.path, uri=bool(uri_params),
+                                    timeout=TIMEOUT_S, isolation_level=None,
                                     check_same_thread=False)
 
-    def _open_readonly(self, timeout: float) -> None:
+    def _open_readonly(self) -> None:
         """``mode=ro``; where SQLite cannot even create the shared-memory file next to a WAL
         store (a read-only directory) and no write-ahead log is pending, ``immutable=1``."""
-        self._connect(timeout, mode="ro")
+        self._connect(mode="ro")
         try:
             self._check()
         except sqlite3.OperationalError as exc:
@@ -303,13 +286,13 @@ class Store:
                     file=self.path, fix="copy the store with its -wal file to a directory you "
                     "can write, or ask its owner to run `sqlite3 FILE 'PRAGMA "
                     "wal_checkpoint(TRUNCATE)'`") from None
-            self._connect(timeout, mode="ro", immutable="1")
+            self._connect(mode="ro", immutable="1")
             self._check()
 
     def _check(self) -> set[str]:
         """Refuse files that are not simbench stores or come from a newer simbench."""
         c = self.conn
-        c.execute(f"PRAGMA busy_timeout = {30000}")
+        c.execute(f"PRAGMA busy_timeout = {int(TIMEOUT_S * 1000)}")
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -329,7 +312,6 @@ class Store:
         elif self.readonly:
             raise StoreError("no results store here (an empty SQLite file)", file=self.path,
                              fix="run `simbench bench run SPEC` first, or pass --store PATH")
-        self.tables = tables
         self.version = version
         return tables
 
@@ -337,32 +319,21 @@ class Store:
         c = self.conn
         tables = self._check()
         c.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL: nothing committed is lost when a process dies; a power loss may lose
-        # the last few results (the file stays consistent). See the module docstring.
-        c.execute("PRAGMA synchronous = NORMAL")
-        if not tables:
-            with self.transaction():
-                for statement in (_RESULTS + _V2_TABLES).split(";"):
-                    if statement.strip():
-                        c.execute(statement)
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('app', ?)", (APP,))
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
-                c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif self.version < SCHEMA_VERSION:
-            self._migrate()
-        self.version = SCHEMA_VERSION
-
-    def _migrate(self) -> None:
-        """Version 1 -> 2: new columns and tables only, in one transaction."""
-        with self.transaction() as c:
+        c.execute("PRAGMA synchronous = NORMAL")  # what a crash can lose: the module docstring
+        if tables and self.version >= SCHEMA_VERSION:
+            return
+        with self.transaction():  # a new store, or version 1 -> 2 (new columns and tables only)
+            for statement in (_RESULTS + _V2_TABLES).split(";"):  # all IF NOT EXISTS
+                if statement.strip():
+                    c.execute(statement)
             have = {r[1] for r in c.execute("PRAGMA table_info(results)")}
             for column in ("code_fingerprint", "measure_meta"):
                 if column not in have:
                     c.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
-            for statement in _V2_TABLES.split(";"):
-                if statement.strip():
-                    c.execute(statement)
+            if not tables:
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('app', ?)", (APP,))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('created', ?)", (str(time.time()),))
+                c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _close_quietly(self) -> None:
@@ -396,7 +367,8 @@ class Store:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                if _disk_full(exc):
+                if ("full" in str(exc).lower()
+                        or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"):
                     raise StoreError("the disk (or the store's size limit) is full; the store "
                                      "is intact up to the last finished result", file=self.path,
                                      fix="free space and rerun: finished jobs are kept") from None
@@ -409,8 +381,28 @@ class Store:
         try:
             return self.conn.execute(sql, params)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the results store: {exc}", file=self.path,
-                             fix=_DAMAGED_FIX) from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot read the results store: {exc}", file=self.path,
+                          fix=_DAMAGED_FIX)
+
+    def _dicts(self, sql: str, params: Any = (), json_columns: tuple[str, ...] = (),
+               keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The rows of a query (only those of ``keys``, if given) as dicts, ``json_columns``
+        decoded (None where NULL or absent: a version 1 store lacks ``measure_meta``)."""
+        cur = self._read(sql, params)
+        names = [d[0] for d in cur.description]
+        wanted, at = (None, 0) if keys is None else (set(keys), names.index("key"))
+        try:
+            rows = [dict(zip(names, values)) for values in cur
+                    if wanted is None or values[at] in wanted]
+        except sqlite3.DatabaseError as exc:
+            raise self._unreadable(exc) from None
+        for row in rows:
+            for col in json_columns:
+                row[col] = json.loads(row[col]) if row.get(col) else None
+        return rows
 
     def _has(self, table: str, column: str | None = None) -> bool:
         if column is None:
@@ -442,12 +434,10 @@ class Store:
     def claim(self, job: Any, owner: Owner, *, lease_s: float | None = None,
               retry_failed: bool = False, rerun_stale: bool = False
               ) -> tuple[str, dict[str, Any] | None]:
-        """Claim ``job`` for ``owner`` unless it needs no run or another run holds it.
-
-        One transaction checks the stored result and the lease, and takes the lease, so two
-        runs never both claim a job. Returns ``("claimed", None)``, ``("done" | "failed" |
-        "stale", None)`` (a result this run must not replace) or ``("busy", lease)`` (another
-        run's live claim: owner, pid, host, expires).
+        """Claim ``job`` for ``owner``, in one transaction, unless it needs no run or another
+        run holds it. Returns ``("claimed", None)``, ``("done" | "failed" | "stale", None)``
+        (a result this run must not replace) or ``("busy", lease)`` (another run's live claim:
+        owner, pid, host, expires).
         """
         ttl = lease_seconds() if lease_s is None else lease_s
         with self.transaction() as c:
@@ -476,9 +466,7 @@ class Store:
         """Every claim in the store (live or expired)."""
         if not self._has("leases"):
             return []
-        cur = self._read("SELECT key, owner, pid, host, taken, expires FROM leases")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
+        return self._dicts("SELECT key, owner, pid, host, taken, expires FROM leases")
 
     def write(self, job: Any, outcome: dict[str, Any], *, spec: str | None = None,
               owner: Owner | None = None) -> bool:
@@ -489,11 +477,10 @@ class Store:
         """
         score = outcome.get("score") or {}
         ci = score.get("ci") or (None, None)
-        meta = getattr(job, "meta", None)
         row = {
             "key": job.key, "status": outcome["status"], "spec": spec, "label": job.label,
             "variant": job.variant, "measure": job.measure,
-            "params": json.dumps({**job.params, **_lm_params(job)}, sort_keys=True,
+            "params": json.dumps({**job.params, **job.lm_params()}, sort_keys=True,
                                  default=str),
             "systems": json.dumps(list(job.systems)), "sources": json.dumps(list(job.sources)),
             "system_a": job.systems[0], "system_b": job.systems[1] if len(job.systems) > 1 else None,
@@ -506,8 +493,8 @@ class Store:
             "runtime_s": outcome.get("runtime_s"), "device": outcome.get("device"),
             "host": outcome.get("host"), "code_version": job.code_version,
             "finished": time.time(),
-            "code_fingerprint": getattr(job, "code_fingerprint", None) or None,
-            "measure_meta": json.dumps(meta, sort_keys=True) if meta else None,
+            "code_fingerprint": job.code_fingerprint or None,
+            "measure_meta": json.dumps(job.meta, sort_keys=True) if job.meta else None,
         }
         with self.transaction() as c:
             cur = c.execute(_UPSERT, row)
@@ -519,12 +506,9 @@ class Store:
     def states(self, keys: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
         """key -> (status, code fingerprint or None) (all rows, or only ``keys``)."""
         column = "code_fingerprint" if self._has("results", "code_fingerprint") else "NULL"
-        rows = self._read(f"SELECT key, status, {column} FROM results").fetchall()
-        out = {k: (s, f) for k, s, f in rows}
-        if keys is not None:
-            wanted = set(keys)
-            out = {k: v for k, v in out.items() if k in wanted}
-        return out
+        wanted = None if keys is None else set(keys)
+        return {k: (s, f) for k, s, f in self._read(f"SELECT key, status, {column} FROM results")
+                if wanted is None or k in wanted}
 
     def rows(self, keys: Iterable[str] | None = None, *, status: str | None = None,
              spec: str | None = None) -> list[dict[str, Any]]:
@@ -532,41 +516,19 @@ class Store:
         ``measure_meta`` are None in rows written before schema 2)."""
         given = {column: v for column, v in (("status", status), ("spec", spec)) if v}
         where = " AND ".join(f"{column} = ?" for column in given)
-        cur = self._read("SELECT * FROM results" + (f" WHERE {where}" if where else ""),
-                         list(given.values()))
-        names = [d[0] for d in cur.description]
-        wanted = None if keys is None else set(keys)
-        out = []
-        try:
-            for values in cur:
-                row = dict(zip(names, values))
-                if wanted is not None and row["key"] not in wanted:
-                    continue
-                for col in ("params", "systems", "sources", "categories"):
-                    row[col] = json.loads(row[col])
-                row.setdefault("code_fingerprint", None)
-                meta = row.get("measure_meta")
-                row["measure_meta"] = json.loads(meta) if meta else None
-                out.append(row)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the results store: {exc}", file=self.path,
-                             fix=_DAMAGED_FIX) from None
-        return out
+        rows = self._dicts("SELECT * FROM results" + (f" WHERE {where}" if where else ""),
+                           list(given.values()),
+                           ("params", "systems", "sources", "categories", "measure_meta"), keys)
+        for row in rows:
+            row.setdefault("code_fingerprint", None)
+        return rows
 
     def spec_jobs(self, spec: str) -> list[dict[str, Any]] | None:
         """The job list of the last run of spec ``spec`` (None: no run recorded one)."""
         if not self._has("jobs"):
             return None
-        cur = self._read("SELECT * FROM jobs WHERE spec = ?", (spec,))
-        names = [d[0] for d in cur.description]
-        out = []
-        for values in cur:
-            row = dict(zip(names, values))
-            for col in ("systems", "categories", "code_root"):
-                row[col] = json.loads(row[col])
-            row["measure_meta"] = json.loads(row["measure_meta"]) if row["measure_meta"] else None
-            out.append(row)
-        return out or None
+        return self._dicts("SELECT * FROM jobs WHERE spec = ?", (spec,),
+                           ("systems", "categories", "code_root", "measure_meta")) or None
 
     def count(self, status: str | None = None) -> int:
         q = "SELECT COUNT(*) FROM results" + (" WHERE status = ?" if status else "")
@@ -576,8 +538,7 @@ class Store:
         """(name, path, text) of the named spec, or of the one run last."""
         q = ("SELECT name, path, text FROM specs WHERE name = ?" if name else
              "SELECT name, path, text FROM specs ORDER BY updated DESC LIMIT 1")
-        row = self._read(q, (name,) if name else ()).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        return self._read(q, (name,) if name else ()).fetchone()
 
     def spec_names(self) -> list[str]:
         """Names of the specs run into this store, the last one run first."""
@@ -610,14 +571,6 @@ class Store:
         return self._read("PRAGMA integrity_check").fetchone()[0]
 
 
-def _lm_params(job: Any) -> dict[str, Any]:
-    """The language-model settings a row records beside the measure's parameters (the prompts'
-    content hash and ``new_tokens``, each only when the job sets it), so a board tells apart
-    jobs that differ only in their prompts."""
-    lm_params = getattr(job, "lm_params", None)
-    return lm_params() if callable(lm_params) else {}
-
-
 def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:
     """Open range ends as ``None`` (JSON has no infinity)."""
     rng = meta.get("range")
@@ -626,23 +579,9 @@ def _finite_range(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _make_parent(path: Path) -> None:
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the store's directory {parent}: "
-                         f"{exc.strerror or exc}", file=path,
-                         fix="pass --store with a path in a directory you can create and "
-                         "write") from None
-
-
 class LeaseKeeper:
-    """Renews a run's claims from a thread with its own connection, while jobs run.
-
-    Every ``lease_s / 3`` seconds it pushes the expiry of every claim the owner holds to
-    ``now + lease_s``; a run that dies stops renewing, so its claims expire.
-    """
+    """Renews a run's claims (to ``now + lease_s``, every ``lease_s / 3`` seconds) from a
+    thread with its own connection, while jobs run."""
 
     def __init__(self, path: Path, owner: Owner, lease_s: float) -> None:
         self.path, self.owner, self.lease_s = path, owner, lease_s
@@ -651,18 +590,13 @@ class LeaseKeeper:
         self._thread.start()
 
     def _loop(self) -> None:
-        conn = None
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # a store error here is the run's to report, from its own connection
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(
+                sqlite3.connect(self.path, timeout=TIMEOUT_S, isolation_level=None)) as conn:
             while not self._stop.wait(self.lease_s / 3):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("UPDATE leases SET expires = ? WHERE owner = ?",
                                  (time.time() + self.lease_s, self.owner.id))
-        except sqlite3.Error:  # pragma: no cover - the run itself reports store errors
-            pass
-        finally:
-            if conn is not None:
-                conn.close()
 
     def stop(self) -> None:
         self._stop.set()

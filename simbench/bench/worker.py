@@ -4,27 +4,21 @@
 it travels back from a Dask worker) that says ``done`` with the score, or ``failed`` with the
 error text. Anything a measure raises counts, ``SystemExit`` included (a plugin calling
 ``sys.exit``); only ``KeyboardInterrupt`` stops the run. Writing the outcome is the submitting
-process's business, never the worker's. Systems are resolved by
-:func:`simbench.systems.resolve.resolve_cached` (cached per process, so a worker loads each
-recording or model once); the measure is looked up by the canonical name the spec gave the job
-(:meth:`simbench.registry.Registry.registered`: the spec resolved community ids and parsed the
-parameters when it was loaded) and runs under :func:`simbench.registry.run_measure`, as
-``simbench.score`` runs it.
+process's business, never the worker's. Systems are resolved once per process
+(:func:`simbench.systems.resolve.resolve_cached`); the measure runs under
+:func:`simbench.registry.run_measure`, as ``simbench.score`` runs it.
 
 A job with a timeout runs in a :class:`JobProcess`: one persistent child process per executor
 (per thread on a Dask worker) that runs jobs one after another and keeps its cache of systems.
 The clock starts when the measure starts (loading plugins and systems has its own limit of
-five minutes, so a cold process does not eat a job's time). When a job overruns its timeout
-the child is killed, the job is reported failed ("timed out after N s") and the next job
-starts a fresh child. Jobs without a timeout run in the calling process, which costs nothing
-extra.
+five minutes). A job over its timeout has its child killed and is reported failed; the next job
+starts a fresh child. Jobs without a timeout run in the calling process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -97,11 +91,8 @@ def failed(job: Any, error: str, *, runtime_s: float | None = None, device: str 
 
 
 class JobProcess:
-    """A persistent child process that runs jobs with a time limit (see the module docstring).
-
-    It talks over two private pipes (not stdin/stdout, which a measure may print to); the child
-    ignores Ctrl-C, which the parent handles by killing it, and exits when the parent dies.
-    """
+    """A persistent child process that runs jobs with a time limit (see the module docstring),
+    over two private pipes (a measure may print to stdout); it exits when the parent dies."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
@@ -188,17 +179,18 @@ class JobProcess:
 _LOCAL = threading.local()
 
 
-def run_job_guarded(job: Any, device: str = "auto") -> dict[str, Any]:
-    """:func:`run_job`, in a :class:`JobProcess` of this thread when the job has a timeout.
-
-    This is what a Dask worker runs: each worker thread keeps its own job process.
-    """
-    if getattr(job, "timeout", None) is None:
+def run_job_in(proc: JobProcess, job: Any, device: str = "auto") -> dict[str, Any]:
+    """:func:`run_job`: in ``proc`` when the job has a timeout, else in this process."""
+    if job.timeout is None:
         return run_job(job, device)
-    proc = getattr(_LOCAL, "proc", None)
-    if proc is None:
-        proc = _LOCAL.proc = JobProcess()
     return proc.run(job, device, job.timeout)
+
+
+def run_job_guarded(job: Any, device: str = "auto") -> dict[str, Any]:
+    """What a Dask worker runs: :func:`run_job_in` this thread's own job process."""
+    if getattr(_LOCAL, "proc", None) is None:
+        _LOCAL.proc = JobProcess()
+    return run_job_in(_LOCAL.proc, job, device)
 
 
 def child_main(read_fd: int, write_fd: int) -> None:
@@ -243,7 +235,3 @@ def child_main(read_fd: int, write_fd: int) -> None:
         if not told:  # it failed while loading: nothing left to time
             send.send("running")
         send.send(outcome)
-
-
-def machine() -> str:
-    return f"{platform.node()} ({platform.machine()})"

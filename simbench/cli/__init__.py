@@ -34,12 +34,14 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simbench.version import package_version
+
     parser = argparse.ArgumentParser(
         prog="simbench",
         description="Do two neural systems solve a task the same way? Score causal (MAS, "
         "CLMAS, DAS, stitching) and correlative (RSA, CKA) similarity measures.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=f"simbench {package_version()}")
     parser.add_argument("--threads", type=int, metavar="N", dest="torch_threads",
                         help="torch CPU threads (default: torch's own count while the machine "
                         "is otherwise idle, fewer while other processes use the cores)")
@@ -87,12 +89,3 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
         return
     _ORIGINAL_SHOWWARNING(message, category, filename, lineno, file, line)
 
-
-def _version() -> str:
-    from simbench.version import package_version
-
-    return f"simbench {package_version()}"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -12,6 +12,7 @@ when ``./simbench-results/results.sqlite`` has one, else the shipped results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -120,11 +121,11 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any]]:
-    """(the spec file, its raw TOML) without parsing it as a spec: nothing is imported.
+def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any], str | None]:
+    """(the spec file, its raw TOML, its text) without parsing it as a spec: nothing is imported.
 
-    ``arg`` is a file or a shipped spec's name; anything else gives (None, {}). Invalid TOML
-    gives the file and {}, and the real parse reports it.
+    ``arg`` is a file or a shipped spec's name; anything else gives (None, {}, None). Invalid
+    TOML gives the file, {} and the text, and the real parse reports it.
     """
     try:
         import tomllib
@@ -136,36 +137,33 @@ def _peek_spec(arg: str) -> tuple[Path | None, dict[str, Any]]:
     if not path.is_file():
         path = shipped_specs().get(arg)  # type: ignore[assignment]
         if path is None or not path.is_file():
-            return None, {}
+            return None, {}, None
     try:
-        return path, tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return path, {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return path, {}, None
+    try:
+        return path, tomllib.loads(text), text
+    except tomllib.TOMLDecodeError:
+        return path, {}, text
 
 
 def _announce_plugins(spec_arg: str) -> None:
     """Say which plugin files and modules a spec makes this run import, before importing them."""
-    path, data = _peek_spec(spec_arg)
+    path, data, _text = _peek_spec(spec_arg)
     refs = data.get("plugins")
     if path is None or not refs:
         return
-    refs = [refs] if isinstance(refs, str) else refs
-    shown = []
-    for ref in refs:
-        if not isinstance(ref, str):
-            continue
-        if ref.endswith(".py"):
-            file = Path(ref) if Path(ref).is_absolute() else (path.parent / ref)
-            shown.append(f"file {file.resolve()}")
-        else:
-            shown.append(f"module {ref}")
+    # a file is relative to the spec (an absolute one stays itself: path / "/x" is "/x")
+    shown = [f"file {(path.parent / ref).resolve()}" if ref.endswith(".py") else f"module {ref}"
+             for ref in ([refs] if isinstance(refs, str) else refs) if isinstance(ref, str)]
     if shown:
         print(f"note: spec {path} imports plugin code (a spec is trusted input): "
               + "; ".join(shown), file=sys.stderr)
 
 
 def store_path(given: str | None, spec: Any = None, default: str = "results.sqlite") -> Path:
-    """--store, then $SIMBENCH_STORE, then the spec's ``store``, then ./simbench-results/."""
+    """Where results go (see the module docstring)."""
     if given:
         return Path(given)
     if os.environ.get("SIMBENCH_STORE"):
@@ -176,8 +174,7 @@ def store_path(given: str | None, spec: Any = None, default: str = "results.sqli
 
 
 def writable_store(path: Path, spec_name: str) -> Path:
-    """``path``, unless it is a shipped results store: then ``./simbench-results/NAME.sqlite``
-    (a note on stderr says so). A run never writes into the results simbench ships."""
+    """``path``, unless it is a shipped results store (see the module docstring)."""
     from simbench.resources import is_shipped_store
 
     if not is_shipped_store(path):
@@ -189,9 +186,7 @@ def writable_store(path: Path, spec_name: str) -> Path:
 
 
 def board_store(given: str | None, spec: Any, name: str | None) -> Path:
-    """The store a board or status of spec ``name`` reads: ``--store``, ``$SIMBENCH_STORE``
-    or the spec's ``store``; else, for a shipped spec, your own run of it in
-    ``./simbench-results/results.sqlite`` when there is one, else the shipped results."""
+    """The store a board or status of spec ``name`` reads (see the module docstring)."""
     from simbench.resources import shipped_stores
 
     path = store_path(given, spec)
@@ -276,39 +271,34 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(json.dumps(summary_dict(summary), indent=2))
     else:
         print(summary.render())
-    if summary.interrupted:
-        return 130
-    return 1 if summary.failed else 0
+    return 130 if summary.interrupted else 1 if summary.failed else 0
 
 
 def summary_dict(summary: Any) -> dict[str, Any]:
     """A run's :class:`~simbench.bench.runner.RunSummary` as plain data (``--json``)."""
-    return {"store": summary.store, "total": summary.total,
-            "already_done": summary.already_done, "ran": summary.ran, "done": summary.done,
-            "failed": [{"job": job.describe(), "error": error} for job, error in summary.failed],
-            "by_others": summary.by_others, "stale": summary.stale,
-            "skipped_failed": summary.skipped_failed, "interrupted": summary.interrupted,
-            "wall_s": summary.wall_s, "executor": summary.executor,
+    fields = {f.name: getattr(summary, f.name) for f in dataclasses.fields(summary)}
+    return {**fields, "failed": [{"job": job.describe(), "error": error}
+                                 for job, error in summary.failed],
             "by_label": {k: progress_dict(p) for k, p in summary.by_label.items()}}
 
 
 def progress_dict(p: Any) -> dict[str, Any]:
     """One label's :class:`~simbench.bench.runner.LabelProgress` as plain data."""
     return {"label": p.label, "jobs": p.total, "done": p.done, "failed": p.failed,
-            "stale": p.stale, "to_run": p.todo, "measure_s": sum(p.seconds),
-            "mean_s": sum(p.seconds) / len(p.seconds) if p.seconds else None,
+            "stale": p.stale, "to_run": p.todo, "measure_s": p.measure_s, "mean_s": p.mean_s,
             "to_run_s": p.eta_s}
 
 
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     """Progress of a spec from the store alone: no spec parsing, no plugin imports."""
+    import functools
     import types
 
     from simbench.bench.fingerprint import fingerprint
     from simbench.bench.runner import label_text, render_progress, tally
     from simbench.bench.store import Store
 
-    spec_file, data = _peek_spec(args.spec)
+    spec_file, data, text = _peek_spec(args.spec)
     name = str(data.get("name") or (spec_file.stem if spec_file else args.spec))
     hint = None
     if spec_file is not None and isinstance(data.get("store"), str):
@@ -320,14 +310,9 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     with Store(board_store(args.store, hint, shipped), create=False) as store:
         jobs = store.spec_jobs(name)
         if jobs is not None:
-            current: dict[str, str] = {}
-            entries = []
-            for job in jobs:
-                root = json.dumps(job["code_root"], sort_keys=True)
-                if root not in current:
-                    current[root] = fingerprint(job["code_root"])
-                entries.append((job["key"], label_text(job["label"], job["measure"]),
-                                current[root]))
+            current = functools.cache(lambda root: fingerprint(json.loads(root)))  # per root
+            entries = [(j["key"], label_text(j["label"], j["measure"]),
+                        current(json.dumps(j["code_root"], sort_keys=True))) for j in jobs]
             rows = store.rows({j["key"] for j in jobs})
         else:
             rows = store.rows(spec=name)
@@ -340,7 +325,7 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
             notes.append("this store predates stored job lists: jobs not run yet are not "
                          "counted (the next `bench run` records the list)")
         stored = store.spec_text(name)
-        if spec_file is not None and stored is not None and stored[2] != _read(spec_file):
+        if spec_file is not None and stored is not None and stored[2] != text:
             notes.append(f"{spec_file} differs from the spec last run into this store: the "
                          "counts are for the jobs of that run")
         progress = tally(entries, rows)
@@ -363,42 +348,24 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _load_for_board(spec_arg: str | None, store: Any) -> Any:
-    """The spec to draw, parsed for viewing only: its plugins are never imported."""
-    from simbench.bench.spec import load_spec, parse_spec
-
-    if spec_arg and Path(spec_arg).is_file():
-        return load_spec(spec_arg, trusted=False)
-    stored = store.spec_text(spec_arg)
-    if stored is None:
-        raise SpecError(f"no spec {'called ' + repr(spec_arg) + ' ' if spec_arg else ''}"
-                        f"in the store {store.path}", file=store.path,
-                        fix="pass the spec file: simbench leaderboard SPEC --store PATH")
-    _name, path, text = stored
-    return parse_spec(text, path=path, trusted=False)
-
-
 def cmd_leaderboard(args: argparse.Namespace, extra: list[str]) -> int:
-    from simbench.bench.spec import load_spec
+    from simbench.bench.spec import load_spec, parse_spec
     from simbench.bench.store import Store
     from simbench.resources import shipped_specs
 
-    # Viewing runs no code from the spec or the store: specs are parsed untrusted here.
-    spec_hint = (load_spec(args.spec, trusted=False)
-                 if args.spec and Path(args.spec).is_file() else None)
-    # a shipped spec's name (`simbench leaderboard lm_toxicity`) finds the store it names
-    shipped = (load_spec(args.spec, trusted=False)
-               if spec_hint is None and args.spec in shipped_specs() else None)
-    path = board_store(args.store, spec_hint or shipped, _shipped_name(args.spec))
-    with Store(path, create=False) as store:
-        spec = spec_hint or _load_for_board(args.spec, store)
+    # Viewing runs no code from the spec or the store: specs are parsed untrusted here. A
+    # shipped spec's name (`simbench leaderboard lm_toxicity`) finds the store it names, and
+    # the spec is then the one stored with the results, as for a name run into any store.
+    is_file = bool(args.spec) and Path(args.spec).is_file()
+    hint = (load_spec(args.spec, trusted=False)
+            if is_file or args.spec in shipped_specs() else None)
+    with Store(board_store(args.store, hint, _shipped_name(args.spec)), create=False) as store:
+        stored = None if is_file else store.spec_text(args.spec)
+        if not is_file and stored is None:
+            raise SpecError(f"no spec {'called ' + repr(args.spec) + ' ' if args.spec else ''}"
+                            f"in the store {store.path}", file=store.path,
+                            fix="pass the spec file: simbench leaderboard SPEC --store PATH")
+        spec = hint if stored is None else parse_spec(stored[2], path=stored[1], trusted=False)
         show_board(spec, store, target=args.target, boards=tuple(args.board.split(",")),
                    csv_dir=args.csv, png_dir=args.png, html=args.html, as_json=args.json)
     return 0

@@ -77,10 +77,9 @@ def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
     if getattr(args, "aliases", False):
         from simbench.aliases import listing
 
-        rows = listing()
-        print(json.dumps([dict(zip(("id", "measure", "params", "note"), r)) for r in rows],
-                         indent=2) if args.json else table(["id", "measure", "params", "note"],
-                                                           rows))
+        rows, columns = listing(), ["id", "measure", "params", "note"]
+        print(json.dumps([dict(zip(columns, r)) for r in rows], indent=2) if args.json
+              else table(columns, rows))
         return 0
     reg = get_registry()
     described = []
@@ -103,9 +102,8 @@ def cmd_measures(args: argparse.Namespace, extra: list[str]) -> int:
         if d["citation"]:
             print(f"  cite: {d['citation']}")
         for p in d["params"]:
-            usage = (f"{flag(p['name'])}/--no-{flag(p['name'])[2:]}" if p["type"] == "bool"
-                     else flag(p["name"]))
-            print(f"  {usage} ({p['type']}, default {p['default']!r}): {p['help']}")
+            print(f"  {param_usage(p['name'], p['type'])} ({p['type']}, default "
+                  f"{p['default']!r}): {p['help']}")
     return 0
 
 
@@ -130,31 +128,21 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def param_usage(param: Any) -> str:
-    """How a parameter is written on the command line: ``--debiased/--no-debiased`` for an
-    on/off parameter, ``--max-steps INT`` for the others."""
-    if param.type is bool:
-        return f"{flag(param.name)}/--no-{flag(param.name)[2:]}"
-    return f"{flag(param.name)} {param.type.__name__.upper()}"
+def param_usage(name: str, kind: str) -> str:
+    """How a parameter of type ``kind`` is written on the command line:
+    ``--debiased/--no-debiased`` for an on/off parameter, ``--max-steps`` for the others."""
+    return f"{flag(name)}/--no-{flag(name)[2:]}" if kind == "bool" else flag(name)
 
 
 #: the words an on/off parameter's value may be (as :meth:`simbench.measure.Param.parse` reads)
 BOOL_WORDS = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off"})
 
 
-def _bool_words(text: str) -> bool:
-    return all(part.strip().lower() in BOOL_WORDS for part in text.split(","))
-
-
 def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
-    """A measure's parameters from the arguments ``simbench score`` does not know itself.
-
-    ``--max-steps 500`` (kebab-case) and ``--max_steps 500`` are the same parameter; an on/off
-    parameter is a switch (``--debiased``, ``--no-debiased``), and a comma-separated value
-    (``--k 1,2,4``, ``--debiased true,false``) is a sweep. ``--debiased true`` (a single on/off
-    value) still works for one release and prints a note. Returns name -> text, for
-    :meth:`simbench.measure.Measure.sweep_grid`; an unknown name raises :class:`ParameterError`
-    with the closest names.
+    """A measure's parameters from the arguments ``simbench score`` does not know itself, as
+    name -> text for :meth:`simbench.measure.Measure.sweep_grid` (spellings: the module
+    docstring of :mod:`simbench.cli`; ``--debiased true,false`` sweeps a switch). An unknown
+    name raises :class:`ParameterError` with the closest names.
     """
     params = {p.name: p for p in measure.params}
     out: dict[str, str] = {}
@@ -184,7 +172,8 @@ def parse_measure_args(measure: Any, extra: list[str]) -> dict[str, str]:
                                      fix=f"write --no-{flag(key)[2:]} or {flag(key)}")
             value = "false"
         elif param.type is bool:
-            if not eq and nxt is not None and not nxt.startswith("--") and _bool_words(nxt):
+            if (not eq and nxt is not None and not nxt.startswith("--")
+                    and all(w.strip().lower() in BOOL_WORDS for w in nxt.split(","))):
                 value, eq = nxt, "="
                 i += 1
             if not eq:
@@ -238,7 +227,8 @@ def measure_help(name: str) -> str:
             extra = f"; one of {', '.join(map(str, p.choices))}"
         elif p.low is not None or p.high is not None:
             extra = f"; in {p.bounds_text()}"
-        lines.append(f"  {param_usage(p)}")
+        usage = param_usage(p.name, p.type.__name__)
+        lines.append(f"  {usage}" + ("" if p.type is bool else f" {p.type.__name__.upper()}"))
         lines.append(f"      {p.help} (default {default}{extra})")
     if measure.citation:
         lines += ["", f"cite: {measure.citation}"]
@@ -297,9 +287,7 @@ def render_score(result: Any, params: dict[str, Any] | None = None) -> str:
     if label:
         head += f" [{label}]"
     interval = result.interval_text()
-    ci = ""
-    if interval:
-        ci = f"  95% CI {interval}" if result.has_interval else f"  {interval}"
+    ci = "" if not interval else f"  95% CI {interval}" if result.has_interval else f"  {interval}"
     lines = [f"{head}: {result.value:.4f}{ci}  (n = {result.n_samples} samples)"]
     if result.has_null:  # `--null N`: the p-value and the null it comes from
         lines.append(f"  {result.null_text()}")

@@ -164,17 +164,14 @@ def cmd_rebuild(args: argparse.Namespace, extra: list[str]) -> int:
     numeric_only = [n for n in only if n not in (*LM_NAMES, "lm", "numeric")]
     do_lm = not only or "lm" in only or bool(lm_only)
     do_numeric = not only or "numeric" in only or bool(numeric_only)
-    entries = []
-    if do_numeric:
-        entries = rebuild(directory=args.dir, only=numeric_only or None, log=sys.stderr)
+    entries = (rebuild(directory=args.dir, only=numeric_only or None, log=sys.stderr)
+               if do_numeric else [])
     for e in entries:
         print(f"{e['task']:13s} {e['arch']:11s} s{e['seed']}  acc {e['accuracy']:.4f}  "
               f"{e['train_seconds']:.0f} s")
-    lm_entries = []
-    if do_lm:
-        lm_dir = Path(args.dir) / "lm_zoo" if args.dir else None
-        lm_entries = rebuild_lm(directory=lm_dir, only=None if "lm" in only else lm_only or None,
-                                steps=args.lm_steps, log=sys.stderr)
+    lm_entries = (rebuild_lm(directory=Path(args.dir) / "lm_zoo" if args.dir else None,
+                             only=None if "lm" in only else lm_only or None,
+                             steps=args.lm_steps, log=sys.stderr) if do_lm else [])
     for e in lm_entries:
         print(f"{e['id']:15s} {e['group']:8s} s{e['seed']}  toxicity {e['toxicity']:.2f}  "
               f"loss {e['train_loss']:.4f}  {e['train_seconds']:.0f} s  sha256 "
