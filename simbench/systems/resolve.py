@@ -34,6 +34,7 @@ after the measure has accepted the kinds of system).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -45,12 +46,12 @@ from typing import TYPE_CHECKING, Any
 
 from simbench.access import ACCESSIBLE
 from simbench.errors import ParameterError, SimbenchError, did_you_mean
-from simbench.systems import System
+from simbench.stimuli import RECORDING_SUFFIXES
+from simbench.systems import RecordedSystem, System
 
 if TYPE_CHECKING:
     from simbench.tasks.base import Task
 
-RECORDING_SUFFIXES = (".nc", ".nc4", ".cdf", ".h5")
 CHECKPOINT_SUFFIX = ".safetensors"
 
 
@@ -107,54 +108,38 @@ def _zoo_ids() -> list[str]:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def _continuation(task: object) -> Any:
-    """The language-model task a model directory is loaded with: ``task`` when it is a
-    :class:`~simbench.tasks.continuation.Continuation`, else one without prompts."""
-    from simbench.tasks.continuation import Continuation
+def _torch_system() -> Any:
+    """:class:`~simbench.systems.torch.TorchSystem`, imported once a kind needs it (torch)."""
+    from simbench.systems.torch import TorchSystem
 
-    return task if isinstance(task, Continuation) else Continuation()
+    return TorchSystem
 
 
 def _load_lm_dir(path: str | Path, task: object) -> System:
+    """A model directory as a language model, given ``task`` when it is a
+    :class:`~simbench.tasks.continuation.Continuation` (its prompts), else one without prompts."""
     from simbench.lm.load import check_model_dir
     from simbench.lm.system import LMSystem
+    from simbench.tasks.continuation import Continuation
 
     check_model_dir(path)
-    return LMSystem.from_dir(path, task=_continuation(task))
-
-
-def _prompted(system: Any, continuation: Any) -> System:
-    return system.with_task(continuation)
+    return LMSystem.from_dir(path, task=task if isinstance(task, Continuation)
+                             else Continuation())
 
 
 def _load_module(module: Any, task: object) -> System:
-    from simbench.systems.torch import TorchSystem
-
     if task is None:
         raise ParameterError(f"a torch module ({type(module).__name__}) needs the task whose "
                              "stimuli it reads", field="task",
                              fix="pass task='multi_object' (see `simbench tasks`), or wrap it "
                              "yourself: TorchSystem(module, task, sites={...})")
-    return TorchSystem(module, task)  # type: ignore[arg-type]
+    return _torch_system()(module, task)
 
 
 def _load_recording(path: str | Path, lazy: bool) -> System:
     from simbench.recording import load_or_open, load_recording
-    from simbench.systems import RecordedSystem
 
     return RecordedSystem(load_or_open(path) if lazy else load_recording(path))
-
-
-def _load_checkpoint(path: str | Path, task: Any) -> System:
-    from simbench.systems.torch import TorchSystem
-
-    return TorchSystem.from_checkpoint(Path(path), task=task)
-
-
-def _load_zoo(zoo_id: str) -> System:
-    from simbench.systems.torch import TorchSystem
-
-    return TorchSystem.from_zoo(zoo_id)
 
 
 def zoo_lm_dir(spec: str | Path) -> Path | None:
@@ -172,24 +157,31 @@ def zoo_lm_dir(spec: str | Path) -> Path | None:
 
 
 # ---- identities (what a stored result depends on) ------------------------------------------
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_LM_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """:func:`simbench.digest.sha256_file`, cached on (path, size, mtime): no rehash on rerun."""
+    from simbench.digest import sha256_file
+
+    return sha256_file(path)
+
+
+@functools.cache
+def _lm_sha256(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' names, sizes and times."""
+    from simbench.lm.load import model_dir_digest
+
+    return model_dir_digest(root)
 
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file, cached on (path, size, mtime) so a rerun does not rehash."""
-    from simbench.zoo.checkpoint import sha256_file
-
     p = Path(path)
     try:
         st = p.stat()
     except FileNotFoundError:
         raise SimbenchError(f"recording '{p}' does not exist", file=p,
                             fix="check the path in the spec (relative to the spec file)") from None
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(p)
-    return _DIGESTS[key]
+    return _sha256(str(p), st.st_size, st.st_mtime_ns)
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -209,27 +201,15 @@ def checkpoint_digest(path: str | Path) -> str:
 
 def lm_digest(path: str | Path) -> str:
     """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
-    from simbench.lm.load import model_dir_digest
-
     root = Path(path)
-    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                  for f in sorted(root.iterdir()) if f.is_file())
-    key = (str(root.resolve()), stamp)
-    if key not in _LM_DIGESTS:
-        _LM_DIGESTS[key] = model_dir_digest(root)
-    return _LM_DIGESTS[key]
-
-
-def _zoo_lm_identity(name: str) -> str:
-    path = zoo_lm_dir(name)
-    assert path is not None  # the kind opened it
-    return f"lm:sha256:{lm_digest(path)}"
+    return _lm_sha256(str(root), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                       for f in sorted(root.iterdir()) if f.is_file()))
 
 
 # ---- the table -----------------------------------------------------------------------------
 KINDS: list[SystemKind] = [
     SystemKind("recording object", "a simbench.Recording", _is_recording,
-               lambda spec, task, lazy: _recorded(spec)),
+               lambda spec, task, lazy: RecordedSystem(spec)),
     SystemKind("system object", "an object with system_id, access, task, sites and site_data "
                "(simbench.systems.System)",
                lambda spec: not _is_path(spec) and isinstance(spec, System),
@@ -241,14 +221,15 @@ KINDS: list[SystemKind] = [
                lambda spec: _is_path(spec) and Path(spec).is_dir(),
                lambda spec, task, lazy: _load_lm_dir(spec, task),
                identity=lambda spec: f"lm:sha256:{lm_digest(spec)}", heavy=True,
-               prompted=_prompted),
+               prompted=lambda system, lm: system.with_task(lm)),
     SystemKind("zoo language model", "a name of the language-model zoo (see `simbench zoo "
                "list --lm`)", _names_zoo_lm,
                lambda spec, task, lazy: _load_lm_dir(zoo_lm_dir(spec) or spec, task),
-               identity=_zoo_lm_identity, heavy=True, prompted=_prompted),
+               identity=lambda spec: f"lm:sha256:{lm_digest(zoo_lm_dir(spec) or spec)}",
+               heavy=True, prompted=lambda system, lm: system.with_task(lm)),
     SystemKind("checkpoint", f"a {CHECKPOINT_SUFFIX} file beside its JSON sidecar",
                lambda spec: _is_path(spec) and Path(spec).suffix == CHECKPOINT_SUFFIX,
-               lambda spec, task, lazy: _load_checkpoint(spec, task),
+               lambda spec, task, lazy: _torch_system().from_checkpoint(Path(spec), task=task),
                identity=lambda spec: f"checkpoint:sha256:{checkpoint_digest(spec)}", heavy=True),
     SystemKind("recording file", f"a recording ({', '.join(RECORDING_SUFFIXES)}) or an "
                "existing file",
@@ -258,15 +239,9 @@ KINDS: list[SystemKind] = [
                identity=lambda spec: f"recording:sha256:{file_digest(spec)}"),
     SystemKind("zoo network", "an id of the network zoo (see `simbench zoo list`)",
                lambda spec: isinstance(spec, str) and spec in _zoo_ids(),
-               lambda spec, task, lazy: _load_zoo(spec),
+               lambda spec, task, lazy: _torch_system().from_zoo(spec),
                identity=lambda spec: f"zoo:{spec}", heavy=True),
 ]
-
-
-def _recorded(recording: Any) -> System:
-    from simbench.systems import RecordedSystem
-
-    return RecordedSystem(recording)
 
 
 def register_kind(kind: SystemKind, *, before: str | None = None) -> None:
