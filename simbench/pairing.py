@@ -189,26 +189,27 @@ def pair_sites(
             f"{names[1]}, {len(common)} shared)", field="stimulus_id", **loc,
             fix="pass intersect=True (CLI: --intersect) to use the shared stimuli only")
     order = np.argsort(ia)
-    ia, ib = ia[order], ib[order]
+    sides = ((a, ia[order]), (b, ib[order]))
+    valid = _valid_steps(a, b, sides[0][1], sides[1][1], ids_a, where, loc)
+    steps = None if valid is None else valid.shape[1]
+    # the paired (stimulus, step) of every row, in the first system's stimulus order
+    stim, time = (np.arange(len(ia)), None) if valid is None else np.nonzero(valid)
+    ids = ids_a[sides[0][1]]
     from simbench.recording import is_lazy  # xarray is loaded by now (a and b are datasets)
 
-    if is_lazy(a) or is_lazy(b):
-        pair = _pair_lazy(a, b, ia, ib, ids_a, names, dtype, loc)
+    if is_lazy(a) or is_lazy(b):  # rows stay in the file: nothing read
+        pair = Paired(*(LazyRows(ds["activity"] if is_lazy(ds) else ds["activity"].values,
+                                 idx[stim], time, steps=steps, dtype=dtype,
+                                 stimulus_ids=ds["stimulus_id"].values,
+                                 file=ds.encoding.get("source"), site=loc["site"])
+                        for ds, idx in sides), stim, ids, time)
         return pair if lazy else _loaded_if_fits(pair, loc)
-    va, vb = a["activity"].values, b["activity"].values
-    valid = _valid_steps(a, b, ia, ib, ids_a, where, loc)
-    if valid is None:
-        return Paired(_rows(va, ia, dtype), _rows(vb, ib, dtype), np.arange(len(ia)),
-                      ids_a[ia], None)
-    steps = valid.shape[1]
-    if valid.all():
-        stim = np.repeat(np.arange(len(ia)), steps)
-        time = np.tile(np.arange(steps), len(ia))
-        x, y = (_rows(v, idx, dtype, steps) for v, idx in ((va, ia), (vb, ib)))
+    if valid is None or valid.all():  # views of the stored arrays where possible
+        x, y = (_rows(ds["activity"].values, idx, dtype, steps) for ds, idx in sides)
     else:
-        stim, time = np.nonzero(valid)
-        x, y = (_readonly(_cast(v[idx[stim], time], dtype)) for v, idx in ((va, ia), (vb, ib)))
-    return Paired(x, y, stim, ids_a[ia], time)
+        x, y = (_readonly(_cast(ds["activity"].values[idx[stim], time], dtype))
+                for ds, idx in sides)
+    return Paired(x, y, stim, ids, time)
 
 
 def _comparable_tokens(a: xr.Dataset, b: xr.Dataset) -> bool:
@@ -219,28 +220,6 @@ def _comparable_tokens(a: xr.Dataset, b: xr.Dataset) -> bool:
     kinds = {"U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu"
              for ds in (a, b)}
     return len(kinds) == 1
-
-
-def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
-               ids_a: np.ndarray, names: tuple[str, str], dtype: type | None,
-               loc: dict[str, Any]) -> Paired:
-    """:func:`pair_sites` for sites whose activity stays in the file: the same rows, in the
-    same order, as :class:`LazyRows` (coordinates are in memory; no activity is read)."""
-    from simbench.recording import is_lazy
-
-    acts = [ds["activity"] if is_lazy(ds) else ds["activity"].values for ds in (a, b)]
-    valid = _valid_steps(a, b, ia, ib, ids_a, f"{names[0]} vs {names[1]}", loc)
-    steps: int | None = None
-    if valid is None:
-        stim, time = np.arange(len(ia)), None
-    else:
-        steps = valid.shape[1]
-        stim, time = np.nonzero(valid)
-    sides = [LazyRows(act, idx[stim], time, steps=steps, dtype=dtype,
-                      stimulus_ids=ds["stimulus_id"].values,
-                      file=ds.encoding.get("source"), site=loc["site"])
-             for act, idx, ds in ((acts[0], ia, a), (acts[1], ib, b))]
-    return Paired(sides[0], sides[1], stim, ids_a[ia], time)
 
 
 def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
