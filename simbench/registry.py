@@ -126,7 +126,8 @@ class Registry:
         wanted = None if only is None else _selectors(only)
         skipped = _selectors(disable)
         for ep in eps:
-            info = PluginInfo(ep.name, _dist_name(ep), _dist_version(ep), ep.value)
+            info = PluginInfo(ep.name, _dist_name(ep),
+                              ep.dist.version if ep.dist is not None else "?", ep.value)
             if (wanted is not None and not info.selected_by(wanted)) or info.selected_by(skipped):
                 continue
             try:
@@ -319,17 +320,13 @@ def contained_call(what: str, fn: Callable[[], T], *, site: str | None = None,
 
 def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
                 seed: int, device: str, params: dict[str, Any]) -> Score:
-    """Run ``measure`` (a measure already looked up: :meth:`Registry.measure` for a name a
-    user gave, :meth:`Registry.registered` for a job's canonical name) on resolved
-    ``systems`` under guard, and fill in the Score's provenance.
+    """Run ``measure`` (looked up already) on resolved ``systems`` under guard, with
+    ``params`` resolved by :meth:`Measure.resolve_params`, and fill in the Score's provenance.
 
-    ``params`` are the measure's resolved parameters (:meth:`Measure.resolve_params`: defaults
-    filled in, each parsed and checked), which the caller computed once. The systems' number
-    and access are checked against the measure. The task is checked when the caller gave one
-    or the measure needs one; a recording's own task attr (e.g. Brain-Score data) need not be a
-    registered task for a correlative measure. The measure gets the caller's task override
-    only: systems trained on different tasks keep their own (each side's counterfactuals come
-    from its own task's causal model). Whatever the plugin does (raise, ``sys.exit``, return
+    The systems' number and access are checked; the systems' own tasks only when the measure
+    needs one (a recording's task attr, e.g. Brain-Score's, need not be registered for a
+    correlative measure). The measure gets the caller's task override only: systems trained
+    on different tasks keep their own. Whatever the plugin does (raise, ``sys.exit``, return
     something that is not a ``Score``) comes back as a
     :class:`~simbench.errors.SimbenchError` naming the plugin; the thread settings are restored
     afterwards (:func:`simbench.runtime.restore_threads`).
@@ -444,10 +441,6 @@ def _with_filter_note(fix: str) -> str:
 
 def _dist_name(ep: EntryPoint) -> str:
     return ep.dist.name if ep.dist is not None else "?"
-
-
-def _dist_version(ep: EntryPoint) -> str:
-    return ep.dist.version if ep.dist is not None else "?"
 
 
 _REGISTRY: Registry | None = None
