@@ -69,10 +69,10 @@ class Param:
     def parse(self, value: Any, *, measure: str = "?") -> Any:
         """Convert a CLI string (or a Python value) to this parameter's type and check it."""
         kind = self.type
+        if value is None:
+            return None
         try:
-            if value is None:
-                parsed = None
-            elif kind is bool and isinstance(value, str):
+            if kind is bool and isinstance(value, str):
                 parsed = _BOOL_WORDS[value.strip().lower()]
             elif kind is bool:
                 parsed = bool(value)
@@ -86,8 +86,6 @@ class Param:
                 field=self.name,
                 fix=f"pass e.g. --{self.name.replace('_', '-')} {self.default!r}",
             ) from None
-        if parsed is None:
-            return None
         if self.choices is not None and parsed not in self.choices:
             raise ParameterError(
                 f"measure '{measure}': parameter '{self.name}' must be one of {', '.join(map(str, self.choices))}, got {_plain(parsed)!r}",

@@ -10,6 +10,7 @@ works for a task plugin as for the built-in ones, and never imports torch.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -44,11 +45,8 @@ def producible_values(task: Any, *, seed: int = 12345) -> dict[str, set[int]]:
 def value_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
     """How many stimuli reach each defined value of one variable ([stimulus, time] arrays)."""
     arr = np.where(valid, np.asarray(values), UNDEFINED)
-    out: dict[int, int] = {}
-    for v in np.unique(arr):
-        if int(v) != UNDEFINED:
-            out[int(v)] = int((arr == v).reshape(len(arr), -1).any(axis=-1).sum())
-    return out
+    return {int(v): int((arr == v).reshape(len(arr), -1).any(axis=-1).sum())
+            for v in np.unique(arr) if int(v) != UNDEFINED}
 
 
 def state_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
@@ -312,13 +310,9 @@ def _too_few_states(states: dict[int, int], needed: set[int]) -> dict[int, int]:
 
 def _ranges(values: set[int]) -> str:
     """``{1, 2, 3, 7}`` -> ``1..3, 7``."""
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and runs[-1][1] == v - 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+    runs = [[v for _, v in run] for _, run in
+            itertools.groupby(enumerate(sorted(values)), lambda iv: iv[1] - iv[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
 
 
 __all__ = ["CoverageWarning", "DerivedVariablesWarning", "check_coverage", "derive_variables",

@@ -249,10 +249,8 @@ class TorchSystem:
         tok_str = self.task_def.token_strings(stim.tokens)
         valid = stim.tokens != self.task_def.pad
         attrs = {"n_stimuli": len(stim), "seed": seed if stimuli is None else -1,
-                 "generator": "simbench.systems.torch.TorchSystem.record"}
-        for key in ("arch", "sha256", "accuracy"):
-            if key in self.meta:
-                attrs[key] = self.meta[key]
+                 "generator": "simbench.systems.torch.TorchSystem.record",
+                 **{k: self.meta[k] for k in ("arch", "sha256", "accuracy") if k in self.meta}}
         datasets = {}
         for s in sites:
             act = np.concatenate(parts[s]).astype(np.float32)
