@@ -4,11 +4,8 @@ Samples are matched on ``stimulus_id`` and time step. Stimuli present in only on
 error unless the caller asks for the intersection; steps marked invalid (padding) in either
 system never enter a measure.
 
-Recordings too large to load (opened by :func:`simbench.recording.open_recording`) are paired
-without reading their activity: only the stimulus ids, tokens and valid masks are compared,
-and ``x``/``y`` become :class:`LazyRows`, which read a block of paired rows from the file when
-sliced. A caller that needs the activity whole (``pair_sites(..., lazy=False)``, the default)
-gets it loaded when it fits in memory and a :class:`RecordingError` when it does not.
+Recordings too large to load are paired without reading their activity (only stimulus ids,
+tokens and valid masks are compared): see :func:`pair_sites` and :class:`LazyRows`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import os
 import reprlib
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -303,21 +303,6 @@ class Registry:
                 )
 
 
-def contained_call(what: str, fn: Callable[[], T], *, site: str | None = None,
-                   fix: str | None = None) -> T:
-    """``fn()``, with any failure but Ctrl-C turned into a :class:`PluginError` about ``what``.
-
-    A :class:`SimbenchError` passes through unchanged (it already says what to do); anything
-    else, ``sys.exit`` included, becomes ``PluginError("<what> raised ...")`` chained to it.
-    """
-    try:
-        return fn()
-    except (SimbenchError, *NOT_CONTAINED):
-        raise
-    except BaseException as exc:
-        raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
-
-
 def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
                 seed: int, device: str, params: dict[str, Any]) -> Score:
     """Run ``measure`` (looked up already) on resolved ``systems`` under guard, with
@@ -349,9 +334,11 @@ def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: st
     dev = resolve_device(device)
     start = time.perf_counter()
     try:
-        result = contained_call(what, lambda: measure.score(systems, site=site, task=task,
-                                                            seed=seed, device=dev, **params),
-                                site=site, fix=fix)
+        result = measure.score(systems, site=site, task=task, seed=seed, device=dev, **params)
+    except (SimbenchError, *NOT_CONTAINED):
+        raise  # a SimbenchError already says what to do
+    except BaseException as exc:  # sys.exit included
+        raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
     finally:
         runtime.restore_threads()  # a notebook's own torch work runs as before
     if not isinstance(result, Score):
@@ -465,4 +452,4 @@ def task_by_name(task: str | Task | type[Task]) -> Task:
 
 
 __all__ = ["DISABLE_VAR", "ONLY_VAR", "PluginInfo", "Registration", "Registry",
-           "contained_call", "get_registry", "run_measure", "task_by_name"]
+           "get_registry", "run_measure", "task_by_name"]

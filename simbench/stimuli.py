@@ -19,6 +19,7 @@ Importing this module does not import torch or xarray.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,16 +136,12 @@ def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None)
         raise RecordingError("the stimulus file is neither a recording (.nc) nor text",
                              file=path, fix="one sequence per line, tokens separated by "
                              "spaces; or a .nc recording") from None
-    seqs = [(n, line.split()) for n, line in enumerate(lines, 1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    seqs = [line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not seqs:
         raise RecordingError("the stimulus file holds no sequences", file=path,
                              fix="one sequence per line, tokens separated by spaces")
-    width = max(len(s) for _, s in seqs)
-    tok = np.full((len(seqs), width), "", dtype=object)
-    for i, (_, s) in enumerate(seqs):
-        tok[i, : len(s)] = s
-    ids, _ = token_ids_of_strings(task, tok.astype(str), file=path)
+    tok = np.array(list(itertools.zip_longest(*seqs, fillvalue=""))).T  # right-padded with ""
+    ids, _ = token_ids_of_strings(task, tok, file=path)
     try:
         return task.stimuli_from_tokens(ids, strict=True)
     except TaskError as exc:

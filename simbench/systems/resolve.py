@@ -7,24 +7,11 @@ offered to each entry of :data:`KINDS`, in order; the first whose ``opens`` says
 heavy is imported before a kind has accepted the spec. A spec that no kind opens is one
 :class:`~simbench.errors.SimbenchError` listing what each kind looked for.
 
-The order, and why:
-
-1. ``recording object``: a :class:`~simbench.recording.Recording` in memory.
-2. ``system object``: anything that already is a :class:`~simbench.systems.System`.
-3. ``torch module``: a ``torch.nn.Module`` with native sites (a zoo model), run on ``task``.
-4. ``model directory``: a local directory (``save_pretrained``: config, safetensors weights,
-   tokenizer): a language model. A local path wins over any name, so this comes before the
-   zoo names.
-5. ``zoo language model``: a name of the language-model zoo (``lm_toxic_s1``), no local path.
-6. ``checkpoint``: a ``.safetensors`` file with its JSON sidecar: a network.
-7. ``recording file``: a netCDF recording (``.nc``, ``.nc4``, ``.cdf``, ``.h5``) or any other
-   existing file (a wrong file is refused by the reader, with the reason).
-8. ``zoo network``: an id of the network zoo (``gru_multi_s1``; see ``simbench zoo list``).
-
-A new kind of system is one more :class:`SystemKind` in :data:`KINDS` (or
-:func:`register_kind`): its name, what it looks for, ``opens``, ``load`` and, for specs a spec
-file can name, ``identity`` (what a stored result depends on: content hashes, so copying a file
-keeps its results).
+The order (:data:`KINDS` spells out each kind): objects first (a Recording, a System, a torch
+module with native sites), then a local model directory (a local path wins over any name), the
+language-model zoo's names, checkpoints (``.safetensors`` with a JSON sidecar), recording files
+(any other existing file too: the reader refuses a wrong one, with the reason) and last the
+network zoo's ids. A new kind of system is one more :class:`SystemKind` (:func:`register_kind`).
 
 The harness resolves with :func:`resolve_cached` (one load per process and file version);
 ``simbench.score`` and the CLI with :func:`resolve_systems` (recordings first, networks only

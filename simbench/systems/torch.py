@@ -17,9 +17,6 @@ Example::
 
     system = TorchSystem(my_module, MultiObject(), sites={"hidden": "layers.0"})
     rec = system.record(n=1000, seed=0)      # a simbench Recording, every site
-
-A task name (``"multi_object"``) works in place of the Task object; it is looked up in the
-plugin registry, as ``--task`` is.
 """
 
 from __future__ import annotations
