@@ -211,8 +211,7 @@ class Measure:
             if len(values) > 1:
                 swept.append(key)
             axes.append([(key, param.parse(v, measure=self.name)) for v in values])
-        grid = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-        return swept, grid
+        return swept, [dict(combo) for combo in itertools.product(*axes)]  # no axes: [{}]
 
     def describe(self) -> dict[str, Any]:
         """The measure's metadata as plain data (for `simbench measures --json` and the harness)."""

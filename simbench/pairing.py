@@ -30,12 +30,10 @@ class LazyRows:
     array, reading only the stimuli they need; ``shape``/``dtype``/``nbytes`` describe the
     whole without reading it, and ``np.asarray(rows)`` reads it all.
 
-    Cost of a different stimulus order in the two files: the rows follow the first system's
-    order, so when the second file lists its stimuli in another order each block's stimuli are
-    scattered there. They are read with one indexed read (HDF5 selects the rows; no more memory
-    than the block) instead of one contiguous slice when they span at most twice the block: the
-    same values, at the price of many small reads instead of one. The row map itself costs two
-    integer arrays of one entry per row (16 bytes a row).
+    Rows follow the first system's stimulus order; where the second file lists its stimuli in
+    another order, a block's stimuli are scattered there and read with one indexed read (the
+    same values and memory, in many small reads) instead of one contiguous slice. The row map
+    costs 16 bytes a row.
 
     Blocks are checked for NaN/Inf as they are read (a lazily opened file is not scanned up
     front); the error names the file, the site and the first stimulus holding one.

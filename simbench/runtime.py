@@ -40,11 +40,10 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 INTERVAL_S = 1.0
 #: A look older than this says nothing about the load now: start a new window instead.
 STALE_S = 10.0
-#: Other processes using more than this many cores (beyond whole cores already given up) take a
-#: core from torch ...
+#: Other processes using more than this many cores (beyond whole cores given up) take a core
+#: from torch, given back once they use at most UP_MARGIN (the gap keeps a load near one
+#: threshold from switching the count at every look).
 DOWN_MARGIN = 0.25
-#: ... and it is given back once they use at most this much: the gap keeps a load near one
-#: threshold from switching the count at every look.
 UP_MARGIN = 0.10
 
 
@@ -93,15 +92,11 @@ _gov = _Governor()
 def configure_threads(explicit: int | None = None) -> ThreadSettings:
     """Choose this process's torch thread settings; cheap, idempotent, never imports torch.
 
-    ``explicit`` (a ``--threads N`` flag) fixes the count. Otherwise the first call respects
-    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or an earlier ``torch.set_num_threads`` and, when
-    there is none of them, lets :func:`adapt_threads` follow the machine's load. Later calls
-    keep that choice, notice a ``torch.set_num_threads`` made in between (the user's call wins
-    from then on), and start a new record of the counts used (for the next score's provenance).
-    An explicit count is set in the environment too (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``
-    where set, and ``MKL_DYNAMIC=FALSE`` unless set, without which MKL caps it at the physical
-    cores), so torch starts with it if it is not loaded yet and child processes (e.g. Dask
-    workers) inherit it.
+    ``explicit`` (a ``--threads N`` flag) fixes the count, also in the environment, so a torch
+    loaded later and child processes (e.g. Dask workers) start with it. Otherwise the first
+    call keeps the user's choice (see the module) or lets :func:`adapt_threads` follow the load.
+    Later calls keep that choice, notice a ``torch.set_num_threads`` made in between, and start
+    a new record of the counts used (for the next score's provenance).
     """
     global _settings
     torch = sys.modules.get("torch")
@@ -110,8 +105,7 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
         for var in THREAD_VARS:
             if var == "OMP_NUM_THREADS" or var in os.environ:
                 os.environ[var] = str(n)
-        # else MKL caps the count torch starts with at the physical cores
-        os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+        os.environ.setdefault("MKL_DYNAMIC", "FALSE")  # else MKL caps it at the physical cores
         if torch is not None:
             torch.set_num_threads(n)
         # numpy, imported first by nearly everything, sized its BLAS pool before the variables
@@ -223,12 +217,8 @@ def choose_threads(others: float, current: int, ceiling: int, cpus: int) -> int:
 
 
 def dask_setup(worker: Any = None) -> None:
-    """Dask preload hook: ``dask worker tcp://HOST:8786 --preload simbench.runtime``.
-
-    Configures the worker process before any job loads torch (Dask's nanny sets
-    ``OMP_NUM_THREADS=1`` for its workers unless the environment says otherwise; that count
-    is respected like any other user setting).
-    """
+    """Dask preload hook (``dask worker tcp://HOST:8786 --preload simbench.runtime``): the
+    worker's settings before any job loads torch (the nanny's ``OMP_NUM_THREADS=1`` is kept)."""
     configure_threads()
 
 

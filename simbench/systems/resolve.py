@@ -131,11 +131,7 @@ def _load_recording(path: str | Path, lazy: bool) -> System:
 
 def zoo_lm_dir(spec: str | Path) -> Path | None:
     """The verified directory of the zoo language model called ``spec`` (``lm_toxic_s1``: see
-    `simbench zoo list --lm`), or None when ``spec`` names none.
-
-    A local path wins: a directory called ``lm_toxic_s1`` in the working directory is that
-    directory, as everywhere else a path is given.
-    """
+    `simbench zoo list --lm`), or None when ``spec`` names none (or a local path: it wins)."""
     if not _names_zoo_lm(str(spec)):
         return None
     from simbench.zoo.lm_build import lm_model_dir
