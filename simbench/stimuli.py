@@ -52,17 +52,13 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
     if tok.ndim != 2:
         raise RecordingError(f"tokens must be [stimulus, time], got shape {tok.shape}",
                              file=file, site=site, field="token")
-    pad_str = task.pad_token
-    if valid is None:
-        valid = (tok != pad_str) & (tok != "")
-    else:
-        valid = np.asarray(valid, dtype=bool) & (tok != "")
+    marked = (tok != task.pad_token) if valid is None else np.asarray(valid, dtype=bool)
+    valid = marked & (tok != "")
     index = task.token_index
     uniq, inverse = np.unique(tok, return_inverse=True)
-    inverse = inverse.reshape(tok.shape)
     lookup = np.array([index.get(u, index.get(task.token_aliases.get(u, u), -1)) for u in uniq],
                       dtype=np.int64)
-    ids = lookup[inverse]
+    ids = lookup[inverse.reshape(tok.shape)]
     bad = valid & (ids < 0)
     if bad.any():
         names, counts = np.unique(tok[bad], return_counts=True)
@@ -75,8 +71,7 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
             file=file, site=site, field="token",
             fix=f"task '{task.name}' has the tokens: {' '.join(task.vocab)}; record a network "
             "of the recording's own task, or pass that task with --task")
-    ids = np.where(valid, ids, task.pad)
-    return ids.astype(np.int64), valid
+    return np.where(valid, ids, task.pad).astype(np.int64), valid
 
 
 def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
