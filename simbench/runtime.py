@@ -229,8 +229,7 @@ def _first_settings(torch: Any) -> ThreadSettings:
         # torch lets MKL_NUM_THREADS override OMP_NUM_THREADS; name the one that decided
         omp, mkl = env.get("OMP_NUM_THREADS"), env.get("MKL_NUM_THREADS")
         var = "MKL_NUM_THREADS" if mkl is not None and mkl != omp else "OMP_NUM_THREADS"
-        n = _positive(env[var], var,
-                      f"set {var} to a whole number of threads >= 1, or unset it")
+        n = _positive(env[var], var, f"set {var} to a whole number of threads >= 1, or unset it")
         return ThreadSettings(var, n)
     if torch is None:  # torch's count when it loads will be its default: the ceiling
         return ThreadSettings("auto", None)
@@ -254,10 +253,8 @@ def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
         if settings.source == "threads argument" and now != settings.threads:
             torch.set_num_threads(settings.threads)
             now = torch.get_num_threads()
-        elif settings.source in THREAD_VARS:
-            settings.threads = now  # what torch made of the variable (capped by MKL, say)
-        elif settings.adaptive and settings.threads is None:
-            settings.threads = now
+        elif settings.source in THREAD_VARS or (settings.adaptive and settings.threads is None):
+            settings.threads = now  # torch's default, or what it made of the variable (MKL caps)
         if now == settings.threads:
             _gov.set_to = now
             return settings
