@@ -129,7 +129,7 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
     :class:`~simbench.errors.RecordingError` when it cannot: no ``token`` coordinate, tokens
     outside the task's vocabulary, or sequences the causal model refuses (naming why).
     """
-    from simbench.stimuli import token_ids_of_strings
+    from simbench.stimuli import dataset_token_ids
 
     if names is None:
         names = [v for v in task.variables if v not in ds.coords]
@@ -142,18 +142,7 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
                              "to compute them from", file=file, site=site, field=names[0],
                              fix="add the input tokens as a 'token' coordinate (stimulus, time), "
                              "or each variable as an integer coordinate")
-    from simbench.recording.tokens import refuse_token_codes
-
-    step_dims = ("stimulus", "time") if "time" in ds["token"].dims else ("stimulus",)
-    refuse_token_codes(ds["token"].values, task, file=file, site=site)
-    tok = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
-    if tok.ndim != 2:
-        raise RecordingError(f"cannot compute the {what}: 'token' has no time dim",
-                             file=file, site=site, field="token",
-                             fix="record the token at every step (stimulus, time)")
-    valid = (np.asarray(ds["valid"].transpose(*step_dims).values, dtype=bool)
-             if "valid" in ds.coords else None)
-    ids, valid = token_ids_of_strings(task, tok, valid, file=file, site=site)
+    ids, valid = dataset_token_ids(ds, task, file=file, site=site)
     try:
         out = task.causal_model(ids)
     except SimbenchError as exc:

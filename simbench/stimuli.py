@@ -74,6 +74,24 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
     return np.where(valid, ids, task.pad).astype(np.int64), valid
 
 
+def dataset_token_ids(ds: xr.Dataset, task: Task, *, file: Any = None,
+                      site: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A site's ``token`` coordinate (stimulus, time) and ``valid`` mask as ``task``'s token
+    ids (:func:`token_ids_of_strings`); integer codes are refused, saying how to convert them."""
+    from simbench.recording.tokens import refuse_token_codes
+
+    tokens = ds["token"]
+    if not {"stimulus", "time"} <= set(tokens.dims):
+        raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
+                             "time)", file=file, site=site, field="token",
+                             fix="record the token at every step (stimulus, time)")
+    refuse_token_codes(tokens.values, task, file=file, site=site)  # before they become text
+    tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
+    valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
+             if "valid" in ds.coords else None)
+    return token_ids_of_strings(task, tok, valid, file=file, site=site)
+
+
 def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
                          site: str | None = None, strict: bool = False) -> Stimuli:
     """The stimuli of one site dataset of a recording (its tokens and stimulus ids).
@@ -86,18 +104,7 @@ def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
                              "run on its stimuli", file=file, site=site, field="token",
                              fix="add the input tokens (stimulus, time) as strings, or record "
                              "the network on the recording's stimuli yourself")
-    tokens = ds["token"]
-    dims = [d for d in ("stimulus", "time") if d in tokens.dims]
-    if len(dims) != 2:
-        raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
-                             "time)", file=file, site=site, field="token")
-    from simbench.recording.tokens import refuse_token_codes
-
-    refuse_token_codes(tokens.values, task, file=file, site=site)  # before they become text
-    tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
-    valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
-             if "valid" in ds.coords else None)
-    ids, _ = token_ids_of_strings(task, tok, valid, file=file, site=site)
+    ids, _ = dataset_token_ids(ds, task, file=file, site=site)
     stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
     return task.stimuli_from_tokens(ids, stim_ids, strict=strict)
 
@@ -144,5 +151,5 @@ def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None)
                              file=path, field=exc.field, fix=exc.fix) from None
 
 
-__all__ = ["read_stimulus_file", "stimuli_from_dataset", "stimuli_from_recording",
+__all__ = ["dataset_token_ids", "read_stimulus_file", "stimuli_from_dataset", "stimuli_from_recording",
            "token_ids_of_strings"]
