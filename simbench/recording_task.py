@@ -155,19 +155,18 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
     return {v: np.where(valid, np.asarray(out[v], dtype=np.int64), UNDEFINED) for v in names}
 
 
-def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None = None,
-                       warn: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
+def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None = None
+                       ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every causal variable of ``task`` at one site, [stimulus, time] arrays: the recorded
     coordinates, and those the site lacks computed from its tokens (:func:`derive_variables`).
 
-    Returns the variables and the names that were derived; with ``warn``, deriving any gives a
+    Returns the variables and the names that were derived; deriving any gives a
     :class:`DerivedVariablesWarning` saying which (so a score says it did).
     """
-    step_dims = ("stimulus", "time")
     derived = derive_variables(ds, task, file=file, site=site)
-    out = {v: (derived[v] if v in derived else
-               np.asarray(ds[v].transpose(*step_dims).values)) for v in task.variables}
-    if derived and warn:
+    out = {v: derived[v] if v in derived else np.asarray(ds[v].transpose("stimulus", "time"))
+           for v in task.variables}
+    if derived:
         warnings.warn(
             f"{file or 'the recording'}{f', site {site!r}' if site else ''}: no coordinate for "
             f"{', '.join(repr(v) for v in derived)}; computed from the recorded tokens by task "
@@ -176,10 +175,10 @@ def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None
 
 
 def site_task_problems(ds: Any, task: Any, *,
-                       possible: Mapping[str, set[int]] | None = None) -> list[tuple[str, str]]:
-    """Every problem of one site dataset for ``task``, as (field, explanation) pairs."""
+                       possible: Mapping[str, set[int]]) -> list[tuple[str, str]]:
+    """Every problem of one site dataset for ``task``, given the values it can produce
+    (:func:`producible_values`), as (field, explanation) pairs."""
     problems: list[tuple[str, str]] = []
-    possible = producible_values(task) if possible is None else possible
     vocab = [str(t) for t in task.vocab]
     pad = vocab[0] if vocab else ""
     step_dims = ("stimulus", "time") if "time" in ds["activity"].dims else ("stimulus",)

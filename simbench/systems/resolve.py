@@ -29,6 +29,7 @@ import reprlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from simbench.access import ACCESSIBLE
@@ -326,20 +327,6 @@ def resolve_cached(source: str, task: str | None, *, lazy: bool = False, lm: Any
 
 
 # ---- several systems for one measure -------------------------------------------------------
-class _PendingNetwork:
-    """A heavy system not loaded yet (loading imports torch and takes seconds): it stands in
-    for the access check, so a measure asked of the wrong kinds of system fails before
-    anything heavy runs."""
-
-    access = ACCESSIBLE
-    task = None
-
-    def __init__(self, spec: str | Path) -> None:
-        self.spec = spec
-        self.system_id = str(spec)
-        self.path = spec if Path(spec).suffix == CHECKPOINT_SUFFIX else None
-
-
 def lm_task(prompts: Any = None, new_tokens: int | None = None) -> Any:
     """The :class:`~simbench.tasks.continuation.Continuation` that ``prompts`` (a file, a list
     or a generator) and ``new_tokens`` ask for, or None when neither is given."""
@@ -382,13 +369,15 @@ def resolve_systems(measure: str, systems: Sequence[object], *,
     m = reg.measure(measure)
     lazy = bool(getattr(m, "lazy_activity", False))  # reads activity by blocks of rows
     kinds = [kind_of(s) for s in systems]
-    early: list[Any] = [_PendingNetwork(s) if k.heavy  # type: ignore[arg-type]
-                        else k.load(s, task, lazy) for k, s in zip(kinds, systems)]
+    # a heavy system (loading imports torch and takes seconds) stands in unloaded for the
+    # access check, so a measure asked of the wrong kinds of system fails before it loads
+    early = [SimpleNamespace(access=ACCESSIBLE, task=None, system_id=str(s),
+                             path=s if Path(str(s)).suffix == CHECKPOINT_SUFFIX else None)
+             if k.heavy else k.load(s, task, lazy) for k, s in zip(kinds, systems)]
     reg.check_access(m, early)
     if task is not None:
         reg.task(task)  # unknown task names fail here, with suggestions
-    resolved = [k.load(s.spec, task, lazy) if isinstance(s, _PendingNetwork) else s
-                for k, s in zip(kinds, early)]
+    resolved = [k.load(s, task, lazy) if k.heavy else e for k, s, e in zip(kinds, systems, early)]
     resolved = with_lm_task(resolved, lm)
     reg.check_access(m, resolved)
     return resolved
