@@ -44,9 +44,7 @@ class LazyRows:
                  file: str | None = None, site: str | None = None) -> None:
         self.source, self.stim, self.time, self.steps = source, stim, time, steps
         self.file, self.site, self.stimulus_ids = file, site, stimulus_ids
-        stored = np.dtype(source.dtype)
-        self.dtype = np.dtype(dtype) if dtype is not None else (
-            stored if np.issubdtype(stored, np.floating) else np.dtype(np.float64))
+        self.dtype = _dtype(source.dtype, dtype)
         self.shape = (len(stim), int(source.shape[-1]))
         self.ndim = 2
 
@@ -273,12 +271,14 @@ def _rows(values: np.ndarray, idx: np.ndarray, dtype: type | None,
     return _readonly(_cast(picked.reshape(-1, values.shape[-1]), dtype))
 
 
+def _dtype(stored: Any, dtype: type | None) -> np.dtype:
+    """The dtype paired rows get: ``dtype``, else the stored one if floating, else float64."""
+    return np.dtype(dtype if dtype is not None
+                    else stored if np.issubdtype(stored, np.floating) else np.float64)
+
+
 def _cast(values: np.ndarray, dtype: type | None) -> np.ndarray:
-    if dtype is not None:
-        return np.asarray(values, dtype=dtype)
-    if np.issubdtype(values.dtype, np.floating):
-        return values
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=_dtype(values.dtype, dtype))
 
 
 def _readonly(values: np.ndarray) -> np.ndarray:
