@@ -192,14 +192,8 @@ class Measure:
         return out
 
     def sweep_grid(self, given: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-        """The parameter sets a sweep runs: (names of the swept parameters, grid).
-
-        A value sweeps when it is a list/tuple or a string with commas (``"0.1,1,10"``, what
-        the CLI's ``--alpha 0.1,1,10`` gives); every parameter sweeps, strings included
-        (``kernel="linear,cosine"``), and each element is parsed and checked (type, choices,
-        bounds) before anything runs. Several swept parameters give their full product, in
-        order: the first parameter varies slowest.
-        """
+        """The parameter sets a sweep runs (see :func:`simbench.api.sweep`): (names of the
+        swept parameters, grid), every element parsed and checked before anything runs."""
         swept: list[str] = []
         axes: list[list[tuple[str, Any]]] = []
         for key, value in given.items():

@@ -143,11 +143,9 @@ class Registry:
     def add_plugin(self, plugin: Any, info: PluginInfo) -> PluginInfo:
         """Register one plugin object and its measures and tasks: all of them, or none.
 
-        Its hooks are called through pluggy, for this plugin alone. Every item is checked (type,
-        declared metadata, names unique among its own and everything already registered)
-        before any is inserted; a failure of any kind leaves the registry as it was, marks
-        ``info`` failed (a :class:`PluginWarning`) and returns it.
-        """
+        Its hooks are called for this plugin alone and every item is checked (type, metadata,
+        unique names) before any is inserted; a failure leaves the registry as it was and marks
+        ``info`` failed (a :class:`PluginWarning`)."""
         self.plugins.append(info)
         stage, registered = "registration failed:", False
         try:

@@ -21,7 +21,12 @@ _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 @functools.cache
 def package_version() -> str:
     """simbench's version (e.g. ``"0.1.0"``); ``"0+unknown"`` when nothing records it."""
-    return _source_version(_PYPROJECT) or _installed_version() or UNKNOWN
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return _source_version(_PYPROJECT) or version(PACKAGE)
+    except PackageNotFoundError:
+        return UNKNOWN
 
 
 def _source_version(path: Path) -> str | None:
@@ -39,15 +44,6 @@ def _source_version(path: Path) -> str | None:
     if project.get("name") != PACKAGE or not isinstance(project.get("version"), str):
         return None
     return project["version"]
-
-
-def _installed_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return None
 
 
 __all__ = ["package_version"]
