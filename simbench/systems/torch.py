@@ -130,8 +130,7 @@ class TorchSystem:
         check_task_fits(getattr(module, "config", None), self.task_def,
                         what=system_id or self.meta.get("id") or type(module).__name__,
                         trained_on=self.meta.get("task"))
-        native = getattr(module, "sites", None)
-        if sites is None and native and hasattr(module, "run"):
+        if sites is None and getattr(module, "sites", None) and hasattr(module, "run"):
             self.model: nn.Module = module
         elif sites is None:
             raise SiteError(f"{type(module).__name__} has no native sites; name them",
@@ -150,7 +149,7 @@ class TorchSystem:
         from simbench.zoo import load_model
 
         model, meta = load_model(zoo_id, directory=directory, device=device)
-        return cls(model, task_by_name(meta["task"]), system_id=zoo_id, meta=meta)
+        return cls(model, meta["task"], system_id=zoo_id, meta=meta)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, task: Task | str | None = None,
