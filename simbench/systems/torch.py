@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,18 +60,15 @@ class HookedModel(nn.Module):
                             fix=f"module paths that exist: {shown or '(no submodules)'}")
         self.site_paths = dict(sites)
         self.sites = tuple(sites)
-        self._dims: dict[str, int] | None = None
 
-    @property
+    @functools.cached_property
     def site_dims(self) -> dict[str, int]:
         """Width of each site, found by one probe forward pass the first time it is asked."""
-        if self._dims is None:
-            probe = torch.as_tensor(self.probe if self.probe is not None
-                                    else [[1, 4, 3, 8, 2]], device=_device_of(self.module))
-            with torch.no_grad():
-                _, rec = self.run(probe, record=self.sites)
-            self._dims = {s: int(v.shape[-1]) for s, v in rec.items()}
-        return self._dims
+        probe = torch.as_tensor(self.probe if self.probe is not None else [[1, 4, 3, 8, 2]],
+                                device=_device_of(self.module))
+        with torch.no_grad():
+            _, rec = self.run(probe, record=self.sites)
+        return {s: int(v.shape[-1]) for s, v in rec.items()}
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.run(tokens)[0]
