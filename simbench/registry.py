@@ -349,14 +349,12 @@ def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: st
         result.ci = None
         result.attrs.setdefault("ci_note", "the measure gave no finite interval (no bootstrap "
                                 "resamples, e.g. n_boot = 0, or too few stimuli)")
-    result.attrs.setdefault("params", params)
-    result.attrs.setdefault("seed", seed)
     tasks = sorted({str(s.task) for s in systems if s.task is not None})
-    result.attrs.setdefault("task", task or (",".join(tasks) if tasks else None))
-    result.attrs.setdefault("runtime_s", time.perf_counter() - start)
-    result.attrs.setdefault("plugin", plugin.label)
-    for key, value in {**provenance(dev), **runtime.provenance()}.items():
-        result.attrs.setdefault(key, value)
+    for key, value in {"params": params, "seed": seed,
+                       "task": task or (",".join(tasks) if tasks else None),
+                       "runtime_s": time.perf_counter() - start, "plugin": plugin.label,
+                       **provenance(dev), **runtime.provenance()}.items():
+        result.attrs.setdefault(key, value)  # what the measure set wins
     return result
 
 
