@@ -132,12 +132,10 @@ def thread_settings() -> ThreadSettings | None:
 def provenance() -> dict[str, Any]:
     """``{"threads": {...}}`` for a score's attrs: who chose the count, the counts used since
     the last :func:`configure_threads` (torch's count now, when nothing was recorded)."""
-    settings = _settings if _settings is not None else configure_threads()
     torch = sys.modules.get("torch")
-    if torch is not None:
-        settings = _sync(settings, torch)
-        if not settings.used:
-            settings.used.add(torch.get_num_threads())
+    settings = _sync(_settings if _settings is not None else configure_threads(), torch)
+    if torch is not None and not settings.used:
+        settings.used.add(torch.get_num_threads())
     return {"threads": settings.as_dict()}
 
 

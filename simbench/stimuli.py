@@ -114,8 +114,8 @@ def stimuli_from_recording(recording: Recording, task: Task, *, site: str | None
     """The stimuli of a :class:`~simbench.recording.Recording` at ``site`` (default: its first
     site with a ``token`` coordinate)."""
     if site is None:
-        with_tokens = [s for s, ds in recording.sites.items() if "token" in ds.coords]
-        site = with_tokens[0] if with_tokens else next(iter(recording.sites), None)
+        site = next((s for s, ds in recording.sites.items() if "token" in ds.coords),
+                    next(iter(recording.sites), None))
     if site is None:
         raise RecordingError("the recording has no sites", file=recording.path)
     return stimuli_from_dataset(recording.site(site), task, file=recording.path, site=site,
