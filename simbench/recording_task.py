@@ -180,7 +180,6 @@ def site_task_problems(ds: Any, task: Any, *,
     (:func:`producible_values`), as (field, explanation) pairs."""
     problems: list[tuple[str, str]] = []
     vocab = [str(t) for t in task.vocab]
-    pad = vocab[0] if vocab else ""
     step_dims = ("stimulus", "time") if "time" in ds["activity"].dims else ("stimulus",)
     valid = (np.asarray(ds["valid"].transpose(*step_dims).values, dtype=bool)
              if "valid" in ds.coords else None)
@@ -199,8 +198,8 @@ def site_task_problems(ds: Any, task: Any, *,
                          f"{conversion_line(ds.encoding.get('source'), task.name)}"))
     else:
         tokens = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
-        if valid is None:
-            valid = (tokens != pad) & (tokens != "")
+        if valid is None:  # the pad token (the vocabulary's first) or empty: padding
+            valid = (tokens != (vocab[0] if vocab else "")) & (tokens != "")
         present, counts = np.unique(tokens[valid], return_counts=True)
         foreign = [(str(t), int(c)) for t, c in zip(present, counts) if str(t) not in vocab]
         if foreign:
@@ -212,10 +211,9 @@ def site_task_problems(ds: Any, task: Any, *,
         valid = np.ones(tuple(ds.sizes[d] for d in step_dims), dtype=bool)
     derived: dict[str, np.ndarray] = {}
     why = ""
-    missing = [v for v in task.variables if v not in ds.coords]
-    if missing and not any(f == "token" for f, _ in problems):
+    if not any(f == "token" for f, _ in problems):
         try:
-            derived = derive_variables(ds, task, missing)
+            derived = derive_variables(ds, task)  # the variables the site lacks
         except SimbenchError as exc:
             why = exc.message
     for name in task.variables:
@@ -244,14 +242,10 @@ def site_task_problems(ds: Any, task: Any, *,
         states = state_coverage(raw, valid)
         low = _too_few_states(states, allowed)
         if low:
-            absent = {v for v, n in low.items() if n == 0}
-            parts = []
-            if absent:
-                parts.append(f"never reached: {name} = {_ranges(absent)}")
-            rare = {v: n for v, n in low.items() if n}
-            if rare:
-                parts.append("too few states: " + ", ".join(
-                    f"{name} = {v} ({n})" for v, n in list(rare.items())[:8]))
+            absent = _ranges({v for v, n in low.items() if n == 0})
+            rare = [f"{name} = {v} ({n})" for v, n in low.items() if n][:8]
+            parts = ([f"never reached: {name} = {absent}"] if absent else []) + (
+                [f"too few states: {', '.join(rare)}"] if rare else [])
             problems.append((name, f"{'; '.join(parts)}; counterfactual latents are matched "
                              f"to recorded states with the same values, which needs at least "
                              f"{MIN_STATES_PER_VALUE} per value (about "
