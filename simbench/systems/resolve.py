@@ -299,13 +299,9 @@ _CACHE: dict[tuple[str, str | None, int], System] = {}
 def resolve_cached(source: str, task: str | None, *, lazy: bool = False, lm: Any = None
                    ) -> System:
     """The harness's one way to a system: :func:`resolve_system` once per process and file
-    version (source, task, mtime), so a worker loads each recording or model once.
-
-    A recording is opened as for a measure that reads activity by blocks of rows; a caller
-    that needs it whole (``lazy`` False) gets the reader's refusal when it is too large to
-    load, as :func:`resolve_system` gives it. ``lm`` (:func:`lm_task`): the prompts a language
-    model is given. Any failure is a :class:`~simbench.errors.SimbenchError`.
-    """
+    version (source, task, mtime). Recordings open lazily; ``lazy`` False gets the reader's
+    refusal of one too large to load. ``lm`` (:func:`lm_task`): the prompts a language model
+    is given. Any failure is a :class:`~simbench.errors.SimbenchError`."""
     kind = kind_of(source)
     try:
         stamp = os.stat(source).st_mtime_ns
@@ -355,14 +351,10 @@ def with_lm_task(systems: Sequence[System], task: Any) -> list[System]:
 
 def resolve_systems(measure: str, systems: Sequence[object], *,
                     task: str | None = None, lm: Any = None) -> list[System]:
-    """Resolve ``systems`` for ``measure``, cheapest checks first.
-
-    Recordings are loaded and validated, the number and access of the systems checked against
-    the measure and the task name looked up *before* any heavy system (a network or a language
-    model) is loaded: a bad recording or a wrong measure fails in well under a second instead of
-    after torch and the zoo have loaded. ``lm`` (see :func:`lm_task`): the prompts language
-    models are given.
-    """
+    """Resolve ``systems`` for ``measure``, cheapest checks first: recordings, the systems'
+    number and access and the task name are checked before any network or language model loads
+    (a bad recording fails in well under a second). ``lm`` (:func:`lm_task`): the prompts
+    language models are given."""
     from simbench.registry import get_registry
 
     reg = get_registry()
