@@ -95,8 +95,7 @@ def resolve(name: str) -> Alias | None:
     if name in _BY_ID:
         return _BY_ID[name]
     for pattern, _, measure, params in TEMPLATES:
-        match = re.fullmatch(pattern, name)
-        if match:
+        if match := re.fullmatch(pattern, name):
             return Alias(name, measure, params(match))
     return None
 

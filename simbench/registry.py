@@ -121,8 +121,8 @@ class Registry:
         ``only``: selectors of the plugins to load (``None``: all); ``disable``: selectors of
         plugins to skip. See the module docstring for what a selector is.
         """
-        eps = list(entry_points(group=GROUP))
-        eps.sort(key=lambda ep: (_dist_name(ep) != OWN_DIST, _dist_name(ep), ep.name))
+        eps = sorted(entry_points(group=GROUP),
+                     key=lambda ep: (_dist_name(ep) != OWN_DIST, _dist_name(ep), ep.name))
         wanted = None if only is None else _selectors(only)
         skipped = _selectors(disable)
         for ep in eps:

@@ -6,6 +6,7 @@ back; :func:`provenance` is the machine and version facts stored with it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -195,14 +196,9 @@ def cpu_facts() -> dict[str, Any]:
     logical core count. Run times, and the last bits of float results, differ between CPUs
     (instruction sets, core counts), so a store of timings is read against its CPU."""
     name = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        name = next((line.split(":", 1)[1].strip() for line in f
+                     if line.startswith("model name")), name)
     return {"cpu": name or "unknown", "cpu_cores": os.cpu_count()}
 
 
