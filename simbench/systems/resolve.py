@@ -303,11 +303,7 @@ def resolve_cached(source: str, task: str | None, *, lazy: bool = False, lm: Any
     refusal of one too large to load. ``lm`` (:func:`lm_task`): the prompts a language model
     is given. Any failure is a :class:`~simbench.errors.SimbenchError`."""
     kind = kind_of(source)
-    try:
-        stamp = os.stat(source).st_mtime_ns
-    except OSError:
-        stamp = 0
-    key = (source, task, stamp)
+    key = (source, task, os.stat(source).st_mtime_ns if os.path.exists(source) else 0)
     if key not in _CACHE:
         try:
             _CACHE[key] = kind.load(source, task, True)
