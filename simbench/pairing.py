@@ -104,8 +104,7 @@ class Paired:
 
     ``x`` and ``y`` are read-only: when both systems hold the same stimuli in the same order
     and no step is padding, they are views of the recordings' own arrays (no copy), so a measure
-    must not write into them. Paired with ``lazy=True`` from a recording opened by
-    :func:`simbench.recording.open_recording`, they are :class:`LazyRows` (see :attr:`lazy`).
+    must not write into them; they may be :class:`LazyRows` (see :func:`pair_sites`).
     """
 
     x: Any  # [n_samples, units_a]: np.ndarray, or LazyRows

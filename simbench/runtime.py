@@ -156,13 +156,10 @@ def restore_threads() -> None:
 
 
 def adapt_threads() -> int | None:
-    """Follow the machine's load; call it once per training step (cheap: a clock read).
-
-    About every :data:`INTERVAL_S` seconds, measure the cores other processes used since the
-    last look and give torch the cores they leave free: at least 1, at most torch's default.
-    Does nothing when the user fixed the count, before torch is loaded, or where psutil cannot
-    read the CPU times. Returns the thread count in effect (None when torch is not loaded).
-    """
+    """Follow the machine's load (see the module) about every :data:`INTERVAL_S` seconds; call
+    it once per training step (cheap: a clock read). Does nothing when the user fixed the count
+    or where psutil cannot read the CPU times. Returns the thread count in effect (None when
+    torch is not loaded)."""
     torch = sys.modules.get("torch")
     if torch is None:
         return None

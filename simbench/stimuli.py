@@ -3,8 +3,7 @@
 A network can be recorded on exactly the stimuli of someone else's recording (the tokens are in
 the file), so a correlative measure compares responses to the same sequences with the same ids
 whatever ``n`` and seed the recording was made with. Token strings are turned into ids through
-the *network's* task vocabulary; a token that is not in it is an error naming a few of them and
-listing the vocabulary.
+the *network's* task vocabulary (:func:`token_ids_of_strings`).
 
 Stimulus files (``simbench record --stimuli FILE``):
 
