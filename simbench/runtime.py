@@ -295,8 +295,7 @@ def _busy_seconds() -> tuple[float, float] | None:
     except (OSError, psutil.Error):  # pragma: no cover - a platform psutil cannot read
         return None
     # guest time is already inside user and nice (as /proc/stat counts it): not added again
-    busy = t.user + t.nice + t.system + sum(getattr(t, f, 0.0) for f in ("irq", "softirq",
-                                                                      "steal"))
+    busy = sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
     return busy, own.user + own.system
 
 
