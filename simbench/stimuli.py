@@ -91,13 +91,20 @@ def dataset_token_ids(ds: xr.Dataset, task: Task, *, file: Any = None,
     return token_ids_of_strings(task, tok, valid, file=file, site=site)
 
 
-def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
-                         site: str | None = None, strict: bool = False) -> Stimuli:
-    """The stimuli of one site dataset of a recording (its tokens and stimulus ids).
+def stimuli_from_recording(recording: Recording, task: Task, *, site: str | None = None,
+                           strict: bool = False) -> Stimuli:
+    """The stimuli (tokens and stimulus ids) of a :class:`~simbench.recording.Recording` at
+    ``site`` (default: its first site with a ``token`` coordinate).
 
     ``strict`` False keeps stimuli whose tokens ``task``'s causal model does not accept (a
     correlative measure needs no causal variables; they are then left out).
     """
+    if site is None:
+        site = next((s for s, ds in recording.sites.items() if "token" in ds.coords),
+                    next(iter(recording.sites), None))
+    if site is None:
+        raise RecordingError("the recording has no sites", file=recording.path)
+    ds, file = recording.site(site), recording.path
     if "token" not in ds.coords:
         raise RecordingError("the recording has no 'token' coordinate, so a network cannot be "
                              "run on its stimuli", file=file, site=site, field="token",
@@ -106,19 +113,6 @@ def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
     ids, _ = dataset_token_ids(ds, task, file=file, site=site)
     stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
     return task.stimuli_from_tokens(ids, stim_ids, strict=strict)
-
-
-def stimuli_from_recording(recording: Recording, task: Task, *, site: str | None = None,
-                           strict: bool = False) -> Stimuli:
-    """The stimuli of a :class:`~simbench.recording.Recording` at ``site`` (default: its first
-    site with a ``token`` coordinate)."""
-    if site is None:
-        site = next((s for s, ds in recording.sites.items() if "token" in ds.coords),
-                    next(iter(recording.sites), None))
-    if site is None:
-        raise RecordingError("the recording has no sites", file=recording.path)
-    return stimuli_from_dataset(recording.site(site), task, file=recording.path, site=site,
-                                strict=strict)
 
 
 def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None) -> Stimuli:
@@ -150,5 +144,5 @@ def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None)
                              file=path, field=exc.field, fix=exc.fix) from None
 
 
-__all__ = ["dataset_token_ids", "read_stimulus_file", "stimuli_from_dataset", "stimuli_from_recording",
+__all__ = ["dataset_token_ids", "read_stimulus_file", "stimuli_from_recording",
            "token_ids_of_strings"]
