@@ -13,9 +13,8 @@ language-model zoo's names, checkpoints (``.safetensors`` with a JSON sidecar), 
 (any other existing file too: the reader refuses a wrong one, with the reason) and last the
 network zoo's ids. A new kind of system is one more :class:`SystemKind` (:func:`register_kind`).
 
-The harness resolves with :func:`resolve_cached` (one load per process and file version);
-``simbench.score`` and the CLI with :func:`resolve_systems` (recordings first, networks only
-after the measure has accepted the kinds of system).
+The harness resolves with :func:`resolve_cached`, ``simbench.score`` and the CLI with
+:func:`resolve_systems`.
 """
 
 from __future__ import annotations
