@@ -77,14 +77,11 @@ def score(
 def sweep(measure: str, *systems: object, **kwargs: Any) -> list[Score]:
     """Score ``systems`` once per parameter combination: the CLI's ``--k 1,2,4`` from Python.
 
-    Takes :func:`score`'s arguments (``site``, ``task``, ``seed``, ``device``, ``prompts``,
-    ``new_tokens`` and the measure's parameters). A parameter sweeps when its value is a list
-    (``alpha=[0.1, 1, 10]``) or a comma-separated string (``"0.1,1,10"``,
-    ``kernel="linear,cosine"``); several swept parameters give their full product, the first
-    varying slowest. Every value is checked before anything runs, the systems are resolved
-    once, and the result is a list of :class:`Score` in sweep order, each with its parameters
-    in ``attrs["params"]``. Parameters with one value are passed to every run unchanged (a
-    sweep of nothing returns one Score in a list).
+    Takes :func:`score`'s arguments. A parameter sweeps when its value is a list
+    (``alpha=[0.1, 1, 10]``) or a comma-separated string (``kernel="linear,cosine"``); several
+    give their full product, the first varying slowest. Every value is checked before anything
+    runs and the systems are resolved once; the result is one :class:`Score` per combination,
+    in order, its parameters in ``attrs["params"]`` (a sweep of nothing: one Score in a list).
     """
     options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
     _, grid = get_registry().measure(measure).sweep_grid(kwargs)

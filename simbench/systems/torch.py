@@ -196,8 +196,7 @@ class TorchSystem:
     def _tensor(self, tokens: Any) -> Tensor:
         if isinstance(tokens, Tensor):
             return tokens
-        arr = self.task_def.check_tokens(tokens)
-        return torch.as_tensor(arr, device=_device_of(self.model))
+        return torch.as_tensor(self.task_def.check_tokens(tokens), device=_device_of(self.model))
 
     def record_like(self, recording: Any, site: str) -> Any:
         """``site``'s dataset on a recording's own sequences (decoded through this network's
