@@ -204,16 +204,6 @@ def pair_sites(
     return Paired(x, y, stim, ids, time)
 
 
-def _comparable_tokens(a: xr.Dataset, b: xr.Dataset) -> bool:
-    """Whether both sites have tokens of one kind (names, or integer codes), so equal stimuli
-    must have equal tokens; names against codes cannot be compared and are not."""
-    if "token" not in a.coords or "token" not in b.coords:
-        return False
-    kinds = {"U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu"
-             for ds in (a, b)}
-    return len(kinds) == 1
-
-
 def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
                  ids_a: np.ndarray, where: str, loc: dict[str, Any]) -> np.ndarray | None:
     """bool [stimuli, steps]: the paired steps neither side pads (None without a time dim).
@@ -232,7 +222,10 @@ def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
     for ds, idx in ((a, ia), (b, ib)):
         if "valid" in ds.coords:
             valid &= ds["valid"].values[idx, :steps]
-    if _comparable_tokens(a, b):
+    # tokens of one kind (names, or integer codes) must match; names against codes cannot be
+    kinds = [("U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu")
+             for ds in (a, b) if "token" in ds.coords]
+    if len(kinds) == 2 and kinds[0] == kinds[1]:
         ta, tb = a["token"].values[ia, :steps], b["token"].values[ib, :steps]
         mismatch = (ta != tb) & valid
         if mismatch.any():
