@@ -272,16 +272,14 @@ def task_notes(rec: Recording, task: Any) -> list[str]:
     site lacks that the task computes from its tokens (one sentence per site)."""
     out = []
     for site, ds in rec.sites.items():
-        missing = [v for v in task.variables if v not in ds.coords]
-        if not missing:
-            continue
         try:
-            derive_variables(ds, task, missing)
+            derived = derive_variables(ds, task)  # those the site lacks
         except SimbenchError:
             continue  # a problem, reported by task_problems
-        out.append(f"file {rec.path}, site '{site}': no coordinate for "
-                   f"{', '.join(repr(v) for v in missing)}; computed from the tokens by task "
-                   f"'{task.name}''s causal model")
+        if derived:
+            out.append(f"file {rec.path}, site '{site}': no coordinate for "
+                       f"{', '.join(repr(v) for v in derived)}; computed from the tokens by "
+                       f"task '{task.name}''s causal model")
     return out
 
 

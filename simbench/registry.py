@@ -344,8 +344,7 @@ def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: st
                           f"{reprlib.repr(result)} instead of a simbench.Score",
                           site=site, fix=fix)
     if result.ci is not None and not result.has_interval:
-        # A (nan, nan) pair from a bootstrap with no resamples: no interval, and say why, as the
-        # built-in measures do, instead of printing "[nan, nan]".
+        # (nan, nan), e.g. a bootstrap without resamples: say why instead of "[nan, nan]"
         result.ci = None
         result.attrs.setdefault("ci_note", "the measure gave no finite interval (no bootstrap "
                                 "resamples, e.g. n_boot = 0, or too few stimuli)")
