@@ -235,10 +235,8 @@ class Registry:
         return AliasedMeasure(alias, self._measures[alias.measure].item)
 
     def registered(self, name: str) -> Registration[Measure]:
-        """The measure registered as exactly ``name``, with its plugin: the lookup of a name
-        that is already canonical (a job's, a looked-up measure's own ``name``), so no
-        community id is resolved here. An unknown name means its plugin did not load in this
-        process."""
+        """The measure registered as exactly ``name`` (a canonical name: no community id is
+        resolved), with its plugin; unknown: its plugin did not load in this process."""
         if name not in self._measures:
             raise RegistryError(f"measure '{name}' is not registered in this process",
                                 field="measure",

@@ -212,12 +212,7 @@ class TorchSystem:
                counts: Any = "all") -> Recording:
         """Record every site (or ``sites``) over ``stimuli`` (default: ``n`` stimuli drawn with
         ``seed`` over all counts) into a :class:`~simbench.recording.Recording` whose causal
-        variables are coordinates.
-
-        ``stimuli`` may come from elsewhere, e.g. another recording's own sequences
-        (:func:`simbench.stimuli.stimuli_from_recording`): their ids are kept, so the two
-        recordings pair stimulus by stimulus.
-        """
+        variables are coordinates. Given stimuli keep their ids (see :meth:`record_like`)."""
         from simbench.recording import Recording, site_dataset
 
         stim = stimuli if stimuli is not None else self.task_def.sample(n, seed, counts=counts)
