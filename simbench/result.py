@@ -60,11 +60,10 @@ class Score:
         """``p = 0.0010 (null 0.1200 ± 0.0300, 1000 permutations)``, or ``""`` without a null."""
         if not self.has_null:
             return ""
-        size = self.null_size or 0
         kind = "draws" if self.null_method and "permutation" not in self.null_method \
             else "permutations"
         return (f"p = {_bound(self.p_value, '.4g')} (null {_bound(self.null_mean)} ± "
-                f"{_bound(self.null_sd)}, {size} {kind})")
+                f"{_bound(self.null_sd)}, {self.null_size or 0} {kind})")
 
     @property
     def has_interval(self) -> bool:

@@ -254,12 +254,11 @@ def _no_kind(spec: object) -> SimbenchError:
     shown = repr(str(spec)) if _is_path(spec) else reprlib.repr(spec)
     tried = "; ".join(f"{k.name}: {k.looks_for}" for k in KINDS)
     message = f"{shown} is no system simbench can open (tried, in order: {tried})"
-    hub = looks_like_hub_id(spec)  # a model-hub id reads like a zoo name
     fix = ("pass a recording path (.nc), a checkpoint, a model directory, a zoo id, a "
            "Recording or a System")
     if isinstance(spec, str) and "/" not in spec and not Path(spec).suffix:
         fix = did_you_mean(spec, [*_zoo_ids(), *LM_NAMES], command="simbench zoo list")
-    if hub:
+    if looks_like_hub_id(spec):  # a model-hub id reads like a zoo name
         name = str(spec)
         message += (f"; if '{name}' is a model-hub id: simbench loads language models from "
                     "disk only (no model hub is contacted)")
