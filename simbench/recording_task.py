@@ -76,10 +76,8 @@ def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
     for name, values in variables.items():
         stimuli = value_coverage(values, valid)
         states = state_coverage(values, valid)
-        needed = set(possible.get(name, set()))
-        if name in restrict:
-            lo, hi = restrict[name]
-            needed = {v for v in needed if lo <= v <= hi}
+        lo, hi = restrict.get(name, (-np.inf, np.inf))
+        needed = {v for v in possible.get(name, set()) if lo <= v <= hi}
         low = _too_few_states(states, needed)
         few = {v: stimuli[v] for v in sorted(needed)
                if v not in low and stimuli.get(v, 0) < GOOD_STIMULI_PER_VALUE}
