@@ -76,10 +76,9 @@ class HookedModel(nn.Module):
     def run(self, tokens: Tensor, *, edits: Mapping[str, Any] | None = None,
             record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
         """Run the module with hook patches and reads at the named sites (see the zoo API)."""
-        for s in [*record, *(edits or {})]:
-            if s not in self.site_paths:
-                raise SiteError(f"no site {s!r}", site=s,
-                                fix=f"sites of this system: {', '.join(self.sites)}")
+        if unknown := [s for s in [*record, *(edits or {})] if s not in self.site_paths]:
+            raise SiteError(f"no site {unknown[0]!r}", site=unknown[0],
+                            fix=f"sites of this system: {', '.join(self.sites)}")
         with hooked_sites(self.module, self.site_paths, tokens, edits, record) as rec:
             out = self.module(tokens)
         logits = getattr(out, "logits", None)
@@ -217,10 +216,9 @@ class TorchSystem:
 
         stim = stimuli if stimuli is not None else self.task_def.sample(n, seed, counts=counts)
         sites = tuple(sites) if sites is not None else self.sites
-        for s in sites:
-            if s not in self.sites:
-                raise SiteError(f"{self.system_id} has no site {s!r}", site=s,
-                                fix=f"sites: {', '.join(self.sites)}")
+        if unknown := [s for s in sites if s not in self.sites]:
+            raise SiteError(f"{self.system_id} has no site {unknown[0]!r}", site=unknown[0],
+                            fix=f"sites: {', '.join(self.sites)}")
         tokens = torch.as_tensor(stim.tokens, device=_device_of(self.model))
         parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
         # Record in eval mode; give every submodule back the mode it had, also on an error.
