@@ -13,9 +13,8 @@ from typing import Literal
 Access = Literal["accessible", "recording"]
 ACCESSIBLE: Access = "accessible"
 RECORDING: Access = "recording"
-ACCESS_LEVELS: tuple[Access, ...] = (ACCESSIBLE, RECORDING)
 
 Family = Literal["causal", "correlative"]
 FAMILIES: tuple[Family, ...] = ("causal", "correlative")
 
-__all__ = ["ACCESSIBLE", "ACCESS_LEVELS", "FAMILIES", "RECORDING", "Access", "Family"]
+__all__ = ["ACCESSIBLE", "FAMILIES", "RECORDING", "Access", "Family"]

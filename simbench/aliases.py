@@ -95,8 +95,7 @@ def resolve(name: str) -> Alias | None:
     if name in _BY_ID:
         return _BY_ID[name]
     for pattern, _, measure, params in TEMPLATES:
-        match = re.fullmatch(pattern, name)
-        if match:
+        if match := re.fullmatch(pattern, name):
             return Alias(name, measure, params(match))
     return None
 
@@ -108,7 +107,8 @@ def looks_like_community_id(name: str) -> bool:
 
 def listing() -> list[tuple[str, str, str, str]]:
     """(id, measure, parameters, note) rows of every alias and template, for the CLI."""
-    rows = [(a.id, a.measure, _params_text(a.params), a.note) for a in ALIASES]
+    rows = [(a.id, a.measure, ", ".join(f"{k}={v}" for k, v in a.params.items()) or "(defaults)",
+             a.note) for a in ALIASES]
     rows += [(form, measure, "from the id", "") for _, form, measure, _ in TEMPLATES]
     return rows
 
@@ -116,10 +116,6 @@ def listing() -> list[tuple[str, str, str, str]]:
 def known_ids() -> list[str]:
     """Every fixed id and template form (for suggestions)."""
     return [a.id for a in ALIASES] + [form for _, form, _, _ in TEMPLATES]
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
 
 
 class AliasedMeasure(Measure):

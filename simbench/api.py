@@ -23,6 +23,9 @@ from simbench.systems.resolve import (
     zoo_lm_dir,
 )
 
+#: :func:`score`'s own keyword arguments (everything else is a measure parameter)
+_OPTIONS = ("site", "task", "seed", "device", "prompts", "new_tokens")
+
 
 def score(
     measure: str,
@@ -71,31 +74,21 @@ def score(
                        params=resolved_params)
 
 
-def sweep(
-    measure: str,
-    *systems: object,
-    site: str | None = None,
-    task: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    prompts: Any = None,
-    new_tokens: int | None = None,
-    **params: Any,
-) -> list[Score]:
+def sweep(measure: str, *systems: object, **kwargs: Any) -> list[Score]:
     """Score ``systems`` once per parameter combination: the CLI's ``--k 1,2,4`` from Python.
 
-    A parameter sweeps when its value is a list (``alpha=[0.1, 1, 10]``) or a comma-separated
-    string (``"0.1,1,10"``, ``kernel="linear,cosine"``); several swept parameters give their
-    full product, the first varying slowest. Every value is checked before anything runs, the
-    systems are resolved once, and the result is a list of :class:`Score` in sweep order, each
-    with its parameters in ``attrs["params"]``. Parameters with one value are passed to every
-    run unchanged (a sweep of nothing returns one Score in a list).
+    Takes :func:`score`'s arguments. A parameter sweeps when its value is a list
+    (``alpha=[0.1, 1, 10]``) or a comma-separated string (``kernel="linear,cosine"``); several
+    give their full product, the first varying slowest. Every value is checked before anything
+    runs and the systems are resolved once; the result is one :class:`Score` per combination,
+    in order, its parameters in ``attrs["params"]`` (a sweep of nothing: one Score in a list).
     """
-    m = get_registry().measure(measure)
-    _, grid = m.sweep_grid(params)
-    resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
-    return [score(measure, *resolved, site=site, task=task, seed=seed, device=device, **combo)
-            for combo in grid]
+    options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
+    _, grid = get_registry().measure(measure).sweep_grid(kwargs)
+    resolved = resolve_systems(measure, systems, task=options.get("task"),
+                               lm=lm_task(options.pop("prompts", None),
+                                          options.pop("new_tokens", None)))
+    return [score(measure, *resolved, **options, **combo) for combo in grid]
 
 
 __all__ = ["lm_task", "resolve_system", "resolve_systems", "score", "sweep", "with_lm_task",

@@ -22,7 +22,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> str:
     """The concrete device for ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, never
     ``"auto"``. ``None`` means ``auto``; a ``torch.device`` is accepted as its string."""
     name = "auto" if device is None else str(device)
-    if name not in DEVICES and not _is_cuda_index(name):
+    prefix, _, index = name.partition(":")
+    if name not in DEVICES and not (prefix == "cuda" and index.isdigit()):
         raise SimbenchError(f"unknown device '{name}'", field="device",
                             fix=f"use one of {', '.join(DEVICES)} (or cuda:N)")
     if name == "cpu":
@@ -35,11 +36,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> str:
         raise SimbenchError(f"--device {name} was asked for, but torch sees no CUDA device",
                             field="device", fix="use --device auto or --device cpu")
     return name
-
-
-def _is_cuda_index(name: str) -> bool:
-    prefix, _, index = name.partition(":")
-    return prefix == "cuda" and index.isdigit()
 
 
 def to_device(data: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:

@@ -30,19 +30,12 @@ class SimbenchError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = []
-        if self.file:
-            where.append(f"file {self.file}")
-        if self.site:
-            where.append(f"site '{self.site}'")
-        if self.field:
-            where.append(f"field '{self.field}'")
-        text = self.message
-        if where:
-            text = f"{', '.join(where)}: {text}"
-        if self.fix:
-            text = f"{text}\n  fix: {self.fix}"
-        return text
+        where = ", ".join(text for text, value in ((f"file {self.file}", self.file),
+                                                   (f"site '{self.site}'", self.site),
+                                                   (f"field '{self.field}'", self.field))
+                          if value)
+        text = f"{where}: {self.message}" if where else self.message
+        return f"{text}\n  fix: {self.fix}" if self.fix else text
 
 
 class RecordingError(SimbenchError):

@@ -69,10 +69,10 @@ class Param:
     def parse(self, value: Any, *, measure: str = "?") -> Any:
         """Convert a CLI string (or a Python value) to this parameter's type and check it."""
         kind = self.type
+        if value is None:
+            return None
         try:
-            if value is None:
-                parsed = None
-            elif kind is bool and isinstance(value, str):
+            if kind is bool and isinstance(value, str):
                 parsed = _BOOL_WORDS[value.strip().lower()]
             elif kind is bool:
                 parsed = bool(value)
@@ -86,8 +86,6 @@ class Param:
                 field=self.name,
                 fix=f"pass e.g. --{self.name.replace('_', '-')} {self.default!r}",
             ) from None
-        if parsed is None:
-            return None
         if self.choices is not None and parsed not in self.choices:
             raise ParameterError(
                 f"measure '{measure}': parameter '{self.name}' must be one of {', '.join(map(str, self.choices))}, got {_plain(parsed)!r}",
@@ -194,14 +192,8 @@ class Measure:
         return out
 
     def sweep_grid(self, given: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-        """The parameter sets a sweep runs: (names of the swept parameters, grid).
-
-        A value sweeps when it is a list/tuple or a string with commas (``"0.1,1,10"``, what
-        the CLI's ``--alpha 0.1,1,10`` gives); every parameter sweeps, strings included
-        (``kernel="linear,cosine"``), and each element is parsed and checked (type, choices,
-        bounds) before anything runs. Several swept parameters give their full product, in
-        order: the first parameter varies slowest.
-        """
+        """The parameter sets a sweep runs (see :func:`simbench.api.sweep`): (names of the
+        swept parameters, grid), every element parsed and checked before anything runs."""
         swept: list[str] = []
         axes: list[list[tuple[str, Any]]] = []
         for key, value in given.items():
@@ -213,8 +205,7 @@ class Measure:
             if len(values) > 1:
                 swept.append(key)
             axes.append([(key, param.parse(v, measure=self.name)) for v in values])
-        grid = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-        return swept, grid
+        return swept, [dict(combo) for combo in itertools.product(*axes)]  # no axes: [{}]
 
     def describe(self) -> dict[str, Any]:
         """The measure's metadata as plain data (for `simbench measures --json` and the harness)."""

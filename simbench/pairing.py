@@ -4,11 +4,8 @@ Samples are matched on ``stimulus_id`` and time step. Stimuli present in only on
 error unless the caller asks for the intersection; steps marked invalid (padding) in either
 system never enter a measure.
 
-Recordings too large to load (opened by :func:`simbench.recording.open_recording`) are paired
-without reading their activity: only the stimulus ids, tokens and valid masks are compared,
-and ``x``/``y`` become :class:`LazyRows`, which read a block of paired rows from the file when
-sliced. A caller that needs the activity whole (``pair_sites(..., lazy=False)``, the default)
-gets it loaded when it fits in memory and a :class:`RecordingError` when it does not.
+Recordings too large to load are paired without reading their activity (only stimulus ids,
+tokens and valid masks are compared): see :func:`pair_sites` and :class:`LazyRows`.
 """
 
 from __future__ import annotations
@@ -33,12 +30,10 @@ class LazyRows:
     array, reading only the stimuli they need; ``shape``/``dtype``/``nbytes`` describe the
     whole without reading it, and ``np.asarray(rows)`` reads it all.
 
-    Cost of a different stimulus order in the two files: the rows follow the first system's
-    order, so when the second file lists its stimuli in another order each block's stimuli are
-    scattered there. They are read with one indexed read (HDF5 selects the rows; no more memory
-    than the block) instead of one contiguous slice when they span at most twice the block: the
-    same values, at the price of many small reads instead of one. The row map itself costs two
-    integer arrays of one entry per row (16 bytes a row).
+    Rows follow the first system's stimulus order; where the second file lists its stimuli in
+    another order, a block's stimuli are scattered there and read with one indexed read (the
+    same values and memory, in many small reads) instead of one contiguous slice. The row map
+    costs 16 bytes a row.
 
     Blocks are checked for NaN/Inf as they are read (a lazily opened file is not scanned up
     front); the error names the file, the site and the first stimulus holding one.
@@ -49,9 +44,7 @@ class LazyRows:
                  file: str | None = None, site: str | None = None) -> None:
         self.source, self.stim, self.time, self.steps = source, stim, time, steps
         self.file, self.site, self.stimulus_ids = file, site, stimulus_ids
-        stored = np.dtype(source.dtype)
-        self.dtype = np.dtype(dtype) if dtype is not None else (
-            stored if np.issubdtype(stored, np.floating) else np.dtype(np.float64))
+        self.dtype = _dtype(source.dtype, dtype)
         self.shape = (len(stim), int(source.shape[-1]))
         self.ndim = 2
 
@@ -111,8 +104,7 @@ class Paired:
 
     ``x`` and ``y`` are read-only: when both systems hold the same stimuli in the same order
     and no step is padding, they are views of the recordings' own arrays (no copy), so a measure
-    must not write into them. Paired with ``lazy=True`` from a recording opened by
-    :func:`simbench.recording.open_recording`, they are :class:`LazyRows` (see :attr:`lazy`).
+    must not write into them; they may be :class:`LazyRows` (see :func:`pair_sites`).
     """
 
     x: Any  # [n_samples, units_a]: np.ndarray, or LazyRows
@@ -189,58 +181,27 @@ def pair_sites(
             f"{names[1]}, {len(common)} shared)", field="stimulus_id", **loc,
             fix="pass intersect=True (CLI: --intersect) to use the shared stimuli only")
     order = np.argsort(ia)
-    ia, ib = ia[order], ib[order]
+    sides = ((a, ia[order]), (b, ib[order]))
+    valid = _valid_steps(a, b, sides[0][1], sides[1][1], ids_a, where, loc)
+    steps = None if valid is None else valid.shape[1]
+    # the paired (stimulus, step) of every row, in the first system's stimulus order
+    stim, time = (np.arange(len(ia)), None) if valid is None else np.nonzero(valid)
+    ids = ids_a[sides[0][1]]
     from simbench.recording import is_lazy  # xarray is loaded by now (a and b are datasets)
 
-    if is_lazy(a) or is_lazy(b):
-        pair = _pair_lazy(a, b, ia, ib, ids_a, names, dtype, loc)
+    if is_lazy(a) or is_lazy(b):  # rows stay in the file: nothing read
+        pair = Paired(*(LazyRows(ds["activity"] if is_lazy(ds) else ds["activity"].values,
+                                 idx[stim], time, steps=steps, dtype=dtype,
+                                 stimulus_ids=ds["stimulus_id"].values,
+                                 file=ds.encoding.get("source"), site=loc["site"])
+                        for ds, idx in sides), stim, ids, time)
         return pair if lazy else _loaded_if_fits(pair, loc)
-    va, vb = a["activity"].values, b["activity"].values
-    valid = _valid_steps(a, b, ia, ib, ids_a, where, loc)
-    if valid is None:
-        return Paired(_rows(va, ia, dtype), _rows(vb, ib, dtype), np.arange(len(ia)),
-                      ids_a[ia], None)
-    steps = valid.shape[1]
-    if valid.all():
-        stim = np.repeat(np.arange(len(ia)), steps)
-        time = np.tile(np.arange(steps), len(ia))
-        x, y = (_rows(v, idx, dtype, steps) for v, idx in ((va, ia), (vb, ib)))
+    if valid is None or valid.all():  # views of the stored arrays where possible
+        x, y = (_rows(ds["activity"].values, idx, dtype, steps) for ds, idx in sides)
     else:
-        stim, time = np.nonzero(valid)
-        x, y = (_readonly(_cast(v[idx[stim], time], dtype)) for v, idx in ((va, ia), (vb, ib)))
-    return Paired(x, y, stim, ids_a[ia], time)
-
-
-def _comparable_tokens(a: xr.Dataset, b: xr.Dataset) -> bool:
-    """Whether both sites have tokens of one kind (names, or integer codes), so equal stimuli
-    must have equal tokens; names against codes cannot be compared and are not."""
-    if "token" not in a.coords or "token" not in b.coords:
-        return False
-    kinds = {"U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu"
-             for ds in (a, b)}
-    return len(kinds) == 1
-
-
-def _pair_lazy(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
-               ids_a: np.ndarray, names: tuple[str, str], dtype: type | None,
-               loc: dict[str, Any]) -> Paired:
-    """:func:`pair_sites` for sites whose activity stays in the file: the same rows, in the
-    same order, as :class:`LazyRows` (coordinates are in memory; no activity is read)."""
-    from simbench.recording import is_lazy
-
-    acts = [ds["activity"] if is_lazy(ds) else ds["activity"].values for ds in (a, b)]
-    valid = _valid_steps(a, b, ia, ib, ids_a, f"{names[0]} vs {names[1]}", loc)
-    steps: int | None = None
-    if valid is None:
-        stim, time = np.arange(len(ia)), None
-    else:
-        steps = valid.shape[1]
-        stim, time = np.nonzero(valid)
-    sides = [LazyRows(act, idx[stim], time, steps=steps, dtype=dtype,
-                      stimulus_ids=ds["stimulus_id"].values,
-                      file=ds.encoding.get("source"), site=loc["site"])
-             for act, idx, ds in ((acts[0], ia, a), (acts[1], ib, b))]
-    return Paired(sides[0], sides[1], stim, ids_a[ia], time)
+        x, y = (_readonly(_cast(ds["activity"].values[idx[stim], time], dtype))
+                for ds, idx in sides)
+    return Paired(x, y, stim, ids, time)
 
 
 def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
@@ -261,7 +222,10 @@ def _valid_steps(a: xr.Dataset, b: xr.Dataset, ia: np.ndarray, ib: np.ndarray,
     for ds, idx in ((a, ia), (b, ib)):
         if "valid" in ds.coords:
             valid &= ds["valid"].values[idx, :steps]
-    if _comparable_tokens(a, b):
+    # tokens of one kind (names, or integer codes) must match; names against codes cannot be
+    kinds = [("U" if ds["token"].dtype.kind in "USO" else ds["token"].dtype.kind in "iu")
+             for ds in (a, b) if "token" in ds.coords]
+    if len(kinds) == 2 and kinds[0] == kinds[1]:
         ta, tb = a["token"].values[ia, :steps], b["token"].values[ib, :steps]
         mismatch = (ta != tb) & valid
         if mismatch.any():
@@ -299,12 +263,14 @@ def _rows(values: np.ndarray, idx: np.ndarray, dtype: type | None,
     return _readonly(_cast(picked.reshape(-1, values.shape[-1]), dtype))
 
 
+def _dtype(stored: Any, dtype: type | None) -> np.dtype:
+    """The dtype paired rows get: ``dtype``, else the stored one if floating, else float64."""
+    return np.dtype(dtype if dtype is not None
+                    else stored if np.issubdtype(stored, np.floating) else np.float64)
+
+
 def _cast(values: np.ndarray, dtype: type | None) -> np.ndarray:
-    if dtype is not None:
-        return np.asarray(values, dtype=dtype)
-    if np.issubdtype(values.dtype, np.floating):
-        return values
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=_dtype(values.dtype, dtype))
 
 
 def _readonly(values: np.ndarray) -> np.ndarray:

@@ -28,11 +28,7 @@ def sniff(path: Path) -> str:
         n = int.from_bytes(head[:8], "little")
         if 0 < n < MAX_HEADER_BYTES and head[8:9] == b"{":
             return "safetensors"
-    if head[:1] == b"\x80":
-        return "pickle"
-    if head[:2] == b"PK":
-        return "zip"
-    return "unknown"
+    return "pickle" if head[:1] == b"\x80" else "zip" if head[:2] == b"PK" else "unknown"
 
 
 def refuse_pickled(path: str | Path) -> None:

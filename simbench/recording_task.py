@@ -10,6 +10,7 @@ works for a task plugin as for the built-in ones, and never imports torch.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -44,11 +45,8 @@ def producible_values(task: Any, *, seed: int = 12345) -> dict[str, set[int]]:
 def value_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
     """How many stimuli reach each defined value of one variable ([stimulus, time] arrays)."""
     arr = np.where(valid, np.asarray(values), UNDEFINED)
-    out: dict[int, int] = {}
-    for v in np.unique(arr):
-        if int(v) != UNDEFINED:
-            out[int(v)] = int((arr == v).reshape(len(arr), -1).any(axis=-1).sum())
-    return out
+    return {int(v): int((arr == v).reshape(len(arr), -1).any(axis=-1).sum())
+            for v in np.unique(arr) if int(v) != UNDEFINED}
 
 
 def state_coverage(values: np.ndarray, valid: np.ndarray) -> dict[int, int]:
@@ -78,10 +76,8 @@ def check_coverage(variables: Mapping[str, np.ndarray], valid: np.ndarray,
     for name, values in variables.items():
         stimuli = value_coverage(values, valid)
         states = state_coverage(values, valid)
-        needed = set(possible.get(name, set()))
-        if name in restrict:
-            lo, hi = restrict[name]
-            needed = {v for v in needed if lo <= v <= hi}
+        lo, hi = restrict.get(name, (-np.inf, np.inf))
+        needed = {v for v in possible.get(name, set()) if lo <= v <= hi}
         low = _too_few_states(states, needed)
         few = {v: stimuli[v] for v in sorted(needed)
                if v not in low and stimuli.get(v, 0) < GOOD_STIMULI_PER_VALUE}
@@ -131,7 +127,7 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
     :class:`~simbench.errors.RecordingError` when it cannot: no ``token`` coordinate, tokens
     outside the task's vocabulary, or sequences the causal model refuses (naming why).
     """
-    from simbench.stimuli import token_ids_of_strings
+    from simbench.stimuli import dataset_token_ids
 
     if names is None:
         names = [v for v in task.variables if v not in ds.coords]
@@ -144,18 +140,7 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
                              "to compute them from", file=file, site=site, field=names[0],
                              fix="add the input tokens as a 'token' coordinate (stimulus, time), "
                              "or each variable as an integer coordinate")
-    from simbench.recording.tokens import refuse_token_codes
-
-    step_dims = ("stimulus", "time") if "time" in ds["token"].dims else ("stimulus",)
-    refuse_token_codes(ds["token"].values, task, file=file, site=site)
-    tok = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
-    if tok.ndim != 2:
-        raise RecordingError(f"cannot compute the {what}: 'token' has no time dim",
-                             file=file, site=site, field="token",
-                             fix="record the token at every step (stimulus, time)")
-    valid = (np.asarray(ds["valid"].transpose(*step_dims).values, dtype=bool)
-             if "valid" in ds.coords else None)
-    ids, valid = token_ids_of_strings(task, tok, valid, file=file, site=site)
+    ids, valid = dataset_token_ids(ds, task, file=file, site=site)
     try:
         out = task.causal_model(ids)
     except SimbenchError as exc:
@@ -168,19 +153,18 @@ def derive_variables(ds: Any, task: Any, names: Any = None, *, file: Any = None,
     return {v: np.where(valid, np.asarray(out[v], dtype=np.int64), UNDEFINED) for v in names}
 
 
-def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None = None,
-                       warn: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
+def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None = None
+                       ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every causal variable of ``task`` at one site, [stimulus, time] arrays: the recorded
     coordinates, and those the site lacks computed from its tokens (:func:`derive_variables`).
 
-    Returns the variables and the names that were derived; with ``warn``, deriving any gives a
+    Returns the variables and the names that were derived; deriving any gives a
     :class:`DerivedVariablesWarning` saying which (so a score says it did).
     """
-    step_dims = ("stimulus", "time")
     derived = derive_variables(ds, task, file=file, site=site)
-    out = {v: (derived[v] if v in derived else
-               np.asarray(ds[v].transpose(*step_dims).values)) for v in task.variables}
-    if derived and warn:
+    out = {v: derived[v] if v in derived else np.asarray(ds[v].transpose("stimulus", "time"))
+           for v in task.variables}
+    if derived:
         warnings.warn(
             f"{file or 'the recording'}{f', site {site!r}' if site else ''}: no coordinate for "
             f"{', '.join(repr(v) for v in derived)}; computed from the recorded tokens by task "
@@ -189,12 +173,11 @@ def recorded_variables(ds: Any, task: Any, *, file: Any = None, site: str | None
 
 
 def site_task_problems(ds: Any, task: Any, *,
-                       possible: Mapping[str, set[int]] | None = None) -> list[tuple[str, str]]:
-    """Every problem of one site dataset for ``task``, as (field, explanation) pairs."""
+                       possible: Mapping[str, set[int]]) -> list[tuple[str, str]]:
+    """Every problem of one site dataset for ``task``, given the values it can produce
+    (:func:`producible_values`), as (field, explanation) pairs."""
     problems: list[tuple[str, str]] = []
-    possible = producible_values(task) if possible is None else possible
     vocab = [str(t) for t in task.vocab]
-    pad = vocab[0] if vocab else ""
     step_dims = ("stimulus", "time") if "time" in ds["activity"].dims else ("stimulus",)
     valid = (np.asarray(ds["valid"].transpose(*step_dims).values, dtype=bool)
              if "valid" in ds.coords else None)
@@ -213,8 +196,8 @@ def site_task_problems(ds: Any, task: Any, *,
                          f"{conversion_line(ds.encoding.get('source'), task.name)}"))
     else:
         tokens = np.asarray(ds["token"].transpose(*step_dims).values).astype(str)
-        if valid is None:
-            valid = (tokens != pad) & (tokens != "")
+        if valid is None:  # the pad token (the vocabulary's first) or empty: padding
+            valid = (tokens != (vocab[0] if vocab else "")) & (tokens != "")
         present, counts = np.unique(tokens[valid], return_counts=True)
         foreign = [(str(t), int(c)) for t, c in zip(present, counts) if str(t) not in vocab]
         if foreign:
@@ -226,10 +209,9 @@ def site_task_problems(ds: Any, task: Any, *,
         valid = np.ones(tuple(ds.sizes[d] for d in step_dims), dtype=bool)
     derived: dict[str, np.ndarray] = {}
     why = ""
-    missing = [v for v in task.variables if v not in ds.coords]
-    if missing and not any(f == "token" for f, _ in problems):
+    if not any(f == "token" for f, _ in problems):
         try:
-            derived = derive_variables(ds, task, missing)
+            derived = derive_variables(ds, task)  # the variables the site lacks
         except SimbenchError as exc:
             why = exc.message
     for name in task.variables:
@@ -258,14 +240,10 @@ def site_task_problems(ds: Any, task: Any, *,
         states = state_coverage(raw, valid)
         low = _too_few_states(states, allowed)
         if low:
-            absent = {v for v, n in low.items() if n == 0}
-            parts = []
-            if absent:
-                parts.append(f"never reached: {name} = {_ranges(absent)}")
-            rare = {v: n for v, n in low.items() if n}
-            if rare:
-                parts.append("too few states: " + ", ".join(
-                    f"{name} = {v} ({n})" for v, n in list(rare.items())[:8]))
+            absent = _ranges({v for v, n in low.items() if n == 0})
+            rare = [f"{name} = {v} ({n})" for v, n in low.items() if n][:8]
+            parts = ([f"never reached: {name} = {absent}"] if absent else []) + (
+                [f"too few states: {', '.join(rare)}"] if rare else [])
             problems.append((name, f"{'; '.join(parts)}; counterfactual latents are matched "
                              f"to recorded states with the same values, which needs at least "
                              f"{MIN_STATES_PER_VALUE} per value (about "
@@ -292,16 +270,14 @@ def task_notes(rec: Recording, task: Any) -> list[str]:
     site lacks that the task computes from its tokens (one sentence per site)."""
     out = []
     for site, ds in rec.sites.items():
-        missing = [v for v in task.variables if v not in ds.coords]
-        if not missing:
-            continue
         try:
-            derive_variables(ds, task, missing)
+            derived = derive_variables(ds, task)  # those the site lacks
         except SimbenchError:
             continue  # a problem, reported by task_problems
-        out.append(f"file {rec.path}, site '{site}': no coordinate for "
-                   f"{', '.join(repr(v) for v in missing)}; computed from the tokens by task "
-                   f"'{task.name}''s causal model")
+        if derived:
+            out.append(f"file {rec.path}, site '{site}': no coordinate for "
+                       f"{', '.join(repr(v) for v in derived)}; computed from the tokens by "
+                       f"task '{task.name}''s causal model")
     return out
 
 
@@ -312,13 +288,9 @@ def _too_few_states(states: dict[int, int], needed: set[int]) -> dict[int, int]:
 
 def _ranges(values: set[int]) -> str:
     """``{1, 2, 3, 7}`` -> ``1..3, 7``."""
-    runs: list[list[int]] = []
-    for v in sorted(values):
-        if runs and runs[-1][1] == v - 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+    runs = [[v for _, v in run] for _, run in
+            itertools.groupby(enumerate(sorted(values)), lambda iv: iv[1] - iv[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
 
 
 __all__ = ["CoverageWarning", "DerivedVariablesWarning", "check_coverage", "derive_variables",

@@ -26,7 +26,7 @@ import os
 import reprlib
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -121,12 +121,13 @@ class Registry:
         ``only``: selectors of the plugins to load (``None``: all); ``disable``: selectors of
         plugins to skip. See the module docstring for what a selector is.
         """
-        eps = list(entry_points(group=GROUP))
-        eps.sort(key=lambda ep: (_dist_name(ep) != OWN_DIST, _dist_name(ep), ep.name))
+        eps = sorted(entry_points(group=GROUP),
+                     key=lambda ep: (_dist_name(ep) != OWN_DIST, _dist_name(ep), ep.name))
         wanted = None if only is None else _selectors(only)
         skipped = _selectors(disable)
         for ep in eps:
-            info = PluginInfo(ep.name, _dist_name(ep), _dist_version(ep), ep.value)
+            info = PluginInfo(ep.name, _dist_name(ep),
+                              ep.dist.version if ep.dist is not None else "?", ep.value)
             if (wanted is not None and not info.selected_by(wanted)) or info.selected_by(skipped):
                 continue
             try:
@@ -142,11 +143,9 @@ class Registry:
     def add_plugin(self, plugin: Any, info: PluginInfo) -> PluginInfo:
         """Register one plugin object and its measures and tasks: all of them, or none.
 
-        Its hooks are called through pluggy, for this plugin alone. Every item is checked (type,
-        declared metadata, names unique among its own and everything already registered)
-        before any is inserted; a failure of any kind leaves the registry as it was, marks
-        ``info`` failed (a :class:`PluginWarning`) and returns it.
-        """
+        Its hooks are called for this plugin alone and every item is checked (type, metadata,
+        unique names) before any is inserted; a failure leaves the registry as it was and marks
+        ``info`` failed (a :class:`PluginWarning`)."""
         self.plugins.append(info)
         stage, registered = "registration failed:", False
         try:
@@ -236,10 +235,8 @@ class Registry:
         return AliasedMeasure(alias, self._measures[alias.measure].item)
 
     def registered(self, name: str) -> Registration[Measure]:
-        """The measure registered as exactly ``name``, with its plugin: the lookup of a name
-        that is already canonical (a job's, a looked-up measure's own ``name``), so no
-        community id is resolved here. An unknown name means its plugin did not load in this
-        process."""
+        """The measure registered as exactly ``name`` (a canonical name: no community id is
+        resolved), with its plugin; unknown: its plugin did not load in this process."""
         if name not in self._measures:
             raise RegistryError(f"measure '{name}' is not registered in this process",
                                 field="measure",
@@ -302,34 +299,15 @@ class Registry:
                 )
 
 
-def contained_call(what: str, fn: Callable[[], T], *, site: str | None = None,
-                   fix: str | None = None) -> T:
-    """``fn()``, with any failure but Ctrl-C turned into a :class:`PluginError` about ``what``.
-
-    A :class:`SimbenchError` passes through unchanged (it already says what to do); anything
-    else, ``sys.exit`` included, becomes ``PluginError("<what> raised ...")`` chained to it.
-    """
-    try:
-        return fn()
-    except (SimbenchError, *NOT_CONTAINED):
-        raise
-    except BaseException as exc:
-        raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
-
-
 def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: str | None,
                 seed: int, device: str, params: dict[str, Any]) -> Score:
-    """Run ``measure`` (a measure already looked up: :meth:`Registry.measure` for a name a
-    user gave, :meth:`Registry.registered` for a job's canonical name) on resolved
-    ``systems`` under guard, and fill in the Score's provenance.
+    """Run ``measure`` (looked up already) on resolved ``systems`` under guard, with
+    ``params`` resolved by :meth:`Measure.resolve_params`, and fill in the Score's provenance.
 
-    ``params`` are the measure's resolved parameters (:meth:`Measure.resolve_params`: defaults
-    filled in, each parsed and checked), which the caller computed once. The systems' number
-    and access are checked against the measure. The task is checked when the caller gave one
-    or the measure needs one; a recording's own task attr (e.g. Brain-Score data) need not be a
-    registered task for a correlative measure. The measure gets the caller's task override
-    only: systems trained on different tasks keep their own (each side's counterfactuals come
-    from its own task's causal model). Whatever the plugin does (raise, ``sys.exit``, return
+    The systems' number and access are checked; the systems' own tasks only when the measure
+    needs one (a recording's task attr, e.g. Brain-Score's, need not be registered for a
+    correlative measure). The measure gets the caller's task override only: systems trained
+    on different tasks keep their own. Whatever the plugin does (raise, ``sys.exit``, return
     something that is not a ``Score``) comes back as a
     :class:`~simbench.errors.SimbenchError` naming the plugin; the thread settings are restored
     afterwards (:func:`simbench.runtime.restore_threads`).
@@ -352,9 +330,11 @@ def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: st
     dev = resolve_device(device)
     start = time.perf_counter()
     try:
-        result = contained_call(what, lambda: measure.score(systems, site=site, task=task,
-                                                            seed=seed, device=dev, **params),
-                                site=site, fix=fix)
+        result = measure.score(systems, site=site, task=task, seed=seed, device=dev, **params)
+    except (SimbenchError, *NOT_CONTAINED):
+        raise  # a SimbenchError already says what to do
+    except BaseException as exc:  # sys.exit included
+        raise PluginError(f"{what} {_describe(exc)}", site=site, fix=fix) from exc
     finally:
         runtime.restore_threads()  # a notebook's own torch work runs as before
     if not isinstance(result, Score):
@@ -362,19 +342,16 @@ def run_measure(measure: Measure, systems: Sequence[Any], *, site: str, task: st
                           f"{reprlib.repr(result)} instead of a simbench.Score",
                           site=site, fix=fix)
     if result.ci is not None and not result.has_interval:
-        # A (nan, nan) pair from a bootstrap with no resamples: no interval, and say why, as the
-        # built-in measures do, instead of printing "[nan, nan]".
+        # (nan, nan), e.g. a bootstrap without resamples: say why instead of "[nan, nan]"
         result.ci = None
         result.attrs.setdefault("ci_note", "the measure gave no finite interval (no bootstrap "
                                 "resamples, e.g. n_boot = 0, or too few stimuli)")
-    result.attrs.setdefault("params", params)
-    result.attrs.setdefault("seed", seed)
     tasks = sorted({str(s.task) for s in systems if s.task is not None})
-    result.attrs.setdefault("task", task or (",".join(tasks) if tasks else None))
-    result.attrs.setdefault("runtime_s", time.perf_counter() - start)
-    result.attrs.setdefault("plugin", plugin.label)
-    for key, value in {**provenance(dev), **runtime.provenance()}.items():
-        result.attrs.setdefault(key, value)
+    for key, value in {"params": params, "seed": seed,
+                       "task": task or (",".join(tasks) if tasks else None),
+                       "runtime_s": time.perf_counter() - start, "plugin": plugin.label,
+                       **provenance(dev), **runtime.provenance()}.items():
+        result.attrs.setdefault(key, value)  # what the measure set wins
     return result
 
 
@@ -446,10 +423,6 @@ def _dist_name(ep: EntryPoint) -> str:
     return ep.dist.name if ep.dist is not None else "?"
 
 
-def _dist_version(ep: EntryPoint) -> str:
-    return ep.dist.version if ep.dist is not None else "?"
-
-
 _REGISTRY: Registry | None = None
 
 
@@ -472,4 +445,4 @@ def task_by_name(task: str | Task | type[Task]) -> Task:
 
 
 __all__ = ["DISABLE_VAR", "ONLY_VAR", "PluginInfo", "Registration", "Registry",
-           "contained_call", "get_registry", "run_measure", "task_by_name"]
+           "get_registry", "run_measure", "task_by_name"]

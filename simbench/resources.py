@@ -9,6 +9,7 @@ material: ``simbench leaderboard paper`` reads them, ``simbench bench run`` neve
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -20,12 +21,10 @@ _SOURCE = {"simbench_recordings": _SOURCE_ROOT / "recordings",
 
 def _package_dir(package: str) -> Path:
     """The directory of an installed data package; the source tree's when it is not installed."""
-    try:
+    with contextlib.suppress(ImportError, ValueError):
         found = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        found = None
-    if found is not None and found.submodule_search_locations:
-        return Path(next(iter(found.submodule_search_locations)))
+        if found is not None and found.submodule_search_locations:
+            return Path(next(iter(found.submodule_search_locations)))
     return _SOURCE[package]
 
 

@@ -6,6 +6,7 @@ back; :func:`provenance` is the machine and version facts stored with it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -59,16 +60,16 @@ class Score:
         """``p = 0.0010 (null 0.1200 ± 0.0300, 1000 permutations)``, or ``""`` without a null."""
         if not self.has_null:
             return ""
-        size = self.null_size or 0
         kind = "draws" if self.null_method and "permutation" not in self.null_method \
             else "permutations"
-        return (f"p = {_pfmt(self.p_value)} (null {_bound(self.null_mean)} ± "
-                f"{_bound(self.null_sd)}, {size} {kind})")
+        return (f"p = {_bound(self.p_value, '.4g')} (null {_bound(self.null_mean)} ± "
+                f"{_bound(self.null_sd)}, {self.null_size or 0} {kind})")
 
     @property
     def has_interval(self) -> bool:
         """True when ``ci`` holds at least one finite bound."""
-        return self.ci is not None and any(_finite(b) for b in self.ci)
+        return self.ci is not None and any(b is not None and math.isfinite(float(b))
+                                           for b in self.ci)
 
     def interval_text(self) -> str:
         """``[0.5000, 0.7500]``, or ``(no CI: <why>)`` when there is no interval and a measure
@@ -118,11 +119,11 @@ class Score:
             n_samples=int(data.get("n_samples", 0)),
             breakdown={k: xr.DataArray.from_dict(v) for k, v in data.get("breakdown", {}).items()},
             attrs=dict(data.get("attrs", {})),
-            null_mean=_opt_float(data.get("null_mean"), data.get("p_value")),
-            null_sd=_opt_float(data.get("null_sd"), data.get("p_value")),
-            p_value=_opt_float(data.get("p_value"), data.get("p_value")),
             null_size=None if data.get("null_size") is None else int(data["null_size"]),
             null_method=data.get("null_method"),
+            # no null drawn: None; a non-finite null value: NaN
+            **({} if data.get("p_value") is None else
+               {k: _float(data.get(k)) for k in ("null_mean", "null_sd", "p_value")}),
         )
 
     def to_dataset(self) -> xr.Dataset:
@@ -194,41 +195,19 @@ def cpu_facts() -> dict[str, Any]:
     logical core count. Run times, and the last bits of float results, differ between CPUs
     (instruction sets, core counts), so a store of timings is read against its CPU."""
     name = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        name = next((line.split(":", 1)[1].strip() for line in f
+                     if line.startswith("model name")), name)
     return {"cpu": name or "unknown", "cpu_cores": os.cpu_count()}
 
 
-def _finite(x: Any) -> bool:
-    return x is not None and math.isfinite(float(x))
-
-
-def _bound(x: Any) -> str:
-    """A number for the terminal: 4 decimals, or nan/inf; a missing one (None) reads nan."""
+def _bound(x: Any, spec: str = ".4f") -> str:
+    """A number for the terminal (4 decimals; ``.4g`` for a p-value), or nan/inf; a missing
+    one (None) reads nan."""
     if x is None:
         return "nan"
     x = float(x)
-    return f"{x:.4f}" if math.isfinite(x) else str(x)
-
-
-def _pfmt(p: float | None) -> str:
-    """A p-value for the terminal: 4 significant digits (p is never 0 for a drawn null)."""
-    if p is None or not math.isfinite(float(p)):
-        return "nan"
-    return f"{float(p):.4g}"
-
-
-def _opt_float(x: float | None, present: Any) -> float | None:
-    """A null field back from JSON: None when no null was drawn, NaN when it was non-finite."""
-    if present is None:
-        return None
-    return _float(x)
+    return format(x, spec) if math.isfinite(x) else str(x)
 
 
 def _float(x: float | None) -> float:

@@ -1,33 +1,27 @@
 """Torch CPU thread settings that stay fast when other programs use the same cores.
 
 The networks simbench trains alignments on are small, so a training step is thousands of short
-kernels. With torch's default settings each kernel runs on every core, and OpenMP's idle worker
-threads spin for milliseconds at every barrier waiting for the next one. On an idle machine that
-is the fastest choice; once another process (a second terminal, a notebook, the harness beside a
-``simbench score``) wants the same cores, the spinning threads and the barriers that wait for a
-descheduled thread make each step several times to tens of times slower, far worse than the 2x
-a fair share of the cores would cost.
+kernels. With torch's defaults each runs on every core and OpenMP's idle threads spin at every
+barrier: fastest on an idle machine, but several to tens of times slower once another process
+wants the same cores.
 
 :func:`configure_threads` runs at every entry point (the CLI, :func:`simbench.score`, harness
-jobs, Dask workers through :func:`dask_setup`) before anything else touches torch. Unless the
-user chose a thread count, it leaves torch's defaults alone and hands control to
-:func:`adapt_threads`, which the causal measures call once per training step: about once a
-second it reads how much CPU *other* processes used (psutil's machine-wide CPU times minus this
-process's, on any platform psutil supports) and sets
-torch's intra-op threads to the cores they leave free (at least one, at most torch's default).
-Alone on the machine a step runs exactly as before; beside another busy process it runs on one
-thread, which needs no barriers and no spinning. The zoo's networks give bit-identical results
-on one thread and on two, so the choice changes speed, not scores.
+jobs, Dask workers through :func:`dask_setup`) before anything touches torch. Unless the user
+chose a thread count, it leaves torch's defaults alone and :func:`adapt_threads`, called once
+per training step, sets torch's intra-op threads about once a second to the cores other
+processes leave free (psutil's machine-wide CPU times minus this process's; at least one, at
+most torch's default). The zoo's networks give bit-identical results on one thread and on
+two, so the choice changes speed, not scores.
 
-A user's choice always wins and turns the adaptation off: ``configure_threads(n)`` (the CLI's
-``--threads N``, which also holds the BLAS pools numpy loaded to N through threadpoolctl),
-``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in the environment, or a
-``torch.set_num_threads`` call made before or between simbench calls. This module never imports
-torch itself, so commands that do not need it stay fast.
+A user's choice wins and turns the adaptation off: ``configure_threads(n)`` (the CLI's
+``--threads N``, which also holds numpy's BLAS pools to N through threadpoolctl),
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, or a ``torch.set_num_threads`` call made before or
+between simbench calls. This module never imports torch itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import os
@@ -46,11 +40,10 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 INTERVAL_S = 1.0
 #: A look older than this says nothing about the load now: start a new window instead.
 STALE_S = 10.0
-#: Other processes using more than this many cores (beyond whole cores already given up) take a
-#: core from torch ...
+#: Other processes using more than this many cores (beyond whole cores given up) take a core
+#: from torch, given back once they use at most UP_MARGIN (the gap keeps a load near one
+#: threshold from switching the count at every look).
 DOWN_MARGIN = 0.25
-#: ... and it is given back once they use at most this much: the gap keeps a load near one
-#: threshold from switching the count at every look.
 UP_MARGIN = 0.10
 
 
@@ -67,7 +60,8 @@ class ThreadSettings:
 
     source: str
     threads: int | None
-    wait_policy: str | None
+    wait_policy: str | None = field(
+        default_factory=lambda: os.environ.get("OMP_WAIT_POLICY") or None)
     used: set[int] = field(default_factory=set)
     switches: int = 0
 
@@ -84,11 +78,10 @@ class ThreadSettings:
 
 @dataclass
 class _Governor:
-    """:func:`adapt_threads`'s memory: the last look at the machine and the count it set."""
+    """:func:`adapt_threads`'s memory: the last look at the machine (its time, the CPU seconds
+    of every process and of this one) and the count it set."""
 
-    last_t: float | None = None
-    last_all: float | None = None  # CPU seconds of every process at the last look
-    last_own: float | None = None  # ... and of this one
+    last: tuple[float, float, float] | None = None
     set_to: int | None = None
 
 
@@ -99,15 +92,11 @@ _gov = _Governor()
 def configure_threads(explicit: int | None = None) -> ThreadSettings:
     """Choose this process's torch thread settings; cheap, idempotent, never imports torch.
 
-    ``explicit`` (a ``--threads N`` flag) fixes the count. Otherwise the first call respects
-    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or an earlier ``torch.set_num_threads`` and, when
-    there is none of them, lets :func:`adapt_threads` follow the machine's load. Later calls
-    keep that choice, notice a ``torch.set_num_threads`` made in between (the user's call wins
-    from then on), and start a new record of the counts used (for the next score's provenance).
-    An explicit count is set in the environment too (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``
-    where set, and ``MKL_DYNAMIC=FALSE`` unless set, without which MKL caps it at the physical
-    cores), so torch starts with it if it is not loaded yet and child processes (e.g. Dask
-    workers) inherit it.
+    ``explicit`` (a ``--threads N`` flag) fixes the count, also in the environment, so a torch
+    loaded later and child processes (e.g. Dask workers) start with it. Otherwise the first
+    call keeps the user's choice (see the module) or lets :func:`adapt_threads` follow the load.
+    Later calls keep that choice, notice a ``torch.set_num_threads`` made in between, and start
+    a new record of the counts used (for the next score's provenance).
     """
     global _settings
     torch = sys.modules.get("torch")
@@ -116,12 +105,15 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
         for var in THREAD_VARS:
             if var == "OMP_NUM_THREADS" or var in os.environ:
                 os.environ[var] = str(n)
-        # else MKL caps the count torch starts with at the physical cores
-        os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+        os.environ.setdefault("MKL_DYNAMIC", "FALSE")  # else MKL caps it at the physical cores
         if torch is not None:
             torch.set_num_threads(n)
-        _limit_loaded_pools(n)
-        _settings = ThreadSettings("threads argument", n, _wait_policy())
+        # numpy, imported first by nearly everything, sized its BLAS pool before the variables
+        # above were set: threadpoolctl holds the pools already loaded (OpenBLAS, MKL, OpenMP)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
+        _settings = ThreadSettings("threads argument", n)
         _gov.set_to = None
     elif _settings is None:
         _settings = _first_settings(torch)
@@ -132,19 +124,6 @@ def configure_threads(explicit: int | None = None) -> ThreadSettings:
     return settings
 
 
-def _limit_loaded_pools(n: int) -> None:
-    """Hold the thread pools already loaded (numpy's BLAS, an OpenMP runtime) to ``n``.
-
-    The environment variables above reach only libraries loaded after them; numpy, imported
-    first by nearly everything, has sized its BLAS pool by then, so an explicit count would not
-    reach the estimators' matrix products. threadpoolctl finds and sets those pools by library
-    (OpenBLAS, MKL, BLIS, OpenMP) on every platform.
-    """
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=n)
-
-
 def thread_settings() -> ThreadSettings | None:
     """The settings :func:`configure_threads` chose, or None before its first call."""
     return _settings
@@ -153,12 +132,10 @@ def thread_settings() -> ThreadSettings | None:
 def provenance() -> dict[str, Any]:
     """``{"threads": {...}}`` for a score's attrs: who chose the count, the counts used since
     the last :func:`configure_threads` (torch's count now, when nothing was recorded)."""
-    settings = _settings if _settings is not None else configure_threads()
     torch = sys.modules.get("torch")
-    if torch is not None:
-        settings = _sync(settings, torch)
-        if not settings.used:
-            settings.used.add(torch.get_num_threads())
+    settings = _sync(_settings if _settings is not None else configure_threads(), torch)
+    if torch is not None and not settings.used:
+        settings.used.add(torch.get_num_threads())
     return {"threads": settings.as_dict()}
 
 
@@ -179,13 +156,10 @@ def restore_threads() -> None:
 
 
 def adapt_threads() -> int | None:
-    """Follow the machine's load; call it once per training step (cheap: a clock read).
-
-    About every :data:`INTERVAL_S` seconds, measure the cores other processes used since the
-    last look and give torch the cores they leave free: at least 1, at most torch's default.
-    Does nothing when the user fixed the count, before torch is loaded, or where psutil cannot
-    read the CPU times. Returns the thread count in effect (None when torch is not loaded).
-    """
+    """Follow the machine's load (see the module) about every :data:`INTERVAL_S` seconds; call
+    it once per training step (cheap: a clock read). Does nothing when the user fixed the count
+    or where psutil cannot read the CPU times. Returns the thread count in effect (None when
+    torch is not loaded)."""
     torch = sys.modules.get("torch")
     if torch is None:
         return None
@@ -195,32 +169,31 @@ def adapt_threads() -> int | None:
     if not settings.adaptive or settings.threads is None:
         return current
     now = time.monotonic()
-    if _gov.last_t is not None and now - _gov.last_t < INTERVAL_S:
+    if _gov.last is not None and now - _gov.last[0] < INTERVAL_S:
         return current
-    if _gov.last_t is not None and now - _gov.last_t > STALE_S:
+    if _gov.last is not None and now - _gov.last[0] > STALE_S:
         restart_load_window()  # e.g. a notebook between two scores: old news
     seconds = _busy_seconds()
     if seconds is None:
         return current
-    all_s, own_s = seconds
-    if _gov.last_t is not None and _gov.last_all is not None and _gov.last_own is not None:
-        others = (all_s - _gov.last_all) - (own_s - _gov.last_own)
-        want = choose_threads(others / (now - _gov.last_t), current, settings.threads,
-                              _usable_cpus())
+    if _gov.last is not None:
+        then, all_s, own_s = _gov.last
+        others = (seconds[0] - all_s) - (seconds[1] - own_s)
+        want = choose_threads(others / (now - then), current, settings.threads, _usable_cpus())
         if want != current:
             torch.set_num_threads(want)
             settings.switches += 1
             current = want
         _gov.set_to = current
         settings.used.add(current)
-    _gov.last_t, _gov.last_all, _gov.last_own = now, all_s, own_s
+    _gov.last = (now, *seconds)
     return current
 
 
 def restart_load_window() -> None:
     """Make :func:`adapt_threads` judge the load from the next call on only (e.g. after this
     process sat idle while others ran, which says nothing about the load to come)."""
-    _gov.last_t = _gov.last_all = _gov.last_own = None
+    _gov.last = None
 
 
 def choose_threads(others: float, current: int, ceiling: int, cpus: int) -> int:
@@ -239,32 +212,25 @@ def choose_threads(others: float, current: int, ceiling: int, cpus: int) -> int:
 
 
 def dask_setup(worker: Any = None) -> None:
-    """Dask preload hook: ``dask worker tcp://HOST:8786 --preload simbench.runtime``.
-
-    Configures the worker process before any job loads torch (Dask's nanny sets
-    ``OMP_NUM_THREADS=1`` for its workers unless the environment says otherwise; that count
-    is respected like any other user setting).
-    """
+    """Dask preload hook (``dask worker tcp://HOST:8786 --preload simbench.runtime``): the
+    worker's settings before any job loads torch (the nanny's ``OMP_NUM_THREADS=1`` is kept)."""
     configure_threads()
 
 
 def _first_settings(torch: Any) -> ThreadSettings:
-    policy = _wait_policy()
     env = {var: os.environ[var].strip() for var in THREAD_VARS
            if os.environ.get(var, "").strip()}
     if env:
         # torch lets MKL_NUM_THREADS override OMP_NUM_THREADS; name the one that decided
         omp, mkl = env.get("OMP_NUM_THREADS"), env.get("MKL_NUM_THREADS")
         var = "MKL_NUM_THREADS" if mkl is not None and mkl != omp else "OMP_NUM_THREADS"
-        n = _positive(_leading_int(env[var]), var,
-                      f"set {var} to a whole number of threads >= 1, or unset it")
-        return ThreadSettings(var, n, policy)
+        n = _positive(env[var], var, f"set {var} to a whole number of threads >= 1, or unset it")
+        return ThreadSettings(var, n)
     if torch is None:  # torch's count when it loads will be its default: the ceiling
-        return ThreadSettings("auto", None, policy)
+        return ThreadSettings("auto", None)
     now = torch.get_num_threads()  # loaded already: its default, or the user's choice?
     _gov.set_to = now
-    return ThreadSettings("auto" if now in _default_counts() else "torch.set_num_threads", now,
-                          policy)
+    return ThreadSettings("auto" if now in _default_counts() else "torch.set_num_threads", now)
 
 
 def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
@@ -282,10 +248,8 @@ def _sync(settings: ThreadSettings, torch: Any) -> ThreadSettings:
         if settings.source == "threads argument" and now != settings.threads:
             torch.set_num_threads(settings.threads)
             now = torch.get_num_threads()
-        elif settings.source in THREAD_VARS:
-            settings.threads = now  # what torch made of the variable (capped by MKL, say)
-        elif settings.adaptive and settings.threads is None:
-            settings.threads = now
+        elif settings.source in THREAD_VARS or (settings.adaptive and settings.threads is None):
+            settings.threads = now  # torch's default, or what it made of the variable (MKL caps)
         if now == settings.threads:
             _gov.set_to = now
             return settings
@@ -304,20 +268,12 @@ def _default_counts() -> set[int]:
     return {os.cpu_count() or 1, psutil.cpu_count(logical=False) or 1}
 
 
-def _wait_policy() -> str | None:
-    return os.environ.get("OMP_WAIT_POLICY") or None
-
-
-def _leading_int(text: str) -> object:
-    """``OMP_NUM_THREADS`` may list one count per nesting level ("4,2"): torch uses the first."""
-    first = text.split(",")[0].strip()
-    try:
-        return int(first)
-    except ValueError:
-        return text
-
-
 def _positive(value: object, name: str, fix: str) -> int:
+    """``value`` as a count >= 1; a variable may list one count per nesting level ("4,2"):
+    torch uses the first."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = int(value.split(",")[0])
     try:
         n = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -339,8 +295,7 @@ def _busy_seconds() -> tuple[float, float] | None:
     except (OSError, psutil.Error):  # pragma: no cover - a platform psutil cannot read
         return None
     # guest time is already inside user and nice (as /proc/stat counts it): not added again
-    busy = t.user + t.nice + t.system + sum(getattr(t, f, 0.0) for f in ("irq", "softirq",
-                                                                      "steal"))
+    busy = sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
     return busy, own.user + own.system
 
 
@@ -366,8 +321,6 @@ def progress_shown(stream: Any = None) -> bool:
     or in a notebook, never into a log file or a pipe, where every update would be a line."""
     stream = sys.stderr if stream is None else stream
     try:
-        if stream.isatty():
-            return True
+        return bool(stream.isatty()) or "ipykernel" in sys.modules
     except (AttributeError, ValueError, OSError):
         return False
-    return "ipykernel" in sys.modules

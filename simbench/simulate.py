@@ -1,11 +1,9 @@
 """A simulated "animal": a recording of Poisson units driven by a network, for trying
 recording-only measures (CLMAS, CKA, RSA) end to end before real data exist.
 
-Its units fire at rates that are a fixed random mixture of the network's hidden state on each
-trial, turned into spike times (uniform within each bin) and binned back by
-:func:`simbench.from_spike_times`, as a lab's sorted units would be. With ``control=True`` each
-trial's rates come from another trial (a fixed permutation): the units fire as much and as
-variably, but ignore what the trial showed, so a measure should score the control near chance::
+Its spikes are binned back as a lab's sorted units would be (:func:`simulate_animal`). With
+``control=True`` the units fire as much and as variably but ignore what the trial showed, so a
+measure should score the control near chance::
 
     import simbench
     from simbench.simulate import simulate_animal
@@ -65,7 +63,7 @@ def simulate_animal(network: Any, task: Any, stimuli: Any, *, seed: int, units: 
     ``trial_gap`` s apart, and the spikes are binned back by :func:`simbench.from_spike_times`.
     The recording carries the task's tokens, causal variables and stimulus ids, so causal
     measures can match it to ``task``. ``control``: each trial's state comes from another
-    trial, a recording that should score near chance. Same ``seed``, same spikes.
+    trial (a fixed permutation). Same ``seed``, same spikes.
     """
     from simbench.importers import from_spike_times
 

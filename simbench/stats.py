@@ -62,8 +62,6 @@ def binomial_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-
-
 def pooled_iia(results: dict, keys: Sequence[tuple[int, int]]
                ) -> tuple[float, tuple[float, float], int]:
     """Mean trial IIA over the directions ``keys`` of an engine's ``evaluate`` results, with a
@@ -72,7 +70,6 @@ def pooled_iia(results: dict, keys: Sequence[tuple[int, int]]
     n = sum(results[k]["n"] for k in keys)
     value = sum(results[k]["trial"] for k in keys) / len(keys)
     return value, binomial_ci(hits, n), n
-
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:

@@ -3,8 +3,7 @@
 A network can be recorded on exactly the stimuli of someone else's recording (the tokens are in
 the file), so a correlative measure compares responses to the same sequences with the same ids
 whatever ``n`` and seed the recording was made with. Token strings are turned into ids through
-the *network's* task vocabulary; a token that is not in it is an error naming a few of them and
-listing the vocabulary.
+the *network's* task vocabulary (:func:`token_ids_of_strings`).
 
 Stimulus files (``simbench record --stimuli FILE``):
 
@@ -19,6 +18,7 @@ Importing this module does not import torch or xarray.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,17 +51,13 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
     if tok.ndim != 2:
         raise RecordingError(f"tokens must be [stimulus, time], got shape {tok.shape}",
                              file=file, site=site, field="token")
-    pad_str = task.pad_token
-    if valid is None:
-        valid = (tok != pad_str) & (tok != "")
-    else:
-        valid = np.asarray(valid, dtype=bool) & (tok != "")
+    marked = (tok != task.pad_token) if valid is None else np.asarray(valid, dtype=bool)
+    valid = marked & (tok != "")
     index = task.token_index
     uniq, inverse = np.unique(tok, return_inverse=True)
-    inverse = inverse.reshape(tok.shape)
     lookup = np.array([index.get(u, index.get(task.token_aliases.get(u, u), -1)) for u in uniq],
                       dtype=np.int64)
-    ids = lookup[inverse]
+    ids = lookup[inverse.reshape(tok.shape)]
     bad = valid & (ids < 0)
     if bad.any():
         names, counts = np.unique(tok[bad], return_counts=True)
@@ -74,49 +70,49 @@ def token_ids_of_strings(task: Task, tokens: np.ndarray, valid: np.ndarray | Non
             file=file, site=site, field="token",
             fix=f"task '{task.name}' has the tokens: {' '.join(task.vocab)}; record a network "
             "of the recording's own task, or pass that task with --task")
-    ids = np.where(valid, ids, task.pad)
-    return ids.astype(np.int64), valid
+    return np.where(valid, ids, task.pad).astype(np.int64), valid
 
 
-def stimuli_from_dataset(ds: xr.Dataset, task: Task, *, file: Any = None,
-                         site: str | None = None, strict: bool = False) -> Stimuli:
-    """The stimuli of one site dataset of a recording (its tokens and stimulus ids).
+def dataset_token_ids(ds: xr.Dataset, task: Task, *, file: Any = None,
+                      site: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A site's ``token`` coordinate (stimulus, time) and ``valid`` mask as ``task``'s token
+    ids (:func:`token_ids_of_strings`); integer codes are refused, saying how to convert them."""
+    from simbench.recording.tokens import refuse_token_codes
+
+    tokens = ds["token"]
+    if not {"stimulus", "time"} <= set(tokens.dims):
+        raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
+                             "time)", file=file, site=site, field="token",
+                             fix="record the token at every step (stimulus, time)")
+    refuse_token_codes(tokens.values, task, file=file, site=site)  # before they become text
+    tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
+    valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
+             if "valid" in ds.coords else None)
+    return token_ids_of_strings(task, tok, valid, file=file, site=site)
+
+
+def stimuli_from_recording(recording: Recording, task: Task, *, site: str | None = None,
+                           strict: bool = False) -> Stimuli:
+    """The stimuli (tokens and stimulus ids) of a :class:`~simbench.recording.Recording` at
+    ``site`` (default: its first site with a ``token`` coordinate).
 
     ``strict`` False keeps stimuli whose tokens ``task``'s causal model does not accept (a
     correlative measure needs no causal variables; they are then left out).
     """
+    if site is None:
+        site = next((s for s, ds in recording.sites.items() if "token" in ds.coords),
+                    next(iter(recording.sites), None))
+    if site is None:
+        raise RecordingError("the recording has no sites", file=recording.path)
+    ds, file = recording.site(site), recording.path
     if "token" not in ds.coords:
         raise RecordingError("the recording has no 'token' coordinate, so a network cannot be "
                              "run on its stimuli", file=file, site=site, field="token",
                              fix="add the input tokens (stimulus, time) as strings, or record "
                              "the network on the recording's stimuli yourself")
-    tokens = ds["token"]
-    dims = [d for d in ("stimulus", "time") if d in tokens.dims]
-    if len(dims) != 2:
-        raise RecordingError(f"the 'token' coordinate has dims {tokens.dims}, not (stimulus, "
-                             "time)", file=file, site=site, field="token")
-    from simbench.recording.tokens import refuse_token_codes
-
-    refuse_token_codes(tokens.values, task, file=file, site=site)  # before they become text
-    tok = np.asarray(tokens.transpose("stimulus", "time").values, dtype=str)
-    valid = (np.asarray(ds["valid"].transpose("stimulus", "time").values, dtype=bool)
-             if "valid" in ds.coords else None)
-    ids, _ = token_ids_of_strings(task, tok, valid, file=file, site=site)
+    ids, _ = dataset_token_ids(ds, task, file=file, site=site)
     stim_ids = np.asarray(ds["stimulus_id"].values, dtype=str)
     return task.stimuli_from_tokens(ids, stim_ids, strict=strict)
-
-
-def stimuli_from_recording(recording: Recording, task: Task, *, site: str | None = None,
-                           strict: bool = False) -> Stimuli:
-    """The stimuli of a :class:`~simbench.recording.Recording` at ``site`` (default: its first
-    site with a ``token`` coordinate)."""
-    if site is None:
-        with_tokens = [s for s, ds in recording.sites.items() if "token" in ds.coords]
-        site = with_tokens[0] if with_tokens else next(iter(recording.sites), None)
-    if site is None:
-        raise RecordingError("the recording has no sites", file=recording.path)
-    return stimuli_from_dataset(recording.site(site), task, file=recording.path, site=site,
-                                strict=strict)
 
 
 def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None) -> Stimuli:
@@ -135,16 +131,12 @@ def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None)
         raise RecordingError("the stimulus file is neither a recording (.nc) nor text",
                              file=path, fix="one sequence per line, tokens separated by "
                              "spaces; or a .nc recording") from None
-    seqs = [(n, line.split()) for n, line in enumerate(lines, 1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    seqs = [line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not seqs:
         raise RecordingError("the stimulus file holds no sequences", file=path,
                              fix="one sequence per line, tokens separated by spaces")
-    width = max(len(s) for _, s in seqs)
-    tok = np.full((len(seqs), width), "", dtype=object)
-    for i, (_, s) in enumerate(seqs):
-        tok[i, : len(s)] = s
-    ids, _ = token_ids_of_strings(task, tok.astype(str), file=path)
+    tok = np.array(list(itertools.zip_longest(*seqs, fillvalue=""))).T  # right-padded with ""
+    ids, _ = token_ids_of_strings(task, tok, file=path)
     try:
         return task.stimuli_from_tokens(ids, strict=True)
     except TaskError as exc:
@@ -152,5 +144,5 @@ def read_stimulus_file(path: str | Path, task: Task, *, site: str | None = None)
                              file=path, field=exc.field, fix=exc.fix) from None
 
 
-__all__ = ["read_stimulus_file", "stimuli_from_dataset", "stimuli_from_recording",
+__all__ = ["dataset_token_ids", "read_stimulus_file", "stimuli_from_recording",
            "token_ids_of_strings"]

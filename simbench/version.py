@@ -21,33 +21,26 @@ _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 @functools.cache
 def package_version() -> str:
     """simbench's version (e.g. ``"0.1.0"``); ``"0+unknown"`` when nothing records it."""
-    return _source_version(_PYPROJECT) or _installed_version() or UNKNOWN
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return _source_version(_PYPROJECT) or version(PACKAGE)
+    except PackageNotFoundError:
+        return UNKNOWN
 
 
 def _source_version(path: Path) -> str | None:
     """``project.version`` of ``path`` when it is simbench's own ``pyproject.toml``."""
-    if not path.is_file():
-        return None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
         project = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # no such file, too
         return None
-    if project.get("name") != PACKAGE or not isinstance(project.get("version"), str):
-        return None
-    return project["version"]
-
-
-def _installed_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return None
+    version = project.get("version")
+    return version if project.get("name") == PACKAGE and isinstance(version, str) else None
 
 
 __all__ = ["package_version"]

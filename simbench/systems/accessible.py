@@ -1,14 +1,10 @@
 """What a system must offer for simbench to run and patch it (the causal measures' contract).
 
-A causal measure (MAS, DAS, CLMAS, the stitches) needs more than recorded activity: it runs the
-network on counterfactual sequences with one site patched. :class:`AccessibleSystem` is that
-contract: a system (id, access, task) whose ``model`` is a :class:`PatchableModel`. The zoo's
-models and :class:`~simbench.systems.torch.TorchSystem` (any ``torch.nn.Module`` with sites
-named by module path) satisfy it; a plugin checks it with ``isinstance`` instead of probing
-attributes.
-
-:class:`ContinuableModel` is the optional fast path of a recurrent network (continue the
-recurrence from a patched state instead of rerunning the prefix).
+A causal measure (MAS, DAS, CLMAS, the stitches) runs the network on counterfactual sequences
+with one site patched: :class:`AccessibleSystem` is that contract, which the zoo's models and
+:class:`~simbench.systems.torch.TorchSystem` satisfy; a plugin checks it with ``isinstance``
+instead of probing attributes. :class:`ContinuableModel` and :class:`ResumableModel` are
+optional fast paths.
 
 Importing this module does not import torch (types are for checkers only).
 """

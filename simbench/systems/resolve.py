@@ -7,33 +7,20 @@ offered to each entry of :data:`KINDS`, in order; the first whose ``opens`` says
 heavy is imported before a kind has accepted the spec. A spec that no kind opens is one
 :class:`~simbench.errors.SimbenchError` listing what each kind looked for.
 
-The order, and why:
+The order (:data:`KINDS` spells out each kind): objects first (a Recording, a System, a torch
+module with native sites), then a local model directory (a local path wins over any name), the
+language-model zoo's names, checkpoints (``.safetensors`` with a JSON sidecar), recording files
+(any other existing file too: the reader refuses a wrong one, with the reason) and last the
+network zoo's ids. A new kind of system is one more :class:`SystemKind` (:func:`register_kind`).
 
-1. ``recording object``: a :class:`~simbench.recording.Recording` in memory.
-2. ``system object``: anything that already is a :class:`~simbench.systems.System`.
-3. ``torch module``: a ``torch.nn.Module`` with native sites (a zoo model), run on ``task``.
-4. ``model directory``: a local directory (``save_pretrained``: config, safetensors weights,
-   tokenizer): a language model. A local path wins over any name, so this comes before the
-   zoo names.
-5. ``zoo language model``: a name of the language-model zoo (``lm_toxic_s1``), no local path.
-6. ``checkpoint``: a ``.safetensors`` file with its JSON sidecar: a network.
-7. ``recording file``: a netCDF recording (``.nc``, ``.nc4``, ``.cdf``, ``.h5``) or any other
-   existing file (a wrong file is refused by the reader, with the reason).
-8. ``zoo network``: an id of the network zoo (``gru_multi_s1``; see ``simbench zoo list``).
-
-A new kind of system is one more :class:`SystemKind` in :data:`KINDS` (or
-:func:`register_kind`): its name, what it looks for, ``opens``, ``load`` and, for specs a spec
-file can name, ``identity`` (what a stored result depends on: content hashes, so copying a file
-keeps its results).
-
-The harness resolves with :func:`resolve_cached` (one load per process and file version);
-``simbench.score`` and the CLI with :func:`resolve_systems` (recordings first, networks only
-after the measure has accepted the kinds of system).
+The harness resolves with :func:`resolve_cached`, ``simbench.score`` and the CLI with
+:func:`resolve_systems`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -41,16 +28,17 @@ import reprlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from simbench.access import ACCESSIBLE
 from simbench.errors import ParameterError, SimbenchError, did_you_mean
-from simbench.systems import System
+from simbench.stimuli import RECORDING_SUFFIXES
+from simbench.systems import RecordedSystem, System
 
 if TYPE_CHECKING:
     from simbench.tasks.base import Task
 
-RECORDING_SUFFIXES = (".nc", ".nc4", ".cdf", ".h5")
 CHECKPOINT_SUFFIX = ".safetensors"
 
 
@@ -107,63 +95,43 @@ def _zoo_ids() -> list[str]:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def _continuation(task: object) -> Any:
-    """The language-model task a model directory is loaded with: ``task`` when it is a
-    :class:`~simbench.tasks.continuation.Continuation`, else one without prompts."""
-    from simbench.tasks.continuation import Continuation
+def _torch_system() -> Any:
+    """:class:`~simbench.systems.torch.TorchSystem`, imported once a kind needs it (torch)."""
+    from simbench.systems.torch import TorchSystem
 
-    return task if isinstance(task, Continuation) else Continuation()
+    return TorchSystem
 
 
 def _load_lm_dir(path: str | Path, task: object) -> System:
+    """A model directory as a language model, given ``task`` when it is a
+    :class:`~simbench.tasks.continuation.Continuation` (its prompts), else one without prompts."""
     from simbench.lm.load import check_model_dir
     from simbench.lm.system import LMSystem
+    from simbench.tasks.continuation import Continuation
 
     check_model_dir(path)
-    return LMSystem.from_dir(path, task=_continuation(task))
-
-
-def _prompted(system: Any, continuation: Any) -> System:
-    return system.with_task(continuation)
+    return LMSystem.from_dir(path, task=task if isinstance(task, Continuation)
+                             else Continuation())
 
 
 def _load_module(module: Any, task: object) -> System:
-    from simbench.systems.torch import TorchSystem
-
     if task is None:
         raise ParameterError(f"a torch module ({type(module).__name__}) needs the task whose "
                              "stimuli it reads", field="task",
                              fix="pass task='multi_object' (see `simbench tasks`), or wrap it "
                              "yourself: TorchSystem(module, task, sites={...})")
-    return TorchSystem(module, task)  # type: ignore[arg-type]
+    return _torch_system()(module, task)
 
 
 def _load_recording(path: str | Path, lazy: bool) -> System:
     from simbench.recording import load_or_open, load_recording
-    from simbench.systems import RecordedSystem
 
     return RecordedSystem(load_or_open(path) if lazy else load_recording(path))
 
 
-def _load_checkpoint(path: str | Path, task: Any) -> System:
-    from simbench.systems.torch import TorchSystem
-
-    return TorchSystem.from_checkpoint(Path(path), task=task)
-
-
-def _load_zoo(zoo_id: str) -> System:
-    from simbench.systems.torch import TorchSystem
-
-    return TorchSystem.from_zoo(zoo_id)
-
-
 def zoo_lm_dir(spec: str | Path) -> Path | None:
     """The verified directory of the zoo language model called ``spec`` (``lm_toxic_s1``: see
-    `simbench zoo list --lm`), or None when ``spec`` names none.
-
-    A local path wins: a directory called ``lm_toxic_s1`` in the working directory is that
-    directory, as everywhere else a path is given.
-    """
+    `simbench zoo list --lm`), or None when ``spec`` names none (or a local path: it wins)."""
     if not _names_zoo_lm(str(spec)):
         return None
     from simbench.zoo.lm_build import lm_model_dir
@@ -172,24 +140,31 @@ def zoo_lm_dir(spec: str | Path) -> Path | None:
 
 
 # ---- identities (what a stored result depends on) ------------------------------------------
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_LM_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """:func:`simbench.digest.sha256_file`, cached on (path, size, mtime): no rehash on rerun."""
+    from simbench.digest import sha256_file
+
+    return sha256_file(path)
+
+
+@functools.cache
+def _lm_sha256(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' names, sizes and times."""
+    from simbench.lm.load import model_dir_digest
+
+    return model_dir_digest(root)
 
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file, cached on (path, size, mtime) so a rerun does not rehash."""
-    from simbench.zoo.checkpoint import sha256_file
-
     p = Path(path)
     try:
         st = p.stat()
     except FileNotFoundError:
         raise SimbenchError(f"recording '{p}' does not exist", file=p,
                             fix="check the path in the spec (relative to the spec file)") from None
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(p)
-    return _DIGESTS[key]
+    return _sha256(str(p), st.st_size, st.st_mtime_ns)
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -209,27 +184,15 @@ def checkpoint_digest(path: str | Path) -> str:
 
 def lm_digest(path: str | Path) -> str:
     """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
-    from simbench.lm.load import model_dir_digest
-
     root = Path(path)
-    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                  for f in sorted(root.iterdir()) if f.is_file())
-    key = (str(root.resolve()), stamp)
-    if key not in _LM_DIGESTS:
-        _LM_DIGESTS[key] = model_dir_digest(root)
-    return _LM_DIGESTS[key]
-
-
-def _zoo_lm_identity(name: str) -> str:
-    path = zoo_lm_dir(name)
-    assert path is not None  # the kind opened it
-    return f"lm:sha256:{lm_digest(path)}"
+    return _lm_sha256(str(root), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                       for f in sorted(root.iterdir()) if f.is_file()))
 
 
 # ---- the table -----------------------------------------------------------------------------
 KINDS: list[SystemKind] = [
     SystemKind("recording object", "a simbench.Recording", _is_recording,
-               lambda spec, task, lazy: _recorded(spec)),
+               lambda spec, task, lazy: RecordedSystem(spec)),
     SystemKind("system object", "an object with system_id, access, task, sites and site_data "
                "(simbench.systems.System)",
                lambda spec: not _is_path(spec) and isinstance(spec, System),
@@ -241,14 +204,15 @@ KINDS: list[SystemKind] = [
                lambda spec: _is_path(spec) and Path(spec).is_dir(),
                lambda spec, task, lazy: _load_lm_dir(spec, task),
                identity=lambda spec: f"lm:sha256:{lm_digest(spec)}", heavy=True,
-               prompted=_prompted),
+               prompted=lambda system, lm: system.with_task(lm)),
     SystemKind("zoo language model", "a name of the language-model zoo (see `simbench zoo "
                "list --lm`)", _names_zoo_lm,
                lambda spec, task, lazy: _load_lm_dir(zoo_lm_dir(spec) or spec, task),
-               identity=_zoo_lm_identity, heavy=True, prompted=_prompted),
+               identity=lambda spec: f"lm:sha256:{lm_digest(zoo_lm_dir(spec) or spec)}",
+               heavy=True, prompted=lambda system, lm: system.with_task(lm)),
     SystemKind("checkpoint", f"a {CHECKPOINT_SUFFIX} file beside its JSON sidecar",
                lambda spec: _is_path(spec) and Path(spec).suffix == CHECKPOINT_SUFFIX,
-               lambda spec, task, lazy: _load_checkpoint(spec, task),
+               lambda spec, task, lazy: _torch_system().from_checkpoint(Path(spec), task=task),
                identity=lambda spec: f"checkpoint:sha256:{checkpoint_digest(spec)}", heavy=True),
     SystemKind("recording file", f"a recording ({', '.join(RECORDING_SUFFIXES)}) or an "
                "existing file",
@@ -258,15 +222,9 @@ KINDS: list[SystemKind] = [
                identity=lambda spec: f"recording:sha256:{file_digest(spec)}"),
     SystemKind("zoo network", "an id of the network zoo (see `simbench zoo list`)",
                lambda spec: isinstance(spec, str) and spec in _zoo_ids(),
-               lambda spec, task, lazy: _load_zoo(spec),
+               lambda spec, task, lazy: _torch_system().from_zoo(spec),
                identity=lambda spec: f"zoo:{spec}", heavy=True),
 ]
-
-
-def _recorded(recording: Any) -> System:
-    from simbench.systems import RecordedSystem
-
-    return RecordedSystem(recording)
 
 
 def register_kind(kind: SystemKind, *, before: str | None = None) -> None:
@@ -296,12 +254,11 @@ def _no_kind(spec: object) -> SimbenchError:
     shown = repr(str(spec)) if _is_path(spec) else reprlib.repr(spec)
     tried = "; ".join(f"{k.name}: {k.looks_for}" for k in KINDS)
     message = f"{shown} is no system simbench can open (tried, in order: {tried})"
-    hub = looks_like_hub_id(spec)  # a model-hub id reads like a zoo name
     fix = ("pass a recording path (.nc), a checkpoint, a model directory, a zoo id, a "
            "Recording or a System")
     if isinstance(spec, str) and "/" not in spec and not Path(spec).suffix:
         fix = did_you_mean(spec, [*_zoo_ids(), *LM_NAMES], command="simbench zoo list")
-    if hub:
+    if looks_like_hub_id(spec):  # a model-hub id reads like a zoo name
         name = str(spec)
         message += (f"; if '{name}' is a model-hub id: simbench loads language models from "
                     "disk only (no model hub is contacted)")
@@ -340,19 +297,11 @@ _CACHE: dict[tuple[str, str | None, int], System] = {}
 def resolve_cached(source: str, task: str | None, *, lazy: bool = False, lm: Any = None
                    ) -> System:
     """The harness's one way to a system: :func:`resolve_system` once per process and file
-    version (source, task, mtime), so a worker loads each recording or model once.
-
-    A recording is opened as for a measure that reads activity by blocks of rows; a caller
-    that needs it whole (``lazy`` False) gets the reader's refusal when it is too large to
-    load, as :func:`resolve_system` gives it. ``lm`` (:func:`lm_task`): the prompts a language
-    model is given. Any failure is a :class:`~simbench.errors.SimbenchError`.
-    """
+    version (source, task, mtime). Recordings open lazily; ``lazy`` False gets the reader's
+    refusal of one too large to load. ``lm`` (:func:`lm_task`): the prompts a language model
+    is given. Any failure is a :class:`~simbench.errors.SimbenchError`."""
     kind = kind_of(source)
-    try:
-        stamp = os.stat(source).st_mtime_ns
-    except OSError:
-        stamp = 0
-    key = (source, task, stamp)
+    key = (source, task, os.stat(source).st_mtime_ns if os.path.exists(source) else 0)
     if key not in _CACHE:
         try:
             _CACHE[key] = kind.load(source, task, True)
@@ -368,20 +317,6 @@ def resolve_cached(source: str, task: str | None, *, lazy: bool = False, lm: Any
 
 
 # ---- several systems for one measure -------------------------------------------------------
-class _PendingNetwork:
-    """A heavy system not loaded yet (loading imports torch and takes seconds): it stands in
-    for the access check, so a measure asked of the wrong kinds of system fails before
-    anything heavy runs."""
-
-    access = ACCESSIBLE
-    task = None
-
-    def __init__(self, spec: str | Path) -> None:
-        self.spec = spec
-        self.system_id = str(spec)
-        self.path = spec if Path(spec).suffix == CHECKPOINT_SUFFIX else None
-
-
 def lm_task(prompts: Any = None, new_tokens: int | None = None) -> Any:
     """The :class:`~simbench.tasks.continuation.Continuation` that ``prompts`` (a file, a list
     or a generator) and ``new_tokens`` ask for, or None when neither is given."""
@@ -410,27 +345,25 @@ def with_lm_task(systems: Sequence[System], task: Any) -> list[System]:
 
 def resolve_systems(measure: str, systems: Sequence[object], *,
                     task: str | None = None, lm: Any = None) -> list[System]:
-    """Resolve ``systems`` for ``measure``, cheapest checks first.
-
-    Recordings are loaded and validated, the number and access of the systems checked against
-    the measure and the task name looked up *before* any heavy system (a network or a language
-    model) is loaded: a bad recording or a wrong measure fails in well under a second instead of
-    after torch and the zoo have loaded. ``lm`` (see :func:`lm_task`): the prompts language
-    models are given.
-    """
+    """Resolve ``systems`` for ``measure``, cheapest checks first: recordings, the systems'
+    number and access and the task name are checked before any network or language model loads
+    (a bad recording fails in well under a second). ``lm`` (:func:`lm_task`): the prompts
+    language models are given."""
     from simbench.registry import get_registry
 
     reg = get_registry()
     m = reg.measure(measure)
     lazy = bool(getattr(m, "lazy_activity", False))  # reads activity by blocks of rows
     kinds = [kind_of(s) for s in systems]
-    early: list[Any] = [_PendingNetwork(s) if k.heavy  # type: ignore[arg-type]
-                        else k.load(s, task, lazy) for k, s in zip(kinds, systems)]
+    # a heavy system (loading imports torch and takes seconds) stands in unloaded for the
+    # access check, so a measure asked of the wrong kinds of system fails before it loads
+    early = [SimpleNamespace(access=ACCESSIBLE, task=None, system_id=str(s),
+                             path=s if Path(str(s)).suffix == CHECKPOINT_SUFFIX else None)
+             if k.heavy else k.load(s, task, lazy) for k, s in zip(kinds, systems)]
     reg.check_access(m, early)
     if task is not None:
         reg.task(task)  # unknown task names fail here, with suggestions
-    resolved = [k.load(s.spec, task, lazy) if isinstance(s, _PendingNetwork) else s
-                for k, s in zip(kinds, early)]
+    resolved = [k.load(s, task, lazy) if k.heavy else e for k, s, e in zip(kinds, systems, early)]
     resolved = with_lm_task(resolved, lm)
     reg.check_access(m, resolved)
     return resolved

@@ -17,13 +17,11 @@ Example::
 
     system = TorchSystem(my_module, MultiObject(), sites={"hidden": "layers.0"})
     rec = system.record(n=1000, seed=0)      # a simbench Recording, every site
-
-A task name (``"multi_object"``) works in place of the Task object; it is looked up in the
-plugin registry, as ``--task`` is.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,18 +60,15 @@ class HookedModel(nn.Module):
                             fix=f"module paths that exist: {shown or '(no submodules)'}")
         self.site_paths = dict(sites)
         self.sites = tuple(sites)
-        self._dims: dict[str, int] | None = None
 
-    @property
+    @functools.cached_property
     def site_dims(self) -> dict[str, int]:
         """Width of each site, found by one probe forward pass the first time it is asked."""
-        if self._dims is None:
-            probe = torch.as_tensor(self.probe if self.probe is not None
-                                    else [[1, 4, 3, 8, 2]], device=_device_of(self.module))
-            with torch.no_grad():
-                _, rec = self.run(probe, record=self.sites)
-            self._dims = {s: int(v.shape[-1]) for s, v in rec.items()}
-        return self._dims
+        probe = torch.as_tensor(self.probe if self.probe is not None else [[1, 4, 3, 8, 2]],
+                                device=_device_of(self.module))
+        with torch.no_grad():
+            _, rec = self.run(probe, record=self.sites)
+        return {s: int(v.shape[-1]) for s, v in rec.items()}
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.run(tokens)[0]
@@ -81,10 +76,9 @@ class HookedModel(nn.Module):
     def run(self, tokens: Tensor, *, edits: Mapping[str, Any] | None = None,
             record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
         """Run the module with hook patches and reads at the named sites (see the zoo API)."""
-        for s in [*record, *(edits or {})]:
-            if s not in self.site_paths:
-                raise SiteError(f"no site {s!r}", site=s,
-                                fix=f"sites of this system: {', '.join(self.sites)}")
+        if unknown := [s for s in [*record, *(edits or {})] if s not in self.site_paths]:
+            raise SiteError(f"no site {unknown[0]!r}", site=unknown[0],
+                            fix=f"sites of this system: {', '.join(self.sites)}")
         with hooked_sites(self.module, self.site_paths, tokens, edits, record) as rec:
             out = self.module(tokens)
         logits = getattr(out, "logits", None)
@@ -133,8 +127,7 @@ class TorchSystem:
         check_task_fits(getattr(module, "config", None), self.task_def,
                         what=system_id or self.meta.get("id") or type(module).__name__,
                         trained_on=self.meta.get("task"))
-        native = getattr(module, "sites", None)
-        if sites is None and native and hasattr(module, "run"):
+        if sites is None and getattr(module, "sites", None) and hasattr(module, "run"):
             self.model: nn.Module = module
         elif sites is None:
             raise SiteError(f"{type(module).__name__} has no native sites; name them",
@@ -153,7 +146,7 @@ class TorchSystem:
         from simbench.zoo import load_model
 
         model, meta = load_model(zoo_id, directory=directory, device=device)
-        return cls(model, task_by_name(meta["task"]), system_id=zoo_id, meta=meta)
+        return cls(model, meta["task"], system_id=zoo_id, meta=meta)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, task: Task | str | None = None,
@@ -202,8 +195,7 @@ class TorchSystem:
     def _tensor(self, tokens: Any) -> Tensor:
         if isinstance(tokens, Tensor):
             return tokens
-        arr = self.task_def.check_tokens(tokens)
-        return torch.as_tensor(arr, device=_device_of(self.model))
+        return torch.as_tensor(self.task_def.check_tokens(tokens), device=_device_of(self.model))
 
     def record_like(self, recording: Any, site: str) -> Any:
         """``site``'s dataset on a recording's own sequences (decoded through this network's
@@ -219,20 +211,14 @@ class TorchSystem:
                counts: Any = "all") -> Recording:
         """Record every site (or ``sites``) over ``stimuli`` (default: ``n`` stimuli drawn with
         ``seed`` over all counts) into a :class:`~simbench.recording.Recording` whose causal
-        variables are coordinates.
-
-        ``stimuli`` may come from elsewhere, e.g. another recording's own sequences
-        (:func:`simbench.stimuli.stimuli_from_recording`): their ids are kept, so the two
-        recordings pair stimulus by stimulus.
-        """
+        variables are coordinates. Given stimuli keep their ids (see :meth:`record_like`)."""
         from simbench.recording import Recording, site_dataset
 
         stim = stimuli if stimuli is not None else self.task_def.sample(n, seed, counts=counts)
         sites = tuple(sites) if sites is not None else self.sites
-        for s in sites:
-            if s not in self.sites:
-                raise SiteError(f"{self.system_id} has no site {s!r}", site=s,
-                                fix=f"sites: {', '.join(self.sites)}")
+        if unknown := [s for s in sites if s not in self.sites]:
+            raise SiteError(f"{self.system_id} has no site {unknown[0]!r}", site=unknown[0],
+                            fix=f"sites: {', '.join(self.sites)}")
         tokens = torch.as_tensor(stim.tokens, device=_device_of(self.model))
         parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
         # Record in eval mode; give every submodule back the mode it had, also on an error.
@@ -249,10 +235,8 @@ class TorchSystem:
         tok_str = self.task_def.token_strings(stim.tokens)
         valid = stim.tokens != self.task_def.pad
         attrs = {"n_stimuli": len(stim), "seed": seed if stimuli is None else -1,
-                 "generator": "simbench.systems.torch.TorchSystem.record"}
-        for key in ("arch", "sha256", "accuracy"):
-            if key in self.meta:
-                attrs[key] = self.meta[key]
+                 "generator": "simbench.systems.torch.TorchSystem.record",
+                 **{k: self.meta[k] for k in ("arch", "sha256", "accuracy") if k in self.meta}}
         datasets = {}
         for s in sites:
             act = np.concatenate(parts[s]).astype(np.float32)
