@@ -23,9 +23,6 @@ from simbench.systems.resolve import (
     zoo_lm_dir,
 )
 
-#: :func:`score`'s own keyword arguments (everything else is a measure parameter)
-_OPTIONS = ("site", "task", "seed", "device", "prompts", "new_tokens")
-
 
 def score(
     measure: str,
@@ -74,7 +71,17 @@ def score(
                        params=resolved_params)
 
 
-def sweep(measure: str, *systems: object, **kwargs: Any) -> list[Score]:
+def sweep(
+    measure: str,
+    *systems: object,
+    site: str | None = None,
+    task: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    prompts: Any = None,
+    new_tokens: int | None = None,
+    **params: Any,
+) -> list[Score]:
     """Score ``systems`` once per parameter combination: the CLI's ``--k 1,2,4`` from Python.
 
     Takes :func:`score`'s arguments. A parameter sweeps when its value is a list
@@ -83,12 +90,10 @@ def sweep(measure: str, *systems: object, **kwargs: Any) -> list[Score]:
     runs and the systems are resolved once; the result is one :class:`Score` per combination,
     in order, its parameters in ``attrs["params"]`` (a sweep of nothing: one Score in a list).
     """
-    options = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
-    _, grid = get_registry().measure(measure).sweep_grid(kwargs)
-    resolved = resolve_systems(measure, systems, task=options.get("task"),
-                               lm=lm_task(options.pop("prompts", None),
-                                          options.pop("new_tokens", None)))
-    return [score(measure, *resolved, **options, **combo) for combo in grid]
+    _, grid = get_registry().measure(measure).sweep_grid(params)
+    resolved = resolve_systems(measure, systems, task=task, lm=lm_task(prompts, new_tokens))
+    return [score(measure, *resolved, site=site, task=task, seed=seed, device=device, **combo)
+            for combo in grid]
 
 
 __all__ = ["lm_task", "resolve_system", "resolve_systems", "score", "sweep", "with_lm_task",
