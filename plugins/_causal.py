@@ -64,6 +64,15 @@ ENGINE_PARAMS: tuple[Param, ...] = (
 )
 
 
+class CausalMeasure(Measure):
+    """What every causal measure declares alike: it needs a task and draws its own null (see
+    each measure's ``--null`` help)."""
+
+    family = "causal"
+    null = "own"
+    needs_task = True
+
+
 def variable_text(var: str | tuple[str, ...]) -> str:
     """A parsed variable back in ``--variable`` syntax (a tuple is joint: ``'count+phase'``)."""
     return var if isinstance(var, str) else "+".join(var)
@@ -132,13 +141,8 @@ def parse_values(spec: str) -> tuple[int, int] | None:
 def engine_config(params: dict[str, Any], seed: int, device: str) -> Any:
     from simbench.interventions.engine import EngineConfig
 
-    return EngineConfig(
-        lr=params["lr"], batch_size=params["batch_size"], n_train=params["n_train"],
-        n_val=params["n_val"], n_test=params["n_test"], max_steps=params["max_steps"],
-        eval_every=params["eval_every"], patience=params["patience"],
-        gain_se=params.get("gain_se", 0.0), stop_at=params.get("stop_at", 1.0),
-        stepwise=params["stepwise"], pool_size=params["pool_size"], seed=seed, device=device,
-        values=parse_values(params["values"]))
+    return EngineConfig.from_params(params, seed=seed, device=device,
+                                    values=parse_values(params["values"]))
 
 
 def system_task(system: Any, task: str | None) -> Any:
@@ -268,11 +272,44 @@ def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple[float, float], int]:
-    """Mean trial IIA over ``keys`` with a Wilson interval on the pooled trials."""
+def alignment_meta(measure: Measure, parties: Sequence[Party], site: str,
+                   **extra: Any) -> dict[str, Any]:
+    """What a saved alignment says it aligns (:func:`load_alignment` checks it)."""
+    return {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
+            **extra, "variables": variables_of(parties)}
+
+
+def iia_score(measure: Measure, parties: Sequence[Party], site: str, results: dict,
+              keys: Sequence[tuple[int, int]], attrs: dict[str, Any],
+              breakdown: dict[str, Any] | None = None) -> Score:
+    """The Score of mean trial IIA over ``keys`` (Wilson interval on the pooled trials), the
+    IIA matrices after ``breakdown`` in its breakdown."""
     from simbench.stats import pooled_iia
 
-    return pooled_iia(results, keys)
+    names = [p.system_id for p in parties]
+    value, ci, n = pooled_iia(results, keys)
+    return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                 n_samples=n, breakdown={**(breakdown or {}), **iia_matrices(results, names)},
+                 attrs=attrs)
+
+
+def shuffled_null_draws(engine: Any, directions: list[tuple[int, int]], params: dict[str, Any],
+                        seed: int) -> list[float]:
+    """``params["null"]`` IIA draws of the trained map with shuffled sources (none for 0)."""
+    from simbench.calibration.causal_null import shuffled_source_null
+
+    return shuffled_source_null(engine, directions, int(params.get("null", 0)), seed)
+
+
+def with_shuffled_null(score: Score, draws: list[float], directions: list[tuple[int, int]],
+                       seed: int) -> Score:
+    """``score`` carrying the shuffled-source null of ``draws`` (unchanged without draws)."""
+    if not draws:
+        return score
+    from simbench.calibration.causal_null import shuffled_null_result
+
+    return with_null(score, shuffled_null_result(score.value, draws, seed=seed,
+                                                 directions=directions, names=score.systems))
 
 
 def train_or_load(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
@@ -350,16 +387,11 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
                     seed: int, device: str, params: dict[str, Any], within: bool) -> Score:
     """Train one subspace per system over every direction; score the cross directions.
 
-    With ``params["null"]`` = N > 0 the score also carries a null: the same held-out
-    counterfactuals scored through N sets of untrained random subspaces of the same k (the
-    control, over N seeds), evaluated after the score itself.
+    With ``params["null"]`` = N > 0 the score also carries a null (``null_draw``), evaluated
+    after the score itself on the same held-out counterfactuals: N sets of untrained random
+    subspaces of the same k, or N re-pairings with other sources through the trained map.
     """
-    from simbench.calibration.causal_null import (
-        random_subspace_null,
-        random_subspace_null_result,
-        shuffled_null_result,
-        shuffled_source_null,
-    )
+    from simbench.calibration.causal_null import random_subspace_null, random_subspace_null_result
     from simbench.interventions.engine import Engine, directions_for
     from simbench.interventions.init import choose_start
     from simbench.interventions.maps import SubspaceMap
@@ -382,36 +414,31 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         check = start.get("init_check")
         engine.cfg.validate_start = start["init"] != "random" and (
             check is None or check["data"] >= engine.cfg.stop_at - check["margin"])
-        meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
-                "site": site, "k": k, "variables": variables_of(parties)}
         if params.get("control"):
             for i, p in enumerate(parties):
                 imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
             log, results = None, engine.evaluate("test")
         else:
-            log, results = run_engine(engine, params, meta, f"{measure.name} k={k}")
+            log, results = run_engine(engine, params, alignment_meta(measure, parties, site, k=k),
+                                      f"{measure.name} k={k}")
         cross = [d for d in directions if d[0] != d[1]] or directions
         shuffled = params.get("null_draw", "subspaces") == "shuffled"
         if shuffled:
-            null_values = shuffled_source_null(engine, cross, int(params.get("null", 0)), seed)
+            null_values = shuffled_null_draws(engine, cross, params, seed)
         else:
             null_values = random_subspace_null(engine, [p.width for p in parties], k,
                                                int(params.get("null", 0)), seed, cross)
-    value, ci, n_samples = pooled(results, cross)
-    names = [p.system_id for p in parties]
-    breakdown = iia_matrices(results, names)
     within_dirs = [d for d in directions if d[0] == d[1]]
-    attrs = {"k": k, "variables": meta["variables"], "directions": len(directions),
+    attrs = {"k": k, "variables": variables_of(parties), "directions": len(directions),
              "train": train_summary(log), "control": bool(params.get("control")),
              **start,
              "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
                             if within_dirs else None),
              "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
-    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
-                  n_samples=n_samples, breakdown=breakdown, attrs=attrs)
-    if null_values and shuffled:
-        score = with_null(score, shuffled_null_result(value, null_values, seed=seed,
-                                                      directions=cross, names=names))
-    elif null_values:
-        score = with_null(score, random_subspace_null_result(value, null_values, k=k, seed=seed))
+    score = iia_score(measure, parties, site, results, cross, attrs)
+    if shuffled:
+        return with_shuffled_null(score, null_values, cross, seed)
+    if null_values:
+        score = with_null(score, random_subspace_null_result(score.value, null_values, k=k,
+                                                             seed=seed))
     return score

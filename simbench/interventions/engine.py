@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,6 +135,12 @@ class EngineConfig:
     # compile the training step once per length bucket: "auto" (on CUDA only), "on", "off";
     # None: $SIMBENCH_CAPTURE, else "auto" (see simbench.interventions.capture)
     capture: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **fixed: Any) -> EngineConfig:
+        """The settings a measure's parameters of the same names give, ``fixed`` overriding."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **fixed})
 
 
 @dataclasses.dataclass
