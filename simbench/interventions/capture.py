@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from simbench.errors import ParameterError
@@ -247,44 +246,13 @@ def _target_loss(engine: Engine, t: int, sources: Sequence[int], rows: Sequence[
     :meth:`Engine.patched_logits` then :meth:`Engine.behaviour_loss`, in one padded call)."""
     from simbench.interventions.runners import Continuation
 
-    party, imap = engine.parties[t], engine.imap
-    datas = [engine.data["train"][(s, t)] for s in sources]
-    width = max(d.cf.shape[1] for d in datas)
-    cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for d, r in zip(datas, rows)])
-    cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
-                         for d, r in zip(datas, rows)])
-    tpos = torch.cat([d.tpos[r] for d, r in zip(datas, rows)])
-    tgt_idx = torch.cat([d.tgt_idx[r] for d, r in zip(datas, rows)])
-    index = tpos[:, None] + 1 + torch.arange(length, device=cf.device)[None, :]
-    inside = index < width
-    index = index.clamp(max=width - 1)
-    cont = Continuation(cf, tpos, index, cf.gather(1, index),
-                        cf_mask.gather(1, index) & inside)
-    h_t = party.latents["train"][tgt_idx, tpos]
-    news, start = [], 0
-    for s, d, r in zip(sources, datas, rows):
-        n = r.shape[0]
-        h_s = engine.parties[s].latents["train"][d.src_idx[r], d.spos[r]]
-        news.append(imap.apply(t, h_t[start: start + n], imap.code(s, t, h_s)))
-        start += n
-    logits = _continue(party.runner, cont.inputs, torch.cat(news), tgt_idx, tpos)
+    party = engine.parties[t]
+    parts = [(s, engine.data["train"][(s, t)], r) for s, r in zip(sources, rows)]
+    cf, cf_mask, tpos, tgt_idx = engine.batch(parts)
+    cont = Continuation.build(cf, cf_mask, tpos, length=length)
+    h_new = engine.patched_sites("train", t, parts, party.latents["train"][tgt_idx, tpos])
+    logits = party.runner.continue_from(cont.inputs, h_new, "train", tgt_idx, tpos)
     return engine.behaviour_loss(logits, cont)  # the base's (see unsupported)
-
-
-def _continue(runner: Any, inputs: Tensor, h_new: Tensor, tgt_idx: Tensor,
-              tpos: Tensor) -> Tensor:
-    """Logits [B, L, V] of a recurrence continued from the patched site (the recurrent
-    runner's continuation over the training pool, every row the same length)."""
-    m = runner.model
-    x = m.embed(inputs)
-    if runner.site == "hidden":
-        if x.shape[1] == 0:
-            return m.head(h_new[:, None])
-        seq, _ = m.recur(x, m.site_to_state(h_new))
-        return m.head(torch.cat([h_new[:, None], seq], 1))
-    prev = runner.states["train"][tgt_idx, tpos - 1]
-    seq, _ = m.recur(torch.cat([h_new[:, None].to(x.dtype), x], 1), m.site_to_state(prev))
-    return m.head(seq)
 
 
 __all__ = ["CAPTURE_MODES", "LENGTH_QUANTUM", "CaptureWarning", "CapturedStep",

@@ -304,12 +304,8 @@ class Engine:
                             np.concatenate([d.iv.tpos[r] for d, r in zip(datas, host_rows)]))
         dev_rows = self.device_rows([r for _, r in chunks])
         parts = [(s, d, rows) for (s, _), d, rows in zip(chunks, datas, dev_rows)]
-        width = max(d.cf.shape[1] for _, d, _ in parts)
-        cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for _, d, r in parts])
-        cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
-                             for _, d, r in parts])
-        tpos = torch.cat([d.tpos[r] for _, d, r in parts])
-        tgt_idx = torch.cat([d.tgt_idx[r] for _, d, r in parts])
+        cf, cf_mask, tpos, tgt_idx = self.batch(parts)
+        width = cf.shape[1]
         if cf_override is not None:
             cf = cf_override
         cont = Continuation.build(cf, cf_mask, tpos, host)
@@ -320,15 +316,8 @@ class Engine:
                 below = torch.cat([F.pad(b[r], (0, 0, 0, width - b.shape[1]))  # type: ignore[index]
                                    for b, (_, _, r) in zip(belows, parts)])
         if not self.cfg.stepwise:
-            h_t = lat_t[tgt_idx, tpos]
-            news, start = [], 0
-            for s, d, r in parts:
-                n = len(r)
-                h_s = self.parties[s].latents[split][d.src_idx[r], d.spos[r]]
-                news.append(self.imap.apply(target, h_t[start: start + n],
-                                            self.imap.code(s, target, h_s)))
-                start += n
-            return runner.single(cont, torch.cat(news), split, tgt_idx, upto, below), cont
+            h_new = self.patched_sites(split, target, parts, lat_t[tgt_idx, tpos])
+            return runner.single(cont, h_new, split, tgt_idx, upto, below), cont
         codes = []
         for s, d, r in parts:
             lat = self.parties[s].latents[split][d.src_idx[r]]  # [n, T_s, d_s]
@@ -340,6 +329,32 @@ class Engine:
             return self.imap.apply(target, h, z_all[b, t])
 
         return runner.stepwise(cont, patch, upto, below), cont
+
+    @staticmethod
+    def batch(parts: Sequence[tuple[int, DirectionData, Tensor]]
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(cf, cf_mask, tpos, tgt_idx) of ``parts`` (source, its data, device rows) as one
+        batch, the counterfactuals padded on the right to the widest."""
+        width = max(d.cf.shape[1] for _, d, _ in parts)
+        cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for _, d, r in parts])
+        cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
+                             for _, d, r in parts])
+        tpos = torch.cat([d.tpos[r] for _, d, r in parts])
+        tgt_idx = torch.cat([d.tgt_idx[r] for _, d, r in parts])
+        return cf, cf_mask, tpos, tgt_idx
+
+    def patched_sites(self, split: str, target: int,
+                      parts: Sequence[tuple[int, DirectionData, Tensor]], h_t: Tensor) -> Tensor:
+        """The patched target latents [B, d] of single-position interventions: ``h_t`` (the
+        batch's target latents) with each part's source code applied."""
+        news, start = [], 0
+        for s, d, r in parts:
+            n = len(r)
+            h_s = self.parties[s].latents[split][d.src_idx[r], d.spos[r]]
+            news.append(self.imap.apply(target, h_t[start: start + n],
+                                        self.imap.code(s, target, h_s)))
+            start += n
+        return torch.cat(news)
 
     # ---- losses and accuracy ------------------------------------------------------------------
     @staticmethod

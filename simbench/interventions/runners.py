@@ -81,14 +81,14 @@ class Continuation:
     host: HostRows | None = None  # the rows' lengths, known without asking the device
 
     @classmethod
-    def build(cls, cf: Tensor, cf_mask: Tensor, tpos: Tensor,
-              host: HostRows | None = None) -> Continuation:
-        """The continuation of each row; ``host`` (when given) supplies the lengths, so the
-        device is never waited for."""
+    def build(cls, cf: Tensor, cf_mask: Tensor, tpos: Tensor, host: HostRows | None = None,
+              length: int | None = None) -> Continuation:
+        """The continuation of each row, ``length`` long (default: as long as the longest row
+        needs); ``host`` (when given) supplies the lengths, so the device is never waited for."""
         width = cf.shape[1]
-        if host is not None:
+        if length is None and host is not None:
             length = int(host.needed.max())
-        else:
+        elif length is None:
             pos = torch.arange(width, device=cf.device)
             last = torch.where(cf_mask, pos, torch.zeros_like(pos)).amax(1)
             length = int((last - tpos).clamp(min=1).max())  # reads back from the device
@@ -317,13 +317,15 @@ class RecurrentRunner(Runner):
                upto: int | None = None, below: Tensor | None = None) -> Tensor:
         """Continue each row from its patched state, only as far as its last determined token."""
         def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
-            return self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,
+            return self.continue_from(cont.inputs[rows, : steps - 1], h_new[rows], key,
                                   tgt_idx[rows], cont.tpos[rows])
 
         return self.in_buckets(cont, run, upto)
 
-    def _continue(self, inputs: Tensor, h_new: Tensor, key: str, tgt_idx: Tensor,
-                  tpos: Tensor) -> Tensor:
+    def continue_from(self, inputs: Tensor, h_new: Tensor, key: str, tgt_idx: Tensor,
+                      tpos: Tensor) -> Tensor:
+        """Logits [B, L, V] of the recurrence continued from the patched site ``h_new`` over
+        ``inputs`` (``key``: the pool whose states precede the patch, for ``embedding``)."""
         m = self.model
         x = m.embed(inputs)
         if self.site == "hidden":
