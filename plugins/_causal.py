@@ -255,23 +255,6 @@ def load_alignment(engine: Any, path: str, meta: dict[str, Any]) -> None:
     engine.imap.load_state_dict(state)
 
 
-def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
-    """Source x target DataArrays of trial and token IIA (NaN where not measured)."""
-    import numpy as np
-    import xarray as xr
-
-    n = len(names)
-    out = {}
-    for level in ("trial", "token"):
-        m = np.full((n, n), np.nan)
-        for (s, t), r in results.items():
-            m[s, t] = r[level]
-        labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
-        out[f"iia_{level}"] = xr.DataArray(m, dims=("source", "target"),
-                                           coords={"source": labels, "target": labels})
-    return out
-
-
 def alignment_meta(measure: Measure, parties: Sequence[Party], site: str,
                    **extra: Any) -> dict[str, Any]:
     """What a saved alignment says it aligns (:func:`load_alignment` checks it)."""
@@ -284,6 +267,7 @@ def iia_score(measure: Measure, parties: Sequence[Party], site: str, results: di
               breakdown: dict[str, Any] | None = None) -> Score:
     """The Score of mean trial IIA over ``keys`` (Wilson interval on the pooled trials), the
     IIA matrices after ``breakdown`` in its breakdown."""
+    from simbench.interventions.engine import iia_matrices
     from simbench.stats import pooled_iia
 
     names = [p.system_id for p in parties]
@@ -343,9 +327,7 @@ def train_summary(log: Any) -> dict[str, Any]:
     test evaluation after training took (not part of reaching ``stop_at``)."""
     if log is None:
         return {"loaded": True}
-    out = {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
-           "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
-           "interventions_per_s": round(log.interventions_per_s, 1)}
+    out = log.summary()
     if log.reached_at is not None:
         out["reached_s"] = round(log.reached_at - process_started(), 3)
     if log.test_seconds is not None:

@@ -193,6 +193,12 @@ class TrainLog:
     def interventions_per_s(self) -> float:
         return self.interventions / self.seconds if self.seconds else float("nan")
 
+    def summary(self) -> dict[str, Any]:
+        """The training as plain data, for a score's attrs (``best_val`` in ``val_metric``)."""
+        return {"steps": self.steps, "seconds": round(self.seconds, 3), "stopped": self.stopped,
+                "best_step": self.best_step, "best_val": self.best_val, "val_metric": self.metric,
+                "interventions_per_s": round(self.interventions_per_s, 1)}
+
 
 class Engine:
     """Trains ``imap`` so interventions along ``directions`` make targets follow the
@@ -518,28 +524,33 @@ class Engine:
         bad = 0
         bar = _progress(cfg.max_steps, label, progress)
         start = time.perf_counter()
+
+        def validate(step: int, loss: float) -> tuple[dict[tuple[int, int], float], float, bool]:
+            """Validate and log it: (scores, their mean, whether every one reached stop_at)."""
+            val = self.validation_score()
+            mean_val = float(np.mean(list(val.values()))) if val else 0.0
+            log.history.append({"step": step, "loss": loss, "val": mean_val,
+                                **{f"{s}->{t}": v for (s, t), v in val.items()}})
+            reached = bool(val) and min(val.values()) >= cfg.stop_at
+            if reached:
+                log.reached_at = time.time()
+                log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
+            return val, mean_val, reached
+
         try:
             if cfg.validate_start:
-                val = self.validation_score()
-                mean_val = float(np.mean(list(val.values()))) if val else 0.0
-                log.history.append({"step": 0, "loss": float("nan"), "val": mean_val,
-                                    **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                val, mean_val, reached = validate(0, float("nan"))
                 best, self._best_hits = mean_val, dict(self._val_hits)
                 log.best_step, log.best_val = 0, mean_val
-                if val and min(val.values()) >= cfg.stop_at:
-                    log.reached_at = time.time()
-                    log.stopped = (f"validation {_SHOWN[metric]} reached {cfg.stop_at} at the "
-                                   "start")
+                if reached:
+                    log.stopped += " at the start"
                     return log
             for step in range(1, cfg.max_steps + 1):
                 loss = next(steps)
                 log.steps = step
                 log.interventions += cfg.batch_size * len(self.trained)
                 if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                    val = self.validation_score()
-                    mean_val = float(np.mean(list(val.values()))) if val else 0.0
-                    log.history.append({"step": step, "loss": loss.item(), "val": mean_val,
-                                        **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                    val, mean_val, reached = validate(step, loss.item())
                     if bar is not None:
                         bar.set_postfix(loss=f"{loss.item():.3f}",
                                         **{f"val_{metric}": f"{mean_val:.3f}"},
@@ -551,9 +562,7 @@ class Engine:
                         log.best_step, log.best_val = step, mean_val
                     else:
                         bad += 1
-                    if val and min(val.values()) >= cfg.stop_at:
-                        log.reached_at = time.time()
-                        log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
+                    if reached:
                         break
                     if bad >= cfg.patience:
                         log.stopped = f"plateau ({cfg.patience} validations without gain)"
@@ -665,3 +674,19 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
 def directions_for(n: int, *, within: bool = True) -> list[tuple[int, int]]:
     """All ordered pairs (s, t) of n systems; within-model pairs (s == t) when ``within``."""
     return [(s, t) for s in range(n) for t in range(n) if within or s != t]
+
+
+def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
+    """Source x target DataArrays of trial and token IIA (NaN where not measured)."""
+    import xarray as xr
+
+    n = len(names)
+    out = {}
+    for level in ("trial", "token"):
+        m = np.full((n, n), np.nan)
+        for (s, t), r in results.items():
+            m[s, t] = r[level]
+        labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
+        out[f"iia_{level}"] = xr.DataArray(m, dims=("source", "target"),
+                                           coords={"source": labels, "target": labels})
+    return out

@@ -200,7 +200,7 @@ def init_from_prompts(engine: LMEngine) -> bool:
     when the map is not a :class:`~simbench.interventions.maps.SubspaceMap` of one subspace
     per model.
     """
-    from simbench.interventions.init import procrustes
+    from simbench.interventions.init import procrustes, set_subspaces
 
     imap = engine.imap
     subspaces = getattr(imap, "subspaces", None)
@@ -218,9 +218,7 @@ def init_from_prompts(engine: LMEngine) -> bool:
     _, _, vt = torch.linalg.svd(hs[0], full_matrices=False)
     u0 = vt[: imap.k].T
     z0 = hs[0] @ u0
-    us = [u0] + [procrustes(h, z0) for h in hs[1:]]
-    for sub, u in zip(subspaces, us):
-        sub.proj.weight = u.to(sub.proj.weight.dtype)
+    set_subspaces(imap, [u0] + [procrustes(h, z0) for h in hs[1:]])
     return True
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from simbench.errors import RecordingError
 
@@ -45,7 +44,6 @@ def tokens_to_ids(lm: Any, tokens: np.ndarray, valid: np.ndarray, *, file: Any =
     return out
 
 
-@torch.no_grad()
 def record_on_recording(lm: Any, recording: Any, site: str, *, batch_size: int = 64) -> Any:
     """``lm``'s activity at ``site`` on ``recording``'s token sequences at that site: an
     :class:`xarray.Dataset` with the recording's stimulus ids, tokens and valid mask."""
@@ -65,23 +63,9 @@ def record_on_recording(lm: Any, recording: Any, site: str, *, batch_size: int =
         raise RecordingError("a stimulus of the recording has no valid token",
                              file=recording.path, site=site, field="valid")
     lm.model.path(site)  # an unknown site fails before anything runs
-    from simbench.lm.text import pad_batch
-
-    device = next(lm.module.parameters()).device
-    width = tokens.shape[1]
-    parts = []
-    for i in range(0, len(ids), batch_size):
-        tok, mask = pad_batch(ids[i: i + batch_size], lm.pad, device=device)
-        _, rec = lm.model.run(tok, record=[site], attention_mask=mask)
-        act = rec[site].float().cpu().numpy()
-        parts.append(np.pad(act, ((0, 0), (0, width - act.shape[1]), (0, 0))))
-    act = np.concatenate(parts).astype(np.float32)
-    own_valid = np.zeros_like(valid)
-    for r, seq in enumerate(ids):
-        own_valid[r, : len(seq)] = True
-    act[~own_valid] = 0.0
+    acts, own_valid = lm.run_sequences(ids, [site], tokens.shape[1], batch_size)
     shown = np.where(own_valid, _left_packed(tokens, valid), "")
-    return site_dataset(act, stimulus_ids=np.asarray(ds["stimulus_id"].values, dtype=str),
+    return site_dataset(acts[site], stimulus_ids=np.asarray(ds["stimulus_id"].values, dtype=str),
                         site=site, system_id=lm.system_id, task=lm.task, tokens=shown,
                         valid=own_valid, attrs={"recorded_on": str(recording.path or
                                                                    recording.system_id)})

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from simbench.interventions.patch import site_output, with_output
 from simbench.lm import sites as lm_sites
 from simbench.lm.text import forward, pass_inputs
 
@@ -76,7 +77,7 @@ class LMRunner:
             got: dict[str, Tensor] = {}
 
             def hook(mod: nn.Module, inp: Any, o: Any, got: dict = got) -> None:
-                got["h"] = lm_sites.output_tensor(o, self.site)
+                got["h"] = site_output(o, self.site, self.site)
                 self._out_len = len(o) if isinstance(o, tuple) else 0
 
             handle = modules[self.path].register_forward_hook(hook)
@@ -104,10 +105,10 @@ class LMRunner:
         module = dict(self.module.named_modules())[self.path]
 
         def hook(mod: nn.Module, inp: Any, out: Any) -> Any:
-            h = lm_sites.output_tensor(out, self.site)
+            h = site_output(out, self.site, self.site)
             b, t = patch.nonzero(as_tuple=True)
             h = h.index_put((b, t), fn(h[b, t], b, t).to(h.dtype))
-            return lm_sites.replace_output(out, h)
+            return with_output(out, h)
 
         handle = module.register_forward_hook(hook)
         try:

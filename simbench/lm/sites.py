@@ -10,12 +10,9 @@ model (see :mod:`simbench.lm.runner`).
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import Tensor, nn
+from torch import nn
 
 from simbench.errors import SiteError, did_you_mean
-from simbench.interventions.patch import site_output, with_output
 
 EMBEDDING = "embedding"
 
@@ -71,13 +68,5 @@ def layer_index(model: nn.Module, path: str) -> int | None:
     return paths.index(path) if path in paths else None
 
 
-def output_tensor(out: Any, site: str) -> Tensor:
-    """The [B, T, d] tensor a module returned (the first item of a tuple)."""
-    return site_output(out, site, site)
-
-
-replace_output = with_output
-
-
 __all__ = ["EMBEDDING", "decoder_layers", "embedding_path", "known_sites", "layer_index",
-           "layer_paths", "module_path", "output_tensor", "replace_output"]
+           "layer_paths", "module_path"]
