@@ -163,24 +163,21 @@ def sample_interventions(
     tgt_ok_rows = np.flatnonzero(target.allowed.any(1))
     if not len(src_ok_rows) or not len(tgt_ok_rows):
         raise TaskError("no intervenable positions in the stimulus pools", field="values")
-    out_t, out_tp, out_s, out_sp = (np.empty(0, np.int64) for _ in range(4))
-    cf_parts: list[np.ndarray] = []  # kept counterfactuals, a [rows, width] block per draw
-    mask_parts: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, ...]] = []  # per draw: rows kept, counterfactuals, masks
     need = n
     table = response_table(target.task)
     for _ in range(max_tries):
         m = max(2 * need, 64)
         t_idx = rng.choice(tgt_ok_rows, size=m)
         t_pos = _pick_positions(target.allowed, t_idx, rng)
+        s_idx = rng.choice(src_ok_rows, size=m)
         if stepwise:
-            s_idx = rng.choice(src_ok_rows, size=m)
             width = source.allowed.shape[1]
             inside = t_pos < width
             ok = inside.copy()
             ok[inside] = source.allowed[s_idx[inside], t_pos[inside]]
             s_pos = np.where(ok, t_pos, 0)
         else:
-            s_idx = rng.choice(src_ok_rows, size=m)
             s_pos = _pick_positions(source.allowed, s_idx, rng)
             ok = np.ones(m, dtype=bool)
         value = source.values[s_idx, s_pos]
@@ -208,14 +205,10 @@ def sample_interventions(
             if table is not None:
                 fits &= table.producible(cf, cmask)
             keep = np.flatnonzero(fits)[:need]
-            out_t = np.concatenate([out_t, t_idx[part][keep]])
-            out_tp = np.concatenate([out_tp, t_pos[part][keep]])
-            out_s = np.concatenate([out_s, s_idx[part][keep]])
-            out_sp = np.concatenate([out_sp, s_pos[part][keep]])
             if len(keep):
-                cf_parts.append(cf[keep])
-                mask_parts.append(cmask[keep])
-            need = n - len(out_t)
+                kept.append((*(a[part][keep] for a in (t_idx, t_pos, s_idx, s_pos)),
+                             cf[keep], cmask[keep]))
+            need -= len(keep)
             lo_row = hi_row
         if need <= 0:
             break
@@ -225,13 +218,13 @@ def sample_interventions(
             f"({source.variable}) into '{target.task.name}' ({target.variable}) whose values stay "
             f"in {lo}..{hi} and give responses the task can produce", field="values",
             fix="widen --values, or map variables whose value ranges overlap")
-    width = max(c.shape[1] for c in cf_parts)
+    width = max(k[4].shape[1] for k in kept)
     cf_tokens = np.full((n, width), target.task.pad, dtype=np.int64)
     cf_mask = np.zeros((n, width), dtype=bool)
     row = 0
-    for c, mk in zip(cf_parts, mask_parts):  # each block padded on the right, as one
+    for *_, c, mk in kept:  # each block padded on the right, as one
         cf_tokens[row: row + len(c), : c.shape[1]] = c
         cf_mask[row: row + len(mk), : mk.shape[1]] = mk
         row += len(c)
-    return Interventions(source_index, target_index, out_t, out_tp, out_s, out_sp, cf_tokens,
-                         cf_mask, stepwise)
+    rows = (np.concatenate([k[i] for k in kept]).astype(np.int64) for i in range(4))
+    return Interventions(source_index, target_index, *rows, cf_tokens, cf_mask, stepwise)

@@ -40,13 +40,11 @@ class InterventionMap(nn.Module):
 class SubspaceMap(InterventionMap):
     """One orthonormal d_i x k matrix per system: O(N) parameters for N systems."""
 
-    def __init__(self, widths: list[int], k: int, *, seed: int = 0,
-                 orthogonal_map: str | None = None) -> None:
+    def __init__(self, widths: list[int], k: int, *, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.k = k
-        self.subspaces = nn.ModuleList(Subspace(d, k, generator=g, orthogonal_map=orthogonal_map)
-                                       for d in widths)
+        self.subspaces = nn.ModuleList(Subspace(d, k, generator=g) for d in widths)
         self._fixed: list[Tensor | None] = [None] * len(widths)
 
     def U(self, i: int) -> Tensor:

@@ -21,8 +21,7 @@ from torch.nn.utils import parametrizations, parametrize
 from simbench.errors import ParameterError
 
 
-def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None, *,
-                      orthogonal_map: str | None = None) -> None:
+def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None) -> None:
     """``parametrizations.orthogonal`` on ``module.weight``, reproducibly.
 
     For a non-square weight torch completes it to a square orthogonal base with the *global*
@@ -34,10 +33,10 @@ def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None, *,
     n, k = module.weight.shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if orthogonal_map in (None, "householder") and n > k and not module.weight.is_complex():
+        if n > k and not module.weight.is_complex():  # torch's default map: householder
             parametrize.register_parametrization(module, "weight", Householder(), unsafe=True)
         else:
-            parametrizations.orthogonal(module, "weight", orthogonal_map=orthogonal_map)
+            parametrizations.orthogonal(module, "weight")
 
 
 class Householder(nn.Module):
@@ -88,8 +87,7 @@ class Householder(nn.Module):
 class Subspace(nn.Module):
     """A d x k matrix with orthonormal columns, trained through torch's orthogonal map."""
 
-    def __init__(self, d: int, k: int, *, generator: torch.Generator | None = None,
-                 orthogonal_map: str | None = None) -> None:
+    def __init__(self, d: int, k: int, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 1 <= k <= d:
             raise ValueError(f"subspace size k={k} must be between 1 and the site width {d}")
@@ -98,7 +96,7 @@ class Subspace(nn.Module):
         with torch.no_grad():
             init = torch.randn(d, k, generator=generator)
             self.proj.weight.copy_(torch.linalg.qr(init).Q)
-        seeded_orthogonal(self.proj, generator, orthogonal_map=orthogonal_map)
+        seeded_orthogonal(self.proj, generator)
 
     @property
     def U(self) -> torch.Tensor:

@@ -1,42 +1,23 @@
 """Stepwise MAS on language models: what the ``mas`` measure runs when its systems are LMs.
 
-The measure's own parameters apply (``k``, ``within``, ``control``, ``null``, ``lr``,
-``batch_size``, ``n_train``/``n_val``/``n_test``, ``max_steps``, ``eval_every``, ``patience``,
-``stop_at``); the prompts and the continuation length come from the systems' task
-(:class:`~simbench.tasks.continuation.Continuation`, set by ``--prompts`` and
+The measure's own parameters apply; the prompts and the continuation length come from the
+systems' task (:class:`~simbench.tasks.continuation.Continuation`: ``--prompts``,
 ``--new-tokens``). Interventions are always stepwise: a transformer recomputes its state from
 the context, so a patch at one position alone would be read around.
 
-**The language-model protocol** (Grant 2025's ``language/`` code; :data:`LM_DEFAULTS`):
+The protocol is the paper's (Grant 2025's ``language/`` code; the documentation's guide,
+"Language models"): the site defaults to ``embedding`` (:data:`LM_SITE`: at a middle layer the
+layers below keep attending to the target's own prefix, so not even a model aligned with itself
+continues as itself); the step is drawn away from both ends (:mod:`simbench.lm.data`); **token
+IIA is the value**, the whole-continuation IIA comes in ``attrs["trial_iia"]``; every score
+carries each model's within-model IIA as its ceiling (:func:`ceiling`, with a warning under
+:data:`CEILING_WARN`); training starts from the data
+(:func:`simbench.lm.engine.init_from_prompts`) and takes :data:`LM_DEFAULTS` wherever the
+generic default was left in place.
 
-- the site defaults to ``embedding`` (:data:`LM_SITE`; ``simbench score`` without ``--site``):
-  patching a middle layer at every position up to the step cannot carry the source's
-  behaviour, because the layers below keep attending to the target's own prefix; on the zoo a
-  model aligned with itself at ``transformer.h.2`` reaches a whole-continuation IIA of 0.45;
-- the step is drawn away from both ends (:mod:`simbench.lm.data`: at least 4 positions before
-  it, at least 2 source tokens predicted after it);
-- **token IIA is the headline** (``Score.value``, as the paper reports): the share of the
-  source's continuation tokens after the step that the patched target predicts, each given the
-  source's tokens before it; the whole-continuation IIA (every one right) comes alongside in
-  ``attrs["trial_iia"]`` with its interval;
-- a **ceiling check**: the within-model directions are trained with the cross ones, and every
-  score carries each model's within-model IIA (the model aligned with itself in the same
-  training; ``attrs["ceiling"]``) and the cross IIA normalised by it. Where a model's
-  whole-continuation within-model IIA is under :data:`CEILING_WARN` the site cannot express
-  identity and ``attrs["warning"]`` says so (boards mark the row);
-- training starts from the data (:func:`simbench.lm.engine.init_from_prompts`: principal
-  directions of the first model's states on the shared prompt tokens, the others matched by
-  orthogonal Procrustes) and validates on fewer interventions, less often: the defaults of
-  :data:`LM_DEFAULTS` replace the measure's generic ones for language models wherever the
-  generic default was left in place (give any other value to override).
-
-**Speed** (what one job of ``benchmarks/specs/lm_toxicity.toml`` costs on one core): at
-``embedding`` every training step reruns the whole model, so the models' own kernels set the
-pace. While a measure runs, each model computes with the fused kernels of
-:mod:`simbench.lm.kernels` (:data:`FAST_KERNELS`: the same function, logits equal to 1e-5, so
-scores are unchanged), and the embedding's states of the counterfactual sequences are read by
-the embedding lookup instead of a full pass each (:class:`simbench.lm.runner.LMRunner`). No
-protocol default changed for speed: the settings above are what scores are comparable under.
+While a measure runs the models compute with the fused kernels of :mod:`simbench.lm.kernels`
+(:data:`FAST_KERNELS`: the same function, logits equal to 1e-5); no protocol default changed
+for speed.
 """
 
 from __future__ import annotations
