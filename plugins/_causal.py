@@ -85,15 +85,17 @@ def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> li
     the target's variables to the source's values); ``'count'`` one shared variable;
     ``'count+phase'`` several jointly; ``'count:rem_ops'`` one per system.
     """
+    kinds = sorted({t.name for t in tasks})
+
+    def other_tasks(what: str) -> TaskError:
+        return TaskError(f"systems are trained on different tasks ({', '.join(kinds)}) {what}",
+                         field="variable", fix="map the variables per system, e.g. --variable "
+                         + ":".join(t.variables[0] for t in tasks))
+
     if not spec:
         chosen: list[Any] = [tuple(t.variables) for t in tasks]
         if len({len(c) for c in chosen}) > 1 or len({c for c in chosen}) > 1:
-            kinds = sorted({t.name for t in tasks})
-            raise TaskError(
-                f"systems are trained on different tasks ({', '.join(kinds)}) with different "
-                "causal variables", field="variable",
-                fix="map the variables per system, e.g. --variable " + ":".join(
-                    t.variables[0] for t in tasks))
+            raise other_tasks("with different causal variables")
     elif ":" in spec:
         chosen = spec.split(":")
         if len(chosen) != len(tasks):
@@ -107,13 +109,8 @@ def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> li
         for v in (var,) if isinstance(var, str) else var:
             if v in task.variables:
                 continue
-            others = {t.name for t in tasks}
-            if len(others) > 1 and ":" not in spec:
-                raise TaskError(
-                    f"systems are trained on different tasks ({', '.join(sorted(others))}) and "
-                    f"'{name}' ({task.name}) has no variable '{v}'", field="variable",
-                    fix="map the variables per system, e.g. --variable " + ":".join(
-                        t.variables[0] for t in tasks))
+            if len(kinds) > 1 and ":" not in spec:
+                raise other_tasks(f"and '{name}' ({task.name}) has no variable '{v}'")
             raise TaskError(f"task '{task.name}' of '{name}' has no causal variable '{v}'",
                             field="variable",
                             fix=f"variables of {task.name}: {', '.join(task.variables)}")

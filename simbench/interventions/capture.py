@@ -14,18 +14,16 @@ compiles once. Padding changes nothing: a padded position lies past every row's 
 determined token, its mask is False and it adds nothing to the loss or its gradients (a
 recurrence is causal, so the positions before it are computed exactly as without it).
 
-What can be captured: the engine's own objective (:meth:`Engine.step_loss`, not a subclass
-that changes it, as CLMAS's adds terms), single-position interventions (not stepwise) and targets whose runner
-continues a recurrence (the zoo's GRU and LSTM). Anything else, or a compilation that fails,
-runs the eager step; ``capture="on"`` says why with a warning.
-
-The data the step reads (the cached latents, the counterfactual tokens) keep fixed addresses
-(:func:`torch._dynamo.mark_static_address`), so a CUDA graph reads them in place instead of
-copying them in at every replay; only the step's row indices are copied.
+What can be captured: the engine's own objective (:meth:`Engine.step_loss`, not CLMAS's),
+single-position interventions and targets whose runner continues a recurrence (the zoo's GRU
+and LSTM). Anything else, or a compilation that fails, runs the eager step; ``capture="on"``
+says why with a warning. The data the step reads keep fixed addresses, so a CUDA graph reads
+them in place; only the step's row indices are copied in at every replay.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -43,8 +41,6 @@ Engine = Any
 """A :class:`simbench.interventions.engine.Engine` (not imported: the engine imports this)."""
 
 CAPTURE_MODES = ("auto", "on", "off")
-#: where ``auto`` captures: CUDA (launch-bound); on a CPU the eager step's length buckets do
-#: less arithmetic than one padded compiled call
 #: continuation lengths are padded up to a multiple of this (and at most the data's longest)
 LENGTH_QUANTUM = 16
 #: dynamo's recompilation limit while a captured step runs: every length bucket of every
@@ -141,15 +137,19 @@ class CapturedStep:
         self.longest = max(int(engine.data["train"][d].need.max()) for d in engine.trained)
         self.buckets: list[int] = []
         self.failed: str | None = None
-        for d in engine.trained:  # what every step reads: fixed addresses, read in place
-            s, t = d
-            data = engine.data["train"][d]
+        from torch._dynamo import mark_static_address
+
+        # what every step reads keeps a fixed address, read in place (no guard: a new engine's
+        # data of the same shapes reuses the compiled code)
+        static = functools.partial(mark_static_address, guard=False)
+        for s, t in engine.trained:
+            data = engine.data["train"][(s, t)]
             for x in (data.tgt_idx, data.tpos, data.src_idx, data.spos, data.cf, data.cf_mask):
-                _static(x)
+                static(x)
             for p in (engine.parties[s], engine.parties[t]):
-                _static(p.latents["train"])
+                static(p.latents["train"])
                 if isinstance(p.runner, RecurrentRunner) and "train" in p.runner.states:
-                    _static(p.runner.states["train"])
+                    static(p.runner.states["train"])
         mode = "reduce-overhead" if self.cuda and self.backend == "inductor" else None
         # the two ways are two functions: dynamo keys its compiled code by the function
         fn = _step_loss_unrolled if self.unroll else _step_loss
@@ -205,14 +205,6 @@ def _dynamo_settings(unroll: bool) -> dict[str, Any]:
               "cache_size_limit": RECOMPILE_LIMIT,
               "accumulated_cache_size_limit": RECOMPILE_LIMIT}
     return {k: v for k, v in wanted.items() if hasattr(torch._dynamo.config, k)}
-
-
-def _static(x: Tensor) -> None:
-    """Mark ``x`` as read in place by a captured step (no guard: a new engine's data of the
-    same shapes reuses the compiled code)."""
-    import torch._dynamo
-
-    torch._dynamo.mark_static_address(x, guard=False)
 
 
 def _eager(engine: Engine, batches: dict[tuple[int, int], Any]) -> Tensor:

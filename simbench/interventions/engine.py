@@ -255,11 +255,10 @@ class Engine:
 
     # ---- one patched pass -------------------------------------------------------------------
     def site_below(self, split: str, s: int, t: int) -> Tensor | None:
-        """The target's site over direction (s, t)'s counterfactual sequences of ``split``,
-        unpatched, [n, W, d]: what every patched pass of those rows starts from, recorded
-        once (None where the target cannot start a pass at its site, or with
-        ``cache_below`` off). A patch at the site cannot change what lies below it, and a
-        row's counterfactual tokens never change, so this is exact."""
+        """The target's unpatched site over direction (s, t)'s counterfactual sequences of
+        ``split`` [n, W, d], recorded once: every patched pass of those rows starts there
+        (exact: a patch cannot change what lies below it). None where the target cannot
+        start a pass at its site, or with ``cache_below`` off."""
         runner = self.parties[t].runner
         if not self.cfg.cache_below or runner is None or not runner.resumes:
             return None
@@ -291,12 +290,10 @@ class Engine:
                        ) -> tuple[Tensor, Continuation]:
         """Continuation logits of ``target`` for rows of several directions into it, batched.
 
-        ``chunks`` lists (source, row indices into that direction's data). Rows given as numpy
-        arrays let the whole pass be planned on the host (no read-back from the device);
-        tensors work too, at the cost of reading the continuation lengths back.
-        ``cf_override`` replaces the counterfactual tokens (free-running generation feeds its
-        own tokens); ``upto`` computes only the first that many continuation logits (the rest
-        are zeros).
+        ``chunks`` lists (source, row indices into that direction's data): numpy rows let the
+        pass be planned on the host, tensors cost a read-back. ``cf_override`` replaces the
+        counterfactual tokens (generation feeds its own); ``upto`` computes only the first
+        that many continuation logits (the rest are zeros).
         """
         party = self.parties[target]
         runner = party.runner
@@ -462,12 +459,10 @@ class Engine:
                   forced: Tensor | None = None) -> Tensor:
         """Token-level accuracy of free-running generation for ``rows``.
 
-        ``forced`` (the rows' teacher-forced predictions [n, L], when the caller has them)
-        saves the passes that cannot differ from them: until a row's first wrong prediction
-        its generated prefix is the counterfactual's, so its prediction at each step up to
-        and including that one is the teacher-forced one. Each step then runs only the rows
-        already past their first error whose token there is determined (the others' are
-        never scored).
+        ``forced`` (the rows' teacher-forced predictions [n, L]) saves the passes that cannot
+        differ from them: up to a row's first error its generated prefix is the
+        counterfactual's. Each step then runs only the rows past their first error whose token
+        there is determined.
         """
         d = self.data[split][(s, t)]
         cont = Continuation.build(d.cf[rows], d.cf_mask[rows], d.tpos[rows])
@@ -501,13 +496,11 @@ class Engine:
     def train(self, *, progress: bool = True, label: str = "align") -> TrainLog:
         """Adam on the map's parameters; keep the best validation score; stop on a plateau.
 
-        The score (:meth:`validation_score`, averaged over directions) may be any real number:
-        the first validation always sets the best, a later one only when it beats it by
-        :meth:`gain_margin` (``min_delta``, or with ``gain_se`` > 0 that many standard errors
-        of the paired difference from the best when that is more); ``patience`` validations without that stop
-        training. The map ends in the best state seen (the initial state when no validation
-        ran). With ``validate_start`` the initial map is validated first and counts as seen
-        (a start that already reaches ``stop_at`` takes no step).
+        The score (:meth:`validation_score`, averaged over directions; any real number) sets
+        the best at the first validation and later only when it beats it by
+        :meth:`gain_margin`; ``patience`` validations without that stop training. The map
+        ends in the best state seen. With ``validate_start`` the initial map is validated
+        first and counts as seen (a start that already reaches ``stop_at`` takes no step).
         """
         cfg = self.cfg
         metric = self.validation_metric
@@ -583,8 +576,7 @@ class Engine:
     def training_steps(self, opt: Adam | torch.optim.Optimizer) -> Iterator[Tensor]:
         """Endless training steps: each draws the next batch of every trained direction (a
         seeded shuffle, reshuffled when used up), takes one optimiser step and yields the
-        loss, still on the device. Nothing here waits for the device (see the module
-        docstring); :meth:`train` reads values back only when it validates."""
+        loss, still on the device (nothing here waits for it)."""
         cfg = self.cfg
         orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
         cursor = dict.fromkeys(self.trained, 0)
@@ -616,17 +608,11 @@ class Engine:
         return self.iia("val", self.trained)
 
     def gain_margin(self, val: dict[tuple[int, int], float]) -> float:
-        """How much a validation must beat the best to count as a gain.
-
-        ``min_delta``, or when ``gain_se`` > 0 and the score is IIA, ``gain_se`` standard
-        errors of the difference between this validation and the best one, if that is more.
-        Both score the same validation rows, so the difference is paired: in each direction
-        only the rows the two maps disagree on (b of n) move it, its standard error is
-        sqrt(b) / n, and over D directions sqrt(sum b / n^2) / D. A run that is still
-        learning flips few rows and gains by more than that, so it goes on; one whose map
-        only wanders (a pair that plateaus below ``stop_at``: many rows flip each way) no
-        longer resets its patience on noise and stops after ``patience`` validations. Other
-        metrics (R^2), or an engine whose :meth:`iia` keeps no rows, keep ``min_delta``.
+        """How much a validation must beat the best to count as a gain: ``min_delta``, or when
+        ``gain_se`` > 0 and the score is IIA, that many standard errors of the paired
+        difference from the best if more (only the b of n rows the two maps disagree on move
+        it: sqrt(b) / n per direction, sqrt(sum b / n^2) / D over D directions). A map that
+        only wanders flips many rows each way, so it no longer resets its patience on noise.
         """
         cfg = self.cfg
         now, best = self._val_hits, self._best_hits

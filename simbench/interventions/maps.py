@@ -62,7 +62,20 @@ class SubspaceMap(InterventionMap):
         return patch_subspace(h_t, z, self.U(t))
 
 
-class StitchMap(InterventionMap):
+class Replacing(InterventionMap):
+    """A map that replaces the target latent by the source's code, one module per direction
+    (``maps["s->t"]``)."""
+
+    maps: nn.ModuleDict
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        return self.maps[f"{s}->{t}"](h_s)
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        return z.to(h_t.dtype)
+
+
+class StitchMap(Replacing):
     """Rank-k linear stitch per direction: h'_t = h_s A B (+ b), replacing h_t entirely."""
 
     def __init__(self, widths: list[int], directions: list[tuple[int, int]], rank: int, *,
@@ -80,14 +93,8 @@ class StitchMap(InterventionMap):
                     up.bias.zero_()
             self.maps[f"{s}->{t}"] = nn.Sequential(down, up)
 
-    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
-        return self.maps[f"{s}->{t}"](h_s)
 
-    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        return z.to(h_t.dtype)
-
-
-class OrthogonalStitchMap(InterventionMap):
+class OrthogonalStitchMap(Replacing):
     """One orthogonal map per direction (d_s x d_t, semi-orthogonal when widths differ)."""
 
     def __init__(self, widths: list[int], directions: list[tuple[int, int]], *,
@@ -104,14 +111,8 @@ class OrthogonalStitchMap(InterventionMap):
             seeded_orthogonal(lin, g)
             self.maps[f"{s}->{t}"] = lin
 
-    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
-        return self.maps[f"{s}->{t}"](h_s)
 
-    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        return z.to(h_t.dtype)
-
-
-class InverseStitch(InterventionMap):
+class InverseStitch(Replacing):
     """The Moore-Penrose inverse of a trained stitch ``s -> t``, used as a stitch ``t -> s``.
 
     ``h'_s = (h_t - b) W^+`` with ``W = A B`` the trained map (rank k, so h'_s lies in a
@@ -133,6 +134,3 @@ class InverseStitch(InterventionMap):
         if (s, t) == (self.t, self.s):
             return (h_s - self.bias) @ self.pinv
         return self.stitch.code(s, t, h_s)
-
-    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        return z.to(h_t.dtype)

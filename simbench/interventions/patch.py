@@ -12,12 +12,9 @@ wrapped by :class:`~simbench.systems.torch.HookedModel`) takes ``edits={site: ed
 - ``fn(t: int, h [B, d]) -> [B, d]``: called at every step (the slow, general path).
 
 :class:`Patch` normalises any of them to a mask plus a function of the masked entries, and
-applies it to a whole block of steps (parallel models) or to one step (recurrent models).
-
-Finding the masked entries (``mask.nonzero()``) makes the host wait for the device. A caller
-that already knows them passes the function as an :class:`IndexedEdit`, which carries the
-entries; it is still a plain ``fn(h, b, t)``, so a model that does not know the class works
-unchanged.
+applies it to a block of steps (parallel models) or to one step (recurrent models). A caller
+that already knows the masked entries passes an :class:`IndexedEdit`, so finding them
+(``mask.nonzero()``) never waits for the device.
 """
 
 from __future__ import annotations
