@@ -1,12 +1,8 @@
 """What every causal measure shares: parameters, building parties, running the engine, scoring.
 
-MAS, DAS, CLMAS and both stitches differ only in their intervention map, their directions and
-their extra losses; everything else (variable mapping across tasks, k checks, device, save and
-load, the Score with its IIA matrices) lives here once.
-
-A measure borrows the caller's networks: it opens :func:`networks_on` around its whole work and
-takes each network's model through it (:meth:`Networks.model`), so every network runs frozen on
-the measure's device and is handed back exactly as it was when the measure returns or raises.
+MAS, DAS, CLMAS and both stitches differ only in their map, directions and extra losses. A
+measure takes each network's model through :func:`networks_on` (:meth:`Networks.model`), so it
+runs frozen on the measure's device and is handed back as it was when the measure ends.
 """
 
 from __future__ import annotations
@@ -27,11 +23,9 @@ if TYPE_CHECKING:  # simbench.systems loads xarray: plugins import it only when 
     from simbench.interventions.engine import Party
     from simbench.systems.accessible import PatchableModel
 
-#: Default of ``gain_se``: how many standard errors a validation must beat the best by. Off:
-#: on a GRU seed pair (k = 4) and a GRU vs transformer pair the paired bound at 1 SE stopped
-#: exactly where plain plateau stopping did, and the unpaired binomial bound stopped the
-#: seed pair at 0.67x the steps but 0.012 lower test IIA (still climbing), so neither is a
-#: default that saves time without moving scores.
+#: Default of ``gain_se``. Off: on a GRU seed pair and a GRU vs transformer pair the paired bound
+#: at 1 SE stopped where plateau stopping did (an unpaired bound: 0.67x the steps, 0.012 lower
+#: test IIA), so neither saves time without moving scores.
 GAIN_SE = 0.0
 
 # Parameters every engine-based measure takes (each measure adds its own).
@@ -315,13 +309,9 @@ def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label:
 
 
 def train_summary(log: Any) -> dict[str, Any]:
-    """The train log as plain data: ``best_val`` is the best validation score, measured in
-    ``val_metric`` (``iia``, ``r2`` or ``iia+r2``: see the engine's ``TrainLog``).
-
-    ``reached_s`` (where validation reached ``stop_at``) is when that happened, in seconds
-    since this process started: for a command, the time from the command to the stop, with
-    the interpreter, imports, loading and data included. ``test_seconds`` is what the held-out
-    test evaluation after training took (not part of reaching ``stop_at``)."""
+    """The train log as plain data (``TrainLog.summary``), with ``reached_s``: when validation
+    reached ``stop_at``, in seconds since this process started (for a command: imports,
+    loading and data included), and ``test_seconds``: what the held-out test took after."""
     if log is None:
         return {"loaded": True}
     out = log.summary()
@@ -333,12 +323,9 @@ def train_summary(log: Any) -> dict[str, Any]:
 
 
 def process_started() -> float:
-    """When this process started, on the ``time.time()`` scale.
-
-    psutil's ``create_time`` adds the process's start (clock ticks since boot) to the boot
-    time, which Linux gives in whole seconds and which drifts from the wall clock while the
-    machine runs: it can be a second early. Where the boot clock can be read (Linux), the
-    process's age is taken on that clock instead, to a clock tick (10 ms)."""
+    """When this process started, on the ``time.time()`` scale: its age on the boot clock where
+    there is one (Linux), since psutil's ``create_time`` adds it to a boot time given in whole
+    seconds that drifts from the wall clock (it can be a second early)."""
     import psutil
 
     created = psutil.Process().create_time()

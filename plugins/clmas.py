@@ -1,23 +1,16 @@
 """CLMAS (counterfactual-latent MAS): align a network with a system we can only record.
 
-System 1 (A) is a network; system 2 (B) is a recording (a netCDF file with ``token``, ``valid``
-and the task's causal variables as coordinates) and is never run. One aligned subspace per
-system, as in MAS, trained on
+System 1 (A) is a network; system 2 (B) is a recording (``token``, ``valid`` and the task's
+causal variables as coordinates), never run. One aligned subspace per system, as in MAS,
+trained on the behaviour loss into A (A->A, B->A; B's recorded latents as sources) and the
+counterfactual-latent loss into B (A->B, B->B: B's intervened latent should equal a recorded
+latent of B whose causal variables are the counterfactual ones, ``0.5 [(1 - cos) + MSE]``):
+``L = (1 - eps) L_MAS + eps L_CL`` (the paper's lambda = eps / (1 - eps); eps = 0 is MAS with
+B as a source only). The value is held-out IIA into A from B; A->A IIA and the CL fit into B
+(cosine, R^2) come alongside.
 
-- the behaviour loss in directions into A (A->A, B->A; B's recorded latents serve as sources);
-- the counterfactual-latent (CL) loss in directions into B (A->B, B->B): the intervened latent
-  of B, in B's native space, should equal a recorded latent of B at a state whose causal
-  variables equal the counterfactual ones: ``L_CL = 0.5 [(1 - cos) + MSE]``.
-
-``L = (1 - eps) L_MAS + eps L_CL`` (eps in [0, 1); the paper's lambda = eps / (1 - eps), so
-0.5, 0.89, 0.94 give lambda = 1, 8, ~16). eps = 0 is plain MAS with B used as a source only.
-
-Scores: the headline is IIA into A from B (behavioural, held-out); A->A IIA and the CL fit of
-the directions into B on held-out counterfactuals (cosine, R^2) come alongside.
-
-Evaluation protocol (``--inaccessible ZOO_ID``, or a network passed as system 2): B is in fact
-a network. CLMAS records it and trains treating it as recording-only, then intervenes on it
-after training to measure its true IIA (A->B, B->B), which checks CLMAS against the truth.
+Evaluation protocol (``--inaccessible ZOO_ID``, or a network as system 2): B is recorded and
+trained as recording-only, then intervened on to measure its true IIA (A->B, B->B).
 """
 
 from __future__ import annotations

@@ -1,22 +1,16 @@
 """The stitching baselines of MAS: model stitching and latent stitching.
 
-- ``model_stitch``: a rank-k linear map (optional bias) from system 1's latents that *replaces*
-  system 2's latent, ``h'_2 = h_1 A B (+ b)``, trained only on system 2's behaviour in the
-  1 -> 2 direction. Score: IIA in that direction. It is near perfect already at rank 2 between
-  Multi-Object GRUs because it may route the variable through whatever the source encodes,
-  including dimensions the source's own behaviour never reads (its null space): a good stitch
-  does not show that two systems encode a variable the same way. ``--via-inverse`` trains the
-  stitch 2 -> 1 on system 1's behaviour and scores its pseudo-inverse 1 -> 2: a behavioural
-  stitch into system 2 obtained without access to system 2 (the baseline of the CLMAS
-  evaluation protocol).
-- ``latent_stitch``: one orthogonal map from system 1's latents to system 2's, trained only with
-  the counterfactual-latent loss (no behaviour). System 2 may be a recording; when it is a
-  network, IIA is still measured behaviourally into it (otherwise the score is the held-out CL
-  fit, R^2).
+- ``model_stitch``: a rank-k linear map that *replaces* system 2's latent, ``h'_2 = h_1 A B
+  (+ b)``, trained on system 2's behaviour (1 -> 2); the value is IIA there. It is near perfect
+  at rank 2 between Multi-Object GRUs because it may route the variable through dimensions the
+  source's own behaviour never reads: a good stitch does not show that two systems encode a
+  variable alike. ``--via-inverse`` trains 2 -> 1 and scores the pseudo-inverse 1 -> 2 (a
+  stitch into system 2 without access to it: the baseline of the CLMAS protocol).
+- ``latent_stitch``: one orthogonal map trained only with the counterfactual-latent loss;
+  the value is IIA into system 2 when it is a network, else the held-out CL fit (R^2).
 
 A stitch replaces the whole latent, so its counterfactual is the source's whole state: every
-causal variable both tasks share (count *and* phase) takes the source's values
-(``--full-state``, default on).
+causal variable both tasks share takes the source's values (``--full-state``, default on).
 """
 
 from __future__ import annotations

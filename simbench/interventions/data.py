@@ -1,16 +1,12 @@
 """Counterfactual intervention sets: which latent goes where, and what behaviour should follow.
 
-A *pool* is a seeded set of stimuli from one system's task with its causal variable's value at
-every step. An *intervention set* for a direction (source s -> target t) pairs a target
-position with a source position and carries the counterfactual sequence the target's causal
-model predicts once the variable takes the source's value. Values travel across tasks by
-variable mapping (``count`` of Multi-Object into ``rem_ops`` of Arithmetic): the target task
-builds the counterfactual from the value alone.
-
-Counterfactuals that leave what the task itself produces (an intervened value outside the
-variable's range, or more determined tokens than any stimulus of the task has, e.g. 25
-responses in a task that counts to 20) are resampled: no network trained on the task could
-follow them, so they would measure the task's range, not the alignment.
+A *pool* is a seeded set of stimuli from one system's task with its causal variables' values
+at every step. An *intervention set* for a direction (source s -> target t) pairs target and
+source positions with the counterfactual sequence the target's causal model predicts once the
+variable takes the source's value; values travel across tasks by variable mapping (``count``
+of Multi-Object into ``rem_ops`` of Arithmetic). Counterfactuals the target task never
+produces (a value outside its range, more determined tokens than any of its stimuli) are
+redrawn: they would measure the task's range, not the alignment.
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """Behaviour data for stepwise MAS between language models.
 
-Every model greedily continues every prompt (:func:`own_behaviour`): its *own sequence* is the
-prompt followed by ``new_tokens`` generated tokens. Models share a tokenizer (checked), so a
-prompt has the same ids and the same length in every model, and position p means the same
-token slot everywhere.
-
-A stepwise intervention source s -> target t (:func:`sample_interventions`) pairs a source
-sequence with a target sequence (drawn independently from the split's prompts) and a step j.
-The target reads its own tokens up to j and the source's after j (the *counterfactual
-sequence*); its site is patched at every position 0..j with the source's site at the same
-position (aligned subspace only). It should then produce the source's continuation: the
-scored tokens are the source's generated tokens after j. Trained by cross-entropy to them; IIA
-is the share of those tokens predicted right (token level, each given the source's tokens
-before it) and the share of interventions with every one right (whole continuation; equal to
-free-running generation, since while every token is right the generated prefix *is* the
-source's).
+Every model greedily continues every prompt (:class:`OwnBehaviour`: the prompt followed by
+``new_tokens`` generated tokens); models share a tokenizer, so position p is the same token
+slot everywhere. A stepwise intervention source s -> target t (:func:`sample_interventions`)
+pairs a source and a target sequence with a step j: the target reads its own tokens up to j
+and the source's after j, its site is patched at every position 0..j with the source's aligned
+subspace, and it should then produce the source's continuation tokens after j. IIA is the
+share of those tokens predicted right (token level) and of interventions with every one right
+(whole continuation, equal to free-running generation).
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """Patched passes of a frozen causal LM, with the frozen prefix cached.
 
-A stepwise intervention at a decoder layer L changes nothing below L: the layers up to L see the
-counterfactual sequence's tokens only, which never change while a map trains. So the site's
-states of every counterfactual sequence are computed once (:meth:`LMRunner.site_states`), and
-each patched pass (:meth:`LMRunner.patched`) patches those states and runs only the layers
-above L: the decoder layers up to L are swapped, for that pass only, for a module that returns
-the patched states (embeddings are a lookup). At ``embedding`` the patched states enter as
-``inputs_embeds``. The output head runs only at the positions that are scored.
-
-``fast=False`` is the baseline: forward hooks on the full model, every pass from the embeddings
-(what a hook-based library does). Both give the same logits (tested to 1e-5).
+A stepwise intervention at decoder layer L changes nothing below L, whose inputs (the
+counterfactual tokens) never change while a map trains. So the site's states are computed once
+(:meth:`LMRunner.site_states`) and each patched pass (:meth:`LMRunner.patched`) runs only the
+layers above L, those up to L swapped for that pass for a module returning the patched states
+(at ``embedding`` they enter as ``inputs_embeds``); the output head runs only where tokens
+are scored. ``fast=False`` is the baseline: hooks on the full model, every pass from the
+embeddings; both give the same logits (tested to 1e-5).
 """
 
 from __future__ import annotations
