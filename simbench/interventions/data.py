@@ -25,10 +25,8 @@ from simbench.tasks.responses import response_table
 class Pool:
     """A system's stimuli, its aligned variables' values, and where interventions may go.
 
-    ``variable``/``values`` are the primary (first) variable; ``variables``/``joint`` hold every
-    variable intervened on together (e.g. ``count`` and ``phase``: a target then takes both of
-    the source's values, which is the default counterfactual: every causal variable of the
-    target set to the source's values).
+    ``variable``/``values`` are the primary (first) variable; ``variables``/``joint`` every
+    variable intervened on together (by default all of the task's: ``count`` and ``phase``).
     """
 
     task: Task

@@ -1,20 +1,11 @@
 """Intervention maps: how a source latent becomes a patched target latent.
 
-Every causal measure is the same engine with a different map:
-
-- :class:`SubspaceMap` (MAS, DAS, CLMAS): one U_i per system; the target keeps everything
-  outside its aligned subspace (``h_t + (h_s U_s - h_t U_t) U_t^T``).
-- :class:`StitchMap` (model stitching): per direction a rank-k linear map (optional bias) that
-  *replaces* the target latent with ``h_s A B (+ b)``.
-- :class:`OrthogonalStitchMap` (latent stitching): per direction one orthogonal map that replaces
-  the target latent with ``h_s Q``.
-
-A map splits into ``code(s, t, h_s)`` (what the source contributes) and ``apply(t, h_t, z)``
-so the engine can precompute source codes once per step, including at every step of a stepwise
-intervention.
-
-Maps are initialised on the CPU from a seeded CPU generator, so a seed gives the same initial
-map on every device; the engine moves the map to its device.
+Every causal measure is the same engine with a different map: :class:`SubspaceMap` (MAS, DAS,
+CLMAS: one U_i per system, the target keeping what lies outside its subspace),
+:class:`StitchMap` (model stitching: rank-k, replacing the target latent by ``h_s A B (+ b)``)
+and :class:`OrthogonalStitchMap` (latent stitching: ``h_s Q``). A map splits into
+``code(s, t, h_s)`` and ``apply(t, h_t, z)`` so the engine computes source codes once per step.
+Maps are initialised from a seeded CPU generator: a seed gives the same map on every device.
 """
 
 from __future__ import annotations

@@ -38,11 +38,9 @@ Edit = tuple[Tensor, Tensor | EditFn] | Callable[[int, Tensor], Tensor]
 class IndexedEdit:
     """An edit function ``fn(h, b, t)`` that also carries its mask's nonzero entries.
 
-    ``b``, ``t``: the (row, position) of every True entry of the mask, row-major (what
-    ``mask.nonzero(as_tuple=True)`` returns), on the mask's device; ``times``: the positions
-    with at least one entry, ascending, on the host (None: unknown); ``rows_at``: for each of
-    those positions, the rows with an entry there (what ``mask[:, t].nonzero()`` returns; for
-    models that patch one step at a time). Calling it calls ``fn``.
+    ``b``, ``t``: ``mask.nonzero(as_tuple=True)``, on the mask's device; ``times``: the
+    positions with an entry, ascending, on the host (None: unknown); ``rows_at``: per such
+    position, ``mask[:, t].nonzero()`` (for models that patch one step at a time).
     """
 
     def __init__(self, fn: EditFn, b: Tensor, t: Tensor, times: list[int] | None = None,

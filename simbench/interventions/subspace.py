@@ -22,13 +22,10 @@ from simbench.errors import ParameterError
 
 
 def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None) -> None:
-    """``parametrizations.orthogonal`` on ``module.weight``, reproducibly.
-
-    For a non-square weight torch completes it to a square orthogonal base with the *global*
-    RNG; that base steers every later step, so a score would depend on whatever used the
-    global RNG before (earlier jobs in the same worker, model construction). The completion is
-    drawn here under a seed taken from ``generator`` instead, leaving the global RNG as it was.
-    """
+    """``parametrizations.orthogonal`` on ``module.weight``, reproducibly: torch completes a
+    non-square weight to an orthogonal base with the *global* RNG, so a score would depend on
+    whatever used it before; here that draw is seeded from ``generator`` instead, leaving the
+    global RNG as it was."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     n, k = module.weight.shape
     with torch.random.fork_rng(devices=[]):

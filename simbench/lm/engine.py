@@ -1,11 +1,10 @@
 """Stepwise MAS between language models: the shared training loop on behaviour data.
 
-:class:`LMEngine` is the interventions engine (:class:`~simbench.interventions.engine.Engine`:
-Adam on the map, validation, early stopping, best checkpoint) with the language-model data of
-:mod:`simbench.lm.data` instead of a task's counterfactuals. A training step runs all
-directions into one target as one batch; each patched pass uses the low-rank interchange
-``h_t + (h_s U_s - h_t U_t) U_t^T`` on cached source states and, with the fast runner, the
-cached frozen prefix of the target (see :mod:`simbench.lm.runner`).
+:class:`LMEngine` is the interventions :class:`~simbench.interventions.engine.Engine` (its
+training loop, validation and early stopping) on the language-model data of
+:mod:`simbench.lm.data` instead of a task's counterfactuals: all directions into one target
+run as one batch, from cached source states and, with the fast runner, the target's cached
+frozen prefix (:mod:`simbench.lm.runner`).
 """
 
 from __future__ import annotations
@@ -191,14 +190,11 @@ class LMEngine(Engine):
 def init_from_prompts(engine: LMEngine) -> bool:
     """A data-driven start for the subspaces (MAS ``init = pca`` for language models).
 
-    Every model reads the same prompt tokens (one tokenizer, the same prompts), so their site
-    states at the prompt positions of the training split pair up: U_0 spans the top-k principal
-    directions of the first model's states there, and every other U_i is the orthogonal
-    Procrustes match of its states to the first's coordinates
-    (:func:`simbench.interventions.init.procrustes`). An exact re-parametrization of a model
-    (its units permuted or rotated) then starts exactly aligned. False (the random start kept)
-    when the map is not a :class:`~simbench.interventions.maps.SubspaceMap` of one subspace
-    per model.
+    Every model reads the same prompt tokens, so their site states at the training prompts'
+    positions pair up: U_0 spans the first model's top-k principal directions there, every
+    other U_i is the Procrustes match to its coordinates, so an exact re-parametrization of a
+    model starts exactly aligned. False (the random start kept) when the map is not one
+    subspace per model.
     """
     from simbench.interventions.init import procrustes, set_subspaces
 

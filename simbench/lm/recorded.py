@@ -1,11 +1,9 @@
 """A language model recorded on a recording's own token sequences.
 
-A correlative measure that pairs a network with a recording runs the network on the
-recording's stimuli. For a language model those stimuli are the recording's ``token`` strings
-(what :meth:`~simbench.lm.system.LMSystem.record` stores: the tokenizer's own tokens, special
-ones included), not sequences of a counting task: they are mapped back to ids through the
-model's tokenizer, run with the recording's padding mask, and kept under the recording's
-stimulus ids, so the pair shares every prompt and position.
+A correlative measure pairing a network with a recording runs the network on the recording's
+stimuli: for a language model, the recording's ``token`` strings (the tokenizer's own tokens,
+as :meth:`~simbench.lm.system.LMSystem.record` stores them) mapped back to ids and kept under
+the recording's stimulus ids, so the pair shares every prompt and position.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Sites of a causal LM: module paths plus ``embedding``.
 
-A site is a module path as ``model.named_modules()`` spells it (``transformer.h.2`` for GPT-2,
-``model.layers.1`` for Llama and Qwen2; the path pyvene's ``block_output`` maps to) and its
-output ``[B, T, d]`` is what is read and patched; ``embedding`` names the input-embedding module
-(``model.get_input_embeddings()``). The decoder layers are the ``nn.ModuleList`` with one entry
-per hidden layer; when the site is one of them, the layers below it can be skipped on a frozen
-model (see :mod:`simbench.lm.runner`).
+A site is a module path as ``model.named_modules()`` spells it (``transformer.h.2``,
+``model.layers.1``), whose output ``[B, T, d]`` is read and patched, or ``embedding`` (the
+input-embedding module). The decoder layers are the ``nn.ModuleList`` with one entry per
+hidden layer (below a layer site, :mod:`simbench.lm.runner` skips them).
 """
 
 from __future__ import annotations
