@@ -148,11 +148,8 @@ def system_task(system: Any, task: str | None) -> Any:
 
 
 class Networks:
-    """The networks one causal measure runs, each frozen on the measure's device.
-
-    Made by :func:`networks_on`; a model taken through :meth:`model` stays frozen (eval mode,
-    no gradients, on the device) until that block ends, then is restored as it was.
-    """
+    """The networks one causal measure runs (made by :func:`networks_on`): a model taken
+    through :meth:`model` stays frozen on the device until that block ends."""
 
     def __init__(self, device: str, stack: ExitStack) -> None:
         self.device = device

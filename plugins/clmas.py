@@ -200,14 +200,10 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
 
 def stimulus_bootstrap(engine: Any, n_stimuli: int, *, n_boot: int,
                        seed: int) -> tuple[float, float]:
-    """Percentile interval of IIA into system 1 from system 2 over system 2's stimuli.
-
-    The recorded stimuli (an animal's trials) are the experimental units, not the
-    interventions drawn from them: each resample draws the held-out source stimuli with
-    replacement and weights every held-out intervention by how often its source stimulus was
-    drawn. A trial counts as correct exactly as in the score (teacher-forced correctness at
-    every determined token, which is what free-running generation gets right).
-    """
+    """Percentile interval of IIA into system 1 from system 2 over system 2's stimuli (an
+    animal's trials are the experimental units, not the interventions drawn from them): each
+    resample draws the held-out source stimuli with replacement and weights every held-out
+    intervention by its source's draws; a trial counts as correct exactly as in the score."""
     import numpy as np
     import torch
 

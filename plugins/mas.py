@@ -12,8 +12,7 @@ from typing import Any
 
 from simbench_plugins import _causal
 
-# the null parameters and the training behind mas and das live in _causal; importable from
-# here too, where they were first defined
+# importable from here too, where they were first defined
 from simbench_plugins._causal import NULL_DRAW, NULL_DRAWS, NULL_HELP, align_subspaces
 
 from simbench import hookimpl

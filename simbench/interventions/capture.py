@@ -1,18 +1,12 @@
 """A captured training step: the engine's step compiled once per length bucket.
 
-On a GPU the training step of two zoo GRUs is hundreds of tiny kernels, so launches, not
-arithmetic, bound it. :func:`captured_loss` compiles the step's loss (forward and backward)
-with ``torch.compile``: on CUDA in ``reduce-overhead`` mode, which replays the whole step as
-CUDA graphs; on the CPU with inductor's default mode (C++ kernels built with the system
-compiler), which is what the tests run.
-
-A compiled graph needs fixed shapes. A step's batch is already fixed (``batch_size`` rows per
-trained direction); its continuation length (how many tokens after the patch the longest row
-of the batch needs) varies, so it is padded up to a *length bucket*: a multiple of
-:data:`LENGTH_QUANTUM`, capped at the longest continuation of the training data. Each bucket
-compiles once. Padding changes nothing: a padded position lies past every row's last
-determined token, its mask is False and it adds nothing to the loss or its gradients (a
-recurrence is causal, so the positions before it are computed exactly as without it).
+On a GPU the training step of two zoo GRUs is hundreds of tiny kernels, so launches bound it.
+:func:`captured_loss` compiles the step's loss with ``torch.compile`` (on CUDA in
+``reduce-overhead`` mode: the whole step replayed as CUDA graphs; on the CPU, what the tests
+run, with inductor's default mode). A compiled graph needs fixed shapes, so a step's
+continuation length is padded up to a *length bucket* (a multiple of :data:`LENGTH_QUANTUM`,
+at most the data's longest), each compiled once. Padding changes nothing: a padded position
+lies past every row's last determined token, its mask is False, and a recurrence is causal.
 
 What can be captured: the engine's own objective (:meth:`Engine.step_loss`, not CLMAS's),
 single-position interventions and targets whose runner continues a recurrence (the zoo's GRU
@@ -95,11 +89,9 @@ def length_bucket(length: int, longest: int, quantum: int = LENGTH_QUANTUM) -> i
 
 
 def captured_loss(engine: Engine, base: type, capture: str | None = None) -> LossFn | None:
-    """The captured step loss of ``engine`` (call it with the step's batches, as
-    :meth:`Engine.step_loss`; ``base``: the engine class whose step it redoes), or None where
-    the eager step should run: the mode (``capture``, else ``engine.cfg.capture``, else
-    $SIMBENCH_CAPTURE, else ``auto``) does not ask for it on this device, or the step cannot
-    be captured (with ``on``: a :class:`CaptureWarning` says why)."""
+    """The captured step loss of ``engine`` (called as :meth:`Engine.step_loss`; ``base``: the
+    class whose step it redoes), or None where the mode (``capture``, ``engine.cfg.capture``,
+    $SIMBENCH_CAPTURE, else ``auto``) does not ask for it or the step cannot be captured."""
     mode = capture or getattr(engine.cfg, "capture", None) or os.environ.get(MODE_ENV) or "auto"
     if not wanted(mode, engine.cfg.device):
         return None
@@ -120,12 +112,9 @@ def captured_loss(engine: Engine, base: type, capture: str | None = None) -> Los
 class CapturedStep:
     """``engine``'s step loss compiled per length bucket (see the module docstring).
 
-    ``unroll``: trace the recurrent layer step by step into the graph (one graph for the whole
-    step; compiling takes minutes) instead of calling it as one fused op between two compiled
-    graphs (cuDNN on a GPU; compiles in seconds).
-
-    The first call of each bucket compiles (seconds to a minute); a failure there warns once
-    and every later step runs eagerly. :attr:`buckets` lists the lengths compiled so far.
+    ``unroll``: trace the recurrent layer step by step into one graph (compiling takes
+    minutes) instead of calling it as one fused op between two graphs. A compilation failure
+    warns once and every later step runs eagerly; :attr:`buckets` lists the lengths compiled.
     """
 
     def __init__(self, engine: Engine, *, unroll: bool | None = None,

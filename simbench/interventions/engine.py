@@ -1,20 +1,15 @@
 """Training and evaluating intervention maps between frozen systems.
 
 One :class:`Engine` serves every causal measure: it draws counterfactual intervention sets for
-each direction, caches each system's latents over its stimulus pools once, and trains the map's
-parameters (the systems never change). A training step runs all directions into one target as
-one batch; a single-position intervention on a recurrent network runs only the continuation.
+each direction, caches each system's latents over its pools once, and trains the map (the
+systems never change); a training step runs all directions into one target as one batch.
 
-Behaviour is scored on the response tokens (and EOS) of the counterfactual sequence. Trial-level
-IIA from a teacher-forced pass equals free-running IIA exactly: a trial counts only when every
-response token is right, and while they are right the generated prefix *is* the
-counterfactual prefix. Token-level IIA differs after the first error, so it is computed by real
-free-running generation (:meth:`Engine.evaluate`).
-
-Everything runs on ``EngineConfig.device``. The rows of a training batch are drawn on the host
-(numpy) together with what shapes depend on (how long each row's continuation is), so a
-training step queues its work without ever waiting for the device; values are read back only
-at validation, every ``eval_every`` steps.
+Behaviour is scored on the response tokens (and EOS) of the counterfactual sequence.
+Trial-level IIA from a teacher-forced pass equals free-running IIA exactly (while every token
+is right the generated prefix *is* the counterfactual's); token-level IIA differs after the
+first error, so :meth:`Engine.evaluate` generates. A training batch's rows and the shapes they
+imply are drawn on the host, so a step never waits for the device; values are read back only
+at validation.
 """
 
 from __future__ import annotations
@@ -55,12 +50,8 @@ DEFERRED = ("test",)
 
 
 class Latents(dict):
-    """A party's site activations per split ([n, T, d] tensors), some recorded on first read.
-
-    A plain dict of split -> tensor, except that a split with a recorder waiting in
-    ``pending`` is recorded (once) when it is first read; the result is the same tensor an
-    up-front recording gives (the same pool, the same batches).
-    """
+    """A party's site activations per split ([n, T, d] tensors): a dict, except that a split
+    with a recorder waiting in ``pending`` is recorded (once) when it is first read."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -114,10 +105,7 @@ class EngineConfig:
     eval_every: int = 25
     patience: int = 8  # validations without improvement before stopping
     min_delta: float = 0.002
-    # a validation counts as a gain only when it beats the best by more than this many
-    # standard errors of their paired difference (same rows) as well as by min_delta; 0: by
-    # min_delta alone
-    gain_se: float = 0.0
+    gain_se: float = 0.0  # standard errors a gain must also beat the best by (see gain_margin)
     stop_at: float = 1.0  # stop once every trained direction reaches this validation IIA
     stepwise: bool = False
     pool_size: int = 2_000
@@ -125,12 +113,9 @@ class EngineConfig:
     device: str = "cpu"
     values: tuple[int, int] | None = None
     carry: tuple[str, ...] = ()  # variables also set to the source's values (full-state stitch)
-    # validate the starting map before the first step (a start from the data may already be
-    # as good as training gets within the step cap, or reach stop_at: then no step is taken)
+    # validate the starting map first (a start from the data may already reach stop_at)
     validate_start: bool = False
-    # a target that can start a pass at the site (a transformer at resid.*) records the site
-    # over every counterfactual sequence once and starts each patched pass there (the layers
-    # below cannot change); False: run every pass from the tokens
+    # start each patched pass at the site where the target can (see Engine.site_below)
     cache_below: bool = True
     # compile the training step once per length bucket: "auto" (on CUDA only), "on", "off";
     # None: $SIMBENCH_CAPTURE, else "auto" (see simbench.interventions.capture)

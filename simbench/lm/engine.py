@@ -55,10 +55,9 @@ class LMEngine(Engine):
 
     def __init__(self, parties: Sequence[Party], imap: InterventionMap,
                  directions: Sequence[tuple[int, int]], config: EngineConfig, *,
-                 behaviour: Sequence[OwnBehaviour], cache_bytes: int = CACHE_BYTES) -> None:
+                 behaviour: Sequence[OwnBehaviour]) -> None:
         self.behaviour = list(behaviour)
         self.splits = split_prompts(int(self.behaviour[0].tokens.shape[0]), config.seed)
-        self.cache_bytes = cache_bytes
         self.own_states: list[Tensor] = []
         self.states: dict[str, dict[tuple[int, int], Tensor | None]] = {}
         super().__init__(parties, imap, directions, config)
@@ -80,7 +79,7 @@ class LMEngine(Engine):
                 self.data[split][(s, t)] = iv.to(dev)  # type: ignore[assignment]
         need = sum(len(self.data[sp][(s, t)]) * int(self.data[sp][(s, t)].cf.shape[1])
                    * self.parties[t].width * 4 for sp in SPLITS for s, t in self.directions)
-        self.cached = need <= self.cache_bytes
+        self.cached = need <= CACHE_BYTES
         for split in SPLITS:
             self.states[split] = {}
             for s, t in self.directions:

@@ -60,10 +60,8 @@ class LMRunner:
 
     @torch.no_grad()
     def site_states(self, tokens: Tensor, mask: Tensor, batch: int = 256) -> Tensor:
-        """The site's output [n, W, d] over token sequences (no patch).
-
-        At ``embedding`` that output is the input-embedding module's on the tokens, whatever
-        follows it, so the module alone is run (the rest of the model would be wasted)."""
+        """The site's output [n, W, d] over token sequences (no patch); at ``embedding``, the
+        input-embedding module's alone (the rest of the model cannot change it)."""
         if self.embedding_lookup and self.site == lm_sites.EMBEDDING:
             emb = self.module.get_input_embeddings()
             return torch.cat([emb(tokens[i: i + batch]).float()

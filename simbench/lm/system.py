@@ -89,13 +89,9 @@ class LMModel(nn.Module):
 
 
 class LMSystem:
-    """An accessible system: a Hugging Face causal LM, its tokenizer and its prompts.
-
-    ``model``/``tokenizer``: e.g. ``AutoModelForCausalLM`` and ``AutoTokenizer`` objects (the
-    model is put in eval mode, frozen and converted to float32). ``task``: the
-    :class:`~simbench.tasks.continuation.Continuation` whose prompts the system records and is
-    aligned on (a measure's ``prompts`` parameter overrides them).
-    """
+    """An accessible system: a Hugging Face causal LM (held frozen, in float32), its tokenizer
+    and the :class:`~simbench.tasks.continuation.Continuation` whose prompts it records and is
+    aligned on (a measure's ``prompts`` parameter overrides them)."""
 
     access: Access = ACCESSIBLE
     #: what :func:`simbench.lm.measure.is_language_model` looks for (no torch import needed)
