@@ -43,9 +43,8 @@ _SHOWN = {"iia": "IIA", "r2": "R^2", "iia+r2": "IIA and R^2"}  # validation metr
 Rows = np.ndarray | Tensor
 """Row indices into one direction's data: numpy (host-known: no read-back) or a tensor."""
 
-#: splits whose latents are recorded only when first read: the test split is scored after
-#: training, so recording it up front only delays the first step (and a run whose training
-#: is interrupted before the test never needs it)
+#: splits whose latents are recorded only when first read (the test split, scored after
+#: training: recording it up front would only delay the first step)
 DEFERRED = ("test",)
 
 

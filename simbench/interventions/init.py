@@ -112,13 +112,9 @@ def init_from_data(imap: Any, parties: Sequence[Any], how: str) -> bool:
 
 
 def choose_start(engine: Any, how: str) -> dict[str, Any]:
-    """Start ``engine.imap`` as ``how`` says; for ``auto`` check the data start first.
-
-    Returns what was done, for a score's attrs: ``init`` (the start used: ``random``, ``pca``
-    or ``data``) and, for ``auto`` where both starts could be compared, ``init_check`` (mean
-    cross-model validation IIA of each start). The random start is the map as built (seeded),
-    so a pair that keeps it trains exactly as it would with ``init = random``.
-    """
+    """Start ``engine.imap`` as ``how`` says (``auto``: check the data start first); returns,
+    for a score's attrs, ``init`` (the start used) and for ``auto`` ``init_check`` (each
+    start's mean cross-model validation IIA). The random start is the map as built."""
     imap, parties = engine.imap, engine.parties
     if how != "auto":
         return {"init": how if init_from_data(imap, parties, how) else "random"}

@@ -139,12 +139,9 @@ def _check_coverage(task: Task, variable: str | Sequence[str],
 
 
 def stratified_split(tokens: np.ndarray, valid: np.ndarray, seed: int) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) per stimulus, ~70/15/15, stratified by length.
-
-    Stimuli are ordered by (length, random) and dealt out in blocks of 20 (14/3/3), so every
-    sequence length (for counting tasks: every count) lands in every split when it has at
-    least ~7 stimuli.
-    """
+    """Split index (0 train, 1 val, 2 test) per stimulus, ~70/15/15: ordered by (length,
+    random) and dealt out in blocks of 20 (14/3/3), so every length with ~7 stimuli lands in
+    every split."""
     rng = seeded_rng(seed, 0xC1A5)
     lengths = valid.sum(1)
     order = np.lexsort((rng.random(len(tokens)), lengths))

@@ -127,9 +127,8 @@ class Runner:
 
     #: rows per length bucket below which one padded call is cheaper than several
     bucket_min_rows: int = 32
-    #: buckets on the CPU; on CUDA one: kernel launches, not arithmetic, bound these small
-    #: networks there (H200, GRU and transformer MAS step: 14.5 ms in one padded call, 25.2 ms
-    #: in four buckets)
+    #: buckets on the CPU; on CUDA one, where launches bound these small networks (H200 MAS
+    #: step: 14.5 ms in one padded call, 25.2 ms in four buckets)
     buckets: int = 4
 
     def in_buckets(self, cont: Continuation, run: RunFn, upto: int | None = None) -> Tensor:

@@ -1,13 +1,9 @@
 """Aligned subspaces: one matrix U_i with orthonormal columns per system.
 
-With row vectors, an intervention from source s into target t replaces the part of h_t that
-lies in span(U_t) by the source's coordinates in its own subspace:
-
-    h'_t = h_t + (h_s U_s - h_t U_t) U_t^T
-
-This equals the full-rotation form ``((1 - m) * (h_t R_t) + m * (h_s R_s)) R_t^T`` with
-U = R[:, :k], but costs O(d k) instead of a d x d matrix exponential per step. Widths may differ
-across systems (U_s is d_s x k, U_t is d_t x k).
+An intervention from source s into target t replaces the part of h_t in span(U_t) by the
+source's coordinates in its own subspace, ``h'_t = h_t + (h_s U_s - h_t U_t) U_t^T``: the
+full-rotation form ``((1 - m) * (h_t R_t) + m * (h_s R_s)) R_t^T`` with U = R[:, :k], at O(d k)
+instead of a d x d matrix exponential per step. Widths may differ across systems.
 """
 
 from __future__ import annotations
@@ -37,19 +33,15 @@ def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None) -> N
 
 
 class Householder(nn.Module):
-    """torch's orthogonal parametrization of a tall n x k weight (its ``householder`` map, with
-    trivialization: the default for a non-square real weight), in compact WY form.
+    """torch's orthogonal parametrization of a tall n x k weight (its default ``householder``
+    map) in compact WY form: the same parameter, ``base`` buffer, initial weight and keys.
 
-    Same parameter, buffer (``base``), initial weight and state-dict keys as
-    ``parametrizations.orthogonal``, and the same matrix up to rounding: the weight is
-    ``base @ (H_1 ... H_k)[:, :k] * signs`` with reflections ``H_i = I - tau_i v_i v_i^T`` whose
-    vectors ``v_i`` are the columns of the parameter's strictly lower part with a unit
-    diagonal, ``tau_i = 2 / |v_i|^2``. The product of the reflections is ``I - V T V^T`` with
-    ``T^-1 = striu(V^T V) + diag(1 / tau)`` (the compact WY form of Schreiber and Van Loan), so
-    its first k columns cost one k x k triangular solve and three small products, forward and
-    backward. ``torch.linalg.householder_product``'s backward applies the reflections one at a
-    time: for a 128 x 32 subspace on 2 CPU cores about 10 ms of a 110 ms MAS step, against
-    under 1 ms here.
+    The weight is ``base @ (H_1 ... H_k)[:, :k] * signs``, ``H_i = I - tau_i v_i v_i^T`` with
+    ``v_i`` the columns of the parameter's strictly lower part plus a unit diagonal and
+    ``tau_i = 2 / |v_i|^2``; the product is ``I - V T V^T`` with ``T^-1 = striu(V^T V) +
+    diag(1 / tau)`` (Schreiber and Van Loan): one k x k triangular solve forward and backward,
+    where ``householder_product``'s backward applies the reflections one at a time (128 x 32 on
+    2 CPU cores: about 10 ms of a 110 ms MAS step, against under 1 ms here).
     """
 
     base: Tensor

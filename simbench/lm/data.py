@@ -74,13 +74,10 @@ class LMInterventions:
                                   for f in dataclasses.fields(self)})
 
 
-#: the step j leaves at least this many positions before it (the target has read its own
-#: tokens 0..j, j >= MIN_BEFORE) ...
+#: the step j leaves at least this many positions before it (j >= MIN_BEFORE) ...
 MIN_BEFORE = 4
-#: ... and at least this many source tokens predicted after it (j <= len_s - 1 - MIN_AFTER).
-#: The paper's language code draws j uniformly with 10 tokens kept clear at each end of
-#: sequences of up to 128 tokens; the zoo's sequences are 32 tokens at most (about 13 of
-#: prompt and 8 of continuation), so the margins scale down to 4 before and 2 after.
+#: ... and this many source tokens predicted after it: the paper keeps 10 tokens clear at each
+#: end of up to 128; the zoo's sequences are 32 tokens at most, so the margins scale down.
 MIN_AFTER = 2
 
 
@@ -98,13 +95,9 @@ def step_bounds(len_s: Tensor, len_t: Tensor, min_before: int = MIN_BEFORE,
 def sample_interventions(src: OwnBehaviour, tgt: OwnBehaviour, rows: np.ndarray, n: int,
                          rng: np.random.Generator, *, min_before: int = MIN_BEFORE,
                          min_after: int = MIN_AFTER) -> LMInterventions:
-    """``n`` stepwise interventions source -> target over prompt ``rows`` (see module).
-
-    The step j is uniform in :func:`step_bounds`: away from both ends, as in the paper (the
-    target has read at least ``min_before`` + 1 of its own tokens, and at least ``min_after``
-    source tokens are predicted after j). ``min_before = min_after = 0`` (with j up to
-    ``min(len_s - 2, len_t - 1)``) is the earlier protocol, the step anywhere.
-    """
+    """``n`` stepwise interventions source -> target over prompt ``rows`` (see module), the
+    step j uniform in :func:`step_bounds` (``min_before = min_after = 0``: the earlier
+    protocol, j anywhere up to ``min(len_s - 2, len_t - 1)``)."""
     s_idx = torch.as_tensor(rng.choice(rows, n))
     t_idx = torch.as_tensor(rng.choice(rows, n))
     len_s, len_t = src.lengths[s_idx], tgt.lengths[t_idx]
