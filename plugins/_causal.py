@@ -1,12 +1,8 @@
 """What every causal measure shares: parameters, building parties, running the engine, scoring.
 
-MAS, DAS, CLMAS and both stitches differ only in their intervention map, their directions and
-their extra losses; everything else (variable mapping across tasks, k checks, device, save and
-load, the Score with its IIA matrices) lives here once.
-
-A measure borrows the caller's networks: it opens :func:`networks_on` around its whole work and
-takes each network's model through it (:meth:`Networks.model`), so every network runs frozen on
-the measure's device and is handed back exactly as it was when the measure returns or raises.
+MAS, DAS, CLMAS and both stitches differ only in their map, directions and extra losses. A
+measure takes each network's model through :func:`networks_on` (:meth:`Networks.model`), so it
+runs frozen on the measure's device and is handed back as it was when the measure ends.
 """
 
 from __future__ import annotations
@@ -27,11 +23,9 @@ if TYPE_CHECKING:  # simbench.systems loads xarray: plugins import it only when 
     from simbench.interventions.engine import Party
     from simbench.systems.accessible import PatchableModel
 
-#: Default of ``gain_se``: how many standard errors a validation must beat the best by. Off:
-#: on a GRU seed pair (k = 4) and a GRU vs transformer pair the paired bound at 1 SE stopped
-#: exactly where plain plateau stopping did, and the unpaired binomial bound stopped the
-#: seed pair at 0.67x the steps but 0.012 lower test IIA (still climbing), so neither is a
-#: default that saves time without moving scores.
+#: Default of ``gain_se``. Off: on a GRU seed pair and a GRU vs transformer pair the paired bound
+#: at 1 SE stopped where plateau stopping did (an unpaired bound: 0.67x the steps, 0.012 lower
+#: test IIA), so neither saves time without moving scores.
 GAIN_SE = 0.0
 
 # Parameters every engine-based measure takes (each measure adds its own).
@@ -64,6 +58,15 @@ ENGINE_PARAMS: tuple[Param, ...] = (
 )
 
 
+class CausalMeasure(Measure):
+    """What every causal measure declares alike: it needs a task and draws its own null (see
+    each measure's ``--null`` help)."""
+
+    family = "causal"
+    null = "own"
+    needs_task = True
+
+
 def variable_text(var: str | tuple[str, ...]) -> str:
     """A parsed variable back in ``--variable`` syntax (a tuple is joint: ``'count+phase'``)."""
     return var if isinstance(var, str) else "+".join(var)
@@ -76,15 +79,17 @@ def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> li
     the target's variables to the source's values); ``'count'`` one shared variable;
     ``'count+phase'`` several jointly; ``'count:rem_ops'`` one per system.
     """
+    kinds = sorted({t.name for t in tasks})
+
+    def other_tasks(what: str) -> TaskError:
+        return TaskError(f"systems are trained on different tasks ({', '.join(kinds)}) {what}",
+                         field="variable", fix="map the variables per system, e.g. --variable "
+                         + ":".join(t.variables[0] for t in tasks))
+
     if not spec:
         chosen: list[Any] = [tuple(t.variables) for t in tasks]
         if len({len(c) for c in chosen}) > 1 or len({c for c in chosen}) > 1:
-            kinds = sorted({t.name for t in tasks})
-            raise TaskError(
-                f"systems are trained on different tasks ({', '.join(kinds)}) with different "
-                "causal variables", field="variable",
-                fix="map the variables per system, e.g. --variable " + ":".join(
-                    t.variables[0] for t in tasks))
+            raise other_tasks("with different causal variables")
     elif ":" in spec:
         chosen = spec.split(":")
         if len(chosen) != len(tasks):
@@ -98,13 +103,8 @@ def parse_variables(spec: str, tasks: Sequence[Any], names: Sequence[str]) -> li
         for v in (var,) if isinstance(var, str) else var:
             if v in task.variables:
                 continue
-            others = {t.name for t in tasks}
-            if len(others) > 1 and ":" not in spec:
-                raise TaskError(
-                    f"systems are trained on different tasks ({', '.join(sorted(others))}) and "
-                    f"'{name}' ({task.name}) has no variable '{v}'", field="variable",
-                    fix="map the variables per system, e.g. --variable " + ":".join(
-                        t.variables[0] for t in tasks))
+            if len(kinds) > 1 and ":" not in spec:
+                raise other_tasks(f"and '{name}' ({task.name}) has no variable '{v}'")
             raise TaskError(f"task '{task.name}' of '{name}' has no causal variable '{v}'",
                             field="variable",
                             fix=f"variables of {task.name}: {', '.join(task.variables)}")
@@ -132,13 +132,8 @@ def parse_values(spec: str) -> tuple[int, int] | None:
 def engine_config(params: dict[str, Any], seed: int, device: str) -> Any:
     from simbench.interventions.engine import EngineConfig
 
-    return EngineConfig(
-        lr=params["lr"], batch_size=params["batch_size"], n_train=params["n_train"],
-        n_val=params["n_val"], n_test=params["n_test"], max_steps=params["max_steps"],
-        eval_every=params["eval_every"], patience=params["patience"],
-        gain_se=params.get("gain_se", 0.0), stop_at=params.get("stop_at", 1.0),
-        stepwise=params["stepwise"], pool_size=params["pool_size"], seed=seed, device=device,
-        values=parse_values(params["values"]))
+    return EngineConfig.from_params(params, seed=seed, device=device,
+                                    values=parse_values(params["values"]))
 
 
 def system_task(system: Any, task: str | None) -> Any:
@@ -153,11 +148,8 @@ def system_task(system: Any, task: str | None) -> Any:
 
 
 class Networks:
-    """The networks one causal measure runs, each frozen on the measure's device.
-
-    Made by :func:`networks_on`; a model taken through :meth:`model` stays frozen (eval mode,
-    no gradients, on the device) until that block ends, then is restored as it was.
-    """
+    """The networks one causal measure runs (made by :func:`networks_on`): a model taken
+    through :meth:`model` stays frozen on the device until that block ends."""
 
     def __init__(self, device: str, stack: ExitStack) -> None:
         self.device = device
@@ -251,28 +243,45 @@ def load_alignment(engine: Any, path: str, meta: dict[str, Any]) -> None:
     engine.imap.load_state_dict(state)
 
 
-def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
-    """Source x target DataArrays of trial and token IIA (NaN where not measured)."""
-    import numpy as np
-    import xarray as xr
-
-    n = len(names)
-    out = {}
-    for level in ("trial", "token"):
-        m = np.full((n, n), np.nan)
-        for (s, t), r in results.items():
-            m[s, t] = r[level]
-        labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
-        out[f"iia_{level}"] = xr.DataArray(m, dims=("source", "target"),
-                                           coords={"source": labels, "target": labels})
-    return out
+def alignment_meta(measure: Measure, parties: Sequence[Party], site: str,
+                   **extra: Any) -> dict[str, Any]:
+    """What a saved alignment says it aligns (:func:`load_alignment` checks it)."""
+    return {"measure": measure.name, "systems": [p.system_id for p in parties], "site": site,
+            **extra, "variables": variables_of(parties)}
 
 
-def pooled(results: dict, keys: Sequence[tuple[int, int]]) -> tuple[float, tuple[float, float], int]:
-    """Mean trial IIA over ``keys`` with a Wilson interval on the pooled trials."""
+def iia_score(measure: Measure, parties: Sequence[Party], site: str, results: dict,
+              keys: Sequence[tuple[int, int]], attrs: dict[str, Any],
+              breakdown: dict[str, Any] | None = None) -> Score:
+    """The Score of mean trial IIA over ``keys`` (Wilson interval on the pooled trials), the
+    IIA matrices after ``breakdown`` in its breakdown."""
+    from simbench.interventions.engine import iia_matrices
     from simbench.stats import pooled_iia
 
-    return pooled_iia(results, keys)
+    names = [p.system_id for p in parties]
+    value, ci, n = pooled_iia(results, keys)
+    return Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                 n_samples=n, breakdown={**(breakdown or {}), **iia_matrices(results, names)},
+                 attrs=attrs)
+
+
+def shuffled_null_draws(engine: Any, directions: list[tuple[int, int]], params: dict[str, Any],
+                        seed: int) -> list[float]:
+    """``params["null"]`` IIA draws of the trained map with shuffled sources (none for 0)."""
+    from simbench.calibration.causal_null import shuffled_source_null
+
+    return shuffled_source_null(engine, directions, int(params.get("null", 0)), seed)
+
+
+def with_shuffled_null(score: Score, draws: list[float], directions: list[tuple[int, int]],
+                       seed: int) -> Score:
+    """``score`` carrying the shuffled-source null of ``draws`` (unchanged without draws)."""
+    if not draws:
+        return score
+    from simbench.calibration.causal_null import shuffled_null_result
+
+    return with_null(score, shuffled_null_result(score.value, draws, seed=seed,
+                                                 directions=directions, names=score.systems))
 
 
 def train_or_load(engine: Any, params: dict[str, Any], meta: dict[str, Any], label: str) -> Any:
@@ -297,18 +306,12 @@ def run_engine(engine: Any, params: dict[str, Any], meta: dict[str, Any], label:
 
 
 def train_summary(log: Any) -> dict[str, Any]:
-    """The train log as plain data: ``best_val`` is the best validation score, measured in
-    ``val_metric`` (``iia``, ``r2`` or ``iia+r2``: see the engine's ``TrainLog``).
-
-    ``reached_s`` (where validation reached ``stop_at``) is when that happened, in seconds
-    since this process started: for a command, the time from the command to the stop, with
-    the interpreter, imports, loading and data included. ``test_seconds`` is what the held-out
-    test evaluation after training took (not part of reaching ``stop_at``)."""
+    """The train log as plain data (``TrainLog.summary``), with ``reached_s``: when validation
+    reached ``stop_at``, in seconds since this process started (for a command: imports,
+    loading and data included), and ``test_seconds``: what the held-out test took after."""
     if log is None:
         return {"loaded": True}
-    out = {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
-           "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
-           "interventions_per_s": round(log.interventions_per_s, 1)}
+    out = log.summary()
     if log.reached_at is not None:
         out["reached_s"] = round(log.reached_at - process_started(), 3)
     if log.test_seconds is not None:
@@ -317,12 +320,9 @@ def train_summary(log: Any) -> dict[str, Any]:
 
 
 def process_started() -> float:
-    """When this process started, on the ``time.time()`` scale.
-
-    psutil's ``create_time`` adds the process's start (clock ticks since boot) to the boot
-    time, which Linux gives in whole seconds and which drifts from the wall clock while the
-    machine runs: it can be a second early. Where the boot clock can be read (Linux), the
-    process's age is taken on that clock instead, to a clock tick (10 ms)."""
+    """When this process started, on the ``time.time()`` scale: its age on the boot clock where
+    there is one (Linux), since psutil's ``create_time`` adds it to a boot time given in whole
+    seconds that drifts from the wall clock (it can be a second early)."""
     import psutil
 
     created = psutil.Process().create_time()
@@ -350,16 +350,11 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
                     seed: int, device: str, params: dict[str, Any], within: bool) -> Score:
     """Train one subspace per system over every direction; score the cross directions.
 
-    With ``params["null"]`` = N > 0 the score also carries a null: the same held-out
-    counterfactuals scored through N sets of untrained random subspaces of the same k (the
-    control, over N seeds), evaluated after the score itself.
+    With ``params["null"]`` = N > 0 the score also carries a null (``null_draw``), evaluated
+    after the score itself on the same held-out counterfactuals: N sets of untrained random
+    subspaces of the same k, or N re-pairings with other sources through the trained map.
     """
-    from simbench.calibration.causal_null import (
-        random_subspace_null,
-        random_subspace_null_result,
-        shuffled_null_result,
-        shuffled_source_null,
-    )
+    from simbench.calibration.causal_null import random_subspace_null, random_subspace_null_result
     from simbench.interventions.engine import Engine, directions_for
     from simbench.interventions.init import choose_start
     from simbench.interventions.maps import SubspaceMap
@@ -382,36 +377,31 @@ def align_subspaces(measure: Measure, systems: Sequence[Any], *, site: str, task
         check = start.get("init_check")
         engine.cfg.validate_start = start["init"] != "random" and (
             check is None or check["data"] >= engine.cfg.stop_at - check["margin"])
-        meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
-                "site": site, "k": k, "variables": variables_of(parties)}
         if params.get("control"):
             for i, p in enumerate(parties):
                 imap.fix(i, random_subspace(p.width, k, seed + i).to(device))
             log, results = None, engine.evaluate("test")
         else:
-            log, results = run_engine(engine, params, meta, f"{measure.name} k={k}")
+            log, results = run_engine(engine, params, alignment_meta(measure, parties, site, k=k),
+                                      f"{measure.name} k={k}")
         cross = [d for d in directions if d[0] != d[1]] or directions
         shuffled = params.get("null_draw", "subspaces") == "shuffled"
         if shuffled:
-            null_values = shuffled_source_null(engine, cross, int(params.get("null", 0)), seed)
+            null_values = shuffled_null_draws(engine, cross, params, seed)
         else:
             null_values = random_subspace_null(engine, [p.width for p in parties], k,
                                                int(params.get("null", 0)), seed, cross)
-    value, ci, n_samples = pooled(results, cross)
-    names = [p.system_id for p in parties]
-    breakdown = iia_matrices(results, names)
     within_dirs = [d for d in directions if d[0] == d[1]]
-    attrs = {"k": k, "variables": meta["variables"], "directions": len(directions),
+    attrs = {"k": k, "variables": variables_of(parties), "directions": len(directions),
              "train": train_summary(log), "control": bool(params.get("control")),
              **start,
              "within_iia": (sum(results[d]["trial"] for d in within_dirs) / len(within_dirs)
                             if within_dirs else None),
              "token_iia": sum(results[d]["token"] for d in cross) / len(cross)}
-    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
-                  n_samples=n_samples, breakdown=breakdown, attrs=attrs)
-    if null_values and shuffled:
-        score = with_null(score, shuffled_null_result(value, null_values, seed=seed,
-                                                      directions=cross, names=names))
-    elif null_values:
-        score = with_null(score, random_subspace_null_result(value, null_values, k=k, seed=seed))
+    score = iia_score(measure, parties, site, results, cross, attrs)
+    if shuffled:
+        return with_shuffled_null(score, null_values, cross, seed)
+    if null_values:
+        score = with_null(score, random_subspace_null_result(score.value, null_values, k=k,
+                                                             seed=seed))
     return score

@@ -1,23 +1,16 @@
 """CLMAS (counterfactual-latent MAS): align a network with a system we can only record.
 
-System 1 (A) is a network; system 2 (B) is a recording (a netCDF file with ``token``, ``valid``
-and the task's causal variables as coordinates) and is never run. One aligned subspace per
-system, as in MAS, trained on
+System 1 (A) is a network; system 2 (B) is a recording (``token``, ``valid`` and the task's
+causal variables as coordinates), never run. One aligned subspace per system, as in MAS,
+trained on the behaviour loss into A (A->A, B->A; B's recorded latents as sources) and the
+counterfactual-latent loss into B (A->B, B->B: B's intervened latent should equal a recorded
+latent of B whose causal variables are the counterfactual ones, ``0.5 [(1 - cos) + MSE]``):
+``L = (1 - eps) L_MAS + eps L_CL`` (the paper's lambda = eps / (1 - eps); eps = 0 is MAS with
+B as a source only). The value is held-out IIA into A from B; A->A IIA and the CL fit into B
+(cosine, R^2) come alongside.
 
-- the behaviour loss in directions into A (A->A, B->A; B's recorded latents serve as sources);
-- the counterfactual-latent (CL) loss in directions into B (A->B, B->B): the intervened latent
-  of B, in B's native space, should equal a recorded latent of B at a state whose causal
-  variables equal the counterfactual ones: ``L_CL = 0.5 [(1 - cos) + MSE]``.
-
-``L = (1 - eps) L_MAS + eps L_CL`` (eps in [0, 1); the paper's lambda = eps / (1 - eps), so
-0.5, 0.89, 0.94 give lambda = 1, 8, ~16). eps = 0 is plain MAS with B used as a source only.
-
-Scores: the headline is IIA into A from B (behavioural, held-out); A->A IIA and the CL fit of
-the directions into B on held-out counterfactuals (cosine, R^2) come alongside.
-
-Evaluation protocol (``--inaccessible ZOO_ID``, or a network passed as system 2): B is in fact
-a network. CLMAS records it and trains treating it as recording-only, then intervenes on it
-after training to measure its true IIA (A->B, B->B), which checks CLMAS against the truth.
+Evaluation protocol (``--inaccessible ZOO_ID``, or a network as system 2): B is recorded and
+trained as recording-only, then intervened on to measure its true IIA (A->B, B->B).
 """
 
 from __future__ import annotations
@@ -43,17 +36,11 @@ SHUFFLED_HELP = ("re-pairings of the held-out counterfactuals with random other 
                  "scored through the trained map")
 
 
-class CLMAS(Measure):
+class CLMAS(_causal.CausalMeasure):
     name = "clmas"
-    family = "causal"
-    null = "own"  # the trained map on held-out counterfactuals with shuffled sources
     access = ("accessible", "recording")
     min_systems = 1
-    max_systems = 2
     symmetric = False
-    higher_is_better = True
-    range = (0.0, 1.0)
-    needs_task = True
     citation = "Grant (2025), Model Alignment Search, arXiv:2501.06164"
     description = ("IIA into a network after aligning it with a recording-only system: "
                    "behaviour loss into the network, counterfactual-latent loss into the "
@@ -107,31 +94,38 @@ def second_system(systems: Sequence[Any], inaccessible: str, task: str | None) -
     return b
 
 
-def party_for(system: Any, nets: _causal.Networks, *, site: str, task: Any, variable: str,
-              seed: int, values: tuple[int, int] | None,
-              record_n: int) -> tuple[Party, Runner | None]:
-    """A recording-only Party for ``system``, and the runner to test it with (or None).
+def recording_pair(a: Any, b: Any, nets: _causal.Networks, *, site: str, task: str | None,
+                   params: dict[str, Any], seed: int,
+                   values: tuple[int, int] | None) -> tuple[list[Party], Runner | None]:
+    """Parties for network ``a`` and for ``b`` as recording-only, and ``b``'s runner (or None).
 
     A recording yields its own stimuli and activity; a network is recorded first (over
-    ``record_n`` seeded stimuli of all counts) and its runner is returned for the protocol.
+    ``params["record_n"]`` seeded stimuli of all counts) and its runner is returned for the
+    evaluation protocol.
     """
     from simbench.interventions.recorded import party_from_arrays, recorded_party
 
-    if system.access != "accessible":
-        return recorded_party(system, site=site, task=task, variable=variable, seed=seed,
-                              values=values), None
+    var_a, var_b = _causal.parse_variables(
+        params["variable"], [_causal.system_task(s, task) for s in (a, b)],
+        [a.system_id, b.system_id])
+    (party_a,) = _causal.build_parties([a], nets, site=site, task=task,
+                                       variable=_causal.variable_text(var_a))
+    task_b = _causal.system_task(b, task)
+    if b.access != "accessible":
+        return [party_a, recorded_party(b, site=site, task=task_b, variable=var_b, seed=seed,
+                                        values=values)], None
     import torch
 
     from simbench.interventions.runners import make_runner
 
-    runner = make_runner(nets.model(system), site)
-    stim = task.sample(record_n, seed * 7919 + 4242, counts="all")
+    runner = make_runner(nets.model(b), site)
+    stim = task_b.sample(params["record_n"], seed * 7919 + 4242, counts="all")
     act = runner.cache("record", torch.as_tensor(stim.tokens, device=nets.device))
     runner.latents.pop("record", None)
-    party = party_from_arrays(system.system_id, task, variable, stim.tokens,
-                              act.cpu().numpy(), stim.variables, seed=seed,
-                              stimulus_ids=stim.ids, values=values, site=site)
-    return party, runner
+    party_b = party_from_arrays(b.system_id, task_b, var_b, stim.tokens, act.cpu().numpy(),
+                                stim.variables, seed=seed, stimulus_ids=stim.ids,
+                                values=values, site=site)
+    return [party_a, party_b], runner
 
 
 def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
@@ -145,50 +139,39 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
 
     eps, k = params["eps"], params["k"]
     b_system = second_system(systems, params["inaccessible"], task)
-    a_system = systems[0]
-    var_a, b_var = _causal.parse_variables(
-        params["variable"], [_causal.system_task(s, task) for s in (a_system, b_system)],
-        [a_system.system_id, b_system.system_id])
     cfg = _causal.engine_config(params, seed, device)
     with _causal.networks_on(device) as nets:
-        (party_a,) = _causal.build_parties([a_system], nets, site=site, task=task,
-                                           variable=_causal.variable_text(var_a))
-        party_b, runner_b = party_for(b_system, nets, site=site,
-                                      task=_causal.system_task(b_system, task), variable=b_var,
-                                      seed=seed, values=cfg.values, record_n=params["record_n"])
-        parties = [party_a, party_b]
+        parties, runner_b = recording_pair(systems[0], b_system, nets, site=site, task=task,
+                                           params=params, seed=seed, values=cfg.values)
+        party_b = parties[1]
         _causal.check_k(k, parties, site)
         behaviour = [(0, 0), (1, 0)] if params["within"] else [(1, 0)]
         latent = [(0, 1), (1, 1)] if params["within"] else [(0, 1)]
         imap = SubspaceMap([p.width for p in parties], k, seed=seed)
         engine = CLEngine(parties, imap, [*behaviour, *latent], cfg, eps=eps,
                           behaviour=behaviour, latent=latent)
-        meta = {"measure": measure.name, "systems": [p.system_id for p in parties],
-                "site": site, "k": k, "variables": _causal.variables_of(parties)}
-        log = _causal.train_or_load(engine, params, meta, f"{measure.name} k={k} eps={eps:g}")
+        log = _causal.train_or_load(engine, params,
+                                    _causal.alignment_meta(measure, parties, site, k=k),
+                                    f"{measure.name} k={k} eps={eps:g}")
         fit = engine.cl_fit("test")
         protocol = runner_b is not None
         if protocol:
             engine.attach_runner(1, runner_b)
         results = engine.evaluate("test")
-        value, ci, n = _causal.pooled(results, [(1, 0)])
         ci_method = "Wilson interval over the held-out interventions"
+        ci = None
         if params.get("n_boot"):
             ci = stimulus_bootstrap(engine, len(party_b.pools["test"]),
                                     n_boot=params["n_boot"], seed=seed)
             ci_method = (f"stimulus bootstrap: {params['n_boot']} resamples of "
                          f"'{b_system.system_id}''s {len(party_b.pools['test'])} held-out "
                          "stimuli (the sources), percentile interval")
-        null_values = shuffled_null_draws(engine, [(1, 0)], params, seed)
+        null_values = _causal.shuffled_null_draws(engine, [(1, 0)], params, seed)
     names = [p.system_id for p in parties]
-    breakdown = _causal.iia_matrices(results, names)
     labels = [f"{names[s]}->{names[t]}" for s, t in fit]
     metrics = ["cosine", "r2", "r2_unpatched"]
-    breakdown["cl_fit"] = xr.DataArray([[fit[d][m] for m in metrics] for d in fit],
-                                       dims=("direction", "metric"),
-                                       coords={"direction": labels, "metric": metrics})
     attrs: dict[str, Any] = {
-        "k": k, "eps": eps, "lambda": eps / (1 - eps), "variables": meta["variables"],
+        "k": k, "eps": eps, "lambda": eps / (1 - eps), "variables": _causal.variables_of(parties),
         "mode": "protocol (network treated as inaccessible)" if protocol else "recording",
         "iia_into_a": {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
                        for s, t in behaviour},
@@ -206,44 +189,21 @@ def align_with_recording(measure: Measure, systems: Sequence[Any], *, site: str,
     if protocol:
         attrs["true_iia_into_b"] = {f"{names[s]}->{names[t]}": results[(s, t)]["trial"]
                                     for s, t in latent}
-    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
-                  n_samples=n, breakdown=breakdown, attrs=attrs)
-    return with_shuffled_null(score, null_values, [(1, 0)], names, seed)
-
-
-def shuffled_null_draws(engine: Any, directions: list[tuple[int, int]], params: dict[str, Any],
-                        seed: int) -> list[float]:
-    """``params["null"]`` IIA draws of the trained map with shuffled sources (none for 0)."""
-    n = int(params.get("null", 0))
-    if n <= 0:
-        return []
-    from simbench.calibration.causal_null import shuffled_source_null
-
-    return shuffled_source_null(engine, directions, n, seed)
-
-
-def with_shuffled_null(score: Score, draws: list[float], directions: list[tuple[int, int]],
-                       names: Sequence[str], seed: int) -> Score:
-    """``score`` carrying the shuffled-source null of ``draws`` (unchanged without draws)."""
-    if not draws:
-        return score
-    from simbench.calibration.causal_null import shuffled_null_result
-    from simbench.calibration.scoring import with_null
-
-    return with_null(score, shuffled_null_result(score.value, draws, seed=seed,
-                                                 directions=directions, names=names))
+    score = _causal.iia_score(measure, parties, site, results, [(1, 0)], attrs)
+    if ci is not None:
+        score.ci = ci
+    score.breakdown["cl_fit"] = xr.DataArray([[fit[d][m] for m in metrics] for d in fit],
+                                             dims=("direction", "metric"),
+                                             coords={"direction": labels, "metric": metrics})
+    return _causal.with_shuffled_null(score, null_values, [(1, 0)], seed)
 
 
 def stimulus_bootstrap(engine: Any, n_stimuli: int, *, n_boot: int,
                        seed: int) -> tuple[float, float]:
-    """Percentile interval of IIA into system 1 from system 2 over system 2's stimuli.
-
-    The recorded stimuli (an animal's trials) are the experimental units, not the
-    interventions drawn from them: each resample draws the held-out source stimuli with
-    replacement and weights every held-out intervention by how often its source stimulus was
-    drawn. A trial counts as correct exactly as in the score (teacher-forced correctness at
-    every determined token, which is what free-running generation gets right).
-    """
+    """Percentile interval of IIA into system 1 from system 2 over system 2's stimuli (an
+    animal's trials are the experimental units, not the interventions drawn from them): each
+    resample draws the held-out source stimuli with replacement and weights every held-out
+    intervention by its source's draws; a trial counts as correct exactly as in the score."""
     import numpy as np
     import torch
 

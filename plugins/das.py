@@ -18,17 +18,11 @@ from simbench.measure import Measure, Param
 from simbench.result import Score
 
 
-class DAS(Measure):
+class DAS(_causal.CausalMeasure):
     name = "das"
-    family = "causal"
-    null = "own"  # untrained random subspaces over seeds (see _causal.align_subspaces)
     access = ("accessible",)
     min_systems = 1
     max_systems = 1
-    symmetric = True
-    higher_is_better = True
-    range = (0.0, 1.0)
-    needs_task = True
     citation = "Geiger et al. (2023), Finding Alignments Between Interpretable Causal " \
                "Variables and Distributed Neural Representations"
     description = "IIA of a k-dimensional subspace aligned with the task's causal variable"

@@ -12,8 +12,7 @@ from typing import Any
 
 from simbench_plugins import _causal
 
-# the null parameters and the training behind mas and das live in _causal; importable from
-# here too, where they were first defined
+# importable from here too, where they were first defined
 from simbench_plugins._causal import NULL_DRAW, NULL_DRAWS, NULL_HELP, align_subspaces
 
 from simbench import hookimpl
@@ -23,17 +22,11 @@ from simbench.result import Score
 
 __all__ = ["MAS", "NULL_DRAW", "NULL_DRAWS", "NULL_HELP", "align_subspaces"]
 
-class MAS(Measure):
+
+class MAS(_causal.CausalMeasure):
     name = "mas"
-    family = "causal"
-    null = "own"  # a distribution over untrained random subspaces (see _causal.align_subspaces)
     access = ("accessible",)
-    min_systems = 2
     max_systems = None
-    symmetric = True
-    higher_is_better = True
-    range = (0.0, 1.0)
-    needs_task = True
     citation = "Grant (2025), Model Alignment Search, arXiv:2501.06164"
     description = ("cross-model interchange intervention accuracy after aligning one "
                    "k-dimensional subspace per network (N networks, N matrices)")

@@ -1,22 +1,16 @@
 """The stitching baselines of MAS: model stitching and latent stitching.
 
-- ``model_stitch``: a rank-k linear map (optional bias) from system 1's latents that *replaces*
-  system 2's latent, ``h'_2 = h_1 A B (+ b)``, trained only on system 2's behaviour in the
-  1 -> 2 direction. Score: IIA in that direction. It is near perfect already at rank 2 between
-  Multi-Object GRUs because it may route the variable through whatever the source encodes,
-  including dimensions the source's own behaviour never reads (its null space): a good stitch
-  does not show that two systems encode a variable the same way. ``--via-inverse`` trains the
-  stitch 2 -> 1 on system 1's behaviour and scores its pseudo-inverse 1 -> 2: a behavioural
-  stitch into system 2 obtained without access to system 2 (the baseline of the CLMAS
-  evaluation protocol).
-- ``latent_stitch``: one orthogonal map from system 1's latents to system 2's, trained only with
-  the counterfactual-latent loss (no behaviour). System 2 may be a recording; when it is a
-  network, IIA is still measured behaviourally into it (otherwise the score is the held-out CL
-  fit, R^2).
+- ``model_stitch``: a rank-k linear map that *replaces* system 2's latent, ``h'_2 = h_1 A B
+  (+ b)``, trained on system 2's behaviour (1 -> 2); the value is IIA there. It is near perfect
+  at rank 2 between Multi-Object GRUs because it may route the variable through dimensions the
+  source's own behaviour never reads: a good stitch does not show that two systems encode a
+  variable alike. ``--via-inverse`` trains 2 -> 1 and scores the pseudo-inverse 1 -> 2 (a
+  stitch into system 2 without access to it: the baseline of the CLMAS protocol).
+- ``latent_stitch``: one orthogonal map trained only with the counterfactual-latent loss;
+  the value is IIA into system 2 when it is a network, else the held-out CL fit (R^2).
 
 A stitch replaces the whole latent, so its counterfactual is the source's whole state: every
-causal variable both tasks share (count *and* phase) takes the source's values
-(``--full-state``, default on).
+causal variable both tasks share takes the source's values (``--full-state``, default on).
 """
 
 from __future__ import annotations
@@ -25,12 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simbench_plugins import _causal
-from simbench_plugins.clmas import (
-    SHUFFLED_HELP,
-    party_for,
-    shuffled_null_draws,
-    with_shuffled_null,
-)
+from simbench_plugins.clmas import SHUFFLED_HELP, recording_pair
 
 from simbench import hookimpl
 from simbench.calibration.scoring import null_param
@@ -42,15 +31,10 @@ FULL_STATE = Param("full_state", True, "the counterfactual sets every causal var
                    "off: only --variable, keeping the target's others")
 
 
-class ModelStitch(Measure):
+class ModelStitch(_causal.CausalMeasure):
     name = "model_stitch"
-    family = "causal"
-    null = "own"  # the trained stitch on held-out counterfactuals with shuffled sources
     access = ("accessible", "accessible")
     symmetric = False
-    higher_is_better = True
-    range = (0.0, 1.0)
-    needs_task = True
     citation = "Bansal, Nakkiran & Barak (2021), Revisiting Model Stitching; baseline in " \
                "Grant (2025), arXiv:2501.06164"
     description = ("IIA into system 2 after replacing its latent by a rank-k linear map of "
@@ -81,8 +65,7 @@ class ModelStitch(Measure):
             imap = StitchMap(widths, [trained], rank, bias=params["bias"], seed=seed)
             directions = [(0, 1), (1, 0)] if params["via_inverse"] else [(0, 1)]
             engine = Engine(parties, imap, directions, cfg, trained=[trained])
-            meta = {"measure": self.name, "systems": [p.system_id for p in parties],
-                    "site": site, "rank": rank, "variables": _causal.variables_of(parties)}
+            meta = _causal.alignment_meta(self, parties, site, rank=rank)
             if params["via_inverse"]:
                 log = _causal.train_or_load(engine, params, meta,
                                             f"{self.name} 2->1 rank={rank}")
@@ -91,28 +74,21 @@ class ModelStitch(Measure):
             else:
                 log, results = _causal.run_engine(engine, params, meta,
                                                   f"{self.name} rank={rank}")
-            null_values = shuffled_null_draws(engine, [(0, 1)], params, seed)
-        value, ci, n = _causal.pooled(results, [(0, 1)])
-        names = [p.system_id for p in parties]
+            null_values = _causal.shuffled_null_draws(engine, [(0, 1)], params, seed)
         attrs = {"rank": rank, "bias": params["bias"], "via_inverse": params["via_inverse"],
                  "carried": list(cfg.carry), "variables": meta["variables"],
                  "token_iia": results[(0, 1)]["token"], "train": _causal.train_summary(log)}
         if params["via_inverse"]:
             attrs["trained_iia_2_to_1"] = results[(1, 0)]["trial"]
-        score = Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
-                      n_samples=n, breakdown=_causal.iia_matrices(results, names), attrs=attrs)
-        return with_shuffled_null(score, null_values, [(0, 1)], names, seed)
+        score = _causal.iia_score(self, parties, site, results, [(0, 1)], attrs)
+        return _causal.with_shuffled_null(score, null_values, [(0, 1)], seed)
 
 
-class LatentStitch(Measure):
+class LatentStitch(_causal.CausalMeasure):
     name = "latent_stitch"
-    family = "causal"
-    null = "own"  # into a network: the trained map on held-out counterfactuals, shuffled sources
     access = ("accessible", "recording")
     symmetric = False
-    higher_is_better = True
     range = (-1.0, 1.0)
-    needs_task = True
     citation = "baseline in Grant (2025), Model Alignment Search, arXiv:2501.06164"
     description = ("one orthogonal map from system 1's latents to system 2's, trained only on "
                    "counterfactual latents; IIA into system 2 when it is a network, else the "
@@ -132,9 +108,6 @@ class LatentStitch(Measure):
         from simbench.interventions.cl_engine import CLEngine
         from simbench.interventions.maps import OrthogonalStitchMap
 
-        var_a, b_var = _causal.parse_variables(
-            params["variable"], [_causal.system_task(s, task) for s in systems],
-            [s.system_id for s in systems])
         cfg = _causal.engine_config(params, seed, device)
         if params.get("null", 0) > 0 and systems[1].access != "accessible":
             from simbench.calibration.permutation import NullError
@@ -145,43 +118,35 @@ class LatentStitch(Measure):
                             "null keeps the recording and shuffles the sources)")
         null_values: list[float] = []
         with _causal.networks_on(device) as nets:
-            (party_a,) = _causal.build_parties([systems[0]], nets, site=site, task=task,
-                                               variable=_causal.variable_text(var_a))
-            party_b, runner_b = party_for(systems[1], nets, site=site,
-                                          task=_causal.system_task(systems[1], task),
-                                          variable=b_var, seed=seed, values=cfg.values,
-                                          record_n=params["record_n"])
-            parties = [party_a, party_b]
-            cfg.carry = carried(party_a, party_b) if params["full_state"] else ()
+            parties, runner_b = recording_pair(*systems, nets, site=site, task=task,
+                                               params=params, seed=seed, values=cfg.values)
+            cfg.carry = carried(*parties) if params["full_state"] else ()
             imap = OrthogonalStitchMap([p.width for p in parties], [(0, 1)], seed=seed)
             engine = CLEngine(parties, imap, [(0, 1)], cfg, eps=0.0, behaviour=[],
                               latent=[(0, 1)])
-            meta = {"measure": self.name, "systems": [p.system_id for p in parties],
-                    "site": site, "variables": _causal.variables_of(parties)}
-            log = _causal.train_or_load(engine, params, meta, self.name)
+            log = _causal.train_or_load(engine, params,
+                                        _causal.alignment_meta(self, parties, site), self.name)
             fit = engine.cl_fit("test")[(0, 1)]
             results = None
             if runner_b is not None:
                 engine.attach_runner(1, runner_b)
                 results = engine.evaluate("test")
-                null_values = shuffled_null_draws(engine, [(0, 1)], params, seed)
-        names = [p.system_id for p in parties]
+                null_values = _causal.shuffled_null_draws(engine, [(0, 1)], params, seed)
         metrics = ["cosine", "r2", "r2_unpatched"]
         breakdown = {"cl_fit": xr.DataArray([fit[m] for m in metrics], dims=("metric",),
                                             coords={"metric": metrics})}
-        attrs: dict[str, Any] = {"carried": list(cfg.carry), "variables": meta["variables"],
-                                 "cl_fit": fit, "train": _causal.train_summary(log)}
-        if results is not None:
-            value, ci, n = _causal.pooled(results, [(0, 1)])
-            breakdown.update(_causal.iia_matrices(results, names))
-            attrs["value_kind"] = "iia"
-            attrs["token_iia"] = results[(0, 1)]["token"]
-        else:
-            value, ci, n = fit["r2"], None, int(fit["n"])
+        attrs: dict[str, Any] = {"carried": list(cfg.carry),
+                                 "variables": _causal.variables_of(parties), "cl_fit": fit,
+                                 "train": _causal.train_summary(log)}
+        if results is None:
             attrs["value_kind"] = "cl_r2"
-        score = Score(measure=self.name, value=value, systems=tuple(names), site=site, ci=ci,
-                      n_samples=n, breakdown=breakdown, attrs=attrs)
-        return with_shuffled_null(score, null_values, [(0, 1)], names, seed)
+            return Score(measure=self.name, value=fit["r2"], systems=tuple(
+                p.system_id for p in parties), site=site, ci=None, n_samples=int(fit["n"]),
+                breakdown=breakdown, attrs=attrs)
+        attrs["value_kind"] = "iia"
+        attrs["token_iia"] = results[(0, 1)]["token"]
+        score = _causal.iia_score(self, parties, site, results, [(0, 1)], attrs, breakdown)
+        return _causal.with_shuffled_null(score, null_values, [(0, 1)], seed)
 
 
 def carried(source: Any, target: Any) -> tuple[str, ...]:

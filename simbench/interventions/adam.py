@@ -1,12 +1,9 @@
 """Adam for the engine's maps: the update of ``torch.optim.Adam``, without loading its compiler.
 
-Every method of a ``torch.optim.Optimizer`` (its constructor, ``zero_grad``, ``step``) passes
-through a wrapper that imports ``torch._dynamo`` on first use, 1-2 s of a 2-core CPU before
-the first training step of a command whose alignment then trains in a few seconds. This class
-keeps the same state (``step`` as a CPU float scalar, ``exp_avg``, ``exp_avg_sq`` per
-parameter) and calls the same public functional update (``torch.optim.adam.adam``) with the
-same arguments ``torch.optim.Adam(params, lr=lr).step()`` passes, so each step is bit for bit
-the one ``torch.optim.Adam`` takes (tests/test_engine_start.py compares them).
+Every method of a ``torch.optim.Optimizer`` imports ``torch._dynamo`` on first use (1-2 s of a
+2-core CPU before the first step). This class keeps the same state and calls the same
+functional update (``torch.optim.adam.adam``) with the arguments ``torch.optim.Adam`` passes,
+so each step is bit for bit its step (tests/test_engine_start.py compares them).
 """
 
 from __future__ import annotations

@@ -1,31 +1,23 @@
 """A captured training step: the engine's step compiled once per length bucket.
 
-On a GPU the training step of two zoo GRUs is hundreds of tiny kernels, so launches, not
-arithmetic, bound it. :func:`captured_loss` compiles the step's loss (forward and backward)
-with ``torch.compile``: on CUDA in ``reduce-overhead`` mode, which replays the whole step as
-CUDA graphs; on the CPU with inductor's default mode (C++ kernels built with the system
-compiler), which is what the tests run.
+On a GPU the training step of two zoo GRUs is hundreds of tiny kernels, so launches bound it.
+:func:`captured_loss` compiles the step's loss with ``torch.compile`` (on CUDA in
+``reduce-overhead`` mode: the whole step replayed as CUDA graphs; on the CPU, what the tests
+run, with inductor's default mode). A compiled graph needs fixed shapes, so a step's
+continuation length is padded up to a *length bucket* (a multiple of :data:`LENGTH_QUANTUM`,
+at most the data's longest), each compiled once. Padding changes nothing: a padded position
+lies past every row's last determined token, its mask is False, and a recurrence is causal.
 
-A compiled graph needs fixed shapes. A step's batch is already fixed (``batch_size`` rows per
-trained direction); its continuation length (how many tokens after the patch the longest row
-of the batch needs) varies, so it is padded up to a *length bucket*: a multiple of
-:data:`LENGTH_QUANTUM`, capped at the longest continuation of the training data. Each bucket
-compiles once. Padding changes nothing: a padded position lies past every row's last
-determined token, its mask is False and it adds nothing to the loss or its gradients (a
-recurrence is causal, so the positions before it are computed exactly as without it).
-
-What can be captured: the engine's own objective (:meth:`Engine.step_loss`, not a subclass
-that changes it, as CLMAS's adds terms), single-position interventions (not stepwise) and targets whose runner
-continues a recurrence (the zoo's GRU and LSTM). Anything else, or a compilation that fails,
-runs the eager step; ``capture="on"`` says why with a warning.
-
-The data the step reads (the cached latents, the counterfactual tokens) keep fixed addresses
-(:func:`torch._dynamo.mark_static_address`), so a CUDA graph reads them in place instead of
-copying them in at every replay; only the step's row indices are copied.
+What can be captured: the engine's own objective (:meth:`Engine.step_loss`, not CLMAS's),
+single-position interventions and targets whose runner continues a recurrence (the zoo's GRU
+and LSTM). Anything else, or a compilation that fails, runs the eager step; ``capture="on"``
+says why with a warning. The data the step reads keep fixed addresses, so a CUDA graph reads
+them in place; only the step's row indices are copied in at every replay.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -34,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from simbench.errors import ParameterError
@@ -44,8 +35,6 @@ Engine = Any
 """A :class:`simbench.interventions.engine.Engine` (not imported: the engine imports this)."""
 
 CAPTURE_MODES = ("auto", "on", "off")
-#: where ``auto`` captures: CUDA (launch-bound); on a CPU the eager step's length buckets do
-#: less arithmetic than one padded compiled call
 #: continuation lengths are padded up to a multiple of this (and at most the data's longest)
 LENGTH_QUANTUM = 16
 #: dynamo's recompilation limit while a captured step runs: every length bucket of every
@@ -100,11 +89,9 @@ def length_bucket(length: int, longest: int, quantum: int = LENGTH_QUANTUM) -> i
 
 
 def captured_loss(engine: Engine, base: type, capture: str | None = None) -> LossFn | None:
-    """The captured step loss of ``engine`` (call it with the step's batches, as
-    :meth:`Engine.step_loss`; ``base``: the engine class whose step it redoes), or None where
-    the eager step should run: the mode (``capture``, else ``engine.cfg.capture``, else
-    $SIMBENCH_CAPTURE, else ``auto``) does not ask for it on this device, or the step cannot
-    be captured (with ``on``: a :class:`CaptureWarning` says why)."""
+    """The captured step loss of ``engine`` (called as :meth:`Engine.step_loss`; ``base``: the
+    class whose step it redoes), or None where the mode (``capture``, ``engine.cfg.capture``,
+    $SIMBENCH_CAPTURE, else ``auto``) does not ask for it or the step cannot be captured."""
     mode = capture or getattr(engine.cfg, "capture", None) or os.environ.get(MODE_ENV) or "auto"
     if not wanted(mode, engine.cfg.device):
         return None
@@ -125,12 +112,9 @@ def captured_loss(engine: Engine, base: type, capture: str | None = None) -> Los
 class CapturedStep:
     """``engine``'s step loss compiled per length bucket (see the module docstring).
 
-    ``unroll``: trace the recurrent layer step by step into the graph (one graph for the whole
-    step; compiling takes minutes) instead of calling it as one fused op between two compiled
-    graphs (cuDNN on a GPU; compiles in seconds).
-
-    The first call of each bucket compiles (seconds to a minute); a failure there warns once
-    and every later step runs eagerly. :attr:`buckets` lists the lengths compiled so far.
+    ``unroll``: trace the recurrent layer step by step into one graph (compiling takes
+    minutes) instead of calling it as one fused op between two graphs. A compilation failure
+    warns once and every later step runs eagerly; :attr:`buckets` lists the lengths compiled.
     """
 
     def __init__(self, engine: Engine, *, unroll: bool | None = None,
@@ -142,15 +126,19 @@ class CapturedStep:
         self.longest = max(int(engine.data["train"][d].need.max()) for d in engine.trained)
         self.buckets: list[int] = []
         self.failed: str | None = None
-        for d in engine.trained:  # what every step reads: fixed addresses, read in place
-            s, t = d
-            data = engine.data["train"][d]
+        from torch._dynamo import mark_static_address
+
+        # what every step reads keeps a fixed address, read in place (no guard: a new engine's
+        # data of the same shapes reuses the compiled code)
+        static = functools.partial(mark_static_address, guard=False)
+        for s, t in engine.trained:
+            data = engine.data["train"][(s, t)]
             for x in (data.tgt_idx, data.tpos, data.src_idx, data.spos, data.cf, data.cf_mask):
-                _static(x)
+                static(x)
             for p in (engine.parties[s], engine.parties[t]):
-                _static(p.latents["train"])
+                static(p.latents["train"])
                 if isinstance(p.runner, RecurrentRunner) and "train" in p.runner.states:
-                    _static(p.runner.states["train"])
+                    static(p.runner.states["train"])
         mode = "reduce-overhead" if self.cuda and self.backend == "inductor" else None
         # the two ways are two functions: dynamo keys its compiled code by the function
         fn = _step_loss_unrolled if self.unroll else _step_loss
@@ -208,14 +196,6 @@ def _dynamo_settings(unroll: bool) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if hasattr(torch._dynamo.config, k)}
 
 
-def _static(x: Tensor) -> None:
-    """Mark ``x`` as read in place by a captured step (no guard: a new engine's data of the
-    same shapes reuses the compiled code)."""
-    import torch._dynamo
-
-    torch._dynamo.mark_static_address(x, guard=False)
-
-
 def _eager(engine: Engine, batches: dict[tuple[int, int], Any]) -> Tensor:
     from torch.nn.utils import parametrize
 
@@ -247,44 +227,13 @@ def _target_loss(engine: Engine, t: int, sources: Sequence[int], rows: Sequence[
     :meth:`Engine.patched_logits` then :meth:`Engine.behaviour_loss`, in one padded call)."""
     from simbench.interventions.runners import Continuation
 
-    party, imap = engine.parties[t], engine.imap
-    datas = [engine.data["train"][(s, t)] for s in sources]
-    width = max(d.cf.shape[1] for d in datas)
-    cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for d, r in zip(datas, rows)])
-    cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
-                         for d, r in zip(datas, rows)])
-    tpos = torch.cat([d.tpos[r] for d, r in zip(datas, rows)])
-    tgt_idx = torch.cat([d.tgt_idx[r] for d, r in zip(datas, rows)])
-    index = tpos[:, None] + 1 + torch.arange(length, device=cf.device)[None, :]
-    inside = index < width
-    index = index.clamp(max=width - 1)
-    cont = Continuation(cf, tpos, index, cf.gather(1, index),
-                        cf_mask.gather(1, index) & inside)
-    h_t = party.latents["train"][tgt_idx, tpos]
-    news, start = [], 0
-    for s, d, r in zip(sources, datas, rows):
-        n = r.shape[0]
-        h_s = engine.parties[s].latents["train"][d.src_idx[r], d.spos[r]]
-        news.append(imap.apply(t, h_t[start: start + n], imap.code(s, t, h_s)))
-        start += n
-    logits = _continue(party.runner, cont.inputs, torch.cat(news), tgt_idx, tpos)
+    party = engine.parties[t]
+    parts = [(s, engine.data["train"][(s, t)], r) for s, r in zip(sources, rows)]
+    cf, cf_mask, tpos, tgt_idx = engine.batch(parts)
+    cont = Continuation.build(cf, cf_mask, tpos, length=length)
+    h_new = engine.patched_sites("train", t, parts, party.latents["train"][tgt_idx, tpos])
+    logits = party.runner.continue_from(cont.inputs, h_new, "train", tgt_idx, tpos)
     return engine.behaviour_loss(logits, cont)  # the base's (see unsupported)
-
-
-def _continue(runner: Any, inputs: Tensor, h_new: Tensor, tgt_idx: Tensor,
-              tpos: Tensor) -> Tensor:
-    """Logits [B, L, V] of a recurrence continued from the patched site (the recurrent
-    runner's continuation over the training pool, every row the same length)."""
-    m = runner.model
-    x = m.embed(inputs)
-    if runner.site == "hidden":
-        if x.shape[1] == 0:
-            return m.head(h_new[:, None])
-        seq, _ = m.recur(x, m.site_to_state(h_new))
-        return m.head(torch.cat([h_new[:, None], seq], 1))
-    prev = runner.states["train"][tgt_idx, tpos - 1]
-    seq, _ = m.recur(torch.cat([h_new[:, None].to(x.dtype), x], 1), m.site_to_state(prev))
-    return m.head(seq)
 
 
 __all__ = ["CAPTURE_MODES", "LENGTH_QUANTUM", "CaptureWarning", "CapturedStep",

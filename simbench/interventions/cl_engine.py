@@ -28,12 +28,10 @@ from simbench.seeds import rng as seeded_rng
 class CLEngine(Engine):
     """The engine with counterfactual-latent terms: ``(1 - eps) L_MAS + eps L_CL``.
 
-    ``behaviour`` lists directions trained on the target's behaviour (they need an accessible
-    target), ``latent`` those trained with the CL loss (the target may be recording-only: it
-    is never run). With no behavioural directions the loss is ``L_CL`` alone (latent stitch);
-    with no latent ones it is ``L_MAS`` (eps = 0 is plain MAS with the recorded side used as a
-    source only). Early stopping watches validation IIA of the behavioural directions and
-    validation R^2 of the latent ones (their mean).
+    ``behaviour`` lists directions trained on the target's behaviour (an accessible target),
+    ``latent`` those trained with the CL loss (the target may be recording-only). Without one
+    kind the loss is the other alone. Early stopping watches the mean of the behavioural
+    directions' validation IIA and the latent ones' validation R^2.
     """
 
     def __init__(self, parties: Sequence[Party], imap: InterventionMap,

@@ -1,8 +1,7 @@
 """The counterfactual-latent (CL) loss and its held-out fit.
 
-A patched latent ``h`` of a recording-only system is compared with the counterfactual latent
-``c`` (a recorded latent at the counterfactual state, :mod:`~simbench.interventions.states`):
-the loss trains a map on it, the fit reports how close held-out ones come.
+A patched latent ``h`` of a recording-only system is compared with its counterfactual latent
+``c`` (:mod:`~simbench.interventions.states`): the loss trains a map, the fit reports held-out.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """Counterfactual intervention sets: which latent goes where, and what behaviour should follow.
 
-A *pool* is a seeded set of stimuli from one system's task with its causal variable's value at
-every step. An *intervention set* for a direction (source s -> target t) pairs a target
-position with a source position and carries the counterfactual sequence the target's causal
-model predicts once the variable takes the source's value. Values travel across tasks by
-variable mapping (``count`` of Multi-Object into ``rem_ops`` of Arithmetic): the target task
-builds the counterfactual from the value alone.
-
-Counterfactuals that leave what the task itself produces (an intervened value outside the
-variable's range, or more determined tokens than any stimulus of the task has, e.g. 25
-responses in a task that counts to 20) are resampled: no network trained on the task could
-follow them, so they would measure the task's range, not the alignment.
+A *pool* is a seeded set of stimuli from one system's task with its causal variables' values
+at every step. An *intervention set* for a direction (source s -> target t) pairs target and
+source positions with the counterfactual sequence the target's causal model predicts once the
+variable takes the source's value; values travel across tasks by variable mapping (``count``
+of Multi-Object into ``rem_ops`` of Arithmetic). Counterfactuals the target task never
+produces (a value outside its range, more determined tokens than any of its stimuli) are
+redrawn: they would measure the task's range, not the alignment.
 """
 
 from __future__ import annotations
@@ -29,10 +25,8 @@ from simbench.tasks.responses import response_table
 class Pool:
     """A system's stimuli, its aligned variables' values, and where interventions may go.
 
-    ``variable``/``values`` are the primary (first) variable; ``variables``/``joint`` hold every
-    variable intervened on together (e.g. ``count`` and ``phase``: a target then takes both of
-    the source's values, which is the default counterfactual: every causal variable of the
-    target set to the source's values).
+    ``variable``/``values`` are the primary (first) variable; ``variables``/``joint`` every
+    variable intervened on together (by default all of the task's: ``count`` and ``phase``).
     """
 
     task: Task
@@ -163,24 +157,21 @@ def sample_interventions(
     tgt_ok_rows = np.flatnonzero(target.allowed.any(1))
     if not len(src_ok_rows) or not len(tgt_ok_rows):
         raise TaskError("no intervenable positions in the stimulus pools", field="values")
-    out_t, out_tp, out_s, out_sp = (np.empty(0, np.int64) for _ in range(4))
-    cf_parts: list[np.ndarray] = []  # kept counterfactuals, a [rows, width] block per draw
-    mask_parts: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, ...]] = []  # per draw: rows kept, counterfactuals, masks
     need = n
     table = response_table(target.task)
     for _ in range(max_tries):
         m = max(2 * need, 64)
         t_idx = rng.choice(tgt_ok_rows, size=m)
         t_pos = _pick_positions(target.allowed, t_idx, rng)
+        s_idx = rng.choice(src_ok_rows, size=m)
         if stepwise:
-            s_idx = rng.choice(src_ok_rows, size=m)
             width = source.allowed.shape[1]
             inside = t_pos < width
             ok = inside.copy()
             ok[inside] = source.allowed[s_idx[inside], t_pos[inside]]
             s_pos = np.where(ok, t_pos, 0)
         else:
-            s_idx = rng.choice(src_ok_rows, size=m)
             s_pos = _pick_positions(source.allowed, s_idx, rng)
             ok = np.ones(m, dtype=bool)
         value = source.values[s_idx, s_pos]
@@ -208,14 +199,10 @@ def sample_interventions(
             if table is not None:
                 fits &= table.producible(cf, cmask)
             keep = np.flatnonzero(fits)[:need]
-            out_t = np.concatenate([out_t, t_idx[part][keep]])
-            out_tp = np.concatenate([out_tp, t_pos[part][keep]])
-            out_s = np.concatenate([out_s, s_idx[part][keep]])
-            out_sp = np.concatenate([out_sp, s_pos[part][keep]])
             if len(keep):
-                cf_parts.append(cf[keep])
-                mask_parts.append(cmask[keep])
-            need = n - len(out_t)
+                kept.append((*(a[part][keep] for a in (t_idx, t_pos, s_idx, s_pos)),
+                             cf[keep], cmask[keep]))
+            need -= len(keep)
             lo_row = hi_row
         if need <= 0:
             break
@@ -225,13 +212,13 @@ def sample_interventions(
             f"({source.variable}) into '{target.task.name}' ({target.variable}) whose values stay "
             f"in {lo}..{hi} and give responses the task can produce", field="values",
             fix="widen --values, or map variables whose value ranges overlap")
-    width = max(c.shape[1] for c in cf_parts)
+    width = max(k[4].shape[1] for k in kept)
     cf_tokens = np.full((n, width), target.task.pad, dtype=np.int64)
     cf_mask = np.zeros((n, width), dtype=bool)
     row = 0
-    for c, mk in zip(cf_parts, mask_parts):  # each block padded on the right, as one
+    for *_, c, mk in kept:  # each block padded on the right, as one
         cf_tokens[row: row + len(c), : c.shape[1]] = c
         cf_mask[row: row + len(mk), : mk.shape[1]] = mk
         row += len(c)
-    return Interventions(source_index, target_index, out_t, out_tp, out_s, out_sp, cf_tokens,
-                         cf_mask, stepwise)
+    rows = (np.concatenate([k[i] for k in kept]).astype(np.int64) for i in range(4))
+    return Interventions(source_index, target_index, *rows, cf_tokens, cf_mask, stepwise)

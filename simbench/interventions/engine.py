@@ -1,20 +1,15 @@
 """Training and evaluating intervention maps between frozen systems.
 
 One :class:`Engine` serves every causal measure: it draws counterfactual intervention sets for
-each direction, caches each system's latents over its stimulus pools once, and trains the map's
-parameters (the systems never change). A training step runs all directions into one target as
-one batch; a single-position intervention on a recurrent network runs only the continuation.
+each direction, caches each system's latents over its pools once, and trains the map (the
+systems never change); a training step runs all directions into one target as one batch.
 
-Behaviour is scored on the response tokens (and EOS) of the counterfactual sequence. Trial-level
-IIA from a teacher-forced pass equals free-running IIA exactly: a trial counts only when every
-response token is right, and while they are right the generated prefix *is* the
-counterfactual prefix. Token-level IIA differs after the first error, so it is computed by real
-free-running generation (:meth:`Engine.evaluate`).
-
-Everything runs on ``EngineConfig.device``. The rows of a training batch are drawn on the host
-(numpy) together with what shapes depend on (how long each row's continuation is), so a
-training step queues its work without ever waiting for the device; values are read back only
-at validation, every ``eval_every`` steps.
+Behaviour is scored on the response tokens (and EOS) of the counterfactual sequence.
+Trial-level IIA from a teacher-forced pass equals free-running IIA exactly (while every token
+is right the generated prefix *is* the counterfactual's); token-level IIA differs after the
+first error, so :meth:`Engine.evaluate` generates. A training batch's rows and the shapes they
+imply are drawn on the host, so a step never waits for the device; values are read back only
+at validation.
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,19 +43,14 @@ _SHOWN = {"iia": "IIA", "r2": "R^2", "iia+r2": "IIA and R^2"}  # validation metr
 Rows = np.ndarray | Tensor
 """Row indices into one direction's data: numpy (host-known: no read-back) or a tensor."""
 
-#: splits whose latents are recorded only when first read: the test split is scored after
-#: training, so recording it up front only delays the first step (and a run whose training
-#: is interrupted before the test never needs it)
+#: splits whose latents are recorded only when first read (the test split, scored after
+#: training: recording it up front would only delay the first step)
 DEFERRED = ("test",)
 
 
 class Latents(dict):
-    """A party's site activations per split ([n, T, d] tensors), some recorded on first read.
-
-    A plain dict of split -> tensor, except that a split with a recorder waiting in
-    ``pending`` is recorded (once) when it is first read; the result is the same tensor an
-    up-front recording gives (the same pool, the same batches).
-    """
+    """A party's site activations per split ([n, T, d] tensors): a dict, except that a split
+    with a recorder waiting in ``pending`` is recorded (once) when it is first read."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -114,10 +104,7 @@ class EngineConfig:
     eval_every: int = 25
     patience: int = 8  # validations without improvement before stopping
     min_delta: float = 0.002
-    # a validation counts as a gain only when it beats the best by more than this many
-    # standard errors of their paired difference (same rows) as well as by min_delta; 0: by
-    # min_delta alone
-    gain_se: float = 0.0
+    gain_se: float = 0.0  # standard errors a gain must also beat the best by (see gain_margin)
     stop_at: float = 1.0  # stop once every trained direction reaches this validation IIA
     stepwise: bool = False
     pool_size: int = 2_000
@@ -125,16 +112,19 @@ class EngineConfig:
     device: str = "cpu"
     values: tuple[int, int] | None = None
     carry: tuple[str, ...] = ()  # variables also set to the source's values (full-state stitch)
-    # validate the starting map before the first step (a start from the data may already be
-    # as good as training gets within the step cap, or reach stop_at: then no step is taken)
+    # validate the starting map first (a start from the data may already reach stop_at)
     validate_start: bool = False
-    # a target that can start a pass at the site (a transformer at resid.*) records the site
-    # over every counterfactual sequence once and starts each patched pass there (the layers
-    # below cannot change); False: run every pass from the tokens
+    # start each patched pass at the site where the target can (see Engine.site_below)
     cache_below: bool = True
     # compile the training step once per length bucket: "auto" (on CUDA only), "on", "off";
     # None: $SIMBENCH_CAPTURE, else "auto" (see simbench.interventions.capture)
     capture: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **fixed: Any) -> EngineConfig:
+        """The settings a measure's parameters of the same names give, ``fixed`` overriding."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **fixed})
 
 
 @dataclasses.dataclass
@@ -186,6 +176,12 @@ class TrainLog:
     @property
     def interventions_per_s(self) -> float:
         return self.interventions / self.seconds if self.seconds else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """The training as plain data, for a score's attrs (``best_val`` in ``val_metric``)."""
+        return {"steps": self.steps, "seconds": round(self.seconds, 3), "stopped": self.stopped,
+                "best_step": self.best_step, "best_val": self.best_val, "val_metric": self.metric,
+                "interventions_per_s": round(self.interventions_per_s, 1)}
 
 
 class Engine:
@@ -243,11 +239,10 @@ class Engine:
 
     # ---- one patched pass -------------------------------------------------------------------
     def site_below(self, split: str, s: int, t: int) -> Tensor | None:
-        """The target's site over direction (s, t)'s counterfactual sequences of ``split``,
-        unpatched, [n, W, d]: what every patched pass of those rows starts from, recorded
-        once (None where the target cannot start a pass at its site, or with
-        ``cache_below`` off). A patch at the site cannot change what lies below it, and a
-        row's counterfactual tokens never change, so this is exact."""
+        """The target's unpatched site over direction (s, t)'s counterfactual sequences of
+        ``split`` [n, W, d], recorded once: every patched pass of those rows starts there
+        (exact: a patch cannot change what lies below it). None where the target cannot
+        start a pass at its site, or with ``cache_below`` off."""
         runner = self.parties[t].runner
         if not self.cfg.cache_below or runner is None or not runner.resumes:
             return None
@@ -279,12 +274,10 @@ class Engine:
                        ) -> tuple[Tensor, Continuation]:
         """Continuation logits of ``target`` for rows of several directions into it, batched.
 
-        ``chunks`` lists (source, row indices into that direction's data). Rows given as numpy
-        arrays let the whole pass be planned on the host (no read-back from the device);
-        tensors work too, at the cost of reading the continuation lengths back.
-        ``cf_override`` replaces the counterfactual tokens (free-running generation feeds its
-        own tokens); ``upto`` computes only the first that many continuation logits (the rest
-        are zeros).
+        ``chunks`` lists (source, row indices into that direction's data): numpy rows let the
+        pass be planned on the host, tensors cost a read-back. ``cf_override`` replaces the
+        counterfactual tokens (generation feeds its own); ``upto`` computes only the first
+        that many continuation logits (the rest are zeros).
         """
         party = self.parties[target]
         runner = party.runner
@@ -298,12 +291,8 @@ class Engine:
                             np.concatenate([d.iv.tpos[r] for d, r in zip(datas, host_rows)]))
         dev_rows = self.device_rows([r for _, r in chunks])
         parts = [(s, d, rows) for (s, _), d, rows in zip(chunks, datas, dev_rows)]
-        width = max(d.cf.shape[1] for _, d, _ in parts)
-        cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for _, d, r in parts])
-        cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
-                             for _, d, r in parts])
-        tpos = torch.cat([d.tpos[r] for _, d, r in parts])
-        tgt_idx = torch.cat([d.tgt_idx[r] for _, d, r in parts])
+        cf, cf_mask, tpos, tgt_idx = self.batch(parts)
+        width = cf.shape[1]
         if cf_override is not None:
             cf = cf_override
         cont = Continuation.build(cf, cf_mask, tpos, host)
@@ -314,15 +303,8 @@ class Engine:
                 below = torch.cat([F.pad(b[r], (0, 0, 0, width - b.shape[1]))  # type: ignore[index]
                                    for b, (_, _, r) in zip(belows, parts)])
         if not self.cfg.stepwise:
-            h_t = lat_t[tgt_idx, tpos]
-            news, start = [], 0
-            for s, d, r in parts:
-                n = len(r)
-                h_s = self.parties[s].latents[split][d.src_idx[r], d.spos[r]]
-                news.append(self.imap.apply(target, h_t[start: start + n],
-                                            self.imap.code(s, target, h_s)))
-                start += n
-            return runner.single(cont, torch.cat(news), split, tgt_idx, upto, below), cont
+            h_new = self.patched_sites(split, target, parts, lat_t[tgt_idx, tpos])
+            return runner.single(cont, h_new, split, tgt_idx, upto, below), cont
         codes = []
         for s, d, r in parts:
             lat = self.parties[s].latents[split][d.src_idx[r]]  # [n, T_s, d_s]
@@ -334,6 +316,32 @@ class Engine:
             return self.imap.apply(target, h, z_all[b, t])
 
         return runner.stepwise(cont, patch, upto, below), cont
+
+    @staticmethod
+    def batch(parts: Sequence[tuple[int, DirectionData, Tensor]]
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(cf, cf_mask, tpos, tgt_idx) of ``parts`` (source, its data, device rows) as one
+        batch, the counterfactuals padded on the right to the widest."""
+        width = max(d.cf.shape[1] for _, d, _ in parts)
+        cf = torch.cat([F.pad(d.cf[r], (0, width - d.cf.shape[1])) for _, d, r in parts])
+        cf_mask = torch.cat([F.pad(d.cf_mask[r], (0, width - d.cf_mask.shape[1]))
+                             for _, d, r in parts])
+        tpos = torch.cat([d.tpos[r] for _, d, r in parts])
+        tgt_idx = torch.cat([d.tgt_idx[r] for _, d, r in parts])
+        return cf, cf_mask, tpos, tgt_idx
+
+    def patched_sites(self, split: str, target: int,
+                      parts: Sequence[tuple[int, DirectionData, Tensor]], h_t: Tensor) -> Tensor:
+        """The patched target latents [B, d] of single-position interventions: ``h_t`` (the
+        batch's target latents) with each part's source code applied."""
+        news, start = [], 0
+        for s, d, r in parts:
+            n = len(r)
+            h_s = self.parties[s].latents[split][d.src_idx[r], d.spos[r]]
+            news.append(self.imap.apply(target, h_t[start: start + n],
+                                        self.imap.code(s, target, h_s)))
+            start += n
+        return torch.cat(news)
 
     # ---- losses and accuracy ------------------------------------------------------------------
     @staticmethod
@@ -435,12 +443,10 @@ class Engine:
                   forced: Tensor | None = None) -> Tensor:
         """Token-level accuracy of free-running generation for ``rows``.
 
-        ``forced`` (the rows' teacher-forced predictions [n, L], when the caller has them)
-        saves the passes that cannot differ from them: until a row's first wrong prediction
-        its generated prefix is the counterfactual's, so its prediction at each step up to
-        and including that one is the teacher-forced one. Each step then runs only the rows
-        already past their first error whose token there is determined (the others' are
-        never scored).
+        ``forced`` (the rows' teacher-forced predictions [n, L]) saves the passes that cannot
+        differ from them: up to a row's first error its generated prefix is the
+        counterfactual's. Each step then runs only the rows past their first error whose token
+        there is determined.
         """
         d = self.data[split][(s, t)]
         cont = Continuation.build(d.cf[rows], d.cf_mask[rows], d.tpos[rows])
@@ -474,13 +480,11 @@ class Engine:
     def train(self, *, progress: bool = True, label: str = "align") -> TrainLog:
         """Adam on the map's parameters; keep the best validation score; stop on a plateau.
 
-        The score (:meth:`validation_score`, averaged over directions) may be any real number:
-        the first validation always sets the best, a later one only when it beats it by
-        :meth:`gain_margin` (``min_delta``, or with ``gain_se`` > 0 that many standard errors
-        of the paired difference from the best when that is more); ``patience`` validations without that stop
-        training. The map ends in the best state seen (the initial state when no validation
-        ran). With ``validate_start`` the initial map is validated first and counts as seen
-        (a start that already reaches ``stop_at`` takes no step).
+        The score (:meth:`validation_score`, averaged over directions; any real number) sets
+        the best at the first validation and later only when it beats it by
+        :meth:`gain_margin`; ``patience`` validations without that stop training. The map
+        ends in the best state seen. With ``validate_start`` the initial map is validated
+        first and counts as seen (a start that already reaches ``stop_at`` takes no step).
         """
         cfg = self.cfg
         metric = self.validation_metric
@@ -497,28 +501,33 @@ class Engine:
         bad = 0
         bar = _progress(cfg.max_steps, label, progress)
         start = time.perf_counter()
+
+        def validate(step: int, loss: float) -> tuple[dict[tuple[int, int], float], float, bool]:
+            """Validate and log it: (scores, their mean, whether every one reached stop_at)."""
+            val = self.validation_score()
+            mean_val = float(np.mean(list(val.values()))) if val else 0.0
+            log.history.append({"step": step, "loss": loss, "val": mean_val,
+                                **{f"{s}->{t}": v for (s, t), v in val.items()}})
+            reached = bool(val) and min(val.values()) >= cfg.stop_at
+            if reached:
+                log.reached_at = time.time()
+                log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
+            return val, mean_val, reached
+
         try:
             if cfg.validate_start:
-                val = self.validation_score()
-                mean_val = float(np.mean(list(val.values()))) if val else 0.0
-                log.history.append({"step": 0, "loss": float("nan"), "val": mean_val,
-                                    **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                val, mean_val, reached = validate(0, float("nan"))
                 best, self._best_hits = mean_val, dict(self._val_hits)
                 log.best_step, log.best_val = 0, mean_val
-                if val and min(val.values()) >= cfg.stop_at:
-                    log.reached_at = time.time()
-                    log.stopped = (f"validation {_SHOWN[metric]} reached {cfg.stop_at} at the "
-                                   "start")
+                if reached:
+                    log.stopped += " at the start"
                     return log
             for step in range(1, cfg.max_steps + 1):
                 loss = next(steps)
                 log.steps = step
                 log.interventions += cfg.batch_size * len(self.trained)
                 if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                    val = self.validation_score()
-                    mean_val = float(np.mean(list(val.values()))) if val else 0.0
-                    log.history.append({"step": step, "loss": loss.item(), "val": mean_val,
-                                        **{f"{s}->{t}": v for (s, t), v in val.items()}})
+                    val, mean_val, reached = validate(step, loss.item())
                     if bar is not None:
                         bar.set_postfix(loss=f"{loss.item():.3f}",
                                         **{f"val_{metric}": f"{mean_val:.3f}"},
@@ -530,9 +539,7 @@ class Engine:
                         log.best_step, log.best_val = step, mean_val
                     else:
                         bad += 1
-                    if val and min(val.values()) >= cfg.stop_at:
-                        log.reached_at = time.time()
-                        log.stopped = f"validation {_SHOWN[metric]} reached {cfg.stop_at}"
+                    if reached:
                         break
                     if bad >= cfg.patience:
                         log.stopped = f"plateau ({cfg.patience} validations without gain)"
@@ -553,8 +560,7 @@ class Engine:
     def training_steps(self, opt: Adam | torch.optim.Optimizer) -> Iterator[Tensor]:
         """Endless training steps: each draws the next batch of every trained direction (a
         seeded shuffle, reshuffled when used up), takes one optimiser step and yields the
-        loss, still on the device. Nothing here waits for the device (see the module
-        docstring); :meth:`train` reads values back only when it validates."""
+        loss, still on the device (nothing here waits for it)."""
         cfg = self.cfg
         orders = {d: self._perm(len(self.data["train"][d].iv)) for d in self.trained}
         cursor = dict.fromkeys(self.trained, 0)
@@ -586,17 +592,11 @@ class Engine:
         return self.iia("val", self.trained)
 
     def gain_margin(self, val: dict[tuple[int, int], float]) -> float:
-        """How much a validation must beat the best to count as a gain.
-
-        ``min_delta``, or when ``gain_se`` > 0 and the score is IIA, ``gain_se`` standard
-        errors of the difference between this validation and the best one, if that is more.
-        Both score the same validation rows, so the difference is paired: in each direction
-        only the rows the two maps disagree on (b of n) move it, its standard error is
-        sqrt(b) / n, and over D directions sqrt(sum b / n^2) / D. A run that is still
-        learning flips few rows and gains by more than that, so it goes on; one whose map
-        only wanders (a pair that plateaus below ``stop_at``: many rows flip each way) no
-        longer resets its patience on noise and stops after ``patience`` validations. Other
-        metrics (R^2), or an engine whose :meth:`iia` keeps no rows, keep ``min_delta``.
+        """How much a validation must beat the best to count as a gain: ``min_delta``, or when
+        ``gain_se`` > 0 and the score is IIA, that many standard errors of the paired
+        difference from the best if more (only the b of n rows the two maps disagree on move
+        it: sqrt(b) / n per direction, sqrt(sum b / n^2) / D over D directions). A map that
+        only wanders flips many rows each way, so it no longer resets its patience on noise.
         """
         cfg = self.cfg
         now, best = self._val_hits, self._best_hits
@@ -644,3 +644,19 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
 def directions_for(n: int, *, within: bool = True) -> list[tuple[int, int]]:
     """All ordered pairs (s, t) of n systems; within-model pairs (s == t) when ``within``."""
     return [(s, t) for s in range(n) for t in range(n) if within or s != t]
+
+
+def iia_matrices(results: dict, names: Sequence[str]) -> dict[str, Any]:
+    """Source x target DataArrays of trial and token IIA (NaN where not measured)."""
+    import xarray as xr
+
+    n = len(names)
+    out = {}
+    for level in ("trial", "token"):
+        m = np.full((n, n), np.nan)
+        for (s, t), r in results.items():
+            m[s, t] = r[level]
+        labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
+        out[f"iia_{level}"] = xr.DataArray(m, dims=("source", "target"),
+                                           coords={"source": labels, "target": labels})
+    return out

@@ -1,17 +1,12 @@
 """Borrowing a caller's network for a measure and giving it back exactly as it was.
 
 A causal measure runs a user's network on its own device, in eval mode, with no parameter
-requiring a gradient (only the alignment map is trained). The network belongs to the caller,
-though: a harness worker keeps its systems between jobs, a notebook keeps training its model.
-:func:`frozen_on` sets the network up for the measure and, when the block ends (also by an
-exception), puts back every parameter and buffer tensor it held (same objects, so the same
-device and storage), each parameter's ``requires_grad`` and gradient, and every submodule's
-train/eval mode.
-
-One exception to eval mode: cuDNN runs an RNN's backward pass (through which the alignment's
-gradients flow) only in train mode, so on CUDA the recurrent layers are put in train mode where
-that computes exactly what eval mode does (no dropout between layers), and cuDNN is switched off
-for the block where it would not.
+requiring a gradient; the network still belongs to the caller (a harness worker keeps it
+between jobs, a notebook keeps training it). :func:`frozen_on` puts back, when the block ends,
+every parameter and buffer tensor (the same objects), each ``requires_grad`` and gradient, and
+every submodule's train/eval mode. On CUDA, where cuDNN runs an RNN's backward pass only in
+train mode, recurrent layers go to train mode where that changes nothing (no dropout between
+layers), and cuDNN is switched off where it would.
 """
 
 from __future__ import annotations

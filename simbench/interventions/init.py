@@ -1,31 +1,22 @@
 """Starting subspaces from the data instead of at random, and choosing between the two per pair.
 
-MAS learns one orthonormal U_i per system such that the systems' coordinates h_i U_i agree
-on the same stimuli. A random start spends most of its steps finding where the variance is;
-starting from the data leaves training only the fine alignment:
+A random start spends most of its steps finding where the variance is; starting from the
+data leaves training only the fine alignment:
 
-- ``pca``: U_0 spans the top-k principal directions of the first system's latents; every
-  other U_i is its orthogonal-Procrustes match to them (the orthonormal d_i x k matrix whose
-  coordinates h_i U_i best agree with h_0 U_0 over the same stimuli and positions), both on
-  centred latents.
-- ``data``: the same on the *raw* latents (U_0: top-k directions of the uncentred second
-  moment; the match: Procrustes of raw coordinates). An interchange swaps raw coordinates
-  (``h_t + (h_s U_s - h_t U_t) U_t^T``), so the two networks' means in the subspace must agree
-  as well as their variation; on two zoo GRU seeds (k = 32) the raw start aligns 0.59 / 0.66
-  of the cross-model validation trials before any training against 0.56 / 0.53 centred, and
-  reaches validation IIA 0.95 in 50 steps against 75 (random: 250).
-- ``auto`` (MAS's default): the ``data`` start where it already aligns the networks, else the
-  random one. The check is cheap (a short validation pass per start, no training): the data
-  start is kept when its mean cross-model validation IIA (on the first :data:`AUTO_ROWS`
-  validation counterfactuals of each direction) beats the random start's by at least
-  :data:`AUTO_MARGIN`. Where a linear match of the raw latents says little about the causal
-  alignment (a GRU against an LSTM, whose ``hidden`` site concatenates h and a cell state
-  about 9x larger, or against a transformer's layer 0), the data start aligns no more trials
-  than chance and trains to a worse or slower alignment (GRU vs LSTM: 0.55-0.72 against 0.73
-  from random), so such pairs keep the random start, bit for bit as before.
+- ``pca``: U_0 spans the top-k principal directions of the first system's centred latents;
+  every other U_i is its orthogonal-Procrustes match to them on the same stimuli.
+- ``data``: the same on the *raw* latents. An interchange swaps raw coordinates, so the
+  networks' means in the subspace must agree too: on two zoo GRU seeds (k = 32) the raw start
+  aligns 0.59 / 0.66 of the cross-model validation trials before training (centred: 0.56 /
+  0.53) and reaches validation IIA 0.95 in 50 steps (centred 75, random 250).
+- ``auto`` (MAS's default): the ``data`` start when its mean cross-model validation IIA (first
+  :data:`AUTO_ROWS` rows per direction, no training) beats the random start's by
+  :data:`AUTO_MARGIN`, else the random one, bit for bit. Where a linear match of raw latents
+  says little about the causal alignment (GRU vs LSTM, or a transformer's layer 0) the data
+  start aligns no more than chance and trains worse (GRU vs LSTM: 0.55-0.72 against 0.73).
 
-Needs the systems' latents on the same stimuli (the same task and pool); otherwise the map
-keeps its random start and :func:`init_from_data` says so by returning False.
+Needs the systems' latents on the same stimuli; otherwise the map keeps its random start
+(:func:`init_from_data` returns False).
 """
 
 from __future__ import annotations
@@ -121,13 +112,9 @@ def init_from_data(imap: Any, parties: Sequence[Any], how: str) -> bool:
 
 
 def choose_start(engine: Any, how: str) -> dict[str, Any]:
-    """Start ``engine.imap`` as ``how`` says; for ``auto`` check the data start first.
-
-    Returns what was done, for a score's attrs: ``init`` (the start used: ``random``, ``pca``
-    or ``data``) and, for ``auto`` where both starts could be compared, ``init_check`` (mean
-    cross-model validation IIA of each start). The random start is the map as built (seeded),
-    so a pair that keeps it trains exactly as it would with ``init = random``.
-    """
+    """Start ``engine.imap`` as ``how`` says (``auto``: check the data start first); returns,
+    for a score's attrs, ``init`` (the start used) and for ``auto`` ``init_check`` (each
+    start's mean cross-model validation IIA). The random start is the map as built."""
     imap, parties = engine.imap, engine.parties
     if how != "auto":
         return {"init": how if init_from_data(imap, parties, how) else "random"}

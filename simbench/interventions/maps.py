@@ -1,20 +1,11 @@
 """Intervention maps: how a source latent becomes a patched target latent.
 
-Every causal measure is the same engine with a different map:
-
-- :class:`SubspaceMap` (MAS, DAS, CLMAS): one U_i per system; the target keeps everything
-  outside its aligned subspace (``h_t + (h_s U_s - h_t U_t) U_t^T``).
-- :class:`StitchMap` (model stitching): per direction a rank-k linear map (optional bias) that
-  *replaces* the target latent with ``h_s A B (+ b)``.
-- :class:`OrthogonalStitchMap` (latent stitching): per direction one orthogonal map that replaces
-  the target latent with ``h_s Q``.
-
-A map splits into ``code(s, t, h_s)`` (what the source contributes) and ``apply(t, h_t, z)``
-so the engine can precompute source codes once per step, including at every step of a stepwise
-intervention.
-
-Maps are initialised on the CPU from a seeded CPU generator, so a seed gives the same initial
-map on every device; the engine moves the map to its device.
+Every causal measure is the same engine with a different map: :class:`SubspaceMap` (MAS, DAS,
+CLMAS: one U_i per system, the target keeping what lies outside its subspace),
+:class:`StitchMap` (model stitching: rank-k, replacing the target latent by ``h_s A B (+ b)``)
+and :class:`OrthogonalStitchMap` (latent stitching: ``h_s Q``). A map splits into
+``code(s, t, h_s)`` and ``apply(t, h_t, z)`` so the engine computes source codes once per step.
+Maps are initialised from a seeded CPU generator: a seed gives the same map on every device.
 """
 
 from __future__ import annotations
@@ -40,13 +31,11 @@ class InterventionMap(nn.Module):
 class SubspaceMap(InterventionMap):
     """One orthonormal d_i x k matrix per system: O(N) parameters for N systems."""
 
-    def __init__(self, widths: list[int], k: int, *, seed: int = 0,
-                 orthogonal_map: str | None = None) -> None:
+    def __init__(self, widths: list[int], k: int, *, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.k = k
-        self.subspaces = nn.ModuleList(Subspace(d, k, generator=g, orthogonal_map=orthogonal_map)
-                                       for d in widths)
+        self.subspaces = nn.ModuleList(Subspace(d, k, generator=g) for d in widths)
         self._fixed: list[Tensor | None] = [None] * len(widths)
 
     def U(self, i: int) -> Tensor:
@@ -64,7 +53,20 @@ class SubspaceMap(InterventionMap):
         return patch_subspace(h_t, z, self.U(t))
 
 
-class StitchMap(InterventionMap):
+class Replacing(InterventionMap):
+    """A map that replaces the target latent by the source's code, one module per direction
+    (``maps["s->t"]``)."""
+
+    maps: nn.ModuleDict
+
+    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
+        return self.maps[f"{s}->{t}"](h_s)
+
+    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
+        return z.to(h_t.dtype)
+
+
+class StitchMap(Replacing):
     """Rank-k linear stitch per direction: h'_t = h_s A B (+ b), replacing h_t entirely."""
 
     def __init__(self, widths: list[int], directions: list[tuple[int, int]], rank: int, *,
@@ -82,14 +84,8 @@ class StitchMap(InterventionMap):
                     up.bias.zero_()
             self.maps[f"{s}->{t}"] = nn.Sequential(down, up)
 
-    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
-        return self.maps[f"{s}->{t}"](h_s)
 
-    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        return z.to(h_t.dtype)
-
-
-class OrthogonalStitchMap(InterventionMap):
+class OrthogonalStitchMap(Replacing):
     """One orthogonal map per direction (d_s x d_t, semi-orthogonal when widths differ)."""
 
     def __init__(self, widths: list[int], directions: list[tuple[int, int]], *,
@@ -106,14 +102,8 @@ class OrthogonalStitchMap(InterventionMap):
             seeded_orthogonal(lin, g)
             self.maps[f"{s}->{t}"] = lin
 
-    def code(self, s: int, t: int, h_s: Tensor) -> Tensor:
-        return self.maps[f"{s}->{t}"](h_s)
 
-    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        return z.to(h_t.dtype)
-
-
-class InverseStitch(InterventionMap):
+class InverseStitch(Replacing):
     """The Moore-Penrose inverse of a trained stitch ``s -> t``, used as a stitch ``t -> s``.
 
     ``h'_s = (h_t - b) W^+`` with ``W = A B`` the trained map (rank k, so h'_s lies in a
@@ -135,6 +125,3 @@ class InverseStitch(InterventionMap):
         if (s, t) == (self.t, self.s):
             return (h_s - self.bias) @ self.pinv
         return self.stitch.code(s, t, h_s)
-
-    def apply(self, t: int, h_t: Tensor, z: Tensor) -> Tensor:
-        return z.to(h_t.dtype)

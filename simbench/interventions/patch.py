@@ -12,12 +12,9 @@ wrapped by :class:`~simbench.systems.torch.HookedModel`) takes ``edits={site: ed
 - ``fn(t: int, h [B, d]) -> [B, d]``: called at every step (the slow, general path).
 
 :class:`Patch` normalises any of them to a mask plus a function of the masked entries, and
-applies it to a whole block of steps (parallel models) or to one step (recurrent models).
-
-Finding the masked entries (``mask.nonzero()``) makes the host wait for the device. A caller
-that already knows them passes the function as an :class:`IndexedEdit`, which carries the
-entries; it is still a plain ``fn(h, b, t)``, so a model that does not know the class works
-unchanged.
+applies it to a block of steps (parallel models) or to one step (recurrent models). A caller
+that already knows the masked entries passes an :class:`IndexedEdit`, so finding them
+(``mask.nonzero()``) never waits for the device.
 """
 
 from __future__ import annotations
@@ -41,11 +38,9 @@ Edit = tuple[Tensor, Tensor | EditFn] | Callable[[int, Tensor], Tensor]
 class IndexedEdit:
     """An edit function ``fn(h, b, t)`` that also carries its mask's nonzero entries.
 
-    ``b``, ``t``: the (row, position) of every True entry of the mask, row-major (what
-    ``mask.nonzero(as_tuple=True)`` returns), on the mask's device; ``times``: the positions
-    with at least one entry, ascending, on the host (None: unknown); ``rows_at``: for each of
-    those positions, the rows with an entry there (what ``mask[:, t].nonzero()`` returns; for
-    models that patch one step at a time). Calling it calls ``fn``.
+    ``b``, ``t``: ``mask.nonzero(as_tuple=True)``, on the mask's device; ``times``: the
+    positions with an entry, ascending, on the host (None: unknown); ``rows_at``: per such
+    position, ``mask[:, t].nonzero()`` (for models that patch one step at a time).
     """
 
     def __init__(self, fn: EditFn, b: Tensor, t: Tensor, times: list[int] | None = None,

@@ -1,15 +1,11 @@
 """Recording-only systems as engine parties: a recording turned into pools and latents.
 
-A recording-only system is never run. What it offers is recorded activity labelled with the
-causal variables at every step. :func:`recorded_party` (from a
-:class:`~simbench.systems.RecordedSystem`) and :func:`party_from_arrays` (from plain arrays)
-turn that into an engine :class:`~simbench.interventions.engine.Party` whose pools and latents
-come from the recording itself: its stimuli, its tokens mapped to ids with the task vocabulary,
-its variable coordinates, split about 70/15/15 into train/val/test stimuli (seeded, stratified
-by sequence length so every split sees every length).
-
-Every check a recording made by someone else can fail is here, with messages that name the
-file, the site and what is wrong.
+A recording-only system is never run: it offers recorded activity labelled with the causal
+variables at every step. :func:`recorded_party` (a :class:`~simbench.systems.RecordedSystem`)
+and :func:`party_from_arrays` (plain arrays) make it an engine
+:class:`~simbench.interventions.engine.Party` whose pools and latents are the recording's own,
+split about 70/15/15 (seeded, stratified by length). Every check a recording made by someone
+else can fail is here, naming the file, the site and what is wrong.
 """
 
 from __future__ import annotations
@@ -121,7 +117,8 @@ def party_from_arrays(system_id: str, task: Task, variable: str | Sequence[str],
     party.coverage = coverage  # type: ignore[attr-defined]  # what CLMAS records as used
     for i, split in enumerate(SPLITS):
         rows = np.flatnonzero(split_of == i)
-        stim = _stimuli(task, tokens[rows], ids[rows], {k: v[rows] for k, v in recorded.items()})
+        stim = task.stimuli_from_tokens(tokens[rows], ids[rows])
+        stim.variables = {k: v[rows] for k, v in recorded.items()}  # checked against the task
         party.pools[split] = _pool(task, variable, stim, values, file, site)
         party.latents[split] = act[rows]
     return party
@@ -142,12 +139,9 @@ def _check_coverage(task: Task, variable: str | Sequence[str],
 
 
 def stratified_split(tokens: np.ndarray, valid: np.ndarray, seed: int) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) per stimulus, ~70/15/15, stratified by length.
-
-    Stimuli are ordered by (length, random) and dealt out in blocks of 20 (14/3/3), so every
-    sequence length (for counting tasks: every count) lands in every split when it has at
-    least ~7 stimuli.
-    """
+    """Split index (0 train, 1 val, 2 test) per stimulus, ~70/15/15: ordered by (length,
+    random) and dealt out in blocks of 20 (14/3/3), so every length with ~7 stimuli lands in
+    every split."""
     rng = seeded_rng(seed, 0xC1A5)
     lengths = valid.sum(1)
     order = np.lexsort((rng.random(len(tokens)), lengths))
@@ -202,14 +196,6 @@ def _check_values(task: Task, tokens: np.ndarray, valid: np.ndarray,
                 f"{int(truth[name][i, t])})", file=file, site=site, field=name,
                 fix="the coordinate must hold the variable's value after each step; use -1 "
                 "where it is undefined")
-
-
-def _stimuli(task: Task, tokens: np.ndarray, ids: np.ndarray,
-             variables: dict[str, np.ndarray]) -> Stimuli:
-    """The recorded stimuli with the recorded variables (checked against the causal model)."""
-    stim = task.stimuli_from_tokens(tokens, ids)
-    stim.variables = variables
-    return stim
 
 
 def _pool(task: Task, variable: str | Sequence[str], stim: Stimuli,

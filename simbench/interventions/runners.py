@@ -11,13 +11,9 @@ runs only what follows the patch:
   :class:`~simbench.systems.accessible.PatchableModel`): one parallel pass with the patch
   applied where it belongs.
 
-Both run rows in a few buckets of similar continuation length, each only as far as it needs
-(:meth:`Runner.in_buckets`). Bucket sizes are shapes, so they must be known on the host: when
-the caller says how long each row's continuation is (:class:`HostRows`, from the intervention
-data the host drew), the plan is made on the host and a training step never waits for the
-device; without it the lengths are read back from the device (evaluation only).
-
-Both return *continuation logits* [B, L, V]: entry i predicts the counterfactual token at
+Both run rows in a few buckets of similar continuation length (:meth:`Runner.in_buckets`),
+planned on the host when the caller knows the lengths (:class:`HostRows`), so a training step
+never waits for the device. Both return *continuation logits* [B, L, V]: entry i predicts the counterfactual token at
 position ``tpos + 1 + i``; :class:`Continuation` holds the matching targets and mask.
 """
 
@@ -81,14 +77,14 @@ class Continuation:
     host: HostRows | None = None  # the rows' lengths, known without asking the device
 
     @classmethod
-    def build(cls, cf: Tensor, cf_mask: Tensor, tpos: Tensor,
-              host: HostRows | None = None) -> Continuation:
-        """The continuation of each row; ``host`` (when given) supplies the lengths, so the
-        device is never waited for."""
+    def build(cls, cf: Tensor, cf_mask: Tensor, tpos: Tensor, host: HostRows | None = None,
+              length: int | None = None) -> Continuation:
+        """The continuation of each row, ``length`` long (default: as long as the longest row
+        needs); ``host`` (when given) supplies the lengths, so the device is never waited for."""
         width = cf.shape[1]
-        if host is not None:
+        if length is None and host is not None:
             length = int(host.needed.max())
-        else:
+        elif length is None:
             pos = torch.arange(width, device=cf.device)
             last = torch.where(cf_mask, pos, torch.zeros_like(pos)).amax(1)
             length = int((last - tpos).clamp(min=1).max())  # reads back from the device
@@ -104,12 +100,9 @@ class Continuation:
 
 
 class Runner:
-    """One accessible system at one site (see module docstring).
-
-    :meth:`cache` records the site over a stimulus pool once, under a key (``"train"``,
-    ``"val"``, ...); :meth:`single` and :meth:`stepwise` then run patched continuations of
-    that pool's stimuli.
-    """
+    """One accessible system at one site: :meth:`cache` records the site over a stimulus pool
+    once, under a key (``"train"``, ...); :meth:`single` and :meth:`stepwise` then run patched
+    continuations of that pool's stimuli."""
 
     def __init__(self, model: PatchableModel, site: str, width: int) -> None:
         self.model, self.site, self.width = model, site, width
@@ -127,30 +120,24 @@ class Runner:
     def cache(self, key: str, tokens: Tensor, batch: int = 1024,
               reach: np.ndarray | None = None) -> Tensor:
         """Record the site over ``tokens`` and keep it under ``key``; returns [n, T, d].
-
-        ``reach`` (per row, how far its real tokens go) lets a runner whose site at a position
-        depends on no later token skip the padding (see :meth:`RecurrentRunner.cache`); the
-        generic runner records every position."""
-        self.latents[key] = self._record(tokens, (self.site,), batch)[self.site]
+        ``reach`` (per row, how far its real tokens go) is for runners that can skip the
+        padding (:meth:`RecurrentRunner.cache`); this one records every position."""
+        self.latents[key] = self.below(tokens, batch)
         return self.latents[key]
 
     #: rows per length bucket below which one padded call is cheaper than several
     bucket_min_rows: int = 32
-    #: buckets on the CPU; on CUDA one: kernel launches, not arithmetic, bound these small
-    #: networks there (H200, GRU and transformer MAS step: 14.5 ms in one padded call, 25.2 ms
-    #: in four buckets)
+    #: buckets on the CPU; on CUDA one, where launches bound these small networks (H200 MAS
+    #: step: 14.5 ms in one padded call, 25.2 ms in four buckets)
     buckets: int = 4
 
     def in_buckets(self, cont: Continuation, run: RunFn, upto: int | None = None) -> Tensor:
-        """Continuation logits [B, L, V], computed a few buckets of rows at a time.
+        """Continuation logits [B, L, V], a few buckets of rows at a time.
 
-        Continuations range from one token to the whole response, so one padded call would
-        spend most of its time on padding: rows are sorted by how many continuation logits
-        they need and each bucket runs only as far as its longest row.
-        ``run(rows, steps, width, tpos)`` returns the first ``steps`` continuation logits of
-        ``rows`` (see :data:`RunFn`); ``upto`` asks for no more than that many (generation
-        needs one more each step), the rest come back as zeros. With ``cont.host`` the plan is
-        made on the host; otherwise the lengths are read back from the device.
+        Continuations range from one token to the whole response, so rows are sorted by how
+        many logits they need and each bucket runs ``run`` (:data:`RunFn`) only as far as its
+        longest row; ``upto`` caps that (the rest come back as zeros). With ``cont.host`` the
+        plan is made on the host; otherwise the lengths are read back from the device.
         """
         bsz, length = cont.targets.shape
         n_buckets = 1 if cont.cf.is_cuda else min(self.buckets,
@@ -280,10 +267,9 @@ class RecurrentRunner(Runner):
 
     def cache(self, key: str, tokens: Tensor, batch: int = 1024,
               reach: np.ndarray | None = None) -> Tensor:
-        """As :meth:`Runner.cache`; with ``reach`` on the CPU, rows are recorded a few length
-        buckets at a time, each only as far as its longest row (a recurrence's state at a
-        position depends on no later token, so every position inside a row is what a padded
-        run gives; positions past its reach, which nothing reads, stay zero)."""
+        """As :meth:`Runner.cache`; with ``reach`` on the CPU, rows are recorded in length
+        buckets, each only as far as its longest row (a recurrence's state depends on no later
+        token; positions past a row's reach, which nothing reads, stay zero)."""
         sites = tuple(dict.fromkeys((self.site, "hidden")))
         rec = (self._record(tokens, sites, batch) if reach is None or tokens.is_cuda
                else self._record_by_reach(tokens, sites, reach))
@@ -317,13 +303,15 @@ class RecurrentRunner(Runner):
                upto: int | None = None, below: Tensor | None = None) -> Tensor:
         """Continue each row from its patched state, only as far as its last determined token."""
         def run(rows: Tensor, steps: int, width: int, tpos_h: np.ndarray | None) -> Tensor:
-            return self._continue(cont.inputs[rows, : steps - 1], h_new[rows], key,
+            return self.continue_from(cont.inputs[rows, : steps - 1], h_new[rows], key,
                                   tgt_idx[rows], cont.tpos[rows])
 
         return self.in_buckets(cont, run, upto)
 
-    def _continue(self, inputs: Tensor, h_new: Tensor, key: str, tgt_idx: Tensor,
-                  tpos: Tensor) -> Tensor:
+    def continue_from(self, inputs: Tensor, h_new: Tensor, key: str, tgt_idx: Tensor,
+                      tpos: Tensor) -> Tensor:
+        """Logits [B, L, V] of the recurrence continued from the patched site ``h_new`` over
+        ``inputs`` (``key``: the pool whose states precede the patch, for ``embedding``)."""
         m = self.model
         x = m.embed(inputs)
         if self.site == "hidden":

@@ -1,10 +1,8 @@
 """Counterfactual latents of a recording-only system: recorded states matched by their variables.
 
 The *counterfactual latent* of an intervention into a recording-only system B is a recorded
-latent of B at a state whose causal variables all equal the counterfactual ones (the target's
-variables at the patched step, with the intervened ones set to the source's values).
-:func:`counterfactual_states` says which state each intervention asks for; :class:`StateIndex`
-draws a random recorded (stimulus, step) with exactly that state (seeded), and counts what is
+latent of B whose causal variables all equal the counterfactual ones
+(:func:`counterfactual_states`); :class:`StateIndex` draws one (seeded) and says what is
 missing when the recording has no such state.
 """
 

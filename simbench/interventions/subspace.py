@@ -1,13 +1,9 @@
 """Aligned subspaces: one matrix U_i with orthonormal columns per system.
 
-With row vectors, an intervention from source s into target t replaces the part of h_t that
-lies in span(U_t) by the source's coordinates in its own subspace:
-
-    h'_t = h_t + (h_s U_s - h_t U_t) U_t^T
-
-This equals the full-rotation form ``((1 - m) * (h_t R_t) + m * (h_s R_s)) R_t^T`` with
-U = R[:, :k], but costs O(d k) instead of a d x d matrix exponential per step. Widths may differ
-across systems (U_s is d_s x k, U_t is d_t x k).
+An intervention from source s into target t replaces the part of h_t in span(U_t) by the
+source's coordinates in its own subspace, ``h'_t = h_t + (h_s U_s - h_t U_t) U_t^T``: the
+full-rotation form ``((1 - m) * (h_t R_t) + m * (h_s R_s)) R_t^T`` with U = R[:, :k], at O(d k)
+instead of a d x d matrix exponential per step. Widths may differ across systems.
 """
 
 from __future__ import annotations
@@ -21,39 +17,31 @@ from torch.nn.utils import parametrizations, parametrize
 from simbench.errors import ParameterError
 
 
-def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None, *,
-                      orthogonal_map: str | None = None) -> None:
-    """``parametrizations.orthogonal`` on ``module.weight``, reproducibly.
-
-    For a non-square weight torch completes it to a square orthogonal base with the *global*
-    RNG; that base steers every later step, so a score would depend on whatever used the
-    global RNG before (earlier jobs in the same worker, model construction). The completion is
-    drawn here under a seed taken from ``generator`` instead, leaving the global RNG as it was.
-    """
+def seeded_orthogonal(module: nn.Linear, generator: torch.Generator | None) -> None:
+    """``parametrizations.orthogonal`` on ``module.weight``, reproducibly: torch completes a
+    non-square weight to an orthogonal base with the *global* RNG, so a score would depend on
+    whatever used it before; here that draw is seeded from ``generator`` instead, leaving the
+    global RNG as it was."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     n, k = module.weight.shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if orthogonal_map in (None, "householder") and n > k and not module.weight.is_complex():
+        if n > k and not module.weight.is_complex():  # torch's default map: householder
             parametrize.register_parametrization(module, "weight", Householder(), unsafe=True)
         else:
-            parametrizations.orthogonal(module, "weight", orthogonal_map=orthogonal_map)
+            parametrizations.orthogonal(module, "weight")
 
 
 class Householder(nn.Module):
-    """torch's orthogonal parametrization of a tall n x k weight (its ``householder`` map, with
-    trivialization: the default for a non-square real weight), in compact WY form.
+    """torch's orthogonal parametrization of a tall n x k weight (its default ``householder``
+    map) in compact WY form: the same parameter, ``base`` buffer, initial weight and keys.
 
-    Same parameter, buffer (``base``), initial weight and state-dict keys as
-    ``parametrizations.orthogonal``, and the same matrix up to rounding: the weight is
-    ``base @ (H_1 ... H_k)[:, :k] * signs`` with reflections ``H_i = I - tau_i v_i v_i^T`` whose
-    vectors ``v_i`` are the columns of the parameter's strictly lower part with a unit
-    diagonal, ``tau_i = 2 / |v_i|^2``. The product of the reflections is ``I - V T V^T`` with
-    ``T^-1 = striu(V^T V) + diag(1 / tau)`` (the compact WY form of Schreiber and Van Loan), so
-    its first k columns cost one k x k triangular solve and three small products, forward and
-    backward. ``torch.linalg.householder_product``'s backward applies the reflections one at a
-    time: for a 128 x 32 subspace on 2 CPU cores about 10 ms of a 110 ms MAS step, against
-    under 1 ms here.
+    The weight is ``base @ (H_1 ... H_k)[:, :k] * signs``, ``H_i = I - tau_i v_i v_i^T`` with
+    ``v_i`` the columns of the parameter's strictly lower part plus a unit diagonal and
+    ``tau_i = 2 / |v_i|^2``; the product is ``I - V T V^T`` with ``T^-1 = striu(V^T V) +
+    diag(1 / tau)`` (Schreiber and Van Loan): one k x k triangular solve forward and backward,
+    where ``householder_product``'s backward applies the reflections one at a time (128 x 32 on
+    2 CPU cores: about 10 ms of a 110 ms MAS step, against under 1 ms here).
     """
 
     base: Tensor
@@ -88,8 +76,7 @@ class Householder(nn.Module):
 class Subspace(nn.Module):
     """A d x k matrix with orthonormal columns, trained through torch's orthogonal map."""
 
-    def __init__(self, d: int, k: int, *, generator: torch.Generator | None = None,
-                 orthogonal_map: str | None = None) -> None:
+    def __init__(self, d: int, k: int, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 1 <= k <= d:
             raise ValueError(f"subspace size k={k} must be between 1 and the site width {d}")
@@ -98,7 +85,7 @@ class Subspace(nn.Module):
         with torch.no_grad():
             init = torch.randn(d, k, generator=generator)
             self.proj.weight.copy_(torch.linalg.qr(init).Q)
-        seeded_orthogonal(self.proj, generator, orthogonal_map=orthogonal_map)
+        seeded_orthogonal(self.proj, generator)
 
     @property
     def U(self) -> torch.Tensor:

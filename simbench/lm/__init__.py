@@ -6,16 +6,11 @@ safetensors weights, tokenizer files) or a (model, tokenizer) pair from Python b
 ``model.layers.1``) plus ``embedding``; its task is the behavioural
 :class:`~simbench.tasks.continuation.Continuation` (greedy continuations of prompts).
 
-- :mod:`~simbench.lm.deps`: importing ``transformers`` lazily, with the fix when it is missing.
-- :mod:`~simbench.lm.load`: a model directory checked file by file, then loaded from disk only.
-- :mod:`~simbench.lm.sites`: module paths, ``embedding``, the decoder layers, site widths.
-- :mod:`~simbench.lm.text`: prompts to token ids (context checked), greedy continuation.
-- :mod:`~simbench.lm.system`: the system (run, patch, record).
-- :mod:`~simbench.lm.data`: each model's own continuations and stepwise intervention sets.
-- :mod:`~simbench.lm.runner`: patched passes, with the frozen prefix cached (layers below the
-  site never rerun) or by hooks on the full model (the baseline).
-- :mod:`~simbench.lm.engine`: stepwise MAS training and IIA between language models.
-- :mod:`~simbench.lm.measure`: the measure parameters and the scoring entry point.
+Modules: ``deps`` (``transformers``, imported lazily), ``load`` (a model directory
+checked file by file, loaded from disk only), ``sites``, ``text`` (prompts to ids,
+greedy continuation), ``system`` (run, patch, record), ``data`` (own continuations,
+stepwise interventions), ``runner`` (patched passes with the frozen prefix cached),
+``engine`` (stepwise MAS training) and ``measure`` (the scoring entry point).
 
 Importing this package imports neither torch nor transformers.
 """

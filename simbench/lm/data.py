@@ -1,20 +1,13 @@
 """Behaviour data for stepwise MAS between language models.
 
-Every model greedily continues every prompt (:func:`own_behaviour`): its *own sequence* is the
-prompt followed by ``new_tokens`` generated tokens. Models share a tokenizer (checked), so a
-prompt has the same ids and the same length in every model, and position p means the same
-token slot everywhere.
-
-A stepwise intervention source s -> target t (:func:`sample_interventions`) pairs a source
-sequence with a target sequence (drawn independently from the split's prompts) and a step j.
-The target reads its own tokens up to j and the source's after j (the *counterfactual
-sequence*); its site is patched at every position 0..j with the source's site at the same
-position (aligned subspace only). It should then produce the source's continuation: the
-scored tokens are the source's generated tokens after j. Trained by cross-entropy to them; IIA
-is the share of those tokens predicted right (token level, each given the source's tokens
-before it) and the share of interventions with every one right (whole continuation; equal to
-free-running generation, since while every token is right the generated prefix *is* the
-source's).
+Every model greedily continues every prompt (:class:`OwnBehaviour`: the prompt followed by
+``new_tokens`` generated tokens); models share a tokenizer, so position p is the same token
+slot everywhere. A stepwise intervention source s -> target t (:func:`sample_interventions`)
+pairs a source and a target sequence with a step j: the target reads its own tokens up to j
+and the source's after j, its site is patched at every position 0..j with the source's aligned
+subspace, and it should then produce the source's continuation tokens after j. IIA is the
+share of those tokens predicted right (token level) and of interventions with every one right
+(whole continuation, equal to free-running generation).
 """
 
 from __future__ import annotations
@@ -81,13 +74,10 @@ class LMInterventions:
                                   for f in dataclasses.fields(self)})
 
 
-#: the step j leaves at least this many positions before it (the target has read its own
-#: tokens 0..j, j >= MIN_BEFORE) ...
+#: the step j leaves at least this many positions before it (j >= MIN_BEFORE) ...
 MIN_BEFORE = 4
-#: ... and at least this many source tokens predicted after it (j <= len_s - 1 - MIN_AFTER).
-#: The paper's language code draws j uniformly with 10 tokens kept clear at each end of
-#: sequences of up to 128 tokens; the zoo's sequences are 32 tokens at most (about 13 of
-#: prompt and 8 of continuation), so the margins scale down to 4 before and 2 after.
+#: ... and this many source tokens predicted after it: the paper keeps 10 tokens clear at each
+#: end of up to 128; the zoo's sequences are 32 tokens at most, so the margins scale down.
 MIN_AFTER = 2
 
 
@@ -105,13 +95,9 @@ def step_bounds(len_s: Tensor, len_t: Tensor, min_before: int = MIN_BEFORE,
 def sample_interventions(src: OwnBehaviour, tgt: OwnBehaviour, rows: np.ndarray, n: int,
                          rng: np.random.Generator, *, min_before: int = MIN_BEFORE,
                          min_after: int = MIN_AFTER) -> LMInterventions:
-    """``n`` stepwise interventions source -> target over prompt ``rows`` (see module).
-
-    The step j is uniform in :func:`step_bounds`: away from both ends, as in the paper (the
-    target has read at least ``min_before`` + 1 of its own tokens, and at least ``min_after``
-    source tokens are predicted after j). ``min_before = min_after = 0`` (with j up to
-    ``min(len_s - 2, len_t - 1)``) is the earlier protocol, the step anywhere.
-    """
+    """``n`` stepwise interventions source -> target over prompt ``rows`` (see module), the
+    step j uniform in :func:`step_bounds` (``min_before = min_after = 0``: the earlier
+    protocol, j anywhere up to ``min(len_s - 2, len_t - 1)``)."""
     s_idx = torch.as_tensor(rng.choice(rows, n))
     t_idx = torch.as_tensor(rng.choice(rows, n))
     len_s, len_t = src.lengths[s_idx], tgt.lengths[t_idx]

@@ -1,11 +1,10 @@
 """Stepwise MAS between language models: the shared training loop on behaviour data.
 
-:class:`LMEngine` is the interventions engine (:class:`~simbench.interventions.engine.Engine`:
-Adam on the map, validation, early stopping, best checkpoint) with the language-model data of
-:mod:`simbench.lm.data` instead of a task's counterfactuals. A training step runs all
-directions into one target as one batch; each patched pass uses the low-rank interchange
-``h_t + (h_s U_s - h_t U_t) U_t^T`` on cached source states and, with the fast runner, the
-cached frozen prefix of the target (see :mod:`simbench.lm.runner`).
+:class:`LMEngine` is the interventions :class:`~simbench.interventions.engine.Engine` (its
+training loop, validation and early stopping) on the language-model data of
+:mod:`simbench.lm.data` instead of a task's counterfactuals: all directions into one target
+run as one batch, from cached source states and, with the fast runner, the target's cached
+frozen prefix (:mod:`simbench.lm.runner`).
 """
 
 from __future__ import annotations
@@ -56,10 +55,9 @@ class LMEngine(Engine):
 
     def __init__(self, parties: Sequence[Party], imap: InterventionMap,
                  directions: Sequence[tuple[int, int]], config: EngineConfig, *,
-                 behaviour: Sequence[OwnBehaviour], cache_bytes: int = CACHE_BYTES) -> None:
+                 behaviour: Sequence[OwnBehaviour]) -> None:
         self.behaviour = list(behaviour)
         self.splits = split_prompts(int(self.behaviour[0].tokens.shape[0]), config.seed)
-        self.cache_bytes = cache_bytes
         self.own_states: list[Tensor] = []
         self.states: dict[str, dict[tuple[int, int], Tensor | None]] = {}
         super().__init__(parties, imap, directions, config)
@@ -81,7 +79,7 @@ class LMEngine(Engine):
                 self.data[split][(s, t)] = iv.to(dev)  # type: ignore[assignment]
         need = sum(len(self.data[sp][(s, t)]) * int(self.data[sp][(s, t)].cf.shape[1])
                    * self.parties[t].width * 4 for sp in SPLITS for s, t in self.directions)
-        self.cached = need <= self.cache_bytes
+        self.cached = need <= CACHE_BYTES
         for split in SPLITS:
             self.states[split] = {}
             for s, t in self.directions:
@@ -191,16 +189,13 @@ class LMEngine(Engine):
 def init_from_prompts(engine: LMEngine) -> bool:
     """A data-driven start for the subspaces (MAS ``init = pca`` for language models).
 
-    Every model reads the same prompt tokens (one tokenizer, the same prompts), so their site
-    states at the prompt positions of the training split pair up: U_0 spans the top-k principal
-    directions of the first model's states there, and every other U_i is the orthogonal
-    Procrustes match of its states to the first's coordinates
-    (:func:`simbench.interventions.init.procrustes`). An exact re-parametrization of a model
-    (its units permuted or rotated) then starts exactly aligned. False (the random start kept)
-    when the map is not a :class:`~simbench.interventions.maps.SubspaceMap` of one subspace
-    per model.
+    Every model reads the same prompt tokens, so their site states at the training prompts'
+    positions pair up: U_0 spans the first model's top-k principal directions there, every
+    other U_i is the Procrustes match to its coordinates, so an exact re-parametrization of a
+    model starts exactly aligned. False (the random start kept) when the map is not one
+    subspace per model.
     """
-    from simbench.interventions.init import procrustes
+    from simbench.interventions.init import procrustes, set_subspaces
 
     imap = engine.imap
     subspaces = getattr(imap, "subspaces", None)
@@ -218,9 +213,7 @@ def init_from_prompts(engine: LMEngine) -> bool:
     _, _, vt = torch.linalg.svd(hs[0], full_matrices=False)
     u0 = vt[: imap.k].T
     z0 = hs[0] @ u0
-    us = [u0] + [procrustes(h, z0) for h in hs[1:]]
-    for sub, u in zip(subspaces, us):
-        sub.proj.weight = u.to(sub.proj.weight.dtype)
+    set_subspaces(imap, [u0] + [procrustes(h, z0) for h in hs[1:]])
     return True
 
 

@@ -4,17 +4,13 @@ Stepwise MAS at ``embedding`` reruns the whole model on every training step, so 
 own kernels set its speed. Two swaps compute the same function with fewer, fused operations
 (logits equal to about 1e-5, tested):
 
-- GPT-2's ``gelu_new`` activation (:class:`transformers.activations.NewGELUActivation`: the tanh
-  approximation of GELU written as eight element-wise operations, each kept for the backward
-  pass) becomes ``torch.nn.GELU(approximate="tanh")``, the same formula in one fused kernel
-  (what ``transformers`` itself calls ``gelu_pytorch_tanh``);
-- on the CPU, attention runs as plain matrix products (``eager``) instead of PyTorch's
-  ``scaled_dot_product_attention``, whose CPU flash kernel is slow for the zoo's tiny heads
-  (4 heads of 16 over 32 positions). On a GPU the model's own attention is kept.
+- GPT-2's ``gelu_new`` (eight element-wise operations, each kept for the backward pass)
+  becomes ``torch.nn.GELU(approximate="tanh")``, the same formula in one fused kernel;
+- on the CPU, attention runs as plain matrix products (``eager``) instead of
+  ``scaled_dot_product_attention``, whose CPU flash kernel is slow for the zoo's tiny heads.
 
-:func:`fast_kernels` restores the model as it was when the block ends, so the swap never
-outlives the measure. bf16 is not used: it pays only where the processor multiplies it
-natively (AVX512-BF16 or AMX, or a GPU), and then only with a tolerance on the scores.
+:func:`fast_kernels` restores the model when the block ends. bf16 is not used: it pays only
+where the processor multiplies it natively, and then only with a tolerance on the scores.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Loading a causal LM from a local directory, file by file, from disk only.
 
-A model directory is what ``model.save_pretrained(d)`` plus ``tokenizer.save_pretrained(d)``
-write: ``config.json``, the weights as safetensors (``model.safetensors``, or shards listed in
-``model.safetensors.index.json``) and the tokenizer (``tokenizer.json``, or ``vocab.json`` +
-``merges.txt``, or a sentencepiece ``tokenizer.model``). Each missing piece is named before
-anything loads. Nothing is ever fetched from a hub (``local_files_only``): on a cluster without
-internet a model id cannot work, and the error says how to save a model locally instead.
+A model directory is what ``save_pretrained`` writes for a model and its tokenizer: the config,
+safetensors weights (maybe sharded) and the tokenizer files; each missing piece is named before
+anything loads. Nothing is fetched from a hub (``local_files_only``); a model id's error says
+how to save the model locally instead.
 """
 
 from __future__ import annotations

@@ -1,42 +1,23 @@
 """Stepwise MAS on language models: what the ``mas`` measure runs when its systems are LMs.
 
-The measure's own parameters apply (``k``, ``within``, ``control``, ``null``, ``lr``,
-``batch_size``, ``n_train``/``n_val``/``n_test``, ``max_steps``, ``eval_every``, ``patience``,
-``stop_at``); the prompts and the continuation length come from the systems' task
-(:class:`~simbench.tasks.continuation.Continuation`, set by ``--prompts`` and
+The measure's own parameters apply; the prompts and the continuation length come from the
+systems' task (:class:`~simbench.tasks.continuation.Continuation`: ``--prompts``,
 ``--new-tokens``). Interventions are always stepwise: a transformer recomputes its state from
 the context, so a patch at one position alone would be read around.
 
-**The language-model protocol** (Grant 2025's ``language/`` code; :data:`LM_DEFAULTS`):
+The protocol is the paper's (Grant 2025's ``language/`` code; the documentation's guide,
+"Language models"): the site defaults to ``embedding`` (:data:`LM_SITE`: at a middle layer the
+layers below keep attending to the target's own prefix, so not even a model aligned with itself
+continues as itself); the step is drawn away from both ends (:mod:`simbench.lm.data`); **token
+IIA is the value**, the whole-continuation IIA comes in ``attrs["trial_iia"]``; every score
+carries each model's within-model IIA as its ceiling (:func:`ceiling`, with a warning under
+:data:`CEILING_WARN`); training starts from the data
+(:func:`simbench.lm.engine.init_from_prompts`) and takes :data:`LM_DEFAULTS` wherever the
+generic default was left in place.
 
-- the site defaults to ``embedding`` (:data:`LM_SITE`; ``simbench score`` without ``--site``):
-  patching a middle layer at every position up to the step cannot carry the source's
-  behaviour, because the layers below keep attending to the target's own prefix; on the zoo a
-  model aligned with itself at ``transformer.h.2`` reaches a whole-continuation IIA of 0.45;
-- the step is drawn away from both ends (:mod:`simbench.lm.data`: at least 4 positions before
-  it, at least 2 source tokens predicted after it);
-- **token IIA is the headline** (``Score.value``, as the paper reports): the share of the
-  source's continuation tokens after the step that the patched target predicts, each given the
-  source's tokens before it; the whole-continuation IIA (every one right) comes alongside in
-  ``attrs["trial_iia"]`` with its interval;
-- a **ceiling check**: the within-model directions are trained with the cross ones, and every
-  score carries each model's within-model IIA (the model aligned with itself in the same
-  training; ``attrs["ceiling"]``) and the cross IIA normalised by it. Where a model's
-  whole-continuation within-model IIA is under :data:`CEILING_WARN` the site cannot express
-  identity and ``attrs["warning"]`` says so (boards mark the row);
-- training starts from the data (:func:`simbench.lm.engine.init_from_prompts`: principal
-  directions of the first model's states on the shared prompt tokens, the others matched by
-  orthogonal Procrustes) and validates on fewer interventions, less often: the defaults of
-  :data:`LM_DEFAULTS` replace the measure's generic ones for language models wherever the
-  generic default was left in place (give any other value to override).
-
-**Speed** (what one job of ``benchmarks/specs/lm_toxicity.toml`` costs on one core): at
-``embedding`` every training step reruns the whole model, so the models' own kernels set the
-pace. While a measure runs, each model computes with the fused kernels of
-:mod:`simbench.lm.kernels` (:data:`FAST_KERNELS`: the same function, logits equal to 1e-5, so
-scores are unchanged), and the embedding's states of the counterfactual sequences are read by
-the embedding lookup instead of a full pass each (:class:`simbench.lm.runner.LMRunner`). No
-protocol default changed for speed: the settings above are what scores are comparable under.
+While a measure runs the models compute with the fused kernels of :mod:`simbench.lm.kernels`
+(:data:`FAST_KERNELS`: the same function, logits equal to 1e-5); no protocol default changed
+for speed.
 """
 
 from __future__ import annotations
@@ -140,7 +121,6 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str | None, seed: i
     check_same_tokenizer(systems)
     task = shared_task(systems)
     params, applied = lm_params(measure, params)
-    params["_lm_defaults"] = applied
     from simbench.interventions.frozen import frozen_on
     from simbench.lm.kernels import fast_kernels
 
@@ -150,15 +130,16 @@ def score_mas(measure: Any, systems: Sequence[Any], *, site: str | None, seed: i
             if FAST_KERNELS:
                 stack.enter_context(fast_kernels(s.module, device))
         return _align(measure, systems, task, site=site, seed=seed, device=device,
-                      params=params)
+                      params=params, applied=applied)
 
 
 def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: str, seed: int,
-           device: str, params: dict[str, Any]) -> Score:
-    from simbench.interventions.engine import EngineConfig, Party, directions_for
+           device: str, params: dict[str, Any], applied: dict[str, Any]) -> Score:
+    """Train and score stepwise MAS at the protocol of the module docstring."""
+    from simbench.interventions.engine import EngineConfig, Party, directions_for, iia_matrices
     from simbench.interventions.maps import SubspaceMap
     from simbench.interventions.subspace import check_subspace_size, random_subspace
-    from simbench.lm.data import OwnBehaviour
+    from simbench.lm.data import MIN_AFTER, MIN_BEFORE, OwnBehaviour
     from simbench.lm.engine import LMEngine, init_from_prompts
     from simbench.lm.runner import LMRunner
     from simbench.lm.text import greedy_continue
@@ -182,13 +163,8 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
                              "directions", field="within", fix="drop --within false")
     directions = directions_for(n, within=True)
     imap = SubspaceMap([p.width for p in parties], k, seed=seed)
-    cfg = EngineConfig(lr=params["lr"], batch_size=params["batch_size"],
-                       n_train=params["n_train"], n_val=params["n_val"],
-                       n_test=params["n_test"], max_steps=params["max_steps"],
-                       eval_every=params["eval_every"], patience=params["patience"],
-                       stop_at=params.get("stop_at", 1.0), gain_se=params.get("gain_se", 0.0),
-                       stepwise=True,
-                       pool_size=len(task.prompts), seed=seed, device=device)
+    cfg = EngineConfig.from_params(params, stepwise=True, pool_size=len(task.prompts), seed=seed,
+                                   device=device, values=None)
     engine = LMEngine(parties, imap, directions, cfg, behaviour=behaviour)
     log = None
     init = "random"
@@ -201,10 +177,46 @@ def _align(measure: Any, systems: Sequence[Any], task: Continuation, *, site: st
         log = engine.train(progress=params.get("progress", True), label=f"mas k={k}")
     results = engine.evaluate("test")
     cross = [d for d in directions if d[0] != d[1]] or directions
-    null = _token_null(engine, parties, k, int(params.get("null", 0) or 0), seed, cross)
-    return _score(measure, parties, directions, cross, results, log, null, task,
-                  k=k, site=site, seed=seed, cached=engine.cached and runners[0].fast,
-                  init=init, applied=params.get("_lm_defaults", {}))
+    null_values = _token_null(engine, parties, k, int(params.get("null", 0) or 0), seed, cross)
+    names = [p.system_id for p in parties]
+    trial, trial_ci, n_samples = pooled_iia(results, cross)
+    value, ci = _token_ci(results, cross)
+    labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
+    within = [d for d in directions if d[0] == d[1]]
+    train = ({"loaded": False, "control": True} if log is None else
+             {**log.summary(), "init": init})
+    roof = ceiling(labels, directions, cross, results, site)
+    attrs = {"k": k, "variables": [CONTINUATION] * len(names), "directions": len(directions),
+             "train": train, "control": log is None, "stepwise": True,
+             "headline": HEADLINE,
+             "headline_note": "language models: the value is token IIA (the paper's measure "
+                              "for language models); trial_iia is the whole-continuation IIA",
+             "token_iia": value, "trial_iia": trial,
+             "trial_ci": [float(x) for x in trial_ci] if trial_ci is not None else None,
+             "within_iia": (sum(results[d]["trial"] for d in within) / len(within)
+                            if within else None),
+             "within_token_iia": (sum(results[d]["token"] for d in within) / len(within)
+                                  if within else None),
+             "ceiling": roof,
+             "lm_protocol": {"site_default": LM_SITE, "step": f"uniform, at least {MIN_BEFORE} "
+                             f"positions before it and {MIN_AFTER} source tokens after it",
+                             "init": init, "defaults_applied": dict(applied or {})},
+             "prompts": task.origin, "n_prompts": len(task.prompts),
+             "new_tokens": task.new_tokens,
+             "prefix_cache": engine.cached and runners[0].fast,
+             "iia_note": "trial = whole continuation right; token = share of the source's "
+                         "continuation tokens after the step predicted right"}
+    if "warning" in roof:
+        attrs["warning"] = roof["warning"]
+    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
+                  n_samples=n_samples, breakdown=iia_matrices(results, names), attrs=attrs)
+    if null_values:
+        from simbench.calibration.causal_null import random_subspace_null_result
+        from simbench.calibration.scoring import with_null
+
+        score = with_null(score, random_subspace_null_result(
+            value, null_values, k=k, seed=seed, what="interventions (token IIA)"))
+    return score
 
 
 def _token_null(engine: Any, parties: Sequence[Any], k: int, n: int, seed: int,
@@ -265,64 +277,6 @@ def ceiling(names: Sequence[str], directions: Sequence[tuple[int, int]],
                           "IIA sits under that ceiling"
                           + (f" (try site = {LM_SITE})" if site and site != LM_SITE else ""))
     return out
-
-
-def _score(measure: Any, parties: Sequence[Any], directions: Sequence[tuple[int, int]],
-           cross: Sequence[tuple[int, int]], results: dict, log: Any, null_values: list,
-           task: Continuation, *, k: int, site: str, seed: int, cached: bool,
-           init: str = "random", applied: dict[str, Any] | None = None) -> Score:
-    import numpy as np
-    import xarray as xr
-
-    names = [p.system_id for p in parties]
-    trial, trial_ci, n_samples = pooled_iia(results, cross)
-    value, ci = _token_ci(results, cross)
-    labels = [f"{i}:{nm}" if names.count(nm) > 1 else nm for i, nm in enumerate(names)]
-    breakdown = {}
-    for level in ("trial", "token"):
-        m = np.full((len(names), len(names)), np.nan)
-        for (s, t), r in results.items():
-            m[s, t] = r[level]
-        breakdown[f"iia_{level}"] = xr.DataArray(m, dims=("source", "target"),
-                                                 coords={"source": labels, "target": labels})
-    within = [d for d in directions if d[0] == d[1]]
-    train = ({"loaded": False, "control": True} if log is None else
-             {"steps": log.steps, "seconds": round(log.seconds, 3), "stopped": log.stopped,
-              "best_step": log.best_step, "best_val": log.best_val, "val_metric": log.metric,
-              "interventions_per_s": round(log.interventions_per_s, 1), "init": init})
-    roof = ceiling(labels, directions, cross, results, site)
-    from simbench.lm.data import MIN_AFTER, MIN_BEFORE
-
-    attrs = {"k": k, "variables": [CONTINUATION] * len(names), "directions": len(directions),
-             "train": train, "control": log is None, "stepwise": True,
-             "headline": HEADLINE,
-             "headline_note": "language models: the value is token IIA (the paper's measure "
-                              "for language models); trial_iia is the whole-continuation IIA",
-             "token_iia": value, "trial_iia": trial,
-             "trial_ci": [float(x) for x in trial_ci] if trial_ci is not None else None,
-             "within_iia": (sum(results[d]["trial"] for d in within) / len(within)
-                            if within else None),
-             "within_token_iia": (sum(results[d]["token"] for d in within) / len(within)
-                                  if within else None),
-             "ceiling": roof,
-             "lm_protocol": {"site_default": LM_SITE, "step": f"uniform, at least {MIN_BEFORE} "
-                             f"positions before it and {MIN_AFTER} source tokens after it",
-                             "init": init, "defaults_applied": dict(applied or {})},
-             "prompts": task.origin, "n_prompts": len(task.prompts),
-             "new_tokens": task.new_tokens, "prefix_cache": cached,
-             "iia_note": "trial = whole continuation right; token = share of the source's "
-                         "continuation tokens after the step predicted right"}
-    if "warning" in roof:
-        attrs["warning"] = roof["warning"]
-    score = Score(measure=measure.name, value=value, systems=tuple(names), site=site, ci=ci,
-                  n_samples=n_samples, breakdown=breakdown, attrs=attrs)
-    if null_values:
-        from simbench.calibration.causal_null import random_subspace_null_result
-        from simbench.calibration.scoring import with_null
-
-        score = with_null(score, random_subspace_null_result(
-            value, null_values, k=k, seed=seed, what="interventions (token IIA)"))
-    return score
 
 
 def describe_lm_score(score: Score) -> list[str]:

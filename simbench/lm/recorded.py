@@ -1,11 +1,9 @@
 """A language model recorded on a recording's own token sequences.
 
-A correlative measure that pairs a network with a recording runs the network on the
-recording's stimuli. For a language model those stimuli are the recording's ``token`` strings
-(what :meth:`~simbench.lm.system.LMSystem.record` stores: the tokenizer's own tokens, special
-ones included), not sequences of a counting task: they are mapped back to ids through the
-model's tokenizer, run with the recording's padding mask, and kept under the recording's
-stimulus ids, so the pair shares every prompt and position.
+A correlative measure pairing a network with a recording runs the network on the recording's
+stimuli: for a language model, the recording's ``token`` strings (the tokenizer's own tokens,
+as :meth:`~simbench.lm.system.LMSystem.record` stores them) mapped back to ids and kept under
+the recording's stimulus ids, so the pair shares every prompt and position.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from simbench.errors import RecordingError
 
@@ -45,7 +42,6 @@ def tokens_to_ids(lm: Any, tokens: np.ndarray, valid: np.ndarray, *, file: Any =
     return out
 
 
-@torch.no_grad()
 def record_on_recording(lm: Any, recording: Any, site: str, *, batch_size: int = 64) -> Any:
     """``lm``'s activity at ``site`` on ``recording``'s token sequences at that site: an
     :class:`xarray.Dataset` with the recording's stimulus ids, tokens and valid mask."""
@@ -65,23 +61,9 @@ def record_on_recording(lm: Any, recording: Any, site: str, *, batch_size: int =
         raise RecordingError("a stimulus of the recording has no valid token",
                              file=recording.path, site=site, field="valid")
     lm.model.path(site)  # an unknown site fails before anything runs
-    from simbench.lm.text import pad_batch
-
-    device = next(lm.module.parameters()).device
-    width = tokens.shape[1]
-    parts = []
-    for i in range(0, len(ids), batch_size):
-        tok, mask = pad_batch(ids[i: i + batch_size], lm.pad, device=device)
-        _, rec = lm.model.run(tok, record=[site], attention_mask=mask)
-        act = rec[site].float().cpu().numpy()
-        parts.append(np.pad(act, ((0, 0), (0, width - act.shape[1]), (0, 0))))
-    act = np.concatenate(parts).astype(np.float32)
-    own_valid = np.zeros_like(valid)
-    for r, seq in enumerate(ids):
-        own_valid[r, : len(seq)] = True
-    act[~own_valid] = 0.0
+    acts, own_valid = lm.run_sequences(ids, [site], tokens.shape[1], batch_size)
     shown = np.where(own_valid, _left_packed(tokens, valid), "")
-    return site_dataset(act, stimulus_ids=np.asarray(ds["stimulus_id"].values, dtype=str),
+    return site_dataset(acts[site], stimulus_ids=np.asarray(ds["stimulus_id"].values, dtype=str),
                         site=site, system_id=lm.system_id, task=lm.task, tokens=shown,
                         valid=own_valid, attrs={"recorded_on": str(recording.path or
                                                                    recording.system_id)})

@@ -1,16 +1,11 @@
 """Exact re-parametrizations of a GPT-2 language model: the planted identity for LM measures.
 
-:func:`permuted_copy` returns a new model that computes the same function with its weights
-rearranged, tensor for tensor: the residual stream's units permuted (token and position
-embeddings, every LayerNorm, every projection into and out of the stream, the tied output head)
-and, in every block, the MLP's hidden units permuted. Permutations commute with LayerNorm (its
-mean and variance ignore the order of the units), so the logits are equal up to float rounding
-(about 1e-6 on the zoo models), yet no unit of the copy sits where its counterpart sits in the
-original: a similarity measure that is invariant to the basis of a layer must score the pair as
-identical (CKA = RSA = 1, MAS cross-model IIA equal to the model's IIA with itself).
-
-:func:`save_permuted_copy` writes the copy as a ``save_pretrained`` directory (the tokenizer
-files copied verbatim), which ``simbench score`` and :func:`simbench.lm.load_lm` accept.
+:func:`permuted_copy` returns a model computing the same function (logits equal to about 1e-6;
+permutations commute with LayerNorm) with the residual stream's units and every block's MLP
+units permuted, so no unit sits where its counterpart does: a measure invariant to a layer's
+basis must score the pair as identical (CKA = RSA = 1, MAS cross-model IIA equal to the
+model's IIA with itself). :func:`save_permuted_copy` writes it as a ``save_pretrained``
+directory.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """Patched passes of a frozen causal LM, with the frozen prefix cached.
 
-A stepwise intervention at a decoder layer L changes nothing below L: the layers up to L see the
-counterfactual sequence's tokens only, which never change while a map trains. So the site's
-states of every counterfactual sequence are computed once (:meth:`LMRunner.site_states`), and
-each patched pass (:meth:`LMRunner.patched`) patches those states and runs only the layers
-above L: the decoder layers up to L are swapped, for that pass only, for a module that returns
-the patched states (embeddings are a lookup). At ``embedding`` the patched states enter as
-``inputs_embeds``. The output head runs only at the positions that are scored.
-
-``fast=False`` is the baseline: forward hooks on the full model, every pass from the embeddings
-(what a hook-based library does). Both give the same logits (tested to 1e-5).
+A stepwise intervention at decoder layer L changes nothing below L, whose inputs (the
+counterfactual tokens) never change while a map trains. So the site's states are computed once
+(:meth:`LMRunner.site_states`) and each patched pass (:meth:`LMRunner.patched`) runs only the
+layers above L, those up to L swapped for that pass for a module returning the patched states
+(at ``embedding`` they enter as ``inputs_embeds``); the output head runs only where tokens
+are scored. ``fast=False`` is the baseline: hooks on the full model, every pass from the
+embeddings; both give the same logits (tested to 1e-5).
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from simbench.interventions.patch import site_output, with_output
 from simbench.lm import sites as lm_sites
 from simbench.lm.text import forward, pass_inputs
 
@@ -62,10 +60,8 @@ class LMRunner:
 
     @torch.no_grad()
     def site_states(self, tokens: Tensor, mask: Tensor, batch: int = 256) -> Tensor:
-        """The site's output [n, W, d] over token sequences (no patch).
-
-        At ``embedding`` that output is the input-embedding module's on the tokens, whatever
-        follows it, so the module alone is run (the rest of the model would be wasted)."""
+        """The site's output [n, W, d] over token sequences (no patch); at ``embedding``, the
+        input-embedding module's alone (the rest of the model cannot change it)."""
         if self.embedding_lookup and self.site == lm_sites.EMBEDDING:
             emb = self.module.get_input_embeddings()
             return torch.cat([emb(tokens[i: i + batch]).float()
@@ -76,7 +72,7 @@ class LMRunner:
             got: dict[str, Tensor] = {}
 
             def hook(mod: nn.Module, inp: Any, o: Any, got: dict = got) -> None:
-                got["h"] = lm_sites.output_tensor(o, self.site)
+                got["h"] = site_output(o, self.site, self.site)
                 self._out_len = len(o) if isinstance(o, tuple) else 0
 
             handle = modules[self.path].register_forward_hook(hook)
@@ -104,10 +100,10 @@ class LMRunner:
         module = dict(self.module.named_modules())[self.path]
 
         def hook(mod: nn.Module, inp: Any, out: Any) -> Any:
-            h = lm_sites.output_tensor(out, self.site)
+            h = site_output(out, self.site, self.site)
             b, t = patch.nonzero(as_tuple=True)
             h = h.index_put((b, t), fn(h[b, t], b, t).to(h.dtype))
-            return lm_sites.replace_output(out, h)
+            return with_output(out, h)
 
         handle = module.register_forward_hook(hook)
         try:

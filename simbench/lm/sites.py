@@ -1,21 +1,16 @@
 """Sites of a causal LM: module paths plus ``embedding``.
 
-A site is a module path as ``model.named_modules()`` spells it (``transformer.h.2`` for GPT-2,
-``model.layers.1`` for Llama and Qwen2; the path pyvene's ``block_output`` maps to) and its
-output ``[B, T, d]`` is what is read and patched; ``embedding`` names the input-embedding module
-(``model.get_input_embeddings()``). The decoder layers are the ``nn.ModuleList`` with one entry
-per hidden layer; when the site is one of them, the layers below it can be skipped on a frozen
-model (see :mod:`simbench.lm.runner`).
+A site is a module path as ``model.named_modules()`` spells it (``transformer.h.2``,
+``model.layers.1``), whose output ``[B, T, d]`` is read and patched, or ``embedding`` (the
+input-embedding module). The decoder layers are the ``nn.ModuleList`` with one entry per
+hidden layer (below a layer site, :mod:`simbench.lm.runner` skips them).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import Tensor, nn
+from torch import nn
 
 from simbench.errors import SiteError, did_you_mean
-from simbench.interventions.patch import site_output, with_output
 
 EMBEDDING = "embedding"
 
@@ -71,13 +66,5 @@ def layer_index(model: nn.Module, path: str) -> int | None:
     return paths.index(path) if path in paths else None
 
 
-def output_tensor(out: Any, site: str) -> Tensor:
-    """The [B, T, d] tensor a module returned (the first item of a tuple)."""
-    return site_output(out, site, site)
-
-
-replace_output = with_output
-
-
 __all__ = ["EMBEDDING", "decoder_layers", "embedding_path", "known_sites", "layer_index",
-           "layer_paths", "module_path", "output_tensor", "replace_output"]
+           "layer_paths", "module_path"]

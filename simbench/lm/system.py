@@ -89,13 +89,9 @@ class LMModel(nn.Module):
 
 
 class LMSystem:
-    """An accessible system: a Hugging Face causal LM, its tokenizer and its prompts.
-
-    ``model``/``tokenizer``: e.g. ``AutoModelForCausalLM`` and ``AutoTokenizer`` objects (the
-    model is put in eval mode, frozen and converted to float32). ``task``: the
-    :class:`~simbench.tasks.continuation.Continuation` whose prompts the system records and is
-    aligned on (a measure's ``prompts`` parameter overrides them).
-    """
+    """An accessible system: a Hugging Face causal LM (held frozen, in float32), its tokenizer
+    and the :class:`~simbench.tasks.continuation.Continuation` whose prompts it records and is
+    aligned on (a measure's ``prompts`` parameter overrides them)."""
 
     access: Access = ACCESSIBLE
     #: what :func:`simbench.lm.measure.is_language_model` looks for (no torch import needed)
@@ -188,32 +184,40 @@ class LMSystem:
         for s in sites:
             self._model.path(s)  # unknown sites fail before anything runs
         ids = self.encode(task.prompts)
-        device = next(self.module.parameters()).device
-        parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
-        width = max(len(s) for s in ids)
-        for i in range(0, len(ids), batch_size):
-            tok, mask = pad_batch(ids[i: i + batch_size], self.pad, device=device)
-            _, rec = self._model.run(tok, record=sites, attention_mask=mask)
-            for s in sites:
-                act = rec[s].float().cpu().numpy()
-                act = np.pad(act, ((0, 0), (0, width - act.shape[1]), (0, 0)))
-                parts[s].append(act)
-        valid = np.zeros((len(ids), width), dtype=bool)
-        tokens = np.full((len(ids), width), "", dtype=object)
+        acts, valid = self.run_sequences(ids, sites, max(len(s) for s in ids), batch_size)
+        tokens = np.full(valid.shape, "", dtype=object)
         for i, seq in enumerate(ids):
-            valid[i, : len(seq)] = True
             tokens[i, : len(seq)] = self.tokenizer.convert_ids_to_tokens(seq)
         attrs = {"n_stimuli": len(ids), "generator": "simbench.lm.system.LMSystem.record",
                  "prompts": task.origin, "tokens": "the prompts' own tokens (no continuation)"}
         datasets = {}
         for s in sites:
-            act = np.concatenate(parts[s]).astype(np.float32)
-            act[~valid] = 0.0
-            datasets[s] = site_dataset(act, stimulus_ids=task.prompt_ids, site=s,
+            datasets[s] = site_dataset(acts[s], stimulus_ids=task.prompt_ids, site=s,
                                        system_id=self.system_id, task=self.task,
                                        tokens=tokens.astype(str), valid=valid, attrs=attrs)
         return Recording(system_id=self.system_id, sites=datasets, task=self.task,
                          attrs={"access": "accessible", **attrs})
+
+    @torch.no_grad()
+    def run_sequences(self, ids: Sequence[Sequence[int]], sites: Sequence[str], width: int,
+                      batch_size: int = 64) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``sites`` over token sequences ``ids`` (float32 [n, width, d] each, zero past a
+        sequence's end) and where each sequence is (bool [n, width])."""
+        device = next(self.module.parameters()).device
+        parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
+        for i in range(0, len(ids), batch_size):
+            tok, mask = pad_batch(ids[i: i + batch_size], self.pad, device=device)
+            _, rec = self._model.run(tok, record=sites, attention_mask=mask)
+            for s in sites:
+                act = rec[s].float().cpu().numpy()
+                parts[s].append(np.pad(act, ((0, 0), (0, width - act.shape[1]), (0, 0))))
+        valid = np.zeros((len(ids), width), dtype=bool)
+        for i, seq in enumerate(ids):
+            valid[i, : len(seq)] = True
+        acts = {s: np.concatenate(v).astype(np.float32) for s, v in parts.items()}
+        for act in acts.values():
+            act[~valid] = 0.0
+        return acts, valid
 
     def site_data(self, site: str, *, n_stimuli: int | None = None, seed: int = 0) -> Any:
         """One site's dataset over the system's prompts (``n_stimuli``/``seed`` unused)."""

@@ -1,9 +1,8 @@
 """Prompts to token ids, batches with attention masks, and greedy continuation.
 
-Padding follows the tokenizer (``padding_side`` left or right); positions are counted from each
-row's first real token (``position_ids`` from the attention mask), so a padded row computes
-exactly what it computes alone, on either side. Prompts longer than the model's context (with
-the continuation) are refused, never truncated: a truncated prompt would silently change the
+Padding follows the tokenizer (left or right), positions counted from each row's first real
+token, so a padded row computes what it computes alone. Prompts longer than the model's
+context (with the continuation) are refused, never truncated: that would silently change the
 behaviour being compared.
 """
 
