@@ -138,19 +138,16 @@ def zoo_lm_dir(spec: str | Path) -> Path | None:
 
 # ---- identities (what a stored result depends on) ------------------------------------------
 @functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """:func:`simbench.digest.sha256_file`, cached on (path, size, mtime): no rehash on rerun."""
+def _sha256(path: str, stamp: tuple[Any, ...], lm: bool = False) -> str:
+    """:func:`simbench.digest.sha256_file` (``lm``: :func:`simbench.lm.load.model_dir_digest`),
+    cached on ``stamp`` (the files' sizes and times): no rehash on rerun."""
+    if lm:  # simbench.lm only for a language model
+        from simbench.lm.load import model_dir_digest
+
+        return model_dir_digest(path)
     from simbench.digest import sha256_file
 
     return sha256_file(path)
-
-
-@functools.cache
-def _lm_sha256(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' names, sizes and times."""
-    from simbench.lm.load import model_dir_digest
-
-    return model_dir_digest(root)
 
 
 def file_digest(path: str | Path) -> str:
@@ -161,7 +158,7 @@ def file_digest(path: str | Path) -> str:
     except FileNotFoundError:
         raise SimbenchError(f"recording '{p}' does not exist", file=p,
                             fix="check the path in the spec (relative to the spec file)") from None
-    return _sha256(str(p), st.st_size, st.st_mtime_ns)
+    return _sha256(str(p), (st.st_size, st.st_mtime_ns))
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -182,8 +179,8 @@ def checkpoint_digest(path: str | Path) -> str:
 def lm_digest(path: str | Path) -> str:
     """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
     root = Path(path)
-    return _lm_sha256(str(root), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                                       for f in sorted(root.iterdir()) if f.is_file()))
+    return _sha256(str(root), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                    for f in sorted(root.iterdir()) if f.is_file()), lm=True)
 
 
 # ---- the table -----------------------------------------------------------------------------
