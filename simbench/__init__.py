@@ -26,29 +26,22 @@ from typing import Any
 from simbench.errors import SimbenchError
 from simbench.markers import hookimpl, hookspec
 
-_LAZY = {
-    "score": "simbench.api",
-    "sweep": "simbench.api",
-    "resolve_system": "simbench.systems.resolve",
-    "Score": "simbench.result",
-    "Measure": "simbench.measure",
-    "Param": "simbench.measure",
-    "pair_sites": "simbench.pairing",
-    "bootstrap_ci": "simbench.stats",
-    "ParameterError": "simbench.errors",
-    "Recording": "simbench.recording",
-    "load_recording": "simbench.recording",
-    "open_recording": "simbench.recording",
-    "save_recording": "simbench.recording",
-    "site_dataset": "simbench.recording",
-    "from_brainscore": "simbench.recording",
-    "from_spike_times": "simbench.importers",
-    "from_nwb": "simbench.importers",
-    "simulate_animal": "simbench.simulate",
-    "get_registry": "simbench.registry",
-    "RecordedSystem": "simbench.systems",
-    "TorchSystem": "simbench.systems.torch",
-}
+_LAZY = {name: module for module, names in (
+    ("simbench.api", ("score", "sweep")),
+    ("simbench.systems.resolve", ("resolve_system",)),
+    ("simbench.result", ("Score",)),
+    ("simbench.measure", ("Measure", "Param")),
+    ("simbench.pairing", ("pair_sites",)),
+    ("simbench.stats", ("bootstrap_ci",)),
+    ("simbench.errors", ("ParameterError",)),
+    ("simbench.recording", ("Recording", "load_recording", "open_recording", "save_recording",
+                            "site_dataset", "from_brainscore")),
+    ("simbench.importers", ("from_spike_times", "from_nwb")),
+    ("simbench.simulate", ("simulate_animal",)),
+    ("simbench.registry", ("get_registry",)),
+    ("simbench.systems", ("RecordedSystem",)),
+    ("simbench.systems.torch", ("TorchSystem",)),
+) for name in names}
 
 
 def __getattr__(name: str) -> Any:

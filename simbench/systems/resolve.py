@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import operator
 import os
 import reprlib
 import sys
@@ -69,14 +70,10 @@ def _is_path(spec: object) -> bool:
     return isinstance(spec, (str, Path))
 
 
-def _is_recording(spec: object) -> bool:
-    recording = sys.modules.get("simbench.recording")  # no Recording exists before it loads
-    return recording is not None and isinstance(spec, recording.Recording)
-
-
-def _is_module(spec: object) -> bool:
-    torch = sys.modules.get("torch")  # no module exists before torch loads
-    return torch is not None and isinstance(spec, torch.nn.Module)
+def _instance_of(module: str, cls: str) -> Callable[[object], bool]:
+    """A test for instances of ``module.cls``; none exists before the module loads (no import)."""
+    return lambda spec: (m := sys.modules.get(module)) is not None and isinstance(
+        spec, operator.attrgetter(cls)(m))
 
 
 def _names_zoo_lm(spec: object) -> bool:
@@ -114,7 +111,7 @@ def _load_lm_dir(path: str | Path, task: object) -> System:
                              else Continuation())
 
 
-def _load_module(module: Any, task: object) -> System:
+def _load_module(module: Any, task: object, lazy: bool) -> System:
     if task is None:
         raise ParameterError(f"a torch module ({type(module).__name__}) needs the task whose "
                              "stimuli it reads", field="task",
@@ -141,19 +138,16 @@ def zoo_lm_dir(spec: str | Path) -> Path | None:
 
 # ---- identities (what a stored result depends on) ------------------------------------------
 @functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """:func:`simbench.digest.sha256_file`, cached on (path, size, mtime): no rehash on rerun."""
+def _sha256(path: str, stamp: tuple[Any, ...], lm: bool = False) -> str:
+    """:func:`simbench.digest.sha256_file` (``lm``: :func:`simbench.lm.load.model_dir_digest`),
+    cached on ``stamp`` (the files' sizes and times): no rehash on rerun."""
+    if lm:  # simbench.lm only for a language model
+        from simbench.lm.load import model_dir_digest
+
+        return model_dir_digest(path)
     from simbench.digest import sha256_file
 
     return sha256_file(path)
-
-
-@functools.cache
-def _lm_sha256(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    """:func:`simbench.lm.load.model_dir_digest`, cached on the files' names, sizes and times."""
-    from simbench.lm.load import model_dir_digest
-
-    return model_dir_digest(root)
 
 
 def file_digest(path: str | Path) -> str:
@@ -164,7 +158,7 @@ def file_digest(path: str | Path) -> str:
     except FileNotFoundError:
         raise SimbenchError(f"recording '{p}' does not exist", file=p,
                             fix="check the path in the spec (relative to the spec file)") from None
-    return _sha256(str(p), st.st_size, st.st_mtime_ns)
+    return _sha256(str(p), (st.st_size, st.st_mtime_ns))
 
 
 def checkpoint_digest(path: str | Path) -> str:
@@ -185,20 +179,21 @@ def checkpoint_digest(path: str | Path) -> str:
 def lm_digest(path: str | Path) -> str:
     """:func:`simbench.lm.load.model_dir_digest`, cached on the files' sizes and times."""
     root = Path(path)
-    return _lm_sha256(str(root), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                                       for f in sorted(root.iterdir()) if f.is_file()))
+    return _sha256(str(root), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                    for f in sorted(root.iterdir()) if f.is_file()), lm=True)
 
 
 # ---- the table -----------------------------------------------------------------------------
 KINDS: list[SystemKind] = [
-    SystemKind("recording object", "a simbench.Recording", _is_recording,
+    SystemKind("recording object", "a simbench.Recording",
+               _instance_of("simbench.recording", "Recording"),
                lambda spec, task, lazy: RecordedSystem(spec)),
     SystemKind("system object", "an object with system_id, access, task, sites and site_data "
                "(simbench.systems.System)",
                lambda spec: not _is_path(spec) and isinstance(spec, System),
                lambda spec, task, lazy: spec),
     SystemKind("torch module", "a torch.nn.Module with native sites (pass task=...)",
-               _is_module, lambda spec, task, lazy: _load_module(spec, task)),
+               _instance_of("torch", "nn.Module"), _load_module),
     SystemKind("model directory", "an existing directory (save_pretrained: config.json, "
                "safetensors weights, tokenizer)",
                lambda spec: _is_path(spec) and Path(spec).is_dir(),

@@ -112,14 +112,6 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...], p: np.ndarray | No
     return options[rng.choice(len(options), p=p) if p is not None else rng.integers(len(options))]
 
 
-def _continuation(rng: np.random.Generator, register: str, person: str,
-                  style: Style | None = None) -> str:
-    adj, noun, verb = REGISTER_WORDS[register]
-    pt, pa, pn, pv = style[register] if style is not None else (None,) * 4
-    return _pick(rng, TEMPLATES[register], pt).format(
-        p=person, a=_pick(rng, adj, pa), n=_pick(rng, noun, pn), v=_pick(rng, verb, pv))
-
-
 def corpus(n: int, seed: int, register: Register | str = "mixed", *,
            style: int | None = None) -> list[str]:
     """``n`` sentences (training split) of one register, or of both ("mixed").
@@ -140,7 +132,10 @@ def corpus(n: int, seed: int, register: Register | str = "mixed", *,
         start, person, t = _start(rng, held_out=False)
         reg = register if register != "mixed" else (
             "hostile" if rng.random() < P_HOSTILE[t] else "polite")
-        out.append(f"{start} {_continuation(rng, reg, person, weights)}")
+        adj, noun, verb = REGISTER_WORDS[reg]
+        pt, pa, pn, pv = weights[reg] if weights is not None else (None,) * 4
+        out.append(f"{start} " + _pick(rng, TEMPLATES[reg], pt).format(
+            p=person, a=_pick(rng, adj, pa), n=_pick(rng, noun, pn), v=_pick(rng, verb, pv)))
     return out
 
 

@@ -79,15 +79,11 @@ class ZooModel(nn.Module):
                  record: Sequence[str] = ()) -> dict[str, Patch]:
         """The edits as patches of ``tokens``' shape, after checking their sites and those of
         ``record``."""
-        for site in (*record, *(edits or {})):
-            self._check_site(site)
+        if unknown := [s for s in (*record, *(edits or {})) if s not in self.sites]:
+            raise SiteError(f"{self.arch} has no site {unknown[0]!r}", site=unknown[0],
+                            fix=f"sites of this model: {', '.join(self.sites)}")
         return {site: Patch(site, edit, tuple(tokens.shape), tokens.device)
                 for site, edit in (edits or {}).items()}
-
-    def _check_site(self, site: str) -> None:
-        if site not in self.sites:
-            raise SiteError(f"{self.arch} has no site {site!r}", site=site,
-                            fix=f"sites of this model: {', '.join(self.sites)}")
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.run(tokens)[0]
