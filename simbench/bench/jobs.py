@@ -3,8 +3,9 @@
 The key is a sha256 over what determines the result: the measure, its *resolved* parameters
 (defaults filled in, so writing a default explicitly changes nothing), the systems' identities
 (content hashes, or a zoo id), the site, the task, the seed and the release versions
-(simbench's and the measure plugin's distribution); for jobs on language models also the prompts' content hash and the
-continuation length, when the spec sets them (and only then, so no other key changes).
+(simbench's and the measure plugin's distribution); for jobs on language models also the
+prompts' content hash and the continuation length, when the spec sets them (and only then, so no
+other key changes).
 Aliases, categories and tags are *not* in the key: renaming a system or adding an expectation
 reuses every stored result.
 

@@ -13,8 +13,9 @@ runs only what follows the patch:
 
 Both run rows in a few buckets of similar continuation length (:meth:`Runner.in_buckets`),
 planned on the host when the caller knows the lengths (:class:`HostRows`), so a training step
-never waits for the device. Both return *continuation logits* [B, L, V]: entry i predicts the counterfactual token at
-position ``tpos + 1 + i``; :class:`Continuation` holds the matching targets and mask.
+never waits for the device. Both return *continuation logits* [B, L, V]: entry i predicts the
+counterfactual token at position ``tpos + 1 + i``; :class:`Continuation` holds the matching
+targets and mask.
 """
 
 from __future__ import annotations

@@ -289,7 +289,8 @@ def _check_counterfactual(task: Task, stim: Stimuli, call: Call, fail: Fail) -> 
     width = min(same.shape[1], stim.tokens.shape[1])
     for i, r in enumerate(rows):
         m = same_mask[i, :width]
-        if same_mask[i, width:].any() or not np.array_equal(same[i, :width][m], tokens[i, :width][m]):
+        if same_mask[i, width:].any() or not np.array_equal(same[i, :width][m],
+                                                            tokens[i, :width][m]):
             fail("counterfactual", f"setting every variable to the target's own values at "
                  f"position {int(pos[i])} does not reproduce the target's determined tokens "
                  f"(stimulus {stim.ids[r]})",
