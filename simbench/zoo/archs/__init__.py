@@ -5,7 +5,8 @@ An architecture is an :class:`Arch`: its model class (a :class:`~simbench.zoo.mo
 subclass), id prefix and aliases, training defaults, sites from input to output (the validity
 check's layer order), cost weight (how much longer a causal job on it runs than on a GRU: the
 harness starts long jobs first) and exact re-parametrization (the planted-identity check).
-Adding one is a file that builds an ``Arch`` and calls :func:`register`; the built-in ones (:data:`BUILTIN`: ``gru``, ``lstm``, ``transformer``) are imported on the first lookup, so
+Adding one is a file that builds an ``Arch`` and calls :func:`register`; the built-in ones
+(:data:`BUILTIN`: ``gru``, ``lstm``, ``transformer``) are imported on the first lookup, so
 importing this package does not import torch.
 """
 
