@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,10 +135,11 @@ def rsa(
         raise SimbenchError(f"RSA needs the same samples in both systems, got {x.shape[0]} and "
                             f"{y.shape[0]} rows")
     pool = np.arange(x.shape[0])
-    if rdm_method in OWN_RDMS:
+    if rdm_method in OWN_RDMS:  # rows with a direction: non-zero norm in both systems
         usable = np.ones(len(pool), dtype=bool)
         for t in (x, y):
-            usable &= _has_direction(t, rdm_method)
+            for lo, _, norms in _direction_blocks(t, rdm_method):
+                usable[lo:lo + len(norms)] &= norms > 0
         pool = pool[usable]
     if len(pool) < 3:
         raise SimbenchError(f"RSA needs at least 3 usable samples, got {len(pool)} "
@@ -213,15 +214,11 @@ def blocked_rsa(x: Any, y: Any, *, rdm_method: str = "cosine", compare_method: s
 
     def unit_rows(t: Any) -> np.ndarray:
         out = np.empty(t.shape, dtype=np.float64)
-        for lo in range(0, n, 4096):
-            b = np.asarray(t[lo:lo + 4096], dtype=np.float64)
-            if rdm_method == "correlation":
-                b = b - b.mean(axis=1, keepdims=True)
-            norms = np.sqrt(np.einsum("ij,ij->i", b, b))
+        for lo, b, norms in _direction_blocks(t, rdm_method):
             if not np.all(norms > 0):
                 raise SimbenchError(f"the {rdm_method} distance is undefined for rows with no "
                                     "direction (zero norm)", fix="drop those samples first")
-            out[lo:lo + 4096] = b / norms[:, None]
+            out[lo:lo + len(b)] = b / norms[:, None]
         return out
 
     ux, uy = unit_rows(x), unit_rows(y)
@@ -263,16 +260,14 @@ def blocked_memory_bytes(k: int, dx: int, dy: int, block_rows: int) -> int:
     return 16 * k * (dx + dy) + 33 * k * block_rows
 
 
-def _has_direction(t: np.ndarray, rdm_method: str, block: int = 1 << 12) -> np.ndarray:
-    """Rows whose distance is defined: non-zero norm (after removing the row mean for
-    ``correlation``), computed in float64 a block of rows at a time."""
-    out = np.empty(t.shape[0], dtype=bool)
-    for lo in range(0, t.shape[0], block):
-        b = np.asarray(t[lo:lo + block], dtype=np.float64)
+def _direction_blocks(t: Any, rdm_method: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first row, rows in float64 less their mean for ``correlation``, their norms) a block of
+    4,096 rows at a time: a row's distance is defined when its norm is not zero."""
+    for lo in range(0, t.shape[0], 4096):
+        b = np.asarray(t[lo:lo + 4096], dtype=np.float64)
         if rdm_method == "correlation":
             b = b - b.mean(axis=1, keepdims=True)
-        out[lo:lo + block] = np.einsum("ij,ij->i", b, b) > 0
-    return out
+        yield lo, b, np.sqrt(np.einsum("ij,ij->i", b, b))
 
 
 class RSA(CorrelativeMeasure):

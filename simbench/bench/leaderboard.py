@@ -243,10 +243,9 @@ def load_entries(spec: Spec, rows: list[dict[str, Any]], meta: Mapping[str, Mapp
         job0 = items[0][0]
         values = [r["value"] for _, r in items if r["value"] is not None]
         value = float(np.mean(values)) if values else math.nan
-        cis = [(r["ci_low"], r["ci_high"]) for _, r in items]
-        ci = None
-        if cis and all(lo is not None and hi is not None for lo, hi in cis):
-            ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis])))
+        lows, highs = [r["ci_low"] for _, r in items], [r["ci_high"] for _, r in items]
+        ci = (None if None in lows or None in highs
+              else (float(np.mean(lows)), float(np.mean(highs))))
         cats = tuple(dict.fromkeys(c for j, _ in items for c in j.categories))
         entries.append(Entry(variant, job0.label, job0.measure, systems, site, cats, value, ci,
                              len(items), *_score_facts([r for _, r in items])))

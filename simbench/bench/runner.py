@@ -351,7 +351,6 @@ def tally(entries: list[tuple[str, str, str | None]], rows: list[dict[str, Any]]
             progress.stale += 1
         elif row["status"] != "done":
             progress.failed += 1
-            continue
         else:
             progress.done += 1
         if row["status"] == "done" and row["runtime_s"] is not None:
@@ -372,10 +371,9 @@ def render_progress(progress: dict[str, LabelProgress]) -> str:
 
     head = ("label", "jobs", "done", "failed", "stale", "to run", "measure s", "mean s",
             "to run s")
-    rows = [head]
-    for p in progress.values():
-        rows.append((p.label, str(p.total), str(p.done), str(p.failed), str(p.stale),
-                     str(p.todo), fmt(p.measure_s), fmt(p.mean_s, 1), fmt(p.eta_s)))
+    rows = [head, *((p.label, str(p.total), str(p.done), str(p.failed), str(p.stale),
+                     str(p.todo), fmt(p.measure_s), fmt(p.mean_s, 1), fmt(p.eta_s))
+                    for p in progress.values())]
     etas = [p.eta_s for p in progress.values()]
     rows.append(("all", *(str(sum(getattr(p, a) for p in progress.values()))
                           for a in ("total", "done", "failed", "stale", "todo")),

@@ -82,6 +82,7 @@ def command_line(args: argparse.Namespace) -> str:
 def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
     from simbench.bench.spec import load_spec
     from simbench.bench.store import Store
+    from simbench.calibration.costs import measure_costs
     from simbench.calibration.validity import format_board, validity_board, write_csv
     from simbench.cli.bench import store_path, writable_store
 
@@ -100,14 +101,9 @@ def cmd_validity(args: argparse.Namespace, extra: list[str]) -> int:
         board = validity_board(spec, store, site=args.site,
                                layer_order=not args.no_layer_order, bias=not args.no_bias,
                                layer_n=args.layer_n, bias_draws=args.bias_draws, seed=args.seed)
-    costs = None
-    if getattr(args, "out", None):
-        from simbench.calibration.costs import measure_costs
-
-        with Store(path, create=False) as store:
-            costs = measure_costs(spec, store, measure=not args.no_costs)
-    said = sys.stderr if getattr(args, "json", False) else sys.stdout
-    if getattr(args, "json", False):
+        costs = measure_costs(spec, store, measure=not args.no_costs) if args.out else None
+    said = sys.stderr if args.json else sys.stdout
+    if args.json:
         import json
 
         from simbench.cli.output import plain

@@ -258,8 +258,7 @@ def _separability_check(variant: str, entries: list[Any], meta: Mapping[str, Any
         why = (f"needs 2 or more scored pairs of each kind at site '{site}' (same task: "
                f"{len(same)}, different task: {len(diff)}; categories "
                f"{'/'.join(SAME_CATEGORIES)} vs {'/'.join(DIFFERENT_CATEGORIES)})")
-        why = "; ".join([why, *failures])
-        return CheckResult(variant, "separability", NOT_RUN, why), None
+        return CheckResult(variant, "separability", NOT_RUN, "; ".join([why, *failures])), None
     sep = separability(same, diff, higher_is_better=bool(meta["higher_is_better"]),
                        n_boot=n_boot, seed=seed)
     ci = sep.auc_ci
