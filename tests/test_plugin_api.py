@@ -144,6 +144,20 @@ def test_the_old_score_module_path_warns_and_forwards() -> None:
         from simbench.score import no_such_name  # noqa: F401
 
 
+@pytest.mark.parametrize("module, name", [("modulo", "Modulo"), ("multi_object", "MultiObject"),
+                                          ("rounding", "Rounding"), ("same_object", "SameObject")])
+def test_the_previous_release_task_modules_warn_and_forward(module: str, name: str) -> None:
+    import importlib
+    import sys
+
+    import simbench.tasks
+
+    sys.modules.pop(f"simbench.tasks.{module}", None)
+    with pytest.warns(DeprecationWarning, match=f"from simbench.tasks import {name}"):
+        old = importlib.import_module(f"simbench.tasks.{module}")
+    assert getattr(old, name) is getattr(simbench.tasks, name)
+
+
 def test_score_takes_the_old_positional_form_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match="pass them by keyword"):
         old = simbench.Score("m", 0.25, ("a", "b"), "hidden", (0.1, 0.4), 7)
